@@ -287,9 +287,29 @@ class _Resolver:
                 self._segments_of[name] = planned.flat_segments
             shapes[name] = planned.output_shape
             order[name] = index
+        if not self.problems:
+            self._check_all_used(layers)
         if self.problems:
             raise SpecError(self.problems)
         return Plan(spec=spec, name=spec.name, rank=self.rank, input_shape=input_shape, layers=tuple(layers))
+
+    def _check_all_used(self, layers: list[LayerPlan]) -> None:
+        """Every layer must feed the output (the last layer); a dead branch is almost always a wiring mistake."""
+        used = {layers[-1].name}
+        for layer in reversed(layers):
+            if layer.name in used:
+                used.update(layer.inputs)
+        for layer in layers:
+            if layer.name not in used:
+                self.problems.append(
+                    Problem(
+                        f"the output of '{layer.name}' is never used: the model's output is the last layer "
+                        f"('{layers[-1].name}') and nothing after '{layer.name}' reads it",
+                        ("layers", layer.index),
+                        "connect it with 'inputs:' of a later layer, or remove it",
+                    )
+                )
+                return
 
     def _names(self) -> list[str]:
         names: list[str] = []

@@ -1,0 +1,47 @@
+"""cnnspec: one spec, an equivalent PyTorch (NCHW) and Keras (NHWC) model, and proof that they agree.
+
+The core (``load_spec``, ``resolve``, ``explain``, the JSON schema) imports neither torch nor
+tensorflow; the backends are imported lazily, only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import CnnspecError, Problem, SpecError
+from .loader import load_spec
+from .plan import LayerPlan, Plan, resolve
+from .spec import ModelSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CnnspecError", "Problem", "SpecError", "ModelSpec", "Plan", "LayerPlan",
+    "load_spec", "resolve", "build", "emit_source", "transfer_weights", "verify", "__version__",
+]
+
+# name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.
+_LAZY = {
+    "build": ("cnnspec.build", "build"),
+    "emit_source": ("cnnspec.build", "emit_source"),
+    "transfer_weights": ("cnnspec.weights", "transfer_weights"),
+    "verify": ("cnnspec.verify", "verify"),
+    "VerifyReport": ("cnnspec.report", "VerifyReport"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnspec' has no attribute '{name}'")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import build, emit_source
+    from .verify import verify
+    from .weights import transfer_weights

@@ -1,0 +1,231 @@
+"""The ``cnnspec`` command: validate, explain, schema, build, verify.
+
+Exit codes: 0 success, 1 a verification found a mismatch, 2 bad input (a located
+message, never a traceback), 130 interrupted.  ``validate``, ``explain`` and
+``schema`` never import a framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import CnnspecError, SpecError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that exits with code 2 and a one-line message (its default, made explicit)."""
+
+    def error(self, message: str):  # pragma: no cover - exercised through main()
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-params", type=int, default=None, metavar="N",
+                        help="refuse specs with more parameters than N (checked before any framework allocates)")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="refuse specs whose parameters + activations need more than SIZE (e.g. 4GiB); "
+                             "default: a quarter of this machine's memory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cnnspec`` command."""
+    parser = _ArgumentParser(
+        prog="cnnspec",
+        description="One CNN spec -> equivalent PyTorch (NCHW) and Keras (NHWC) models, proven equal through ONNX.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnspec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check specs; exit 0 if valid, 2 with a located message otherwise")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    p = sub.add_parser("explain", help="shapes in both layouts, padding, output-size and parameter arithmetic")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    p = sub.add_parser("build", help="write the generated PyTorch or Keras source (and convert weights)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--target", "-t", choices=("torch", "keras"), required=True)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the source to FILE (atomically) instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--weights-from", metavar="FILE",
+                   help="a torch state_dict (.pt/.pth, loaded with weights_only=True) or Keras .weights.h5 to load")
+    p.add_argument("--save-weights", metavar="FILE",
+                   help="write the target model's weights (converted from --weights-from) to FILE")
+    _add_limits(p)
+
+    p = sub.add_parser("verify", help="export both models to ONNX, run them, compare shapes, params and outputs per layer")
+    try:
+        from .verify_cli import add_arguments
+    except ImportError:  # pragma: no cover - only while the verifier is absent
+        p.add_argument("specs", nargs="+", metavar="SPEC")
+    else:
+        add_arguments(p)
+        _add_limits(p)
+    return parser
+
+
+def _write_output(path: str, text: str, force: bool) -> None:
+    from .atomic import atomic_write
+
+    atomic_write(path, text, overwrite=force)
+
+
+def cmd_validate(args) -> int:
+    from .loader import load_spec
+    from .plan import resolve
+
+    problems: list[str] = []
+    for spec_path in args.specs:
+        try:
+            plan = resolve(load_spec(spec_path))
+        except SpecError as error:
+            problems.append(error.render())
+            continue
+        if not args.quiet:
+            print(f"{spec_path}: ok — {plan.name}, {len(plan.layers)} layers, {plan.total_params:,} parameters")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain_json, explain_text
+    from .plan import resolve
+
+    plan = resolve(args.spec)
+    if args.json:
+        print(json.dumps(explain_json(plan), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(explain_text(plan))
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from .schema import json_schema_text
+
+    text = json_schema_text()
+    if args.output:
+        _write_output(args.output, text, args.force)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _check_limits(plan, args) -> None:
+    from .safety import check_limits, parse_size
+
+    max_memory = parse_size(args.max_memory) if args.max_memory else None
+    check_limits(plan, max_params=args.max_params, max_memory=max_memory)
+
+
+def _weights_framework(path: str) -> str:
+    lowered = path.lower()
+    if lowered.endswith(".weights.h5") or lowered.endswith(".h5") or lowered.endswith(".keras"):
+        return "keras"
+    if lowered.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        return "torch"
+    raise CnnspecError(f"{path}: cannot tell the framework of this weight file; use .pt/.pth (torch state_dict) or .weights.h5 (Keras)")
+
+
+def cmd_build(args) -> int:
+    from .build import emit_source
+    from .plan import resolve
+
+    plan = resolve(args.spec)
+    _check_limits(plan, args)
+    # Refuse existing outputs before doing any slow work.
+    for path in filter(None, (args.output, args.save_weights)):
+        if Path(path).exists() and not args.force:
+            from .errors import OutputExistsError
+
+            raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
+    if args.save_weights and not args.weights_from:
+        raise CnnspecError("--save-weights needs --weights-from (the weights to convert)")
+    if args.weights_from and not Path(args.weights_from).is_file():
+        raise CnnspecError(f"{args.weights_from}: no such weight file")
+    source = emit_source(plan, args.target)
+    if args.weights_from:
+        _convert_weights(plan, args)
+    if args.output:
+        _write_output(args.output, source, args.force)
+        print(f"wrote {args.output} ({args.target}, {plan.name})", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
+    return EXIT_OK
+
+
+def _convert_weights(plan, args) -> None:
+    from .build import build
+    from .weights import load_weights_file, save_weights_file, transfer_weights
+
+    source_framework = _weights_framework(args.weights_from)
+    source_model = build(plan, source_framework)
+    load_weights_file(source_model, args.weights_from, plan)
+    target_model = source_model
+    if args.target != source_framework:
+        target_model = build(plan, args.target)
+        transfer_weights(source_model, target_model, plan)
+    if args.save_weights:
+        save_weights_file(target_model, args.save_weights, overwrite=args.force)
+        print(f"wrote {args.save_weights} ({args.target} weights from {args.weights_from})", file=sys.stderr)
+
+
+def cmd_verify(args) -> int:
+    from .verify_cli import run
+
+    return run(args, check_limits=lambda plan: _check_limits(plan, args))
+
+
+COMMANDS = {"validate": cmd_validate, "explain": cmd_explain, "schema": cmd_schema, "build": cmd_build, "verify": cmd_verify}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cnnspec`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_code
+    except CnnspecError as error:
+        print(f"cnnspec: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("cnnspec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `cnnspec schema | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as error:  # noqa: BLE001 - last resort: a bug, reported without a wall of traceback
+        if os.environ.get("CNNSPEC_DEBUG"):
+            raise
+        print(
+            f"cnnspec: internal error: {type(error).__name__}: {error}\n"
+            "  this is a bug in cnnspec; rerun with CNNSPEC_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
