@@ -188,3 +188,11 @@ CEIL_MODE = [
 def test_ceil_mode(size, window, stride, padding, expected):
     layer = {"type": "max_pool1d", "pool_size": window, "stride": stride, "padding": padding, "ceil_mode": True}
     assert cnnspec.resolve(one_layer((size,), layer)).output_shape == (1, expected)
+
+
+def test_resnet50_matches_torchvision_published_count():
+    """torchvision documents 25,557,032 parameters for ResNet-50; BatchNorm statistics are extra."""
+    plan = cnnspec.resolve(Path(__file__).resolve().parent.parent / "bench" / "resnet50.yaml")
+    assert plan.trainable_params == 25_557_032
+    assert plan.non_trainable_params == 2 * 26_560  # moving mean + variance of 26,560 BatchNorm channels
+    assert plan.output_shape == (1000,)
