@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .build import build, emit_source  # framework-free itself; binds the functions over the submodule name
 from .errors import CnnspecError, Problem, SpecError
 from .loader import load_spec
 from .plan import LayerPlan, Plan, resolve
@@ -22,8 +23,6 @@ __all__ = [
 
 # name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.
 _LAZY = {
-    "build": ("cnnspec.build", "build"),
-    "emit_source": ("cnnspec.build", "emit_source"),
     "transfer_weights": ("cnnspec.weights", "transfer_weights"),
     "verify": ("cnnspec.verify", "verify"),
     "VerifyReport": ("cnnspec.report", "VerifyReport"),
@@ -42,6 +41,5 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import build, emit_source
     from .verify import verify
     from .weights import transfer_weights
