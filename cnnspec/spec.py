@@ -41,8 +41,11 @@ RESERVED_NAMES = frozenset(
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
-Positive = Annotated[int, Field(strict=True, ge=1)]
-NonNegative = Annotated[int, Field(strict=True, ge=0)]
+INT32_MAX = 2**31 - 1  # frameworks index tensors with int32 in places; larger sizes are never meaningful
+
+Positive = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+NonNegative = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
+Flag = Annotated[bool, Field(strict=True)]  # 'no' (a string) is not false
 PositiveOrTuple = Union[Positive, Annotated[list[Positive], Field(min_length=1, max_length=3)]]
 PadPair = Annotated[list[NonNegative], Field(min_length=2, max_length=2)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -118,7 +121,7 @@ class Conv(LayerBase):
     padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
     dilation: PositiveOrTuple = Field(default=1, description="Spacing between kernel taps; effective kernel = dilation*(k-1)+1.")
     groups: Positive = Field(default=1, description="Channel groups; input channels and filters must both be divisible by it.")
-    bias: bool = Field(default=True, description="Add a learned bias per output channel.")
+    bias: Flag = Field(default=True, description="Add a learned bias per output channel.")
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
@@ -146,7 +149,7 @@ class ConvTranspose(LayerBase):
         ),
     )
     dilation: PositiveOrTuple = 1
-    bias: bool = True
+    bias: Flag = True
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
@@ -159,7 +162,7 @@ class DepthwiseConv2d(LayerBase):
     stride: PositiveOrTuple = 1
     padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
     dilation: PositiveOrTuple = 1
-    bias: bool = True
+    bias: Flag = True
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
@@ -173,7 +176,7 @@ class SeparableConv2d(LayerBase):
     stride: PositiveOrTuple = 1
     padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
     dilation: PositiveOrTuple = 1
-    bias: bool = True
+    bias: Flag = True
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
@@ -187,14 +190,14 @@ class Pool(LayerBase):
         default="valid",
         description=PADDING_DESCRIPTION + " Padded cells never win a max and are never counted by 'same' average pooling.",
     )
-    ceil_mode: bool = Field(
+    ceil_mode: Flag = Field(
         default=False,
         description=(
             "Round the output size up instead of down (PyTorch's rule: a window may not start in the right padding). "
             "The cells past the input and its padding are never counted."
         ),
     )
-    count_include_pad: bool | None = Field(
+    count_include_pad: Flag | None = Field(
         default=None,
         description=(
             "Average pooling only: whether explicit numeric padding cells count in the divisor. "
@@ -207,7 +210,7 @@ class GlobalPool(LayerBase):
     """Average or max over every spatial position of each channel."""
 
     type: Literal["global_avg_pool", "global_max_pool"]
-    keepdims: bool = Field(default=False, description="Keep the spatial dims as size 1 instead of returning flat features.")
+    keepdims: Flag = Field(default=False, description="Keep the spatial dims as size 1 instead of returning flat features.")
 
 
 class BatchNorm(LayerBase):
@@ -242,7 +245,7 @@ class Dense(LayerBase):
 
     type: Literal["dense"]
     units: Positive
-    bias: bool = True
+    bias: Flag = True
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
@@ -277,7 +280,7 @@ class PReLU(LayerBase):
     """Leaky ReLU with a learned slope (initial value 0.25)."""
 
     type: Literal["prelu"]
-    per_channel: bool = Field(default=True, description="One slope per channel (true) or one slope shared by all (false).")
+    per_channel: Flag = Field(default=True, description="One slope per channel (true) or one slope shared by all (false).")
 
 
 class Upsample(LayerBase):

@@ -1,0 +1,112 @@
+"""Write files all-or-nothing: a reader sees the old file or the new one, never half of one.
+
+Data goes to a temporary file in the target's directory (same file system, so the
+final :func:`os.replace` is an atomic rename), is flushed and fsynced, and only then
+takes the target's name.  On any exception -- including ``KeyboardInterrupt`` -- the
+temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputExistsError
+
+
+def _refuse_existing(target: Path, overwrite: bool) -> None:
+    if target.is_dir():
+        raise OutputExistsError(f"{target} is a directory; name a file to write")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Args:
+        path: the file to create or replace.
+        overwrite: allow replacing an existing file.
+
+    Yields:
+        The temporary path to write (it exists, empty, when yielded).
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false, or ``path`` is a directory.
+    """
+    target = Path(path)
+    _refuse_existing(target, overwrite)
+    directory = target.parent if str(target.parent) else Path(".")
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        yield temp
+        _fsync(temp)
+        if not overwrite and target.exists():  # someone else created it while we wrote
+            raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
+        existing_mode = _mode_of(target)
+        os.chmod(temp, existing_mode if existing_mode is not None else 0o666 & ~_umask())
+        os.replace(temp, target)
+        _fsync_directory(directory)
+    except BaseException:  # including KeyboardInterrupt: never leave the temporary file behind
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, overwrite: bool = False) -> None:
+    """Write ``data`` (text is written as UTF-8) to ``path`` atomically.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    with atomic_path(path, overwrite=overwrite) as temp:
+        with open(temp, "wb") as handle:
+            handle.write(payload)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (not possible on every platform; best effort)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mode_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race with other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+__all__ = ["atomic_path", "atomic_write"]
