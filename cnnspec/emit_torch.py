@@ -312,7 +312,7 @@ def emit_conv_transpose(layer: LayerPlan, inputs: list[str]) -> LayerCode:
         for (start, end), size in zip(slices, layer.output_shape[1:]):
             parts.append(":" if not (start or end) else f"{_int(start) if start else ''}:{_int(start + size)}")
         expression += "[:, :, " + ", ".join(parts) + "]"
-        code.note += f"; crop {_pairs(layer.padding)} of the full output (the odd cell at the end)"
+        code.note += f"; crop (before, after) {_pairs(layer.padding)} of the full output: the rest of it sliced off"
     code.expression = _with_activation(layer, expression)
     return code
 
@@ -345,7 +345,8 @@ def emit_max_pool(layer: LayerPlan, inputs: list[str]) -> LayerCode:
         pad = _attr(layer.name, "pad")
         code.modules.append((pad, f"nn.ConstantPad{rank}d({_torch_pad_order(layer.padding, extra)}, value=-math.inf)"))
         code.needs_math = True
-        code.note += f"; padding {_pairs(layer.padding)} + ceil overhang {_ints(extra)} with -inf by {pad}"
+        overhang = f" + ceil overhang {_ints(extra)}" if any(extra) else ""
+        code.note += f"; padding {_pairs(layer.padding)}{overhang} with -inf by {pad}"
         source = f"self.{pad}({source})"
         module = f"nn.MaxPool{rank}d(kernel_size={_ints(layer.kernel_size)}, stride={_ints(layer.stride)}, padding=0)"
     code.modules.append((name, module))
@@ -570,19 +571,21 @@ def _check_names(plan: Plan, attributes: list[str], model_class: str, helpers: s
     for attribute in attributes:
         if attribute in _module_member_names():
             raise CnnspecError(
-                f"layer name '{attribute}' would shadow torch.nn.Module.{attribute} in the generated model; rename the layer"
+                f"layer name '{attribute}' clashes with an attribute the generated nn.Module already has "
+                f"(model.{attribute} would not be the layer); rename the layer"
             )
     if model_class in helpers:
         raise CnnspecError(f"model name '{plan.name}' gives the class name '{model_class}', which a helper class uses; rename the model")
 
 
 def _module_member_names() -> frozenset[str]:
-    """Names nn.Module already defines (an attribute of that name would be shadowed by them)."""
+    """Names the generated class already defines (an attribute of that name would be shadowed by them)."""
+    own = frozenset({"forward", "forward_layers"})
     try:
         from torch import nn
     except ImportError:  # the source can still be written without torch installed
-        return frozenset()
-    return frozenset(dir(nn.Module))
+        return own
+    return own | frozenset(dir(nn.Module))
 
 
 def emit_source(plan: Plan) -> str:

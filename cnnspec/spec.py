@@ -22,20 +22,28 @@ FORMAT_VERSION = 1
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-# Names a spec layer may not take: they would shadow Python keywords, builtins or
-# identifiers the generated source relies on (module attributes, locals).
+# Public members of torch.nn.Module (torch 2.13), which a layer attribute would shadow.
+_TORCH_MODULE_MEMBERS = (
+    "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
+    "dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half ipu "
+    "load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters "
+    "register_backward_hook register_buffer register_forward_hook register_forward_pre_hook "
+    "register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook "
+    "register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook "
+    "register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to "
+    "to_empty train type xpu zero_grad training"
+).split()
+
+# Names a spec layer may not take: they would shadow Python keywords, builtins, nn.Module members or
+# identifiers the generated source relies on (module attributes, locals, imports).
 RESERVED_NAMES = frozenset(
     {
-        "input", "inputs", "output", "outputs", "x", "y", "self", "model", "training",
-        "torch", "nn", "F", "keras", "layers", "ops", "np", "math",
-        "forward", "build", "call", "train", "eval", "to", "cuda", "cpu", "float",
-        "double", "half", "parameters", "buffers", "children", "modules", "state_dict",
-        "load_state_dict", "apply", "zero_grad", "register_buffer", "register_module",
-        "add_module", "named_parameters", "named_buffers", "named_modules", "get_submodule",
-        "weights", "trainable_weights", "non_trainable_weights", "variables", "summary",
-        "compile", "fit", "predict", "evaluate", "save", "export", "get_layer", "name",
-        "dtype", "type", "extra_repr", "requires_grad_", "share_memory", "get_config",
-        "from_config", "built", "trainable", "losses", "metrics",
+        "input", "inputs", "output", "outputs", "x", "y", "self", "model", "training", "forward_layers",
+        "torch", "nn", "F", "keras", "layers", "ops", "np", "numpy", "math",
+        "build", "call", "weights", "trainable_weights", "non_trainable_weights", "variables", "summary",
+        "fit", "predict", "evaluate", "save", "export", "get_layer", "name", "dtype", "get_config",
+        "from_config", "built", "trainable", "losses", "metrics", "CNNSPEC_LAYER_NAMES",
+        *_TORCH_MODULE_MEMBERS,
     }
 )
 
