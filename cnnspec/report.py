@@ -1,0 +1,230 @@
+"""The verification report: a pydantic model (JSON for machines) and a table (for people).
+
+``VerifyReport.to_json()`` is what ``cnnspec verify --json`` writes; ``render()`` is the
+table printed otherwise (with rich when it is installed, plain text when not).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+# Default tolerances, measured (bench/README.md, "verify"): the two float32 graphs of one network
+# differ by <= 1.2e-6 on every example and <= 1.7e-5 on ResNet-50's deepest BatchNorm layers; real
+# porting mistakes (padding, epsilon, flatten order, a weight) differ by >= 1e-3.
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-4
+
+PARAM_SOURCES = ("spec", "torch", "keras", "torch_onnx", "keras_onnx")
+TIMING_STEPS = ("import", "build", "transfer", "export_torch", "export_keras", "run_torch", "run_keras", "compare")
+
+
+class ParamReport(BaseModel):
+    """Parameter elements counted by one source."""
+
+    trainable: Optional[int] = None
+    non_trainable: Optional[int] = None
+    total: Optional[int] = None
+    ok: Optional[bool] = Field(None, description="agrees with the spec; None = informational (ONNX)")
+    notes: list[str] = Field(default_factory=list)
+
+
+class LayerReport(BaseModel):
+    """One spec layer's output in the two ONNX graphs."""
+
+    name: str
+    type: str
+    shape_ok: Optional[bool] = None
+    torch_shape: Optional[list[int]] = Field(None, description="channels-first, batch excluded")
+    keras_shape: Optional[list[int]] = Field(None, description="channels-last, batch excluded")
+    expected_shape: list[int] = Field(description="the plan's channels-first output shape")
+    expected_shape_last: list[int] = Field(default_factory=list, description="the plan's channels-last output shape")
+    max_abs_diff: Optional[float] = None
+    mean_abs_diff: Optional[float] = None
+    max_rel_diff: Optional[float] = None
+    worst_index: Optional[list[int]] = Field(None, description="(batch, C, *spatial) index of the largest difference")
+    ok: Optional[bool] = Field(None, description="None when the layer is not observable in both graphs")
+    note: Optional[str] = None
+
+
+class Divergence(BaseModel):
+    """The first layer (spec order) whose outputs disagree."""
+
+    name: str
+    type: str
+    max_abs_diff: Optional[float] = None
+    max_rel_diff: Optional[float] = None
+    hint: str = ""
+
+
+class VerifyReport(BaseModel):
+    """The result of verifying one spec."""
+
+    ok: bool
+    spec: str = Field(description="the spec's model name")
+    source: Optional[str] = Field(None, description="the spec file, when verified from a file")
+    atol: float
+    rtol: float
+    batch: int
+    seed: int
+    opset: int
+    max_abs_diff: Optional[float] = Field(None, description="over every compared layer")
+    max_rel_diff: Optional[float] = None
+    mean_abs_diff: Optional[float] = Field(None, description="of the model output (last spec layer)")
+    output_max_abs_diff: Optional[float] = None
+    first_divergent_layer: Optional[str] = None
+    divergence: Optional[Divergence] = None
+    params_ok: bool = True
+    params: dict[str, ParamReport] = Field(default_factory=dict)
+    layers: list[LayerReport] = Field(default_factory=list)
+    observation: dict[str, str] = Field(default_factory=dict, description="how each graph exposes layer outputs")
+    problems: list[str] = Field(default_factory=list, description="every reason the verification failed")
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
+    versions: dict[str, str] = Field(default_factory=dict)
+    onnx_files: dict[str, str] = Field(default_factory=dict, description="kept ONNX files (--keep-onnx)")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON text."""
+        return self.model_dump_json(indent=indent)
+
+    def to_dict(self) -> dict:
+        """The report as a JSON-compatible dict."""
+        return json.loads(self.model_dump_json())
+
+    def summary_line(self) -> str:
+        """One line: verdict, model, worst difference."""
+        worst = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.2e}"
+        if self.ok:
+            return f"OK        {self.spec}: {len(self.layers)} layers agree (max abs diff {worst}, atol {self.atol:g}, rtol {self.rtol:g})"
+        if self.first_divergent_layer:
+            d = self.divergence
+            diff = "" if d is None or d.max_abs_diff is None else f" (max abs diff {d.max_abs_diff:.2e})"
+            return f"MISMATCH  {self.spec}: first divergent layer '{self.first_divergent_layer}'{diff}"
+        return f"MISMATCH  {self.spec}: " + ("; ".join(self.problems) or "see the report")
+
+    def render(self, use_rich: bool | None = None, width: int = 120, color: bool = False) -> str:
+        """The report as a table for people.
+
+        Args:
+            use_rich: force rich on/off; default: rich when it is importable.
+            width: the text width.
+            color: emit terminal colours (rich only).
+        """
+        if use_rich is not False:
+            try:
+                return _render_rich(self, width, color)
+            except ImportError:
+                if use_rich:
+                    raise
+        return _render_plain(self)
+
+
+# --------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------
+
+
+def _fmt_shape(shape: list[int] | None) -> str:
+    return "—" if shape is None else "×".join(map(str, shape)) or "scalar"
+
+
+def _fmt_diff(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2e}"
+
+
+def _status(layer: LayerReport) -> str:
+    if layer.ok is None:
+        return "n/a"
+    return "ok" if layer.ok else "DIFF"
+
+
+def _shape_cell(layer: LayerReport) -> str:
+    text = _fmt_shape(layer.expected_shape)
+    if layer.shape_ok is False:
+        text += f" (torch {_fmt_shape(layer.torch_shape)}, keras {_fmt_shape(layer.keras_shape)})"
+    return text
+
+
+def _param_rows(report: VerifyReport) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for source in PARAM_SOURCES:
+        count = report.params.get(source)
+        if count is None:
+            continue
+        status = "info" if count.ok is None else ("ok" if count.ok else "DIFF")
+        rows.append((
+            source,
+            "—" if count.trainable is None else f"{count.trainable:,}",
+            "—" if count.non_trainable is None else f"{count.non_trainable:,}",
+            status,
+            "; ".join(count.notes),
+        ))
+    return rows
+
+
+def _verdict_lines(report: VerifyReport) -> list[str]:
+    lines = []
+    if report.ok:
+        lines.append(f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer "
+                     f"(max abs diff {_fmt_diff(report.max_abs_diff)}; atol {report.atol:g}, rtol {report.rtol:g}).")
+    else:
+        lines.append(f"VERDICT: MISMATCH — '{report.spec}'.")
+        if report.divergence is not None:
+            d = report.divergence
+            lines.append(f"First divergent layer: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
+                         f"max rel diff {_fmt_diff(d.max_rel_diff)}.")
+            lines.append(f"Hint: {d.hint}")
+        for problem in report.problems:
+            lines.append(f"- {problem}")
+    if report.timings:
+        lines.append("Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
+    return lines
+
+
+def _render_plain(report: VerifyReport) -> str:
+    out = io.StringIO()
+    out.write(f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n")
+    header = ("layer", "type", "shape (C-first)", "max abs diff", "status")
+    rows = [(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer)) for layer in report.layers]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    out.write("\nParameters\n")
+    param_header = ("source", "trainable", "non-trainable", "status", "notes")
+    param_rows = _param_rows(report)
+    widths = [max(len(str(r[i])) for r in [param_header, *param_rows]) for i in range(4)]
+    for row in [param_header, *param_rows]:
+        out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] + "\n")
+    out.write("\n" + "\n".join(_verdict_lines(report)) + "\n")
+    return out.getvalue()
+
+
+def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="auto" if color else None,
+                      no_color=not color, highlight=False)
+    title = f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "")
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)
+    for layer in report.layers:
+        status = _status(layer)
+        style = {"ok": "green", "DIFF": "bold red"}.get(status, "dim")
+        table.add_row(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]")
+    console.print(table)
+    params = Table(title="Parameters", title_justify="left")
+    for column, justify in (("source", "left"), ("trainable", "right"), ("non-trainable", "right"), ("status", "left"), ("notes", "left")):
+        params.add_column(column, justify=justify, overflow="fold")
+    for row in _param_rows(report):
+        params.add_row(*row)
+    console.print(params)
+    for line in _verdict_lines(report):
+        style = "bold green" if line.startswith("VERDICT: OK") else ("bold red" if line.startswith("VERDICT") else "")
+        console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style), soft_wrap=False)
+    return buffer.getvalue()

@@ -1,0 +1,277 @@
+"""The ``cnnspec verify`` sub-command: arguments, progress display, parallel runs, output, exit code.
+
+Exit codes: 0 every spec verified, 1 a mismatch in at least one spec, 2 invalid input (a
+located message, never a traceback); with several specs the worst code wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .report import DEFAULT_ATOL, DEFAULT_RTOL
+from .errors import CnnspecError, SpecError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``verify`` arguments to its sub-parser."""
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML or JSON)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="write the report as JSON to PATH ('-' for stdout, which then carries only the JSON)")
+    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, metavar="A",
+                        help=f"absolute tolerance per element (default {DEFAULT_ATOL:g})")
+    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="R",
+                        help=f"relative tolerance per element: |keras - torch| <= atol + rtol*|torch| (default {DEFAULT_RTOL:g})")
+    parser.add_argument("--batch", type=_positive_int, default=2, metavar="N", help="input batch size (default 2)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and input (default 0)")
+    parser.add_argument("--opset", type=int, default=18, metavar="K", help="ONNX opset of both exports (default 18)")
+    parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="JOBS",
+                        help="verify several specs in parallel processes (default 1)")
+    parser.add_argument("--keep-onnx", metavar="DIR", default=None,
+                        help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress display on stderr (a rich spinner when available); silent when disabled."""
+
+    def __init__(self, enabled: bool, prefix: str = ""):
+        self.enabled = enabled
+        self.prefix = prefix
+        self._status = None
+        self._plain = False
+        if not enabled:
+            return
+        try:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status("", spinner="dots")
+            self._started = False
+        except ImportError:
+            self._plain = True
+
+    def __call__(self, label: str) -> None:
+        if not self.enabled:
+            return
+        text = f"{self.prefix}{label}…"
+        if self._status is not None:
+            self._status.update(text)
+            if not self._started:
+                self._status.start()
+                self._started = True
+        elif self._plain:
+            sys.stderr.write(f"\r\033[K{text}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        """Remove the progress line."""
+        if self._status is not None and self._started:
+            self._status.stop()
+            self._started = False
+        elif self._plain:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------
+# One spec
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What verifying one spec produced."""
+
+    source: str
+    code: int
+    report: dict | None = None
+    text: str = ""
+    error: str | None = None
+    summary: str = ""
+
+
+def _options(args) -> dict:
+    return dict(atol=args.atol, rtol=args.rtol, batch=args.batch, seed=args.seed, opset=args.opset)
+
+
+def verify_one(source: str, options: dict, keep_onnx: str | None, show_progress: bool, color: bool,
+               prefix: str = "") -> Outcome:
+    """Verify one spec file; never raises for bad input (the outcome carries the code and message).
+
+    Runs in the CLI's process or in a worker process (a top-level function, so it pickles).
+    """
+    from .verify import verify
+
+    progress = Progress(show_progress, prefix)
+    try:
+        report = verify(source, keep_onnx=keep_onnx, progress=progress, **options)
+    except SpecError as error:
+        return Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}")
+    except CnnspecError as error:
+        return Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"ERROR     {source}: {error}")
+    finally:
+        progress.close()
+    code = EXIT_OK if report.ok else EXIT_MISMATCH
+    return Outcome(source, code, report=report.to_dict(), text=report.render(color=color), summary=report.summary_line())
+
+
+def _verify_in_worker(source: str, options: dict, keep_onnx: str | None) -> Outcome:
+    try:
+        return verify_one(source, options, keep_onnx, show_progress=False, color=False)
+    except Exception as error:  # noqa: BLE001 - reported per spec, the other specs still run
+        return Outcome(source, EXIT_INTERNAL, error=f"{source}: internal error: {type(error).__name__}: {error}",
+                       summary=f"ERROR     {source}: internal error")
+
+
+# --------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------
+
+
+def run(args, check_limits: Callable | None = None) -> int:
+    """Run ``cnnspec verify`` with parsed arguments; returns the exit code.
+
+    Args:
+        args: the parsed ``verify`` arguments.
+        check_limits: called with each spec's plan before any framework is imported
+            (raises a CnnspecError when the spec is too big).
+    """
+    from .plan import resolve
+
+    json_to_stdout = args.json == "-"
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    color = sys.stdout.isatty() and not json_to_stdout and "NO_COLOR" not in os.environ
+    several = len(args.specs) > 1
+    options = _options(args)
+
+    outcomes: dict[int, Outcome] = {}
+    pending: list[tuple[int, str, str | None]] = []
+    for position, source in enumerate(args.specs):
+        try:
+            plan = resolve(source)
+            if check_limits is not None:
+                check_limits(plan)
+        except SpecError as error:
+            outcomes[position] = Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}")
+            continue
+        except CnnspecError as error:
+            outcomes[position] = Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"REFUSED   {source}: {error}")
+            continue
+        keep = None
+        if args.keep_onnx:
+            keep = str(Path(args.keep_onnx) / plan.name) if several else args.keep_onnx
+        pending.append((position, source, keep))
+
+    if len(pending) > 1 and args.jobs > 1:
+        outcomes.update(_run_parallel(pending, options, args.jobs, show_progress))
+    else:
+        for position, source, keep in pending:
+            prefix = f"[{source}] " if several else ""
+            outcomes[position] = verify_one(source, options, keep, show_progress, color, prefix)
+
+    ordered = [outcomes[i] for i in sorted(outcomes)]
+    _print(ordered, args, json_to_stdout, several)
+    return max(outcome.code for outcome in ordered)
+
+
+def _run_parallel(pending, options: dict, jobs: int, show_progress: bool) -> dict[int, Outcome]:
+    results: dict[int, Outcome] = {}
+    progress = Progress(show_progress)
+    context = multiprocessing.get_context("spawn")
+    done = 0
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
+            futures = {pool.submit(_verify_in_worker, source, options, keep): (position, source)
+                       for position, source, keep in pending}
+            progress(f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes (0 done)")
+            for future in as_completed(futures):
+                position, source = futures[future]
+                try:
+                    results[position] = future.result()
+                except Exception as error:  # noqa: BLE001 - a worker died (e.g. out of memory)
+                    results[position] = Outcome(source, EXIT_INTERNAL, error=f"{source}: worker failed: {error}",
+                                                summary=f"ERROR     {source}: worker failed")
+                done += 1
+                progress(f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes ({done} done)")
+    finally:
+        progress.close()
+    return results
+
+
+def _json_document(outcomes: list[Outcome], several: bool) -> dict:
+    def entry(outcome: Outcome) -> dict:
+        if outcome.report is not None:
+            return outcome.report
+        return {"ok": False, "source": outcome.source, "exit_code": outcome.code, "error": outcome.error}
+
+    if not several:
+        return entry(outcomes[0])
+    return {
+        "ok": all(o.code == EXIT_OK for o in outcomes),
+        "exit_code": max(o.code for o in outcomes),
+        "reports": [entry(o) for o in outcomes],
+    }
+
+
+def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -> None:
+    for outcome in outcomes:
+        if outcome.error:
+            print(outcome.error, file=sys.stderr)
+    if args.json:
+        text = json.dumps(_json_document(outcomes, several), indent=2, ensure_ascii=False) + "\n"
+        if json_to_stdout:
+            sys.stdout.write(text)
+        else:
+            _write_text(args.json, text)
+    if json_to_stdout:
+        if several:
+            for outcome in outcomes:
+                print(outcome.summary, file=sys.stderr)
+        return
+    for outcome in outcomes:
+        if outcome.text:
+            sys.stdout.write(outcome.text)
+            if several:
+                sys.stdout.write("\n")
+    if several:
+        print("Summary")
+        for outcome in outcomes:
+            print(f"  {outcome.summary}")
+        counts = {
+            "ok": sum(o.code == EXIT_OK for o in outcomes),
+            "mismatched": sum(o.code == EXIT_MISMATCH for o in outcomes),
+            "invalid or failed": sum(o.code not in (EXIT_OK, EXIT_MISMATCH) for o in outcomes),
+        }
+        print(f"  {len(outcomes)} specs: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write the JSON report file atomically (overwriting: a report is an output, like stdout)."""
+    from .atomic import atomic_write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text, overwrite=True)

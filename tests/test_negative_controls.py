@@ -1,0 +1,182 @@
+"""Deliberately wrong models must FAIL, at the right layer; a right hand-written port must pass.
+
+Each wrong model is a real, common porting mistake, written with the frameworks' own layers
+(torch.nn, keras.layers), so the verifier is tested against framework behaviour rather than
+against cnnspec's generated code.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+keras = pytest.importorskip("keras")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import cnnspec  # noqa: E402
+from cnnspec.build import build  # noqa: E402
+from cnnspec.testing import assert_equivalent  # noqa: E402
+from cnnspec.weights import randomize, transfer_weights  # noqa: E402
+
+pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
+
+# 16x16 input (even), 'same' at stride 2: TF/ONNX pad 0 before and 1 after.
+SPEC = {
+    "cnnspec": 1,
+    "name": "port_check",
+    "input": {"channels": 3, "size": [16, 16]},
+    "layers": [
+        {"name": "stem", "type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+        {"name": "down", "type": "conv2d", "filters": 8, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {"name": "bn", "type": "batch_norm"},
+        {"name": "act", "type": "relu"},
+        {"name": "flat", "type": "flatten"},
+        {"name": "fc", "type": "dense", "units": 5},
+    ],
+}
+
+
+class SameUpperConv2d(nn.Conv2d):
+    """A stride-2 'same' convolution done right in PyTorch: pad (0, 1) per axis, then a valid conv."""
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (0, 1, 0, 1)))
+
+
+class HandPort(nn.Module):
+    """A hand-written PyTorch port of SPEC; sub-modules are named like the spec layers."""
+
+    def __init__(self, symmetric_padding: bool):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        # The classic mistake: padding=1 (symmetric) for Keras' padding="same" at stride 2.
+        self.down = nn.Conv2d(4, 8, 3, stride=2, padding=1) if symmetric_padding else SameUpperConv2d(4, 8, 3, stride=2)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(8 * 8 * 8, 5)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.act(self.bn(self.down(self.stem(x))))))
+
+
+def _port(symmetric_padding: bool) -> HandPort:
+    model = HandPort(symmetric_padding).eval()
+    randomize(model, 7)  # non-trivial BatchNorm statistics too
+    return model
+
+
+def _synced_pair(spec=SPEC, seed: int = 3):
+    plan = cnnspec.resolve(spec)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, seed)
+    keras_model = build(plan, "keras")
+    transfer_weights(torch_model, keras_model, plan)
+    return plan, torch_model, keras_model
+
+
+def test_positive_control_right_hand_port_verifies():
+    report = cnnspec.verify(SPEC, torch_model=_port(symmetric_padding=False))
+    assert report.ok, report.render(use_rich=False)
+    assert report.observation["torch"] == "hooks"
+    assert all(layer.ok for layer in report.layers)  # every spec layer was observed through its sub-module
+
+
+def test_a_symmetric_padding_for_same_stride_2_fails_at_that_conv():
+    report = cnnspec.verify(SPEC, torch_model=_port(symmetric_padding=True))
+    assert not report.ok
+    assert report.first_divergent_layer == "down"
+    assert [layer.ok for layer in report.layers][:2] == [True, False]  # stem still agrees
+    assert report.layers[1].shape_ok  # same shape (8x8): only the values betray it
+    assert report.divergence.max_abs_diff > 1e-2
+    assert "SAME_UPPER" in report.divergence.hint
+    with pytest.raises(AssertionError, match=r"first divergent layer: 'down' \(conv2d\), max abs diff"):
+        assert_equivalent(SPEC, torch_model=_port(symmetric_padding=True))
+
+
+def test_b_one_perturbed_keras_weight_fails_at_that_layer():
+    plan, torch_model, keras_model = _synced_pair()
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False).ok
+    kernel = keras_model.get_layer("down").kernel
+    values = kernel.numpy()
+    values[1, 2, 3, 4] += 0.05  # one element of one kernel
+    kernel.assign(values)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert not report.ok and report.first_divergent_layer == "down"
+    assert report.layers[0].ok  # 'stem' before it agrees
+    # with sync_weights=True the torch weights are copied again and the models agree
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=True).ok
+
+
+def test_c_batchnorm_epsilon_fails_at_the_batchnorm_layer():
+    plan, torch_model, keras_model = _synced_pair()
+    with torch.no_grad():
+        torch_model.bn.running_var.mul_(0.01)  # small variances: epsilon matters
+    transfer_weights(torch_model, keras_model, plan)
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False).ok
+    keras_model.get_layer("bn").epsilon = 1e-3  # Keras' default instead of the spec's (PyTorch's) 1e-5
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert not report.ok and report.first_divergent_layer == "bn"
+    assert [layer.ok for layer in report.layers][:2] == [True, True]
+    assert "epsilon" in report.divergence.hint
+
+
+FLAT_SPEC = {
+    "cnnspec": 1,
+    "name": "flatten_order",
+    "input": {"channels": 3, "size": [6, 6]},
+    "layers": [
+        {"name": "conv", "type": "conv2d", "filters": 4, "kernel_size": 3},  # 4x4x4: a real spatial map
+        {"name": "flat", "type": "flatten"},
+        {"name": "fc", "type": "dense", "units": 5},
+    ],
+}
+
+
+def _keras_port(channels_first_flatten: bool):
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    if channels_first_flatten:
+        x = keras.layers.Permute((3, 1, 2), name="to_channels_first")(x)  # flattens C,H,W like PyTorch
+    x = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inputs, keras.layers.Dense(5, name="fc")(x))
+
+
+def test_d_flatten_in_the_other_order_fails_at_the_flatten_layer():
+    """The flatten layer itself is the first divergent layer.
+
+    Its Keras output is the right set of numbers in the wrong order: compared after the
+    native H,W,C -> C,H,W permutation it differs, while the conv before it agrees.  The
+    dense layer after it diverges too, but it is not the first.
+    """
+    plan = cnnspec.resolve(FLAT_SPEC)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    native = _keras_port(channels_first_flatten=False)
+    transfer_weights(torch_model, native, plan)  # rows permuted for Keras' native H,W,C order
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=native, sync_weights=False).ok
+
+    wrong = _keras_port(channels_first_flatten=True)
+    transfer_weights(torch_model, wrong, plan)  # still permuted as for the native order
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=wrong, sync_weights=False)
+    assert not report.ok
+    assert report.first_divergent_layer == "flat"
+    assert [layer.ok for layer in report.layers] == [True, False, False]
+    assert report.layers[1].shape_ok  # same length, different order
+    assert "flatten order" in report.divergence.hint
+
+
+def test_assert_equivalent_passes_silently_and_returns_the_report():
+    report = assert_equivalent(SPEC, torch_model=_port(symmetric_padding=False))
+    assert report.ok

@@ -1,0 +1,307 @@
+"""``cnnspec verify``: every example verifies, the report's fields, exit codes, -j, --keep-onnx, parameter counts.
+
+The verifier's own correctness (it fails at the right layer) is in test_negative_controls.py.
+Parameter counts are checked against hand-computed totals and against torch's and Keras'
+own counting of independently built models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+keras = pytest.importorskip("keras")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+import cnnspec  # noqa: E402
+from cnnspec import cli  # noqa: E402
+from cnnspec.build import build  # noqa: E402
+from cnnspec.report import TIMING_STEPS, VerifyReport  # noqa: E402
+
+pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+SLOW_EXAMPLES = {"alexnet.yaml"}  # 61M parameters: about 50 s on 2 cores (tf2onnx serialises 244 MB)
+
+
+def _example_params():
+    for path in EXAMPLES:
+        marks = [pytest.mark.slow] if path.name in SLOW_EXAMPLES else []
+        yield pytest.param(path, id=str(path.relative_to(ROOT / "examples")), marks=marks)
+
+
+@pytest.mark.parametrize("path", list(_example_params()))
+def test_every_example_verifies(path):
+    report = cnnspec.verify(path)
+    plan = cnnspec.resolve(path)
+    assert report.ok, report.render(use_rich=False)
+    assert report.first_divergent_layer is None
+    assert [layer.name for layer in report.layers] == [layer.name for layer in plan.layers]
+    assert all(layer.ok and layer.shape_ok for layer in report.layers)
+    # every layer was observed in both graphs, in both layouts, with the plan's shapes
+    for layer, planned in zip(report.layers, plan.layers):
+        assert tuple(layer.torch_shape) == planned.output_shape
+        assert tuple(layer.keras_shape) == planned.output_shape_last
+    assert report.max_abs_diff <= report.atol
+
+
+def test_report_fields_and_json_round_trip():
+    report = cnnspec.verify(ROOT / "examples" / "pytorch_cnn_bn.yaml", batch=3, seed=5)
+    data = json.loads(report.to_json())
+    for key in ("ok", "spec", "max_abs_diff", "max_rel_diff", "first_divergent_layer", "params", "layers", "timings"):
+        assert key in data
+    assert data["spec"] == "pytorch_cnn_bn" and data["batch"] == 3 and data["seed"] == 5 and data["opset"] == 18
+    assert set(data["params"]) == {"spec", "torch", "keras", "torch_onnx", "keras_onnx"}
+    for entry in data["params"].values():
+        assert {"trainable", "non_trainable", "notes"} <= set(entry)
+    assert set(TIMING_STEPS) == set(data["timings"])
+    assert all(value >= 0 for value in data["timings"].values())
+    layer = data["layers"][0]
+    for key in ("name", "type", "shape_ok", "torch_shape", "keras_shape", "expected_shape", "max_abs_diff", "ok"):
+        assert key in layer
+    assert VerifyReport.model_validate_json(report.to_json()) == report
+    assert "VERDICT: OK" in report.render(use_rich=False)
+    assert "VERDICT: OK" in report.render(use_rich=True)
+
+
+def _hand_counts(plan_name: str):
+    """Hand-computed (trainable, non_trainable) totals, layer by layer (see the example files)."""
+    if plan_name == "mobile_block":
+        stem = 3 * 3 * 3 * 16                       # no bias
+        stem_bn = 2 * 16                            # gamma, beta (+ 2*16 moving stats)
+        dw = 3 * 3 * 16 * 2                         # depthwise, multiplier 2, no bias
+        dw_bn = 2 * 32
+        project = 32 * 16 + 16
+        sep = 3 * 3 * 16 + 16 * 24 + 24             # depthwise + pointwise + bias
+        sep_act = 24                                # PReLU per channel
+        branch = 3 * 3 * (16 // 8) * 8 + 8          # groups 8
+        classifier = 32 * 5 + 5
+        return stem + stem_bn + dw + dw_bn + project + sep + sep_act + branch + classifier, 2 * 16 + 2 * 32
+    if plan_name == "autoencoder":
+        enc1 = 3 * 3 * 1 * 8 + 8
+        enc2 = 3 * 3 * 8 * 16 + 16
+        dec1 = 4 * 4 * 16 * 8 + 8                   # transposed: in 16 -> out 8
+        dec2 = 3 * 3 * 8 * 4 + 4
+        out = 3 * 3 * 4 * 1 + 1
+        return enc1 + enc2 + dec1 + dec2 + out, 0
+    raise KeyError(plan_name)
+
+
+@pytest.mark.parametrize("name", ["mobile_block", "autoencoder"])
+def test_parameter_reconciliation(name):
+    path = ROOT / "examples" / f"{name}.yaml"
+    trainable, non_trainable = _hand_counts(name)
+    assert (trainable, non_trainable) == ((2237, 96) if name == "mobile_block" else (3633, 0))
+    report = cnnspec.verify(path)
+    assert report.ok and report.params_ok
+    for source in ("spec", "torch", "keras"):
+        count = report.params[source]
+        assert (count.trainable, count.non_trainable, count.ok) == (trainable, non_trainable, True), source
+    # the frameworks' own counting, on models built independently of the verifier
+    torch_model, keras_model = build(path, "torch"), build(path, "keras")
+    torch_params = sum(p.numel() for p in torch_model.parameters())
+    torch_stats = sum(b.numel() for n, b in torch_model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert (torch_params, torch_stats) == (trainable, non_trainable)
+    assert keras_model.count_params() == trainable + non_trainable
+    # ONNX: informational, but exact where nothing is folded
+    torch_onnx, keras_onnx = report.params["torch_onnx"], report.params["keras_onnx"]
+    if name == "mobile_block":
+        # per-layer torch export keeps BatchNorm (each conv output is a graph output): params + BN stats exactly
+        assert torch_onnx.ok is True and torch_onnx.total == trainable + non_trainable
+        # tf2onnx folds BatchNorm into the conv before it: reported, never a failure
+        assert keras_onnx.ok is None and any("folded" in note for note in keras_onnx.notes)
+    else:
+        # bilinear resize scales are float initializers too
+        assert any("resize" in note for note in torch_onnx.notes + keras_onnx.notes)
+
+
+def test_input_shape_in_both_graphs(tmp_path):
+    report = cnnspec.verify(ROOT / "examples" / "signal_1d.yaml", keep_onnx=tmp_path, batch=1)
+    assert report.ok
+    torch_graph, keras_graph = onnx.load(str(tmp_path / "torch.onnx")), onnx.load(str(tmp_path / "keras.onnx"))
+    plan = cnnspec.resolve(ROOT / "examples" / "signal_1d.yaml")
+    dims = lambda graph: [d.dim_value or d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim]  # noqa: E731
+    assert dims(torch_graph)[1:] == list(plan.input_shape)            # NCL
+    assert dims(keras_graph)[1:] == list(plan.input_shape[1:]) + [plan.input_shape[0]]  # NLC
+    assert [o.name for o in torch_graph.graph.output] == [layer.name for layer in plan.layers]
+
+
+# --------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "cnnspec", "verify", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_exit_0_json_to_stdout(capsys):
+    code = cli.main(["verify", str(ROOT / "examples" / "mnist_convnet.yaml"), "--json", "-", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    data = json.loads(out)  # stdout carries only the JSON
+    assert data["ok"] is True and data["spec"] == "mnist_convnet"
+    assert data["params"]["spec"]["trainable"] == 104_202
+
+
+def test_cli_exit_1_on_mismatch_names_the_layer(capsys, monkeypatch):
+    import cnnspec.weights as weights
+
+    real_transfer = weights.transfer_weights
+
+    def transfer_then_break_conv2(src, dst, spec):
+        real_transfer(src, dst, spec)
+        kernel = dst.get_layer("conv2d_2").kernel  # the second conv of mnist_convnet (unnamed: <type>_<index>)
+        kernel.assign(kernel.numpy() * 1.01)
+
+    monkeypatch.setattr(weights, "transfer_weights", transfer_then_break_conv2)
+    code = cli.main(["verify", str(ROOT / "examples" / "mnist_convnet.yaml"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "MISMATCH" in out and "First divergent layer: conv2d_2 (conv2d)" in out
+
+
+def test_cli_exit_1_when_tolerance_is_tighter_than_float32(capsys):
+    # BatchNorm is computed in a different order in the two graphs: ~1e-6 apart, not bit-identical.
+    code = cli.main(["verify", str(ROOT / "examples" / "pytorch_cnn_bn.yaml"), "--atol", "0", "--rtol", "0", "--no-progress"])
+    assert code == 1
+    assert "First divergent layer" in capsys.readouterr().out
+
+
+def test_cli_exit_2_invalid_spec_located_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cnnspec: 1\nname: bad\ninput: {channels: 1, size: [4, 4]}\nlayers:\n  - {type: conv2d, filters: 2, kernel_size: 5}\n")
+    result = run_cli(bad, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:5:" in result.stderr
+    assert "torch" not in result.stdout
+
+
+def test_cli_parallel_two_specs_keep_onnx_and_json(tmp_path):
+    report_path = tmp_path / "report.json"
+    keep = tmp_path / "graphs"
+    specs = [ROOT / "examples" / "same_stride2.yaml", ROOT / "examples" / "autoencoder.yaml"]
+    result = run_cli(*specs, "-j", "2", "--json", report_path, "--keep-onnx", keep, "--no-progress")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert "2 specs: 2 ok" in result.stdout
+    data = json.loads(report_path.read_text())
+    assert data["ok"] is True and [r["spec"] for r in data["reports"]] == ["same_stride2", "autoencoder"]
+    for name in ("same_stride2", "autoencoder"):
+        plan = cnnspec.resolve(ROOT / "examples" / f"{name}.yaml")
+        files = sorted(p.name for p in (keep / name).iterdir())
+        assert files == ["keras.onnx", "torch.onnx"]
+        for file_name in files:
+            onnx.checker.check_model(str(keep / name / file_name))
+            graph = onnx.load(str(keep / name / file_name))
+            assert len(graph.graph.output) == len(plan.layers)
+        assert [o.name for o in onnx.load(str(keep / name / "torch.onnx")).graph.output] == [l.name for l in plan.layers]
+
+
+def test_cli_several_specs_worst_exit_code_wins(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cnnspec: 1\nname: bad\ninput: {channels: 1, size: [8, 8]}\nlayers:\n  - {type: conv2d, filter: 2, kernel_size: 3}\n")
+    code = cli.main(["verify", str(ROOT / "examples" / "exercises" / "k5_p2_32.yaml"), str(bad), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "INVALID" in captured.out and "1 ok" in captured.out
+    assert f"{bad}:5:" in captured.err
+
+
+def test_keep_onnx_single_spec_numbers_match_frameworks(tmp_path):
+    """The kept graphs run in onnxruntime and reproduce each framework's own forward pass."""
+    import onnxruntime as ort
+
+    from cnnspec.weights import randomize, transfer_weights
+
+    path = ROOT / "examples" / "pytorch_cnn_bn.yaml"
+    plan = cnnspec.resolve(path)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    keras_model = build(plan, "keras")
+    transfer_weights(torch_model, keras_model, plan)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, keep_onnx=tmp_path)
+    assert report.ok
+    x = np.random.default_rng(1).standard_normal((2, *plan.input_shape)).astype(np.float32)
+    torch_session = ort.InferenceSession(str(tmp_path / "torch.onnx"), providers=["CPUExecutionProvider"])
+    keras_session = ort.InferenceSession(str(tmp_path / "keras.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected_torch = torch_model(torch.from_numpy(x)).numpy()
+    expected_keras = keras_model(np.moveaxis(x, 1, -1), training=False)
+    got_torch = torch_session.run(None, {"input": x})[-1]
+    got_keras = keras_session.run(None, {"input": np.ascontiguousarray(np.moveaxis(x, 1, -1))})[-1]
+    np.testing.assert_allclose(got_torch, expected_torch, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got_keras, np.asarray(expected_keras), atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# The comparison itself (numpy's allclose as the reference)
+# --------------------------------------------------------------------------------------
+
+
+def test_compare_arrays_follows_allclose_including_nan_and_inf():
+    from cnnspec.compare import compare_arrays
+
+    rng = np.random.default_rng(0)
+    torch_values = rng.standard_normal((2, 3, 4, 4)).astype(np.float32) * 10
+    for scale in (1e-6, 1e-5, 1e-4, 1e-3):
+        keras_values = (torch_values + rng.standard_normal(torch_values.shape).astype(np.float32) * scale).astype(np.float32)
+        stats = compare_arrays(torch_values, keras_values, 1e-4, 1e-4)
+        assert stats["ok"] == np.allclose(keras_values, torch_values, atol=1e-4, rtol=1e-4)
+        assert stats["max_abs_diff"] == pytest.approx(float(np.max(np.abs(keras_values - torch_values))))
+    special = np.array([[1.0, np.nan, np.inf, -np.inf]], dtype=np.float32)
+    assert compare_arrays(special, special.copy(), 1e-4, 1e-4)["ok"]
+    for position, value in ((1, 0.0), (2, -np.inf), (3, 1e30)):
+        other = special.copy()
+        other[0, position] = value
+        assert not compare_arrays(special, other, 1e-4, 1e-4)["ok"]
+        assert not np.allclose(other, special, atol=1e-4, rtol=1e-4, equal_nan=True)
+
+
+def test_to_channels_first_undoes_keras_layouts():
+    from cnnspec.compare import to_channels_first
+
+    plan = cnnspec.resolve({"cnnspec": 1, "name": "layouts", "input": {"channels": 3, "size": [4, 5]}, "layers": [
+        {"name": "conv", "type": "conv2d", "filters": 2, "kernel_size": 1},
+        {"name": "flat", "type": "flatten"},
+        {"name": "fc", "type": "dense", "units": 2}]})
+    feature_map = np.arange(2 * 2 * 4 * 5, dtype=np.float32).reshape(2, 2, 4, 5)  # N, C, H, W
+    keras_map = np.transpose(feature_map, (0, 2, 3, 1))
+    np.testing.assert_array_equal(to_channels_first(keras_map, plan.layer("conv")), feature_map)
+    torch_flat = torch.flatten(torch.from_numpy(feature_map), 1).numpy()                 # C,H,W order
+    keras_flat = keras.ops.convert_to_numpy(keras.layers.Flatten()(keras_map))          # H,W,C order
+    np.testing.assert_array_equal(to_channels_first(keras_flat, plan.layer("flat")), torch_flat)
+
+
+def test_run_onnx_runs_the_graph_as_written_zero_pad_then_max_pool(tmp_path):
+    """onnxruntime's default optimisations fold Pad(0) into MaxPool: wrong on negative inputs.
+
+    The verifier must run graphs unoptimised; this is the regression test (the reference is torch).
+    """
+    import torch
+
+    from cnnspec.onnx_export import run_onnx
+
+    model = torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.MaxPool2d(2)).eval()
+    x = -torch.rand(1, 2, 6, 6) - 1.0  # all negative: a padded zero would win every border max
+    path = tmp_path / "padpool.onnx"
+    torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"])
+    got = run_onnx(path, x.numpy())[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert abs(got - expected).max() == 0.0
