@@ -536,6 +536,16 @@ def _is_keras_file(path: Path) -> bool:
     return path.name.endswith(KERAS_WEIGHTS_SUFFIX)
 
 
+def _unpickling_reason(error: Exception) -> str:
+    """The informative line of torch's weights_only error (not its advice to load unsafely)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "unsupported GLOBAL" in line or "Unsupported" in line or "not allowed" in line.lower():
+            return line
+    informative = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    return informative[0] if informative else type(error).__name__
+
+
 def load_weights_file(model, path, spec=None) -> None:
     """Load weights from a file into ``model``.
 
@@ -582,10 +592,9 @@ def load_weights_file(model, path, spec=None) -> None:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CnnspecError(
             f"refusing to load {path}: not a plain torch weights file (state_dict of tensors) "
-            f"readable with weights_only=True: {first_line}"
+            f"readable with weights_only=True: {_unpickling_reason(error)}"
         ) from None
     if not isinstance(state, dict):
         raise CnnspecError(f"{path} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}")
