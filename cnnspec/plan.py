@@ -413,34 +413,38 @@ class _Resolver:
             formulas.append(formula)
         return outs, formulas
 
-    def _plan_conv(self, index: int, layer: Conv, in_shapes):
-        shape = in_shapes[0]
-        rank = int(layer.type[-2])
+    def _sliding_window(self, index: int, layer, shape: Shape, rank: int):
+        """Kernel, stride, dilation, per-side padding and output sizes of a conv-like layer."""
         self.require_spatial(index, layer.type, shape, rank)
         kernel = self.per_dim(index, layer.kernel_size, "kernel_size", rank)
         stride = self.per_dim(index, layer.stride, "stride", rank)
         dilation = self.per_dim(index, layer.dilation, "dilation", rank)
-        channels = shape[0]
-        groups = layer.groups
+        pads, mode = self._window_padding(index, layer, shape, kernel, stride, dilation)
+        outs, formulas = self._conv_formulas(shape, kernel, stride, dilation, pads, mode)
+        self.check_positive(index, layer.type, outs, formulas)
+        return dict(kernel_size=kernel, stride=stride, dilation=dilation, padding=pads, padding_mode=mode,
+                    size_formulas=tuple(formulas)), outs
+
+    @staticmethod
+    def _with_params(fields: dict, output_shape: Shape, params: list[ParamTensor], formula: str) -> dict:
+        formula += f" = {_fmt(sum(p.size for p in params))}"
+        return dict(fields, output_shape=output_shape, params=tuple(params), param_formula=formula)
+
+    def _plan_conv(self, index: int, layer: Conv, in_shapes):
+        shape = in_shapes[0]
+        channels, groups = shape[0], layer.groups
+        fields, outs = self._sliding_window(index, layer, shape, int(layer.type[-2]))
         if channels % groups:
             self.fail(index, f"input channels {channels} are not divisible by groups {groups} ({channels} mod {groups} = {channels % groups})", "groups")
         if layer.filters % groups:
             self.fail(index, f"filters {layer.filters} are not divisible by groups {groups} ({layer.filters} mod {groups} = {layer.filters % groups})", "groups")
-        pads, mode = self._window_padding(index, layer, shape, kernel, stride, dilation)
-        outs, formulas = self._conv_formulas(shape, kernel, stride, dilation, pads, mode)
-        self.check_positive(index, layer.type, outs, formulas)
-        per_group = channels // groups
-        kernel_tensor = ParamTensor("kernel", (layer.filters, per_group, *kernel))
-        params = [kernel_tensor] + ([ParamTensor("bias", (layer.filters,))] if layer.bias else [])
-        cin_text = str(channels) if groups == 1 else f"({channels}/{groups})"
-        formula = "·".join(str(k) for k in kernel) + f"·{cin_text}·{layer.filters}"
+        kernel = fields["kernel_size"]
+        params = [ParamTensor("kernel", (layer.filters, channels // groups, *kernel))]
         if layer.bias:
-            formula += f" + {layer.filters}"
-        formula += f" = {_fmt(sum(p.size for p in params))}"
-        return dict(
-            output_shape=(layer.filters, *outs), kernel_size=kernel, stride=stride, dilation=dilation,
-            padding=pads, padding_mode=mode, params=tuple(params), size_formulas=tuple(formulas), param_formula=formula,
-        )
+            params.append(ParamTensor("bias", (layer.filters,)))
+        cin_text = str(channels) if groups == 1 else f"({channels}/{groups})"
+        formula = "·".join(map(str, kernel)) + f"·{cin_text}·{layer.filters}" + (f" + {layer.filters}" if layer.bias else "")
+        return self._with_params(fields, (layer.filters, *outs), params, formula)
 
     def _plan_conv_transpose(self, index: int, layer: ConvTranspose, in_shapes):
         shape = in_shapes[0]
@@ -453,11 +457,11 @@ class _Resolver:
             paddings: tuple = (layer.padding,) * rank
             mode = layer.padding
         else:
-            paddings = self.per_dim_nonneg(index, layer.padding, "padding", rank)
+            paddings = self.per_dim(index, layer.padding, "padding", rank)
             mode = "explicit"
         if layer.output_padding is not None and mode == "same":
             self.fail(index, "output_padding cannot be combined with padding 'same' (the output is in·stride)", "output_padding", hint="use 'valid' or numeric padding with output_padding")
-        out_pads = None if layer.output_padding is None else self.per_dim_nonneg(index, layer.output_padding, "output_padding", rank)
+        out_pads = None if layer.output_padding is None else self.per_dim(index, layer.output_padding, "output_padding", rank)
         axes = []
         for axis in range(rank):
             op = None if out_pads is None else out_pads[axis]
@@ -491,39 +495,20 @@ class _Resolver:
             param_formula=formula,
         )
 
-    def per_dim_nonneg(self, index: int, value, field_name: str, rank: int) -> tuple[int, ...]:
-        return self.per_dim(index, value, field_name, rank)
-
     def _plan_depthwise_conv(self, index: int, layer: DepthwiseConv2d, in_shapes):
         shape = in_shapes[0]
-        self.require_spatial(index, layer.type, shape, 2)
-        kernel = self.per_dim(index, layer.kernel_size, "kernel_size", 2)
-        stride = self.per_dim(index, layer.stride, "stride", 2)
-        dilation = self.per_dim(index, layer.dilation, "dilation", 2)
-        pads, mode = self._window_padding(index, layer, shape, kernel, stride, dilation)
-        outs, formulas = self._conv_formulas(shape, kernel, stride, dilation, pads, mode)
-        self.check_positive(index, layer.type, outs, formulas)
-        channels, dm = shape[0], layer.depth_multiplier
+        fields, outs = self._sliding_window(index, layer, shape, 2)
+        kernel, channels, dm = fields["kernel_size"], shape[0], layer.depth_multiplier
         params = [ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel))]
         if layer.bias:
             params.append(ParamTensor("bias", (channels * dm,)))
         formula = "·".join(map(str, kernel)) + f"·{channels}·{dm}" + (f" + {channels}·{dm}" if layer.bias else "")
-        formula += f" = {_fmt(sum(p.size for p in params))}"
-        return dict(
-            output_shape=(channels * dm, *outs), kernel_size=kernel, stride=stride, dilation=dilation, padding=pads,
-            padding_mode=mode, params=tuple(params), size_formulas=tuple(formulas), param_formula=formula,
-        )
+        return self._with_params(fields, (channels * dm, *outs), params, formula)
 
     def _plan_separable_conv(self, index: int, layer: SeparableConv2d, in_shapes):
         shape = in_shapes[0]
-        self.require_spatial(index, layer.type, shape, 2)
-        kernel = self.per_dim(index, layer.kernel_size, "kernel_size", 2)
-        stride = self.per_dim(index, layer.stride, "stride", 2)
-        dilation = self.per_dim(index, layer.dilation, "dilation", 2)
-        pads, mode = self._window_padding(index, layer, shape, kernel, stride, dilation)
-        outs, formulas = self._conv_formulas(shape, kernel, stride, dilation, pads, mode)
-        self.check_positive(index, layer.type, outs, formulas)
-        channels, dm, filters = shape[0], layer.depth_multiplier, layer.filters
+        fields, outs = self._sliding_window(index, layer, shape, 2)
+        kernel, channels, dm, filters = fields["kernel_size"], shape[0], layer.depth_multiplier, layer.filters
         params = [
             ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel)),
             ParamTensor("pointwise_kernel", (filters, channels * dm, 1, 1)),
@@ -531,11 +516,7 @@ class _Resolver:
         if layer.bias:
             params.append(ParamTensor("bias", (filters,)))
         formula = "·".join(map(str, kernel)) + f"·{channels}·{dm} + {channels}·{dm}·{filters}" + (f" + {filters}" if layer.bias else "")
-        formula += f" = {_fmt(sum(p.size for p in params))}"
-        return dict(
-            output_shape=(filters, *outs), kernel_size=kernel, stride=stride, dilation=dilation, padding=pads,
-            padding_mode=mode, params=tuple(params), size_formulas=tuple(formulas), param_formula=formula,
-        )
+        return self._with_params(fields, (filters, *outs), params, formula)
 
     def _plan_pool(self, index: int, layer: Pool, in_shapes):
         shape = in_shapes[0]

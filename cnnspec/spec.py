@@ -161,31 +161,29 @@ class ConvTranspose(LayerBase):
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
-class DepthwiseConv2d(LayerBase):
+class _DepthwiseFields(LayerBase):
+    """Fields shared by depthwise and separable convolutions."""
+
+    kernel_size: PositiveOrTuple
+    depth_multiplier: Positive = Field(default=1, description="Kernels per input channel (output channels = C * depth_multiplier).")
+    stride: PositiveOrTuple = 1
+    padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
+    dilation: PositiveOrTuple = 1
+    bias: Flag = True
+    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
+
+
+class DepthwiseConv2d(_DepthwiseFields):
     """Depthwise 2-D convolution: each input channel gets depth_multiplier kernels of its own."""
 
     type: Literal["depthwise_conv2d"]
-    kernel_size: PositiveOrTuple
-    depth_multiplier: Positive = 1
-    stride: PositiveOrTuple = 1
-    padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
-    dilation: PositiveOrTuple = 1
-    bias: Flag = True
-    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
 
 
-class SeparableConv2d(LayerBase):
+class SeparableConv2d(_DepthwiseFields):
     """Depthwise 2-D convolution followed by a 1x1 pointwise convolution (bias only on the pointwise)."""
 
     type: Literal["separable_conv2d"]
-    filters: Positive
-    kernel_size: PositiveOrTuple
-    depth_multiplier: Positive = 1
-    stride: PositiveOrTuple = 1
-    padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
-    dilation: PositiveOrTuple = 1
-    bias: Flag = True
-    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
+    filters: Positive = Field(description="Output channels of the pointwise convolution.")
 
 
 class Pool(LayerBase):
