@@ -8,6 +8,7 @@ takes home is exactly the model that is tested and verified.
 from __future__ import annotations
 
 import importlib
+import keyword
 import re
 import sys
 import types
@@ -25,7 +26,10 @@ def class_name(model_name: str) -> str:
     """``mnist_convnet`` -> ``MnistConvnet`` (the torch class name)."""
     parts = [p for p in re.split(r"_+", model_name) if p]
     name = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
-    return name if name[0].isalpha() else "Model" + name
+    # 'f' -> 'F' would shadow the generated module's `import torch.nn.functional as F`; 'none' -> 'None' is a keyword.
+    if not name[0].isalpha() or name == "F" or keyword.iskeyword(name):
+        return "Model" + name
+    return name
 
 
 def function_name(model_name: str) -> str:

@@ -131,7 +131,7 @@ def _check_limits(plan, args) -> None:
     from .safety import check_limits, parse_size
 
     max_memory = parse_size(args.max_memory) if args.max_memory else None
-    check_limits(plan, max_params=args.max_params, max_memory=max_memory)
+    check_limits(plan, max_params=args.max_params, max_memory=max_memory, batch=getattr(args, "batch", None) or 1)
 
 
 def _weights_framework(path: str) -> str:

@@ -363,6 +363,8 @@ def emit_avg_pool(layer: LayerPlan, inputs: list[str]) -> LayerCode:
     count_padding = bool(layer.count_include_pad)
     has_padding = any(b or a for b, a in layer.padding)
     native = _torch_pool_padding(layer)
+    if rank == 3 and any(n < k for n, k in zip(layer.input_shape[1:], layer.kernel_size)):
+        native = None  # PyTorch's avg_pool3d refuses an input (before its own padding) smaller than the window
     source = inputs[0]
     if native is not None:
         # PyTorch's divisor: real cells, plus its own padding when count_include_pad; never the ceil overhang.
@@ -585,7 +587,7 @@ def _module_member_names() -> frozenset[str]:
         from torch import nn
     except ImportError:  # the source can still be written without torch installed
         return own
-    return own | frozenset(dir(nn.Module))
+    return own | frozenset(dir(nn.Module)) | frozenset(vars(nn.Module()))
 
 
 def emit_source(plan: Plan) -> str:

@@ -32,6 +32,10 @@ _TORCH_MODULE_MEMBERS = (
     "register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook "
     "register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to "
     "to_empty train type xpu zero_grad training"
+    # Attributes every nn.Module instance sets in __init__ (vars(nn.Module())): assigning a layer to one breaks the module.
+    " _backward_hooks _backward_pre_hooks _buffers _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs"
+    " _forward_pre_hooks _forward_pre_hooks_with_kwargs _is_full_backward_hook _load_state_dict_post_hooks"
+    " _load_state_dict_pre_hooks _modules _non_persistent_buffers_set _parameters _state_dict_hooks _state_dict_pre_hooks"
 ).split()
 
 # Names a spec layer may not take: they would shadow Python keywords, builtins, nn.Module members or
@@ -364,6 +368,14 @@ class ModelSpec(_Strict):
     layers: list[Layer] = Field(min_length=1, description="Layers in order; the last one is the model's output.")
 
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _model_name_plain(cls, value: str) -> str:
+        # The torch emitter writes only plain identifiers: a keyword or dunder model name would pass here and fail there.
+        if keyword.iskeyword(value) or value.startswith("__"):
+            raise ValueError(f"'{value}' is a Python keyword or a dunder name and cannot name a model")
+        return value
 
     @property
     def rank(self) -> int:
