@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="JOBS",
                         help="verify several specs in parallel processes (default 1)")
     parser.add_argument("--keep-onnx", metavar="DIR", default=None,
-                        help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs)")
+                        help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
 
 
@@ -170,6 +170,7 @@ def run(args, check_limits: Callable | None = None) -> int:
 
     outcomes: dict[int, Outcome] = {}
     pending: list[tuple[int, str, str | None]] = []
+    kept_dirs: set[str] = set()
     for position, source in enumerate(args.specs):
         try:
             plan = resolve(source)
@@ -183,7 +184,11 @@ def run(args, check_limits: Callable | None = None) -> int:
             continue
         keep = None
         if args.keep_onnx:
-            keep = str(Path(args.keep_onnx) / plan.name) if several else args.keep_onnx
+            keep = args.keep_onnx
+            if several:  # one folder per spec; two specs with the same model name must not overwrite each other
+                folder = plan.name if plan.name not in kept_dirs else f"{plan.name}_{position}"
+                kept_dirs.add(folder)
+                keep = str(Path(args.keep_onnx) / folder)
         pending.append((position, source, keep))
 
     if len(pending) > 1 and args.jobs > 1:

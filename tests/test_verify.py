@@ -305,3 +305,16 @@ def test_run_onnx_runs_the_graph_as_written_zero_pad_then_max_pool(tmp_path):
     with torch.no_grad():
         expected = model(x).numpy()
     assert abs(got - expected).max() == 0.0
+
+
+def test_keep_onnx_two_specs_with_the_same_model_name_do_not_overwrite(tmp_path):
+    spec = ROOT / "examples" / "exercises" / "conv_pool_28.yaml"
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(spec.read_text())
+    keep = tmp_path / "onnx"
+    result = run_cli(spec, copy, "--keep-onnx", keep, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    folders = sorted(p.name for p in keep.iterdir())
+    assert folders == ["exercise_conv_pool_28", "exercise_conv_pool_28_1"]
+    for folder in folders:
+        assert {p.name for p in (keep / folder).iterdir()} == {"torch.onnx", "keras.onnx"}
