@@ -818,6 +818,28 @@ def _problem_for(path: tuple, group: list[dict], data: Any, file: str | None, so
     return Problem(message, path, hint, file, *(position or (None, None)))
 
 
+def _padding_hint(value: Any) -> str:
+    """A hint for a padding value that is none of the accepted forms."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("same", "valid"):
+            return f"write '{lowered}' in lower case"
+        if lowered.lstrip("-").isdigit():
+            return "write the number without quotes"
+        if lowered == "causal":
+            return "cnnspec has no 'causal' padding; write it as a [before, after] pair: [[k - 1, 0]] (dilated: [[d*(k - 1), 0]])"
+        if lowered == "full":
+            return "cnnspec has no 'full' padding; write it as one [before, after] pair per dim: [[k - 1, k - 1], ...]"
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return "padding cannot be negative; to crop, use a transposed convolution's padding or a smaller input"
+    if isinstance(value, list) and len(value) in (4, 6) and all(isinstance(v, int) for v in value):
+        return (
+            "a flat list of per-side numbers (F.pad's last-dim-first order) is ambiguous; write one "
+            "[before, after] pair per spatial dim, e.g. [[1, 1], [0, 1]]"
+        )
+    return "'same' means SAME_UPPER (the odd extra cell goes at the end); a number pads both sides equally"
+
+
 def _value_message(path: tuple, group: list[dict], data: Any) -> tuple[str, str | None]:
     """The message and hint for a value of the wrong type or out of range."""
     value = group[0].get("input")
@@ -828,7 +850,7 @@ def _value_message(path: tuple, group: list[dict], data: Any) -> tuple[str, str 
         return (
             f"invalid padding {shown}: expected 'valid', 'same', an integer >= 0, one integer per "
             "spatial dim, or one [before, after] pair per spatial dim",
-            "'same' means SAME_UPPER (the odd extra cell goes at the end); a number pads both sides equally",
+            _padding_hint(value),
         )
     if field == "activation":
         shown = repr(value) if isinstance(value, str) else _describe_input(value)

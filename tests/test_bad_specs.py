@@ -203,7 +203,15 @@ EXPECTED = {
     ),
     'padding_full.yaml': (
         "tests/bad_specs/padding_full.yaml:4:57: layers[0].padding: invalid padding 'full': expected 'valid', 'same', an integer >= 0, one integer per spatial dim, or one [before, after] pair per spatial dim\n"
-        "    hint: 'same' means SAME_UPPER (the odd extra cell goes at the end); a number pads both sides equally"
+        "    hint: cnnspec has no 'full' padding; write it as one [before, after] pair per dim: [[k - 1, k - 1], ...]"
+    ),
+    'padding_uppercase_same.yaml': (
+        "tests/bad_specs/padding_uppercase_same.yaml:4:57: layers[0].padding: invalid padding 'SAME': expected 'valid', 'same', an integer >= 0, one integer per spatial dim, or one [before, after] pair per spatial dim\n"
+        "    hint: write 'same' in lower case"
+    ),
+    'padding_flat_four.yaml': (
+        "tests/bad_specs/padding_flat_four.yaml:4:57: layers[0].padding: invalid padding [1, 1, 0, 1]: expected 'valid', 'same', an integer >= 0, one integer per spatial dim, or one [before, after] pair per spatial dim\n"
+        "    hint: a flat list of per-side numbers (F.pad's last-dim-first order) is ambiguous; write one [before, after] pair per spatial dim, e.g. [[1, 1], [0, 1]]"
     ),
     'pool_after_flatten.yaml': (
         'tests/bad_specs/pool_after_flatten.yaml:5:5: layers[1]: max_pool2d needs a spatial input (C, *spatial) but its input is flat [3072]\n'
