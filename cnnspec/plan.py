@@ -563,7 +563,10 @@ class _Resolver:
         shape = in_shapes[0]
         spatial = self.require_spatial(index, layer.type, shape)
         out = (shape[0],) + ((1,) * spatial if layer.keepdims else ())
-        return dict(output_shape=out, size_formulas=tuple(f"{n} → {1 if layer.keepdims else '—'}" for n in shape[1:]), param_formula="no parameters")
+        reduce = "mean" if layer.type == "global_avg_pool" else "max"
+        window = "×".join(map(str, shape[1:]))
+        formula = f"{reduce} over {window} → " + ("×".join(["1"] * spatial) + " per channel" if layer.keepdims else f"{shape[0]} features")
+        return dict(output_shape=out, size_formulas=(formula,), param_formula="no parameters")
 
     def _plan_batch_norm(self, index: int, layer: BatchNorm, in_shapes):
         shape = in_shapes[0]
