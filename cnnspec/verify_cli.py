@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-onnx", metavar="DIR", default=None,
                         help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --json file and existing graphs in --keep-onnx")
 
 
 def _positive_int(text: str) -> int:
@@ -162,6 +164,7 @@ def run(args, check_limits: Callable | None = None) -> int:
     """
     from .plan import resolve
 
+    _refuse_existing_outputs(args)
     json_to_stdout = args.json == "-"
     show_progress = not args.no_progress and sys.stderr.isatty()
     color = sys.stdout.isatty() and not json_to_stdout and "NO_COLOR" not in os.environ
@@ -189,6 +192,14 @@ def run(args, check_limits: Callable | None = None) -> int:
                 folder = plan.name if plan.name not in kept_dirs else f"{plan.name}_{position}"
                 kept_dirs.add(folder)
                 keep = str(Path(args.keep_onnx) / folder)
+        if keep is not None and not args.force:
+            existing = [Path(keep) / name for name in ("torch.onnx", "keras.onnx") if (Path(keep) / name).exists()]
+            if existing:
+                outcomes[position] = Outcome(
+                    source, EXIT_BAD_INPUT, error=f"{source}: {existing[0]} exists; pass --force to overwrite it",
+                    summary=f"REFUSED   {source}: {existing[0]} exists",
+                )
+                continue
         pending.append((position, source, keep))
 
     if len(pending) > 1 and args.jobs > 1:
@@ -251,7 +262,7 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
         if json_to_stdout:
             sys.stdout.write(text)
         else:
-            _write_text(args.json, text)
+            _write_text(args.json, text, overwrite=args.force)
     if json_to_stdout:
         if several:
             for outcome in outcomes:
@@ -274,9 +285,17 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
         print(f"  {len(outcomes)} specs: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
-def _write_text(path: str, text: str) -> None:
-    """Write the JSON report file atomically (overwriting: a report is an output, like stdout)."""
+def _refuse_existing_outputs(args) -> None:
+    """Refuse an existing --json file before any slow work starts (unless --force)."""
+    if args.json and args.json != "-" and Path(args.json).exists() and not args.force:
+        from .errors import OutputExistsError
+
+        raise OutputExistsError(f"{args.json} exists; pass --force to overwrite it")
+
+
+def _write_text(path: str, text: str, overwrite: bool) -> None:
+    """Write the JSON report file atomically (never half a file)."""
     from .atomic import atomic_write
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text, overwrite=True)
+    atomic_write(path, text, overwrite=overwrite)

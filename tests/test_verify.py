@@ -318,3 +318,24 @@ def test_keep_onnx_two_specs_with_the_same_model_name_do_not_overwrite(tmp_path)
     assert folders == ["exercise_conv_pool_28", "exercise_conv_pool_28_1"]
     for folder in folders:
         assert {p.name for p in (keep / folder).iterdir()} == {"torch.onnx", "keras.onnx"}
+
+
+def test_existing_json_report_is_not_overwritten_without_force(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text("keep me\n")
+    spec = ROOT / "examples" / "exercises" / "conv_pool_28.yaml"
+    result = run_cli(spec, "--json", report, "--no-progress")
+    assert result.returncode == 2
+    assert "--force" in result.stderr and "Traceback" not in result.stderr
+    assert report.read_text() == "keep me\n"
+    result = run_cli(spec, "--json", report, "--no-progress", "--force")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["ok"] is True
+
+
+def test_existing_kept_graphs_are_not_overwritten_without_force(tmp_path):
+    (tmp_path / "torch.onnx").write_text("old\n")
+    spec = ROOT / "examples" / "exercises" / "conv_pool_28.yaml"
+    result = run_cli(spec, "--keep-onnx", tmp_path, "--no-progress")
+    assert result.returncode == 2
+    assert (tmp_path / "torch.onnx").read_text() == "old\n"
