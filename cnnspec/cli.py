@@ -27,12 +27,12 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def _add_limits(parser: argparse.ArgumentParser) -> None:
+def _add_limits(parser: argparse.ArgumentParser, applied_by_default: bool = True) -> None:
+    default = "a quarter of this machine's memory" if applied_by_default else "not checked (a verdict that does not depend on the machine)"
     parser.add_argument("--max-params", type=int, default=None, metavar="N",
                         help="refuse specs with more parameters than N (checked before any framework allocates)")
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
-                        help="refuse specs whose parameters + activations need more than SIZE (e.g. 4GiB); "
-                             "default: a quarter of this machine's memory")
+                        help=f"refuse specs whose parameters + activations need more than SIZE (e.g. 4GiB); default: {default}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check specs; exit 0 if valid, 2 with a located message otherwise")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _add_limits(p, applied_by_default=False)
 
     p = sub.add_parser("explain", help="shapes in both layouts, padding, output-size and parameter arithmetic")
     p.add_argument("spec", metavar="SPEC")
@@ -93,6 +94,8 @@ def cmd_validate(args) -> int:
     for spec_path in args.specs:
         try:
             plan = resolve(load_spec(spec_path))
+            if args.max_params is not None or args.max_memory is not None:
+                _check_limits(plan, args)
         except SpecError as error:
             problems.append(error.render())
             continue

@@ -138,3 +138,13 @@ def test_python_api_load_spec_accepts_path_text_and_dict():
 def test_unknown_command_exits_2():
     result = run("frobnicate")
     assert result.returncode == 2
+
+
+def test_validate_applies_limits_only_when_asked(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("cnnspec: 1\ninput: {channels: 3, size: [256, 256]}\nlayers:\n"
+                   "  - {type: flatten}\n  - {type: dense, units: 100000}\n")
+    assert run("validate", str(big)).returncode == 0  # 19.7 billion parameters, but validate's verdict is machine-free
+    result = run("validate", str(big), "--max-params", "1000000")
+    assert result.returncode == 2
+    assert f"{big}:5:5: layers[1]: the model needs 19,660,900,000 parameters" in result.stderr
