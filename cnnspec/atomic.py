@@ -25,12 +25,13 @@ def _refuse_existing(target: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], overwrite: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
     Args:
         path: the file to create or replace.
         overwrite: allow replacing an existing file.
+        suffix: the temporary file's ending (for writers that insist on one, e.g. ``.weights.h5``).
 
     Yields:
         The temporary path to write (it exists, empty, when yielded).
@@ -41,22 +42,37 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     target = Path(path)
     _refuse_existing(target, overwrite)
     directory = target.parent if str(target.parent) else Path(".")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
     os.close(handle)
     temp = Path(temp_name)
     try:
         yield temp
         _fsync(temp)
-        if not overwrite and target.exists():  # someone else created it while we wrote
-            raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
         existing_mode = _mode_of(target)
         os.chmod(temp, existing_mode if existing_mode is not None else 0o666 & ~_umask())
-        os.replace(temp, target)
+        if overwrite:
+            os.replace(temp, target)
+        else:
+            _move_without_overwrite(temp, target)
         _fsync_directory(directory)
     except BaseException:  # including KeyboardInterrupt: never leave the temporary file behind
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+def _move_without_overwrite(temp: Path, target: Path) -> None:
+    """Give ``temp`` the name ``target`` unless a file appeared there meanwhile (a hard link is atomic)."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise OutputExistsError(f"{target} exists; pass --force to overwrite it") from None
+    except OSError:  # file systems without hard links: check, then rename
+        if target.exists():
+            raise OutputExistsError(f"{target} exists; pass --force to overwrite it") from None
+        os.replace(temp, target)
+        return
+    temp.unlink()
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, overwrite: bool = False) -> None:

@@ -23,16 +23,15 @@ Neither torch nor keras is imported by this module at import time.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CnnspecError, OutputExistsError
+from .atomic import atomic_path
+from .errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -73,11 +72,6 @@ def flat_permutation(segments) -> np.ndarray:
         pieces.append(index + offset)
         offset += count
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-
-
-def torch_to_keras_flat(array: np.ndarray, segments) -> np.ndarray:
-    """Reorder the last axis of torch-ordered flat features into Keras' order."""
-    return np.asarray(array)[..., flat_permutation(segments)]
 
 
 # --------------------------------------------------------------------------------------
@@ -628,40 +622,14 @@ def save_weights_file(model, path, *, overwrite: bool = False) -> Path:
     kind = _framework_of(model, "given")
     if kind == "keras" and not _is_keras_file(path):
         raise CnnspecError(f"keras weights files must end in '{KERAS_WEIGHTS_SUFFIX}': {path}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; refusing to overwrite it (pass overwrite=True / --force)")
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    suffix = KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=directory)
-    os.close(handle)
-    try:
+    (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
+    suffix = KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"  # keras insists on the .weights.h5 ending
+    with atomic_path(path, overwrite=overwrite, suffix=suffix) as temp:
         if kind == "torch":
             import torch
 
             state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-            torch.save(state, temp_name)
+            torch.save(state, temp)
         else:
-            model.save_weights(temp_name, overwrite=True)
-        if overwrite:
-            os.replace(temp_name, path)
-        else:
-            _move_without_overwrite(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+            model.save_weights(str(temp), overwrite=True)
     return path
-
-
-def _move_without_overwrite(temp_name: str, path: Path) -> None:
-    """Put ``temp_name`` at ``path`` unless something appeared there meanwhile (link is atomic)."""
-    try:
-        os.link(temp_name, path)
-    except FileExistsError:
-        raise OutputExistsError(f"{path} exists; refusing to overwrite it (pass overwrite=True / --force)") from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise OutputExistsError(f"{path} exists; refusing to overwrite it (pass overwrite=True / --force)") from None
-        os.replace(temp_name, path)
-        return
-    os.unlink(temp_name)
