@@ -900,9 +900,4 @@ def source_map_of(spec: ModelSpec) -> SourceMap | None:
     return getattr(spec, "_source", None)
 
 
-def to_json_text(data: Any) -> str:
-    """Stable JSON text (used for schemas and reports)."""
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-
 __all__ = ["load_spec", "parse_text", "validate_data", "SourceMap", "suggest_type", "format_path"]

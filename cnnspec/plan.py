@@ -405,7 +405,7 @@ class _Resolver:
                 out = S.ceil_div(n, s)
                 formula = f"⌈{n} / {s}⌉ = {out}"
             else:
-                out = (n + b + a - dk) // s + 1  # floor; <= 0 is reported by check_positive
+                out = S.conv_output_length(n, k, s, d, b, a)  # <= 0 is reported by check_positive
                 formula = f"⌊({n} + {b + a} − {dk}) / {s}⌋ + 1 = {out}"
             if d != 1:
                 formula += f"   (dilated kernel {d}·({k}−1)+1 = {dk})"

@@ -36,10 +36,7 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 
 def conv_output_length(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
     """⌊(size + pad_before + pad_after - dk) / stride⌋ + 1 (may be <= 0: the caller reports it)."""
-    span = size + pad_before + pad_after - effective_kernel(kernel, dilation)
-    if span < 0:
-        return 0
-    return span // stride + 1
+    return (size + pad_before + pad_after - effective_kernel(kernel, dilation)) // stride + 1
 
 
 @dataclass(frozen=True)
