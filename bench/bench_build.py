@@ -107,7 +107,7 @@ def forward_overhead(runs: int) -> None:
     import torch
 
     import cnnspec
-    from cnnspec.weights import randomize
+    from cnnspec.weights.transfer import randomize
 
     torch.set_num_threads(2)
     cases = [

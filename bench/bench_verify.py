@@ -45,8 +45,8 @@ T = {}
 start = time.perf_counter()
 import numpy as np, torch, tensorflow as tf, keras, onnx, onnxruntime as ort, tf2onnx
 logging.getLogger("torch.onnx").setLevel(logging.ERROR); logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-from cnnspec.build import build
-from cnnspec.plan import resolve
+from cnnspec.targets.build import build
+from cnnspec.engine.plan import resolve
 T["import"] = time.perf_counter() - start
 plan = resolve(sys.argv[1]); names = [l.name for l in plan.layers]; out = sys.argv[2]
 t = time.perf_counter(); tm = build(plan, "torch"); km = build(plan, "keras"); T["build"] = time.perf_counter() - t
@@ -77,11 +77,11 @@ print("JSON" + json.dumps(T))
 
 EXPORTER_SCRIPT = r'''
 import os, sys, time, json, tempfile
-from cnnspec.onnx_export import import_frameworks, export_torch
+from cnnspec.verifier.onnx_export import import_frameworks, export_torch
 import_frameworks()
 import numpy as np
-from cnnspec.build import build
-from cnnspec.plan import resolve
+from cnnspec.targets.build import build
+from cnnspec.engine.plan import resolve
 plan = resolve(sys.argv[1]); names = [l.name for l in plan.layers]
 model = build(plan, "torch")
 x = np.random.default_rng(0).standard_normal((2, *plan.input_shape)).astype(np.float32)

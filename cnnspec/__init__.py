@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .build import build, emit_source  # framework-free itself; binds the functions over the submodule name
-from .errors import CnnspecError, Problem, SpecError
-from .loader import load_spec
-from .plan import LayerPlan, Plan, resolve
-from .spec import ModelSpec
+from cnnspec.targets.build import build, emit_source
+from cnnspec.errors import CnnspecError, Problem, SpecError
+from cnnspec.load.loader import load_spec
+from cnnspec.engine.plan import LayerPlan, Plan, resolve
+from cnnspec.spec.models import ModelSpec
 
 __version__ = "0.1.0"
 
@@ -23,9 +23,9 @@ __all__ = [
 
 # name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.
 _LAZY = {
-    "transfer_weights": ("cnnspec.weights", "transfer_weights"),
-    "verify": ("cnnspec.verify", "verify"),
-    "VerifyReport": ("cnnspec.report", "VerifyReport"),
+    "transfer_weights": ("cnnspec.weights.transfer", "transfer_weights"),
+    "verify": ("cnnspec.verifier.run", "verify"),
+    "VerifyReport": ("cnnspec.verifier.report", "VerifyReport"),
 }
 
 
@@ -41,5 +41,5 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .verify import verify
-    from .weights import transfer_weights
+    from cnnspec.verifier.run import verify
+    from cnnspec.weights.transfer import transfer_weights

@@ -1,5 +1,5 @@
 """``python -m cnnspec`` is the ``cnnspec`` command."""
 
-from .cli import main
+from cnnspec.cli.main import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputExistsError
+from cnnspec.errors import OutputExistsError
 
 
 def _refuse_existing(target: Path, overwrite: bool) -> None:

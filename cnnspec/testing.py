@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .report import VerifyReport
+from cnnspec.verifier.report import VerifyReport
 
 
 def assert_equivalent(spec, **kwargs) -> VerifyReport:
@@ -24,7 +24,7 @@ def assert_equivalent(spec, **kwargs) -> VerifyReport:
         AssertionError: they do not; the message names the first divergent layer, its
             difference and a hint, plus every other problem (shapes, parameter counts).
     """
-    from .verify import verify
+    from cnnspec.verifier.run import verify
 
     report = verify(spec, **kwargs)
     if report.ok:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import cnnspec
-from cnnspec import loader
+from cnnspec.load import loader
 from cnnspec.errors import CnnspecError, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -56,7 +56,7 @@ def test_build_refuses_to_overwrite_without_force(tmp_path):
 def test_weights_from_torch_state_dict_to_keras_file(tmp_path):
     """A model trained in torch, used in keras: the converted weights give the same outputs."""
     import cnnspec
-    from cnnspec.weights import randomize
+    from cnnspec.weights.transfer import randomize
 
     trained = cnnspec.build(SPEC, "torch")
     randomize(trained, seed=3)
@@ -77,7 +77,7 @@ def test_weights_from_torch_state_dict_to_keras_file(tmp_path):
 
 def test_weights_from_keras_file_to_torch_state_dict(tmp_path):
     import cnnspec
-    from cnnspec.weights import randomize
+    from cnnspec.weights.transfer import randomize
 
     keras_model = cnnspec.build(SPEC, "keras")
     randomize(keras_model, seed=4)

@@ -111,7 +111,7 @@ def test_core_commands_import_no_framework(args):
     code = (
         "import sys, runpy\n"
         f"sys.argv = ['cnnspec', *{list(args)!r}]\n"
-        "from cnnspec.cli import main\n"
+        "from cnnspec.cli.main import main\n"
         "import io, contextlib\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    rc = main()\n"

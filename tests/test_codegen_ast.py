@@ -32,10 +32,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import cnnspec
-from cnnspec import emit_keras, emit_torch
-from cnnspec.build import class_name, emit_source, function_name
+from cnnspec.targets.keras import emit as emit_keras
+from cnnspec.targets.torch import emit as emit_torch
+from cnnspec.targets.build import class_name, emit_source, function_name
 from cnnspec.errors import CnnspecError, SpecError
-from cnnspec.spec import RESERVED_NAMES
+from cnnspec.spec.models import RESERVED_NAMES
 
 from spec_strategies import valid_specs
 
@@ -500,7 +501,7 @@ def test_emitters_refuse_unvalidated_names(bad, target):
 def test_valid_specs_strategy_is_efficient_and_covers_the_catalog():
     """> 90% of proposed blocks resolve, every draw resolves, and every layer type gets drawn."""
     import spec_strategies
-    from cnnspec.spec import layer_types
+    from cnnspec.spec.models import layer_types
 
     seen: set[str] = set()
     before = spec_strategies.PROPOSAL_STATS.copy()

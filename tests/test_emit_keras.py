@@ -25,11 +25,11 @@ keras = pytest.importorskip("keras")
 
 import torch.nn.functional as F  # noqa: E402
 
-from cnnspec.build import build, emit_source, function_name  # noqa: E402
-from cnnspec.emit_keras import EMITTERS  # noqa: E402
+from cnnspec.targets.build import build, emit_source, function_name  # noqa: E402
+from cnnspec.targets.keras.emit import EMITTERS  # noqa: E402
 from cnnspec.errors import CnnspecError  # noqa: E402
-from cnnspec.plan import resolve  # noqa: E402
-from cnnspec.spec import layer_types  # noqa: E402
+from cnnspec.engine.plan import resolve  # noqa: E402
+from cnnspec.spec.models import layer_types  # noqa: E402
 
 pytestmark = pytest.mark.frameworks
 

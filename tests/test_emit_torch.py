@@ -28,10 +28,10 @@ keras = pytest.importorskip("keras")
 import torch.nn.functional as F  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.build import build, class_name  # noqa: E402
-from cnnspec.emit_torch import EMITTERS, emit_source  # noqa: E402
+from cnnspec.targets.build import build, class_name  # noqa: E402
+from cnnspec.targets.torch.emit import EMITTERS, emit_source  # noqa: E402
 from cnnspec.errors import CnnspecError  # noqa: E402
-from cnnspec.spec import layer_types  # noqa: E402
+from cnnspec.spec.models import layer_types  # noqa: E402
 
 from equivalence_cases import CASES  # noqa: E402
 

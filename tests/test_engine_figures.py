@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cnnspec
-from cnnspec import shapes as S
+from cnnspec.engine import shapes as S
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -136,7 +136,7 @@ def test_3x3_conv_128_to_64_weights():
 
 
 def test_explain_shows_the_arithmetic():
-    from cnnspec.explain import explain_text
+    from cnnspec.teach.explain import explain_text
 
     text = explain_text(cnnspec.resolve(EXAMPLES / "mnist_convnet.yaml"))
     assert "⌊(28 + 0 − 3) / 1⌋ + 1 = 26" in text
@@ -145,7 +145,7 @@ def test_explain_shows_the_arithmetic():
 
 
 def test_explain_errata_295():
-    from cnnspec.explain import explain_text
+    from cnnspec.teach.explain import explain_text
 
     text = explain_text(cnnspec.resolve(EXAMPLES / "exercises" / "errata_295.yaml"))
     assert "⌊(295 + 2 − 3) / 1⌋ + 1 = 295" in text

@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
 import cnnspec  # noqa: E402
-from cnnspec.build import build  # noqa: E402
-from cnnspec.spec import layer_types  # noqa: E402
-from cnnspec.weights import flat_permutation, randomize, transfer_weights  # noqa: E402
+from cnnspec.targets.build import build  # noqa: E402
+from cnnspec.spec.models import layer_types  # noqa: E402
+from cnnspec.weights.transfer import flat_permutation, randomize, transfer_weights  # noqa: E402
 
 from equivalence_cases import CASE_IDS, CASES_BY_ID, INPUT_OFFSETS, INPUT_SCALES, covered_layer_types  # noqa: E402
 

@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
 import cnnspec  # noqa: E402
-from cnnspec.build import build  # noqa: E402
-from cnnspec.weights import flat_permutation, randomize, transfer_weights  # noqa: E402
+from cnnspec.targets.build import build  # noqa: E402
+from cnnspec.weights.transfer import flat_permutation, randomize, transfer_weights  # noqa: E402
 
 from spec_strategies import valid_specs  # noqa: E402
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import cnnspec
 from cnnspec.errors import CnnspecError, SpecError
-from cnnspec.loader import parse_text
+from cnnspec.load.loader import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -25,9 +25,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.build import build  # noqa: E402
+from cnnspec.targets.build import build  # noqa: E402
 from cnnspec.testing import assert_equivalent  # noqa: E402
-from cnnspec.weights import randomize, transfer_weights  # noqa: E402
+from cnnspec.weights.transfer import randomize, transfer_weights  # noqa: E402
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
 

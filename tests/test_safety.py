@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import cnnspec
-from cnnspec import safety
+from cnnspec.engine import limits as safety
 from cnnspec.errors import CnnspecError, SpecError
-from cnnspec.safety import ResourceLimitError, check_limits, parse_size
+from cnnspec.engine.limits import ResourceLimitError, check_limits, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +106,7 @@ def test_validate_and_resolve_import_no_framework(tmp_path):
     code = f"""
 import json, sys
 import cnnspec
-from cnnspec.safety import check_limits, ResourceLimitError
+from cnnspec.engine.limits import check_limits, ResourceLimitError
 plan = cnnspec.resolve(cnnspec.load_spec({str(spec)!r}))
 try:
     check_limits(plan)

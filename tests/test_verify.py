@@ -26,9 +26,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 import cnnspec  # noqa: E402
-from cnnspec import cli  # noqa: E402
-from cnnspec.build import build  # noqa: E402
-from cnnspec.report import TIMING_STEPS, VerifyReport  # noqa: E402
+from cnnspec.cli import main as cli  # noqa: E402
+from cnnspec.targets.build import build  # noqa: E402
+from cnnspec.verifier.report import TIMING_STEPS, VerifyReport  # noqa: E402
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
 
@@ -159,7 +159,7 @@ def test_cli_exit_0_json_to_stdout(capsys):
 
 
 def test_cli_exit_1_on_mismatch_names_the_layer(capsys, monkeypatch):
-    import cnnspec.weights as weights
+    import cnnspec.weights.transfer as weights
 
     real_transfer = weights.transfer_weights
 
@@ -227,7 +227,7 @@ def test_keep_onnx_single_spec_numbers_match_frameworks(tmp_path):
     """The kept graphs run in onnxruntime and reproduce each framework's own forward pass."""
     import onnxruntime as ort
 
-    from cnnspec.weights import randomize, transfer_weights
+    from cnnspec.weights.transfer import randomize, transfer_weights
 
     path = ROOT / "examples" / "pytorch_cnn_bn.yaml"
     plan = cnnspec.resolve(path)
@@ -255,7 +255,7 @@ def test_keep_onnx_single_spec_numbers_match_frameworks(tmp_path):
 
 
 def test_compare_arrays_follows_allclose_including_nan_and_inf():
-    from cnnspec.compare import compare_arrays
+    from cnnspec.verifier.compare import compare_arrays
 
     rng = np.random.default_rng(0)
     torch_values = rng.standard_normal((2, 3, 4, 4)).astype(np.float32) * 10
@@ -274,7 +274,7 @@ def test_compare_arrays_follows_allclose_including_nan_and_inf():
 
 
 def test_to_channels_first_undoes_keras_layouts():
-    from cnnspec.compare import to_channels_first
+    from cnnspec.verifier.compare import to_channels_first
 
     plan = cnnspec.resolve({"cnnspec": 1, "name": "layouts", "input": {"channels": 3, "size": [4, 5]}, "layers": [
         {"name": "conv", "type": "conv2d", "filters": 2, "kernel_size": 1},
@@ -295,7 +295,7 @@ def test_run_onnx_runs_the_graph_as_written_zero_pad_then_max_pool(tmp_path):
     """
     import torch
 
-    from cnnspec.onnx_export import run_onnx
+    from cnnspec.verifier.onnx_export import run_onnx
 
     model = torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.MaxPool2d(2)).eval()
     x = -torch.rand(1, 2, 6, 6) - 1.0  # all negative: a padded zero would win every border max

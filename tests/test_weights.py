@@ -21,9 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
 import cnnspec  # noqa: E402
-from cnnspec.build import build  # noqa: E402  (the function; `cnnspec.build` is also the submodule's name)
+from cnnspec.targets.build import build  # noqa: E402  (the function; `cnnspec.build` is also the submodule's name)
 from cnnspec.errors import CnnspecError, OutputExistsError  # noqa: E402
-from cnnspec.weights import (  # noqa: E402
+from cnnspec.weights.transfer import (  # noqa: E402
     WeightMismatch, flat_permutation, load_weights_file, randomize, save_weights_file, transfer_weights,
 )
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import BackendUnavailable, CnnspecError
+from cnnspec.errors import BackendUnavailable, CnnspecError
 
 ONNX_FILES = {"torch": "torch.onnx", "keras": "keras.onnx"}
 INPUT_NAME = "input"
@@ -144,7 +144,7 @@ def import_frameworks() -> dict[str, str]:
 
 def keep_file(source: Path, directory: str | os.PathLike, file_name: str) -> Path:
     """Copy ``source`` to ``directory/file_name`` atomically (a temp file beside it, then a rename)."""
-    from .atomic import atomic_path
+    from cnnspec.atomic import atomic_path
 
     target_dir = Path(directory)
     target_dir.mkdir(parents=True, exist_ok=True)

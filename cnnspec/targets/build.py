@@ -14,11 +14,11 @@ import sys
 import types
 from typing import Any
 
-from .errors import BackendUnavailable, CnnspecError
+from cnnspec.errors import BackendUnavailable, CnnspecError
 
 TARGETS = ("torch", "keras")
 
-_BACKEND_MODULES = {"torch": "cnnspec.emit_torch", "keras": "cnnspec.emit_keras"}
+_BACKEND_MODULES = {"torch": "cnnspec.targets.torch.emit", "keras": "cnnspec.targets.keras.emit"}
 _BACKEND_REQUIREMENTS = {"torch": "torch", "keras": "keras (with tensorflow)"}
 
 
@@ -54,7 +54,7 @@ def emit_source(spec, target: str) -> str:
     Returns:
         Python source text that imports only its framework.
     """
-    from .plan import Plan, resolve
+    from cnnspec.engine.plan import Plan, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
     return emitter(target).emit_source(plan)
@@ -91,7 +91,7 @@ def build(spec, target: str, *, return_source: bool = False):
     Returns:
         The model, or ``(model, source)`` when ``return_source`` is true.
     """
-    from .plan import Plan, resolve
+    from cnnspec.engine.plan import Plan, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
     source = emitter(target).emit_source(plan)

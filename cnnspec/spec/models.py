@@ -7,7 +7,7 @@ publishes; ``cnnspec schema`` regenerates that file from here.
 Only *local* facts are checked here (types, ranges, tuple lengths that do not
 depend on the model's rank).  Everything that needs the rest of the model --
 shapes, ranks, ``inputs`` references, groups dividing channels -- is checked by
-:func:`cnnspec.plan.resolve`, which reports the arithmetic.
+:func:`cnnspec.engine.plan.resolve`, which reports the arithmetic.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .report import DEFAULT_ATOL, DEFAULT_RTOL
-from .errors import CnnspecError, SpecError
+from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL
+from cnnspec.errors import CnnspecError, SpecError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -126,7 +126,7 @@ def verify_one(source: str, options: dict, keep_onnx: str | None, show_progress:
 
     Runs in the CLI's process or in a worker process (a top-level function, so it pickles).
     """
-    from .verify import verify
+    from cnnspec.verifier.run import verify
 
     progress = Progress(show_progress, prefix)
     try:
@@ -162,7 +162,7 @@ def run(args, check_limits: Callable | None = None) -> int:
         check_limits: called with each spec's plan before any framework is imported
             (raises a CnnspecError when the spec is too big).
     """
-    from .plan import resolve
+    from cnnspec.engine.plan import resolve
 
     _refuse_existing_outputs(args)
     json_to_stdout = args.json == "-"
@@ -288,14 +288,14 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
 def _refuse_existing_outputs(args) -> None:
     """Refuse an existing --json file before any slow work starts (unless --force)."""
     if args.json and args.json != "-" and Path(args.json).exists() and not args.force:
-        from .errors import OutputExistsError
+        from cnnspec.errors import OutputExistsError
 
         raise OutputExistsError(f"{args.json} exists; pass --force to overwrite it")
 
 
 def _write_text(path: str, text: str, overwrite: bool) -> None:
     """Write the JSON report file atomically (never half a file)."""
-    from .atomic import atomic_write
+    from cnnspec.atomic import atomic_write
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text, overwrite=overwrite)

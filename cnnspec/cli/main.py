@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import CnnspecError, SpecError
+from cnnspec import __version__
+from cnnspec.errors import CnnspecError, SpecError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="export both models to ONNX, run them, compare shapes, params and outputs per layer")
     try:
-        from .verify_cli import add_arguments
+        from cnnspec.cli.verify import add_arguments
     except ImportError:  # pragma: no cover - only while the verifier is absent
         p.add_argument("specs", nargs="+", metavar="SPEC")
     else:
@@ -81,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_output(path: str, text: str, force: bool) -> None:
-    from .atomic import atomic_write
+    from cnnspec.atomic import atomic_write
 
     atomic_write(path, text, overwrite=force)
 
 
 def cmd_validate(args) -> int:
-    from .loader import load_spec
-    from .plan import resolve
+    from cnnspec.load.loader import load_spec
+    from cnnspec.engine.plan import resolve
 
     problems: list[str] = []
     for spec_path in args.specs:
@@ -108,8 +108,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .explain import explain_json, explain_text
-    from .plan import resolve
+    from cnnspec.teach.explain import explain_json, explain_text
+    from cnnspec.engine.plan import resolve
 
     plan = resolve(args.spec)
     if args.json:
@@ -120,7 +120,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .schema import json_schema_text
+    from cnnspec.spec.schema import json_schema_text
 
     text = json_schema_text()
     if args.output:
@@ -131,7 +131,7 @@ def cmd_schema(args) -> int:
 
 
 def _check_limits(plan, args) -> None:
-    from .safety import check_limits, parse_size
+    from cnnspec.engine.limits import check_limits, parse_size
 
     max_memory = parse_size(args.max_memory) if args.max_memory else None
     check_limits(plan, max_params=args.max_params, max_memory=max_memory, batch=getattr(args, "batch", None) or 1)
@@ -147,15 +147,15 @@ def _weights_framework(path: str) -> str:
 
 
 def cmd_build(args) -> int:
-    from .build import emit_source
-    from .plan import resolve
+    from cnnspec.targets.build import emit_source
+    from cnnspec.engine.plan import resolve
 
     plan = resolve(args.spec)
     _check_limits(plan, args)
     # Refuse existing outputs before doing any slow work.
     for path in filter(None, (args.output, args.save_weights)):
         if Path(path).exists() and not args.force:
-            from .errors import OutputExistsError
+            from cnnspec.errors import OutputExistsError
 
             raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
     if args.save_weights and not args.weights_from:
@@ -174,8 +174,8 @@ def cmd_build(args) -> int:
 
 
 def _convert_weights(plan, args) -> None:
-    from .build import build
-    from .weights import load_weights_file, save_weights_file, transfer_weights
+    from cnnspec.targets.build import build
+    from cnnspec.weights.transfer import load_weights_file, save_weights_file, transfer_weights
 
     source_framework = _weights_framework(args.weights_from)
     source_model = build(plan, source_framework)
@@ -190,7 +190,7 @@ def _convert_weights(plan, args) -> None:
 
 
 def cmd_verify(args) -> int:
-    from .verify_cli import run
+    from cnnspec.cli.verify import run
 
     return run(args, check_limits=lambda plan: _check_limits(plan, args))
 

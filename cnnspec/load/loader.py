@@ -28,8 +28,8 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from .errors import Problem, SpecError, format_path
-from .spec import FORMAT_VERSION, ModelSpec, layer_types
+from cnnspec.errors import Problem, SpecError, format_path
+from cnnspec.spec.models import FORMAT_VERSION, ModelSpec, layer_types
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 100_000
@@ -574,7 +574,7 @@ def _real_path(loc: tuple, data: Any) -> tuple:
 
 def _allowed_fields(data: Any, path: tuple) -> list[str]:
     """Field names allowed at ``path``'s parent mapping (for 'did you mean')."""
-    from .spec import InputSpec
+    from cnnspec.spec.models import InputSpec
 
     parent = path[:-1]
     if parent == ():
@@ -597,7 +597,7 @@ def _layer_type_at(data: Any, index: Any) -> str | None:
 
 
 def _model_for_type(layer_type: str | None):
-    from .spec import Layer
+    from cnnspec.spec.models import Layer
 
     for model in Layer.__origin__.__args__:  # type: ignore[attr-defined]
         if layer_type in model.model_fields["type"].annotation.__args__:

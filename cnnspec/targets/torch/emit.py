@@ -35,9 +35,9 @@ import keyword
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .build import class_name
-from .errors import CnnspecError
-from .plan import LayerPlan, Plan
+from cnnspec.targets.build import class_name
+from cnnspec.errors import CnnspecError
+from cnnspec.engine.plan import LayerPlan, Plan
 
 INPUT_VARIABLE = "x"
 
@@ -511,7 +511,7 @@ _EMITTER_BY_TYPE_PREFIX: dict[str, Emitter] = {
 
 
 def _registry() -> dict[str, Emitter]:
-    from .spec import layer_types
+    from cnnspec.spec.models import layer_types
 
     registry: dict[str, Emitter] = {}
     for layer_type in layer_types():
@@ -594,7 +594,7 @@ def emit_source(plan: Plan) -> str:
     """Generate the stand-alone PyTorch module for ``plan``.
 
     Args:
-        plan: a resolved :class:`~cnnspec.plan.Plan`.
+        plan: a resolved :class:`~cnnspec.engine.plan.Plan`.
 
     Returns:
         Python source that imports only ``torch`` (and ``math`` when needed) and defines

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .spec import ModelSpec
+from cnnspec.spec.models import ModelSpec
 
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema (draft 2020-12) as a dict."""

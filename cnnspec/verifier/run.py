@@ -27,11 +27,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import compare as C
-from .compare import DEFAULT_ATOL, DEFAULT_RTOL
-from .errors import CnnspecError
-from .onnx_export import ONNX_FILES
-from .report import Divergence, LayerReport, ParamReport, VerifyReport
+from cnnspec.verifier import compare as C
+from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from cnnspec.errors import CnnspecError
+from cnnspec.verifier.onnx_export import ONNX_FILES
+from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
 
 ProgressCallback = Callable[[str], None]
 
@@ -113,14 +113,14 @@ def verify(
         progress: called with a short label as each step starts.
 
     Returns:
-        The :class:`~cnnspec.report.VerifyReport`; ``report.ok`` is the verdict.
+        The :class:`~cnnspec.verifier.report.VerifyReport`; ``report.ok`` is the verdict.
 
     Raises:
         SpecError: the spec is invalid (located message).
         BackendUnavailable: a framework or exporter is not installed.
         WeightMismatch: the weights cannot be transferred (a model does not fit the spec).
     """
-    from .plan import Plan, channels_last, resolve
+    from cnnspec.engine.plan import Plan, channels_last, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
     source = str(spec) if isinstance(spec, (str, os.PathLike)) and Path(str(spec)).suffix in (".yaml", ".yml", ".json") else None
@@ -129,14 +129,14 @@ def verify(
     steps = _Steps(progress)
 
     with steps("import"):
-        from .onnx_export import import_frameworks
+        from cnnspec.verifier.onnx_export import import_frameworks
 
         versions = import_frameworks()
-    from . import onnx_export as X
-    from .weights import randomize, transfer_weights
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.weights.transfer import randomize, transfer_weights
 
     with steps("build"):
-        from .build import build
+        from cnnspec.targets.build import build
 
         user_torch, user_keras = torch_model is not None, keras_model is not None
         if torch_model is None:
@@ -246,7 +246,7 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
 
 
 def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[dict[str, ParamReport], bool]:
-    from .onnx_export import initializer_counts, op_counts
+    from cnnspec.verifier.onnx_export import initializer_counts, op_counts
 
     spec_count = C.Count(plan.trainable_params, plan.non_trainable_params,
                          ["the plan; non-trainable = BatchNorm moving mean/variance"], ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import CnnspecError, Problem, SpecError
+from cnnspec.errors import CnnspecError, Problem, SpecError
 
 BYTES_PER_FLOAT32 = 4
 DEFAULT_MEMORY_FRACTION = 0.25
@@ -103,7 +103,7 @@ def check_limits(plan, *, max_params: int | None = None, max_memory: int | str |
     """Refuse a plan that needs too many parameters or too much memory, before anything is allocated.
 
     Args:
-        plan: a resolved :class:`~cnnspec.plan.Plan`.
+        plan: a resolved :class:`~cnnspec.engine.plan.Plan`.
         max_params: the largest parameter count allowed (default ``2**31 - 1``).
         max_memory: bytes (or a size text such as ``"4GiB"``) allowed for the float32 parameters plus
             the activations of one batch (default: a quarter of this machine's RAM).

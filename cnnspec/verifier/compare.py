@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .plan import LayerPlan, Plan
+from cnnspec.engine.plan import LayerPlan, Plan
 
-from .report import DEFAULT_ATOL, DEFAULT_RTOL  # noqa: F401 - re-exported: the defaults live with the report
+from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL  # noqa: F401 - re-exported: the defaults live with the report
 
 
 @dataclass
@@ -49,7 +49,7 @@ def to_channels_first(keras_output: np.ndarray, layer: LayerPlan) -> np.ndarray:
     if len(layer.output_shape) > 1:
         return np.moveaxis(array, -1, 1)
     if layer.flat_segments and any(len(segment) > 1 for segment in layer.flat_segments):
-        from .weights import flat_permutation
+        from cnnspec.weights.transfer import flat_permutation
 
         perm = flat_permutation(layer.flat_segments)
         return array[..., np.argsort(perm)]

@@ -1,6 +1,6 @@
 """Weights: move them between the PyTorch and Keras models of one spec, and to and from files.
 
-Both models are generated from the same :class:`~cnnspec.plan.Plan`, so every layer with
+Both models are generated from the same :class:`~cnnspec.engine.plan.Plan`, so every layer with
 weights has the same spec name in both: the torch attribute ``model.<name>`` (a separable
 conv is ``<name>_depthwise`` + ``<name>_pointwise``) and the Keras layer ``<name>``.  The
 transfer walks the plan, reads each tensor from the source model, changes its layout and
@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import CnnspecError
+from cnnspec.atomic import atomic_path
+from cnnspec.errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -150,7 +150,7 @@ def _framework_of(obj: Any, role: str) -> str:
 
 
 def _plan_of(spec):
-    from .plan import Plan, resolve
+    from cnnspec.engine.plan import Plan, resolve
 
     return spec if isinstance(spec, Plan) else resolve(spec)
 
@@ -566,7 +566,7 @@ def load_weights_file(model, path, spec=None) -> None:
     if model_kind != file_kind:
         if spec is None:
             raise CnnspecError(f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert")
-        from .build import build
+        from cnnspec.targets.build import build
 
         plan = _plan_of(spec)
         carrier = build(plan, file_kind)

@@ -12,9 +12,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import shapes as S
-from .errors import Problem, SpecError
-from .spec import (
+from cnnspec.engine import shapes as S
+from cnnspec.errors import Problem, SpecError
+from cnnspec.spec.models import (
     ELU, GELU, BatchNorm, Conv, ConvTranspose, Dense, DepthwiseConv2d, Dropout, Flatten, GlobalPool,
     LeakyReLU, Merge, ModelSpec, Pool, PReLU, SeparableConv2d, SimpleActivation, Upsample, ZeroPad,
 )
@@ -671,7 +671,7 @@ def resolve(spec) -> Plan:
         SpecError: a shape collapses, ranks or channels do not fit, inputs are wrong --
             located at the layer, with the arithmetic.
     """
-    from .loader import load_spec, source_map_of
+    from cnnspec.load.loader import load_spec, source_map_of
 
     spec = load_spec(spec)
     try:

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .build import function_name
-from .errors import CnnspecError
-from .plan import LayerPlan, Plan
+from cnnspec.targets.build import function_name
+from cnnspec.errors import CnnspecError
+from cnnspec.engine.plan import LayerPlan, Plan
 
 INPUT_VARIABLE = "inputs"
 
@@ -650,7 +650,7 @@ def emit_source(plan: Plan) -> str:
     """Generate the stand-alone Keras 3 module for ``plan``.
 
     Args:
-        plan: a resolved :class:`~cnnspec.plan.Plan`.
+        plan: a resolved :class:`~cnnspec.engine.plan.Plan`.
 
     Returns:
         Python source importing only keras (and numpy when a helper layer needs it), defining

@@ -1,13 +1,13 @@
 """Explain a plan to a person (a table with the arithmetic) or to a program (JSON).
 
-Nothing here imports a framework; it only reads the :class:`~cnnspec.plan.Plan`.
+Nothing here imports a framework; it only reads the :class:`~cnnspec.engine.plan.Plan`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .plan import LayerPlan, Plan, channels_last
+from cnnspec.engine.plan import LayerPlan, Plan, channels_last
 
 
 def _shape_text(shape) -> str:

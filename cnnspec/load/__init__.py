@@ -1,0 +1,1 @@
+"""Loading: safe, bounded YAML/JSON reading with every value located (file:line:col)."""

@@ -1,0 +1,1 @@
+"""Targets: each turns a Plan into stand-alone source for one framework, and builds it."""

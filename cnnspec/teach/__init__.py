@@ -1,0 +1,1 @@
+"""Teaching: the explain table and JSON (shapes, padding, parameter arithmetic)."""

@@ -1,0 +1,1 @@
+"""Weights: moving learned tensors between frameworks, and safe weight files."""
