@@ -232,37 +232,90 @@ def _line_at(text: str, index: int) -> str:
 
 
 def _check_structure(text: str, file: str | None) -> None:
-    """Stream the parser's events (no tree is built) and refuse documents that are too deep or too big."""
+    """Refuse documents that nest too deep, hold too many values or expand too far through aliases.
+
+    cnnspec's bounds are checked on the parser's event stream (no tree is built), so they apply
+    with any YAML parser. A parser may enforce limits of its own (libyaml refuses nesting deeper
+    than 1000, and reads ahead while doing so); when the parser gives up, the text before the
+    point where it gave up is checked again, so a document that breaks cnnspec's bounds before
+    that point gets cnnspec's message and location, whatever the parser's version.
+    """
+    import yaml
+
+    try:
+        _check_events(text, file)
+    except yaml.YAMLError as exc:
+        _check_text_before(exc, text, file)
+        raise _yaml_failure(exc, text, file) from None
+
+
+def _check_text_before(exc, text: str, file: str | None) -> None:
+    """Apply the bounds to the text before the parser's error (raises SpecError if they break there)."""
+    import yaml
+
+    end = len(text)
+    for _ in range(4):  # each parser error found in the shorter text moves the end further back
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        index = getattr(mark, "index", None)
+        if not isinstance(index, int) or not 0 < index < end:
+            return
+        end = index
+        try:
+            _check_events(text[:end], file)
+            return
+        except yaml.YAMLError as shorter:
+            exc = shorter
+
+
+def _check_events(text: str, file: str | None) -> None:
+    """Stream the parser's events and raise SpecError where cnnspec's bounds break."""
     import yaml
 
     loader = _yaml_loader_class()(text)
-    depth = 0
     values = 0
+    # One entry per open collection: [start mark, values it expands to so far, anchor].
+    open_collections: list[list] = []
+    anchored_sizes: dict[str, int] = {}
+
+    def refuse(message: str, mark, hint: str | None = None):
+        raise _problem(message, file, hint=hint, line=mark.line + 1, column=mark.column + 1)
+
+    def add_to_parent(size: int) -> None:
+        if open_collections:
+            open_collections[-1][1] += size
+
     try:
         while loader.check_event():
             event = loader.get_event()
             if isinstance(event, yaml.NodeEvent):
                 values += 1
                 if values > MAX_NODES:
-                    mark = event.start_mark
-                    raise _problem(
-                        f"document holds more than {MAX_NODES:,} values; refused",
-                        file,
-                        hint="a spec lists layers, not weights; is this the right file?",
-                        line=mark.line + 1,
-                        column=mark.column + 1,
-                    )
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    mark = event.start_mark
-                    raise _problem(
-                        f"nesting deeper than {MAX_DEPTH} levels; refused", file, line=mark.line + 1, column=mark.column + 1
-                    )
+                    refuse(f"document holds more than {MAX_NODES:,} values; refused", event.start_mark,
+                           hint="a spec lists layers, not weights; is this the right file?")
+            if isinstance(event, yaml.AliasEvent):
+                for mark, _, anchor in open_collections:
+                    if anchor == event.anchor:
+                        refuse("a YAML alias refers to the value that contains it (an endless value); refused", mark)
+                add_to_parent(anchored_sizes.get(event.anchor, 1))  # an undefined alias: the composer says so
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    anchored_sizes[event.anchor] = 1
+                add_to_parent(1)
+            elif isinstance(event, yaml.CollectionStartEvent):
+                open_collections.append([event.start_mark, 1, event.anchor])
+                if len(open_collections) > MAX_DEPTH:
+                    refuse(f"nesting deeper than {MAX_DEPTH} levels; refused", event.start_mark)
             elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError as exc:
-        raise _yaml_failure(exc, text, file) from None
+                mark, size, anchor = open_collections.pop()
+                if size > MAX_NODES:
+                    refuse(
+                        f"this value expands to {size:,} values through YAML aliases (an alias bomb?); "
+                        f"refused, the limit is {MAX_NODES:,}",
+                        mark,
+                    )
+                if anchor is not None:
+                    anchored_sizes[anchor] = size
+                add_to_parent(size)
     finally:
         loader.dispose()
 
@@ -361,51 +414,6 @@ class _NodeConverter:
         self.fail(node, "unsupported YAML node", path=path)  # pragma: no cover
 
 
-def _check_expansion(root, file: str | None) -> None:
-    """Refuse a document whose aliases expand it beyond MAX_NODES values, before expanding anything.
-
-    Each distinct node's expanded size is computed once (aliases share nodes), so a "billion
-    laughs" document is refused in time proportional to its text, at the smallest value that
-    already expands too far.
-    """
-    import yaml
-
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-
-    def size(node, depth: int) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        mark = node.start_mark
-        if id(node) in open_nodes:
-            raise _problem(
-                "a YAML alias refers to the value that contains it (an endless value); refused",
-                file, line=mark.line + 1, column=mark.column + 1,
-            )
-        if depth > MAX_DEPTH:
-            raise _problem(f"nesting deeper than {MAX_DEPTH} levels; refused", file, line=mark.line + 1, column=mark.column + 1)
-        open_nodes.add(id(node))
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(key, depth + 1) + size(value, depth + 1) for key, value in node.value)
-        if total > MAX_NODES:
-            raise _problem(
-                f"this value expands to {total:,} values through YAML aliases (an alias bomb?); "
-                f"refused, the limit is {MAX_NODES:,}",
-                file,
-                line=mark.line + 1,
-                column=mark.column + 1,
-            )
-        open_nodes.discard(id(node))
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
-
-
 def _parse_json(text: str, file: str | None) -> Any:
     """JSON's own reading of a .json file (its values and its error positions)."""
     try:
@@ -419,6 +427,7 @@ def _parse_json(text: str, file: str | None) -> Any:
             hint = "JSON strings use double quotes"
         raise _problem(f"not valid JSON: {exc.msg}", file, hint=hint, line=exc.lineno, column=exc.colno) from None
     except RecursionError:
+        _check_structure(text, file)  # locates the too-deep value
         raise _problem(f"nesting deeper than {MAX_DEPTH} levels; refused", file) from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise _problem(f"not valid JSON: {str(exc).split(';')[0]}", file) from None
@@ -447,13 +456,11 @@ def parse_text(text: str, file: str | None = None, *, json_text: bool = False) -
             node = _compose(text, file)
         except SpecError:
             return json_data, SourceMap(file)  # valid JSON that YAML cannot map: values without positions
-        _check_expansion(node, file)
         _NodeConverter(file, source).convert(node)  # the bounds and the duplicate-key check, and the positions
         return json_data, source
     node = _compose(text, file)
     if node is None:
         raise _problem("the spec is empty", file, hint="a spec starts with 'cnnspec: 1'; see examples/")
-    _check_expansion(node, file)
     data = _NodeConverter(file, source).convert(node)
     return data, source
 
