@@ -3,7 +3,8 @@
 Data goes to a temporary file in the target's directory (same file system, so the
 final :func:`os.replace` is an atomic rename), is flushed and fsynced, and only then
 takes the target's name.  On any exception -- including ``KeyboardInterrupt`` -- the
-temporary file is removed and the target is left as it was.
+temporary file is removed and the target is left as it was.  Missing parent folders are
+created (the one rule for every file cnnspec writes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from cnnspec.errors import OutputExistsError
+from cnnspec.errors import CnnspecError, OutputExistsError
+
+
+def _make_folder(directory: Path) -> None:
+    """Create ``directory`` and its missing parents; a clear error when that is impossible."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CnnspecError(f"cannot create the folder {directory}: a file is in the way") from None
+    except OSError as exc:
+        raise CnnspecError(f"cannot create the folder {directory}: {exc.strerror or exc}") from None
 
 
 def _refuse_existing(target: Path, overwrite: bool) -> None:
@@ -28,6 +39,8 @@ def _refuse_existing(target: Path, overwrite: bool) -> None:
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
+    Missing parent folders of ``path`` are created first.
+
     Args:
         path: the file to create or replace.
         overwrite: allow replacing an existing file.
@@ -38,11 +51,16 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False, suffix: s
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is false, or ``path`` is a directory.
+        CnnspecError: a missing parent folder cannot be created, or the folder is not writable.
     """
     target = Path(path)
     _refuse_existing(target, overwrite)
     directory = target.parent if str(target.parent) else Path(".")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
+    _make_folder(directory)
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
+    except OSError as exc:
+        raise CnnspecError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(handle)
     temp = Path(temp_name)
     try:

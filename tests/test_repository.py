@@ -8,11 +8,11 @@ from ``pyproject.toml``; ``.ci/run`` runs the README's test command verbatim.
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -37,7 +37,7 @@ def _locked() -> dict[str, str]:
 
 def _shell_blocks_after(heading: str) -> list[str]:
     section = README[README.index(heading):]
-    return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
+    return re.findall(r"```sh\n(.*?)\n```", section, flags=re.DOTALL)
 
 
 def _readme_commands() -> tuple[str, str]:

@@ -23,9 +23,8 @@ keras = pytest.importorskip("keras")
 import cnnspec  # noqa: E402
 from cnnspec.targets.build import build  # noqa: E402  (the function; `cnnspec.build` is also the submodule's name)
 from cnnspec.errors import CnnspecError, OutputExistsError  # noqa: E402
-from cnnspec.weights.transfer import (  # noqa: E402
-    WeightMismatch, flat_permutation, load_weights_file, randomize, save_weights_file, transfer_weights,
-)
+from cnnspec.weights.files import load_weights_file, save_weights_file  # noqa: E402
+from cnnspec.weights.transfer import WeightMismatch, flat_permutation, randomize, transfer_weights  # noqa: E402
 
 L = keras.layers
 nn = torch.nn

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write the source to FILE (atomically) instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--weights-from", metavar="FILE",
-                   help="a torch state_dict (.pt/.pth, loaded with weights_only=True) or Keras .weights.h5 to load")
+                   help="weights to convert: a torch state_dict or checkpoint (.pt/.pth/.ckpt, loaded with "
+                        "weights_only=True; 'state_dict'/'model' entries and 'module.'/'model.' key prefixes are "
+                        "unwrapped, with a note), .safetensors, or a Keras .weights.h5; needs --save-weights")
     p.add_argument("--save-weights", metavar="FILE",
                    help="write the target model's weights (converted from --weights-from) to FILE")
     _add_limits(p)
@@ -141,9 +143,12 @@ def _weights_framework(path: str) -> str:
     lowered = path.lower()
     if lowered.endswith(".weights.h5") or lowered.endswith(".h5") or lowered.endswith(".keras"):
         return "keras"
-    if lowered.endswith((".pt", ".pth", ".bin", ".ckpt")):
+    if lowered.endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors")):
         return "torch"
-    raise CnnspecError(f"{path}: cannot tell the framework of this weight file; use .pt/.pth (torch state_dict) or .weights.h5 (Keras)")
+    raise CnnspecError(
+        f"{path}: cannot tell the framework of this weight file; use .pt/.pth/.ckpt/.safetensors (torch) "
+        "or .weights.h5 (Keras)"
+    )
 
 
 def cmd_build(args) -> int:
@@ -160,6 +165,11 @@ def cmd_build(args) -> int:
             raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
     if args.save_weights and not args.weights_from:
         raise CnnspecError("--save-weights needs --weights-from (the weights to convert)")
+    if args.weights_from and not args.save_weights:
+        raise CnnspecError(
+            "--weights-from needs --save-weights FILE: the converted weights go only there "
+            "(without it they would be thrown away)"
+        )
     if args.weights_from and not Path(args.weights_from).is_file():
         raise CnnspecError(f"{args.weights_from}: no such weight file")
     source = emit_source(plan, args.target)
@@ -175,18 +185,19 @@ def cmd_build(args) -> int:
 
 def _convert_weights(plan, args) -> None:
     from cnnspec.targets.build import build
-    from cnnspec.weights.transfer import load_weights_file, save_weights_file, transfer_weights
+    from cnnspec.weights.files import load_weights_file, save_weights_file
+    from cnnspec.weights.transfer import transfer_weights
 
     source_framework = _weights_framework(args.weights_from)
     source_model = build(plan, source_framework)
-    load_weights_file(source_model, args.weights_from, plan)
+    for note in load_weights_file(source_model, args.weights_from, plan):
+        print(f"cnnspec: note: {note}", file=sys.stderr)
     target_model = source_model
     if args.target != source_framework:
         target_model = build(plan, args.target)
         transfer_weights(source_model, target_model, plan)
-    if args.save_weights:
-        save_weights_file(target_model, args.save_weights, overwrite=args.force)
-        print(f"wrote {args.save_weights} ({args.target} weights from {args.weights_from})", file=sys.stderr)
+    save_weights_file(target_model, args.save_weights, overwrite=args.force)
+    print(f"wrote {args.save_weights} ({args.target} weights from {args.weights_from})", file=sys.stderr)
 
 
 def cmd_verify(args) -> int:

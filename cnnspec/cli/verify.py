@@ -1,17 +1,17 @@
 """The ``cnnspec verify`` sub-command: arguments, progress display, parallel runs, output, exit code.
 
-Exit codes: 0 every spec verified, 1 a mismatch in at least one spec, 2 invalid input (a
-located message, never a traceback); with several specs the worst code wins.
+Exit codes: 0 every spec verified, 1 a mismatch in at least one spec, 2 invalid input or usage (a
+located message, never a traceback); with several specs the worst code wins.  The reports it
+writes (``--json``, ``--junit-xml``, ``--keep-onnx``) are regenerated outputs: a rerun replaces them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,9 +24,20 @@ EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``verify`` arguments to its sub-parser."""
+    parser.description = (
+        "Exit codes: 0 every spec's models agree, 1 at least one mismatch, 2 bad input or usage (an invalid "
+        "spec, a missing file); with several specs the worst code wins. Reports (--json, --junit-xml, "
+        "--keep-onnx) are regenerated outputs: a rerun replaces them, creating missing folders."
+    )
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML or JSON)")
     parser.add_argument("--json", metavar="PATH", default=None,
-                        help="write the report as JSON to PATH ('-' for stdout, which then carries only the JSON)")
+                        help="write the reports as one JSON document {ok, exit_code, reports: [...]} to PATH "
+                             "('-' for stdout, which then carries only the JSON)")
+    parser.add_argument("--junit-xml", metavar="PATH", default=None,
+                        help="write a JUnit XML report to PATH: one test case per spec, a failure naming the "
+                             "first divergent layer and its numbers")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only one verdict line per spec (errors still go to stderr)")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, metavar="A",
                         help=f"absolute tolerance per element (default {DEFAULT_ATOL:g})")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="R",
@@ -35,12 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and input (default 0)")
     parser.add_argument("--opset", type=int, default=18, metavar="K", help="ONNX opset of both exports (default 18)")
     parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="JOBS",
-                        help="verify several specs in parallel processes (default 1)")
+                        help="verify several specs in parallel processes (default 1). Each process imports the "
+                             "frameworks once (about 3 s) and the frameworks already use every core for the larger "
+                             "models, so -j pays only with free cores and many small specs: on 2 cores it gained "
+                             "nothing on the 10 examples (bench/README.md)")
     parser.add_argument("--keep-onnx", metavar="DIR", default=None,
                         help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite an existing --json file and existing graphs in --keep-onnx")
+                        help="accepted for compatibility; verify always replaces its reports")
 
 
 def _positive_int(text: str) -> int:
@@ -114,6 +128,7 @@ class Outcome:
     text: str = ""
     error: str | None = None
     summary: str = ""
+    seconds: float = 0.0
 
 
 def _options(args) -> dict:
@@ -129,16 +144,20 @@ def verify_one(source: str, options: dict, keep_onnx: str | None, show_progress:
     from cnnspec.verifier.run import verify
 
     progress = Progress(show_progress, prefix)
+    started = time.perf_counter()
     try:
         report = verify(source, keep_onnx=keep_onnx, progress=progress, **options)
     except SpecError as error:
-        return Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}")
+        return Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}",
+                       seconds=time.perf_counter() - started)
     except CnnspecError as error:
-        return Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"ERROR     {source}: {error}")
+        return Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"ERROR     {source}: {error}",
+                       seconds=time.perf_counter() - started)
     finally:
         progress.close()
     code = EXIT_OK if report.ok else EXIT_MISMATCH
-    return Outcome(source, code, report=report.to_dict(), text=report.render(color=color), summary=report.summary_line())
+    return Outcome(source, code, report=report.to_dict(), text=report.render(color=color),
+                   summary=report.summary_line(), seconds=time.perf_counter() - started)
 
 
 def _verify_in_worker(source: str, options: dict, keep_onnx: str | None) -> Outcome:
@@ -164,9 +183,9 @@ def run(args, check_limits: Callable | None = None) -> int:
     """
     from cnnspec.engine.plan import resolve
 
-    _refuse_existing_outputs(args)
+    _check_report_paths(args)
     json_to_stdout = args.json == "-"
-    show_progress = not args.no_progress and sys.stderr.isatty()
+    show_progress = not args.no_progress and not args.quiet and sys.stderr.isatty()
     color = sys.stdout.isatty() and not json_to_stdout and "NO_COLOR" not in os.environ
     several = len(args.specs) > 1
     options = _options(args)
@@ -192,14 +211,6 @@ def run(args, check_limits: Callable | None = None) -> int:
                 folder = plan.name if plan.name not in kept_dirs else f"{plan.name}_{position}"
                 kept_dirs.add(folder)
                 keep = str(Path(args.keep_onnx) / folder)
-        if keep is not None and not args.force:
-            existing = [Path(keep) / name for name in ("torch.onnx", "keras.onnx") if (Path(keep) / name).exists()]
-            if existing:
-                outcomes[position] = Outcome(
-                    source, EXIT_BAD_INPUT, error=f"{source}: {existing[0]} exists; pass --force to overwrite it",
-                    summary=f"REFUSED   {source}: {existing[0]} exists",
-                )
-                continue
         pending.append((position, source, keep))
 
     if len(pending) > 1 and args.jobs > 1:
@@ -215,6 +226,9 @@ def run(args, check_limits: Callable | None = None) -> int:
 
 
 def _run_parallel(pending, options: dict, jobs: int, show_progress: bool) -> dict[int, Outcome]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     results: dict[int, Outcome] = {}
     progress = Progress(show_progress)
     context = multiprocessing.get_context("spawn")
@@ -238,14 +252,14 @@ def _run_parallel(pending, options: dict, jobs: int, show_progress: bool) -> dic
     return results
 
 
-def _json_document(outcomes: list[Outcome], several: bool) -> dict:
+def _json_document(outcomes: list[Outcome]) -> dict:
+    """One shape whatever the number of specs: ``ok``, ``exit_code`` and ``reports`` (one per spec, in order)."""
+
     def entry(outcome: Outcome) -> dict:
         if outcome.report is not None:
             return outcome.report
         return {"ok": False, "source": outcome.source, "exit_code": outcome.code, "error": outcome.error}
 
-    if not several:
-        return entry(outcomes[0])
     return {
         "ok": all(o.code == EXIT_OK for o in outcomes),
         "exit_code": max(o.code for o in outcomes),
@@ -258,11 +272,18 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
         if outcome.error:
             print(outcome.error, file=sys.stderr)
     if args.json:
-        text = json.dumps(_json_document(outcomes, several), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(_json_document(outcomes), indent=2, ensure_ascii=False) + "\n"
         if json_to_stdout:
             sys.stdout.write(text)
         else:
-            _write_text(args.json, text, overwrite=args.force)
+            _write_text(args.json, text)
+    if args.junit_xml:
+        _write_text(args.junit_xml, junit_xml(outcomes))
+    if args.quiet:
+        stream = sys.stderr if json_to_stdout else sys.stdout
+        for outcome in outcomes:
+            print(outcome.summary, file=stream)
+        return
     if json_to_stdout:
         if several:
             for outcome in outcomes:
@@ -285,17 +306,83 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
         print(f"  {len(outcomes)} specs: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
-def _refuse_existing_outputs(args) -> None:
-    """Refuse an existing --json file before any slow work starts (unless --force)."""
-    if args.json and args.json != "-" and Path(args.json).exists() and not args.force:
-        from cnnspec.errors import OutputExistsError
+def _check_report_paths(args) -> None:
+    """Refuse report paths that cannot be right, before any slow work starts (exit 2).
 
-        raise OutputExistsError(f"{args.json} exists; pass --force to overwrite it")
+    A report path that is a folder, or one of the specs being verified (a rerun replaces reports,
+    so a mistyped ``--json examples/x.yaml`` would destroy the spec), is a usage error.
+    """
+    specs = {Path(spec).resolve() for spec in args.specs}
+    for option, path in (("--json", args.json), ("--junit-xml", args.junit_xml), ("--keep-onnx", args.keep_onnx)):
+        if not path or path == "-":
+            continue
+        target = Path(path)
+        if option != "--keep-onnx" and target.is_dir():
+            raise CnnspecError(f"{option} {path}: is a folder; name the report file to write")
+        if option == "--keep-onnx" and target.exists() and not target.is_dir():
+            raise CnnspecError(f"--keep-onnx {path}: is a file; name a folder for the graphs")
+        if target.resolve() in specs:
+            raise CnnspecError(f"{option} {path}: is one of the specs being verified; reports replace their file")
 
 
-def _write_text(path: str, text: str, overwrite: bool) -> None:
-    """Write the JSON report file atomically (never half a file)."""
+def _write_text(path: str, text: str) -> None:
+    """Write a report file atomically (never half a file), replacing an earlier report."""
     from cnnspec.atomic import atomic_write
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text, overwrite=overwrite)
+    atomic_write(path, text, overwrite=True)
+
+
+# --------------------------------------------------------------------------------------
+# JUnit XML
+# --------------------------------------------------------------------------------------
+
+
+def _failure_message(report: dict) -> str:
+    """The first divergent layer and its numbers, or the first problem."""
+    divergence = report.get("divergence")
+    if divergence:
+        numbers = []
+        if divergence.get("max_abs_diff") is not None:
+            numbers.append(f"max abs diff {divergence['max_abs_diff']:.3g}")
+        if divergence.get("max_rel_diff") is not None:
+            numbers.append(f"max rel diff {divergence['max_rel_diff']:.3g}")
+        numbers.append(f"atol {report['atol']:g}, rtol {report['rtol']:g}")
+        return f"first divergent layer '{divergence['name']}' ({divergence['type']}): " + ", ".join(numbers)
+    problems = report.get("problems") or ["the models do not agree"]
+    return problems[0]
+
+
+def junit_xml(outcomes: list[Outcome]) -> str:
+    """A JUnit XML document: one ``testcase`` per spec; a mismatch is a ``failure``, bad input an ``error``."""
+    import socket
+    import xml.etree.ElementTree as ET
+    from datetime import datetime, timezone
+
+    failures = sum(o.code == EXIT_MISMATCH for o in outcomes)
+    errors = sum(o.code not in (EXIT_OK, EXIT_MISMATCH) for o in outcomes)
+    total_time = f"{sum(o.seconds for o in outcomes):.3f}"
+    counts = {"tests": str(len(outcomes)), "failures": str(failures), "errors": str(errors)}
+    root = ET.Element("testsuites", {"name": "cnnspec verify", **counts, "time": total_time})
+    suite = ET.SubElement(root, "testsuite", {
+        "name": "cnnspec verify", **counts, "skipped": "0", "time": total_time,
+        "timestamp": datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat(),
+        "hostname": socket.gethostname(),
+    })
+    for outcome in outcomes:
+        model = (outcome.report or {}).get("spec")
+        case = ET.SubElement(suite, "testcase", {
+            "classname": f"cnnspec.verify.{model}" if model else "cnnspec.verify",
+            "name": outcome.source, "time": f"{outcome.seconds:.3f}",
+        })
+        if outcome.code == EXIT_MISMATCH and outcome.report is not None:
+            failure = ET.SubElement(case, "failure", {"message": _failure_message(outcome.report), "type": "mismatch"})
+            failure.text = outcome.text or "\n".join(outcome.report.get("problems") or [])
+        elif outcome.code != EXIT_OK:
+            kind = "invalid_input" if outcome.code == EXIT_BAD_INPUT else "internal_error"
+            message = (outcome.error or outcome.summary).splitlines()[0] if (outcome.error or outcome.summary) else kind
+            error = ET.SubElement(case, "error", {"message": message, "type": kind})
+            error.text = outcome.error or outcome.summary
+        elif outcome.report is not None:
+            ET.SubElement(case, "system-out").text = outcome.summary
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,4 +1,4 @@
-"""Weights: move them between the PyTorch and Keras models of one spec, and to and from files.
+"""Weights: move them between the PyTorch and Keras models of one spec (files: :mod:`cnnspec.weights.files`).
 
 Both models are generated from the same :class:`~cnnspec.engine.plan.Plan`, so every layer with
 weights has the same spec name in both: the torch attribute ``model.<name>`` (a separable
@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from cnnspec.atomic import atomic_path
 from cnnspec.errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
@@ -519,117 +517,3 @@ def _randomize_keras(model, rng) -> None:
             elif role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha") and not variable.trainable:
                 continue  # e.g. a seed generator's state
             variable.assign(_random_vector(rng, role, shape, fan_in))
-
-
-# --------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------
-
-
-def _is_keras_file(path: Path) -> bool:
-    return path.name.endswith(KERAS_WEIGHTS_SUFFIX)
-
-
-def _unpickling_reason(error: Exception) -> str:
-    """The informative line of torch's weights_only error (not its advice to load unsafely)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "unsupported GLOBAL" in line or "Unsupported" in line or "not allowed" in line.lower():
-            return line
-    informative = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
-    return informative[0] if informative else type(error).__name__
-
-
-def load_weights_file(model, path, spec=None) -> None:
-    """Load weights from a file into ``model``.
-
-    A Keras ``.weights.h5`` file goes into a keras model with ``model.load_weights``; any
-    other file is a torch ``state_dict``, loaded with ``torch.load(weights_only=True)`` (no
-    pickled code is ever executed) and ``load_state_dict(strict=True)``.  When the file's
-    framework is not the model's, the matching model is built from ``spec``, loaded, and
-    its weights are transferred with :func:`transfer_weights`.
-
-    Args:
-        model: a ``torch.nn.Module`` or ``keras.Model``.
-        path: the weights file.
-        spec: the model's spec; needed only for a file of the other framework.
-
-    Raises:
-        CnnspecError: the file is missing or unreadable, or is not a plain weights file.
-        WeightMismatch: the file's tensors do not fit the model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CnnspecError(f"weights file not found: {path}")
-    model_kind = _framework_of(model, "given")
-    file_kind = "keras" if _is_keras_file(path) else "torch"
-    if model_kind != file_kind:
-        if spec is None:
-            raise CnnspecError(f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert")
-        from cnnspec.targets.build import build
-
-        plan = _plan_of(spec)
-        carrier = build(plan, file_kind)
-        load_weights_file(carrier, path)
-        transfer_weights(carrier, model, plan)
-        return
-    if file_kind == "keras":
-        try:
-            model.load_weights(str(path))
-        except Exception as error:  # keras raises ValueError / OSError variants
-            raise WeightMismatch(f"cannot load keras weights {path}: {error}") from None
-        return
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        raise CnnspecError(
-            f"refusing to load {path}: not a plain torch weights file (state_dict of tensors) "
-            f"readable with weights_only=True: {_unpickling_reason(error)}"
-        ) from None
-    if not isinstance(state, dict):
-        raise CnnspecError(f"{path} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise WeightMismatch(f"the weights in {path} do not fit the model: {error}") from None
-
-
-def save_weights_file(model, path, *, overwrite: bool = False) -> Path:
-    """Save a model's weights atomically.
-
-    A torch model is saved as its ``state_dict`` (``torch.save``); a keras model with
-    ``save_weights``, to a path that must end in ``.weights.h5``.  The file is written to a
-    temporary name in the same directory and moved into place, so a failure never leaves
-    a partial file behind.
-
-    Args:
-        model: a ``torch.nn.Module`` or ``keras.Model``.
-        path: the destination file.
-        overwrite: replace an existing file (otherwise :class:`OutputExistsError`).
-
-    Returns:
-        The path written.
-
-    Raises:
-        OutputExistsError: ``path`` exists and ``overwrite`` is false.
-        CnnspecError: a keras path that does not end in ``.weights.h5``.
-    """
-    path = Path(path)
-    kind = _framework_of(model, "given")
-    if kind == "keras" and not _is_keras_file(path):
-        raise CnnspecError(f"keras weights files must end in '{KERAS_WEIGHTS_SUFFIX}': {path}")
-    (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
-    suffix = KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"  # keras insists on the .weights.h5 ending
-    with atomic_path(path, overwrite=overwrite, suffix=suffix) as temp:
-        if kind == "torch":
-            import torch
-
-            state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-            torch.save(state, temp)
-        else:
-            model.save_weights(str(temp), overwrite=True)
-    return path

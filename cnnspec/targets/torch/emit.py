@@ -580,14 +580,22 @@ def _check_names(plan: Plan, attributes: list[str], model_class: str, helpers: s
         raise CnnspecError(f"model name '{plan.name}' gives the class name '{model_class}', which a helper class uses; rename the model")
 
 
+# Private members of torch.nn.Module (torch 2.13) that a layer named with a leading '_' would shadow; the
+# public ones are reserved by the spec itself. Written out so that writing source imports no framework
+# (tests compare both lists with the installed torch).
+_NN_MODULE_PRIVATE_MEMBERS = frozenset(
+    "_apply _call_impl _compiled_call_impl _get_backward_hooks _get_backward_pre_hooks _get_name "
+    "_load_from_state_dict _maybe_warn_non_full_backward_hook _named_members _register_load_state_dict_pre_hook "
+    "_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward _version "
+    "_wrapped_call_impl".split()
+)
+
+
 def _module_member_names() -> frozenset[str]:
     """Names the generated class already defines (an attribute of that name would be shadowed by them)."""
-    own = frozenset({"forward", "forward_layers"})
-    try:
-        from torch import nn
-    except ImportError:  # the source can still be written without torch installed
-        return own
-    return own | frozenset(dir(nn.Module)) | frozenset(vars(nn.Module()))
+    from cnnspec.spec.models import _TORCH_MODULE_MEMBERS
+
+    return frozenset({"forward", "forward_layers"}) | frozenset(_TORCH_MODULE_MEMBERS) | _NN_MODULE_PRIVATE_MEMBERS
 
 
 def emit_source(plan: Plan) -> str:
