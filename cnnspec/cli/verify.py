@@ -46,10 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and input (default 0)")
     parser.add_argument("--opset", type=int, default=18, metavar="K", help="ONNX opset of both exports (default 18)")
     parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="JOBS",
-                        help="verify several specs in parallel processes (default 1). Each process imports the "
-                             "frameworks once (about 3 s) and the frameworks already use every core for the larger "
-                             "models, so -j pays only with free cores and many small specs: on 2 cores it gained "
-                             "nothing on the 10 examples (bench/README.md)")
+                        help="verify several specs in parallel processes (default 1). It pays only with idle "
+                             "cores to spare: every process imports the frameworks again (about 5 s of CPU), the "
+                             "frameworks already run several threads each, and the largest spec bounds the run. On "
+                             "2 cores -j 2 is not faster than -j 1 (36.3 s and 36.6 s on the 10 examples; slower on a "
+                             "busy machine; bench/README.md)")
     parser.add_argument("--keep-onnx", metavar="DIR", default=None,
                         help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
