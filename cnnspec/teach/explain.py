@@ -337,7 +337,7 @@ def _wrap(segments: list[str], first_prefix: str, indent: int, width: int) -> li
             pieces.append((separator, part))
     lines, current = [], first_prefix
     for separator, part in pieces:
-        if separator and display_width(current + separator + part) > width:
+        if separator and display_width(current + separator + part) + 1 > width:  # room for a trailing ";"
             lines.append(current + separator.rstrip())
             current = " " * indent + part
         else:
@@ -363,10 +363,11 @@ def _detail_rows(record: dict[str, Any], lang: str) -> list[tuple[str, list[str]
 
 def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int = 100) -> str:
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
-    out = [text("headline", lang, name=data["name"], rank=data["rank"], first=first,
-                shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
-                shape_last=shape_text(data["input_shape"]["NHWC"])),
-           text("axes_line", lang, axes=", ".join(data["axes"])), ""]
+    headline = text("headline", lang, name=data["name"], rank=data["rank"], first=first,
+                    shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
+                    shape_last=shape_text(data["input_shape"]["NHWC"]))
+    out = _wrap_words(headline, 2, width if not wide else 10**6)
+    out += [text("axes_line", lang, axes=", ".join(data["axes"])), ""]
     columns = ["layer", "type"] + (["inputs"] if data["is_graph"] else []) + ["first", "last", "params"]
     headings = {"layer": text("layer", lang), "type": text("type", lang), "inputs": text("inputs", lang),
                 "first": first, "last": last, "params": text("params", lang)}
@@ -416,10 +417,10 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
 
 
 def _wrap_words(value: str, indent: int, width: int) -> list[str]:
-    """Wrap prose at spaces (formulas in notes are kept whole: they are joined with no-break spaces first)."""
-    words = value.split(" ")
+    """Wrap prose at spaces, never inside a formula (its spaces are held together while wrapping)."""
+    glued = F.FORMULA.sub(lambda m: m.group(0).replace(" ", "\x00"), value)
     lines, current = [], ""
-    for word in words:
+    for word in glued.split(" "):
         candidate = f"{current} {word}" if current else word
         if current and display_width(candidate) > width:
             lines.append(current)
@@ -427,7 +428,7 @@ def _wrap_words(value: str, indent: int, width: int) -> list[str]:
         else:
             current = candidate
     lines.append(current)
-    return lines
+    return [line.replace("\x00", " ") for line in lines]
 
 
 # -- the notebook table ----------------------------------------------------------------------------

@@ -7,12 +7,17 @@ Every formula is a chain ``expression = value`` (or ``a = b = c``) using · for 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import LayerPlan
 
-AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+from cnnspec.engine.plan import AXIS_NAMES
+
+# A printed formula: numbers (with brackets) joined by operators, e.g. ⌊(28 + 0 − 3) / 1⌋ + 1 = 26.
+_NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*[⌋⌉)]*"
+FORMULA = re.compile(rf"{_NUMBER}(?:[ ]*[·+−/=][ ]*{_NUMBER})+")
 
 
 def axis_names(spatial_rank: int) -> tuple[str, ...]:
