@@ -15,9 +15,11 @@ from cnnspec.teach.source_lines import generated_sources, layer_lines
 CSS = """
 :root { --ink: #1d232b; --muted: #5b6573; --line: #d5dbe3; --card: #ffffff; --bg: #f5f7fa; --accent: #1f6fd1; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Malgun Gothic", sans-serif;
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", "Noto Sans KR", "Apple SD Gothic Neo",
+       "Malgun Gothic", "NanumGothic", sans-serif;
        color: var(--ink); background: var(--bg); }
 a { color: var(--accent); }
+html:lang(ko) { word-break: keep-all; }
 .skip { position: absolute; left: -999px; } .skip:focus { left: 8px; top: 8px; background: #fff; padding: 4px 8px; }
 header, main, footer { max-width: 1180px; margin: 0 auto; padding: 12px 20px; }
 h1 { font-size: 1.5rem; margin: 8px 0; overflow-wrap: anywhere; }
@@ -28,7 +30,7 @@ h3 { font-size: .95rem; margin: 12px 0 4px; color: var(--muted); text-transform:
 nav.toc ol { display: flex; flex-wrap: wrap; gap: 4px 8px; list-style: none; padding: 0; margin: 8px 0; }
 nav.toc a { display: inline-block; padding: 2px 8px; border: 1px solid var(--line); border-radius: 12px;
             background: var(--card); text-decoration: none; font-size: .9rem; }
-.layer { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
+.layer, .graph-section, .input-card, .notes { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
          margin: 14px 0; scroll-margin-top: 12px; }
 .layer:focus { outline: 3px solid var(--accent); outline-offset: 2px; }
 .kind { color: var(--muted); font-weight: normal; }
@@ -39,7 +41,7 @@ svg text { font: 12px system-ui, sans-serif; fill: #1d232b; }
 svg .dim-letter { font-weight: 700; } svg .dim-size { font: 13px ui-monospace, Menlo, Consolas, monospace; }
 svg .axis-label { font-weight: 700; } svg .gap { font-size: 12px; } svg .cell-text { font-size: 10px; }
 .pictures { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.pictures figure { margin: 0; max-width: 100%; }
+figure { margin: 0; max-width: 100%; }
 figcaption { font-size: .85rem; color: var(--muted); }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: .85rem; color: var(--muted); margin: 4px 0; }
 .legend span::before { content: ""; display: inline-block; width: 12px; height: 12px; margin-right: 4px;
@@ -54,11 +56,11 @@ ul.formulas { margin: 0; padding-left: 18px; }
 table.totals { border-collapse: collapse; } table.totals td { padding: 2px 12px 2px 0; }
 @media (max-width: 640px) {
   body { font-size: 15px; } header, main, footer { padding: 8px 10px; }
-  .layer { padding: 10px 10px; } .code { grid-template-columns: 1fr; }
+  .layer, .graph-section, .input-card, .notes { padding: 10px 10px; } .code { grid-template-columns: 1fr; }
 }
 @media print {
   body { background: #fff; font-size: 11pt; } nav.toc, .keys, .skip { display: none; }
-  .layer { break-inside: avoid; border-color: #999; box-shadow: none; }
+  .layer, .input-card { break-inside: avoid; border-color: #999; box-shadow: none; }
   a { color: inherit; text-decoration: none; } .code pre { white-space: pre-wrap; }
 }
 """
@@ -216,9 +218,10 @@ def _flatten_section(record: dict[str, Any], lang: str) -> str:
     label_torch = f"PyTorch {order['torch_order']}: {order['torch_index']}"
     label_keras = f"Keras {order['keras_order']}: {order['keras_index']}"
     cell = "(" + ", ".join(f"{k}={v}" for k, v in order["cell"].items()) + ")"
+    marks = (order["torch_position"], order["keras_position"])
     return (
         f'<h3>{escape(text("flatten_heading", lang))}</h3>'
-        f'<figure>{P.flatten_strips(shape, count, label_torch, label_keras)}'
+        f'<figure>{P.flatten_strips(shape, count, label_torch, label_keras, *marks)}'
         f'<figcaption>{escape(text("flatten_first_cells", lang, count=min(count, record["output_shape"]["NCHW"][0])))}'
         f'</figcaption></figure>'
         f'<p>{escape(text("worked_cell", lang, cell=cell))}: PyTorch <span class="formula" data-kind="flatten-torch">'

@@ -124,8 +124,12 @@ def padding_strip(axis: dict[str, Any], name: str, label: str, crop: tuple[int, 
             f'aria-label="{escape(label)}"><title>{escape(label)}</title>{"".join(parts)}</svg>')
 
 
-def flatten_strips(shape: list[int], count: int, label_torch: str, label_keras: str) -> str:
-    """The first ``count`` positions of the flattened vector in both orders, coloured by channel."""
+def flatten_strips(shape: list[int], count: int, label_torch: str, label_keras: str, mark_torch: int = -1,
+                   mark_keras: int = -1) -> str:
+    """The first ``count`` positions of the flattened vector in both orders, coloured by channel.
+
+    The worked cell's position is outlined in each row where it falls among the drawn positions.
+    """
     channels, spatial = shape[0], shape[1:]
     per_channel = 1
     for s in spatial:
@@ -150,8 +154,10 @@ def flatten_strips(shape: list[int], count: int, label_torch: str, label_keras: 
             else:
                 *rest, c = unravel(i, [*spatial, channels])
             hue = (c * 67) % 360
+            marked = i == (mark_torch if order == "torch" else mark_keras)
+            stroke = ' stroke="#1d232b" stroke-width="3"' if marked else ' stroke="#777"'
             title = f"position {i}: c={c}, " + ", ".join(str(v) for v in rest)
-            rows.append(f'<rect x="{i * 22}" y="{y}" width="21" height="21" fill="hsl({hue} 70% 80%)" stroke="#777">'
+            rows.append(f'<rect x="{i * 22}" y="{y}" width="21" height="21" fill="hsl({hue} 70% 80%)"{stroke}>'
                         f'<title>{escape(title)}</title></rect>'
                         f'<text x="{i * 22 + 10.5}" y="{y + 15}" text-anchor="middle" class="cell-text">{c}</text>')
     width = count * 22
