@@ -25,10 +25,10 @@ CATALOG: dict[str, dict[str, str]] = {
     "total_params": {"en": "total params", "ko": "전체 파라미터"},
     "output": {"en": "output", "ko": "출력"},
     "headline": {
-        "en": "model {name}: {rank}-D, input {first} {shape_first} (PyTorch) = {last} {shape_last} (Keras); "
-              "batch dimension omitted",
-        "ko": "모델 {name}: {rank}차원, 입력 {first} {shape_first} (PyTorch) = {last} {shape_last} (Keras); "
-              "배치 차원 생략",
+        "en": "model {name}, {rank}-D: input {first} {shape_first} (PyTorch) = {last} {shape_last} (Keras), "
+              "batch omitted",
+        "ko": "모델 {name}, {rank}차원: 입력 {first} {shape_first} (PyTorch) = {last} {shape_last} (Keras), "
+              "배치 생략",
     },
     "axes_line": {
         "en": "axes: C = channels, {axes} (spatial); per-axis values are given in that order",
