@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -122,7 +123,8 @@ def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> 
                 parts.append(text("tr_valid_extend", lang, extra=d.extend) if d.extend else text("tr_valid", lang))
             items.append((d.axis, ", ".join(parts)))
         return [{"mode": layer.padding_mode, **g} for g in _group(items)]
-    if layer.padding_mode == "valid" and all(b == 0 and a == 0 for b, a in layer.padding):
+    if layer.padding_mode == "valid" and all(b == 0 and a == 0 for b, a in layer.padding) \
+            and not any(d.ceil_extra for d in details):
         return [{"mode": "valid", "axes": [], "text": "valid"}]
     items = []
     for d in details:
@@ -328,13 +330,13 @@ def _pad(value: str, width: int, right: bool = False) -> str:
 def _wrap(segments: list[str], first_prefix: str, indent: int, width: int) -> list[str]:
     """Join segments with '; ', breaking lines between segments or at ', ' inside a long one.
 
-    Formulas never contain ', ' (thousands commas have no space), so no formula is ever broken.
+    Formulas never contain ', ' or '; ' (thousands commas have no space), so no formula is ever broken.
     """
     pieces: list[tuple[str, str]] = []  # (separator before it, text)
     for number, segment in enumerate(segments):
-        for part_number, part in enumerate(segment.split(", ")):
-            separator = "" if number == 0 and part_number == 0 else ("; " if part_number == 0 else ", ")
-            pieces.append((separator, part))
+        parts = re.split(r"(, |; )", segment)
+        pieces.append(("; " if number else "", parts[0]))
+        pieces.extend(zip(parts[1::2], parts[2::2]))
     lines, current = [], first_prefix
     for separator, part in pieces:
         if separator and display_width(current + separator + part) + 1 > width:  # room for a trailing ";"

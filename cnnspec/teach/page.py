@@ -110,7 +110,7 @@ def _shape_rows(record_shape: dict[str, list[int]], layouts: dict[str, str], lan
 
 def _legend(lang: str, keys: tuple[str, ...]) -> str:
     swatches = {"legend_input": P.COLORS["input"], "legend_pad": P.COLORS["pad"], "legend_first": P.COLORS["first"],
-                "legend_last": P.COLORS["last"], "legend_crop": P.COLORS["crop"]}
+                "legend_last": P.COLORS["last"], "legend_crop": P.COLORS["crop"], "legend_beyond": "#ffffff"}
     return '<div class="legend">' + "".join(
         f'<span style="--swatch:{swatches[k]}">{escape(text(k, lang))}</span>' for k in keys) + "</div>"
 
@@ -154,7 +154,8 @@ def _padding_section(layer: LayerPlan, lang: str) -> str:
             alt = text("alt_padding", lang, p=p)
             figures.append(f'<figure class="alternative">{_window_pictures(layer, _window_axes(layer, p), names, alt)}'
                            f"<figcaption>{escape(alt)}</figcaption></figure>")
-        legend = _legend(lang, ("legend_input", "legend_pad", "legend_first", "legend_last"))
+        keys = ("legend_input", "legend_pad", "legend_first", "legend_last")
+        legend = _legend(lang, keys + (("legend_beyond",) if any(layer.ceil_extra or ()) else ()))
     elif layer.family == "conv_transpose":
         strips = []
         dilation = layer.dilation or (1,) * len(layer.kernel_size)
