@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from spec_strategies import valid_specs
 
 import cnnspec
 from cnnspec.teach.explain import display_width, explain
 from cnnspec.teach.formulas import eval_formula
 from cnnspec.teach.i18n import CATALOG, LANGUAGES
-from spec_strategies import valid_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -152,7 +152,7 @@ def test_inputs_column_only_for_graphs():
     graph = explain(ROOT / "examples" / "mobile_block.yaml").text()
     header = next(line for line in graph.splitlines() if line.startswith("layer "))
     assert "inputs" in header
-    assert re.search(r"^residual\s+add\s+stem_act, project\s", graph, re.M)
+    assert re.search(r"^residual\s+add\s+stem_act, project\s", graph, re.MULTILINE)
     chain = explain(ROOT / "examples" / "mnist_convnet.yaml").text()
     assert "inputs" not in next(line for line in chain.splitlines() if line.startswith("layer "))
 
@@ -220,7 +220,7 @@ def test_notebook_rendering_is_a_table():
 
 def test_no_submodule_called_explain():
     assert importlib.util.find_spec("cnnspec.explain") is None
-    import cnnspec.teach.explain  # noqa: F401 - importing the module must not rebind the function
+    import cnnspec.teach.explain
 
     assert callable(cnnspec.explain) and cnnspec.explain.__module__ == "cnnspec.teach.explain"
     assert "explain" in cnnspec.__all__

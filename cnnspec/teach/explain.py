@@ -21,7 +21,7 @@ from cnnspec.teach.notes import model_notes
 WINDOWED = ("conv", "depthwise_conv", "separable_conv", "pool")
 
 
-def explain(spec, lang: str = "en") -> "Explanation":
+def explain(spec, lang: str = "en") -> Explanation:
     """Explain a spec: shapes in both layouts, padding, output-size and parameter arithmetic, notes.
 
     Args:

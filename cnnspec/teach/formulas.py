@@ -11,9 +11,7 @@ import re
 from dataclasses import dataclass
 
 from cnnspec.engine import shapes as S
-from cnnspec.engine.plan import LayerPlan
-
-from cnnspec.engine.plan import AXIS_NAMES
+from cnnspec.engine.plan import AXIS_NAMES, LayerPlan
 
 # A printed formula: numbers (with brackets) joined by operators, e.g. ⌊(28 + 0 − 3) / 1⌋ + 1 = 26.
 _NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*[⌋⌉)]*"
@@ -228,4 +226,4 @@ def eval_formula(expression: str):
     import math
 
     namespace = {"_F": Fraction, "_floor": math.floor, "_ceil": math.ceil, "__builtins__": {}}
-    return eval(text, namespace)  # noqa: S307 - the text is checked to hold only numbers and operators
+    return eval(text, namespace)

@@ -130,10 +130,10 @@ def _flatten_note(plan: Plan, records, lang: str):
 
 def _global_pool_note(plan: Plan, records, lang: str):
     for index, layer in enumerate(plan.layers[:-1]):
-        if layer.family == "global_pool" and len(layer.output_shape) == 1:
-            if any(later.family == "dense" for later in plan.layers[index + 1:]):
-                axes = ", ".join(axis_names(layer.spatial_rank))
-                return _note("note_global_pool", layer.name, lang, axes=axes)
+        flat = layer.family == "global_pool" and len(layer.output_shape) == 1
+        if flat and any(later.family == "dense" for later in plan.layers[index + 1:]):
+            axes = ", ".join(axis_names(layer.spatial_rank))
+            return _note("note_global_pool", layer.name, lang, axes=axes)
     return None
 
 

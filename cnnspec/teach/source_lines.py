@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from cnnspec.engine.plan import Plan
 from cnnspec.errors import CnnspecError
@@ -46,11 +46,12 @@ def generated_sources(plan: Plan) -> dict[str, str | Exception]:
     return sources
 
 
-def _owned_by(candidate: str, name: str, others: set[str]) -> bool:
-    """Whether identifier ``candidate`` (an attribute or Keras layer name) belongs to layer ``name``."""
-    if candidate == name:
-        return True
-    return candidate.startswith(name + "_") and candidate not in others
+def _owner(candidate: str, names: list[str]) -> str | None:
+    """The layer an attribute or Keras layer name belongs to: itself, or the longest ``<name>_<role>`` prefix."""
+    if candidate in names:
+        return candidate
+    owners = [name for name in names if candidate.startswith(name + "_")]
+    return max(owners, key=len) if owners else None
 
 
 def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -> dict[str, dict[str, list[str]]]:
@@ -72,11 +73,9 @@ def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -
                 section = line.split("(")[0][4:]
             if section == "__init__":
                 match = re.match(r"self\.(\w+)\s*=", line)
-                if match:
-                    for name in names:
-                        if _owned_by(match.group(1), name, set(names) - {name}):
-                            result[name]["torch"].append(line)
-                            break
+                owner = _owner(match.group(1), names) if match else None
+                if owner:
+                    result[owner]["torch"].append(line)
             elif section == "forward":
                 match = re.search(r"#\s*([^:\s]+):", line)
                 if match and match.group(1) in result:
@@ -88,8 +87,7 @@ def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -
             match = re.search(r"name='([^']+)'", line)
             if not match or line.startswith(("inputs =", "return ")):
                 continue
-            for name in names:
-                if _owned_by(match.group(1), name, set(names) - {name}):
-                    result[name]["keras"].append(line)
-                    break
+            owner = _owner(match.group(1), names)
+            if owner:
+                result[owner]["keras"].append(line)
     return result
