@@ -203,8 +203,9 @@ def test_same_stride2_picture_puts_the_extra_cell_at_the_end(browser, pages):
         const figures = document.querySelectorAll('#layer-0 .pictures figure');
         const describe = (figure) => {
             const svg = figure.querySelector('svg');
-            const pads = Array.from(svg.querySelectorAll('rect.cell.pad')).map(r => [+r.getAttribute('x'), +r.getAttribute('y')]);
-            const cells = Array.from(svg.querySelectorAll('rect.cell')).map(r => [+r.getAttribute('x'), +r.getAttribute('y')]);
+            const at = (r) => [+r.getAttribute('x'), +r.getAttribute('y')];
+            const pads = Array.from(svg.querySelectorAll('rect.cell.pad')).map(at);
+            const cells = Array.from(svg.querySelectorAll('rect.cell')).map(at);
             const minX = Math.min(...cells.map(c => c[0])), minY = Math.min(...cells.map(c => c[1]));
             const maxX = Math.max(...cells.map(c => c[0])), maxY = Math.max(...cells.map(c => c[1]));
             return {padAtStart: pads.some(p => p[0] === minX && p[1] === minY),

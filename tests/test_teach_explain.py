@@ -184,9 +184,11 @@ def test_json_carries_everything_the_table_shows(example):
             assert layer["param_formula"] in wide
     for note in data["notes"]:
         assert " ".join(note["text"].split()) in " ".join(explanation.text(wide=True).split())
-    flatten = [layer for layer in data["layers"] if layer["type"] == "flatten" and len(layer["input_shapes"][0]["NCHW"]) > 1]
+    flatten = [layer for layer in data["layers"]
+               if layer["type"] == "flatten" and len(layer["input_shapes"][0]["NCHW"]) > 1]
     for layer in flatten:
-        assert {"torch_order", "keras_order", "torch_index", "keras_index", "torch_formula"} <= set(layer["flatten_order"])
+        expected = {"torch_order", "keras_order", "torch_index", "keras_index", "torch_formula", "keras_formula"}
+        assert expected <= set(layer["flatten_order"])
 
 
 def test_flatten_order_worked_cell_matches_a_real_reshape():
@@ -287,7 +289,8 @@ def test_cli_html_writes_atomically_and_refuses_bad_input(tmp_path):
     assert run(spec, "--html", str(out), "--force", "--lang", "ko").returncode == 0
     assert '<html lang="ko">' in out.read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("cnnspec: 1\ninput: {channels: 1, size: [4, 4]}\nlayers:\n  - {type: conv2d, filters: 2, kernel_size: 5}\n")
+    bad.write_text("cnnspec: 1\ninput: {channels: 1, size: [4, 4]}\n"
+                   "layers:\n  - {type: conv2d, filters: 2, kernel_size: 5}\n")
     failed = run(str(bad), "--html", str(tmp_path / "bad.html"))
     assert failed.returncode == 2 and "on axis H" in failed.stderr and "Traceback" not in failed.stderr
     assert not (tmp_path / "bad.html").exists()

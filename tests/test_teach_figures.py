@@ -89,7 +89,8 @@ def check_everywhere(spec, shapes_nhwc: list[str], params: list[str] | None = No
                 assert any(bare in shown for shown in page.formulas), (bare, page.formulas)
         if params is not None:
             assert [layer["data-params"] for layer in page.layers] == [p.replace(",", "") for p in params]
-            for row, count in zip(rows[rows.index(next(r for r in rows if r.startswith(("input", "입력")))) + 1:], params):
+            input_row = rows.index(next(r for r in rows if r.startswith(("input", "입력"))))
+            for row, count in zip(rows[input_row + 1:], params):
                 assert row.split()[-1] == count, (row, count)
         if total is not None:
             assert page.totals["data-total"] == str(total)

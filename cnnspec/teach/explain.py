@@ -112,7 +112,8 @@ def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> 
             parts = [text("tr_full", lang, formula=d.full)]
             if layer.padding_mode == "same":
                 if d.crop_formula:
-                    parts.append(text("tr_same_crop", lang, formula=d.crop_formula, split=_split(lang, d.before, d.after)))
+                    split = _split(lang, d.before, d.after)
+                    parts.append(text("tr_same_crop", lang, formula=d.crop_formula, split=split))
                 if d.extend:
                     parts.append(text("tr_same_extend", lang, extra=d.extend))
             elif layer.padding_mode == "explicit":

@@ -85,7 +85,8 @@ CATALOG: dict[str, dict[str, str]] = {
     "note_layout_3d": {"en": " (Keras calls it (batch, d1, d2, d3, channels))",
                        "ko": " (Keras 표현으로는 (batch, d1, d2, d3, channels))"},
     "note_conv": {
-        "en": "{layer}: {count} kernels of {kernel}×{depth}: a kernel is as deep as the input has channels ({depth}) and "
+        "en": "{layer}: {count} kernels of {kernel}×{depth}: a kernel is as deep as the input has channels "
+              "({depth}) and "
               "the number of kernels is the number of output channels ({count}). A deep-learning convolution "
               "is a cross-correlation (the kernel is not flipped).",
         "ko": "{layer}: {kernel}×{depth} 커널 {count}개. 커널의 채널 수는 입력 채널 수({depth})와 같고, 커널 개수가 "

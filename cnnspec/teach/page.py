@@ -30,7 +30,8 @@ h3 { font-size: .95rem; margin: 12px 0 4px; color: var(--muted); text-transform:
 nav.toc ol { display: flex; flex-wrap: wrap; gap: 4px 8px; list-style: none; padding: 0; margin: 8px 0; }
 nav.toc a { display: inline-block; padding: 2px 8px; border: 1px solid var(--line); border-radius: 12px;
             background: var(--card); text-decoration: none; font-size: .9rem; }
-.layer, .graph-section, .input-card, .notes { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px;
+.layer, .graph-section, .input-card, .notes { background: var(--card); border: 1px solid var(--line);
+  border-radius: 10px; padding: 14px 18px;
          margin: 14px 0; scroll-margin-top: 12px; }
 .layer:focus { outline: 3px solid var(--accent); outline-offset: 2px; }
 .kind { color: var(--muted); font-weight: normal; }
@@ -184,7 +185,8 @@ def _formulas_section(record: dict[str, Any], lang: str) -> str:
     items = []
     for group in record["padding_text"]:
         label = text("padding", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
-        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="padding">{escape(group["text"])}</span></li>')
+        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="padding">{escape(group["text"])}'
+                     '</span></li>')
     for group in record["size"]:
         label = text("size", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
         items.append(f'<li>{escape(label)}: <span class="formula" data-kind="size">{escape(group["text"])}</span></li>')

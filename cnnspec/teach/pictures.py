@@ -91,7 +91,8 @@ def padding_grid(rows: dict[str, Any], cols: dict[str, Any], row_name: str, col_
         c0, c1 = (_index_of(cols["positions"], p) for p in cols[key])
         parts.append(
             f'<rect x="{offset + c0 * CELL - 1.5}" y="{offset + r0 * CELL - 1.5}" width="{(c1 - c0 + 1) * CELL + 2}" '
-            f'height="{(r1 - r0 + 1) * CELL + 2}" fill="none" stroke="{color}" stroke-width="2.5" class="window {key}"/>'
+            f'height="{(r1 - r0 + 1) * CELL + 2}" fill="none" stroke="{color}" stroke-width="2.5" '
+            f'class="window {key}"/>'
         )
     parts.append(f'<text x="{offset}" y="11" class="axis-label">{escape(col_name)} →</text>')
     parts.append(f'<text x="0" y="{offset + 11}" class="axis-label">{escape(row_name)}</text>')
