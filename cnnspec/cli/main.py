@@ -52,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="shapes in both layouts, padding, output-size and parameter arithmetic")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table (notes included)")
-    p.add_argument("--wide", action="store_true", help="one line per layer, however long (default: fits 100 columns)")
-    p.add_argument("--html", metavar="OUT.html",
-                   help="write a self-contained page (pictures of shapes, padding, code) to OUT.html, atomically")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print one JSON object instead of the table (notes included)")
+    form.add_argument("--wide", action="store_true", help="one line per layer, however long (default: fits 100 columns)")
+    form.add_argument("--html", metavar="OUT.html",
+                      help="write a self-contained page (pictures of shapes, padding, code) to OUT.html, atomically")
     p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of labels and notes (default: en)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.html if it exists")
 

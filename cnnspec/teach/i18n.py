@@ -97,13 +97,13 @@ CATALOG: dict[str, dict[str, str]] = {
               "puts the odd one at the end ({split}; TF/ONNX SAME_UPPER). PyTorch's padding={p} pads "
               "{p} on both sides{consequence}, so the PyTorch model pads {before}/{after} explicitly.",
         "ko": "{layer}: {axis} = {size}에서 스트라이드 {stride}의 'same'은 패딩이 모두 {total}칸 필요하고 남는 한 칸을 "
-              "끝에 둡니다 ({split}; TF/ONNX SAME_UPPER). PyTorch의 padding={p}는 양쪽에 {p}칸씩 넣어{consequence} "
-              "그래서 PyTorch 모델은 {before}/{after}를 직접 패딩합니다.",
+              "끝에 둡니다 ({split}; TF/ONNX SAME_UPPER). PyTorch에서 padding={p}로 하면 양쪽에 {p}칸씩 들어갑니다"
+              "{consequence} 그래서 PyTorch 모델은 앞 {before}칸, 뒤 {after}칸을 직접 패딩합니다.",
     },
     "same_shift": {"en": ": the size stays {out} but every window starts one cell earlier (the output shifts)",
-                   "ko": " 크기는 {out} 그대로지만 모든 창이 한 칸 앞에서 시작합니다 (출력이 밀림)."},
+                   "ko": ": 크기는 {out} 그대로지만 모든 창이 한 칸 앞에서 시작합니다 (출력이 밀림)."},
     "same_resize": {"en": " and gives {formula} instead of {out}",
-                    "ko": " {formula}이 되어 {out}과 다릅니다."},
+                    "ko": ": 크기가 달라집니다 ({formula}, 원래 {out})."},
     "note_flatten": {
         "en": "{layer}: flatten lays the {shape} feature map out as a vector: PyTorch in {torch_order} order "
               "(index {torch_index}), Keras in {keras_order} order (index {keras_index}). Cell {cell}: "
@@ -147,14 +147,14 @@ CATALOG: dict[str, dict[str, str]] = {
               "overlaps; the full output on {axis} is {full}. Keras 'same' crops it to {n}·{stride} = {out} "
               "({split}). PyTorch reaches {out} with padding={p}, output_padding={op}{consequence}",
         "ko": "{layer}: 전치 합성곱은 커널의 자국을 {stride}칸 간격으로 놓고 겹친 부분을 더합니다. {axis}의 전체 "
-              "출력은 {full}입니다. Keras 'same'은 이를 {n}·{stride} = {out}로 잘라냅니다 ({split}). PyTorch는 "
-              "padding={p}, output_padding={op}로 {out}을 얻습니다{consequence}",
+              "출력은 {full}입니다. Keras 'same'은 이를 {n}·{stride} = {out} 크기로 잘라냅니다 ({split}). 같은 크기를 "
+              "얻는 PyTorch 설정은 padding={p}, output_padding={op}입니다{consequence}",
     },
     "tr_same_equal": {"en": ", which crops the same cells.", "ko": ". 같은 칸을 잘라냅니다."},
     "tr_same_shift": {
         "en": ", but that crops {p} at the start and adds {op} at the end ({split}): the same size, shifted by "
               "one cell; the generated PyTorch model crops as Keras does.",
-        "ko": ". 하지만 이는 앞에서 {p}칸을 자르고 끝에 {op}칸을 더하므로 ({split}) 크기는 같아도 한 칸 밀립니다. "
+        "ko": ". 하지만 이 설정은 앞에서 {p}칸을 자르고 끝에 {op}칸을 더하므로 ({split}) 크기는 같아도 한 칸 밀립니다. "
               "생성된 PyTorch 모델은 Keras와 같은 칸을 잘라냅니다.",
     },
     "note_transpose_explicit": {
