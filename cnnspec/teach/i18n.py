@@ -103,7 +103,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "same_shift": {"en": ": the size stays {out} but every window starts one cell earlier (the output shifts)",
                    "ko": ": 크기는 {out} 그대로지만 모든 창이 한 칸 앞에서 시작합니다 (출력이 밀림)."},
     "same_resize": {"en": " and gives {formula} instead of {out}",
-                    "ko": ": 크기가 달라집니다 ({formula}, 원래 {out})."},
+                    "ko": ": 크기가 달라집니다: {formula} (원래 {out})."},
     "note_flatten": {
         "en": "{layer}: flatten lays the {shape} feature map out as a vector: PyTorch in {torch_order} order "
               "(index {torch_index}), Keras in {keras_order} order (index {keras_index}). Cell {cell}: "
