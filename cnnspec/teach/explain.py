@@ -392,13 +392,18 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
         columns += [key for key, _ in extra]
         headings.update(dict(extra))
     widths = {c: max(display_width(headings[c]), *(display_width(r[c]) for r in rows)) for c in columns}
+    if not wide and "inputs" in columns and sum(widths.values()) + 2 * (len(columns) - 1) > width:
+        # Too wide with the inputs in a column: give each layer an 'inputs' line under its row instead.
+        columns.remove("inputs")
+        for row, record in zip(rows[1:], data["layers"]):
+            row["_details"].insert(0, (text("inputs", lang), [", ".join(record["inputs"])]))
 
     def line(row: dict[str, str]) -> str:
         return "  ".join(_pad(row[c], widths[c], right=(c == "params")) for c in columns).rstrip()
 
     out.append(line(headings))
     out.append("  ".join("-" * widths[c] for c in columns))
-    label_width = max([display_width(text(k, lang)) for k in ("padding", "size", "arithmetic")])
+    label_width = max([display_width(text(k, lang)) for k in ("inputs", "padding", "size", "arithmetic")])
     for row in rows:
         out.append(line(row))
         if wide:
