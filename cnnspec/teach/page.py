@@ -61,6 +61,7 @@ table.totals { border-collapse: collapse; } table.totals td { padding: 2px 12px 
 }
 @media print {
   body { background: #fff; font-size: 11pt; } nav.toc, .keys, .skip { display: none; }
+  svg, .legend span::before { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .layer, .input-card { break-inside: avoid; border-color: #999; box-shadow: none; }
   a { color: inherit; text-decoration: none; } .code pre { white-space: pre-wrap; }
 }
