@@ -288,6 +288,13 @@ def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple
     record["param_formula"] = record["param_arithmetic"]["formula"]
     if layer.family == "flatten" and len(layer.input_shape) > 1:
         record["flatten_order"] = flatten_order(layer.input_shape)
+    if layer.family == "dense":
+        source = plan.layer(layer.inputs[0]) if layer.inputs[0] != "input" else None
+        maps = [list(s) for s in (source.flat_segments or ()) if len(s) > 1] if source else []
+        if maps:
+            record["kernel_rows"] = {"feature_maps": maps, "orders": [
+                {"torch_index": flatten_order(tuple(m))["torch_index"],
+                 "keras_index": flatten_order(tuple(m))["keras_index"]} for m in maps]}
     return record
 
 

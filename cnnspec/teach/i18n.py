@@ -212,6 +212,14 @@ CATALOG: dict[str, dict[str, str]] = {
     "flatten_first_cells": {"en": "the first {count} positions of the vector, coloured by channel",
                             "ko": "벡터의 처음 {count}자리, 채널별 색"},
     "worked_cell": {"en": "worked cell {cell}", "ko": "예시 칸 {cell}"},
+    "kernel_rows_heading": {"en": "weight order", "ko": "가중치 순서"},
+    "kernel_rows": {
+        "en": "This layer reads a flattened feature map, so the weight of each input cell sits at that cell's "
+              "flatten index, which differs between the frameworks (PyTorch weight is out × in, Keras kernel "
+              "is in × out):",
+        "ko": "이 층은 펼친 특성 맵을 입력으로 받으므로 각 입력 칸의 가중치는 그 칸의 flatten 인덱스에 있고, 그 "
+              "인덱스는 프레임워크마다 다릅니다 (PyTorch weight는 out × in, Keras kernel은 in × out):",
+    },
     "graph_heading": {"en": "model graph", "ko": "모델 그래프"},
     "totals_heading": {"en": "totals", "ko": "합계"},
     "notes_heading": {"en": "notes", "ko": "참고"},

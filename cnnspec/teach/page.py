@@ -234,6 +234,17 @@ def _flatten_section(record: dict[str, Any], lang: str) -> str:
     )
 
 
+def _kernel_rows_section(record: dict[str, Any], lang: str) -> str:
+    rows = record.get("kernel_rows")
+    if not rows:
+        return ""
+    items = "".join(
+        f"<li>{escape('×'.join(map(str, shape)))}: PyTorch <code>weight[:, {escape(order['torch_index'])}]</code> · "
+        f"Keras <code>kernel[{escape(order['keras_index'])}, :]</code></li>"
+        for shape, order in zip(rows["feature_maps"], rows["orders"]))
+    return f'<h3>{escape(text("kernel_rows_heading", lang))}</h3><p>{escape(text("kernel_rows", lang))}</p><ul>{items}</ul>'
+
+
 def _layer_section(layer: LayerPlan, record: dict[str, Any], data: dict[str, Any], lines, sources, lang: str) -> str:
     inputs = ", ".join(record["inputs"])
     first = "×".join(map(str, record["output_shape"]["NCHW"]))
@@ -253,6 +264,7 @@ def _layer_section(layer: LayerPlan, record: dict[str, Any], data: dict[str, Any
         + _padding_section(layer, lang)
         + _formulas_section(record, lang)
         + _flatten_section(record, lang)
+        + _kernel_rows_section(record, lang)
         + _code_section(lines.get(record["name"], {}), sources, lang)
         + "</section>"
     )
