@@ -309,3 +309,13 @@ def test_explain_html_imports_no_framework(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "0 []", result.stdout + result.stderr
+
+
+def test_dense_after_flatten_names_its_weight_order():
+    layers = {layer["name"]: layer for layer in explain(ROOT / "examples" / "alexnet.yaml").to_dict()["layers"]}
+    assert layers["fc6"]["kernel_rows"]["feature_maps"] == [[256, 6, 6]]  # through the dropout after flatten
+    assert layers["fc6"]["kernel_rows"]["orders"] == [{"torch_index": "c·H·W + h·W + w",
+                                                       "keras_index": "(h·W + w)·C + c"}]
+    assert "kernel_rows" not in layers["fc7"]
+    pooled = {layer["name"]: layer for layer in explain(ROOT / "examples" / "mobile_block.yaml").to_dict()["layers"]}
+    assert "kernel_rows" not in pooled["classifier"]  # global pooling: the same vector in both frameworks
