@@ -19,6 +19,8 @@ from cnnspec.teach.i18n import check_language, text
 from cnnspec.teach.notes import model_notes
 
 WINDOWED = ("conv", "depthwise_conv", "separable_conv", "pool")
+KNOWN_FAMILIES = frozenset({*WINDOWED, "conv_transpose", "upsample", "zero_pad", "global_pool", "flatten", "merge",
+                            "dense", "batch_norm", "dropout", "activation", "prelu"})
 
 
 def explain(spec, lang: str = "en") -> Explanation:
@@ -178,9 +180,9 @@ def _size_groups(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> li
     if family == "merge" and layer.type == "concat":
         formula = " + ".join(str(s[0]) for s in layer.input_shapes) + f" = {layer.output_shape[0]}"
         return [{"axes": [], "text": text("channels_sum", lang, formula=formula)}]
-    if family in ("conv", "depthwise_conv", "separable_conv", "pool", "conv_transpose", "upsample", "zero_pad",
-                  "global_pool", "flatten", "merge", "dense", "batch_norm", "dropout", "activation", "prelu"):
+    if family in KNOWN_FAMILIES:
         return []
+    # A layer type explain does not know yet: show the engine's own arithmetic.
     return [{"axes": [], "text": formula} for formula in dict.fromkeys(layer.size_formulas)]
 
 
