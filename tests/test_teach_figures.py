@@ -38,8 +38,10 @@ class _PageReader(HTMLParser):
         if tag == "table" and attributes.get("id") == "totals":
             self.totals = attributes
         if "formula" in classes:
-            self._in_formula += 1
+            self._in_formula = 1
             self.formulas.append("")
+        elif tag == "span" and self._in_formula:
+            self._in_formula += 1  # a span inside the formula
 
     def handle_endtag(self, tag):
         if tag == "span" and self._in_formula:

@@ -8,7 +8,7 @@ from typing import Any
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.teach import pictures as P
-from cnnspec.teach.formulas import axis_names, num
+from cnnspec.teach.formulas import FORMULA, axis_names, num
 from cnnspec.teach.i18n import text
 from cnnspec.teach.source_lines import generated_sources, layer_lines
 
@@ -47,6 +47,7 @@ figcaption { font-size: .85rem; color: var(--muted); }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: .85rem; color: var(--muted); margin: 4px 0; }
 .legend span::before { content: ""; display: inline-block; width: 12px; height: 12px; margin-right: 4px;
                        vertical-align: -1px; border: 1px solid #888; background: var(--swatch); }
+.formula .side { white-space: nowrap; }
 .formula { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 ul.formulas { margin: 0; padding-left: 18px; }
 .code { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
@@ -182,20 +183,33 @@ def _padding_section(layer: LayerPlan, lang: str) -> str:
     return f'<h3>{escape(heading)}</h3>{legend}<div class="pictures">{"".join(figures)}</div>'
 
 
+def _formula_html(value: str) -> str:
+    """Escaped text in which each side of a formula stays on one line (lines break only at ' = ')."""
+    parts, last = [], 0
+    for match in FORMULA.finditer(value):
+        parts.append(escape(value[last:match.start()]))
+        sides = match.group(0).split(" = ")
+        parts.append(" = ".join(f'<span class="side">{escape(side)}</span>' for side in sides))
+        last = match.end()
+    parts.append(escape(value[last:]))
+    return "".join(parts)
+
+
 def _formulas_section(record: dict[str, Any], lang: str) -> str:
     items = []
     for group in record["padding_text"]:
         label = text("padding", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
-        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="padding">{escape(group["text"])}'
+        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="padding">{_formula_html(group["text"])}'
                      '</span></li>')
     for group in record["size"]:
         label = text("size", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
-        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="size">{escape(group["text"])}</span></li>')
+        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="size">{_formula_html(group["text"])}'
+                     '</span></li>')
     arithmetic = record["param_arithmetic"]
     if arithmetic["formula"]:
         remark = f" ({escape(arithmetic['remark'])})" if arithmetic["remark"] else ""
         items.append(f'<li>{escape(text("params_heading", lang))}: <span class="formula" data-kind="params">'
-                     f'{escape(arithmetic["formula"])}</span>{remark}</li>')
+                     f'{_formula_html(arithmetic["formula"])}</span>{remark}</li>')
     if not items:
         return ""
     return f'<h3>{escape(text("formula_heading", lang))}</h3><ul class="formulas">{"".join(items)}</ul>'
@@ -229,8 +243,8 @@ def _flatten_section(record: dict[str, Any], lang: str) -> str:
         f'<figcaption>{escape(text("flatten_first_cells", lang, count=min(count, record["output_shape"]["NCHW"][0])))}'
         f'</figcaption></figure>'
         f'<p>{escape(text("worked_cell", lang, cell=cell))}: PyTorch <span class="formula" data-kind="flatten-torch">'
-        f'{escape(order["torch_formula"])}</span> · Keras <span class="formula" data-kind="flatten-keras">'
-        f'{escape(order["keras_formula"])}</span></p>'
+        f'{_formula_html(order["torch_formula"])}</span> · Keras <span class="formula" data-kind="flatten-keras">'
+        f'{_formula_html(order["keras_formula"])}</span></p>'
     )
 
 
