@@ -93,8 +93,10 @@ def test_same_stride2_against_pytorch_padding_1(frameworks):
     x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         symmetric = torch.nn.functional.conv2d(x_torch, weight, stride=2, padding=1).numpy()
-        end_padded = torch.nn.functional.conv2d(torch.nn.functional.pad(x_torch, (0, 1, 0, 1)), weight, stride=2).numpy()
+        end_padded = torch.nn.functional.pad(x_torch, (0, 1, 0, 1))  # W then H: 0 before, 1 after
+        end_padded = torch.nn.functional.conv2d(end_padded, weight, stride=2).numpy()
     assert symmetric.shape == keras_out.shape == (1, 4, 16, 16)
     assert not np.allclose(symmetric, keras_out, atol=1e-3)
     np.testing.assert_allclose(end_padded, keras_out, atol=1e-5)  # 0 before, 1 after, as the table says
-    assert "total (16 − 1)·2 + 3 − 32 = 1 → 0 before, 1 after" in explain(ROOT / "examples" / "same_stride2.yaml").text()
+    table = explain(ROOT / "examples" / "same_stride2.yaml").text()
+    assert "total (16 − 1)·2 + 3 − 32 = 1 → 0 before, 1 after" in table
