@@ -13,12 +13,13 @@ from cnnspec.errors import CnnspecError, Problem, SpecError
 from cnnspec.load.loader import load_spec
 from cnnspec.engine.plan import LayerPlan, Plan, resolve
 from cnnspec.spec.models import ModelSpec
+from cnnspec.teach.explain import explain
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CnnspecError", "Problem", "SpecError", "ModelSpec", "Plan", "LayerPlan",
-    "load_spec", "resolve", "build", "emit_source", "transfer_weights", "verify", "__version__",
+    "load_spec", "resolve", "explain", "build", "emit_source", "transfer_weights", "verify", "__version__",
 ]
 
 # name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.

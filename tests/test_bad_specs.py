@@ -142,7 +142,7 @@ EXPECTED = {
     'kernel_negative.yaml': 'tests/bad_specs/kernel_negative.yaml:4:45: layers[0].kernel_size: expected an integer >= 1, or a list with one such integer per spatial dim, got -3',
     'kernel_string.yaml': "tests/bad_specs/kernel_string.yaml:4:45: layers[0].kernel_size: expected an integer >= 1, or a list with one such integer per spatial dim, got '3x3' (a string)",
     'kernel_wrong_rank.yaml': (
-        "tests/bad_specs/kernel_wrong_rank.yaml:4:45: layers[0].kernel_size: kernel_size has 3 values [3, 3, 3] but this layer's input has 2 spatial dim(s)\n"
+        "tests/bad_specs/kernel_wrong_rank.yaml:4:45: layers[0].kernel_size: kernel_size has 3 values [3, 3, 3] but this layer's input has 2 spatial dim(s) (H, W)\n"
         '    hint: give one int, or exactly 2 (one per spatial dim)'
     ),
     'latin1.yaml': (
@@ -218,7 +218,7 @@ EXPECTED = {
         '    hint: a flatten or dense layer before it removed the spatial dims; move it after the spatial layers'
     ),
     'pool_collapse.yaml': (
-        'tests/bad_specs/pool_collapse.yaml:4:5: layers[0]: output size collapses to 0 on spatial axis 0: ⌊(32 + 0 − 64) / 64⌋ + 1 = 0\n'
+        'tests/bad_specs/pool_collapse.yaml:4:5: layers[0]: output size collapses to 0 on axis H: ⌊(32 + 0 − 64) / 64⌋ + 1 = 0\n'
         '    hint: use a smaller kernel/stride, padding, or a larger input'
     ),
     'rate_too_big.yaml': 'tests/bad_specs/rate_too_big.yaml:4:27: layers[0].rate: expected a number >= 0 and < 1, got 1.5',
@@ -228,7 +228,7 @@ EXPECTED = {
         "    hint: start the file with 'cnnspec: 1'"
     ),
     'shape_collapse.yaml': (
-        'tests/bad_specs/shape_collapse.yaml:6:5: layers[2]: output size collapses to -1 on spatial axis 0: ⌊(5 + 0 − 7) / 1⌋ + 1 = -1\n'
+        'tests/bad_specs/shape_collapse.yaml:6:5: layers[2]: output size collapses to -1 on axis H: ⌊(5 + 0 − 7) / 1⌋ + 1 = -1\n'
         '    hint: use a smaller kernel/stride, padding, or a larger input'
     ),
     'stride_bool.yaml': 'tests/bad_specs/stride_bool.yaml:4:46: layers[0].stride: expected an integer >= 1, or a list with one such integer per spatial dim, got true (a boolean)',

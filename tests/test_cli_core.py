@@ -39,7 +39,7 @@ def test_validate_shape_error_shows_the_arithmetic(tmp_path):
     bad.write_text("cnnspec: 1\ninput: {channels: 1, size: [4, 4]}\nlayers:\n  - {type: conv2d, filters: 2, kernel_size: 5}\n")
     result = run("validate", str(bad))
     assert result.returncode == 2
-    assert f"{bad}:4:5: layers[0]: output size collapses to 0 on spatial axis 0: ⌊(4 + 0 − 5) / 1⌋ + 1 = 0" in result.stderr
+    assert f"{bad}:4:5: layers[0]: output size collapses to 0 on axis H: ⌊(4 + 0 − 5) / 1⌋ + 1 = 0" in result.stderr
 
 
 def test_explain_json_contract():
@@ -68,7 +68,7 @@ def test_explain_table_has_both_layouts_and_formulas():
     result = run("explain", str(ROOT / "examples" / "same_stride2.yaml"))
     assert result.returncode == 0
     assert "NCHW" in result.stdout and "NHWC" in result.stdout
-    assert "same: 0+1, 0+1 (asymmetric)" in result.stdout
+    assert "same: H, W: total (16 − 1)·2 + 3 − 32 = 1 → 0 before, 1 after" in result.stdout
     assert "⌈32 / 2⌉ = 16" in result.stdout
 
 

@@ -140,7 +140,7 @@ def test_explain_shows_the_arithmetic():
 
     text = explain_text(cnnspec.resolve(EXAMPLES / "mnist_convnet.yaml"))
     assert "⌊(28 + 0 − 3) / 1⌋ + 1 = 26" in text
-    assert "3·3·1·32 + 32 = 320" in text
+    assert "3·3·1·32 + 32 = 288 + 32 = 320" in text
     assert "total params: 104,202" in text
 
 

@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="shapes in both layouts, padding, output-size and parameter arithmetic")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print one JSON object instead of the table (notes included)")
+    form.add_argument("--wide", action="store_true", help="one line per layer, however long (default: fits 100 columns)")
+    form.add_argument("--html", metavar="OUT.html",
+                      help="write a self-contained page (pictures of shapes, padding, code) to OUT.html, atomically")
+    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of labels and notes (default: en)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.html if it exists")
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of stdout")
@@ -110,14 +116,19 @@ def cmd_validate(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from cnnspec.teach.explain import explain_json, explain_text
-    from cnnspec.engine.plan import resolve
+    from cnnspec.teach.explain import explain
 
-    plan = resolve(args.spec)
-    if args.json:
-        print(json.dumps(explain_json(plan), indent=2, ensure_ascii=False))
+    explanation = explain(args.spec, lang=args.lang)
+    if args.html:
+        target = Path(args.html)
+        if not (target.parent if str(target.parent) else Path(".")).is_dir():
+            raise CnnspecError(f"{args.html}: the folder {target.parent} does not exist")
+        explanation.save_page(target, overwrite=args.force)
+        print(f"wrote {args.html} ({explanation.plan.name}, {args.lang})", file=sys.stderr)
+    elif args.json:
+        sys.stdout.write(explanation.to_json())
     else:
-        sys.stdout.write(explain_text(plan))
+        sys.stdout.write(explanation.text(wide=args.wide))
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ FAMILY_BY_MODEL = {
 }
 
 LAYOUT_NAMES = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}  # spatial axes, in the order every per-axis value uses
 
 
 def channels_last(shape: Shape) -> Shape:
@@ -224,7 +225,7 @@ class _Resolver:
         if len(value) != rank:
             self.fail(
                 index,
-                f"{field_name} has {len(value)} values {list(value)} but this layer's input has {rank} spatial dim(s)",
+                f"{field_name} has {len(value)} values {list(value)} but this layer's input has {rank} spatial dim(s) ({', '.join(AXIS_NAMES[rank])})",
                 field_name,
                 hint=f"give one int, or exactly {rank} (one per spatial dim)",
             )
@@ -236,7 +237,7 @@ class _Resolver:
         if len(value) != rank:
             self.fail(
                 index,
-                f"{field_name} has {len(value)} entries {value} but this layer's input has {rank} spatial dim(s)",
+                f"{field_name} has {len(value)} entries {value} but this layer's input has {rank} spatial dim(s) ({', '.join(AXIS_NAMES[rank])})",
                 field_name,
                 hint=f"give one int, {rank} ints (symmetric), or {rank} [before, after] pairs",
             )
@@ -262,9 +263,10 @@ class _Resolver:
         return spatial
 
     def check_positive(self, index: int, name: str, out: Iterable[int], formulas: Iterable[str]) -> None:
+        out = list(out)
         for axis, (size, formula) in enumerate(zip(out, formulas)):
             if size <= 0:
-                self.fail(index, f"output size collapses to {size} on spatial axis {axis}: {formula}", hint="use a smaller kernel/stride, padding, or a larger input")
+                self.fail(index, f"output size collapses to {size} on axis {AXIS_NAMES[len(out)][axis]}: {formula}", hint="use a smaller kernel/stride, padding, or a larger input")
 
     # -- the walk ---------------------------------------------------------
     def run(self) -> Plan:
@@ -466,7 +468,7 @@ class _Resolver:
         for axis in range(rank):
             op = None if out_pads is None else out_pads[axis]
             if op is not None and op >= max(stride[axis], dilation[axis]):
-                self.fail(index, f"output_padding {op} on axis {axis} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}", "output_padding")
+                self.fail(index, f"output_padding {op} on axis {AXIS_NAMES[rank][axis]} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}", "output_padding")
             axes.append(S.transpose_axis(shape[axis + 1], kernel[axis], stride[axis], dilation[axis], paddings[axis], op))
         formulas = []
         for n, k, s, d, ax in zip(shape[1:], kernel, stride, dilation, axes):
@@ -537,7 +539,7 @@ class _Resolver:
             if b >= k or a >= k:
                 self.fail(
                     index,
-                    f"padding ({b}, {a}) on axis {axis} must be smaller than the pool size {k}, or some window would hold only padding",
+                    f"padding ({b}, {a}) on axis {AXIS_NAMES[rank][axis]} must be smaller than the pool size {k}, or some window would hold only padding",
                     "padding",
                 )
         axes = [S.pool_axis(n, k, s, b, a, layer.ceil_mode) for n, k, s, (b, a) in zip(shape[1:], window, stride, pads)]

@@ -623,7 +623,15 @@ def suggest_type(name: str) -> str | None:
     if snake in layer_types():
         return snake
     match = difflib.get_close_matches(key, layer_types(), n=1, cutoff=0.6)
-    return match[0] if match else None
+    return match[0] if match and _is_misspelling(key, match[0]) else None
+
+
+def _is_misspelling(written: str, known: str) -> bool:
+    """False when a whole word differs ('layer_norm' is not a misspelt 'batch_norm': it names another layer)."""
+    written_words, known_words = written.split("_"), known.split("_")
+    if len(written_words) != len(known_words):
+        return True
+    return all(difflib.SequenceMatcher(None, a, b).ratio() >= 0.5 for a, b in zip(written_words, known_words))
 
 
 def _field_replacement(field: str, allowed: list[str]) -> str | None:

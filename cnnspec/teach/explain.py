@@ -1,158 +1,491 @@
-"""Explain a plan to a person (a table with the arithmetic) or to a program (JSON).
+"""Explain a plan to a person (a table with the arithmetic, or a page) or to a program (JSON).
 
-Nothing here imports a framework; it only reads the :class:`~cnnspec.engine.plan.Plan`.
+:func:`explain` builds one :class:`Explanation`; the terminal table, ``--json``, the notebook
+table and the HTML page are all renderings of its :meth:`~Explanation.to_dict`.  Nothing here
+imports a framework; it only reads the :class:`~cnnspec.engine.plan.Plan`.
 """
 
 from __future__ import annotations
 
+import html
+import json
+import re
+import unicodedata
 from typing import Any
 
 from cnnspec.engine.plan import LayerPlan, Plan, channels_last
+from cnnspec.teach import formulas as F
+from cnnspec.teach.i18n import check_language, text
+from cnnspec.teach.notes import model_notes
+
+WINDOWED = ("conv", "depthwise_conv", "separable_conv", "pool")
+KNOWN_FAMILIES = frozenset({*WINDOWED, "conv_transpose", "upsample", "zero_pad", "global_pool", "flatten", "merge",
+                            "dense", "batch_norm", "dropout", "activation", "prelu"})
 
 
-def _shape_text(shape) -> str:
+def explain(spec, lang: str = "en") -> Explanation:
+    """Explain a spec: shapes in both layouts, padding, output-size and parameter arithmetic, notes.
+
+    Args:
+        spec: a Plan, a ModelSpec, or anything :func:`cnnspec.load_spec` accepts (path, YAML/JSON text, dict).
+        lang: ``"en"`` or ``"ko"`` for the labels and notes (numbers and formulas are the same).
+
+    Returns:
+        An :class:`Explanation`: ``str()`` is the terminal table, ``to_dict()`` the ``--json`` object,
+        ``page()`` the self-contained HTML page; in a notebook it displays as a table.
+    """
+    from cnnspec.engine.plan import resolve
+
+    plan = spec if isinstance(spec, Plan) else resolve(spec)
+    return Explanation(plan, check_language(lang))
+
+
+class Explanation:
+    """Everything ``explain`` shows about one model, in one language."""
+
+    def __init__(self, plan: Plan, lang: str = "en"):
+        self.plan = plan
+        self.lang = check_language(lang)
+        self._data = _model_record(plan, self.lang)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready object ``cnnspec explain --json`` prints."""
+        return json.loads(json.dumps(self._data))
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON text."""
+        return json.dumps(self._data, indent=2, ensure_ascii=False) + "\n"
+
+    def text(self, wide: bool = False, width: int = 100) -> str:
+        """The terminal table: one row per layer with its arithmetic below it (``wide``: all on one line)."""
+        return _render_text(self._data, self.lang, wide=wide, width=width)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        return f"<Explanation of {self.plan.name!r}: {self.plan.total_params:,} parameters>"
+
+    def _repr_html_(self) -> str:
+        return _render_html_table(self._data, self.lang)
+
+    def page(self) -> str:
+        """The self-contained HTML page (inline CSS, SVG and JS; no network)."""
+        from cnnspec.teach.page import render_page
+
+        return render_page(self.plan, self._data, self.lang)
+
+    def save_page(self, path, overwrite: bool = False) -> None:
+        """Write :meth:`page` to ``path`` atomically."""
+        from cnnspec.atomic import atomic_write
+
+        atomic_write(path, self.page(), overwrite=overwrite)
+
+
+# -- building the record ---------------------------------------------------------------------------
+
+def shape_text(shape) -> str:
+    """``(32, 26, 26)`` -> ``32×26×26``."""
     return "×".join(str(d) for d in shape)
 
 
-def _padding_text(layer: LayerPlan) -> str:
+def _group(items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """[(axis, text)] -> [{"axes": [...], "text": ...}], axes with equal text together, first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for axis, value in items:
+        groups.setdefault(value, []).append(axis)
+    return [{"axes": axes, "text": value} for value, axes in groups.items()]
+
+
+def _segments(groups: list[dict[str, Any]]) -> list[str]:
+    return [f"{', '.join(g['axes'])}: {g['text']}" if g["axes"] else g["text"] for g in groups]
+
+
+def _split(lang: str, before: int, after: int) -> str:
+    return text("pad_split", lang, before=before, after=after)
+
+
+def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> list[dict[str, Any]]:
     if layer.padding is None:
-        return ""
+        return []
     if layer.family == "conv_transpose":
-        parts = []
-        for before, after in layer.padding:
-            text = f"crop {before}+{max(after, 0)}"
-            if after < 0:
-                text = f"crop {before}, +{-after} at end"
-            parts.append(text)
-        return f"{layer.padding_mode}: " + ", ".join(parts)
-    pads = ", ".join(f"{b}+{a}" for b, a in layer.padding)
-    if all(b == 0 and a == 0 for b, a in layer.padding):
-        return layer.padding_mode or "valid"
-    note = "" if layer.is_symmetric_padding else " (asymmetric)"
-    extra = ""
-    if layer.ceil_extra and any(layer.ceil_extra):
-        extra = " ceil+" + ",".join(str(e) for e in layer.ceil_extra)
-    return f"{layer.padding_mode}: {pads}{note}{extra}"
+        items = []
+        for d in details:
+            parts = [text("tr_full", lang, formula=d.full)]
+            if layer.padding_mode == "same":
+                if d.crop_formula:
+                    split = _split(lang, d.before, d.after)
+                    parts.append(text("tr_same_crop", lang, formula=d.crop_formula, split=split))
+                if d.extend:
+                    parts.append(text("tr_same_extend", lang, extra=d.extend))
+            elif layer.padding_mode == "explicit":
+                parts.append(text("tr_explicit_crop", lang, p=d.before))
+                if d.extend:
+                    parts.append(text("tr_output_padding", lang, op=d.extend))
+            else:
+                parts.append(text("tr_valid_extend", lang, extra=d.extend) if d.extend else text("tr_valid", lang))
+            items.append((d.axis, ", ".join(parts)))
+        return [{"mode": layer.padding_mode, **g} for g in _group(items)]
+    if layer.padding_mode == "valid" and all(b == 0 and a == 0 for b, a in layer.padding) \
+            and not any(d.ceil_extra for d in details):
+        return [{"mode": "valid", "axes": [], "text": "valid"}]
+    items = []
+    for d in details:
+        if layer.padding_mode == "same":
+            if d.same_total_value < 0:
+                value = text("same_total_negative", lang, formula=d.same_total)
+            else:
+                value = text("same_total", lang, formula=d.same_total, split=_split(lang, d.before, d.after))
+        else:
+            value = _split(lang, d.before, d.after)
+        if d.ceil_extra:
+            value += "; " + text("ceil_extra", lang, extra=d.ceil_extra)
+        items.append((d.axis, value))
+    return [{"mode": layer.padding_mode, **g} for g in _group(items)]
 
 
-def explain_rows(plan: Plan) -> list[dict[str, str]]:
-    """One row of display strings per layer (plus the input row)."""
-    first, last = plan.layouts
-    rows = [
-        {
-            "layer": "input",
-            "type": "input",
-            first: _shape_text(plan.input_shape),
-            last: _shape_text(channels_last(plan.input_shape)),
-            "padding": "",
-            "output size": "",
-            "params": "",
-            "parameter arithmetic": "",
-        }
-    ]
-    for layer in plan.layers:
-        rows.append(
-            {
-                "layer": layer.name,
-                "type": layer.type + (f"+{layer.activation}" if layer.activation else ""),
-                first: _shape_text(layer.output_shape),
-                last: _shape_text(layer.output_shape_last),
-                "padding": _padding_text(layer),
-                "output size": "; ".join(dict.fromkeys(layer.size_formulas)),
-                "params": f"{layer.total_params:,}" if layer.total_params else "0",
-                "parameter arithmetic": layer.param_formula if layer.params else "",
-            }
-        )
-    return rows
+def _axis_details(layer: LayerPlan) -> list[F.AxisDetail]:
+    if layer.family in WINDOWED and layer.kernel_size is not None and layer.padding is not None:
+        return F.window_axes(layer)
+    if layer.family == "conv_transpose":
+        return F.transpose_axes(layer)
+    if layer.family in ("upsample", "zero_pad"):
+        return F.simple_axes(layer)
+    return []
 
 
-def explain_text(plan: Plan) -> str:
-    """The learner's table: shapes in both layouts, padding, output-size and parameter arithmetic."""
-    rows = explain_rows(plan)
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    numeric = {"params"}
-
-    def line(row: dict[str, str]) -> str:
-        cells = [row[c].rjust(widths[c]) if c in numeric else row[c].ljust(widths[c]) for c in columns]
-        return "  ".join(cells).rstrip()
-
-    first, last = plan.layouts
-    out = [f"model {plan.name}: {plan.rank}-D, input {first} {_shape_text(plan.input_shape)} "
-           f"(PyTorch) = {last} {_shape_text(channels_last(plan.input_shape))} (Keras); batch dimension omitted"]
-    out.append("")
-    out.append(line({c: c for c in columns}))
-    out.append("  ".join("-" * widths[c] for c in columns))
-    out.extend(line(r) for r in rows)
-    out.append("")
-    out.append(f"total params: {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable {plan.non_trainable_params:,})")
-    out.append(f"output: {first} {_shape_text(plan.output_shape)} · {last} {_shape_text(channels_last(plan.output_shape))}")
-    notes = _notes(plan)
-    if notes:
-        out.append("")
-        out.extend(f"note: {n}" for n in notes)
-    return "\n".join(out) + "\n"
-
-
-def _notes(plan: Plan) -> list[str]:
-    notes: list[str] = []
-    if any(layer.family in ("conv", "depthwise_conv", "separable_conv", "pool") and layer.padding_mode == "same"
-           and not layer.is_symmetric_padding for layer in plan.layers):
-        notes.append(
-            "'same' pads the odd cell at the end (TF/ONNX SAME_UPPER); PyTorch's numeric padding is symmetric, "
-            "so the torch model pads explicitly there (padding=1 would shift every output by one pixel)."
-        )
-    if any(layer.family == "flatten" and len(layer.input_shape) > 1 for layer in plan.layers):
-        notes.append(
-            "flatten: PyTorch lays the feature map out C,H,W and Keras H,W,C; the next dense layer's rows are "
-            "permuted when weights move between the frameworks."
-        )
-    if any(layer.family == "batch_norm" for layer in plan.layers):
-        notes.append(
-            "batch_norm: moving mean and variance are counted as non-trainable (Keras' convention); PyTorch keeps "
-            "them as buffers (running_mean, running_var) plus num_batches_tracked, which is not a parameter."
-        )
-    if any(layer.family == "pool" for layer in plan.layers):
-        notes.append("pooling has no trainable parameters; padded cells never win a max.")
-    return notes
+def _size_groups(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> list[dict[str, Any]]:
+    if details:
+        items = []
+        for d in details:
+            value = d.size
+            if d.dilation:
+                value += "; " + text("dilated", lang, formula=d.dilation)
+            if d.ceil_dropped:
+                value += " (" + text("ceil_dropped", lang) + ")"
+            items.append((d.axis, value))
+        return _group(items)
+    family, shape = layer.family, layer.input_shape
+    if family == "global_pool":
+        axes = "×".join(F.axis_names(len(shape) - 1))
+        keepdims = len(layer.output_shape) > 1
+        result = (text("per_channel", lang, ones="×".join("1" * (len(shape) - 1))) if keepdims
+                  else text("features", lang, count=shape[0]))
+        key = "reduce_mean" if layer.type == "global_avg_pool" else "reduce_max"
+        return [{"axes": [], "text": text(key, lang, axes=axes, window=shape_text(shape[1:]), result=result)}]
+    if family == "flatten" and len(shape) > 1:
+        letters = "·".join(("C", *F.axis_names(len(shape) - 1)))
+        formula = "·".join(map(str, shape)) + f" = {F.num(layer.output_shape[0])}"
+        return [{"axes": [], "text": f"{letters} {formula}"}]
+    if family == "merge" and layer.type == "concat":
+        formula = " + ".join(str(s[0]) for s in layer.input_shapes) + f" = {layer.output_shape[0]}"
+        return [{"axes": [], "text": text("channels_sum", lang, formula=formula)}]
+    if family in KNOWN_FAMILIES:
+        return []
+    # A layer type explain does not know yet: show the engine's own arithmetic.
+    return [{"axes": [], "text": formula} for formula in dict.fromkeys(layer.size_formulas)]
 
 
-def explain_json(plan: Plan) -> dict[str, Any]:
-    """A JSON-ready dict: totals, output shape in both layouts, and per-layer details.
+def _params_record(layer: LayerPlan, lang: str) -> dict[str, Any]:
+    terms = F.param_terms(layer)
+    chain = F.param_chain(terms)
+    remark = ""
+    if layer.family == "batch_norm":
+        remark = text("params_bn", lang)
+    elif layer.family == "prelu":
+        remark = text("params_prelu" if layer.total_params > 1 else "params_prelu_shared", lang)
+    return {
+        "formula": chain,
+        "remark": remark,
+        "terms": [{"formula": t.formula, "value": t.value, "tensor": t.what, "trainable": t.trainable} for t in terms],
+        "tensors": [{"name": p.name, "shape": list(p.shape), "trainable": p.trainable} for p in layer.params],
+    }
 
-    For 1-D and 3-D models the keys ``NCHW``/``NHWC`` still mean channels-first and
-    channels-last (NCL/NLC, NCDHW/NDHWC); ``layouts`` names them exactly.
-    """
+
+def flatten_order(shape: tuple[int, ...]) -> dict[str, Any]:
+    """How PyTorch and Keras number the cells of a flattened (C, *spatial) map, with one worked cell."""
+    spatial = shape[1:]
+    axes = F.axis_names(len(spatial))
+    lower = [a.lower() for a in axes]
+    channels = shape[0]
+    cell = [min(1, channels - 1)] + [min(1, n - 1) for n in spatial]
+    # PyTorch: c·H·W + h·W + w
+    letters_torch, numbers_torch = [], []
+    names = ["c", *lower]
+    sizes = list(shape)
+    for i, (letter, index) in enumerate(zip(names, cell)):
+        later, later_letters = sizes[i + 1:], list(axes[i:])  # sizes after this axis
+        if later:
+            letters_torch.append("·".join([letter, *later_letters]))
+            numbers_torch.append("·".join(str(v) for v in [index, *later]))
+        else:
+            letters_torch.append(letter)
+            numbers_torch.append(str(index))
+    torch_value = 0
+    for index, size in zip(cell, sizes):
+        torch_value = torch_value * size + index
+    # Keras: (h·W + w)·C + c  (spatial Horner, then channels last)
+    letters_keras, numbers_keras = lower[0], str(cell[1])
+    for letter, upper, index, size in zip(lower[1:], axes[1:], cell[2:], spatial[1:]):
+        letters_keras = f"{letters_keras}·{upper} + {letter}"
+        numbers_keras = f"{numbers_keras}·{size} + {index}"
+        letters_keras, numbers_keras = f"({letters_keras})", f"({numbers_keras})"
+    letters_keras = f"{letters_keras}·C + c"
+    numbers_keras = f"{numbers_keras}·{channels} + {cell[0]}"
+    keras_value = 0
+    for index, size in zip(cell[1:], spatial):
+        keras_value = keras_value * size + index
+    keras_value = keras_value * channels + cell[0]
+    return {
+        "torch_order": ",".join(("C", *axes)),
+        "keras_order": ",".join((*axes, "C")),
+        "torch_index": " + ".join(letters_torch),
+        "keras_index": letters_keras,
+        "cell": dict(zip(["c", *lower], cell)),
+        "torch_formula": f"{' + '.join(numbers_torch)} = {torch_value}",
+        "keras_formula": f"{numbers_keras} = {keras_value}",
+        "torch_position": torch_value,
+        "keras_position": keras_value,
+    }
+
+
+def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple[str, ...]) -> dict[str, Any]:
+    details = _axis_details(layer)
+    axes = list(F.axis_names(layer.spatial_rank)) if layer.spatial_rank > 0 else []
+    record: dict[str, Any] = {
+        "index": layer.index,
+        "name": layer.name,
+        "type": layer.type,
+        "family": layer.family,
+        "activation": layer.activation,
+        "label": layer.type + (f"+{layer.activation}" if layer.activation else ""),
+        "inputs": list(layer.inputs),
+        "default_inputs": tuple(layer.inputs) == default_inputs,
+        "axes": axes,
+        "input_shapes": [{"NCHW": list(s), "NHWC": list(channels_last(s))} for s in layer.input_shapes],
+        "output_shape": {"NCHW": list(layer.output_shape), "NHWC": list(layer.output_shape_last)},
+        "params": layer.total_params,
+        "trainable_params": layer.trainable_params,
+        "non_trainable_params": layer.non_trainable_params,
+    }
+    for field in ("kernel_size", "stride", "dilation", "output_padding"):
+        value = getattr(layer, field, None)
+        if value is not None:
+            record[field] = list(value)
+    if layer.padding is not None:
+        record["padding"] = [list(p) for p in layer.padding]
+        record["padding_mode"] = layer.padding_mode
+        record["padding_axes"] = [
+            {"axis": d.axis, "before": d.before, "after": d.after,
+             **({"same_total": d.same_total, "same_total_value": d.same_total_value} if d.same_total else {}),
+             **({"full": d.full, "extend": d.extend} if d.full else {}),
+             **({"crop": d.crop_formula} if d.crop_formula else {}),
+             **({"ceil_extra": d.ceil_extra} if d.ceil_extra else {})}
+            for d in details
+        ]
+    record["padding_text"] = _padding_texts(layer, details, lang)
+    record["size"] = _size_groups(layer, details, lang)
+    record["size_formulas"] = [d.size for d in details]
+    record["param_arithmetic"] = _params_record(layer, lang)
+    record["param_formula"] = record["param_arithmetic"]["formula"]
+    if layer.family == "flatten" and len(layer.input_shape) > 1:
+        record["flatten_order"] = flatten_order(layer.input_shape)
+    if layer.family == "dense":
+        source = plan.layer(layer.inputs[0]) if layer.inputs[0] != "input" else None
+        maps = [list(s) for s in (source.flat_segments or ()) if len(s) > 1] if source else []
+        if maps:
+            record["kernel_rows"] = {"feature_maps": maps, "orders": [
+                {"torch_index": flatten_order(tuple(m))["torch_index"],
+                 "keras_index": flatten_order(tuple(m))["keras_index"]} for m in maps]}
+    return record
+
+
+def _model_record(plan: Plan, lang: str) -> dict[str, Any]:
     first, last = plan.layouts
     layers = []
+    previous = "input"
     for layer in plan.layers:
-        entry: dict[str, Any] = {
-            "name": layer.name,
-            "type": layer.type,
-            "inputs": list(layer.inputs),
-            "output_shape": {"NCHW": list(layer.output_shape), "NHWC": list(layer.output_shape_last)},
-            "params": layer.total_params,
-            "trainable_params": layer.trainable_params,
-            "non_trainable_params": layer.non_trainable_params,
-            "param_formula": layer.param_formula,
-            "size_formulas": list(layer.size_formulas),
-        }
-        if layer.padding is not None:
-            entry["padding"] = [list(p) for p in layer.padding]
-            entry["padding_mode"] = layer.padding_mode
-        if layer.kernel_size is not None:
-            entry["kernel_size"] = list(layer.kernel_size)
-        if layer.stride is not None:
-            entry["stride"] = list(layer.stride)
-        layers.append(entry)
+        layers.append(_layer_record(plan, layer, lang, (previous,)))
+        previous = layer.name
+    is_graph = any(not r["default_inputs"] for r in layers)
     return {
         "name": plan.name,
+        "lang": lang,
         "rank": plan.rank,
+        "axes": list(F.axis_names(plan.rank)),
         "layouts": {"NCHW": first, "NHWC": last},
         "input_shape": {"NCHW": list(plan.input_shape), "NHWC": list(channels_last(plan.input_shape))},
         "output_shape": {"NCHW": list(plan.output_shape), "NHWC": list(channels_last(plan.output_shape))},
         "total_params": plan.total_params,
         "trainable_params": plan.trainable_params,
         "non_trainable_params": plan.non_trainable_params,
+        "is_graph": is_graph,
         "layers": layers,
+        "notes": model_notes(plan, layers, lang),
     }
+
+
+# -- the terminal table ----------------------------------------------------------------------------
+
+def display_width(value: str) -> int:
+    """Terminal columns of ``value`` (Hangul and other wide characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in value)
+
+
+def _pad(value: str, width: int, right: bool = False) -> str:
+    fill = " " * max(width - display_width(value), 0)
+    return fill + value if right else value + fill
+
+
+def _wrap(segments: list[str], first_prefix: str, indent: int, width: int) -> list[str]:
+    """Join segments with '; ', breaking lines between segments or at ', ' inside a long one.
+
+    Formulas never contain ', ' or '; ' (thousands commas have no space), so no formula is ever broken.
+    """
+    pieces: list[tuple[str, str]] = []  # (separator before it, text)
+    for number, segment in enumerate(segments):
+        parts = re.split(r"(, |; )", segment)
+        pieces.append(("; " if number else "", parts[0]))
+        pieces.extend(zip(parts[1::2], parts[2::2]))
+    lines, current = [], first_prefix
+    for separator, part in pieces:
+        if separator and display_width(current + separator + part) + 1 > width:  # room for a trailing ";"
+            lines.append(current + separator.rstrip())
+            current = " " * indent + part
+        else:
+            current += separator + part
+    lines.append(current)
+    return lines
+
+
+def _detail_rows(record: dict[str, Any], lang: str) -> list[tuple[str, list[str]]]:
+    rows = []
+    if record["padding_text"]:
+        rows.append((text("padding", lang), [f"{g['mode']}: " + s if i == 0 and g["axes"] else s
+                                            for i, (g, s) in enumerate(zip(record["padding_text"],
+                                                                           _segments(record["padding_text"])))]))
+    if record["size"]:
+        rows.append((text("size", lang), _segments(record["size"])))
+    arithmetic = record["param_arithmetic"]
+    if arithmetic["formula"] and arithmetic["formula"] != F.num(record["params"]) or arithmetic["remark"]:
+        segments = [arithmetic["formula"]] + ([f"({arithmetic['remark']})"] if arithmetic["remark"] else [])
+        rows.append((text("arithmetic", lang), [" ".join(segments)]))
+    return rows
+
+
+def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int = 100) -> str:
+    first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
+    headline = text("headline", lang, name=data["name"], rank=data["rank"], first=first,
+                    shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
+                    shape_last=shape_text(data["input_shape"]["NHWC"]))
+    out = _wrap_words(headline, 2, width if not wide else 10**6)
+    out += [text("axes_line", lang, axes=", ".join(data["axes"])), ""]
+    columns = ["layer", "type"] + (["inputs"] if data["is_graph"] else []) + ["first", "last", "params"]
+    headings = {"layer": text("layer", lang), "type": text("type", lang), "inputs": text("inputs", lang),
+                "first": first, "last": last, "params": text("params", lang)}
+    rows = [{"layer": text("input", lang), "type": "", "inputs": "", "first": shape_text(data["input_shape"]["NCHW"]),
+             "last": shape_text(data["input_shape"]["NHWC"]), "params": "", "_details": []}]
+    for record in data["layers"]:
+        rows.append({
+            "layer": record["name"], "type": record["label"], "inputs": ", ".join(record["inputs"]),
+            "first": shape_text(record["output_shape"]["NCHW"]), "last": shape_text(record["output_shape"]["NHWC"]),
+            "params": F.num(record["params"]), "_details": _detail_rows(record, lang),
+        })
+    if wide:
+        extra = [("padding", text("padding", lang)), ("size", text("size", lang)),
+                 ("arithmetic", text("arithmetic", lang))]
+        for row in rows:
+            found = dict(row["_details"])
+            for key, label in extra:
+                row[key] = "; ".join(found.get(label, []))
+        columns += [key for key, _ in extra]
+        headings.update(dict(extra))
+    widths = {c: max(display_width(headings[c]), *(display_width(r[c]) for r in rows)) for c in columns}
+    if not wide and "inputs" in columns and sum(widths.values()) + 2 * (len(columns) - 1) > width:
+        # Too wide with the inputs in a column: give each layer an 'inputs' line under its row instead.
+        columns.remove("inputs")
+        for row, record in zip(rows[1:], data["layers"]):
+            row["_details"].insert(0, (text("inputs", lang), [", ".join(record["inputs"])]))
+
+    def line(row: dict[str, str]) -> str:
+        return "  ".join(_pad(row[c], widths[c], right=(c == "params")) for c in columns).rstrip()
+
+    out.append(line(headings))
+    out.append("  ".join("-" * widths[c] for c in columns))
+    label_width = max([display_width(text(k, lang)) for k in ("inputs", "padding", "size", "arithmetic")])
+    for row in rows:
+        out.append(line(row))
+        if wide:
+            continue
+        for label, segments in row["_details"]:
+            prefix = "    " + _pad(label, label_width) + "  "
+            out.extend(_wrap(segments, prefix, display_width(prefix), width))
+    out.append("")
+    out.append(text("totals_line", lang, total=F.num(data["total_params"]), trainable=F.num(data["trainable_params"]),
+                    non_trainable=F.num(data["non_trainable_params"])))
+    out.append(text("output_line", lang, first=first, shape_first=shape_text(data["output_shape"]["NCHW"]), last=last,
+                    shape_last=shape_text(data["output_shape"]["NHWC"])))
+    if data["notes"]:
+        out.append("")
+        out.append(text("notes", lang) + ":")
+        for note in data["notes"]:
+            out.extend(_wrap_words("- " + note["text"], 2, width if not wide else 10**6))
+    return "\n".join(out) + "\n"
+
+
+def _wrap_words(value: str, indent: int, width: int) -> list[str]:
+    """Wrap prose at spaces, never inside a formula (its spaces are held together while wrapping)."""
+    glued = F.FORMULA.sub(lambda m: m.group(0).replace(" ", "\x00"), value)
+    lines, current = [], ""
+    for word in glued.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and display_width(candidate) > width:
+            lines.append(current)
+            current = " " * indent + word
+        else:
+            current = candidate
+    lines.append(current)
+    return [line.replace("\x00", " ") for line in lines]
+
+
+# -- the notebook table ----------------------------------------------------------------------------
+
+def _render_html_table(data: dict[str, Any], lang: str) -> str:
+    esc = html.escape
+    first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
+    head = [text("layer", lang), text("type", lang)] + ([text("inputs", lang)] if data["is_graph"] else [])
+    head += [first, last, text("params", lang), text("padding", lang), text("size", lang), text("arithmetic", lang)]
+    rows = []
+    for record in data["layers"]:
+        details = {label: "<br>".join(esc(s) for s in segments) for label, segments in _detail_rows(record, lang)}
+        cells = [f"<code>{esc(record['name'])}</code>", esc(record["label"])]
+        if data["is_graph"]:
+            cells.append(esc(", ".join(record["inputs"])))
+        cells += [shape_text(record["output_shape"]["NCHW"]), shape_text(record["output_shape"]["NHWC"]),
+                  F.num(record["params"])]
+        cells += [details.get(text(k, lang), "") for k in ("padding", "size", "arithmetic")]
+        rows.append("<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in cells) + "</tr>")
+    notes = "".join(f"<li>{esc(n['text'])}</li>" for n in data["notes"])
+    title = esc(text("headline", lang, name=data["name"], rank=data["rank"], first=first,
+                     shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
+                     shape_last=shape_text(data["input_shape"]["NHWC"])))
+    totals = esc(text("totals_line", lang, total=F.num(data["total_params"]), trainable=F.num(data["trainable_params"]),
+                      non_trainable=F.num(data["non_trainable_params"])))
+    return (
+        f"<div class='cnnspec-explain'><p><b>{title}</b></p><table><thead><tr>"
+        + "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in head)
+        + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table><p>{totals}</p>"
+        + (f"<ul>{notes}</ul>" if notes else "") + "</div>"
+    )
+
+
+# -- kept for callers of the earlier API --------------------------------------------------------------
+
+def explain_text(plan: Plan, lang: str = "en", wide: bool = False) -> str:
+    """The learner's table (see :meth:`Explanation.text`)."""
+    return Explanation(plan, lang).text(wide=wide)
+
+
+def explain_json(plan: Plan, lang: str = "en") -> dict[str, Any]:
+    """The ``--json`` object (see :meth:`Explanation.to_dict`)."""
+    return Explanation(plan, lang).to_dict()
