@@ -193,6 +193,7 @@ def run(args, check_limits: Callable | None = None) -> int:
 
     outcomes: dict[int, Outcome] = {}
     pending: list[tuple[int, str, str | None]] = []
+    sizes: dict[int, int] = {}
     kept_dirs: set[str] = set()
     for position, source in enumerate(args.specs):
         try:
@@ -213,9 +214,12 @@ def run(args, check_limits: Callable | None = None) -> int:
                 kept_dirs.add(folder)
                 keep = str(Path(args.keep_onnx) / folder)
         pending.append((position, source, keep))
+        sizes[position] = plan.total_params
 
     if len(pending) > 1 and args.jobs > 1:
-        outcomes.update(_run_parallel(pending, options, args.jobs, show_progress))
+        # Largest first: the biggest spec bounds a parallel run, so it must not start last.
+        largest_first = sorted(pending, key=lambda item: -sizes[item[0]])
+        outcomes.update(_run_parallel(largest_first, options, args.jobs, show_progress))
     else:
         for position, source, keep in pending:
             prefix = f"[{source}] " if several else ""
