@@ -317,7 +317,12 @@ def _check_report_paths(args) -> None:
     A report path that is a folder, or one of the specs being verified (a rerun replaces reports,
     so a mistyped ``--json examples/x.yaml`` would destroy the spec), is a usage error.
     """
-    specs = {Path(spec).resolve() for spec in args.specs}
+    specs = set()
+    for spec in args.specs:
+        try:
+            specs.add(Path(spec).resolve())
+        except (OSError, ValueError):  # an unusable spec path is reported with the spec
+            continue
     for option, path in (("--json", args.json), ("--junit-xml", args.junit_xml), ("--keep-onnx", args.keep_onnx)):
         if not path or path == "-":
             continue
