@@ -193,6 +193,7 @@ def run(args, check_limits: Callable | None = None) -> int:
 
     outcomes: dict[int, Outcome] = {}
     pending: list[tuple[int, str, str | None]] = []
+    sizes: dict[int, int] = {}
     kept_dirs: set[str] = set()
     for position, source in enumerate(args.specs):
         try:
@@ -213,9 +214,12 @@ def run(args, check_limits: Callable | None = None) -> int:
                 kept_dirs.add(folder)
                 keep = str(Path(args.keep_onnx) / folder)
         pending.append((position, source, keep))
+        sizes[position] = plan.total_params
 
     if len(pending) > 1 and args.jobs > 1:
-        outcomes.update(_run_parallel(pending, options, args.jobs, show_progress))
+        # Largest first: the biggest spec bounds a parallel run, so it must not start last.
+        largest_first = sorted(pending, key=lambda item: -sizes[item[0]])
+        outcomes.update(_run_parallel(largest_first, options, args.jobs, show_progress))
     else:
         for position, source, keep in pending:
             prefix = f"[{source}] " if several else ""
@@ -313,7 +317,12 @@ def _check_report_paths(args) -> None:
     A report path that is a folder, or one of the specs being verified (a rerun replaces reports,
     so a mistyped ``--json examples/x.yaml`` would destroy the spec), is a usage error.
     """
-    specs = {Path(spec).resolve() for spec in args.specs}
+    specs = set()
+    for spec in args.specs:
+        try:
+            specs.add(Path(spec).resolve())
+        except (OSError, ValueError):  # an unusable spec path is reported with the spec
+            continue
     for option, path in (("--json", args.json), ("--junit-xml", args.junit_xml), ("--keep-onnx", args.keep_onnx)):
         if not path or path == "-":
             continue
