@@ -96,28 +96,10 @@ class _Slot:
 # --------------------------------------------------------------------------------------
 
 
-def _is_torch_model(obj: Any) -> bool:
-    if "torch" not in sys.modules:
-        return False
-    import torch
-
-    return isinstance(obj, torch.nn.Module)
-
-
-def _is_keras_model(obj: Any) -> bool:
-    if "keras" not in sys.modules:
-        return False
-    import keras
-
-    return isinstance(obj, keras.Model)
-
-
 def _framework_of(obj: Any, role: str) -> str:
-    if _is_torch_model(obj):
-        return "torch"
-    if _is_keras_model(obj):
-        return "keras"
-    raise CnnspecError(f"the {role} model is neither a torch.nn.Module nor a keras.Model (got {type(obj).__name__})")
+    from cnnspec.targets.base import target_of
+
+    return target_of(obj, role).name
 
 
 def _plan_of(spec):
@@ -196,21 +178,58 @@ def _keras_var(layer, candidates: tuple[str, ...], spec_name: str, tensor: str):
 # --------------------------------------------------------------------------------------
 
 
-def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set) -> list[_Slot]:
-    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+def definition_slots(layer_plan, plan) -> list:
+    """The :class:`~cnnspec.layers.WeightSlot` list of one layer, from its definition in the layer registry."""
     from cnnspec.layers import REGISTRY
 
-    name, layer_type = layer_plan.name, layer_plan.type
-    expected = {p.name: tuple(p.shape) for p in layer_plan.params}
     flat_order = None
     if len(layer_plan.input_shape) == 1:
         source = layer_plan.inputs[0]
         segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
         flat_order = flat_permutation(segments)
+    return REGISTRY.definition(layer_plan.type).weights(layer_plan, flat_order)
+
+
+def _weighted_layers(plan):
+    from cnnspec.layers import REGISTRY
+
+    return [layer for layer in plan.layers if REGISTRY.definition(layer.type).weighted]
+
+
+def bound_torch_tensors(torch_model, plan) -> dict:
+    """(layer, tensor) -> the torch parameter or buffer holding it (neutral layout)."""
+    modules = dict(torch_model.named_modules())
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        for slot in definition_slots(layer_plan, plan):
+            torch_name = layer_plan.name + slot.torch_module
+            module = _torch_module(modules, torch_name, layer_plan.name, layer_plan.type)
+            bound[(layer_plan.name, slot.tensor)] = _torch_attr(module, slot.torch_attr, layer_plan.name, slot.tensor, torch_name)
+    return bound
+
+
+def bound_keras_variables(keras_model, plan) -> dict:
+    """(layer, tensor) -> (keras variable, its WeightSlot, the neutral shape)."""
+    layers_by_name = {layer.name: layer for layer in keras_model.layers}
+    spec_names = {layer.name for layer in plan.layers}
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        keras_layer = _keras_layer(layers_by_name, layer_plan.name, spec_names, layer_plan.type)
+        expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+        for slot in definition_slots(layer_plan, plan):
+            variable = _keras_var(keras_layer, slot.keras_names, layer_plan.name, slot.tensor)
+            bound[(layer_plan.name, slot.tensor)] = (variable, slot, expected.get(slot.tensor))
+    return bound
+
+
+def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set) -> list[_Slot]:
+    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+    name, layer_type = layer_plan.name, layer_plan.type
+    expected = {p.name: tuple(p.shape) for p in layer_plan.params}
     keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
     slots: list[_Slot] = []
     biased: dict[str, bool] = {}
-    for slot in REGISTRY.definition(layer_type).weights(layer_plan, flat_order):
+    for slot in definition_slots(layer_plan, plan):
         torch_name = name + slot.torch_module
         module = _torch_module(torch_modules, torch_name, name, layer_type)
         if slot.bias_forbidden and getattr(module, "bias", None) is not None:
@@ -232,15 +251,12 @@ def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, 
 
 
 def _all_slots(torch_model, keras_model, plan) -> list[_Slot]:
-    from cnnspec.layers import REGISTRY
-
     torch_modules = dict(torch_model.named_modules())
     keras_layers = {layer.name: layer for layer in keras_model.layers}
     spec_names = {layer.name for layer in plan.layers}
     slots: list[_Slot] = []
-    for layer_plan in plan.layers:
-        if REGISTRY.definition(layer_plan.type).weighted:
-            slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
+    for layer_plan in _weighted_layers(plan):
+        slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
     return slots
 
 

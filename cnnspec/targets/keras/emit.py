@@ -284,6 +284,11 @@ def _helper_source(key: str) -> tuple[str, str]:
 _NEEDS_NUMPY = {"CountedAveragePooling"}
 
 
+def helper_source(names) -> str:
+    """The source of the named helper layers/functions, in the given order, as the generated module includes them."""
+    return "\n".join("\n" + _helper_source(name)[1].rstrip("\n") for name in names)
+
+
 #: One emitter per spec layer type, from the layer registry: ``EMITTERS[type](layer_plan, ctx) -> source lines``.
 EMITTERS = {layer_type: REGISTRY.definition(layer_type).keras for layer_type in REGISTRY.types()}
 
@@ -310,10 +315,7 @@ def emit_source(plan: Plan) -> str:
     ctx = EmitContext(plan)
     body: list[str] = []
     for layer in plan.layers:
-        emit = EMITTERS.get(layer.type)
-        if emit is None:
-            raise CnnspecError(f"layer '{layer.name}': the Keras emitter has no entry for type '{layer.type}'")
-        body.extend(emit(layer, ctx))
+        body.extend(REGISTRY.definition(layer.type).keras(layer, ctx))
 
     for helper in ctx.helpers:
         if helper in ctx.taken:

@@ -74,6 +74,11 @@ class CountedAvgPool{rank}d(nn.Module):
 HELPER_SOURCES: dict[str, str] = {f"CountedAvgPool{rank}d": _COUNTED_AVG_POOL.replace("{rank}", str(rank)) for rank in (1, 2, 3)}
 
 
+def helper_source(names) -> str:
+    """The source of the named helper classes, in name order, as the generated module includes them."""
+    return "\n\n".join(HELPER_SOURCES[name].strip("\n") + "\n" for name in sorted(names))
+
+
 Emitter = Callable[[LayerPlan, "list[str]"], LayerCode]
 
 #: One emitter per spec layer type, from the layer registry.
@@ -167,9 +172,7 @@ def emit_source(plan: Plan) -> str:
     helpers: set[str] = set()
     needs_math = False
     for layer in plan.layers:
-        emitter = EMITTERS.get(layer.type)
-        if emitter is None:
-            raise CnnspecError(f"layer '{layer.name}': no PyTorch emitter for type '{layer.type}'")
+        emitter = REGISTRY.definition(layer.type).torch
         code = emitter(layer, [forward_vars[name] for name in layer.inputs])
         code_named = emitter(layer, [layer_vars[name] for name in layer.inputs])
         helpers |= code.helpers
