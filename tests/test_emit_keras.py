@@ -642,14 +642,14 @@ def test_source_is_standalone_readable_and_matches_build(tmp_path):
 def test_helpers_only_when_needed():
     plain = emit_source(make_spec(1, [8, 8], {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same"}), "keras")
     assert "class " not in plain and "import numpy" not in plain
-    assert "padding='same'" in plain
+    assert 'padding="same"' in plain
 
 
 def test_helper_names_do_not_collide_and_class_names_are_guarded():
     spec = make_spec(1, [8, 8], {"type": "conv2d", "name": "conv1_pad", "filters": 2, "kernel_size": 3},
-                     {"type": "conv2d", "name": "conv1", "filters": 2, "kernel_size": 3, "padding": 1})
+                     {"type": "conv2d", "name": "conv1", "filters": 2, "kernel_size": 3, "padding": [[1, 0], [0, 1]]})
     source = emit_source(spec, "keras")
-    assert "name='conv1_pad2'" in source
+    assert 'name="conv1_pad2"' in source
     model = build(spec, "keras")
     assert {layer.name for layer in model.layers} >= {"conv1_pad", "conv1_pad2", "conv1"}
     clash = make_spec(1, [8, 8], {"type": "max_pool2d", "name": "ConstantPadding", "pool_size": 2, "padding": 1})

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -36,8 +37,11 @@ class BatchNormDefinition(LayerDefinition):
     model = BatchNorm
     family = "batch_norm"
     words = {
-        "batchnormalization": "batch_norm", "batchnorm2d": "batch_norm", "batchnorm1d": "batch_norm",
-        "batchnorm3d": "batch_norm", "batchnorm": "batch_norm",
+        "batchnormalization": "batch_norm",
+        "batchnorm2d": "batch_norm",
+        "batchnorm1d": "batch_norm",
+        "batchnorm3d": "batch_norm",
+        "batchnorm": "batch_norm",
     }
     hint_text = (
         "BatchNorm: epsilon (PyTorch's default 1e-5, Keras' 1e-3), the moving mean/variance transferred as "
@@ -54,36 +58,49 @@ class BatchNormDefinition(LayerDefinition):
         shape = in_shapes[0]
         c = shape[0]
         params = (
-            ParamTensor("gamma", (c,)), ParamTensor("beta", (c,)),
-            ParamTensor("moving_mean", (c,), trainable=False), ParamTensor("moving_variance", (c,), trainable=False),
+            ParamTensor("gamma", (c,)),
+            ParamTensor("beta", (c,)),
+            ParamTensor("moving_mean", (c,), trainable=False),
+            ParamTensor("moving_variance", (c,), trainable=False),
         )
         formula = f"2·{c} (γ, β) + 2·{c} non-trainable (moving mean, variance) = {fmt_count(4 * c)}"
         return dict(output_shape=shape, params=params, param_formula=formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """batch_norm: BatchNorm1d for flat (N, F) and (N, C, L) inputs, 2d / 3d by spatial rank."""
-        rank = max(T.spatial_rank(layer), 1)
-        name = T.attr(layer.name)
         spec = layer.spec
-        module = f"nn.BatchNorm{rank}d({T.int_text(layer.input_shape[0])}, eps={T.float_text(spec.epsilon)}, momentum={T.float_text(spec.momentum)})"
-        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
+        module = P.call(
+            f"nn.BatchNorm{max(T.spatial_rank(layer), 1)}d",
+            T.int_text(layer.input_shape[0]),
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
+            momentum=None if spec.momentum == 0.1 else P.number(spec.momentum),
+        )
+        return T.single_module(layer, inputs, module)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
         # Spec momentum is PyTorch's (weight of the new batch); Keras keeps 1 - m of the old average.
         keras_momentum = 1.0 - float(spec.momentum)
-        expr = (
-            f"layers.BatchNormalization(axis=-1, epsilon={K.float_text(spec.epsilon)}, momentum={K.float_text(keras_momentum)}, "
-            f"name={K.quoted(layer.name)})"
+        return K.single_layer(
+            layer,
+            ctx,
+            P.call(
+                "layers.BatchNormalization",
+                epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
+                momentum=None if keras_momentum == 0.99 else P.number(keras_momentum),
+                name=K.quoted(layer.name),
+            ),
         )
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         to_keras, to_torch = _feature_order(flat_order)
         return [
             WeightSlot(tensor, attr, (tensor,), to_keras=to_keras, to_torch=to_torch)
             for tensor, attr in (
-                ("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")
+                ("gamma", "weight"),
+                ("beta", "bias"),
+                ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"),
             )
         ]
 

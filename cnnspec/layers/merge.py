@@ -23,7 +23,14 @@ class Merge(LayerBase):
 
 
 _BRANCHES = (
-    {"type": "conv2d", "name": "left", "filters": 4, "kernel_size": 3, "padding": "same", "inputs": ["input"]},
+    {
+        "type": "conv2d",
+        "name": "left",
+        "filters": 4,
+        "kernel_size": 3,
+        "padding": "same",
+        "inputs": ["input"],
+    },
     {"type": "conv2d", "name": "right", "filters": 4, "kernel_size": 1, "inputs": ["input"]},
 )
 
@@ -42,11 +49,17 @@ class AddDefinition(LayerDefinition):
     family = "merge"
     arity = "many"
     words = {"sum": "add"}
-    hint_text = "merge: add needs its inputs in the spec's order and equal layouts in both frameworks."
+    hint_text = (
+        "merge: add needs its inputs in the spec's order and equal layouts in both frameworks."
+    )
     examples = (
         example(*_BRANCHES, {"type": "add", "inputs": ["left", "right", "input"]}, channels=4),
-        example({"type": "flatten", "name": "flat"}, {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
-                {"type": "dense", "name": "b", "units": 3, "inputs": ["flat"]}, {"type": "add", "inputs": ["a", "b"]}),
+        example(
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
+            {"type": "dense", "name": "b", "units": 3, "inputs": ["flat"]},
+            {"type": "add", "inputs": ["a", "b"]},
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -61,7 +74,9 @@ class AddDefinition(LayerDefinition):
                 )
         return dict(output_shape=first, param_formula="no parameters", size_formulas=())
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         pieces = [ctx.segments_of[name] for name in inputs]
         if any(piece != pieces[0] for piece in pieces[1:]):
             ctx.fail(
@@ -92,8 +107,12 @@ class ConcatDefinition(LayerDefinition):
     hint_text = "merge: concat must join the channel axis (PyTorch dim 1, Keras axis −1), inputs in the spec's order."
     examples = (
         example(*_BRANCHES, {"type": "concat", "inputs": ["right", "input", "left"]}),
-        example({"type": "flatten", "name": "flat"}, {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
-                {"type": "concat", "inputs": ["flat", "a"]}, size=(3, 2)),
+        example(
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
+            {"type": "concat", "inputs": ["flat", "a"]},
+            size=(3, 2),
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -108,13 +127,19 @@ class ConcatDefinition(LayerDefinition):
                 )
         channels = sum(s[0] for s in in_shapes)
         formula = " + ".join(str(s[0]) for s in in_shapes) + f" = {channels} channels"
-        return dict(output_shape=(channels, *first[1:]), size_formulas=(formula,), param_formula="no parameters")
+        return dict(
+            output_shape=(channels, *first[1:]),
+            size_formulas=(formula,),
+            param_formula="no parameters",
+        )
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         return tuple(segment for name in inputs for segment in ctx.segments_of[name])
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         return T.LayerCode(expression="torch.cat([" + ", ".join(inputs) + "], dim=1)")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        return _merge_keras(layer, ctx, f"layers.Concatenate(axis=-1, name={K.quoted(layer.name)})")
+        return _merge_keras(layer, ctx, f"layers.Concatenate(name={K.quoted(layer.name)})")

@@ -18,7 +18,8 @@ import importlib
 import sys
 import types
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cnnspec.errors import BackendUnavailable, CnnspecError
 
@@ -108,7 +109,9 @@ class Target(ABC):
 
     # -- ONNX -----------------------------------------------------------------------
     @abstractmethod
-    def export_onnx(self, model: Any, plan: Plan, example: Any, path: Any, *, opset: int = 18) -> Any:
+    def export_onnx(
+        self, model: Any, plan: Plan, example: Any, path: Any, *, opset: int = 18
+    ) -> Any:
         """Export ``model`` to ONNX with one output per observable spec layer.
 
         ``example`` is a channels-first float32 batch; the target transposes it if needed.

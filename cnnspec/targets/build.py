@@ -13,7 +13,16 @@ from typing import Any
 from cnnspec.targets.base import TARGET_CLASSES, Target, get_target
 from cnnspec.targets.naming import class_name, function_name
 
-__all__ = ["TARGETS", "build", "class_name", "emit_source", "emitter", "function_name", "instantiate", "load_source"]
+__all__ = [
+    "TARGETS",
+    "build",
+    "class_name",
+    "emit_source",
+    "emitter",
+    "function_name",
+    "instantiate",
+    "load_source",
+]
 
 TARGETS = tuple(TARGET_CLASSES)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cnnspec.targets.base import Target
 from cnnspec.targets.naming import function_name
@@ -65,10 +66,14 @@ class KerasTarget(Target):
             if slot.reshape:
                 value = value.reshape(tuple(variable.shape))
             if tuple(value.shape) != tuple(variable.shape):
-                raise WeightMismatch(f"layer '{key[0]}': tensor '{key[1]}': {value.shape} does not fit {tuple(variable.shape)}")
+                raise WeightMismatch(
+                    f"layer '{key[0]}': tensor '{key[1]}': {value.shape} does not fit {tuple(variable.shape)}"
+                )
             variable.assign(np.ascontiguousarray(value, dtype=variable.dtype))
 
-    def export_onnx(self, model: Any, plan: Any, example: Any, path: Any, *, opset: int = 18) -> Any:
+    def export_onnx(
+        self, model: Any, plan: Any, example: Any, path: Any, *, opset: int = 18
+    ) -> Any:
         from cnnspec.engine.plan import channels_last
         from cnnspec.verifier.onnx_export import export_keras
 

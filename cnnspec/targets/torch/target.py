@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from cnnspec.targets.base import Target
 from cnnspec.targets.naming import class_name
@@ -43,7 +44,10 @@ class TorchTarget(Target):
     def read_weights(self, model: Any, plan: Any) -> dict[tuple[str, str], Any]:
         from cnnspec.weights.transfer import bound_torch_tensors
 
-        return {key: tensor.detach().cpu().numpy().copy() for key, tensor in bound_torch_tensors(model, plan).items()}
+        return {
+            key: tensor.detach().cpu().numpy().copy()
+            for key, tensor in bound_torch_tensors(model, plan).items()
+        }
 
     def write_weights(self, model: Any, plan: Any, values: dict[tuple[str, str], Any]) -> None:
         import numpy as np
@@ -56,10 +60,16 @@ class TorchTarget(Target):
             for key, tensor in tensors.items():
                 value = np.asarray(values[key])
                 if tuple(value.shape) != tuple(tensor.shape):
-                    raise WeightMismatch(f"layer '{key[0]}': tensor '{key[1]}': {value.shape} does not fit {tuple(tensor.shape)}")
+                    raise WeightMismatch(
+                        f"layer '{key[0]}': tensor '{key[1]}': {value.shape} does not fit {tuple(tensor.shape)}"
+                    )
                 tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(dtype=tensor.dtype))
 
-    def export_onnx(self, model: Any, plan: Any, example: Any, path: Any, *, opset: int = 18) -> Any:
+    def export_onnx(
+        self, model: Any, plan: Any, example: Any, path: Any, *, opset: int = 18
+    ) -> Any:
         from cnnspec.verifier.onnx_export import export_torch
 
-        return export_torch(model, [layer.name for layer in plan.layers], example, path, opset=opset)
+        return export_torch(
+            model, [layer.name for layer in plan.layers], example, path, opset=opset
+        )
