@@ -43,6 +43,33 @@ SPATIAL_KINDS = [
 ]
 FLAT_KINDS = ["dense", "dense", "batch_norm", "dropout", "activation", "param_activation", "prelu", "add", "concat"]
 
+# The types the strategies above draw with their own field ranges; any other registered type is drawn from the
+# one-layer examples of its definition (the "registry" kind), so a new type is fuzzed by registering.
+HANDWRITTEN_TYPES = frozenset(
+    "conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d depthwise_conv2d separable_conv2d "
+    "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d global_avg_pool global_max_pool batch_norm "
+    "dropout spatial_dropout flatten dense relu relu6 sigmoid tanh softmax silu hard_swish hard_sigmoid leaky_relu "
+    "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat".split()
+)
+
+
+def _registry_layers() -> list[tuple[int, dict]]:
+    """(spatial rank of the example, its one layer) for the types drawn from their examples."""
+    from cnnspec.layers import REGISTRY
+
+    return [
+        (len(example.size), dict(example.layers[0]))
+        for definition in REGISTRY.definitions()
+        for example in definition.examples
+        if len(example.layers) == 1 and example.layers[0]["type"] not in HANDWRITTEN_TYPES
+    ]
+
+
+REGISTRY_LAYERS = _registry_layers()
+if REGISTRY_LAYERS:
+    SPATIAL_KINDS.append("registry")
+    FLAT_KINDS.append("registry")
+
 
 def _per_dim(draw, values: list, rank: int):
     """An int (all dims equal, sometimes) or a list with one value per dim (``rank`` of them)."""
@@ -347,6 +374,12 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
         return [_named({"type": layer_type, "padding": padding}, builder.name_for(draw, layer_type)[0])]
     if kind == "flatten":
         return [_named({"type": "flatten"}, name)]
+    if kind == "registry":
+        fitting = [layer for layer_rank, layer in REGISTRY_LAYERS if layer_rank == rank] or [
+            layer for _, layer in REGISTRY_LAYERS
+        ]
+        layer = dict(draw(st.sampled_from(fitting)))
+        return [_named(layer, builder.name_for(draw, layer["type"])[0])]
     if kind == "dense":
         layer = {"type": "dense", "units": draw(st.integers(1, 8))}
         if draw(st.booleans()):

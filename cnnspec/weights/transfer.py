@@ -23,18 +23,15 @@ Neither torch nor keras is imported by this module at import time.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from cnnspec.errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
-
-# Spec families whose layers carry weights.
-WEIGHTED_FAMILIES = ("conv", "conv_transpose", "depthwise_conv", "separable_conv", "dense", "batch_norm", "prelu")
 
 
 class WeightMismatch(CnnspecError):
@@ -72,34 +69,6 @@ def flat_permutation(segments) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
 
-# --------------------------------------------------------------------------------------
-# Layout conversions (numpy, both directions)
-# --------------------------------------------------------------------------------------
-
-
-def _kernel_to_keras(t: np.ndarray) -> np.ndarray:
-    """(A, B, *k) -> (*k, B, A): conv (O, I/g, *k), transposed conv (I, O, *k), pointwise."""
-    return np.transpose(t, tuple(range(2, t.ndim)) + (1, 0))
-
-
-def _kernel_to_torch(k: np.ndarray) -> np.ndarray:
-    """(*k, B, A) -> (A, B, *k): the inverse of :func:`_kernel_to_keras`."""
-    return np.transpose(k, (k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
-
-
-def _depthwise_to_keras(t: np.ndarray, channels: int, multiplier: int) -> np.ndarray:
-    """(C*m, 1, kh, kw) -> (kh, kw, C, m); torch output channel c*m + j is keras (c, j)."""
-    if t.shape[:2] != (channels * multiplier, 1):
-        raise ValueError("depthwise kernel does not have C*m output and 1 input channel per group")
-    return np.transpose(t.reshape(channels, multiplier, *t.shape[2:]), (2, 3, 0, 1))
-
-
-def _depthwise_to_torch(k: np.ndarray) -> np.ndarray:
-    """(kh, kw, C, m) -> (C*m, 1, kh, kw)."""
-    kh, kw, channels, multiplier = k.shape
-    return np.transpose(k, (2, 3, 0, 1)).reshape(channels * multiplier, 1, kh, kw)
-
-
 @dataclass
 class _Slot:
     """One tensor of one layer: where it lives in each model and how its layout changes."""
@@ -112,6 +81,7 @@ class _Slot:
     to_keras: Callable[[np.ndarray], np.ndarray]
     to_torch: Callable[[np.ndarray], np.ndarray]
     expected_torch_shape: tuple[int, ...] | None = None  # from the plan
+    reshape: bool = False  # reshape to the destination's own shape (slopes)
 
     @property
     def torch_tensor(self):
@@ -123,28 +93,10 @@ class _Slot:
 # --------------------------------------------------------------------------------------
 
 
-def _is_torch_model(obj: Any) -> bool:
-    if "torch" not in sys.modules:
-        return False
-    import torch
-
-    return isinstance(obj, torch.nn.Module)
-
-
-def _is_keras_model(obj: Any) -> bool:
-    if "keras" not in sys.modules:
-        return False
-    import keras
-
-    return isinstance(obj, keras.Model)
-
-
 def _framework_of(obj: Any, role: str) -> str:
-    if _is_torch_model(obj):
-        return "torch"
-    if _is_keras_model(obj):
-        return "keras"
-    raise CnnspecError(f"the {role} model is neither a torch.nn.Module nor a keras.Model (got {type(obj).__name__})")
+    from cnnspec.targets.base import target_of
+
+    return target_of(obj, role).name
 
 
 def _plan_of(spec):
@@ -191,7 +143,9 @@ def _keras_layer(layers_by_name: dict, name: str, spec_names: set, layer_type: s
     helpers = [
         candidate
         for candidate_name, candidate in layers_by_name.items()
-        if candidate_name.startswith(name + "_") and candidate_name not in spec_names and candidate.weights
+        if candidate_name.startswith(name + "_")
+        and candidate_name not in spec_names
+        and candidate.weights
     ]
     if len(helpers) == 1:
         return helpers[0]
@@ -223,105 +177,90 @@ def _keras_var(layer, candidates: tuple[str, ...], spec_name: str, tensor: str):
 # --------------------------------------------------------------------------------------
 
 
-def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set) -> list[_Slot]:
-    name, family, layer_type = layer_plan.name, layer_plan.family, layer_plan.type
+def definition_slots(layer_plan, plan) -> list:
+    """The :class:`~cnnspec.layers.WeightSlot` list of one layer, from its definition in the layer registry."""
+    from cnnspec.layers import REGISTRY
+
+    flat_order = None
+    if len(layer_plan.input_shape) == 1:
+        source = layer_plan.inputs[0]
+        segments = (
+            plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+        )
+        flat_order = flat_permutation(segments)
+    return REGISTRY.definition(layer_plan.type).weights(layer_plan, flat_order)
+
+
+def _weighted_layers(plan):
+    from cnnspec.layers import REGISTRY
+
+    return [layer for layer in plan.layers if REGISTRY.definition(layer.type).weighted]
+
+
+def bound_torch_tensors(torch_model, plan) -> dict:
+    """(layer, tensor) -> the torch parameter or buffer holding it (neutral layout)."""
+    modules = dict(torch_model.named_modules())
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        for slot in definition_slots(layer_plan, plan):
+            torch_name = layer_plan.name + slot.torch_module
+            module = _torch_module(modules, torch_name, layer_plan.name, layer_plan.type)
+            bound[(layer_plan.name, slot.tensor)] = _torch_attr(
+                module, slot.torch_attr, layer_plan.name, slot.tensor, torch_name
+            )
+    return bound
+
+
+def bound_keras_variables(keras_model, plan) -> dict:
+    """(layer, tensor) -> (keras variable, its WeightSlot, the neutral shape)."""
+    layers_by_name = {layer.name: layer for layer in keras_model.layers}
+    spec_names = {layer.name for layer in plan.layers}
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        keras_layer = _keras_layer(layers_by_name, layer_plan.name, spec_names, layer_plan.type)
+        expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+        for slot in definition_slots(layer_plan, plan):
+            variable = _keras_var(keras_layer, slot.keras_names, layer_plan.name, slot.tensor)
+            bound[(layer_plan.name, slot.tensor)] = (variable, slot, expected.get(slot.tensor))
+    return bound
+
+
+def _slots_for_layer(
+    layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set
+) -> list[_Slot]:
+    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+    name, layer_type = layer_plan.name, layer_plan.type
     expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+    keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
     slots: list[_Slot] = []
-
-    def torch_module(suffix: str = ""):
-        return _torch_module(torch_modules, name + suffix, name, layer_type)
-
-    def add(tensor, module, attr, torch_name, keras_layer, keras_names, to_keras, to_torch):
-        _torch_attr(module, attr, name, tensor, torch_name)
+    biased: dict[str, bool] = {}
+    for slot in definition_slots(layer_plan, plan):
+        torch_name = name + slot.torch_module
+        module = _torch_module(torch_modules, torch_name, name, layer_type)
+        if slot.bias_forbidden and getattr(module, "bias", None) is not None:
+            raise WeightMismatch(
+                f"layer '{name}': the torch module '{torch_name}' has a bias; {slot.bias_forbidden}"
+            )
+        _torch_attr(module, slot.torch_attr, name, slot.tensor, torch_name)
+        biased[torch_name] = biased.get(torch_name, False) or slot.torch_attr == "bias"
         slots.append(
             _Slot(
-                layer=name, tensor=tensor, torch_owner=module, torch_attr=attr,
-                keras_var=_keras_var(keras_layer, keras_names, name, tensor),
-                to_keras=to_keras, to_torch=to_torch, expected_torch_shape=expected.get(tensor),
+                layer=name,
+                tensor=slot.tensor,
+                torch_owner=module,
+                torch_attr=slot.torch_attr,
+                keras_var=_keras_var(keras_layer, slot.keras_names, name, slot.tensor),
+                to_keras=slot.to_keras,
+                to_torch=slot.to_torch,
+                expected_torch_shape=expected.get(slot.tensor),
+                reshape=slot.reshape,
             )
         )
-
-    def check_no_bias(module, torch_name):
-        if "bias" not in expected and getattr(module, "bias", None) is not None:
-            raise WeightMismatch(f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias")
-
-    identity = lambda a: a  # noqa: E731
-    keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
-    flat_perm = None
-    per_feature = family in ("dense", "batch_norm") or (family == "prelu" and layer_plan.spec.per_channel)
-    if len(layer_plan.input_shape) == 1 and per_feature:
-        source = layer_plan.inputs[0]
-        segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
-        flat_perm = flat_permutation(segments)
-
-    def features_to_keras(a):  # per-feature vectors (BatchNorm, PReLU on flat features)
-        return a if flat_perm is None else a[flat_perm]
-
-    def features_to_torch(a):
-        return a if flat_perm is None else a[np.argsort(flat_perm)]
-
-    if family in ("conv", "conv_transpose"):
-        module = torch_module()
-        add("kernel", module, "weight", name, keras_layer, ("kernel",), _kernel_to_keras, _kernel_to_torch)
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "depthwise_conv":
-        channels, multiplier = layer_plan.input_shape[0], layer_plan.spec.depth_multiplier
-        module = torch_module()
-        add(
-            "depthwise_kernel", module, "weight", name, keras_layer, ("depthwise_kernel", "kernel"),
-            lambda t: _depthwise_to_keras(t, channels, multiplier), _depthwise_to_torch,
-        )
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "separable_conv":
-        channels, multiplier = layer_plan.input_shape[0], layer_plan.spec.depth_multiplier
-        depthwise, pointwise = torch_module("_depthwise"), torch_module("_pointwise")
-        if getattr(depthwise, "bias", None) is not None:
+    for torch_name, has_bias_slot in biased.items():
+        if not has_bias_slot and getattr(torch_modules[torch_name], "bias", None) is not None:
             raise WeightMismatch(
-                f"layer '{name}': the torch module '{name}_depthwise' has a bias; a separable conv has its bias "
-                "on the pointwise part only (Keras SeparableConv2D has no depthwise bias)"
+                f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias"
             )
-        add(
-            "depthwise_kernel", depthwise, "weight", name + "_depthwise", keras_layer, ("depthwise_kernel",),
-            lambda t: _depthwise_to_keras(t, channels, multiplier), _depthwise_to_torch,
-        )
-        add("pointwise_kernel", pointwise, "weight", name + "_pointwise", keras_layer, ("pointwise_kernel",),
-            _kernel_to_keras, _kernel_to_torch)
-        if "bias" in expected:
-            add("bias", pointwise, "bias", name + "_pointwise", keras_layer, ("bias",), identity, identity)
-        check_no_bias(pointwise, name + "_pointwise")
-    elif family == "dense":
-        module = torch_module()
-        perm = flat_perm if flat_perm is not None else np.arange(layer_plan.input_shape[0])
-        inverse = np.argsort(perm)
-
-        def dense_to_keras(t):
-            if t.ndim != 2 or t.shape[1] != len(perm):
-                raise ValueError("dense weight does not have the spec's input features")
-            return np.ascontiguousarray(t.T[perm])
-
-        def dense_to_torch(k):
-            if k.ndim != 2 or k.shape[0] != len(perm):
-                raise ValueError("dense kernel does not have the spec's input features")
-            return np.ascontiguousarray(k[inverse].T)
-
-        add("kernel", module, "weight", name, keras_layer, ("kernel",), dense_to_keras, dense_to_torch)
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "batch_norm":
-        module = torch_module()
-        for tensor, attr in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")):
-            add(tensor, module, attr, name, keras_layer, (tensor,), features_to_keras, features_to_torch)
-    elif family == "prelu":
-        module = torch_module()
-        add("alpha", module, "weight", name, keras_layer, ("alpha",),
-            lambda a: features_to_keras(a.reshape(-1)), lambda k: features_to_torch(k.reshape(-1)))
-    else:  # pragma: no cover - WEIGHTED_FAMILIES and this switch are kept in step
-        raise CnnspecError(f"layer '{name}': no weight layout known for family '{family}'")
     return slots
 
 
@@ -330,9 +269,8 @@ def _all_slots(torch_model, keras_model, plan) -> list[_Slot]:
     keras_layers = {layer.name: layer for layer in keras_model.layers}
     spec_names = {layer.name for layer in plan.layers}
     slots: list[_Slot] = []
-    for layer_plan in plan.layers:
-        if layer_plan.family in WEIGHTED_FAMILIES:
-            slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
+    for layer_plan in _weighted_layers(plan):
+        slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
     return slots
 
 
@@ -346,7 +284,9 @@ def _mismatch(slot: _Slot, torch_shape, keras_shape, detail: str = "") -> Weight
 
 def _check_torch_shape(slot: _Slot, torch_shape, keras_shape) -> None:
     if slot.expected_torch_shape is not None and tuple(torch_shape) != slot.expected_torch_shape:
-        raise _mismatch(slot, torch_shape, keras_shape, f"the spec says torch shape {slot.expected_torch_shape}")
+        raise _mismatch(
+            slot, torch_shape, keras_shape, f"the spec says torch shape {slot.expected_torch_shape}"
+        )
 
 
 def _check_complete(torch_model, keras_model, slots: list[_Slot]) -> None:
@@ -354,11 +294,15 @@ def _check_complete(torch_model, keras_model, slots: list[_Slot]) -> None:
     torch_done = {id(slot.torch_tensor) for slot in slots}
     for param_name, param in torch_model.named_parameters():
         if id(param) not in torch_done:
-            raise WeightMismatch(f"torch parameter '{param_name}' {tuple(param.shape)} belongs to no spec layer with weights")
+            raise WeightMismatch(
+                f"torch parameter '{param_name}' {tuple(param.shape)} belongs to no spec layer with weights"
+            )
     keras_done = {id(slot.keras_var) for slot in slots}
     for variable in keras_model.trainable_weights:
         if id(variable) not in keras_done:
-            raise WeightMismatch(f"keras variable '{variable.path}' {tuple(variable.shape)} belongs to no spec layer with weights")
+            raise WeightMismatch(
+                f"keras variable '{variable.path}' {tuple(variable.shape)} belongs to no spec layer with weights"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -388,8 +332,12 @@ def transfer_weights(src_model, dst_model, spec) -> None:
     src_kind = _framework_of(src_model, "source")
     dst_kind = _framework_of(dst_model, "destination")
     if src_kind == dst_kind:
-        raise CnnspecError(f"transfer_weights copies between torch and keras; both models are {src_kind} models")
-    torch_model, keras_model = (src_model, dst_model) if src_kind == "torch" else (dst_model, src_model)
+        raise CnnspecError(
+            f"transfer_weights copies between torch and keras; both models are {src_kind} models"
+        )
+    torch_model, keras_model = (
+        (src_model, dst_model) if src_kind == "torch" else (dst_model, src_model)
+    )
     slots = _all_slots(torch_model, keras_model, plan)
     _check_complete(torch_model, keras_model, slots)
 
@@ -402,12 +350,12 @@ def transfer_weights(src_model, dst_model, spec) -> None:
         try:
             if src_kind == "torch":
                 value = slot.to_keras(_torch_numpy(slot.torch_tensor))
-                if slot.tensor == "alpha":
+                if slot.reshape:
                     value = value.reshape(keras_shape)  # size mismatch -> ValueError below
                 target_shape = keras_shape
             else:
                 value = slot.to_torch(_keras_numpy(slot.keras_var))
-                if slot.tensor == "alpha":
+                if slot.reshape:
                     value = value.reshape(torch_shape)
                 target_shape = torch_shape
         except ValueError as error:
@@ -425,7 +373,11 @@ def transfer_weights(src_model, dst_model, spec) -> None:
         with torch.no_grad():
             for slot, value in converted:
                 target = slot.torch_tensor
-                target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(dtype=target.dtype, device=target.device))
+                target.copy_(
+                    torch.from_numpy(np.ascontiguousarray(value)).to(
+                        dtype=target.dtype, device=target.device
+                    )
+                )
 
 
 def randomize(model, seed: int) -> None:
@@ -474,26 +426,42 @@ def _randomize_torch(model, rng) -> None:
     for module in model.modules():
         if isinstance(module, batch_norm_types):
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-            roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
+            roles.update(
+                {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
+            )
         elif isinstance(module, torch.nn.PReLU):
             roles[id(module.weight)] = "alpha"
         elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
             roles[id(module.weight)] = "kernel"  # fan-in of a transposed conv: I * k / stride
-            module._cnnspec_fan_in = module.weight.shape[0] * int(np.prod(module.weight.shape[2:])) // int(np.prod(module.stride))
+            fan_in = (
+                module.weight.shape[0]
+                * int(np.prod(module.weight.shape[2:]))
+                // int(np.prod(module.stride))
+            )
+            setattr(module, "_cnnspec_fan_in", fan_in)
         elif getattr(module, "weight", None) is not None and module.weight.ndim >= 2:
             roles[id(module.weight)] = "kernel"
     with torch.no_grad():
         for module in model.modules():
             tensors = list(module.named_parameters(recurse=False))
             if isinstance(module, batch_norm_types):
-                tensors += [("running_mean", module.running_mean), ("running_var", module.running_var)]
+                tensors += [
+                    ("running_mean", module.running_mean),
+                    ("running_var", module.running_var),
+                ]
             # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
             for attr, tensor in tensors:
                 if tensor is None or not tensor.is_floating_point():
                     continue
                 role = roles.get(id(tensor), "bias" if attr == "bias" else "other")
-                fan_in = getattr(module, "_cnnspec_fan_in", None) or (int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1)
-                tensor.copy_(torch.from_numpy(_random_vector(rng, role, tuple(tensor.shape), fan_in)).to(tensor.dtype))
+                fan_in = getattr(module, "_cnnspec_fan_in", None) or (
+                    int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
+                )
+                tensor.copy_(
+                    torch.from_numpy(_random_vector(rng, role, tuple(tensor.shape), fan_in)).to(
+                        tensor.dtype
+                    )
+                )
         for module in model.modules():
             if hasattr(module, "_cnnspec_fan_in"):
                 del module._cnnspec_fan_in
@@ -512,8 +480,13 @@ def _randomize_keras(model, rng) -> None:
             role, shape, fan_in = variable.name, tuple(variable.shape), 1
             if role in ("kernel", "depthwise_kernel", "pointwise_kernel") and len(shape) >= 2:
                 # keras kernels end in (..., in, out); a depthwise kernel's window is all of its fan-in.
-                fan_in = int(np.prod(shape[:-2] if depthwise or role == "depthwise_kernel" else shape[:-1]))
+                fan_in = int(
+                    np.prod(shape[:-2] if depthwise or role == "depthwise_kernel" else shape[:-1])
+                )
                 role = "kernel"
-            elif role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha") and not variable.trainable:
+            elif (
+                role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha")
+                and not variable.trainable
+            ):
                 continue  # e.g. a seed generator's state
             variable.assign(_random_vector(rng, role, shape, fan_in))

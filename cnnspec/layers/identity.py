@@ -1,0 +1,41 @@
+"""identity: the output is the input (Keras ``Identity`` / ``Activation('linear')``, torch ``nn.Identity``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.spec.fields import LayerBase
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class Identity(LayerBase):
+    """Passes its input through unchanged (a named point in the model, or a placeholder)."""
+
+    type: Literal["identity"]
+
+
+@register
+class IdentityDefinition(LayerDefinition):
+    """identity: no computation, no parameters, any input."""
+
+    model = Identity
+    family = "identity"
+    words = {"noop": "identity", "passthrough": "identity"}
+    hint_text = "identity changes nothing: compare the layer that feeds it."
+    examples = (
+        example({"type": "identity"}),
+        example({"type": "identity"}, size=(6,)),
+        example({"type": "global_avg_pool"}, {"type": "identity"}, channels=2, size=(3, 4, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        return dict(output_shape=in_shapes[0], param_formula="no parameters")
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        return T.single_module(layer, inputs, "nn.Identity()")
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        return K.single_layer(layer, ctx, f"layers.Identity(name={K.quoted(layer.name)})")
