@@ -136,7 +136,7 @@ _NN_MODULE_PRIVATE_MEMBERS = frozenset(
 
 def _module_member_names() -> frozenset[str]:
     """Names the generated class already defines (an attribute of that name would be shadowed by them)."""
-    from cnnspec.spec.models import _TORCH_MODULE_MEMBERS
+    from cnnspec.spec.fields import _TORCH_MODULE_MEMBERS
 
     return frozenset({"forward", "forward_layers"}) | frozenset(_TORCH_MODULE_MEMBERS) | _NN_MODULE_PRIVATE_MEMBERS
 
