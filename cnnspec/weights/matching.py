@@ -336,14 +336,15 @@ def _ambiguity_message(framework: str, unmatched, free: list[str], kinds: dict) 
     for spec_layer, key, kind in unmatched[:5]:
         candidates = [path for path in free if kinds[path] == kind]
         lines.append(f"  candidates for '{key}': " + (", ".join(candidates) or "none"))
-    example = ", ".join(f'"{key}": "{_example_target(key, kind, free, kinds)}"' for _, key, kind in unmatched[:2])
+    taken: set[str] = set()
+    examples = []
+    for _, key, kind in unmatched[:2]:
+        target = next((path for path in free if kinds[path] == kind and path not in taken), "...")
+        taken.add(target)
+        examples.append(f'"{key}": "{target}"')
+    example = ", ".join(examples)
     lines.append(f"give the match with a name map (CLI --name-map FILE, Python name_map=), e.g. {{{example}}}")
     return "\n".join(lines)
-
-
-def _example_target(key: str, kind: str, free: list[str], kinds: dict) -> str:
-    candidates = [path for path in free if kinds[path] == kind]
-    return candidates[0] if candidates else "..."
 
 
 def transfer_lookups(torch_model, keras_model, plan, name_map: Mapping | None = None) -> tuple[dict, dict]:
