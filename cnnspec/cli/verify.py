@@ -358,11 +358,22 @@ def user_model_options(args) -> dict:
         from cnnspec.weights.matching import load_name_map
 
         options["name_map"] = load_name_map(args.name_map)
+        _check_name_map_keys(options["name_map"], args.specs[0], args.name_map)
     if torch_ref:
         options["torch_model"] = _load_torch_model(torch_ref, args.torch_weights, args.seed)
     if keras_ref:
         options["keras_model"] = _load_keras_model(keras_ref, args.keras_weights, args.seed)
     return options
+
+
+def _check_name_map_keys(name_map: dict, source: str, path: str) -> None:
+    from cnnspec.engine.plan import resolve
+    from cnnspec.weights.matching import NameMapError, check_spec_layers
+
+    try:
+        check_spec_layers(name_map, resolve(source))
+    except NameMapError as error:
+        raise UserModelError(f"{path}: {error} (spec {source})") from None
 
 
 def _load_torch_model(reference: str, weights: str | None, seed: int):

@@ -122,7 +122,8 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
         rtol: relative tolerance.
         torch_readings: the torch outputs are read through a hand-written model's parts, which
             may end before the spec's inline activation: compare both readings (see
-            :func:`readings`) and keep the one that agrees (or differs least).
+            :func:`readings`) and keep the one that agrees (or differs least).  The last spec
+            layer is always the model's own output and read as it is.
         keras_readings: the same for the Keras outputs.
 
     Returns:
@@ -155,8 +156,10 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
             diff.note = "output shape differs from the plan"
         else:
             keras_first = to_channels_first(keras_array, layer)
-            torch_options = readings(torch_array, layer) if torch_readings else [("output", torch_array)]
-            keras_options = readings(keras_first, layer) if keras_readings else [("output", keras_first)]
+            torch_read = torch_readings and layer is not plan.layers[-1]  # the last is the model's own output
+            keras_read = keras_readings and layer is not plan.layers[-1]
+            torch_options = readings(torch_array, layer) if torch_read else [("output", torch_array)]
+            keras_options = readings(keras_first, layer) if keras_read else [("output", keras_first)]
             candidates = []
             for torch_label, torch_value in torch_options:
                 for keras_label, keras_value in keras_options:
@@ -165,8 +168,8 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
                                        torch_value, keras_value))
             _, _, torch_label, keras_label, stats, diff.torch_value, diff.keras_value = min(
                 candidates, key=lambda c: (c[0], c[1]))
-            diff.torch_reading = torch_label if torch_readings else None
-            diff.keras_reading = keras_label if keras_readings else None
+            diff.torch_reading = torch_label if torch_read else None
+            diff.keras_reading = keras_label if keras_read else None
             diff.max_abs_diff = stats["max_abs_diff"]
             diff.mean_abs_diff = stats["mean_abs_diff"]
             diff.max_rel_diff = stats["max_rel_diff"]

@@ -174,7 +174,7 @@ def torch_observable_layers(model, layer_names: Sequence[str],
         return names, "forward_layers"
     modules = dict(model.named_modules())
     paths = module_paths or {}
-    hooked = [name for name in names if paths.get(name, name) in modules and paths.get(name, name) != ""]
+    hooked = [name for name in names[:-1] if paths.get(name, name) in modules and paths.get(name, name) != ""]
     if hooked:
         if names[-1] not in hooked:
             hooked.append(names[-1])
@@ -198,7 +198,7 @@ def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapp
             if observation == "hooks":
                 modules = dict(model.named_modules())
                 paths = module_paths or {}
-                for name in names:
+                for name in names[:-1]:  # the last spec layer is the model's output, whatever follows its part
                     if paths.get(name, name) in modules:
                         module = modules[paths.get(name, name)]
                         self._handles.append(module.register_forward_hook(self._store(name)))
@@ -286,7 +286,7 @@ def keras_observable_layers(model, layer_names: Sequence[str],
     and their symbolic outputs."""
     by_name = {layer.name: layer for layer in model.layers}
     names, tensors = [], []
-    for name in layer_names:
+    for name in layer_names[:-1]:  # the last spec layer is the model's output, whatever follows its layer
         layer = by_name.get((layer_map or {}).get(name, name))
         if layer is None:
             continue

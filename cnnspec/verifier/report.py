@@ -220,8 +220,11 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
 def _render_plain(report: VerifyReport) -> str:
     out = io.StringIO()
     out.write(f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n")
-    header = ("layer", "type", "shape (C-first)", "max abs diff", "status")
+    header: tuple[str, ...] = ("layer", "type", "shape (C-first)", "max abs diff", "status")
     rows = [(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer)) for layer in report.layers]
+    if any(layer.reading for layer in report.layers):
+        header += ("read as",)
+        rows = [(*row, layer.reading or "") for row, layer in zip(rows, report.layers)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
@@ -253,10 +256,14 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
     table = Table(title=title, title_justify="left")
     for column, justify in (("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left")):
         table.add_column(column, justify=justify)
+    readings = any(layer.reading for layer in report.layers)
+    if readings:
+        table.add_column("read as", overflow="fold")
     for layer in report.layers:
         status = _status(layer)
-        style = {"ok": "green", "DIFF": "bold red"}.get(status, "dim")
-        table.add_row(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]")
+        style = {"ok": "green", "DIFF": "bold red", "misaligned": "yellow"}.get(status, "dim")
+        cells = [layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]"]
+        table.add_row(*cells, *([layer.reading or ""] if readings else []))
     console.print(table)
     for framework, rows in report.matching.items():
         matching = Table(title=f"Matching: spec layer -> {framework} model", title_justify="left")

@@ -430,9 +430,9 @@ def _reading_text(diff, readings: _ReadingContext, plan) -> str | None:
             continue
         matching = readings.matchings.get(framework)
         target = matching.target_of(diff.name) if matching is not None else None
-        text = f"{framework}: " + (f"'{target}'" if target else "the model's output")
-        if label == "activated":
-            text += f" + {plan.layer(diff.name).activation} (the spec's inline activation, applied after it)"
+        text = f"{framework} " + (f"'{target}'" if target else "output")
+        if label == "activated":  # the spec's inline activation, applied after the part
+            text += f" + {plan.layer(diff.name).activation}"
         texts.append(text)
     return "; ".join(texts) or None
 
@@ -486,8 +486,9 @@ def _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs,
     weight = module.weight.detach().cpu().numpy()
     bias = None if module.bias is None else module.bias.detach().cpu().numpy()
     torch_raw, keras_first = torch_outputs[layer.name], C.to_channels_first(keras_outputs[layer.name], layer)
-    torch_options = C.readings(torch_raw, layer) if readings.torch else [("output", torch_raw)]
-    keras_options = C.readings(keras_first, layer) if readings.keras else [("output", keras_first)]
+    inner = layer is not plan.layers[-1]
+    torch_options = C.readings(torch_raw, layer) if readings.torch and inner else [("output", torch_raw)]
+    keras_options = C.readings(keras_first, layer) if readings.keras and inner else [("output", keras_first)]
     result = None
     for _, torch_value in torch_options:
         for _, keras_value in keras_options:

@@ -293,6 +293,15 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
     return matching
 
 
+def check_spec_layers(name_map: Mapping | None, plan) -> None:
+    """Every key of a name map must be a spec layer (or a separable conv's ``_depthwise`` / ``_pointwise`` part)."""
+    maps = normalize_name_map(name_map)
+    known = {key for _, key, _ in _spec_parts(plan, _TORCH_PARTS)} | {layer.name for layer in plan.layers}
+    for section in maps.values():
+        for spec_layer in section:
+            _check_map_entry("", spec_layer, "", known, {}, strict_target=False)
+
+
 def _kind_name(kind: str | None) -> str:
     return kind or "no weights"
 
