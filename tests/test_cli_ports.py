@@ -161,7 +161,8 @@ def test_a_bad_name_map(tmp_path, in_root, capsys):
     names = tmp_path / "names.json"
     names.write_text('{"conv1": "features.0",\n "fc9": "classifier.1"}')
     _fails_cleanly(["examples/pytorch_cnn.yaml", "--torch-model", "examples/ports/tutorial_sequential.py:Net",
-                    "--name-map", str(names)], capsys, r"names\.json: name map: 'fc9' is not a layer of the spec.*'fc1'")
+                    "--name-map", str(names)], capsys,
+                   r"names\.json: name map: 'fc9' is not a layer of the spec.*'fc1'")
     names.write_text('{"conv1": "features.0",\n "fc1" "classifier.1"}')
     _fails_cleanly(["examples/pytorch_cnn.yaml", "--torch-model", "examples/ports/tutorial_sequential.py:Net",
                     "--name-map", str(names)], capsys, re.escape(str(names)) + r":2:\d+: not valid JSON")
@@ -171,3 +172,21 @@ def test_a_bad_name_map(tmp_path, in_root, capsys):
 def test_model_options_take_one_spec(in_root, capsys):
     _fails_cleanly(["examples/pytorch_cnn.yaml", "examples/same_stride2.yaml", "--torch-model",
                     "examples/ports/tutorial_cnn.py:Net"], capsys, r"one spec at a time")
+
+
+def test_a_keras_file_and_its_weights_from_the_command_line(tmp_path, in_root, capsys):
+    """--keras-model FILE.keras (safe_mode) verifies; --keras-weights of another model is exit 2."""
+    import keras
+
+    from cnnspec.targets.build import build
+
+    model = build("examples/pytorch_cnn.yaml", "keras")
+    path = tmp_path / "port.keras"
+    model.save(path)
+    assert main(["verify", "examples/pytorch_cnn.yaml", "--keras-model", str(path), "--no-progress"]) == 0
+    capsys.readouterr()
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    weights = tmp_path / "other.weights.h5"
+    other.save_weights(weights)
+    _fails_cleanly(["examples/pytorch_cnn.yaml", "--keras-model", str(path), "--keras-weights", str(weights)],
+                   capsys, r"--keras-weights .*do not fit the model")

@@ -111,7 +111,8 @@ def compare_arrays(torch_array: np.ndarray, keras_array: np.ndarray, atol: float
 
 
 def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[str, np.ndarray], *,
-                   atol: float, rtol: float, torch_readings: bool = False, keras_readings: bool = False) -> list[LayerDiff]:
+                   atol: float, rtol: float, torch_readings: bool = False,
+                   keras_readings: bool = False) -> list[LayerDiff]:
     """Compare every spec layer's output (spec order).
 
     Args:
@@ -345,8 +346,9 @@ def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.n
                 continue
             pads_text = " × ".join(f"({b}, {a})" for b, a in pads)
             shifted_text = " × ".join(f"({b}, {a})" for b, a in shifted_pads)
-            detail = (f"{side}'s output equals the spec's layer with every window shifted by one cell (a one-pixel shift) towards the "
-                      f"{word} (padding {shifted_text} instead of {pads_text}), checked on the data")
+            detail = (f"{side}'s output equals the spec's layer with every window shifted by one cell "
+                      f"(a one-pixel shift) towards the {word} (padding {shifted_text} instead of {pads_text}), "
+                      "checked on the data")
             if layer.padding_mode == "same" and direction == 1:
                 symmetric_pads = [(b + 1, b + 1) for b, _ in pads]
                 if _close(value, computed(symmetric_pads), **tolerance):

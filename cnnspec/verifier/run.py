@@ -163,13 +163,13 @@ def verify(
             randomize(torch_model, seed)
         if sync_weights:
             if user_keras and not user_torch:
-                transfer_weights(keras_model, torch_model, plan, name_map=user_map)
+                _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
             else:
-                transfer_weights(torch_model, keras_model, plan, name_map=user_map)
+                _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_keras:
-            transfer_weights(torch_model, keras_model, plan, name_map=user_map)
+            _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_torch:
-            transfer_weights(keras_model, torch_model, plan, name_map=user_map)
+            _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
 
     names = [layer.name for layer in plan.layers]
     x = make_input(plan, batch, seed)
@@ -318,6 +318,13 @@ class UnsupportedModel(CnnspecError):
     """A model you passed is of a kind the verifier cannot read."""
 
 
+def _transfer(transfer_weights, source, destination, plan, name_map) -> None:
+    if name_map is None:
+        transfer_weights(source, destination, plan)
+    else:
+        transfer_weights(source, destination, plan, name_map=name_map)
+
+
 def _check_supported(torch_model, keras_model) -> None:
     if torch_model is not None:
         import torch
@@ -367,7 +374,8 @@ def _user_name_map(name_map, user_torch: bool, user_keras: bool):
 
     maps = normalize_name_map(name_map)
     if not user_torch and not user_keras:
-        raise NameMapError("a name map matches the parts of models you pass (torch_model, keras_model); none was passed")
+        raise NameMapError("a name map matches the parts of models you pass (torch_model, keras_model); "
+                           "none was passed")
     if user_torch and user_keras:
         return maps  # flat entries apply to whichever model has the part
     result: dict[str, dict[str, str]] = {"torch": {}, "keras": {}, "any": {}}

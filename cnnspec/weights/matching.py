@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cnnspec.errors import CnnspecError
+from cnnspec.weights.transfer import WeightMismatch
 
 FRAMEWORKS = ("torch", "keras")
 
 
-class AmbiguousMatch(CnnspecError):
+class AmbiguousMatch(WeightMismatch):
     """The spec layers cannot be matched to the model's parts without a ``name_map``."""
 
 
@@ -267,8 +268,10 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
             mapped = explicit[spec_layer] + key[len(spec_layer):]
         if mapped is not None and mapped in parts:
             target, how = mapped, "name_map"
-        elif key in parts and (not kind or kinds.get(key) == kind or (framework == "keras" and kinds.get(key) is None)):
-            # (a Keras layer without weights of that name: its weights sit in a helper layer, see transfer)
+        elif key in parts and (not kind or framework == "keras" or kinds.get(key) is not None):
+            # A part of that name is the one (its shapes are checked by the transfer); only a torch container
+            # without weights of its own (nn.Sequential named 'fc1') leaves the layer to the order-and-type
+            # matching.  A Keras layer of that name without weights keeps them in a helper layer (transfer).
             target, how = key, "name"
         if target is None:
             if kind:
@@ -334,7 +337,8 @@ def check_any_map_targets(name_map: Mapping | None, models: dict[str, dict]) -> 
     for spec_layer, target in maps["any"].items():
         if not any(target in parts for parts in models.values()):
             names = " or ".join(models)
-            raise NameMapError(f"name map: '{spec_layer}' -> '{target}': the {names} model has no part named '{target}'")
+            raise NameMapError(f"name map: '{spec_layer}' -> '{target}': the {names} model has no part "
+                               f"named '{target}'")
 
 
 def _ambiguity_message(framework: str, unmatched, free: list[str], kinds: dict) -> str:
