@@ -365,3 +365,14 @@ def test_the_last_layer_is_read_from_the_models_output_not_from_its_sub_module()
     torch.manual_seed(0)
     report = cnnspec.verify(spec, torch_model=_SoftmaxOverTheBatch().eval())
     assert not report.ok and report.first_divergent_layer == "fc"
+
+
+def test_a_keras_port_with_the_activation_as_its_own_layer_is_read_both_ways():
+    spec = dict(FLAT_SPEC, layers=[{**FLAT_SPEC["layers"][0], "activation": "relu"}, *FLAT_SPEC["layers"][1:]])
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.ReLU(name="conv_relu")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    port = keras.Model(inputs, keras.layers.Dense(5, name="fc")(keras.layers.Flatten(name="flat")(x)))
+    report = cnnspec.verify(spec, keras_model=port)
+    assert report.ok, report.render(use_rich=False)
+    assert report.layers[0].ok and report.layers[0].reading == "keras 'conv' + relu"

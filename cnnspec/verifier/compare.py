@@ -357,9 +357,12 @@ def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.n
                     detail += (f": consistent with symmetric padding={amount} where the spec says same "
                                f"(TF/ONNX SAME_UPPER pads {pads_text}, the extra cell at the end)")
             return Evidence("one_cell_shift", True, detail)
-    checked = "the spec's padding" if spec_side else "neither model matches the recomputed layer"
-    return Evidence("one_cell_shift", False,
-                    f"not a one-cell shift of the windows (checked on the data; {checked})")
+    if len(spec_side) == 1:
+        other = "keras" if spec_side[0] == "torch" else "torch"
+        checked = f"{spec_side[0]} matches the spec's layer, {other} matches neither it nor a shifted one"
+    else:
+        checked = "neither model matches the layer recomputed from its input"
+    return Evidence("one_cell_shift", False, f"not a one-cell shift of the windows (checked on the data: {checked})")
 
 
 def check_flatten_permutation(layer: LayerPlan, layer_input: np.ndarray, segments, weight: np.ndarray,
