@@ -376,3 +376,27 @@ def test_a_keras_port_with_the_activation_as_its_own_layer_is_read_both_ways():
     report = cnnspec.verify(spec, keras_model=port)
     assert report.ok, report.render(use_rich=False)
     assert report.layers[0].ok and report.layers[0].reading == "keras 'conv' + relu"
+
+
+class _RegisteredOutOfOrder(nn.Module):
+    """Two convs registered in the other order than forward uses them: order and type would pair them wrongly."""
+
+    def __init__(self):
+        super().__init__()
+        self.second = nn.Conv2d(4, 6, 1)
+        self.first = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(6 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(self.second(self.first(x)).flatten(1))
+
+
+def test_order_and_type_that_pair_parts_of_different_sizes_ask_for_a_name_map():
+    spec = {"cnnspec": 1, "name": "two_convs", "input": {"channels": 3, "size": [6, 6]},
+            "layers": [{"name": "a", "type": "conv2d", "filters": 4, "kernel_size": 3},
+                       {"name": "b", "type": "conv2d", "filters": 6, "kernel_size": 1},
+                       {"name": "flat", "type": "flatten"}, {"name": "fc", "type": "dense", "units": 5}]}
+    with pytest.raises(AmbiguousMatch, match=r"'a' \(conv, 112 weights\) pairs with 'second' \(30 weights\)"):
+        cnnspec.verify(spec, torch_model=_RegisteredOutOfOrder().eval())
+    report = cnnspec.verify(spec, torch_model=_RegisteredOutOfOrder().eval(), name_map={"a": "first", "b": "second"})
+    assert report.ok, report.render(use_rich=False)

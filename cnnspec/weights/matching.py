@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -286,6 +287,7 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
         wanted = [kind for _, _, kind in unmatched]
         have = [kinds[path] for path in free]
         if wanted == have:
+            _check_sizes(framework, plan, unmatched, free, parts)
             for (spec_layer, key, kind), path in zip(unmatched, free):
                 matching.rows.append(MatchRow(spec_layer, key, path, "order", kind))
                 matching.objects[key] = parts[path]
@@ -294,6 +296,38 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
     order = {key: position for position, (_, key, _) in enumerate(spec_parts)}
     matching.rows.sort(key=lambda row: order[row.key])
     return matching
+
+
+def _spec_part_size(plan, spec_layer: str, key: str) -> int:
+    """Elements of a spec part's tensors (BatchNorm statistics included)."""
+    params = plan.layer(spec_layer).params
+    if key.endswith("_depthwise") and key != spec_layer:
+        params = [p for p in params if p.name == "depthwise_kernel"]
+    elif key.endswith("_pointwise") and key != spec_layer:
+        params = [p for p in params if p.name != "depthwise_kernel"]
+    return sum(p.size for p in params)
+
+
+def _model_part_size(framework: str, part) -> int:
+    if framework == "keras":
+        return sum(int(math.prod(variable.shape)) for variable in part.weights)
+    size = sum(parameter.numel() for parameter in part.parameters(recurse=False))
+    for statistic in ("running_mean", "running_var"):
+        buffer = getattr(part, statistic, None)
+        size += int(buffer.numel()) if buffer is not None else 0
+    return size
+
+
+def _check_sizes(framework: str, plan, unmatched, free: list[str], parts: dict) -> None:
+    """Order and type pair the parts; their sizes must agree too, or the pairing is a guess."""
+    for (spec_layer, key, kind), path in zip(unmatched, free):
+        wanted, found = _spec_part_size(plan, spec_layer, key), _model_part_size(framework, parts[path])
+        if wanted != found:
+            raise AmbiguousMatch(
+                f"cannot match the spec's layers to the {framework} model by name; by order and type "
+                f"'{key}' ({kind}, {wanted:,} weights) pairs with '{path}' ({found:,} weights): the sizes differ, "
+                "so the order of the model's parts is not the spec's order. Give the match with a name map "
+                f'(CLI --name-map FILE, Python name_map=), e.g. {{"{key}": "<{framework} part>"}}')
 
 
 def check_spec_layers(name_map: Mapping | None, plan) -> None:
