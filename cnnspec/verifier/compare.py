@@ -13,7 +13,7 @@ The pass criterion of one element is NumPy's ``allclose``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -210,7 +210,7 @@ def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 # The spec's inline activations (spec/models.py InlineActivation), channels-first: softmax on axis 1.
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda x: np.maximum(x, 0.0),
     "relu6": lambda x: np.clip(x, 0.0, 6.0),
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),

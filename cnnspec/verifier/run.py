@@ -33,6 +33,7 @@ from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.errors import CnnspecError
 from cnnspec.verifier.onnx_export import ONNX_FILES
 from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
+from cnnspec.verifier.report import Evidence as EvidenceReport
 
 ProgressCallback = Callable[[str], None]
 
@@ -243,8 +244,8 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
             name=divergent.name, type=divergent.type, max_abs_diff=divergent.max_abs_diff,
             max_rel_diff=divergent.max_rel_diff,
             hint=C.divergence_hint(divergent, plan.layer(divergent.name), plan, evidence),
-            evidence=[] if evidence is None else [dict(name=evidence.name, holds=evidence.holds,
-                                                       detail=evidence.detail)],
+            evidence=[] if evidence is None else [
+                EvidenceReport(name=evidence.name, holds=evidence.holds, detail=evidence.detail)],
         )
         problems.insert(0, f"first divergent layer '{divergent.name}' ({divergent.type})"
                         + ("" if divergent.max_abs_diff is None else f": max abs diff {divergent.max_abs_diff:.3g}"))

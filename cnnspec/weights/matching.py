@@ -253,16 +253,17 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
     explicit = {**maps["any"], **maps[framework]}
     spec_parts = _spec_parts(plan, layout)
     known_keys = {key for _, key, _ in spec_parts} | {layer.name for layer in plan.layers}
-    for spec_layer, target in maps[framework].items():
-        _check_map_entry(framework, spec_layer, target, known_keys, parts, strict_target=True)
-    for spec_layer, target in maps["any"].items():
-        _check_map_entry(framework, spec_layer, target, known_keys, parts, strict_target=False)
+    for spec_layer, mapped_to in maps[framework].items():
+        _check_map_entry(framework, spec_layer, mapped_to, known_keys, parts, strict_target=True)
+    for spec_layer, mapped_to in maps["any"].items():
+        _check_map_entry(framework, spec_layer, mapped_to, known_keys, parts, strict_target=False)
 
     matching = Matching(framework)
     used: set[str] = set()
     unmatched: list[tuple[str, str, str]] = []
     for spec_layer, key, kind in spec_parts:
-        target, how = None, ""
+        target: str | None = None
+        how = ""
         mapped = explicit.get(key)
         if mapped is None and key != spec_layer and spec_layer in explicit:
             # A separable conv mapped as a whole: <target>_depthwise / <target>_pointwise, or the Sequential.
