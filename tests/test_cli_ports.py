@@ -51,7 +51,7 @@ def test_the_readme_section_has_the_correct_port_and_the_padding_mistake():
 def test_readme_command(command: str, expected: int):
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="200")
     argv = shlex.split(command)
-    result = subprocess.run([sys.executable, "-m", "cnnspec", *argv[1:], "--no-progress"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "cnnspec", *argv[1:]], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == expected, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
