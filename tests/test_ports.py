@@ -400,3 +400,29 @@ def test_order_and_type_that_pair_parts_of_different_sizes_ask_for_a_name_map():
         cnnspec.verify(spec, torch_model=_RegisteredOutOfOrder().eval())
     report = cnnspec.verify(spec, torch_model=_RegisteredOutOfOrder().eval(), name_map={"a": "first", "b": "second"})
     assert report.ok, report.render(use_rich=False)
+
+
+class _InplaceRelu(nn.Module):
+    """torchvision style: one nn.ReLU(inplace=True) applied right after the BatchNorm read through its hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(64, 5)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_an_in_place_op_after_a_part_does_not_change_its_reading():
+    spec = {"cnnspec": 1, "name": "inplace", "input": {"channels": 3, "size": [6, 6]},
+            "layers": [{"name": "conv", "type": "conv2d", "filters": 4, "kernel_size": 3},
+                       {"name": "bn", "type": "batch_norm"}, {"name": "relu", "type": "relu"},
+                       {"name": "flat", "type": "flatten"}, {"name": "fc", "type": "dense", "units": 5}]}
+    model = _InplaceRelu().eval()
+    randomize(model, 1)
+    report = cnnspec.verify(spec, torch_model=model)
+    assert report.ok and not report.notes
+    assert [layer.ok for layer in report.layers] == [True, True, True, None, True]

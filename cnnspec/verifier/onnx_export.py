@@ -213,7 +213,8 @@ def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapp
         def _store(self, name: str):
             def hook(module, inputs, output):
                 if self._sink[0] is not None:
-                    self._sink[0][name] = output
+                    # a copy: an in-place op after the part (nn.ReLU(inplace=True)) must not change what was read
+                    self._sink[0][name] = output.clone() if hasattr(output, "clone") else output
 
             return hook
 
