@@ -186,13 +186,16 @@ def test_torch_model_that_disagrees_with_the_spec_is_reported():
 
 
 def test_missing_layer_is_named():
+    # A part named otherwise but of the right type is matched by order and type (weights/matching.py);
+    # a model without a part of that type names the spec layer and the candidates.
     plan, torch_model, _ = _hand_models(_case("conv1d"))
-    renamed = hand_keras((9, 2), [L.Conv1D(4, 3, name="other")])
-    with pytest.raises(WeightMismatch, match="no layer named 'conv'"):
-        transfer_weights(torch_model, renamed, plan)
+    transfer_weights(torch_model, hand_keras((9, 2), [L.Conv1D(4, 3, name="other")]), plan)
+    wrong_type = hand_keras((9, 2), [L.Dense(4, name="other")])
+    with pytest.raises(WeightMismatch, match=r"conv \(conv\)[\s\S]*candidates for 'conv': none"):
+        transfer_weights(torch_model, wrong_type, plan)
     _, _, keras_model = _hand_models(_case("conv1d"))
-    with pytest.raises(WeightMismatch, match="no submodule named 'conv'"):
-        transfer_weights(HandModel([("other", nn.Conv1d(2, 4, 3))]), keras_model, plan)
+    with pytest.raises(WeightMismatch, match=r"candidates for 'conv': none"):
+        transfer_weights(HandModel([("other", nn.Linear(9, 4))]), keras_model, plan)
 
 
 def test_two_models_of_one_framework_are_refused():

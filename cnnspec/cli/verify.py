@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--force", action="store_true",
                         help="accepted for compatibility; verify always replaces its reports")
+    add_model_arguments(parser)
 
 
 def _positive_int(text: str) -> int:
@@ -190,6 +191,7 @@ def run(args, check_limits: Callable | None = None) -> int:
     color = sys.stdout.isatty() and not json_to_stdout and "NO_COLOR" not in os.environ
     several = len(args.specs) > 1
     options = _options(args)
+    options.update(user_model_options(args))
 
     outcomes: dict[int, Outcome] = {}
     pending: list[tuple[int, str, str | None]] = []
@@ -396,3 +398,201 @@ def junit_xml(outcomes: list[Outcome]) -> str:
             ET.SubElement(case, "system-out").text = outcome.summary
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# Your own models: --torch-model, --torch-weights, --keras-model, --keras-weights, --name-map
+# --------------------------------------------------------------------------------------
+
+
+class UserModelError(CnnspecError):
+    """A model, weights file or name map given on the command line cannot be used."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that verify your own port instead of a generated model."""
+    group = parser.add_argument_group(
+        "your own models", "verify a hand-written port against the spec (one SPEC); the other framework's "
+        "model is generated from the spec and receives your model's weights")
+    group.add_argument("--torch-model", metavar="MODULE:ATTR", default=None,
+                       help="an nn.Module to verify: module:attr or path/file.py:attr, where attr is an nn.Module "
+                            "instance, a class or a factory called without arguments")
+    group.add_argument("--torch-weights", metavar="FILE", default=None,
+                       help="a state_dict for --torch-model, loaded with torch.load(weights_only=True)")
+    group.add_argument("--keras-model", metavar="FILE.keras|MODULE:ATTR", default=None,
+                       help="a functional or Sequential keras.Model to verify: a .keras file (loaded with "
+                            "safe_mode) or module:attr / path/file.py:attr")
+    group.add_argument("--keras-weights", metavar="FILE.weights.h5", default=None,
+                       help="weights for --keras-model, loaded with keras' load_weights")
+    group.add_argument("--name-map", metavar="FILE", default=None,
+                       help="JSON or YAML mapping of spec layer -> torch module path or Keras layer name (or "
+                            "{torch: {...}, keras: {...}}) for models whose parts are not named like the spec layers")
+
+
+def user_model_options(args) -> dict:
+    """Load the models, weights and name map given on the command line, as ``verify`` keyword arguments.
+
+    Raises:
+        UserModelError: a located, one-line reason (exit code 2).
+    """
+    torch_ref, keras_ref = getattr(args, "torch_model", None), getattr(args, "keras_model", None)
+    if getattr(args, "torch_weights", None) and not torch_ref:
+        raise UserModelError("--torch-weights needs --torch-model (the model to load them into)")
+    if getattr(args, "keras_weights", None) and not keras_ref:
+        raise UserModelError("--keras-weights needs --keras-model (the model to load them into)")
+    if getattr(args, "name_map", None) and not (torch_ref or keras_ref):
+        raise UserModelError("--name-map matches the parts of --torch-model / --keras-model; neither was given")
+    if not (torch_ref or keras_ref):
+        return {}
+    if len(args.specs) > 1:
+        raise UserModelError("--torch-model / --keras-model verify one spec at a time; "
+                             f"{len(args.specs)} specs were given")
+    from cnnspec.verifier.onnx_export import import_frameworks
+
+    import_frameworks()  # quiet framework imports before any user code runs
+    options: dict = {}
+    if args.name_map:
+        from cnnspec.weights.matching import load_name_map
+
+        options["name_map"] = load_name_map(args.name_map)
+        _check_name_map_keys(options["name_map"], args.specs[0], args.name_map)
+    if torch_ref:
+        options["torch_model"] = _load_torch_model(torch_ref, args.torch_weights, args.seed)
+    if keras_ref:
+        options["keras_model"] = _load_keras_model(keras_ref, args.keras_weights, args.seed)
+    return options
+
+
+def _check_name_map_keys(name_map: dict, source: str, path: str) -> None:
+    from cnnspec.engine.plan import resolve
+    from cnnspec.weights.matching import NameMapError, check_spec_layers
+
+    try:
+        check_spec_layers(name_map, resolve(source))
+    except NameMapError as error:
+        raise UserModelError(f"{path}: {error} (spec {source})") from None
+
+
+def _load_torch_model(reference: str, weights: str | None, seed: int):
+    import torch
+
+    torch.manual_seed(seed)  # a model without --torch-weights gets the same initial weights on every run
+    model = _instantiate(_import_attribute(reference, "--torch-model"), reference, "--torch-model",
+                         torch.nn.Module, "an nn.Module")
+    if weights:
+        from cnnspec.weights.transfer import load_weights_file
+
+        try:
+            load_weights_file(model, weights)
+        except CnnspecError as error:
+            raise UserModelError(f"--torch-weights {weights}: {error}") from None
+    return model.eval()
+
+
+def _load_keras_model(reference: str, weights: str | None, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if reference.endswith(".keras"):
+        path = Path(reference)
+        if not path.is_file():
+            raise UserModelError(f"--keras-model {reference}: file not found")
+        try:
+            model = keras.saving.load_model(str(path), safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - keras raises many types for a bad file
+            raise UserModelError(f"--keras-model {reference}: cannot load it: {_first_line(error)}") from None
+    else:
+        model = _instantiate(_import_attribute(reference, "--keras-model"), reference, "--keras-model",
+                             keras.Model, "a keras.Model")
+    if weights:
+        if not weights.endswith(".weights.h5"):
+            raise UserModelError(f"--keras-weights {weights}: Keras weights files end in .weights.h5")
+        if not Path(weights).is_file():
+            raise UserModelError(f"--keras-weights {weights}: file not found")
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # noqa: BLE001
+            raise UserModelError(f"--keras-weights {weights}: do not fit the model: {_first_line(error)}") from None
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _where(error: BaseException, path: Path | None = None) -> str:
+    """``file:line`` of the deepest frame of the user's code in a traceback ('' when unknown)."""
+    import traceback
+
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}: "
+    frames = traceback.extract_tb(error.__traceback__)
+    inside = [f for f in frames if path is not None and Path(f.filename).resolve() == path.resolve()]
+    user = inside or [f for f in frames if "importlib" not in f.filename and "/cnnspec/" not in f.filename]
+    return f"{user[-1].filename}:{user[-1].lineno}: " if user else ""
+
+
+def _import_attribute(reference: str, flag: str):
+    import importlib
+    import importlib.util
+
+    location, colon, attribute = reference.rpartition(":")
+    if not colon or not location or not attribute:
+        raise UserModelError(f"{flag} {reference}: expected module:attr or path/file.py:attr "
+                             "(e.g. examples/ports/tutorial_cnn.py:Net)")
+    path = None
+    if location.endswith(".py") or "/" in location or os.sep in location:
+        path = Path(location)
+        if not path.is_file():
+            raise UserModelError(f"{flag} {reference}: file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"cnnspec_port_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise UserModelError(f"{flag} {reference}: {path} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        folder = str(path.parent.resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # the port may import its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # noqa: BLE001 - the user's code: any error is reported, located
+            raise UserModelError(f"{flag} {reference}: {_where(error, path)}running {path} failed: "
+                                 f"{_first_line(error)}") from None
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(location)
+        except ModuleNotFoundError as error:
+            raise UserModelError(f"{flag} {reference}: no module named '{error.name}'") from None
+        except Exception as error:  # noqa: BLE001
+            raise UserModelError(f"{flag} {reference}: {_where(error)}importing {location} failed: "
+                                 f"{_first_line(error)}") from None
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            public = sorted(name for name in vars(module) if not name.startswith("_"))[:12]
+            raise UserModelError(f"{flag} {reference}: {location} has no attribute '{attribute}' "
+                                 f"(it has: {', '.join(public) or 'nothing public'})")
+        target = getattr(target, part)
+    return target, path
+
+
+def _instantiate(found, reference: str, flag: str, kind: type, kind_text: str):
+    """An instance as it is, or a class / factory called without arguments."""
+    target, path = found
+    if isinstance(target, kind):
+        return target
+    if not callable(target):
+        raise UserModelError(f"{flag} {reference}: is a {type(target).__name__}, not {kind_text}, "
+                             "a class or a factory")
+    try:
+        model = target()
+    except Exception as error:  # noqa: BLE001 - the user's code
+        raise UserModelError(f"{flag} {reference}: {_where(error, path)}calling {reference.rpartition(':')[2]}() "
+                             f"failed: {_first_line(error)} (the class or factory is called without arguments)"
+                             ) from None
+    if not isinstance(model, kind):
+        raise UserModelError(f"{flag} {reference}: {reference.rpartition(':')[2]}() returned a "
+                             f"{type(model).__name__}, not {kind_text}")
+    return model

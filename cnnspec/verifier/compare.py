@@ -13,7 +13,7 @@ The pass criterion of one element is NumPy's ``allclose``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -41,6 +41,14 @@ class LayerDiff:
     border_only: bool | None = None
     ok: bool | None = None
     note: str | None = None
+    # Which reading of a hand-written model agreed best: "output" (the part's output as it is) or
+    # "activated" (the spec's inline activation applied after it); None for a model built from the spec.
+    torch_reading: str | None = None
+    keras_reading: str | None = None
+    misaligned: bool = False
+    # The channels-first arrays that were compared (for the hypothesis checks of a divergent layer).
+    torch_value: np.ndarray | None = field(default=None, repr=False)
+    keras_value: np.ndarray | None = field(default=None, repr=False)
 
 
 def to_channels_first(keras_output: np.ndarray, layer: LayerPlan) -> np.ndarray:
@@ -103,7 +111,8 @@ def compare_arrays(torch_array: np.ndarray, keras_array: np.ndarray, atol: float
 
 
 def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[str, np.ndarray], *,
-                   atol: float, rtol: float) -> list[LayerDiff]:
+                   atol: float, rtol: float, torch_readings: bool = False,
+                   keras_readings: bool = False) -> list[LayerDiff]:
     """Compare every spec layer's output (spec order).
 
     Args:
@@ -112,6 +121,11 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
         keras_outputs: channels-last arrays by spec layer name (missing = not observable).
         atol: absolute tolerance.
         rtol: relative tolerance.
+        torch_readings: the torch outputs are read through a hand-written model's parts, which
+            may end before the spec's inline activation: compare both readings (see
+            :func:`readings`) and keep the one that agrees (or differs least).  The last spec
+            layer is always the model's own output and read as it is.
+        keras_readings: the same for the Keras outputs.
 
     Returns:
         One :class:`LayerDiff` per spec layer.  ``ok`` is None when a layer could not be
@@ -142,7 +156,21 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
             diff.ok = False
             diff.note = "output shape differs from the plan"
         else:
-            stats = compare_arrays(torch_array, to_channels_first(keras_array, layer), atol, rtol)
+            keras_first = to_channels_first(keras_array, layer)
+            torch_read = torch_readings and layer is not plan.layers[-1]  # the last is the model's own output
+            keras_read = keras_readings and layer is not plan.layers[-1]
+            torch_options = readings(torch_array, layer) if torch_read else [("output", torch_array)]
+            keras_options = readings(keras_first, layer) if keras_read else [("output", keras_first)]
+            candidates = []
+            for torch_label, torch_value in torch_options:
+                for keras_label, keras_value in keras_options:
+                    stats = compare_arrays(torch_value, keras_value, atol, rtol)
+                    candidates.append((not stats["ok"], stats["max_abs_diff"], torch_label, keras_label, stats,
+                                       torch_value, keras_value))
+            _, _, torch_label, keras_label, stats, diff.torch_value, diff.keras_value = min(
+                candidates, key=lambda c: (c[0], c[1]))
+            diff.torch_reading = torch_label if torch_read else None
+            diff.keras_reading = keras_label if keras_read else None
             diff.max_abs_diff = stats["max_abs_diff"]
             diff.mean_abs_diff = stats["mean_abs_diff"]
             diff.max_rel_diff = stats["max_rel_diff"]
@@ -154,11 +182,225 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
 
 
 def first_divergent(diffs: Sequence[LayerDiff]) -> LayerDiff | None:
-    """The first layer in spec order whose outputs (or shapes) disagree."""
+    """The first layer in spec order whose outputs (or shapes) disagree (misaligned readings excepted)."""
     for diff in diffs:
-        if diff.ok is False:
+        if diff.ok is False and not diff.misaligned:
             return diff
     return None
+
+
+# --------------------------------------------------------------------------------------
+# Readings of a hand-written model
+# --------------------------------------------------------------------------------------
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    import math
+
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    shifted = np.exp(x - np.max(x, axis=1, keepdims=True))
+    return shifted / np.sum(shifted, axis=1, keepdims=True)
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+# The spec's inline activations (spec/models.py InlineActivation), channels-first: softmax on axis 1.
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "softmax": _softmax,
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_swish": lambda x: x * _hard_sigmoid(x),
+}
+
+
+def apply_activation(array: np.ndarray, activation: str | None) -> np.ndarray:
+    """A spec inline activation applied to a channels-first float32 array (computed in float64)."""
+    if activation is None or activation == "linear":
+        return array
+    with np.errstate(over="ignore", invalid="ignore"):
+        return ACTIVATIONS[activation](np.asarray(array, dtype=np.float64)).astype(np.float32)
+
+
+def readings(array: np.ndarray, layer: LayerPlan) -> list[tuple[str, np.ndarray]]:
+    """The ways a hand-written model's part can hold a spec layer's output.
+
+    A port often applies the spec's inline activation in ``forward`` (``F.relu(self.fc1(x))``),
+    so the sub-module's output is the layer's output *before* it.  Both readings are returned:
+    ``("output", array)`` and, when the layer has an inline activation, ``("activated", act(array))``.
+    Explicit padding that the spec applies before a layer (``F.pad`` in ``forward``, a separate
+    pad module, or the conv's own ``padding=``) happens before the part and needs no other reading.
+    """
+    options = [("output", array)]
+    activation = getattr(layer, "activation", None)
+    if activation not in (None, "linear") and activation in ACTIVATIONS:
+        options.append(("activated", apply_activation(array, activation)))
+    return options
+
+
+# --------------------------------------------------------------------------------------
+# Hypotheses about a divergent layer, tested on the data
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """One hypothesis about a divergence, and whether the numbers support it."""
+
+    name: str  # "one_cell_shift" or "flatten_permutation"
+    holds: bool
+    detail: str
+
+
+def conv_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Sequence[int],
+                 dilation: Sequence[int], groups: int, pads: Sequence[tuple[int, int]]) -> np.ndarray | None:
+    """A convolution in numpy (float64), channels-first, PyTorch's weight layout (O, I/g, *k).
+
+    ``pads`` are (before, after) per spatial axis; negative values crop.  Returns None when
+    the computation would be too large to be worth it (the check is then not made).
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    spatial = x.ndim - 2
+    x = np.pad(x, [(0, 0), (0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads])
+    x = x[(slice(None), slice(None)) + tuple(slice(max(-b, 0), x.shape[2 + i] - max(-a, 0))
+                                              for i, (b, a) in enumerate(pads))]
+    kernel = weight.shape[2:]
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    if any(size < extent for size, extent in zip(x.shape[2:], span)):
+        return None
+    windows = sliding_window_view(x, span, axis=tuple(range(2, 2 + spatial)))
+    windows = windows[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
+                      + tuple(slice(None, None, d) for d in dilation)]
+    if windows.size * max(weight.shape[0] // groups, 1) > 2e8:
+        return None
+    batch, channels = x.shape[:2]
+    outputs = weight.shape[0]
+    per_group_in, per_group_out = channels // groups, outputs // groups
+    out_spatial = windows.shape[2:2 + spatial]
+    result = np.empty((batch, outputs, *out_spatial))
+    window_axes = [1] + list(range(2 + spatial, 2 + 2 * spatial))
+    kernel_axes = [1] + list(range(2, 2 + spatial))
+    for g in range(groups):
+        part = windows[:, g * per_group_in:(g + 1) * per_group_in]
+        kernel_part = weight[g * per_group_out:(g + 1) * per_group_out]
+        # tensordot -> (N, *out, O/g)
+        result[:, g * per_group_out:(g + 1) * per_group_out] = np.moveaxis(
+            np.tensordot(part, kernel_part, axes=(window_axes, kernel_axes)), -1, 1)
+    if bias is not None:
+        result += np.asarray(bias, dtype=np.float64).reshape((1, -1) + (1,) * spatial)
+    return result
+
+
+def _close(a: np.ndarray | None, b: np.ndarray | None, atol: float, rtol: float) -> bool:
+    if a is None or b is None or tuple(a.shape) != tuple(b.shape):
+        return False
+    return bool(np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=atol, rtol=rtol))
+
+
+def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                         groups: int, torch_value: np.ndarray, keras_value: np.ndarray, *, atol: float,
+                         rtol: float) -> Evidence | None:
+    """Does one model compute this conv on windows shifted by one cell, and the other as the spec says?
+
+    The spec's convolution is recomputed (numpy) from the layer's input and weights, once with the
+    spec's padding and once with every window moved one cell towards the start (or the end), which
+    is what a symmetric ``padding=k//2`` does where 'same' at stride 2 pads only at the end.
+
+    Returns:
+        The evidence, or None when the check cannot be made (no weights, too large).
+    """
+    if layer.padding is None or layer.stride is None or layer.dilation is None:
+        return None
+    pads = [tuple(pair) for pair in layer.padding]
+    tolerance = dict(atol=10 * atol, rtol=10 * rtol)
+
+    def computed(padding):
+        output = conv_forward(layer_input, weight, bias, layer.stride, layer.dilation, groups, padding)
+        return None if output is None else apply_activation(output.astype(np.float32), layer.activation)
+
+    expected = computed(pads)
+    if expected is None:
+        return None
+    spec_side = [side for side, value in (("torch", torch_value), ("keras", keras_value))
+                 if _close(value, expected, **tolerance)]
+    for direction, word in ((1, "start"), (-1, "end")):
+        shifted_pads = [(b + direction, a - direction) for b, a in pads]
+        shifted = computed(shifted_pads)
+        for side, value in (("torch", torch_value), ("keras", keras_value)):
+            if shifted is None or not _close(value, shifted, **tolerance):
+                continue
+            other = "keras" if side == "torch" else "torch"
+            if other not in spec_side:
+                continue
+            pads_text = " × ".join(f"({b}, {a})" for b, a in pads)
+            shifted_text = " × ".join(f"({b}, {a})" for b, a in shifted_pads)
+            detail = (f"{side}'s output equals the spec's layer with every window shifted by one cell "
+                      f"(a one-pixel shift) towards the {word} (padding {shifted_text} instead of {pads_text}), "
+                      "checked on the data")
+            if layer.padding_mode == "same" and direction == 1:
+                symmetric_pads = [(b + 1, b + 1) for b, _ in pads]
+                if _close(value, computed(symmetric_pads), **tolerance):
+                    amounts = sorted({b for b, _ in symmetric_pads})
+                    amount = amounts[0] if len(amounts) == 1 else tuple(b for b, _ in symmetric_pads)
+                    detail += (f": consistent with symmetric padding={amount} where the spec says same "
+                               f"(TF/ONNX SAME_UPPER pads {pads_text}, the extra cell at the end)")
+            return Evidence("one_cell_shift", True, detail)
+    if len(spec_side) == 1:
+        other = "keras" if spec_side[0] == "torch" else "torch"
+        checked = f"{spec_side[0]} matches the spec's layer, {other} matches neither it nor a shifted one"
+    else:
+        checked = "neither model matches the layer recomputed from its input"
+    return Evidence("one_cell_shift", False, f"not a one-cell shift of the windows (checked on the data: {checked})")
+
+
+def check_flatten_permutation(layer: LayerPlan, layer_input: np.ndarray, segments, weight: np.ndarray,
+                              bias: np.ndarray | None, torch_value: np.ndarray, keras_value: np.ndarray, *,
+                              atol: float, rtol: float) -> Evidence | None:
+    """Does one model's dense layer read the flattened features in the other order (C,H,W vs H,W,C)?
+
+    ``layer_input`` is the flat input in PyTorch's (C,H,W) order and ``weight`` the (out, in)
+    PyTorch kernel; the layer is recomputed with its input as the spec orders it and permuted.
+    """
+    if not segments or not any(len(segment) > 1 for segment in segments):
+        return None
+    from cnnspec.weights.transfer import flat_permutation
+
+    perm = flat_permutation(segments)
+    x = np.asarray(layer_input, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    tolerance = dict(atol=10 * atol, rtol=10 * rtol)
+
+    def computed(features):
+        output = features @ w.T + (0.0 if bias is None else np.asarray(bias, dtype=np.float64))
+        return apply_activation(output.astype(np.float32), layer.activation)
+
+    expected = computed(x)
+    spec_side = [side for side, value in (("torch", torch_value), ("keras", keras_value))
+                 if _close(value, expected, **tolerance)]
+    for order in (perm, np.argsort(perm)):
+        permuted = computed(x[..., order])
+        for side, value in (("torch", torch_value), ("keras", keras_value)):
+            other = "keras" if side == "torch" else "torch"
+            if other in spec_side and _close(value, permuted, **tolerance):
+                return Evidence("flatten_permutation", True,
+                                f"{side}'s output equals the spec's layer fed the flattened features in the other "
+                                "order (C,H,W vs H,W,C), checked on the data: the kernel rows must be permuted from "
+                                "C,H,W to H,W,C order, or the feature map flattened in the spec's order")
+    return Evidence("flatten_permutation", False,
+                    "not a flatten-order permutation (checked on the data: permuting the features does not "
+                    "reproduce either model)")
 
 
 # --------------------------------------------------------------------------------------
@@ -166,8 +408,19 @@ def first_divergent(diffs: Sequence[LayerDiff]) -> LayerDiff | None:
 # --------------------------------------------------------------------------------------
 
 
-def divergence_hint(diff: LayerDiff, layer: LayerPlan, plan: Plan | None = None) -> str:
-    """What typically makes this layer type differ between PyTorch and Keras (the layer definition's hint)."""
+def divergence_hint(diff: LayerDiff, layer: LayerPlan, plan: Plan | None = None,
+                    evidence: Evidence | None = None) -> str:
+    """What makes this layer differ between PyTorch and Keras: the tested hypothesis when one was
+    checked on the data (see :func:`check_one_cell_shift`, :func:`check_flatten_permutation`),
+    else what typically does for this layer type."""
+    if evidence is not None and evidence.holds:
+        return evidence.detail + "."
+    if evidence is not None and evidence.name == "one_cell_shift":
+        return (f"{evidence.detail}; other causes: kernel layout (PyTorch OIHW vs Keras HWIO), the weights themselves, "
+                "groups, dilation, bias, or the inline activation.")
+    if evidence is not None and evidence.name == "flatten_permutation":
+        return (f"{evidence.detail}; other causes: the weights themselves, kernel (out, in) in PyTorch vs (in, out) "
+                "in Keras, the bias, or the inline activation.")
     if diff.shape_ok is False:
         return ("the output shape is not the planned one: check padding ('same' vs numbers), stride, ceil_mode, "
                 "output_padding and dilation of this layer")

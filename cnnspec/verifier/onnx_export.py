@@ -29,7 +29,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -159,19 +159,22 @@ def keep_file(source: Path, directory: str | os.PathLike, file_name: str) -> Pat
 # --------------------------------------------------------------------------------------
 
 
-def torch_observable_layers(model, layer_names: Sequence[str]) -> tuple[list[str], str]:
+def torch_observable_layers(model, layer_names: Sequence[str],
+                            module_paths: Mapping[str, str] | None = None) -> tuple[list[str], str]:
     """Which spec layers a torch model exposes, and how.
 
     Returns:
         ``(names, observation)``: all spec layers with ``forward_layers``; with ``hooks`` the
         spec layers that have a sub-module of that name (plus the last spec layer, taken from
-        the model's output); with ``output only`` just the last spec layer.
+        the model's output); with ``output only`` just the last spec layer.  ``module_paths``
+        maps spec layers to the sub-modules that read them (default: the sub-module of that name).
     """
     names = list(layer_names)
     if callable(getattr(model, "forward_layers", None)):
         return names, "forward_layers"
     modules = dict(model.named_modules())
-    hooked = [name for name in names if name in modules and name != ""]
+    paths = module_paths or {}
+    hooked = [name for name in names[:-1] if paths.get(name, name) in modules and paths.get(name, name) != ""]
     if hooked:
         if names[-1] not in hooked:
             hooked.append(names[-1])
@@ -179,7 +182,7 @@ def torch_observable_layers(model, layer_names: Sequence[str]) -> tuple[list[str
     return [names[-1]], "output only"
 
 
-def _torch_wrapper(model, names: list[str], observation: str):
+def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapping[str, str] | None = None):
     """An nn.Module whose forward returns the tuple of the observed layers' outputs."""
     import torch
 
@@ -194,9 +197,11 @@ def _torch_wrapper(model, names: list[str], observation: str):
             self._sink: list[dict | None] = [None]  # a list, not a tensor attribute: keeps tracing clean
             if observation == "hooks":
                 modules = dict(model.named_modules())
-                for name in names:
-                    if name in modules:
-                        self._handles.append(modules[name].register_forward_hook(self._store(name)))
+                paths = module_paths or {}
+                for name in names[:-1]:  # the last spec layer is the model's output, whatever follows its part
+                    if paths.get(name, name) in modules:
+                        module = modules[paths.get(name, name)]
+                        self._handles.append(module.register_forward_hook(self._store(name)))
                         self._hooked.append(name)
 
         def remove_hooks(self) -> None:
@@ -208,7 +213,8 @@ def _torch_wrapper(model, names: list[str], observation: str):
         def _store(self, name: str):
             def hook(module, inputs, output):
                 if self._sink[0] is not None:
-                    self._sink[0][name] = output
+                    # a copy: an in-place op after the part (nn.ReLU(inplace=True)) must not change what was read
+                    self._sink[0][name] = output.clone() if hasattr(output, "clone") else output
 
             return hook
 
@@ -232,7 +238,7 @@ def _torch_wrapper(model, names: list[str], observation: str):
 
 
 def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: str | os.PathLike, *, opset: int = 18,
-                 dynamo: bool = False) -> ExportedGraph:
+                 dynamo: bool = False, module_paths: Mapping[str, str] | None = None) -> ExportedGraph:
     """Export a torch model with one graph output per observable spec layer.
 
     Args:
@@ -242,6 +248,7 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
         path: the .onnx file to write.
         opset: the ONNX opset.
         dynamo: use the dynamo exporter instead of the TorchScript one (for benchmarks).
+        module_paths: spec layer -> the sub-module whose output reads it (a hand-written model).
 
     Returns:
         The exported graph and which layers it exposes.
@@ -249,8 +256,8 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
     import torch
 
     model.eval()
-    names, observation = torch_observable_layers(model, layer_names)
-    wrapper = _torch_wrapper(model, names, observation)
+    names, observation = torch_observable_layers(model, layer_names, module_paths)
+    wrapper = _torch_wrapper(model, names, observation, module_paths)
     x = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
     path = Path(path)
     kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=names, opset_version=opset, dynamo=dynamo)
@@ -274,12 +281,14 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
 # --------------------------------------------------------------------------------------
 
 
-def keras_observable_layers(model, layer_names: Sequence[str]) -> tuple[list[str], list[Any], str]:
-    """The spec layers a Keras model exposes (layers named like them) and their symbolic outputs."""
+def keras_observable_layers(model, layer_names: Sequence[str],
+                            layer_map: Mapping[str, str] | None = None) -> tuple[list[str], list[Any], str]:
+    """The spec layers a Keras model exposes (layers named like them, or as ``layer_map`` says)
+    and their symbolic outputs."""
     by_name = {layer.name: layer for layer in model.layers}
     names, tensors = [], []
-    for name in layer_names:
-        layer = by_name.get(name)
+    for name in layer_names[:-1]:  # the last spec layer is the model's output, whatever follows its layer
+        layer = by_name.get((layer_map or {}).get(name, name))
         if layer is None:
             continue
         try:
@@ -301,7 +310,7 @@ def keras_observable_layers(model, layer_names: Sequence[str]) -> tuple[list[str
 
 
 def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int], path: str | os.PathLike, *,
-                 opset: int = 18) -> ExportedGraph:
+                 opset: int = 18, layer_map: Mapping[str, str] | None = None) -> ExportedGraph:
     """Convert a Keras model to ONNX with one graph output per observable spec layer.
 
     Args:
@@ -310,6 +319,7 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
         input_shape_last: the channels-last input shape without the batch dimension.
         path: the .onnx file to write.
         opset: the ONNX opset.
+        layer_map: spec layer -> the Keras layer whose output reads it (a hand-written model).
 
     Returns:
         The exported graph; its input is named ``input`` with a dynamic batch dimension.
@@ -318,7 +328,7 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
     import tensorflow as tf
     import tf2onnx
 
-    names, tensors, observation = keras_observable_layers(model, layer_names)
+    names, tensors, observation = keras_observable_layers(model, layer_names, layer_map)
     tap = keras.Model(model.inputs, tensors, name=f"{model.name}_layer_outputs")
     signature = (tf.TensorSpec((None, *input_shape_last), tf.float32, name=INPUT_NAME),)
     path = Path(path)

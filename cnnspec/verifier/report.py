@@ -48,6 +48,27 @@ class LayerReport(BaseModel):
     worst_index: Optional[list[int]] = Field(None, description="(batch, C, *spatial) index of the largest difference")
     ok: Optional[bool] = Field(None, description="None when the layer is not observable in both graphs")
     note: Optional[str] = None
+    reading: Optional[str] = Field(None, description="how a hand-written model's output of this layer was read")
+    misaligned: bool = Field(False, description="this reading disagrees although the model's output agrees: "
+                                                "the part read is not the spec layer, the model is not wrong")
+
+
+class Evidence(BaseModel):
+    """A hypothesis about the divergence, tested on the numbers."""
+
+    name: str = Field(description="one_cell_shift or flatten_permutation")
+    holds: bool
+    detail: str
+
+
+class MatchRow(BaseModel):
+    """Where one spec layer (or a part of it) lives in a hand-written model."""
+
+    spec_layer: str
+    part: str = Field(description="the spec part: the layer, or <layer>_depthwise / <layer>_pointwise")
+    target: str = Field(description="torch module path or Keras layer name")
+    how: str = Field(description="name, name_map or order (order and type)")
+    kind: str
 
 
 class Divergence(BaseModel):
@@ -58,6 +79,7 @@ class Divergence(BaseModel):
     max_abs_diff: Optional[float] = None
     max_rel_diff: Optional[float] = None
     hint: str = ""
+    evidence: list[Evidence] = Field(default_factory=list, description="hypotheses checked on the numbers")
 
 
 class VerifyReport(BaseModel):
@@ -81,6 +103,9 @@ class VerifyReport(BaseModel):
     params: dict[str, ParamReport] = Field(default_factory=dict)
     layers: list[LayerReport] = Field(default_factory=list)
     observation: dict[str, str] = Field(default_factory=dict, description="how each graph exposes layer outputs")
+    matching: dict[str, list[MatchRow]] = Field(default_factory=dict,
+                                                description="spec layer -> part of each hand-written model")
+    notes: list[str] = Field(default_factory=list, description="remarks that do not change the verdict")
     problems: list[str] = Field(default_factory=list, description="every reason the verification failed")
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
     versions: dict[str, str] = Field(default_factory=dict)
@@ -136,6 +161,8 @@ def _fmt_diff(value: float | None) -> str:
 
 
 def _status(layer: LayerReport) -> str:
+    if layer.misaligned:
+        return "misaligned"
     if layer.ok is None:
         return "n/a"
     return "ok" if layer.ok else "DIFF"
@@ -146,6 +173,10 @@ def _shape_cell(layer: LayerReport) -> str:
     if layer.shape_ok is False:
         text += f" (torch {_fmt_shape(layer.torch_shape)}, keras {_fmt_shape(layer.keras_shape)})"
     return text
+
+
+def _part_name(row: MatchRow) -> str:
+    return row.part if row.part == row.spec_layer else f"{row.spec_layer} ({row.part})"
 
 
 def _param_rows(report: VerifyReport) -> list[tuple[str, str, str, str, str]]:
@@ -179,6 +210,8 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
             lines.append(f"Hint: {d.hint}")
         for problem in report.problems:
             lines.append(f"- {problem}")
+    for note in report.notes:
+        lines.append(f"Note: {note}")
     if report.timings:
         lines.append("Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
     return lines
@@ -187,11 +220,21 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
 def _render_plain(report: VerifyReport) -> str:
     out = io.StringIO()
     out.write(f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n")
-    header = ("layer", "type", "shape (C-first)", "max abs diff", "status")
+    header: tuple[str, ...] = ("layer", "type", "shape (C-first)", "max abs diff", "status")
     rows = [(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer)) for layer in report.layers]
+    if any(layer.reading for layer in report.layers):
+        header += ("read as",)
+        rows = [(*row, layer.reading or "") for row, layer in zip(rows, report.layers)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    for framework, rows in report.matching.items():
+        out.write(f"\nMatching: spec layer -> {framework} model\n")
+        table = [("spec layer", f"{framework} part", "how", "kind")]
+        table += [(_part_name(row), row.target, row.how, row.kind) for row in rows]
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        for row in table:
+            out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
     out.write("\nParameters\n")
     param_header = ("source", "trainable", "non-trainable", "status", "notes")
     param_rows = _param_rows(report)
@@ -213,11 +256,22 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
     table = Table(title=title, title_justify="left")
     for column, justify in (("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left")):
         table.add_column(column, justify=justify)
+    readings = any(layer.reading for layer in report.layers)
+    if readings:
+        table.add_column("read as", overflow="fold")
     for layer in report.layers:
         status = _status(layer)
-        style = {"ok": "green", "DIFF": "bold red"}.get(status, "dim")
-        table.add_row(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]")
+        style = {"ok": "green", "DIFF": "bold red", "misaligned": "yellow"}.get(status, "dim")
+        cells = [layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]"]
+        table.add_row(*cells, *([layer.reading or ""] if readings else []))
     console.print(table)
+    for framework, rows in report.matching.items():
+        matching = Table(title=f"Matching: spec layer -> {framework} model", title_justify="left")
+        for column in ("spec layer", f"{framework} part", "how", "kind"):
+            matching.add_column(column, overflow="fold")
+        for row in rows:
+            matching.add_row(_part_name(row), row.target, row.how, row.kind)
+        console.print(matching)
     params = Table(title="Parameters", title_justify="left")
     for column, justify in (("source", "left"), ("trainable", "right"), ("non-trainable", "right"), ("status", "left"), ("notes", "left")):
         params.add_column(column, justify=justify, overflow="fold")

@@ -22,6 +22,7 @@ import contextlib
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,6 +33,7 @@ from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.errors import CnnspecError
 from cnnspec.verifier.onnx_export import ONNX_FILES
 from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
+from cnnspec.verifier.report import Evidence as EvidenceReport
 
 ProgressCallback = Callable[[str], None]
 
@@ -84,6 +86,7 @@ def verify(
     opset: int = 18,
     keep_onnx: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
+    name_map=None,
 ) -> VerifyReport:
     """Verify that a PyTorch and a Keras model compute the network a spec describes, identically.
 
@@ -94,11 +97,18 @@ def verify(
     Args:
         spec: a path, YAML/JSON text, dict, ModelSpec or Plan.
         torch_model: verify this ``nn.Module`` instead of the generated one (e.g. a hand
-            port). Its spec layers are observed through ``forward_layers`` or, failing that,
-            through sub-modules named like the spec layers (their output must be the spec
-            layer's output, inline activation included); otherwise only its output.
-        keras_model: verify this functional ``keras.Model`` instead of the generated one;
-            spec layers are observed as the outputs of the Keras layers with those names.
+            port; its ``forward`` must be traceable by ``torch.onnx.export`` for one tensor
+            input). Its spec layers are observed through ``forward_layers`` or, failing that,
+            through the sub-modules matched to the spec layers (by ``name_map``, by name, or by
+            order and type), each read both as it is and with the spec's inline activation
+            applied after it (``F.relu(self.fc1(x))``); the report says which reading agrees.
+            When the model's output agrees but an inner reading does not, that reading is
+            reported as misaligned and the verdict stands.
+        keras_model: verify this functional or Sequential ``keras.Model`` instead of the
+            generated one; spec layers are observed as the outputs of the matched layers.
+        name_map: ``{spec layer: torch module path (dots allowed) or Keras layer name}``, or
+            ``{"torch": {...}, "keras": {...}}``, for models you pass whose parts are not named
+            like the spec layers (see :mod:`cnnspec.weights.matching`).
         sync_weights: make the weights equal before comparing.  The source of the weights is
             the model you passed (torch if you passed both; Keras if you passed only Keras),
             or a seeded random init of the generated torch model (BatchNorm statistics too);
@@ -139,24 +149,28 @@ def verify(
         from cnnspec.targets.build import build
 
         user_torch, user_keras = torch_model is not None, keras_model is not None
+        _check_supported(torch_model, keras_model)
         if torch_model is None:
             torch_model = build(plan, "torch")
         if keras_model is None:
             keras_model = build(plan, "keras")
         torch_model.eval()
+        user_map = _user_name_map(name_map, user_torch, user_keras)
+        matchings = _match_user_models(plan, torch_model if user_torch else None,
+                                       keras_model if user_keras else None, user_map, strict=sync_weights)
 
     with steps("transfer"):
         if not user_torch and not user_keras:  # otherwise a model you passed is the source of the weights
             randomize(torch_model, seed)
         if sync_weights:
             if user_keras and not user_torch:
-                transfer_weights(keras_model, torch_model, plan)
+                _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
             else:
-                transfer_weights(torch_model, keras_model, plan)
+                _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_keras:
-            transfer_weights(torch_model, keras_model, plan)
+            _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_torch:
-            transfer_weights(keras_model, torch_model, plan)
+            _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
 
     names = [layer.name for layer in plan.layers]
     x = make_input(plan, batch, seed)
@@ -164,11 +178,15 @@ def verify(
     onnx_files: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="cnnspec-verify-") as workdir:
         with steps("export_torch"):
-            torch_graph = X.export_torch(torch_model, names, x, Path(workdir) / ONNX_FILES["torch"], opset=opset)
+            with _user_model_errors("torch", user_torch):
+                torch_graph = X.export_torch(torch_model, names, x, Path(workdir) / ONNX_FILES["torch"], opset=opset,
+                                             module_paths=_observed_parts(matchings.get("torch")))
             torch_proto = X.load_and_check(torch_graph.path)
         with steps("export_keras"):
-            keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape),
-                                         Path(workdir) / ONNX_FILES["keras"], opset=opset)
+            with _user_model_errors("keras", user_keras):
+                keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape),
+                                             Path(workdir) / ONNX_FILES["keras"], opset=opset,
+                                             layer_map=_observed_parts(matchings.get("keras")))
             keras_proto = X.load_and_check(keras_graph.path)
         with steps("run_torch"):
             torch_values = X.run_onnx(torch_graph.path, x)
@@ -180,7 +198,9 @@ def verify(
 
     with steps("compare"):
         report = _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-                          torch_proto, keras_proto, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset)
+                          torch_proto, keras_proto, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
+                          readings=_ReadingContext(user_torch and torch_graph.observation == "hooks", user_keras,
+                                                   matchings, x))
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -189,11 +209,15 @@ def verify(
 
 
 def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-             torch_proto, keras_proto, *, atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
+             torch_proto, keras_proto, *, atol: float, rtol: float, batch: int, seed: int, opset: int,
+             readings: _ReadingContext | None = None) -> VerifyReport:
+    readings = readings or _ReadingContext()
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
     keras_outputs = dict(zip(keras_graph.layer_names, keras_values))
-    diffs = C.compare_layers(plan, torch_outputs, keras_outputs, atol=atol, rtol=rtol)
+    diffs = C.compare_layers(plan, torch_outputs, keras_outputs, atol=atol, rtol=rtol,
+                             torch_readings=readings.torch, keras_readings=readings.keras)
+    notes = _mark_misaligned(diffs, readings)
 
     layers = [
         LayerReport(
@@ -203,19 +227,25 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
             expected_shape=list(d.expected_shape), expected_shape_last=list(d.expected_shape_last),
             max_abs_diff=d.max_abs_diff, mean_abs_diff=d.mean_abs_diff, max_rel_diff=d.max_rel_diff,
             worst_index=None if d.worst_index is None else list(d.worst_index), ok=d.ok, note=d.note,
+            reading=_reading_text(d, readings, plan), misaligned=d.misaligned,
         )
         for d in diffs
     ]
     for d in diffs:
-        if d.shape_ok is False:
+        if d.shape_ok is False and not d.misaligned:
             problems.append(f"layer '{d.name}': output shape torch {list(d.torch_shape or [])} / keras "
                             f"{list(d.keras_shape or [])}, the plan says {list(d.expected_shape)} / {list(d.expected_shape_last)}")
     divergent = C.first_divergent(diffs)
     divergence = None
     if divergent is not None:
+        evidence = _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs, readings,
+                             atol=atol, rtol=rtol)
         divergence = Divergence(
             name=divergent.name, type=divergent.type, max_abs_diff=divergent.max_abs_diff,
-            max_rel_diff=divergent.max_rel_diff, hint=C.divergence_hint(divergent, plan.layer(divergent.name), plan),
+            max_rel_diff=divergent.max_rel_diff,
+            hint=C.divergence_hint(divergent, plan.layer(divergent.name), plan, evidence),
+            evidence=[] if evidence is None else [
+                EvidenceReport(name=evidence.name, holds=evidence.holds, detail=evidence.detail)],
         )
         problems.insert(0, f"first divergent layer '{divergent.name}' ({divergent.type})"
                         + ("" if divergent.max_abs_diff is None else f": max abs diff {divergent.max_abs_diff:.3g}"))
@@ -234,7 +264,8 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     finite = [d.max_abs_diff for d in compared if d.max_abs_diff is not None]
     relative = [d.max_rel_diff for d in compared if d.max_rel_diff is not None]
     last = diffs[-1]
-    ok = divergent is None and params_ok and bool(compared) and all(d.shape_ok is not False for d in diffs)
+    ok = divergent is None and params_ok and bool(compared) and all(
+        d.shape_ok is not False for d in diffs if not d.misaligned)
     return VerifyReport(
         ok=ok, spec=plan.name, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
         max_abs_diff=max(finite) if finite else None, max_rel_diff=max(relative) if relative else None,
@@ -242,6 +273,9 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
         first_divergent_layer=None if divergent is None else divergent.name, divergence=divergence,
         params_ok=params_ok, params=params, layers=layers,
         observation={"torch": torch_graph.observation, "keras": keras_graph.observation}, problems=problems,
+        matching={framework: [row.to_dict() for row in matching.rows]
+                  for framework, matching in readings.matchings.items()},
+        notes=notes,
     )
 
 
@@ -266,3 +300,214 @@ def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[d
         for source, c in counts.items()
     }
     return reports, bool(params_ok)
+
+
+# --------------------------------------------------------------------------------------
+# Models you pass: what is supported, how their parts are matched and read
+# --------------------------------------------------------------------------------------
+
+SUPPORTED = {
+    "torch": ("cnnspec verifies a torch.nn.Module whose forward takes one tensor (N, C, *spatial) and returns one "
+              "tensor, traceable by torch.onnx.export (no data-dependent Python control flow)"),
+    "keras": ("cnnspec verifies a functional keras.Model or a Sequential model built with a keras.Input "
+              "(symbolic inputs and outputs, one of each); a subclassed keras.Model has none - rebuild it "
+              "functionally: inputs = keras.Input(shape); model = keras.Model(inputs, outputs)"),
+}
+
+
+class UnsupportedModel(CnnspecError):
+    """A model you passed is of a kind the verifier cannot read."""
+
+
+def _transfer(transfer_weights, source, destination, plan, name_map) -> None:
+    if name_map is None:
+        transfer_weights(source, destination, plan)
+    else:
+        transfer_weights(source, destination, plan, name_map=name_map)
+
+
+def _check_supported(torch_model, keras_model) -> None:
+    if torch_model is not None:
+        import torch
+
+        if not isinstance(torch_model, torch.nn.Module):
+            raise UnsupportedModel(f"torch_model is a {type(torch_model).__name__}, not a torch.nn.Module; "
+                                   + SUPPORTED["torch"])
+    if keras_model is not None:
+        import keras
+
+        if not isinstance(keras_model, keras.Model):
+            raise UnsupportedModel(f"keras_model is a {type(keras_model).__name__}, not a keras.Model; "
+                                   + SUPPORTED["keras"])
+        try:
+            inputs, outputs = keras_model.inputs, keras_model.outputs
+        except (AttributeError, ValueError):
+            inputs = outputs = None
+        if not inputs or not outputs:
+            raise UnsupportedModel(f"the Keras model '{keras_model.name}' ({type(keras_model).__name__}) has no "
+                                   "symbolic inputs and outputs; " + SUPPORTED["keras"])
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UnsupportedModel(f"the Keras model '{keras_model.name}' has {len(inputs)} inputs and "
+                                   f"{len(outputs)} outputs; " + SUPPORTED["keras"])
+
+
+@contextlib.contextmanager
+def _user_model_errors(framework: str, user_model: bool) -> Iterator[None]:
+    """A model you passed that its exporter cannot handle is bad input (exit 2), not a crash."""
+    try:
+        yield
+    except CnnspecError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the exporters raise many types; re-raised for generated models
+        if not user_model:
+            raise
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        raise UnsupportedModel(f"the {framework} model you passed could not be exported to ONNX ({reason}); "
+                               + SUPPORTED[framework]) from None
+
+
+def _user_name_map(name_map, user_torch: bool, user_keras: bool):
+    """The name map, reduced to the models you passed (a flat map goes to each of them)."""
+    if name_map is None:
+        return None
+    from cnnspec.weights.matching import NameMapError, normalize_name_map
+
+    maps = normalize_name_map(name_map)
+    if not user_torch and not user_keras:
+        raise NameMapError("a name map matches the parts of models you pass (torch_model, keras_model); "
+                           "none was passed")
+    if user_torch and user_keras:
+        return maps  # flat entries apply to whichever model has the part
+    result: dict[str, dict[str, str]] = {"torch": {}, "keras": {}, "any": {}}
+    for framework, user in (("torch", user_torch), ("keras", user_keras)):
+        if user:
+            result[framework] = {**maps["any"], **maps[framework]}
+        elif maps[framework]:
+            raise NameMapError(f"the name map has a '{framework}' section but no {framework} model was passed")
+    return result
+
+
+def _match_user_models(plan, torch_model, keras_model, name_map, *, strict: bool) -> dict:
+    from cnnspec.weights.matching import match_keras, match_torch
+
+    matchings = {}
+    if torch_model is not None:
+        matchings["torch"] = match_torch(torch_model, plan, name_map, strict=strict)
+    if keras_model is not None:
+        matchings["keras"] = match_keras(keras_model, plan, name_map, strict=strict)
+    return matchings
+
+
+def _observed_parts(matching) -> dict[str, str] | None:
+    """Spec layer -> the model part whose output reads it."""
+    if matching is None:
+        return None
+    return {row.spec_layer: row.target for row in matching.rows if row.key == row.spec_layer}
+
+
+@dataclass
+class _ReadingContext:
+    """How the layer outputs of the models you passed are read."""
+
+    torch: bool = False  # torch outputs come from sub-modules of a hand-written model
+    keras: bool = False  # keras outputs come from layers of a model you passed
+    matchings: dict = field(default_factory=dict)
+    x: np.ndarray | None = None
+
+
+def _mark_misaligned(diffs, readings: _ReadingContext) -> list[str]:
+    """Inner readings that disagree while the model's output agrees are misaligned readings, not errors."""
+    if not (readings.torch or readings.keras) or not diffs or diffs[-1].ok is not True:
+        return []
+    misaligned = [d for d in diffs[:-1] if d.ok is False]
+    for d in misaligned:
+        d.misaligned = True
+        d.note = "misaligned reading: the part read is not this spec layer's output; the model's output agrees"
+    if not misaligned:
+        return []
+    names = ", ".join(f"'{d.name}'" for d in misaligned)
+    return [f"the reading of {names} disagrees with the spec layer while the model's output agrees: the part "
+            "read is not exactly that spec layer (a misaligned reading), the model is not wrong; a name map "
+            "(--name-map / name_map=) can point at the right part"]
+
+
+def _reading_text(diff, readings: _ReadingContext, plan) -> str | None:
+    texts = []
+    for framework, label in (("torch", diff.torch_reading), ("keras", diff.keras_reading)):
+        if label is None:
+            continue
+        matching = readings.matchings.get(framework)
+        target = matching.target_of(diff.name) if matching is not None else None
+        text = f"{framework} " + (f"'{target}'" if target else "output")
+        if label == "activated":  # the spec's inline activation, applied after the part
+            text += f" + {plan.layer(diff.name).activation}"
+        texts.append(text)
+    return "; ".join(texts) or None
+
+
+def _torch_part(torch_model, readings: _ReadingContext, name: str):
+    matching = readings.matchings.get("torch")
+    if matching is not None:
+        return matching.objects.get(name)
+    return dict(torch_model.named_modules()).get(name)
+
+
+def _layer_input(plan, layer, diffs, torch_outputs, keras_outputs, readings: _ReadingContext):
+    """The divergent layer's input, channels-first, as the models agree on it (None when unknown)."""
+    source = layer.inputs[0]
+    if source == "input":
+        return readings.x
+    previous = next((d for d in diffs if d.name == source), None)
+    if previous is not None and previous.ok and previous.torch_value is not None:
+        return previous.torch_value
+    if source in keras_outputs and not readings.keras:
+        return C.to_channels_first(keras_outputs[source], plan.layer(source))
+    if source in torch_outputs and not readings.torch:
+        return torch_outputs[source]
+    return None
+
+
+def _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs, readings: _ReadingContext, *,
+              atol: float, rtol: float):
+    """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data."""
+    import torch
+
+    layer = plan.layer(divergent.name)
+    if (len(layer.inputs) != 1 or divergent.shape_ok is False or divergent.name not in torch_outputs
+            or divergent.name not in keras_outputs):
+        return None
+    module = _torch_part(torch_model, readings, layer.name)
+    if layer.family in ("conv", "depthwise_conv"):
+        conv = isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(module, "transposed", False)
+        if not conv:
+            return None
+    elif layer.family == "dense":
+        source = layer.inputs[0]
+        segments = plan.layer(source).flat_segments if source != "input" else None
+        if not isinstance(module, torch.nn.Linear) or not segments:
+            return None
+    else:
+        return None
+    layer_input = _layer_input(plan, layer, diffs, torch_outputs, keras_outputs, readings)
+    if layer_input is None:
+        return None
+    weight = module.weight.detach().cpu().numpy()
+    bias = None if module.bias is None else module.bias.detach().cpu().numpy()
+    torch_raw, keras_first = torch_outputs[layer.name], C.to_channels_first(keras_outputs[layer.name], layer)
+    inner = layer is not plan.layers[-1]
+    torch_options = C.readings(torch_raw, layer) if readings.torch and inner else [("output", torch_raw)]
+    keras_options = C.readings(keras_first, layer) if readings.keras and inner else [("output", keras_first)]
+    result = None
+    for _, torch_value in torch_options:
+        for _, keras_value in keras_options:
+            if layer.family == "dense":
+                evidence = C.check_flatten_permutation(layer, layer_input, segments, weight, bias, torch_value,
+                                                       keras_value, atol=atol, rtol=rtol)
+            else:
+                evidence = C.check_one_cell_shift(layer, layer_input, weight, bias, module.groups, torch_value,
+                                                  keras_value, atol=atol, rtol=rtol)
+            if evidence is None or evidence.holds:
+                return evidence
+            result = evidence
+    return result

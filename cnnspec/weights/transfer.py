@@ -264,9 +264,10 @@ def _slots_for_layer(
     return slots
 
 
-def _all_slots(torch_model, keras_model, plan) -> list[_Slot]:
-    torch_modules = dict(torch_model.named_modules())
-    keras_layers = {layer.name: layer for layer in keras_model.layers}
+def _all_slots(torch_model, keras_model, plan, name_map=None) -> list[_Slot]:
+    from cnnspec.weights.matching import transfer_lookups
+
+    torch_modules, keras_layers = transfer_lookups(torch_model, keras_model, plan, name_map)
     spec_names = {layer.name for layer in plan.layers}
     slots: list[_Slot] = []
     for layer_plan in _weighted_layers(plan):
@@ -310,7 +311,7 @@ def _check_complete(torch_model, keras_model, slots: list[_Slot]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def transfer_weights(src_model, dst_model, spec) -> None:
+def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
     """Copy every weight of ``src_model`` into ``dst_model`` (torch -> keras or keras -> torch).
 
     The direction is detected from the objects.  Weights are matched by spec layer name
@@ -322,10 +323,16 @@ def transfer_weights(src_model, dst_model, spec) -> None:
         src_model: a ``torch.nn.Module`` or ``keras.Model`` built from ``spec``.
         dst_model: the model of the other framework built from ``spec``.
         spec: a ModelSpec, Plan, path, YAML/JSON text or dict.
+        name_map: for hand-written models whose parts are not named like the spec layers:
+            ``{spec layer: torch module path or keras layer name}`` (or one such map per
+            framework under ``"torch"`` / ``"keras"``); without it, unmatched layers are
+            matched by order and type when that is unambiguous (see
+            :mod:`cnnspec.weights.matching`).
 
     Raises:
         WeightMismatch: a layer is missing in a model, or a tensor's shape does not fit
             (the message names the layer, the tensor and both shapes).
+        AmbiguousMatch: spec layers cannot be matched to the model's parts without a name map.
         CnnspecError: the models are not one torch and one keras model.
     """
     plan = _plan_of(spec)
@@ -338,7 +345,7 @@ def transfer_weights(src_model, dst_model, spec) -> None:
     torch_model, keras_model = (
         (src_model, dst_model) if src_kind == "torch" else (dst_model, src_model)
     )
-    slots = _all_slots(torch_model, keras_model, plan)
+    slots = _all_slots(torch_model, keras_model, plan, name_map)
     _check_complete(torch_model, keras_model, slots)
 
     # Convert everything first, write afterwards: a mismatch leaves the destination untouched.
