@@ -65,7 +65,7 @@ def test_readme_command(command: str, expected: int):
 def test_json_report_carries_the_matching_table(tmp_path, capsys):
     code = main(["verify", "examples/pytorch_cnn.yaml", "--torch-model", "examples/ports/tutorial_sequential.py:Net",
                  "--json", "-", "--no-progress"])
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)["reports"][0]
     assert code == 0 and report["ok"]
     assert {row["part"]: row["target"] for row in report["matching"]["torch"]} == {
         "conv1": "features.0", "conv2": "features.4", "fc1": "classifier.1", "fc2": "classifier.3"}

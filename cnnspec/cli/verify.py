@@ -480,12 +480,14 @@ def _load_torch_model(reference: str, weights: str | None, seed: int):
     model = _instantiate(_import_attribute(reference, "--torch-model"), reference, "--torch-model",
                          torch.nn.Module, "an nn.Module")
     if weights:
-        from cnnspec.weights.transfer import load_weights_file
+        from cnnspec.weights.files import load_weights_file
 
         try:
-            load_weights_file(model, weights)
+            notes = load_weights_file(model, weights)
         except CnnspecError as error:
             raise UserModelError(f"--torch-weights {weights}: {error}") from None
+        for note in notes:
+            print(f"note: --torch-weights {weights}: {note}", file=sys.stderr)
     return model.eval()
 
 

@@ -8,8 +8,10 @@ the emitter falls back to its own list of reserved names.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import re
+import textwrap
 import sys
 from collections.abc import Iterator
 
@@ -54,40 +56,55 @@ def _owner(candidate: str, names: list[str]) -> str | None:
     return max(owners, key=len) if owners else None
 
 
-def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -> dict[str, dict[str, list[str]]]:
-    """{layer name: {"torch": [lines], "keras": [lines]}} read from the generated source by layer name.
+def _statements(source: str) -> Iterator[tuple[str, ast.stmt, str]]:
+    """(enclosing function name, statement, its source text dedented) for every simple statement.
 
-    PyTorch: the ``self.<name>`` (or ``self.<name>_<role>``) lines of ``__init__`` and the line of
-    ``forward`` that the emitter marks ``# <name>:``.  Keras: the lines that create a layer called
-    ``<name>`` (or ``<name>_<role>``).
+    Generated statements may span several lines (the emitters lay code out as ruff format does),
+    so a layer's code is taken statement by statement, never line by line.
+    """
+    lines = source.splitlines()
+
+    def walk(body: list[ast.stmt], function: str) -> Iterator[tuple[str, ast.stmt, str]]:
+        for statement in body:
+            if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
+                yield from walk(statement.body, statement.name if isinstance(statement, ast.FunctionDef) else function)
+                continue
+            end = statement.end_lineno or statement.lineno
+            text = textwrap.dedent("\n".join(lines[statement.lineno - 1:end]))
+            yield function, statement, text
+
+    yield from walk(ast.parse(source).body, "")
+
+
+def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -> dict[str, dict[str, list[str]]]:
+    """{layer name: {"torch": [statements], "keras": [statements]}} read from the generated source by layer name.
+
+    PyTorch: the ``self.<name>`` (or ``self.<name>_<role>``) assignments of ``__init__`` and the
+    statement of ``forward`` that the emitter marks ``# <name>:``.  Keras: the statements that create
+    a layer called ``<name>`` (or ``<name>_<role>``).  A statement that spans several lines is kept whole.
     """
     sources = sources if sources is not None else generated_sources(plan)
     names = [layer.name for layer in plan.layers]
     result: dict[str, dict[str, list[str]]] = {name: {"torch": [], "keras": []} for name in names}
     torch_source = sources.get("torch")
     if isinstance(torch_source, str):
-        section = ""
-        for raw in torch_source.splitlines():
-            line = raw.strip()
-            if line.startswith("def "):
-                section = line.split("(")[0][4:]
-            if section == "__init__":
-                match = re.match(r"self\.(\w+)\s*=", line)
+        for function, statement, text in _statements(torch_source):
+            if function == "__init__":
+                match = re.match(r"self\.(\w+)\s*=", text)
                 owner = _owner(match.group(1), names) if match else None
                 if owner:
-                    result[owner]["torch"].append(line)
-            elif section == "forward":
-                match = re.search(r"#\s*([^:\s]+):", line)
+                    result[owner]["torch"].append(text)
+            elif function == "forward":
+                match = re.search(r"#\s*([^:\s]+):", text)
                 if match and match.group(1) in result:
-                    result[match.group(1)]["torch"].append(line)
+                    result[match.group(1)]["torch"].append(text)
     keras_source = sources.get("keras")
     if isinstance(keras_source, str):
-        for raw in keras_source.splitlines():
-            line = raw.strip()
-            match = re.search(r"name='([^']+)'", line)
-            if not match or line.startswith(("inputs =", "return ")):
+        for _, statement, text in _statements(keras_source):
+            match = re.search(r"""name=["']([^"']+)["']""", text)
+            if not match or isinstance(statement, ast.Return) or text.startswith("inputs ="):
                 continue
             owner = _owner(match.group(1), names)
             if owner:
-                result[owner]["keras"].append(line)
+                result[owner]["keras"].append(text)
     return result
