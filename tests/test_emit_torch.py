@@ -72,6 +72,13 @@ def nchw(a) -> np.ndarray:
 
 def tiny_spec(layer_type: str) -> dict:
     """A minimal spec whose last (output) layer has ``layer_type``."""
+    from spec_strategies import HANDWRITTEN_TYPES
+
+    if layer_type not in HANDWRITTEN_TYPES:  # a newer type: its definition's first example
+        from cnnspec.layers import REGISTRY
+
+        examples = REGISTRY.definition(layer_type).examples
+        return next(ex for ex in examples if ex.layers[-1]["type"] == layer_type).spec()
     rank = int(layer_type[-2]) if layer_type[-2:] in ("1d", "2d", "3d") else 2
     size = {1: [9], 2: [7, 6], 3: [5, 6, 4]}[rank]
     layer: dict = {"type": layer_type, "name": "probe_layer"}

@@ -175,3 +175,13 @@ def test_a_new_example_is_enough_to_be_checked():
     definition = REGISTRY.definition("relu")
     assert any(case.values[0] is definition for case in CASES)
     assert example({"type": "relu"}).spec()["layers"] == [{"type": "relu"}]
+
+
+def test_randomize_gives_every_normalisation_a_scale_around_one():
+    """A normalisation's scale drawn near 0 would hide a wrong mapping; GroupNorm/LayerNorm/InstanceNorm too."""
+    model = torch.nn.Sequential(
+        torch.nn.GroupNorm(2, 8), torch.nn.LayerNorm(8), torch.nn.InstanceNorm2d(8, affine=True), torch.nn.BatchNorm2d(8)
+    )
+    randomize(model, seed=0)
+    for module in model:
+        assert 0.5 < float(module.weight.mean()) < 1.5, type(module).__name__

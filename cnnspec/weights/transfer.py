@@ -429,6 +429,11 @@ def _randomize_torch(model, rng) -> None:
     import torch
 
     batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
+    norm_types = (
+        torch.nn.GroupNorm,
+        torch.nn.LayerNorm,
+        torch.nn.modules.instancenorm._InstanceNorm,
+    )
     roles = {}
     for module in model.modules():
         if isinstance(module, batch_norm_types):
@@ -436,6 +441,9 @@ def _randomize_torch(model, rng) -> None:
             roles.update(
                 {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
             )
+        elif isinstance(module, norm_types) and getattr(module, "weight", None) is not None:
+            # other normalisations' scale and shift: around 1 and 0 (a weight near 0 would hide errors)
+            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
         elif isinstance(module, torch.nn.PReLU):
             roles[id(module.weight)] = "alpha"
         elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
