@@ -455,3 +455,53 @@ def test_zoo_activation_mappings():
     np.testing.assert_allclose(pattern(x[None])[0], _torch(nn.Hardsigmoid(), x), atol=1e-6)
     keras2_form = np.clip(0.2 * x + 0.5, 0, 1)
     assert np.abs(keras2_form - _torch(nn.Hardsigmoid(), x)).max() > 0.05  # 0.083 at x = ±2.5
+
+
+# ------------------------------------------------------------------------------------------
+# The helpers survive ONNX export (the verifier's path): TorchScript exporter and tf2onnx
+# ------------------------------------------------------------------------------------------
+
+EXPORT_CASES = [
+    ("adaptive_avg", lambda: th.AdaptivePool((7, 4)), lambda: kh.AdaptivePooling((7, 4))),
+    ("adaptive_max", lambda: th.AdaptivePool((7, 4), "max"), lambda: kh.AdaptivePooling((7, 4), "max")),
+    ("resize_cubic", lambda: th.Resize((13, 7), "cubic", True), lambda: kh.Resize((13, 7), "cubic", True)),
+    ("resize_nearest_exact", lambda: th.Resize((13, 7), "nearest_exact"), lambda: kh.Resize((13, 7), "nearest_exact")),
+    ("shuffle", lambda: th.ChannelShuffle(2), lambda: kh.ChannelShuffle(2)),
+    ("replicate", None, lambda: kh.Padding(((1, 2), (3, 0)), "replicate")),
+    ("reflect", None, lambda: kh.Padding(((1, 2), (3, 0)), "reflect")),
+    ("channel_layer_norm", lambda: th.ChannelLayerNorm(8), None),
+    ("normalize", lambda: th.Normalize(8), None),
+    ("rescale", lambda: th.Rescale([float(c) for c in range(8)], 0.5), None),
+    ("layer_scale", lambda: th.LayerScale(8, 0.1), lambda: kh.LayerScale(0.1)),
+    ("slice", None, lambda: kh.ChannelSlice(2, 5)),
+    ("stochastic_depth", lambda: th.StochasticDepth(0.2).eval(), lambda: kh.StochasticDepth(0.2)),
+]
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("name,make_torch,make_keras", EXPORT_CASES, ids=[case[0] for case in EXPORT_CASES])
+def test_helpers_export_to_onnx(name, make_torch, make_keras):
+    import io
+    import warnings
+
+    ort = pytest.importorskip("onnxruntime")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    import tensorflow as tf
+
+    x = _nchw((2, 8, 10, 9))
+    if make_torch is not None:
+        module = make_torch()
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, torch.from_numpy(x), buffer, opset_version=18, dynamo=False, input_names=["input"])
+        exported = ort.InferenceSession(buffer.getvalue()).run(None, {"input": x})[0]
+        np.testing.assert_allclose(exported, _torch(module, x), atol=1e-5)
+    if make_keras is not None:
+        channels_last = _last(x)
+        inputs = keras.Input(channels_last.shape[1:])
+        model = keras.Model(inputs, make_keras()(inputs))
+        signature = [tf.TensorSpec((None, *channels_last.shape[1:]), tf.float32, name="input")]
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=18, optimizers={})
+        exported = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": channels_last})[0]
+        np.testing.assert_allclose(exported, np.asarray(model(channels_last)), atol=1e-5)

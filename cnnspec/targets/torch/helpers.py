@@ -40,12 +40,13 @@ class AdaptivePool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis, out in enumerate(self.output_size):
             dim = axis + 2
-            windows = self.windows(x.shape[dim], out)
+            length = int(x.shape[dim])  # a constant when traced: sizes as tensors would export floor division as Div
+            windows = self.windows(length, out)
             if self.reduction == "average":
-                matrix = torch.zeros(x.shape[dim], out, dtype=x.dtype)
+                matrix = torch.zeros(length, out, dtype=x.dtype)
                 for i, (start, end) in enumerate(windows):
                     matrix[start:end, i] = 1.0 / (end - start)
-                x = torch.matmul(x.movedim(dim, -1), matrix).movedim(-1, dim)
+                x = torch.matmul(x.movedim(dim, x.dim() - 1), matrix).movedim(x.dim() - 1, dim)
             else:
                 pieces = [x.narrow(dim, start, end - start).amax(dim, keepdim=True) for start, end in windows]
                 x = torch.cat(pieces, dim)
@@ -117,8 +118,8 @@ class Resize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis, out in enumerate(self.size):
             dim = axis + 2
-            matrix = torch.from_numpy(self._matrix(x.shape[dim], out)).to(x.dtype)
-            x = torch.matmul(x.movedim(dim, -1), matrix).movedim(-1, dim)
+            matrix = torch.from_numpy(self._matrix(int(x.shape[dim]), out)).to(x.dtype)
+            x = torch.matmul(x.movedim(dim, x.dim() - 1), matrix).movedim(x.dim() - 1, dim)
         return x
 
     def extra_repr(self) -> str:
@@ -159,8 +160,9 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if center else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normalised = F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, self.eps)
-        return normalised.movedim(-1, 1)
+        last = x.dim() - 1  # a positive axis: the ONNX exporter writes movedim(1, -1) as an invalid permutation
+        normalised = F.layer_norm(x.movedim(1, last), x.shape[1:2], self.weight, self.bias, self.eps)
+        return normalised.movedim(last, 1)
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"
