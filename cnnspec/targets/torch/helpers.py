@@ -171,15 +171,21 @@ class ChannelLayerNorm(nn.Module):
 class Normalize(nn.Module):
     """Keras Normalization: (x - mean) / max(sqrt(variance), 1e-7), per channel (channel axis 1).
 
-    mean, variance and count (Keras' adapt count, unused at inference) are buffers, as Keras
-    keeps them as non-trainable weights.  Not BatchNorm: no epsilon inside the square root.
+    Without `mean` and `variance`, they and Keras' adapt `count` (unused at inference) are
+    buffers in the state dict, as Keras keeps them as non-trainable weights; given values are
+    constants (Keras' Normalization(mean=..., variance=...) has no weights either).
+    Not BatchNorm: no epsilon inside the square root.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, mean: list[float] | None = None, variance: list[float] | None = None):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("variance", torch.ones(channels))
-        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        stored = mean is None
+        mean_values = torch.zeros(channels) if mean is None else torch.tensor(mean, dtype=torch.float32).expand(channels)
+        variance_values = torch.ones(channels) if variance is None else torch.tensor(variance, dtype=torch.float32).expand(channels)
+        self.register_buffer("mean", mean_values.clone(), persistent=stored)
+        self.register_buffer("variance", variance_values.clone(), persistent=stored)
+        if stored:
+            self.register_buffer("count", torch.zeros((), dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
