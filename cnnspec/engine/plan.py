@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+import math
+from typing import TYPE_CHECKING, Any, Iterable
 
 from cnnspec.engine import shapes as S
 from cnnspec.errors import Problem, SpecError
-from cnnspec.spec.models import (
-    ELU, GELU, BatchNorm, Conv, ConvTranspose, Dense, DepthwiseConv2d, Dropout, Flatten, GlobalPool,
-    LeakyReLU, Merge, ModelSpec, Pool, PReLU, SeparableConv2d, SimpleActivation, Upsample, ZeroPad,
-)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cnnspec.spec.models import ModelSpec
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
-
-# Layer families: what each emitter dispatches on.
-FAMILY_BY_MODEL = {
-    Conv: "conv", ConvTranspose: "conv_transpose", DepthwiseConv2d: "depthwise_conv", SeparableConv2d: "separable_conv",
-    Pool: "pool", GlobalPool: "global_pool", BatchNorm: "batch_norm", Dropout: "dropout", Flatten: "flatten",
-    Dense: "dense", SimpleActivation: "activation", LeakyReLU: "activation", ELU: "activation", GELU: "activation",
-    PReLU: "prelu", Upsample: "upsample", ZeroPad: "zero_pad", Merge: "merge",
-}
 
 LAYOUT_NAMES = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 
@@ -54,10 +46,7 @@ class ParamTensor:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -188,20 +177,14 @@ class Plan:
 
     def activation_elements(self, batch: int = 1) -> int:
         """Elements of every layer output plus the input, for one batch (memory estimates)."""
-        total = _prod(self.input_shape)
+        total = math.prod(self.input_shape)
         for layer in self.layers:
-            total += _prod(layer.output_shape)
+            total += math.prod(layer.output_shape)
         return total * batch
 
 
-def _prod(values: Iterable[int]) -> int:
-    n = 1
-    for v in values:
-        n *= v
-    return n
-
-
-def _fmt(n: int) -> str:
+def fmt_count(n: int) -> str:
+    """A count with thousands separators (``1,234``)."""
     return f"{n:,}"
 
 
@@ -210,7 +193,10 @@ class _Resolver:
         self.spec = spec
         self.rank = spec.rank
         self.problems: list[Problem] = []
-        self._segments_of: dict[str, tuple[Shape, ...]] = {}
+        self.segments_of: dict[str, tuple[Shape, ...]] = {}
+        from cnnspec.layers import REGISTRY
+
+        self.registry = REGISTRY
 
     # -- errors -----------------------------------------------------------
     def fail(self, index: int, message: str, field_name: str | None = None, hint: str | None = None) -> None:
@@ -284,7 +270,7 @@ class _Resolver:
                 break
             layers.append(planned)
             if planned.flat_segments is not None:
-                self._segments_of[name] = planned.flat_segments
+                self.segments_of[name] = planned.flat_segments
             shapes[name] = planned.output_shape
             order[name] = index
         if not self.problems:
@@ -353,42 +339,24 @@ class _Resolver:
                     f"did you mean '{close[0]}'?" if close else "known so far: " + ", ".join(order),
                 )
             )
-        if layer.type not in ("add", "concat") and len(layer.inputs) != 1:
+        if self.registry.definition(layer.type).arity == "one" and len(layer.inputs) != 1:
             raise _LayerFailure(
                 Problem(f"a {layer.type} layer reads exactly one input, got {len(layer.inputs)}", ("layers", index, "inputs"), "use add or concat to merge several")
             )
         return tuple(layer.inputs)
 
     def _layer(self, index: int, name: str, layer, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...]) -> LayerPlan:
-        family = FAMILY_BY_MODEL[type(layer)]
-        method = getattr(self, f"_plan_{family}")
-        fields = method(index, layer, in_shapes)
+        definition = self.registry.definition(layer.type)
+        fields = definition.plan(self, index, layer, in_shapes)
         if len(fields["output_shape"]) == 1:
-            fields["flat_segments"] = self._flat_segments(index, family, inputs, in_shapes, fields["output_shape"])
-        return LayerPlan(index=index, name=name, type=layer.type, family=family, spec=layer, inputs=inputs, input_shapes=in_shapes, **fields)
+            fields["flat_segments"] = definition.flat_segments(self, index, inputs, in_shapes, fields["output_shape"])
+        return LayerPlan(
+            index=index, name=name, type=layer.type, family=definition.family, spec=layer, inputs=inputs,
+            input_shapes=in_shapes, **fields,
+        )
 
-    def _flat_segments(self, index: int, family: str, inputs, in_shapes, out_shape) -> tuple[Shape, ...]:
-        if family == "flatten":
-            return (in_shapes[0],) if len(in_shapes[0]) > 1 else self._segments_of[inputs[0]]
-        if family in ("dense", "global_pool"):
-            return (out_shape,)
-        if family == "merge":
-            pieces = [self._segments_of[name] for name in inputs]
-            if self.spec.layers[index].type == "concat":
-                return tuple(seg for piece in pieces for seg in piece)
-            if any(piece != pieces[0] for piece in pieces[1:]):
-                self.fail(
-                    index,
-                    "add of flat features laid out differently (a flattened feature map and dense features): "
-                    "PyTorch flattens C,H,W and Keras H,W,C, so the sum would differ between the frameworks",
-                    "inputs",
-                    hint="add the feature maps before flatten, or add two dense outputs",
-                )
-            return pieces[0]
-        return self._segments_of[inputs[0]]  # element-wise layers keep their input's layout
-
-    # -- families ---------------------------------------------------------
-    def _window_padding(self, index: int, layer, shape: Shape, kernel, stride, dilation) -> tuple[Pads, str]:
+    # -- shared by the planners of the layer definitions -------------------
+    def window_padding(self, index: int, layer, shape: Shape, kernel, stride, dilation) -> tuple[Pads, str]:
         rank = len(kernel)
         padding = layer.padding
         if padding == "valid":
@@ -397,7 +365,7 @@ class _Resolver:
             return tuple(S.same_padding(n, k, s, d) for n, k, s, d in zip(shape[1:], kernel, stride, dilation)), "same"
         return self.explicit_pads(index, padding, rank), "explicit"
 
-    def _conv_formulas(self, shape: Shape, kernel, stride, dilation, pads: Pads, mode: str) -> tuple[list[int], list[str]]:
+    def conv_formulas(self, shape: Shape, kernel, stride, dilation, pads: Pads, mode: str) -> tuple[list[int], list[str]]:
         outs, formulas = [], []
         for n, k, s, d, (b, a) in zip(shape[1:], kernel, stride, dilation, pads):
             dk = S.effective_kernel(k, d)
@@ -413,244 +381,22 @@ class _Resolver:
             formulas.append(formula)
         return outs, formulas
 
-    def _sliding_window(self, index: int, layer, shape: Shape, rank: int):
+    def sliding_window(self, index: int, layer, shape: Shape, rank: int):
         """Kernel, stride, dilation, per-side padding and output sizes of a conv-like layer."""
         self.require_spatial(index, layer.type, shape, rank)
         kernel = self.per_dim(index, layer.kernel_size, "kernel_size", rank)
         stride = self.per_dim(index, layer.stride, "stride", rank)
         dilation = self.per_dim(index, layer.dilation, "dilation", rank)
-        pads, mode = self._window_padding(index, layer, shape, kernel, stride, dilation)
-        outs, formulas = self._conv_formulas(shape, kernel, stride, dilation, pads, mode)
+        pads, mode = self.window_padding(index, layer, shape, kernel, stride, dilation)
+        outs, formulas = self.conv_formulas(shape, kernel, stride, dilation, pads, mode)
         self.check_positive(index, layer.type, outs, formulas)
         return dict(kernel_size=kernel, stride=stride, dilation=dilation, padding=pads, padding_mode=mode,
                     size_formulas=tuple(formulas)), outs
 
     @staticmethod
-    def _with_params(fields: dict, output_shape: Shape, params: list[ParamTensor], formula: str) -> dict:
-        formula += f" = {_fmt(sum(p.size for p in params))}"
+    def with_params(fields: dict, output_shape: Shape, params: list[ParamTensor], formula: str) -> dict:
+        formula += f" = {fmt_count(sum(p.size for p in params))}"
         return dict(fields, output_shape=output_shape, params=tuple(params), param_formula=formula)
-
-    def _plan_conv(self, index: int, layer: Conv, in_shapes):
-        shape = in_shapes[0]
-        channels, groups = shape[0], layer.groups
-        fields, outs = self._sliding_window(index, layer, shape, int(layer.type[-2]))
-        if channels % groups:
-            self.fail(index, f"input channels {channels} are not divisible by groups {groups} ({channels} mod {groups} = {channels % groups})", "groups")
-        if layer.filters % groups:
-            self.fail(index, f"filters {layer.filters} are not divisible by groups {groups} ({layer.filters} mod {groups} = {layer.filters % groups})", "groups")
-        kernel = fields["kernel_size"]
-        params = [ParamTensor("kernel", (layer.filters, channels // groups, *kernel))]
-        if layer.bias:
-            params.append(ParamTensor("bias", (layer.filters,)))
-        cin_text = str(channels) if groups == 1 else f"({channels}/{groups})"
-        formula = "·".join(map(str, kernel)) + f"·{cin_text}·{layer.filters}" + (f" + {layer.filters}" if layer.bias else "")
-        return self._with_params(fields, (layer.filters, *outs), params, formula)
-
-    def _plan_conv_transpose(self, index: int, layer: ConvTranspose, in_shapes):
-        shape = in_shapes[0]
-        rank = int(layer.type[-2])
-        self.require_spatial(index, layer.type, shape, rank)
-        kernel = self.per_dim(index, layer.kernel_size, "kernel_size", rank)
-        stride = self.per_dim(index, layer.stride, "stride", rank)
-        dilation = self.per_dim(index, layer.dilation, "dilation", rank)
-        if isinstance(layer.padding, str):
-            paddings: tuple = (layer.padding,) * rank
-            mode = layer.padding
-        else:
-            paddings = self.per_dim(index, layer.padding, "padding", rank)
-            mode = "explicit"
-        if layer.output_padding is not None and mode == "same":
-            self.fail(index, "output_padding cannot be combined with padding 'same' (the output is in·stride)", "output_padding", hint="use 'valid' or numeric padding with output_padding")
-        out_pads = None if layer.output_padding is None else self.per_dim(index, layer.output_padding, "output_padding", rank)
-        axes = []
-        for axis in range(rank):
-            op = None if out_pads is None else out_pads[axis]
-            if op is not None and op >= max(stride[axis], dilation[axis]):
-                self.fail(index, f"output_padding {op} on axis {axis} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}", "output_padding")
-            axes.append(S.transpose_axis(shape[axis + 1], kernel[axis], stride[axis], dilation[axis], paddings[axis], op))
-        formulas = []
-        for n, k, s, d, ax in zip(shape[1:], kernel, stride, dilation, axes):
-            dk = S.effective_kernel(k, d)
-            if mode == "same":
-                formulas.append(f"{n}·{s} = {ax.out}")
-            else:
-                text = f"({n} − 1)·{s} + {dk}"
-                if ax.crop_before:
-                    text += f" − {ax.crop_before}"
-                if ax.crop_after > 0:
-                    text += f" − {ax.crop_after}"
-                if ax.output_padding:
-                    text += f" + {ax.output_padding}"
-                formulas.append(f"{text} = {ax.out}")
-        self.check_positive(index, layer.type, [ax.out for ax in axes], formulas)
-        params = [ParamTensor("kernel", (shape[0], layer.filters, *kernel))]
-        if layer.bias:
-            params.append(ParamTensor("bias", (layer.filters,)))
-        formula = "·".join(str(k) for k in kernel) + f"·{shape[0]}·{layer.filters}" + (f" + {layer.filters}" if layer.bias else "")
-        formula += f" = {_fmt(sum(p.size for p in params))}"
-        return dict(
-            output_shape=(layer.filters, *[ax.out for ax in axes]), kernel_size=kernel, stride=stride, dilation=dilation,
-            padding=tuple((ax.crop_before, ax.crop_after) for ax in axes), padding_mode=mode,
-            output_padding=tuple(ax.output_padding for ax in axes), params=tuple(params), size_formulas=tuple(formulas),
-            param_formula=formula,
-        )
-
-    def _plan_depthwise_conv(self, index: int, layer: DepthwiseConv2d, in_shapes):
-        shape = in_shapes[0]
-        fields, outs = self._sliding_window(index, layer, shape, 2)
-        kernel, channels, dm = fields["kernel_size"], shape[0], layer.depth_multiplier
-        params = [ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel))]
-        if layer.bias:
-            params.append(ParamTensor("bias", (channels * dm,)))
-        formula = "·".join(map(str, kernel)) + f"·{channels}·{dm}" + (f" + {channels}·{dm}" if layer.bias else "")
-        return self._with_params(fields, (channels * dm, *outs), params, formula)
-
-    def _plan_separable_conv(self, index: int, layer: SeparableConv2d, in_shapes):
-        shape = in_shapes[0]
-        fields, outs = self._sliding_window(index, layer, shape, 2)
-        kernel, channels, dm, filters = fields["kernel_size"], shape[0], layer.depth_multiplier, layer.filters
-        params = [
-            ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel)),
-            ParamTensor("pointwise_kernel", (filters, channels * dm, 1, 1)),
-        ]
-        if layer.bias:
-            params.append(ParamTensor("bias", (filters,)))
-        formula = "·".join(map(str, kernel)) + f"·{channels}·{dm} + {channels}·{dm}·{filters}" + (f" + {filters}" if layer.bias else "")
-        return self._with_params(fields, (filters, *outs), params, formula)
-
-    def _plan_pool(self, index: int, layer: Pool, in_shapes):
-        shape = in_shapes[0]
-        rank = int(layer.type[-2])
-        self.require_spatial(index, layer.type, shape, rank)
-        window = self.per_dim(index, layer.pool_size, "pool_size", rank)
-        stride = window if layer.stride is None else self.per_dim(index, layer.stride, "stride", rank)
-        is_avg = layer.type.startswith("avg")
-        if layer.count_include_pad is not None and not is_avg:
-            self.fail(index, "count_include_pad applies to average pooling only", "count_include_pad")
-        ones = (1,) * rank
-        pads, mode = self._window_padding(index, layer, shape, window, stride, ones)
-        if mode == "same" and layer.count_include_pad:
-            self.fail(index, "count_include_pad: true contradicts padding 'same', which never counts padded cells", "count_include_pad", hint="use numeric padding to count padded cells")
-        if mode == "same" and layer.ceil_mode:
-            self.fail(index, "ceil_mode has no effect with padding 'same' (its output is already ⌈in / stride⌉)", "ceil_mode")
-        for axis, ((b, a), k) in enumerate(zip(pads, window)):
-            if b >= k or a >= k:
-                self.fail(
-                    index,
-                    f"padding ({b}, {a}) on axis {axis} must be smaller than the pool size {k}, or some window would hold only padding",
-                    "padding",
-                )
-        axes = [S.pool_axis(n, k, s, b, a, layer.ceil_mode) for n, k, s, (b, a) in zip(shape[1:], window, stride, pads)]
-        formulas = []
-        for n, k, s, (b, a), ax in zip(shape[1:], window, stride, pads, axes):
-            if mode == "same":
-                formulas.append(f"⌈{n} / {s}⌉ = {ax.out}")
-            elif layer.ceil_mode:
-                formulas.append(f"⌈({n} + {b + a} − {k}) / {s}⌉ + 1 = {ax.out}" + ("  (last window may not start in the padding)" if ax.out != S.ceil_div(max(n + b + a - k, 0), s) + 1 else ""))
-            else:
-                formulas.append(f"⌊({n} + {b + a} − {k}) / {s}⌋ + 1 = {ax.out}")
-        self.check_positive(index, layer.type, [ax.out for ax in axes], formulas)
-        count_include_pad = None
-        if is_avg:
-            count_include_pad = False if mode == "same" else (True if layer.count_include_pad is None else layer.count_include_pad)
-        return dict(
-            output_shape=(shape[0], *[ax.out for ax in axes]), kernel_size=window, stride=stride, dilation=ones,
-            padding=pads, padding_mode=mode, ceil_extra=tuple(ax.ceil_extra for ax in axes), count_include_pad=count_include_pad,
-            size_formulas=tuple(formulas), param_formula="no parameters",
-        )
-
-    def _plan_global_pool(self, index: int, layer: GlobalPool, in_shapes):
-        shape = in_shapes[0]
-        spatial = self.require_spatial(index, layer.type, shape)
-        out = (shape[0],) + ((1,) * spatial if layer.keepdims else ())
-        reduce = "mean" if layer.type == "global_avg_pool" else "max"
-        window = "×".join(map(str, shape[1:]))
-        formula = f"{reduce} over {window} → " + ("×".join(["1"] * spatial) + " per channel" if layer.keepdims else f"{shape[0]} features")
-        return dict(output_shape=out, size_formulas=(formula,), param_formula="no parameters")
-
-    def _plan_batch_norm(self, index: int, layer: BatchNorm, in_shapes):
-        shape = in_shapes[0]
-        c = shape[0]
-        params = (
-            ParamTensor("gamma", (c,)), ParamTensor("beta", (c,)),
-            ParamTensor("moving_mean", (c,), trainable=False), ParamTensor("moving_variance", (c,), trainable=False),
-        )
-        formula = f"2·{c} (γ, β) + 2·{c} non-trainable (moving mean, variance) = {_fmt(4 * c)}"
-        return dict(output_shape=shape, params=params, param_formula=formula)
-
-    def _plan_dropout(self, index: int, layer: Dropout, in_shapes):
-        shape = in_shapes[0]
-        if layer.type == "spatial_dropout":
-            self.require_spatial(index, layer.type, shape)
-        return dict(output_shape=shape, param_formula="no parameters")
-
-    def _plan_flatten(self, index: int, layer: Flatten, in_shapes):
-        shape = in_shapes[0]
-        total = _prod(shape)
-        formula = "·".join(map(str, shape)) + f" = {_fmt(total)}"
-        return dict(output_shape=(total,), size_formulas=(formula,), param_formula="no parameters")
-
-    def _plan_dense(self, index: int, layer: Dense, in_shapes):
-        shape = in_shapes[0]
-        if len(shape) != 1:
-            self.fail(
-                index,
-                f"dense needs flat features but its input is a feature map {list(shape)}",
-                hint="add a flatten or global_avg_pool layer before it (frameworks disagree on dense over a feature map)",
-            )
-        features = shape[0]
-        params = [ParamTensor("kernel", (layer.units, features))]
-        if layer.bias:
-            params.append(ParamTensor("bias", (layer.units,)))
-        formula = f"{_fmt(features)}·{layer.units}" + (f" + {layer.units}" if layer.bias else "") + f" = {_fmt(sum(p.size for p in params))}"
-        return dict(output_shape=(layer.units,), params=tuple(params), param_formula=formula)
-
-    def _plan_activation(self, index: int, layer, in_shapes):
-        return dict(output_shape=in_shapes[0], param_formula="no parameters")
-
-    def _plan_prelu(self, index: int, layer: PReLU, in_shapes):
-        shape = in_shapes[0]
-        count = shape[0] if layer.per_channel else 1
-        return dict(output_shape=shape, params=(ParamTensor("alpha", (count,)),), param_formula=f"{count} slope(s) = {count}")
-
-    def _plan_upsample(self, index: int, layer: Upsample, in_shapes):
-        shape = in_shapes[0]
-        spatial = self.require_spatial(index, layer.type, shape)
-        factors = self.per_dim(index, layer.scale_factor, "scale_factor", spatial)
-        if layer.mode == "bilinear" and spatial != 2:
-            self.fail(index, f"mode 'bilinear' needs a 2-D input, this one has {spatial} spatial dim(s)", "mode", hint="use mode: nearest")
-        outs = [n * f for n, f in zip(shape[1:], factors)]
-        return dict(output_shape=(shape[0], *outs), size_formulas=tuple(f"{n}·{f} = {o}" for n, f, o in zip(shape[1:], factors, outs)), param_formula="no parameters", kernel_size=factors)
-
-    def _plan_zero_pad(self, index: int, layer: ZeroPad, in_shapes):
-        shape = in_shapes[0]
-        rank = int(layer.type[-2])
-        self.require_spatial(index, layer.type, shape, rank)
-        pads = self.explicit_pads(index, layer.padding, rank)
-        outs = [n + b + a for n, (b, a) in zip(shape[1:], pads)]
-        return dict(
-            output_shape=(shape[0], *outs), padding=pads, padding_mode="explicit",
-            size_formulas=tuple(f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)), param_formula="no parameters",
-        )
-
-    def _plan_merge(self, index: int, layer: Merge, in_shapes):
-        first = in_shapes[0]
-        names = layer.inputs
-        if layer.type == "add":
-            for name, shape in zip(names[1:], in_shapes[1:]):
-                if shape != first:
-                    self.fail(index, f"add needs equal shapes: '{names[0]}' is {list(first)} but '{name}' is {list(shape)} (channels-first)", "inputs")
-            return dict(output_shape=first, param_formula="no parameters", size_formulas=())
-        for name, shape in zip(names[1:], in_shapes[1:]):
-            if len(shape) != len(first) or shape[1:] != first[1:]:
-                self.fail(
-                    index,
-                    f"concat joins along channels, so all other dims must match: '{names[0]}' is {list(first)} but '{name}' is {list(shape)} (channels-first)",
-                    "inputs",
-                )
-        channels = sum(s[0] for s in in_shapes)
-        formula = " + ".join(str(s[0]) for s in in_shapes) + f" = {channels} channels"
-        return dict(output_shape=(channels, *first[1:]), size_formulas=(formula,), param_formula="no parameters")
 
 
 class _LayerFailure(Exception):
@@ -679,3 +425,7 @@ def resolve(spec) -> Plan:
     except SpecError as error:
         source = source_map_of(spec)
         raise error.with_source(source.file if source else None, source.locate if source else None) from None
+
+
+#: The resolver as the layer planners see it (``fail``, ``per_dim``, ``sliding_window``...).
+PlanContext = _Resolver

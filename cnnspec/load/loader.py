@@ -29,6 +29,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from cnnspec.errors import Problem, SpecError, format_path
+from cnnspec.layers import REGISTRY
 from cnnspec.spec.models import FORMAT_VERSION, ModelSpec, layer_types
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -60,29 +61,8 @@ FIELD_HINTS = {
     "input_shape": None,
 }
 
-TYPE_HINTS = {
-    "conv": "conv2d", "convolution": "conv2d", "convolution2d": "conv2d",
-    "conv2dtranspose": "conv_transpose2d", "convtranspose2d": "conv_transpose2d",
-    "conv1dtranspose": "conv_transpose1d", "convtranspose1d": "conv_transpose1d",
-    "conv3dtranspose": "conv_transpose3d", "convtranspose3d": "conv_transpose3d",
-    "deconv2d": "conv_transpose2d",
-    "maxpooling2d": "max_pool2d", "maxpool2d": "max_pool2d", "maxpooling1d": "max_pool1d", "maxpool1d": "max_pool1d",
-    "maxpooling3d": "max_pool3d", "maxpool3d": "max_pool3d",
-    "averagepooling2d": "avg_pool2d", "avgpool2d": "avg_pool2d", "averagepooling1d": "avg_pool1d",
-    "avgpool1d": "avg_pool1d", "averagepooling3d": "avg_pool3d", "avgpool3d": "avg_pool3d",
-    "globalaveragepooling2d": "global_avg_pool", "adaptiveavgpool2d": "global_avg_pool",
-    "globalmaxpooling2d": "global_max_pool", "adaptivemaxpool2d": "global_max_pool",
-    "batchnormalization": "batch_norm", "batchnorm2d": "batch_norm", "batchnorm1d": "batch_norm",
-    "batchnorm3d": "batch_norm", "batchnorm": "batch_norm",
-    "linear": "dense", "fc": "dense", "fully_connected": "dense",
-    "dropout2d": "spatial_dropout", "spatialdropout2d": "spatial_dropout", "spatialdropout1d": "spatial_dropout",
-    "dropout1d": "spatial_dropout", "dropout3d": "spatial_dropout", "spatialdropout3d": "spatial_dropout",
-    "depthwiseconv2d": "depthwise_conv2d", "separableconv2d": "separable_conv2d",
-    "upsampling2d": "upsample", "upsampling1d": "upsample", "upsampling3d": "upsample", "interpolate": "upsample",
-    "zeropadding2d": "zero_pad2d", "zeropad2d": "zero_pad2d", "zeropadding1d": "zero_pad1d",
-    "zeropadding3d": "zero_pad3d", "leakyrelu": "leaky_relu", "hardswish": "hard_swish",
-    "hardsigmoid": "hard_sigmoid", "swish": "silu", "concatenate": "concat", "cat": "concat", "sum": "add",
-}
+# Framework spellings and synonyms of layer types: each layer definition lists the words users type for it.
+TYPE_HINTS = REGISTRY.words()
 
 
 class SourceMap:
@@ -597,12 +577,7 @@ def _layer_type_at(data: Any, index: Any) -> str | None:
 
 
 def _model_for_type(layer_type: str | None):
-    from cnnspec.spec.models import Layer
-
-    for model in Layer.__origin__.__args__:  # type: ignore[attr-defined]
-        if layer_type in model.model_fields["type"].annotation.__args__:
-            return model
-    return None
+    return REGISTRY.definition(layer_type).model if layer_type in REGISTRY else None
 
 
 def suggest_type(name: str) -> str | None:

@@ -8,33 +8,17 @@ takes home is exactly the model that is tested and verified.
 from __future__ import annotations
 
 import importlib
-import keyword
-import re
 import sys
 import types
 from typing import Any
 
 from cnnspec.errors import BackendUnavailable, CnnspecError
+from cnnspec.targets.naming import class_name, function_name
 
 TARGETS = ("torch", "keras")
 
 _BACKEND_MODULES = {"torch": "cnnspec.targets.torch.emit", "keras": "cnnspec.targets.keras.emit"}
 _BACKEND_REQUIREMENTS = {"torch": "torch", "keras": "keras (with tensorflow)"}
-
-
-def class_name(model_name: str) -> str:
-    """``mnist_convnet`` -> ``MnistConvnet`` (the torch class name)."""
-    parts = [p for p in re.split(r"_+", model_name) if p]
-    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
-    # 'f' -> 'F' would shadow the generated module's `import torch.nn.functional as F`; 'none' -> 'None' is a keyword.
-    if not name[0].isalpha() or name == "F" or keyword.iskeyword(name):
-        return "Model" + name
-    return name
-
-
-def function_name(model_name: str) -> str:
-    """``mnist_convnet`` -> ``build_mnist_convnet`` (the keras builder function)."""
-    return f"build_{model_name}"
 
 
 def emitter(target: str):

@@ -167,58 +167,16 @@ def first_divergent(diffs: Sequence[LayerDiff]) -> LayerDiff | None:
 
 
 def divergence_hint(diff: LayerDiff, layer: LayerPlan, plan: Plan | None = None) -> str:
-    """What typically makes this layer type differ between PyTorch and Keras."""
-    family = layer.family
+    """What typically makes this layer type differ between PyTorch and Keras (the layer definition's hint)."""
     if diff.shape_ok is False:
         return ("the output shape is not the planned one: check padding ('same' vs numbers), stride, ceil_mode, "
                 "output_padding and dilation of this layer")
-    strided = layer.stride is not None and any(s > 1 for s in layer.stride)
     border = (" Only border cells differ, which points at padding." if diff.border_only else "")
-    if family in ("conv", "depthwise_conv", "separable_conv"):
-        layout = ("kernel layout (PyTorch OIHW vs Keras HWIO; depthwise (C·m,1,kh,kw) vs (kh,kw,C,m)), the weights "
-                  "themselves, groups, dilation, bias, or the inline activation")
-        if layer.padding_mode == "same" and strided:
-            pads = ", ".join(f"{b}/{a}" for b, a in layer.padding)
-            return ("typical causes: (1) padding 'same' with stride > 1 pads asymmetrically (TF/ONNX SAME_UPPER puts the "
-                    f"extra cell at the end, here {pads} before/after), so a symmetric PyTorch padding=k//2 shifts every "
-                    f"window by one cell; (2) {layout}." + border)
-        if not layer.is_symmetric_padding:
-            return ("typical causes: (1) asymmetric padding must be explicit zero padding before a 'valid' convolution; "
-                    f"(2) {layout}." + border)
-        return f"typical causes: {layout}." + border
-    if family == "conv_transpose":
-        return ("transposed conv: the crop of the full output ((in−1)·stride + k), output_padding at the end, and the kernel "
-                "layout (PyTorch IOHW vs Keras HWOI, spatially not flipped)." + border)
-    if family == "pool":
-        return ("pooling: ceil_mode, count_include_pad, and padded cells — they must never win a max nor count in an average "
-                "unless count_include_pad." + border)
-    if family == "global_pool":
-        return "global pooling: mean vs max, and keepdims."
-    if family == "batch_norm":
-        return ("BatchNorm: epsilon (PyTorch's default 1e-5, Keras' 1e-3), the moving mean/variance transferred as "
-                "non-trainable weights, gamma/beta order, or the model not in inference mode.")
-    if family == "flatten":
-        return ("flatten order: PyTorch flattens C,H,W and Keras H,W,C; a Permute/transpose before Flatten, or dense rows not "
-                "permuted by flat_segments, breaks it.")
-    if family == "dense":
-        source = plan.layer(layer.inputs[0]) if plan is not None and layer.inputs[0] != "input" else None
-        if source is not None and source.flat_segments and any(len(s) > 1 for s in source.flat_segments):
-            return "dense after a flattened feature map: the kernel rows must be permuted from C,H,W to H,W,C order."
-        return "dense: kernel (out, in) in PyTorch vs (in, out) in Keras, the bias, or the inline activation."
-    if family == "activation":
-        return ("activation definition: hard_sigmoid is clip(x/6 + 1/2) (old Keras used 0.2x + 0.5), GELU exact vs tanh, "
-                "LeakyReLU slope (PyTorch 0.01, Keras 0.3 default), ELU alpha, softmax axis (channels).")
-    if family == "prelu":
-        return "PReLU: per-channel vs one shared slope, and the slopes transferred."
-    if family == "upsample":
-        return "upsampling: bilinear needs half-pixel centres (PyTorch align_corners=False); nearest vs bilinear."
-    if family == "zero_pad":
-        return "zero padding: the (before, after) order per spatial axis."
-    if family == "merge":
-        return "merge: concat must join the channel axis (PyTorch dim 1, Keras axis −1), inputs in the spec's order."
-    if family == "dropout":
-        return "dropout must be the identity at inference (PyTorch eval(), Keras training=False)."
-    return "compare this layer's definition in both models."
+    from cnnspec.layers import REGISTRY
+
+    if layer.type not in REGISTRY:
+        return "compare this layer's definition in both models."
+    return REGISTRY.definition(layer.type).hint(layer, border, plan)
 
 
 # --------------------------------------------------------------------------------------

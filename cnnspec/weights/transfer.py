@@ -35,8 +35,6 @@ from cnnspec.errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
-# Spec families whose layers carry weights.
-WEIGHTED_FAMILIES = ("conv", "conv_transpose", "depthwise_conv", "separable_conv", "dense", "batch_norm", "prelu")
 
 
 class WeightMismatch(CnnspecError):
@@ -74,34 +72,6 @@ def flat_permutation(segments) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
 
-# --------------------------------------------------------------------------------------
-# Layout conversions (numpy, both directions)
-# --------------------------------------------------------------------------------------
-
-
-def _kernel_to_keras(t: np.ndarray) -> np.ndarray:
-    """(A, B, *k) -> (*k, B, A): conv (O, I/g, *k), transposed conv (I, O, *k), pointwise."""
-    return np.transpose(t, tuple(range(2, t.ndim)) + (1, 0))
-
-
-def _kernel_to_torch(k: np.ndarray) -> np.ndarray:
-    """(*k, B, A) -> (A, B, *k): the inverse of :func:`_kernel_to_keras`."""
-    return np.transpose(k, (k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
-
-
-def _depthwise_to_keras(t: np.ndarray, channels: int, multiplier: int) -> np.ndarray:
-    """(C*m, 1, kh, kw) -> (kh, kw, C, m); torch output channel c*m + j is keras (c, j)."""
-    if t.shape[:2] != (channels * multiplier, 1):
-        raise ValueError("depthwise kernel does not have C*m output and 1 input channel per group")
-    return np.transpose(t.reshape(channels, multiplier, *t.shape[2:]), (2, 3, 0, 1))
-
-
-def _depthwise_to_torch(k: np.ndarray) -> np.ndarray:
-    """(kh, kw, C, m) -> (C*m, 1, kh, kw)."""
-    kh, kw, channels, multiplier = k.shape
-    return np.transpose(k, (2, 3, 0, 1)).reshape(channels * multiplier, 1, kh, kw)
-
-
 @dataclass
 class _Slot:
     """One tensor of one layer: where it lives in each model and how its layout changes."""
@@ -114,6 +84,7 @@ class _Slot:
     to_keras: Callable[[np.ndarray], np.ndarray]
     to_torch: Callable[[np.ndarray], np.ndarray]
     expected_torch_shape: tuple[int, ...] | None = None  # from the plan
+    reshape: bool = False  # reshape to the destination's own shape (slopes)
 
     @property
     def torch_tensor(self):
@@ -226,114 +197,49 @@ def _keras_var(layer, candidates: tuple[str, ...], spec_name: str, tensor: str):
 
 
 def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set) -> list[_Slot]:
-    name, family, layer_type = layer_plan.name, layer_plan.family, layer_plan.type
+    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+    from cnnspec.layers import REGISTRY
+
+    name, layer_type = layer_plan.name, layer_plan.type
     expected = {p.name: tuple(p.shape) for p in layer_plan.params}
-    slots: list[_Slot] = []
-
-    def torch_module(suffix: str = ""):
-        return _torch_module(torch_modules, name + suffix, name, layer_type)
-
-    def add(tensor, module, attr, torch_name, keras_layer, keras_names, to_keras, to_torch):
-        _torch_attr(module, attr, name, tensor, torch_name)
-        slots.append(
-            _Slot(
-                layer=name, tensor=tensor, torch_owner=module, torch_attr=attr,
-                keras_var=_keras_var(keras_layer, keras_names, name, tensor),
-                to_keras=to_keras, to_torch=to_torch, expected_torch_shape=expected.get(tensor),
-            )
-        )
-
-    def check_no_bias(module, torch_name):
-        if "bias" not in expected and getattr(module, "bias", None) is not None:
-            raise WeightMismatch(f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias")
-
-    identity = lambda a: a  # noqa: E731
-    keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
-    flat_perm = None
-    per_feature = family in ("dense", "batch_norm") or (family == "prelu" and layer_plan.spec.per_channel)
-    if len(layer_plan.input_shape) == 1 and per_feature:
+    flat_order = None
+    if len(layer_plan.input_shape) == 1:
         source = layer_plan.inputs[0]
         segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
-        flat_perm = flat_permutation(segments)
-
-    def features_to_keras(a):  # per-feature vectors (BatchNorm, PReLU on flat features)
-        return a if flat_perm is None else a[flat_perm]
-
-    def features_to_torch(a):
-        return a if flat_perm is None else a[np.argsort(flat_perm)]
-
-    if family in ("conv", "conv_transpose"):
-        module = torch_module()
-        add("kernel", module, "weight", name, keras_layer, ("kernel",), _kernel_to_keras, _kernel_to_torch)
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "depthwise_conv":
-        channels, multiplier = layer_plan.input_shape[0], layer_plan.spec.depth_multiplier
-        module = torch_module()
-        add(
-            "depthwise_kernel", module, "weight", name, keras_layer, ("depthwise_kernel", "kernel"),
-            lambda t: _depthwise_to_keras(t, channels, multiplier), _depthwise_to_torch,
-        )
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "separable_conv":
-        channels, multiplier = layer_plan.input_shape[0], layer_plan.spec.depth_multiplier
-        depthwise, pointwise = torch_module("_depthwise"), torch_module("_pointwise")
-        if getattr(depthwise, "bias", None) is not None:
-            raise WeightMismatch(
-                f"layer '{name}': the torch module '{name}_depthwise' has a bias; a separable conv has its bias "
-                "on the pointwise part only (Keras SeparableConv2D has no depthwise bias)"
+        flat_order = flat_permutation(segments)
+    keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
+    slots: list[_Slot] = []
+    biased: dict[str, bool] = {}
+    for slot in REGISTRY.definition(layer_type).weights(layer_plan, flat_order):
+        torch_name = name + slot.torch_module
+        module = _torch_module(torch_modules, torch_name, name, layer_type)
+        if slot.bias_forbidden and getattr(module, "bias", None) is not None:
+            raise WeightMismatch(f"layer '{name}': the torch module '{torch_name}' has a bias; {slot.bias_forbidden}")
+        _torch_attr(module, slot.torch_attr, name, slot.tensor, torch_name)
+        biased[torch_name] = biased.get(torch_name, False) or slot.torch_attr == "bias"
+        slots.append(
+            _Slot(
+                layer=name, tensor=slot.tensor, torch_owner=module, torch_attr=slot.torch_attr,
+                keras_var=_keras_var(keras_layer, slot.keras_names, name, slot.tensor),
+                to_keras=slot.to_keras, to_torch=slot.to_torch, expected_torch_shape=expected.get(slot.tensor),
+                reshape=slot.reshape,
             )
-        add(
-            "depthwise_kernel", depthwise, "weight", name + "_depthwise", keras_layer, ("depthwise_kernel",),
-            lambda t: _depthwise_to_keras(t, channels, multiplier), _depthwise_to_torch,
         )
-        add("pointwise_kernel", pointwise, "weight", name + "_pointwise", keras_layer, ("pointwise_kernel",),
-            _kernel_to_keras, _kernel_to_torch)
-        if "bias" in expected:
-            add("bias", pointwise, "bias", name + "_pointwise", keras_layer, ("bias",), identity, identity)
-        check_no_bias(pointwise, name + "_pointwise")
-    elif family == "dense":
-        module = torch_module()
-        perm = flat_perm if flat_perm is not None else np.arange(layer_plan.input_shape[0])
-        inverse = np.argsort(perm)
-
-        def dense_to_keras(t):
-            if t.ndim != 2 or t.shape[1] != len(perm):
-                raise ValueError("dense weight does not have the spec's input features")
-            return np.ascontiguousarray(t.T[perm])
-
-        def dense_to_torch(k):
-            if k.ndim != 2 or k.shape[0] != len(perm):
-                raise ValueError("dense kernel does not have the spec's input features")
-            return np.ascontiguousarray(k[inverse].T)
-
-        add("kernel", module, "weight", name, keras_layer, ("kernel",), dense_to_keras, dense_to_torch)
-        if "bias" in expected:
-            add("bias", module, "bias", name, keras_layer, ("bias",), identity, identity)
-        check_no_bias(module, name)
-    elif family == "batch_norm":
-        module = torch_module()
-        for tensor, attr in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")):
-            add(tensor, module, attr, name, keras_layer, (tensor,), features_to_keras, features_to_torch)
-    elif family == "prelu":
-        module = torch_module()
-        add("alpha", module, "weight", name, keras_layer, ("alpha",),
-            lambda a: features_to_keras(a.reshape(-1)), lambda k: features_to_torch(k.reshape(-1)))
-    else:  # pragma: no cover - WEIGHTED_FAMILIES and this switch are kept in step
-        raise CnnspecError(f"layer '{name}': no weight layout known for family '{family}'")
+    for torch_name, has_bias_slot in biased.items():
+        if not has_bias_slot and getattr(torch_modules[torch_name], "bias", None) is not None:
+            raise WeightMismatch(f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias")
     return slots
 
 
 def _all_slots(torch_model, keras_model, plan) -> list[_Slot]:
+    from cnnspec.layers import REGISTRY
+
     torch_modules = dict(torch_model.named_modules())
     keras_layers = {layer.name: layer for layer in keras_model.layers}
     spec_names = {layer.name for layer in plan.layers}
     slots: list[_Slot] = []
     for layer_plan in plan.layers:
-        if layer_plan.family in WEIGHTED_FAMILIES:
+        if REGISTRY.definition(layer_plan.type).weighted:
             slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
     return slots
 
@@ -404,12 +310,12 @@ def transfer_weights(src_model, dst_model, spec) -> None:
         try:
             if src_kind == "torch":
                 value = slot.to_keras(_torch_numpy(slot.torch_tensor))
-                if slot.tensor == "alpha":
+                if slot.reshape:
                     value = value.reshape(keras_shape)  # size mismatch -> ValueError below
                 target_shape = keras_shape
             else:
                 value = slot.to_torch(_keras_numpy(slot.keras_var))
-                if slot.tensor == "alpha":
+                if slot.reshape:
                     value = value.reshape(torch_shape)
                 target_shape = torch_shape
         except ValueError as error:

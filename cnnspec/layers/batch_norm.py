@@ -1,0 +1,98 @@
+"""Batch normalisation: batch_norm."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.spec.fields import LayerBase
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class BatchNorm(LayerBase):
+    """Batch normalisation over the channel axis (inference uses the moving statistics)."""
+
+    type: Literal["batch_norm"]
+    epsilon: Annotated[float, Field(gt=0.0)] = Field(
+        default=1e-5, description="Added to the variance (PyTorch's default 1e-5; Keras' is 1e-3)."
+    )
+    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        default=0.1,
+        description=(
+            "Weight of the new batch statistic in the moving average: moving = (1 - momentum)*moving + momentum*batch "
+            "(PyTorch's convention; Keras' momentum is 1 - this value)."
+        ),
+    )
+
+
+@register
+class BatchNormDefinition(LayerDefinition):
+    """batch_norm: BatchNorm1d for flat (N, F) and (N, C, L) inputs, 2d / 3d by spatial rank."""
+
+    model = BatchNorm
+    family = "batch_norm"
+    words = {
+        "batchnormalization": "batch_norm", "batchnorm2d": "batch_norm", "batchnorm1d": "batch_norm",
+        "batchnorm3d": "batch_norm", "batchnorm": "batch_norm",
+    }
+    hint_text = (
+        "BatchNorm: epsilon (PyTorch's default 1e-5, Keras' 1e-3), the moving mean/variance transferred as "
+        "non-trainable weights, gamma/beta order, or the model not in inference mode."
+    )
+    examples = (
+        example({"type": "batch_norm", "epsilon": 0.001, "momentum": 0.01}),
+        example({"type": "batch_norm"}, size=(6,)),
+        example({"type": "batch_norm"}, channels=2, size=(3, 4, 3)),
+        example({"type": "flatten"}, {"type": "batch_norm"}, channels=2, size=(3, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        c = shape[0]
+        params = (
+            ParamTensor("gamma", (c,)), ParamTensor("beta", (c,)),
+            ParamTensor("moving_mean", (c,), trainable=False), ParamTensor("moving_variance", (c,), trainable=False),
+        )
+        formula = f"2·{c} (γ, β) + 2·{c} non-trainable (moving mean, variance) = {fmt_count(4 * c)}"
+        return dict(output_shape=shape, params=params, param_formula=formula)
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        """batch_norm: BatchNorm1d for flat (N, F) and (N, C, L) inputs, 2d / 3d by spatial rank."""
+        rank = max(T.spatial_rank(layer), 1)
+        name = T.attr(layer.name)
+        spec = layer.spec
+        module = f"nn.BatchNorm{rank}d({T.int_text(layer.input_shape[0])}, eps={T.float_text(spec.epsilon)}, momentum={T.float_text(spec.momentum)})"
+        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        spec = layer.spec
+        # Spec momentum is PyTorch's (weight of the new batch); Keras keeps 1 - m of the old average.
+        keras_momentum = 1.0 - float(spec.momentum)
+        expr = (
+            f"layers.BatchNormalization(axis=-1, epsilon={K.float_text(spec.epsilon)}, momentum={K.float_text(keras_momentum)}, "
+            f"name={K.quoted(layer.name)})"
+        )
+        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+
+    def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
+        to_keras, to_torch = _feature_order(flat_order)
+        return [
+            WeightSlot(tensor, attr, (tensor,), to_keras=to_keras, to_torch=to_torch)
+            for tensor, attr in (
+                ("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")
+            )
+        ]
+
+
+def _feature_order(flat_order: Any) -> tuple[Any, Any]:
+    """Per-feature vectors on flat inputs follow the flat order of each framework."""
+    if flat_order is None:
+        return (lambda a: a), (lambda a: a)
+    import numpy as np
+
+    inverse = np.argsort(flat_order)
+    return (lambda a: a[flat_order]), (lambda a: a[inverse])

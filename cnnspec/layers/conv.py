@@ -1,0 +1,195 @@
+"""Convolutions: conv1d/2d/3d, depthwise_conv2d, separable_conv2d."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan, ParamTensor
+from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.spec.fields import (
+    ACTIVATION_DESCRIPTION,
+    PADDING_DESCRIPTION,
+    Flag,
+    InlineActivation,
+    LayerBase,
+    PaddingSpec,
+    Positive,
+    PositiveOrTuple,
+)
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class Conv(LayerBase):
+    """N-d convolution (cross-correlation: the kernel is not flipped)."""
+
+    type: Literal["conv1d", "conv2d", "conv3d"]
+    filters: Positive = Field(description="Number of kernels = output channels.")
+    kernel_size: PositiveOrTuple = Field(description="Kernel extent: one int for every spatial dim, or one per dim.")
+    stride: PositiveOrTuple = Field(default=1, description="Step between windows, per spatial dim.")
+    padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
+    dilation: PositiveOrTuple = Field(
+        default=1, description="Spacing between kernel taps; effective kernel = dilation*(k-1)+1."
+    )
+    groups: Positive = Field(
+        default=1, description="Channel groups; input channels and filters must both be divisible by it."
+    )
+    bias: Flag = Field(default=True, description="Add a learned bias per output channel.")
+    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
+
+
+_LAYOUT = (
+    "kernel layout (PyTorch OIHW vs Keras HWIO; depthwise (C·m,1,kh,kw) vs (kh,kw,C,m)), the weights "
+    "themselves, groups, dilation, bias, or the inline activation"
+)
+
+
+class ConvLike(LayerDefinition):
+    """The divergence hint and padding handling shared by every sliding-window convolution."""
+
+    def hint(self, layer: LayerPlan, border: str, plan: Any) -> str:
+        strided = layer.stride is not None and any(s > 1 for s in layer.stride)
+        if layer.padding_mode == "same" and strided:
+            pads = ", ".join(f"{b}/{a}" for b, a in layer.padding or ())
+            return (
+                "typical causes: (1) padding 'same' with stride > 1 pads asymmetrically (TF/ONNX SAME_UPPER puts the "
+                f"extra cell at the end, here {pads} before/after), so a symmetric PyTorch padding=k//2 shifts every "
+                f"window by one cell; (2) {_LAYOUT}." + border
+            )
+        if not layer.is_symmetric_padding:
+            return (
+                "typical causes: (1) asymmetric padding must be explicit zero padding before a 'valid' convolution; "
+                f"(2) {_LAYOUT}." + border
+            )
+        return f"typical causes: {_LAYOUT}." + border
+
+
+def conv_module(
+    rank: int, in_channels: int, out_channels: int, kernel: Any, stride: Any, padding: Any, dilation: Any,
+    groups: int, bias: bool,
+) -> str:
+    """An ``nn.Conv{rank}d`` constructor."""
+    return (
+        f"nn.Conv{rank}d({T.int_text(in_channels)}, {T.int_text(out_channels)}, kernel_size={T.ints_text(kernel)}, "
+        f"stride={T.ints_text(stride)}, padding={T.ints_text(padding)}, dilation={T.ints_text(dilation)}, "
+        f"groups={T.int_text(groups)}, bias={T.bool_text(bias)})"
+    )
+
+
+def padded_conv(layer: LayerPlan, code: T.LayerCode, source: str) -> tuple[str, tuple[int, ...]]:
+    """Symmetric padding stays in the conv; asymmetric padding gets a ``<name>_pad`` helper.
+
+    Returns:
+        The (possibly padded) input expression and the conv's own ``padding`` argument.
+    """
+    rank = T.spatial_rank(layer)
+    pads = layer.padding or ()
+    if T.is_symmetric(pads):
+        return source, tuple(before for before, _ in pads)
+    pad = T.attr(layer.name, "pad")
+    code.modules.append((pad, f"nn.ZeroPad{rank}d({T.torch_pad_order(pads)})"))
+    code.note += f"; asymmetric padding {T.pairs_text(pads)} applied by {pad}"
+    return f"self.{pad}({source})", (0,) * rank
+
+
+def bias_slot(module: str = "") -> WeightSlot:
+    return WeightSlot("bias", "bias", ("bias",), torch_module=module)
+
+
+@register
+class ConvDefinition(ConvLike):
+    """conv1d / conv2d / conv3d (groups, dilation, any padding)."""
+
+    model = Conv
+    family = "conv"
+    words = {
+        "conv": "conv2d", "convolution": "conv2d", "convolution2d": "conv2d",
+    }
+    examples = (
+        example({"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}, size=(9,)),
+        example({"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same", "activation": "relu"}),
+        example({"type": "conv2d", "filters": 6, "kernel_size": [3, 2], "groups": 3, "dilation": 2, "padding": 1,
+                 "bias": False}, channels=6),
+        example({"type": "conv3d", "filters": 2, "kernel_size": 2, "padding": [[1, 0], [0, 1], [1, 1]]},
+                channels=2, size=(4, 5, 4)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        channels, groups = shape[0], layer.groups
+        fields, outs = ctx.sliding_window(index, layer, shape, int(layer.type[-2]))
+        if channels % groups:
+            ctx.fail(
+                index,
+                f"input channels {channels} are not divisible by groups {groups} "
+                f"({channels} mod {groups} = {channels % groups})",
+                "groups",
+            )
+        if layer.filters % groups:
+            ctx.fail(
+                index,
+                f"filters {layer.filters} are not divisible by groups {groups} "
+                f"({layer.filters} mod {groups} = {layer.filters % groups})",
+                "groups",
+            )
+        kernel = fields["kernel_size"]
+        params = [ParamTensor("kernel", (layer.filters, channels // groups, *kernel))]
+        if layer.bias:
+            params.append(ParamTensor("bias", (layer.filters,)))
+        cin_text = str(channels) if groups == 1 else f"({channels}/{groups})"
+        formula = "·".join(map(str, kernel)) + f"·{cin_text}·{layer.filters}"
+        formula += f" + {layer.filters}" if layer.bias else ""
+        return ctx.with_params(fields, (layer.filters, *outs), params, formula)
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        spec = layer.spec
+        code = T.LayerCode()
+        source, padding = padded_conv(layer, code, inputs[0])
+        name = T.attr(layer.name)
+        module = conv_module(
+            T.spatial_rank(layer), layer.input_shape[0], spec.filters, layer.kernel_size, layer.stride, padding,
+            layer.dilation, spec.groups, spec.bias,
+        )
+        code.modules.append((name, module))
+        code.expression = T.with_activation(layer, f"self.{name}({source})")
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        rank = layer.spatial_rank
+        suffix = K.RANK_SUFFIX[rank]
+        spec = layer.spec
+        source = K.single_input(layer, ctx)
+        target = ctx.variable(layer.name)
+        groups = int(spec.groups)
+        strided_dilation = max(layer.stride or (1,)) > 1 and max(layer.dilation or (1,)) > 1
+        needs_helper = groups > 1 or strided_dilation
+        lines: list[str] = []
+        if layer.padding_mode == "same" and not needs_helper:
+            padding = "same"
+        else:
+            lines, source = K.zero_padding_lines(layer, ctx, source)
+            padding = "valid"
+        strides = (1,) * rank if strided_dilation else layer.stride or ()
+        args = (
+            f"{int(spec.filters)}, {K.ints_text(layer.kernel_size or ())}, strides={K.ints_text(strides)}, "
+            f"padding={padding!r}, dilation_rate={K.ints_text(layer.dilation or ())}"
+        )
+        if groups > 1:
+            args += f", groups={groups}"
+        args += f", use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}"
+        if needs_helper:
+            cls = ctx.use(f"PortableConv{suffix}")
+            if strided_dilation:
+                args += f", subsample={K.ints_text(layer.stride or ())}"
+        else:
+            cls = f"layers.Conv{suffix}"
+        lines.append(K.call(f"{cls}({args}, name={K.quoted(layer.name)})", target, source))
+        return lines
+
+    def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
+        from cnnspec.weights import layouts as L
+
+        slots = [WeightSlot("kernel", "weight", ("kernel",), to_keras=L.kernel_to_keras, to_torch=L.kernel_to_torch)]
+        return slots + ([bias_slot()] if layer.spec.bias else [])

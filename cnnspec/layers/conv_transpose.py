@@ -1,0 +1,219 @@
+"""Transposed convolutions: conv_transpose1d/2d/3d."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from cnnspec.engine import shapes as S
+from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.errors import CnnspecError
+from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.spec.fields import (
+    ACTIVATION_DESCRIPTION,
+    Flag,
+    InlineActivation,
+    LayerBase,
+    NonNegative,
+    Positive,
+    PositiveOrTuple,
+)
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class ConvTranspose(LayerBase):
+    """N-d transposed convolution (the gradient of a convolution)."""
+
+    type: Literal["conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+    filters: Positive = Field(description="Output channels.")
+    kernel_size: PositiveOrTuple
+    stride: PositiveOrTuple = 1
+    padding: Union[
+        Literal["valid", "same"], NonNegative, Annotated[list[NonNegative], Field(min_length=1, max_length=3)]
+    ] = Field(
+        default="valid",
+        description=(
+            "'same': output = in*stride (Keras/TF; the crop's odd cell is taken at the end). "
+            "'valid': output = (in-1)*stride + max(dk, stride), dk = dilation*(k-1)+1 (Keras/TF). "
+            "An int p or one int per dim: PyTorch's formula, output = (in-1)*stride - 2p + dk + output_padding."
+        ),
+    )
+    output_padding: Union[NonNegative, Annotated[list[NonNegative], Field(min_length=1, max_length=3)]] | None = Field(
+        default=None,
+        description=(
+            "Extra cells added at the end of each spatial dim; must be < max(stride, dilation). "
+            "Default (null): 0 for numeric padding; for 'valid' max(stride - dk, 0) (Keras' rule). "
+            "With 'valid' an explicit value gives output = (in-1)*stride + dk + output_padding. Not allowed with 'same'."
+        ),
+    )
+    dilation: PositiveOrTuple = 1
+    bias: Flag = True
+    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
+
+
+def _transpose_mapping(layer: LayerPlan) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Per dim: PyTorch ``padding``, ``output_padding`` and the remaining (start, stop-from-end) slice.
+
+    PyTorch's ConvTranspose with padding p and output_padding op crops p cells at the start
+    and p - op at the end of the full output (negative: bias-only cells appended).  The
+    plan's crop (before, after) is met natively when after <= before and before - after
+    is a legal output_padding; otherwise the symmetric part stays in the op and the rest
+    is sliced off.
+    """
+    paddings, output_paddings, slices = [], [], []
+    for (before, after), stride, dilation in zip(layer.padding, layer.stride, layer.dilation):
+        if after >= before:  # e.g. TF 'same' with an odd total crop: the odd cell goes at the end
+            paddings.append(before)
+            output_paddings.append(0)
+            slices.append((0, after - before))
+        elif before - after < max(stride, dilation):
+            paddings.append(before)
+            output_paddings.append(before - after)
+            slices.append((0, 0))
+        elif after >= 0:
+            paddings.append(after)
+            output_paddings.append(0)
+            slices.append((before - after, 0))
+        else:
+            raise CnnspecError(
+                f"layer '{layer.name}': a transposed-conv crop of ({before}, {after}) cannot be expressed in PyTorch "
+                f"(output_padding {before - after} is not below max(stride, dilation) = {max(stride, dilation)})"
+            )
+    return paddings, output_paddings, slices
+
+
+@register
+class ConvTransposeDefinition(LayerDefinition):
+    """conv_transpose1d/2d/3d as PyTorch padding/output_padding plus an explicit crop where needed."""
+
+    model = ConvTranspose
+    family = "conv_transpose"
+    words = {
+        "conv2dtranspose": "conv_transpose2d", "convtranspose2d": "conv_transpose2d",
+        "conv1dtranspose": "conv_transpose1d", "convtranspose1d": "conv_transpose1d",
+        "conv3dtranspose": "conv_transpose3d", "convtranspose3d": "conv_transpose3d",
+        "deconv2d": "conv_transpose2d",
+    }
+    hint_text = (
+        "transposed conv: the crop of the full output ((in−1)·stride + k), output_padding at the end, and the kernel "
+        "layout (PyTorch IOHW vs Keras HWOI, spatially not flipped)."
+    )
+    examples = (
+        example({"type": "conv_transpose1d", "filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"}, size=(5,)),
+        example({"type": "conv_transpose2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}),
+        example({"type": "conv_transpose2d", "filters": 2, "kernel_size": [3, 2], "stride": 2, "padding": 1,
+                 "output_padding": 1, "bias": False}),
+        example({"type": "conv_transpose2d", "filters": 2, "kernel_size": 2, "stride": 3, "dilation": 2,
+                 "activation": "tanh"}),
+        example({"type": "conv_transpose3d", "filters": 2, "kernel_size": 2, "stride": 2}, channels=2, size=(3, 4, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        rank = int(layer.type[-2])
+        ctx.require_spatial(index, layer.type, shape, rank)
+        kernel = ctx.per_dim(index, layer.kernel_size, "kernel_size", rank)
+        stride = ctx.per_dim(index, layer.stride, "stride", rank)
+        dilation = ctx.per_dim(index, layer.dilation, "dilation", rank)
+        if isinstance(layer.padding, str):
+            paddings: tuple = (layer.padding,) * rank
+            mode = layer.padding
+        else:
+            paddings = ctx.per_dim(index, layer.padding, "padding", rank)
+            mode = "explicit"
+        if layer.output_padding is not None and mode == "same":
+            ctx.fail(index, "output_padding cannot be combined with padding 'same' (the output is in·stride)", "output_padding", hint="use 'valid' or numeric padding with output_padding")
+        out_pads = None if layer.output_padding is None else ctx.per_dim(index, layer.output_padding, "output_padding", rank)
+        axes = []
+        for axis in range(rank):
+            op = None if out_pads is None else out_pads[axis]
+            if op is not None and op >= max(stride[axis], dilation[axis]):
+                ctx.fail(index, f"output_padding {op} on axis {axis} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}", "output_padding")
+            axes.append(S.transpose_axis(shape[axis + 1], kernel[axis], stride[axis], dilation[axis], paddings[axis], op))
+        formulas = []
+        for n, k, s, d, ax in zip(shape[1:], kernel, stride, dilation, axes):
+            dk = S.effective_kernel(k, d)
+            if mode == "same":
+                formulas.append(f"{n}·{s} = {ax.out}")
+            else:
+                text = f"({n} − 1)·{s} + {dk}"
+                if ax.crop_before:
+                    text += f" − {ax.crop_before}"
+                if ax.crop_after > 0:
+                    text += f" − {ax.crop_after}"
+                if ax.output_padding:
+                    text += f" + {ax.output_padding}"
+                formulas.append(f"{text} = {ax.out}")
+        ctx.check_positive(index, layer.type, [ax.out for ax in axes], formulas)
+        params = [ParamTensor("kernel", (shape[0], layer.filters, *kernel))]
+        if layer.bias:
+            params.append(ParamTensor("bias", (layer.filters,)))
+        formula = "·".join(str(k) for k in kernel) + f"·{shape[0]}·{layer.filters}" + (f" + {layer.filters}" if layer.bias else "")
+        formula += f" = {fmt_count(sum(p.size for p in params))}"
+        return dict(
+            output_shape=(layer.filters, *[ax.out for ax in axes]), kernel_size=kernel, stride=stride, dilation=dilation,
+            padding=tuple((ax.crop_before, ax.crop_after) for ax in axes), padding_mode=mode,
+            output_padding=tuple(ax.output_padding for ax in axes), params=tuple(params), size_formulas=tuple(formulas),
+            param_formula=formula,
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        """conv_transpose1d/2d/3d as PyTorch padding/output_padding plus an explicit crop where needed."""
+        spec = layer.spec
+        rank = T.spatial_rank(layer)
+        paddings, output_paddings, slices = _transpose_mapping(layer)
+        name = T.attr(layer.name)
+        module = (
+            f"nn.ConvTranspose{rank}d({T.int_text(layer.input_shape[0])}, {T.int_text(spec.filters)}, kernel_size={T.ints_text(layer.kernel_size)}, "
+            f"stride={T.ints_text(layer.stride)}, padding={T.ints_text(paddings)}, output_padding={T.ints_text(output_paddings)}, "
+            f"dilation={T.ints_text(layer.dilation)}, bias={T.bool_text(spec.bias)})"
+        )
+        code = T.LayerCode(modules=[(name, module)])
+        expression = f"self.{name}({inputs[0]})"
+        if any(start or end for start, end in slices):
+            # The plan's output sizes are the slice bounds: start cells dropped at the front, the rest at the end.
+            parts = []
+            for (start, end), size in zip(slices, layer.output_shape[1:]):
+                parts.append(":" if not (start or end) else f"{T.int_text(start) if start else ''}:{T.int_text(start + size)}")
+            expression += "[:, :, " + ", ".join(parts) + "]"
+            code.note += f"; crop (before, after) {T.pairs_text(layer.padding)} of the full output: the rest of it sliced off"
+        code.expression = T.with_activation(layer, expression)
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        rank = layer.spatial_rank
+        suffix = K.RANK_SUFFIX[rank]
+        spec = layer.spec
+        source = K.single_input(layer, ctx)
+        target = ctx.variable(layer.name)
+        crop = tuple((int(b), max(int(a), 0)) for b, a in layer.padding)
+        extend = tuple(max(-int(a), 0) for _, a in layer.padding)
+        strided_dilation = max(layer.stride) > 1 and max(layer.dilation) > 1
+        common = f"{int(spec.filters)}, {K.ints_text(layer.kernel_size)}"
+        tail = f"dilation_rate={K.ints_text(layer.dilation)}, use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}, name={K.quoted(layer.name)}"
+        if not strided_dilation:
+            native = None
+            if layer.padding_mode == "same":
+                native = "padding='same'"
+            elif layer.padding_mode == "valid" and spec.output_padding is None:
+                native = "padding='valid'"
+            elif not any(b or a for b, a in crop) and all(e < s for e, s in zip(extend, layer.stride)):
+                native = f"padding='valid', output_padding={K.ints_text(extend)}"
+            if native is not None:
+                expr = f"layers.Conv{suffix}Transpose({common}, strides={K.ints_text(layer.stride)}, {native}, {tail})"
+                return [K.call(expr, target, source)]
+        cls = ctx.use(f"CroppedConv{suffix}Transpose")
+        strides, spread = ((1,) * rank, layer.stride) if strided_dilation else (layer.stride, (1,) * rank)
+        expr = (
+            f"{cls}({common}, strides={K.ints_text(strides)}, padding='valid', crop={K.pairs_text(crop)}, extend={K.ints_text(extend)}, "
+            f"spread={K.ints_text(spread)}, {tail})"
+        )
+        return [K.call(expr, target, source)]
+
+    def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
+        from cnnspec.weights import layouts as L
+
+        slots = [WeightSlot("kernel", "weight", ("kernel",), to_keras=L.kernel_to_keras, to_torch=L.kernel_to_torch)]
+        return slots + ([WeightSlot("bias", "bias", ("bias",))] if layer.spec.bias else [])

@@ -1,0 +1,90 @@
+"""Fully connected: dense."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.spec.fields import ACTIVATION_DESCRIPTION, Flag, InlineActivation, LayerBase, Positive
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class Dense(LayerBase):
+    """Fully connected layer on flat features."""
+
+    type: Literal["dense"]
+    units: Positive
+    bias: Flag = True
+    activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
+
+
+@register
+class DenseDefinition(LayerDefinition):
+    """dense: nn.Linear on flat features; its kernel rows follow each framework's flat order."""
+
+    model = Dense
+    family = "dense"
+    words = {"linear": "dense", "fc": "dense", "fully_connected": "dense"}
+    examples = (
+        example({"type": "flatten"}, {"type": "dense", "units": 5, "activation": "softmax"}, channels=2, size=(3, 4)),
+        example({"type": "global_avg_pool"}, {"type": "dense", "units": 4, "bias": False}),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        if len(shape) != 1:
+            ctx.fail(
+                index,
+                f"dense needs flat features but its input is a feature map {list(shape)}",
+                hint="add a flatten or global_avg_pool layer before it (frameworks disagree on dense over a feature map)",
+            )
+        features = shape[0]
+        params = [ParamTensor("kernel", (layer.units, features))]
+        if layer.bias:
+            params.append(ParamTensor("bias", (layer.units,)))
+        formula = f"{fmt_count(features)}·{layer.units}" + (f" + {layer.units}" if layer.bias else "") + f" = {fmt_count(sum(p.size for p in params))}"
+        return dict(output_shape=(layer.units,), params=tuple(params), param_formula=formula)
+
+    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+        return (output_shape,)
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        """dense: nn.Linear on flat features."""
+        name = T.attr(layer.name)
+        spec = layer.spec
+        module = f"nn.Linear({T.int_text(layer.input_shape[0])}, {T.int_text(spec.units)}, bias={T.bool_text(spec.bias)})"
+        return T.LayerCode(modules=[(name, module)], expression=T.with_activation(layer, f"self.{name}({inputs[0]})"))
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        spec = layer.spec
+        expr = f"layers.Dense({int(spec.units)}, use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}, name={K.quoted(layer.name)})"
+        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+
+    def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
+        import numpy as np
+
+        order = flat_order if flat_order is not None else np.arange(layer.input_shape[0])
+        inverse = np.argsort(order)
+
+        def to_keras(t: Any) -> Any:
+            if t.ndim != 2 or t.shape[1] != len(order):
+                raise ValueError("dense weight does not have the spec's input features")
+            return np.ascontiguousarray(t.T[order])
+
+        def to_torch(k: Any) -> Any:
+            if k.ndim != 2 or k.shape[0] != len(order):
+                raise ValueError("dense kernel does not have the spec's input features")
+            return np.ascontiguousarray(k[inverse].T)
+
+        slots = [WeightSlot("kernel", "weight", ("kernel",), to_keras=to_keras, to_torch=to_torch)]
+        return slots + ([WeightSlot("bias", "bias", ("bias",))] if layer.spec.bias else [])
+
+    def hint(self, layer: LayerPlan, border: str, plan: Any) -> str:
+        source = plan.layer(layer.inputs[0]) if plan is not None and layer.inputs[0] != "input" else None
+        if source is not None and source.flat_segments and any(len(s) > 1 for s in source.flat_segments):
+            return "dense after a flattened feature map: the kernel rows must be permuted from C,H,W to H,W,C order."
+        return "dense: kernel (out, in) in PyTorch vs (in, out) in Keras, the bias, or the inline activation."

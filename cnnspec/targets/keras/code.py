@@ -1,0 +1,124 @@
+"""What a layer definition writes into the generated Keras module, and the formatting it uses.
+
+A definition's ``keras`` hook returns functional-API lines (``y = layers.X(...)(x)``);
+:class:`EmitContext` hands out variable and helper-layer names and records the helper
+classes (``targets/keras/helpers.py``) the module must include.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from cnnspec.errors import CnnspecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cnnspec.engine.plan import LayerPlan, Plan
+
+INPUT_VARIABLE = "inputs"
+
+# Spec activation -> Keras 3 activation name; each checked numerically against the spec's definition
+# (hard_sigmoid = clip(x/6 + 1/2, 0, 1) and hard_silu = x * hard_sigmoid(x) in Keras 3).  GELU is emitted as a
+# small registered function instead: Keras' "gelu" lowers to Erfc, which tf2onnx cannot export.
+KERAS_ACTIVATIONS = {
+    "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+    "silu": "silu", "hard_swish": "hard_silu", "hard_sigmoid": "hard_sigmoid",
+}
+
+RANK_SUFFIX = {1: "1D", 2: "2D", 3: "3D"}
+
+
+class EmitContext:
+    """What the layer emitters share: variable names, helper-layer names, helper classes used."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.taken: set[str] = {layer.name for layer in plan.layers} | {INPUT_VARIABLE, "input"}
+        self.helpers: list[str] = []
+
+    def variable(self, name: str) -> str:
+        """The Python variable holding the output of layer (or model input) ``name``."""
+        return INPUT_VARIABLE if name == "input" else identifier(name)
+
+    def helper_name(self, layer: LayerPlan, role: str) -> str:
+        """A fresh ``<name>_<role>`` layer name (numbered if a spec layer already uses it)."""
+        candidate = f"{layer.name}_{role}"
+        number = 1
+        while candidate in self.taken:
+            number += 1
+            candidate = f"{layer.name}_{role}{number}"
+        self.taken.add(candidate)
+        return identifier(candidate)
+
+    def use(self, helper: str) -> str:
+        """Record that the module needs helper class ``helper``; returns its name."""
+        if helper not in self.helpers:
+            self.helpers.append(helper)
+        return helper
+
+
+def identifier(name: str) -> str:
+    """``name`` if it is a Python identifier; raise otherwise."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise CnnspecError(f"refusing to write {name!r} into generated source: not a Python identifier")
+    return name
+
+
+def quoted(name: str) -> str:
+    """A checked identifier as a Python string literal."""
+    return repr(identifier(name))
+
+
+def ints_text(values: Iterable[int]) -> str:
+    """A tuple of ints as source text."""
+    return repr(tuple(int(v) for v in values))
+
+
+def pairs_text(pads: Sequence[tuple[int, int]]) -> str:
+    """Per-dim (before, after) pairs as source text."""
+    return repr(tuple((int(b), int(a)) for b, a in pads))
+
+
+def float_text(value: Any) -> str:
+    """A number as a float literal."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CnnspecError(f"expected a number from the plan, got {value!r}")
+    return repr(float(value))
+
+
+def call(layer_expr: str, target: str, source: str) -> str:
+    """``target = layer_expr(source)``."""
+    return f"{target} = {layer_expr}({source})"
+
+
+def activation_arg(layer: LayerPlan, ctx: EmitContext) -> str:
+    """``, activation=...`` for the layer's inline activation (empty if none)."""
+    act = layer.activation
+    if act is None:
+        return ""
+    if act == "gelu":
+        return f", activation={ctx.use('gelu_erf')}"
+    if act not in KERAS_ACTIVATIONS:
+        raise CnnspecError(f"layer '{layer.name}': no Keras mapping for activation '{act}'")
+    return f", activation={KERAS_ACTIVATIONS[act]!r}"
+
+
+def zero_padding_lines(layer: LayerPlan, ctx: EmitContext, source: str) -> tuple[list[str], str]:
+    """ZeroPadding{N}D <name>_pad when the plan pads; returns (lines, variable to read next)."""
+    pads = layer.padding or ()
+    if not any(b or a for b, a in pads):
+        return [], source
+    rank = len(pads)
+    pad_name = ctx.helper_name(layer, "pad")
+    arg = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else pairs_text(pads)
+    line = call(f"layers.ZeroPadding{RANK_SUFFIX[rank]}(padding={arg}, name={quoted(pad_name)})", pad_name, source)
+    return [line], pad_name
+
+
+def single_input(layer: LayerPlan, ctx: EmitContext) -> str:
+    """The variable of the layer's one input."""
+    return ctx.variable(layer.inputs[0])
+
+
+def single_layer(layer: LayerPlan, ctx: EmitContext, expression: str) -> list[str]:
+    """``<name> = <expression>(<input>)``: a layer that is one Keras layer on one input."""
+    return [call(expression, ctx.variable(layer.name), single_input(layer, ctx))]
