@@ -207,10 +207,13 @@ def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, 
         source = layer_plan.inputs[0]
         segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
         flat_order = flat_permutation(segments)
+    definition_slots = REGISTRY.definition(layer_type).weights(layer_plan, flat_order)
+    if not definition_slots:  # e.g. normalize with constant mean/variance, group_norm without affine
+        return []
     keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
     slots: list[_Slot] = []
     biased: dict[str, bool] = {}
-    for slot in REGISTRY.definition(layer_type).weights(layer_plan, flat_order):
+    for slot in definition_slots:
         torch_name = name + slot.torch_module
         module = _torch_module(torch_modules, torch_name, name, layer_type)
         if slot.bias_forbidden and getattr(module, "bias", None) is not None:
@@ -326,14 +329,25 @@ def transfer_weights(src_model, dst_model, spec) -> None:
 
     if dst_kind == "keras":
         for slot, value in converted:
-            slot.keras_var.assign(np.ascontiguousarray(value, dtype=slot.keras_var.dtype))
+            slot.keras_var.assign(np.array(value, dtype=slot.keras_var.dtype, order="C"))  # keeps 0-d (a count)
+        # Keras Normalization divides by a copy of its mean/variance made in finalize_state(), not by the variables.
+        for layer in keras_model.layers:
+            if isinstance(layer, keras_normalization_class()) and any(slot.keras_var in layer.weights for slot, _ in converted):
+                layer.finalize_state()
     else:
         import torch
 
         with torch.no_grad():
             for slot, value in converted:
                 target = slot.torch_tensor
-                target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(dtype=target.dtype, device=target.device))
+                target.copy_(torch.from_numpy(np.array(value, order="C")).to(dtype=target.dtype, device=target.device))
+
+
+def keras_normalization_class():
+    """keras.layers.Normalization (imported on use)."""
+    import keras
+
+    return keras.layers.Normalization
 
 
 def randomize(model, seed: int) -> None:
@@ -378,9 +392,15 @@ def _randomize_torch(model, rng) -> None:
     import torch
 
     batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
+    # Normalisations whose weight is a per-channel gamma (near 1, not a small "other" value).
+    norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.modules.instancenorm._InstanceNorm)
     roles = {}
     for module in model.modules():
-        if isinstance(module, batch_norm_types):
+        if isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm":
+            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
+        elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
+            roles.update({id(module.mean): "moving_mean", id(module.variance): "moving_variance"})
+        elif isinstance(module, batch_norm_types):
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
             roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
         elif isinstance(module, torch.nn.PReLU):
@@ -395,6 +415,8 @@ def _randomize_torch(model, rng) -> None:
             tensors = list(module.named_parameters(recurse=False))
             if isinstance(module, batch_norm_types):
                 tensors += [("running_mean", module.running_mean), ("running_var", module.running_var)]
+            elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
+                tensors += [("mean", module.mean), ("variance", module.variance)]
             # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
             for attr, tensor in tensors:
                 if tensor is None or not tensor.is_floating_point():
@@ -418,6 +440,8 @@ def _randomize_keras(model, rng) -> None:
                 continue
             seen.add(id(variable))
             role, shape, fan_in = variable.name, tuple(variable.shape), 1
+            if isinstance(layer, keras.layers.Normalization):
+                role = {"mean": "moving_mean", "variance": "moving_variance"}.get(role, role)
             if role in ("kernel", "depthwise_kernel", "pointwise_kernel") and len(shape) >= 2:
                 # keras kernels end in (..., in, out); a depthwise kernel's window is all of its fan-in.
                 fan_in = int(np.prod(shape[:-2] if depthwise or role == "depthwise_kernel" else shape[:-1]))
@@ -425,6 +449,8 @@ def _randomize_keras(model, rng) -> None:
             elif role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha") and not variable.trainable:
                 continue  # e.g. a seed generator's state
             variable.assign(_random_vector(rng, role, shape, fan_in))
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
 
 
 # --------------------------------------------------------------------------------------

@@ -31,11 +31,14 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Callable
 
 from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.errors import CnnspecError
 from cnnspec.layers import REGISTRY
+from cnnspec.targets.helper_source import class_source
 from cnnspec.targets.naming import class_name
 from cnnspec.targets.torch.code import INLINE_ACTIVATIONS, LayerCode, identifier
 
@@ -72,6 +75,24 @@ class CountedAvgPool{rank}d(nn.Module):
 '''
 
 HELPER_SOURCES: dict[str, str] = {f"CountedAvgPool{rank}d": _COUNTED_AVG_POOL.replace("{rank}", str(rank)) for rank in (1, 2, 3)}
+
+_HELPERS_FILE = Path(__file__).with_name("helpers.py")
+
+
+def helper_source(name: str) -> str:
+    """Source text of helper ``name``: a rank-specific string above, or a class of ``targets/torch/helpers.py``."""
+    if name in HELPER_SOURCES:
+        return HELPER_SOURCES[name]
+    return class_source(_HELPERS_FILE, name)
+
+
+def _helpers_use(helpers: set[str], prefix: str) -> bool:
+    return any(prefix in helper_source(name) for name in helpers)
+
+
+def _imports(needs_math: bool, needs_numpy: bool) -> str:
+    lines = (["import math", ""] if needs_math else []) + (["import numpy as np"] if needs_numpy else [])
+    return "\n".join(lines + ["import torch", "import torch.nn.functional as F", "from torch import nn", ""])
 
 
 Emitter = Callable[[LayerPlan, "list[str]"], LayerCode]
@@ -202,10 +223,10 @@ def emit_source(plan: Plan) -> str:
         f"Parameters: {plan.trainable_params:,} trainable, {plan.non_trainable_params:,} non-trainable.\n\n"
         f"Layer outputs (batch N first):\n{shape_table}\n"
         '"""\n',
-        ("import math\n\n" if needs_math else "") + "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n",
+        _imports(needs_math or _helpers_use(helpers, "math."), _helpers_use(helpers, "np.")),
         f"CNNSPEC_LAYER_NAMES = {names_literal}\n",
     ]
-    parts.extend(HELPER_SOURCES[name].strip("\n") + "\n" for name in sorted(helpers))
+    parts.extend(helper_source(name).strip("\n") + "\n" for name in sorted(helpers))
     body = [
         f"class {model_class}(nn.Module):",
         f'    """{plan.name}: input {_shape_text(plan.input_shape)} ({layout}), output {_shape_text(plan.output_shape)}."""',
