@@ -213,22 +213,22 @@ IMAGENET_VARIANCE = [(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2]
 def convnext_tiny() -> list[dict]:
     depths, dims = [3, 3, 9, 3], [96, 192, 384, 768]
     norm = {"type": "layer_norm", "epsilon": 1e-6}
+    p = "convnext_tiny_"  # keras.applications' layer-name prefix
     layers: list[dict] = [
-        {"name": "prestem_normalization", "type": "normalize", "mean": IMAGENET_MEAN, "variance": IMAGENET_VARIANCE},
-        {"name": "stem_conv", "type": "conv2d", "filters": dims[0], "kernel_size": 4, "stride": 4},
-        {"name": "stem_layernorm", **norm},
+        {"name": f"{p}prestem_normalization", "type": "normalize", "mean": IMAGENET_MEAN, "variance": IMAGENET_VARIANCE},
+        {"name": f"{p}stem_conv", "type": "conv2d", "filters": dims[0], "kernel_size": 4, "stride": 4},
+        {"name": f"{p}stem_layernorm", **norm},
     ]
-    previous = "stem_layernorm"
-    block = 0
+    previous = f"{p}stem_layernorm"
     for stage, (depth, dim) in enumerate(zip(depths, dims)):
         if stage:
             layers += [
-                {"name": f"downsampling_layernorm_{stage - 1}", **norm},
-                {"name": f"downsampling_conv_{stage - 1}", "type": "conv2d", "filters": dim, "kernel_size": 2, "stride": 2},
+                {"name": f"{p}downsampling_layernorm_{stage - 1}", **norm},
+                {"name": f"{p}downsampling_conv_{stage - 1}", "type": "conv2d", "filters": dim, "kernel_size": 2, "stride": 2},
             ]
-            previous = f"downsampling_conv_{stage - 1}"
+            previous = f"{p}downsampling_conv_{stage - 1}"
         for repeat in range(depth):
-            prefix = f"stage_{stage}_block_{repeat}_"
+            prefix = f"{p}stage_{stage}_block_{repeat}_"
             layers += [
                 {"name": f"{prefix}depthwise_conv", "type": "depthwise_conv2d", "kernel_size": 7, "padding": "same",
                  "inputs": [previous]},
@@ -241,11 +241,10 @@ def convnext_tiny() -> list[dict]:
                 {"name": f"{prefix}add", "type": "add", "inputs": [previous, f"{prefix}identity"]},
             ]
             previous = f"{prefix}add"
-            block += 1
     layers += [
-        {"name": "head_gap", "type": "global_avg_pool"},
-        {"name": "head_layernorm", **norm},
-        {"name": "predictions", "type": "dense", "units": 1000, "activation": "softmax"},
+        {"name": f"{p}head_gap", "type": "global_avg_pool"},
+        {"name": f"{p}head_layernorm", **norm},
+        {"name": f"{p}head_dense", "type": "dense", "units": 1000, "activation": "softmax"},
     ]
     return layers
 

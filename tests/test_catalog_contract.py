@@ -31,6 +31,7 @@ CATALOG_TYPES = (
     "multiply", "subtract", "maximum", "minimum", "average", "add", "identity", "rescale", "scale", "normalize",
     "layer_norm", "group_norm", "instance_norm", "channel_shuffle", "channel_slice", "crop1d", "crop2d", "crop3d",
     "pad1d", "pad2d", "pad3d", "layer_scale", "stochastic_depth", "adaptive_avg_pool", "adaptive_max_pool", "resize",
+    "batch_norm",
 )
 DEFINITIONS = list({id(REGISTRY.definition(t)): REGISTRY.definition(t) for t in CATALOG_TYPES}.values())
 CASES = [

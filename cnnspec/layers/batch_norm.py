@@ -8,7 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
-from cnnspec.spec.fields import LayerBase
+from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -26,6 +26,11 @@ class BatchNorm(LayerBase):
             "Weight of the new batch statistic in the moving average: moving = (1 - momentum)*moving + momentum*batch "
             "(PyTorch's convention; Keras' momentum is 1 - this value)."
         ),
+    )
+    center: Flag = Field(default=True, description="Learn the offset beta (Keras center).")
+    scale: Flag = Field(
+        default=True,
+        description="Learn the factor gamma (Keras scale; Keras InceptionV3/InceptionResNetV2 use scale: false).",
     )
 
 
@@ -48,16 +53,21 @@ class BatchNormDefinition(LayerDefinition):
         example({"type": "batch_norm"}, size=(6,)),
         example({"type": "batch_norm"}, channels=2, size=(3, 4, 3)),
         example({"type": "flatten"}, {"type": "batch_norm"}, channels=2, size=(3, 3)),
+        example({"type": "batch_norm", "scale": False, "epsilon": 0.001}),
+        example({"type": "batch_norm", "center": False}, channels=2, size=(5,)),
+        example({"type": "batch_norm", "center": False, "scale": False}, channels=2, size=(2, 3, 3)),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         c = shape[0]
-        params = (
-            ParamTensor("gamma", (c,)), ParamTensor("beta", (c,)),
+        learned = [(n, sym) for n, sym, on in (("gamma", "γ", layer.scale), ("beta", "β", layer.center)) if on]
+        params = tuple(ParamTensor(n, (c,)) for n, _ in learned) + (
             ParamTensor("moving_mean", (c,), trainable=False), ParamTensor("moving_variance", (c,), trainable=False),
         )
-        formula = f"2·{c} (γ, β) + 2·{c} non-trainable (moving mean, variance) = {fmt_count(4 * c)}"
+        symbols = ", ".join(sym for _, sym in learned)
+        learned_text = f"{len(learned)}·{c} ({symbols}) + " if learned else ""
+        formula = f"{learned_text}2·{c} non-trainable (moving mean, variance) = {fmt_count((len(learned) + 2) * c)}"
         return dict(output_shape=shape, params=params, param_formula=formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -65,7 +75,14 @@ class BatchNormDefinition(LayerDefinition):
         rank = max(T.spatial_rank(layer), 1)
         name = T.attr(layer.name)
         spec = layer.spec
-        module = f"nn.BatchNorm{rank}d({T.int_text(layer.input_shape[0])}, eps={T.float_text(spec.epsilon)}, momentum={T.float_text(spec.momentum)})"
+        arguments = f"{T.int_text(layer.input_shape[0])}, eps={T.float_text(spec.epsilon)}, momentum={T.float_text(spec.momentum)}"
+        if spec.center != spec.scale:  # PyTorch's affine learns both or neither
+            code = T.LayerCode(modules=[(name, f"PartialBatchNorm({arguments}, center={spec.center}, scale={spec.scale})")],
+                               expression=f"self.{name}({inputs[0]})")
+            code.helpers.add("PartialBatchNorm")
+            return code
+        affine = "" if spec.scale else ", affine=False"
+        module = f"nn.BatchNorm{rank}d({arguments}{affine})"
         return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
@@ -74,17 +91,21 @@ class BatchNormDefinition(LayerDefinition):
         keras_momentum = 1.0 - float(spec.momentum)
         expr = (
             f"layers.BatchNormalization(axis=-1, epsilon={K.float_text(spec.epsilon)}, momentum={K.float_text(keras_momentum)}, "
-            f"name={K.quoted(layer.name)})"
+            + ("" if spec.center else "center=False, ") + ("" if spec.scale else "scale=False, ")
+            + f"name={K.quoted(layer.name)})"
         )
         return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         to_keras, to_torch = _feature_order(flat_order)
+        spec = layer.spec
         return [
             WeightSlot(tensor, attr, (tensor,), to_keras=to_keras, to_torch=to_torch)
-            for tensor, attr in (
-                ("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")
+            for tensor, attr, present in (
+                ("gamma", "weight", spec.scale), ("beta", "bias", spec.center), ("moving_mean", "running_mean", True),
+                ("moving_variance", "running_var", True),
             )
+            if present
         ]
 
 

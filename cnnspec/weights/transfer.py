@@ -396,7 +396,7 @@ def _randomize_torch(model, rng) -> None:
     norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.modules.instancenorm._InstanceNorm)
     roles = {}
     for module in model.modules():
-        if isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm":
+        if isinstance(module, norm_types) or type(module).__name__ in ("ChannelLayerNorm", "PartialBatchNorm"):
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
         elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
             roles.update({id(module.mean): "moving_mean", id(module.variance): "moving_variance"})
@@ -413,7 +413,8 @@ def _randomize_torch(model, rng) -> None:
     with torch.no_grad():
         for module in model.modules():
             tensors = list(module.named_parameters(recurse=False))
-            if isinstance(module, batch_norm_types):
+            if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
+                roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
                 tensors += [("running_mean", module.running_mean), ("running_var", module.running_var)]
             elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
                 tensors += [("mean", module.mean), ("variance", module.variance)]

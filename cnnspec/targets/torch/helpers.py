@@ -236,3 +236,21 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}"
+
+
+class PartialBatchNorm(nn.Module):
+    """Batch normalisation learning only gamma or only beta (Keras BatchNormalization(scale=False) or
+    center=False); PyTorch's affine learns both or neither.  Any rank; the channel axis is 1."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, center: bool = True, scale: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(channels)) if scale else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if center else None
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.momentum, self.eps)
+
