@@ -74,7 +74,7 @@ class PadDefinition(LayerDefinition):
             except ValueError as error:
                 ctx.fail(index, str(error), "padding", hint="use mode: replicate, or pad in two steps")
         return dict(
-            output_shape=(shape[0], *outs), padding=pads, padding_mode="explicit",
+            output_shape=(shape[0], *outs), padding=pads, padding_mode=layer.mode,
             size_formulas=tuple(f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)),
             param_formula="no parameters",
         )
