@@ -10,7 +10,6 @@ Run from the repository root:  python examples/make_zoo_specs.py
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -18,11 +18,7 @@ class Crop(LayerBase):
     """Remove cells at the start and end of each spatial dim."""
 
     type: Literal["crop1d", "crop2d", "crop3d"]
-    cropping: Union[
-        NonNegative,
-        Annotated[list[NonNegative], Field(min_length=1, max_length=3)],
-        Annotated[list[PadPair], Field(min_length=1, max_length=3)],
-    ] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim (like padding).")
+    cropping: NonNegative | Annotated[list[NonNegative], Field(min_length=1, max_length=3)] | Annotated[list[PadPair], Field(min_length=1, max_length=3)] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim (like padding).")
 
 
 @register

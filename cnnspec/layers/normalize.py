@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -20,7 +20,7 @@ class Normalize(LayerBase):
     """Keras Normalization: (x - mean) / max(sqrt(variance), 1e-7), per channel. Not BatchNorm (sqrt(var + eps))."""
 
     type: Literal["normalize"]
-    mean: Union[Finite, Annotated[list[Finite], Field(min_length=1, max_length=4096)], None] = Field(
+    mean: Finite | Annotated[list[Finite], Field(min_length=1, max_length=4096)] | None = Field(
         default=None,
         description=(
             "Per-channel mean (one number, or one per channel). Given: a constant, no parameters "
@@ -28,12 +28,12 @@ class Normalize(LayerBase):
             "count are non-trainable weights, 2*C + 1 parameters, as Keras counts them."
         ),
     )
-    variance: Union[Variance, Annotated[list[Variance], Field(min_length=1, max_length=4096)], None] = Field(
+    variance: Variance | Annotated[list[Variance], Field(min_length=1, max_length=4096)] | None = Field(
         default=None, description="Per-channel variance; given together with mean, or omitted together."
     )
 
     @model_validator(mode="after")
-    def _both_or_neither(self) -> "Normalize":
+    def _both_or_neither(self) -> Normalize:
         if (self.mean is None) != (self.variance is None):
             raise ValueError("give both mean and variance (constants), or neither (weights)")
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -18,11 +18,7 @@ class Pad(LayerBase):
     """Pad the spatial dims with a constant, by reflection, or by repeating the edge cell."""
 
     type: Literal["pad1d", "pad2d", "pad3d"]
-    padding: Union[
-        NonNegative,
-        Annotated[list[NonNegative], Field(min_length=1, max_length=3)],
-        Annotated[list[PadPair], Field(min_length=1, max_length=3)],
-    ] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim.")
+    padding: NonNegative | Annotated[list[NonNegative], Field(min_length=1, max_length=3)] | Annotated[list[PadPair], Field(min_length=1, max_length=3)] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim.")
     mode: Literal["constant", "reflect", "replicate"] = Field(
         default="constant",
         description=(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,7 +24,7 @@ class Resize(LayerBase):
 
     type: Literal["resize"]
     size: PositiveOrTuple | None = Field(default=None, description="Output size: one int for every spatial dim, or one per dim.")
-    scale: Union[Factor, Annotated[list[Factor], Field(min_length=1, max_length=3)], None] = Field(
+    scale: Factor | Annotated[list[Factor], Field(min_length=1, max_length=3)] | None = Field(
         default=None, description="Scale factor per spatial dim; output = floor(in * scale). Give size or scale."
     )
     mode: Literal["nearest", "nearest_exact", "bilinear", "bicubic"] = Field(
@@ -47,7 +47,7 @@ class Resize(LayerBase):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Resize":
+    def _consistent(self) -> Resize:
         if (self.size is None) == (self.scale is None):
             raise ValueError("give exactly one of size and scale")
         if self.align_corners and self.mode.startswith("nearest"):

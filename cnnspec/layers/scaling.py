@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -13,7 +13,7 @@ from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-PerChannel = Union[Finite, Annotated[list[Finite], Field(min_length=1, max_length=4096)]]
+PerChannel = Finite | Annotated[list[Finite], Field(min_length=1, max_length=4096)]
 
 
 class Rescale(LayerBase):

@@ -7,13 +7,13 @@ torch and keras imports (``inspect.getsource`` would import the framework).
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from cnnspec.errors import CnnspecError
 
 
-@lru_cache(maxsize=None)
+@cache
 def _classes(path: str) -> dict[str, str]:
     text = Path(path).read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)

@@ -32,7 +32,6 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Callable
 
 from cnnspec.engine.plan import LayerPlan, Plan

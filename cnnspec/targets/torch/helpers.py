@@ -96,16 +96,16 @@ class Resize(nn.Module):
         for i in range(m):
             if self.mode in ("nearest", "nearest_exact"):
                 centre = np.float32(i + 0.5 if self.mode == "nearest_exact" else i)
-                matrix[min(int(math.floor(centre * np.float32(ratio))), n - 1), i] = 1.0
+                matrix[min(math.floor(centre * np.float32(ratio)), n - 1), i] = 1.0
                 continue
             x = i * ratio if self.align_corners else (i + 0.5) * ratio - 0.5
             if self.mode == "linear":
                 x = max(x, 0.0)
-                low = min(int(math.floor(x)), n - 1)
+                low = min(math.floor(x), n - 1)
                 matrix[low, i] += 1.0 - (x - low)
                 matrix[min(low + 1, n - 1), i] += x - low
                 continue
-            low = int(math.floor(x))
+            low = math.floor(x)
             taps = [(low + k, self._keys(x - low - k, self.cubic_coefficient)) for k in (-1, 0, 1, 2)]
             if self.exclude_outside:
                 taps = [(j, w) for j, w in taps if 0 <= j < n]
