@@ -22,7 +22,8 @@ def _value(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, float):
-        return repr(value)
+        text = repr(value)  # YAML 1.1 reads 1e-06 as a string: the mantissa needs a dot
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
     return str(value)
 
 

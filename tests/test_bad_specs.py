@@ -29,7 +29,11 @@ EXPECTED = {
         "tests/bad_specs/activation_unknown.yaml:4:60: layers[0].activation: unknown activation 'leaky_relu': expected one of relu, relu6, sigmoid, tanh, softmax, silu, gelu, hard_swish, hard_sigmoid, linear or null\n"
         '    hint: leaky_relu takes parameters; add it as a layer of its own after this one: {type: leaky_relu}'
     ),
-    'add_mismatch.yaml': "tests/bad_specs/add_mismatch.yaml:6:25: layers[2].inputs: add needs equal shapes: 'a' is [8, 30, 30] but 'b' is [16, 28, 28] (channels-first)",
+    'add_mismatch.yaml': (
+        "tests/bad_specs/add_mismatch.yaml:6:25: layers[2].inputs: add: inputs 'a' [8, 30, 30], 'b' [16, 28, 28] cannot "
+        "broadcast along channels: sizes [8, 16] (each axis must be equal or 1)\n"
+        "    hint: shapes must be equal, or 1 along the axes that broadcast (a (C, 1, 1) gate, or a flat (C))"
+    ),
     'bias_string.yaml': "tests/bad_specs/bias_string.yaml:4:54: layers[0].bias: expected true or false, got 'maybe' (a string)",
     'billion_laughs.yaml': 'tests/bad_specs/billion_laughs.yaml:7:4: this value expands to 597,871 values through YAML aliases (an alias bomb?); refused, the limit is 100,000',
     'binary.bin': 'tests/bad_specs/binary.bin: looks like a binary file (it contains NUL bytes), not a YAML/JSON spec',
@@ -151,7 +155,7 @@ EXPECTED = {
     ),
     'layer_no_type.yaml': (
         "tests/bad_specs/layer_no_type.yaml:4:5: layers[0]: a layer needs a 'type'\n"
-        "    hint: e.g. 'type: conv2d'; known types: conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, depthwise_conv2d, separable_conv2d, max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, global_avg_pool, global_max_pool, batch_norm, dropout, spatial_dropout, flatten, dense, relu, relu6, sigmoid, tanh, softmax, silu, hard_swish, hard_sigmoid, leaky_relu, elu, gelu, prelu, upsample, zero_pad1d, zero_pad2d, zero_pad3d, add, concat"
+        "    hint: e.g. 'type: conv2d'; known types: conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, depthwise_conv2d, separable_conv2d, max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, global_avg_pool, global_max_pool, batch_norm, dropout, spatial_dropout, flatten, dense, relu, relu6, sigmoid, tanh, softmax, silu, hard_swish, hard_sigmoid, leaky_relu, elu, gelu, prelu, upsample, zero_pad1d, zero_pad2d, zero_pad3d, concat, adaptive_avg_pool, adaptive_max_pool, channel_shuffle, channel_slice, crop1d, crop2d, crop3d, add, multiply, subtract, maximum, minimum, average, group_norm, instance_norm, identity, layer_norm, layer_scale, normalize, pad1d, pad2d, pad3d, resize, rescale, scale, stochastic_depth"
     ),
     'layer_not_mapping.yaml': "tests/bad_specs/layer_not_mapping.yaml:4:5: layers[0]: expected a layer mapping such as {type: conv2d, filters: 8, kernel_size: 3}, got 'conv2d' (a string)",
     'layers_not_list.yaml': "tests/bad_specs/layers_not_list.yaml:3:9: layers: expected a non-empty list of layers, got a mapping {'type': 'relu'}",

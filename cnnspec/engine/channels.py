@@ -9,7 +9,7 @@ from __future__ import annotations
 PAD_MODES = ("constant", "reflect", "replicate")
 
 
-def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+def broadcast_shapes(shapes: list[tuple[int, ...]], names: list[str] | None = None) -> tuple[int, ...]:
     """The output shape of an element-wise merge (add, multiply, subtract, maximum, minimum, average).
 
     The rule, defined once for every element-wise merge:
@@ -24,19 +24,19 @@ def broadcast_shapes(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     the same rule holds on the channels-last tensors (the axes are only permuted).
 
     Raises:
-        ValueError: naming the first axis whose sizes cannot broadcast.
+        ValueError: naming the first axis whose sizes cannot broadcast (and the inputs, if ``names``).
     """
+    labels = [f"'{name}' {list(shape)}" for name, shape in zip(names, shapes)] if names else [str(s) for s in shapes]
+    listed = ", ".join(labels)
     rank = max(len(shape) for shape in shapes)
     padded = [shape + (1,) * (rank - len(shape)) if len(shape) == 1 else shape for shape in shapes]
     if any(len(shape) != rank for shape in padded):
-        listed = ", ".join(str(shape) for shape in shapes)
         raise ValueError(f"inputs {listed} have different ranks; only a flat (C) input may meet a feature map")
     out = []
     axis_names = ["channels"] + [f"spatial axis {k}" for k in range(1, rank)]
     for axis in range(rank):
         sizes = {shape[axis] for shape in padded} - {1}
         if len(sizes) > 1:
-            listed = ", ".join(str(shape) for shape in shapes)
             raise ValueError(
                 f"inputs {listed} cannot broadcast along {axis_names[axis]}: sizes {sorted(sizes)} "
                 "(each axis must be equal or 1)"

@@ -94,10 +94,10 @@ class _Elementwise(LayerDefinition):
         if layer.type == "subtract" and len(in_shapes) != 2:
             ctx.fail(index, f"subtract takes exactly two inputs (first - second), got {len(in_shapes)}", "inputs")
         try:
-            out = broadcast_shapes(list(in_shapes))
+            out = broadcast_shapes(list(in_shapes), list(layer.inputs))
         except ValueError as error:
             ctx.fail(index, f"{layer.type}: {error}", "inputs",
-                     hint="a gate must have the map's channels, with spatial size 1 (global pool keepdims) or flat")
+                     hint="shapes must be equal, or 1 along the axes that broadcast (a (C, 1, 1) gate, or a flat (C))")
         broadcast = [name for name, shape in zip(layer.inputs, in_shapes) if tuple(shape) != tuple(out)]
         formula = (f"{', '.join(broadcast)} broadcast to {list(out)}",) if broadcast else ()
         return dict(output_shape=out, param_formula="no parameters", size_formulas=formula)

@@ -23,7 +23,7 @@ class IdentityDefinition(LayerDefinition):
 
     model = Identity
     family = "identity"
-    words = {"linear": "identity", "passthrough": "identity"}
+    words = {"passthrough": "identity", "noop": "identity"}  # "linear" is nn.Linear (dense)
     hint_text = "identity: the output must be the input unchanged."
     examples = (
         example({"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "identity"}),

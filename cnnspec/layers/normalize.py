@@ -39,8 +39,11 @@ class Normalize(LayerBase):
         return self
 
 
-def _values_text(value: Any) -> str:
+def _values_text(value: Any, channels: int) -> str:
+    """One value per channel (Keras needs mean and variance of the same shape)."""
     values = value if isinstance(value, list) else [value]
+    if len(values) != channels:
+        values = values * channels
     return "[" + ", ".join(T.float_text(v) for v in values) + "]"
 
 
@@ -60,6 +63,7 @@ class NormalizeDefinition(LayerDefinition):
         example({"type": "normalize", "mean": [0.485, 0.456, 0.406], "variance": [0.052, 0.05, 0.0]}),
         example({"type": "normalize"}, channels=2, size=(6,)),
         example({"type": "normalize", "mean": 0.5, "variance": 4.0}, channels=2, size=(2, 3, 3)),
+        example({"type": "normalize", "mean": [0.5], "variance": [1.0, 4.0, 0.25]}),
         example({"type": "global_avg_pool"}, {"type": "normalize"}, size=(3, 3)),
     )
 
@@ -87,7 +91,8 @@ class NormalizeDefinition(LayerDefinition):
         spec = layer.spec
         arguments = T.int_text(layer.input_shape[0])
         if spec.mean is not None:
-            arguments += f", mean={_values_text(spec.mean)}, variance={_values_text(spec.variance)}"
+            channels = layer.input_shape[0]
+            arguments += f", mean={_values_text(spec.mean, channels)}, variance={_values_text(spec.variance, channels)}"
         code = T.single_module(layer, inputs, f"Normalize({arguments})")
         code.helpers.add("Normalize")
         return code
@@ -96,7 +101,8 @@ class NormalizeDefinition(LayerDefinition):
         spec = layer.spec
         values = ""
         if spec.mean is not None:
-            values = f"mean={_values_text(spec.mean)}, variance={_values_text(spec.variance)}, "
+            channels = layer.input_shape[0]
+            values = f"mean={_values_text(spec.mean, channels)}, variance={_values_text(spec.variance, channels)}, "
         return K.single_layer(layer, ctx, f"layers.Normalization({values}name={K.quoted(layer.name)})")
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
