@@ -21,6 +21,12 @@ class Crop(LayerBase):
     cropping: NonNegative | Annotated[list[NonNegative], Field(min_length=1, max_length=3)] | Annotated[list[PadPair], Field(min_length=1, max_length=3)] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim (like padding).")
 
 
+def _sides(layer: LayerPlan) -> tuple[tuple[int, int], ...]:
+    """The planned (before, after) cropping per spatial dim."""
+    assert layer.padding is not None, "planned by plan()"
+    return layer.padding
+
+
 @register
 class CropDefinition(LayerDefinition):
     """crop1d/2d/3d: layers.Cropping*D; PyTorch x[..., before:n - after] with the stop written out."""
@@ -55,14 +61,14 @@ class CropDefinition(LayerDefinition):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         ranges = []
-        for n, (before, after) in zip(layer.input_shape[1:], layer.padding):
+        for n, (before, after) in zip(layer.input_shape[1:], _sides(layer)):
             start = T.int_text(before) if before else ""
             stop = T.int_text(n - after) if after else ""  # an explicit stop: 'n - 0' written as '-0' would be empty
             ranges.append(f"{start}:{stop}")
         return T.LayerCode(expression=f"{inputs[0]}[:, :, {', '.join(ranges)}]")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        crops = layer.padding
+        crops = _sides(layer)
         rank = len(crops)
         argument = f"({int(crops[0][0])}, {int(crops[0][1])})" if rank == 1 else K.pairs_text(crops)
         return K.single_layer(layer, ctx, f"layers.Cropping{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})")

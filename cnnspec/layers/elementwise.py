@@ -154,7 +154,8 @@ def _definition(layer_type: str, hint: str) -> type[_Elementwise]:
     Definition.words = words
     Definition.examples = _examples(layer_type)
     Definition.__name__ = Definition.__qualname__ = f"{layer_type.capitalize()}Definition"
-    return register(Definition)
+    register(Definition)
+    return Definition
 
 
 _BROADCAST_HINT = " A flat (C) or (C, 1, 1) input must broadcast over the channels (PyTorch: x[:, :, None, None])."

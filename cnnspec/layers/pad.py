@@ -33,6 +33,12 @@ class Pad(LayerBase):
 _TORCH_MODULES = {"constant": "ConstantPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad"}
 
 
+def _sides(layer: LayerPlan) -> tuple[tuple[int, int], ...]:
+    """The planned (before, after) padding per spatial dim."""
+    assert layer.padding is not None, "planned by plan()"
+    return layer.padding
+
+
 @register
 class PadDefinition(LayerDefinition):
     """pad1d/2d/3d: nn.ConstantPad/ReflectionPad/ReplicationPad*d; Keras ZeroPadding*D or the Padding helper."""
@@ -78,12 +84,12 @@ class PadDefinition(LayerDefinition):
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
         value = f", {T.float_text(spec.value)}" if spec.mode == "constant" else ""
-        module = f"nn.{_TORCH_MODULES[spec.mode]}{T.spatial_rank(layer)}d({T.torch_pad_order(layer.padding)}{value})"
+        module = f"nn.{_TORCH_MODULES[spec.mode]}{T.spatial_rank(layer)}d({T.torch_pad_order(_sides(layer))}{value})"
         return T.single_module(layer, inputs, module)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
-        pads = layer.padding
+        pads = _sides(layer)
         rank = len(pads)
         if spec.mode == "constant" and spec.value == 0.0:
             argument = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else K.pairs_text(pads)

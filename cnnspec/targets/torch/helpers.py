@@ -177,6 +177,9 @@ class Normalize(nn.Module):
     Not BatchNorm: no epsilon inside the square root.
     """
 
+    mean: torch.Tensor
+    variance: torch.Tensor
+
     def __init__(self, channels: int, mean: list[float] | None = None, variance: list[float] | None = None):
         super().__init__()
         stored = mean is None
@@ -195,6 +198,9 @@ class Normalize(nn.Module):
 
 class Rescale(nn.Module):
     """x * scale + offset, each one number or one per channel (Keras Rescaling); no parameters."""
+
+    scale: torch.Tensor
+    offset: torch.Tensor
 
     def __init__(self, scale: float | list[float], offset: float | list[float] = 0.0):
         super().__init__()
@@ -241,6 +247,9 @@ class StochasticDepth(nn.Module):
 class PartialBatchNorm(nn.Module):
     """Batch normalisation learning only gamma or only beta (Keras BatchNormalization(scale=False) or
     center=False); PyTorch's affine learns both or neither.  Any rank; the channel axis is 1."""
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
 
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, center: bool = True, scale: bool = True):
         super().__init__()
