@@ -332,7 +332,7 @@ def transfer_weights(src_model, dst_model, spec) -> None:
             slot.keras_var.assign(np.array(value, dtype=slot.keras_var.dtype, order="C"))  # keeps 0-d (a count)
         # Keras Normalization divides by a copy of its mean/variance made in finalize_state(), not by the variables.
         for layer in keras_model.layers:
-            if isinstance(layer, keras_normalization_class()) and any(slot.keras_var in layer.weights for slot, _ in converted):
+            if isinstance(layer, keras_normalization_class()):
                 layer.finalize_state()
     else:
         import torch
