@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     python = sys.executable
     check = subprocess.run(
-        [python, "-c", "import sys, cnnspec.cli as c, contextlib, io\n"
+        [python, "-c", "import sys, cnnspec.cli.main as c, contextlib, io\n"
          f"sys.argv=['cnnspec','explain',{str(SPEC)!r}]\n"
          "with contextlib.redirect_stdout(io.StringIO()): c.main()\n"
          "print([m for m in ('torch','tensorflow','keras','numpy') if m in sys.modules])"],

@@ -255,6 +255,23 @@ CASES: list[tuple[str, dict]] = [
     ]),
 ]
 
+
+
+def _registry_cases() -> list[tuple[str, dict]]:
+    """Every example of a layer type no hand-written case above uses: a new type is compared by registering."""
+    from cnnspec.layers import REGISTRY
+
+    written = {layer["type"] for _, case in CASES for layer in case["layers"]}
+    cases = []
+    for definition in REGISTRY.definitions():
+        for number, example in enumerate(definition.examples):
+            if example.layers[-1]["type"] not in written:
+                cases.append((f"example_{example.layers[-1]['type']}_{number}", example.spec()))
+    return cases
+
+
+CASES += _registry_cases()
+
 # Cases whose random input is shifted (all values negative: padded cells must never win a max)
 # or scaled (large values reach relu6's and hard_sigmoid's clips).
 INPUT_OFFSETS: dict[str, float] = {"maxpool_pad_negative": -4.0, "maxpool_same_even_odd": -2.0, "maxpool_ceil": -4.0}

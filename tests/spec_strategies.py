@@ -50,6 +50,37 @@ FLAT_KINDS = [
 ]
 ELEMENTWISE_MERGES = ["multiply", "subtract", "maximum", "minimum", "average"]
 
+# The types the strategies above draw with their own field ranges; any other registered type is drawn from the
+# one-layer examples of its definition (the "registry" kind), so a new type is fuzzed by registering.
+HANDWRITTEN_TYPES = frozenset(
+    "conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d depthwise_conv2d separable_conv2d "
+    "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d global_avg_pool global_max_pool batch_norm "
+    "dropout spatial_dropout flatten dense relu relu6 sigmoid tanh softmax silu hard_swish hard_sigmoid leaky_relu "
+    "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
+    # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
+    "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice crop1d crop2d crop3d "
+    "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
+    "subtract maximum minimum average".split()
+)
+
+
+def _registry_layers() -> list[tuple[int, dict]]:
+    """(spatial rank of the example, its one layer) for the types drawn from their examples."""
+    from cnnspec.layers import REGISTRY
+
+    return [
+        (len(example.size), dict(example.layers[0]))
+        for definition in REGISTRY.definitions()
+        for example in definition.examples
+        if len(example.layers) == 1 and example.layers[0]["type"] not in HANDWRITTEN_TYPES
+    ]
+
+
+REGISTRY_LAYERS = _registry_layers()
+if REGISTRY_LAYERS:
+    SPATIAL_KINDS.append("registry")
+    FLAT_KINDS.append("registry")
+
 
 def _per_dim(draw, values: list, rank: int):
     """An int (all dims equal, sometimes) or a list with one value per dim (``rank`` of them)."""
@@ -356,6 +387,12 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
         return [_named({"type": "flatten"}, name)]
     if kind in CATALOG_SINGLES:
         return [_named(CATALOG_SINGLES[kind](draw, builder), name)]
+    if kind == "registry":
+        fitting = [layer for layer_rank, layer in REGISTRY_LAYERS if layer_rank == rank] or [
+            layer for _, layer in REGISTRY_LAYERS
+        ]
+        layer = dict(draw(st.sampled_from(fitting)))
+        return [_named(layer, builder.name_for(draw, layer["type"])[0])]
     if kind == "dense":
         layer = {"type": "dense", "units": draw(st.integers(1, 8))}
         if draw(st.booleans()):

@@ -20,6 +20,7 @@ import pytest
 import cnnspec
 from cnnspec.load import loader
 from cnnspec.errors import CnnspecError, SpecError
+from cnnspec.spec.models import layer_types
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "bad_specs"
@@ -155,7 +156,7 @@ EXPECTED = {
     ),
     'layer_no_type.yaml': (
         "tests/bad_specs/layer_no_type.yaml:4:5: layers[0]: a layer needs a 'type'\n"
-        "    hint: e.g. 'type: conv2d'; known types: conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, depthwise_conv2d, separable_conv2d, max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d, global_avg_pool, global_max_pool, batch_norm, dropout, spatial_dropout, flatten, dense, relu, relu6, sigmoid, tanh, softmax, silu, hard_swish, hard_sigmoid, leaky_relu, elu, gelu, prelu, upsample, zero_pad1d, zero_pad2d, zero_pad3d, concat, adaptive_avg_pool, adaptive_max_pool, channel_shuffle, channel_slice, crop1d, crop2d, crop3d, add, multiply, subtract, maximum, minimum, average, group_norm, instance_norm, identity, layer_norm, layer_scale, normalize, pad1d, pad2d, pad3d, resize, rescale, scale, stochastic_depth"
+        "    hint: e.g. 'type: conv2d'; known types: " + ", ".join(layer_types())
     ),
     'layer_not_mapping.yaml': "tests/bad_specs/layer_not_mapping.yaml:4:5: layers[0]: expected a layer mapping such as {type: conv2d, filters: 8, kernel_size: 3}, got 'conv2d' (a string)",
     'layers_not_list.yaml': "tests/bad_specs/layers_not_list.yaml:3:9: layers: expected a non-empty list of layers, got a mapping {'type': 'relu'}",

@@ -26,7 +26,6 @@ import builtins
 import dataclasses
 import keyword
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -78,24 +77,11 @@ def _definitions(source: str) -> dict[str, str]:
 
 
 def known_helpers(target: str) -> dict[str, str]:
-    """Every helper class / function an emitter can write: name -> ast.dump of its template text."""
-    # The helper classes of targets/<target>/helpers.py, embedded verbatim.
-    helpers: dict[str, str] = _definitions(Path(emit_torch.__file__ if target == "torch" else emit_keras.__file__)
-                                           .with_name("helpers.py").read_text())
-    if target == "torch":
-        for text in emit_torch.HELPER_SOURCES.values():
-            helpers.update(_definitions(text))
-        return helpers
-    templates = []
-    for value in vars(emit_keras).values():
-        if isinstance(value, str) and "{decorator}" in value:
-            templates.append(value)
-        elif isinstance(value, dict):
-            templates.extend(v for v in value.values() if isinstance(v, str) and "{decorator}" in v)
-    for template in templates:
-        for rank, suffix in emit_keras._RANK_SUFFIX.items():
-            text = template.format(decorator=emit_keras._DECORATOR, suffix=suffix, ones=repr((1,) * rank))
-            helpers.update(_definitions(text))
+    """Every helper class / function an emitter can write: name -> ast.dump of its text in the helpers module."""
+    helpers: dict[str, str] = {}
+    emitter = emit_torch if target == "torch" else emit_keras
+    for text in emitter.helper_texts().values():
+        helpers.update(_definitions(text))
     return helpers
 
 
@@ -103,12 +89,9 @@ HELPERS = {target: known_helpers(target) for target in ("torch", "keras")}
 
 
 def test_helper_templates_were_found():
-    assert {"CountedAvgPool1d", "CountedAvgPool2d", "CountedAvgPool3d"} <= set(HELPERS["torch"])
-    # Each keras helper class the emitter can ask for (ctx.use) is among the templates.
-    for rank_suffix in emit_keras._RANK_SUFFIX.values():
-        assert f"PortableConv{rank_suffix}" in HELPERS["keras"]
-        assert f"CroppedConv{rank_suffix}Transpose" in HELPERS["keras"]
-    assert {"ConstantPadding", "CountedAveragePooling", "gelu_erf", "gelu_tanh"} <= set(HELPERS["keras"])
+    assert {"CountedAvgPool"} <= set(HELPERS["torch"])
+    assert {"PortableConv", "CroppedConvTranspose", "ConstantPadding", "CountedAveragePooling", "gelu_erf",
+            "gelu_tanh"} <= set(HELPERS["keras"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,17 +318,23 @@ def test_fuzzed_names_and_numbers_give_inert_source_with_exact_numbers(case):
     check_generated_module(keras_source, plan, "keras")
 
     conv, _, _, bn, leaky, elu, _, sdrop, _, drop, dense = names
-    torch_bn = layer_arguments(torch_source, "torch", bn)
-    assert torch_bn["eps"] == numbers["epsilon"] and torch_bn["momentum"] == numbers["momentum"]
-    keras_bn = layer_arguments(keras_source, "keras", bn)
-    assert keras_bn["epsilon"] == numbers["epsilon"] and keras_bn["momentum"] == 1.0 - numbers["momentum"]
-    assert layer_arguments(torch_source, "torch", leaky)["negative_slope"] == numbers["negative_slope"]
-    assert layer_arguments(keras_source, "keras", leaky)["negative_slope"] == numbers["negative_slope"]
-    assert layer_arguments(torch_source, "torch", elu)["alpha"] == numbers["alpha"]
-    assert layer_arguments(keras_source, "keras", elu)["alpha"] == numbers["alpha"]
-    assert layer_arguments(torch_source, "torch", drop)["p"] == numbers["rate"]
+
+    def argument(source, target, layer, keyword, position, default):
+        """A constructor argument by keyword or position; absent = the framework's default (left out)."""
+        arguments = layer_arguments(source, target, layer)
+        return arguments.get(keyword, arguments.get(f"#{position}", default))
+
+    assert argument(torch_source, "torch", bn, "eps", 1, 1e-5) == numbers["epsilon"]
+    assert argument(torch_source, "torch", bn, "momentum", 2, 0.1) == numbers["momentum"]
+    assert argument(keras_source, "keras", bn, "epsilon", None, 1e-3) == numbers["epsilon"]
+    assert argument(keras_source, "keras", bn, "momentum", None, 0.99) == 1.0 - numbers["momentum"]
+    assert argument(torch_source, "torch", leaky, "negative_slope", 0, 0.01) == numbers["negative_slope"]
+    assert argument(keras_source, "keras", leaky, "negative_slope", None, 0.3) == numbers["negative_slope"]
+    assert argument(torch_source, "torch", elu, "alpha", 0, 1.0) == numbers["alpha"]
+    assert argument(keras_source, "keras", elu, "alpha", None, 1.0) == numbers["alpha"]
+    assert argument(torch_source, "torch", drop, "p", 0, 0.5) == numbers["rate"]
     assert layer_arguments(keras_source, "keras", drop)["#0"] == numbers["rate"]
-    assert layer_arguments(torch_source, "torch", sdrop)["p"] == numbers["spatial_rate"]
+    assert argument(torch_source, "torch", sdrop, "p", 0, 0.5) == numbers["spatial_rate"]
     assert layer_arguments(keras_source, "keras", sdrop)["#0"] == numbers["spatial_rate"]
     assert layer_arguments(torch_source, "torch", dense)["#1"] == numbers["units"]
     assert layer_arguments(keras_source, "keras", dense)["#0"] == numbers["units"]
@@ -375,8 +364,8 @@ def test_checker_rejects_smuggled_code():
         ("torch", torch_source.replace("self.act = nn.ReLU()", "self.act = eval('nn.ReLU()')")),
         ("torch", torch_source.replace("self.act = nn.ReLU()", "self.act = getattr(nn, 'ReLU')()")),
         ("torch", torch_source + "\nprint('side effect')\n"),
-        ("keras", keras_source.replace("name='act'", "name='act', extra=open('x')")),
-        ("keras", keras_source.replace("name='act'", "name='rm -rf'")),
+        ("keras", keras_source.replace('name="act"', "name='act', extra=open('x')")),
+        ("keras", keras_source.replace('name="act"', "name='rm -rf'")),
         ("keras", keras_source.replace("    return keras.Model", "    keras = None\n    return keras.Model")),
         ("keras", keras_source.replace("    return keras.Model", "    [exec(s) for s in ()]\n    return keras.Model")),
         ("keras", keras_source.replace("CNNSPEC_LAYER_NAMES = [", "CNNSPEC_LAYER_NAMES = ['evil', ")),

@@ -67,6 +67,8 @@ def torch_outputs(torch_model, x: np.ndarray) -> dict[str, np.ndarray]:
 def keras_outputs(plan, keras_model, probe, x: np.ndarray) -> dict[str, np.ndarray]:
     x_last = to_channels_last(x)
     values = probe(x_last, training=False)
+    if len(plan.layers) == 1:  # a one-output Keras model returns the tensor, not a list
+        values = [values]
     result = {layer.name: keras.ops.convert_to_numpy(v) for layer, v in zip(plan.layers, values)}
     result["__final__"] = keras.ops.convert_to_numpy(keras_model(x_last, training=False))
     return result

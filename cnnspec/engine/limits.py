@@ -20,9 +20,20 @@ DEFAULT_MAX_PARAMS = 2**31 - 1
 FALLBACK_MEMORY_BYTES = 4 * 2**30  # when the machine's RAM cannot be read
 
 _UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
 }
 
 
@@ -51,7 +62,9 @@ def parse_size(text: str | int) -> int:
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*", str(text))
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
-        raise CnnspecError(f"not a size: {text!r}; write e.g. 4GiB, 512MiB, 2GB or a number of bytes")
+        raise CnnspecError(
+            f"not a size: {text!r}; write e.g. 4GiB, 512MiB, 2GB or a number of bytes"
+        )
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -88,7 +101,9 @@ def default_max_memory() -> int:
 
 def memory_needed(plan, batch: int = 1) -> tuple[int, int]:
     """(parameter bytes, activation bytes) of a plan as float32, for one batch of ``batch`` samples."""
-    return plan.total_params * BYTES_PER_FLOAT32, plan.activation_elements(batch) * BYTES_PER_FLOAT32
+    return plan.total_params * BYTES_PER_FLOAT32, plan.activation_elements(
+        batch
+    ) * BYTES_PER_FLOAT32
 
 
 def _largest(plan, key) -> tuple:
@@ -99,7 +114,9 @@ def _largest(plan, key) -> tuple:
     return ("layers", layer.index)
 
 
-def check_limits(plan, *, max_params: int | None = None, max_memory: int | str | None = None, batch: int = 1) -> None:
+def check_limits(
+    plan, *, max_params: int | None = None, max_memory: int | str | None = None, batch: int = 1
+) -> None:
     """Refuse a plan that needs too many parameters or too much memory, before anything is allocated.
 
     Args:
@@ -135,7 +152,9 @@ def check_limits(plan, *, max_params: int | None = None, max_memory: int | str |
             Problem(
                 f"the model needs {format_bytes(total_bytes)} ({params:,} parameters = {format_bytes(param_bytes)} as float32, "
                 f"plus {format_bytes(activation_bytes)} of activations for batch {batch}) > limit {format_bytes(limit_memory)}",
-                _largest(plan, lambda layer: max(layer.total_params, _elements(layer.output_shape))),
+                _largest(
+                    plan, lambda layer: max(layer.total_params, _elements(layer.output_shape))
+                ),
                 "the largest layer is shown; raise the limit with --max-memory (e.g. --max-memory 16GiB) if this is intended",
             )
         )
@@ -150,4 +169,11 @@ def _elements(shape) -> int:
     return n
 
 
-__all__ = ["ResourceLimitError", "check_limits", "parse_size", "format_bytes", "machine_memory_bytes", "default_max_memory"]
+__all__ = [
+    "ResourceLimitError",
+    "check_limits",
+    "parse_size",
+    "format_bytes",
+    "machine_memory_bytes",
+    "default_max_memory",
+]

@@ -9,9 +9,10 @@ dimension and are stored channels-first: ``(C, *spatial)`` for feature maps and
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
 import math
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from cnnspec.engine import shapes as S
 from cnnspec.errors import Problem, SpecError
@@ -199,7 +200,9 @@ class _Resolver:
         self.registry = REGISTRY
 
     # -- errors -----------------------------------------------------------
-    def fail(self, index: int, message: str, field_name: str | None = None, hint: str | None = None) -> None:
+    def fail(
+        self, index: int, message: str, field_name: str | None = None, hint: str | None = None
+    ) -> None:
         path: tuple = ("layers", index) + ((field_name,) if field_name else ())
         raise _LayerFailure(Problem(message, path, hint))
 
@@ -230,7 +233,9 @@ class _Resolver:
             return tuple((v, v) for v in value)
         return tuple((int(b), int(a)) for b, a in value)
 
-    def require_spatial(self, index: int, layer_type: str, shape: Shape, rank: int | None = None) -> int:
+    def require_spatial(
+        self, index: int, layer_type: str, shape: Shape, rank: int | None = None
+    ) -> int:
         spatial = len(shape) - 1
         if spatial == 0:
             self.fail(
@@ -247,10 +252,16 @@ class _Resolver:
             )
         return spatial
 
-    def check_positive(self, index: int, name: str, out: Iterable[int], formulas: Iterable[str]) -> None:
+    def check_positive(
+        self, index: int, name: str, out: Iterable[int], formulas: Iterable[str]
+    ) -> None:
         for axis, (size, formula) in enumerate(zip(out, formulas)):
             if size <= 0:
-                self.fail(index, f"output size collapses to {size} on spatial axis {axis}: {formula}", hint="use a smaller kernel/stride, padding, or a larger input")
+                self.fail(
+                    index,
+                    f"output size collapses to {size} on spatial axis {axis}: {formula}",
+                    hint="use a smaller kernel/stride, padding, or a larger input",
+                )
 
     # -- the walk ---------------------------------------------------------
     def run(self) -> Plan:
@@ -277,7 +288,9 @@ class _Resolver:
             self._check_all_used(layers)
         if self.problems:
             raise SpecError(self.problems)
-        return Plan(spec=spec, name=spec.name, rank=self.rank, input_shape=input_shape, layers=tuple(layers))
+        return Plan(
+            spec=spec, name=spec.name, rank=self.rank, input_shape=input_shape, layers=tuple(layers)
+        )
 
     def _check_all_used(self, layers: list[LayerPlan]) -> None:
         """Every layer must feed the output (the last layer); a dead branch is almost always a wiring mistake."""
@@ -300,6 +313,7 @@ class _Resolver:
     def _names(self) -> list[str]:
         names: list[str] = []
         seen: dict[str, int] = {}
+        layer: Any
         for index, layer in enumerate(self.spec.layers):
             name = layer.name or f"{layer.type}_{index}"
             if name in seen:
@@ -316,7 +330,9 @@ class _Resolver:
             raise SpecError(self.problems)
         return names
 
-    def _inputs(self, index: int, layer, names: list[str], order: dict[str, int], built: list[LayerPlan]) -> tuple[str, ...]:
+    def _inputs(
+        self, index: int, layer, names: list[str], order: dict[str, int], built: list[LayerPlan]
+    ) -> tuple[str, ...]:
         if layer.inputs is None:
             return ("input",) if index == 0 else (names[index - 1],)
         for position, ref in enumerate(layer.inputs):
@@ -341,31 +357,52 @@ class _Resolver:
             )
         if self.registry.definition(layer.type).arity == "one" and len(layer.inputs) != 1:
             raise _LayerFailure(
-                Problem(f"a {layer.type} layer reads exactly one input, got {len(layer.inputs)}", ("layers", index, "inputs"), "use add or concat to merge several")
+                Problem(
+                    f"a {layer.type} layer reads exactly one input, got {len(layer.inputs)}",
+                    ("layers", index, "inputs"),
+                    "use add or concat to merge several",
+                )
             )
         return tuple(layer.inputs)
 
-    def _layer(self, index: int, name: str, layer, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...]) -> LayerPlan:
+    def _layer(
+        self, index: int, name: str, layer, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...]
+    ) -> LayerPlan:
         definition = self.registry.definition(layer.type)
         fields = definition.plan(self, index, layer, in_shapes)
         if len(fields["output_shape"]) == 1:
-            fields["flat_segments"] = definition.flat_segments(self, index, inputs, in_shapes, fields["output_shape"])
+            fields["flat_segments"] = definition.flat_segments(
+                self, index, inputs, in_shapes, fields["output_shape"]
+            )
         return LayerPlan(
-            index=index, name=name, type=layer.type, family=definition.family, spec=layer, inputs=inputs,
-            input_shapes=in_shapes, **fields,
+            index=index,
+            name=name,
+            type=layer.type,
+            family=definition.family,
+            spec=layer,
+            inputs=inputs,
+            input_shapes=in_shapes,
+            **fields,
         )
 
     # -- shared by the planners of the layer definitions -------------------
-    def window_padding(self, index: int, layer, shape: Shape, kernel, stride, dilation) -> tuple[Pads, str]:
+    def window_padding(
+        self, index: int, layer, shape: Shape, kernel, stride, dilation
+    ) -> tuple[Pads, str]:
         rank = len(kernel)
         padding = layer.padding
         if padding == "valid":
             return ((0, 0),) * rank, "valid"
         if padding == "same":
-            return tuple(S.same_padding(n, k, s, d) for n, k, s, d in zip(shape[1:], kernel, stride, dilation)), "same"
+            return tuple(
+                S.same_padding(n, k, s, d)
+                for n, k, s, d in zip(shape[1:], kernel, stride, dilation)
+            ), "same"
         return self.explicit_pads(index, padding, rank), "explicit"
 
-    def conv_formulas(self, shape: Shape, kernel, stride, dilation, pads: Pads, mode: str) -> tuple[list[int], list[str]]:
+    def conv_formulas(
+        self, shape: Shape, kernel, stride, dilation, pads: Pads, mode: str
+    ) -> tuple[list[int], list[str]]:
         outs, formulas = [], []
         for n, k, s, d, (b, a) in zip(shape[1:], kernel, stride, dilation, pads):
             dk = S.effective_kernel(k, d)
@@ -390,11 +427,19 @@ class _Resolver:
         pads, mode = self.window_padding(index, layer, shape, kernel, stride, dilation)
         outs, formulas = self.conv_formulas(shape, kernel, stride, dilation, pads, mode)
         self.check_positive(index, layer.type, outs, formulas)
-        return dict(kernel_size=kernel, stride=stride, dilation=dilation, padding=pads, padding_mode=mode,
-                    size_formulas=tuple(formulas)), outs
+        return dict(
+            kernel_size=kernel,
+            stride=stride,
+            dilation=dilation,
+            padding=pads,
+            padding_mode=mode,
+            size_formulas=tuple(formulas),
+        ), outs
 
     @staticmethod
-    def with_params(fields: dict, output_shape: Shape, params: list[ParamTensor], formula: str) -> dict:
+    def with_params(
+        fields: dict, output_shape: Shape, params: list[ParamTensor], formula: str
+    ) -> dict:
         formula += f" = {fmt_count(sum(p.size for p in params))}"
         return dict(fields, output_shape=output_shape, params=tuple(params), param_formula=formula)
 
@@ -424,7 +469,9 @@ def resolve(spec) -> Plan:
         return _Resolver(spec).run()
     except SpecError as error:
         source = source_map_of(spec)
-        raise error.with_source(source.file if source else None, source.locate if source else None) from None
+        raise error.with_source(
+            source.file if source else None, source.locate if source else None
+        ) from None
 
 
 #: The resolver as the layer planners see it (``fail``, ``per_dim``, ``sliding_window``...).

@@ -34,7 +34,9 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def conv_output_length(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
+def conv_output_length(
+    size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int
+) -> int:
     """⌊(size + pad_before + pad_after - dk) / stride⌋ + 1 (may be <= 0: the caller reports it)."""
     return (size + pad_before + pad_after - effective_kernel(kernel, dilation)) // stride + 1
 
@@ -49,7 +51,9 @@ class PoolAxis:
     ceil_extra: int  # cells past the right padding that the last window may cover (ceil_mode); never counted
 
 
-def pool_axis(size: int, window: int, stride: int, pad_before: int, pad_after: int, ceil_mode: bool) -> PoolAxis:
+def pool_axis(
+    size: int, window: int, stride: int, pad_before: int, pad_after: int, ceil_mode: bool
+) -> PoolAxis:
     """Output length of one pooling axis with PyTorch's ceil_mode rule.
 
     With ``ceil_mode`` the length is rounded up, except that the last window must start
@@ -86,7 +90,14 @@ class TransposeAxis:
     output_padding: int
 
 
-def transpose_axis(size: int, kernel: int, stride: int, dilation: int, padding: "str | int", output_padding: int | None) -> TransposeAxis:
+def transpose_axis(
+    size: int,
+    kernel: int,
+    stride: int,
+    dilation: int,
+    padding: str | int,
+    output_padding: int | None,
+) -> TransposeAxis:
     """Resolve one axis of a transposed convolution.
 
     * ``"same"``: out = size*stride; the crop is SAME_UPPER's padding of the forward

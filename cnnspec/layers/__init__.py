@@ -22,19 +22,39 @@ from cnnspec.layers.registry import (
 )
 
 __all__ = [
-    "REGISTRY", "Example", "LayerDefinition", "RegistrationError", "Registry", "WeightSlot", "example", "register",
+    "REGISTRY",
+    "Example",
+    "LayerDefinition",
+    "RegistrationError",
+    "Registry",
+    "WeightSlot",
+    "example",
+    "register",
 ]
 
 # The order of the catalog (and of the spec's JSON Schema union); modules not listed follow, by name.
 CATALOG_ORDER = (
-    "conv", "conv_transpose", "depthwise", "pool", "global_pool", "batch_norm", "dropout", "flatten", "dense", "activation",
-    "upsample", "zero_pad", "merge",
+    "conv",
+    "conv_transpose",
+    "depthwise",
+    "pool",
+    "global_pool",
+    "batch_norm",
+    "dropout",
+    "flatten",
+    "dense",
+    "activation",
+    "upsample",
+    "zero_pad",
+    "merge",
 )
 
 
 def _definition_modules() -> list[str]:
     found = sorted(
-        info.name for info in pkgutil.iter_modules(__path__) if info.name != "registry" and not info.name.startswith("_")
+        info.name
+        for info in pkgutil.iter_modules(__path__)
+        if info.name != "registry" and not info.name.startswith("_")
     )
     unlisted = [name for name in found if name not in CATALOG_ORDER]
     return [name for name in CATALOG_ORDER if name in found] + unlisted

@@ -10,6 +10,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -17,7 +18,9 @@ from cnnspec.targets.torch import code as T
 class SimpleActivation(LayerBase):
     """A parameter-free activation as a layer of its own (softmax acts on channels)."""
 
-    type: Literal["relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "hard_swish", "hard_sigmoid"]
+    type: Literal[
+        "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "hard_swish", "hard_sigmoid"
+    ]
 
 
 class LeakyReLU(LayerBase):
@@ -86,12 +89,12 @@ class _Activation(LayerDefinition):
 _SIMPLE = {
     "relu": ("nn.ReLU()", "layers.ReLU(name={name})"),
     "relu6": ("nn.ReLU6()", "layers.ReLU(max_value=6.0, name={name})"),
-    "sigmoid": ("nn.Sigmoid()", "layers.Activation('sigmoid', name={name})"),
-    "tanh": ("nn.Tanh()", "layers.Activation('tanh', name={name})"),
-    "softmax": ("nn.Softmax(dim=1)", "layers.Softmax(axis=-1, name={name})"),
-    "silu": ("nn.SiLU()", "layers.Activation('silu', name={name})"),
-    "hard_swish": ("nn.Hardswish()", "layers.Activation('hard_silu', name={name})"),
-    "hard_sigmoid": ("nn.Hardsigmoid()", "layers.Activation('hard_sigmoid', name={name})"),
+    "sigmoid": ("nn.Sigmoid()", 'layers.Activation("sigmoid", name={name})'),
+    "tanh": ("nn.Tanh()", 'layers.Activation("tanh", name={name})'),
+    "softmax": ("nn.Softmax(dim=1)", "layers.Softmax(name={name})"),
+    "silu": ("nn.SiLU()", 'layers.Activation("silu", name={name})'),
+    "hard_swish": ("nn.Hardswish()", 'layers.Activation("hard_silu", name={name})'),
+    "hard_sigmoid": ("nn.Hardsigmoid()", 'layers.Activation("hard_sigmoid", name={name})'),
 }
 
 
@@ -119,10 +122,16 @@ class LeakyReLUDefinition(_Activation):
     examples = (example({"type": "leaky_relu", "negative_slope": 0.2}),)
 
     def _torch_module(self, layer: LayerPlan) -> str:
-        return f"nn.LeakyReLU(negative_slope={T.float_text(layer.spec.negative_slope)})"
+        slope = layer.spec.negative_slope
+        return P.call("nn.LeakyReLU", *([] if slope == 0.01 else [P.number(slope)]))
 
     def _keras_layer(self, layer: LayerPlan, ctx: K.EmitContext) -> str:
-        return f"layers.LeakyReLU(negative_slope={K.float_text(layer.spec.negative_slope)}, name={K.quoted(layer.name)})"
+        slope = layer.spec.negative_slope
+        return P.call(
+            "layers.LeakyReLU",
+            negative_slope=None if slope == 0.3 else P.number(slope),
+            name=K.quoted(layer.name),
+        )
 
 
 @register
@@ -133,10 +142,13 @@ class ELUDefinition(_Activation):
     examples = (example({"type": "elu", "alpha": 0.5}),)
 
     def _torch_module(self, layer: LayerPlan) -> str:
-        return f"nn.ELU(alpha={T.float_text(layer.spec.alpha)})"
+        return P.call(
+            "nn.ELU", alpha=None if layer.spec.alpha == 1.0 else P.number(layer.spec.alpha)
+        )
 
     def _keras_layer(self, layer: LayerPlan, ctx: K.EmitContext) -> str:
-        return f"layers.ELU(alpha={K.float_text(layer.spec.alpha)}, name={K.quoted(layer.name)})"
+        alpha = None if layer.spec.alpha == 1.0 else P.number(layer.spec.alpha)
+        return P.call("layers.ELU", alpha=alpha, name=K.quoted(layer.name))
 
 
 @register
@@ -147,7 +159,8 @@ class GELUDefinition(_Activation):
     examples = (example({"type": "gelu"}), example({"type": "gelu", "approximate": "tanh"}))
 
     def _torch_module(self, layer: LayerPlan) -> str:
-        return f"nn.GELU(approximate={layer.spec.approximate!r})"
+        tanh = layer.spec.approximate == "tanh"
+        return P.call("nn.GELU", approximate=P.string("tanh") if tanh else None)
 
     def _keras_layer(self, layer: LayerPlan, ctx: K.EmitContext) -> str:
         function = ctx.use("gelu_tanh" if layer.spec.approximate == "tanh" else "gelu_erf")
@@ -175,7 +188,9 @@ class PReLUDefinition(LayerDefinition):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         count = layer.input_shape[0] if layer.spec.per_channel else 1
-        return T.single_module(layer, inputs, f"nn.PReLU(num_parameters={T.int_text(count)}, init=0.25)")
+        return T.single_module(
+            layer, inputs, P.call("nn.PReLU", *([] if count == 1 else [T.int_text(count)]))
+        )
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         rank = len(layer.input_shape) - 1  # 0 for flat features
@@ -183,12 +198,13 @@ class PReLUDefinition(LayerDefinition):
             shared = tuple(range(1, rank + 1))  # one slope per channel (per feature when flat)
         else:
             shared = tuple(range(1, rank + 2))  # one slope for everything
-        shared_arg = "None" if not shared else repr(list(shared))
-        return K.single_layer(
-            layer, ctx,
-            f"layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes={shared_arg}, "
-            f"name={K.quoted(layer.name)})",
+        expression = P.call(
+            "layers.PReLU",
+            alpha_initializer="keras.initializers.Constant(0.25)",
+            shared_axes=repr(list(shared)) if shared else None,
+            name=K.quoted(layer.name),
         )
+        return K.single_layer(layer, ctx, expression)
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         from cnnspec.layers.batch_norm import _feature_order
@@ -197,7 +213,11 @@ class PReLUDefinition(LayerDefinition):
         to_keras, to_torch = _feature_order(order)
         return [
             WeightSlot(
-                "alpha", "weight", ("alpha",), reshape=True,
-                to_keras=lambda a: to_keras(a.reshape(-1)), to_torch=lambda k: to_torch(k.reshape(-1)),
+                "alpha",
+                "weight",
+                ("alpha",),
+                reshape=True,
+                to_keras=lambda a: to_keras(a.reshape(-1)),
+                to_torch=lambda k: to_torch(k.reshape(-1)),
             )
         ]

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -41,8 +42,11 @@ class BatchNormDefinition(LayerDefinition):
     model = BatchNorm
     family = "batch_norm"
     words = {
-        "batchnormalization": "batch_norm", "batchnorm2d": "batch_norm", "batchnorm1d": "batch_norm",
-        "batchnorm3d": "batch_norm", "batchnorm": "batch_norm",
+        "batchnormalization": "batch_norm",
+        "batchnorm2d": "batch_norm",
+        "batchnorm1d": "batch_norm",
+        "batchnorm3d": "batch_norm",
+        "batchnorm": "batch_norm",
     }
     hint_text = (
         "BatchNorm: epsilon (PyTorch's default 1e-5, Keras' 1e-3), the moving mean/variance transferred as "
@@ -63,38 +67,52 @@ class BatchNormDefinition(LayerDefinition):
         c = shape[0]
         learned = [(n, sym) for n, sym, on in (("gamma", "γ", layer.scale), ("beta", "β", layer.center)) if on]
         params = tuple(ParamTensor(n, (c,)) for n, _ in learned) + (
-            ParamTensor("moving_mean", (c,), trainable=False), ParamTensor("moving_variance", (c,), trainable=False),
+            ParamTensor("moving_mean", (c,), trainable=False),
+            ParamTensor("moving_variance", (c,), trainable=False),
         )
         symbols = ", ".join(sym for _, sym in learned)
         learned_text = f"{len(learned)}·{c} ({symbols}) + " if learned else ""
-        formula = f"{learned_text}2·{c} non-trainable (moving mean, variance) = {fmt_count((len(learned) + 2) * c)}"
+        total = fmt_count((len(learned) + 2) * c)
+        formula = f"{learned_text}2·{c} non-trainable (moving mean, variance) = {total}"
         return dict(output_shape=shape, params=params, param_formula=formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """batch_norm: BatchNorm1d for flat (N, F) and (N, C, L) inputs, 2d / 3d by spatial rank."""
-        rank = max(T.spatial_rank(layer), 1)
-        name = T.attr(layer.name)
         spec = layer.spec
-        arguments = f"{T.int_text(layer.input_shape[0])}, eps={T.float_text(spec.epsilon)}, momentum={T.float_text(spec.momentum)}"
+        options = dict(
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
+            momentum=None if spec.momentum == 0.1 else P.number(spec.momentum),
+        )
         if spec.center != spec.scale:  # PyTorch's affine learns both or neither
-            code = T.LayerCode(modules=[(name, f"PartialBatchNorm({arguments}, center={spec.center}, scale={spec.scale})")],
-                               expression=f"self.{name}({inputs[0]})")
+            module = P.call("PartialBatchNorm", T.int_text(layer.input_shape[0]), **options,
+                            center=None if spec.center else "False", scale=None if spec.scale else "False")
+            code = T.single_module(layer, inputs, module)
             code.helpers.add("PartialBatchNorm")
             return code
-        affine = "" if spec.scale else ", affine=False"
-        module = f"nn.BatchNorm{rank}d({arguments}{affine})"
-        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
+        module = P.call(
+            f"nn.BatchNorm{max(T.spatial_rank(layer), 1)}d",
+            T.int_text(layer.input_shape[0]),
+            **options,
+            affine=None if spec.scale else "False",
+        )
+        return T.single_module(layer, inputs, module)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
         # Spec momentum is PyTorch's (weight of the new batch); Keras keeps 1 - m of the old average.
         keras_momentum = 1.0 - float(spec.momentum)
-        expr = (
-            f"layers.BatchNormalization(axis=-1, epsilon={K.float_text(spec.epsilon)}, momentum={K.float_text(keras_momentum)}, "
-            + ("" if spec.center else "center=False, ") + ("" if spec.scale else "scale=False, ")
-            + f"name={K.quoted(layer.name)})"
+        return K.single_layer(
+            layer,
+            ctx,
+            P.call(
+                "layers.BatchNormalization",
+                epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
+                momentum=None if keras_momentum == 0.99 else P.number(keras_momentum),
+                center=None if spec.center else "False",
+                scale=None if spec.scale else "False",
+                name=K.quoted(layer.name),
+            ),
         )
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         to_keras, to_torch = _feature_order(flat_order)
@@ -102,7 +120,9 @@ class BatchNormDefinition(LayerDefinition):
         return [
             WeightSlot(tensor, attr, (tensor,), to_keras=to_keras, to_torch=to_torch)
             for tensor, attr, present in (
-                ("gamma", "weight", spec.scale), ("beta", "bias", spec.center), ("moving_mean", "running_mean", True),
+                ("gamma", "weight", spec.scale),
+                ("beta", "bias", spec.center),
+                ("moving_mean", "running_mean", True),
                 ("moving_variance", "running_var", True),
             )
             if present

@@ -18,6 +18,7 @@ from cnnspec.spec.fields import (
     Positive,
     PositiveOrTuple,
 )
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -27,14 +28,17 @@ class Conv(LayerBase):
 
     type: Literal["conv1d", "conv2d", "conv3d"]
     filters: Positive = Field(description="Number of kernels = output channels.")
-    kernel_size: PositiveOrTuple = Field(description="Kernel extent: one int for every spatial dim, or one per dim.")
+    kernel_size: PositiveOrTuple = Field(
+        description="Kernel extent: one int for every spatial dim, or one per dim."
+    )
     stride: PositiveOrTuple = Field(default=1, description="Step between windows, per spatial dim.")
     padding: PaddingSpec = Field(default="valid", description=PADDING_DESCRIPTION)
     dilation: PositiveOrTuple = Field(
         default=1, description="Spacing between kernel taps; effective kernel = dilation*(k-1)+1."
     )
     groups: Positive = Field(
-        default=1, description="Channel groups; input channels and filters must both be divisible by it."
+        default=1,
+        description="Channel groups; input channels and filters must both be divisible by it.",
     )
     bias: Flag = Field(default=True, description="Add a learned bias per output channel.")
     activation: InlineActivation | None = Field(default=None, description=ACTIVATION_DESCRIPTION)
@@ -67,14 +71,27 @@ class ConvLike(LayerDefinition):
 
 
 def conv_module(
-    rank: int, in_channels: int, out_channels: int, kernel: Any, stride: Any, padding: Any, dilation: Any,
-    groups: int, bias: bool,
+    rank: int,
+    in_channels: int,
+    out_channels: int,
+    kernel: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    bias: bool,
 ) -> str:
-    """An ``nn.Conv{rank}d`` constructor."""
-    return (
-        f"nn.Conv{rank}d({T.int_text(in_channels)}, {T.int_text(out_channels)}, kernel_size={T.ints_text(kernel)}, "
-        f"stride={T.ints_text(stride)}, padding={T.ints_text(padding)}, dilation={T.ints_text(dilation)}, "
-        f"groups={T.int_text(groups)}, bias={T.bool_text(bias)})"
+    """An ``nn.Conv{rank}d`` constructor, framework defaults left out."""
+    return P.call(
+        f"nn.Conv{rank}d",
+        T.int_text(in_channels),
+        T.int_text(out_channels),
+        kernel_size=P.int_or_ints(kernel),
+        stride=T.option(stride),
+        padding=T.option(padding, 0),
+        dilation=T.option(dilation),
+        groups=None if groups == 1 else T.int_text(groups),
+        bias=None if bias else "False",
     )
 
 
@@ -89,7 +106,7 @@ def padded_conv(layer: LayerPlan, code: T.LayerCode, source: str) -> tuple[str, 
     if T.is_symmetric(pads):
         return source, tuple(before for before, _ in pads)
     pad = T.attr(layer.name, "pad")
-    code.modules.append((pad, f"nn.ZeroPad{rank}d({T.torch_pad_order(pads)})"))
+    code.modules.append((pad, T.pad_module(rank, pads)))
     code.note += f"; asymmetric padding {T.pairs_text(pads)} applied by {pad}"
     return f"self.{pad}({source})", (0,) * rank
 
@@ -105,15 +122,42 @@ class ConvDefinition(ConvLike):
     model = Conv
     family = "conv"
     words = {
-        "conv": "conv2d", "convolution": "conv2d", "convolution2d": "conv2d",
+        "conv": "conv2d",
+        "convolution": "conv2d",
+        "convolution2d": "conv2d",
     }
     examples = (
-        example({"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}, size=(9,)),
-        example({"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same", "activation": "relu"}),
-        example({"type": "conv2d", "filters": 6, "kernel_size": [3, 2], "groups": 3, "dilation": 2, "padding": 1,
-                 "bias": False}, channels=6),
-        example({"type": "conv3d", "filters": 2, "kernel_size": 2, "padding": [[1, 0], [0, 1], [1, 1]]},
-                channels=2, size=(4, 5, 4)),
+        example(
+            {"type": "conv1d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"},
+            size=(9,),
+        ),
+        example(
+            {
+                "type": "conv2d",
+                "filters": 4,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": "same",
+                "activation": "relu",
+            }
+        ),
+        example(
+            {
+                "type": "conv2d",
+                "filters": 6,
+                "kernel_size": [3, 2],
+                "groups": 3,
+                "dilation": 2,
+                "padding": 1,
+                "bias": False,
+            },
+            channels=6,
+        ),
+        example(
+            {"type": "conv3d", "filters": 2, "kernel_size": 2, "padding": [[1, 0], [0, 1], [1, 1]]},
+            channels=2,
+            size=(4, 5, 4),
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -149,47 +193,72 @@ class ConvDefinition(ConvLike):
         source, padding = padded_conv(layer, code, inputs[0])
         name = T.attr(layer.name)
         module = conv_module(
-            T.spatial_rank(layer), layer.input_shape[0], spec.filters, layer.kernel_size, layer.stride, padding,
-            layer.dilation, spec.groups, spec.bias,
+            T.spatial_rank(layer),
+            layer.input_shape[0],
+            spec.filters,
+            layer.kernel_size,
+            layer.stride,
+            padding,
+            layer.dilation,
+            spec.groups,
+            spec.bias,
         )
         code.modules.append((name, module))
         code.expression = T.with_activation(layer, f"self.{name}({source})")
         return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        rank = layer.spatial_rank
-        suffix = K.RANK_SUFFIX[rank]
         spec = layer.spec
         source = K.single_input(layer, ctx)
-        target = ctx.variable(layer.name)
         groups = int(spec.groups)
         strided_dilation = max(layer.stride or (1,)) > 1 and max(layer.dilation or (1,)) > 1
-        needs_helper = groups > 1 or strided_dilation
         lines: list[str] = []
-        if layer.padding_mode == "same" and not needs_helper:
-            padding = "same"
-        else:
+        if groups > 1 or strided_dilation:
+            # Keras' grouped conv does not export to ONNX, and it refuses strides with dilation: a helper layer.
             lines, source = K.zero_padding_lines(layer, ctx, source)
-            padding = "valid"
-        strides = (1,) * rank if strided_dilation else layer.stride or ()
-        args = (
-            f"{int(spec.filters)}, {K.ints_text(layer.kernel_size or ())}, strides={K.ints_text(strides)}, "
-            f"padding={padding!r}, dilation_rate={K.ints_text(layer.dilation or ())}"
+            expression = P.call(
+                ctx.use("PortableConv"),
+                str(int(spec.filters)),
+                K.ints_text(layer.kernel_size or ()),
+                strides=None
+                if strided_dilation or max(layer.stride or (1,)) == 1
+                else K.ints_text(layer.stride or ()),
+                dilation_rate=None
+                if max(layer.dilation or (1,)) == 1
+                else K.ints_text(layer.dilation or ()),
+                groups=None if groups == 1 else str(groups),
+                use_bias=None if spec.bias else "False",
+                activation=K.activation_value(layer, ctx),
+                subsample=K.ints_text(layer.stride or ()) if strided_dilation else None,
+                name=K.quoted(layer.name),
+            )
+            return lines + [K.call(expression, ctx.variable(layer.name), source)]
+        same = K.is_keras_same(layer)
+        if not same:
+            lines, source = K.zero_padding_lines(layer, ctx, source)
+        expression = P.call(
+            f"layers.Conv{K.RANK_SUFFIX[layer.spatial_rank]}",
+            str(int(spec.filters)),
+            P.int_or_ints(layer.kernel_size or ()),
+            strides=K.option(layer.stride),
+            padding=P.string("same") if same else None,
+            dilation_rate=K.option(layer.dilation),
+            use_bias=None if spec.bias else "False",
+            activation=K.activation_value(layer, ctx),
+            name=K.quoted(layer.name),
         )
-        if groups > 1:
-            args += f", groups={groups}"
-        args += f", use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}"
-        if needs_helper:
-            cls = ctx.use(f"PortableConv{suffix}")
-            if strided_dilation:
-                args += f", subsample={K.ints_text(layer.stride or ())}"
-        else:
-            cls = f"layers.Conv{suffix}"
-        lines.append(K.call(f"{cls}({args}, name={K.quoted(layer.name)})", target, source))
-        return lines
+        return lines + [K.call(expression, ctx.variable(layer.name), source)]
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         from cnnspec.weights import layouts as L
 
-        slots = [WeightSlot("kernel", "weight", ("kernel",), to_keras=L.kernel_to_keras, to_torch=L.kernel_to_torch)]
+        slots = [
+            WeightSlot(
+                "kernel",
+                "weight",
+                ("kernel",),
+                to_keras=L.kernel_to_keras,
+                to_torch=L.kernel_to_torch,
+            )
+        ]
         return slots + ([bias_slot()] if layer.spec.bias else [])

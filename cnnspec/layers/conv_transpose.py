@@ -19,6 +19,7 @@ from cnnspec.spec.fields import (
     Positive,
     PositiveOrTuple,
 )
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -31,7 +32,9 @@ class ConvTranspose(LayerBase):
     kernel_size: PositiveOrTuple
     stride: PositiveOrTuple = 1
     padding: Union[
-        Literal["valid", "same"], NonNegative, Annotated[list[NonNegative], Field(min_length=1, max_length=3)]
+        Literal["valid", "same"],
+        NonNegative,
+        Annotated[list[NonNegative], Field(min_length=1, max_length=3)],
     ] = Field(
         default="valid",
         description=(
@@ -40,7 +43,9 @@ class ConvTranspose(LayerBase):
             "An int p or one int per dim: PyTorch's formula, output = (in-1)*stride - 2p + dk + output_padding."
         ),
     )
-    output_padding: Union[NonNegative, Annotated[list[NonNegative], Field(min_length=1, max_length=3)]] | None = Field(
+    output_padding: (
+        Union[NonNegative, Annotated[list[NonNegative], Field(min_length=1, max_length=3)]] | None
+    ) = Field(
         default=None,
         description=(
             "Extra cells added at the end of each spatial dim; must be < max(stride, dilation). "
@@ -63,7 +68,9 @@ def _transpose_mapping(layer: LayerPlan) -> tuple[list[int], list[int], list[tup
     is sliced off.
     """
     paddings, output_paddings, slices = [], [], []
-    for (before, after), stride, dilation in zip(layer.padding, layer.stride, layer.dilation):
+    for (before, after), stride, dilation in zip(
+        layer.padding or (), layer.stride or (), layer.dilation or ()
+    ):
         if after >= before:  # e.g. TF 'same' with an odd total crop: the odd cell goes at the end
             paddings.append(before)
             output_paddings.append(0)
@@ -91,9 +98,12 @@ class ConvTransposeDefinition(LayerDefinition):
     model = ConvTranspose
     family = "conv_transpose"
     words = {
-        "conv2dtranspose": "conv_transpose2d", "convtranspose2d": "conv_transpose2d",
-        "conv1dtranspose": "conv_transpose1d", "convtranspose1d": "conv_transpose1d",
-        "conv3dtranspose": "conv_transpose3d", "convtranspose3d": "conv_transpose3d",
+        "conv2dtranspose": "conv_transpose2d",
+        "convtranspose2d": "conv_transpose2d",
+        "conv1dtranspose": "conv_transpose1d",
+        "convtranspose1d": "conv_transpose1d",
+        "conv3dtranspose": "conv_transpose3d",
+        "convtranspose3d": "conv_transpose3d",
         "deconv2d": "conv_transpose2d",
     }
     hint_text = (
@@ -101,13 +111,51 @@ class ConvTransposeDefinition(LayerDefinition):
         "layout (PyTorch IOHW vs Keras HWOI, spatially not flipped)."
     )
     examples = (
-        example({"type": "conv_transpose1d", "filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"}, size=(5,)),
-        example({"type": "conv_transpose2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}),
-        example({"type": "conv_transpose2d", "filters": 2, "kernel_size": [3, 2], "stride": 2, "padding": 1,
-                 "output_padding": 1, "bias": False}),
-        example({"type": "conv_transpose2d", "filters": 2, "kernel_size": 2, "stride": 3, "dilation": 2,
-                 "activation": "tanh"}),
-        example({"type": "conv_transpose3d", "filters": 2, "kernel_size": 2, "stride": 2}, channels=2, size=(3, 4, 3)),
+        example(
+            {
+                "type": "conv_transpose1d",
+                "filters": 3,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": "same",
+            },
+            size=(5,),
+        ),
+        example(
+            {
+                "type": "conv_transpose2d",
+                "filters": 4,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": "same",
+            }
+        ),
+        example(
+            {
+                "type": "conv_transpose2d",
+                "filters": 2,
+                "kernel_size": [3, 2],
+                "stride": 2,
+                "padding": 1,
+                "output_padding": 1,
+                "bias": False,
+            }
+        ),
+        example(
+            {
+                "type": "conv_transpose2d",
+                "filters": 2,
+                "kernel_size": 2,
+                "stride": 3,
+                "dilation": 2,
+                "activation": "tanh",
+            }
+        ),
+        example(
+            {"type": "conv_transpose3d", "filters": 2, "kernel_size": 2, "stride": 2},
+            channels=2,
+            size=(3, 4, 3),
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -124,14 +172,31 @@ class ConvTransposeDefinition(LayerDefinition):
             paddings = ctx.per_dim(index, layer.padding, "padding", rank)
             mode = "explicit"
         if layer.output_padding is not None and mode == "same":
-            ctx.fail(index, "output_padding cannot be combined with padding 'same' (the output is in·stride)", "output_padding", hint="use 'valid' or numeric padding with output_padding")
-        out_pads = None if layer.output_padding is None else ctx.per_dim(index, layer.output_padding, "output_padding", rank)
+            ctx.fail(
+                index,
+                "output_padding cannot be combined with padding 'same' (the output is in·stride)",
+                "output_padding",
+                hint="use 'valid' or numeric padding with output_padding",
+            )
+        out_pads = (
+            None
+            if layer.output_padding is None
+            else ctx.per_dim(index, layer.output_padding, "output_padding", rank)
+        )
         axes = []
         for axis in range(rank):
             op = None if out_pads is None else out_pads[axis]
             if op is not None and op >= max(stride[axis], dilation[axis]):
-                ctx.fail(index, f"output_padding {op} on axis {axis} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}", "output_padding")
-            axes.append(S.transpose_axis(shape[axis + 1], kernel[axis], stride[axis], dilation[axis], paddings[axis], op))
+                ctx.fail(
+                    index,
+                    f"output_padding {op} on axis {axis} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}",
+                    "output_padding",
+                )
+            axes.append(
+                S.transpose_axis(
+                    shape[axis + 1], kernel[axis], stride[axis], dilation[axis], paddings[axis], op
+                )
+            )
         formulas = []
         for n, k, s, d, ax in zip(shape[1:], kernel, stride, dilation, axes):
             dk = S.effective_kernel(k, d)
@@ -150,12 +215,22 @@ class ConvTransposeDefinition(LayerDefinition):
         params = [ParamTensor("kernel", (shape[0], layer.filters, *kernel))]
         if layer.bias:
             params.append(ParamTensor("bias", (layer.filters,)))
-        formula = "·".join(str(k) for k in kernel) + f"·{shape[0]}·{layer.filters}" + (f" + {layer.filters}" if layer.bias else "")
+        formula = (
+            "·".join(str(k) for k in kernel)
+            + f"·{shape[0]}·{layer.filters}"
+            + (f" + {layer.filters}" if layer.bias else "")
+        )
         formula += f" = {fmt_count(sum(p.size for p in params))}"
         return dict(
-            output_shape=(layer.filters, *[ax.out for ax in axes]), kernel_size=kernel, stride=stride, dilation=dilation,
-            padding=tuple((ax.crop_before, ax.crop_after) for ax in axes), padding_mode=mode,
-            output_padding=tuple(ax.output_padding for ax in axes), params=tuple(params), size_formulas=tuple(formulas),
+            output_shape=(layer.filters, *[ax.out for ax in axes]),
+            kernel_size=kernel,
+            stride=stride,
+            dilation=dilation,
+            padding=tuple((ax.crop_before, ax.crop_after) for ax in axes),
+            padding_mode=mode,
+            output_padding=tuple(ax.output_padding for ax in axes),
+            params=tuple(params),
+            size_formulas=tuple(formulas),
             param_formula=formula,
         )
 
@@ -165,10 +240,16 @@ class ConvTransposeDefinition(LayerDefinition):
         rank = T.spatial_rank(layer)
         paddings, output_paddings, slices = _transpose_mapping(layer)
         name = T.attr(layer.name)
-        module = (
-            f"nn.ConvTranspose{rank}d({T.int_text(layer.input_shape[0])}, {T.int_text(spec.filters)}, kernel_size={T.ints_text(layer.kernel_size)}, "
-            f"stride={T.ints_text(layer.stride)}, padding={T.ints_text(paddings)}, output_padding={T.ints_text(output_paddings)}, "
-            f"dilation={T.ints_text(layer.dilation)}, bias={T.bool_text(spec.bias)})"
+        module = P.call(
+            f"nn.ConvTranspose{rank}d",
+            T.int_text(layer.input_shape[0]),
+            T.int_text(spec.filters),
+            kernel_size=P.int_or_ints(layer.kernel_size or ()),
+            stride=T.option(layer.stride),
+            padding=T.option(paddings, 0),
+            output_padding=T.option(output_paddings, 0),
+            dilation=T.option(layer.dilation),
+            bias=None if spec.bias else "False",
         )
         code = T.LayerCode(modules=[(name, module)])
         expression = f"self.{name}({inputs[0]})"
@@ -176,44 +257,67 @@ class ConvTransposeDefinition(LayerDefinition):
             # The plan's output sizes are the slice bounds: start cells dropped at the front, the rest at the end.
             parts = []
             for (start, end), size in zip(slices, layer.output_shape[1:]):
-                parts.append(":" if not (start or end) else f"{T.int_text(start) if start else ''}:{T.int_text(start + size)}")
+                bounds = f"{T.int_text(start) if start else ''}:{T.int_text(start + size)}"
+                parts.append(":" if not (start or end) else bounds)
             expression += "[:, :, " + ", ".join(parts) + "]"
-            code.note += f"; crop (before, after) {T.pairs_text(layer.padding)} of the full output: the rest of it sliced off"
+            code.note += f"; crop (before, after) {T.pairs_text(layer.padding or ())} of the full output sliced off"
         code.expression = T.with_activation(layer, expression)
         return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        rank = layer.spatial_rank
-        suffix = K.RANK_SUFFIX[rank]
         spec = layer.spec
-        source = K.single_input(layer, ctx)
-        target = ctx.variable(layer.name)
-        crop = tuple((int(b), max(int(a), 0)) for b, a in layer.padding)
-        extend = tuple(max(-int(a), 0) for _, a in layer.padding)
-        strided_dilation = max(layer.stride) > 1 and max(layer.dilation) > 1
-        common = f"{int(spec.filters)}, {K.ints_text(layer.kernel_size)}"
-        tail = f"dilation_rate={K.ints_text(layer.dilation)}, use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}, name={K.quoted(layer.name)}"
-        if not strided_dilation:
-            native = None
-            if layer.padding_mode == "same":
-                native = "padding='same'"
-            elif layer.padding_mode == "valid" and spec.output_padding is None:
-                native = "padding='valid'"
-            elif not any(b or a for b, a in crop) and all(e < s for e, s in zip(extend, layer.stride)):
-                native = f"padding='valid', output_padding={K.ints_text(extend)}"
-            if native is not None:
-                expr = f"layers.Conv{suffix}Transpose({common}, strides={K.ints_text(layer.stride)}, {native}, {tail})"
-                return [K.call(expr, target, source)]
-        cls = ctx.use(f"CroppedConv{suffix}Transpose")
-        strides, spread = ((1,) * rank, layer.stride) if strided_dilation else (layer.stride, (1,) * rank)
-        expr = (
-            f"{cls}({common}, strides={K.ints_text(strides)}, padding='valid', crop={K.pairs_text(crop)}, extend={K.ints_text(extend)}, "
-            f"spread={K.ints_text(spread)}, {tail})"
+        pads = layer.padding or ()
+        stride, dilation = layer.stride or (), layer.dilation or ()
+        crop = tuple((int(b), max(int(a), 0)) for b, a in pads)
+        extend = tuple(max(-int(a), 0) for _, a in pads)
+        common = dict(
+            use_bias=None if spec.bias else "False",
+            activation=K.activation_value(layer, ctx),
+            name=K.quoted(layer.name),
         )
-        return [K.call(expr, target, source)]
+        if not (
+            max(stride) > 1 and max(dilation) > 1
+        ):  # Keras refuses strides > 1 with dilation > 1
+            native: dict[str, str | None] | None = None
+            if layer.padding_mode == "same":
+                native = dict(padding=P.string("same"))
+            elif layer.padding_mode == "valid" and spec.output_padding is None:
+                native = {}
+            elif not any(b or a for b, a in crop) and all(e < s for e, s in zip(extend, stride)):
+                native = dict(output_padding=P.int_or_ints(extend))
+            if native is not None:
+                expression = P.call(
+                    f"layers.Conv{K.RANK_SUFFIX[layer.spatial_rank]}Transpose",
+                    str(int(spec.filters)),
+                    P.int_or_ints(layer.kernel_size or ()),
+                    strides=K.option(stride),
+                    **native,
+                    dilation_rate=K.option(dilation),
+                    **common,
+                )
+                return K.single_layer(layer, ctx, expression)
+        expression = P.call(
+            ctx.use("CroppedConvTranspose"),
+            str(int(spec.filters)),
+            K.ints_text(layer.kernel_size or ()),
+            strides=K.ints_text(stride) if max(stride) > 1 else None,
+            dilation_rate=K.ints_text(dilation) if max(dilation) > 1 else None,
+            crop=K.pairs_text(crop) if any(b or a for b, a in crop) else None,
+            extend=K.ints_text(extend) if any(extend) else None,
+            **common,
+        )
+        return K.single_layer(layer, ctx, expression)
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         from cnnspec.weights import layouts as L
 
-        slots = [WeightSlot("kernel", "weight", ("kernel",), to_keras=L.kernel_to_keras, to_torch=L.kernel_to_torch)]
+        slots = [
+            WeightSlot(
+                "kernel",
+                "weight",
+                ("kernel",),
+                to_keras=L.kernel_to_keras,
+                to_torch=L.kernel_to_torch,
+            )
+        ]
         return slots + ([WeightSlot("bias", "bias", ("bias",))] if layer.spec.bias else [])

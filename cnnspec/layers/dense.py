@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import ACTIVATION_DESCRIPTION, Flag, InlineActivation, LayerBase, Positive
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -30,7 +31,12 @@ class DenseDefinition(LayerDefinition):
     family = "dense"
     words = {"linear": "dense", "fc": "dense", "fully_connected": "dense"}
     examples = (
-        example({"type": "flatten"}, {"type": "dense", "units": 5, "activation": "softmax"}, channels=2, size=(3, 4)),
+        example(
+            {"type": "flatten"},
+            {"type": "dense", "units": 5, "activation": "softmax"},
+            channels=2,
+            size=(3, 4),
+        ),
         example({"type": "global_avg_pool"}, {"type": "dense", "units": 4, "bias": False}),
     )
 
@@ -46,23 +52,44 @@ class DenseDefinition(LayerDefinition):
         params = [ParamTensor("kernel", (layer.units, features))]
         if layer.bias:
             params.append(ParamTensor("bias", (layer.units,)))
-        formula = f"{fmt_count(features)}·{layer.units}" + (f" + {layer.units}" if layer.bias else "") + f" = {fmt_count(sum(p.size for p in params))}"
+        formula = (
+            f"{fmt_count(features)}·{layer.units}"
+            + (f" + {layer.units}" if layer.bias else "")
+            + f" = {fmt_count(sum(p.size for p in params))}"
+        )
         return dict(output_shape=(layer.units,), params=tuple(params), param_formula=formula)
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         return (output_shape,)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """dense: nn.Linear on flat features."""
-        name = T.attr(layer.name)
         spec = layer.spec
-        module = f"nn.Linear({T.int_text(layer.input_shape[0])}, {T.int_text(spec.units)}, bias={T.bool_text(spec.bias)})"
-        return T.LayerCode(modules=[(name, module)], expression=T.with_activation(layer, f"self.{name}({inputs[0]})"))
+        module = P.call(
+            "nn.Linear",
+            T.int_text(layer.input_shape[0]),
+            T.int_text(spec.units),
+            bias=None if spec.bias else "False",
+        )
+        code = T.single_module(layer, inputs, module)
+        code.expression = T.with_activation(layer, code.expression)
+        return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
-        expr = f"layers.Dense({int(spec.units)}, use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}, name={K.quoted(layer.name)})"
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+        return K.single_layer(
+            layer,
+            ctx,
+            P.call(
+                "layers.Dense",
+                str(int(spec.units)),
+                use_bias=None if spec.bias else "False",
+                activation=K.activation_value(layer, ctx),
+                name=K.quoted(layer.name),
+            ),
+        )
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         import numpy as np
@@ -84,7 +111,13 @@ class DenseDefinition(LayerDefinition):
         return slots + ([WeightSlot("bias", "bias", ("bias",))] if layer.spec.bias else [])
 
     def hint(self, layer: LayerPlan, border: str, plan: Any) -> str:
-        source = plan.layer(layer.inputs[0]) if plan is not None and layer.inputs[0] != "input" else None
-        if source is not None and source.flat_segments and any(len(s) > 1 for s in source.flat_segments):
+        source = (
+            plan.layer(layer.inputs[0]) if plan is not None and layer.inputs[0] != "input" else None
+        )
+        if (
+            source is not None
+            and source.flat_segments
+            and any(len(s) > 1 for s in source.flat_segments)
+        ):
             return "dense after a flattened feature map: the kernel rows must be permuted from C,H,W to H,W,C order."
         return "dense: kernel (out, in) in PyTorch vs (in, out) in Keras, the bias, or the inline activation."

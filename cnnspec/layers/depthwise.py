@@ -19,6 +19,7 @@ from cnnspec.spec.fields import (
     Positive,
     PositiveOrTuple,
 )
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -51,33 +52,45 @@ class SeparableConv2d(_DepthwiseFields):
 
 
 class _DepthwiseLike(ConvLike):
-    def _depthwise_slot(self, layer: LayerPlan, module: str, keras_names: tuple[str, ...], **kw: Any) -> WeightSlot:
+    def _depthwise_slot(
+        self, layer: LayerPlan, module: str, keras_names: tuple[str, ...], **kw: Any
+    ) -> WeightSlot:
         from cnnspec.weights import layouts as L
 
         channels, multiplier = layer.input_shape[0], layer.spec.depth_multiplier
         return WeightSlot(
-            "depthwise_kernel", "weight", keras_names, torch_module=module,
-            to_keras=lambda t: L.depthwise_to_keras(t, channels, multiplier), to_torch=L.depthwise_to_torch, **kw,
+            "depthwise_kernel",
+            "weight",
+            keras_names,
+            torch_module=module,
+            to_keras=lambda t: L.depthwise_to_keras(t, channels, multiplier),
+            to_torch=L.depthwise_to_torch,
+            **kw,
         )
 
-    def _keras(self, layer: LayerPlan, ctx: K.EmitContext, cls: str, extra_args: str) -> list[str]:
+    def _keras(self, layer: LayerPlan, ctx: K.EmitContext, cls: str, *filters: str) -> list[str]:
         spec = layer.spec
         source = K.single_input(layer, ctx)
         strided_dilation = max(layer.stride or (1,)) > 1 and max(layer.dilation or (1,)) > 1
+        same = K.is_keras_same(layer) and not strided_dilation
         lines: list[str] = []
-        if layer.padding_mode == "same" and not strided_dilation:
-            padding = "same"
-        else:
+        if not same:
             lines, source = K.zero_padding_lines(layer, ctx, source)
-            padding = "valid"
-        args = (
-            f"{extra_args}{K.ints_text(layer.kernel_size or ())}, strides={K.ints_text(layer.stride or ())}, "
-            f"padding={padding!r}, depth_multiplier={int(spec.depth_multiplier)}, "
-            f"dilation_rate={K.ints_text(layer.dilation or ())}, "
-            f"use_bias={bool(spec.bias)!r}{K.activation_arg(layer, ctx)}, name={K.quoted(layer.name)}"
+        expression = P.call(
+            cls,
+            *filters,
+            P.int_or_ints(layer.kernel_size or ()),
+            strides=K.option(layer.stride),
+            padding=P.string("same") if same else None,
+            depth_multiplier=None
+            if spec.depth_multiplier == 1
+            else str(int(spec.depth_multiplier)),
+            dilation_rate=K.option(layer.dilation),
+            use_bias=None if spec.bias else "False",
+            activation=K.activation_value(layer, ctx),
+            name=K.quoted(layer.name),
         )
-        lines.append(K.call(f"{cls}({args})", ctx.variable(layer.name), source))
-        return lines
+        return lines + [K.call(expression, ctx.variable(layer.name), source)]
 
 
 @register
@@ -88,8 +101,23 @@ class DepthwiseConv2dDefinition(_DepthwiseLike):
     family = "depthwise_conv"
     words = {"depthwiseconv2d": "depthwise_conv2d"}
     examples = (
-        example({"type": "depthwise_conv2d", "kernel_size": 3, "depth_multiplier": 2, "stride": 2, "padding": "same"}),
-        example({"type": "depthwise_conv2d", "kernel_size": [2, 3], "bias": False, "activation": "relu6"}),
+        example(
+            {
+                "type": "depthwise_conv2d",
+                "kernel_size": 3,
+                "depth_multiplier": 2,
+                "stride": 2,
+                "padding": "same",
+            }
+        ),
+        example(
+            {
+                "type": "depthwise_conv2d",
+                "kernel_size": [2, 3],
+                "bias": False,
+                "activation": "relu6",
+            }
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -99,7 +127,11 @@ class DepthwiseConv2dDefinition(_DepthwiseLike):
         params = [ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel))]
         if layer.bias:
             params.append(ParamTensor("bias", (channels * dm,)))
-        formula = "·".join(map(str, kernel)) + f"·{channels}·{dm}" + (f" + {channels}·{dm}" if layer.bias else "")
+        formula = (
+            "·".join(map(str, kernel))
+            + f"·{channels}·{dm}"
+            + (f" + {channels}·{dm}" if layer.bias else "")
+        )
         return ctx.with_params(fields, (channels * dm, *outs), params, formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -109,15 +141,22 @@ class DepthwiseConv2dDefinition(_DepthwiseLike):
         channels = layer.input_shape[0]
         name = T.attr(layer.name)
         module = conv_module(
-            2, channels, channels * spec.depth_multiplier, layer.kernel_size, layer.stride, padding, layer.dilation,
-            channels, spec.bias,
+            2,
+            channels,
+            channels * spec.depth_multiplier,
+            layer.kernel_size,
+            layer.stride,
+            padding,
+            layer.dilation,
+            channels,
+            spec.bias,
         )
         code.modules.append((name, module))
         code.expression = T.with_activation(layer, f"self.{name}({source})")
         return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        return self._keras(layer, ctx, "layers.DepthwiseConv2D", "")
+        return self._keras(layer, ctx, "layers.DepthwiseConv2D")
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         slots = [self._depthwise_slot(layer, "", ("depthwise_kernel", "kernel"))]
@@ -132,15 +171,36 @@ class SeparableConv2dDefinition(_DepthwiseLike):
     family = "separable_conv"
     words = {"separableconv2d": "separable_conv2d"}
     examples = (
-        example({"type": "separable_conv2d", "filters": 5, "kernel_size": 3, "depth_multiplier": 2, "padding": "same",
-                 "stride": 2}),
-        example({"type": "separable_conv2d", "filters": 4, "kernel_size": 2, "bias": False, "activation": "gelu"}),
+        example(
+            {
+                "type": "separable_conv2d",
+                "filters": 5,
+                "kernel_size": 3,
+                "depth_multiplier": 2,
+                "padding": "same",
+                "stride": 2,
+            }
+        ),
+        example(
+            {
+                "type": "separable_conv2d",
+                "filters": 4,
+                "kernel_size": 2,
+                "bias": False,
+                "activation": "gelu",
+            }
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         fields, outs = ctx.sliding_window(index, layer, shape, 2)
-        kernel, channels, dm, filters = fields["kernel_size"], shape[0], layer.depth_multiplier, layer.filters
+        kernel, channels, dm, filters = (
+            fields["kernel_size"],
+            shape[0],
+            layer.depth_multiplier,
+            layer.filters,
+        )
         params = [
             ParamTensor("depthwise_kernel", (channels * dm, 1, *kernel)),
             ParamTensor("pointwise_kernel", (filters, channels * dm, 1, 1)),
@@ -159,26 +219,51 @@ class SeparableConv2dDefinition(_DepthwiseLike):
         middle = channels * spec.depth_multiplier
         depthwise, pointwise = T.attr(layer.name, "depthwise"), T.attr(layer.name, "pointwise")
         code.modules.append(
-            (depthwise, conv_module(2, channels, middle, layer.kernel_size, layer.stride, padding, layer.dilation,
-                                    channels, False))
+            (
+                depthwise,
+                conv_module(
+                    2,
+                    channels,
+                    middle,
+                    layer.kernel_size,
+                    layer.stride,
+                    padding,
+                    layer.dilation,
+                    channels,
+                    False,
+                ),
+            )
         )
-        code.modules.append((pointwise, conv_module(2, middle, spec.filters, (1, 1), (1, 1), (0, 0), (1, 1), 1, spec.bias)))
+        code.modules.append(
+            (
+                pointwise,
+                conv_module(2, middle, spec.filters, (1, 1), (1, 1), (0, 0), (1, 1), 1, spec.bias),
+            )
+        )
         code.expression = T.with_activation(layer, f"self.{pointwise}(self.{depthwise}({source}))")
         return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        return self._keras(layer, ctx, "layers.SeparableConv2D", f"{int(layer.spec.filters)}, ")
+        return self._keras(layer, ctx, "layers.SeparableConv2D", str(int(layer.spec.filters)))
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         from cnnspec.weights import layouts as L
 
         slots = [
             self._depthwise_slot(
-                layer, "_depthwise", ("depthwise_kernel",),
+                layer,
+                "_depthwise",
+                ("depthwise_kernel",),
                 bias_forbidden="a separable conv has its bias on the pointwise part only "
                 "(Keras SeparableConv2D has no depthwise bias)",
             ),
-            WeightSlot("pointwise_kernel", "weight", ("pointwise_kernel",), torch_module="_pointwise",
-                       to_keras=L.kernel_to_keras, to_torch=L.kernel_to_torch),
+            WeightSlot(
+                "pointwise_kernel",
+                "weight",
+                ("pointwise_kernel",),
+                torch_module="_pointwise",
+                to_keras=L.kernel_to_keras,
+                to_torch=L.kernel_to_torch,
+            ),
         ]
         return slots + ([bias_slot("_pointwise")] if layer.spec.bias else [])

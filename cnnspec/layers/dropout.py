@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, Rate
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -29,8 +30,12 @@ class DropoutDefinition(LayerDefinition):
     model = Dropout
     family = "dropout"
     words = {
-        "dropout2d": "spatial_dropout", "spatialdropout2d": "spatial_dropout", "spatialdropout1d": "spatial_dropout",
-        "dropout1d": "spatial_dropout", "dropout3d": "spatial_dropout", "spatialdropout3d": "spatial_dropout",
+        "dropout2d": "spatial_dropout",
+        "spatialdropout2d": "spatial_dropout",
+        "spatialdropout1d": "spatial_dropout",
+        "dropout1d": "spatial_dropout",
+        "dropout3d": "spatial_dropout",
+        "spatialdropout3d": "spatial_dropout",
     }
     hint_text = "dropout must be the identity at inference (PyTorch eval(), Keras training=False)."
     examples = (
@@ -47,17 +52,21 @@ class DropoutDefinition(LayerDefinition):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """dropout (elements) and spatial_dropout (whole channels: Dropout1d/2d/3d); identity in eval()."""
-        name = T.attr(layer.name)
-        if layer.type == "spatial_dropout":
-            module = f"nn.Dropout{T.spatial_rank(layer)}d(p={T.float_text(layer.spec.rate)})"
-        else:
-            module = f"nn.Dropout(p={T.float_text(layer.spec.rate)})"
-        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
+        cls = (
+            f"nn.Dropout{T.spatial_rank(layer)}d"
+            if layer.type == "spatial_dropout"
+            else "nn.Dropout"
+        )
+        rate = layer.spec.rate
+        return T.single_module(
+            layer, inputs, P.call(cls, *([] if rate == 0.5 else [P.number(rate)]))
+        )
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         if layer.type == "spatial_dropout":
             cls = f"layers.SpatialDropout{K.RANK_SUFFIX[layer.spatial_rank]}"
         else:
             cls = "layers.Dropout"
-        expr = f"{cls}({K.float_text(layer.spec.rate)}, name={K.quoted(layer.name)})"
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+        return K.single_layer(
+            layer, ctx, P.call(cls, P.number(layer.spec.rate), name=K.quoted(layer.name))
+        )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from cnnspec.engine.plan import LayerPlan, fmt_count
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -39,7 +40,9 @@ class FlattenDefinition(LayerDefinition):
         formula = "·".join(map(str, shape)) + f" = {fmt_count(total)}"
         return dict(output_shape=(total,), size_formulas=(formula,), param_formula="no parameters")
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         return (in_shapes[0],) if len(in_shapes[0]) > 1 else ctx.segments_of[inputs[0]]
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -49,4 +52,4 @@ class FlattenDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         # Keras flattens channels-last (H, W, C order); weight transfer permutes by flat_segments.
-        return [K.call(f"layers.Flatten(name={K.quoted(layer.name)})", ctx.variable(layer.name), K.single_input(layer, ctx))]
+        return K.single_layer(layer, ctx, P.call("layers.Flatten", name=K.quoted(layer.name)))

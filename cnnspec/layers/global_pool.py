@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -18,7 +19,8 @@ class GlobalPool(LayerBase):
 
     type: Literal["global_avg_pool", "global_max_pool"]
     keepdims: Flag = Field(
-        default=False, description="Keep the spatial dims as size 1 instead of returning flat features."
+        default=False,
+        description="Keep the spatial dims as size 1 instead of returning flat features.",
     )
 
 
@@ -29,8 +31,10 @@ class GlobalPoolDefinition(LayerDefinition):
     model = GlobalPool
     family = "global_pool"
     words = {
-        "globalaveragepooling2d": "global_avg_pool", "adaptiveavgpool2d": "global_avg_pool",
-        "globalmaxpooling2d": "global_max_pool", "adaptivemaxpool2d": "global_max_pool",
+        "globalaveragepooling2d": "global_avg_pool",
+        "adaptiveavgpool2d": "global_avg_pool",
+        "globalmaxpooling2d": "global_max_pool",
+        "adaptivemaxpool2d": "global_max_pool",
     }
     hint_text = "global pooling: mean vs max, and keepdims."
     examples = (
@@ -46,21 +50,35 @@ class GlobalPoolDefinition(LayerDefinition):
         out = (shape[0],) + ((1,) * spatial if layer.keepdims else ())
         reduce = "mean" if layer.type == "global_avg_pool" else "max"
         window = "×".join(map(str, shape[1:]))
-        formula = f"{reduce} over {window} → " + ("×".join(["1"] * spatial) + " per channel" if layer.keepdims else f"{shape[0]} features")
+        formula = f"{reduce} over {window} → " + (
+            "×".join(["1"] * spatial) + " per channel" if layer.keepdims else f"{shape[0]} features"
+        )
         return dict(output_shape=out, size_formulas=(formula,), param_formula="no parameters")
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         return (output_shape,)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """global_avg_pool / global_max_pool over every spatial dim."""
-        dims = T.ints_text(range(2, 2 + T.spatial_rank(layer)))
-        keepdim = T.bool_text(layer.spec.keepdims)
         function = "torch.mean" if layer.type == "global_avg_pool" else "torch.amax"
-        return T.LayerCode(expression=f"{function}({inputs[0]}, dim={dims}, keepdim={keepdim})")
+        expression = P.call(
+            function,
+            inputs[0],
+            dim=T.ints_text(range(2, 2 + T.spatial_rank(layer))),
+            keepdim="True" if layer.spec.keepdims else None,
+        )
+        return T.LayerCode(expression=expression)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        suffix = K.RANK_SUFFIX[layer.spatial_rank]
         kind = "Average" if layer.type == "global_avg_pool" else "Max"
-        expr = f"layers.Global{kind}Pooling{suffix}(keepdims={bool(layer.spec.keepdims)!r}, name={K.quoted(layer.name)})"
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+        return K.single_layer(
+            layer,
+            ctx,
+            P.call(
+                f"layers.Global{kind}Pooling{K.RANK_SUFFIX[layer.spatial_rank]}",
+                keepdims="True" if layer.spec.keepdims else None,
+                name=K.quoted(layer.name),
+            ),
+        )

@@ -1,4 +1,4 @@
-"""identity: the input unchanged (Keras Activation('linear') / Identity, PyTorch nn.Identity)."""
+"""identity: the output is the input (Keras ``Identity`` / ``Activation('linear')``, torch ``nn.Identity``)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,23 @@ from cnnspec.targets.torch import code as T
 
 
 class Identity(LayerBase):
-    """The input unchanged: a named point in the graph (e.g. where stochastic depth is off)."""
+    """Passes its input through unchanged (a named point in the model, or a placeholder)."""
 
     type: Literal["identity"]
 
 
 @register
 class IdentityDefinition(LayerDefinition):
-    """identity: nn.Identity / layers.Identity."""
+    """identity: no computation, no parameters, any input."""
 
     model = Identity
     family = "identity"
-    words = {"passthrough": "identity", "noop": "identity"}  # "linear" is nn.Linear (dense)
-    hint_text = "identity: the output must be the input unchanged."
+    words = {"noop": "identity", "passthrough": "identity"}
+    hint_text = "identity changes nothing: compare the layer that feeds it."
     examples = (
-        example({"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "identity"}),
-        example({"type": "flatten"}, {"type": "identity"}, size=(3, 2)),
-        example({"type": "identity"}, size=(5,)),
+        example({"type": "identity"}),
+        example({"type": "identity"}, size=(6,)),
+        example({"type": "global_avg_pool"}, {"type": "identity"}, channels=2, size=(3, 4, 3)),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:

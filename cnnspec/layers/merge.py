@@ -23,7 +23,14 @@ class Merge(LayerBase):
 
 
 _BRANCHES = (
-    {"type": "conv2d", "name": "left", "filters": 4, "kernel_size": 3, "padding": "same", "inputs": ["input"]},
+    {
+        "type": "conv2d",
+        "name": "left",
+        "filters": 4,
+        "kernel_size": 3,
+        "padding": "same",
+        "inputs": ["input"],
+    },
     {"type": "conv2d", "name": "right", "filters": 4, "kernel_size": 1, "inputs": ["input"]},
 )
 
@@ -45,8 +52,12 @@ class ConcatDefinition(LayerDefinition):
     hint_text = "merge: concat must join the channel axis (PyTorch dim 1, Keras axis −1), inputs in the spec's order."
     examples = (
         example(*_BRANCHES, {"type": "concat", "inputs": ["right", "input", "left"]}),
-        example({"type": "flatten", "name": "flat"}, {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
-                {"type": "concat", "inputs": ["flat", "a"]}, size=(3, 2)),
+        example(
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
+            {"type": "concat", "inputs": ["flat", "a"]},
+            size=(3, 2),
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -61,13 +72,19 @@ class ConcatDefinition(LayerDefinition):
                 )
         channels = sum(s[0] for s in in_shapes)
         formula = " + ".join(str(s[0]) for s in in_shapes) + f" = {channels} channels"
-        return dict(output_shape=(channels, *first[1:]), size_formulas=(formula,), param_formula="no parameters")
+        return dict(
+            output_shape=(channels, *first[1:]),
+            size_formulas=(formula,),
+            param_formula="no parameters",
+        )
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
         return tuple(segment for name in inputs for segment in ctx.segments_of[name])
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         return T.LayerCode(expression="torch.cat([" + ", ".join(inputs) + "], dim=1)")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        return _merge_keras(layer, ctx, f"layers.Concatenate(axis=-1, name={K.quoted(layer.name)})")
+        return _merge_keras(layer, ctx, f"layers.Concatenate(name={K.quoted(layer.name)})")

@@ -10,6 +10,7 @@ from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import PADDING_DESCRIPTION, Flag, LayerBase, PaddingSpec, PositiveOrTuple
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -17,9 +18,13 @@ from cnnspec.targets.torch import code as T
 class Pool(LayerBase):
     """Max or average pooling over windows of pool_size."""
 
-    type: Literal["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d"]
+    type: Literal[
+        "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d"
+    ]
     pool_size: PositiveOrTuple
-    stride: PositiveOrTuple | None = Field(default=None, description="Default (null): equal to pool_size.")
+    stride: PositiveOrTuple | None = Field(
+        default=None, description="Default (null): equal to pool_size."
+    )
     padding: PaddingSpec = Field(
         default="valid",
         description=PADDING_DESCRIPTION
@@ -43,10 +48,10 @@ class Pool(LayerBase):
 
 def _torch_pool_padding(layer: LayerPlan) -> tuple[int, ...] | None:
     """The symmetric padding PyTorch's own pools accept (at most half the window), or None."""
-    if not T.is_symmetric(layer.padding):
+    if not T.is_symmetric(layer.padding or ()):
         return None
-    pads = tuple(before for before, _ in layer.padding)
-    if any(2 * p > k for p, k in zip(pads, layer.kernel_size)):
+    pads = tuple(before for before, _ in layer.padding or ())
+    if any(2 * p > k for p, k in zip(pads, layer.kernel_size or ())):
         return None
     return pads
 
@@ -66,16 +71,29 @@ class _PoolDefinition(LayerDefinition):
         rank = int(layer.type[-2])
         ctx.require_spatial(index, layer.type, shape, rank)
         window = ctx.per_dim(index, layer.pool_size, "pool_size", rank)
-        stride = window if layer.stride is None else ctx.per_dim(index, layer.stride, "stride", rank)
+        stride = (
+            window if layer.stride is None else ctx.per_dim(index, layer.stride, "stride", rank)
+        )
         is_avg = layer.type.startswith("avg")
         if layer.count_include_pad is not None and not is_avg:
-            ctx.fail(index, "count_include_pad applies to average pooling only", "count_include_pad")
+            ctx.fail(
+                index, "count_include_pad applies to average pooling only", "count_include_pad"
+            )
         ones = (1,) * rank
         pads, mode = ctx.window_padding(index, layer, shape, window, stride, ones)
         if mode == "same" and layer.count_include_pad:
-            ctx.fail(index, "count_include_pad: true contradicts padding 'same', which never counts padded cells", "count_include_pad", hint="use numeric padding to count padded cells")
+            ctx.fail(
+                index,
+                "count_include_pad: true contradicts padding 'same', which never counts padded cells",
+                "count_include_pad",
+                hint="use numeric padding to count padded cells",
+            )
         if mode == "same" and layer.ceil_mode:
-            ctx.fail(index, "ceil_mode has no effect with padding 'same' (its output is already ⌈in / stride⌉)", "ceil_mode")
+            ctx.fail(
+                index,
+                "ceil_mode has no effect with padding 'same' (its output is already ⌈in / stride⌉)",
+                "ceil_mode",
+            )
         for axis, ((b, a), k) in enumerate(zip(pads, window)):
             if b >= k or a >= k:
                 ctx.fail(
@@ -83,57 +101,95 @@ class _PoolDefinition(LayerDefinition):
                     f"padding ({b}, {a}) on axis {axis} must be smaller than the pool size {k}, or some window would hold only padding",
                     "padding",
                 )
-        axes = [S.pool_axis(n, k, s, b, a, layer.ceil_mode) for n, k, s, (b, a) in zip(shape[1:], window, stride, pads)]
+        axes = [
+            S.pool_axis(n, k, s, b, a, layer.ceil_mode)
+            for n, k, s, (b, a) in zip(shape[1:], window, stride, pads)
+        ]
         formulas = []
         for n, k, s, (b, a), ax in zip(shape[1:], window, stride, pads, axes):
             if mode == "same":
                 formulas.append(f"⌈{n} / {s}⌉ = {ax.out}")
             elif layer.ceil_mode:
-                formulas.append(f"⌈({n} + {b + a} − {k}) / {s}⌉ + 1 = {ax.out}" + ("  (last window may not start in the padding)" if ax.out != S.ceil_div(max(n + b + a - k, 0), s) + 1 else ""))
+                formulas.append(
+                    f"⌈({n} + {b + a} − {k}) / {s}⌉ + 1 = {ax.out}"
+                    + (
+                        "  (last window may not start in the padding)"
+                        if ax.out != S.ceil_div(max(n + b + a - k, 0), s) + 1
+                        else ""
+                    )
+                )
             else:
                 formulas.append(f"⌊({n} + {b + a} − {k}) / {s}⌋ + 1 = {ax.out}")
         ctx.check_positive(index, layer.type, [ax.out for ax in axes], formulas)
         count_include_pad = None
         if is_avg:
-            count_include_pad = False if mode == "same" else (True if layer.count_include_pad is None else layer.count_include_pad)
+            count_include_pad = (
+                False
+                if mode == "same"
+                else (True if layer.count_include_pad is None else layer.count_include_pad)
+            )
         return dict(
-            output_shape=(shape[0], *[ax.out for ax in axes]), kernel_size=window, stride=stride, dilation=ones,
-            padding=pads, padding_mode=mode, ceil_extra=tuple(ax.ceil_extra for ax in axes), count_include_pad=count_include_pad,
-            size_formulas=tuple(formulas), param_formula="no parameters",
+            output_shape=(shape[0], *[ax.out for ax in axes]),
+            kernel_size=window,
+            stride=stride,
+            dilation=ones,
+            padding=pads,
+            padding_mode=mode,
+            ceil_extra=tuple(ax.ceil_extra for ax in axes),
+            count_include_pad=count_include_pad,
+            size_formulas=tuple(formulas),
+            param_formula="no parameters",
         )
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         rank = layer.spatial_rank
-        suffix = K.RANK_SUFFIX[rank]
         source = K.single_input(layer, ctx)
         target = ctx.variable(layer.name)
         is_max = layer.type.startswith("max")
-        kind = "MaxPooling" if is_max else "AveragePooling"
-        window = f"pool_size={K.ints_text(layer.kernel_size)}, strides={K.ints_text(layer.stride)}"
-        pads = tuple((int(b), int(a)) for b, a in layer.padding)
+        pads = tuple((int(b), int(a)) for b, a in layer.padding or ())
         extra = tuple(int(e) for e in (layer.ceil_extra or (0,) * rank))
-        if layer.padding_mode == "same":
-            return [K.call(f"layers.{kind}{suffix}({window}, padding='same', name={K.quoted(layer.name)})", target, source)]
         padded = any(b or a for b, a in pads)
         overhang = any(extra)
+        # Keras' SAME never counts or picks padded cells: exact wherever the plan pads like SAME and does not count.
+        same = K.is_keras_same(layer) and not overhang and (is_max or not layer.count_include_pad)
         lines: list[str] = []
-        if is_max:
-            if padded or overhang:
-                cls = ctx.use("ConstantPadding")
-                pad_name = ctx.helper_name(layer, "pad")
-                total = tuple((b, a + e) for (b, a), e in zip(pads, extra))
-                lines.append(K.call(f"{cls}({K.pairs_text(total)}, value=float('-inf'), name={K.quoted(pad_name)})", pad_name, source))
-                source = pad_name
-        elif overhang or (padded and not layer.count_include_pad):
-            cls = ctx.use("CountedAveragePooling")
-            expr = (
-                f"{cls}({K.ints_text(layer.kernel_size)}, {K.ints_text(layer.stride)}, padding={K.pairs_text(pads)}, "
-                f"ceil_extra={K.ints_text(extra)}, count_include_pad={bool(layer.count_include_pad)!r}, name={K.quoted(layer.name)})"
+        if same or not (padded or overhang):
+            pass
+        elif is_max:
+            pad_name = ctx.helper_name(layer, "pad")
+            total = tuple((b, a + e) for (b, a), e in zip(pads, extra))
+            expression = P.call(
+                ctx.use("ConstantPadding"),
+                K.pairs_text(total),
+                value='float("-inf")',
+                name=K.quoted(pad_name),
             )
-            return [K.call(expr, target, source)]
+            lines.append(K.call(expression, pad_name, source))
+            source = pad_name
+        elif overhang or not layer.count_include_pad:
+            expression = P.call(
+                ctx.use("CountedAveragePooling"),
+                K.ints_text(layer.kernel_size or ()),
+                K.ints_text(layer.stride or ()),
+                padding=K.pairs_text(pads),
+                ceil_extra=K.ints_text(extra),
+                count_include_pad=str(bool(layer.count_include_pad)),
+                name=K.quoted(layer.name),
+            )
+            return [K.call(expression, target, source)]
         else:
             lines, source = K.zero_padding_lines(layer, ctx, source)
-        lines.append(K.call(f"layers.{kind}{suffix}({window}, padding='valid', name={K.quoted(layer.name)})", target, source))
+        kind = "MaxPooling" if is_max else "AveragePooling"
+        expression = P.call(
+            f"layers.{kind}{K.RANK_SUFFIX[rank]}",
+            P.int_or_ints(layer.kernel_size or ()),
+            strides=None
+            if layer.stride == layer.kernel_size
+            else P.int_or_ints(layer.stride or ()),
+            padding=P.string("same") if same else None,
+            name=K.quoted(layer.name),
+        )
+        lines.append(K.call(expression, target, source))
         return lines
 
 
@@ -143,12 +199,18 @@ class MaxPoolDefinition(_PoolDefinition):
 
     types = ("max_pool1d", "max_pool2d", "max_pool3d")
     words = {
-        "maxpooling2d": "max_pool2d", "maxpool2d": "max_pool2d", "maxpooling1d": "max_pool1d", "maxpool1d": "max_pool1d",
-        "maxpooling3d": "max_pool3d", "maxpool3d": "max_pool3d",
+        "maxpooling2d": "max_pool2d",
+        "maxpool2d": "max_pool2d",
+        "maxpooling1d": "max_pool1d",
+        "maxpool1d": "max_pool1d",
+        "maxpooling3d": "max_pool3d",
+        "maxpool3d": "max_pool3d",
     }
     examples = (
         example({"type": "max_pool1d", "pool_size": 3, "stride": 2, "padding": "same"}, size=(9,)),
-        example({"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+        example(
+            {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
+        ),
         example({"type": "max_pool2d", "pool_size": 2, "padding": [[1, 0], [0, 1]]}),
         example({"type": "max_pool3d", "pool_size": 2, "stride": 1}, channels=2, size=(3, 4, 3)),
     )
@@ -161,20 +223,27 @@ class MaxPoolDefinition(_PoolDefinition):
         extra = layer.ceil_extra or (0,) * rank
         native = _torch_pool_padding(layer)
         source = inputs[0]
+        window = P.int_or_ints(layer.kernel_size or ())
+        stride = None if layer.stride == layer.kernel_size else P.int_or_ints(layer.stride or ())
         if native is not None:
             # PyTorch pads with -inf internally; its ceil_mode rule is the plan's for symmetric padding.
-            module = (
-                f"nn.MaxPool{rank}d(kernel_size={T.ints_text(layer.kernel_size)}, stride={T.ints_text(layer.stride)}, "
-                f"padding={T.ints_text(native)}, ceil_mode={T.bool_text(any(extra))})"
+            module = P.call(
+                f"nn.MaxPool{rank}d",
+                window,
+                stride=stride,
+                padding=T.option(native, 0),
+                ceil_mode="True" if any(extra) else None,
             )
         else:
             pad = T.attr(layer.name, "pad")
-            code.modules.append((pad, f"nn.ConstantPad{rank}d({T.torch_pad_order(layer.padding, extra)}, value=-math.inf)"))
+            code.modules.append((pad, T.pad_module(rank, layer.padding or (), extra, "-math.inf")))
             code.needs_math = True
             overhang = f" + ceil overhang {T.ints_text(extra)}" if any(extra) else ""
-            code.note += f"; padding {T.pairs_text(layer.padding)}{overhang} with -inf by {pad}"
+            code.note += (
+                f"; padding {T.pairs_text(layer.padding or ())}{overhang} with -inf by {pad}"
+            )
             source = f"self.{pad}({source})"
-            module = f"nn.MaxPool{rank}d(kernel_size={T.ints_text(layer.kernel_size)}, stride={T.ints_text(layer.stride)}, padding=0)"
+            module = P.call(f"nn.MaxPool{rank}d", window, stride=stride)
         code.modules.append((name, module))
         code.expression = f"self.{name}({source})"
         return code
@@ -186,17 +255,32 @@ class AvgPoolDefinition(_PoolDefinition):
 
     types = ("avg_pool1d", "avg_pool2d", "avg_pool3d")
     words = {
-        "averagepooling2d": "avg_pool2d", "avgpool2d": "avg_pool2d", "averagepooling1d": "avg_pool1d",
-        "avgpool1d": "avg_pool1d", "averagepooling3d": "avg_pool3d", "avgpool3d": "avg_pool3d",
+        "averagepooling2d": "avg_pool2d",
+        "avgpool2d": "avg_pool2d",
+        "averagepooling1d": "avg_pool1d",
+        "avgpool1d": "avg_pool1d",
+        "averagepooling3d": "avg_pool3d",
+        "avgpool3d": "avg_pool3d",
     }
     examples = (
         example({"type": "avg_pool1d", "pool_size": 2}, size=(9,)),
         example({"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": "same"}),
-        example({"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": 1, "count_include_pad": False,
-                 "ceil_mode": True}),
+        example(
+            {
+                "type": "avg_pool2d",
+                "pool_size": 3,
+                "stride": 2,
+                "padding": 1,
+                "count_include_pad": False,
+                "ceil_mode": True,
+            }
+        ),
         example({"type": "avg_pool2d", "pool_size": 3, "padding": 1}),
-        example({"type": "avg_pool3d", "pool_size": 2, "padding": 1, "count_include_pad": False},
-                channels=2, size=(3, 4, 3)),
+        example(
+            {"type": "avg_pool3d", "pool_size": 2, "padding": 1, "count_include_pad": False},
+            channels=2,
+            size=(3, 4, 3),
+        ),
     )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -206,31 +290,38 @@ class AvgPoolDefinition(_PoolDefinition):
         code = T.LayerCode()
         extra = tuple(layer.ceil_extra or (0,) * rank)
         count_padding = bool(layer.count_include_pad)
-        has_padding = any(b or a for b, a in layer.padding)
+        has_padding = any(b or a for b, a in layer.padding or ())
         native = _torch_pool_padding(layer)
-        if rank == 3 and any(n < k for n, k in zip(layer.input_shape[1:], layer.kernel_size)):
+        if rank == 3 and any(n < k for n, k in zip(layer.input_shape[1:], layer.kernel_size or ())):
             native = None  # PyTorch's avg_pool3d refuses an input (before its own padding) smaller than the window
         source = inputs[0]
+        window = P.int_or_ints(layer.kernel_size or ())
+        stride = None if layer.stride == layer.kernel_size else P.int_or_ints(layer.stride or ())
         if native is not None:
             # PyTorch's divisor: real cells, plus its own padding when count_include_pad; never the ceil overhang.
-            module = (
-                f"nn.AvgPool{rank}d(kernel_size={T.ints_text(layer.kernel_size)}, stride={T.ints_text(layer.stride)}, "
-                f"padding={T.ints_text(native)}, ceil_mode={T.bool_text(any(extra))}, count_include_pad={T.bool_text(count_padding and has_padding)})"
+            module = P.call(
+                f"nn.AvgPool{rank}d",
+                window,
+                stride=stride,
+                padding=T.option(native, 0),
+                ceil_mode="True" if any(extra) else None,
+                count_include_pad="False" if has_padding and not count_padding else None,
             )
         elif count_padding and not any(extra):
             # Every cell of every window counts: zero padding in front of an unpadded average.
             pad = T.attr(layer.name, "pad")
-            code.modules.append((pad, f"nn.ZeroPad{rank}d({T.torch_pad_order(layer.padding)})"))
-            code.note += f"; counted padding {T.pairs_text(layer.padding)} applied by {pad}"
+            code.modules.append((pad, T.pad_module(rank, layer.padding or ())))
+            code.note += f"; counted padding {T.pairs_text(layer.padding or ())} applied by {pad}"
             source = f"self.{pad}({source})"
-            module = f"nn.AvgPool{rank}d(kernel_size={T.ints_text(layer.kernel_size)}, stride={T.ints_text(layer.stride)}, padding=0)"
+            module = P.call(f"nn.AvgPool{rank}d", window, stride=stride)
         else:
-            helper = f"CountedAvgPool{rank}d"
-            code.helpers.add(helper)
-            module = (
-                f"{helper}(kernel_size={T.ints_text(layer.kernel_size)}, "
-                f"stride={T.ints_text(layer.stride)}, padding={T.pairs_text(layer.padding)}, overhang={T.ints_text(extra)}, "
-                f"count_padding={T.bool_text(count_padding)})"
+            module = P.call(
+                T.use_helper(code, "CountedAvgPool"),
+                kernel_size=T.ints_text(layer.kernel_size or ()),
+                stride=T.ints_text(layer.stride or ()),
+                padding=T.pairs_text(layer.padding or ()),
+                overhang=T.ints_text(extra),
+                count_padding=str(count_padding),
             )
         code.modules.append((name, module))
         code.expression = f"self.{name}({source})"

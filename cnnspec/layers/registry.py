@@ -18,8 +18,9 @@ teaching text) either as methods of the definition or from its own module with
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cnnspec.errors import CnnspecError
 
@@ -126,7 +127,9 @@ class LayerDefinition:
     hint_text: ClassVar[str] = ""
 
     # -- required ---------------------------------------------------------------------
-    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: tuple[Shape, ...]) -> dict[str, Any]:
+    def plan(
+        self, ctx: Any, index: int, layer: Any, in_shapes: tuple[Shape, ...]
+    ) -> dict[str, Any]:
         """The :class:`~cnnspec.engine.plan.LayerPlan` fields of this layer.
 
         ``ctx`` is the resolver (``fail``, ``per_dim``, ``sliding_window``...); the dict
@@ -149,7 +152,12 @@ class LayerDefinition:
         return []
 
     def flat_segments(
-        self, ctx: Any, index: int, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...], output_shape: Shape
+        self,
+        ctx: Any,
+        index: int,
+        inputs: tuple[str, ...],
+        in_shapes: tuple[Shape, ...],
+        output_shape: Shape,
     ) -> tuple[Shape, ...]:
         """The pieces a flat output is made of (see ``LayerPlan.flat_segments``).
 
@@ -166,7 +174,6 @@ class LayerDefinition:
     def weighted(self) -> bool:
         """Whether layers of this type carry weights (``weights`` is implemented)."""
         return type(self).weights is not LayerDefinition.weights
-
 
 
 def _literal_types(model: type) -> tuple[str, ...]:
@@ -199,31 +206,43 @@ class Registry:
             raise RegistrationError(f"{where}: no 'model' (the pydantic model users write)")
         declared = _literal_types(model)
         if not declared:
-            raise RegistrationError(f"{where}: model {model.__name__} has no 'type: Literal[...]' field")
+            raise RegistrationError(
+                f"{where}: model {model.__name__} has no 'type: Literal[...]' field"
+            )
         types = tuple(cls.types) or declared
         strays = [t for t in types if t not in declared]
         if strays:
-            raise RegistrationError(f"{where}: types {strays} are not literals of {model.__name__}.type {list(declared)}")
+            raise RegistrationError(
+                f"{where}: types {strays} are not literals of {model.__name__}.type {list(declared)}"
+            )
         if not getattr(cls, "family", ""):
             raise RegistrationError(f"{where}: no 'family'")
         if cls.arity not in ("one", "many"):
             raise RegistrationError(f"{where}: arity must be 'one' or 'many', not {cls.arity!r}")
         missing = [m for m in REQUIRED_METHODS if not _overrides(cls, m)]
         if missing:
-            raise RegistrationError(f"{where}: missing {', '.join(missing)} (every layer type needs all of {REQUIRED_METHODS})")
+            raise RegistrationError(
+                f"{where}: missing {', '.join(missing)} (every layer type needs all of {REQUIRED_METHODS})"
+            )
         if not cls.hint_text and not _overrides(cls, "hint"):
             raise RegistrationError(f"{where}: no divergence hint ('hint_text' or 'hint')")
         covered = {ex.layers[-1].get("type") for ex in cls.examples if ex.layers}
         uncovered = [t for t in types if t not in covered]
         if uncovered:
-            raise RegistrationError(f"{where}: no example for {uncovered} (the contract test runs every type)")
+            raise RegistrationError(
+                f"{where}: no example for {uncovered} (the contract test runs every type)"
+            )
         taken = [t for t in types if t in self._by_type]
         if taken:
             other = self._by_type[taken[0]]
-            raise RegistrationError(f"{where}: type {taken[0]!r} is already registered by {type(other).__qualname__}")
+            raise RegistrationError(
+                f"{where}: type {taken[0]!r} is already registered by {type(other).__qualname__}"
+            )
         for word, target in cls.words.items():
             if target not in types:
-                raise RegistrationError(f"{where}: word {word!r} points at {target!r}, not one of its types {list(types)}")
+                raise RegistrationError(
+                    f"{where}: word {word!r} points at {target!r}, not one of its types {list(types)}"
+                )
         definition = cls()
         definition.types = types  # type: ignore[misc]
         for layer_type in types:
@@ -260,7 +279,9 @@ class Registry:
         try:
             return self._by_type[layer_type]
         except KeyError:
-            raise CnnspecError(f"unknown layer type {layer_type!r}; known: {', '.join(self._by_type)}") from None
+            raise CnnspecError(
+                f"unknown layer type {layer_type!r}; known: {', '.join(self._by_type)}"
+            ) from None
 
     def __contains__(self, layer_type: object) -> bool:
         return layer_type in self._by_type
@@ -300,7 +321,9 @@ class Registry:
         for model in self.models():
             unhandled = [t for t in _literal_types(model) if t not in self._by_type]
             if unhandled:
-                raise RegistrationError(f"model {model.__name__} declares types {unhandled} that no definition registers")
+                raise RegistrationError(
+                    f"model {model.__name__} declares types {unhandled} that no definition registers"
+                )
 
 
 #: The catalog.

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -30,7 +31,12 @@ class UpsampleDefinition(LayerDefinition):
 
     model = Upsample
     family = "upsample"
-    words = {"upsampling2d": "upsample", "upsampling1d": "upsample", "upsampling3d": "upsample", "interpolate": "upsample"}
+    words = {
+        "upsampling2d": "upsample",
+        "upsampling1d": "upsample",
+        "upsampling3d": "upsample",
+        "interpolate": "upsample",
+    }
     hint_text = "upsampling: bilinear needs half-pixel centres (PyTorch align_corners=False); nearest vs bilinear."
     examples = (
         example({"type": "upsample", "scale_factor": 2}),
@@ -44,29 +50,46 @@ class UpsampleDefinition(LayerDefinition):
         spatial = ctx.require_spatial(index, layer.type, shape)
         factors = ctx.per_dim(index, layer.scale_factor, "scale_factor", spatial)
         if layer.mode == "bilinear" and spatial != 2:
-            ctx.fail(index, f"mode 'bilinear' needs a 2-D input, this one has {spatial} spatial dim(s)", "mode", hint="use mode: nearest")
+            ctx.fail(
+                index,
+                f"mode 'bilinear' needs a 2-D input, this one has {spatial} spatial dim(s)",
+                "mode",
+                hint="use mode: nearest",
+            )
         outs = [n * f for n, f in zip(shape[1:], factors)]
-        return dict(output_shape=(shape[0], *outs), size_formulas=tuple(f"{n}·{f} = {o}" for n, f, o in zip(shape[1:], factors, outs)), param_formula="no parameters", kernel_size=factors)
+        return dict(
+            output_shape=(shape[0], *outs),
+            size_formulas=tuple(f"{n}·{f} = {o}" for n, f, o in zip(shape[1:], factors, outs)),
+            param_formula="no parameters",
+            kernel_size=factors,
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """upsample: nearest (repeat) or bilinear with half-pixel centres (align_corners=False)."""
-        factors = "(" + ", ".join(T.float_text(f) for f in layer.kernel_size) + ("," if len(layer.kernel_size) == 1 else "") + ")"
-        name = T.attr(layer.name)
+        factors = [P.number(f) for f in layer.kernel_size or ()]
+        scale = factors[0] if len(set(factors)) == 1 else "(" + ", ".join(factors) + ")"
         if layer.spec.mode == "bilinear":
-            module = f"nn.Upsample(scale_factor={factors}, mode='bilinear', align_corners=False)"
-        elif layer.spec.mode == "nearest":
-            module = f"nn.Upsample(scale_factor={factors}, mode='nearest')"
+            module = P.call(
+                "nn.Upsample", scale_factor=scale, mode=P.string("bilinear"), align_corners="False"
+            )
         else:
-            raise CnnspecError(f"layer '{layer.name}': unknown upsample mode {layer.spec.mode!r}")
-        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})")
+            module = P.call("nn.Upsample", scale_factor=scale)
+        return T.single_module(layer, inputs, module)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        rank = layer.spatial_rank
-        factors = layer.kernel_size
-        size = str(int(factors[0])) if rank == 1 else K.ints_text(factors)
+        size = P.int_or_ints(layer.kernel_size or ())
         if layer.spec.mode == "bilinear":
             # Keras resizes with half-pixel centres, PyTorch's align_corners=False (checked in the tests).
-            expr = f"layers.UpSampling2D(size={size}, interpolation='bilinear', name={K.quoted(layer.name)})"
+            expression = P.call(
+                "layers.UpSampling2D",
+                size=size,
+                interpolation=P.string("bilinear"),
+                name=K.quoted(layer.name),
+            )
         else:
-            expr = f"layers.UpSampling{K.RANK_SUFFIX[rank]}(size={size}, name={K.quoted(layer.name)})"
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+            expression = P.call(
+                f"layers.UpSampling{K.RANK_SUFFIX[layer.spatial_rank]}",
+                size=size,
+                name=K.quoted(layer.name),
+            )
+        return K.single_layer(layer, ctx, expression)

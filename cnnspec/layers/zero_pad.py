@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -21,7 +22,9 @@ class ZeroPad(LayerBase):
         NonNegative,
         Annotated[list[NonNegative], Field(min_length=1, max_length=3)],
         Annotated[list[PadPair], Field(min_length=1, max_length=3)],
-    ] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim.")
+    ] = Field(
+        description="An int, one int per spatial dim, or one [before, after] pair per spatial dim."
+    )
 
 
 @register
@@ -31,7 +34,9 @@ class ZeroPadDefinition(LayerDefinition):
     model = ZeroPad
     family = "zero_pad"
     words = {
-        "zeropadding2d": "zero_pad2d", "zeropad2d": "zero_pad2d", "zeropadding1d": "zero_pad1d",
+        "zeropadding2d": "zero_pad2d",
+        "zeropad2d": "zero_pad2d",
+        "zeropadding1d": "zero_pad1d",
         "zeropadding3d": "zero_pad3d",
     }
     hint_text = "zero padding: the (before, after) order per spatial axis."
@@ -48,19 +53,25 @@ class ZeroPadDefinition(LayerDefinition):
         pads = ctx.explicit_pads(index, layer.padding, rank)
         outs = [n + b + a for n, (b, a) in zip(shape[1:], pads)]
         return dict(
-            output_shape=(shape[0], *outs), padding=pads, padding_mode="explicit",
-            size_formulas=tuple(f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)), param_formula="no parameters",
+            output_shape=(shape[0], *outs),
+            padding=pads,
+            padding_mode="explicit",
+            size_formulas=tuple(
+                f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)
+            ),
+            param_formula="no parameters",
         )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """zero_pad1d/2d/3d (nn.ZeroPad*d takes the last dim first)."""
-        name = T.attr(layer.name)
-        module = f"nn.ZeroPad{T.spatial_rank(layer)}d({T.torch_pad_order(layer.padding)})"
-        return T.LayerCode(modules=[(name, module)], expression=f"self.{name}({inputs[0]})", note=f"; padding {T.pairs_text(layer.padding)}")
+        pads = layer.padding or ()
+        module = T.pad_module(T.spatial_rank(layer), pads)
+        return T.single_module(layer, inputs, module, note=f"; padding {T.pairs_text(pads)}")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        rank = layer.spatial_rank
-        pads = layer.padding
-        arg = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else K.pairs_text(pads)
-        expr = f"layers.ZeroPadding{K.RANK_SUFFIX[rank]}(padding={arg}, name={K.quoted(layer.name)})"
-        return [K.call(expr, ctx.variable(layer.name), K.single_input(layer, ctx))]
+        expression = P.call(
+            f"layers.ZeroPadding{K.RANK_SUFFIX[layer.spatial_rank]}",
+            K.padding_value(layer.padding or ()),
+            name=K.quoted(layer.name),
+        )
+        return K.single_layer(layer, ctx, expression)

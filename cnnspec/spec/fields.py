@@ -41,18 +41,56 @@ _TORCH_MODULE_MEMBERS = (
 # identifiers the generated source relies on (module attributes, locals, imports).
 RESERVED_NAMES = frozenset(
     {
-        "input", "inputs", "output", "outputs", "x", "y", "self", "model", "training", "forward_layers",
-        "torch", "nn", "F", "keras", "layers", "ops", "np", "numpy", "math",
-        "build", "call", "weights", "trainable_weights", "non_trainable_weights", "variables", "summary",
-        "fit", "predict", "evaluate", "save", "export", "get_layer", "name", "dtype", "get_config",
-        "from_config", "built", "trainable", "losses", "metrics", "CNNSPEC_LAYER_NAMES",
+        "input",
+        "inputs",
+        "output",
+        "outputs",
+        "x",
+        "y",
+        "self",
+        "model",
+        "training",
+        "forward_layers",
+        "torch",
+        "nn",
+        "F",
+        "keras",
+        "layers",
+        "ops",
+        "np",
+        "numpy",
+        "math",
+        "build",
+        "call",
+        "weights",
+        "trainable_weights",
+        "non_trainable_weights",
+        "variables",
+        "summary",
+        "fit",
+        "predict",
+        "evaluate",
+        "save",
+        "export",
+        "get_layer",
+        "name",
+        "dtype",
+        "get_config",
+        "from_config",
+        "built",
+        "trainable",
+        "losses",
+        "metrics",
+        "CNNSPEC_LAYER_NAMES",
         *_TORCH_MODULE_MEMBERS,
     }
 )
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
-INT32_MAX = 2**31 - 1  # frameworks index tensors with int32 in places; larger sizes are never meaningful
+INT32_MAX = (
+    2**31 - 1
+)  # frameworks index tensors with int32 in places; larger sizes are never meaningful
 
 Positive = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
 NonNegative = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
@@ -77,7 +115,16 @@ PaddingSpec = Union[
 
 # Activations that need no parameter: allowed inline as ``activation:`` on conv/dense.
 InlineActivation = Literal[
-    "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid", "linear"
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "gelu",
+    "hard_swish",
+    "hard_sigmoid",
+    "linear",
 ]
 
 ACTIVATION_DESCRIPTION = (
@@ -118,5 +165,7 @@ class LayerBase(_Strict):
         if value.startswith("__"):
             raise ValueError(f"'{value}' starts with '__'; dunder names are reserved")
         if value in RESERVED_NAMES or value in _BUILTIN_NAMES:
-            raise ValueError(f"'{value}' is reserved (the generated code uses this name); pick another")
+            raise ValueError(
+                f"'{value}' is reserved (the generated code uses this name); pick another"
+            )
         return value

@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnspec.spec.models import ModelSpec
 
+
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema (draft 2020-12) as a dict."""
     schema = ModelSpec.model_json_schema(mode="validation")

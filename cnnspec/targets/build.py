@@ -7,25 +7,29 @@ takes home is exactly the model that is tested and verified.
 
 from __future__ import annotations
 
-import importlib
-import sys
 import types
 from typing import Any
 
-from cnnspec.errors import BackendUnavailable, CnnspecError
+from cnnspec.targets.base import TARGET_CLASSES, Target, get_target
 from cnnspec.targets.naming import class_name, function_name
 
-TARGETS = ("torch", "keras")
+__all__ = [
+    "TARGETS",
+    "build",
+    "class_name",
+    "emit_source",
+    "emitter",
+    "function_name",
+    "instantiate",
+    "load_source",
+]
 
-_BACKEND_MODULES = {"torch": "cnnspec.targets.torch.emit", "keras": "cnnspec.targets.keras.emit"}
-_BACKEND_REQUIREMENTS = {"torch": "torch", "keras": "keras (with tensorflow)"}
+TARGETS = tuple(TARGET_CLASSES)
 
 
-def emitter(target: str):
-    """The emitter module of ``target`` (``emit_torch`` or ``emit_keras``)."""
-    if target not in TARGETS:
-        raise CnnspecError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
-    return importlib.import_module(_BACKEND_MODULES[target])
+def emitter(target: str) -> Target:
+    """The :class:`~cnnspec.targets.base.Target` called ``target`` (its framework is not imported)."""
+    return get_target(target)
 
 
 def emit_source(spec, target: str) -> str:
@@ -41,26 +45,17 @@ def emit_source(spec, target: str) -> str:
     from cnnspec.engine.plan import Plan, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
-    return emitter(target).emit_source(plan)
+    return get_target(target).emit_source(plan)
 
 
 def load_source(source: str, target: str, model_name: str) -> types.ModuleType:
     """Compile generated source into a fresh module object (not registered in sys.modules)."""
-    _require(target)
-    module = types.ModuleType(f"cnnspec_generated_{target}_{model_name}")
-    module.__file__ = f"<cnnspec-{target}:{model_name}>"
-    code = compile(source, module.__file__, "exec")
-    exec(code, module.__dict__)  # noqa: S102 - the source is generated from validated values only
-    return module
+    return get_target(target).load_source(source, model_name)
 
 
 def instantiate(module: types.ModuleType, target: str, model_name: str) -> Any:
     """Create the model object defined by a generated module."""
-    if target == "torch":
-        model = getattr(module, class_name(model_name))()
-        model.eval()
-        return model
-    return getattr(module, function_name(model_name))()
+    return get_target(target).instantiate(module, model_name)
 
 
 def build(spec, target: str, *, return_source: bool = False):
@@ -77,26 +72,7 @@ def build(spec, target: str, *, return_source: bool = False):
     """
     from cnnspec.engine.plan import Plan, resolve
 
+    backend = get_target(target)  # an unknown target is refused before the spec is resolved
     plan = spec if isinstance(spec, Plan) else resolve(spec)
-    source = emitter(target).emit_source(plan)
-    module = load_source(source, target, plan.name)
-    model = instantiate(module, target, plan.name)
+    model, source = backend.build(plan)
     return (model, source) if return_source else model
-
-
-def _require(target: str) -> None:
-    name = "torch" if target == "torch" else "keras"
-    if name in sys.modules:
-        return
-    try:
-        if target == "keras":
-            import os
-
-            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        importlib.import_module(name)
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"the {target} target needs {_BACKEND_REQUIREMENTS[target]}, which is not installed ({exc}); "
-            f"install it with: pip install 'cnnspec[{target}]'"
-        ) from None

@@ -23,10 +23,10 @@ Neither torch nor keras is imported by this module at import time.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +34,6 @@ from cnnspec.atomic import atomic_path
 from cnnspec.errors import CnnspecError
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
-
 
 
 class WeightMismatch(CnnspecError):
@@ -96,28 +95,10 @@ class _Slot:
 # --------------------------------------------------------------------------------------
 
 
-def _is_torch_model(obj: Any) -> bool:
-    if "torch" not in sys.modules:
-        return False
-    import torch
-
-    return isinstance(obj, torch.nn.Module)
-
-
-def _is_keras_model(obj: Any) -> bool:
-    if "keras" not in sys.modules:
-        return False
-    import keras
-
-    return isinstance(obj, keras.Model)
-
-
 def _framework_of(obj: Any, role: str) -> str:
-    if _is_torch_model(obj):
-        return "torch"
-    if _is_keras_model(obj):
-        return "keras"
-    raise CnnspecError(f"the {role} model is neither a torch.nn.Module nor a keras.Model (got {type(obj).__name__})")
+    from cnnspec.targets.base import target_of
+
+    return target_of(obj, role).name
 
 
 def _plan_of(spec):
@@ -164,7 +145,9 @@ def _keras_layer(layers_by_name: dict, name: str, spec_names: set, layer_type: s
     helpers = [
         candidate
         for candidate_name, candidate in layers_by_name.items()
-        if candidate_name.startswith(name + "_") and candidate_name not in spec_names and candidate.weights
+        if candidate_name.startswith(name + "_")
+        and candidate_name not in spec_names
+        and candidate.weights
     ]
     if len(helpers) == 1:
         return helpers[0]
@@ -196,54 +179,106 @@ def _keras_var(layer, candidates: tuple[str, ...], spec_name: str, tensor: str):
 # --------------------------------------------------------------------------------------
 
 
-def _slots_for_layer(layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set) -> list[_Slot]:
-    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+def definition_slots(layer_plan, plan) -> list:
+    """The :class:`~cnnspec.layers.WeightSlot` list of one layer, from its definition in the layer registry."""
     from cnnspec.layers import REGISTRY
 
-    name, layer_type = layer_plan.name, layer_plan.type
-    expected = {p.name: tuple(p.shape) for p in layer_plan.params}
     flat_order = None
     if len(layer_plan.input_shape) == 1:
         source = layer_plan.inputs[0]
-        segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+        segments = (
+            plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+        )
         flat_order = flat_permutation(segments)
-    definition_slots = REGISTRY.definition(layer_type).weights(layer_plan, flat_order)
-    if not definition_slots:  # e.g. normalize with constant mean/variance, group_norm without affine
+    return REGISTRY.definition(layer_plan.type).weights(layer_plan, flat_order)
+
+
+def _weighted_layers(plan):
+    from cnnspec.layers import REGISTRY
+
+    return [layer for layer in plan.layers if REGISTRY.definition(layer.type).weighted]
+
+
+def bound_torch_tensors(torch_model, plan) -> dict:
+    """(layer, tensor) -> the torch parameter or buffer holding it (neutral layout)."""
+    modules = dict(torch_model.named_modules())
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        for slot in definition_slots(layer_plan, plan):
+            torch_name = layer_plan.name + slot.torch_module
+            module = _torch_module(modules, torch_name, layer_plan.name, layer_plan.type)
+            bound[(layer_plan.name, slot.tensor)] = _torch_attr(
+                module, slot.torch_attr, layer_plan.name, slot.tensor, torch_name
+            )
+    return bound
+
+
+def bound_keras_variables(keras_model, plan) -> dict:
+    """(layer, tensor) -> (keras variable, its WeightSlot, the neutral shape)."""
+    layers_by_name = {layer.name: layer for layer in keras_model.layers}
+    spec_names = {layer.name for layer in plan.layers}
+    bound = {}
+    for layer_plan in _weighted_layers(plan):
+        slots = definition_slots(layer_plan, plan)
+        if not slots:  # e.g. normalize with constant mean/variance, group_norm without affine
+            continue
+        keras_layer = _keras_layer(layers_by_name, layer_plan.name, spec_names, layer_plan.type)
+        expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+        for slot in slots:
+            variable = _keras_var(keras_layer, slot.keras_names, layer_plan.name, slot.tensor)
+            bound[(layer_plan.name, slot.tensor)] = (variable, slot, expected.get(slot.tensor))
+    return bound
+
+
+def _slots_for_layer(
+    layer_plan, plan, torch_modules: dict, keras_layers: dict, spec_names: set
+) -> list[_Slot]:
+    """The layer's weight slots (from its definition in the layer registry), bound to both models."""
+    name, layer_type = layer_plan.name, layer_plan.type
+    expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+    weight_slots = definition_slots(layer_plan, plan)
+    if not weight_slots:  # e.g. normalize with constant mean/variance, group_norm without affine
         return []
     keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
     slots: list[_Slot] = []
     biased: dict[str, bool] = {}
-    for slot in definition_slots:
+    for slot in weight_slots:
         torch_name = name + slot.torch_module
         module = _torch_module(torch_modules, torch_name, name, layer_type)
         if slot.bias_forbidden and getattr(module, "bias", None) is not None:
-            raise WeightMismatch(f"layer '{name}': the torch module '{torch_name}' has a bias; {slot.bias_forbidden}")
+            raise WeightMismatch(
+                f"layer '{name}': the torch module '{torch_name}' has a bias; {slot.bias_forbidden}"
+            )
         _torch_attr(module, slot.torch_attr, name, slot.tensor, torch_name)
         biased[torch_name] = biased.get(torch_name, False) or slot.torch_attr == "bias"
         slots.append(
             _Slot(
-                layer=name, tensor=slot.tensor, torch_owner=module, torch_attr=slot.torch_attr,
+                layer=name,
+                tensor=slot.tensor,
+                torch_owner=module,
+                torch_attr=slot.torch_attr,
                 keras_var=_keras_var(keras_layer, slot.keras_names, name, slot.tensor),
-                to_keras=slot.to_keras, to_torch=slot.to_torch, expected_torch_shape=expected.get(slot.tensor),
+                to_keras=slot.to_keras,
+                to_torch=slot.to_torch,
+                expected_torch_shape=expected.get(slot.tensor),
                 reshape=slot.reshape,
             )
         )
     for torch_name, has_bias_slot in biased.items():
         if not has_bias_slot and getattr(torch_modules[torch_name], "bias", None) is not None:
-            raise WeightMismatch(f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias")
+            raise WeightMismatch(
+                f"layer '{name}': the spec has bias: false but the torch module '{torch_name}' has a bias"
+            )
     return slots
 
 
 def _all_slots(torch_model, keras_model, plan) -> list[_Slot]:
-    from cnnspec.layers import REGISTRY
-
     torch_modules = dict(torch_model.named_modules())
     keras_layers = {layer.name: layer for layer in keras_model.layers}
     spec_names = {layer.name for layer in plan.layers}
     slots: list[_Slot] = []
-    for layer_plan in plan.layers:
-        if REGISTRY.definition(layer_plan.type).weighted:
-            slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
+    for layer_plan in _weighted_layers(plan):
+        slots.extend(_slots_for_layer(layer_plan, plan, torch_modules, keras_layers, spec_names))
     return slots
 
 
@@ -257,7 +292,9 @@ def _mismatch(slot: _Slot, torch_shape, keras_shape, detail: str = "") -> Weight
 
 def _check_torch_shape(slot: _Slot, torch_shape, keras_shape) -> None:
     if slot.expected_torch_shape is not None and tuple(torch_shape) != slot.expected_torch_shape:
-        raise _mismatch(slot, torch_shape, keras_shape, f"the spec says torch shape {slot.expected_torch_shape}")
+        raise _mismatch(
+            slot, torch_shape, keras_shape, f"the spec says torch shape {slot.expected_torch_shape}"
+        )
 
 
 def _check_complete(torch_model, keras_model, slots: list[_Slot]) -> None:
@@ -265,11 +302,15 @@ def _check_complete(torch_model, keras_model, slots: list[_Slot]) -> None:
     torch_done = {id(slot.torch_tensor) for slot in slots}
     for param_name, param in torch_model.named_parameters():
         if id(param) not in torch_done:
-            raise WeightMismatch(f"torch parameter '{param_name}' {tuple(param.shape)} belongs to no spec layer with weights")
+            raise WeightMismatch(
+                f"torch parameter '{param_name}' {tuple(param.shape)} belongs to no spec layer with weights"
+            )
     keras_done = {id(slot.keras_var) for slot in slots}
     for variable in keras_model.trainable_weights:
         if id(variable) not in keras_done:
-            raise WeightMismatch(f"keras variable '{variable.path}' {tuple(variable.shape)} belongs to no spec layer with weights")
+            raise WeightMismatch(
+                f"keras variable '{variable.path}' {tuple(variable.shape)} belongs to no spec layer with weights"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -299,8 +340,12 @@ def transfer_weights(src_model, dst_model, spec) -> None:
     src_kind = _framework_of(src_model, "source")
     dst_kind = _framework_of(dst_model, "destination")
     if src_kind == dst_kind:
-        raise CnnspecError(f"transfer_weights copies between torch and keras; both models are {src_kind} models")
-    torch_model, keras_model = (src_model, dst_model) if src_kind == "torch" else (dst_model, src_model)
+        raise CnnspecError(
+            f"transfer_weights copies between torch and keras; both models are {src_kind} models"
+        )
+    torch_model, keras_model = (
+        (src_model, dst_model) if src_kind == "torch" else (dst_model, src_model)
+    )
     slots = _all_slots(torch_model, keras_model, plan)
     _check_complete(torch_model, keras_model, slots)
 
@@ -340,7 +385,11 @@ def transfer_weights(src_model, dst_model, spec) -> None:
         with torch.no_grad():
             for slot, value in converted:
                 target = slot.torch_tensor
-                target.copy_(torch.from_numpy(np.array(value, order="C")).to(dtype=target.dtype, device=target.device))
+                target.copy_(
+                    torch.from_numpy(np.array(value, order="C")).to(
+                        dtype=target.dtype, device=target.device
+                    )
+                )
 
 
 def keras_normalization_class():
@@ -396,26 +445,38 @@ def _randomize_torch(model, rng) -> None:
     norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.modules.instancenorm._InstanceNorm)
     roles = {}
     for module in model.modules():
-        if isinstance(module, norm_types) or type(module).__name__ in ("ChannelLayerNorm", "PartialBatchNorm"):
+        if type(module).__name__ == "PartialBatchNorm":
+            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
+            roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
+        elif isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm":
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
         elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
             roles.update({id(module.mean): "moving_mean", id(module.variance): "moving_variance"})
         elif isinstance(module, batch_norm_types):
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-            roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
+            roles.update(
+                {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
+            )
         elif isinstance(module, torch.nn.PReLU):
             roles[id(module.weight)] = "alpha"
         elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
             roles[id(module.weight)] = "kernel"  # fan-in of a transposed conv: I * k / stride
-            module._cnnspec_fan_in = module.weight.shape[0] * int(np.prod(module.weight.shape[2:])) // int(np.prod(module.stride))
+            fan_in = (
+                module.weight.shape[0]
+                * int(np.prod(module.weight.shape[2:]))
+                // int(np.prod(module.stride))
+            )
+            setattr(module, "_cnnspec_fan_in", fan_in)
         elif getattr(module, "weight", None) is not None and module.weight.ndim >= 2:
             roles[id(module.weight)] = "kernel"
     with torch.no_grad():
         for module in model.modules():
             tensors = list(module.named_parameters(recurse=False))
             if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
-                roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
-                tensors += [("running_mean", module.running_mean), ("running_var", module.running_var)]
+                tensors += [
+                    ("running_mean", module.running_mean),
+                    ("running_var", module.running_var),
+                ]
             elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
                 tensors += [("mean", module.mean), ("variance", module.variance)]
             # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
@@ -423,8 +484,14 @@ def _randomize_torch(model, rng) -> None:
                 if tensor is None or not tensor.is_floating_point():
                     continue
                 role = roles.get(id(tensor), "bias" if attr == "bias" else "other")
-                fan_in = getattr(module, "_cnnspec_fan_in", None) or (int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1)
-                tensor.copy_(torch.from_numpy(_random_vector(rng, role, tuple(tensor.shape), fan_in)).to(tensor.dtype))
+                fan_in = getattr(module, "_cnnspec_fan_in", None) or (
+                    int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
+                )
+                tensor.copy_(
+                    torch.from_numpy(_random_vector(rng, role, tuple(tensor.shape), fan_in)).to(
+                        tensor.dtype
+                    )
+                )
         for module in model.modules():
             if hasattr(module, "_cnnspec_fan_in"):
                 del module._cnnspec_fan_in
@@ -445,9 +512,14 @@ def _randomize_keras(model, rng) -> None:
                 role = {"mean": "moving_mean", "variance": "moving_variance"}.get(role, role)
             if role in ("kernel", "depthwise_kernel", "pointwise_kernel") and len(shape) >= 2:
                 # keras kernels end in (..., in, out); a depthwise kernel's window is all of its fan-in.
-                fan_in = int(np.prod(shape[:-2] if depthwise or role == "depthwise_kernel" else shape[:-1]))
+                fan_in = int(
+                    np.prod(shape[:-2] if depthwise or role == "depthwise_kernel" else shape[:-1])
+                )
                 role = "kernel"
-            elif role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha") and not variable.trainable:
+            elif (
+                role not in ("bias", "gamma", "beta", "moving_mean", "moving_variance", "alpha")
+                and not variable.trainable
+            ):
                 continue  # e.g. a seed generator's state
             variable.assign(_random_vector(rng, role, shape, fan_in))
         if isinstance(layer, keras.layers.Normalization):
@@ -469,7 +541,11 @@ def _unpickling_reason(error: Exception) -> str:
     for line in lines:
         if "unsupported GLOBAL" in line or "Unsupported" in line or "not allowed" in line.lower():
             return line
-    informative = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    informative = [
+        line
+        for line in lines
+        if "weights_only" not in line and "Weights only load failed" not in line
+    ]
     return informative[0] if informative else type(error).__name__
 
 
@@ -498,7 +574,9 @@ def load_weights_file(model, path, spec=None) -> None:
     file_kind = "keras" if _is_keras_file(path) else "torch"
     if model_kind != file_kind:
         if spec is None:
-            raise CnnspecError(f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert")
+            raise CnnspecError(
+                f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert"
+            )
         from cnnspec.targets.build import build
 
         plan = _plan_of(spec)
@@ -518,13 +596,22 @@ def load_weights_file(model, path, spec=None) -> None:
 
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        AttributeError,
+    ) as error:
         raise CnnspecError(
             f"refusing to load {path}: not a plain torch weights file (state_dict of tensors) "
             f"readable with weights_only=True: {_unpickling_reason(error)}"
         ) from None
     if not isinstance(state, dict):
-        raise CnnspecError(f"{path} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}")
+        raise CnnspecError(
+            f"{path} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -556,7 +643,9 @@ def save_weights_file(model, path, *, overwrite: bool = False) -> Path:
     if kind == "keras" and not _is_keras_file(path):
         raise CnnspecError(f"keras weights files must end in '{KERAS_WEIGHTS_SUFFIX}': {path}")
     (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
-    suffix = KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"  # keras insists on the .weights.h5 ending
+    suffix = (
+        KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"
+    )  # keras insists on the .weights.h5 ending
     with atomic_path(path, overwrite=overwrite, suffix=suffix) as temp:
         if kind == "torch":
             import torch

@@ -7,9 +7,12 @@ classes (``targets/keras/helpers.py``) the module must include.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from cnnspec.engine import shapes as S
 from cnnspec.errors import CnnspecError
+from cnnspec.targets import pysource as P
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnspec.engine.plan import LayerPlan, Plan
@@ -20,8 +23,14 @@ INPUT_VARIABLE = "inputs"
 # (hard_sigmoid = clip(x/6 + 1/2, 0, 1) and hard_silu = x * hard_sigmoid(x) in Keras 3).  GELU is emitted as a
 # small registered function instead: Keras' "gelu" lowers to Erfc, which tf2onnx cannot export.
 KERAS_ACTIVATIONS = {
-    "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-    "silu": "silu", "hard_swish": "hard_silu", "hard_sigmoid": "hard_sigmoid",
+    "relu": "relu",
+    "relu6": "relu6",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "silu": "silu",
+    "hard_swish": "hard_silu",
+    "hard_sigmoid": "hard_sigmoid",
 }
 
 RANK_SUFFIX = {1: "1D", 2: "2D", 3: "3D"}
@@ -59,13 +68,48 @@ class EmitContext:
 def identifier(name: str) -> str:
     """``name`` if it is a Python identifier; raise otherwise."""
     if not isinstance(name, str) or not name.isidentifier():
-        raise CnnspecError(f"refusing to write {name!r} into generated source: not a Python identifier")
+        raise CnnspecError(
+            f"refusing to write {name!r} into generated source: not a Python identifier"
+        )
     return name
 
 
 def quoted(name: str) -> str:
-    """A checked identifier as a Python string literal."""
-    return repr(identifier(name))
+    """A checked identifier as a (double-quoted) Python string literal."""
+    return P.string(identifier(name))
+
+
+def option(values: Iterable[int] | None, default: int = 1) -> str | None:
+    """A per-dim argument as an int when uniform, or None when every value is the framework's ``default``."""
+    items = tuple(int(v) for v in values or ())
+    if all(v == default for v in items):
+        return None
+    return P.int_or_ints(items)
+
+
+def is_keras_same(layer: LayerPlan) -> bool:
+    """Whether the plan's padding is exactly what Keras' padding="same" (TF SAME_UPPER) applies."""
+    if layer.padding_mode == "same":
+        return True
+    if layer.padding is None or layer.kernel_size is None or layer.stride is None:
+        return False
+    dilation = layer.dilation or (1,) * len(layer.kernel_size)
+    same = tuple(
+        S.same_padding(n, k, s, d)
+        for n, k, s, d in zip(layer.input_shape[1:], layer.kernel_size, layer.stride, dilation)
+    )
+    return tuple(tuple(p) for p in layer.padding) == same and any(b or a for b, a in layer.padding)
+
+
+def padding_value(pads: Sequence[tuple[int, int]]) -> str:
+    """A ZeroPadding*D ``padding`` argument: an int, one int per dim, or (before, after) pairs."""
+    if len({v for pair in pads for v in pair}) == 1:
+        return str(int(pads[0][0]))
+    if len(pads) == 1:
+        return f"({int(pads[0][0])}, {int(pads[0][1])})"
+    if all(b == a for b, a in pads):
+        return "(" + ", ".join(str(int(b)) for b, _ in pads) + ")"
+    return pairs_text(pads)
 
 
 def ints_text(values: Iterable[int]) -> str:
@@ -90,16 +134,22 @@ def call(layer_expr: str, target: str, source: str) -> str:
     return f"{target} = {layer_expr}({source})"
 
 
-def activation_arg(layer: LayerPlan, ctx: EmitContext) -> str:
-    """``, activation=...`` for the layer's inline activation (empty if none)."""
+def activation_value(layer: LayerPlan, ctx: EmitContext) -> str | None:
+    """The ``activation=`` value for the layer's inline activation (None if none)."""
     act = layer.activation
     if act is None:
-        return ""
+        return None
     if act == "gelu":
-        return f", activation={ctx.use('gelu_erf')}"
+        return ctx.use("gelu_erf")
     if act not in KERAS_ACTIVATIONS:
         raise CnnspecError(f"layer '{layer.name}': no Keras mapping for activation '{act}'")
-    return f", activation={KERAS_ACTIVATIONS[act]!r}"
+    return P.string(KERAS_ACTIVATIONS[act])
+
+
+def activation_arg(layer: LayerPlan, ctx: EmitContext) -> str:
+    """``, activation=...`` for the layer's inline activation (empty if none)."""
+    value = activation_value(layer, ctx)
+    return "" if value is None else f", activation={value}"
 
 
 def zero_padding_lines(layer: LayerPlan, ctx: EmitContext, source: str) -> tuple[list[str], str]:
@@ -109,8 +159,11 @@ def zero_padding_lines(layer: LayerPlan, ctx: EmitContext, source: str) -> tuple
         return [], source
     rank = len(pads)
     pad_name = ctx.helper_name(layer, "pad")
-    arg = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else pairs_text(pads)
-    line = call(f"layers.ZeroPadding{RANK_SUFFIX[rank]}(padding={arg}, name={quoted(pad_name)})", pad_name, source)
+    line = call(
+        f"layers.ZeroPadding{RANK_SUFFIX[rank]}({padding_value(pads)}, name={quoted(pad_name)})",
+        pad_name,
+        source,
+    )
     return [line], pad_name
 
 

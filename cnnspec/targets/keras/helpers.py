@@ -1,7 +1,11 @@
-"""Keras helper layers that generated models embed (their source text, via ``inspect.getsource``).
+"""Keras helper layers and functions that generated models include where no Keras layer is exact.
 
-Each class is self-contained: it uses only ``keras``, ``layers``, ``ops``, ``np`` and ``math``,
-which every generated module imports, and never cnnspec.  Inputs are channels-last.
+Each helper is written once here, rank-generic, and copied verbatim into a generated module
+that uses it (:func:`cnnspec.targets.helper_text.definition_text` reads this file without
+importing it).  So these definitions may use only what a generated module
+imports: ``keras``, ``layers`` and ``ops`` from keras, and ``np`` (numpy); never cnnspec.
+Each is serializable (``get_config``; registered under the package ``cnnspec``), never a
+``Lambda``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,310 @@ import math
 import keras
 import numpy as np
 from keras import layers, ops
+
+# The names a generated module imports for each helper (``np`` only for those listed).
+NEEDS_NUMPY = frozenset({"CountedAveragePooling", "AdaptivePooling", "Resize", "Padding"})
+# ``math`` only for those listed.
+NEEDS_MATH = frozenset({"Resize"})
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class PortableConv(layers.Layer):
+    """N-d convolution computed group by group, and at stride 1 then subsampled when strided and dilated.
+
+    Keras' grouped convolution does not export to ONNX on TensorFlow, and Keras refuses
+    strides > 1 with dilation_rate > 1; both are computed exactly here.  The rank is that of
+    ``kernel_size`` (a tuple); the kernel keeps Keras' Conv layout
+    (*kernel_size, in_channels / groups, filters) and is called ``kernel``, the bias ``bias``.
+    ``subsample`` keeps every s-th output cell per axis (the stride, when computed at stride 1).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=None,
+        padding="valid",
+        dilation_rate=None,
+        groups=1,
+        use_bias=True,
+        activation=None,
+        subsample=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        ones = (1,) * len(self.kernel_size)
+        self.strides = tuple(int(s) for s in strides or ones)
+        self.padding = padding
+        self.dilation_rate = tuple(int(d) for d in dilation_rate or ones)
+        self.groups = int(groups)
+        self.use_bias = bool(use_bias)
+        self.activation = keras.activations.get(activation)
+        self.subsample = tuple(int(s) for s in subsample or ones)
+
+    def build(self, input_shape):
+        group_in = input_shape[-1] // self.groups
+        self.kernel = self.add_weight(
+            name="kernel", shape=(*self.kernel_size, group_in, self.filters)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs):
+        group_in = self.kernel.shape[-2]
+        group_out = self.filters // self.groups
+        pieces = []
+        for group in range(self.groups):
+            pieces.append(
+                ops.conv(
+                    inputs[..., group * group_in : (group + 1) * group_in],
+                    self.kernel[..., group * group_out : (group + 1) * group_out],
+                    strides=self.strides,
+                    padding=self.padding,
+                    dilation_rate=self.dilation_rate,
+                    data_format="channels_last",
+                )
+            )
+        outputs = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=-1)
+        outputs = outputs[(slice(None),) + tuple(slice(None, None, s) for s in self.subsample)]
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        shape = [input_shape[0]]
+        for size, k, s, d, step in zip(
+            input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate, self.subsample
+        ):
+            span = d * (k - 1) + 1
+            if size is None:
+                shape.append(None)
+            else:
+                out = -(-size // s) if self.padding == "same" else (size - span) // s + 1
+                shape.append(-(-out // step))
+        return (*shape, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
+            "use_bias": self.use_bias,
+            "activation": keras.activations.serialize(self.activation),
+            "subsample": self.subsample,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class CroppedConvTranspose(layers.Layer):
+    """N-d transposed convolution as a crop of its full output.
+
+    The full output has (in - 1) * stride + dilation * (k - 1) + 1 cells per axis; ``extend``
+    cells are appended at the end of each axis (they hold only the bias), then ``crop``
+    (before, after) cells are removed.  With dilation > 1 the kernel is dilated explicitly
+    (zeros between taps) so any stride works.  The rank is that of ``kernel_size``; the kernel
+    keeps Keras' ConvTranspose layout (*kernel_size, filters, in_channels).
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=None,
+        dilation_rate=None,
+        crop=None,
+        extend=None,
+        use_bias=True,
+        activation=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        rank = len(self.kernel_size)
+        self.strides = tuple(int(s) for s in strides or (1,) * rank)
+        self.dilation_rate = tuple(int(d) for d in dilation_rate or (1,) * rank)
+        self.crop = tuple((int(before), int(after)) for before, after in crop or ((0, 0),) * rank)
+        self.extend = tuple(int(e) for e in extend or (0,) * rank)
+        self.use_bias = bool(use_bias)
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="kernel", shape=(*self.kernel_size, self.filters, input_shape[-1])
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def _dilated_kernel(self):
+        kernel = self.kernel
+        for axis, rate in enumerate(self.dilation_rate):
+            if rate > 1:
+                taps = kernel.shape[axis]
+                stacked = ops.stack([kernel] + [ops.zeros_like(kernel)] * (rate - 1), axis=axis + 1)
+                shape = list(kernel.shape)
+                shape[axis] = taps * rate
+                kernel = ops.reshape(stacked, shape)
+                shape[axis] = rate * (taps - 1) + 1
+                kernel = ops.slice(kernel, [0] * len(shape), shape)
+        return kernel
+
+    def call(self, inputs):
+        outputs = ops.conv_transpose(
+            inputs,
+            self._dilated_kernel(),
+            strides=self.strides,
+            padding="valid",
+            output_padding=0,
+            data_format="channels_last",
+        )
+        if any(self.extend):
+            outputs = ops.pad(outputs, ((0, 0), *((0, e) for e in self.extend), (0, 0)))
+        index = [slice(None)]
+        for (before, after), size in zip(self.crop, outputs.shape[1:-1]):
+            index.append(slice(before, size - after))
+        outputs = outputs[tuple(index) + (slice(None),)]
+        if self.bias is not None:
+            outputs = outputs + self.bias  # the bias also fills the extended cells
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        shape = [input_shape[0]]
+        for axis, size in enumerate(input_shape[1:-1]):
+            span = self.dilation_rate[axis] * (self.kernel_size[axis] - 1) + 1
+            if size is None:
+                shape.append(None)
+            else:
+                full = (size - 1) * self.strides[axis] + span + self.extend[axis]
+                shape.append(full - self.crop[axis][0] - self.crop[axis][1])
+        return (*shape, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "dilation_rate": self.dilation_rate,
+            "crop": self.crop,
+            "extend": self.extend,
+            "use_bias": self.use_bias,
+            "activation": keras.activations.serialize(self.activation),
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class ConstantPadding(layers.Layer):
+    """Pads the spatial dims (before, after) with a constant; -inf before a max pool never wins."""
+
+    def __init__(self, padding, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple((int(before), int(after)) for before, after in padding)
+        self.value = float(value)
+
+    def call(self, inputs):
+        return ops.pad(inputs, ((0, 0), *self.padding, (0, 0)), constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        spatial = [
+            None if n is None else n + b + a for n, (b, a) in zip(input_shape[1:-1], self.padding)
+        ]
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class CountedAveragePooling(layers.Layer):
+    """Average pooling over zero-padded windows, each divided by the cells it counts.
+
+    ``padding`` is the declared padding per spatial dim; it counts in the divisor only when
+    ``count_include_pad`` is true.  ``ceil_extra`` cells (ceil mode's overhang past the
+    padding) are covered by the last window but never counted (PyTorch's rules).
+    """
+
+    def __init__(self, pool_size, strides, padding, ceil_extra, count_include_pad, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(int(k) for k in pool_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.padding = tuple((int(before), int(after)) for before, after in padding)
+        self.ceil_extra = tuple(int(e) for e in ceil_extra)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _divisor(self, spatial):
+        divisor = np.ones((), dtype="float32")
+        for size, window, stride, (before, after), extra in zip(
+            spatial, self.pool_size, self.strides, self.padding, self.ceil_extra
+        ):
+            out = (size + before + after + extra - window) // stride + 1
+            low, high = (
+                (0, size + before + after) if self.count_include_pad else (before, before + size)
+            )
+            starts = np.arange(out) * stride
+            counts = np.minimum(starts + window, high) - np.maximum(starts, low)
+            divisor = np.multiply.outer(divisor, counts.astype("float32"))
+        return divisor.reshape((1, *divisor.shape, 1))
+
+    def call(self, inputs):
+        pads = ((0, 0), *((b, a + e) for (b, a), e in zip(self.padding, self.ceil_extra)), (0, 0))
+        mean = ops.average_pool(
+            ops.pad(inputs, pads),
+            self.pool_size,
+            strides=self.strides,
+            padding="valid",
+            data_format="channels_last",
+        )
+        window = float(np.prod(self.pool_size))
+        return mean * window / ops.convert_to_tensor(self._divisor(inputs.shape[1:-1]))
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for size, window, stride, (before, after), extra in zip(
+            input_shape[1:-1], self.pool_size, self.strides, self.padding, self.ceil_extra
+        ):
+            spatial.append(
+                None if size is None else (size + before + after + extra - window) // stride + 1
+            )
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "ceil_extra": self.ceil_extra,
+            "count_include_pad": self.count_include_pad,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+def gelu_erf(x):
+    """GELU, exact form: x * Phi(x) = x/2 * (1 + erf(x / sqrt(2))).
+
+    Keras' built-in "gelu" lowers to Erfc on TensorFlow, which ONNX has no operator for.
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+def gelu_tanh(x):
+    """GELU, tanh approximation: x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+    return 0.5 * x * (1.0 + ops.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
 
 # ----------------------------------------------------------------------------------------------
 # Model-zoo catalog helpers (issue 10): adaptive pooling, resize, channel shuffle/slice, padding

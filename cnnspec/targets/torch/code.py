@@ -7,10 +7,12 @@ through one of the formatters here.
 from __future__ import annotations
 
 import keyword
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cnnspec.errors import CnnspecError
+from cnnspec.targets import pysource as P
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnspec.engine.plan import LayerPlan, Pads
@@ -50,8 +52,15 @@ class LayerCode:
 
 def identifier(name: str) -> str:
     """``name`` if it is a plain, non-keyword Python identifier; raise otherwise."""
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
-        raise CnnspecError(f"'{name!s}' cannot be written into generated source: it is not a plain Python identifier")
+    if (
+        not isinstance(name, str)
+        or not name.isidentifier()
+        or keyword.iskeyword(name)
+        or name.startswith("__")
+    ):
+        raise CnnspecError(
+            f"'{name!s}' cannot be written into generated source: it is not a plain Python identifier"
+        )
     return name
 
 
@@ -94,6 +103,26 @@ def torch_pad_order(pads: Pads, extra: Sequence[int] | None = None) -> str:
     return ints_text(flat)
 
 
+def option(values: Iterable[int] | None, default: int = 1) -> str | None:
+    """A per-dim argument as an int when uniform, or None when every value is the framework's ``default``."""
+    items = tuple(int(v) for v in values or ())
+    if all(v == default for v in items):
+        return None
+    return P.int_or_ints(items)
+
+
+def pad_module(
+    rank: int, pads: Pads, extra: Sequence[int] | None = None, value: str | None = None
+) -> str:
+    """``nn.ZeroPad{rank}d(...)`` (or ``nn.ConstantPad{rank}d(..., value)``) for (before, after) per dim."""
+    order = torch_pad_order(pads, extra)
+    flat = {int(v) for v in order.strip("(),").split(", ")}
+    amount = str(flat.pop()) if len(flat) == 1 else order
+    if value is None:
+        return f"nn.ZeroPad{rank}d({amount})"
+    return f"nn.ConstantPad{rank}d({amount}, {value})"
+
+
 def spatial_rank(layer: LayerPlan) -> int:
     """Spatial dims of the layer's (first) input."""
     return len(layer.input_shape) - 1
@@ -110,7 +139,9 @@ def with_activation(layer: LayerPlan, expression: str) -> str:
     if activation is None:
         return expression
     if activation not in INLINE_ACTIVATIONS:
-        raise CnnspecError(f"layer '{layer.name}': no PyTorch mapping for inline activation '{activation}'")
+        raise CnnspecError(
+            f"layer '{layer.name}': no PyTorch mapping for inline activation '{activation}'"
+        )
     return INLINE_ACTIVATIONS[activation].format(expression)
 
 
@@ -119,7 +150,17 @@ def attr(name: str, role: str | None = None) -> str:
     return identifier(name if role is None else f"{name}_{role}")
 
 
-def single_module(layer: LayerPlan, inputs: list[str], constructor: str, note: str = "") -> LayerCode:
+def use_helper(code: LayerCode, helper: str) -> str:
+    """Record that the layer uses helper class ``helper`` (targets/torch/helpers.py); returns its name."""
+    code.helpers.add(helper)
+    return helper
+
+
+def single_module(
+    layer: LayerPlan, inputs: list[str], constructor: str, note: str = ""
+) -> LayerCode:
     """A layer that is one module named like the spec layer, applied to its input."""
     name = attr(layer.name)
-    return LayerCode(modules=[(name, constructor)], expression=f"self.{name}({inputs[0]})", note=note)
+    return LayerCode(
+        modules=[(name, constructor)], expression=f"self.{name}({inputs[0]})", note=note
+    )

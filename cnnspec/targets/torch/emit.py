@@ -1,11 +1,10 @@
 """Plan -> stand-alone PyTorch source (one ``nn.Module``, channels first).
 
-The generated module imports only ``torch`` (and ``math`` when a max pool pads with
-``-inf``) and defines one ``nn.Module`` subclass named ``class_name(plan.name)``:
+The generated module imports only ``torch`` (``F`` and ``math`` only when used) and defines one ``nn.Module`` subclass named ``class_name(plan.name)``:
 
 * ``__init__(self)`` creates one attribute per spec layer that maps onto a module, named
-  exactly like the spec layer (``self.conv1 = nn.Conv2d(1, 32, kernel_size=(3, 3), ...)``,
-  every argument written out).  Modules that exist only to reproduce the plan's semantics
+  exactly like the spec layer (``self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)``,
+  framework defaults left out).  Modules that exist only to reproduce the plan's semantics
   are called ``<name>_<role>`` (``conv1_pad``); a separable convolution is
   ``<name>_depthwise`` + ``<name>_pointwise``.
 * ``forward(self, x)`` is the straight-line computation a person would write (the running
@@ -18,86 +17,55 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 
 * Convolutions keep symmetric padding inside the conv; asymmetric padding (``same`` with
   stride > 1 on even sizes, or explicit pairs) becomes a ``nn.ZeroPad*d`` helper in front
-  of a ``padding=0`` conv.  ``padding="same"`` is never used (PyTorch refuses it with
+  of an unpadded conv.  ``padding="same"`` is never used (PyTorch refuses it with
   stride > 1).
 * Transposed convolutions: ``padding`` + ``output_padding`` where PyTorch's symmetric crop
   fits the plan's crop, plus a slice for the rest (TF's odd cell cropped at the end).
 * Max pools use PyTorch's own ``-inf`` padding when it is symmetric and at most half the
   window, else a ``nn.ConstantPad*d(-inf)`` helper (covering the ceil-mode overhang too).
 * Average pools use ``nn.AvgPool*d`` wherever PyTorch's divisor rule is the plan's; else
-  the ``CountedAvgPool*d`` helper divides the zero-padded window mean by the fraction of
+  the ``CountedAvgPool`` helper (``targets/torch/helpers.py``) divides the zero-padded window mean by the fraction of
   counted cells (the same pool over a one-channel mask).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.errors import CnnspecError
 from cnnspec.layers import REGISTRY
-from cnnspec.targets.helper_source import class_source
+from cnnspec.targets import pysource as P
+from cnnspec.targets.helper_text import definition_names, definition_text
 from cnnspec.targets.naming import class_name
-from cnnspec.targets.torch.code import INLINE_ACTIVATIONS, LayerCode, identifier
+from cnnspec.targets.torch.code import LayerCode, identifier
 
 INPUT_VARIABLE = "x"
+_BODY = " " * 8  # statements inside the generated methods
 
 _LAYOUTS = {0: "NF", 1: "NCL", 2: "NCHW", 3: "NCDHW"}
 
-# Helper module classes, emitted only when a model uses them; ``{rank}`` is the spatial rank.
-_COUNTED_AVG_POOL = '''
-class CountedAvgPool{rank}d(nn.Module):
-    """Average pooling that divides each window sum by the number of *counted* cells.
-
-    The input is zero-padded by ``padding`` ((before, after) per spatial dim) and by
-    ``overhang`` more cells at the end (ceil-mode windows running past the padding).
-    Real cells always count; the declared padding counts only when ``count_padding`` is
-    true; the overhang never counts.  The counted fraction of each window is the same
-    average pool applied to a one-channel mask (1 = counted), so no state is kept.
-    """
-
-    def __init__(self, kernel_size, stride, padding, overhang, count_padding):
-        super().__init__()
-        self.kernel_size = tuple(kernel_size)
-        self.stride = tuple(stride)
-        # F.pad takes (before, after) pairs starting from the LAST dim.
-        self.declared = tuple(v for before, after in reversed(padding) for v in (before, after))
-        self.overhang = tuple(v for extra in reversed(overhang) for v in (0, extra))
-        self.padding_value = 1.0 if count_padding else 0.0
-
-    def forward(self, x):
-        window_mean = F.avg_pool{rank}d(F.pad(F.pad(x, self.declared), self.overhang), self.kernel_size, self.stride)
-        mask = F.pad(torch.ones_like(x[:1, :1]), self.declared, value=self.padding_value)
-        counted_fraction = F.avg_pool{rank}d(F.pad(mask, self.overhang), self.kernel_size, self.stride)
-        return window_mean / counted_fraction
-'''
-
-HELPER_SOURCES: dict[str, str] = {f"CountedAvgPool{rank}d": _COUNTED_AVG_POOL.replace("{rank}", str(rank)) for rank in (1, 2, 3)}
-
-_HELPERS_FILE = Path(__file__).with_name("helpers.py")
+# Helper modules: real code in targets/torch/helpers.py, copied (never imported) into the modules that use them.
+HELPERS_FILE = str(Path(__file__).with_name("helpers.py"))
 
 
-def helper_source(name: str) -> str:
-    """Source text of helper ``name``: a rank-specific string above, or a class of ``targets/torch/helpers.py``."""
-    if name in HELPER_SOURCES:
-        return HELPER_SOURCES[name]
-    return class_source(_HELPERS_FILE, name)
+def helper_texts() -> dict[str, str]:
+    """Every helper a generated torch module can include: name -> its source text."""
+    return {name: definition_text(HELPERS_FILE, name) for name in definition_names(HELPERS_FILE)}
 
 
-def _helpers_use(helpers: set[str], prefix: str) -> bool:
-    return any(prefix in helper_source(name) for name in helpers)
-
-
-def _imports(needs_math: bool, needs_numpy: bool) -> str:
-    lines = (["import math", ""] if needs_math else []) + (["import numpy as np"] if needs_numpy else [])
-    return "\n".join(lines + ["import torch", "import torch.nn.functional as F", "from torch import nn", ""])
+def helper_source(names) -> str:
+    """The source of the named helper classes, in name order, as the generated module includes them."""
+    return "\n\n".join(definition_text(HELPERS_FILE, name) for name in sorted(names))
 
 
 Emitter = Callable[[LayerPlan, "list[str]"], LayerCode]
 
 #: One emitter per spec layer type, from the layer registry.
-EMITTERS: dict[str, Emitter] = {layer_type: REGISTRY.definition(layer_type).torch for layer_type in REGISTRY.types()}
+EMITTERS: dict[str, Emitter] = {
+    layer_type: REGISTRY.definition(layer_type).torch for layer_type in REGISTRY.types()
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +118,9 @@ def _check_names(plan: Plan, attributes: list[str], model_class: str, helpers: s
                 f"(model.{attribute} would not be the layer); rename the layer"
             )
     if model_class in helpers:
-        raise CnnspecError(f"model name '{plan.name}' gives the class name '{model_class}', which a helper class uses; rename the model")
+        raise CnnspecError(
+            f"model name '{plan.name}' gives the class name '{model_class}', which a helper class uses; rename the model"
+        )
 
 
 def _module_member_names() -> frozenset[str]:
@@ -178,7 +148,10 @@ def emit_source(plan: Plan) -> str:
     """
     model_class = identifier(class_name(identifier(plan.name)))
     forward_vars = _forward_variables(plan)
-    layer_vars = {"input": INPUT_VARIABLE, **{layer.name: identifier(layer.name) for layer in plan.layers}}
+    layer_vars = {
+        "input": INPUT_VARIABLE,
+        **{layer.name: identifier(layer.name) for layer in plan.layers},
+    }
 
     init_lines: list[str] = []
     forward_lines: list[str] = []
@@ -187,34 +160,48 @@ def emit_source(plan: Plan) -> str:
     helpers: set[str] = set()
     needs_math = False
     for layer in plan.layers:
-        emitter = EMITTERS.get(layer.type)
-        if emitter is None:
-            raise CnnspecError(f"layer '{layer.name}': no PyTorch emitter for type '{layer.type}'")
+        emitter = REGISTRY.definition(layer.type).torch
         code = emitter(layer, [forward_vars[name] for name in layer.inputs])
         code_named = emitter(layer, [layer_vars[name] for name in layer.inputs])
         helpers |= code.helpers
         needs_math |= code.needs_math
         if code.modules:
-            init_lines.append(f"        # {layer.name}: {layer.type} -> {_shape_text(layer.output_shape)}{code.note}")
+            init_lines.append(
+                f"        # {layer.name}: {layer.type} -> {_shape_text(layer.output_shape)}{code.note}"
+            )
             for attribute, constructor in code.modules:
                 attributes.append(attribute)
-                init_lines.append(f"        self.{identifier(attribute)} = {constructor}")
-        forward_lines.append(f"        {forward_vars[layer.name]} = {code.expression}  # {layer.name}: {_shape_text(layer.output_shape)}")
-        layers_lines.append(f"        {layer_vars[layer.name]} = {code_named.expression}")
+                init_lines += P.statement(_BODY, f"self.{identifier(attribute)}", constructor)
+        comment = f"{layer.name}: {_shape_text(layer.output_shape)}"
+        forward_lines += P.statement(_BODY, forward_vars[layer.name], code.expression, comment)
+        layers_lines += P.statement(_BODY, layer_vars[layer.name], code_named.expression)
     _check_names(plan, attributes, model_class, helpers)
 
     last = plan.layers[-1].name
     forward_lines.append(f"        return {forward_vars[last]}")
     layers_lines.append("        return {")
-    layers_lines.extend(f"            {layer.name!r}: {layer_vars[layer.name]}," for layer in plan.layers)
+    layers_lines.extend(
+        f"            {P.string(layer.name)}: {layer_vars[layer.name]}," for layer in plan.layers
+    )
     layers_lines.append("        }")
 
     layout = _LAYOUTS[plan.rank]
     width = max(len(layer.name) for layer in plan.layers)
     shape_table = "\n".join(
-        f"    {layer.name.ljust(width)}  {layer.type:<18} {_shape_text(layer.output_shape)}" for layer in plan.layers
+        f"    {layer.name.ljust(width)}  {layer.type:<18} {_shape_text(layer.output_shape)}"
+        for layer in plan.layers
     )
-    names_literal = "[\n" + "".join(f"    {layer.name!r},\n" for layer in plan.layers) + "]"
+    names_literal = "[\n" + "".join(f"    {P.string(layer.name)},\n" for layer in plan.layers) + "]"
+    code_text = "\n".join(init_lines + forward_lines + layers_lines)
+    uses_functional = "F." in code_text or bool(helpers)
+    helper_code = "".join(definition_text(HELPERS_FILE, name) for name in helpers)
+    imports = ["import math", ""] if needs_math or "math." in helper_code else []
+    imports += (
+        (["import numpy as np"] if "np." in helper_code else [])
+        + ["import torch"]
+        + (["import torch.nn.functional as F"] if uses_functional else [])
+        + ["from torch import nn"]
+    )
 
     parts = [
         f'"""PyTorch model {model_class}: generated by cnnspec from spec {plan.name!r}.\n\n'
@@ -222,10 +209,10 @@ def emit_source(plan: Plan) -> str:
         f"Parameters: {plan.trainable_params:,} trainable, {plan.non_trainable_params:,} non-trainable.\n\n"
         f"Layer outputs (batch N first):\n{shape_table}\n"
         '"""\n',
-        _imports(needs_math or _helpers_use(helpers, "math."), _helpers_use(helpers, "np.")),
+        "\n".join(imports) + "\n",
         f"CNNSPEC_LAYER_NAMES = {names_literal}\n",
     ]
-    parts.extend(helper_source(name).strip("\n") + "\n" for name in sorted(helpers))
+    parts.extend(definition_text(HELPERS_FILE, name) for name in sorted(helpers))
     body = [
         f"class {model_class}(nn.Module):",
         f'    """{plan.name}: input {_shape_text(plan.input_shape)} ({layout}), output {_shape_text(plan.output_shape)}."""',
@@ -242,4 +229,4 @@ def emit_source(plan: Plan) -> str:
         *layers_lines,
     ]
     parts.append("\n".join(body) + "\n")
-    return "\n\n".join(parts)
+    return parts[0] + "\n" + "\n\n".join(parts[1:])
