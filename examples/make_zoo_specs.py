@@ -213,7 +213,7 @@ IMAGENET_VARIANCE = [(0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2]
 def convnext_tiny() -> list[dict]:
     depths, dims = [3, 3, 9, 3], [96, 192, 384, 768]
     norm = {"type": "layer_norm", "epsilon": 1e-6}
-    p = "convnext_tiny_"  # keras.applications' layer-name prefix
+    p = ""  # keras.applications prefixes every name with "convnext_tiny_"
     layers: list[dict] = [
         {"name": f"{p}prestem_normalization", "type": "normalize", "mean": IMAGENET_MEAN, "variance": IMAGENET_VARIANCE},
         {"name": f"{p}stem_conv", "type": "conv2d", "filters": dims[0], "kernel_size": 4, "stride": 4},

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase, Positive
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -63,11 +64,13 @@ class _GroupNormFamily(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
-        groups = self.groups_of(spec, layer.input_shape[0])
-        affine = "" if spec.affine else ", center=False, scale=False"
-        expression = (
-            f"layers.GroupNormalization(groups={groups}, epsilon={K.float_text(spec.epsilon)}{affine}, "
-            f"name={K.quoted(layer.name)})"
+        expression = P.call(
+            "layers.GroupNormalization",
+            groups=str(self.groups_of(spec, layer.input_shape[0])),
+            epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
+            center=None if spec.affine else "False",
+            scale=None if spec.affine else "False",
+            name=K.quoted(layer.name),
         )
         return K.single_layer(layer, ctx, expression)
 
@@ -91,10 +94,9 @@ class GroupNormDefinition(_GroupNormFamily):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
-        affine = "" if spec.affine else ", affine=False"
-        constructor = (
-            f"nn.GroupNorm({T.int_text(spec.groups)}, {T.int_text(layer.input_shape[0])}, "
-            f"eps={T.float_text(spec.epsilon)}{affine})"
+        constructor = P.call(
+            "nn.GroupNorm", T.int_text(spec.groups), T.int_text(layer.input_shape[0]),
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon), affine=None if spec.affine else "False",
         )
         return T.single_module(layer, inputs, constructor)
 
@@ -114,9 +116,8 @@ class InstanceNormDefinition(_GroupNormFamily):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
-        affine = ", affine=True" if spec.affine else ""
-        constructor = (
-            f"nn.InstanceNorm{T.spatial_rank(layer)}d({T.int_text(layer.input_shape[0])}, "
-            f"eps={T.float_text(spec.epsilon)}{affine})"
+        constructor = P.call(
+            f"nn.InstanceNorm{T.spatial_rank(layer)}d", T.int_text(layer.input_shape[0]),
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon), affine="True" if spec.affine else None,
         )
         return T.single_module(layer, inputs, constructor)

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -66,19 +67,24 @@ class LayerNormDefinition(LayerDefinition):
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
         channels = T.int_text(layer.input_shape[0])
-        eps = f", eps={T.float_text(spec.epsilon)}"
+        eps = None if spec.epsilon == 1e-5 else P.number(spec.epsilon)
         if T.spatial_rank(layer) == 0 and spec.center == spec.scale:
-            affine = "" if spec.scale else ", elementwise_affine=False"
-            return T.single_module(layer, inputs, f"nn.LayerNorm({channels}{eps}{affine})")
-        options = ("" if spec.center else ", center=False") + ("" if spec.scale else ", scale=False")
-        code = T.single_module(layer, inputs, f"ChannelLayerNorm({channels}{eps}{options})")
+            affine = None if spec.scale else "False"
+            return T.single_module(layer, inputs, P.call("nn.LayerNorm", channels, eps=eps, elementwise_affine=affine))
+        options = dict(center=None if spec.center else "False", scale=None if spec.scale else "False")
+        code = T.single_module(layer, inputs, P.call("ChannelLayerNorm", channels, eps=eps, **options))
         code.helpers.add("ChannelLayerNorm")
         return code
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
-        options = ("" if spec.center else ", center=False") + ("" if spec.scale else ", scale=False")
-        expression = f"layers.LayerNormalization(epsilon={K.float_text(spec.epsilon)}{options}, name={K.quoted(layer.name)})"
+        expression = P.call(
+            "layers.LayerNormalization",
+            epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
+            center=None if spec.center else "False",
+            scale=None if spec.scale else "False",
+            name=K.quoted(layer.name),
+        )
         return K.single_layer(layer, ctx, expression)
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:

@@ -10,6 +10,7 @@ from cnnspec.engine.channels import padded_length
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -95,5 +96,5 @@ class PadDefinition(LayerDefinition):
             argument = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else K.pairs_text(pads)
             return K.single_layer(layer, ctx, f"layers.ZeroPadding{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})")
         helper = ctx.use("Padding")
-        options = f", mode={spec.mode!r}" if spec.mode != "constant" else f", value={K.float_text(spec.value)}"
+        options = f", mode={P.string(spec.mode)}" if spec.mode != "constant" else f", value={K.float_text(spec.value)}"
         return K.single_layer(layer, ctx, f"{helper}({K.pairs_text(pads)}{options}, name={K.quoted(layer.name)})")

@@ -10,6 +10,7 @@ from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import TORCH_CUBIC_COEFFICIENT, resize_ratio, scaled_size
 from cnnspec.layers.registry import LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase, PositiveOrTuple
+from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
@@ -70,7 +71,7 @@ def _torch_native(layer: LayerPlan) -> str | None:
 
 
 def _helper_options(spec: Any) -> str:
-    options = f", {_ENGINE_MODES[spec.mode]!r}"
+    options = f", {P.string(_ENGINE_MODES[spec.mode])}"
     if spec.align_corners:
         options += ", align_corners=True"
     if spec.mode == "bicubic" and spec.cubic_coefficient != TORCH_CUBIC_COEFFICIENT:
@@ -132,14 +133,14 @@ class ResizeDefinition(LayerDefinition):
             return code
         # Always the resolved size: scale_factor= would map coordinates by 1/scale (see docs/semantics.md).
         corners = ", align_corners=True" if spec.align_corners else (", align_corners=False" if mode != "nearest" else "")
-        return T.LayerCode(expression=f"F.interpolate({inputs[0]}, size={T.ints_text(outs)}, mode={mode!r}{corners})")
+        return T.LayerCode(expression=f"F.interpolate({inputs[0]}, size={T.ints_text(outs)}, mode={P.string(mode)}{corners})")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
         outs = layer.output_shape[1:]
         if layer.spatial_rank == 2 and not spec.align_corners and spec.mode in ("bilinear", "nearest_exact"):
             interpolation = "bilinear" if spec.mode == "bilinear" else "nearest"
-            expression = f"layers.Resizing({int(outs[0])}, {int(outs[1])}, interpolation={interpolation!r}, name={K.quoted(layer.name)})"
+            expression = f"layers.Resizing({int(outs[0])}, {int(outs[1])}, interpolation={P.string(interpolation)}, name={K.quoted(layer.name)})"
             return K.single_layer(layer, ctx, expression)
         helper = ctx.use("Resize")
         return K.single_layer(layer, ctx, f"{helper}({K.ints_text(outs)}{_helper_options(spec)}, name={K.quoted(layer.name)})")

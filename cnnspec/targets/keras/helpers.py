@@ -359,8 +359,12 @@ class AdaptivePooling(layers.Layer):
         for axis, windows in enumerate(self.windows):
             position = axis + 1
             if self.reduction == "average":
-                matrix = ops.convert_to_tensor(self._average_matrix(axis, outputs.shape[position]), inputs.dtype)
-                outputs = ops.moveaxis(ops.matmul(ops.moveaxis(outputs, position, -1), matrix), -1, position)
+                matrix = ops.convert_to_tensor(
+                    self._average_matrix(axis, outputs.shape[position]), inputs.dtype
+                )
+                outputs = ops.moveaxis(
+                    ops.matmul(ops.moveaxis(outputs, position, -1), matrix), -1, position
+                )
             else:
                 index = [slice(None)] * len(outputs.shape)
                 pieces = []
@@ -374,7 +378,11 @@ class AdaptivePooling(layers.Layer):
         return (input_shape[0], *self.output_size, input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "output_size": self.output_size, "reduction": self.reduction}
+        return {
+            **super().get_config(),
+            "output_size": self.output_size,
+            "reduction": self.reduction,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
@@ -390,8 +398,15 @@ class Resize(layers.Layer):
     rest is renormalised (TensorFlow).
     """
 
-    def __init__(self, size: tuple[int, ...], mode: str = "linear", align_corners: bool = False,
-                 cubic_coefficient: float = -0.75, exclude_outside: bool = False, **kwargs):
+    def __init__(
+        self,
+        size: tuple[int, ...],
+        mode: str = "linear",
+        align_corners: bool = False,
+        cubic_coefficient: float = -0.75,
+        exclude_outside: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.size = tuple(int(n) for n in size)
         self.mode = mode
@@ -429,7 +444,9 @@ class Resize(layers.Layer):
                 matrix[min(low + 1, n - 1), i] += x - low
                 continue
             low = math.floor(x)
-            taps = [(low + k, self._keys(x - low - k, self.cubic_coefficient)) for k in (-1, 0, 1, 2)]
+            taps = [
+                (low + k, self._keys(x - low - k, self.cubic_coefficient)) for k in (-1, 0, 1, 2)
+            ]
             if self.exclude_outside:
                 taps = [(j, w) for j, w in taps if 0 <= j < n]
                 total = sum(w for _, w in taps)
@@ -446,7 +463,9 @@ class Resize(layers.Layer):
         for axis, matrix in enumerate(self.matrices):
             position = axis + 1
             weights = ops.convert_to_tensor(matrix, inputs.dtype)
-            outputs = ops.moveaxis(ops.matmul(ops.moveaxis(outputs, position, -1), weights), -1, position)
+            outputs = ops.moveaxis(
+                ops.matmul(ops.moveaxis(outputs, position, -1), weights), -1, position
+            )
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -454,8 +473,12 @@ class Resize(layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "size": self.size, "mode": self.mode, "align_corners": self.align_corners,
-            "cubic_coefficient": self.cubic_coefficient, "exclude_outside": self.exclude_outside,
+            **super().get_config(),
+            "size": self.size,
+            "mode": self.mode,
+            "align_corners": self.align_corners,
+            "cubic_coefficient": self.cubic_coefficient,
+            "exclude_outside": self.exclude_outside,
         }
 
 
@@ -494,7 +517,7 @@ class ChannelSlice(layers.Layer):
         self.stop = int(stop)
 
     def call(self, inputs):
-        return inputs[..., self.start:self.stop]
+        return inputs[..., self.start : self.stop]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.stop - self.start)
@@ -512,7 +535,13 @@ class Padding(layers.Layer):
     Replicate is a gather with clamped indices: TensorFlow's pad has no edge mode.
     """
 
-    def __init__(self, padding: tuple[tuple[int, int], ...], mode: str = "constant", value: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        padding: tuple[tuple[int, int], ...],
+        mode: str = "constant",
+        value: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.padding = tuple((int(before), int(after)) for before, after in padding)
         self.mode = mode
@@ -533,11 +562,18 @@ class Padding(layers.Layer):
         return outputs
 
     def compute_output_shape(self, input_shape):
-        spatial = [None if n is None else n + b + a for n, (b, a) in zip(input_shape[1:-1], self.padding)]
+        spatial = [
+            None if n is None else n + b + a for n, (b, a) in zip(input_shape[1:-1], self.padding)
+        ]
         return (input_shape[0], *spatial, input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding, "mode": self.mode, "value": self.value}
+        return {
+            **super().get_config(),
+            "padding": self.padding,
+            "mode": self.mode,
+            "value": self.value,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
@@ -550,7 +586,9 @@ class LayerScale(layers.Layer):
 
     def build(self, input_shape):
         self.gamma = self.add_weight(
-            name="gamma", shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.init_value)
+            name="gamma",
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.init_value),
         )
 
     def call(self, inputs):

@@ -31,6 +31,7 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from pathlib import Path
 
 from cnnspec.engine.plan import LayerPlan, Plan
@@ -193,11 +194,11 @@ def emit_source(plan: Plan) -> str:
     )
     names_literal = "[\n" + "".join(f"    {P.string(layer.name)},\n" for layer in plan.layers) + "]"
     code_text = "\n".join(init_lines + forward_lines + layers_lines)
-    uses_functional = "F." in code_text or bool(helpers)
     helper_code = "".join(definition_text(HELPERS_FILE, name) for name in helpers)
-    imports = ["import math", ""] if needs_math or "math." in helper_code else []
+    uses_functional = "F." in code_text or _uses("F", helper_code)
+    imports = ["import math", ""] if needs_math or _uses("math", helper_code) else []
     imports += (
-        (["import numpy as np"] if "np." in helper_code else [])
+        (["import numpy as np"] if _uses("np", helper_code) else [])
         + ["import torch"]
         + (["import torch.nn.functional as F"] if uses_functional else [])
         + ["from torch import nn"]
@@ -230,3 +231,8 @@ def emit_source(plan: Plan) -> str:
     ]
     parts.append("\n".join(body) + "\n")
     return parts[0] + "\n" + "\n\n".join(parts[1:])
+
+
+def _uses(module: str, code: str) -> bool:
+    """Whether ``code`` refers to ``module.<name>`` (decides the generated module's imports)."""
+    return re.search(rf"\b{module}\.", code) is not None

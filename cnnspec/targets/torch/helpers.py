@@ -74,7 +74,9 @@ class AdaptivePool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis, out in enumerate(self.output_size):
             dim = axis + 2
-            length = int(x.shape[dim])  # a constant when traced: sizes as tensors would export floor division as Div
+            length = int(
+                x.shape[dim]
+            )  # a constant when traced: sizes as tensors would export floor division as Div
             windows = self.windows(length, out)
             if self.reduction == "average":
                 matrix = torch.zeros(length, out, dtype=x.dtype)
@@ -82,7 +84,10 @@ class AdaptivePool(nn.Module):
                     matrix[start:end, i] = 1.0 / (end - start)
                 x = torch.matmul(x.movedim(dim, x.dim() - 1), matrix).movedim(x.dim() - 1, dim)
             else:
-                pieces = [x.narrow(dim, start, end - start).amax(dim, keepdim=True) for start, end in windows]
+                pieces = [
+                    x.narrow(dim, start, end - start).amax(dim, keepdim=True)
+                    for start, end in windows
+                ]
                 x = torch.cat(pieces, dim)
         return x
 
@@ -102,8 +107,14 @@ class Resize(nn.Module):
     `exclude_outside` weighted 0 and the rest renormalised (TensorFlow's bicubic).
     """
 
-    def __init__(self, size: tuple[int, ...], mode: str = "linear", align_corners: bool = False,
-                 cubic_coefficient: float = -0.75, exclude_outside: bool = False):
+    def __init__(
+        self,
+        size: tuple[int, ...],
+        mode: str = "linear",
+        align_corners: bool = False,
+        cubic_coefficient: float = -0.75,
+        exclude_outside: bool = False,
+    ):
         super().__init__()
         self.size = tuple(int(n) for n in size)
         self.mode = mode
@@ -140,7 +151,9 @@ class Resize(nn.Module):
                 matrix[min(low + 1, n - 1), i] += x - low
                 continue
             low = math.floor(x)
-            taps = [(low + k, self._keys(x - low - k, self.cubic_coefficient)) for k in (-1, 0, 1, 2)]
+            taps = [
+                (low + k, self._keys(x - low - k, self.cubic_coefficient)) for k in (-1, 0, 1, 2)
+            ]
             if self.exclude_outside:
                 taps = [(j, w) for j, w in taps if 0 <= j < n]
                 total = sum(w for _, w in taps)
@@ -194,8 +207,12 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if center else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = x.dim() - 1  # a positive axis: the ONNX exporter writes movedim(1, -1) as an invalid permutation
-        normalised = F.layer_norm(x.movedim(1, last), x.shape[1:2], self.weight, self.bias, self.eps)
+        last = (
+            x.dim() - 1
+        )  # a positive axis: the ONNX exporter writes movedim(1, -1) as an invalid permutation
+        normalised = F.layer_norm(
+            x.movedim(1, last), x.shape[1:2], self.weight, self.bias, self.eps
+        )
         return normalised.movedim(last, 1)
 
     def extra_repr(self) -> str:
@@ -214,11 +231,21 @@ class Normalize(nn.Module):
     mean: torch.Tensor
     variance: torch.Tensor
 
-    def __init__(self, channels: int, mean: list[float] | None = None, variance: list[float] | None = None):
+    def __init__(
+        self, channels: int, mean: list[float] | None = None, variance: list[float] | None = None
+    ):
         super().__init__()
         stored = mean is None
-        mean_values = torch.zeros(channels) if mean is None else torch.tensor(mean, dtype=torch.float32).expand(channels)
-        variance_values = torch.ones(channels) if variance is None else torch.tensor(variance, dtype=torch.float32).expand(channels)
+        mean_values = (
+            torch.zeros(channels)
+            if mean is None
+            else torch.tensor(mean, dtype=torch.float32).expand(channels)
+        )
+        variance_values = (
+            torch.ones(channels)
+            if variance is None
+            else torch.tensor(variance, dtype=torch.float32).expand(channels)
+        )
         self.register_buffer("mean", mean_values.clone(), persistent=stored)
         self.register_buffer("variance", variance_values.clone(), persistent=stored)
         if stored:
@@ -285,7 +312,14 @@ class PartialBatchNorm(nn.Module):
     running_mean: torch.Tensor
     running_var: torch.Tensor
 
-    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, center: bool = True, scale: bool = True):
+    def __init__(
+        self,
+        channels: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        center: bool = True,
+        scale: bool = True,
+    ):
         super().__init__()
         self.eps = eps
         self.momentum = momentum
@@ -295,5 +329,13 @@ class PartialBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.momentum, self.eps)
-
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
