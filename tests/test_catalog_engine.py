@@ -20,8 +20,17 @@ from cnnspec.engine.channels import (
 
 @pytest.mark.parametrize(
     "shapes",
-    [[(4, 5, 6), (4, 5, 6)], [(4, 5, 6), (4, 1, 1)], [(4, 1, 1), (4, 5, 6)], [(4, 5, 6), (1, 5, 6)],
-     [(4, 1, 1), (1, 5, 6)], [(4, 7), (4, 1), (4, 7)], [(3, 2, 2, 2), (3, 1, 1, 1)], [(8,), (8,)], [(8,), (1,)]],
+    [
+        [(4, 5, 6), (4, 5, 6)],
+        [(4, 5, 6), (4, 1, 1)],
+        [(4, 1, 1), (4, 5, 6)],
+        [(4, 5, 6), (1, 5, 6)],
+        [(4, 1, 1), (1, 5, 6)],
+        [(4, 7), (4, 1), (4, 7)],
+        [(3, 2, 2, 2), (3, 1, 1, 1)],
+        [(8,), (8,)],
+        [(8,), (1,)],
+    ],
 )
 def test_broadcast_is_numpy_broadcasting(shapes):
     assert broadcast_shapes(shapes) == np.broadcast_shapes(*shapes)
@@ -35,8 +44,15 @@ def test_flat_channel_vector_gates_a_feature_map():
         np.broadcast_shapes((16, 7, 7), (16,))
 
 
-@pytest.mark.parametrize("shapes,word", [([(4, 5, 6), (3, 5, 6)], "channels"), ([(4, 5, 6), (4, 4, 6)], "spatial axis 1"),
-                                         ([(4, 5, 6), (4, 5)], "ranks"), ([(16, 7, 7), (8,)], "channels")])
+@pytest.mark.parametrize(
+    "shapes,word",
+    [
+        ([(4, 5, 6), (3, 5, 6)], "channels"),
+        ([(4, 5, 6), (4, 4, 6)], "spatial axis 1"),
+        ([(4, 5, 6), (4, 5)], "ranks"),
+        ([(16, 7, 7), (8,)], "channels"),
+    ],
+)
 def test_broadcast_errors_name_the_axis(shapes, word):
     with pytest.raises(ValueError, match=word):
         broadcast_shapes(shapes)
@@ -60,7 +76,9 @@ def test_channel_shuffle_permutation_is_a_permutation():
         channel_shuffle_permutation(8, 3)
 
 
-@pytest.mark.parametrize("mode,numpy_mode", [("reflect", "reflect"), ("replicate", "edge"), ("constant", "constant")])
+@pytest.mark.parametrize(
+    "mode,numpy_mode", [("reflect", "reflect"), ("replicate", "edge"), ("constant", "constant")]
+)
 def test_pad_indices_are_numpy_pad(mode, numpy_mode):
     for size, before, after in [(5, 2, 3), (3, 2, 0), (1, 0, 0), (4, 3, 3)]:
         if mode == "reflect" and max(before, after) >= size:
@@ -70,7 +88,10 @@ def test_pad_indices_are_numpy_pad(mode, numpy_mode):
         row = np.arange(1.0, size + 1.0)
         reference = np.pad(row, (before, after), mode=numpy_mode)
         assert padded_length(size, before, after, mode) == len(reference)
-        ours = [0.0 if (j := pad_source_index(k, size, mode)) is None else row[j] for k in range(-before, size + after)]
+        ours = [
+            0.0 if (j := pad_source_index(k, size, mode)) is None else row[j]
+            for k in range(-before, size + after)
+        ]
         assert ours == reference.tolist()
 
 
@@ -87,7 +108,9 @@ def test_resize_taps_sum_to_one_and_stay_inside():
                 if mode.startswith("nearest") and align_corners:
                     continue
                 for exclude_outside in (False, True):
-                    taps = resample.interpolation_taps(size, out, mode, align_corners, exclude_outside=exclude_outside)
+                    taps = resample.interpolation_taps(
+                        size, out, mode, align_corners, exclude_outside=exclude_outside
+                    )
                     assert len(taps) == out
                     for cell in taps:
                         assert abs(sum(w for _, w in cell) - 1.0) < 1e-12

@@ -63,19 +63,41 @@ def _keras(layer, x: np.ndarray) -> np.ndarray:
 # Adaptive pooling
 # ------------------------------------------------------------------------------------------
 
-ADAPTIVE_CASES = [((10,), (7,)), ((9,), (4,)), ((10, 7), (7, 3)), ((8, 8), (4, 4)), ((5, 6), (5, 6)),
-                  ((7, 10), (3, 7)), ((5, 6, 7), (2, 4, 3)), ((3, 3), (5, 4))]
-TORCH_ADAPTIVE = {1: (F.adaptive_avg_pool1d, F.adaptive_max_pool1d), 2: (F.adaptive_avg_pool2d, F.adaptive_max_pool2d),
-                  3: (F.adaptive_avg_pool3d, F.adaptive_max_pool3d)}
+ADAPTIVE_CASES = [
+    ((10,), (7,)),
+    ((9,), (4,)),
+    ((10, 7), (7, 3)),
+    ((8, 8), (4, 4)),
+    ((5, 6), (5, 6)),
+    ((7, 10), (3, 7)),
+    ((5, 6, 7), (2, 4, 3)),
+    ((3, 3), (5, 4)),
+]
+TORCH_ADAPTIVE = {
+    1: (F.adaptive_avg_pool1d, F.adaptive_max_pool1d),
+    2: (F.adaptive_avg_pool2d, F.adaptive_max_pool2d),
+    3: (F.adaptive_avg_pool3d, F.adaptive_max_pool3d),
+}
 
 
 def test_adaptive_windows_are_pytorch_windows():
-    assert resample.adaptive_windows(10, 7) == [(0, 2), (1, 3), (2, 5), (4, 6), (5, 8), (7, 9), (8, 10)]
+    assert resample.adaptive_windows(10, 7) == [
+        (0, 2),
+        (1, 3),
+        (2, 5),
+        (4, 6),
+        (5, 8),
+        (7, 9),
+        (8, 10),
+    ]
     # Probe PyTorch's windows with one-hot inputs: output i reads exactly the window's cells.
     for size, out in [(10, 7), (7, 3), (9, 4), (3, 5), (13, 13)]:
         eye = torch.eye(size).reshape(size, 1, size)
         read = F.adaptive_max_pool1d(eye, out).reshape(size, out).numpy()
-        windows = [(int(np.flatnonzero(read[:, i])[0]), int(np.flatnonzero(read[:, i])[-1]) + 1) for i in range(out)]
+        windows = [
+            (int(np.flatnonzero(read[:, i])[0]), int(np.flatnonzero(read[:, i])[-1]) + 1)
+            for i in range(out)
+        ]
         assert windows == resample.adaptive_windows(size, out)
 
 
@@ -84,7 +106,9 @@ def test_adaptive_windows_are_pytorch_windows():
 def test_adaptive_pool_helpers_match_pytorch(size, out, reduction):
     x = _nchw((2, 3, *size))
     native_avg, native_max = TORCH_ADAPTIVE[len(size)]
-    reference = (native_avg if reduction == "average" else native_max)(torch.from_numpy(x), out).numpy()
+    reference = (native_avg if reduction == "average" else native_max)(
+        torch.from_numpy(x), out
+    ).numpy()
     np.testing.assert_allclose(_torch(th.AdaptivePool(out, reduction), x), reference, atol=TOL)
     np.testing.assert_allclose(_keras(kh.AdaptivePooling(out, reduction), x), reference, atol=TOL)
 
@@ -101,8 +125,12 @@ def test_adaptive_pool_is_not_a_fixed_pool():
 # Resize
 # ------------------------------------------------------------------------------------------
 
-TORCH_MODES = {"nearest": "nearest", "nearest_exact": "nearest-exact", "linear": {1: "linear", 2: "bilinear", 3: "trilinear"},
-               "cubic": {2: "bicubic"}}
+TORCH_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest-exact",
+    "linear": {1: "linear", 2: "bilinear", 3: "trilinear"},
+    "cubic": {2: "bicubic"},
+}
 
 
 def _torch_interpolate(x: np.ndarray, size, mode: str, align_corners: bool) -> np.ndarray:
@@ -127,14 +155,30 @@ def _taps_resize(x: np.ndarray, size, **options) -> np.ndarray:
 
 
 RESIZE_CASES = [
-    ((7,), (10,)), ((10,), (7,)), ((5, 5), (7, 9)), ((8, 6), (4, 3)), ((33, 33), (65, 65)), ((6, 7), (12, 14)),
-    ((4, 5, 6), (7, 3, 12)), ((1, 4), (3, 8)), ((9, 9), (1, 1)),
+    ((7,), (10,)),
+    ((10,), (7,)),
+    ((5, 5), (7, 9)),
+    ((8, 6), (4, 3)),
+    ((33, 33), (65, 65)),
+    ((6, 7), (12, 14)),
+    ((4, 5, 6), (7, 3, 12)),
+    ((1, 4), (3, 8)),
+    ((9, 9), (1, 1)),
 ]
 
 
 @pytest.mark.parametrize("size,out", RESIZE_CASES)
-@pytest.mark.parametrize("mode,align_corners", [("nearest", False), ("nearest_exact", False), ("linear", False),
-                                                ("linear", True), ("cubic", False), ("cubic", True)])
+@pytest.mark.parametrize(
+    "mode,align_corners",
+    [
+        ("nearest", False),
+        ("nearest_exact", False),
+        ("linear", False),
+        ("linear", True),
+        ("cubic", False),
+        ("cubic", True),
+    ],
+)
 def test_resize_matches_pytorch_interpolate(size, out, mode, align_corners):
     if mode == "cubic" and len(size) != 2:
         pytest.skip("PyTorch has bicubic only in 2-D (the helpers extend the same definition)")
@@ -146,7 +190,9 @@ def test_resize_matches_pytorch_interpolate(size, out, mode, align_corners):
     np.testing.assert_allclose(_keras(kh.Resize(out, **options), x), reference, atol=1e-4)
 
 
-@pytest.mark.parametrize("size,out", [((5, 5), (7, 9)), ((8, 6), (4, 3)), ((6, 7), (12, 14)), ((33, 33), (65, 65))])
+@pytest.mark.parametrize(
+    "size,out", [((5, 5), (7, 9)), ((8, 6), (4, 3)), ((6, 7), (12, 14)), ((33, 33), (65, 65))]
+)
 @pytest.mark.parametrize("method", ["bicubic", "nearest", "bilinear"])
 def test_resize_matches_tensorflow(size, out, method):
     """TensorFlow's resize (what Keras Resizing runs): bicubic is Keys a=-0.5 with outside taps excluded."""
@@ -154,8 +200,15 @@ def test_resize_matches_tensorflow(size, out, method):
 
     x = _nchw((2, 3, *size))
     reference = _first(tf.image.resize(_last(x), out, method=method).numpy())
-    options = {"bicubic": {"mode": "cubic", "cubic_coefficient": resample.TF_CUBIC_COEFFICIENT, "exclude_outside": True},
-               "nearest": {"mode": "nearest_exact"}, "bilinear": {"mode": "linear"}}[method]
+    options = {
+        "bicubic": {
+            "mode": "cubic",
+            "cubic_coefficient": resample.TF_CUBIC_COEFFICIENT,
+            "exclude_outside": True,
+        },
+        "nearest": {"mode": "nearest_exact"},
+        "bilinear": {"mode": "linear"},
+    }[method]
     # TensorFlow looks the cubic weights up in a table of 1024 steps (resize_bicubic_op.cc): its
     # fraction t is rounded to a multiple of 1/1024, which moves values by up to 0.01 here (inputs of range ~20).
     tolerance = 2e-2 if method == "bicubic" else 1e-4
@@ -177,7 +230,11 @@ def _tf_table_bicubic(x: np.ndarray, size) -> np.ndarray:
             position = (i + 0.5) * n / m - 0.5
             low = int(np.floor(position))
             t = np.rint((position - low) * 1024) / 1024
-            taps = [(low + k, resample.keys_cubic_weight(t - k, -0.5)) for k in (-1, 0, 1, 2) if 0 <= low + k < n]
+            taps = [
+                (low + k, resample.keys_cubic_weight(t - k, -0.5))
+                for k in (-1, 0, 1, 2)
+                if 0 <= low + k < n
+            ]
             total = sum(w for _, w in taps)
             for j, w in taps:
                 matrix[j, i] += w / total
@@ -201,12 +258,20 @@ def test_pytorch_nearest_is_not_tensorflow_nearest():
     x = _nchw((1, 2, 5, 5))
     tf_out = _first(tf.image.resize(_last(x), (7, 7), method="nearest").numpy())
     assert np.abs(tf_out - _torch_interpolate(x, (7, 7), "nearest", False)).max() > 0.1
-    np.testing.assert_allclose(tf_out, _torch_interpolate(x, (7, 7), "nearest_exact", False), atol=0)
+    np.testing.assert_allclose(
+        tf_out, _torch_interpolate(x, (7, 7), "nearest_exact", False), atol=0
+    )
 
 
 def test_align_corners_changes_bilinear():
     x = _nchw((1, 2, 5, 5))
-    assert np.abs(_torch_interpolate(x, (9, 9), "linear", True) - _torch_interpolate(x, (9, 9), "linear", False)).max() > 0.1
+    assert (
+        np.abs(
+            _torch_interpolate(x, (9, 9), "linear", True)
+            - _torch_interpolate(x, (9, 9), "linear", False)
+        ).max()
+        > 0.1
+    )
 
 
 def test_scale_factor_without_recompute_is_not_a_resize_to_size():
@@ -234,7 +299,9 @@ def test_channel_shuffle_permutation():
     assert nn.ChannelShuffle(3)(probe).flatten().tolist() == channel_shuffle_permutation(12, 3)
 
 
-@pytest.mark.parametrize("shape,groups", [((2, 8, 5, 6), 2), ((2, 12, 3), 3), ((1, 6, 2, 3, 4), 2), ((2, 8, 4, 4), 4)])
+@pytest.mark.parametrize(
+    "shape,groups", [((2, 8, 5, 6), 2), ((2, 12, 3), 3), ((1, 6, 2, 3, 4), 2), ((2, 8, 4, 4), 4)]
+)
 def test_channel_shuffle_helpers(shape, groups):
     x = _nchw(shape)
     reference = x[:, channel_shuffle_permutation(shape[1], groups)]
@@ -263,7 +330,12 @@ def test_channel_slice_is_torch_chunk():
 # Padding modes
 # ------------------------------------------------------------------------------------------
 
-PAD_CASES = [((7,), ((2, 3),)), ((5, 6), ((1, 2), (3, 0))), ((4, 5, 6), ((1, 1), (0, 2), (3, 1))), ((2, 2), ((1, 1), (1, 1)))]
+PAD_CASES = [
+    ((7,), ((2, 3),)),
+    ((5, 6), ((1, 2), (3, 0))),
+    ((4, 5, 6), ((1, 1), (0, 2), (3, 1))),
+    ((2, 2), ((1, 1), (1, 1))),
+]
 
 
 @pytest.mark.parametrize("size,padding", PAD_CASES)
@@ -320,10 +392,14 @@ def test_layer_norm_over_all_axes_is_group_norm_with_one_group():
     x = _nchw((2, 6, 5, 7))
     over_chw = _torch(nn.LayerNorm((6, 5, 7), elementwise_affine=False), x)
     np.testing.assert_allclose(over_chw, _torch(nn.GroupNorm(1, 6, affine=False), x), atol=TOL)
-    assert np.abs(over_chw - _torch(th.ChannelLayerNorm(6, center=False, scale=False), x)).max() > 0.1
+    assert (
+        np.abs(over_chw - _torch(th.ChannelLayerNorm(6, center=False, scale=False), x)).max() > 0.1
+    )
 
 
-@pytest.mark.parametrize("shape,groups", [((2, 8, 5, 6), 4), ((2, 6, 7), 3), ((1, 4, 3, 4, 5), 2), ((2, 6, 4, 4), 6)])
+@pytest.mark.parametrize(
+    "shape,groups", [((2, 8, 5, 6), 4), ((2, 6, 7), 3), ((1, 4, 3, 4, 5), 2), ((2, 6, 4, 4), 6)]
+)
 def test_group_norm_matches_keras(shape, groups):
     x = _nchw(shape)
     channels = shape[1]
@@ -337,7 +413,9 @@ def test_group_norm_matches_keras(shape, groups):
     keras_layer.set_weights([gamma, beta])
     np.testing.assert_allclose(_torch(torch_layer, x), _keras(keras_layer, x), atol=TOL)
     if groups == channels:  # instance_norm
-        instance = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[len(shape) - 2](channels, affine=True)
+        instance = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[
+            len(shape) - 2
+        ](channels, affine=True)
         with torch.no_grad():
             instance.weight.copy_(torch.tensor(gamma))
             instance.bias.copy_(torch.tensor(beta))
@@ -363,12 +441,17 @@ def _keras_normalization(mean: np.ndarray, variance: np.ndarray, spatial: tuple[
 
 def test_normalize_matches_keras_normalization_and_counts():
     x = _nchw((2, 3, 5, 4))
-    mean, variance = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.0]) ** 2  # one zero variance
+    mean, variance = (
+        np.array([0.485, 0.456, 0.406]),
+        np.array([0.229, 0.224, 0.0]) ** 2,
+    )  # one zero variance
     keras_layer = _keras_normalization(mean, variance, (5, 4))
     assert keras_layer.count_params() == 2 * 3 + 1
     assert len(keras_layer.non_trainable_weights) == 3 and not keras_layer.trainable_weights
     torch_layer = th.Normalize(3)
-    torch_layer.load_state_dict({"mean": torch.tensor(mean), "variance": torch.tensor(variance), "count": torch.tensor(7)})
+    torch_layer.load_state_dict(
+        {"mean": torch.tensor(mean), "variance": torch.tensor(variance), "count": torch.tensor(7)}
+    )
     np.testing.assert_allclose(_torch(torch_layer, x), _keras(keras_layer, x), rtol=1e-5, atol=1e-3)
     # BatchNorm's sqrt(var + eps) is a different function (the trap).
     bn = nn.BatchNorm2d(3, eps=1e-3).eval()
@@ -386,7 +469,9 @@ def test_keras_normalization_set_weights_needs_finalize_state():
     stale = _keras(layer, x)
     np.testing.assert_allclose(stale, x, atol=1e-6)  # still mean 0, variance 1
     layer.finalize_state()
-    expected = (x - np.array([1.0, 2.0]).reshape(1, 2, 1, 1)) / np.array([2.0, 3.0]).reshape(1, 2, 1, 1)
+    expected = (x - np.array([1.0, 2.0]).reshape(1, 2, 1, 1)) / np.array([2.0, 3.0]).reshape(
+        1, 2, 1, 1
+    )
     np.testing.assert_allclose(_keras(layer, x), expected, atol=1e-5)
 
 
@@ -399,7 +484,9 @@ def test_rescale_matches_keras_rescaling():
     x = _nchw((2, 3, 4, 5)) * 100
     for scale, offset in [(1 / 255, 0.0), (1 / 127.5, -1.0), ([0.5, 2.0, -1.0], [0.1, 0.2, 0.3])]:
         reference = _keras(keras.layers.Rescaling(scale=scale, offset=offset), x)
-        np.testing.assert_allclose(_torch(th.Rescale(scale, offset), x), reference, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(
+            _torch(th.Rescale(scale, offset), x), reference, rtol=1e-6, atol=1e-5
+        )
 
 
 def test_layer_scale_layouts():
@@ -434,7 +521,9 @@ def test_stochastic_depth_identity_at_inference_and_per_sample_in_training():
     assert set(np.unique(per_sample)) <= {0.0, 2.0}
     assert all(len(set(row)) == 1 for row in per_sample.tolist())  # whole samples kept or dropped
     trained = np.asarray(kh.StochasticDepth(0.5)(_last(x), training=True)).reshape(64, -1)
-    assert set(np.unique(trained)) <= {0.0, 2.0} and all(len(set(row)) == 1 for row in trained.tolist())
+    assert set(np.unique(trained)) <= {0.0, 2.0} and all(
+        len(set(row)) == 1 for row in trained.tolist()
+    )
     assert 0 < (trained[:, 0] == 0).sum() < 64
 
 
@@ -445,8 +534,12 @@ def test_stochastic_depth_identity_at_inference_and_per_sample_in_training():
 
 def test_zoo_activation_mappings():
     x = np.linspace(-8, 8, 401, dtype="float32")
-    np.testing.assert_allclose(np.asarray(keras.activations.hard_silu(x)), _torch(nn.Hardswish(), x), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(keras.activations.hard_sigmoid(x)), _torch(nn.Hardsigmoid(), x), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(keras.activations.hard_silu(x)), _torch(nn.Hardswish(), x), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(keras.activations.hard_sigmoid(x)), _torch(nn.Hardsigmoid(), x), atol=1e-6
+    )
     # Keras 3 MobileNetV3's own hard_sigmoid: ReLU6(x + 3) / 6.
     from keras.src.applications import mobilenet_v3
 
@@ -463,9 +556,21 @@ def test_zoo_activation_mappings():
 
 EXPORT_CASES = [
     ("adaptive_avg", lambda: th.AdaptivePool((7, 4)), lambda: kh.AdaptivePooling((7, 4))),
-    ("adaptive_max", lambda: th.AdaptivePool((7, 4), "max"), lambda: kh.AdaptivePooling((7, 4), "max")),
-    ("resize_cubic", lambda: th.Resize((13, 7), "cubic", True), lambda: kh.Resize((13, 7), "cubic", True)),
-    ("resize_nearest_exact", lambda: th.Resize((13, 7), "nearest_exact"), lambda: kh.Resize((13, 7), "nearest_exact")),
+    (
+        "adaptive_max",
+        lambda: th.AdaptivePool((7, 4), "max"),
+        lambda: kh.AdaptivePooling((7, 4), "max"),
+    ),
+    (
+        "resize_cubic",
+        lambda: th.Resize((13, 7), "cubic", True),
+        lambda: kh.Resize((13, 7), "cubic", True),
+    ),
+    (
+        "resize_nearest_exact",
+        lambda: th.Resize((13, 7), "nearest_exact"),
+        lambda: kh.Resize((13, 7), "nearest_exact"),
+    ),
     ("shuffle", lambda: th.ChannelShuffle(2), lambda: kh.ChannelShuffle(2)),
     ("replicate", None, lambda: kh.Padding(((1, 2), (3, 0)), "replicate")),
     ("reflect", None, lambda: kh.Padding(((1, 2), (3, 0)), "reflect")),
@@ -479,7 +584,9 @@ EXPORT_CASES = [
 
 
 @pytest.mark.onnx
-@pytest.mark.parametrize("name,make_torch,make_keras", EXPORT_CASES, ids=[case[0] for case in EXPORT_CASES])
+@pytest.mark.parametrize(
+    "name,make_torch,make_keras", EXPORT_CASES, ids=[case[0] for case in EXPORT_CASES]
+)
 def test_helpers_export_to_onnx(name, make_torch, make_keras):
     import io
     import warnings
@@ -494,7 +601,14 @@ def test_helpers_export_to_onnx(name, make_torch, make_keras):
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, torch.from_numpy(x), buffer, opset_version=18, dynamo=False, input_names=["input"])
+            torch.onnx.export(
+                module,
+                torch.from_numpy(x),
+                buffer,
+                opset_version=18,
+                dynamo=False,
+                input_names=["input"],
+            )
         exported = ort.InferenceSession(buffer.getvalue()).run(None, {"input": x})[0]
         np.testing.assert_allclose(exported, _torch(module, x), atol=1e-5)
     if make_keras is not None:
@@ -502,6 +616,10 @@ def test_helpers_export_to_onnx(name, make_torch, make_keras):
         inputs = keras.Input(channels_last.shape[1:])
         model = keras.Model(inputs, make_keras()(inputs))
         signature = [tf.TensorSpec((None, *channels_last.shape[1:]), tf.float32, name="input")]
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=18, optimizers={})
-        exported = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": channels_last})[0]
+        proto, _ = tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=18, optimizers={}
+        )
+        exported = ort.InferenceSession(proto.SerializeToString()).run(
+            None, {"input": channels_last}
+        )[0]
         np.testing.assert_allclose(exported, np.asarray(model(channels_last)), atol=1e-5)

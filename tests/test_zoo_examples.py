@@ -39,16 +39,22 @@ def _flat_layers(layers):
             yield layer
 
 
-@pytest.mark.parametrize("example,application,published", APPLICATIONS, ids=[a[0] for a in APPLICATIONS])
+@pytest.mark.parametrize(
+    "example,application,published", APPLICATIONS, ids=[a[0] for a in APPLICATIONS]
+)
 def test_counts_equal_keras_applications(example, application, published):
     plan = cnnspec.resolve(EXAMPLES / f"{example}.yaml")
     model = getattr(keras.applications, application)(weights=None)
     assert model.count_params() == published  # the figure the example's comment quotes
     assert plan.total_params == model.count_params()
-    assert plan.non_trainable_params == sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    assert plan.non_trainable_params == sum(
+        int(w.numpy().size) for w in model.non_trainable_weights
+    )
     prefix = "convnext_tiny_"  # the spec leaves out the prefix keras.applications gives every ConvNeXt layer
     keras_counts = {
-        layer.name.removeprefix(prefix): layer.count_params() for layer in _flat_layers(model.layers) if layer.count_params()
+        layer.name.removeprefix(prefix): layer.count_params()
+        for layer in _flat_layers(model.layers)
+        if layer.count_params()
     }
     spec_counts = {layer.name: layer.total_params for layer in plan.layers if layer.total_params}
     assert spec_counts == keras_counts
@@ -58,10 +64,14 @@ def test_inception_resnet_block_counts_equal_keras_block35():
     from keras.src.applications.inception_resnet_v2 import inception_resnet_block
 
     inputs = keras.Input((35, 35, 320))
-    block = keras.Model(inputs, inception_resnet_block(inputs, scale=0.17, block_type="block35", block_idx=1))
+    block = keras.Model(
+        inputs, inception_resnet_block(inputs, scale=0.17, block_type="block35", block_idx=1)
+    )
     plan = cnnspec.resolve(EXAMPLES / "inception_resnet_block.yaml")
     assert plan.total_params == block.count_params() == 123_408
-    assert plan.non_trainable_params == sum(int(w.numpy().size) for w in block.non_trainable_weights)
+    assert plan.non_trainable_params == sum(
+        int(w.numpy().size) for w in block.non_trainable_weights
+    )
 
 
 def test_generator_writes_the_committed_examples(tmp_path, monkeypatch):
@@ -101,7 +111,11 @@ def _replace_layer(model, name: str, make):
     """A copy of a functional Keras model with layer ``name`` replaced by ``make(name)``."""
 
     def clone(layer):
-        return make(layer.name) if layer.name == name else layer.__class__.from_config(layer.get_config())
+        return (
+            make(layer.name)
+            if layer.name == name
+            else layer.__class__.from_config(layer.get_config())
+        )
 
     copy = keras.models.clone_model(model, clone_function=clone)
     for layer in copy.layers:
@@ -126,7 +140,9 @@ def test_nchw_shuffle_recipe_on_nhwc_fails_at_the_shuffle():
             return ops.reshape(ops.transpose(grid, (0, 2, 1, 3, 4)), (-1, height, width, channels))
 
     spec = EXAMPLES / "shufflenet_v2_block.yaml"
-    wrong = _replace_layer(build(spec, "keras"), "unit1_shuffle", lambda name: NchwRecipeShuffle(name=name))
+    wrong = _replace_layer(
+        build(spec, "keras"), "unit1_shuffle", lambda name: NchwRecipeShuffle(name=name)
+    )
     report = verify(spec, keras_model=wrong)
     assert not report.ok and report.divergence.name == "unit1_shuffle"
 
@@ -137,7 +153,10 @@ def test_resize_without_align_corners_fails_at_the_resize():
     from cnnspec.verifier.run import verify
 
     spec = EXAMPLES / "unet_group_norm.yaml"
-    wrong = _replace_layer(build(spec, "keras"), "up1",
-                           lambda name: keras.layers.Resizing(40, 48, interpolation="bilinear", name=name))
+    wrong = _replace_layer(
+        build(spec, "keras"),
+        "up1",
+        lambda name: keras.layers.Resizing(40, 48, interpolation="bilinear", name=name),
+    )
     report = verify(spec, keras_model=wrong)
     assert not report.ok and report.divergence.name == "up1"

@@ -9,7 +9,9 @@ from __future__ import annotations
 PAD_MODES = ("constant", "reflect", "replicate")
 
 
-def broadcast_shapes(shapes: list[tuple[int, ...]], names: list[str] | None = None) -> tuple[int, ...]:
+def broadcast_shapes(
+    shapes: list[tuple[int, ...]], names: list[str] | None = None
+) -> tuple[int, ...]:
     """The output shape of an element-wise merge (add, multiply, subtract, maximum, minimum, average).
 
     The rule, defined once for every element-wise merge:
@@ -26,12 +28,18 @@ def broadcast_shapes(shapes: list[tuple[int, ...]], names: list[str] | None = No
     Raises:
         ValueError: naming the first axis whose sizes cannot broadcast (and the inputs, if ``names``).
     """
-    labels = [f"'{name}' {list(shape)}" for name, shape in zip(names, shapes)] if names else [str(s) for s in shapes]
+    labels = (
+        [f"'{name}' {list(shape)}" for name, shape in zip(names, shapes)]
+        if names
+        else [str(s) for s in shapes]
+    )
     listed = ", ".join(labels)
     rank = max(len(shape) for shape in shapes)
     padded = [shape + (1,) * (rank - len(shape)) if len(shape) == 1 else shape for shape in shapes]
     if any(len(shape) != rank for shape in padded):
-        raise ValueError(f"inputs {listed} have different ranks; only a flat (C) input may meet a feature map")
+        raise ValueError(
+            f"inputs {listed} have different ranks; only a flat (C) input may meet a feature map"
+        )
     out = []
     axis_names = ["channels"] + [f"spatial axis {k}" for k in range(1, rank)]
     for axis in range(rank):
@@ -53,7 +61,9 @@ def channel_shuffle_permutation(channels: int, groups: int) -> list[int]:
     [0, 4, 1, 5, 2, 6, 3, 7].
     """
     if channels % groups:
-        raise ValueError(f"channel_shuffle: {channels} channels are not divisible into {groups} groups")
+        raise ValueError(
+            f"channel_shuffle: {channels} channels are not divisible into {groups} groups"
+        )
     per_group = channels // groups
     return [g * per_group + k for k in range(per_group) for g in range(groups)]
 

@@ -19,7 +19,9 @@ class AdaptivePool(LayerBase):
     pools cells [floor(i*n/out), ceil((i+1)*n/out)) -- windows overlap and differ in length when out does not divide n."""
 
     type: Literal["adaptive_avg_pool", "adaptive_max_pool"]
-    output_size: PositiveOrTuple = Field(description="Output size: one int for every spatial dim, or one per dim.")
+    output_size: PositiveOrTuple = Field(
+        description="Output size: one int for every spatial dim, or one per dim."
+    )
 
 
 def _divides(layer: LayerPlan) -> bool:
@@ -33,9 +35,12 @@ class AdaptivePoolDefinition(LayerDefinition):
     model = AdaptivePool
     family = "adaptive_pool"
     words = {
-        "adaptiveavgpool2d": "adaptive_avg_pool", "adaptiveavgpool1d": "adaptive_avg_pool",
-        "adaptiveavgpool3d": "adaptive_avg_pool", "adaptivemaxpool2d": "adaptive_max_pool",
-        "adaptivemaxpool1d": "adaptive_max_pool", "adaptivemaxpool3d": "adaptive_max_pool",
+        "adaptiveavgpool2d": "adaptive_avg_pool",
+        "adaptiveavgpool1d": "adaptive_avg_pool",
+        "adaptiveavgpool3d": "adaptive_avg_pool",
+        "adaptivemaxpool2d": "adaptive_max_pool",
+        "adaptivemaxpool1d": "adaptive_max_pool",
+        "adaptivemaxpool3d": "adaptive_max_pool",
     }
     hint_text = (
         "adaptive pool: PyTorch's windows [floor(i*n/out), ceil((i+1)*n/out)) overlap when out does not divide n; "
@@ -47,7 +52,9 @@ class AdaptivePoolDefinition(LayerDefinition):
         example({"type": "adaptive_avg_pool", "output_size": 2}, size=(6, 4)),
         example({"type": "adaptive_max_pool", "output_size": [2, 4]}, size=(4, 8)),
         example({"type": "adaptive_avg_pool", "output_size": 3}, size=(10,)),
-        example({"type": "adaptive_max_pool", "output_size": [2, 3, 2]}, channels=2, size=(3, 4, 5)),
+        example(
+            {"type": "adaptive_max_pool", "output_size": [2, 3, 2]}, channels=2, size=(3, 4, 5)
+        ),
         example({"type": "adaptive_avg_pool", "output_size": [5, 4]}, size=(3, 3)),
     )
 
@@ -59,9 +66,17 @@ class AdaptivePoolDefinition(LayerDefinition):
         for n, out in zip(shape[1:], outs):
             windows = adaptive_windows(n, out)
             lengths = sorted({end - start for start, end in windows})
-            shown = ", ".join(f"[{start}, {end})" for start, end in windows[:4]) + (", …" if len(windows) > 4 else "")
-            formulas.append(f"{n} → {out}: windows {shown} (length {' or '.join(map(str, lengths))})")
-        return dict(output_shape=(shape[0], *outs), size_formulas=tuple(formulas), param_formula="no parameters")
+            shown = ", ".join(f"[{start}, {end})" for start, end in windows[:4]) + (
+                ", …" if len(windows) > 4 else ""
+            )
+            formulas.append(
+                f"{n} → {out}: windows {shown} (length {' or '.join(map(str, lengths))})"
+            )
+        return dict(
+            output_shape=(shape[0], *outs),
+            size_formulas=tuple(formulas),
+            param_formula="no parameters",
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         rank = T.spatial_rank(layer)
@@ -83,7 +98,13 @@ class AdaptivePoolDefinition(LayerDefinition):
             kind = "Average" if layer.type == "adaptive_avg_pool" else "Max"
             windows = [n // out for n, out in zip(layer.input_shape[1:], outs)]
             window = str(windows[0]) if len(set(windows)) == 1 else K.ints_text(windows)
-            return K.single_layer(layer, ctx, f"layers.{kind}Pooling{K.RANK_SUFFIX[rank]}({window}, name={K.quoted(layer.name)})")
+            return K.single_layer(
+                layer,
+                ctx,
+                f"layers.{kind}Pooling{K.RANK_SUFFIX[rank]}({window}, name={K.quoted(layer.name)})",
+            )
         helper = ctx.use("AdaptivePooling")
         reduction = "" if layer.type == "adaptive_avg_pool" else ', "max"'
-        return K.single_layer(layer, ctx, f"{helper}({K.ints_text(outs)}{reduction}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer, ctx, f"{helper}({K.ints_text(outs)}{reduction}, name={K.quoted(layer.name)})"
+        )

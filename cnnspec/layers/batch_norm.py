@@ -59,13 +59,19 @@ class BatchNormDefinition(LayerDefinition):
         example({"type": "flatten"}, {"type": "batch_norm"}, channels=2, size=(3, 3)),
         example({"type": "batch_norm", "scale": False, "epsilon": 0.001}),
         example({"type": "batch_norm", "center": False}, channels=2, size=(5,)),
-        example({"type": "batch_norm", "center": False, "scale": False}, channels=2, size=(2, 3, 3)),
+        example(
+            {"type": "batch_norm", "center": False, "scale": False}, channels=2, size=(2, 3, 3)
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         c = shape[0]
-        learned = [(n, sym) for n, sym, on in (("gamma", "γ", layer.scale), ("beta", "β", layer.center)) if on]
+        learned = [
+            (n, sym)
+            for n, sym, on in (("gamma", "γ", layer.scale), ("beta", "β", layer.center))
+            if on
+        ]
         params = tuple(ParamTensor(n, (c,)) for n, _ in learned) + (
             ParamTensor("moving_mean", (c,), trainable=False),
             ParamTensor("moving_variance", (c,), trainable=False),
@@ -84,8 +90,13 @@ class BatchNormDefinition(LayerDefinition):
             momentum=None if spec.momentum == 0.1 else P.number(spec.momentum),
         )
         if spec.center != spec.scale:  # PyTorch's affine learns both or neither
-            module = P.call("PartialBatchNorm", T.int_text(layer.input_shape[0]), **options,
-                            center=None if spec.center else "False", scale=None if spec.scale else "False")
+            module = P.call(
+                "PartialBatchNorm",
+                T.int_text(layer.input_shape[0]),
+                **options,
+                center=None if spec.center else "False",
+                scale=None if spec.scale else "False",
+            )
             code = T.single_module(layer, inputs, module)
             code.helpers.add("PartialBatchNorm")
             return code

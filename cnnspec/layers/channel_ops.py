@@ -18,7 +18,9 @@ class ChannelShuffle(LayerBase):
     """Permute the channels: read them as a (groups, C/groups) matrix row by row, write them column by column."""
 
     type: Literal["channel_shuffle"]
-    groups: Positive = Field(description="Number of groups; must divide the channels. Output k*groups + g is input g*(C/groups) + k.")
+    groups: Positive = Field(
+        description="Number of groups; must divide the channels. Output k*groups + g is input g*(C/groups) + k."
+    )
 
 
 class ChannelSlice(LayerBase):
@@ -41,7 +43,10 @@ class ChannelShuffleDefinition(LayerDefinition):
         "in channels-last only the last axis is reshaped to (g, C/g)."
     )
     examples = (
-        example({"type": "conv2d", "filters": 8, "kernel_size": 3}, {"type": "channel_shuffle", "groups": 2}),
+        example(
+            {"type": "conv2d", "filters": 8, "kernel_size": 3},
+            {"type": "channel_shuffle", "groups": 2},
+        ),
         example({"type": "channel_shuffle", "groups": 3}, channels=6, size=(5,)),
         example({"type": "channel_shuffle", "groups": 2}, channels=4, size=(2, 3, 3)),
     )
@@ -54,7 +59,11 @@ class ChannelShuffleDefinition(LayerDefinition):
         except ValueError as error:
             ctx.fail(index, str(error), "groups", hint=f"pick a divisor of {shape[0]}")
         shown = ", ".join(map(str, permutation[:12])) + (", …" if len(permutation) > 12 else "")
-        return dict(output_shape=shape, size_formulas=(f"channels read in the order [{shown}]",), param_formula="no parameters")
+        return dict(
+            output_shape=shape,
+            size_formulas=(f"channels read in the order [{shown}]",),
+            param_formula="no parameters",
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         code = T.single_module(layer, inputs, f"ChannelShuffle({T.int_text(layer.spec.groups)})")
@@ -63,7 +72,9 @@ class ChannelShuffleDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         helper = ctx.use("ChannelShuffle")
-        return K.single_layer(layer, ctx, f"{helper}({int(layer.spec.groups)}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer, ctx, f"{helper}({int(layer.spec.groups)}, name={K.quoted(layer.name)})"
+        )
 
 
 @register
@@ -73,11 +84,16 @@ class ChannelSliceDefinition(LayerDefinition):
     model = ChannelSlice
     family = "channel_slice"
     words = {"chunk": "channel_slice", "split": "channel_slice", "slice": "channel_slice"}
-    hint_text = "channel_slice: [start, stop) of the channel axis (PyTorch dim 1, Keras the last axis)."
+    hint_text = (
+        "channel_slice: [start, stop) of the channel axis (PyTorch dim 1, Keras the last axis)."
+    )
     examples = (
         example({"type": "channel_slice", "start": 1, "stop": 3}),
-        example({"type": "conv1d", "filters": 6, "kernel_size": 2}, {"type": "channel_slice", "start": 3, "stop": 6},
-                size=(7,)),
+        example(
+            {"type": "conv1d", "filters": 6, "kernel_size": 2},
+            {"type": "channel_slice", "start": 3, "stop": 6},
+            size=(7,),
+        ),
         example({"type": "channel_slice", "start": 0, "stop": 1}, channels=2, size=(3, 2, 3)),
     )
 
@@ -85,17 +101,30 @@ class ChannelSliceDefinition(LayerDefinition):
         shape = in_shapes[0]
         ctx.require_spatial(index, layer.type, shape)
         if not layer.start < layer.stop <= shape[0]:
-            ctx.fail(index, f"channels [{layer.start}, {layer.stop}) are not a non-empty range of the {shape[0]} input channels",
-                     "stop", hint=f"need start < stop <= {shape[0]}")
+            ctx.fail(
+                index,
+                f"channels [{layer.start}, {layer.stop}) are not a non-empty range of the {shape[0]} input channels",
+                "stop",
+                hint=f"need start < stop <= {shape[0]}",
+            )
         count = layer.stop - layer.start
-        return dict(output_shape=(count, *shape[1:]), size_formulas=(f"{layer.stop} − {layer.start} = {count} channels",),
-                    param_formula="no parameters")
+        return dict(
+            output_shape=(count, *shape[1:]),
+            size_formulas=(f"{layer.stop} − {layer.start} = {count} channels",),
+            param_formula="no parameters",
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
-        return T.LayerCode(expression=f"{inputs[0]}[:, {T.int_text(spec.start)}:{T.int_text(spec.stop)}]")
+        return T.LayerCode(
+            expression=f"{inputs[0]}[:, {T.int_text(spec.start)}:{T.int_text(spec.stop)}]"
+        )
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         helper = ctx.use("ChannelSlice")
         spec = layer.spec
-        return K.single_layer(layer, ctx, f"{helper}({int(spec.start)}, {int(spec.stop)}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"{helper}({int(spec.start)}, {int(spec.stop)}, name={K.quoted(layer.name)})",
+        )

@@ -18,7 +18,13 @@ class Crop(LayerBase):
     """Remove cells at the start and end of each spatial dim."""
 
     type: Literal["crop1d", "crop2d", "crop3d"]
-    cropping: NonNegative | Annotated[list[NonNegative], Field(min_length=1, max_length=3)] | Annotated[list[PadPair], Field(min_length=1, max_length=3)] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim (like padding).")
+    cropping: (
+        NonNegative
+        | Annotated[list[NonNegative], Field(min_length=1, max_length=3)]
+        | Annotated[list[PadPair], Field(min_length=1, max_length=3)]
+    ) = Field(
+        description="An int, one int per spatial dim, or one [before, after] pair per spatial dim (like padding)."
+    )
 
 
 def _sides(layer: LayerPlan) -> tuple[tuple[int, int], ...]:
@@ -54,8 +60,12 @@ class CropDefinition(LayerDefinition):
             except ValueError as error:
                 ctx.fail(index, str(error), "cropping")
         return dict(
-            output_shape=(shape[0], *outs), padding=crops, padding_mode="crop",
-            size_formulas=tuple(f"{n} − {b} − {a} = {o}" for n, (b, a), o in zip(shape[1:], crops, outs)),
+            output_shape=(shape[0], *outs),
+            padding=crops,
+            padding_mode="crop",
+            size_formulas=tuple(
+                f"{n} − {b} − {a} = {o}" for n, (b, a), o in zip(shape[1:], crops, outs)
+            ),
             param_formula="no parameters",
         )
 
@@ -63,7 +73,9 @@ class CropDefinition(LayerDefinition):
         ranges = []
         for n, (before, after) in zip(layer.input_shape[1:], _sides(layer)):
             start = T.int_text(before) if before else ""
-            stop = T.int_text(n - after) if after else ""  # an explicit stop: 'n - 0' written as '-0' would be empty
+            stop = (
+                T.int_text(n - after) if after else ""
+            )  # an explicit stop: 'n - 0' written as '-0' would be empty
             ranges.append(f"{start}:{stop}")
         return T.LayerCode(expression=f"{inputs[0]}[:, :, {', '.join(ranges)}]")
 
@@ -71,4 +83,8 @@ class CropDefinition(LayerDefinition):
         crops = _sides(layer)
         rank = len(crops)
         argument = f"({int(crops[0][0])}, {int(crops[0][1])})" if rank == 1 else K.pairs_text(crops)
-        return K.single_layer(layer, ctx, f"layers.Cropping{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"layers.Cropping{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})",
+        )

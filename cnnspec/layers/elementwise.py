@@ -33,12 +33,23 @@ class ElementwiseMerge(LayerBase):
 
 
 _KERAS_LAYERS = {
-    "add": "Add", "multiply": "Multiply", "subtract": "Subtract", "maximum": "Maximum", "minimum": "Minimum",
+    "add": "Add",
+    "multiply": "Multiply",
+    "subtract": "Subtract",
+    "maximum": "Maximum",
+    "minimum": "Minimum",
     "average": "Average",
 }
 _WORDS = {
-    "sum": "add", "mul": "multiply", "product": "multiply", "sub": "subtract", "difference": "subtract",
-    "max": "maximum", "min": "minimum", "mean": "average", "avg": "average",
+    "sum": "add",
+    "mul": "multiply",
+    "product": "multiply",
+    "sub": "subtract",
+    "difference": "subtract",
+    "max": "maximum",
+    "min": "minimum",
+    "mean": "average",
+    "avg": "average",
 }
 
 # A squeeze-excite gate: global pool with keepdims -> 1x1 conv -> sigmoid, multiplied onto the map.
@@ -54,14 +65,22 @@ _FLAT_GATE = (
 )
 _SPATIAL_GATE = (
     {"type": "conv2d", "name": "features", "filters": 4, "kernel_size": 3, "padding": "same"},
-    {"type": "conv2d", "name": "gate", "filters": 1, "kernel_size": 1, "activation": "sigmoid", "inputs": ["input"]},
+    {
+        "type": "conv2d",
+        "name": "gate",
+        "filters": 1,
+        "kernel_size": 1,
+        "activation": "sigmoid",
+        "inputs": ["input"],
+    },
 )
 _BRANCHES = (
     {"type": "conv2d", "name": "left", "filters": 3, "kernel_size": 3, "padding": "same"},
     {"type": "conv2d", "name": "right", "filters": 3, "kernel_size": 1, "inputs": ["input"]},
 )
 _DENSE_PAIR = (
-    {"type": "flatten", "name": "flat"}, {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
+    {"type": "flatten", "name": "flat"},
+    {"type": "dense", "name": "a", "units": 3, "inputs": ["flat"]},
     {"type": "dense", "name": "b", "units": 3, "inputs": ["flat"]},
 )
 
@@ -75,11 +94,18 @@ def _examples(layer_type: str) -> tuple:
         example(*_FLAT_GATE, {"type": layer_type, "inputs": ["gate", "features"]}, size=(6, 5)),
         example(*_SPATIAL_GATE, {"type": layer_type, "inputs": ["features", "gate"]}),
         example(*_DENSE_PAIR, {"type": layer_type, "inputs": ["a", "b"]}),
-        example({"type": "conv1d", "name": "left", "filters": 3, "kernel_size": 3, "padding": "same"},
-                {"type": "global_max_pool", "name": "right", "keepdims": True},
-                {"type": layer_type, "inputs": ["left", "right"]}, size=(8,)),
-        example({"type": "conv3d", "name": "left", "filters": 2, "kernel_size": 1},
-                {"type": layer_type, "inputs": ["left", "input"]}, channels=2, size=(3, 4, 3)),
+        example(
+            {"type": "conv1d", "name": "left", "filters": 3, "kernel_size": 3, "padding": "same"},
+            {"type": "global_max_pool", "name": "right", "keepdims": True},
+            {"type": layer_type, "inputs": ["left", "right"]},
+            size=(8,),
+        ),
+        example(
+            {"type": "conv3d", "name": "left", "filters": 2, "kernel_size": 1},
+            {"type": layer_type, "inputs": ["left", "input"]},
+            channels=2,
+            size=(3, 4, 3),
+        ),
     )
 
 
@@ -92,18 +118,34 @@ class _Elementwise(LayerDefinition):
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         if layer.type == "subtract" and len(in_shapes) != 2:
-            ctx.fail(index, f"subtract takes exactly two inputs (first - second), got {len(in_shapes)}", "inputs")
+            ctx.fail(
+                index,
+                f"subtract takes exactly two inputs (first - second), got {len(in_shapes)}",
+                "inputs",
+            )
         try:
             out = broadcast_shapes(list(in_shapes), list(layer.inputs))
         except ValueError as error:
-            ctx.fail(index, f"{layer.type}: {error}", "inputs",
-                     hint="shapes must be equal, or 1 along the axes that broadcast (a (C, 1, 1) gate, or a flat (C))")
-        broadcast = [name for name, shape in zip(layer.inputs, in_shapes) if tuple(shape) != tuple(out)]
+            ctx.fail(
+                index,
+                f"{layer.type}: {error}",
+                "inputs",
+                hint="shapes must be equal, or 1 along the axes that broadcast (a (C, 1, 1) gate, or a flat (C))",
+            )
+        broadcast = [
+            name for name, shape in zip(layer.inputs, in_shapes) if tuple(shape) != tuple(out)
+        ]
         formula = (f"{', '.join(broadcast)} broadcast to {list(out)}",) if broadcast else ()
         return dict(output_shape=out, param_formula="no parameters", size_formulas=formula)
 
-    def flat_segments(self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any) -> Any:
-        pieces = [ctx.segments_of[name] for name, shape in zip(inputs, in_shapes) if shape == tuple(output_shape)]
+    def flat_segments(
+        self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
+    ) -> Any:
+        pieces = [
+            ctx.segments_of[name]
+            for name, shape in zip(inputs, in_shapes)
+            if shape == tuple(output_shape)
+        ]
         if any(piece != pieces[0] for piece in pieces[1:]):
             ctx.fail(
                 index,
@@ -159,9 +201,21 @@ def _definition(layer_type: str, hint: str) -> type[_Elementwise]:
 
 
 _BROADCAST_HINT = " A flat (C) or (C, 1, 1) input must broadcast over the channels (PyTorch: x[:, :, None, None])."
-AddDefinition = _definition("add", "add: inputs in the spec's order and equal layouts in both frameworks." + _BROADCAST_HINT)
-MultiplyDefinition = _definition("multiply", "multiply: a squeeze-excite gate must scale channels." + _BROADCAST_HINT)
-SubtractDefinition = _definition("subtract", "subtract: first input minus second, in the spec's order." + _BROADCAST_HINT)
-MaximumDefinition = _definition("maximum", "maximum: element-wise over the inputs." + _BROADCAST_HINT)
-MinimumDefinition = _definition("minimum", "minimum: element-wise over the inputs." + _BROADCAST_HINT)
-AverageDefinition = _definition("average", "average: the mean of the inputs (sum / count), not a pooling." + _BROADCAST_HINT)
+AddDefinition = _definition(
+    "add", "add: inputs in the spec's order and equal layouts in both frameworks." + _BROADCAST_HINT
+)
+MultiplyDefinition = _definition(
+    "multiply", "multiply: a squeeze-excite gate must scale channels." + _BROADCAST_HINT
+)
+SubtractDefinition = _definition(
+    "subtract", "subtract: first input minus second, in the spec's order." + _BROADCAST_HINT
+)
+MaximumDefinition = _definition(
+    "maximum", "maximum: element-wise over the inputs." + _BROADCAST_HINT
+)
+MinimumDefinition = _definition(
+    "minimum", "minimum: element-wise over the inputs." + _BROADCAST_HINT
+)
+AverageDefinition = _definition(
+    "average", "average: the mean of the inputs (sum / count), not a pooling." + _BROADCAST_HINT
+)

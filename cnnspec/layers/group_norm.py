@@ -14,7 +14,9 @@ from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
 
 Epsilon = Annotated[float, Field(gt=0.0)]
-EPSILON_DESCRIPTION = "Added to the variance (PyTorch's default 1e-5; Keras GroupNormalization's is 1e-3)."
+EPSILON_DESCRIPTION = (
+    "Added to the variance (PyTorch's default 1e-5; Keras GroupNormalization's is 1e-3)."
+)
 
 
 class GroupNorm(LayerBase):
@@ -32,7 +34,9 @@ class InstanceNorm(LayerBase):
 
     type: Literal["instance_norm"]
     epsilon: Epsilon = Field(default=1e-5, description=EPSILON_DESCRIPTION)
-    affine: Flag = Field(default=False, description="Learn gamma and beta per channel (PyTorch's default: false).")
+    affine: Flag = Field(
+        default=False, description="Learn gamma and beta per channel (PyTorch's default: false)."
+    )
 
 
 class _GroupNormFamily(LayerDefinition):
@@ -51,16 +55,28 @@ class _GroupNormFamily(LayerDefinition):
         channels = shape[0]
         groups = self.groups_of(layer, channels)
         if channels % groups:
-            ctx.fail(index, f"groups {groups} must divide the {channels} input channels", "groups",
-                     hint="pick a divisor of " + str(channels))
+            ctx.fail(
+                index,
+                f"groups {groups} must divide the {channels} input channels",
+                "groups",
+                hint="pick a divisor of " + str(channels),
+            )
         positions = "×".join(map(str, shape[1:]))
         per_group = f"{channels // groups}×{positions}" if channels // groups > 1 else positions
         formula = (f"{groups} group(s), statistics over {per_group} values each",)
         if not layer.affine:
-            return dict(output_shape=shape, size_formulas=formula, param_formula="no parameters (affine: false)")
+            return dict(
+                output_shape=shape,
+                size_formulas=formula,
+                param_formula="no parameters (affine: false)",
+            )
         params = (ParamTensor("gamma", (channels,)), ParamTensor("beta", (channels,)))
-        return dict(output_shape=shape, params=params, size_formulas=formula,
-                    param_formula=f"2·{channels} (γ, β) = {fmt_count(2 * channels)}")
+        return dict(
+            output_shape=shape,
+            params=params,
+            size_formulas=formula,
+            param_formula=f"2·{channels} (γ, β) = {fmt_count(2 * channels)}",
+        )
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
@@ -87,7 +103,9 @@ class GroupNormDefinition(_GroupNormFamily):
     model = GroupNorm
     words = {"groupnormalization": "group_norm", "groupnorm": "group_norm"}
     examples = (
-        example({"type": "conv2d", "filters": 6, "kernel_size": 3}, {"type": "group_norm", "groups": 3}),
+        example(
+            {"type": "conv2d", "filters": 6, "kernel_size": 3}, {"type": "group_norm", "groups": 3}
+        ),
         example({"type": "group_norm", "groups": 2, "epsilon": 0.001}, channels=4, size=(7,)),
         example({"type": "group_norm", "groups": 1, "affine": False}, channels=2, size=(3, 2, 4)),
     )
@@ -95,8 +113,11 @@ class GroupNormDefinition(_GroupNormFamily):
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
         constructor = P.call(
-            "nn.GroupNorm", T.int_text(spec.groups), T.int_text(layer.input_shape[0]),
-            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon), affine=None if spec.affine else "False",
+            "nn.GroupNorm",
+            T.int_text(spec.groups),
+            T.int_text(layer.input_shape[0]),
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
+            affine=None if spec.affine else "False",
         )
         return T.single_module(layer, inputs, constructor)
 
@@ -106,18 +127,26 @@ class InstanceNormDefinition(_GroupNormFamily):
     """instance_norm: nn.InstanceNorm{1,2,3}d / layers.GroupNormalization(groups=C)."""
 
     model = InstanceNorm
-    words = {"instancenorm2d": "instance_norm", "instancenorm1d": "instance_norm", "instancenorm3d": "instance_norm",
-             "instancenormalization": "instance_norm"}
+    words = {
+        "instancenorm2d": "instance_norm",
+        "instancenorm1d": "instance_norm",
+        "instancenorm3d": "instance_norm",
+        "instancenormalization": "instance_norm",
+    }
     examples = (
         example({"type": "instance_norm", "affine": True}),
         example({"type": "instance_norm"}, channels=2, size=(6,)),
-        example({"type": "instance_norm", "affine": True, "epsilon": 0.001}, channels=2, size=(3, 3, 2)),
+        example(
+            {"type": "instance_norm", "affine": True, "epsilon": 0.001}, channels=2, size=(3, 3, 2)
+        ),
     )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec
         constructor = P.call(
-            f"nn.InstanceNorm{T.spatial_rank(layer)}d", T.int_text(layer.input_shape[0]),
-            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon), affine="True" if spec.affine else None,
+            f"nn.InstanceNorm{T.spatial_rank(layer)}d",
+            T.int_text(layer.input_shape[0]),
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
+            affine="True" if spec.affine else None,
         )
         return T.single_module(layer, inputs, constructor)

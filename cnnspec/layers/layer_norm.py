@@ -19,7 +19,8 @@ class LayerNorm(LayerBase):
 
     type: Literal["layer_norm"]
     epsilon: Annotated[float, Field(gt=0.0)] = Field(
-        default=1e-5, description="Added to the variance (PyTorch's default 1e-5; Keras' is 1e-3; ConvNeXt uses 1e-6)."
+        default=1e-5,
+        description="Added to the variance (PyTorch's default 1e-5; Keras' is 1e-3; ConvNeXt uses 1e-6).",
     )
     center: Flag = Field(default=True, description="Learn an offset beta per channel.")
     scale: Flag = Field(default=True, description="Learn a factor gamma per channel.")
@@ -41,7 +42,11 @@ class LayerNormDefinition(LayerDefinition):
 
     model = LayerNorm
     family = "layer_norm"
-    words = {"layernormalization": "layer_norm", "layernorm": "layer_norm", "layernorm2d": "layer_norm"}
+    words = {
+        "layernormalization": "layer_norm",
+        "layernorm": "layer_norm",
+        "layernorm2d": "layer_norm",
+    }
     hint_text = (
         "layer_norm: normalise over the channels at each position -- PyTorch's nn.LayerNorm(C) on NCHW normalises "
         "the width; epsilon defaults differ (PyTorch 1e-5, Keras 1e-3)."
@@ -61,7 +66,11 @@ class LayerNormDefinition(LayerDefinition):
             [ParamTensor("beta", (channels,))] if layer.center else []
         )
         names = " + ".join(n for n, on in (("γ", layer.scale), ("β", layer.center)) if on)
-        formula = f"{len(params)}·{channels} ({names}) = {fmt_count(len(params) * channels)}" if params else "no parameters"
+        formula = (
+            f"{len(params)}·{channels} ({names}) = {fmt_count(len(params) * channels)}"
+            if params
+            else "no parameters"
+        )
         return dict(output_shape=shape, params=tuple(params), param_formula=formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -70,9 +79,15 @@ class LayerNormDefinition(LayerDefinition):
         eps = None if spec.epsilon == 1e-5 else P.number(spec.epsilon)
         if T.spatial_rank(layer) == 0 and spec.center == spec.scale:
             affine = None if spec.scale else "False"
-            return T.single_module(layer, inputs, P.call("nn.LayerNorm", channels, eps=eps, elementwise_affine=affine))
-        options = dict(center=None if spec.center else "False", scale=None if spec.scale else "False")
-        code = T.single_module(layer, inputs, P.call("ChannelLayerNorm", channels, eps=eps, **options))
+            return T.single_module(
+                layer, inputs, P.call("nn.LayerNorm", channels, eps=eps, elementwise_affine=affine)
+            )
+        options = dict(
+            center=None if spec.center else "False", scale=None if spec.scale else "False"
+        )
+        code = T.single_module(
+            layer, inputs, P.call("ChannelLayerNorm", channels, eps=eps, **options)
+        )
         code.helpers.add("ChannelLayerNorm")
         return code
 
@@ -91,7 +106,11 @@ class LayerNormDefinition(LayerDefinition):
         to_keras, to_torch = feature_order(flat_order)
         slots = []
         if layer.spec.scale:
-            slots.append(WeightSlot("gamma", "weight", ("gamma",), to_keras=to_keras, to_torch=to_torch))
+            slots.append(
+                WeightSlot("gamma", "weight", ("gamma",), to_keras=to_keras, to_torch=to_torch)
+            )
         if layer.spec.center:
-            slots.append(WeightSlot("beta", "bias", ("beta",), to_keras=to_keras, to_torch=to_torch))
+            slots.append(
+                WeightSlot("beta", "bias", ("beta",), to_keras=to_keras, to_torch=to_torch)
+            )
         return slots

@@ -30,9 +30,14 @@ class LayerScaleDefinition(LayerDefinition):
     model = LayerScale
     family = "layer_scale"
     words = {"layerscale": "layer_scale"}
-    hint_text = "layer_scale: gamma is stored (C, 1, 1) in PyTorch (torchvision ConvNeXt) and (C) in Keras."
+    hint_text = (
+        "layer_scale: gamma is stored (C, 1, 1) in PyTorch (torchvision ConvNeXt) and (C) in Keras."
+    )
     examples = (
-        example({"type": "conv2d", "filters": 4, "kernel_size": 1}, {"type": "layer_scale", "init_value": 0.1}),
+        example(
+            {"type": "conv2d", "filters": 4, "kernel_size": 1},
+            {"type": "layer_scale", "init_value": 0.1},
+        ),
         example({"type": "layer_scale"}, channels=2, size=(5,)),
         example({"type": "layer_scale"}, channels=2, size=(2, 3, 2)),
         example({"type": "flatten"}, {"type": "layer_scale"}, channels=2, size=(2, 3)),
@@ -41,8 +46,11 @@ class LayerScaleDefinition(LayerDefinition):
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         channels = shape[0]
-        return dict(output_shape=shape, params=(ParamTensor("gamma", (channels,) + (1,) * (len(shape) - 1)),),
-                    param_formula=f"{channels} (γ per channel) = {fmt_count(channels)}")
+        return dict(
+            output_shape=shape,
+            params=(ParamTensor("gamma", (channels,) + (1,) * (len(shape) - 1)),),
+            param_formula=f"{channels} (γ per channel) = {fmt_count(channels)}",
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         rank = T.spatial_rank(layer)
@@ -55,9 +63,21 @@ class LayerScaleDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         helper = ctx.use("LayerScale")
-        return K.single_layer(layer, ctx, f"{helper}({K.float_text(layer.spec.init_value)}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"{helper}({K.float_text(layer.spec.init_value)}, name={K.quoted(layer.name)})",
+        )
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         to_keras, to_torch = feature_order(flat_order)
-        return [WeightSlot("gamma", "gamma", ("gamma",), to_keras=lambda a: to_keras(a.reshape(-1)), to_torch=to_torch,
-                           reshape=True)]
+        return [
+            WeightSlot(
+                "gamma",
+                "gamma",
+                ("gamma",),
+                to_keras=lambda a: to_keras(a.reshape(-1)),
+                to_torch=to_torch,
+                reshape=True,
+            )
+        ]

@@ -28,8 +28,11 @@ class Normalize(LayerBase):
             "count are non-trainable weights, 2*C + 1 parameters, as Keras counts them."
         ),
     )
-    variance: Variance | Annotated[list[Variance], Field(min_length=1, max_length=4096)] | None = Field(
-        default=None, description="Per-channel variance; given together with mean, or omitted together."
+    variance: Variance | Annotated[list[Variance], Field(min_length=1, max_length=4096)] | None = (
+        Field(
+            default=None,
+            description="Per-channel variance; given together with mean, or omitted together.",
+        )
     )
 
     @model_validator(mode="after")
@@ -60,7 +63,9 @@ class NormalizeDefinition(LayerDefinition):
     )
     examples = (
         example({"type": "normalize"}),
-        example({"type": "normalize", "mean": [0.485, 0.456, 0.406], "variance": [0.052, 0.05, 0.0]}),
+        example(
+            {"type": "normalize", "mean": [0.485, 0.456, 0.406], "variance": [0.052, 0.05, 0.0]}
+        ),
         example({"type": "normalize"}, channels=2, size=(6,)),
         example({"type": "normalize", "mean": 0.5, "variance": 4.0}, channels=2, size=(2, 3, 3)),
         example({"type": "normalize", "mean": [0.5], "variance": [1.0, 4.0, 0.25]}),
@@ -74,14 +79,25 @@ class NormalizeDefinition(LayerDefinition):
             for field_name in ("mean", "variance"):
                 value = getattr(layer, field_name)
                 if isinstance(value, list) and len(value) not in (1, channels):
-                    ctx.fail(index, f"{field_name} has {len(value)} values but the input has {channels} channels",
-                             field_name, hint=f"give one number, or exactly {channels}")
+                    ctx.fail(
+                        index,
+                        f"{field_name} has {len(value)} values but the input has {channels} channels",
+                        field_name,
+                        hint=f"give one number, or exactly {channels}",
+                    )
                 if isinstance(value, list) and len(value) > 1 and len(shape) == 1:
-                    ctx.fail(index, f"per-channel constant {field_name} needs a feature map; this input is flat {list(shape)}",
-                             field_name, hint="omit mean and variance (weights) to normalise flat features one by one")
-            return dict(output_shape=shape, param_formula="no parameters (mean and variance are constants)")
+                    ctx.fail(
+                        index,
+                        f"per-channel constant {field_name} needs a feature map; this input is flat {list(shape)}",
+                        field_name,
+                        hint="omit mean and variance (weights) to normalise flat features one by one",
+                    )
+            return dict(
+                output_shape=shape, param_formula="no parameters (mean and variance are constants)"
+            )
         params = (
-            ParamTensor("mean", (channels,), trainable=False), ParamTensor("variance", (channels,), trainable=False),
+            ParamTensor("mean", (channels,), trainable=False),
+            ParamTensor("variance", (channels,), trainable=False),
             ParamTensor("count", (), trainable=False),
         )
         formula = f"2·{channels} + 1 non-trainable (mean, variance, Keras' adapt count) = {fmt_count(2 * channels + 1)}"
@@ -103,7 +119,9 @@ class NormalizeDefinition(LayerDefinition):
         if spec.mean is not None:
             channels = layer.input_shape[0]
             values = f"mean={_values_text(spec.mean, channels)}, variance={_values_text(spec.variance, channels)}, "
-        return K.single_layer(layer, ctx, f"layers.Normalization({values}name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer, ctx, f"layers.Normalization({values}name={K.quoted(layer.name)})"
+        )
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         if layer.spec.mean is not None:

@@ -19,7 +19,13 @@ class Pad(LayerBase):
     """Pad the spatial dims with a constant, by reflection, or by repeating the edge cell."""
 
     type: Literal["pad1d", "pad2d", "pad3d"]
-    padding: NonNegative | Annotated[list[NonNegative], Field(min_length=1, max_length=3)] | Annotated[list[PadPair], Field(min_length=1, max_length=3)] = Field(description="An int, one int per spatial dim, or one [before, after] pair per spatial dim.")
+    padding: (
+        NonNegative
+        | Annotated[list[NonNegative], Field(min_length=1, max_length=3)]
+        | Annotated[list[PadPair], Field(min_length=1, max_length=3)]
+    ) = Field(
+        description="An int, one int per spatial dim, or one [before, after] pair per spatial dim."
+    )
     mode: Literal["constant", "reflect", "replicate"] = Field(
         default="constant",
         description=(
@@ -28,10 +34,16 @@ class Pad(LayerBase):
             "'replicate': repeat the edge cell."
         ),
     )
-    value: Annotated[float, Field(allow_inf_nan=False)] = Field(default=0.0, description="The constant for mode 'constant'.")
+    value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        default=0.0, description="The constant for mode 'constant'."
+    )
 
 
-_TORCH_MODULES = {"constant": "ConstantPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad"}
+_TORCH_MODULES = {
+    "constant": "ConstantPad",
+    "reflect": "ReflectionPad",
+    "replicate": "ReplicationPad",
+}
 
 
 def _sides(layer: LayerPlan) -> tuple[tuple[int, int], ...]:
@@ -47,8 +59,14 @@ class PadDefinition(LayerDefinition):
     model = Pad
     family = "pad"
     words = {
-        "reflectionpad2d": "pad2d", "replicationpad2d": "pad2d", "constantpad2d": "pad2d", "reflectionpad1d": "pad1d",
-        "replicationpad1d": "pad1d", "constantpad1d": "pad1d", "reflectionpad3d": "pad3d", "replicationpad3d": "pad3d",
+        "reflectionpad2d": "pad2d",
+        "replicationpad2d": "pad2d",
+        "constantpad2d": "pad2d",
+        "reflectionpad1d": "pad1d",
+        "replicationpad1d": "pad1d",
+        "constantpad1d": "pad1d",
+        "reflectionpad3d": "pad3d",
+        "replicationpad3d": "pad3d",
         "constantpad3d": "pad3d",
     }
     hint_text = (
@@ -61,7 +79,11 @@ class PadDefinition(LayerDefinition):
         example({"type": "pad2d", "padding": [1, 0], "value": -1.5}),
         example({"type": "pad1d", "padding": [[2, 1]], "mode": "reflect"}, size=(5,)),
         example({"type": "pad1d", "padding": 1}, size=(4,)),
-        example({"type": "pad3d", "padding": [[1, 0], [0, 1], [1, 1]], "mode": "replicate"}, channels=2, size=(2, 3, 3)),
+        example(
+            {"type": "pad3d", "padding": [[1, 0], [0, 1], [1, 1]], "mode": "replicate"},
+            channels=2,
+            size=(2, 3, 3),
+        ),
         example({"type": "pad3d", "padding": 1, "mode": "reflect"}, channels=2, size=(2, 3, 2)),
     )
 
@@ -75,10 +97,16 @@ class PadDefinition(LayerDefinition):
             try:
                 outs.append(padded_length(n, before, after, layer.mode))
             except ValueError as error:
-                ctx.fail(index, str(error), "padding", hint="use mode: replicate, or pad in two steps")
+                ctx.fail(
+                    index, str(error), "padding", hint="use mode: replicate, or pad in two steps"
+                )
         return dict(
-            output_shape=(shape[0], *outs), padding=pads, padding_mode=layer.mode,
-            size_formulas=tuple(f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)),
+            output_shape=(shape[0], *outs),
+            padding=pads,
+            padding_mode=layer.mode,
+            size_formulas=tuple(
+                f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)
+            ),
             param_formula="no parameters",
         )
 
@@ -93,8 +121,20 @@ class PadDefinition(LayerDefinition):
         pads = _sides(layer)
         rank = len(pads)
         if spec.mode == "constant" and spec.value == 0.0:
-            argument = f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else K.pairs_text(pads)
-            return K.single_layer(layer, ctx, f"layers.ZeroPadding{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})")
+            argument = (
+                f"({int(pads[0][0])}, {int(pads[0][1])})" if rank == 1 else K.pairs_text(pads)
+            )
+            return K.single_layer(
+                layer,
+                ctx,
+                f"layers.ZeroPadding{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})",
+            )
         helper = ctx.use("Padding")
-        options = f", mode={P.string(spec.mode)}" if spec.mode != "constant" else f", value={K.float_text(spec.value)}"
-        return K.single_layer(layer, ctx, f"{helper}({K.pairs_text(pads)}{options}, name={K.quoted(layer.name)})")
+        options = (
+            f", mode={P.string(spec.mode)}"
+            if spec.mode != "constant"
+            else f", value={K.float_text(spec.value)}"
+        )
+        return K.single_layer(
+            layer, ctx, f"{helper}({K.pairs_text(pads)}{options}, name={K.quoted(layer.name)})"
+        )

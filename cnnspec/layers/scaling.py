@@ -21,7 +21,9 @@ class Rescale(LayerBase):
 
     type: Literal["rescale"]
     scale: PerChannel = Field(description="One number, or one per channel.")
-    offset: PerChannel = Field(default=0.0, description="Added after scaling: one number, or one per channel.")
+    offset: PerChannel = Field(
+        default=0.0, description="Added after scaling: one number, or one per channel."
+    )
 
 
 class Scale(LayerBase):
@@ -33,8 +35,12 @@ class Scale(LayerBase):
 
 def _per_channel(ctx: Any, index: int, value: Any, channels: int, field_name: str) -> None:
     if isinstance(value, list) and len(value) not in (1, channels):
-        ctx.fail(index, f"{field_name} has {len(value)} values but the input has {channels} channels", field_name,
-                 hint=f"give one number, or exactly {channels}")
+        ctx.fail(
+            index,
+            f"{field_name} has {len(value)} values but the input has {channels} channels",
+            field_name,
+            hint=f"give one number, or exactly {channels}",
+        )
 
 
 def _number_text(value: Any) -> str:
@@ -50,12 +56,16 @@ class RescaleDefinition(LayerDefinition):
     model = Rescale
     family = "rescale"
     words = {"rescaling": "rescale"}
-    hint_text = "rescale: the scale (1/255 vs 1/127.5) and offset, and per-channel values in channel order."
+    hint_text = (
+        "rescale: the scale (1/255 vs 1/127.5) and offset, and per-channel values in channel order."
+    )
     examples = (
         example({"type": "rescale", "scale": 0.00784313725490196, "offset": -1.0}),
         example({"type": "rescale", "scale": [0.5, 2.0, -1.5], "offset": [0.1, 0.0, -0.2]}),
         example({"type": "rescale", "scale": 2.5}, channels=2, size=(6,)),
-        example({"type": "flatten"}, {"type": "rescale", "scale": 0.5, "offset": [1.0]}, size=(2, 3)),
+        example(
+            {"type": "flatten"}, {"type": "rescale", "scale": 0.5, "offset": [1.0]}, size=(2, 3)
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
@@ -64,7 +74,11 @@ class RescaleDefinition(LayerDefinition):
             value = getattr(layer, field_name)
             _per_channel(ctx, index, value, shape[0], field_name)
             if isinstance(value, list) and len(value) > 1 and len(shape) == 1:
-                ctx.fail(index, f"per-channel {field_name} needs a feature map; this input is flat {list(shape)}", field_name)
+                ctx.fail(
+                    index,
+                    f"per-channel {field_name} needs a feature map; this input is flat {list(shape)}",
+                    field_name,
+                )
         return dict(output_shape=shape, param_formula="no parameters (constants)")
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
@@ -107,4 +121,8 @@ class ScaleDefinition(LayerDefinition):
         return T.LayerCode(expression=f"{inputs[0]} * {T.float_text(layer.spec.factor)}")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        return K.single_layer(layer, ctx, f"layers.Rescaling({K.float_text(layer.spec.factor)}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"layers.Rescaling({K.float_text(layer.spec.factor)}, name={K.quoted(layer.name)})",
+        )

@@ -28,16 +28,23 @@ class StochasticDepthDefinition(LayerDefinition):
     model = StochasticDepth
     family = "stochastic_depth"
     words = {"stochasticdepth": "stochastic_depth", "droppath": "stochastic_depth"}
-    hint_text = "stochastic_depth must be the identity at inference (PyTorch eval(), Keras training=False)."
+    hint_text = (
+        "stochastic_depth must be the identity at inference (PyTorch eval(), Keras training=False)."
+    )
     examples = (
-        example({"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"}, {"type": "stochastic_depth", "rate": 0.2}),
+        example(
+            {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"},
+            {"type": "stochastic_depth", "rate": 0.2},
+        ),
         example({"type": "stochastic_depth", "rate": 0.5}, size=(6,)),
         example({"type": "stochastic_depth", "rate": 0.1}, channels=2, size=(2, 2, 3)),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
-        return dict(output_shape=in_shapes[0],
-                    param_formula=f"no parameters (the identity at inference; drops the branch with p = {layer.rate} in training)")
+        return dict(
+            output_shape=in_shapes[0],
+            param_formula=f"no parameters (the identity at inference; drops the branch with p = {layer.rate} in training)",
+        )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         code = T.single_module(layer, inputs, f"StochasticDepth({T.float_text(layer.spec.rate)})")
@@ -46,4 +53,6 @@ class StochasticDepthDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         helper = ctx.use("StochasticDepth")
-        return K.single_layer(layer, ctx, f"{helper}({K.float_text(layer.spec.rate)}, name={K.quoted(layer.name)})")
+        return K.single_layer(
+            layer, ctx, f"{helper}({K.float_text(layer.spec.rate)}, name={K.quoted(layer.name)})"
+        )

@@ -30,8 +30,8 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnspec.engine.plan import LayerPlan, Plan
