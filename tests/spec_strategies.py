@@ -37,7 +37,7 @@ MODEL_NAMES = ["model", "fuzz_net", "Net2", "a", "_private_model", "deep__net"]
 PROPOSAL_STATS: Counter = Counter()
 
 SPATIAL_KINDS = [
-    "conv", "conv", "conv_transpose", "depthwise", "separable", "max_pool", "avg_pool", "global_pool", "batch_norm",
+    "conv", "conv", "conv_transpose", "depthwise", "depthwise", "separable", "separable", "max_pool", "avg_pool", "global_pool", "batch_norm",
     "dropout", "spatial_dropout", "activation", "param_activation", "prelu", "upsample", "zero_pad", "flatten",
     "add", "concat",
     # the model-zoo catalog

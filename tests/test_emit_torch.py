@@ -218,7 +218,7 @@ def test_generated_source_runs_standalone(tmp_path):
                 imports.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
                 imports.add(node.module.split(".")[0])
-        assert imports <= {"torch", "math"}, case_id
+        assert imports <= {"torch", "math", "numpy"}, case_id  # numpy: the Resize helper's matrices
         path = tmp_path / f"{case_id}_model.py"
         path.write_text(source)
         module_spec = importlib.util.spec_from_file_location(f"standalone_{case_id}", path)
