@@ -37,11 +37,18 @@ MODEL_NAMES = ["model", "fuzz_net", "Net2", "a", "_private_model", "deep__net"]
 PROPOSAL_STATS: Counter = Counter()
 
 SPATIAL_KINDS = [
-    "conv", "conv", "conv_transpose", "depthwise", "separable", "max_pool", "avg_pool", "global_pool", "batch_norm",
+    "conv", "conv", "conv_transpose", "depthwise", "depthwise", "separable", "separable", "max_pool", "avg_pool", "global_pool", "batch_norm",
     "dropout", "spatial_dropout", "activation", "param_activation", "prelu", "upsample", "zero_pad", "flatten",
     "add", "concat",
+    # the model-zoo catalog
+    "rescale", "scale", "normalize", "layer_norm", "group_norm", "instance_norm", "channel_shuffle", "channel_slice",
+    "crop", "pad", "layer_scale", "stochastic_depth", "adaptive_pool", "resize", "identity", "gate", "elementwise",
 ]
-FLAT_KINDS = ["dense", "dense", "batch_norm", "dropout", "activation", "param_activation", "prelu", "add", "concat"]
+FLAT_KINDS = [
+    "dense", "dense", "batch_norm", "dropout", "activation", "param_activation", "prelu", "add", "concat",
+    "rescale", "scale", "normalize", "layer_norm", "layer_scale", "stochastic_depth", "identity", "elementwise",
+]
+ELEMENTWISE_MERGES = ["multiply", "subtract", "maximum", "minimum", "average"]
 
 # The types the strategies above draw with their own field ranges; any other registered type is drawn from the
 # one-layer examples of its definition (the "registry" kind), so a new type is fuzzed by registering.
@@ -49,7 +56,11 @@ HANDWRITTEN_TYPES = frozenset(
     "conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d depthwise_conv2d separable_conv2d "
     "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d global_avg_pool global_max_pool batch_norm "
     "dropout spatial_dropout flatten dense relu relu6 sigmoid tanh softmax silu hard_swish hard_sigmoid leaky_relu "
-    "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat".split()
+    "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
+    # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
+    "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice crop1d crop2d crop3d "
+    "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
+    "subtract maximum minimum average".split()
 )
 
 
@@ -374,6 +385,8 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
         return [_named({"type": layer_type, "padding": padding}, builder.name_for(draw, layer_type)[0])]
     if kind == "flatten":
         return [_named({"type": "flatten"}, name)]
+    if kind in CATALOG_SINGLES:
+        return [_named(CATALOG_SINGLES[kind](draw, builder), name)]
     if kind == "registry":
         fitting = [layer for layer_rank, layer in REGISTRY_LAYERS if layer_rank == rank] or [
             layer for _, layer in REGISTRY_LAYERS
@@ -389,6 +402,153 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
             layer["activation"] = activation
         return [_named(layer, name)]
     raise AssertionError(f"unknown kind {kind}")
+
+
+# --------------------------------------------------------------------------------------------
+# The model-zoo catalog: one layer each, fields drawn from the current shape
+# --------------------------------------------------------------------------------------------
+
+
+def _per_channel_values(draw, channels: int, low: float, high: float):
+    if draw(st.booleans()):
+        return draw(st.floats(low, high, allow_subnormal=False))
+    return [draw(st.floats(low, high, allow_subnormal=False)) for _ in range(channels)]
+
+
+def _rescale(draw, builder: _Builder) -> dict:
+    channels, flat = builder.shape[0], len(builder.shape) == 1
+    scale = draw(st.sampled_from([1 / 255, 1 / 127.5, 2.0])) if flat else _per_channel_values(draw, channels, -3.0, 3.0)
+    layer: dict[str, Any] = {"type": "rescale", "scale": scale}
+    if draw(st.booleans()):
+        layer["offset"] = draw(st.floats(-2.0, 2.0)) if flat else _per_channel_values(draw, channels, -2.0, 2.0)
+    return layer
+
+
+def _normalize(draw, builder: _Builder) -> dict:
+    if len(builder.shape) == 1 or draw(st.booleans()):
+        return {"type": "normalize"}
+    channels = builder.shape[0]
+    return {"type": "normalize", "mean": _per_channel_values(draw, channels, -1.0, 1.0),
+            "variance": _per_channel_values(draw, channels, 0.0, 4.0)}
+
+
+def _layer_norm(draw, builder: _Builder) -> dict:
+    layer: dict[str, Any] = {"type": "layer_norm"}
+    for field in ("center", "scale"):
+        if draw(st.booleans()):
+            layer[field] = draw(st.booleans())
+    if draw(st.booleans()):
+        layer["epsilon"] = draw(st.sampled_from([1e-6, 1e-3, 0.1]))
+    return layer
+
+
+def _group_norm(draw, builder: _Builder) -> dict:
+    channels = builder.shape[0]
+    groups = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
+    layer: dict[str, Any] = {"type": "group_norm", "groups": groups}
+    if draw(st.booleans()):
+        layer["affine"] = draw(st.booleans())
+    if draw(st.booleans()):
+        layer["epsilon"] = draw(st.sampled_from([1e-6, 1e-3, 0.1]))
+    return layer
+
+
+def _channel_shuffle(draw, builder: _Builder) -> dict:
+    channels = builder.shape[0]
+    return {"type": "channel_shuffle", "groups": draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))}
+
+
+def _channel_slice(draw, builder: _Builder) -> dict:
+    channels = builder.shape[0]
+    start = draw(st.integers(0, channels - 1))
+    return {"type": "channel_slice", "start": start, "stop": draw(st.integers(start + 1, channels))}
+
+
+def _sides(draw, builder: _Builder, most) -> Any:
+    """A padding/cropping value: int, one int per dim or [before, after] pairs, each side <= most(n)."""
+    spatial = builder.shape[1:]
+    form = draw(st.sampled_from(["int", "per_dim", "pairs"]))
+    if form == "int":
+        return draw(st.integers(0, min(most(n) for n in spatial)))
+    if form == "per_dim":
+        return [draw(st.integers(0, most(n))) for n in spatial]
+    return [[draw(st.integers(0, most(n))), draw(st.integers(0, most(n)))] for n in spatial]
+
+
+def _crop(draw, builder: _Builder) -> dict:
+    return {"type": f"crop{builder.rank}d", "cropping": _sides(draw, builder, lambda n: min(2, (n - 1) // 2))}
+
+
+def _pad(draw, builder: _Builder) -> dict:
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate"]))
+    layer: dict[str, Any] = {"type": f"pad{builder.rank}d",
+                             "padding": _sides(draw, builder, lambda n: min(2, n - 1) if mode == "reflect" else 2)}
+    if mode != "constant" or draw(st.booleans()):
+        layer["mode"] = mode
+    if mode == "constant" and draw(st.booleans()):
+        layer["value"] = draw(st.floats(-3.0, 3.0))
+    return layer
+
+
+def _adaptive_pool(draw, builder: _Builder) -> dict:
+    spatial = builder.shape[1:]
+    layer_type = draw(st.sampled_from(["adaptive_avg_pool", "adaptive_max_pool"]))
+    return {"type": layer_type, "output_size": _per_dim(draw, [draw(st.integers(1, n + 2)) for n in spatial], builder.rank)}
+
+
+def _resize(draw, builder: _Builder) -> dict:
+    rank = builder.rank
+    mode = draw(st.sampled_from(["nearest", "nearest_exact", "bilinear", "bicubic"]))
+    layer: dict[str, Any] = {"type": "resize", "mode": mode}
+    if draw(st.booleans()):
+        layer["size"] = _per_dim(draw, [draw(st.integers(1, 2 * n + 1)) for n in builder.shape[1:]], rank)
+    else:
+        layer["scale"] = _per_dim(draw, [draw(st.sampled_from([0.5, 1.5, 2, 2.5, 3])) for _ in range(rank)], rank)
+    if mode in ("bilinear", "bicubic") and draw(st.booleans()):
+        layer["align_corners"] = True
+    if mode == "bicubic" and draw(st.booleans()):
+        layer["cubic_coefficient"] = -0.5
+        layer["exclude_outside"] = True
+    return layer
+
+
+CATALOG_SINGLES = {
+    "rescale": _rescale,
+    "scale": lambda draw, builder: {"type": "scale", "factor": draw(st.sampled_from([0.17, 0.1, -2.0]))},
+    "normalize": _normalize,
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "instance_norm": lambda draw, builder: {"type": "instance_norm", "affine": draw(st.booleans())},
+    "channel_shuffle": _channel_shuffle,
+    "channel_slice": _channel_slice,
+    "crop": _crop,
+    "pad": _pad,
+    "layer_scale": lambda draw, builder: {"type": "layer_scale", "init_value": draw(st.sampled_from([1e-6, 0.1, 1.0]))},
+    "stochastic_depth": lambda draw, builder: {"type": "stochastic_depth", "rate": draw(st.sampled_from([0.0, 0.2, 0.5]))},
+    "adaptive_pool": _adaptive_pool,
+    "resize": _resize,
+    "identity": lambda draw, builder: {"type": "identity"},
+}
+
+
+def _gate_block(draw, builder: _Builder) -> list[dict]:
+    """Squeeze-excite: global pool (keepdims, or flat + dense) -> gate -> multiply (or another merge) onto the map."""
+    source, start, channels = builder.last, len(builder.layers), builder.shape[0]
+    keepdims = draw(st.booleans())
+    pool_name = builder.name_for(draw, "global_avg_pool")[0]
+    pool: dict[str, Any] = {"type": "global_avg_pool"}
+    if keepdims:
+        pool["keepdims"] = True
+        gate: dict[str, Any] = {"type": f"conv{builder.rank}d", "filters": channels, "kernel_size": 1, "activation": "sigmoid"}
+    else:
+        gate = {"type": "dense", "units": channels, "activation": "sigmoid"}
+    block = [_named(pool, pool_name), _named(gate, builder.name_for(draw, gate["type"], 1)[0])]
+    names = [source, _effective_name(block[1], start + 1)]
+    if draw(st.booleans()):
+        names.reverse()
+    merge = draw(st.sampled_from(["multiply", "multiply", "add", *ELEMENTWISE_MERGES]))
+    block.append(_named({"type": merge, "inputs": names}, builder.name_for(draw, merge, 2)[0]))
+    return block
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +603,7 @@ def _merge_block(draw, builder: _Builder, kind: str) -> list[dict]:
     """Two branches from the current layer (or the current layer itself and one branch), joined."""
     source = builder.last
     start = len(builder.layers)
-    channels = builder.shape[0] if kind == "add" else None
+    channels = None if kind == "concat" else builder.shape[0]
     two_branches = draw(st.booleans())
     block = [_shape_keeping_branch(draw, builder, 0, source, channels)]
     names = [_effective_name(block[0], start)]
@@ -454,7 +614,7 @@ def _merge_block(draw, builder: _Builder, kind: str) -> list[dict]:
         names.append(_effective_name(second, start + 1))
     else:
         names.insert(draw(st.integers(0, 1)), source)
-    if kind == "add" and draw(st.integers(0, 3)) == 0:
+    if kind not in ("concat", "subtract") and draw(st.integers(0, 3)) == 0:
         names.append(source)  # sometimes three inputs
     merge_name = builder.name_for(draw, kind, len(block))[0]
     block.append(_named({"type": kind, "inputs": names}, merge_name))
@@ -472,8 +632,12 @@ def _propose(draw, builder: _Builder) -> list[dict]:
         k for k in SPATIAL_KINDS if builder.rank == 2 or k not in ("depthwise", "separable")
     ]
     kind = draw(st.sampled_from(kinds))
-    if kind in ("add", "concat"):
+    if kind == "elementwise":
+        kind = draw(st.sampled_from(ELEMENTWISE_MERGES))
+    if kind in ("add", "concat", *ELEMENTWISE_MERGES):
         return _merge_block(draw, builder, kind)
+    if kind == "gate":
+        return _gate_block(draw, builder)
     return _single(draw, builder, kind)
 
 

@@ -30,7 +30,11 @@ EXPECTED = {
         "tests/bad_specs/activation_unknown.yaml:4:60: layers[0].activation: unknown activation 'leaky_relu': expected one of relu, relu6, sigmoid, tanh, softmax, silu, gelu, hard_swish, hard_sigmoid, linear or null\n"
         '    hint: leaky_relu takes parameters; add it as a layer of its own after this one: {type: leaky_relu}'
     ),
-    'add_mismatch.yaml': "tests/bad_specs/add_mismatch.yaml:6:25: layers[2].inputs: add needs equal shapes: 'a' is [8, 30, 30] but 'b' is [16, 28, 28] (channels-first)",
+    'add_mismatch.yaml': (
+        "tests/bad_specs/add_mismatch.yaml:6:25: layers[2].inputs: add: inputs 'a' [8, 30, 30], 'b' [16, 28, 28] cannot "
+        "broadcast along channels: sizes [8, 16] (each axis must be equal or 1)\n"
+        "    hint: shapes must be equal, or 1 along the axes that broadcast (a (C, 1, 1) gate, or a flat (C))"
+    ),
     'bias_string.yaml': "tests/bad_specs/bias_string.yaml:4:54: layers[0].bias: expected true or false, got 'maybe' (a string)",
     'billion_laughs.yaml': 'tests/bad_specs/billion_laughs.yaml:7:4: this value expands to 597,871 values through YAML aliases (an alias bomb?); refused, the limit is 100,000',
     'binary.bin': 'tests/bad_specs/binary.bin: looks like a binary file (it contains NUL bytes), not a YAML/JSON spec',

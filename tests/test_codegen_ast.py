@@ -43,13 +43,17 @@ from spec_strategies import valid_specs
 SETTINGS = settings(derandomize=True, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 ALLOWED_IMPORTS = {
-    "torch": {("import", "math", None), ("import", "torch", None), ("import", "torch.nn.functional", "F"), ("from torch", "nn", None)},
-    "keras": {("import", "keras", None), ("import", "numpy", "np"), ("from keras", "layers", None), ("from keras", "ops", None)},
+    "torch": {("import", "math", None), ("import", "numpy", "np"), ("import", "torch", None), ("import", "torch.nn.functional", "F"),
+              ("from torch", "nn", None)},
+    "keras": {("import", "math", None), ("import", "keras", None), ("import", "numpy", "np"), ("from keras", "layers", None),
+              ("from keras", "ops", None)},
 }
 # Builtins the generated model code may call (and so no layer may shadow).
 ALLOWED_BUILTINS = {"super", "float", "dict", "str"}
 # String values the emitters write besides names: modes, paddings, activation names.
-KNOWN_STRING_VALUES = {"same", "valid", "bilinear", "nearest", "none", "tanh", "-inf", "input"} | set(
+KNOWN_STRING_VALUES = {"same", "valid", "bilinear", "nearest", "none", "tanh", "-inf", "input",
+                       # resize, adaptive pooling and padding modes of the model-zoo catalog
+                       "linear", "trilinear", "bicubic", "cubic", "nearest_exact", "max", "reflect", "replicate"} | set(
     emit_keras.KERAS_ACTIVATIONS.values()
 )
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "open", "getattr", "setattr", "delattr", "globals", "locals", "vars", "breakpoint", "input"}

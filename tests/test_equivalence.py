@@ -127,7 +127,7 @@ def randomize_keras_with_normals(keras_model, seed: int) -> None:
     values = []
     for variable in keras_model.weights:
         shape = tuple(variable.shape)
-        if variable.name == "moving_variance":
+        if variable.name in ("moving_variance", "variance"):  # BatchNorm's and Keras Normalization's
             values.append(rng.uniform(0.5, 2.0, size=shape).astype(np.float32))
         elif "float" not in str(variable.dtype):
             values.append(keras.ops.convert_to_numpy(variable.value))
@@ -135,6 +135,9 @@ def randomize_keras_with_normals(keras_model, seed: int) -> None:
             scale = 1.0 / np.sqrt(max(int(np.prod(shape[:-1])), 1)) if len(shape) >= 2 else 0.3
             values.append(rng.normal(0.0, scale, size=shape).astype(np.float32))
     keras_model.set_weights(values)
+    for layer in keras_model.layers:  # Keras Normalization divides by a copy taken in finalize_state()
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
 
 
 def test_cases_cover_every_layer_type():

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
-from cnnspec.spec.fields import LayerBase
+from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
 from cnnspec.targets.torch import code as T
@@ -27,6 +27,11 @@ class BatchNorm(LayerBase):
             "Weight of the new batch statistic in the moving average: moving = (1 - momentum)*moving + momentum*batch "
             "(PyTorch's convention; Keras' momentum is 1 - this value)."
         ),
+    )
+    center: Flag = Field(default=True, description="Learn the offset beta (Keras center).")
+    scale: Flag = Field(
+        default=True,
+        description="Learn the factor gamma (Keras scale; Keras InceptionV3/InceptionResNetV2 use scale: false).",
     )
 
 
@@ -52,28 +57,54 @@ class BatchNormDefinition(LayerDefinition):
         example({"type": "batch_norm"}, size=(6,)),
         example({"type": "batch_norm"}, channels=2, size=(3, 4, 3)),
         example({"type": "flatten"}, {"type": "batch_norm"}, channels=2, size=(3, 3)),
+        example({"type": "batch_norm", "scale": False, "epsilon": 0.001}),
+        example({"type": "batch_norm", "center": False}, channels=2, size=(5,)),
+        example(
+            {"type": "batch_norm", "center": False, "scale": False}, channels=2, size=(2, 3, 3)
+        ),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         c = shape[0]
-        params = (
-            ParamTensor("gamma", (c,)),
-            ParamTensor("beta", (c,)),
+        learned = [
+            (n, sym)
+            for n, sym, on in (("gamma", "γ", layer.scale), ("beta", "β", layer.center))
+            if on
+        ]
+        params = tuple(ParamTensor(n, (c,)) for n, _ in learned) + (
             ParamTensor("moving_mean", (c,), trainable=False),
             ParamTensor("moving_variance", (c,), trainable=False),
         )
-        formula = f"2·{c} (γ, β) + 2·{c} non-trainable (moving mean, variance) = {fmt_count(4 * c)}"
+        symbols = ", ".join(sym for _, sym in learned)
+        learned_text = f"{len(learned)}·{c} ({symbols}) + " if learned else ""
+        total = fmt_count((len(learned) + 2) * c)
+        formula = f"{learned_text}2·{c} non-trainable (moving mean, variance) = {total}"
         return dict(output_shape=shape, params=params, param_formula=formula)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """batch_norm: BatchNorm1d for flat (N, F) and (N, C, L) inputs, 2d / 3d by spatial rank."""
         spec = layer.spec
+        options = dict(
+            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
+            momentum=None if spec.momentum == 0.1 else P.number(spec.momentum),
+        )
+        if spec.center != spec.scale:  # PyTorch's affine learns both or neither
+            module = P.call(
+                "PartialBatchNorm",
+                T.int_text(layer.input_shape[0]),
+                **options,
+                center=None if spec.center else "False",
+                scale=None if spec.scale else "False",
+            )
+            code = T.single_module(layer, inputs, module)
+            code.helpers.add("PartialBatchNorm")
+            return code
         module = P.call(
             f"nn.BatchNorm{max(T.spatial_rank(layer), 1)}d",
             T.int_text(layer.input_shape[0]),
-            eps=None if spec.epsilon == 1e-5 else P.number(spec.epsilon),
-            momentum=None if spec.momentum == 0.1 else P.number(spec.momentum),
+            **options,
+            affine=None if spec.scale else "False",
         )
         return T.single_module(layer, inputs, module)
 
@@ -88,20 +119,24 @@ class BatchNormDefinition(LayerDefinition):
                 "layers.BatchNormalization",
                 epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
                 momentum=None if keras_momentum == 0.99 else P.number(keras_momentum),
+                center=None if spec.center else "False",
+                scale=None if spec.scale else "False",
                 name=K.quoted(layer.name),
             ),
         )
 
     def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
         to_keras, to_torch = _feature_order(flat_order)
+        spec = layer.spec
         return [
             WeightSlot(tensor, attr, (tensor,), to_keras=to_keras, to_torch=to_torch)
-            for tensor, attr in (
-                ("gamma", "weight"),
-                ("beta", "bias"),
-                ("moving_mean", "running_mean"),
-                ("moving_variance", "running_var"),
+            for tensor, attr, present in (
+                ("gamma", "weight", spec.scale),
+                ("beta", "bias", spec.center),
+                ("moving_mean", "running_mean", True),
+                ("moving_variance", "running_var", True),
             )
+            if present
         ]
 
 

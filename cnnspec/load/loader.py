@@ -709,7 +709,7 @@ def _expected(path: tuple, data: Any) -> str | None:
     if field == "input" and len(path) == 1:
         return "a mapping {channels: C, size: [H, W]}"
     if field == "inputs" and not item:
-        merge = _layer_type_at(data, path[1]) in ("add", "concat") if len(path) == 3 else False
+        merge = _reads_many(_layer_type_at(data, path[1])) if len(path) == 3 else False
         return "a list of two or more earlier layer names" if merge else "a list with one earlier layer name (or 'input')"
     if field == "cnnspec":
         return f"the integer {FORMAT_VERSION}"
@@ -891,3 +891,10 @@ def source_map_of(spec: ModelSpec) -> SourceMap | None:
 
 
 __all__ = ["load_spec", "parse_text", "validate_data", "SourceMap", "suggest_type", "format_path"]
+
+
+def _reads_many(layer_type: Any) -> bool:
+    """Whether layers of ``layer_type`` merge two or more inputs (add, concat, multiply, ...)."""
+    from cnnspec.layers import REGISTRY
+
+    return isinstance(layer_type, str) and layer_type in REGISTRY and REGISTRY.definition(layer_type).arity == "many"

@@ -68,6 +68,8 @@ def fit(indent: str, head: str, expression: str) -> list[str]:
     if len(indent + head + expression) <= LINE_LENGTH:
         return [indent + head + expression]
     tree = ast.parse(expression, mode="eval").body
+    if isinstance(tree, ast.BinOp):
+        return _split_operators(indent, head, expression, tree)
     if not isinstance(tree, ast.Call):
         return [f"{indent}{head}{expression}"]
     # The formatter splits the last call's brackets when what comes before them fits on the line
@@ -84,6 +86,28 @@ def fit(indent: str, head: str, expression: str) -> list[str]:
     )
 
 
+_OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def _split_operators(indent: str, head: str, expression: str, node: ast.BinOp) -> list[str]:
+    """A long ``a * b`` in parentheses, on one inner line or one operand a line (``+ b``), as the formatter does."""
+    inner = indent + "    "
+    if len(inner + expression) <= LINE_LENGTH:
+        return [f"{indent}{head}(", inner + expression, f"{indent})"]
+    operands: list[str] = []
+    current: ast.expr = node
+    while isinstance(current, ast.BinOp) and type(current.op) is type(node.op):
+        operands.insert(0, f"{_OPERATORS[type(current.op)]} {_operand(expression, current.right)}")
+        current = current.left
+    operands.insert(0, _operand(expression, current))
+    return [f"{indent}{head}(", *(inner + operand for operand in operands), f"{indent})"]
+
+
+def _operand(expression: str, node: ast.expr) -> str:
+    text = _segment(expression, node)
+    return f"({text})" if isinstance(node, ast.BinOp) else text
+
+
 def _split_call(indent: str, opening: str, expression: str, node: ast.Call, tail: str) -> list[str]:
     pieces = [_segment(expression, a) for a in node.args]
     pieces += [
@@ -96,7 +120,19 @@ def _split_call(indent: str, opening: str, expression: str, node: ast.Call, tail
     one_line = inner + ", ".join(pieces)
     if len(one_line) <= LINE_LENGTH:
         return [f"{indent}{opening}", one_line, f"{indent}{tail}"]
-    return [f"{indent}{opening}", *(f"{inner}{piece}," for piece in pieces), f"{indent}{tail}"]
+    values = list(node.args) + [k.value for k in node.keywords]
+    lines = [f"{indent}{opening}"]
+    for piece, value in zip(pieces, values):
+        if len(f"{inner}{piece},") > LINE_LENGTH and isinstance(value, (ast.List, ast.Tuple)):
+            # A literal too long for the line: one element a line, as the formatter lays it out.
+            brackets = "[]" if isinstance(value, ast.List) else "()"
+            key = piece[: len(piece) - len(_segment(expression, value))]
+            lines.append(f"{inner}{key}{brackets[0]}")
+            lines += [f"{inner}    {_segment(expression, element)}," for element in value.elts]
+            lines.append(f"{inner}{brackets[1]},")
+        else:
+            lines.append(f"{inner}{piece},")
+    return [*lines, f"{indent}{tail}"]
 
 
 def _offset(text: str, line: int | None, column: int | None) -> int:

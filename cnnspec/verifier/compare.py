@@ -457,7 +457,8 @@ _TORCH_STAT_BUFFERS = ("running_mean", "running_var")
 
 
 def torch_counts(model) -> Count:
-    """PyTorch: parameters (trainable = requires_grad) and BatchNorm running mean/var buffers (non-trainable).
+    """PyTorch: parameters (trainable = requires_grad) and BatchNorm running mean/var buffers (non-trainable),
+    plus the Normalize helper's mean/variance/count buffers (Keras Normalization's non-trainable weights).
 
     ``num_batches_tracked`` is a counter, not a parameter, and is excluded.
     """
@@ -468,11 +469,15 @@ def torch_counts(model) -> Count:
         else:
             non_trainable += parameter.numel()
     other = 0
-    for name, buffer in model.named_buffers():
-        if name.rsplit(".", 1)[-1] in _TORCH_STAT_BUFFERS:
-            non_trainable += buffer.numel()
-        elif buffer.is_floating_point():
-            other += buffer.numel()
+    for module in model.modules():
+        # The Normalize helper stores Keras Normalization's mean, variance and adapt count, which Keras counts.
+        stored = ("mean", "variance", "count") if type(module).__name__ == "Normalize" else ()
+        for name, buffer in module.named_buffers(recurse=False):
+            persistent = name not in module._non_persistent_buffers_set
+            if name in _TORCH_STAT_BUFFERS or (name in stored and persistent):
+                non_trainable += buffer.numel()
+            elif buffer.is_floating_point():
+                other += buffer.numel()
     notes = ["parameters; non-trainable = BN running_mean/var buffers (num_batches_tracked excluded)"]
     if other:
         notes.append(f"{other:,} elements of other floating-point buffers not counted")

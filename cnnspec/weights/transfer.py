@@ -217,9 +217,12 @@ def bound_keras_variables(keras_model, plan) -> dict:
     spec_names = {layer.name for layer in plan.layers}
     bound = {}
     for layer_plan in _weighted_layers(plan):
+        slots = definition_slots(layer_plan, plan)
+        if not slots:  # e.g. normalize with constant mean/variance, group_norm without affine
+            continue
         keras_layer = _keras_layer(layers_by_name, layer_plan.name, spec_names, layer_plan.type)
         expected = {p.name: tuple(p.shape) for p in layer_plan.params}
-        for slot in definition_slots(layer_plan, plan):
+        for slot in slots:
             variable = _keras_var(keras_layer, slot.keras_names, layer_plan.name, slot.tensor)
             bound[(layer_plan.name, slot.tensor)] = (variable, slot, expected.get(slot.tensor))
     return bound
@@ -231,10 +234,13 @@ def _slots_for_layer(
     """The layer's weight slots (from its definition in the layer registry), bound to both models."""
     name, layer_type = layer_plan.name, layer_plan.type
     expected = {p.name: tuple(p.shape) for p in layer_plan.params}
+    weight_slots = definition_slots(layer_plan, plan)
+    if not weight_slots:  # e.g. normalize with constant mean/variance, group_norm without affine
+        return []
     keras_layer = _keras_layer(keras_layers, name, spec_names, layer_type)
     slots: list[_Slot] = []
     biased: dict[str, bool] = {}
-    for slot in definition_slots(layer_plan, plan):
+    for slot in weight_slots:
         torch_name = name + slot.torch_module
         module = _torch_module(torch_modules, torch_name, name, layer_type)
         if slot.bias_forbidden and getattr(module, "bias", None) is not None:
@@ -373,7 +379,11 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
 
     if dst_kind == "keras":
         for slot, value in converted:
-            slot.keras_var.assign(np.ascontiguousarray(value, dtype=slot.keras_var.dtype))
+            slot.keras_var.assign(np.array(value, dtype=slot.keras_var.dtype, order="C"))  # keeps 0-d (a count)
+        # Keras Normalization divides by a copy of its mean/variance made in finalize_state(), not by the variables.
+        for layer in keras_model.layers:
+            if isinstance(layer, keras_normalization_class()):
+                layer.finalize_state()
     else:
         import torch
 
@@ -381,10 +391,17 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
             for slot, value in converted:
                 target = slot.torch_tensor
                 target.copy_(
-                    torch.from_numpy(np.ascontiguousarray(value)).to(
+                    torch.from_numpy(np.array(value, order="C")).to(
                         dtype=target.dtype, device=target.device
                     )
                 )
+
+
+def keras_normalization_class():
+    """keras.layers.Normalization (imported on use)."""
+    import keras
+
+    return keras.layers.Normalization
 
 
 def randomize(model, seed: int) -> None:
@@ -429,21 +446,24 @@ def _randomize_torch(model, rng) -> None:
     import torch
 
     batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
-    norm_types = (
-        torch.nn.GroupNorm,
-        torch.nn.LayerNorm,
-        torch.nn.modules.instancenorm._InstanceNorm,
-    )
+    # Normalisations whose weight is a per-channel gamma (near 1, not a small "other" value).
+    norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.modules.instancenorm._InstanceNorm)
     roles = {}
     for module in model.modules():
-        if isinstance(module, batch_norm_types):
+        if type(module).__name__ == "PartialBatchNorm":
+            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
+            roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
+        elif (
+            isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm"
+        ) and getattr(module, "weight", None) is not None:
+            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
+        elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
+            roles.update({id(module.mean): "moving_mean", id(module.variance): "moving_variance"})
+        elif isinstance(module, batch_norm_types):
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
             roles.update(
                 {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
             )
-        elif isinstance(module, norm_types) and getattr(module, "weight", None) is not None:
-            # other normalisations' scale and shift: around 1 and 0 (a weight near 0 would hide errors)
-            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
         elif isinstance(module, torch.nn.PReLU):
             roles[id(module.weight)] = "alpha"
         elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
@@ -459,11 +479,13 @@ def _randomize_torch(model, rng) -> None:
     with torch.no_grad():
         for module in model.modules():
             tensors = list(module.named_parameters(recurse=False))
-            if isinstance(module, batch_norm_types):
+            if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
                 tensors += [
                     ("running_mean", module.running_mean),
                     ("running_var", module.running_var),
                 ]
+            elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
+                tensors += [("mean", module.mean), ("variance", module.variance)]
             # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
             for attr, tensor in tensors:
                 if tensor is None or not tensor.is_floating_point():
@@ -493,6 +515,8 @@ def _randomize_keras(model, rng) -> None:
                 continue
             seen.add(id(variable))
             role, shape, fan_in = variable.name, tuple(variable.shape), 1
+            if isinstance(layer, keras.layers.Normalization):
+                role = {"mean": "moving_mean", "variance": "moving_variance"}.get(role, role)
             if role in ("kernel", "depthwise_kernel", "pointwise_kernel") and len(shape) >= 2:
                 # keras kernels end in (..., in, out); a depthwise kernel's window is all of its fan-in.
                 fan_in = int(
@@ -505,3 +529,6 @@ def _randomize_keras(model, rng) -> None:
             ):
                 continue  # e.g. a seed generator's state
             variable.assign(_random_vector(rng, role, shape, fan_in))
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
+

@@ -34,6 +34,7 @@ needs them:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cnnspec.engine.plan import Plan
@@ -110,14 +111,16 @@ def emit_source(plan: Plan) -> str:
     in_shape = _shape_text(_channels_last(plan.input_shape))
     out_shape = _shape_text(plan.layers[-1].output_shape_last)
     layout = plan.layouts[1]
-    needs_numpy = any(h in _NEEDS_NUMPY for h in ctx.helpers)
+    helper_code = "".join(definition_text(HELPERS_FILE, helper) for helper in ctx.helpers)
+    needs_numpy = any(h in _NEEDS_NUMPY for h in ctx.helpers) or _uses("np", helper_code)
+    needs_math = _uses("math", helper_code)
     statements: list[str] = []
     for line in body:
         target, _, expression = line.partition(" = ")
         statements += P.statement("    ", target, expression)
     uses_layers = bool(ctx.helpers) or any("layers." in line for line in body)
     from_keras = ", ".join(
-        n for n, used in (("layers", uses_layers), ("ops", bool(ctx.helpers))) if used
+        n for n, used in (("layers", uses_layers), ("ops", _uses("ops", helper_code))) if used
     )
 
     lines = [
@@ -132,6 +135,7 @@ def emit_source(plan: Plan) -> str:
         "Every spec layer is the Keras layer of the same name; helper layers are called <name>_<role>.",
         '"""',
         "",
+        *(["import math", ""] if needs_math else []),
         "import keras",
     ]
     if needs_numpy:
@@ -175,3 +179,8 @@ def _channels_last(shape) -> tuple[int, ...]:
 
 def _shape_text(shape) -> str:
     return repr(tuple(int(v) for v in shape))
+
+
+def _uses(module: str, code: str) -> bool:
+    """Whether ``code`` refers to ``module.<name>`` (decides the generated module's imports)."""
+    return re.search(rf"\b{module}\.", code) is not None

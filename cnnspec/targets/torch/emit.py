@@ -30,6 +30,7 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -201,10 +202,12 @@ def emit_source(plan: Plan) -> str:
     )
     names_literal = "[\n" + "".join(f"    {P.string(layer.name)},\n" for layer in plan.layers) + "]"
     code_text = "\n".join(init_lines + forward_lines + layers_lines)
-    uses_functional = "F." in code_text or bool(helpers)
-    imports = ["import math", ""] if needs_math else []
+    helper_code = "".join(definition_text(HELPERS_FILE, name) for name in helpers)
+    uses_functional = "F." in code_text or _uses("F", helper_code)
+    imports = ["import math", ""] if needs_math or _uses("math", helper_code) else []
     imports += (
-        ["import torch"]
+        (["import numpy as np"] if _uses("np", helper_code) else [])
+        + ["import torch"]
         + (["import torch.nn.functional as F"] if uses_functional else [])
         + ["from torch import nn"]
     )
@@ -236,3 +239,8 @@ def emit_source(plan: Plan) -> str:
     ]
     parts.append("\n".join(body) + "\n")
     return parts[0] + "\n" + "\n\n".join(parts[1:])
+
+
+def _uses(module: str, code: str) -> bool:
+    """Whether ``code`` refers to ``module.<name>`` (decides the generated module's imports)."""
+    return re.search(rf"\b{module}\.", code) is not None

@@ -1,0 +1,110 @@
+"""adaptive_avg_pool / adaptive_max_pool: PyTorch's adaptive pooling to a fixed output size, uneven windows included."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.engine.resample import adaptive_windows
+from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.spec.fields import LayerBase, PositiveOrTuple
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class AdaptivePool(LayerBase):
+    """Average or max pooling to a fixed output size with PyTorch's windows: along an axis of length n, output i
+    pools cells [floor(i*n/out), ceil((i+1)*n/out)) -- windows overlap and differ in length when out does not divide n."""
+
+    type: Literal["adaptive_avg_pool", "adaptive_max_pool"]
+    output_size: PositiveOrTuple = Field(
+        description="Output size: one int for every spatial dim, or one per dim."
+    )
+
+
+def _divides(layer: LayerPlan) -> bool:
+    return all(n % out == 0 for n, out in zip(layer.input_shape[1:], layer.output_shape[1:]))
+
+
+@register
+class AdaptivePoolDefinition(LayerDefinition):
+    """adaptive pools: the frameworks' fixed pools when out divides n (exact then), else the helpers."""
+
+    model = AdaptivePool
+    family = "adaptive_pool"
+    words = {
+        "adaptiveavgpool2d": "adaptive_avg_pool",
+        "adaptiveavgpool1d": "adaptive_avg_pool",
+        "adaptiveavgpool3d": "adaptive_avg_pool",
+        "adaptivemaxpool2d": "adaptive_max_pool",
+        "adaptivemaxpool1d": "adaptive_max_pool",
+        "adaptivemaxpool3d": "adaptive_max_pool",
+    }
+    hint_text = (
+        "adaptive pool: PyTorch's windows [floor(i*n/out), ceil((i+1)*n/out)) overlap when out does not divide n; "
+        "no fixed pool reproduces them."
+    )
+    examples = (
+        example({"type": "adaptive_avg_pool", "output_size": [4, 3]}, size=(7, 8)),
+        example({"type": "adaptive_max_pool", "output_size": 3}, size=(7, 8)),
+        example({"type": "adaptive_avg_pool", "output_size": 2}, size=(6, 4)),
+        example({"type": "adaptive_max_pool", "output_size": [2, 4]}, size=(4, 8)),
+        example({"type": "adaptive_avg_pool", "output_size": 3}, size=(10,)),
+        example(
+            {"type": "adaptive_max_pool", "output_size": [2, 3, 2]}, channels=2, size=(3, 4, 5)
+        ),
+        example({"type": "adaptive_avg_pool", "output_size": [5, 4]}, size=(3, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        rank = ctx.require_spatial(index, layer.type, shape)
+        outs = ctx.per_dim(index, layer.output_size, "output_size", rank)
+        formulas = []
+        for n, out in zip(shape[1:], outs):
+            windows = adaptive_windows(n, out)
+            lengths = sorted({end - start for start, end in windows})
+            shown = ", ".join(f"[{start}, {end})" for start, end in windows[:4]) + (
+                ", …" if len(windows) > 4 else ""
+            )
+            formulas.append(
+                f"{n} → {out}: windows {shown} (length {' or '.join(map(str, lengths))})"
+            )
+        return dict(
+            output_shape=(shape[0], *outs),
+            size_formulas=tuple(formulas),
+            param_formula="no parameters",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        rank = T.spatial_rank(layer)
+        outs = layer.output_shape[1:]
+        size = T.int_text(outs[0]) if len(set(outs)) == 1 else T.ints_text(outs)
+        if _divides(layer):
+            kind = "Avg" if layer.type == "adaptive_avg_pool" else "Max"
+            return T.single_module(layer, inputs, f"nn.Adaptive{kind}Pool{rank}d({size})")
+        # The TorchScript ONNX exporter refuses uneven adaptive pools: the helper computes the same windows.
+        reduction = "" if layer.type == "adaptive_avg_pool" else ', "max"'
+        code = T.single_module(layer, inputs, f"AdaptivePool({T.ints_text(outs)}{reduction})")
+        code.helpers.add("AdaptivePool")
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        rank = layer.spatial_rank
+        outs = layer.output_shape[1:]
+        if _divides(layer):
+            kind = "Average" if layer.type == "adaptive_avg_pool" else "Max"
+            windows = [n // out for n, out in zip(layer.input_shape[1:], outs)]
+            window = str(windows[0]) if len(set(windows)) == 1 else K.ints_text(windows)
+            return K.single_layer(
+                layer,
+                ctx,
+                f"layers.{kind}Pooling{K.RANK_SUFFIX[rank]}({window}, name={K.quoted(layer.name)})",
+            )
+        helper = ctx.use("AdaptivePooling")
+        reduction = "" if layer.type == "adaptive_avg_pool" else ', "max"'
+        return K.single_layer(
+            layer, ctx, f"{helper}({K.ints_text(outs)}{reduction}, name={K.quoted(layer.name)})"
+        )

@@ -1,0 +1,130 @@
+"""Channel rearrangement: channel_shuffle (ShuffleNet) and channel_slice (one half of x.chunk(2, dim=1))."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.channels import channel_shuffle_permutation
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.spec.fields import LayerBase, NonNegative, Positive
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class ChannelShuffle(LayerBase):
+    """Permute the channels: read them as a (groups, C/groups) matrix row by row, write them column by column."""
+
+    type: Literal["channel_shuffle"]
+    groups: Positive = Field(
+        description="Number of groups; must divide the channels. Output k*groups + g is input g*(C/groups) + k."
+    )
+
+
+class ChannelSlice(LayerBase):
+    """Channels [start, stop) of the input."""
+
+    type: Literal["channel_slice"]
+    start: NonNegative = Field(description="First channel taken (from 0).")
+    stop: Positive = Field(description="One past the last channel taken.")
+
+
+@register
+class ChannelShuffleDefinition(LayerDefinition):
+    """channel_shuffle: the reshape/transpose written for each layout (nn.ChannelShuffle does not export to ONNX)."""
+
+    model = ChannelShuffle
+    family = "channel_shuffle"
+    words = {"channelshuffle": "channel_shuffle", "shuffle": "channel_shuffle"}
+    hint_text = (
+        "channel_shuffle: PyTorch's view(N, g, C/g, H, W)/transpose/view copied onto an NHWC tensor mixes pixels; "
+        "in channels-last only the last axis is reshaped to (g, C/g)."
+    )
+    examples = (
+        example(
+            {"type": "conv2d", "filters": 8, "kernel_size": 3},
+            {"type": "channel_shuffle", "groups": 2},
+        ),
+        example({"type": "channel_shuffle", "groups": 3}, channels=6, size=(5,)),
+        example({"type": "channel_shuffle", "groups": 2}, channels=4, size=(2, 3, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        ctx.require_spatial(index, layer.type, shape)
+        try:
+            permutation = channel_shuffle_permutation(shape[0], layer.groups)
+        except ValueError as error:
+            ctx.fail(index, str(error), "groups", hint=f"pick a divisor of {shape[0]}")
+        shown = ", ".join(map(str, permutation[:12])) + (", …" if len(permutation) > 12 else "")
+        return dict(
+            output_shape=shape,
+            size_formulas=(f"channels read in the order [{shown}]",),
+            param_formula="no parameters",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        code = T.single_module(layer, inputs, f"ChannelShuffle({T.int_text(layer.spec.groups)})")
+        code.helpers.add("ChannelShuffle")
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use("ChannelShuffle")
+        return K.single_layer(
+            layer, ctx, f"{helper}({int(layer.spec.groups)}, name={K.quoted(layer.name)})"
+        )
+
+
+@register
+class ChannelSliceDefinition(LayerDefinition):
+    """channel_slice: x[:, start:stop] in PyTorch, the ChannelSlice helper in Keras (it has no split layer)."""
+
+    model = ChannelSlice
+    family = "channel_slice"
+    words = {"chunk": "channel_slice", "split": "channel_slice", "slice": "channel_slice"}
+    hint_text = (
+        "channel_slice: [start, stop) of the channel axis (PyTorch dim 1, Keras the last axis)."
+    )
+    examples = (
+        example({"type": "channel_slice", "start": 1, "stop": 3}),
+        example(
+            {"type": "conv1d", "filters": 6, "kernel_size": 2},
+            {"type": "channel_slice", "start": 3, "stop": 6},
+            size=(7,),
+        ),
+        example({"type": "channel_slice", "start": 0, "stop": 1}, channels=2, size=(3, 2, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        ctx.require_spatial(index, layer.type, shape)
+        if not layer.start < layer.stop <= shape[0]:
+            ctx.fail(
+                index,
+                f"channels [{layer.start}, {layer.stop}) are not a non-empty range of the {shape[0]} input channels",
+                "stop",
+                hint=f"need start < stop <= {shape[0]}",
+            )
+        count = layer.stop - layer.start
+        return dict(
+            output_shape=(count, *shape[1:]),
+            size_formulas=(f"{layer.stop} − {layer.start} = {count} channels",),
+            param_formula="no parameters",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        spec = layer.spec
+        return T.LayerCode(
+            expression=f"{inputs[0]}[:, {T.int_text(spec.start)}:{T.int_text(spec.stop)}]"
+        )
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use("ChannelSlice")
+        spec = layer.spec
+        return K.single_layer(
+            layer,
+            ctx,
+            f"{helper}({int(spec.start)}, {int(spec.stop)}, name={K.quoted(layer.name)})",
+        )

@@ -1,0 +1,83 @@
+"""layer_scale: a trainable per-channel factor gamma * x (ConvNeXt)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.layers.layer_norm import feature_order
+from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.spec.fields import LayerBase
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class LayerScale(LayerBase):
+    """gamma * x with a trainable gamma per channel."""
+
+    type: Literal["layer_scale"]
+    init_value: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        default=1e-6, description="Initial value of every gamma (ConvNeXt: 1e-6)."
+    )
+
+
+@register
+class LayerScaleDefinition(LayerDefinition):
+    """layer_scale: the LayerScale helper in both frameworks; gamma is (C, 1, ..., 1) in PyTorch, (C) in Keras."""
+
+    model = LayerScale
+    family = "layer_scale"
+    words = {"layerscale": "layer_scale"}
+    hint_text = (
+        "layer_scale: gamma is stored (C, 1, 1) in PyTorch (torchvision ConvNeXt) and (C) in Keras."
+    )
+    examples = (
+        example(
+            {"type": "conv2d", "filters": 4, "kernel_size": 1},
+            {"type": "layer_scale", "init_value": 0.1},
+        ),
+        example({"type": "layer_scale"}, channels=2, size=(5,)),
+        example({"type": "layer_scale"}, channels=2, size=(2, 3, 2)),
+        example({"type": "flatten"}, {"type": "layer_scale"}, channels=2, size=(2, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        channels = shape[0]
+        return dict(
+            output_shape=shape,
+            params=(ParamTensor("gamma", (channels,) + (1,) * (len(shape) - 1)),),
+            param_formula=f"{channels} (γ per channel) = {fmt_count(channels)}",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        rank = T.spatial_rank(layer)
+        arguments = f"{T.int_text(layer.input_shape[0])}, {T.float_text(layer.spec.init_value)}"
+        if rank != 2:
+            arguments += f", spatial_dims={rank}"
+        code = T.single_module(layer, inputs, f"LayerScale({arguments})")
+        code.helpers.add("LayerScale")
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use("LayerScale")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"{helper}({K.float_text(layer.spec.init_value)}, name={K.quoted(layer.name)})",
+        )
+
+    def weights(self, layer: LayerPlan, flat_order: Any) -> list[WeightSlot]:
+        to_keras, to_torch = feature_order(flat_order)
+        return [
+            WeightSlot(
+                "gamma",
+                "gamma",
+                ("gamma",),
+                to_keras=lambda a: to_keras(a.reshape(-1)),
+                to_torch=to_torch,
+                reshape=True,
+            )
+        ]

@@ -1,0 +1,205 @@
+"""resize: to a size or by a scale; nearest, nearest_exact, bilinear (per axis: linear) or bicubic; align_corners."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.engine.resample import TORCH_CUBIC_COEFFICIENT, resize_ratio, scaled_size
+from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.spec.fields import Flag, LayerBase, PositiveOrTuple
+from cnnspec.targets import pysource as P
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+Factor = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+_ENGINE_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest_exact",
+    "bilinear": "linear",
+    "bicubic": "cubic",
+}
+_TORCH_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+class Resize(LayerBase):
+    """Resize the spatial dims. Each axis maps output cell i to input position by r = in/out (or (in-1)/(out-1)
+    with align_corners); see docs/semantics.md "Resize" for the exact definition of every mode."""
+
+    type: Literal["resize"]
+    size: PositiveOrTuple | None = Field(
+        default=None, description="Output size: one int for every spatial dim, or one per dim."
+    )
+    scale: Factor | Annotated[list[Factor], Field(min_length=1, max_length=3)] | None = Field(
+        default=None,
+        description="Scale factor per spatial dim; output = floor(in * scale). Give size or scale.",
+    )
+    mode: Literal["nearest", "nearest_exact", "bilinear", "bicubic"] = Field(
+        default="nearest",
+        description=(
+            "'nearest': cell floor(i*r) (PyTorch nearest). 'nearest_exact': cell floor((i+0.5)*r) (PyTorch nearest-exact, "
+            "TensorFlow/Keras nearest). 'bilinear': linear per axis (linear/bilinear/trilinear) at (i+0.5)*r-0.5 clamped "
+            "at 0. 'bicubic': Keys' cubic per axis at (i+0.5)*r-0.5 with cubic_coefficient."
+        ),
+    )
+    align_corners: Flag = Field(
+        default=False,
+        description="Map corner cells onto corner cells: r = (in-1)/(out-1). "
+        "bilinear and bicubic only.",
+    )
+    cubic_coefficient: Annotated[float, Field(ge=-1.0, le=0.0)] = Field(
+        default=TORCH_CUBIC_COEFFICIENT,
+        description="Keys' coefficient a of bicubic: PyTorch/ONNX -0.75, TensorFlow -0.5.",
+    )
+    exclude_outside: Flag = Field(
+        default=False,
+        description="bicubic: taps outside the input get weight 0 and the rest is renormalised (TensorFlow); "
+        "false: they read the edge cell (PyTorch, ONNX's default).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Resize:
+        if (self.size is None) == (self.scale is None):
+            raise ValueError("give exactly one of size and scale")
+        if self.align_corners and self.mode.startswith("nearest"):
+            raise ValueError("align_corners applies to bilinear and bicubic only")
+        if self.mode != "bicubic" and (
+            self.exclude_outside or self.cubic_coefficient != TORCH_CUBIC_COEFFICIENT
+        ):
+            raise ValueError("cubic_coefficient and exclude_outside apply to mode bicubic only")
+        return self
+
+
+def _torch_native(layer: LayerPlan) -> str | None:
+    """The F.interpolate mode that is exact and exports to ONNX, or None (the Resize helper)."""
+    spec, rank = layer.spec, T.spatial_rank(layer)
+    if spec.mode == "nearest":
+        return "nearest"
+    if spec.mode == "bilinear":
+        return _TORCH_LINEAR[rank]
+    if (
+        spec.mode == "bicubic"
+        and rank == 2
+        and spec.cubic_coefficient == TORCH_CUBIC_COEFFICIENT
+        and not spec.exclude_outside
+    ):
+        return "bicubic"
+    return None
+
+
+def _helper_options(spec: Any) -> str:
+    options = f", {P.string(_ENGINE_MODES[spec.mode])}"
+    if spec.align_corners:
+        options += ", align_corners=True"
+    if spec.mode == "bicubic" and spec.cubic_coefficient != TORCH_CUBIC_COEFFICIENT:
+        options += f", cubic_coefficient={float(spec.cubic_coefficient)!r}"
+    if spec.exclude_outside:
+        options += ", exclude_outside=True"
+    return options
+
+
+@register
+class ResizeDefinition(LayerDefinition):
+    """resize: F.interpolate where exact and exportable, else the Resize helper (always in Keras but for 2-D
+    half-pixel bilinear and nearest_exact, which layers.Resizing computes)."""
+
+    model = Resize
+    family = "resize"
+    words = {"resizing": "resize", "interpolate": "resize", "upsamplingbilinear2d": "resize"}
+    hint_text = (
+        "resize: half-pixel centres vs align_corners; PyTorch's nearest is floor(i*r), TensorFlow's floor((i+0.5)*r); "
+        "bicubic is a=-0.75 with edge taps in PyTorch, a=-0.5 with outside taps excluded in TensorFlow; "
+        "F.interpolate(scale_factor=s) maps by 1/s unless recompute_scale_factor=True."
+    )
+    examples = (
+        example({"type": "resize", "size": [9, 5], "mode": "bilinear"}),
+        example({"type": "resize", "scale": 1.5, "mode": "bilinear", "align_corners": True}),
+        example({"type": "resize", "size": [5, 11], "mode": "nearest"}),
+        example({"type": "resize", "scale": [2, 0.5], "mode": "nearest_exact"}, size=(4, 8)),
+        example({"type": "resize", "size": 9, "mode": "bicubic"}, size=(6, 5)),
+        example(
+            {"type": "resize", "size": [4, 9], "mode": "bicubic", "align_corners": True},
+            size=(6, 5),
+        ),
+        example(
+            {
+                "type": "resize",
+                "size": 10,
+                "mode": "bicubic",
+                "cubic_coefficient": -0.5,
+                "exclude_outside": True,
+            }
+        ),
+        example({"type": "resize", "scale": 2.5, "mode": "bilinear"}, size=(5,)),
+        example({"type": "resize", "size": 7, "mode": "bicubic"}, size=(4,)),
+        example(
+            {"type": "resize", "size": [3, 5, 4], "mode": "bilinear"}, channels=2, size=(2, 3, 3)
+        ),
+        example({"type": "resize", "scale": 2, "mode": "nearest"}, channels=2, size=(2, 3, 2)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        rank = ctx.require_spatial(index, layer.type, shape)
+        if layer.size is not None:
+            outs = list(ctx.per_dim(index, layer.size, "size", rank))
+            formulas = [
+                f"{n} → {out} (r = {resize_ratio(n, out, layer.align_corners):.4g})"
+                for n, out in zip(shape[1:], outs)
+            ]
+        else:
+            scales = [layer.scale] * rank if not isinstance(layer.scale, list) else layer.scale
+            if len(scales) != rank:
+                ctx.fail(
+                    index,
+                    f"scale has {len(scales)} values but the input has {rank} spatial dim(s)",
+                    "scale",
+                )
+            outs = [scaled_size(n, s) for n, s in zip(shape[1:], scales)]
+            formulas = [f"⌊{n}·{s:g}⌋ = {out}" for n, s, out in zip(shape[1:], scales, outs)]
+            ctx.check_positive(index, layer.type, outs, formulas)
+        return dict(
+            output_shape=(shape[0], *outs),
+            size_formulas=tuple(formulas),
+            param_formula="no parameters",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        spec = layer.spec
+        outs = layer.output_shape[1:]
+        mode = _torch_native(layer)
+        if mode is None:
+            code = T.single_module(
+                layer, inputs, f"Resize({T.ints_text(outs)}{_helper_options(spec)})"
+            )
+            code.helpers.add("Resize")
+            return code
+        # Always the resolved size: scale_factor= would map coordinates by 1/scale (see docs/semantics.md).
+        corners = (
+            ", align_corners=True"
+            if spec.align_corners
+            else (", align_corners=False" if mode != "nearest" else "")
+        )
+        return T.LayerCode(
+            expression=f"F.interpolate({inputs[0]}, size={T.ints_text(outs)}, mode={P.string(mode)}{corners})"
+        )
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        spec = layer.spec
+        outs = layer.output_shape[1:]
+        if (
+            layer.spatial_rank == 2
+            and not spec.align_corners
+            and spec.mode in ("bilinear", "nearest_exact")
+        ):
+            interpolation = "bilinear" if spec.mode == "bilinear" else "nearest"
+            expression = f"layers.Resizing({int(outs[0])}, {int(outs[1])}, interpolation={P.string(interpolation)}, name={K.quoted(layer.name)})"
+            return K.single_layer(layer, ctx, expression)
+        helper = ctx.use("Resize")
+        return K.single_layer(
+            layer,
+            ctx,
+            f"{helper}({K.ints_text(outs)}{_helper_options(spec)}, name={K.quoted(layer.name)})",
+        )

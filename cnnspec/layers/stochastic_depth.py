@@ -1,0 +1,58 @@
+"""stochastic_depth: drops a residual branch per sample in training; the identity at inference."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.spec.fields import LayerBase, Rate
+from cnnspec.targets.keras import code as K
+from cnnspec.targets.torch import code as T
+
+
+class StochasticDepth(LayerBase):
+    """In training, zero the whole input of a sample with probability rate (kept samples scaled by 1/(1 - rate));
+    the identity at inference. Put it on a residual branch, before the add."""
+
+    type: Literal["stochastic_depth"]
+    rate: Rate = Field(description="Probability of dropping the branch for a sample, in training.")
+
+
+@register
+class StochasticDepthDefinition(LayerDefinition):
+    """stochastic_depth: the StochasticDepth helper in both frameworks (torchvision's mode 'row')."""
+
+    model = StochasticDepth
+    family = "stochastic_depth"
+    words = {"stochasticdepth": "stochastic_depth", "droppath": "stochastic_depth"}
+    hint_text = (
+        "stochastic_depth must be the identity at inference (PyTorch eval(), Keras training=False)."
+    )
+    examples = (
+        example(
+            {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"},
+            {"type": "stochastic_depth", "rate": 0.2},
+        ),
+        example({"type": "stochastic_depth", "rate": 0.5}, size=(6,)),
+        example({"type": "stochastic_depth", "rate": 0.1}, channels=2, size=(2, 2, 3)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        return dict(
+            output_shape=in_shapes[0],
+            param_formula=f"no parameters (the identity at inference; drops the branch with p = {layer.rate} in training)",
+        )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        code = T.single_module(layer, inputs, f"StochasticDepth({T.float_text(layer.spec.rate)})")
+        code.helpers.add("StochasticDepth")
+        return code
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use("StochasticDepth")
+        return K.single_layer(
+            layer, ctx, f"{helper}({K.float_text(layer.spec.rate)}, name={K.quoted(layer.name)})"
+        )
