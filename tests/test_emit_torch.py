@@ -73,22 +73,15 @@ def nchw(a) -> np.ndarray:
 
 def tiny_spec(layer_type: str) -> dict:
     """A minimal spec whose last (output) layer has ``layer_type``."""
-    from spec_strategies import HANDWRITTEN_TYPES
-
-    if layer_type not in HANDWRITTEN_TYPES:  # a newer type: its definition's first example
-        from cnnspec.layers import REGISTRY
-
-        examples = REGISTRY.definition(layer_type).examples
+    definition = REGISTRY.definition(layer_type)
+    if type(definition).__module__.rsplit(".", 1)[-1] not in CATALOG_ORDER:
+        # a type added after the original catalog: its definition's own first example
+        examples = definition.examples
         return next(ex for ex in examples if ex.layers[-1]["type"] == layer_type).spec()
     rank = int(layer_type[-2]) if layer_type[-2:] in ("1d", "2d", "3d") else 2
     size = {1: [9], 2: [7, 6], 3: [5, 6, 4]}[rank]
     layer: dict = {"type": layer_type, "name": "probe_layer"}
     before: list[dict] = []
-    definition = REGISTRY.definition(layer_type)
-    if type(definition).__module__.rsplit(".", 1)[-1] not in CATALOG_ORDER:
-        # Types added after the registry (the model-zoo catalog): the definition's own first example.
-        example = next(ex for ex in definition.examples if ex.layers[-1]["type"] == layer_type)
-        return example.spec()
     if layer_type.startswith(("conv", "separable")):
         layer.update(filters=3, kernel_size=2, stride=2, padding="same")
     elif layer_type == "depthwise_conv2d":
