@@ -7,9 +7,9 @@ The steps (each timed in the report):
 3. ``transfer``: seeded, non-degenerate torch weights (BatchNorm statistics too), copied
    into the Keras model.
 4. ``export_torch`` / ``export_keras``: ONNX graphs with every spec layer's output as a
-   graph output, checked with ``onnx.checker``.
+   graph output and the weights as graph inputs, checked with ``onnx.checker``.
 5. ``run_torch`` / ``run_keras``: onnxruntime on one seeded input (NCHW for torch, the same
-   values channels-last for Keras).
+   values channels-last for Keras), the weights fed beside it.
 6. ``compare``: every layer's shape against the plan, every layer's values across layouts,
    and the parameter counts of spec, torch, Keras and both graphs.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -162,25 +161,23 @@ def verify(
     x = make_input(plan, batch, seed)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     onnx_files: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="cnnspec-verify-") as workdir:
-        with steps("export_torch"):
-            torch_graph = X.export_torch(torch_model, names, x, Path(workdir) / ONNX_FILES["torch"], opset=opset)
-            torch_proto = X.load_and_check(torch_graph.path)
-        with steps("export_keras"):
-            keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape),
-                                         Path(workdir) / ONNX_FILES["keras"], opset=opset)
-            keras_proto = X.load_and_check(keras_graph.path)
-        with steps("run_torch"):
-            torch_values = X.run_onnx(torch_graph.path, x)
-        with steps("run_keras"):
-            keras_values = X.run_onnx(keras_graph.path, x_last)
-        if keep_onnx is not None:
-            for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
-                onnx_files[framework] = str(X.keep_file(graph.path, keep_onnx, ONNX_FILES[framework]))
+    with steps("export_torch"):
+        torch_graph = X.export_torch(torch_model, names, x, opset=opset)
+        X.check_graph(torch_graph, ONNX_FILES["torch"])
+    with steps("export_keras"):
+        keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape), opset=opset)
+        X.check_graph(keras_graph, ONNX_FILES["keras"])
+    with steps("run_torch"):
+        torch_values = X.run_graph(torch_graph, x)
+    with steps("run_keras"):
+        keras_values = X.run_graph(keras_graph, x_last)
+    if keep_onnx is not None:
+        for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
+            onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
 
     with steps("compare"):
         report = _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-                          torch_proto, keras_proto, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset)
+                          atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset)
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -188,8 +185,7 @@ def verify(
     return report
 
 
-def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-             torch_proto, keras_proto, *, atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
+def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *, atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
     keras_outputs = dict(zip(keras_graph.layer_names, keras_values))
@@ -223,7 +219,7 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     if not any(d.ok is not None for d in diffs):
         problems.append("no layer could be compared")
 
-    params, params_ok = _params(plan, torch_model, keras_model, torch_proto, keras_proto)
+    params, params_ok = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
     if not params_ok:
         problems.extend(
             f"parameter count of {source}: {p.trainable:,} trainable + {p.non_trainable:,} non-trainable, "
@@ -245,8 +241,8 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     )
 
 
-def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[dict[str, ParamReport], bool]:
-    from cnnspec.verifier.onnx_export import initializer_counts, op_counts
+def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[dict[str, ParamReport], bool]:
+    from cnnspec.verifier.onnx_export import op_counts, parameter_counts
 
     spec_count = C.Count(plan.trainable_params, plan.non_trainable_params,
                          ["the plan; non-trainable = BatchNorm moving mean/variance"], ok=True)
@@ -258,8 +254,12 @@ def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[d
         if not count.ok:
             count.notes.append(f"DIFFERS from the spec by {count.trainable - spec_count.trainable:+,} trainable, "
                                f"{count.non_trainable - spec_count.non_trainable:+,} non-trainable")
-    torch_onnx = C.reconcile_onnx(initializer_counts(torch_proto)["elements"], op_counts(torch_proto), "torch_onnx", plan)
-    keras_onnx = C.reconcile_onnx(initializer_counts(keras_proto)["elements"], op_counts(keras_proto), "keras_onnx", plan)
+    graph_counts = {}
+    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
+        elements = parameter_counts(graph)
+        graph_counts[source] = C.reconcile_onnx(elements["elements"], op_counts(graph.proto), source, plan,
+                                                weights=elements["weights"])
+    torch_onnx, keras_onnx = graph_counts["torch_onnx"], graph_counts["keras_onnx"]
     counts = {"spec": spec_count, "torch": torch_count, "keras": keras_count, "torch_onnx": torch_onnx, "keras_onnx": keras_onnx}
     reports = {
         source: ParamReport(trainable=c.trainable, non_trainable=c.non_trainable, total=c.total, ok=c.ok, notes=c.notes)
