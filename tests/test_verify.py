@@ -56,6 +56,9 @@ def test_every_example_verifies(path):
         assert tuple(layer.torch_shape) == planned.output_shape
         assert tuple(layer.keras_shape) == planned.output_shape_last
     assert report.max_abs_diff <= report.atol
+    # the spec's own ONNX graph, with the same weights, agrees with both models on every layer
+    assert report.referee.verdict == "torch and keras both agree with the spec's ONNX reference"
+    assert report.referee.torch_layers_compared == report.referee.keras_layers_compared == len(plan.layers)
 
 
 def test_report_fields_and_json_round_trip():

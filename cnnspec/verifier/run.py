@@ -10,8 +10,9 @@ The steps (each timed in the report):
    graph output and the weights as graph inputs, checked with ``onnx.checker``.
 5. ``run_torch`` / ``run_keras``: onnxruntime on one seeded input (NCHW for torch, the same
    values channels-last for Keras), the weights fed beside it.
-6. ``compare``: every layer's shape against the plan, every layer's values across layouts,
-   and the parameter counts of spec, torch, Keras and both graphs.
+6. ``referee``: the spec's own ONNX graph, emitted from the plan, run with the same weights.
+7. ``compare``: every layer's shape against the plan, every layer's values across layouts,
+   each model against the referee, and the parameter counts of spec, torch, Keras and both graphs.
 
 ONNX is the proof: both models are compared as exported graphs, run by the same runtime.
 """
@@ -42,6 +43,7 @@ STEP_LABELS = {
     "export_keras": "converting Keras to ONNX (tf2onnx, per-layer outputs)",
     "run_torch": "running the PyTorch graph in onnxruntime",
     "run_keras": "running the Keras graph in onnxruntime",
+    "referee": "running the spec's own ONNX graph (the referee)",
     "compare": "comparing shapes, parameters and outputs",
 }
 
@@ -171,6 +173,9 @@ def verify(
         torch_values = X.run_graph(torch_graph, x)
     with steps("run_keras"):
         keras_values = X.run_graph(keras_graph, x_last)
+    with steps("referee"):
+        referee_values, referee_source, referee_note = _run_referee(plan, torch_model, keras_model, x,
+                                                                    "keras" if user_keras and not user_torch else "torch")
     if keep_onnx is not None:
         for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
@@ -178,11 +183,40 @@ def verify(
     with steps("compare"):
         report = _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
                           atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset)
+        _add_referee(report, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
+                     referee_source, referee_note)
     report.source = source
     report.timings = steps.timings
     report.versions = versions
     report.onnx_files = onnx_files
     return report
+
+
+def _run_referee(plan, torch_model, keras_model, x, source: str):
+    """The referee's layer outputs, the model its weights came from, and why there is none if so."""
+    from cnnspec.verifier.referee import RefereeUnavailable, referee_weights, run_referee
+
+    try:
+        weights, source = referee_weights(plan, torch_model, keras_model, source)
+    except RefereeUnavailable as error:
+        return None, None, f"no referee: the spec's tensors cannot be read from either model ({error})"
+    return run_referee(plan, weights, x), source, None
+
+
+def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
+                 referee_source, referee_note) -> None:
+    """Judge each model against the referee; a model departing from the spec fails the verification."""
+    from cnnspec.verifier.referee import judge
+
+    if referee_values is None:
+        report.referee_note = referee_note
+        return
+    report.referee = judge(plan, dict(zip(torch_graph.layer_names, torch_values)),
+                           dict(zip(keras_graph.layer_names, keras_values)), referee_values,
+                           weights_from=referee_source, atol=report.atol, rtol=report.rtol)
+    if report.referee.torch_departs_at or report.referee.keras_departs_at:
+        report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")
+        report.ok = False
 
 
 def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *, atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
