@@ -385,6 +385,46 @@ def _keras_input_names(variables) -> list[str]:
     return [f"weight_{index}" for index in range(len(variables))]
 
 
+@contextlib.contextmanager
+def _one_walk_subgraph_extraction() -> Iterator[None]:
+    """tf2onnx's ``Graph.extract_sub_graph_nodes`` with one shared walk instead of one walk per output.
+
+    tf2onnx walks the whole graph back from every output separately, several times per
+    conversion: with one output per layer that is quadratic in the layer count (ResNet-50:
+    ~440 walks of ~1,500 nodes, 6 times).  The set of nodes it returns is the union of the
+    walks, which one walk with a shared visited set gives identically.
+    """
+    from tf2onnx.graph import Graph
+
+    original = Graph.extract_sub_graph_nodes
+
+    def extract_sub_graph_nodes(self, outputs_name, input_checker=None, remove_unused_inputs=True):
+        wanted = list(outputs_name)
+        if not remove_unused_inputs:
+            wanted += [value.output[0] for value in self.inputs]
+        found: set = set()
+        pending = []
+        for output in wanted:
+            node = self.get_node_by_output(output, search_in_parent_graphs=False)
+            if node and node not in found and not (input_checker and input_checker(node) is False):
+                found.add(node)
+                pending.append(node)
+        while pending:
+            node = pending.pop()
+            for name in node.input + list(node.get_implicit_inputs()):
+                source = self.get_node_by_output(name, search_in_parent_graphs=False)
+                if source and source not in found and not (input_checker and input_checker(source) is False):
+                    found.add(source)
+                    pending.append(source)
+        return list(found)
+
+    Graph.extract_sub_graph_nodes = extract_sub_graph_nodes
+    try:
+        yield
+    finally:
+        Graph.extract_sub_graph_nodes = original
+
+
 def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int], *, opset: int = 18) -> ExportedGraph:
     """Convert a Keras model to ONNX with one graph output per observable spec layer and its weights as inputs.
 
@@ -416,11 +456,14 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
         outputs, _ = tap.stateless_call(list(values[:split]), list(values[split:]), x, training=False)
         return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
-    with quiet_warnings(), tf.device("/cpu:0"):
+    with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
         function = layer_outputs.get_concrete_function(*signature)
         graph_inputs = [tensor.name for tensor in function.inputs]
         graph_outputs = [tensor.name for tensor in function.outputs]
-        frozen = tf_loader.from_function(function, graph_inputs, graph_outputs)
+        # Nothing to freeze (every variable is an input): the traced graph goes straight to grappler.
+        graph_def = tf_loader.fix_freezing_errors_part2(function.graph.as_graph_def(add_shapes=True))
+        with tf.Graph().as_default():  # grappler runs on a graph, not eagerly
+            frozen = tf_loader.tf_optimize(graph_inputs, graph_outputs, graph_def)
         proto, _ = _convert_common(
             frozen, name=tap.name, continue_on_error=True, opset=opset, optimizers={}, input_names=graph_inputs,
             output_names=graph_outputs, tensors_to_rename=tensor_names_from_structed(function, graph_inputs, graph_outputs),
