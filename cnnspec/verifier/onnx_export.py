@@ -77,6 +77,7 @@ class ExportedGraph:
             ``get_layer``, ``output only`` or ``spec``).
         output_names: the graph's own output names (same order as ``layer_names``).
         weights: the value of every weight input, by input name (fed at run time).
+        path: the deployable file, when the export was asked to write one.
     """
 
     proto: Any
@@ -84,6 +85,7 @@ class ExportedGraph:
     observation: str
     output_names: list[str] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -300,14 +302,15 @@ def _torch_wrapper(model, names: list[str], observation: str, weight_names: Sequ
     return wrapper
 
 
-def export_torch(model, layer_names: Sequence[str], example: np.ndarray, *, opset: int = 18,
-                 dynamo: bool = False) -> ExportedGraph:
+def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: str | os.PathLike | None = None, *,
+                 opset: int = 18, dynamo: bool = False) -> ExportedGraph:
     """Export a torch model with one graph output per observable spec layer and its weights as inputs.
 
     Args:
         model: the ``nn.Module`` (put into eval mode).
         layer_names: the spec layer names in spec order.
         example: a channels-first float32 input batch (fixes the traced shapes).
+        path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
         dynamo: use the dynamo exporter instead of the TorchScript one, with the weights as
             initializers (for benchmarks).
@@ -342,8 +345,9 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, *, opse
     proto = onnx.load_from_string(buffer.getvalue())
     present = {value.name for value in proto.graph.input}
     weights = {name: value for name, value in weights.items() if name in present}
-    return ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=list(names),
-                         weights=weights)
+    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=list(names),
+                          weights=weights)
+    return _written(graph, path)
 
 
 # --------------------------------------------------------------------------------------
@@ -425,13 +429,15 @@ def _one_walk_subgraph_extraction() -> Iterator[None]:
         Graph.extract_sub_graph_nodes = original
 
 
-def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int], *, opset: int = 18) -> ExportedGraph:
+def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int],
+                 path: str | os.PathLike | None = None, *, opset: int = 18) -> ExportedGraph:
     """Convert a Keras model to ONNX with one graph output per observable spec layer and its weights as inputs.
 
     Args:
         model: a functional ``keras.Model``.
         layer_names: the spec layer names in spec order.
         input_shape_last: the channels-last input shape without the batch dimension.
+        path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
 
     Returns:
@@ -475,8 +481,16 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
     present = {value.name for value in proto.graph.input}
     weights = {name: np.asarray(keras.ops.convert_to_numpy(variable.value))
                for name, variable in zip(input_names, variables) if name in present}
-    return ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=output_names,
-                         weights=weights)
+    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=output_names,
+                          weights=weights)
+    return _written(graph, path)
+
+
+def _written(graph: ExportedGraph, path: str | os.PathLike | None) -> ExportedGraph:
+    if path is not None:
+        path = Path(path)
+        graph.path = save_graph(graph, path.parent, path.name)
+    return graph
 
 
 # --------------------------------------------------------------------------------------
