@@ -389,18 +389,26 @@ def check_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]) -> None:
             raise CnnspecError(f"weight '{name}' has shape {list(np.shape(weights[name]))}, the spec says {list(shape)}")
 
 
-def random_weights(graph: OnnxGraph, plan: Plan, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded weights for every weight input, drawn like :func:`cnnspec.weights.transfer.randomize`."""
-    from cnnspec.weights.transfer import random_tensor
+def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded initial weights with PyTorch's default initialisation of a fresh model.
 
+    Kernels and biases ~ U(-b, b) with b = 1/sqrt(fan_in) (PyTorch's bound for conv and linear
+    layers), BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1, PReLU slopes 0.25.
+    """
     rng = np.random.default_rng(seed)
+    constant = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0, "alpha": 0.25}
     weights = {}
+    fan_in = 1
     for name, shape in graph.weight_shapes.items():
-        layer_name, _, tensor = name.rpartition(".")
-        layer = plan.layer(layer_name)
-        role = "kernel" if tensor.endswith("kernel") else tensor
-        fan_in = int(np.prod(shape[1:])) if len(shape) >= 2 else 1
-        if layer.family == "conv_transpose" and tensor == "kernel":
-            fan_in = shape[0] * int(np.prod(shape[2:])) // int(np.prod(layer.stride))
-        weights[name] = random_tensor(rng, role, shape, fan_in)
+        tensor = name.rpartition(".")[2]
+        if tensor in constant:
+            weights[name] = np.full(shape, constant[tensor], dtype=np.float32)
+            continue
+        if tensor.endswith("kernel"):
+            fan_in = int(np.prod(shape[1:]))  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
+        bound = np.float32(1.0 / np.sqrt(max(fan_in, 1)))  # a bias takes its layer's kernel fan-in
+        values = rng.random(shape, dtype=np.float32)
+        values *= 2 * bound
+        values -= bound
+        weights[name] = values
     return weights

@@ -26,22 +26,22 @@ def build_onnx(plan: Plan, weights: dict[str, np.ndarray] | None = None, *, seed
     Args:
         plan: the resolved spec.
         weights: the plan's tensors by ``<layer>.<tensor>`` name, channels-first (see
-            :mod:`cnnspec.targets.onnx.weights`); default seeded random weights, drawn like
-            :func:`cnnspec.weights.transfer.randomize`.
-        seed: the seed of the random weights.
+            :mod:`cnnspec.targets.onnx.weights`); default seeded weights initialised as a
+            fresh PyTorch model's are (:func:`~cnnspec.targets.onnx.emit.initial_weights`).
+        seed: the seed of the initial weights.
 
     Returns:
         The ``onnx.ModelProto``; its graph passes ``onnx.checker`` with strict full shape
         inference.
     """
-    from cnnspec.targets.onnx.emit import attach_weights, emit_graph, random_weights
+    from cnnspec.targets.onnx.emit import attach_weights, emit_graph, initial_weights
 
     require_onnx()
     graph = emit_graph(plan, every_layer=False)
     # The structure is checked while the weights are still inputs of the same shapes: the checker
     # then need not copy hundreds of megabytes of initializers.
     check_strict(graph.proto)
-    return attach_weights(graph, random_weights(graph, plan, seed) if weights is None else weights)
+    return attach_weights(graph, initial_weights(graph, seed) if weights is None else weights)
 
 
 def check_strict(model) -> None:
