@@ -15,7 +15,7 @@ noise of the shared machine hits both alike; medians; peak memory = the child's 
   process, beside ``python -c pass`` and ``cnnspec explain`` in the same loop; a separate run
   checks that neither torch nor TensorFlow was imported.
 
-Usage: python bench/bench_speed.py [--runs N] [--specs alexnet resnet50] [--build-runs N]
+Usage: python bench/bench_speed.py [--runs N] [--specs alexnet resnet50] [--build-runs N]   (--runs 0: build only)
 """
 
 from __future__ import annotations
@@ -154,8 +154,19 @@ def main() -> None:
     median = statistics.median
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as directory:
         workdir = Path(directory)
-        results = {name: bench_verify(name, SPECS[name], args.runs, workdir) for name in args.specs}
+        results = {name: bench_verify(name, SPECS[name], args.runs, workdir) for name in args.specs if args.runs}
         build = bench_build(args.build_runs, workdir) if args.build_runs else None
+    if results:
+        print_verify(results)
+    if build:
+        print(f"\nbuild --target onnx of ResNet-50 ({build['bytes'] / 1e6:.1f} MB written); {build['heavy']}")
+        print("| command | median s | min s |\n|---|---|---|")
+        for label, values in build["times"].items():
+            print(f"| `{label}` | {median(values):.3f} | {min(values):.3f} |")
+
+
+def print_verify(results: dict) -> None:
+    median = statistics.median
     print("\n| spec | floor s (median) | verify s (median) | ratio | goal | floor peak MB | verify peak MB | ratio "
           "| Keras export s (goal) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -175,11 +186,6 @@ def main() -> None:
                 continue
             left, right = steps.get(key), floor_steps.get(key)
             print(f"| {key} | {'—' if left is None else f'{left:.2f}'} | {'—' if right is None else f'{right:.2f}'} |")
-    if build:
-        print(f"\nbuild --target onnx of ResNet-50 ({build['bytes'] / 1e6:.1f} MB written); {build['heavy']}")
-        print("| command | median s | min s |\n|---|---|---|")
-        for label, values in build["times"].items():
-            print(f"| `{label}` | {median(values):.3f} | {min(values):.3f} |")
 
 
 if __name__ == "__main__":

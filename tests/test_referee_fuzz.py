@@ -24,15 +24,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 pytest.importorskip("onnxruntime")
 
-import cnnspec  # noqa: E402
-from cnnspec.targets.build import build  # noqa: E402
-from cnnspec.targets.onnx.emit import emit_graph  # noqa: E402
-from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model  # noqa: E402
-from cnnspec.verifier.compare import to_channels_first  # noqa: E402
-from cnnspec.verifier.onnx_export import run_onnx  # noqa: E402
-from cnnspec.weights.transfer import randomize, transfer_weights  # noqa: E402
+from spec_strategies import valid_specs
 
-from spec_strategies import valid_specs  # noqa: E402
+import cnnspec
+from cnnspec.targets.build import build
+from cnnspec.targets.onnx.emit import emit_graph
+from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model
+from cnnspec.verifier.compare import to_channels_first
+from cnnspec.verifier.onnx_export import run_onnx
+from cnnspec.weights.transfer import randomize, transfer_weights
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
 

@@ -25,12 +25,18 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import cnnspec  # noqa: E402
-from cnnspec.targets.onnx.emit import attach_weights, emit_graph  # noqa: E402
-from cnnspec.targets.onnx.model import build_onnx, check_strict  # noqa: E402
-from cnnspec.verifier.onnx_export import run_onnx  # noqa: E402
+from equivalence_cases import (
+    CASE_IDS,
+    CASES_BY_ID,
+    INPUT_OFFSETS,
+    INPUT_SCALES,
+    covered_layer_types,
+)
 
-from equivalence_cases import CASE_IDS, CASES_BY_ID, INPUT_OFFSETS, INPUT_SCALES, covered_layer_types  # noqa: E402
+import cnnspec
+from cnnspec.targets.onnx.emit import attach_weights, emit_graph
+from cnnspec.targets.onnx.model import build_onnx, check_strict
+from cnnspec.verifier.onnx_export import run_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -49,6 +55,14 @@ def test_every_example_passes_the_strict_checker(path):
     onnx.checker.check_model(model, full_check=True)
 
 
+def test_the_streamed_file_is_the_model_build_onnx_returns(tmp_path):
+    from cnnspec.targets.onnx.model import write_onnx
+
+    plan = cnnspec.resolve(ROOT / "examples" / "mobile_block.yaml")
+    write_onnx(plan, tmp_path / "m.onnx", seed=3)
+    assert onnx.load(str(tmp_path / "m.onnx")) == build_onnx(plan, seed=3)
+
+
 def test_the_emitted_ops_are_standard_opset_18():
     ops = set()
     for case_id in CASE_IDS:
@@ -65,7 +79,7 @@ def test_the_emitted_ops_are_standard_opset_18():
 # --------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _framework_pair(case_id: str):
     torch = pytest.importorskip("torch")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

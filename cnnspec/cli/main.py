@@ -178,7 +178,7 @@ def cmd_build(args) -> int:
 
 
 def _build_onnx(plan, args) -> int:
-    from cnnspec.targets.onnx.model import build_onnx, require_onnx, save_onnx
+    from cnnspec.targets.onnx.model import build_onnx, require_onnx, save_onnx, write_onnx
 
     if not args.output:
         raise CnnspecError("--target onnx writes a binary model: give the file with -o FILE.onnx")
@@ -189,8 +189,10 @@ def _build_onnx(plan, args) -> int:
 
         _weights_framework(args.weights_from)
         weights = weights_from_file(plan, args.weights_from)
-    model = build_onnx(plan, weights)
-    save_onnx(model, args.output, overwrite=args.force, weights_file=args.save_weights)
+    if args.save_weights:
+        save_onnx(build_onnx(plan, weights), args.output, overwrite=args.force, weights_file=args.save_weights)
+    else:
+        write_onnx(plan, args.output, weights, overwrite=args.force)
     origin = f"weights from {args.weights_from}" if args.weights_from else "seeded random weights"
     print(f"wrote {args.output} (onnx, {plan.name}, {origin})", file=sys.stderr)
     if args.save_weights:

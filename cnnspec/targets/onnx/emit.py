@@ -22,8 +22,8 @@ emitters are grouped by family in :data:`EMITTERS`, one function each, reading o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -110,3 +110,67 @@ def _set_external(tensor, location: str, offset: int, length: int) -> None:
         entry.key, entry.value = key, value
     tensor.data_location = TensorProto.EXTERNAL
     tensor.ClearField("raw_data")
+
+
+def write_onnx(plan: Plan, path: str | os.PathLike, weights: dict[str, np.ndarray] | None = None, *, seed: int = 0,
+               overwrite: bool = False) -> Path:
+    """Write the spec's ONNX model (what :func:`build_onnx` returns) to ``path``, streaming the weights.
+
+    The weights go from their arrays straight into the file: no protobuf message holding them
+    is built or serialised (for ResNet-50 that is two 100 MB copies saved).  The file is the
+    same protobuf encoding ``onnx.save`` would write, field order aside.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        CnnspecError: a weight is missing or has the wrong shape.
+    """
+    from cnnspec.atomic import atomic_path
+    from cnnspec.targets.onnx.emit import check_weights, emit_graph, initial_weights
+
+    require_onnx()
+    graph = emit_graph(plan, every_layer=False)
+    check_strict(graph.proto)
+    weights = initial_weights(graph, seed) if weights is None else weights
+    check_weights(graph, weights)
+    path = Path(path)
+    (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=overwrite) as temp, open(temp, "wb") as handle:
+        _stream_model(graph, weights, handle)
+    return path
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+# Protobuf keys (field number << 3 | wire type 2, length-delimited) of the fields written by hand.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = b"\x3a", b"\x2a", b"\x4a"
+
+
+def _stream_model(graph, weights: dict[str, np.ndarray], handle) -> None:
+    """ModelProto bytes: the model and graph without the weights, then one initializer per weight."""
+    from onnx import ModelProto, TensorProto
+
+    model = ModelProto()
+    model.CopyFrom(graph.proto)
+    kept = [value for value in model.graph.input if value.name not in graph.weight_shapes]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    graph_head = model.graph.SerializeToString()
+    model.ClearField("graph")
+    entries = []
+    for name, shape in graph.weight_shapes.items():
+        data = np.ascontiguousarray(weights[name], dtype="<f4")
+        head = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape).SerializeToString()
+        head += _TENSOR_RAW_DATA + _varint(data.nbytes)
+        entries.append((_GRAPH_INITIALIZER + _varint(len(head) + data.nbytes) + head, data))
+    graph_length = len(graph_head) + sum(len(head) + data.nbytes for head, data in entries)
+    handle.write(model.SerializeToString() + _MODEL_GRAPH + _varint(graph_length) + graph_head)
+    for head, data in entries:
+        handle.write(head)
+        handle.write(memoryview(data).cast("B"))

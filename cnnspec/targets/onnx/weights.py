@@ -24,7 +24,10 @@ import numpy as np
 from cnnspec.engine.plan import Plan
 from cnnspec.errors import CnnspecError
 from cnnspec.weights.transfer import (
-    WeightMismatch, _depthwise_to_torch, _kernel_to_torch, flat_permutation,
+    WeightMismatch,
+    _depthwise_to_torch,
+    _kernel_to_torch,
+    flat_permutation,
 )
 
 # Torch storage classes a state_dict of float tensors may use, by their dtype.
