@@ -32,7 +32,8 @@ def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[
     from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model
     from cnnspec.weights.transfer import WeightMismatch
 
-    readers = {"torch": lambda: from_torch_model(plan, torch_model), "keras": lambda: from_keras_model(plan, keras_model)}
+    readers = {"torch": lambda: from_torch_model(plan, torch_model),
+               "keras": lambda: from_keras_model(plan, keras_model)}
     order = [source] + [other for other in readers if other != source]
     reasons = []
     for framework in order:
@@ -100,8 +101,10 @@ def judge(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[
         atol: absolute tolerance.
         rtol: relative tolerance.
     """
-    torch_at, torch_diff, torch_count = _departure(plan, torch_outputs, reference, keras_layout=False, atol=atol, rtol=rtol)
-    keras_at, keras_diff, keras_count = _departure(plan, keras_outputs, reference, keras_layout=True, atol=atol, rtol=rtol)
+    torch_at, torch_diff, torch_count = _departure(plan, torch_outputs, reference, keras_layout=False,
+                                                   atol=atol, rtol=rtol)
+    keras_at, keras_diff, keras_count = _departure(plan, keras_outputs, reference, keras_layout=True,
+                                                   atol=atol, rtol=rtol)
     return RefereeReport(
         weights_from=weights_from, torch_departs_at=torch_at, keras_departs_at=keras_at,
         torch_max_abs_diff=torch_diff, keras_max_abs_diff=keras_diff, torch_layers_compared=torch_count,

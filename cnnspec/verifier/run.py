@@ -219,7 +219,8 @@ def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_val
         report.ok = False
 
 
-def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *, atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
+def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *,
+             atol: float, rtol: float, batch: int, seed: int, opset: int) -> VerifyReport:
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
     keras_outputs = dict(zip(keras_graph.layer_names, keras_values))

@@ -117,9 +117,11 @@ def _gelu(b: _Builder, layer: LayerPlan, source: str, output: str, approximate: 
     half = b.constant(b.temp(layer, "gelu_half"), 0.5, np.float32)
     one = b.constant(b.temp(layer, "gelu_one"), 1.0, np.float32)
     if approximate == "tanh":
-        cube = b.node("Mul", [source, b.node("Mul", [source, source], b.temp(layer, "gelu_x2"))], b.temp(layer, "gelu_x3"))
+        square = b.node("Mul", [source, source], b.temp(layer, "gelu_x2"))
+        cube = b.node("Mul", [source, square], b.temp(layer, "gelu_x3"))
         coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, np.float32)
-        inner = b.node("Add", [source, b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))], b.temp(layer, "gelu_in"))
+        scaled_cube = b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))
+        inner = b.node("Add", [source, scaled_cube], b.temp(layer, "gelu_in"))
         scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), np.float32)
         core = b.node("Tanh", [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
     else:
@@ -203,8 +205,8 @@ def emit_pool(b: _Builder, layer: LayerPlan, inputs: list[str]) -> str:
         op = "AveragePool"
         attributes = {"count_include_pad": 0}
         if layer.count_include_pad and any(before or after for before, after in padding):
-            pads = b.constant(b.temp(layer, "pad_amounts"), [0, 0] + [p for p, _ in padding] + [0, 0] + [p for _, p in padding],
-                              np.int64)
+            amounts = [0, 0] + [p for p, _ in padding] + [0, 0] + [p for _, p in padding]
+            pads = b.constant(b.temp(layer, "pad_amounts"), amounts, np.int64)
             source = b.node("Pad", [source, pads], b.temp(layer, "padded"), mode="constant")
             padding = [(0, 0)] * len(padding)
     pads = [(before, after + more) for (before, after), more in zip(padding, extra)]
@@ -339,7 +341,8 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
         emit(builder, layer, list(layer.inputs))
     batch_dim = BATCH_DIM if batch is None else batch
     inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *plan.input_shape])]
-    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)) for name, shape in builder.weights.items()]
+    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+               for name, shape in builder.weights.items()]
     exposed = list(plan.layers) if every_layer else [plan.layers[-1]]
     outputs = [helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, [batch_dim, *layer.output_shape])
                for layer in exposed]
@@ -386,7 +389,8 @@ def check_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]) -> None:
         if name not in weights:
             raise CnnspecError(f"no value for weight '{name}' {list(shape)}")
         if tuple(np.shape(weights[name])) != shape:
-            raise CnnspecError(f"weight '{name}' has shape {list(np.shape(weights[name]))}, the spec says {list(shape)}")
+            actual = list(np.shape(weights[name]))
+            raise CnnspecError(f"weight '{name}' has shape {actual}, the spec says {list(shape)}")
 
 
 def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:

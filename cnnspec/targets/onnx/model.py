@@ -58,7 +58,8 @@ def check_strict(model) -> None:
         raise CnnspecError(f"the emitted ONNX graph is invalid: {error}") from None
 
 
-def save_onnx(model, path: str | os.PathLike, *, overwrite: bool = False, weights_file: str | os.PathLike | None = None) -> Path:
+def save_onnx(model, path: str | os.PathLike, *, overwrite: bool = False,
+              weights_file: str | os.PathLike | None = None) -> Path:
     """Write an ONNX model atomically; with ``weights_file``, its weights go there as ONNX external data.
 
     Args:

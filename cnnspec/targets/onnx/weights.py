@@ -42,7 +42,8 @@ _TORCH_NAMES = {
     ("batch_norm", "gamma"): ("", "weight"), ("batch_norm", "beta"): ("", "bias"),
     ("batch_norm", "moving_mean"): ("", "running_mean"), ("batch_norm", "moving_variance"): ("", "running_var"),
     ("separable_conv", "depthwise_kernel"): ("_depthwise", "weight"),
-    ("separable_conv", "pointwise_kernel"): ("_pointwise", "weight"), ("separable_conv", "bias"): ("_pointwise", "bias"),
+    ("separable_conv", "pointwise_kernel"): ("_pointwise", "weight"),
+    ("separable_conv", "bias"): ("_pointwise", "bias"),
 }
 
 
@@ -83,7 +84,8 @@ def from_torch_state(plan: Plan, state: dict[str, np.ndarray], *, strict: bool =
         weights[f"{layer.name}.{param.name}"] = np.ascontiguousarray(value, dtype=np.float32)
         used.add(key)
     if strict:
-        extra = [key for key, value in state.items() if key not in used and np.issubdtype(np.asarray(value).dtype, np.floating)]
+        extra = [key for key, value in state.items()
+                 if key not in used and np.issubdtype(np.asarray(value).dtype, np.floating)]
         if extra:
             raise WeightMismatch(f"the torch weights hold tensors that belong to no spec layer: {', '.join(extra[:5])}")
     return weights
