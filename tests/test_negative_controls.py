@@ -180,3 +180,63 @@ def test_d_flatten_in_the_other_order_fails_at_the_flatten_layer():
 def test_assert_equivalent_passes_silently_and_returns_the_report():
     report = assert_equivalent(SPEC, torch_model=_port(symmetric_padding=False))
     assert report.ok
+
+
+# --------------------------------------------------------------------------------------
+# The referee (the spec's own ONNX graph) names the side that departs from the spec
+# --------------------------------------------------------------------------------------
+
+
+def test_referee_names_torch_for_symmetric_padding():
+    report = cnnspec.verify(SPEC, torch_model=_port(symmetric_padding=True))
+    assert report.referee.verdict == "keras agrees with the spec; torch departs at `down`"
+    assert (report.referee.torch_departs_at, report.referee.keras_departs_at) == ("down", None)
+    assert "Referee (the spec's own ONNX graph): keras agrees with the spec; torch departs at `down`." in report.render(
+        use_rich=False)
+
+
+def test_referee_names_keras_for_a_perturbed_keras_weight():
+    plan, torch_model, keras_model = _synced_pair()
+    kernel = keras_model.get_layer("down").kernel
+    values = kernel.numpy()
+    values[1, 2, 3, 4] += 0.05
+    kernel.assign(values)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.referee.weights_from == "torch"
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `down`"
+
+
+def test_referee_names_keras_for_the_batchnorm_epsilon():
+    plan, torch_model, keras_model = _synced_pair()
+    with torch.no_grad():
+        torch_model.bn.running_var.mul_(0.01)
+    transfer_weights(torch_model, keras_model, plan)
+    keras_model.get_layer("bn").epsilon = 1e-3
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `bn`"
+
+
+def test_referee_names_torch_for_the_batchnorm_epsilon_on_the_torch_side():
+    plan, torch_model, keras_model = _synced_pair()
+    with torch.no_grad():
+        torch_model.bn.running_var.mul_(0.01)
+    transfer_weights(torch_model, keras_model, plan)
+    torch_model.bn.eps = 1e-3
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.referee.verdict == "keras agrees with the spec; torch departs at `bn`"
+
+
+def test_referee_names_keras_for_the_flatten_order():
+    plan = cnnspec.resolve(FLAT_SPEC)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    wrong = _keras_port(channels_first_flatten=True)
+    transfer_weights(torch_model, wrong, plan)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=wrong, sync_weights=False)
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `flat`"
+
+
+def test_referee_agrees_with_both_on_a_right_port():
+    report = cnnspec.verify(SPEC, torch_model=_port(symmetric_padding=False))
+    assert report.ok and report.referee.verdict == "torch and keras both agree with the spec's ONNX reference"
+    assert report.referee.torch_layers_compared == report.referee.keras_layers_compared == len(SPEC["layers"])

@@ -56,6 +56,9 @@ def test_every_example_verifies(path):
         assert tuple(layer.torch_shape) == planned.output_shape
         assert tuple(layer.keras_shape) == planned.output_shape_last
     assert report.max_abs_diff <= report.atol
+    # the spec's own ONNX graph, with the same weights, agrees with both models on every layer
+    assert report.referee.verdict == "torch and keras both agree with the spec's ONNX reference"
+    assert report.referee.torch_layers_compared == report.referee.keras_layers_compared == len(plan.layers)
 
 
 def test_report_fields_and_json_round_trip():
@@ -116,16 +119,11 @@ def test_parameter_reconciliation(name):
     torch_stats = sum(b.numel() for n, b in torch_model.named_buffers() if n.endswith(("running_mean", "running_var")))
     assert (torch_params, torch_stats) == (trainable, non_trainable)
     assert keras_model.count_params() == trainable + non_trainable
-    # ONNX: informational, but exact where nothing is folded
-    torch_onnx, keras_onnx = report.params["torch_onnx"], report.params["keras_onnx"]
-    if name == "mobile_block":
-        # per-layer torch export keeps BatchNorm (each conv output is a graph output): params + BN stats exactly
-        assert torch_onnx.ok is True and torch_onnx.total == trainable + non_trainable
-        # tf2onnx folds BatchNorm into the conv before it: reported, never a failure
-        assert keras_onnx.ok is None and any("folded" in note for note in keras_onnx.notes)
-    else:
-        # bilinear resize scales are float initializers too
-        assert any("resize" in note for note in torch_onnx.notes + keras_onnx.notes)
+    # ONNX: both graphs take the weights as inputs, so they count the models' own parameters exactly
+    for source in ("torch_onnx", "keras_onnx"):
+        count = report.params[source]
+        assert (count.trainable, count.non_trainable, count.ok) == (trainable, non_trainable, True), source
+        assert count.notes[0] == f"{trainable + non_trainable:,} float weight-input elements = spec total exactly"
 
 
 def test_input_shape_in_both_graphs(tmp_path):
@@ -290,21 +288,30 @@ def test_to_channels_first_undoes_keras_layouts():
 
 
 def test_run_onnx_runs_the_graph_as_written_zero_pad_then_max_pool(tmp_path):
-    """onnxruntime's default optimisations fold Pad(0) into MaxPool: wrong on negative inputs.
+    """onnxruntime's Pad_Fusion folds Pad(0) into MaxPool: wrong on negative inputs.
 
-    The verifier must run graphs unoptimised; this is the regression test (the reference is torch).
+    The verifier runs graphs with every other optimisation on and this rewrite excluded; this
+    is the regression test (the reference is torch).
     """
+    import onnxruntime as ort
     import torch
 
-    from cnnspec.verifier.onnx_export import run_onnx
+    from cnnspec.verifier.onnx_export import WRONG_REWRITES, run_onnx
 
     model = torch.nn.Sequential(torch.nn.ZeroPad2d(1), torch.nn.MaxPool2d(2)).eval()
     x = -torch.rand(1, 2, 6, 6) - 1.0  # all negative: a padded zero would win every border max
     path = tmp_path / "padpool.onnx"
     torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["input"])
-    got = run_onnx(path, x.numpy())[0]
     with torch.no_grad():
         expected = model(x).numpy()
+    # the rewrite is real: onnxruntime's default session gets the border cells wrong ...
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    default = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    assert abs(default.run(None, {"input": x.numpy()})[0] - expected).max() > 0.5
+    # ... and the verifier's sessions exclude exactly it
+    assert WRONG_REWRITES == ("Pad_Fusion",)
+    got = run_onnx(path, x.numpy())[0]
     assert abs(got - expected).max() == 0.0
 
 

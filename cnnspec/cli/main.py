@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    p = sub.add_parser("build", help="write the generated PyTorch or Keras source (and convert weights)")
+    p = sub.add_parser("build", help="write the generated PyTorch or Keras source, or an ONNX model (and convert weights)")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--target", "-t", choices=("torch", "keras"), required=True)
+    p.add_argument("--target", "-t", choices=("torch", "keras", "onnx"), required=True,
+                   help="onnx: an .onnx model straight from the spec (needs only the onnx package); -o is required")
     p.add_argument("-o", "--output", metavar="FILE", help="write the source to FILE (atomically) instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--weights-from", metavar="FILE",
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights_only=True; 'state_dict'/'model' entries and 'module.'/'model.' key prefixes are "
                         "unwrapped, with a note), .safetensors, or a Keras .weights.h5; needs --save-weights")
     p.add_argument("--save-weights", metavar="FILE",
-                   help="write the target model's weights (converted from --weights-from) to FILE")
+                   help="write the target model's weights (converted from --weights-from) to FILE; with --target onnx, "
+                        "the model's weights as ONNX external data in FILE beside the .onnx")
     _add_limits(p)
 
     p = sub.add_parser("verify", help="export both models to ONNX, run them, compare shapes, params and outputs per layer")
@@ -183,6 +185,8 @@ def cmd_build(args) -> int:
         )
     if args.weights_from and not Path(args.weights_from).is_file():
         raise CnnspecError(f"{args.weights_from}: no such weight file")
+    if args.target == "onnx":
+        return _build_onnx(plan, args)
     source = emit_source(plan, args.target)
     if args.weights_from:
         _convert_weights(plan, args)
@@ -191,6 +195,29 @@ def cmd_build(args) -> int:
         print(f"wrote {args.output} ({args.target}, {plan.name})", file=sys.stderr)
     else:
         sys.stdout.write(source)
+    return EXIT_OK
+
+
+def _build_onnx(plan, args) -> int:
+    from cnnspec.targets.onnx.model import build_onnx, require_onnx, save_onnx, write_onnx
+
+    if not args.output:
+        raise CnnspecError("--target onnx writes a binary model: give the file with -o FILE.onnx")
+    require_onnx()
+    weights = None
+    if args.weights_from:
+        from cnnspec.targets.onnx.weights import weights_from_file
+
+        _weights_framework(args.weights_from)
+        weights = weights_from_file(plan, args.weights_from)
+    if args.save_weights:
+        save_onnx(build_onnx(plan, weights), args.output, overwrite=args.force, weights_file=args.save_weights)
+    else:
+        write_onnx(plan, args.output, weights, overwrite=args.force)
+    origin = f"weights from {args.weights_from}" if args.weights_from else "seeded random weights"
+    print(f"wrote {args.output} (onnx, {plan.name}, {origin})", file=sys.stderr)
+    if args.save_weights:
+        print(f"wrote {args.save_weights} (its weights, ONNX external data)", file=sys.stderr)
     return EXIT_OK
 
 

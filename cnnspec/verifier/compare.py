@@ -493,21 +493,31 @@ def keras_counts(model) -> Count:
     return Count(size(model.trainable_weights), size(model.non_trainable_weights), ["trainable_weights / non_trainable_weights"])
 
 
-def reconcile_onnx(elements: int, op_counts: dict[str, int], source: str, plan: Plan) -> Count:
-    """An ONNX graph's floating-point initializer elements, explained against the spec (informational).
+def reconcile_onnx(elements: int, op_counts: dict[str, int], source: str, plan: Plan, weights: int | None = None) -> Count:
+    """An ONNX graph's floating-point parameter elements, explained against the spec (informational).
 
-    Exporters fold BatchNorm into the convolution before it, store constants (resize scales,
-    slopes) as initializers and may share identical tensors, so this count is compared with
-    the spec only to explain it, never to fail.
+    The verifier's graphs take the weights as graph inputs, so their count is the models'
+    own; exporters may also store constants (resize scales, slopes) in the graph, fold
+    BatchNorm into the convolution before it or share identical tensors, so this count is
+    compared with the spec only to explain it, never to fail.
 
     Args:
-        elements: floating-point initializer elements (see ``onnx_export.initializer_counts``).
+        elements: floating-point elements of weight inputs, initializers and constants
+            (see ``onnx_export.parameter_counts``).
         op_counts: how many nodes of each op type the graph has.
         source: ``torch_onnx`` or ``keras_onnx``.
         plan: the resolved spec.
+        weights: the part of ``elements`` fed as weight inputs, when the graph has them.
     """
     total = plan.total_params
     count = Count(trainable=None, non_trainable=None)
+    if weights is not None and weights == total:
+        count.trainable, count.non_trainable = plan.trainable_params, plan.non_trainable_params
+        count.notes.append(f"{weights:,} float weight-input elements = spec total exactly")
+        if elements != weights:
+            count.notes.append(f"plus {elements - weights:,} elements of graph constants (e.g. resize scales)")
+        count.ok = True
+        return count
     if elements == total:
         count.trainable, count.non_trainable = plan.trainable_params, plan.non_trainable_params
         count.notes.append(f"{elements:,} float initializer elements = spec total exactly")

@@ -2,18 +2,26 @@
 
 Both exports put one graph output per observable spec layer, named by the spec layer name
 and in spec order, so the two ONNX graphs can be run in onnxruntime and compared layer by
-layer:
+layer.  The weights are *graph inputs*, not constants: the exporters only trace the
+structure, and the weight values are fed to onnxruntime at run time.  That keeps the export
+time independent of the weights' size (freezing 244 MB of AlexNet weights into a TensorFlow
+graph took 27 s; tracing the structure takes well under a second).  A deployable file with
+the weights as initializers is made only when one is asked for (:func:`with_initializers`).
 
 * PyTorch: a wrapper module whose ``forward`` returns a tuple with one tensor per spec layer
   is exported with the TorchScript-based exporter (``dynamo=False``: 2-50x faster than the
-  dynamo exporter and one self-contained file).  The tensors come from the generated
-  model's ``forward_layers``; for a hand-written model without it, from forward hooks on the
-  sub-modules named like spec layers; else only the model's output is observable.  Because
-  every layer's output is a graph output, the exporter cannot fold BatchNorm into the
-  convolution before it, so each layer keeps its exact semantics.
+  dynamo exporter).  The model's floating-point parameters and buffers are swapped for the
+  traced inputs during the trace.  The tensors come from the generated model's
+  ``forward_layers``; for a hand-written model without it, from forward hooks on the
+  sub-modules named like spec layers; else only the model's output is observable.
 * Keras: a "tap" model whose outputs are ``model.get_layer(name).output`` for each spec layer
-  is converted with ``tf2onnx.convert.from_keras(..., optimizers={})`` (the optimizer passes
-  take 3-4x longer and change no number).  The ONNX input is named ``input``.
+  is called through ``stateless_call`` inside a ``tf.function`` whose signature holds the
+  input and every variable, and converted by tf2onnx without its optimizer passes (they
+  change no number).  The ONNX input is named ``input``.
+
+Both graphs run in onnxruntime with its graph optimisations on, except ``Pad_Fusion``: it
+folds a zero Pad into a following MaxPool, which lets the padding win the max on negative
+inputs (tests/test_verify.py keeps it excluded).
 
 Framework log noise (TF C++ banners, absl, the legacy-exporter deprecation warning) is
 silenced here; exceptions are never swallowed.
@@ -22,9 +30,9 @@ silenced here; exceptions are never swallowed.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
-import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -53,23 +61,31 @@ class ExportError(CnnspecError):
     """An exporter failed, or its graph does not pass ``onnx.checker``."""
 
 
+# onnxruntime rewrites that change the numbers of a graph cnnspec runs (see the module docstring).
+WRONG_REWRITES = ("Pad_Fusion",)
+
+
 @dataclass
 class ExportedGraph:
-    """One ONNX file with per-layer outputs.
+    """One ONNX graph with per-layer outputs and its weights as graph inputs.
 
     Attributes:
-        path: the .onnx file.
+        proto: the ``onnx.ModelProto``; its first input is the data, the others are weights.
         layer_names: the spec layers observable in the graph, in spec order; the i-th graph
             output holds the i-th of them.
         observation: how the layer outputs were obtained (``forward_layers``, ``hooks``,
-            ``get_layer`` or ``output only``).
+            ``get_layer``, ``output only`` or ``spec``).
         output_names: the graph's own output names (same order as ``layer_names``).
+        weights: the value of every weight input, by input name (fed at run time).
+        path: the deployable file, when the export was asked to write one.
     """
 
-    path: Path
+    proto: Any
     layer_names: list[str]
     observation: str
     output_names: list[str] = field(default_factory=list)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -142,15 +158,40 @@ def import_frameworks() -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 
 
-def keep_file(source: Path, directory: str | os.PathLike, file_name: str) -> Path:
-    """Copy ``source`` to ``directory/file_name`` atomically (a temp file beside it, then a rename)."""
+def with_initializers(graph: ExportedGraph):
+    """A deployable copy of the graph: its weight inputs become initializers holding their values."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.proto)
+    kept = [value for value in model.graph.input if value.name not in graph.weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(value), name)
+                                   for name, value in graph.weights.items())
+    return model
+
+
+def save_graph(graph: ExportedGraph, directory: str | os.PathLike, file_name: str) -> Path:
+    """Write the deployable graph to ``directory/file_name`` atomically (a temp file beside it, then a rename).
+
+    Graphs past protobuf's 2 GB limit keep their weights in one external data file beside it.
+    """
+    import onnx
+
     from cnnspec.atomic import atomic_path
 
     target_dir = Path(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / file_name
+    model = with_initializers(graph)
+    weight_bytes = sum(value.nbytes for value in graph.weights.values())
     with atomic_path(target, overwrite=True) as temp_path:
-        shutil.copyfile(source, temp_path)
+        if weight_bytes < 1_800_000_000:
+            onnx.save(model, str(temp_path))
+        else:
+            onnx.save(model, str(temp_path), save_as_external_data=True, location=file_name + ".data")
     return target
 
 
@@ -182,11 +223,32 @@ def torch_observable_layers(model, layer_names: Sequence[str],
     return [names[-1]], "output only"
 
 
-def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapping[str, str] | None = None):
-    """An nn.Module whose forward returns the tuple of the observed layers' outputs."""
+def _torch_weights(model) -> dict[str, Any]:
+    """The model's floating-point parameters and buffers by qualified name (shared tensors once)."""
+    weights: dict[str, Any] = {}
+    seen: set[int] = set()
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and id(tensor) not in seen:
+            seen.add(id(tensor))
+            weights[name] = tensor
+    return weights
+
+
+def _torch_wrapper(model, names: list[str], observation: str, weight_names: Sequence[str] = (),
+                   module_paths: Mapping[str, str] | None = None):
+    """An nn.Module whose ``forward(x, *weights)`` returns the tuple of the observed layers' outputs.
+
+    The tensors passed after ``x`` stand in for the model's tensors called ``weight_names``
+    during the call, so that a trace sees them as graph inputs rather than constants.
+    """
     import torch
 
     last = names[-1]
+    slots = []
+    for qualified in weight_names:
+        owner_name, _, attr = qualified.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        slots.append((owner._parameters if attr in owner._parameters else owner._buffers, attr))
 
     class LayerOutputs(torch.nn.Module):
         def __init__(self):
@@ -218,7 +280,17 @@ def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapp
 
             return hook
 
-        def forward(self, x):
+        def forward(self, x, *weights):
+            originals = [store[attr] for store, attr in slots]
+            for (store, attr), value in zip(slots, weights):
+                store[attr] = value
+            try:
+                return self._outputs(x)
+            finally:
+                for (store, attr), value in zip(slots, originals):
+                    store[attr] = value
+
+        def _outputs(self, x):
             if observation == "forward_layers":
                 outputs = self.model.forward_layers(x)
                 return tuple(outputs[name] for name in names)
@@ -237,43 +309,53 @@ def _torch_wrapper(model, names: list[str], observation: str, module_paths: Mapp
     return wrapper
 
 
-def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: str | os.PathLike, *, opset: int = 18,
-                 dynamo: bool = False, module_paths: Mapping[str, str] | None = None) -> ExportedGraph:
-    """Export a torch model with one graph output per observable spec layer.
+def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: str | os.PathLike | None = None, *,
+                 opset: int = 18, dynamo: bool = False, module_paths: Mapping[str, str] | None = None) -> ExportedGraph:
+    """Export a torch model with one graph output per observable spec layer and its weights as inputs.
 
     Args:
         model: the ``nn.Module`` (put into eval mode).
         layer_names: the spec layer names in spec order.
         example: a channels-first float32 input batch (fixes the traced shapes).
-        path: the .onnx file to write.
+        path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
-        dynamo: use the dynamo exporter instead of the TorchScript one (for benchmarks).
+        dynamo: use the dynamo exporter instead of the TorchScript one, with the weights as
+            initializers (for benchmarks).
         module_paths: spec layer -> the sub-module whose output reads it (a hand-written model).
 
     Returns:
         The exported graph and which layers it exposes.
     """
+    import onnx
     import torch
 
     model.eval()
     names, observation = torch_observable_layers(model, layer_names, module_paths)
-    wrapper = _torch_wrapper(model, names, observation, module_paths)
+    tensors = {} if dynamo else _torch_weights(model)
+    wrapper = _torch_wrapper(model, names, observation, list(tensors), module_paths)
     x = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
-    path = Path(path)
-    kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=names, opset_version=opset, dynamo=dynamo)
+    weights = {name: tensor.detach().cpu().numpy() for name, tensor in tensors.items()}
+    kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME, *weights], output_names=names, opset_version=opset,
+                                  dynamo=dynamo)
     if dynamo:
         kwargs.update(verbose=False, external_data=False)
+    buffer = io.BytesIO()
     with contextlib.ExitStack() as stack:
         stack.enter_context(quiet_warnings())
         stack.enter_context(torch.no_grad())
         if dynamo:  # the dynamo exporter prints progress lines on stdout
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         try:
-            torch.onnx.export(wrapper, (x,), str(path), **kwargs)
+            torch.onnx.export(wrapper, (x, *tensors.values()), buffer, **kwargs)
         finally:
             wrapper.remove_hooks()
     _silence_loggers()
-    return ExportedGraph(path=path, layer_names=names, observation=observation, output_names=list(names))
+    proto = onnx.load_from_string(buffer.getvalue())
+    present = {value.name for value in proto.graph.input}
+    weights = {name: value for name, value in weights.items() if name in present}
+    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=list(names),
+                          weights=weights)
+    return _written(graph, path)
 
 
 # --------------------------------------------------------------------------------------
@@ -309,15 +391,64 @@ def keras_observable_layers(model, layer_names: Sequence[str],
     return names, tensors, observation
 
 
-def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int], path: str | os.PathLike, *,
-                 opset: int = 18, layer_map: Mapping[str, str] | None = None) -> ExportedGraph:
-    """Convert a Keras model to ONNX with one graph output per observable spec layer.
+def _keras_input_names(variables) -> list[str]:
+    """Graph input names for Keras variables: their paths, or numbered names if paths repeat."""
+    paths = [variable.path.replace(":", "_") for variable in variables]
+    if len(set(paths)) == len(paths) and INPUT_NAME not in paths:
+        return paths
+    return [f"weight_{index}" for index in range(len(variables))]
+
+
+@contextlib.contextmanager
+def _one_walk_subgraph_extraction() -> Iterator[None]:
+    """tf2onnx's ``Graph.extract_sub_graph_nodes`` with one shared walk instead of one walk per output.
+
+    tf2onnx walks the whole graph back from every output separately, several times per
+    conversion: with one output per layer that is quadratic in the layer count (ResNet-50:
+    ~440 walks of ~1,500 nodes, 6 times).  The set of nodes it returns is the union of the
+    walks, which one walk with a shared visited set gives identically.
+    """
+    from tf2onnx.graph import Graph
+
+    original = Graph.extract_sub_graph_nodes
+
+    def extract_sub_graph_nodes(self, outputs_name, input_checker=None, remove_unused_inputs=True):
+        wanted = list(outputs_name)
+        if not remove_unused_inputs:
+            wanted += [value.output[0] for value in self.inputs]
+        found: set = set()
+        pending = []
+        for output in wanted:
+            node = self.get_node_by_output(output, search_in_parent_graphs=False)
+            if node and node not in found and not (input_checker and input_checker(node) is False):
+                found.add(node)
+                pending.append(node)
+        while pending:
+            node = pending.pop()
+            for name in node.input + list(node.get_implicit_inputs()):
+                source = self.get_node_by_output(name, search_in_parent_graphs=False)
+                if source and source not in found and not (input_checker and input_checker(source) is False):
+                    found.add(source)
+                    pending.append(source)
+        return list(found)
+
+    Graph.extract_sub_graph_nodes = extract_sub_graph_nodes
+    try:
+        yield
+    finally:
+        Graph.extract_sub_graph_nodes = original
+
+
+def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int],
+                 path: str | os.PathLike | None = None, *, opset: int = 18,
+                 layer_map: Mapping[str, str] | None = None) -> ExportedGraph:
+    """Convert a Keras model to ONNX with one graph output per observable spec layer and its weights as inputs.
 
     Args:
         model: a functional ``keras.Model``.
         layer_names: the spec layer names in spec order.
         input_shape_last: the channels-last input shape without the batch dimension.
-        path: the .onnx file to write.
+        path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
         layer_map: spec layer -> the Keras layer whose output reads it (a hand-written model).
 
@@ -326,19 +457,52 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
     """
     import keras
     import tensorflow as tf
-    import tf2onnx
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common, tensor_names_from_structed
 
     names, tensors, observation = keras_observable_layers(model, layer_names, layer_map)
     tap = keras.Model(model.inputs, tensors, name=f"{model.name}_layer_outputs")
-    signature = (tf.TensorSpec((None, *input_shape_last), tf.float32, name=INPUT_NAME),)
-    path = Path(path)
-    with quiet_warnings():
-        proto, _ = tf2onnx.convert.from_keras(tap, input_signature=signature, opset=opset, optimizers={}, output_path=str(path))
+    trainable, non_trainable = list(tap.trainable_variables), list(tap.non_trainable_variables)
+    variables = trainable + non_trainable
+    input_names = _keras_input_names(variables)
+    signature = [tf.TensorSpec((None, *input_shape_last), tf.float32, name=INPUT_NAME)]
+    signature += [tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, input_names)]
+    split = len(trainable)
+
+    @tf.function
+    def layer_outputs(x, *values):
+        outputs, _ = tap.stateless_call(list(values[:split]), list(values[split:]), x, training=False)
+        return outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+    with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
+        function = layer_outputs.get_concrete_function(*signature)
+        graph_inputs = [tensor.name for tensor in function.inputs]
+        graph_outputs = [tensor.name for tensor in function.outputs]
+        # Nothing to freeze (every variable is an input): the traced graph goes straight to grappler.
+        graph_def = tf_loader.fix_freezing_errors_part2(function.graph.as_graph_def(add_shapes=True))
+        with tf.Graph().as_default():  # grappler runs on a graph, not eagerly
+            frozen = tf_loader.tf_optimize(graph_inputs, graph_outputs, graph_def)
+        proto, _ = _convert_common(
+            frozen, name=tap.name, continue_on_error=True, opset=opset, optimizers={}, input_names=graph_inputs,
+            output_names=graph_outputs, tensors_to_rename=tensor_names_from_structed(function, graph_inputs, graph_outputs),
+        )
     _silence_loggers()
     output_names = [output.name for output in proto.graph.output]
     if len(output_names) != len(names):
         raise ExportError(f"tf2onnx produced {len(output_names)} outputs for {len(names)} layer outputs")
-    return ExportedGraph(path=path, layer_names=names, observation=observation, output_names=output_names)
+    present = {value.name for value in proto.graph.input}
+    weights = {name: np.asarray(keras.ops.convert_to_numpy(variable.value))
+               for name, variable in zip(input_names, variables) if name in present}
+    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=output_names,
+                          weights=weights)
+    return _written(graph, path)
+
+
+def _written(graph: ExportedGraph, path: str | os.PathLike | None) -> ExportedGraph:
+    if path is not None:
+        path = Path(path)
+        graph.path = save_graph(graph, path.parent, path.name)
+    return graph
 
 
 # --------------------------------------------------------------------------------------
@@ -346,43 +510,49 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
 # --------------------------------------------------------------------------------------
 
 
-def load_and_check(path: str | os.PathLike):
-    """Load an ONNX file and run ``onnx.checker.check_model`` on it.
+def check_graph(graph: ExportedGraph, name: str) -> None:
+    """Run ``onnx.checker.check_model`` on a graph (its structure: the weights are inputs).
 
     Raises:
         ExportError: the checker rejects the graph.
     """
     import onnx
 
-    path = Path(path)
-    proto = onnx.load(str(path))
     try:
-        if path.stat().st_size < 1_800_000_000:
-            onnx.checker.check_model(proto)
-        else:  # the proto cannot be serialised in memory past 2 GB; let the checker read the file
-            onnx.checker.check_model(str(path))
+        onnx.checker.check_model(graph.proto)
     except onnx.checker.ValidationError as error:
-        raise ExportError(f"{path.name}: onnx.checker rejected the graph: {error}") from None
-    return proto
+        raise ExportError(f"{name}: onnx.checker rejected the graph: {error}") from None
+
+
+_FLOAT_TYPES = (1, 11, 10, 16)  # onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16
+
+
+def parameter_counts(graph: ExportedGraph) -> dict[str, int]:
+    """Element counts of a graph's floating-point tensors of rank >= 1.
+
+    Weight inputs, initializers and ``Constant`` nodes all count (exporters store constants
+    such as resize scales as either); integer tensors (shapes, indices) and scalars do not.
+
+    Returns:
+        ``{"elements": ..., "weights": ..., "constants": ...}``: all, fed weight inputs, constants.
+    """
+    weights = sum(int(value.size) for value in graph.weights.values() if value.ndim >= 1
+                  and np.issubdtype(value.dtype, np.floating))
+    constants = initializer_counts(graph.proto)["elements"]
+    return {"elements": weights + constants, "weights": weights, "constants": constants}
 
 
 def initializer_counts(proto) -> dict[str, int]:
-    """Element counts of an ONNX graph's floating-point tensors of rank >= 1.
-
-    Initializers and ``Constant`` nodes both count (exporters use either); integer tensors
-    (shapes, indices) and scalars do not.
+    """Element counts of an ONNX graph's floating-point initializers and ``Constant`` tensors of rank >= 1.
 
     Returns:
         ``{"elements": ..., "tensors": ...}``.
     """
-    from onnx import TensorProto
-
-    float_types = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
     elements = tensors = 0
 
     def add(tensor) -> None:
         nonlocal elements, tensors
-        if tensor.data_type in float_types and len(tensor.dims) >= 1:
+        if tensor.data_type in _FLOAT_TYPES and len(tensor.dims) >= 1:
             elements += int(np.prod(tensor.dims))
             tensors += 1
 
@@ -404,15 +574,41 @@ def op_counts(proto) -> dict[str, int]:
     return counts
 
 
-def run_onnx(path: str | os.PathLike, inputs: np.ndarray) -> list[np.ndarray]:
-    """Run an ONNX file in onnxruntime (CPU) and return every graph output, in graph order."""
+def session(model) -> Any:
+    """An onnxruntime CPU session with graph optimisations on, except the rewrites in :data:`WRONG_REWRITES`.
+
+    Args:
+        model: a path, serialised bytes or an ``onnx.ModelProto``.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    # onnxruntime's graph optimisations fold a zero Pad into a following MaxPool, which lets the
-    # padding win the max on negative inputs (wrong numbers); the proof must run the graph as written.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(inputs, dtype=np.float32)}
-    return [np.asarray(value) for value in session.run(None, feed)]
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = str(model)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(WRONG_REWRITES))
+
+
+def run_graph(graph: ExportedGraph, inputs: np.ndarray) -> list[np.ndarray]:
+    """Run a graph in onnxruntime with its weights fed as inputs; every graph output, in graph order."""
+    return run_onnx(graph.proto, inputs, graph.weights)
+
+
+def run_onnx(model, inputs: np.ndarray, weights: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Run an ONNX model (path, bytes or proto) in onnxruntime (CPU) and return every graph output, in order.
+
+    Args:
+        model: the graph.
+        inputs: the data, fed to the first graph input.
+        weights: values of the other graph inputs, by name.
+    """
+    runner = session(model)
+    data_input = runner.get_inputs()[0].name
+    feed = {data_input: np.ascontiguousarray(inputs, dtype=np.float32)}
+    for value in runner.get_inputs()[1:]:
+        feed[value.name] = np.ascontiguousarray((weights or {})[value.name])
+    return [np.asarray(value) for value in runner.run(None, feed)]

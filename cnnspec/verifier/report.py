@@ -19,7 +19,8 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
 PARAM_SOURCES = ("spec", "torch", "keras", "torch_onnx", "keras_onnx")
-TIMING_STEPS = ("import", "build", "transfer", "export_torch", "export_keras", "run_torch", "run_keras", "compare")
+TIMING_STEPS = ("import", "build", "transfer", "export_torch", "export_keras", "run_torch", "run_keras", "referee",
+                "compare")
 
 
 class ParamReport(BaseModel):
@@ -82,6 +83,19 @@ class Divergence(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list, description="hypotheses checked on the numbers")
 
 
+class RefereeReport(BaseModel):
+    """The spec's own ONNX graph, run with the same weights, against each model."""
+
+    weights_from: str = Field(description="the model the referee's weights were read from (torch or keras)")
+    torch_departs_at: Optional[str] = Field(None, description="first spec layer where torch departs from the spec")
+    keras_departs_at: Optional[str] = Field(None, description="first spec layer where keras departs from the spec")
+    torch_max_abs_diff: Optional[float] = None
+    keras_max_abs_diff: Optional[float] = None
+    torch_layers_compared: int = 0
+    keras_layers_compared: int = 0
+    verdict: str = ""
+
+
 class VerifyReport(BaseModel):
     """The result of verifying one spec."""
 
@@ -110,6 +124,8 @@ class VerifyReport(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
     versions: dict[str, str] = Field(default_factory=dict)
     onnx_files: dict[str, str] = Field(default_factory=dict, description="kept ONNX files (--keep-onnx)")
+    referee: Optional[RefereeReport] = Field(None, description="each model against the spec's own ONNX graph")
+    referee_note: Optional[str] = Field(None, description="why there is no referee, when there is none")
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""
@@ -208,6 +224,8 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
             lines.append(f"First divergent layer: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
                          f"max rel diff {_fmt_diff(d.max_rel_diff)}.")
             lines.append(f"Hint: {d.hint}")
+        if report.referee is not None:
+            lines.append(f"Referee (the spec's own ONNX graph): {report.referee.verdict}.")
         for problem in report.problems:
             lines.append(f"- {problem}")
     for note in report.notes:

@@ -7,11 +7,12 @@ The steps (each timed in the report):
 3. ``transfer``: seeded, non-degenerate torch weights (BatchNorm statistics too), copied
    into the Keras model.
 4. ``export_torch`` / ``export_keras``: ONNX graphs with every spec layer's output as a
-   graph output, checked with ``onnx.checker``.
+   graph output and the weights as graph inputs, checked with ``onnx.checker``.
 5. ``run_torch`` / ``run_keras``: onnxruntime on one seeded input (NCHW for torch, the same
-   values channels-last for Keras).
-6. ``compare``: every layer's shape against the plan, every layer's values across layouts,
-   and the parameter counts of spec, torch, Keras and both graphs.
+   values channels-last for Keras), the weights fed beside it.
+6. ``referee``: the spec's own ONNX graph, emitted from the plan, run with the same weights.
+7. ``compare``: every layer's shape against the plan, every layer's values across layouts,
+   each model against the referee, and the parameter counts of spec, torch, Keras and both graphs.
 
 ONNX is the proof: both models are compared as exported graphs, run by the same runtime.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,7 @@ STEP_LABELS = {
     "export_keras": "converting Keras to ONNX (tf2onnx, per-layer outputs)",
     "run_torch": "running the PyTorch graph in onnxruntime",
     "run_keras": "running the Keras graph in onnxruntime",
+    "referee": "running the spec's own ONNX graph (the referee)",
     "compare": "comparing shapes, parameters and outputs",
 }
 
@@ -176,31 +177,34 @@ def verify(
     x = make_input(plan, batch, seed)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     onnx_files: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="cnnspec-verify-") as workdir:
-        with steps("export_torch"):
-            with _user_model_errors("torch", user_torch):
-                torch_graph = X.export_torch(torch_model, names, x, Path(workdir) / ONNX_FILES["torch"], opset=opset,
-                                             module_paths=_observed_parts(matchings.get("torch")))
-            torch_proto = X.load_and_check(torch_graph.path)
-        with steps("export_keras"):
-            with _user_model_errors("keras", user_keras):
-                keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape),
-                                             Path(workdir) / ONNX_FILES["keras"], opset=opset,
-                                             layer_map=_observed_parts(matchings.get("keras")))
-            keras_proto = X.load_and_check(keras_graph.path)
-        with steps("run_torch"):
-            torch_values = X.run_onnx(torch_graph.path, x)
-        with steps("run_keras"):
-            keras_values = X.run_onnx(keras_graph.path, x_last)
-        if keep_onnx is not None:
-            for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
-                onnx_files[framework] = str(X.keep_file(graph.path, keep_onnx, ONNX_FILES[framework]))
+    with steps("export_torch"):
+        with _user_model_errors("torch", user_torch):
+            torch_graph = X.export_torch(torch_model, names, x, opset=opset,
+                                         module_paths=_observed_parts(matchings.get("torch")))
+        X.check_graph(torch_graph, ONNX_FILES["torch"])
+    with steps("export_keras"):
+        with _user_model_errors("keras", user_keras):
+            keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape), opset=opset,
+                                         layer_map=_observed_parts(matchings.get("keras")))
+        X.check_graph(keras_graph, ONNX_FILES["keras"])
+    with steps("run_torch"):
+        torch_values = X.run_graph(torch_graph, x)
+    with steps("run_keras"):
+        keras_values = X.run_graph(keras_graph, x_last)
+    with steps("referee"):
+        referee_values, referee_source, referee_note = _run_referee(plan, torch_model, keras_model, x,
+                                                                    "keras" if user_keras and not user_torch else "torch")
+    if keep_onnx is not None:
+        for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
+            onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
 
     with steps("compare"):
         report = _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-                          torch_proto, keras_proto, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
+                          atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
                           readings=_ReadingContext(user_torch and torch_graph.observation == "hooks", user_keras,
                                                    matchings, x))
+        _add_referee(report, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
+                     referee_source, referee_note)
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -208,8 +212,39 @@ def verify(
     return report
 
 
-def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-             torch_proto, keras_proto, *, atol: float, rtol: float, batch: int, seed: int, opset: int,
+def _run_referee(plan, torch_model, keras_model, x, source: str):
+    """The referee's layer outputs, the model its weights came from, and why there is none if so."""
+    from cnnspec.verifier.referee import RefereeUnavailable, referee_weights, run_referee
+
+    try:
+        weights, source = referee_weights(plan, torch_model, keras_model, source)
+    except RefereeUnavailable as error:
+        return None, None, f"no referee: the spec's tensors cannot be read from either model ({error})"
+    return run_referee(plan, weights, x), source, None
+
+
+def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
+                 referee_source, referee_note) -> None:
+    """Judge each model against the referee; a model departing from the spec fails the verification."""
+    from cnnspec.verifier.referee import judge
+
+    if referee_values is None:
+        report.referee_note = referee_note
+        return
+    # A hand-written model's part read with the spec's activation applied after it, or a misaligned
+    # reading, is not that spec layer's output as such: the referee judges the layers read as they are.
+    read_otherwise = {layer.name for layer in report.layers if layer.misaligned or "+" in (layer.reading or "")}
+    torch_outputs = {n: v for n, v in zip(torch_graph.layer_names, torch_values) if n not in read_otherwise}
+    keras_outputs = {n: v for n, v in zip(keras_graph.layer_names, keras_values) if n not in read_otherwise}
+    report.referee = judge(plan, torch_outputs, keras_outputs, referee_values,
+                           weights_from=referee_source, atol=report.atol, rtol=report.rtol)
+    if report.referee.torch_departs_at or report.referee.keras_departs_at:
+        report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")
+        report.ok = False
+
+
+def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *,
+             atol: float, rtol: float, batch: int, seed: int, opset: int,
              readings: _ReadingContext | None = None) -> VerifyReport:
     readings = readings or _ReadingContext()
     problems: list[str] = []
@@ -253,7 +288,7 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     if not any(d.ok is not None for d in diffs):
         problems.append("no layer could be compared")
 
-    params, params_ok = _params(plan, torch_model, keras_model, torch_proto, keras_proto)
+    params, params_ok = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
     if not params_ok:
         problems.extend(
             f"parameter count of {source}: {p.trainable:,} trainable + {p.non_trainable:,} non-trainable, "
@@ -279,8 +314,8 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     )
 
 
-def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[dict[str, ParamReport], bool]:
-    from cnnspec.verifier.onnx_export import initializer_counts, op_counts
+def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[dict[str, ParamReport], bool]:
+    from cnnspec.verifier.onnx_export import op_counts, parameter_counts
 
     spec_count = C.Count(plan.trainable_params, plan.non_trainable_params,
                          ["the plan; non-trainable = BatchNorm moving mean/variance"], ok=True)
@@ -292,8 +327,12 @@ def _params(plan, torch_model, keras_model, torch_proto, keras_proto) -> tuple[d
         if not count.ok:
             count.notes.append(f"DIFFERS from the spec by {count.trainable - spec_count.trainable:+,} trainable, "
                                f"{count.non_trainable - spec_count.non_trainable:+,} non-trainable")
-    torch_onnx = C.reconcile_onnx(initializer_counts(torch_proto)["elements"], op_counts(torch_proto), "torch_onnx", plan)
-    keras_onnx = C.reconcile_onnx(initializer_counts(keras_proto)["elements"], op_counts(keras_proto), "keras_onnx", plan)
+    graph_counts = {}
+    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
+        elements = parameter_counts(graph)
+        graph_counts[source] = C.reconcile_onnx(elements["elements"], op_counts(graph.proto), source, plan,
+                                                weights=elements["weights"])
+    torch_onnx, keras_onnx = graph_counts["torch_onnx"], graph_counts["keras_onnx"]
     counts = {"spec": spec_count, "torch": torch_count, "keras": keras_count, "torch_onnx": torch_onnx, "keras_onnx": keras_onnx}
     reports = {
         source: ParamReport(trainable=c.trainable, non_trainable=c.non_trainable, total=c.total, ok=c.ok, notes=c.notes)

@@ -422,24 +422,29 @@ def randomize(model, seed: int) -> None:
         _randomize_keras(model, rng)
 
 
-def _random_vector(rng, role: str, shape, fan_in: int) -> np.ndarray:
-    if role == "kernel":
-        values = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), size=shape)
-    elif role == "bias":
-        values = rng.normal(0.0, 0.1, size=shape)
-    elif role == "gamma":
-        values = rng.normal(1.0, 0.3, size=shape)
-    elif role == "beta":
-        values = rng.normal(0.0, 0.3, size=shape)
-    elif role == "moving_mean":
-        values = rng.normal(0.0, 0.5, size=shape)
-    elif role == "moving_variance":
-        values = rng.uniform(0.5, 2.0, size=shape)
-    elif role == "alpha":
-        values = rng.uniform(0.05, 0.6, size=shape)
-    else:
-        values = rng.normal(0.0, 0.1, size=shape)
-    return values.astype(np.float32)
+def random_tensor(rng, role: str, shape, fan_in: int) -> np.ndarray:
+    """One seeded float32 tensor drawn as :func:`randomize` describes for its ``role``.
+
+    Drawn in float32 directly: for a 61 M-parameter model, float64 draws and a conversion
+    take twice as long.
+    """
+    shape = tuple(shape)
+    if role == "moving_variance":
+        return (rng.random(shape, dtype=np.float32) * np.float32(1.5) + np.float32(0.5)).astype(np.float32, copy=False)
+    if role == "alpha":
+        return (rng.random(shape, dtype=np.float32) * np.float32(0.55) + np.float32(0.05)).astype(np.float32, copy=False)
+    mean, deviation = {
+        "kernel": (0.0, 1.0 / np.sqrt(max(fan_in, 1))),
+        "bias": (0.0, 0.1),
+        "gamma": (1.0, 0.3),
+        "beta": (0.0, 0.3),
+        "moving_mean": (0.0, 0.5),
+    }.get(role, (0.0, 0.1))
+    values = rng.standard_normal(shape, dtype=np.float32)
+    values *= np.float32(deviation)
+    if mean:
+        values += np.float32(mean)
+    return values
 
 
 def _randomize_torch(model, rng) -> None:
@@ -495,7 +500,7 @@ def _randomize_torch(model, rng) -> None:
                     int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
                 )
                 tensor.copy_(
-                    torch.from_numpy(_random_vector(rng, role, tuple(tensor.shape), fan_in)).to(
+                    torch.from_numpy(random_tensor(rng, role, tuple(tensor.shape), fan_in)).to(
                         tensor.dtype
                     )
                 )
@@ -528,7 +533,7 @@ def _randomize_keras(model, rng) -> None:
                 and not variable.trainable
             ):
                 continue  # e.g. a seed generator's state
-            variable.assign(_random_vector(rng, role, shape, fan_in))
+            variable.assign(random_tensor(rng, role, shape, fan_in))
         if isinstance(layer, keras.layers.Normalization):
             layer.finalize_state()
 

@@ -1,0 +1,128 @@
+"""The spec's own ONNX graph as a referee beside the two exports.
+
+The referee is emitted straight from the plan (:mod:`cnnspec.targets.onnx.emit`), given the
+same weights as the models (read from the model the weights came from) and run by the same
+onnxruntime on the same input.  Each model's layer outputs are compared with the referee's:
+when PyTorch and Keras disagree, the side that departs from the spec's reference is the one
+to fix, and the first layer where it departs is named ("keras agrees with the spec; torch
+departs at `down`").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cnnspec.engine.plan import Plan
+from cnnspec.verifier.compare import compare_arrays, to_channels_first
+from cnnspec.verifier.report import RefereeReport
+
+
+class RefereeUnavailable(Exception):
+    """The referee cannot be given the models' weights (a model's tensors are not named like the spec's)."""
+
+
+def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[dict[str, np.ndarray], str]:
+    """The plan's tensors read from the model the weights came from (``torch`` or ``keras``), else the other.
+
+    Returns:
+        The weights by ``<layer>.<tensor>`` name and the framework they were read from.
+    """
+    from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model
+    from cnnspec.weights.transfer import WeightMismatch
+
+    readers = {"torch": lambda: from_torch_model(plan, torch_model),
+               "keras": lambda: from_keras_model(plan, keras_model)}
+    order = [source] + [other for other in readers if other != source]
+    reasons = []
+    for framework in order:
+        try:
+            return readers[framework](), framework
+        except (WeightMismatch, ValueError, KeyError, AttributeError) as error:
+            reasons.append(f"{framework}: {error}")
+    raise RefereeUnavailable("; ".join(reasons))
+
+
+def run_referee(plan: Plan, weights: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every spec layer's output (channels-first) of the spec's ONNX graph on ``x``."""
+    from cnnspec.targets.onnx.emit import emit_graph
+    from cnnspec.verifier.onnx_export import run_onnx
+
+    graph = emit_graph(plan)
+    return dict(zip(graph.layer_names, run_onnx(graph.proto, x, weights)))
+
+
+def _departure(plan: Plan, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], *, keras_layout: bool,
+               atol: float, rtol: float) -> tuple[str | None, float | None, int]:
+    """(first layer departing from the reference, its max abs diff, layers compared)."""
+    compared = 0
+    for layer in plan.layers:
+        value = outputs.get(layer.name)
+        if value is None:
+            continue
+        if keras_layout:
+            value = to_channels_first(value, layer)
+        expected = reference[layer.name]
+        compared += 1
+        if value.shape != expected.shape:
+            return layer.name, None, compared
+        if _clearly_close(expected, value, atol, rtol):
+            continue
+        stats = compare_arrays(expected, value, atol, rtol)  # the exact criterion, NaN and infinities included
+        if not stats["ok"]:
+            return layer.name, stats["max_abs_diff"], compared
+    return None, None, compared
+
+
+def _clearly_close(expected: np.ndarray, value: np.ndarray, atol: float, rtol: float) -> bool:
+    """``|value - expected| <= atol + rtol·|expected|`` everywhere, in a few in-place passes.
+
+    False also for NaN or infinities, which :func:`compare_arrays` then judges exactly.
+    """
+    difference = np.subtract(value, expected, dtype=np.float32)
+    np.abs(difference, out=difference)
+    tolerance = np.abs(expected, dtype=np.float32)
+    tolerance *= np.float32(rtol)
+    tolerance += np.float32(atol)
+    return bool(np.all(difference <= tolerance))
+
+
+def judge(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[str, np.ndarray],
+          reference: dict[str, np.ndarray], *, weights_from: str, atol: float, rtol: float) -> RefereeReport:
+    """Compare each model with the referee and say which one departs from the spec, and where.
+
+    Args:
+        plan: the resolved spec.
+        torch_outputs: channels-first arrays by spec layer name (observable layers only).
+        keras_outputs: channels-last arrays by spec layer name.
+        reference: the referee's channels-first arrays of every spec layer.
+        weights_from: the model the referee's weights were read from.
+        atol: absolute tolerance.
+        rtol: relative tolerance.
+    """
+    torch_at, torch_diff, torch_count = _departure(plan, torch_outputs, reference, keras_layout=False,
+                                                   atol=atol, rtol=rtol)
+    keras_at, keras_diff, keras_count = _departure(plan, keras_outputs, reference, keras_layout=True,
+                                                   atol=atol, rtol=rtol)
+    return RefereeReport(
+        weights_from=weights_from, torch_departs_at=torch_at, keras_departs_at=keras_at,
+        torch_max_abs_diff=torch_diff, keras_max_abs_diff=keras_diff, torch_layers_compared=torch_count,
+        keras_layers_compared=keras_count, verdict=verdict_sentence(torch_at, keras_at),
+    )
+
+
+def verdict_sentence(torch_at: str | None, keras_at: str | None) -> str:
+    """The referee's finding in one sentence."""
+    if torch_at is None and keras_at is None:
+        return "torch and keras both agree with the spec's ONNX reference"
+    if torch_at is None:
+        return f"torch agrees with the spec; keras departs at `{keras_at}`"
+    if keras_at is None:
+        return f"keras agrees with the spec; torch departs at `{torch_at}`"
+    return f"both depart from the spec: torch at `{torch_at}`, keras at `{keras_at}`"
+
+
+def departing_sides(report: RefereeReport) -> Sequence[str]:
+    """The frameworks whose outputs depart from the spec's reference."""
+    return [side for side, at in (("torch", report.torch_departs_at), ("keras", report.keras_departs_at)) if at]
