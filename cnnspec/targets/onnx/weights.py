@@ -23,12 +23,9 @@ import numpy as np
 
 from cnnspec.engine.plan import Plan
 from cnnspec.errors import CnnspecError
-from cnnspec.weights.transfer import (
-    WeightMismatch,
-    _depthwise_to_torch,
-    _kernel_to_torch,
-    flat_permutation,
-)
+from cnnspec.weights.layouts import depthwise_to_torch as _depthwise_to_torch
+from cnnspec.weights.layouts import kernel_to_torch as _kernel_to_torch
+from cnnspec.weights.transfer import WeightMismatch, flat_permutation
 
 # Torch storage classes a state_dict of float tensors may use, by their dtype.
 _STORAGE_DTYPES = {
@@ -214,7 +211,7 @@ def weights_from_file(plan: Plan, path: str | Path) -> dict[str, np.ndarray]:
 
     A Keras file is loaded into the Keras model built from the spec, so it needs keras.
     """
-    from cnnspec.weights.transfer import KERAS_WEIGHTS_SUFFIX, load_weights_file
+    from cnnspec.weights.files import KERAS_WEIGHTS_SUFFIX, load_weights_file
 
     path = Path(path)
     if not path.is_file():
