@@ -299,10 +299,11 @@ def test_conv_transpose_same_valid_match_keras_own(kernel, stride, mode, dilatio
     spec = make_spec(3, [4, 5], layer)
     model = build(spec, "keras")
     x = random_input(spec)
-    reference = keras.layers.Conv2DTranspose(2, kernel, strides=stride, padding=mode, dilation_rate=dilation)
-    reference.build((None, 4, 5, 3))
-    reference.set_weights(model.get_layer("probe").get_weights())
-    close(layer_output(model, "probe", x), reference(x))
+    if dilation == 1:  # TensorFlow's CPU kernel runs a dilated one only with oneDNN, which the tests turn off
+        reference = keras.layers.Conv2DTranspose(2, kernel, strides=stride, padding=mode, dilation_rate=dilation)
+        reference.build((None, 4, 5, 3))
+        reference.set_weights(model.get_layer("probe").get_weights())
+        close(layer_output(model, "probe", x), reference(x))
     # and the plan's crop semantics, rebuilt from torch's full transposed convolution
     plan_layer = resolve(spec).layer("probe")
     kl = model.get_layer("probe")

@@ -275,9 +275,9 @@ class ConvTransposeDefinition(LayerDefinition):
             activation=K.activation_value(layer, ctx),
             name=K.quoted(layer.name),
         )
-        if not (
-            max(stride) > 1 and max(dilation) > 1
-        ):  # Keras refuses strides > 1 with dilation > 1
+        # A dilated one goes through the helper: Keras refuses strides > 1 with dilation > 1, and
+        # TensorFlow's CPU kernel runs a dilated transposed conv only with oneDNN on.
+        if max(dilation) == 1:
             native: dict[str, str | None] | None = None
             if layer.padding_mode == "same":
                 native = dict(padding=P.string("same"))
