@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.targets.build import build, emit_source
+from cnnspec.engine.plan import LayerPlan, Plan, resolve
 from cnnspec.errors import CnnspecError, Problem, SpecError
 from cnnspec.load.loader import load_spec
-from cnnspec.engine.plan import LayerPlan, Plan, resolve
 from cnnspec.spec.models import ModelSpec
+from cnnspec.targets.build import build, emit_source
 from cnnspec.teach.explain import explain
 
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ traceback for bad input.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 PathItem = str | int
 
@@ -90,7 +90,7 @@ class SpecError(CnnspecError):
         """All problems, one block each."""
         return "\n".join(p.render() for p in self.problems)
 
-    def with_source(self, file: str | None, locate) -> "SpecError":
+    def with_source(self, file: str | None, locate) -> SpecError:
         """Fill in file, line and column from a source map (used by the loader)."""
         for problem in self.problems:
             if problem.file is None:

@@ -8,7 +8,6 @@ message, never a traceback), 130 interrupted.  ``validate``, ``explain`` and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -97,8 +96,8 @@ def _write_output(path: str, text: str, force: bool) -> None:
 
 
 def cmd_validate(args) -> int:
-    from cnnspec.load.loader import load_spec
     from cnnspec.engine.plan import resolve
+    from cnnspec.load.loader import load_spec
 
     problems: list[str] = []
     for spec_path in args.specs:
@@ -165,8 +164,8 @@ def _weights_framework(path: str) -> str:
 
 
 def cmd_build(args) -> int:
-    from cnnspec.targets.build import emit_source
     from cnnspec.engine.plan import resolve
+    from cnnspec.targets.build import emit_source
 
     plan = resolve(args.spec)
     _check_limits(plan, args)

@@ -12,12 +12,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.errors import CnnspecError, SpecError
+from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 

@@ -23,10 +23,12 @@ import difflib
 import json
 import os
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from cnnspec.errors import Problem, SpecError, format_path
 from cnnspec.layers import REGISTRY
@@ -445,7 +447,7 @@ def parse_text(text: str, file: str | None = None, *, json_text: bool = False) -
     return data, source
 
 
-def load_spec(source: "str | os.PathLike[str] | Mapping[str, Any] | ModelSpec") -> ModelSpec:
+def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) -> ModelSpec:
     """Load and validate a spec.
 
     Args:
@@ -466,8 +468,7 @@ def load_spec(source: "str | os.PathLike[str] | Mapping[str, Any] | ModelSpec") 
     if isinstance(source, Mapping):
         data: Any = dict(source)
     else:
-        text_like = isinstance(source, str) and ("\n" in source or source.lstrip().startswith("{"))
-        if text_like:
+        if isinstance(source, str) and ("\n" in source or source.lstrip().startswith("{")):
             data, source_map = parse_text(source, None)
         else:
             path = Path(source)
@@ -584,7 +585,9 @@ def _layer_type_at(data: Any, index: Any) -> str | None:
 
 
 def _model_for_type(layer_type: str | None):
-    return REGISTRY.definition(layer_type).model if layer_type in REGISTRY else None
+    if layer_type is None or layer_type not in REGISTRY:
+        return None
+    return REGISTRY.definition(layer_type).model
 
 
 def suggest_type(name: str) -> str | None:
@@ -745,7 +748,7 @@ def _translate(exc: ValidationError, data: Any, file: str | None, source_map: So
     problems: list[Problem] = []
     errors = exc.errors(include_url=False)
     # A union field fails once per branch; keep the most specific message per path.
-    by_path: dict[tuple, list[dict]] = {}
+    by_path: dict[tuple, list[ErrorDetails]] = {}
     for error in errors:
         by_path.setdefault(_real_path(error["loc"], data), []).append(error)
     # 'out_channels: 8' is both an unknown field and a missing 'filters': report it once, as the unknown field.
@@ -777,7 +780,7 @@ def _layer_label(data: Any, path: tuple) -> str:
     return ""
 
 
-def _problem_for(path: tuple, group: list[dict], data: Any, file: str | None, source_map: SourceMap) -> Problem:
+def _problem_for(path: tuple, group: list[ErrorDetails], data: Any, file: str | None, source_map: SourceMap) -> Problem:
     error = group[0]
     kind = error["type"]
     hint = None
@@ -830,7 +833,7 @@ def _padding_hint(value: Any) -> str:
     return "'same' means SAME_UPPER (the odd extra cell goes at the end); a number pads both sides equally"
 
 
-def _value_message(path: tuple, group: list[dict], data: Any) -> tuple[str, str | None]:
+def _value_message(path: tuple, group: list[ErrorDetails], data: Any) -> tuple[str, str | None]:
     """The message and hint for a value of the wrong type or out of range."""
     value = group[0].get("input")
     field, item = _field_of(path)

@@ -384,18 +384,21 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
     headings = {"layer": text("layer", lang), "type": text("type", lang), "inputs": text("inputs", lang),
                 "first": first, "last": last, "params": text("params", lang)}
     rows = [{"layer": text("input", lang), "type": "", "inputs": "", "first": shape_text(data["input_shape"]["NCHW"]),
-             "last": shape_text(data["input_shape"]["NHWC"]), "params": "", "_details": []}]
+             "last": shape_text(data["input_shape"]["NHWC"]), "params": ""}]
+    # the lines under each row: (label, segments), one list per row
+    details: list[list[tuple[str, list[str]]]] = [[]]
     for record in data["layers"]:
         rows.append({
             "layer": record["name"], "type": record["label"], "inputs": ", ".join(record["inputs"]),
             "first": shape_text(record["output_shape"]["NCHW"]), "last": shape_text(record["output_shape"]["NHWC"]),
-            "params": F.num(record["params"]), "_details": _detail_rows(record, lang),
+            "params": F.num(record["params"]),
         })
+        details.append(_detail_rows(record, lang))
     if wide:
         extra = [("padding", text("padding", lang)), ("size", text("size", lang)),
                  ("arithmetic", text("arithmetic", lang))]
-        for row in rows:
-            found = dict(row["_details"])
+        for row, row_details in zip(rows, details):
+            found = dict(row_details)
             for key, label in extra:
                 row[key] = "; ".join(found.get(label, []))
         columns += [key for key, _ in extra]
@@ -404,8 +407,8 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
     if not wide and "inputs" in columns and sum(widths.values()) + 2 * (len(columns) - 1) > width:
         # Too wide with the inputs in a column: give each layer an 'inputs' line under its row instead.
         columns.remove("inputs")
-        for row, record in zip(rows[1:], data["layers"]):
-            row["_details"].insert(0, (text("inputs", lang), [", ".join(record["inputs"])]))
+        for row_details, record in zip(details[1:], data["layers"]):
+            row_details.insert(0, (text("inputs", lang), [", ".join(record["inputs"])]))
 
     def line(row: dict[str, str]) -> str:
         return "  ".join(_pad(row[c], widths[c], right=(c == "params")) for c in columns).rstrip()
@@ -413,11 +416,11 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
     out.append(line(headings))
     out.append("  ".join("-" * widths[c] for c in columns))
     label_width = max([display_width(text(k, lang)) for k in ("inputs", "padding", "size", "arithmetic")])
-    for row in rows:
+    for row, row_details in zip(rows, details):
         out.append(line(row))
         if wide:
             continue
-        for label, segments in row["_details"]:
+        for label, segments in row_details:
             prefix = "    " + _pad(label, label_width) + "  "
             out.extend(_wrap(segments, prefix, display_width(prefix), width))
     out.append("")

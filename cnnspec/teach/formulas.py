@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cnnspec.engine import shapes as S
-from cnnspec.engine.plan import AXIS_NAMES, LayerPlan
+from cnnspec.engine.plan import AXIS_NAMES, LayerPlan, Pads
 
 # A printed formula: numbers (with brackets) joined by operators, e.g. ⌊(28 + 0 − 3) / 1⌋ + 1 = 26.
 _NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*[⌋⌉)]*"
@@ -26,6 +27,30 @@ def axis_names(spatial_rank: int) -> tuple[str, ...]:
 def num(value: int) -> str:
     """An int with thousands commas and a real minus sign."""
     return f"{value:,}".replace("-", "−")
+
+
+class Window(NamedTuple):
+    """The per-axis numbers of a sliding-window layer, none of them missing."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: Pads
+
+
+def window(layer: LayerPlan) -> Window:
+    """Kernel, stride, dilation (1 where the plan has none) and padding of a conv, pool or transposed conv."""
+    if layer.kernel_size is None or layer.stride is None or layer.padding is None:
+        raise ValueError(f"layer {layer.name!r} ({layer.type}) has no sliding window")
+    dilation = layer.dilation or (1,) * len(layer.kernel_size)
+    return Window(layer.kernel_size, layer.stride, dilation, layer.padding)
+
+
+def pads_of(layer: LayerPlan) -> Pads:
+    """Per-axis (before, after) padding of a layer that pads (zero_pad, windowed layers)."""
+    if layer.padding is None:
+        raise ValueError(f"layer {layer.name!r} ({layer.type}) has no padding")
+    return layer.padding
 
 
 @dataclass(frozen=True)
@@ -55,11 +80,11 @@ def window_axes(layer: LayerPlan) -> list[AxisDetail]:
     """Per-axis arithmetic of a convolution or pooling layer (forward sliding window)."""
     names = axis_names(layer.spatial_rank)
     details = []
-    dilation = layer.dilation or (1,) * len(layer.kernel_size)
+    kernel, stride, dilation, pads = window(layer)
     is_pool = layer.family == "pool"
     ceil_mode = bool(is_pool and getattr(layer.spec, "ceil_mode", False))
     for i, (n, k, s, d, (b, a), out) in enumerate(
-        zip(layer.input_shape[1:], layer.kernel_size, layer.stride, dilation, layer.padding, layer.output_shape[1:])
+        zip(layer.input_shape[1:], kernel, stride, dilation, pads, layer.output_shape[1:])
     ):
         dk = S.effective_kernel(k, d)
         extra = (layer.ceil_extra or (0,) * len(names))[i] if is_pool else 0
@@ -85,10 +110,10 @@ def transpose_axes(layer: LayerPlan) -> list[AxisDetail]:
     """Per-axis arithmetic of a transposed convolution: the full footprint, then crop / extend."""
     names = axis_names(layer.spatial_rank)
     details = []
-    dilation = layer.dilation or (1,) * len(layer.kernel_size)
+    kernel, stride, dilation, pads = window(layer)
     output_padding = layer.output_padding or (0,) * len(names)
     for i, (n, k, s, d, (b, a), op, out) in enumerate(zip(
-        layer.input_shape[1:], layer.kernel_size, layer.stride, dilation, layer.padding, output_padding,
+        layer.input_shape[1:], kernel, stride, dilation, pads, output_padding,
         layer.output_shape[1:],
     )):
         dk = S.effective_kernel(k, d)
@@ -121,7 +146,7 @@ def simple_axes(layer: LayerPlan) -> list[AxisDetail]:
         for name, n, f, out in zip(names, layer.input_shape[1:], factors, layer.output_shape[1:]):
             details.append(AxisDetail(name, f"{n}·{f} = {num(out)}"))
     else:
-        for name, n, (b, a), out in zip(names, layer.input_shape[1:], layer.padding, layer.output_shape[1:]):
+        for name, n, (b, a), out in zip(names, layer.input_shape[1:], pads_of(layer), layer.output_shape[1:]):
             details.append(AxisDetail(name, f"{n} + {b} + {a} = {num(out)}", b, a))
     return details
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import LayerPlan, Plan
-from cnnspec.teach.formulas import axis_names, num
+from cnnspec.teach.formulas import axis_names, num, window
 from cnnspec.teach.i18n import text
 
 _LAYOUT_LETTERS = {1: ("(N, C, L)", "(N, L, C)"), 2: ("(N, C, H, W)", "(N, H, W, C)"),
@@ -49,10 +49,10 @@ def _first(plan: Plan, predicate) -> LayerPlan | None:
 
 
 def _conv_note(plan: Plan, records, lang: str):
-    layer = _first(plan, lambda l: l.family == "conv" and getattr(l.spec, "groups", 1) == 1)
+    layer = _first(plan, lambda conv: conv.family == "conv" and getattr(conv.spec, "groups", 1) == 1)
     if layer is None:
         return None
-    kernel = "×".join(map(str, layer.kernel_size))
+    kernel = "×".join(map(str, window(layer).kernel))
     return _note("note_conv", layer.name, lang, count=layer.output_shape[0], kernel=kernel, depth=layer.input_shape[0])
 
 
@@ -62,9 +62,9 @@ def _same_note(plan: Plan, records, lang: str):
         if layer.padding_mode != "same" or layer.family not in ("conv", "depthwise_conv", "separable_conv", "pool"):
             continue
         names = axis_names(layer.spatial_rank)
-        dilation = layer.dilation or (1,) * len(names)
-        for axis, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], layer.kernel_size, layer.stride,
-                                                             dilation, layer.padding, layer.output_shape[1:])):
+        kernel, stride, dilation, pads = window(layer)
+        for axis, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], kernel, stride,
+                                                             dilation, pads, layer.output_shape[1:])):
             if b == a:
                 continue
             dk = S.effective_kernel(k, d)
@@ -82,17 +82,17 @@ def _same_note(plan: Plan, records, lang: str):
 
 
 def _transpose_note(plan: Plan, records, lang: str):
-    layer = _first(plan, lambda l: l.family == "conv_transpose")
+    layer = _first(plan, lambda transposed: transposed.family == "conv_transpose")
     if layer is None:
         return None
     names = axis_names(layer.spatial_rank)
-    n, k, s = layer.input_shape[1], layer.kernel_size[0], layer.stride[0]
-    d = (layer.dilation or (1,))[0]
+    kernel, stride, dilation, pads = window(layer)
+    n, k, s, d = layer.input_shape[1], kernel[0], stride[0], dilation[0]
     dk = S.effective_kernel(k, d)
     full_value = (n - 1) * s + dk
     full = f"({n} − 1)·{s} + {dk} = {num(full_value)}"
     out = layer.output_shape[1]
-    before, after = layer.padding[0]
+    before, after = pads[0]
     if layer.padding_mode == "same":
         if dk < s:
             return None

@@ -8,7 +8,7 @@ from typing import Any
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.teach import pictures as P
-from cnnspec.teach.formulas import FORMULA, axis_names, num
+from cnnspec.teach.formulas import FORMULA, axis_names, num, pads_of, window
 from cnnspec.teach.i18n import text
 from cnnspec.teach.source_lines import generated_sources, layer_lines
 
@@ -120,13 +120,13 @@ def _legend(lang: str, keys: tuple[str, ...]) -> str:
 
 def _window_axes(layer: LayerPlan, symmetric: int | None = None) -> list[dict[str, Any]]:
     axes = []
-    dilation = layer.dilation or (1,) * len(layer.kernel_size)
-    extras = layer.ceil_extra or (0,) * len(layer.kernel_size)
-    for i, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], layer.kernel_size, layer.stride,
-                                                      dilation, layer.padding, layer.output_shape[1:])):
+    kernel, stride, dilation, pads = window(layer)
+    extras = layer.ceil_extra or (0,) * len(kernel)
+    for i, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], kernel, stride,
+                                                      dilation, pads, layer.output_shape[1:])):
         dk = S.effective_kernel(k, d)
         if symmetric is not None:
-            p = layer.padding[i][1]
+            p = pads[i][1]
             b = a = p
             out = S.conv_output_length(n, k, s, d, p, p)
         axes.append(P.window_axis(n, b, a, dk, s, out, extras[i]))
@@ -161,9 +161,9 @@ def _padding_section(layer: LayerPlan, lang: str) -> str:
         legend = _legend(lang, keys + (("legend_beyond",) if any(layer.ceil_extra or ()) else ()))
     elif layer.family == "conv_transpose":
         strips = []
-        dilation = layer.dilation or (1,) * len(layer.kernel_size)
-        for name, n, k, s, d, (b, a), out in zip(names, layer.input_shape[1:], layer.kernel_size, layer.stride,
-                                                 dilation, layer.padding, layer.output_shape[1:]):
+        kernel, stride, dilation, pads = window(layer)
+        for name, n, k, s, d, (b, a), out in zip(names, layer.input_shape[1:], kernel, stride,
+                                                 dilation, pads, layer.output_shape[1:]):
             dk = S.effective_kernel(k, d)
             full = (n - 1) * s + dk
             length = max(full, b + out)
@@ -175,7 +175,7 @@ def _padding_section(layer: LayerPlan, lang: str) -> str:
         legend = _legend(lang, ("legend_input", "legend_pad", "legend_crop", "legend_first", "legend_last"))
     elif layer.family == "zero_pad":
         axes = [{"positions": P._visible_positions(-b, n + a, b + 3, a + 3), "n": n, "ceil_beyond": 10**9,
-                 "first": None, "last": None} for n, (b, a) in zip(layer.input_shape[1:], layer.padding)]
+                 "first": None, "last": None} for n, (b, a) in zip(layer.input_shape[1:], pads_of(layer))]
         figures.append("<figure>" + _window_pictures(layer, axes, names, heading) + "</figure>")
         legend = _legend(lang, ("legend_input", "legend_pad"))
     else:

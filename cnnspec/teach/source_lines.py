@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import re
-import textwrap
 import sys
+import textwrap
 from collections.abc import Iterator
 
 from cnnspec.engine.plan import Plan

@@ -12,13 +12,12 @@ The pass criterion of one element is NumPy's ``allclose``:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
 from cnnspec.engine.plan import LayerPlan, Plan
-
 from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL  # noqa: F401 - re-exported: the defaults live with the report
 
 

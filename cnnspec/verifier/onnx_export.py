@@ -35,9 +35,10 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -346,7 +347,8 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
         if dynamo:  # the dynamo exporter prints progress lines on stdout
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         try:
-            torch.onnx.export(wrapper, (x, *tensors.values()), buffer, **kwargs)
+            # torch annotates f as a path, but both exporters also write to a binary buffer
+            torch.onnx.export(wrapper, (x, *tensors.values()), buffer, **kwargs)  # type: ignore[arg-type]
         finally:
             wrapper.remove_hooks()
     _silence_loggers()

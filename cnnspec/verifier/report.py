@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 # Default tolerances, measured (bench/README.md, "verify"): the two float32 graphs of one network
 # differ by <= 1.2e-6 on every example and <= 1.7e-5 on ResNet-50's deepest BatchNorm layers; real
@@ -239,17 +242,20 @@ def _render_plain(report: VerifyReport) -> str:
     out = io.StringIO()
     out.write(f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n")
     header: tuple[str, ...] = ("layer", "type", "shape (C-first)", "max abs diff", "status")
-    rows = [(layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer)) for layer in report.layers]
+    rows: list[tuple[str, ...]] = [
+        (layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer))
+        for layer in report.layers
+    ]
     if any(layer.reading for layer in report.layers):
         header += ("read as",)
         rows = [(*row, layer.reading or "") for row, layer in zip(rows, report.layers)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
-    for framework, rows in report.matching.items():
+    for framework, matches in report.matching.items():
         out.write(f"\nMatching: spec layer -> {framework} model\n")
         table = [("spec layer", f"{framework} part", "how", "kind")]
-        table += [(_part_name(row), row.target, row.how, row.kind) for row in rows]
+        table += [(_part_name(match), match.target, match.how, match.kind) for match in matches]
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         for row in table:
             out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
@@ -272,7 +278,9 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
                       no_color=not color, highlight=False)
     title = f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "")
     table = Table(title=title, title_justify="left")
-    for column, justify in (("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left")):
+    layer_columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left"))
+    for column, justify in layer_columns:
         table.add_column(column, justify=justify)
     readings = any(layer.reading for layer in report.layers)
     if readings:
@@ -291,10 +299,12 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
             matching.add_row(_part_name(row), row.target, row.how, row.kind)
         console.print(matching)
     params = Table(title="Parameters", title_justify="left")
-    for column, justify in (("source", "left"), ("trainable", "right"), ("non-trainable", "right"), ("status", "left"), ("notes", "left")):
+    param_columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("source", "left"), ("trainable", "right"), ("non-trainable", "right"), ("status", "left"), ("notes", "left"))
+    for column, justify in param_columns:
         params.add_column(column, justify=justify, overflow="fold")
-    for row in _param_rows(report):
-        params.add_row(*row)
+    for param_row in _param_rows(report):
+        params.add_row(*param_row)
     console.print(params)
     for line in _verdict_lines(report):
         style = "bold green" if line.startswith("VERDICT: OK") else ("bold red" if line.startswith("VERDICT") else "")

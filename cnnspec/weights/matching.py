@@ -25,9 +25,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cnnspec.errors import CnnspecError
 from cnnspec.weights.transfer import WeightMismatch
