@@ -21,19 +21,32 @@ ROOT = Path(__file__).resolve().parent.parent
 RUFF_PENDING = ("cnnspec/verifier/run.py",)
 
 # The parts of the package that pass mypy; add a path once it passes (issue 9 wants all of cnnspec/).
+# layers/ and verifier/referee.py pass too but are being rewritten on other branches; targets/onnx/ and
+# verifier/run.py do not pass yet.
 MYPY_CLEAN = (
     "cnnspec/__init__.py",
+    "cnnspec/__main__.py",
     "cnnspec/atomic.py",
     "cnnspec/errors.py",
     "cnnspec/testing.py",
     "cnnspec/cli/",
+    "cnnspec/engine/",
     "cnnspec/load/",
+    "cnnspec/spec/",
     "cnnspec/teach/",
+    "cnnspec/targets/__init__.py",
+    "cnnspec/targets/base.py",
+    "cnnspec/targets/build.py",
+    "cnnspec/targets/helper_text.py",
+    "cnnspec/targets/naming.py",
+    "cnnspec/targets/pysource.py",
+    "cnnspec/targets/keras/",
+    "cnnspec/targets/torch/",
+    "cnnspec/verifier/__init__.py",
     "cnnspec/verifier/compare.py",
     "cnnspec/verifier/onnx_export.py",
     "cnnspec/verifier/report.py",
-    "cnnspec/weights/files.py",
-    "cnnspec/weights/matching.py",
+    "cnnspec/weights/",
 )
 
 # Fails both tools: an unused import (ruff F401) and a possibly-None tuple passed to len (mypy arg-type),
