@@ -7,6 +7,7 @@ Every formula is a chain ``expression = value`` (or ``a = b = c``) using · for 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -183,8 +184,9 @@ def param_terms(layer: LayerPlan) -> list[ParamTerm]:
     channels = layer.input_shape[0]
     for tensor in layer.params:
         shape = tensor.shape
-        if len(shape) == 1:
-            terms.append(ParamTerm(num(shape[0]), shape[0], tensor.name, tensor.trainable))
+        if len(shape) <= 1:  # a vector, or a scalar such as Keras' normalization count
+            size = math.prod(shape)
+            terms.append(ParamTerm(num(size), size, tensor.name, tensor.trainable))
             continue
         out, inner, kernel = shape[0], shape[1], list(shape[2:])
         if family == "conv_transpose":
