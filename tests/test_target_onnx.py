@@ -203,6 +203,26 @@ def test_cli_refuses_a_binary_model_on_stdout():
     assert "-o" in result.stderr and "Traceback" not in result.stderr
 
 
+UNSUPPORTED_BUILD = """
+import sys
+from cnnspec.targets.onnx import emit
+emit.unsupported_types = lambda plan: ['relu', 'flatten']
+from cnnspec.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_refuses_types_without_onnx_emission_naming_them(tmp_path):
+    out = tmp_path / "m.onnx"
+    result = subprocess.run([sys.executable, "-c", UNSUPPORTED_BUILD, "build", ROOT / "examples" / "mnist_convnet.yaml",
+                             "--target", "onnx", "-o", out], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert "no ONNX emission for type(s) relu, flatten" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.frameworks
 def test_cli_weights_from_torch_and_keras_files(tmp_path):
     torch = pytest.importorskip("torch")

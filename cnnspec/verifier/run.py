@@ -214,8 +214,12 @@ def verify(
 
 def _run_referee(plan, torch_model, keras_model, x, source: str):
     """The referee's layer outputs, the model its weights came from, and why there is none if so."""
+    from cnnspec.targets.onnx.emit import unsupported_types
     from cnnspec.verifier.referee import RefereeUnavailable, referee_weights, run_referee
 
+    missing = unsupported_types(plan)
+    if missing:
+        return None, None, f"no referee: no ONNX emission for type(s) {', '.join(missing)}"
     try:
         weights, source = referee_weights(plan, torch_model, keras_model, source)
     except RefereeUnavailable as error:

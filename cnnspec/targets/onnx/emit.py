@@ -50,6 +50,26 @@ class OnnxGraph:
     layer_names: list[str] = field(default_factory=list)
 
 
+class OnnxUnsupported(CnnspecError):
+    """The spec has layer types without an ONNX emission (the message names them)."""
+
+
+def unsupported_types(plan: Plan) -> list[str]:
+    """The spec's layer types that have no ONNX emission, in spec order."""
+    missing: dict[str, None] = {}
+    for layer in plan.layers:
+        if layer.family not in EMITTERS:
+            missing.setdefault(layer.type, None)
+    return list(missing)
+
+
+def require_emission(plan: Plan) -> None:
+    """Raise :class:`OnnxUnsupported` naming the spec's types that have no ONNX emission."""
+    missing = unsupported_types(plan)
+    if missing:
+        raise OnnxUnsupported(f"no ONNX emission for type(s) {', '.join(missing)}")
+
+
 class _Builder:
     """Collects nodes, constants and weight inputs while the layers are emitted."""
 
@@ -333,12 +353,10 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
     """
     from onnx import TensorProto, helper
 
+    require_emission(plan)
     builder = _Builder()
     for layer in plan.layers:
-        emit = EMITTERS.get(layer.family)
-        if emit is None:
-            raise CnnspecError(f"layer '{layer.name}': no ONNX emission for family '{layer.family}'")
-        emit(builder, layer, list(layer.inputs))
+        EMITTERS[layer.family](builder, layer, list(layer.inputs))
     batch_dim = BATCH_DIM if batch is None else batch
     inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *plan.input_shape])]
     inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
