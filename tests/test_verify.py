@@ -79,6 +79,20 @@ def test_a_type_without_onnx_emission_leaves_the_torch_keras_verdict(monkeypatch
     assert "no ONNX emission for type(s) relu, flatten" in report.render(use_rich=False)
 
 
+def test_a_referee_that_cannot_be_emitted_leaves_the_torch_keras_verdict(monkeypatch):
+    from cnnspec.errors import CnnspecError
+    from cnnspec.verifier import referee
+
+    def broken(plan, weights, x):
+        raise CnnspecError("layer 'bn': the plan has no tensor 'gamma'")
+
+    monkeypatch.setattr(referee, "run_referee", broken)
+    report = cnnspec.verify(ROOT / "examples" / "mnist_convnet.yaml")
+    assert report.ok and report.referee is None
+    assert report.referee_note == ("no referee: the spec's ONNX graph could not be emitted "
+                                   "(layer 'bn': the plan has no tensor 'gamma')")
+
+
 def test_report_fields_and_json_round_trip():
     report = cnnspec.verify(ROOT / "examples" / "pytorch_cnn_bn.yaml", batch=3, seed=5)
     data = json.loads(report.to_json())

@@ -229,7 +229,7 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
         for problem in report.problems:
             lines.append(f"- {problem}")
     if report.referee is None and report.referee_note:
-        lines.append(f"Referee: {report.referee_note}.")
+        lines.append(f"{report.referee_note[:1].upper()}{report.referee_note[1:]}.")
     for note in report.notes:
         lines.append(f"Note: {note}")
     if report.timings:

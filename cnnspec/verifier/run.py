@@ -224,7 +224,10 @@ def _run_referee(plan, torch_model, keras_model, x, source: str):
         weights, source = referee_weights(plan, torch_model, keras_model, source)
     except RefereeUnavailable as error:
         return None, None, f"no referee: the spec's tensors cannot be read from either model ({error})"
-    return run_referee(plan, weights, x), source, None
+    try:
+        return run_referee(plan, weights, x), source, None
+    except CnnspecError as error:  # the referee is a second opinion: it never stops the verification
+        return None, None, f"no referee: the spec's ONNX graph could not be emitted ({error})"
 
 
 def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
