@@ -57,8 +57,40 @@ def test_every_example_verifies(path):
         assert tuple(layer.keras_shape) == planned.output_shape_last
     assert report.max_abs_diff <= report.atol
     # the spec's own ONNX graph, with the same weights, agrees with both models on every layer
+    from cnnspec.targets.onnx.emit import unsupported_types
+
+    missing = unsupported_types(plan)
+    if missing:  # no referee, said so; the torch<->keras verdict stands
+        assert report.referee is None
+        assert report.referee_note == f"no referee: no ONNX emission for type(s) {', '.join(missing)}"
+        return
     assert report.referee.verdict == "torch and keras both agree with the spec's ONNX reference"
     assert report.referee.torch_layers_compared == report.referee.keras_layers_compared == len(plan.layers)
+
+
+def test_a_type_without_onnx_emission_leaves_the_torch_keras_verdict(monkeypatch):
+    from cnnspec.targets.onnx import emit
+
+    monkeypatch.setattr(emit, "unsupported_types", lambda plan: ["relu", "flatten"])
+    report = cnnspec.verify(ROOT / "examples" / "mnist_convnet.yaml")
+    assert report.ok, report.render(use_rich=False)
+    assert report.referee is None
+    assert report.referee_note == "no referee: no ONNX emission for type(s) relu, flatten"
+    assert "no ONNX emission for type(s) relu, flatten" in report.render(use_rich=False)
+
+
+def test_a_referee_that_cannot_be_emitted_leaves_the_torch_keras_verdict(monkeypatch):
+    from cnnspec.errors import CnnspecError
+    from cnnspec.verifier import referee
+
+    def broken(plan, weights, x):
+        raise CnnspecError("layer 'bn': the plan has no tensor 'gamma'")
+
+    monkeypatch.setattr(referee, "run_referee", broken)
+    report = cnnspec.verify(ROOT / "examples" / "mnist_convnet.yaml")
+    assert report.ok and report.referee is None
+    assert report.referee_note == ("no referee: the spec's ONNX graph could not be emitted "
+                                   "(layer 'bn': the plan has no tensor 'gamma')")
 
 
 def test_report_fields_and_json_round_trip():

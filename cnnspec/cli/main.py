@@ -198,11 +198,13 @@ def cmd_build(args) -> int:
 
 
 def _build_onnx(plan, args) -> int:
+    from cnnspec.targets.onnx.emit import require_emission
     from cnnspec.targets.onnx.model import build_onnx, require_onnx, save_onnx, write_onnx
 
     if not args.output:
         raise CnnspecError("--target onnx writes a binary model: give the file with -o FILE.onnx")
     require_onnx()
+    require_emission(plan)  # before any weights are read or any file is written
     weights = None
     if args.weights_from:
         from cnnspec.targets.onnx.weights import weights_from_file

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -221,3 +222,32 @@ class PReLUDefinition(LayerDefinition):
                 to_torch=lambda k: to_torch(k.reshape(-1)),
             )
         ]
+
+
+@REGISTRY.attach("onnx", *REGISTRY.definition("relu").types, "gelu")
+def activation_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """The standard op of the activation (gelu as its formula: Gelu is an op only from opset 20)."""
+    return O.activation(b, layer, layer.type, inputs[0], layer.name)
+
+
+@REGISTRY.attach("onnx", "leaky_relu")
+def leaky_relu_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """LeakyRelu with the spec's slope."""
+    return b.node("LeakyRelu", [inputs[0]], layer.name, alpha=float(layer.spec.negative_slope))
+
+
+@REGISTRY.attach("onnx", "elu")
+def elu_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Elu with the spec's alpha."""
+    return b.node("Elu", [inputs[0]], layer.name, alpha=float(layer.spec.alpha))
+
+
+@REGISTRY.attach("onnx", "prelu")
+def prelu_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """PRelu with the (C,) or (1,) slope reshaped to (C, 1, ...) to broadcast over the spatial dims."""
+    slope = b.weight(layer, "alpha")
+    spatial = len(layer.input_shape) - 1
+    if spatial:
+        shape = b.constant(b.temp(layer, "slope_shape"), [-1] + [1] * spatial, "int64")
+        slope = b.node("Reshape", [slope, shape], b.temp(layer, "slope"))
+    return b.node("PRelu", [inputs[0], slope], layer.name)

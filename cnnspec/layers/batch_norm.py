@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -148,3 +149,16 @@ def _feature_order(flat_order: Any) -> tuple[Any, Any]:
 
     inverse = np.argsort(flat_order)
     return (lambda a: a[flat_order]), (lambda a: a[inverse])
+
+
+@REGISTRY.attach("onnx", "batch_norm")
+def batch_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """BatchNormalization with the moving statistics (inference); without scale/center, 1 and 0."""
+    channels = layer.input_shape[0]
+    gamma = b.weight(layer, "gamma") if layer.spec.scale else b.constant(b.temp(layer, "gamma"), [1.0] * channels,
+                                                                         "float32")
+    beta = b.weight(layer, "beta") if layer.spec.center else b.constant(b.temp(layer, "beta"), [0.0] * channels,
+                                                                        "float32")
+    statistics = [b.weight(layer, "moving_mean"), b.weight(layer, "moving_variance")]
+    return b.node("BatchNormalization", [inputs[0], gamma, beta, *statistics], layer.name,
+                  epsilon=float(layer.spec.epsilon))

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
     PADDING_DESCRIPTION,
@@ -20,6 +20,7 @@ from cnnspec.spec.fields import (
 )
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -262,3 +263,15 @@ class ConvDefinition(ConvLike):
             )
         ]
         return slots + ([bias_slot()] if layer.spec.bias else [])
+
+
+@REGISTRY.attach("onnx", "conv1d", "conv2d", "conv3d")
+def conv_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Conv with per-side pads (asymmetric 'same' included), dilation and groups; kernel (O, I/g, *k)."""
+    weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    value = b.node(
+        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), kernel_shape=list(layer.kernel_size),
+        strides=list(layer.stride), dilations=list(layer.dilation), pads=O.flat_pads(layer.padding),
+        group=layer.spec.groups,
+    )
+    return O.with_activation(b, layer, value)

@@ -9,7 +9,7 @@ from pydantic import Field
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan, ParamTensor, fmt_count
 from cnnspec.errors import CnnspecError
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
     Flag,
@@ -21,6 +21,7 @@ from cnnspec.spec.fields import (
 )
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -321,3 +322,18 @@ class ConvTransposeDefinition(LayerDefinition):
             )
         ]
         return slots + ([WeightSlot("bias", "bias", ("bias",))] if layer.spec.bias else [])
+
+
+@REGISTRY.attach("onnx", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """ConvTranspose: the plan's crop of the full output as pads, extra end cells as output_padding."""
+    begins = [before for before, _ in layer.padding]
+    ends = [max(after, 0) for _, after in layer.padding]
+    extra = [max(-after, 0) for _, after in layer.padding]
+    weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    value = b.node(
+        "ConvTranspose", [inputs[0], *weights], b.temp(layer, "conv_transpose"),
+        kernel_shape=list(layer.kernel_size), strides=list(layer.stride), dilations=list(layer.dilation),
+        pads=begins + ends, output_padding=extra,
+    )
+    return O.with_activation(b, layer, value)

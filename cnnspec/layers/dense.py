@@ -7,10 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import ACTIVATION_DESCRIPTION, Flag, InlineActivation, LayerBase, Positive
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -121,3 +122,11 @@ class DenseDefinition(LayerDefinition):
         ):
             return "dense after a flattened feature map: the kernel rows must be permuted from C,H,W to H,W,C order."
         return "dense: kernel (out, in) in PyTorch vs (in, out) in Keras, the bias, or the inline activation."
+
+
+@REGISTRY.attach("onnx", "dense")
+def dense_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Gemm with the (out, in) kernel transposed."""
+    weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    value = b.node("Gemm", [inputs[0], *weights], b.temp(layer, "gemm"), transB=1)
+    return O.with_activation(b, layer, value)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
 from cnnspec.layers.conv import ConvLike, bias_slot, conv_module, padded_conv
-from cnnspec.layers.registry import WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
     PADDING_DESCRIPTION,
@@ -21,6 +21,7 @@ from cnnspec.spec.fields import (
 )
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -267,3 +268,28 @@ class SeparableConv2dDefinition(_DepthwiseLike):
             ),
         ]
         return slots + ([bias_slot("_pointwise")] if layer.spec.bias else [])
+
+
+@REGISTRY.attach("onnx", "depthwise_conv2d")
+def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Conv with one group per input channel; kernel (C*m, 1, *k)."""
+    weights = [b.weight(layer, "depthwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    value = b.node(
+        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), kernel_shape=list(layer.kernel_size),
+        strides=list(layer.stride), dilations=list(layer.dilation), pads=O.flat_pads(layer.padding),
+        group=layer.input_shape[0],
+    )
+    return O.with_activation(b, layer, value)
+
+
+@REGISTRY.attach("onnx", "separable_conv2d")
+def separable_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """The depthwise Conv (no bias), then a 1x1 Conv with the bias."""
+    depthwise = b.node(
+        "Conv", [inputs[0], b.weight(layer, "depthwise_kernel")], b.temp(layer, "depthwise"),
+        kernel_shape=list(layer.kernel_size), strides=list(layer.stride), dilations=list(layer.dilation),
+        pads=O.flat_pads(layer.padding), group=layer.input_shape[0],
+    )
+    weights = [b.weight(layer, "pointwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    value = b.node("Conv", [depthwise, *weights], b.temp(layer, "pointwise"), kernel_shape=[1, 1])
+    return O.with_activation(b, layer, value)

@@ -7,10 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, Rate
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -70,3 +71,9 @@ class DropoutDefinition(LayerDefinition):
         return K.single_layer(
             layer, ctx, P.call(cls, P.number(layer.spec.rate), name=K.quoted(layer.name))
         )
+
+
+@REGISTRY.attach("onnx", "dropout", "spatial_dropout")
+def dropout_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """The identity at inference."""
+    return b.node("Identity", [inputs[0]], layer.name)

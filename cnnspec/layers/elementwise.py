@@ -12,9 +12,10 @@ from pydantic import Field
 
 from cnnspec.engine.channels import broadcast_shapes
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import NAME_PATTERN, LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -219,3 +220,28 @@ MinimumDefinition = _definition(
 AverageDefinition = _definition(
     "average", "average: the mean of the inputs (sum / count), not a pooling." + _BROADCAST_HINT
 )
+
+
+_ONNX_OPS = {"add": "Add", "multiply": "Mul", "subtract": "Sub", "maximum": "Max", "minimum": "Min",
+             "average": "Add"}
+
+
+@REGISTRY.attach("onnx", *_KERAS_LAYERS)
+def elementwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Add/Mul/Sub/Max/Min left to right with broadcasting; a flat (N, C) operand gets (N, C, 1, ...)."""
+    spatial = len(layer.output_shape) - 1
+    operands = []
+    for position, (name, shape) in enumerate(zip(inputs, layer.input_shapes)):
+        if len(shape) == 1 and spatial:
+            axes = b.constant(b.temp(layer, f"axes{position}"), list(range(2, 2 + spatial)), "int64")
+            name = b.node("Unsqueeze", [name, axes], b.temp(layer, f"operand{position}"))
+        operands.append(name)
+    op = _ONNX_OPS[layer.type]
+    total = operands[0]
+    for position, other in enumerate(operands[1:], start=1):
+        last = position == len(operands) - 1 and layer.type != "average"
+        total = b.node(op, [total, other], layer.name if last else b.temp(layer, f"step{position}"))
+    if layer.type == "average":
+        count = b.constant(b.temp(layer, "count"), float(len(operands)), "float32")
+        total = b.node("Div", [total, count], layer.name)
+    return total

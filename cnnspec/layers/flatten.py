@@ -6,10 +6,11 @@ import math
 from typing import Any, Literal
 
 from cnnspec.engine.plan import LayerPlan, fmt_count
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -53,3 +54,9 @@ class FlattenDefinition(LayerDefinition):
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         # Keras flattens channels-last (H, W, C order); weight transfer permutes by flat_segments.
         return K.single_layer(layer, ctx, P.call("layers.Flatten", name=K.quoted(layer.name)))
+
+
+@REGISTRY.attach("onnx", "flatten")
+def flatten_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Flatten in channels-first order (C, then the spatial dims)."""
+    return b.node("Flatten", [inputs[0]], layer.name, axis=1)

@@ -7,10 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -82,3 +83,13 @@ class GlobalPoolDefinition(LayerDefinition):
                 name=K.quoted(layer.name),
             ),
         )
+
+
+@REGISTRY.attach("onnx", "global_avg_pool", "global_max_pool")
+def global_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """GlobalAveragePool / GlobalMaxPool; without keepdims the (N, C, 1, ...) result is flattened."""
+    op = "GlobalAveragePool" if layer.type == "global_avg_pool" else "GlobalMaxPool"
+    if layer.spec.keepdims:
+        return b.node(op, [inputs[0]], layer.name)
+    pooled = b.node(op, [inputs[0]], b.temp(layer, "pooled"))
+    return b.node("Flatten", [pooled], layer.name, axis=1)

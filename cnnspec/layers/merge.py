@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import NAME_PATTERN, LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -88,3 +89,9 @@ class ConcatDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         return _merge_keras(layer, ctx, f"layers.Concatenate(name={K.quoted(layer.name)})")
+
+
+@REGISTRY.attach("onnx", "concat")
+def concat_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Concat along the channel axis."""
+    return b.node("Concat", inputs, layer.name, axis=1)

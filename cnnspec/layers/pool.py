@@ -8,10 +8,11 @@ from pydantic import Field
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import PADDING_DESCRIPTION, Flag, LayerBase, PaddingSpec, PositiveOrTuple
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -326,3 +327,30 @@ class AvgPoolDefinition(_PoolDefinition):
         code.modules.append((name, module))
         code.expression = f"self.{name}({source})"
         return code
+
+
+@REGISTRY.attach("onnx", *REGISTRY.definition("max_pool2d").types, *REGISTRY.definition("avg_pool2d").types)
+def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """MaxPool / AveragePool.
+
+    The ceil-mode overhang (``ceil_extra``) becomes more end padding with floor rounding: a
+    MaxPool's padding never wins and an AveragePool with ``count_include_pad=0`` never counts
+    it.  Padding that an average counts is real zeros from a Pad node in front.
+    """
+    extra = layer.ceil_extra or (0,) * len(layer.padding)
+    source = inputs[0]
+    padding = list(layer.padding)
+    attributes = {}
+    op = "MaxPool" if layer.type.startswith("max") else "AveragePool"
+    if op == "AveragePool":
+        attributes["count_include_pad"] = 0
+        if layer.count_include_pad and any(before or after for before, after in padding):
+            amounts = O.spatial_pads(padding)
+            pads = b.constant(b.temp(layer, "pad_amounts"), amounts, "int64")
+            source = b.node("Pad", [source, pads], b.temp(layer, "padded"), mode="constant")
+            padding = [(0, 0)] * len(padding)
+    pads = [(before, after + more) for (before, after), more in zip(padding, extra)]
+    return b.node(
+        op, [source], layer.name, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
+        pads=O.flat_pads(pads), **attributes,
+    )

@@ -7,10 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -93,3 +94,14 @@ class UpsampleDefinition(LayerDefinition):
                 name=K.quoted(layer.name),
             )
         return K.single_layer(layer, ctx, expression)
+
+
+@REGISTRY.attach("onnx", "upsample")
+def upsample_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Resize: nearest (each cell repeated) or bilinear with half-pixel centres."""
+    scales = b.constant(b.temp(layer, "scales"), [1.0, 1.0, *layer.kernel_size], "float32")
+    if layer.spec.mode == "bilinear":
+        attributes = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+    else:
+        attributes = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return b.node("Resize", [inputs[0], "", scales], layer.name, **attributes)

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -75,3 +76,10 @@ class ZeroPadDefinition(LayerDefinition):
             name=K.quoted(layer.name),
         )
         return K.single_layer(layer, ctx, expression)
+
+
+@REGISTRY.attach("onnx", "zero_pad1d", "zero_pad2d", "zero_pad3d")
+def zero_pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """A constant Pad of the spatial dims."""
+    pads = b.constant(b.temp(layer, "pad_amounts"), O.spatial_pads(layer.padding), "int64")
+    return b.node("Pad", [inputs[0], pads], layer.name, mode="constant")

@@ -441,6 +441,30 @@ def _one_walk_subgraph_extraction() -> Iterator[None]:
         Graph.extract_sub_graph_nodes = original
 
 
+def _captures_as_constants(function, explicit: int, graph_def):
+    """The graph with the tensors the traced function captured (a layer's constant mean, say) as Const nodes.
+
+    The function's inputs after the ``explicit`` ones are placeholders for captured eager tensors;
+    left as placeholders they would become graph inputs nobody feeds.
+    """
+    import tensorflow as tf
+
+    values = {placeholder.op.name: captured for placeholder, captured in
+              zip(function.inputs[explicit:], function.captured_inputs)}
+    for node in graph_def.node:
+        captured = values.get(node.name)
+        if captured is None or node.op != "Placeholder" or captured.dtype == tf.resource:
+            continue
+        constant = tf.make_tensor_proto(captured.numpy())
+        node.op = "Const"
+        for key in list(node.attr):
+            if key not in ("_output_shapes",):
+                del node.attr[key]
+        node.attr["dtype"].type = constant.dtype
+        node.attr["value"].tensor.CopyFrom(constant)
+    return graph_def
+
+
 def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int],
                  path: str | os.PathLike | None = None, *, opset: int = 18,
                  layer_map: Mapping[str, str] | None = None) -> ExportedGraph:
@@ -478,10 +502,11 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
 
     with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
         function = layer_outputs.get_concrete_function(*signature)
-        graph_inputs = [tensor.name for tensor in function.inputs]
+        graph_inputs = [tensor.name for tensor in function.inputs[: len(signature)]]
         graph_outputs = [tensor.name for tensor in function.outputs]
         # Nothing to freeze (every variable is an input): the traced graph goes straight to grappler.
-        graph_def = tf_loader.fix_freezing_errors_part2(function.graph.as_graph_def(add_shapes=True))
+        graph_def = _captures_as_constants(function, len(signature), function.graph.as_graph_def(add_shapes=True))
+        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
         with tf.Graph().as_default():  # grappler runs on a graph, not eagerly
             frozen = tf_loader.tf_optimize(graph_inputs, graph_outputs, graph_def)
         proto, _ = _convert_common(

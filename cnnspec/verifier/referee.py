@@ -29,8 +29,8 @@ def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[
     Returns:
         The weights by ``<layer>.<tensor>`` name and the framework they were read from.
     """
+    from cnnspec.errors import CnnspecError
     from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model
-    from cnnspec.weights.transfer import WeightMismatch
 
     readers = {"torch": lambda: from_torch_model(plan, torch_model),
                "keras": lambda: from_keras_model(plan, keras_model)}
@@ -39,7 +39,7 @@ def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[
     for framework in order:
         try:
             return readers[framework](), framework
-        except (WeightMismatch, ValueError, KeyError, AttributeError) as error:
+        except (CnnspecError, ValueError, KeyError, AttributeError) as error:
             reasons.append(f"{framework}: {error}")
     raise RefereeUnavailable("; ".join(reasons))
 

@@ -231,6 +231,8 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
             lines.append(f"Referee (the spec's own ONNX graph): {report.referee.verdict}.")
         for problem in report.problems:
             lines.append(f"- {problem}")
+    if report.referee is None and report.referee_note:
+        lines.append(f"{report.referee_note[:1].upper()}{report.referee_note[1:]}.")
     for note in report.notes:
         lines.append(f"Note: {note}")
     if report.timings:

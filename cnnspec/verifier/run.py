@@ -214,13 +214,20 @@ def verify(
 
 def _run_referee(plan, torch_model, keras_model, x, source: str):
     """The referee's layer outputs, the model its weights came from, and why there is none if so."""
+    from cnnspec.targets.onnx.emit import unsupported_types
     from cnnspec.verifier.referee import RefereeUnavailable, referee_weights, run_referee
 
+    missing = unsupported_types(plan)
+    if missing:
+        return None, None, f"no referee: no ONNX emission for type(s) {', '.join(missing)}"
     try:
         weights, source = referee_weights(plan, torch_model, keras_model, source)
     except RefereeUnavailable as error:
         return None, None, f"no referee: the spec's tensors cannot be read from either model ({error})"
-    return run_referee(plan, weights, x), source, None
+    try:
+        return run_referee(plan, weights, x), source, None
+    except CnnspecError as error:  # the referee is a second opinion: it never stops the verification
+        return None, None, f"no referee: the spec's ONNX graph could not be emitted ({error})"
 
 
 def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,

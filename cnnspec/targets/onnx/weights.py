@@ -1,8 +1,9 @@
 """Weights for the spec's ONNX graph, from a torch or Keras model or weight file.
 
 The graph's weights are the plan's tensors in their channels-first layout (see
-:mod:`cnnspec.targets.onnx.emit`), which is PyTorch's: a torch ``state_dict`` maps onto them
-by name, a Keras model through the layout conversions of :mod:`cnnspec.weights.transfer`.
+:mod:`cnnspec.targets.onnx.emit`): what each target's ``read_weights`` returns by (layer,
+tensor).  A torch ``state_dict`` file maps onto them through the layer definitions' weight
+slots (module and attribute of each tensor), without torch.
 
 A torch weight file is read here without torch: it is a zip archive holding a pickle of the
 ``state_dict`` and one raw file per storage.  The pickle is read by an unpickler that knows
@@ -12,6 +13,7 @@ no code from the file ever runs.
 
 from __future__ import annotations
 
+import math
 import pickle
 import sys
 import zipfile
@@ -23,9 +25,8 @@ import numpy as np
 
 from cnnspec.engine.plan import Plan
 from cnnspec.errors import CnnspecError
-from cnnspec.weights.layouts import depthwise_to_torch as _depthwise_to_torch
-from cnnspec.weights.layouts import kernel_to_torch as _kernel_to_torch
-from cnnspec.weights.transfer import WeightMismatch, flat_permutation
+from cnnspec.layers import REGISTRY
+from cnnspec.weights.transfer import WeightMismatch, definition_slots
 
 # Torch storage classes a state_dict of float tensors may use, by their dtype.
 _STORAGE_DTYPES = {
@@ -34,29 +35,30 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 
-# ParamTensor name -> the attribute of the torch module holding it (module suffix, attribute).
-_TORCH_NAMES = {
-    ("batch_norm", "gamma"): ("", "weight"), ("batch_norm", "beta"): ("", "bias"),
-    ("batch_norm", "moving_mean"): ("", "running_mean"), ("batch_norm", "moving_variance"): ("", "running_var"),
-    ("separable_conv", "depthwise_kernel"): ("_depthwise", "weight"),
-    ("separable_conv", "pointwise_kernel"): ("_pointwise", "weight"),
-    ("separable_conv", "bias"): ("_pointwise", "bias"),
-}
-
-
 def weight_names(plan: Plan) -> list[tuple[Any, Any]]:
     """(layer, ParamTensor) for every tensor of the plan, in plan order."""
     return [(layer, param) for layer in plan.layers for param in layer.params]
 
 
-def torch_key(layer, tensor: str) -> str:
-    """The ``state_dict`` key of a plan tensor in a model generated (or hand-written) with spec layer names."""
-    suffix, attribute = _TORCH_NAMES.get((layer.family, tensor), ("", "bias" if tensor == "bias" else "weight"))
-    return f"{layer.name}{suffix}.{attribute}"
+def _neutral(plan: Plan, values: dict[tuple[str, str], Any]) -> dict[str, np.ndarray]:
+    """Neutral-layout arrays by (layer, tensor) -> the graph's weights by ``<layer>.<tensor>``, in the plan's shapes."""
+    weights = {}
+    for layer, param in weight_names(plan):
+        value = values.get((layer.name, param.name))
+        if value is None:
+            continue  # a tensor the graph does not read (a Keras adapt count, say)
+        value = np.asarray(value)
+        if tuple(value.shape) != tuple(param.shape) and value.size == math.prod(param.shape):
+            value = value.reshape(param.shape)  # slopes (C,) vs (C, 1, 1): the same values
+        if tuple(value.shape) != tuple(param.shape):
+            raise WeightMismatch(f"layer '{layer.name}': tensor '{param.name}' has shape {list(value.shape)}, "
+                                 f"the spec says {list(param.shape)}")
+        weights[f"{layer.name}.{param.name}"] = np.ascontiguousarray(value, dtype=np.float32)
+    return weights
 
 
 def from_torch_state(plan: Plan, state: dict[str, np.ndarray], *, strict: bool = True) -> dict[str, np.ndarray]:
-    """The graph's weights from a torch ``state_dict`` (arrays by key).
+    """The graph's weights from a torch ``state_dict`` (arrays by key), read through the layers' weight slots.
 
     Args:
         plan: the resolved spec.
@@ -66,76 +68,37 @@ def from_torch_state(plan: Plan, state: dict[str, np.ndarray], *, strict: bool =
     Raises:
         WeightMismatch: a tensor is missing or has another shape than the spec's.
     """
-    weights = {}
+    values = {}
     used = set()
-    for layer, param in weight_names(plan):
-        key = torch_key(layer, param.name)
-        if key not in state:
-            raise WeightMismatch(f"layer '{layer.name}': tensor '{param.name}': the torch weights have no '{key}'")
-        value = np.asarray(state[key])
-        if layer.family == "prelu":
-            value = value.reshape(-1)
-        if tuple(value.shape) != tuple(param.shape):
-            raise WeightMismatch(f"layer '{layer.name}': tensor '{param.name}': '{key}' has shape {list(value.shape)}, "
-                                 f"the spec says {list(param.shape)}")
-        weights[f"{layer.name}.{param.name}"] = np.ascontiguousarray(value, dtype=np.float32)
-        used.add(key)
+    for layer in plan.layers:
+        if not REGISTRY.definition(layer.type).weighted:
+            continue
+        for slot in definition_slots(layer, plan):
+            key = f"{layer.name}{slot.torch_module}.{slot.torch_attr}"
+            if key not in state:
+                raise WeightMismatch(f"layer '{layer.name}': tensor '{slot.tensor}': the torch weights have no '{key}'")
+            values[(layer.name, slot.tensor)] = state[key]
+            used.add(key)
     if strict:
         extra = [key for key, value in state.items()
                  if key not in used and np.issubdtype(np.asarray(value).dtype, np.floating)]
         if extra:
             raise WeightMismatch(f"the torch weights hold tensors that belong to no spec layer: {', '.join(extra[:5])}")
-    return weights
+    return _neutral(plan, values)
 
 
 def from_torch_model(plan: Plan, model) -> dict[str, np.ndarray]:
     """The graph's weights from a torch model whose sub-modules are named like the spec layers."""
-    state = {key: value.detach().cpu().numpy() for key, value in model.state_dict().items()}
-    return from_torch_state(plan, state, strict=False)
+    from cnnspec.targets.base import get_target
+
+    return _neutral(plan, get_target("torch").read_weights(model, plan))
 
 
 def from_keras_model(plan: Plan, model) -> dict[str, np.ndarray]:
     """The graph's weights from a Keras model with layers named like the spec layers (layouts converted)."""
-    import keras
+    from cnnspec.targets.base import get_target
 
-    layers = {layer.name: layer for layer in model.layers}
-    weights = {}
-    for layer, param in weight_names(plan):
-        keras_layer = layers.get(layer.name)
-        if keras_layer is None:
-            raise WeightMismatch(f"layer '{layer.name}': the keras model has no layer of that name")
-        variables = {variable.name: variable for variable in keras_layer.weights}
-        candidates = (param.name, "kernel") if param.name == "depthwise_kernel" else (param.name,)
-        variable = next((variables[name] for name in candidates if name in variables), None)
-        if variable is None:
-            raise WeightMismatch(f"layer '{layer.name}': the keras layer has no variable '{param.name}'")
-        value = np.asarray(keras.ops.convert_to_numpy(variable.value))
-        weights[f"{layer.name}.{param.name}"] = _keras_to_plan(plan, layer, param, value)
-    return weights
-
-
-def _keras_to_plan(plan: Plan, layer, param, value: np.ndarray) -> np.ndarray:
-    """One Keras variable in the plan's channels-first layout."""
-    if param.name in ("kernel", "pointwise_kernel") and layer.family != "dense":
-        value = _kernel_to_torch(value)
-    elif param.name == "depthwise_kernel":
-        value = _depthwise_to_torch(value)
-    elif layer.family == "dense" and param.name == "kernel":
-        value = value[np.argsort(_input_permutation(plan, layer))].T
-    elif len(layer.input_shape) == 1 and param.name != "bias" or layer.family == "prelu":
-        value = value.reshape(-1)
-        if len(layer.input_shape) == 1 and value.size > 1:  # per-feature vectors on flattened features
-            value = value[np.argsort(_input_permutation(plan, layer))]
-    if tuple(value.shape) != tuple(param.shape):
-        raise WeightMismatch(f"layer '{layer.name}': tensor '{param.name}' has shape {list(value.shape)} after the "
-                             f"layout change, the spec says {list(param.shape)}")
-    return np.ascontiguousarray(value, dtype=np.float32)
-
-
-def _input_permutation(plan: Plan, layer) -> np.ndarray:
-    source = layer.inputs[0]
-    segments = plan.layer(source).flat_segments if source != "input" else (layer.input_shape,)
-    return flat_permutation(segments)
+    return _neutral(plan, get_target("keras").read_weights(model, plan))
 
 
 # --------------------------------------------------------------------------------------

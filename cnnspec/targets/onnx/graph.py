@@ -1,0 +1,122 @@
+"""Building blocks of the spec's ONNX graph, for the layer definitions' ``onnx`` hooks.
+
+Each layer definition in :mod:`cnnspec.layers` emits its layer as a few ONNX nodes through a
+:class:`GraphBuilder` (attached as the layer type's ``onnx`` hook)::
+
+    @REGISTRY.attach("onnx", "identity")
+    def identity_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+        return b.node("Identity", [inputs[0]], layer.name)
+
+The hook returns the name of the layer's output, which must be ``layer.name``.  Weights are
+graph inputs named ``<layer>.<tensor>`` with the plan's channels-first shapes
+(:meth:`GraphBuilder.weight`); fixed values are initializers named ``<layer>/<role>``
+(:meth:`GraphBuilder.constant`).  Only ``numpy`` is imported here, ``onnx`` when a graph is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnspec.engine.plan import LayerPlan
+from cnnspec.errors import CnnspecError
+
+
+class GraphBuilder:
+    """Collects nodes, constants and weight inputs while the layers are emitted."""
+
+    def __init__(self) -> None:
+        from onnx import helper
+
+        self.helper = helper
+        self.nodes: list = []
+        self.constants: list = []
+        self.weights: dict[str, tuple[int, ...]] = {}
+        self._count = 0
+
+    def node(self, op: str, inputs: Sequence[str], output: str, **attributes: Any) -> str:
+        """Add node ``op`` and return its output's name."""
+        self._count += 1
+        self.nodes.append(self.helper.make_node(op, list(inputs), [output], name=f"{op}_{self._count}", **attributes))
+        return output
+
+    def temp(self, layer: LayerPlan, role: str) -> str:
+        """The name of an intermediate value of ``layer``."""
+        return f"{layer.name}/{role}"
+
+    def weight(self, layer: LayerPlan, tensor: str) -> str:
+        """The graph input holding the plan tensor ``tensor`` of ``layer``."""
+        for param in layer.params:
+            if param.name == tensor:
+                name = f"{layer.name}.{tensor}"
+                self.weights[name] = tuple(param.shape)
+                return name
+        raise CnnspecError(f"layer '{layer.name}': the plan has no tensor '{tensor}'")
+
+    def constant(self, name: str, values: Any, dtype: Any) -> str:
+        """An initializer ``name`` holding ``values``."""
+        from onnx import numpy_helper
+
+        self.constants.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
+        return name
+
+
+def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output: str) -> str:
+    """A parameter-free activation ``kind`` of ``source`` (softmax over the channel axis)."""
+    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
+    if kind in simple:
+        return b.node(simple[kind], [source], output)
+    if kind == "relu6":
+        low = b.constant(b.temp(layer, "relu6_min"), 0.0, np.float32)
+        high = b.constant(b.temp(layer, "relu6_max"), 6.0, np.float32)
+        return b.node("Clip", [source, low, high], output)
+    if kind == "softmax":
+        return b.node("Softmax", [source], output, axis=1)
+    if kind == "silu":
+        gate = b.node("Sigmoid", [source], b.temp(layer, "silu_gate"))
+        return b.node("Mul", [source, gate], output)
+    if kind == "hard_sigmoid":
+        return b.node("HardSigmoid", [source], output, alpha=1.0 / 6.0, beta=0.5)
+    if kind == "gelu":
+        approximate = getattr(layer.spec, "approximate", "none") if layer.family == "activation" else "none"
+        return gelu(b, layer, source, output, approximate)
+    raise CnnspecError(f"layer '{layer.name}': no ONNX mapping for activation '{kind}'")
+
+
+def gelu(b: GraphBuilder, layer: LayerPlan, source: str, output: str, approximate: str) -> str:
+    """x·Φ(x): exact 0.5·x·(1 + erf(x/√2)), or the tanh form (Gelu is an op only from opset 20)."""
+    half = b.constant(b.temp(layer, "gelu_half"), 0.5, np.float32)
+    one = b.constant(b.temp(layer, "gelu_one"), 1.0, np.float32)
+    if approximate == "tanh":
+        square = b.node("Mul", [source, source], b.temp(layer, "gelu_x2"))
+        cube = b.node("Mul", [source, square], b.temp(layer, "gelu_x3"))
+        coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, np.float32)
+        scaled_cube = b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))
+        inner = b.node("Add", [source, scaled_cube], b.temp(layer, "gelu_in"))
+        scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), np.float32)
+        core = b.node("Tanh", [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
+    else:
+        root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), np.float32)
+        core = b.node("Erf", [b.node("Div", [source, root2], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
+    gate = b.node("Mul", [b.node("Add", [core, one], b.temp(layer, "gelu_1p")), half], b.temp(layer, "gelu_gate"))
+    return b.node("Mul", [source, gate], output)
+
+
+def with_activation(b: GraphBuilder, layer: LayerPlan, value: str) -> str:
+    """Apply the layer's inline activation, the result named like the layer."""
+    if layer.activation is None:
+        return b.node("Identity", [value], layer.name)
+    return activation(b, layer, layer.activation, value, layer.name)
+
+
+def flat_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
+    """(before, after) per dim -> ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end]."""
+    return [int(before) for before, _ in pads] + [int(after) for _, after in pads]
+
+
+def spatial_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
+    """A Pad node's amounts for (N, C, *spatial): nothing on N and C, (before, after) per spatial dim."""
+    return [0, 0] + [int(before) for before, _ in pads] + [0, 0] + [int(after) for _, after in pads]
