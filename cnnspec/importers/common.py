@@ -164,7 +164,7 @@ def pairs(values) -> list[list[int]]:
 
 def compact(values) -> int | list[int]:
     """One int when every dim has the same value (the spec's short form), else a list."""
-    values = [int(v) for v in values]
+    values = [int(values)] if isinstance(values, (int, float)) else [int(v) for v in values]
     return values[0] if len(set(values)) == 1 else values
 
 
