@@ -155,6 +155,7 @@ class ImportResult:
     spec: Any
     rewrites: list[Rewrite] = field(default_factory=list)
     framework: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # importer-specific: the loaded model, the traced graph
 
 
 def pairs(values) -> list[list[int]]:

@@ -473,7 +473,7 @@ def import_keras(model_or_path) -> ImportResult:
             ctx.builder.layers[-1]["padding"] = pending_pads.pop(layer.name)
     channels, size = input_shape[-1], list(input_shape[:-1])
     spec = ctx.builder.finish(model.name, channels, size)
-    return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="keras")
+    return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model})
 
 
 _PAD_TARGETS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")

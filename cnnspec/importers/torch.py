@@ -792,7 +792,9 @@ def import_torch(module, input_shape) -> ImportResult:
     if builder.layers and builder.layers[-1]["name"] != last:
         raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not the last layer computed")
     spec = builder.finish(model_name, channels, size)
-    return ImportResult(spec=spec, rewrites=builder.rewrites, framework="torch")
+    producers = {value.name: node.name for node, value in ctx.values.items() if value.name not in (None, "input")}
+    return ImportResult(spec=spec, rewrites=builder.rewrites, framework="torch",
+                        details={"graph_module": gm, "producers": producers})
 
 
 def _apply_pool_padding(ctx, node, pairs) -> None:
