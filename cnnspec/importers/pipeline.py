@@ -161,16 +161,17 @@ def spec_yaml(spec, origin: str | None = None) -> str:
     import yaml
 
     document = spec_document(spec)
-    lines = ["# yaml-language-server: $schema=https://cnnspec.invalid/cnnspec.schema.json"]
-    if origin:
-        lines.append(f"# imported by cnnspec from {origin}")
-    for key in ("cnnspec", "name"):
-        if key in document:
-            lines.append(f"{key}: {json.dumps(document[key])}")
+    lines = [f"# imported by cnnspec from {origin}"] if origin else []
+    lines.append("cnnspec: 1")
+    if "name" in document:
+        lines.append(f"name: {document['name']}")
     lines.append("input: " + _flow(document["input"], yaml))
     lines.append("layers:")
     for layer in document["layers"]:
-        lines.append("  - " + _flow(layer, yaml))
+        ordered = {"type": layer["type"], **{k: v for k, v in layer.items() if k not in ("type", "source")}}
+        if "source" in layer:
+            ordered["source"] = layer["source"]
+        lines.append("  - " + _flow(ordered, yaml))
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +200,7 @@ def observed_torch(original, result: ImportResult):
     graph.graph_copy(gm.graph, mapping)
     by_name = {node.name: node for node in gm.graph.nodes}
     graph.output({name: mapping[by_name[producers[name]]] for name in names})
-    tap = torch.fx.GraphModule(gm, graph)
+    tap = torch.fx.GraphModule(_out_of_place(gm, graph), graph)
 
     class Observed(torch.nn.Module):
         """The original model, plus ``forward_layers`` for the verifier."""
@@ -216,6 +217,36 @@ def observed_torch(original, result: ImportResult):
             return self.tap(x)
 
     return Observed().eval()
+
+
+_IN_PLACE_OPERATORS = {"iadd": "add", "imul": "mul", "isub": "sub"}
+
+
+def _out_of_place(gm, graph) -> dict:
+    """Make every op of ``graph`` out of place (its intermediate values are outputs now); returns the
+    modules it calls, with copies (``inplace=False``) of in-place modules -- the original is untouched."""
+    import copy
+    import operator
+
+    modules: dict = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if getattr(module, "inplace", False):
+                module = copy.copy(module)
+                module.inplace = False
+            modules[node.target] = module
+        elif node.op == "get_attr":
+            modules[node.target] = getattr(gm, node.target)
+        elif node.op == "call_function":
+            name = getattr(node.target, "__name__", "")
+            if node.target in (getattr(operator, n) for n in _IN_PLACE_OPERATORS):
+                node.target = getattr(operator, _IN_PLACE_OPERATORS[name])
+            if node.kwargs.get("inplace"):
+                node.kwargs = {**node.kwargs, "inplace": False}
+        elif node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_"):
+            node.target = node.target[:-1]
+    return modules
 
 
 # ----------------------------------------------------------------------------------------------
