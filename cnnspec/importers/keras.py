@@ -56,7 +56,18 @@ def _where(layer) -> str:
     return f"'{layer.name}' ({type(layer).__name__})"
 
 
+# cnnspec's own registered activation functions (generated Keras code): config name -> spec activation.
+_REGISTERED = {"cnnspec>gelu_erf": "gelu", "cnnspec>gelu_tanh": "gelu_tanh"}
+
+
+def _registered(value):
+    if isinstance(value, dict) and value.get("config") in _REGISTERED:
+        return _REGISTERED[value["config"]]
+    return value
+
+
 def _activation(layer, value, what: str = "activation") -> str | None:
+    value = _registered(value)
     if value in (None, "linear"):
         return None
     if not isinstance(value, str) or ACTIVATIONS.get(value) not in INLINE:
@@ -105,6 +116,29 @@ def _conv_transpose(ctx, layer, cfg, inputs, shapes):
     ))
 
 
+def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's generated CroppedConv{N}DTranspose: the full transposed conv, extended, then cropped.
+
+    The crop (before, after) with ``extend`` cells is PyTorch's padding p = before and
+    output_padding = before - after + extend, when that is a legal output padding."""
+    rank = len(cfg["kernel_size"])
+    paddings, output_paddings = [], []
+    for (before, after), extend, stride, dilation in zip(cfg["crop"], cfg["extend"], cfg["strides"], cfg["dilation_rate"]):
+        output_padding = before - after + extend
+        if not 0 <= output_padding < max(stride, dilation):
+            raise refuse(FRAMEWORK, _where(layer), f"crop {cfg['crop']} has no numeric padding equivalent")
+        paddings.append(before)
+        output_paddings.append(output_padding)
+    spread = tuple(cfg.get("spread") or (1,) * rank)
+    strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
+    extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
+    ctx.add(layer, f"conv_transpose{rank}d", inputs, **_fields(
+        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(strides),
+        padding=compact(paddings), dilation=compact(cfg["dilation_rate"]), bias=cfg["use_bias"],
+        activation=_activation(layer, cfg["activation"]), **extra,
+    ))
+
+
 def _depthwise(ctx, layer, cfg, inputs, shapes, *, layer_type: str = "depthwise_conv2d", **more):
     _channels_last(layer, cfg)
     ctx.add(layer, layer_type, inputs, **more, **_fields(
@@ -125,10 +159,10 @@ def _pool(kind: str):
         size = (size,) if isinstance(size, int) else tuple(size)
         strides = cfg.get("strides") or size
         strides = (strides,) if isinstance(strides, int) else tuple(strides)
-        fields = {"pool_size": compact(size), "padding": _padding(layer, cfg["padding"])}
-        if tuple(strides) != tuple(size):
+        fields = _fields(pool_size=compact(size), padding=_padding(layer, cfg["padding"]))
+        if tuple(strides) != tuple(size):  # a pool's stride defaults to its size, not to 1
             fields["stride"] = compact(strides)
-        ctx.add(layer, f"{kind}_pool{len(size)}d", inputs, **_fields(**fields))
+        ctx.add(layer, f"{kind}_pool{len(size)}d", inputs, **fields)
 
     return handler
 
@@ -181,7 +215,10 @@ def _dense(ctx, layer, cfg, inputs, shapes):
 
 
 def _activation_layer(ctx, layer, cfg, inputs, shapes):
-    value = cfg["activation"]
+    value = _registered(cfg["activation"])
+    if value == "gelu_tanh":
+        ctx.add(layer, "gelu", inputs, approximate="tanh")
+        return
     if value == "linear":
         _identity(ctx, layer, cfg, inputs, shapes, "Activation('linear')")
         return
@@ -344,6 +381,17 @@ def _group_norm(ctx, layer, cfg, inputs, shapes):
             affine=bool(cfg["center"] and cfg["scale"]))
 
 
+def _counted_average_pooling(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's generated CountedAveragePooling helper, read back as the avg pool it implements."""
+    size, strides = tuple(cfg["pool_size"]), tuple(cfg["strides"])
+    fields = _fields(pool_size=compact(size), padding=compact_padding(cfg["padding"]), ceil_mode=any(cfg["ceil_extra"]))
+    if strides != size:
+        fields["stride"] = compact(strides)
+    if not cfg["count_include_pad"] and any(any(pair) for pair in cfg["padding"]):
+        fields["count_include_pad"] = False
+    ctx.add(layer, f"avg_pool{len(size)}d", inputs, **fields)
+
+
 def _cropping(ctx, layer, cfg, inputs, shapes):
     rank = len(shapes[0]) - 2
     cropping = cfg["cropping"]
@@ -376,6 +424,8 @@ KERAS_LAYERS: dict[str, Handler] = {
     "Rescaling": _rescaling, "Normalization": _normalization,
     "LayerNormalization": _layer_norm, "GroupNormalization": _group_norm,
     **{f"Cropping{r}D": _cropping for r in (1, 2, 3)},
+    "CountedAveragePooling": _counted_average_pooling,
+    **{f"CroppedConv{r}DTranspose": _cropped_conv_transpose for r in (1, 2, 3)},
 }
 
 # cnnspec's own generated helper layers: read back so that spec -> keras -> spec round-trips.
@@ -449,9 +499,6 @@ def import_keras(model_or_path) -> ImportResult:
         node = nodes[id(layer)]
         class_name = type(layer).__name__
         class_name = _HELPER_BASES.get(class_name, class_name)
-        handler = KERAS_LAYERS.get(class_name)
-        if handler is None:
-            raise _unsupported(layer)
         try:
             inputs = [ctx.names[id(t)] for t in node.input_tensors]
         except KeyError:
@@ -462,6 +509,9 @@ def import_keras(model_or_path) -> ImportResult:
         inputs = _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending_pads)
         if inputs is None:
             continue
+        handler = KERAS_LAYERS.get(class_name)
+        if handler is None:
+            raise _unsupported(layer)
         count = len(ctx.builder.layers)
         ctx.node = node
         handler(ctx, layer, cfg, inputs, shapes)
@@ -477,25 +527,34 @@ def import_keras(model_or_path) -> ImportResult:
 
 
 _PAD_TARGETS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+_INF_PAD_TARGETS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
 
 
 def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
-    """cnnspec's generated ``<name>_pad`` ZeroPadding before a valid conv ``<name>`` becomes its padding."""
-    if class_name.startswith("ZeroPadding") and layer.name.endswith("_pad"):
-        target = layer.name[: -len("_pad")]
-        try:
-            consumer = ctx.model.get_layer(target)
-        except ValueError:
-            return inputs
-        if (_HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in _PAD_TARGETS
-                and consumer.get_config()["padding"] == "valid" and consumer._inbound_nodes
-                and consumer._inbound_nodes[0].input_tensors[0] is layer.output):
+    """cnnspec's generated ``<name>_pad`` helper before the valid layer ``<name>`` it serves (ZeroPadding
+    before a conv, ConstantPadding(-inf) before a max pool) becomes that layer's padding."""
+    import math
+
+    if class_name == "ConstantPadding" and cfg.get("value") == -math.inf and layer.name.endswith("_pad"):
+        targets, padding = _INF_PAD_TARGETS, [list(pair) for pair in cfg["padding"]]
+    elif class_name.startswith("ZeroPadding") and layer.name.endswith("_pad"):
+        targets, padding = _PAD_TARGETS, None
+    else:
+        return inputs
+    target = layer.name[: -len("_pad")]
+    try:
+        consumer = ctx.model.get_layer(target)
+    except ValueError:
+        return inputs
+    if (_HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in targets
+            and consumer.get_config()["padding"] == "valid" and consumer._inbound_nodes
+            and consumer._inbound_nodes[0].input_tensors[0] is layer.output):
+        if padding is None:
             padding = cfg["padding"]
-            rank = len(cfg["padding"]) if not isinstance(padding[0], int) else 1
-            padding = [padding] if rank == 1 and isinstance(padding[0], int) else padding
-            pending[target] = compact_padding(padding)
-            ctx.names[id(layer.output)] = inputs[0]
-            return None
+            padding = [padding] if isinstance(padding[0], int) else padding
+        pending[target] = compact_padding(padding)
+        ctx.names[id(layer.output)] = inputs[0]
+        return None
     return inputs
 
 

@@ -130,12 +130,34 @@ def _conv(ctx, node, module):
     fields = dict(kernel_size=compact(module.kernel_size), stride=compact(module.stride),
                   padding=_padding(module.padding), dilation=compact(module.dilation), bias=module.bias is not None)
     channels = module.in_channels
+    if _fuse_separable(ctx, node, module, fields):
+        return
     if rank == 2 and module.groups == channels and channels > 1 and module.out_channels % channels == 0:
         ctx.add(node, node.args[:1], layer_type="depthwise_conv2d",
                 **_fields(depth_multiplier=module.out_channels // channels, **fields))
         return
     ctx.add(node, node.args[:1], layer_type=f"conv{rank}d",
             **_fields(filters=module.out_channels, groups=module.groups, **fields))
+
+
+def _fuse_separable(ctx, node, module, fields) -> bool:
+    """cnnspec's generated ``<name>_depthwise`` + ``<name>_pointwise`` pair is one separable_conv2d."""
+    source = node.args[0]
+    if not (node.name in ctx.dict_names and node.target.endswith("_pointwise") and source.op == "call_module"
+            and source.target == node.target[: -len("_pointwise")] + "_depthwise" and source.name not in ctx.dict_names):
+        return False
+    depthwise = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if depthwise is None or depthwise["type"] != "depthwise_conv2d" or ctx.values[source].name != depthwise["name"]:
+        return False
+    ctx.builder.layers.pop()
+    ctx.builder._names.discard(depthwise["name"])
+    merged = {k: v for k, v in depthwise.items() if k not in ("type", "name", "source", "inputs", "bias")}
+    previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
+    inputs = depthwise.get("inputs", [previous])
+    name = ctx.builder.add(ctx.dict_names[node.name], "separable_conv2d", inputs, filters=module.out_channels,
+                           **merged, **({} if fields["bias"] else {"bias": False}))
+    ctx.values[node] = _Node(name, ctx.shape(node))
+    return True
 
 
 def _conv_transpose(ctx, node, module):
@@ -176,7 +198,11 @@ def _pool(kind: str):
 
 
 def _pool_layer(ctx, node, kind, rank, fields):
-    ctx.add(node, node.args[:1], layer_type=f"{kind}_pool{rank}d", **_fields(**fields))
+    stride = fields.pop("stride", None)  # a pool's stride defaults to its size, not to 1
+    fields = _fields(**fields)
+    if stride is not None:
+        fields["stride"] = stride
+    ctx.add(node, node.args[:1], layer_type=f"{kind}_pool{rank}d", **fields)
 
 
 def _adaptive_pool(kind: str):
@@ -320,27 +346,69 @@ def _zero_pad(ctx, node, module):
     rank = int(type(module).__name__[-2])
     flat = list(module.padding)
     pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]  # torch lists the last dim first
+    _pad_layer(ctx, node, rank, pairs, value)
+
+
+def _pad_layer(ctx, node, rank, pairs, value) -> None:
+    if _fold_helper_padding(ctx, node, pairs, value):
+        return
     if value == 0.0:
         ctx.add(node, node.args[:1], layer_type=f"zero_pad{rank}d", padding=compact_padding(pairs))
-    elif _fold_max_pool_padding(ctx, node, pairs, value):
-        return
     else:
         ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), value=float(value))
 
 
-def _fold_max_pool_padding(ctx, node, pairs, value) -> bool:
-    """cnnspec's own ``<pool>_pad`` (-inf) helper before an unpadded max pool: the pool's padding."""
+_ZERO_PADDED = ("Conv1d", "Conv2d", "Conv3d")
+_INF_PADDED = ("MaxPool1d", "MaxPool2d", "MaxPool3d")
+
+
+def _fold_helper_padding(ctx, node, pairs, value) -> bool:
+    """cnnspec's own ``<name>_pad`` helper module before the unpadded layer ``<name>`` it serves
+    (zeros before a conv, -inf before a max pool) is that layer's padding: the generated model reads back
+    as the spec it came from."""
     import math
 
     users = list(node.users)
-    if value != -math.inf or len(users) != 1 or users[0].op != "call_module" or users[0].target + "_pad" != node.target:
+    if node.op != "call_module" or len(users) != 1 or users[0].op != "call_module":
         return False
-    pool = ctx.modules[users[0].target]
-    if type(pool).__name__ not in ("MaxPool1d", "MaxPool2d", "MaxPool3d") or compact(pool.padding) != 0:
+    if users[0].target + "_pad" != node.target:
+        return False
+    layer = ctx.modules[users[0].target]
+    kind = type(layer).__name__
+    fits = (value == 0.0 and kind in _ZERO_PADDED) or (value == -math.inf and kind in _INF_PADDED)
+    if not fits or compact(layer.padding) != 0:
         return False
     ctx.alias(node, node.args[0])
     ctx.pending_padding[users[0].target] = pairs
     return True
+
+
+def _f_pad(ctx, node):
+    flat = list(_arg(node, 1, "pad"))
+    mode = node.kwargs.get("mode", _arg(node, 2, "mode", "constant"))
+    value = node.kwargs.get("value", _arg(node, 3, "value", None)) or 0.0
+    rank = len(ctx.shape(node.args[0])) - 1
+    if len(flat) != 2 * rank:
+        raise _refusal(ctx, node, f"F.pad with {len(flat)} amounts on a {rank}-d map", "pad every spatial dim")
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]
+    if mode != "constant":
+        ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode)
+        return
+    _pad_layer(ctx, node, rank, pairs, float(value))
+
+
+def _counted_avg_pool(ctx, node, module):
+    """cnnspec's generated CountedAvgPool{1,2,3}d helper, read back as the avg pool it implements."""
+    rank = int(type(module).__name__[-2])
+    declared = list(module.declared)
+    pairs = [(declared[2 * i], declared[2 * i + 1]) for i in range(rank)][::-1]
+    kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+    fields = dict(pool_size=compact(kernel), padding=compact_padding(pairs), ceil_mode=any(module.overhang))
+    if stride != kernel:
+        fields["stride"] = compact(stride)
+    if module.padding_value != 1.0:
+        fields["count_include_pad"] = False
+    _pool_layer(ctx, node, "avg", rank, fields)
 
 
 def _identity(ctx, node, module):
@@ -402,6 +470,7 @@ TORCH_MODULES: dict[str, Handler] = {
     "PReLU": _prelu, "Upsample": _upsample_module, "Identity": _identity,
     **{f"ZeroPad{r}d": _zero_pad for r in (1, 2, 3)},
     **{f"ConstantPad{r}d": _zero_pad for r in (1, 2, 3)},
+    **{f"CountedAvgPool{r}d": _counted_avg_pool for r in (1, 2, 3)},
 }
 
 
@@ -636,7 +705,7 @@ def _function_table() -> dict[Any, Handler]:
         F.adaptive_avg_pool3d: _f_adaptive("avg"), F.adaptive_max_pool2d: _f_adaptive("max"),
         F.max_pool1d: _f_pool("max", 1), F.max_pool2d: _f_pool("max", 2), F.max_pool3d: _f_pool("max", 3),
         F.avg_pool1d: _f_pool("avg", 1), F.avg_pool2d: _f_pool("avg", 2), F.avg_pool3d: _f_pool("avg", 3),
-        F.interpolate: _interpolate, F.dropout: _f_dropout, torch.chunk: _chunk, operator.getitem: _getitem,
+        F.interpolate: _interpolate, F.dropout: _f_dropout, F.pad: _f_pad, torch.chunk: _chunk, operator.getitem: _getitem,
     }
     return table
 
@@ -785,7 +854,8 @@ def import_torch(module, input_shape) -> ImportResult:
                            "has no spec layer")
     if ctx.values.get(final) is None:
         raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not a layer output")
-    model_name = getattr(module, "CNNSPEC_NAME", None) or _snake(type(module).__name__)
+    model_name = _generated_name(module) if generated else None
+    model_name = model_name or _snake(type(module).__name__)
     channels, size = input_shape[0], list(input_shape[1:])
     builder = ctx.builder
     last = ctx.values[final].name
@@ -826,6 +896,13 @@ def _function_name(function) -> str:
     name = getattr(function, "__name__", str(function))
     prefix = {"torch.nn.functional": "F.", "_operator": "operator.", "operator": "operator."}.get(module, "torch.")
     return prefix + name
+
+
+def _generated_name(module) -> str | None:
+    """A cnnspec-generated class's docstring starts with its spec name: ``\"\"\"mobile_block: input ...``."""
+    doc = (type(module).__doc__ or "").strip()
+    head = doc.split(":", 1)[0]
+    return head if head.isidentifier() else None
 
 
 def _snake(name: str) -> str:
