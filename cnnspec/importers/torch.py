@@ -90,10 +90,16 @@ def _source_line(node) -> str | None:
     trace = node.meta.get("stack_trace") if hasattr(node, "meta") else None
     if not trace:
         return None
+    import os
+
+    import torch
+
+    torch_dir = os.path.dirname(torch.__file__)
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip().startswith("File ")]
-    if not lines:
+    user = [line for line in lines if torch_dir not in line]  # the model's own code, not fx's machinery
+    if not (user or lines):
         return None
-    last = lines[-1]  # 'File "model.py", line 42, in forward'
+    last = (user or lines)[-1]  # 'File "model.py", line 42, in forward'
     try:
         file_part, line_part = last.split(",")[:2]
         return f"{file_part.split(chr(34))[1]}:{line_part.split()[-1]}"
