@@ -71,7 +71,17 @@ class _Context:
 
 
 def _original(node) -> str:
-    return node.target if node.op == "call_module" else node.name
+    """A module call: its path.  A function call: the path of the module whose forward made it, then the
+    op (``layer1.0`` + ``add``), so functional layers read like the modules around them."""
+    if node.op == "call_module":
+        return node.target
+    import re
+
+    base = re.sub(r"_\d+$", "", node.name)
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [value[0] if isinstance(value, tuple) else key for key, value in stack.items()]
+    path = paths[-1] if paths else ""
+    return f"{path}.{base}" if path else base
 
 
 def _where(node, ctx=None) -> str:
