@@ -57,6 +57,14 @@ def spec_name(original: str) -> str:
     return name[:MAX_NAME_LENGTH]
 
 
+def _model_name(original: str | None) -> str:
+    """A valid model name (a plain identifier; unlike layer names it may be 'model' or 'input')."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", original or "")
+    if not name or name.startswith("__") or keyword.iskeyword(name):
+        return "model"
+    return ("m" + name if name[0].isdigit() else name)[:MAX_NAME_LENGTH]
+
+
 @dataclass
 class Rewrite:
     """An exact rewrite the importer made, as it appears in the report."""
@@ -133,11 +141,9 @@ class SpecBuilder:
                     "supported types: " + ", ".join(sorted(known)),
                 )
         document = {
-            "cnnspec": 1, "name": spec_name(model_name or "model"),
+            "cnnspec": 1, "name": _model_name(model_name),
             "input": {"channels": int(channels), "size": [int(s) for s in size]}, "layers": self.layers,
         }
-        if document["name"] in ("layer",):
-            document["name"] = "model"
         try:
             spec = ModelSpec.model_validate(document)
             resolve(spec)

@@ -98,8 +98,10 @@ def _fields(**values) -> dict[str, Any]:
 def _conv(ctx, layer, cfg, inputs, shapes):
     _channels_last(layer, cfg)
     rank = len(cfg["kernel_size"])
+    subsample = cfg.get("subsample", (1,) * rank)  # cnnspec's PortableConv: computed at stride 1, then subsampled
+    strides = [s * t for s, t in zip(cfg["strides"], subsample)]
     ctx.add(layer, f"conv{rank}d", inputs, **_fields(
-        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(cfg["strides"]),
+        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(strides),
         padding=_padding(layer, cfg["padding"]), dilation=compact(cfg["dilation_rate"]), groups=cfg.get("groups", 1),
         bias=cfg["use_bias"], activation=_activation(layer, cfg["activation"]),
     ))
