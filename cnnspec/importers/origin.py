@@ -139,7 +139,7 @@ def write_torch(model, plan, tensors: Tensors) -> None:
             raise OriginalWeightError(f"layer '{layer.name}': the original model has {', '.join(extra)}, the spec does not")
         slots = SEPARABLE_SLOTS if layer.family == "separable_conv" else TORCH_SLOTS
         for tensor, shape in expected.items():
-            value = np.asarray(given[tensor])
+            value = np.array(given[tensor])  # a writable copy
             if layer.family == "prelu":
                 value = value.reshape(-1)
             if tuple(value.shape) != shape:
