@@ -5,6 +5,7 @@ for fuzzed specs across the catalog.
 resolved geometry (per-side padding, strides, windows, counted cells, parameter shapes).  Spellings the
 frameworks cannot carry are compared by meaning, each for a stated reason:
 
+* a PReLU with one slope on one channel is both shared and per-channel;
 * ``activation: linear`` comes back as no activation (``null``), its other spelling;
 * a pool's ``stride`` equal to its size comes back as the default (``null``), and a per-dim list whose
   values are all equal as the one int;
@@ -57,6 +58,8 @@ def meaning(spec) -> list[tuple]:
         elif "ceil_mode" in fields:  # ceil mode that adds no window changes nothing
             fields["ceil_mode"] = any(layer.ceil_extra or ())
         fields.pop("type", None)
+        if kind == "prelu" and channels in (1, None) and layer.params[0].shape == (1,):
+            fields["per_channel"] = True  # one slope on one channel: shared and per-channel are the same
         if fields.get("activation") == "linear":  # the spec's two spellings of "no activation"
             fields["activation"] = None
         for key, value in fields.items():  # one value per dim, all equal, is the short form

@@ -697,7 +697,8 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
         if value not in known:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(value))
             known.add(value)
-    x = make_input(plan, 2, 0)
+    batch = _fixed_batch(proto) or 2
+    x = make_input(plan, batch, 0)
     feed = x if layout == FIRST else np.ascontiguousarray(np.moveaxis(x, 1, -1))
     if progress:
         progress("running the original ONNX graph and the converted model")
@@ -737,12 +738,21 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
     ok = divergent is None and bool(compared)
     problems = [] if divergent is None else [f"first divergent layer '{divergent.name}' ({divergent.type})"]
     return VerifyReport(
-        ok=ok, spec=plan.name, atol=atol, rtol=rtol, batch=2, seed=0, opset=18,
+        ok=ok, spec=plan.name, atol=atol, rtol=rtol, batch=batch, seed=0, opset=18,
         max_abs_diff=max(finite) if finite else None, max_rel_diff=None, mean_abs_diff=diffs[-1].mean_abs_diff,
         output_max_abs_diff=diffs[-1].max_abs_diff, first_divergent_layer=None if divergent is None else divergent.name,
         divergence=None, params_ok=True, params={}, layers=layers,
         observation={"original": "onnx graph outputs", "converted": graph.observation}, problems=problems,
     )
+
+
+def _fixed_batch(proto) -> int | None:
+    initializers = {init.name for init in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name not in initializers:
+            dims = value.type.tensor_type.shape.dim
+            return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    return None
 
 
 def _values_by_layer(proto) -> dict[str, tuple[str, str]]:

@@ -326,10 +326,10 @@ def _hardtanh(ctx, node, module):
 
 def _prelu(ctx, node, module):
     channels = ctx.shape(node.args[0])[0]
-    if module.num_parameters == 1:
-        ctx.add(node, node.args[:1], layer_type="prelu", per_channel=False)
-    elif module.num_parameters == channels:
+    if module.num_parameters == channels:
         ctx.add(node, node.args[:1], layer_type="prelu")
+    elif module.num_parameters == 1:
+        ctx.add(node, node.args[:1], layer_type="prelu", per_channel=False)
     else:
         raise _refusal(ctx, node, f"PReLU with {module.num_parameters} slopes on {channels} channels")
 
