@@ -528,7 +528,8 @@ def import_keras(model_or_path) -> ImportResult:
     return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model})
 
 
-_PAD_TARGETS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+_PAD_TARGETS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+                "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")  # zeros counted: count_include_pad
 _INF_PAD_TARGETS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
 
 

@@ -61,6 +61,8 @@ class _Context:
     def add(self, node, inputs, *, layer_type: str, original: str | None = None, source: str | None = None,
             **fields) -> str:
         original = self.dict_names.get(node.name) or original or _original(node)
+        if node.name in self.dict_names:
+            self.builder._names.discard(original)  # reserved for this node (see import_torch)
         name = self.builder.add(original, layer_type, [self.input_name(i) for i in inputs], source=source, **fields)
         self.values[node] = _Node(name, self.shape(node))
         return name
@@ -170,6 +172,7 @@ def _fuse_separable(ctx, node, module, fields) -> bool:
     merged = {k: v for k, v in depthwise.items() if k not in ("type", "name", "source", "inputs", "bias")}
     previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
     inputs = depthwise.get("inputs", [previous])
+    ctx.builder._names.discard(ctx.dict_names[node.name])
     name = ctx.builder.add(ctx.dict_names[node.name], "separable_conv2d", inputs, filters=module.out_channels,
                            **merged, **({} if fields["bias"] else {"bias": False}))
     ctx.values[node] = _Node(name, ctx.shape(node))
@@ -268,7 +271,7 @@ def _flatten_module(ctx, node, module):
 
 
 def _flatten(ctx, node):
-    if len(ctx.shape(node.args[0])) == 1:
+    if len(ctx.shape(node.args[0])) == 1 and node.name not in ctx.dict_names:
         ctx.builder.rewrite(_original(node), "flatten of flat features", "nothing (already flat)")
         ctx.alias(node, node.args[0])
         return
@@ -456,6 +459,7 @@ def _fuse_inline(ctx, node, kind: str) -> bool:
         return False
     previous["activation"] = kind
     ctx.builder._names.discard(previous["name"])
+    ctx.builder._names.discard(ctx.dict_names[node.name])
     previous["name"] = ctx.builder.unique_name(ctx.dict_names[node.name])
     ctx.builder._names.add(previous["name"])
     previous.pop("source", None)
@@ -513,9 +517,26 @@ def _binary(kind: str):
         if not (_is_tensor(ctx, left) and _is_tensor(ctx, right)):
             raise _refusal(ctx, node, f"{kind} with a constant operand",
                            "element-wise layers join two layer outputs; a constant factor is the 'scale' type")
+        if kind == "add" and _extend_sum(ctx, node, left, right):
+            return
         ctx.add(node, [left, right], layer_type=kind)
 
     return handler
+
+
+def _extend_sum(ctx, node, left, right) -> bool:
+    """In a cnnspec-generated model ``a + b + c`` named 'total' is one add of three inputs."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (node.name not in ctx.dict_names or left.name in ctx.dict_names or len(left.users) != 1 or previous is None
+            or previous["type"] != "add" or ctx.values.get(left) is None or ctx.values[left].name != previous["name"]):
+        return False
+    ctx.builder._names.discard(previous["name"])
+    previous["name"] = ctx.dict_names[node.name]
+    ctx.builder._names.add(previous["name"])
+    previous.pop("source", None)
+    previous["inputs"].append(ctx.input_name(right))
+    ctx.values[node] = _Node(previous["name"], ctx.shape(node))
+    return True
 
 
 def _cat(ctx, node):
@@ -812,6 +833,7 @@ def import_torch(module, input_shape) -> ImportResult:
     else:
         final = result
     ctx = _Context(gm, dict_names)
+    ctx.builder._names.update(dict_names.values())  # spec names of a generated model: no helper may take one
     ctx.skip = set()
     ctx.chunks = {}
     ctx.pending_padding = {}
