@@ -155,7 +155,7 @@ def _peer_route():
 
     def convert(model):
         signature = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input"),)
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=18)
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=13)  # onnx2torch: <= 16
         return onnx2torch.convert(proto)
 
     return convert
