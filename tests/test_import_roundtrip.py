@@ -5,6 +5,7 @@ for fuzzed specs across the catalog.
 resolved geometry (per-side padding, strides, windows, counted cells, parameter shapes).  Spellings the
 frameworks cannot carry are compared by meaning, each for a stated reason:
 
+* a transposed conv's ``output_padding`` is compared as resolved (null is 0 with numeric padding);
 * a PReLU with one slope on one channel is both shared and per-channel;
 * ``activation: linear`` comes back as no activation (``null``), its other spelling;
 * a pool's ``stride`` equal to its size comes back as the default (``null``), and a per-dim list whose
@@ -37,7 +38,7 @@ from spec_strategies import valid_specs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml"))
-RESOLVED = {"name", "inputs", "source", "padding", "stride", "count_include_pad"}
+RESOLVED = {"name", "inputs", "source", "padding", "stride", "count_include_pad", "output_padding"}
 
 
 def meaning(spec) -> list[tuple]:
@@ -67,7 +68,7 @@ def meaning(spec) -> list[tuple]:
                 fields[key] = value[0]
         padded = bool(padding) and any(any(pair) for pair in padding)
         counted = layer.count_include_pad if padded else None  # without padding there is nothing to count
-        rows.append((layer.name, kind, layer.inputs, layer.output_shape, padding, layer.stride, counted, tuple(p.shape for p in layer.params), sorted(fields.items(), key=str)))
+        rows.append((layer.name, kind, layer.inputs, layer.output_shape, padding, layer.stride, counted, layer.output_padding, tuple(p.shape for p in layer.params), sorted(fields.items(), key=str)))
     return rows
 
 
