@@ -86,8 +86,10 @@ def main() -> int:
     for model in keras_models.values():
         randomize(model, 0)
     resnet50_torch = Z.ResNet(Z.Bottleneck, (3, 4, 6, 3), num_classes=1000).eval()
-    for label, call in (("from_keras_resnet50", lambda: cnnspec.from_keras(keras_models["ResNet50"])),
-                        ("from_torch_resnet50", lambda: cnnspec.from_torch(resnet50_torch, (3, 224, 224)))):
+    for label, call in (
+        ("from_keras_resnet50", lambda: cnnspec.from_keras(keras_models["ResNet50"])),
+        ("from_torch_resnet50", lambda: cnnspec.from_torch(resnet50_torch, (3, 224, 224))),
+    ):
         first, _ = timed(call, 1)  # includes the lazy imports (torch.fx, fake tensors, the importer modules)
         seconds, _ = timed(call, args.runs + 2)
         figures[f"{label}_first_s"] = round(first, 3)
@@ -95,18 +97,25 @@ def main() -> int:
 
     peer = None if args.no_peer else _peer_route()
     for name, model in keras_models.items():
-        seconds, converted = timed(lambda: keras_to_torch(model), args.runs)
+        seconds, converted = timed(lambda model=model: keras_to_torch(model), args.runs)
         x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
         with torch.no_grad():
             got = converted(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
         diff = float(np.abs(got - np.asarray(model(x))).max())
         params = sum(p.numel() for p in converted.parameters()) + sum(
-            b.numel() for n, b in converted.named_buffers() if n.endswith(("running_mean", "running_var")))
-        row = {"direction": "keras->torch", "model": name, "cnnspec_s": round(seconds, 3), "max_abs_diff": diff,
-               "params": int(params), "keras_params": int(model.count_params())}
+            b.numel() for n, b in converted.named_buffers() if n.endswith(("running_mean", "running_var"))
+        )
+        row = {
+            "direction": "keras->torch",
+            "model": name,
+            "cnnspec_s": round(seconds, 3),
+            "max_abs_diff": diff,
+            "params": int(params),
+            "keras_params": int(model.count_params()),
+        }
         if peer is not None:
             with quiet_warnings():
-                peer_seconds, peer_model = timed(lambda: peer(model), max(1, args.runs - 1))
+                peer_seconds, peer_model = timed(lambda model=model: peer(model), max(1, args.runs - 1))
             row["peer_s"] = round(peer_seconds, 3)
             row["ratio"] = round(seconds / peer_seconds, 4)
             row["peer_params"] = int(sum(p.numel() for p in peer_model.parameters()))
@@ -118,23 +127,35 @@ def main() -> int:
     ]:
         module.eval()
         randomize(module, 0)
-        seconds, converted = timed(lambda: torch_to_keras(module, shape), args.runs)
+        seconds, converted = timed(lambda module=module, shape=shape: torch_to_keras(module, shape), args.runs)
         x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
         diff = float(np.abs(np.asarray(converted(np.moveaxis(x, 1, -1))) - expected).max())
-        rows.append({"direction": "torch->keras", "model": name, "cnnspec_s": round(seconds, 3), "max_abs_diff": diff,
-                     "params": int(converted.count_params())})
+        rows.append(
+            {
+                "direction": "torch->keras",
+                "model": name,
+                "cnnspec_s": round(seconds, 3),
+                "max_abs_diff": diff,
+                "params": int(converted.count_params()),
+            }
+        )
     figures["conversions"] = rows
 
     print(f"framework import: {figures['framework_import_s']} s (excluded below)")
-    print(f"from_keras ResNet-50: {figures['from_keras_resnet50_s']} s (first call {figures['from_keras_resnet50_first_s']} s)"
-          f"   from_torch ResNet-50: {figures['from_torch_resnet50_s']} s (first call "
-          f"{figures['from_torch_resnet50_first_s']} s); medians of {args.runs + 2}")
+    print(
+        f"from_keras ResNet-50: {figures['from_keras_resnet50_s']} s "
+        f"(first call {figures['from_keras_resnet50_first_s']} s)"
+        f"   from_torch ResNet-50: {figures['from_torch_resnet50_s']} s (first call "
+        f"{figures['from_torch_resnet50_first_s']} s); medians of {args.runs + 2}"
+    )
     for row in rows:
         extra = f"   peer {row['peer_s']} s, ratio {row['ratio']}" if "peer_s" in row else ""
-        print(f"{row['direction']:13} {row['model']:18} {row['cnnspec_s']:7.3f} s  max diff {row['max_abs_diff']:.2e}"
-              f"  params {row['params']:,}{extra}")
+        print(
+            f"{row['direction']:13} {row['model']:18} {row['cnnspec_s']:7.3f} s  max diff {row['max_abs_diff']:.2e}"
+            f"  params {row['params']:,}{extra}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

@@ -75,7 +75,9 @@ def main() -> int:
                 got = converted(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))).numpy()
             scale = max(1.0, float(np.abs(expected).max()))
             row["max_abs_diff_rel"] = float(np.abs(got - expected).max() / scale)
-            row["status"] = "ok" if row["max_abs_diff_rel"] <= 1e-4 and row["spec_params"] == row["keras_params"] else "DIFFERS"
+            row["status"] = (
+                "ok" if row["max_abs_diff_rel"] <= 1e-4 and row["spec_params"] == row["keras_params"] else "DIFFERS"
+            )
         rows.append(row)
         print(json.dumps(row), flush=True)
         del model

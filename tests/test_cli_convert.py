@@ -20,7 +20,7 @@ pytest.importorskip("tf2onnx")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TORCH_MODELS = '''
+TORCH_MODELS = """
 import torch
 from torch import nn
 
@@ -60,13 +60,20 @@ def seeded():
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
     return model.eval()
-'''
+"""
 
 
 def run(*args, cwd=ROOT):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "cnnspec", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "cnnspec", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +142,17 @@ def test_convert_torch_reference_to_keras(tmp_path):
 @pytest.mark.frameworks
 def test_import_writes_a_valid_spec(tmp_path):
     (tmp_path / "models.py").write_text(TORCH_MODELS)
-    result = run("import", "models.py:Net", "--kwargs", '{"classes": 7}', "--input-shape", "3,16,16", "-o", "net.yaml",
-                 cwd=tmp_path)
+    result = run(
+        "import",
+        "models.py:Net",
+        "--kwargs",
+        '{"classes": 7}',
+        "--input-shape",
+        "3,16,16",
+        "-o",
+        "net.yaml",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     import cnnspec
 

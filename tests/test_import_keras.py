@@ -16,10 +16,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-import cnnspec  # noqa: E402
-from cnnspec.importers.common import UnsupportedModel  # noqa: E402
-from cnnspec.importers.keras import import_keras  # noqa: E402
-from cnnspec.weights.transfer import randomize  # noqa: E402
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.keras import import_keras
+from cnnspec.weights.transfer import randomize
 
 L = keras.layers
 

@@ -17,13 +17,13 @@ keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import torch_zoo as Z  # noqa: E402
+import torch_zoo as Z
 
-import cnnspec  # noqa: E402
-from cnnspec.importers.common import UnsupportedModel  # noqa: E402
-from cnnspec.importers.onnx import import_onnx  # noqa: E402
-from cnnspec.verifier.onnx_export import import_frameworks, quiet_warnings  # noqa: E402
-from cnnspec.weights.transfer import randomize  # noqa: E402
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.onnx import import_onnx
+from cnnspec.verifier.onnx_export import import_frameworks, quiet_warnings
+from cnnspec.weights.transfer import randomize
 
 
 def torch_onnx(module, shape):
@@ -31,8 +31,9 @@ def torch_onnx(module, shape):
     randomize(module, 0)
     buffer = io.BytesIO()
     with quiet_warnings():
-        torch.onnx.export(module, (torch.zeros(2, *shape),), buffer, dynamo=False, opset_version=18,
-                          input_names=["input"])
+        torch.onnx.export(
+            module, (torch.zeros(2, *shape),), buffer, dynamo=False, opset_version=18, input_names=["input"]
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -56,8 +57,15 @@ def check(proto, x_first, channels_last_input=False):
 
 @pytest.mark.frameworks
 @pytest.mark.onnx
-@pytest.mark.parametrize("factory,shape", [(Z.ResNetShared, (3, 32, 32)), (Z.MobileNetV2, (3, 32, 32)),
-                                           (Z.DenseNet, (3, 16, 16)), (Z.SqueezeNet, (3, 33, 33))])
+@pytest.mark.parametrize(
+    "factory,shape",
+    [
+        (Z.ResNetShared, (3, 32, 32)),
+        (Z.MobileNetV2, (3, 32, 32)),
+        (Z.DenseNet, (3, 16, 16)),
+        (Z.SqueezeNet, (3, 33, 33)),
+    ],
+)
 def test_torch_onnx_exports_import(factory, shape):
     proto = torch_onnx(factory(), shape)
     x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
@@ -88,8 +96,9 @@ def test_tf2onnx_channels_last_graph_imports(optimized):
     randomize(model, 0)
     signature = (tf.TensorSpec((None, 12, 12, 3), tf.float32, name="input"),)
     with quiet_warnings():
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=18,
-                                              **({} if optimized else {"optimizers": {}}))
+        proto, _ = tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=18, **({} if optimized else {"optimizers": {}})
+        )
     x_first = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)
     spec = check(proto, x_first, channels_last_input=True)
     names = [layer.name for layer in spec.layers]

@@ -13,7 +13,8 @@ frameworks cannot carry are compared by meaning, each for a stated reason:
 * PyTorch has no ``same`` padding: it comes back as the explicit per-side amounts it resolves to;
 * PyTorch has no depthwise module: a ``conv2d`` with ``groups`` = input channels comes back as
   ``depthwise_conv2d`` (the same computation and weights);
-* ceil mode that adds no window is no ceil mode; Keras writes a ceil-mode max pool as ``-inf`` padding: it comes back as that padding (a padded cell
+* ceil mode that adds no window is no ceil mode; Keras writes a ceil-mode max pool as ``-inf`` padding:
+  it comes back as that padding (a padded cell
   never wins a max, so both select the same windows).
 """
 
@@ -29,12 +30,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from spec_strategies import valid_specs
 
-import cnnspec  # noqa: E402
-from cnnspec.importers.keras import from_keras  # noqa: E402
-from cnnspec.importers.torch import from_torch  # noqa: E402
-from spec_strategies import valid_specs  # noqa: E402
+import cnnspec
+from cnnspec.importers.keras import from_keras
+from cnnspec.importers.torch import from_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml"))
@@ -51,8 +52,13 @@ def meaning(spec) -> list[tuple]:
         channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
         if kind == "conv2d" and fields["groups"] == channels and channels > 1:
             kind = "depthwise_conv2d"
-            fields = {"kernel_size": fields["kernel_size"], "depth_multiplier": fields["filters"] // channels,
-                      "dilation": fields["dilation"], "bias": fields["bias"], "activation": fields["activation"]}
+            fields = {
+                "kernel_size": fields["kernel_size"],
+                "depth_multiplier": fields["filters"] // channels,
+                "dilation": fields["dilation"],
+                "bias": fields["bias"],
+                "activation": fields["activation"],
+            }
         padding = layer.padding
         if kind.startswith("max_pool") and fields.pop("ceil_mode"):
             padding = tuple((before, after + extra) for (before, after), extra in zip(padding, layer.ceil_extra))
@@ -68,7 +74,20 @@ def meaning(spec) -> list[tuple]:
                 fields[key] = value[0]
         padded = bool(padding) and any(any(pair) for pair in padding)
         counted = layer.count_include_pad if padded else None  # without padding there is nothing to count
-        rows.append((layer.name, kind, layer.inputs, layer.output_shape, padding, layer.stride, counted, layer.output_padding, tuple(p.shape for p in layer.params), sorted(fields.items(), key=str)))
+        rows.append(
+            (
+                layer.name,
+                kind,
+                layer.inputs,
+                layer.output_shape,
+                padding,
+                layer.stride,
+                counted,
+                layer.output_padding,
+                tuple(p.shape for p in layer.params),
+                sorted(fields.items(), key=str),
+            )
+        )
     return rows
 
 

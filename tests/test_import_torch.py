@@ -16,13 +16,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-import torch_zoo as Z  # noqa: E402
-from torch import nn  # noqa: E402
+import torch_zoo as Z
+from torch import nn
 
-import cnnspec  # noqa: E402
-from cnnspec.importers.common import UnsupportedModel  # noqa: E402
-from cnnspec.importers.torch import import_torch  # noqa: E402
-from cnnspec.weights.transfer import randomize  # noqa: E402
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.torch import import_torch
+from cnnspec.weights.transfer import randomize
 
 
 def torch_count(module) -> int:
@@ -102,8 +102,20 @@ def test_functional_calls_are_recognised():
     F = torch.nn.functional
     result = check_against_torch(Functional(), (3, 16, 16))
     types = [layer.type for layer in result.spec.layers]
-    assert types == ["conv2d", "relu", "conv2d", "sigmoid", "add", "hard_swish", "concat", "max_pool2d", "avg_pool2d",
-                     "flatten", "dense", "softmax"]
+    assert types == [
+        "conv2d",
+        "relu",
+        "conv2d",
+        "sigmoid",
+        "add",
+        "hard_swish",
+        "concat",
+        "max_pool2d",
+        "avg_pool2d",
+        "flatten",
+        "dense",
+        "softmax",
+    ]
 
 
 def refused(module, shape=(3, 16, 16)) -> str:

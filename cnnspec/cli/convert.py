@@ -17,13 +17,24 @@ EXIT_OK, EXIT_MISMATCH = 0, 1
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL",
-                        help="a .keras/.h5/.onnx file, or a Python reference package.module:attr or file.py:attr "
-                             "(a model, or a class/factory called with --kwargs)")
-    parser.add_argument("--input-shape", metavar="C,H,W", default=None,
-                        help="channels-first input shape without the batch (torch models)")
-    parser.add_argument("--kwargs", metavar="JSON", default=None,
-                        help="keyword arguments (a JSON object) for the class or factory MODEL names")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a .keras/.h5/.onnx file, or a Python reference package.module:attr or file.py:attr "
+        "(a model, or a class/factory called with --kwargs)",
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        default=None,
+        help="channels-first input shape without the batch (torch models)",
+    )
+    parser.add_argument(
+        "--kwargs",
+        metavar="JSON",
+        default=None,
+        help="keyword arguments (a JSON object) for the class or factory MODEL names",
+    )
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +48,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cnnspec convert``."""
     _model_arguments(parser)
     parser.add_argument("--to", choices=("torch", "keras"), required=True, help="the framework to convert to")
-    parser.add_argument("-o", "--output", metavar="DIR", default=None,
-                        help="directory for spec.yaml, the source, the weights and report.json (default: <model name>_<to>)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        default=None,
+        help="directory for spec.yaml, the source, the weights and report.json (default: <model name>_<to>)",
+    )
     parser.add_argument("--atol", type=float, default=None, metavar="A", help="absolute tolerance of the verification")
     parser.add_argument("--rtol", type=float, default=None, metavar="R", help="relative tolerance of the verification")
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
@@ -53,14 +69,21 @@ def _kwargs(text: str | None) -> dict | None:
     except json.JSONDecodeError as error:
         raise CnnspecError(f"--kwargs: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(value, dict):
-        raise CnnspecError(f"--kwargs: expected a JSON object such as '{{\"num_classes\": 10}}', got {type(value).__name__}")
+        raise CnnspecError(
+            f"--kwargs: expected a JSON object such as '{{\"num_classes\": 10}}', got {type(value).__name__}"
+        )
     return value
 
 
 def cmd_import(args) -> int:
     """``cnnspec import MODEL [-o SPEC]``."""
     from cnnspec.atomic import atomic_write
-    from cnnspec.importers.pipeline import import_any, load_reference, parse_input_shape, spec_yaml
+    from cnnspec.importers.pipeline import (
+        import_any,
+        load_reference,
+        parse_input_shape,
+        spec_yaml,
+    )
 
     input_shape = parse_input_shape(args.input_shape)
     kwargs = _kwargs(args.kwargs)
@@ -103,8 +126,17 @@ def cmd_convert(args) -> int:
 
     try:
         with quiet_warnings():
-            conversion = convert_model(args.model, args.to, directory, input_shape=input_shape, kwargs=kwargs,
-                                       overwrite=args.force, progress=progress, atol=args.atol, rtol=args.rtol)
+            conversion = convert_model(
+                args.model,
+                args.to,
+                directory,
+                input_shape=input_shape,
+                kwargs=kwargs,
+                overwrite=args.force,
+                progress=progress,
+                atol=args.atol,
+                rtol=args.rtol,
+            )
     finally:
         progress.close()
     report = conversion.verification
@@ -113,8 +145,10 @@ def cmd_convert(args) -> int:
     print(report.render(use_rich=False))
     print(f"wrote {', '.join(conversion.files.values())}")
     total = sum(conversion.timings.values())
-    print(f"{'CONVERTED' if report.ok else 'CONVERTED, BUT NOT EQUIVALENT'}: {args.model} -> {args.to} "
-          f"({conversion.parameters:,} parameters, {total:.1f} s)")
+    print(
+        f"{'CONVERTED' if report.ok else 'CONVERTED, BUT NOT EQUIVALENT'}: {args.model} -> {args.to} "
+        f"({conversion.parameters:,} parameters, {total:.1f} s)"
+    )
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 

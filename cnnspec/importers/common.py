@@ -41,8 +41,11 @@ def _reserved(name: str) -> bool:
     from cnnspec.spec.models import RESERVED_NAMES
 
     return (
-        keyword.iskeyword(name) or keyword.issoftkeyword(name) or name.startswith("__")
-        or name in RESERVED_NAMES or hasattr(builtins, name)
+        keyword.iskeyword(name)
+        or keyword.issoftkeyword(name)
+        or name.startswith("__")
+        or name in RESERVED_NAMES
+        or hasattr(builtins, name)
     )
 
 
@@ -96,8 +99,9 @@ class SpecBuilder:
             counter += 1
         return name
 
-    def add(self, original: str, layer_type: str, inputs: list[str], *, source: str | None = None,
-            **fields: Any) -> str:
+    def add(
+        self, original: str, layer_type: str, inputs: list[str], *, source: str | None = None, **fields: Any
+    ) -> str:
         """Append a layer; returns its spec name.
 
         Args:
@@ -136,19 +140,24 @@ class SpecBuilder:
             if layer["type"] not in known:
                 where = layer.get("source", layer["name"])
                 raise refuse(
-                    self.framework, f"'{where}'",
+                    self.framework,
+                    f"'{where}'",
                     f"needs the layer type '{layer['type']}', which this cnnspec's catalog does not have",
                     "supported types: " + ", ".join(sorted(known)),
                 )
         document = {
-            "cnnspec": 1, "name": _model_name(model_name),
-            "input": {"channels": int(channels), "size": [int(s) for s in size]}, "layers": self.layers,
+            "cnnspec": 1,
+            "name": _model_name(model_name),
+            "input": {"channels": int(channels), "size": [int(s) for s in size]},
+            "layers": self.layers,
         }
         try:
             spec = ModelSpec.model_validate(document)
             resolve(spec)
         except SpecError as error:
-            raise UnsupportedModel(f"the imported {self.framework} model does not make a valid spec:\n{error.render()}") from None
+            raise UnsupportedModel(
+                f"the imported {self.framework} model does not make a valid spec:\n{error.render()}"
+            ) from None
         except ValueError as error:  # pydantic ValidationError
             raise UnsupportedModel(f"the imported {self.framework} model does not make a valid spec: {error}") from None
         return spec

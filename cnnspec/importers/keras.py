@@ -20,18 +20,35 @@ is refused with the layer's name and what is supported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from cnnspec.importers.common import ImportResult, SpecBuilder, compact, compact_padding, pairs, refuse
+from cnnspec.importers.common import (
+    ImportResult,
+    SpecBuilder,
+    compact,
+    compact_padding,
+    refuse,
+)
 
 FRAMEWORK = "keras layer"
 
 # Keras activation names -> spec activation types (parameter-free, exact).
 ACTIVATIONS = {
-    "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-    "silu": "silu", "swish": "silu", "gelu": "gelu", "hard_silu": "hard_swish", "hard_swish": "hard_swish",
-    "hard_sigmoid": "hard_sigmoid", "elu": "elu", "leaky_relu": "leaky_relu",
+    "relu": "relu",
+    "relu6": "relu6",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "hard_silu": "hard_swish",
+    "hard_swish": "hard_swish",
+    "hard_sigmoid": "hard_sigmoid",
+    "elu": "elu",
+    "leaky_relu": "leaky_relu",
 }
 INLINE = {"relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid"}
 
@@ -47,8 +64,9 @@ class _Context:
         self.model = model
         self.node = None
 
-    def add(self, layer, layer_type: str, inputs: list[str], *, source: str | None = None, name: str | None = None,
-            **fields) -> str:
+    def add(
+        self, layer, layer_type: str, inputs: list[str], *, source: str | None = None, name: str | None = None, **fields
+    ) -> str:
         return self.builder.add(name or layer.name, layer_type, inputs, source=source, **fields)
 
 
@@ -71,27 +89,45 @@ def _activation(layer, value, what: str = "activation") -> str | None:
     if value in (None, "linear"):
         return None
     if not isinstance(value, str) or ACTIVATIONS.get(value) not in INLINE:
-        raise refuse(FRAMEWORK, _where(layer), f"{what} {value!r} is not a parameter-free activation cnnspec knows",
-                     "inline activations: " + ", ".join(sorted(INLINE)))
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"{what} {value!r} is not a parameter-free activation cnnspec knows",
+            "inline activations: " + ", ".join(sorted(INLINE)),
+        )
     return ACTIVATIONS[value]
 
 
 def _channels_last(layer, cfg) -> None:
     if cfg.get("data_format", "channels_last") != "channels_last":
-        raise refuse(FRAMEWORK, _where(layer), "data_format='channels_first' is not supported",
-                     "cnnspec imports channels-last Keras models (the Keras default)")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            "data_format='channels_first' is not supported",
+            "cnnspec imports channels-last Keras models (the Keras default)",
+        )
 
 
 def _padding(layer, value: str) -> str:
     if value not in ("valid", "same"):
-        raise refuse(FRAMEWORK, _where(layer), f"padding={value!r} is not supported", "use 'valid', 'same' or ZeroPadding")
+        raise refuse(
+            FRAMEWORK, _where(layer), f"padding={value!r} is not supported", "use 'valid', 'same' or ZeroPadding"
+        )
     return value
 
 
 def _fields(**values) -> dict[str, Any]:
     """Drop the spec defaults so the spec reads like one written by hand."""
-    defaults = {"stride": 1, "dilation": 1, "padding": "valid", "groups": 1, "bias": True, "activation": None,
-                "depth_multiplier": 1, "keepdims": False}
+    defaults = {
+        "stride": 1,
+        "dilation": 1,
+        "padding": "valid",
+        "groups": 1,
+        "bias": True,
+        "activation": None,
+        "depth_multiplier": 1,
+        "keepdims": False,
+    }
     return {key: value for key, value in values.items() if key not in defaults or defaults[key] != value}
 
 
@@ -100,22 +136,42 @@ def _conv(ctx, layer, cfg, inputs, shapes):
     rank = len(cfg["kernel_size"])
     subsample = cfg.get("subsample", (1,) * rank)  # cnnspec's PortableConv: computed at stride 1, then subsampled
     strides = [s * t for s, t in zip(cfg["strides"], subsample)]
-    ctx.add(layer, f"conv{rank}d", inputs, **_fields(
-        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(strides),
-        padding=_padding(layer, cfg["padding"]), dilation=compact(cfg["dilation_rate"]), groups=cfg.get("groups", 1),
-        bias=cfg["use_bias"], activation=_activation(layer, cfg["activation"]),
-    ))
+    ctx.add(
+        layer,
+        f"conv{rank}d",
+        inputs,
+        **_fields(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(strides),
+            padding=_padding(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            groups=cfg.get("groups", 1),
+            bias=cfg["use_bias"],
+            activation=_activation(layer, cfg["activation"]),
+        ),
+    )
 
 
 def _conv_transpose(ctx, layer, cfg, inputs, shapes):
     _channels_last(layer, cfg)
     rank = len(cfg["kernel_size"])
     extra = {} if cfg.get("output_padding") is None else {"output_padding": compact(cfg["output_padding"])}
-    ctx.add(layer, f"conv_transpose{rank}d", inputs, **_fields(
-        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(cfg["strides"]),
-        padding=_padding(layer, cfg["padding"]), dilation=compact(cfg["dilation_rate"]), bias=cfg["use_bias"],
-        activation=_activation(layer, cfg["activation"]), **extra,
-    ))
+    ctx.add(
+        layer,
+        f"conv_transpose{rank}d",
+        inputs,
+        **_fields(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(cfg["strides"]),
+            padding=_padding(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=_activation(layer, cfg["activation"]),
+            **extra,
+        ),
+    )
 
 
 def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
@@ -125,7 +181,9 @@ def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
     output_padding = before - after + extend, when that is a legal output padding."""
     rank = len(cfg["kernel_size"])
     paddings, output_paddings = [], []
-    for (before, after), extend, stride, dilation in zip(cfg["crop"], cfg["extend"], cfg["strides"], cfg["dilation_rate"]):
+    for (before, after), extend, stride, dilation in zip(
+        cfg["crop"], cfg["extend"], cfg["strides"], cfg["dilation_rate"]
+    ):
         output_padding = before - after + extend
         if not 0 <= output_padding < max(stride, dilation):
             raise refuse(FRAMEWORK, _where(layer), f"crop {cfg['crop']} has no numeric padding equivalent")
@@ -134,20 +192,40 @@ def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
     spread = tuple(cfg.get("spread") or (1,) * rank)
     strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
     extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
-    ctx.add(layer, f"conv_transpose{rank}d", inputs, **_fields(
-        filters=cfg["filters"], kernel_size=compact(cfg["kernel_size"]), stride=compact(strides),
-        padding=compact(paddings), dilation=compact(cfg["dilation_rate"]), bias=cfg["use_bias"],
-        activation=_activation(layer, cfg["activation"]), **extra,
-    ))
+    ctx.add(
+        layer,
+        f"conv_transpose{rank}d",
+        inputs,
+        **_fields(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(strides),
+            padding=compact(paddings),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=_activation(layer, cfg["activation"]),
+            **extra,
+        ),
+    )
 
 
 def _depthwise(ctx, layer, cfg, inputs, shapes, *, layer_type: str = "depthwise_conv2d", **more):
     _channels_last(layer, cfg)
-    ctx.add(layer, layer_type, inputs, **more, **_fields(
-        kernel_size=compact(cfg["kernel_size"]), depth_multiplier=cfg["depth_multiplier"],
-        stride=compact(cfg["strides"]), padding=_padding(layer, cfg["padding"]),
-        dilation=compact(cfg["dilation_rate"]), bias=cfg["use_bias"], activation=_activation(layer, cfg["activation"]),
-    ))
+    ctx.add(
+        layer,
+        layer_type,
+        inputs,
+        **more,
+        **_fields(
+            kernel_size=compact(cfg["kernel_size"]),
+            depth_multiplier=cfg["depth_multiplier"],
+            stride=compact(cfg["strides"]),
+            padding=_padding(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=_activation(layer, cfg["activation"]),
+        ),
+    )
 
 
 def _separable(ctx, layer, cfg, inputs, shapes):
@@ -182,8 +260,12 @@ def _batch_norm(ctx, layer, cfg, inputs, shapes):
     if axis not in (-1, len(shapes[0]) - 1):
         raise refuse(FRAMEWORK, _where(layer), f"normalises axis {cfg['axis']}, not the channel (last) axis")
     if not (cfg.get("center", True) and cfg.get("scale", True)) or cfg.get("renorm"):
-        raise refuse(FRAMEWORK, _where(layer), "center=False, scale=False or renorm is not supported",
-                     "cnnspec's batch_norm has a learned scale and offset")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            "center=False, scale=False or renorm is not supported",
+            "cnnspec's batch_norm has a learned scale and offset",
+        )
     fields: dict[str, Any] = {}
     if round(cfg["epsilon"], 12) != 1e-5:
         fields["epsilon"] = float(cfg["epsilon"])
@@ -195,7 +277,9 @@ def _batch_norm(ctx, layer, cfg, inputs, shapes):
 
 def _dropout(ctx, layer, cfg, inputs, shapes):
     if cfg.get("noise_shape") is not None:
-        raise refuse(FRAMEWORK, _where(layer), "a noise_shape is not supported", "use SpatialDropout for whole channels")
+        raise refuse(
+            FRAMEWORK, _where(layer), "a noise_shape is not supported", "use SpatialDropout for whole channels"
+        )
     kind = "spatial_dropout" if type(layer).__name__.startswith("SpatialDropout") else "dropout"
     ctx.add(layer, kind, inputs, rate=float(cfg["rate"]))
 
@@ -210,8 +294,13 @@ def _dense(ctx, layer, cfg, inputs, shapes):
     rank = len(shapes[0]) - 2
     if rank >= 1:  # Dense on a channels-last map contracts the channel axis: exactly a 1x1 convolution
         ctx.builder.rewrite(layer.name, "Dense on a channels-last feature map", f"conv{rank}d with kernel_size 1")
-        ctx.add(layer, f"conv{rank}d", inputs, source=layer.name,
-                **_fields(filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation))
+        ctx.add(
+            layer,
+            f"conv{rank}d",
+            inputs,
+            source=layer.name,
+            **_fields(filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation),
+        )
         return
     ctx.add(layer, "dense", inputs, **_fields(units=cfg["units"], bias=cfg["use_bias"], activation=activation))
 
@@ -225,8 +314,12 @@ def _activation_layer(ctx, layer, cfg, inputs, shapes):
         _identity(ctx, layer, cfg, inputs, shapes, "Activation('linear')")
         return
     if not isinstance(value, str) or value not in ACTIVATIONS:
-        raise refuse(FRAMEWORK, _where(layer), f"activation {value!r} is not supported",
-                     "supported: " + ", ".join(sorted(ACTIVATIONS)) + ", linear")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"activation {value!r} is not supported",
+            "supported: " + ", ".join(sorted(ACTIVATIONS)) + ", linear",
+        )
     kind = ACTIVATIONS[value]
     fields = {"negative_slope": 0.2} if kind == "leaky_relu" else {}  # keras.activations.leaky_relu's default
     ctx.add(layer, kind, inputs, **fields)
@@ -253,8 +346,12 @@ def _relu(ctx, layer, cfg, inputs, shapes):
     elif max_value is None:
         ctx.add(layer, "leaky_relu", inputs, negative_slope=float(slope))
     else:
-        raise refuse(FRAMEWORK, _where(layer), f"ReLU(max_value={max_value}, negative_slope={slope}) is not supported",
-                     "relu, relu6 (max_value=6) and leaky_relu are")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"ReLU(max_value={max_value}, negative_slope={slope}) is not supported",
+            "relu, relu6 (max_value=6) and leaky_relu are",
+        )
 
 
 def _leaky_relu(ctx, layer, cfg, inputs, shapes):
@@ -276,14 +373,20 @@ def _prelu(ctx, layer, cfg, inputs, shapes):
     elif shared == list(range(1, len(shapes[0]))):
         ctx.add(layer, "prelu", inputs, per_channel=False)
     else:
-        raise refuse(FRAMEWORK, _where(layer), f"shared_axes={cfg.get('shared_axes')} (one slope per element)",
-                     f"cnnspec's prelu has one slope per channel (shared_axes={spatial}) or one in all")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"shared_axes={cfg.get('shared_axes')} (one slope per element)",
+            f"cnnspec's prelu has one slope per channel (shared_axes={spatial}) or one in all",
+        )
 
 
 def _softmax(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     if axis not in (-1, len(shapes[0]) - 1, [-1]):
-        raise refuse(FRAMEWORK, _where(layer), f"softmax over axis {axis}", "cnnspec's softmax acts on the channel axis")
+        raise refuse(
+            FRAMEWORK, _where(layer), f"softmax over axis {axis}", "cnnspec's softmax acts on the channel axis"
+        )
     ctx.add(layer, "softmax", inputs)
 
 
@@ -310,8 +413,12 @@ def _zero_pad(ctx, layer, cfg, inputs, shapes):
 def _merge(kind: str):
     def handler(ctx, layer, cfg, inputs, shapes):
         if kind == "concat" and cfg.get("axis", -1) not in (-1, len(shapes[0]) - 1):
-            raise refuse(FRAMEWORK, _where(layer), f"concatenates along axis {cfg['axis']}",
-                         "cnnspec's concat joins channels (the last axis)")
+            raise refuse(
+                FRAMEWORK,
+                _where(layer),
+                f"concatenates along axis {cfg['axis']}",
+                "cnnspec's concat joins channels (the last axis)",
+            )
         ctx.add(layer, kind, inputs)
 
     return handler
@@ -321,8 +428,10 @@ def _reshape(ctx, layer, cfg, inputs, shapes):
     target = tuple(cfg["target_shape"])
     source_layer = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
-        source_layer is not None and source_layer["name"] == inputs[0]
-        and source_layer["type"].startswith("global_") and not source_layer.get("keepdims")
+        source_layer is not None
+        and source_layer["name"] == inputs[0]
+        and source_layer["type"].startswith("global_")
+        and not source_layer.get("keepdims")
         and ctx.consumers.get(id(ctx.node.input_tensors[0])) == 1
     ):
         previous = ctx.builder.layers[-2]["name"] if len(ctx.builder.layers) > 1 else "input"
@@ -331,24 +440,40 @@ def _reshape(ctx, layer, cfg, inputs, shapes):
     else:
         exact = False
     if exact:
-        ctx.builder.rewrite(layer.name, f"{source_layer.get('source', source_layer['name'])} + Reshape({target})",
-                            f"{source_layer['type']} with keepdims: true")
+        ctx.builder.rewrite(
+            layer.name,
+            f"{source_layer.get('source', source_layer['name'])} + Reshape({target})",
+            f"{source_layer['type']} with keepdims: true",
+        )
         ctx.builder.layers.pop()
         ctx.builder._names.discard(source_layer["name"])
         fields = {k: v for k, v in source_layer.items() if k not in ("name", "type", "source")}
         fields["keepdims"] = True
         previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
         pool_inputs = fields.pop("inputs", [previous])
-        ctx.add(layer, source_layer["type"], pool_inputs, source=f"{source_layer.get('source', source_layer['name'])}+{layer.name}",
-                **fields)
+        ctx.add(
+            layer,
+            source_layer["type"],
+            pool_inputs,
+            source=f"{source_layer.get('source', source_layer['name'])}+{layer.name}",
+            **fields,
+        )
         return
-    raise refuse(FRAMEWORK, _where(layer), f"Reshape{target} is not supported here",
-                 "cnnspec rewrites Reshape((1, 1, C)) right after a global pooling into keepdims; "
-                 "for other reshapes use Flatten or a global pooling")
+    raise refuse(
+        FRAMEWORK,
+        _where(layer),
+        f"Reshape{target} is not supported here",
+        "cnnspec rewrites Reshape((1, 1, C)) right after a global pooling into keepdims; "
+        "for other reshapes use Flatten or a global pooling",
+    )
 
 
 _ISSUE_10 = {  # layer types being added to the catalog (issue 10): emitted with their spec fields
-    "Multiply": "multiply", "Subtract": "subtract", "Maximum": "maximum", "Minimum": "minimum", "Average": "average",
+    "Multiply": "multiply",
+    "Subtract": "subtract",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+    "Average": "average",
 }
 
 
@@ -379,8 +504,14 @@ def _layer_norm(ctx, layer, cfg, inputs, shapes):
 
 
 def _group_norm(ctx, layer, cfg, inputs, shapes):
-    ctx.add(layer, "group_norm", inputs, groups=cfg["groups"], epsilon=float(cfg["epsilon"]),
-            affine=bool(cfg["center"] and cfg["scale"]))
+    ctx.add(
+        layer,
+        "group_norm",
+        inputs,
+        groups=cfg["groups"],
+        epsilon=float(cfg["epsilon"]),
+        affine=bool(cfg["center"] and cfg["scale"]),
+    )
 
 
 def _counted_average_pooling(ctx, layer, cfg, inputs, shapes):
@@ -408,23 +539,34 @@ Handler = Callable[..., None]
 KERAS_LAYERS: dict[str, Handler] = {
     **{f"Conv{r}D": _conv for r in (1, 2, 3)},
     **{f"Conv{r}DTranspose": _conv_transpose for r in (1, 2, 3)},
-    "DepthwiseConv2D": _depthwise, "SeparableConv2D": _separable,
+    "DepthwiseConv2D": _depthwise,
+    "SeparableConv2D": _separable,
     **{f"MaxPooling{r}D": _pool("max") for r in (1, 2, 3)},
     **{f"AveragePooling{r}D": _pool("avg") for r in (1, 2, 3)},
     **{f"GlobalAveragePooling{r}D": _global_pool("avg") for r in (1, 2, 3)},
     **{f"GlobalMaxPooling{r}D": _global_pool("max") for r in (1, 2, 3)},
     "BatchNormalization": _batch_norm,
-    "Dropout": _dropout, **{f"SpatialDropout{r}D": _dropout for r in (1, 2, 3)},
-    "Flatten": _flatten, "Dense": _dense,
-    "Activation": _activation_layer, "ReLU": _relu, "LeakyReLU": _leaky_relu, "ELU": _elu, "PReLU": _prelu,
-    "Softmax": _softmax, "Identity": _identity,
+    "Dropout": _dropout,
+    **{f"SpatialDropout{r}D": _dropout for r in (1, 2, 3)},
+    "Flatten": _flatten,
+    "Dense": _dense,
+    "Activation": _activation_layer,
+    "ReLU": _relu,
+    "LeakyReLU": _leaky_relu,
+    "ELU": _elu,
+    "PReLU": _prelu,
+    "Softmax": _softmax,
+    "Identity": _identity,
     **{f"UpSampling{r}D": _upsample for r in (1, 2, 3)},
     **{f"ZeroPadding{r}D": _zero_pad for r in (1, 2, 3)},
-    "Add": _merge("add"), "Concatenate": _merge("concat"),
+    "Add": _merge("add"),
+    "Concatenate": _merge("concat"),
     **{cls: _broadcast_merge(kind) for cls, kind in _ISSUE_10.items()},
     "Reshape": _reshape,
-    "Rescaling": _rescaling, "Normalization": _normalization,
-    "LayerNormalization": _layer_norm, "GroupNormalization": _group_norm,
+    "Rescaling": _rescaling,
+    "Normalization": _normalization,
+    "LayerNormalization": _layer_norm,
+    "GroupNormalization": _group_norm,
     **{f"Cropping{r}D": _cropping for r in (1, 2, 3)},
     "CountedAveragePooling": _counted_average_pooling,
     **{f"CroppedConv{r}DTranspose": _cropped_conv_transpose for r in (1, 2, 3)},
@@ -458,15 +600,23 @@ def _check_graph(model) -> None:
     import keras
 
     if not getattr(model, "inputs", None) and not model.built:
-        raise refuse("keras", f"model '{model.name}'", "has no known input shape",
-                      "build it with keras.Input(shape=...) first")
+        raise refuse(
+            "keras", f"model '{model.name}'", "has no known input shape", "build it with keras.Input(shape=...) first"
+        )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise refuse("keras", f"model '{model.name}'",
-                     f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each")
+        raise refuse(
+            "keras",
+            f"model '{model.name}'",
+            f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
+        )
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            raise refuse(FRAMEWORK, _where(layer), "is a nested model",
-                         "rebuild the outer model on the nested model's layers (functional API), then import")
+            raise refuse(
+                FRAMEWORK,
+                _where(layer),
+                "is a nested model",
+                "rebuild the outer model on the nested model's layers (functional API), then import",
+            )
 
 
 def import_keras(model_or_path) -> ImportResult:
@@ -482,8 +632,12 @@ def import_keras(model_or_path) -> ImportResult:
     input_tensor = model.inputs[0]
     input_shape = _tensor_shape(input_tensor)[1:]
     if any(d is None for d in input_shape) or len(input_shape) not in (2, 3, 4):
-        raise refuse("keras", f"model '{model.name}'", f"input shape {input_shape} (batch excluded)",
-                     "cnnspec needs a fixed channels-last input: (L, C), (H, W, C) or (D, H, W, C)")
+        raise refuse(
+            "keras",
+            f"model '{model.name}'",
+            f"input shape {input_shape} (batch excluded)",
+            "cnnspec needs a fixed channels-last input: (L, C), (H, W, C) or (D, H, W, C)",
+        )
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape
 
@@ -491,8 +645,12 @@ def import_keras(model_or_path) -> ImportResult:
     nodes = {}
     for layer in layers:
         if len(layer._inbound_nodes) != 1:
-            raise refuse(FRAMEWORK, _where(layer), f"is called {len(layer._inbound_nodes)} times (a shared layer)",
-                         "cnnspec layers have one output each; give each call its own layer")
+            raise refuse(
+                FRAMEWORK,
+                _where(layer),
+                f"is called {len(layer._inbound_nodes)} times (a shared layer)",
+                "cnnspec layers have one output each; give each call its own layer",
+            )
         nodes[id(layer)] = layer._inbound_nodes[0]
         for tensor in nodes[id(layer)].input_tensors:
             ctx.consumers[id(tensor)] = ctx.consumers.get(id(tensor), 0) + 1
@@ -504,8 +662,12 @@ def import_keras(model_or_path) -> ImportResult:
         try:
             inputs = [ctx.names[id(t)] for t in node.input_tensors]
         except KeyError:
-            raise refuse(FRAMEWORK, _where(layer), "reads a tensor that is not the output of a layer "
-                         "(e.g. a raw TensorFlow op or a constant)", "build the model from Keras layers only") from None
+            raise refuse(
+                FRAMEWORK,
+                _where(layer),
+                "reads a tensor that is not the output of a layer (e.g. a raw TensorFlow op or a constant)",
+                "build the model from Keras layers only",
+            ) from None
         shapes = [_tensor_shape(t) for t in node.input_tensors]
         cfg = layer.get_config()
         inputs = _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending_pads)
@@ -528,8 +690,16 @@ def import_keras(model_or_path) -> ImportResult:
     return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model})
 
 
-_PAD_TARGETS = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
-                "AveragePooling1D", "AveragePooling2D", "AveragePooling3D")  # zeros counted: count_include_pad
+_PAD_TARGETS = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+)  # zeros counted: count_include_pad
 _INF_PAD_TARGETS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
 
 
@@ -549,9 +719,12 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
         consumer = ctx.model.get_layer(target)
     except ValueError:
         return inputs
-    if (_HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in targets
-            and consumer.get_config()["padding"] == "valid" and consumer._inbound_nodes
-            and consumer._inbound_nodes[0].input_tensors[0] is layer.output):
+    if (
+        _HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in targets
+        and consumer.get_config()["padding"] == "valid"
+        and consumer._inbound_nodes
+        and consumer._inbound_nodes[0].input_tensors[0] is layer.output
+    ):
         if padding is None:
             padding = cfg["padding"]
             padding = [padding] if isinstance(padding[0], int) else padding
@@ -564,10 +737,18 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
 def _unsupported(layer):
     name = type(layer).__name__
     if name in ("Lambda", "TFOpLambda"):
-        return refuse(FRAMEWORK, _where(layer), "is a Lambda layer: its Python code cannot be read as a spec",
-                      "replace it with built-in layers; supported: " + ", ".join(sorted(KERAS_LAYERS)))
-    return refuse(FRAMEWORK, _where(layer), f"layer class {name} is not supported",
-                  "supported Keras layers: " + ", ".join(sorted(KERAS_LAYERS)))
+        return refuse(
+            FRAMEWORK,
+            _where(layer),
+            "is a Lambda layer: its Python code cannot be read as a spec",
+            "replace it with built-in layers; supported: " + ", ".join(sorted(KERAS_LAYERS)),
+        )
+    return refuse(
+        FRAMEWORK,
+        _where(layer),
+        f"layer class {name} is not supported",
+        "supported Keras layers: " + ", ".join(sorted(KERAS_LAYERS)),
+    )
 
 
 def from_keras(model_or_path):
@@ -641,7 +822,7 @@ def keras_tensors(model, plan) -> dict:
             source = layer_plan.inputs[0]
             segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
             inverse = np.argsort(flat_permutation(segments))
-            to_torch_order = lambda a, inverse=inverse: a[inverse]  # noqa: E731
+            to_torch_order = lambda a, inverse=inverse: a[inverse]
         values: dict[str, np.ndarray] = {}
         bias = getattr(layer, "bias", None) if getattr(layer, "use_bias", False) else None
         kind = _HELPER_BASES.get(type(layer).__name__, type(layer).__name__)

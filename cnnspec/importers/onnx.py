@@ -11,12 +11,19 @@ op type in :data:`ONNX_OPS`.  Node names become layer names (``/layer1/layer1.0/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from cnnspec.importers.common import ImportResult, SpecBuilder, compact, compact_padding, refuse
+from cnnspec.importers.common import (
+    ImportResult,
+    SpecBuilder,
+    compact,
+    compact_padding,
+    refuse,
+)
 
 FRAMEWORK = "onnx node"
 FIRST, LAST, FLAT = "channels_first", "channels_last", "flat"
@@ -60,20 +67,35 @@ class _Context:
 
     def value(self, name: str) -> _Tensor:
         if name not in self.values:
-            raise refuse(FRAMEWORK, _where(self.node), f"reads '{name}', which is neither a layer output nor supported here")
+            raise refuse(
+                FRAMEWORK, _where(self.node), f"reads '{name}', which is neither a layer output nor supported here"
+            )
         return self.values[name]
 
     def constant(self, name: str, what: str):
         if name not in self.constants:
-            raise refuse(FRAMEWORK, _where(self.node), f"its {what} '{name}' is computed, not a constant initializer",
-                         "cnnspec reads weights from initializers")
+            raise refuse(
+                FRAMEWORK,
+                _where(self.node),
+                f"its {what} '{name}' is computed, not a constant initializer",
+                "cnnspec reads weights from initializers",
+            )
         return self.constants[name]
 
-    def add(self, node, layer_type: str, inputs: list[str], layout: str, tensors: dict | None = None,
-            flattened_last: tuple | None = None, **fields) -> str:
+    def add(
+        self,
+        node,
+        layer_type: str,
+        inputs: list[str],
+        layout: str,
+        tensors: dict | None = None,
+        flattened_last: tuple | None = None,
+        **fields,
+    ) -> str:
         original = _readable(node)
-        name = self.builder.add(original, layer_type, [self.value(i).name for i in inputs],
-                                source=node.name or None, **fields)
+        name = self.builder.add(
+            original, layer_type, [self.value(i).name for i in inputs], source=node.name or None, **fields
+        )
         self.values[node.output[0]] = _Tensor(name, layout, flattened_last)
         if tensors:
             self.tensors[name] = tensors
@@ -81,8 +103,9 @@ class _Context:
 
     def alias(self, node, source: str, layout: str | None = None, flattened_last: tuple | None = None) -> None:
         value = self.value(source)
-        self.values[node.output[0]] = _Tensor(value.name, layout or value.layout,
-                                              flattened_last if layout else value.flattened_last)
+        self.values[node.output[0]] = _Tensor(
+            value.name, layout or value.layout, flattened_last if layout else value.flattened_last
+        )
 
 
 def _readable(node) -> str:
@@ -90,7 +113,7 @@ def _readable(node) -> str:
     name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
     parts = [part for part in name.strip("/").split("/") if part]
     if len(parts) >= 3 and parts[0].startswith(("functional", "model", "sequential")):  # tf2onnx: model/layer_1/op
-        return parts[1][:-2] if parts[1].endswith("_1") else parts[1]
+        return parts[1].removesuffix("_1")
     if len(parts) > 1 and parts[-1].split("_")[0] == node.op_type:
         parts = parts[:-1]
     path = parts[0] if parts else node.op_type.lower()
@@ -130,8 +153,12 @@ def _spatial_rank(ctx, name) -> int:
 
 def _require(ctx, name: str, layout: str, what: str) -> None:
     if ctx.value(name).layout != layout:
-        raise refuse(FRAMEWORK, _where(ctx.node), f"{what} on a {ctx.value(name).layout} tensor",
-                     "channels-last graphs must wrap these ops in Transpose nodes, as tf2onnx does")
+        raise refuse(
+            FRAMEWORK,
+            _where(ctx.node),
+            f"{what} on a {ctx.value(name).layout} tensor",
+            "channels-last graphs must wrap these ops in Transpose nodes, as tf2onnx does",
+        )
 
 
 def _pads(attrs, rank: int, node, key: str = "pads"):
@@ -141,7 +168,9 @@ def _pads(attrs, rank: int, node, key: str = "pads"):
     if auto == "VALID":
         return "valid"
     if auto == "SAME_LOWER":
-        raise refuse(FRAMEWORK, _where(node), "auto_pad SAME_LOWER (the odd cell first)", "SAME_UPPER is spec padding 'same'")
+        raise refuse(
+            FRAMEWORK, _where(node), "auto_pad SAME_LOWER (the odd cell first)", "SAME_UPPER is spec padding 'same'"
+        )
     pads = list(attrs.get(key, [0] * (2 * rank)))
     pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
     return "valid" if not any(any(pair) for pair in pairs) else compact_padding(pairs)
@@ -164,17 +193,34 @@ def _conv(ctx, node, attrs):
     rank = weight.ndim - 2
     group = attrs.get("group", 1)
     channels = weight.shape[1] * group
-    common = dict(kernel_size=compact(weight.shape[2:]), stride=compact(attrs.get("strides", [1] * rank)),
-                  padding=_pads(attrs, rank, node), dilation=compact(attrs.get("dilations", [1] * rank)),
-                  bias=bias is not None)
+    common = dict(
+        kernel_size=compact(weight.shape[2:]),
+        stride=compact(attrs.get("strides", [1] * rank)),
+        padding=_pads(attrs, rank, node),
+        dilation=compact(attrs.get("dilations", [1] * rank)),
+        bias=bias is not None,
+    )
     tensors = {"bias": bias} if bias is not None else {}
     if rank == 2 and group == channels and channels > 1:
         tensors["depthwise_kernel"] = weight
-        ctx.add(node, "depthwise_conv2d", [node.input[0]], FIRST, tensors,
-                **_fields(depth_multiplier=weight.shape[0] // channels, **common))
+        ctx.add(
+            node,
+            "depthwise_conv2d",
+            [node.input[0]],
+            FIRST,
+            tensors,
+            **_fields(depth_multiplier=weight.shape[0] // channels, **common),
+        )
         return
     tensors["kernel"] = weight
-    ctx.add(node, f"conv{rank}d", [node.input[0]], FIRST, tensors, **_fields(filters=weight.shape[0], groups=group, **common))
+    ctx.add(
+        node,
+        f"conv{rank}d",
+        [node.input[0]],
+        FIRST,
+        tensors,
+        **_fields(filters=weight.shape[0], groups=group, **common),
+    )
 
 
 def _conv_transpose(ctx, node, attrs):
@@ -183,18 +229,33 @@ def _conv_transpose(ctx, node, attrs):
     bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
     rank = weight.ndim - 2
     if attrs.get("group", 1) != 1 or attrs.get("output_shape") or _decode(attrs.get("auto_pad", "NOTSET")) != "NOTSET":
-        raise refuse(FRAMEWORK, _where(node), "grouped transposed conv, output_shape or auto_pad",
-                     "conv_transpose with explicit symmetric pads")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            "grouped transposed conv, output_shape or auto_pad",
+            "conv_transpose with explicit symmetric pads",
+        )
     pads = list(attrs.get("pads", [0] * (2 * rank)))
     if pads[:rank] != pads[rank:]:
         raise refuse(FRAMEWORK, _where(node), f"asymmetric pads {pads}", "symmetric pads (PyTorch's padding)")
     output_padding = compact(attrs.get("output_padding", [0] * rank))
     tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
-    ctx.add(node, f"conv_transpose{rank}d", [node.input[0]], FIRST, tensors, **_fields(
-        filters=weight.shape[1], kernel_size=compact(weight.shape[2:]), stride=compact(attrs.get("strides", [1] * rank)),
-        padding=compact(pads[:rank]), dilation=compact(attrs.get("dilations", [1] * rank)), bias=bias is not None,
-        **({"output_padding": output_padding} if output_padding else {}),
-    ))
+    ctx.add(
+        node,
+        f"conv_transpose{rank}d",
+        [node.input[0]],
+        FIRST,
+        tensors,
+        **_fields(
+            filters=weight.shape[1],
+            kernel_size=compact(weight.shape[2:]),
+            stride=compact(attrs.get("strides", [1] * rank)),
+            padding=compact(pads[:rank]),
+            dilation=compact(attrs.get("dilations", [1] * rank)),
+            bias=bias is not None,
+            **({"output_padding": output_padding} if output_padding else {}),
+        ),
+    )
 
 
 def _batch_norm(ctx, node, attrs):
@@ -211,8 +272,15 @@ def _batch_norm(ctx, node, attrs):
     if momentum != 0.1:
         fields["momentum"] = momentum
     tensors = _flat_order(ctx, node.input[0], tensors)
-    ctx.add(node, "batch_norm", [node.input[0]], layout, tensors,
-            flattened_last=ctx.value(node.input[0]).flattened_last, **fields)
+    ctx.add(
+        node,
+        "batch_norm",
+        [node.input[0]],
+        layout,
+        tensors,
+        flattened_last=ctx.value(node.input[0]).flattened_last,
+        **fields,
+    )
 
 
 def _activation(kind: str):
@@ -226,8 +294,14 @@ def _activation(kind: str):
 def _leaky_relu(ctx, node, attrs):
     alpha = round(float(attrs.get("alpha", 0.01)), 7)
     value = ctx.value(node.input[0])
-    ctx.add(node, "leaky_relu", [node.input[0]], value.layout, flattened_last=value.flattened_last,
-            **({} if alpha == 0.01 else {"negative_slope": alpha}))
+    ctx.add(
+        node,
+        "leaky_relu",
+        [node.input[0]],
+        value.layout,
+        flattened_last=value.flattened_last,
+        **({} if alpha == 0.01 else {"negative_slope": alpha}),
+    )
 
 
 def _elu(ctx, node, attrs):
@@ -239,8 +313,12 @@ def _elu(ctx, node, attrs):
 def _hard_sigmoid(ctx, node, attrs):
     alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
     if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
-        raise refuse(FRAMEWORK, _where(node), f"HardSigmoid(alpha={alpha:g}, beta={beta:g})",
-                     "hard_sigmoid is clip(x/6 + 1/2, 0, 1): alpha 1/6, beta 0.5 (the old Keras 2 form 0.2x+0.5 differs)")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"HardSigmoid(alpha={alpha:g}, beta={beta:g})",
+            "hard_sigmoid is clip(x/6 + 1/2, 0, 1): alpha 1/6, beta 0.5 (the old Keras 2 form 0.2x+0.5 differs)",
+        )
     _activation("hard_sigmoid")(ctx, node, attrs)
 
 
@@ -265,7 +343,9 @@ def _softmax(ctx, node, attrs):
     axis = attrs.get("axis", -1) % rank
     channel_axis = 1 if value.layout in (FIRST, FLAT) else rank - 1
     if axis != channel_axis:
-        raise refuse(FRAMEWORK, _where(node), f"Softmax over axis {attrs.get('axis', -1)}", "softmax acts on the channels")
+        raise refuse(
+            FRAMEWORK, _where(node), f"Softmax over axis {attrs.get('axis', -1)}", "softmax acts on the channels"
+        )
     _activation("softmax")(ctx, node, attrs)
 
 
@@ -387,8 +467,12 @@ def _binary(kind: str):
         if kind in ("add", "multiply") and constant and _affine(ctx, node, kind, constant[0]):
             return
         if constant:
-            raise refuse(FRAMEWORK, _where(node), f"{node.op_type} with a constant operand '{constant[0]}'",
-                         "element-wise layers join two layer outputs")
+            raise refuse(
+                FRAMEWORK,
+                _where(node),
+                f"{node.op_type} with a constant operand '{constant[0]}'",
+                "element-wise layers join two layer outputs",
+            )
         layouts = {ctx.value(name).layout for name in node.input}
         if len(layouts) != 1:
             raise refuse(FRAMEWORK, _where(node), f"{node.op_type} of tensors in different layouts {sorted(layouts)}")
@@ -426,10 +510,12 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
     tensors = {
         "gamma": (scale * np.sqrt(1.0 + AFFINE_EPSILON)).astype(np.float32),
         "beta": zeros if kind == "multiply" else vector.astype(np.float32),
-        "moving_mean": zeros, "moving_variance": ones,
+        "moving_mean": zeros,
+        "moving_variance": ones,
     }
-    ctx.builder.rewrite(_readable(node), f"{node.op_type} by a per-channel constant",
-                        "batch_norm with moving mean 0 and variance 1")
+    ctx.builder.rewrite(
+        _readable(node), f"{node.op_type} by a per-channel constant", "batch_norm with moving mean 0 and variance 1"
+    )
     ctx.add(node, "batch_norm", [other], value.layout, tensors)
     if kind == "multiply":
         ctx.builder.layers[-1]["source"] = (node.name or _readable(node)) + " *"
@@ -482,8 +568,12 @@ def _transpose(ctx, node, attrs):
     elif perm == to_last and value.layout == FIRST:
         ctx.alias(node, node.input[0], LAST)
     else:
-        raise refuse(FRAMEWORK, _where(node), f"Transpose {perm} of a {value.layout} tensor",
-                     "only the layout changes NHWC <-> NCHW that tf2onnx inserts are supported")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Transpose {perm} of a {value.layout} tensor",
+            "only the layout changes NHWC <-> NCHW that tf2onnx inserts are supported",
+        )
 
 
 def _pad(ctx, node, attrs):
@@ -528,8 +618,12 @@ def _resize(ctx, node, attrs):
     elif integer and mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and len(scales) == 2:
         ctx.add(node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales), mode="bilinear")
     else:
-        raise refuse(FRAMEWORK, _where(node), f"Resize mode={mode} {transform} scales={scales}",
-                     "integer nearest / bilinear (half-pixel) upsampling")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Resize mode={mode} {transform} scales={scales}",
+            "integer nearest / bilinear (half-pixel) upsampling",
+        )
 
 
 def _identity(ctx, node, attrs):
@@ -540,18 +634,42 @@ Handler = Callable[..., None]
 
 # ONNX op type -> handler: how each op maps onto the spec.
 ONNX_OPS: dict[str, Handler] = {
-    "Conv": _conv, "ConvTranspose": _conv_transpose, "BatchNormalization": _batch_norm,
-    "Relu": _activation("relu"), "Sigmoid": _activation("sigmoid"), "Tanh": _activation("tanh"),
-    "HardSwish": _activation("hard_swish"), "HardSigmoid": _hard_sigmoid, "LeakyRelu": _leaky_relu, "Elu": _elu,
-    "Clip": _clip, "Softmax": _softmax, "PRelu": _prelu,
-    "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
-    "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
-    "ReduceMean": _reduce("avg"), "ReduceMax": _reduce("max"),
-    "Flatten": _flatten_like, "Reshape": _flatten_like, "Gemm": _gemm, "MatMul": _matmul,
-    "Add": _binary("add"), "Sum": _binary("add"), "Mul": _binary("multiply"), "Sub": _binary("subtract"),
-    "Max": _binary("maximum"), "Min": _binary("minimum"), "Concat": _concat,
-    "Transpose": _transpose, "Pad": _pad, "Resize": _resize, "Upsample": _resize,
-    "Dropout": _identity, "Identity": _identity,
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "BatchNormalization": _batch_norm,
+    "Relu": _activation("relu"),
+    "Sigmoid": _activation("sigmoid"),
+    "Tanh": _activation("tanh"),
+    "HardSwish": _activation("hard_swish"),
+    "HardSigmoid": _hard_sigmoid,
+    "LeakyRelu": _leaky_relu,
+    "Elu": _elu,
+    "Clip": _clip,
+    "Softmax": _softmax,
+    "PRelu": _prelu,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _global_pool("avg"),
+    "GlobalMaxPool": _global_pool("max"),
+    "ReduceMean": _reduce("avg"),
+    "ReduceMax": _reduce("max"),
+    "Flatten": _flatten_like,
+    "Reshape": _flatten_like,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Add": _binary("add"),
+    "Sum": _binary("add"),
+    "Mul": _binary("multiply"),
+    "Sub": _binary("subtract"),
+    "Max": _binary("maximum"),
+    "Min": _binary("minimum"),
+    "Concat": _concat,
+    "Transpose": _transpose,
+    "Pad": _pad,
+    "Resize": _resize,
+    "Upsample": _resize,
+    "Dropout": _identity,
+    "Identity": _identity,
 }
 
 
@@ -578,8 +696,11 @@ def import_onnx(path_or_model) -> ImportResult:
     graph = proto.graph
     inputs = [value for value in graph.input if value.name not in ctx.constants]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise refuse("onnx", f"graph '{graph.name}'", f"has {len(inputs)} inputs and {len(graph.output)} outputs; "
-                     "cnnspec imports one of each")
+        raise refuse(
+            "onnx",
+            f"graph '{graph.name}'",
+            f"has {len(inputs)} inputs and {len(graph.output)} outputs; cnnspec imports one of each",
+        )
     input_name = inputs[0].name
     shape = ctx.shapes.get(input_name) or ()
     if len(shape) not in (3, 4, 5) or None in shape[1:]:
@@ -594,16 +715,24 @@ def import_onnx(path_or_model) -> ImportResult:
         ctx.node = node
         handler = ONNX_OPS.get(node.op_type)
         if handler is None:
-            raise refuse(FRAMEWORK, _where(node), f"op {node.op_type} is not supported",
-                         "supported ops: " + ", ".join(sorted(ONNX_OPS)))
+            raise refuse(
+                FRAMEWORK,
+                _where(node),
+                f"op {node.op_type} is not supported",
+                "supported ops: " + ", ".join(sorted(ONNX_OPS)),
+            )
         handler(ctx, node, _attrs(node))
     output = ctx.values.get(graph.output[0].name)
     if output is None or not ctx.builder.layers or output.name != ctx.builder.layers[-1]["name"]:
         raise refuse("onnx", f"graph '{graph.name}'", "its output is not the last layer computed")
     name = graph.name if graph.name and graph.name not in ("main_graph", "torch_jit", "tf2onnx") else "model"
     spec = ctx.builder.finish(name, channels, size)
-    return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="onnx",
-                        details={"model": proto, "tensors": ctx.tensors, "input_layout": layout})
+    return ImportResult(
+        spec=spec,
+        rewrites=ctx.builder.rewrites,
+        framework="onnx",
+        details={"model": proto, "tensors": ctx.tensors, "input_layout": layout},
+    )
 
 
 def _shape_only_nodes(graph) -> set[str]:
@@ -719,17 +848,30 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
             converted_values = dict(zip(graph.layer_names, X.run_onnx(graph.path, x)))
             torch_side, keras_side = converted_values, _to_last(plan, original_first)
         else:
-            graph = X.export_keras(converted, names, tuple(np.moveaxis(x, 1, -1).shape[1:]), Path(workdir) / "keras.onnx")
-            converted_values = dict(zip(graph.layer_names, X.run_onnx(graph.path, np.ascontiguousarray(np.moveaxis(x, 1, -1)))))
+            graph = X.export_keras(
+                converted, names, tuple(np.moveaxis(x, 1, -1).shape[1:]), Path(workdir) / "keras.onnx"
+            )
+            converted_values = dict(
+                zip(graph.layer_names, X.run_onnx(graph.path, np.ascontiguousarray(np.moveaxis(x, 1, -1))))
+            )
             torch_side, keras_side = original_first, converted_values
     diffs = C.compare_layers(plan, torch_side, keras_side, atol=atol, rtol=rtol)
     layers = [
-        LayerReport(name=d.name, type=d.type, shape_ok=d.shape_ok,
-                    torch_shape=None if d.torch_shape is None else list(d.torch_shape),
-                    keras_shape=None if d.keras_shape is None else list(d.keras_shape),
-                    expected_shape=list(d.expected_shape), expected_shape_last=list(d.expected_shape_last),
-                    max_abs_diff=d.max_abs_diff, mean_abs_diff=d.mean_abs_diff, max_rel_diff=d.max_rel_diff,
-                    worst_index=None if d.worst_index is None else list(d.worst_index), ok=d.ok, note=d.note)
+        LayerReport(
+            name=d.name,
+            type=d.type,
+            shape_ok=d.shape_ok,
+            torch_shape=None if d.torch_shape is None else list(d.torch_shape),
+            keras_shape=None if d.keras_shape is None else list(d.keras_shape),
+            expected_shape=list(d.expected_shape),
+            expected_shape_last=list(d.expected_shape_last),
+            max_abs_diff=d.max_abs_diff,
+            mean_abs_diff=d.mean_abs_diff,
+            max_rel_diff=d.max_rel_diff,
+            worst_index=None if d.worst_index is None else list(d.worst_index),
+            ok=d.ok,
+            note=d.note,
+        )
         for d in diffs
     ]
     divergent = C.first_divergent(diffs)
@@ -738,11 +880,24 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
     ok = divergent is None and bool(compared)
     problems = [] if divergent is None else [f"first divergent layer '{divergent.name}' ({divergent.type})"]
     return VerifyReport(
-        ok=ok, spec=plan.name, atol=atol, rtol=rtol, batch=batch, seed=0, opset=18,
-        max_abs_diff=max(finite) if finite else None, max_rel_diff=None, mean_abs_diff=diffs[-1].mean_abs_diff,
-        output_max_abs_diff=diffs[-1].max_abs_diff, first_divergent_layer=None if divergent is None else divergent.name,
-        divergence=None, params_ok=True, params={}, layers=layers,
-        observation={"original": "onnx graph outputs", "converted": graph.observation}, problems=problems,
+        ok=ok,
+        spec=plan.name,
+        atol=atol,
+        rtol=rtol,
+        batch=batch,
+        seed=0,
+        opset=18,
+        max_abs_diff=max(finite) if finite else None,
+        max_rel_diff=None,
+        mean_abs_diff=diffs[-1].mean_abs_diff,
+        output_max_abs_diff=diffs[-1].max_abs_diff,
+        first_divergent_layer=None if divergent is None else divergent.name,
+        divergence=None,
+        params_ok=True,
+        params={},
+        layers=layers,
+        observation={"original": "onnx graph outputs", "converted": graph.observation},
+        problems=problems,
     )
 
 

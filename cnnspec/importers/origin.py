@@ -31,12 +31,18 @@ WEIGHTED_FAMILIES = ("conv", "conv_transpose", "depthwise_conv", "separable_conv
 
 # Neutral tensor -> (torch attribute suffix, parameter) in a model built from the spec.
 TORCH_SLOTS = {
-    "kernel": ("", "weight"), "depthwise_kernel": ("", "weight"), "bias": ("", "bias"),
-    "gamma": ("", "weight"), "beta": ("", "bias"), "moving_mean": ("", "running_mean"),
-    "moving_variance": ("", "running_var"), "alpha": ("", "weight"),
+    "kernel": ("", "weight"),
+    "depthwise_kernel": ("", "weight"),
+    "bias": ("", "bias"),
+    "gamma": ("", "weight"),
+    "beta": ("", "bias"),
+    "moving_mean": ("", "running_mean"),
+    "moving_variance": ("", "running_var"),
+    "alpha": ("", "weight"),
 }
 SEPARABLE_SLOTS = {
-    "depthwise_kernel": ("_depthwise", "weight"), "pointwise_kernel": ("_pointwise", "weight"),
+    "depthwise_kernel": ("_depthwise", "weight"),
+    "pointwise_kernel": ("_pointwise", "weight"),
     "bias": ("_pointwise", "bias"),
 }
 
@@ -109,8 +115,12 @@ def _torch_tensors(module, plan) -> Tensors:
         if owner is None:
             raise OriginalWeightError(f"layer '{layer.name}': the torch model has no module '{path}'")
         if layer.family == "batch_norm":
-            values = {"gamma": owner.weight, "beta": owner.bias, "moving_mean": owner.running_mean,
-                      "moving_variance": owner.running_var}
+            values = {
+                "gamma": owner.weight,
+                "beta": owner.bias,
+                "moving_mean": owner.running_mean,
+                "moving_variance": owner.running_var,
+            }
         elif layer.family == "prelu":
             values = {"alpha": owner.weight}
         else:
@@ -136,7 +146,9 @@ def write_torch(model, plan, tensors: Tensors) -> None:
             raise OriginalWeightError(f"layer '{layer.name}': the original model has no {', '.join(missing)}")
         extra = sorted(set(given) - set(expected))
         if extra:
-            raise OriginalWeightError(f"layer '{layer.name}': the original model has {', '.join(extra)}, the spec does not")
+            raise OriginalWeightError(
+                f"layer '{layer.name}': the original model has {', '.join(extra)}, the spec does not"
+            )
         slots = SEPARABLE_SLOTS if layer.family == "separable_conv" else TORCH_SLOTS
         for tensor, shape in expected.items():
             value = np.array(given[tensor])  # a writable copy
@@ -172,4 +184,6 @@ def transfer_from_original(src, dst, plan) -> bool:
         write_torch(carrier, plan, tensors)
         transfer_weights(carrier, dst, plan)
         return True
-    raise CnnspecError(f"the destination model is neither a torch.nn.Module nor a keras.Model (got {type(dst).__name__})")
+    raise CnnspecError(
+        f"the destination model is neither a torch.nn.Module nor a keras.Model (got {type(dst).__name__})"
+    )

@@ -14,12 +14,13 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cnnspec.errors import CnnspecError
-from cnnspec.importers.common import ImportResult, refuse
+from cnnspec.importers.common import ImportResult
 
 MODEL_FILE_SUFFIXES = {".keras": "keras", ".h5": "keras", ".onnx": "onnx"}
 
@@ -59,7 +60,8 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
         return MODEL_FILE_SUFFIXES[suffix], path
     if ":" not in reference:
         raise CnnspecError(
-            f"{reference}: not a model file (.keras, .h5, .onnx) or a Python reference 'package.module:attr' / 'file.py:attr'"
+            f"{reference}: not a model file (.keras, .h5, .onnx) or a Python reference "
+            "'package.module:attr' / 'file.py:attr'"
         )
     module_part, _, attr = reference.rpartition(":")
     if not attr.isidentifier() or not module_part:
@@ -77,7 +79,9 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
     try:
         model = target(**(kwargs or {}))
     except TypeError as error:
-        raise CnnspecError(f"{reference}: calling it with {kwargs or 'no arguments'} failed: {error} (pass --kwargs JSON)") from None
+        raise CnnspecError(
+            f"{reference}: calling it with {kwargs or 'no arguments'} failed: {error} (pass --kwargs JSON)"
+        ) from None
     if not _is_model(model):
         raise CnnspecError(f"{reference}() returned a {type(model).__name__}, not a keras.Model or torch.nn.Module")
     return framework_of(model), model
@@ -274,8 +278,14 @@ class Conversion:
 
     def to_dict(self) -> dict:
         return {
-            "ok": self.ok, "source": self.source, "framework": self.framework, "target": self.target,
-            "spec": self.spec_name, "parameters": self.parameters, "files": self.files, "rewrites": self.rewrites,
+            "ok": self.ok,
+            "source": self.source,
+            "framework": self.framework,
+            "target": self.target,
+            "spec": self.spec_name,
+            "parameters": self.parameters,
+            "files": self.files,
+            "rewrites": self.rewrites,
             "timings": self.timings,
             "verification": None if self.verification is None else self.verification.to_dict(),
         }
@@ -288,14 +298,25 @@ def output_paths(directory: Path, target: str, model_name: str) -> dict[str, Pat
     """The files ``convert`` writes into ``directory``."""
     weights = f"{model_name}.safetensors" if target == "torch" else f"{model_name}.weights.h5"
     return {
-        "spec": directory / OUTPUT_FILES["spec"], "source": directory / f"{model_name}.py",
-        "weights": directory / weights, "report": directory / OUTPUT_FILES["report"],
+        "spec": directory / OUTPUT_FILES["spec"],
+        "source": directory / f"{model_name}.py",
+        "weights": directory / weights,
+        "report": directory / OUTPUT_FILES["report"],
     }
 
 
-def convert_model(reference: str, target: str, directory, *, input_shape=None, kwargs: dict | None = None,
-                  overwrite: bool = False, progress: Callable[[str], None] | None = None,
-                  atol: float | None = None, rtol: float | None = None) -> Conversion:
+def convert_model(
+    reference: str,
+    target: str,
+    directory,
+    *,
+    input_shape=None,
+    kwargs: dict | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Conversion:
     """Import ``reference``, build it in ``target``, copy the weights, write the files, verify per layer.
 
     Raises:
@@ -356,9 +377,15 @@ def convert_model(reference: str, target: str, directory, *, input_shape=None, k
     _save_weights(converted, target, paths["weights"], overwrite, atomic_path)
     done("write")
 
-    conversion = Conversion(source=reference, framework=framework, target=target, spec_name=plan.name,
-                            rewrites=[r.to_dict() for r in result.rewrites], parameters=plan.total_params,
-                            files={key: str(path) for key, path in paths.items()})
+    conversion = Conversion(
+        source=reference,
+        framework=framework,
+        target=target,
+        spec_name=plan.name,
+        rewrites=[r.to_dict() for r in result.rewrites],
+        parameters=plan.total_params,
+        files={key: str(path) for key, path in paths.items()},
+    )
     step("verify", "verifying the converted model against the original, layer by layer")
     conversion.verification = _verify(plan, framework, original, converted, result, note, atol, rtol)
     done("verify")

@@ -19,14 +19,26 @@ supported.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from cnnspec.importers.common import ImportResult, SpecBuilder, compact, compact_padding, refuse
+from cnnspec.importers.common import (
+    ImportResult,
+    SpecBuilder,
+    compact,
+    compact_padding,
+    refuse,
+)
 
 FRAMEWORK = "torch"
 ACTIVATION_MODULES = {
-    "ReLU": "relu", "ReLU6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh", "SiLU": "silu",
-    "Hardswish": "hard_swish", "Hardsigmoid": "hard_sigmoid",
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "SiLU": "silu",
+    "Hardswish": "hard_swish",
+    "Hardsigmoid": "hard_sigmoid",
 }
 INLINE = {"relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid"}
 
@@ -58,8 +70,9 @@ class _Context:
             raise _refusal(self, self.node, f"reads '{getattr(node, 'name', node)}', which is not a layer output")
         return value.name
 
-    def add(self, node, inputs, *, layer_type: str, original: str | None = None, source: str | None = None,
-            **fields) -> str:
+    def add(
+        self, node, inputs, *, layer_type: str, original: str | None = None, source: str | None = None, **fields
+    ) -> str:
         original = self.dict_names.get(node.name) or original or _original(node)
         if node.name in self.dict_names:
             self.builder._names.discard(original)  # reserved for this node (see import_torch)
@@ -124,8 +137,18 @@ def _refusal(ctx, node, what: str, hint: str | None = None):
 
 
 def _fields(**values) -> dict[str, Any]:
-    defaults = {"stride": 1, "dilation": 1, "padding": "valid", "groups": 1, "bias": True, "activation": None,
-                "depth_multiplier": 1, "keepdims": False, "ceil_mode": False, "count_include_pad": None}
+    defaults = {
+        "stride": 1,
+        "dilation": 1,
+        "padding": "valid",
+        "groups": 1,
+        "bias": True,
+        "activation": None,
+        "depth_multiplier": 1,
+        "keepdims": False,
+        "ceil_mode": False,
+        "count_include_pad": None,
+    }
     return {key: value for key, value in values.items() if key not in defaults or defaults[key] != value}
 
 
@@ -143,26 +166,48 @@ def _padding(value) -> Any:
 def _conv(ctx, node, module):
     rank = len(module.kernel_size)
     if module.padding_mode != "zeros":
-        raise _refusal(ctx, node, f"padding_mode={module.padding_mode!r}",
-                       "only zero padding is supported in a conv; pad explicitly before it")
-    fields = dict(kernel_size=compact(module.kernel_size), stride=compact(module.stride),
-                  padding=_padding(module.padding), dilation=compact(module.dilation), bias=module.bias is not None)
+        raise _refusal(
+            ctx,
+            node,
+            f"padding_mode={module.padding_mode!r}",
+            "only zero padding is supported in a conv; pad explicitly before it",
+        )
+    fields = dict(
+        kernel_size=compact(module.kernel_size),
+        stride=compact(module.stride),
+        padding=_padding(module.padding),
+        dilation=compact(module.dilation),
+        bias=module.bias is not None,
+    )
     channels = module.in_channels
     if _fuse_separable(ctx, node, module, fields):
         return
     if rank == 2 and module.groups == channels and channels > 1 and module.out_channels % channels == 0:
-        ctx.add(node, node.args[:1], layer_type="depthwise_conv2d",
-                **_fields(depth_multiplier=module.out_channels // channels, **fields))
+        ctx.add(
+            node,
+            node.args[:1],
+            layer_type="depthwise_conv2d",
+            **_fields(depth_multiplier=module.out_channels // channels, **fields),
+        )
         return
-    ctx.add(node, node.args[:1], layer_type=f"conv{rank}d",
-            **_fields(filters=module.out_channels, groups=module.groups, **fields))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"conv{rank}d",
+        **_fields(filters=module.out_channels, groups=module.groups, **fields),
+    )
 
 
 def _fuse_separable(ctx, node, module, fields) -> bool:
     """cnnspec's generated ``<name>_depthwise`` + ``<name>_pointwise`` pair is one separable_conv2d."""
     source = node.args[0]
-    if not (node.name in ctx.dict_names and node.target.endswith("_pointwise") and source.op == "call_module"
-            and source.target == node.target[: -len("_pointwise")] + "_depthwise" and source.name not in ctx.dict_names):
+    if not (
+        node.name in ctx.dict_names
+        and node.target.endswith("_pointwise")
+        and source.op == "call_module"
+        and source.target == node.target[: -len("_pointwise")] + "_depthwise"
+        and source.name not in ctx.dict_names
+    ):
         return False
     depthwise = ctx.builder.layers[-1] if ctx.builder.layers else None
     if depthwise is None or depthwise["type"] != "depthwise_conv2d" or ctx.values[source].name != depthwise["name"]:
@@ -173,8 +218,14 @@ def _fuse_separable(ctx, node, module, fields) -> bool:
     previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
     inputs = depthwise.get("inputs", [previous])
     ctx.builder._names.discard(ctx.dict_names[node.name])
-    name = ctx.builder.add(ctx.dict_names[node.name], "separable_conv2d", inputs, filters=module.out_channels,
-                           **merged, **({} if fields["bias"] else {"bias": False}))
+    name = ctx.builder.add(
+        ctx.dict_names[node.name],
+        "separable_conv2d",
+        inputs,
+        filters=module.out_channels,
+        **merged,
+        **({} if fields["bias"] else {"bias": False}),
+    )
     ctx.values[node] = _Node(name, ctx.shape(node))
     return True
 
@@ -182,14 +233,27 @@ def _fuse_separable(ctx, node, module, fields) -> bool:
 def _conv_transpose(ctx, node, module):
     rank = len(module.kernel_size)
     if module.groups != 1 or module.padding_mode != "zeros":
-        raise _refusal(ctx, node, "grouped or non-zero-padded transposed convolution",
-                       "conv_transpose supports groups=1 with zero padding")
+        raise _refusal(
+            ctx,
+            node,
+            "grouped or non-zero-padded transposed convolution",
+            "conv_transpose supports groups=1 with zero padding",
+        )
     output_padding = compact(module.output_padding)
-    ctx.add(node, node.args[:1], layer_type=f"conv_transpose{rank}d", **_fields(
-        filters=module.out_channels, kernel_size=compact(module.kernel_size), stride=compact(module.stride),
-        padding=compact(module.padding), dilation=compact(module.dilation), bias=module.bias is not None,
-        **({"output_padding": output_padding} if output_padding else {}),
-    ))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"conv_transpose{rank}d",
+        **_fields(
+            filters=module.out_channels,
+            kernel_size=compact(module.kernel_size),
+            stride=compact(module.stride),
+            padding=compact(module.padding),
+            dilation=compact(module.dilation),
+            bias=module.bias is not None,
+            **({"output_padding": output_padding} if output_padding else {}),
+        ),
+    )
 
 
 def _pool(kind: str):
@@ -205,8 +269,11 @@ def _pool(kind: str):
             raise _refusal(ctx, node, "max pooling with dilation or return_indices", "max_pool without them")
         if kind == "avg" and getattr(module, "divisor_override", None):
             raise _refusal(ctx, node, "divisor_override", "avg_pool counts cells as count_include_pad says")
-        fields = dict(pool_size=compact(kernel), padding=_padding(padding) if any(padding) else "valid",
-                      ceil_mode=bool(module.ceil_mode))
+        fields = dict(
+            pool_size=compact(kernel),
+            padding=_padding(padding) if any(padding) else "valid",
+            ceil_mode=bool(module.ceil_mode),
+        )
         if stride != kernel:
             fields["stride"] = compact(stride)
         if kind == "avg" and any(padding) and not module.count_include_pad:
@@ -239,8 +306,11 @@ def _adaptive(ctx, node, kind, output_size):
     if all(s == 1 for s in sizes):
         ctx.add(node, node.args[:1], layer_type=f"global_{kind}_pool", keepdims=True)
     elif sizes == tuple(shape[1:]):
-        ctx.builder.rewrite(_original(node), f"adaptive {kind} pool to {list(sizes)} on a {list(shape[1:])} map",
-                            "identity (every window is one cell)")
+        ctx.builder.rewrite(
+            _original(node),
+            f"adaptive {kind} pool to {list(sizes)} on a {list(shape[1:])} map",
+            "identity (every window is one cell)",
+        )
         _identity(ctx, node, None)
     else:
         ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
@@ -248,8 +318,12 @@ def _adaptive(ctx, node, kind, output_size):
 
 def _batch_norm(ctx, node, module):
     if not module.affine or not module.track_running_stats or module.momentum is None:
-        raise _refusal(ctx, node, "BatchNorm without affine parameters, running statistics or a momentum",
-                       "batch_norm has a learned scale/offset and moving statistics")
+        raise _refusal(
+            ctx,
+            node,
+            "BatchNorm without affine parameters, running statistics or a momentum",
+            "batch_norm has a learned scale/offset and moving statistics",
+        )
     fields = {}
     if module.eps != 1e-5:
         fields["epsilon"] = float(module.eps)
@@ -265,8 +339,12 @@ def _dropout(ctx, node, module):
 
 def _flatten_module(ctx, node, module):
     if module.start_dim != 1 or module.end_dim != -1:
-        raise _refusal(ctx, node, f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})",
-                       "flatten keeps the batch dim and flattens all others: Flatten(1, -1)")
+        raise _refusal(
+            ctx,
+            node,
+            f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})",
+            "flatten keeps the batch dim and flattens all others: Flatten(1, -1)",
+        )
     _flatten(ctx, node)
 
 
@@ -280,8 +358,12 @@ def _flatten(ctx, node):
 
 def _linear(ctx, node, module):
     if len(ctx.shape(node.args[0])) != 1:
-        raise _refusal(ctx, node, "nn.Linear on a feature map (it contracts the last axis, the width)",
-                       "flatten or pool first; a Linear over channels is a 1x1 nn.Conv")
+        raise _refusal(
+            ctx,
+            node,
+            "nn.Linear on a feature map (it contracts the last axis, the width)",
+            "flatten or pool first; a Linear over channels is a 1x1 nn.Conv",
+        )
     ctx.add(node, node.args[:1], layer_type="dense", **_fields(units=module.out_features, bias=module.bias is not None))
 
 
@@ -454,8 +536,14 @@ def _fuse_inline(ctx, node, kind: str) -> bool:
         return False
     source = node.args[0]
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (previous is None or ctx.values.get(source) is None or ctx.values[source].name != previous["name"]
-            or source.name in ctx.dict_names or previous["type"] not in _INLINE_HOSTS or previous.get("activation")):
+    if (
+        previous is None
+        or ctx.values.get(source) is None
+        or ctx.values[source].name != previous["name"]
+        or source.name in ctx.dict_names
+        or previous["type"] not in _INLINE_HOSTS
+        or previous.get("activation")
+    ):
         return False
     previous["activation"] = kind
     ctx.builder._names.discard(previous["name"])
@@ -468,8 +556,15 @@ def _fuse_inline(ctx, node, kind: str) -> bool:
 
 
 _INLINE_HOSTS = {
-    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "depthwise_conv2d", "separable_conv2d", "dense",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "dense",
 }
 
 Handler = Callable[..., None]
@@ -483,11 +578,19 @@ TORCH_MODULES: dict[str, Handler] = {
     **{f"AdaptiveAvgPool{r}d": _adaptive_pool("avg") for r in (1, 2, 3)},
     **{f"AdaptiveMaxPool{r}d": _adaptive_pool("max") for r in (1, 2, 3)},
     **{f"BatchNorm{r}d": _batch_norm for r in (1, 2, 3)},
-    "Dropout": _dropout, **{f"Dropout{r}d": _dropout for r in (1, 2, 3)},
-    "Flatten": _flatten_module, "Linear": _linear,
+    "Dropout": _dropout,
+    **{f"Dropout{r}d": _dropout for r in (1, 2, 3)},
+    "Flatten": _flatten_module,
+    "Linear": _linear,
     **{name: _activation_module for name in ACTIVATION_MODULES},
-    "LeakyReLU": _leaky_relu, "ELU": _elu, "GELU": _gelu, "Softmax": _softmax_module, "Hardtanh": _hardtanh,
-    "PReLU": _prelu, "Upsample": _upsample_module, "Identity": _identity,
+    "LeakyReLU": _leaky_relu,
+    "ELU": _elu,
+    "GELU": _gelu,
+    "Softmax": _softmax_module,
+    "Hardtanh": _hardtanh,
+    "PReLU": _prelu,
+    "Upsample": _upsample_module,
+    "Identity": _identity,
     **{f"ZeroPad{r}d": _zero_pad for r in (1, 2, 3)},
     **{f"ConstantPad{r}d": _zero_pad for r in (1, 2, 3)},
     **{f"CountedAvgPool{r}d": _counted_avg_pool for r in (1, 2, 3)},
@@ -515,8 +618,12 @@ def _binary(kind: str):
     def handler(ctx, node):
         left, right = node.args[0], node.args[1]
         if not (_is_tensor(ctx, left) and _is_tensor(ctx, right)):
-            raise _refusal(ctx, node, f"{kind} with a constant operand",
-                           "element-wise layers join two layer outputs; a constant factor is the 'scale' type")
+            raise _refusal(
+                ctx,
+                node,
+                f"{kind} with a constant operand",
+                "element-wise layers join two layer outputs; a constant factor is the 'scale' type",
+            )
         if kind == "add" and _extend_sum(ctx, node, left, right):
             return
         ctx.add(node, [left, right], layer_type=kind)
@@ -527,8 +634,15 @@ def _binary(kind: str):
 def _extend_sum(ctx, node, left, right) -> bool:
     """In a cnnspec-generated model ``a + b + c`` named 'total' is one add of three inputs."""
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (node.name not in ctx.dict_names or left.name in ctx.dict_names or len(left.users) != 1 or previous is None
-            or previous["type"] != "add" or ctx.values.get(left) is None or ctx.values[left].name != previous["name"]):
+    if (
+        node.name not in ctx.dict_names
+        or left.name in ctx.dict_names
+        or len(left.users) != 1
+        or previous is None
+        or previous["type"] != "add"
+        or ctx.values.get(left) is None
+        or ctx.values[left].name != previous["name"]
+    ):
         return False
     ctx.builder._names.discard(previous["name"])
     previous["name"] = ctx.dict_names[node.name]
@@ -568,8 +682,12 @@ def _view(ctx, node):
         return
     if _channel_shuffle(ctx, node, shape_in, shape_out):
         return
-    raise _refusal(ctx, node, f"reshape {list(shape_in)} -> {list(shape_out or [])}",
-                   "supported reshapes: flatten (x.view(x.size(0), -1)) and the view/transpose/view channel shuffle")
+    raise _refusal(
+        ctx,
+        node,
+        f"reshape {list(shape_in)} -> {list(shape_out or [])}",
+        "supported reshapes: flatten (x.view(x.size(0), -1)) and the view/transpose/view channel shuffle",
+    )
 
 
 def _channel_shuffle(ctx, node, shape_in, shape_out) -> bool:
@@ -577,7 +695,11 @@ def _channel_shuffle(ctx, node, shape_in, shape_out) -> bool:
     if shape_out is None or len(shape_out) != len(shape_in) + 1 or shape_out[0] * shape_out[1] != shape_in[0]:
         return False
     users = list(node.users)
-    if len(users) != 1 or users[0].target not in ("transpose", torch_transpose()) or tuple(users[0].args[1:3]) not in ((1, 2), (2, 1)):
+    if (
+        len(users) != 1
+        or users[0].target not in ("transpose", torch_transpose())
+        or tuple(users[0].args[1:3]) not in ((1, 2), (2, 1))
+    ):
         return False
     chain = users[0]
     while len(chain.users) == 1 and list(chain.users)[0].target == "contiguous":
@@ -680,10 +802,16 @@ def _f_pool(kind: str, rank: int):
         padding = _arg(node, 3, "padding", 0)
         padding = (padding,) * rank if isinstance(padding, int) else tuple(padding)
         ceil_mode = bool(node.kwargs.get("ceil_mode", _arg(node, 5 if kind == "max" else 4, "ceil_mode", False)))
-        fields = dict(pool_size=compact(kernel), padding=_padding(padding) if any(padding) else "valid", ceil_mode=ceil_mode)
+        fields = dict(
+            pool_size=compact(kernel), padding=_padding(padding) if any(padding) else "valid", ceil_mode=ceil_mode
+        )
         if stride != kernel:
             fields["stride"] = compact(stride)
-        if kind == "avg" and any(padding) and not node.kwargs.get("count_include_pad", _arg(node, 5, "count_include_pad", True)):
+        if (
+            kind == "avg"
+            and any(padding)
+            and not node.kwargs.get("count_include_pad", _arg(node, 5, "count_include_pad", True))
+        ):
             fields["count_include_pad"] = False
         _pool_layer(ctx, node, kind, rank, fields)
 
@@ -691,8 +819,14 @@ def _f_pool(kind: str, rank: int):
 
 
 def _interpolate(ctx, node):
-    _resize(ctx, node, node.kwargs.get("size", _arg(node, 1, "size")), node.kwargs.get("scale_factor", _arg(node, 2, "scale_factor")),
-            node.kwargs.get("mode", _arg(node, 3, "mode", "nearest")), node.kwargs.get("align_corners", _arg(node, 4, "align_corners")))
+    _resize(
+        ctx,
+        node,
+        node.kwargs.get("size", _arg(node, 1, "size")),
+        node.kwargs.get("scale_factor", _arg(node, 2, "scale_factor")),
+        node.kwargs.get("mode", _arg(node, 3, "mode", "nearest")),
+        node.kwargs.get("align_corners", _arg(node, 4, "align_corners")),
+    )
 
 
 def _f_dropout(ctx, node):
@@ -725,34 +859,71 @@ def _function_table() -> dict[Any, Handler]:
     import torch.nn.functional as F
 
     table: dict[Any, Handler] = {
-        F.relu: _function_activation("relu"), torch.relu: _function_activation("relu"),
-        F.relu6: _function_activation("relu6"), torch.sigmoid: _function_activation("sigmoid"),
-        F.sigmoid: _function_activation("sigmoid"), torch.tanh: _function_activation("tanh"),
-        F.tanh: _function_activation("tanh"), F.silu: _function_activation("silu"),
-        F.hardswish: _function_activation("hard_swish"), F.hardsigmoid: _function_activation("hard_sigmoid"),
-        F.leaky_relu: _f_leaky_relu, F.elu: _f_elu, F.gelu: _f_gelu, F.softmax: _f_softmax, torch.softmax: _f_softmax,
+        F.relu: _function_activation("relu"),
+        torch.relu: _function_activation("relu"),
+        F.relu6: _function_activation("relu6"),
+        torch.sigmoid: _function_activation("sigmoid"),
+        F.sigmoid: _function_activation("sigmoid"),
+        torch.tanh: _function_activation("tanh"),
+        F.tanh: _function_activation("tanh"),
+        F.silu: _function_activation("silu"),
+        F.hardswish: _function_activation("hard_swish"),
+        F.hardsigmoid: _function_activation("hard_sigmoid"),
+        F.leaky_relu: _f_leaky_relu,
+        F.elu: _f_elu,
+        F.gelu: _f_gelu,
+        F.softmax: _f_softmax,
+        torch.softmax: _f_softmax,
         F.hardtanh: _f_hardtanh,
-        operator.add: _binary("add"), operator.iadd: _binary("add"), torch.add: _binary("add"),
-        operator.mul: _binary("multiply"), torch.mul: _binary("multiply"),
-        operator.sub: _binary("subtract"), torch.sub: _binary("subtract"),
-        torch.maximum: _binary("maximum"), torch.minimum: _binary("minimum"),
-        torch.cat: _cat, torch.concat: _cat, torch.flatten: _flatten_function, torch.reshape: _view,
-        torch.mean: _mean, torch.amax: _amax,
-        F.adaptive_avg_pool1d: _f_adaptive("avg"), F.adaptive_avg_pool2d: _f_adaptive("avg"),
-        F.adaptive_avg_pool3d: _f_adaptive("avg"), F.adaptive_max_pool2d: _f_adaptive("max"),
-        F.max_pool1d: _f_pool("max", 1), F.max_pool2d: _f_pool("max", 2), F.max_pool3d: _f_pool("max", 3),
-        F.avg_pool1d: _f_pool("avg", 1), F.avg_pool2d: _f_pool("avg", 2), F.avg_pool3d: _f_pool("avg", 3),
-        F.interpolate: _interpolate, F.dropout: _f_dropout, F.pad: _f_pad, torch.chunk: _chunk, operator.getitem: _getitem,
+        operator.add: _binary("add"),
+        operator.iadd: _binary("add"),
+        torch.add: _binary("add"),
+        operator.mul: _binary("multiply"),
+        torch.mul: _binary("multiply"),
+        operator.sub: _binary("subtract"),
+        torch.sub: _binary("subtract"),
+        torch.maximum: _binary("maximum"),
+        torch.minimum: _binary("minimum"),
+        torch.cat: _cat,
+        torch.concat: _cat,
+        torch.flatten: _flatten_function,
+        torch.reshape: _view,
+        torch.mean: _mean,
+        torch.amax: _amax,
+        F.adaptive_avg_pool1d: _f_adaptive("avg"),
+        F.adaptive_avg_pool2d: _f_adaptive("avg"),
+        F.adaptive_avg_pool3d: _f_adaptive("avg"),
+        F.adaptive_max_pool2d: _f_adaptive("max"),
+        F.max_pool1d: _f_pool("max", 1),
+        F.max_pool2d: _f_pool("max", 2),
+        F.max_pool3d: _f_pool("max", 3),
+        F.avg_pool1d: _f_pool("avg", 1),
+        F.avg_pool2d: _f_pool("avg", 2),
+        F.avg_pool3d: _f_pool("avg", 3),
+        F.interpolate: _interpolate,
+        F.dropout: _f_dropout,
+        F.pad: _f_pad,
+        torch.chunk: _chunk,
+        operator.getitem: _getitem,
     }
     return table
 
 
 # Tensor methods (x.relu(), x.view(...)): method name -> handler.
 TORCH_METHODS: dict[str, Handler] = {
-    "relu": _function_activation("relu"), "sigmoid": _function_activation("sigmoid"),
-    "tanh": _function_activation("tanh"), "add": _binary("add"), "mul": _binary("multiply"),
-    "flatten": _flatten_function, "view": _view, "reshape": _view, "mean": _mean, "amax": _amax,
-    "contiguous": _no_op, "chunk": _chunk, "softmax": _f_softmax,
+    "relu": _function_activation("relu"),
+    "sigmoid": _function_activation("sigmoid"),
+    "tanh": _function_activation("tanh"),
+    "add": _binary("add"),
+    "mul": _binary("multiply"),
+    "flatten": _flatten_function,
+    "view": _view,
+    "reshape": _view,
+    "mean": _mean,
+    "amax": _amax,
+    "contiguous": _no_op,
+    "chunk": _chunk,
+    "softmax": _f_softmax,
 }
 
 # Filled on first use (importing torch is deferred): callable -> handler.
@@ -777,6 +948,7 @@ def _trace(module, input_shape):
     generated = callable(getattr(module, "forward_layers", None))
     root = module
     if generated:  # trace forward_layers: its dict gives every spec layer's name back
+
         class Layers(torch.nn.Module):
             def __init__(self):
                 super().__init__()
@@ -789,17 +961,23 @@ def _trace(module, input_shape):
     try:
         graph = tracer.trace(root)
     except Exception as error:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}",
-                     f"cannot be traced with torch.fx ({type(error).__name__}: {error})",
-                     "control flow that depends on tensor values and data-dependent shapes are not supported; "
-                     "cnnspec imports straight-line networks") from None
+        raise refuse(
+            FRAMEWORK,
+            f"model {type(module).__name__}",
+            f"cannot be traced with torch.fx ({type(error).__name__}: {error})",
+            "control flow that depends on tensor values and data-dependent shapes are not supported; "
+            "cnnspec imports straight-line networks",
+        ) from None
     gm = torch.fx.GraphModule(root, graph)
     try:
         with torch.no_grad():
             _propagate_shapes(gm, input_shape)
     except Exception as error:  # noqa: BLE001
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}",
-                     f"does not run on an input of shape {(1, *input_shape)}: {type(error).__name__}: {error}") from None
+        raise refuse(
+            FRAMEWORK,
+            f"model {type(module).__name__}",
+            f"does not run on an input of shape {(1, *input_shape)}: {type(error).__name__}: {error}",
+        ) from None
     return gm, generated
 
 
@@ -830,7 +1008,9 @@ def import_torch(module, input_shape) -> ImportResult:
         raise refuse(FRAMEWORK, "model", f"is a {type(module).__name__}, not a torch.nn.Module")
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) not in (2, 3, 4) or min(input_shape) < 1:
-        raise refuse(FRAMEWORK, "input_shape", f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch")
+        raise refuse(
+            FRAMEWORK, "input_shape", f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch"
+        )
     if not TORCH_FUNCTIONS:
         TORCH_FUNCTIONS.update(_function_table())
     was_training = module.training
@@ -857,11 +1037,17 @@ def import_torch(module, input_shape) -> ImportResult:
     import torch.fx
 
     if not isinstance(final, torch.fx.Node):
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}", "returns more than one tensor",
-                     "cnnspec imports single-output models")
+        raise refuse(
+            FRAMEWORK,
+            f"model {type(module).__name__}",
+            "returns more than one tensor",
+            "cnnspec imports single-output models",
+        )
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}", f"forward takes {len(placeholders)} inputs; one is supported")
+        raise refuse(
+            FRAMEWORK, f"model {type(module).__name__}", f"forward takes {len(placeholders)} inputs; one is supported"
+        )
     ctx.values[placeholders[0]] = _Node("input", input_shape)
     called: dict[str, int] = {}
     needed = _ancestors(final)
@@ -874,39 +1060,63 @@ def import_torch(module, input_shape) -> ImportResult:
             module_object = ctx.modules[node.target]
             stateful = any(True for _ in module_object.parameters()) or any(True for _ in module_object.buffers())
             if called[node.target] > 1 and stateful:
-                raise _refusal(ctx, node, "is called more than once (a shared module)",
-                               "give each use its own module: spec layers have one output each")
+                raise _refusal(
+                    ctx,
+                    node,
+                    "is called more than once (a shared module)",
+                    "give each use its own module: spec layers have one output each",
+                )
             module_object = ctx.modules[node.target]
             handler = TORCH_MODULES.get(type(module_object).__name__)
             if handler is None:
-                raise _refusal(ctx, node, f"module class {type(module_object).__name__} is not supported",
-                               "supported modules: " + ", ".join(sorted(TORCH_MODULES)))
+                raise _refusal(
+                    ctx,
+                    node,
+                    f"module class {type(module_object).__name__} is not supported",
+                    "supported modules: " + ", ".join(sorted(TORCH_MODULES)),
+                )
             _check_inputs(ctx, node)
             handler(ctx, node, module_object)
             if node.target in ctx.pending_padding:
                 _apply_pool_padding(ctx, node, ctx.pending_padding.pop(node.target))
         elif node.op == "call_function":
-            if node.target in (operator.getitem, getattr) and ctx.shape(node) is None and node.args[0] not in ctx.chunks:
+            if (
+                node.target in (operator.getitem, getattr)
+                and ctx.shape(node) is None
+                and node.args[0] not in ctx.chunks
+            ):
                 continue  # x.shape[0] and the like: shape arithmetic for a view, not a layer
             handler = TORCH_FUNCTIONS.get(node.target)
             if handler is None:
                 name = getattr(node.target, "__name__", str(node.target))
-                raise _refusal(ctx, node, f"function {name} is not supported",
-                               "supported functions: " + ", ".join(sorted({_function_name(f) for f in TORCH_FUNCTIONS})))
+                raise _refusal(
+                    ctx,
+                    node,
+                    f"function {name} is not supported",
+                    "supported functions: " + ", ".join(sorted({_function_name(f) for f in TORCH_FUNCTIONS})),
+                )
             handler(ctx, node)
         elif node.op == "call_method":
             if node.target in ("size", "dim") or (ctx.shape(node) is None and node.target not in TORCH_METHODS):
                 continue  # shape arithmetic used by a view; not a layer
             handler = TORCH_METHODS.get(node.target)
             if handler is None:
-                raise _refusal(ctx, node, f"tensor method .{node.target}() is not supported",
-                               "supported methods: " + ", ".join(sorted(TORCH_METHODS)))
+                raise _refusal(
+                    ctx,
+                    node,
+                    f"tensor method .{node.target}() is not supported",
+                    "supported methods: " + ", ".join(sorted(TORCH_METHODS)),
+                )
             handler(ctx, node)
         elif node.op == "get_attr":
             users = ", ".join(user.name for user in node.users)
-            raise _refusal(ctx, node, f"reads the tensor attribute '{node.target}' directly (used by {users})",
-                           "parameters belong in modules (nn.Conv2d, nn.Linear, ...); a tensor constant in forward "
-                           "has no spec layer")
+            raise _refusal(
+                ctx,
+                node,
+                f"reads the tensor attribute '{node.target}' directly (used by {users})",
+                "parameters belong in modules (nn.Conv2d, nn.Linear, ...); a tensor constant in forward "
+                "has no spec layer",
+            )
     if ctx.values.get(final) is None:
         raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not a layer output")
     model_name = _generated_name(module) if generated else None
@@ -918,8 +1128,9 @@ def import_torch(module, input_shape) -> ImportResult:
         raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not the last layer computed")
     spec = builder.finish(model_name, channels, size)
     producers = {value.name: node.name for node, value in ctx.values.items() if value.name not in (None, "input")}
-    return ImportResult(spec=spec, rewrites=builder.rewrites, framework="torch",
-                        details={"graph_module": gm, "producers": producers})
+    return ImportResult(
+        spec=spec, rewrites=builder.rewrites, framework="torch", details={"graph_module": gm, "producers": producers}
+    )
 
 
 def _apply_pool_padding(ctx, node, pairs) -> None:
