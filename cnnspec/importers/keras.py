@@ -276,11 +276,17 @@ def _batch_norm(ctx, layer, cfg, inputs, shapes):
 
 
 def _dropout(ctx, layer, cfg, inputs, shapes):
-    if cfg.get("noise_shape") is not None:
-        raise refuse(
-            FRAMEWORK, _where(layer), "a noise_shape is not supported", "use SpatialDropout for whole channels"
-        )
     kind = "spatial_dropout" if type(layer).__name__.startswith("SpatialDropout") else "dropout"
+    noise = cfg.get("noise_shape")
+    if noise is not None:
+        noise = list(noise)[1:]
+        if all(d == 1 for d in noise):  # one draw per sample drops the whole branch: EfficientNet's stochastic depth
+            kind = "stochastic_depth"
+        elif len(noise) >= 2 and all(d == 1 for d in noise[:-1]):  # one draw per channel
+            kind = "spatial_dropout"
+        else:
+            raise refuse(FRAMEWORK, _where(layer), f"noise_shape {cfg['noise_shape']} is not supported",
+                         "(None, 1, ..., 1) is stochastic depth, (None, 1, ..., C) spatial dropout")
     ctx.add(layer, kind, inputs, rate=float(cfg["rate"]))
 
 
