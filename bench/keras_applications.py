@@ -57,6 +57,8 @@ def main() -> int:
         if "classifier_activation" in inspect.signature(factory).parameters:
             kwargs["classifier_activation"] = None
         model = factory(**kwargs)
+        if None in model.input_shape[1:]:  # e.g. MobileNetV3's default: give it its documented 224x224
+            model = factory(input_shape=(224, 224, 3), **kwargs)
         randomize(model, 0)
         row = {"model": name, "keras_params": int(model.count_params())}
         start = time.perf_counter()

@@ -432,6 +432,12 @@ def _merge(kind: str):
 
 def _reshape(ctx, layer, cfg, inputs, shapes):
     target = tuple(cfg["target_shape"])
+    incoming = tuple(shapes[0][1:])
+    if len(incoming) >= 2 and all(d == 1 for d in incoming[:-1]) and target == (incoming[-1],):
+        # (1, ..., 1, C) -> (C,): both flatten orders agree when every spatial dim is 1
+        ctx.builder.rewrite(layer.name, f"Reshape({target}) of a {incoming} map", "flatten")
+        ctx.add(layer, "flatten", inputs, source=layer.name)
+        return
     source_layer = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
         source_layer is not None
