@@ -6,6 +6,8 @@ resolved geometry (per-side padding, strides, windows, counted cells, parameter 
 frameworks cannot carry are compared by meaning, each for a stated reason:
 
 * a transposed conv's ``output_padding`` is compared as resolved (null is 0 with numeric padding);
+* PyTorch's slice after a transposed conv (a crop PyTorch's padding cannot express) is refused until the
+  catalog has ``crop2d`` (issue 10): the fuzzer skips those specs;
 * a PReLU with one slope on one channel is both shared and per-channel;
 * ``activation: linear`` comes back as no activation (``null``), its other spelling;
 * a pool's ``stride`` equal to its size comes back as the default (``null``), and a per-dim list whose
@@ -30,10 +32,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from spec_strategies import valid_specs
 
 import cnnspec
+from cnnspec.importers.common import UnsupportedModel
 from cnnspec.importers.keras import from_keras
 from cnnspec.importers.torch import from_torch
 
@@ -50,7 +53,7 @@ def meaning(spec) -> list[tuple]:
         fields = layer.spec.model_dump(exclude=RESOLVED)
         kind = layer.type
         channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
-        if kind == "conv2d" and fields["groups"] == channels and channels > 1:
+        if kind == "conv2d" and fields["groups"] == channels:  # one channel: groups 1 is depthwise too
             kind = "depthwise_conv2d"
             fields = {
                 "kernel_size": fields["kernel_size"],
@@ -125,7 +128,12 @@ def test_round_trip_keeps_exact_names_and_spelled_fields(framework):
 
 @pytest.mark.slow
 @pytest.mark.frameworks
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(document=valid_specs(max_layers=6))
 def test_fuzzed_specs_round_trip_through_keras(document):
     spec = cnnspec.load_spec(document)
@@ -134,8 +142,20 @@ def test_fuzzed_specs_round_trip_through_keras(document):
 
 @pytest.mark.slow
 @pytest.mark.frameworks
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(document=valid_specs(max_layers=6))
 def test_fuzzed_specs_round_trip_through_torch(document):
     spec = cnnspec.load_spec(document)
-    assert_same(spec, roundtrip(spec, "torch"))
+    try:
+        back = roundtrip(spec, "torch")
+    except UnsupportedModel as error:
+        # A transposed conv whose crop PyTorch cannot express is emitted with a slice: a crop, which the
+        # catalog gets with issue 10 (crop2d). The importer refuses the slice by name; nothing else may fail.
+        assume("indexing or slicing" not in str(error))
+        raise
+    assert_same(spec, back)

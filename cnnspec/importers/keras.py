@@ -180,17 +180,15 @@ def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
     The crop (before, after) with ``extend`` cells is PyTorch's padding p = before and
     output_padding = before - after + extend, when that is a legal output padding."""
     rank = len(cfg["kernel_size"])
+    spread = tuple(cfg.get("spread") or (1,) * rank)  # with dilation the stride is applied as `spread`
+    strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
     paddings, output_paddings = [], []
-    for (before, after), extend, stride, dilation in zip(
-        cfg["crop"], cfg["extend"], cfg["strides"], cfg["dilation_rate"]
-    ):
+    for (before, after), extend, stride, dilation in zip(cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]):
         output_padding = before - after + extend
         if not 0 <= output_padding < max(stride, dilation):
             raise refuse(FRAMEWORK, _where(layer), f"crop {cfg['crop']} has no numeric padding equivalent")
         paddings.append(before)
         output_paddings.append(output_padding)
-    spread = tuple(cfg.get("spread") or (1,) * rank)
-    strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
     extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
     ctx.add(
         layer,
@@ -285,8 +283,12 @@ def _dropout(ctx, layer, cfg, inputs, shapes):
         elif len(noise) >= 2 and all(d == 1 for d in noise[:-1]):  # one draw per channel
             kind = "spatial_dropout"
         else:
-            raise refuse(FRAMEWORK, _where(layer), f"noise_shape {cfg['noise_shape']} is not supported",
-                         "(None, 1, ..., 1) is stochastic depth, (None, 1, ..., C) spatial dropout")
+            raise refuse(
+                FRAMEWORK,
+                _where(layer),
+                f"noise_shape {cfg['noise_shape']} is not supported",
+                "(None, 1, ..., 1) is stochastic depth, (None, 1, ..., C) spatial dropout",
+            )
     ctx.add(layer, kind, inputs, rate=float(cfg["rate"]))
 
 

@@ -201,8 +201,10 @@ def _conv(ctx, node, module):
 def _fuse_separable(ctx, node, module, fields) -> bool:
     """cnnspec's generated ``<name>_depthwise`` + ``<name>_pointwise`` pair is one separable_conv2d."""
     source = node.args[0]
+    users = list(node.users)
+    named = node.name in ctx.dict_names or (len(users) == 1 and users[0].name in ctx.dict_names)  # inline activation
     if not (
-        node.name in ctx.dict_names
+        named
         and node.target.endswith("_pointwise")
         and source.op == "call_module"
         and source.target == node.target[: -len("_pointwise")] + "_depthwise"
@@ -210,16 +212,23 @@ def _fuse_separable(ctx, node, module, fields) -> bool:
     ):
         return False
     depthwise = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if depthwise is None or depthwise["type"] != "depthwise_conv2d" or ctx.values[source].name != depthwise["name"]:
+    if depthwise is None or ctx.values[source].name != depthwise["name"]:
         return False
+    first = ctx.modules[source.target]
+    if depthwise["type"] not in ("depthwise_conv2d", "conv2d") or first.groups != first.in_channels:
+        return False  # (one input channel: groups 1 is depthwise too, imported as conv2d)
     ctx.builder.layers.pop()
     ctx.builder._names.discard(depthwise["name"])
-    merged = {k: v for k, v in depthwise.items() if k not in ("type", "name", "source", "inputs", "bias")}
+    dropped = ("type", "name", "source", "inputs", "bias", "filters", "groups")
+    merged = {k: v for k, v in depthwise.items() if k not in dropped}
+    if first.out_channels != first.in_channels:
+        merged["depth_multiplier"] = first.out_channels // first.in_channels
     previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
     inputs = depthwise.get("inputs", [previous])
-    ctx.builder._names.discard(ctx.dict_names[node.name])
+    original = ctx.dict_names.get(node.name, node.target[: -len("_pointwise")])
+    ctx.builder._names.discard(original)
     name = ctx.builder.add(
-        ctx.dict_names[node.name],
+        original,
         "separable_conv2d",
         inputs,
         filters=module.out_channels,
@@ -459,7 +468,7 @@ def _pad_layer(ctx, node, rank, pairs, value) -> None:
         ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), value=float(value))
 
 
-_ZERO_PADDED = ("Conv1d", "Conv2d", "Conv3d")
+_ZERO_PADDED = ("Conv1d", "Conv2d", "Conv3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")  # avg: zeros counted
 _INF_PADDED = ("MaxPool1d", "MaxPool2d", "MaxPool3d")
 
 
