@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CnnspecError", "Problem", "SpecError", "ModelSpec", "Plan", "LayerPlan",
-    "load_spec", "resolve", "explain", "build", "emit_source", "transfer_weights", "verify", "__version__",
+    "load_spec", "resolve", "explain", "build", "emit_source", "transfer_weights", "verify",
+    "from_keras", "from_torch", "from_onnx", "__version__",
 ]
 
 # name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.
@@ -27,6 +28,9 @@ _LAZY = {
     "transfer_weights": ("cnnspec.weights.transfer", "transfer_weights"),
     "verify": ("cnnspec.verifier.run", "verify"),
     "VerifyReport": ("cnnspec.verifier.report", "VerifyReport"),
+    "from_keras": ("cnnspec.importers.keras", "from_keras"),
+    "from_torch": ("cnnspec.importers.torch", "from_torch"),
+    "from_onnx": ("cnnspec.importers.onnx", "from_onnx"),
 }
 
 
@@ -42,5 +46,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cnnspec.importers.keras import from_keras
+    from cnnspec.importers.onnx import from_onnx
+    from cnnspec.importers.torch import from_torch
     from cnnspec.verifier.run import verify
     from cnnspec.weights.transfer import transfer_weights

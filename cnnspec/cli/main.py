@@ -1,4 +1,4 @@
-"""The ``cnnspec`` command: validate, explain, schema, build, verify.
+"""The ``cnnspec`` command: validate, explain, schema, build, verify, import, convert.
 
 Exit codes: 0 success, 1 a verification found a mismatch, 2 bad input (a located
 message, never a traceback), 130 interrupted.  ``validate``, ``explain`` and
@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_arguments(p)
         _add_limits(p)
+
+    from cnnspec.cli.convert import add_convert_arguments, add_import_arguments
+
+    p = sub.add_parser("import", help="import a Keras, PyTorch or ONNX model as a spec")
+    add_import_arguments(p)
+    p = sub.add_parser("convert", help="convert a model to the other framework: spec, source, weights, per-layer proof")
+    add_convert_arguments(p)
     return parser
 
 
@@ -245,7 +252,22 @@ def cmd_verify(args) -> int:
     return run(args, check_limits=lambda plan: _check_limits(plan, args))
 
 
-COMMANDS = {"validate": cmd_validate, "explain": cmd_explain, "schema": cmd_schema, "build": cmd_build, "verify": cmd_verify}
+def cmd_import(args) -> int:
+    from cnnspec.cli.convert import cmd_import as run
+
+    return run(args)
+
+
+def cmd_convert(args) -> int:
+    from cnnspec.cli.convert import cmd_convert as run
+
+    return run(args)
+
+
+COMMANDS = {
+    "validate": cmd_validate, "explain": cmd_explain, "schema": cmd_schema, "build": cmd_build, "verify": cmd_verify,
+    "import": cmd_import, "convert": cmd_convert,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

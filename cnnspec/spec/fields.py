@@ -154,6 +154,16 @@ class LayerBase(_Strict):
         min_length=1,
         description="Names of earlier layers (or 'input') this layer reads. Default: the previous layer.",
     )
+    source: Annotated[str, Field(min_length=1, max_length=400)] | None = Field(
+        default=None,
+        description=(
+            "Provenance, written by the importers: where this layer came from in the original model "
+            "when its name alone does not say it (a torch module path such as 'layer1.0.conv1', a Keras "
+            "layer name that was not a valid spec name, an ONNX node name, or the original layers an "
+            "exact rewrite merged). Weight transfer from the original model reads the weights there. "
+            "No effect on the network."
+        ),
+    )
 
     @field_validator("name")
     @classmethod

@@ -326,7 +326,8 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
     ``flat_segments``.
 
     Args:
-        src_model: a ``torch.nn.Module`` or ``keras.Model`` built from ``spec``.
+        src_model: a ``torch.nn.Module`` or ``keras.Model`` built from ``spec``, or the original
+            model ``spec`` was imported from (Keras, torch or ONNX; read through each layer's ``source``).
         dst_model: the model of the other framework built from ``spec``.
         spec: a ModelSpec, Plan, path, YAML/JSON text or dict.
         name_map: for hand-written models whose parts are not named like the spec layers:
@@ -342,6 +343,10 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
         CnnspecError: the models are not one torch and one keras model.
     """
     plan = _plan_of(spec)
+    from cnnspec.importers.origin import transfer_from_original
+
+    if transfer_from_original(src_model, dst_model, plan):  # the model the spec was imported from
+        return
     src_kind = _framework_of(src_model, "source")
     dst_kind = _framework_of(dst_model, "destination")
     if src_kind == dst_kind:

@@ -1,0 +1,197 @@
+"""`cnnspec import` and `cnnspec convert` through the real command line: files written, per-layer proof
+against the original, exit codes 0 / 1 / 2, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TORCH_MODELS = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, channels=8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.conv2(out)
+        out += x
+        return self.relu(out)
+
+
+class Net(nn.Module):
+    def __init__(self, classes=4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(Block(), Block())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layer1(self.stem(x))), 1))
+
+
+def seeded():
+    torch.manual_seed(0)
+    model = Net()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    return model.eval()
+"""
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnspec", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    from cnnspec.weights.transfer import randomize
+
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.Add(name="residual")([x, y])
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dense(3, name="head")(x)
+    model = keras.Model(inputs, x, name="tiny")
+    randomize(model, 3)
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_convert_keras_file_to_torch(keras_file, tmp_path):
+    out = tmp_path / "out"
+    result = run("convert", keras_file, "--to", "torch", "-o", out)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "VERDICT: OK" in result.stdout and "CONVERTED" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "spec.yaml", "tiny.py", "tiny.safetensors"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ok"] and report["verification"]["ok"] and report["framework"] == "keras"
+    compared = [layer["name"] for layer in report["verification"]["layers"] if layer["ok"]]
+    assert compared == ["stem", "stem_bn", "stem_relu", "dw", "residual", "pool", "head"]  # every layer, by Keras name
+
+    from safetensors.torch import load_file
+
+    import cnnspec
+
+    spec = cnnspec.load_spec(out / "spec.yaml")
+    model = cnnspec.build(spec, "torch")
+    model.load_state_dict(load_file(out / "tiny.safetensors"), strict=True)
+
+    again = run("convert", keras_file, "--to", "torch", "-o", out)
+    assert again.returncode == 2 and "exists" in again.stderr and "--force" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_convert_torch_reference_to_keras(tmp_path):
+    (tmp_path / "models.py").write_text(TORCH_MODELS)
+    out = tmp_path / "keras_out"
+    result = run("convert", "models.py:seeded", "--to", "keras", "--input-shape", "3,16,16", "-o", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads((out / "report.json").read_text())
+    names = [layer["name"] for layer in report["verification"]["layers"]]
+    assert "layer1_0_conv1" in names and "layer1_1_add" in names
+    assert all(layer["ok"] for layer in report["verification"]["layers"])
+    assert (out / "net.weights.h5").is_file() and (out / "net.py").is_file()
+    spec_text = (out / "spec.yaml").read_text()
+    assert "source: layer1.0.conv1" in spec_text
+
+
+@pytest.mark.frameworks
+def test_import_writes_a_valid_spec(tmp_path):
+    (tmp_path / "models.py").write_text(TORCH_MODELS)
+    result = run(
+        "import",
+        "models.py:Net",
+        "--kwargs",
+        '{"classes": 7}',
+        "--input-shape",
+        "3,16,16",
+        "-o",
+        "net.yaml",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    import cnnspec
+
+    spec = cnnspec.load_spec(tmp_path / "net.yaml")
+    assert spec.layers[-1].units == 7
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (("missing.keras", "--to", "torch"), "no such file"),
+        (("models.py:Nope", "--to", "keras", "--input-shape", "3,16,16"), "has no attribute 'Nope'"),
+        (("models.py:Net", "--to", "keras"), "--input-shape"),
+        (("models.py:Net", "--to", "keras", "--input-shape", "3,x"), "--input-shape"),
+        (("models.py:Net", "--to", "keras", "--input-shape", "3,16,16", "--kwargs", "[1]"), "JSON object"),
+        (("models.py:Net", "--to", "torch", "--input-shape", "3,16,16"), "already a torch model"),
+        (("notamodel.txt", "--to", "torch"), "not a model file"),
+    ],
+)
+def test_bad_input_exits_2_without_writing(tmp_path, monkeypatch, capsys, args, expected):
+    from cnnspec.cli.main import main
+
+    (tmp_path / "models.py").write_text(TORCH_MODELS)
+    monkeypatch.chdir(tmp_path)
+    code = main(["convert", *args, "-o", "out", "--no-progress"])
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert expected in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.frameworks
+def test_unsupported_layer_exits_2_naming_it(tmp_path):
+    (tmp_path / "odd.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Odd(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n    def forward(self, x):\n"
+        "        return torch.cumsum(self.conv(x), 1)\n"
+    )
+    result = run("import", "odd.py:Odd", "--input-shape", "3,8,8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cumsum" in result.stderr and "odd.py:11" in result.stderr

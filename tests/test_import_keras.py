@@ -1,0 +1,191 @@
+"""from_keras against Keras itself: keras.applications models and hand-built graphs import with their
+names, their parameter counts equal ``model.count_params()``, and the PyTorch model built from the
+imported spec, given the ORIGINAL's weights through ``transfer_weights``, computes what Keras computes.
+Unsupported layers are refused with the layer's name; rewrites are exact and listed."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.keras import import_keras
+from cnnspec.weights.transfer import randomize
+
+L = keras.layers
+
+
+def torch_output(model, x_last):
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x_last, -1, 1)))).numpy()
+
+
+def check_against_keras(original, batch=2, seed=0, atol=1e-4):
+    """Import, build in torch, move the original's weights, and compare with Keras' own output."""
+    randomize(original, seed)
+    result = import_keras(original)
+    spec = result.spec
+    assert cnnspec.resolve(spec).total_params == original.count_params()
+    torch_model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(original, torch_model, spec)
+    x = np.random.default_rng(seed).standard_normal((batch, *original.input_shape[1:])).astype(np.float32)
+    expected = np.asarray(original(x, training=False))
+    got = torch_output(torch_model, x)
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= atol * scale
+    return result
+
+
+APPLICATIONS = [
+    ("VGG16", (32, 32, 3)),
+    ("ResNet50", (32, 32, 3)),
+    ("MobileNetV2", (32, 32, 3)),
+    ("DenseNet121", (32, 32, 3)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.parametrize("name,shape", APPLICATIONS)
+def test_keras_applications_import_and_run_in_torch(name, shape):
+    original = getattr(keras.applications, name)(weights=None, input_shape=shape, classifier_activation=None)
+    result = check_against_keras(original)
+    keras_names = [layer.name for layer in original.layers if type(layer).__name__ != "InputLayer"]
+    assert [layer.name for layer in result.spec.layers] == keras_names  # every name kept, in order
+    assert not result.rewrites
+
+
+@pytest.mark.frameworks
+def test_small_functional_graph_with_every_common_layer():
+    inputs = keras.Input((12, 12, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    branch = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    branch = L.Activation("hard_silu", name="dw_act")(branch)
+    x = L.Add(name="sum")([x, branch])
+    y = L.SeparableConv2D(6, 3, strides=2, padding="same", name="sep")(x)
+    z = L.MaxPooling2D(2, name="pool")(x)
+    z = L.Conv2D(4, 1, activation="relu", name="proj")(z)
+    x = L.Concatenate(name="cat")([y, z])
+    x = L.ZeroPadding2D(((0, 1), (1, 0)), name="pad")(x)
+    x = L.AveragePooling2D(2, strides=1, name="avg")(x)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dropout(0.1, name="drop")(x)
+    x = L.Dense(5, activation="softmax", name="head")(x)
+    result = check_against_keras(keras.Model(inputs, x, name="small"))
+    assert result.spec.name == "small"
+    dense = result.spec.layers[-1]
+    assert (dense.type, dense.activation, dense.units) == ("dense", "softmax", 5)
+
+
+@pytest.mark.frameworks
+def test_exact_rewrites_are_listed_and_exact():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="conv.1")(inputs)  # not a spec name: renamed, source kept
+    x = L.Dense(5, name="channel_mix")(x)  # Dense on a feature map: a 1x1 conv
+    gate = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Reshape((1, 1, 5), name="gap_reshape")(gate)  # -> keepdims
+    x = L.Flatten(name="flat")(x)
+    x = L.BatchNormalization(name="flat_bn")(x)
+    x = L.Dense(3, name="fc")(x)
+    result = check_against_keras(keras.Model(inputs, x))
+    layers = {layer.name: layer for layer in result.spec.layers}
+    assert layers["conv_1"].source == "conv.1"
+    assert layers["channel_mix"].type == "conv2d" and layers["channel_mix"].kernel_size == 1
+    assert layers["gap_reshape"].type == "global_avg_pool" and layers["gap_reshape"].keepdims
+    assert "gap" not in layers
+    assert {rewrite.where for rewrite in result.rewrites} == {"channel_mix", "gap_reshape"}
+
+
+@pytest.mark.frameworks
+def test_flatten_order_is_handled_by_the_weights_not_by_luck():
+    """Negative control: copying the Keras dense kernel without the C,H,W <-> H,W,C row permutation is wrong."""
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(5, 3, name="conv")(inputs)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dense(2, name="fc")(x)
+    original = keras.Model(inputs, x)
+    check_against_keras(original)
+    spec = cnnspec.from_keras(original)
+    torch_model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(original, torch_model, spec)
+    with torch.no_grad():
+        torch_model.fc.weight.copy_(torch.from_numpy(np.asarray(original.get_layer("fc").kernel).T.copy()))
+    x_in = np.random.default_rng(1).standard_normal((2, 4, 4, 3)).astype(np.float32)
+    assert np.abs(torch_output(torch_model, x_in) - np.asarray(original(x_in))).max() > 1e-3
+
+
+def refused(model) -> str:
+    with pytest.raises(UnsupportedModel) as caught:
+        import_keras(model)
+    return str(caught.value)
+
+
+@pytest.mark.frameworks
+def test_lambda_layer_is_refused_by_name():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(inputs)
+    x = L.Lambda(lambda t: t * 2.0, name="double_it")(x)
+    message = refused(keras.Model(inputs, x))
+    assert "'double_it' (Lambda)" in message and "Lambda layer" in message and "supported" in message
+
+
+@pytest.mark.frameworks
+def test_custom_layer_is_refused_with_the_supported_list():
+    class Mystery(L.Layer):
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((8, 8, 3))
+    x = Mystery(name="mystery")(L.Conv2D(4, 3, name="conv")(inputs))
+    message = refused(keras.Model(inputs, x))
+    assert "'mystery' (Mystery)" in message and "Conv2D" in message
+
+
+@pytest.mark.frameworks
+def test_shared_layer_and_unsupported_reshape_are_refused():
+    inputs = keras.Input((8, 8, 4))
+    conv = L.Conv2D(4, 3, padding="same", name="shared")
+    message = refused(keras.Model(inputs, conv(conv(inputs))))
+    assert "'shared'" in message and "called 2 times" in message
+
+    inputs = keras.Input((8, 8, 4))
+    x = L.Reshape((16, 16, 1), name="odd_reshape")(inputs)
+    message = refused(keras.Model(inputs, x))
+    assert "'odd_reshape'" in message and "Reshape" in message
+
+
+@pytest.mark.frameworks
+def test_type_outside_this_catalog_is_named():
+    inputs = keras.Input((8, 8, 4))
+    gate = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(inputs)
+    x = L.Multiply(name="excite")([inputs, gate])
+    from cnnspec.spec.models import layer_types
+
+    if "multiply" in layer_types():
+        pytest.skip("the catalog has multiply now")
+    message = refused(keras.Model(inputs, x))
+    assert "'excite'" in message and "'multiply'" in message
+
+
+@pytest.mark.frameworks
+def test_keras_file_is_loaded_safely(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, L.Conv2D(4, 3, name="conv")(inputs), name="filed")
+    path = tmp_path / "filed.keras"
+    model.save(path)
+    spec = cnnspec.from_keras(path)
+    assert spec.name == "filed" and spec.layers[0].name == "conv"
+    with pytest.raises(UnsupportedModel, match="not found"):
+        cnnspec.from_keras(tmp_path / "missing.keras")

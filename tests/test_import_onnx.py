@@ -1,0 +1,121 @@
+"""from_onnx against onnxruntime: graphs written by torch.onnx (NCHW) and by tf2onnx (NHWC with Transpose
+pairs, with and without its optimizers) import, and the model built from the spec, given the ORIGINAL
+graph's initializers through ``transfer_weights``, computes what onnxruntime computes on the original."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import torch_zoo as Z
+
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.onnx import import_onnx
+from cnnspec.verifier.onnx_export import import_frameworks, quiet_warnings
+from cnnspec.weights.transfer import randomize
+
+
+def torch_onnx(module, shape):
+    module.eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(
+            module, (torch.zeros(2, *shape),), buffer, dynamo=False, opset_version=18, input_names=["input"]
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def run_original(proto, x):
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def check(proto, x_first, channels_last_input=False):
+    spec = import_onnx(proto).spec
+    feed = np.ascontiguousarray(np.moveaxis(x_first, 1, -1)) if channels_last_input else x_first
+    expected = run_original(proto, feed)
+    torch_model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(proto, torch_model, spec)
+    with torch.no_grad():
+        got = torch_model(torch.from_numpy(x_first)).numpy()
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    return spec
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize(
+    "factory,shape",
+    [
+        (Z.ResNetShared, (3, 32, 32)),
+        (Z.MobileNetV2, (3, 32, 32)),
+        (Z.DenseNet, (3, 16, 16)),
+        (Z.SqueezeNet, (3, 33, 33)),
+    ],
+)
+def test_torch_onnx_exports_import(factory, shape):
+    proto = torch_onnx(factory(), shape)
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    spec = check(proto, x)
+    assert all(layer.source for layer in spec.layers)  # every layer says which node it came from
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize("optimized", [False, True], ids=["raw", "optimized"])
+def test_tf2onnx_channels_last_graph_imports(optimized):
+    import_frameworks()
+    import tensorflow as tf
+    import tf2onnx
+
+    layers = keras.layers
+    inputs = keras.Input((12, 12, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="r")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.Add(name="add")([x, y])
+    x = layers.MaxPooling2D(2, name="mp")(x)
+    x = layers.Concatenate(name="cat")([x, layers.Conv2D(4, 1, name="c2")(x)])
+    x = layers.Flatten(name="flat")(x)  # channels-last flatten: the dense rows must be reordered
+    x = layers.Dense(5, name="fc")(x)
+    model = keras.Model(inputs, x)
+    randomize(model, 0)
+    signature = (tf.TensorSpec((None, 12, 12, 3), tf.float32, name="input"),)
+    with quiet_warnings():
+        proto, _ = tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=18, **({} if optimized else {"optimizers": {}})
+        )
+    x_first = np.random.default_rng(1).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    spec = check(proto, x_first, channels_last_input=True)
+    names = [layer.name for layer in spec.layers]
+    assert names[0] == "c1" and names[-2:] == ["flat", "fc"]
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_unsupported_op_names_the_node():
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.cumsum(self.conv(x), 1)
+
+    with pytest.raises(UnsupportedModel) as caught:
+        import_onnx(torch_onnx(Odd(), (3, 8, 8)))
+    assert "CumSum" in str(caught.value) and "supported ops" in str(caught.value)

@@ -1,0 +1,161 @@
+"""Round trip: spec -> build (Keras or PyTorch) -> import gives back the same network, for every example and
+for fuzzed specs across the catalog.
+
+"The same" is compared on what the spec means, layer by layer: names, types, inputs, every field, and the
+resolved geometry (per-side padding, strides, windows, counted cells, parameter shapes).  Spellings the
+frameworks cannot carry are compared by meaning, each for a stated reason:
+
+* a transposed conv's ``output_padding`` is compared as resolved (null is 0 with numeric padding);
+* PyTorch's slice after a transposed conv (a crop PyTorch's padding cannot express) is refused until the
+  catalog has ``crop2d`` (issue 10): the fuzzer skips those specs;
+* a PReLU with one slope on one channel is both shared and per-channel;
+* ``activation: linear`` comes back as no activation (``null``), its other spelling;
+* a pool's ``stride`` equal to its size comes back as the default (``null``), and a per-dim list whose
+  values are all equal as the one int;
+* PyTorch has no ``same`` padding: it comes back as the explicit per-side amounts it resolves to;
+* PyTorch has no depthwise module: a ``conv2d`` with ``groups`` = input channels comes back as
+  ``depthwise_conv2d`` (the same computation and weights);
+* ceil mode that adds no window is no ceil mode; Keras writes a ceil-mode max pool as ``-inf`` padding:
+  it comes back as that padding (a padded cell
+  never wins a max, so both select the same windows).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from hypothesis import HealthCheck, assume, given, settings
+from spec_strategies import valid_specs
+
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.keras import from_keras
+from cnnspec.importers.torch import from_torch
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml"))
+RESOLVED = {"name", "inputs", "source", "padding", "stride", "count_include_pad", "output_padding"}
+
+
+def meaning(spec) -> list[tuple]:
+    """What each layer computes, with the framework-dependent spellings normalised (see the docstring)."""
+    plan = cnnspec.resolve(spec)
+    rows = []
+    for layer in plan.layers:
+        fields = layer.spec.model_dump(exclude=RESOLVED)
+        kind = layer.type
+        channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
+        if kind == "conv2d" and fields["groups"] == channels:  # one channel: groups 1 is depthwise too
+            kind = "depthwise_conv2d"
+            fields = {
+                "kernel_size": fields["kernel_size"],
+                "depth_multiplier": fields["filters"] // channels,
+                "dilation": fields["dilation"],
+                "bias": fields["bias"],
+                "activation": fields["activation"],
+            }
+        padding = layer.padding
+        if kind.startswith("max_pool") and fields.pop("ceil_mode"):
+            padding = tuple((before, after + extra) for (before, after), extra in zip(padding, layer.ceil_extra))
+        elif "ceil_mode" in fields:  # ceil mode that adds no window changes nothing
+            fields["ceil_mode"] = any(layer.ceil_extra or ())
+        fields.pop("type", None)
+        if kind == "prelu" and channels in (1, None) and layer.params[0].shape == (1,):
+            fields["per_channel"] = True  # one slope on one channel: shared and per-channel are the same
+        if fields.get("activation") == "linear":  # the spec's two spellings of "no activation"
+            fields["activation"] = None
+        for key, value in fields.items():  # one value per dim, all equal, is the short form
+            if isinstance(value, list) and value and all(isinstance(v, int) for v in value) and len(set(value)) == 1:
+                fields[key] = value[0]
+        padded = bool(padding) and any(any(pair) for pair in padding)
+        counted = layer.count_include_pad if padded else None  # without padding there is nothing to count
+        rows.append(
+            (
+                layer.name,
+                kind,
+                layer.inputs,
+                layer.output_shape,
+                padding,
+                layer.stride,
+                counted,
+                layer.output_padding,
+                tuple(p.shape for p in layer.params),
+                sorted(fields.items(), key=str),
+            )
+        )
+    return rows
+
+
+def roundtrip(spec, framework: str):
+    model = cnnspec.build(spec, framework)
+    if framework == "keras":
+        return from_keras(model)
+    return from_torch(model, (spec.input.channels, *spec.input.size))
+
+
+def assert_same(spec, back) -> None:
+    assert back.name == spec.name
+    expected, got = meaning(spec), meaning(back)
+    for want, have in zip(expected, got):
+        assert have == want
+    assert len(got) == len(expected)
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_round_trip(path, framework):
+    spec = cnnspec.load_spec(path)
+    assert_same(spec, roundtrip(spec, framework))
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_round_trip_keeps_exact_names_and_spelled_fields(framework):
+    spec = cnnspec.load_spec(ROOT / "examples" / "mobile_block.yaml")
+    back = roundtrip(spec, framework)
+    assert [layer.name for layer in back.layers] == [layer.name for layer in cnnspec.resolve(spec).layers]
+    assert all(layer.source is None for layer in back.layers)  # nothing renamed, nothing rewritten
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(document=valid_specs(max_layers=6))
+def test_fuzzed_specs_round_trip_through_keras(document):
+    spec = cnnspec.load_spec(document)
+    assert_same(spec, roundtrip(spec, "keras"))
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(document=valid_specs(max_layers=6))
+def test_fuzzed_specs_round_trip_through_torch(document):
+    spec = cnnspec.load_spec(document)
+    try:
+        back = roundtrip(spec, "torch")
+    except UnsupportedModel as error:
+        # A transposed conv whose crop PyTorch cannot express is emitted with a slice: a crop, which the
+        # catalog gets with issue 10 (crop2d). The importer refuses the slice by name; nothing else may fail.
+        assume("indexing or slicing" not in str(error))
+        raise
+    assert_same(spec, back)

@@ -1,0 +1,180 @@
+"""from_torch against PyTorch itself: torchvision-style modules (tests/torch_zoo.py) import with readable
+names and their module paths kept, parameter counts equal PyTorch's, and the Keras model built from the
+spec, given the ORIGINAL module's weights through ``transfer_weights``, computes what the module computes.
+Untraceable and unsupported code is refused with the module path / node and its source line."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+import torch_zoo as Z
+from torch import nn
+
+import cnnspec
+from cnnspec.importers.common import UnsupportedModel
+from cnnspec.importers.torch import import_torch
+from cnnspec.weights.transfer import randomize
+
+
+def torch_count(module) -> int:
+    buffers = sum(b.numel() for name, b in module.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return sum(p.numel() for p in module.parameters()) + buffers
+
+
+def check_against_torch(module, input_shape, seed=0, atol=1e-4):
+    module.eval()
+    randomize(module, seed)
+    result = import_torch(module, input_shape)
+    spec = result.spec
+    assert cnnspec.resolve(spec).total_params == torch_count(module)
+    keras_model = cnnspec.build(spec, "keras")
+    cnnspec.transfer_weights(module, keras_model, spec)
+    x = np.random.default_rng(seed).standard_normal((2, *input_shape)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    got = np.asarray(keras_model(np.ascontiguousarray(np.moveaxis(x, 1, -1)), training=False))
+    if got.ndim > 2:
+        got = np.moveaxis(got, -1, 1)
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= atol * scale
+    return result
+
+
+ZOO = [
+    ("resnet18", lambda: Z.ResNet(width=16), (3, 64, 64)),
+    ("resnet_bottleneck_shared_relu", Z.ResNetShared, (3, 32, 32)),
+    ("mobilenet_v2", Z.MobileNetV2, (3, 32, 32)),
+    ("densenet", Z.DenseNet, (3, 16, 16)),
+    ("squeezenet_ceil_pools", Z.SqueezeNet, (3, 33, 33)),
+    ("vgg_adaptive_7x7", Z.VGG, (3, 28, 28)),
+]
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("label,factory,shape", ZOO, ids=[z[0] for z in ZOO])
+def test_torchvision_style_modules_convert_to_keras(label, factory, shape):
+    check_against_torch(factory(), shape)
+
+
+@pytest.mark.frameworks
+def test_module_paths_become_names_and_stay_in_source():
+    spec = check_against_torch(Z.ResNet(width=8), (3, 32, 32)).spec
+    layers = {layer.name: layer for layer in spec.layers}
+    assert layers["layer1_0_conv1"].source == "layer1.0.conv1"
+    assert layers["layer2_0_downsample_0"].source == "layer2.0.downsample.0"
+    assert layers["conv1"].source is None  # the path is the name
+    assert layers["fc"].type == "dense" and layers["avgpool"].keepdims
+
+
+@pytest.mark.frameworks
+def test_rewrites_are_exact_and_listed():
+    result = check_against_torch(Z.VGG(), (3, 28, 28))
+    assert [r.where for r in result.rewrites] == ["avgpool"]
+    assert "identity" in result.rewrites[0].became
+
+
+@pytest.mark.frameworks
+def test_functional_calls_are_recognised():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, padding=1)
+            self.b = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(16 * 4 * 4, 5)
+
+        def forward(self, x):
+            y = F.relu(self.a(x)) + torch.sigmoid(self.b(x))
+            y = torch.cat([y, F.hardswish(y)], dim=1)
+            y = F.max_pool2d(y, 2)
+            y = F.avg_pool2d(y, 2, ceil_mode=True)
+            return F.softmax(self.fc(y.view(y.size(0), -1)), dim=1)
+
+    F = torch.nn.functional
+    result = check_against_torch(Functional(), (3, 16, 16))
+    types = [layer.type for layer in result.spec.layers]
+    assert types == [
+        "conv2d",
+        "relu",
+        "conv2d",
+        "sigmoid",
+        "add",
+        "hard_swish",
+        "concat",
+        "max_pool2d",
+        "avg_pool2d",
+        "flatten",
+        "dense",
+        "softmax",
+    ]
+
+
+def refused(module, shape=(3, 16, 16)) -> str:
+    with pytest.raises(UnsupportedModel) as caught:
+        import_torch(module, shape)
+    return str(caught.value)
+
+
+@pytest.mark.frameworks
+def test_data_dependent_control_flow_is_refused():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return self.conv(x)
+            return -self.conv(x)
+
+    message = refused(Branchy())
+    assert "torch.fx" in message and "control flow" in message
+
+
+@pytest.mark.frameworks
+def test_unsupported_function_names_node_and_line():
+    class Sorter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.cumsum(self.conv(x), dim=1)
+
+    message = refused(Sorter())
+    assert "cumsum" in message and "test_import_torch.py:" in message and "supported functions" in message
+
+
+@pytest.mark.frameworks
+def test_unsupported_module_names_its_path():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.LocalResponseNorm(2)))
+    message = refused(model)
+    assert "module '1.0' (LocalResponseNorm)" in message
+
+
+@pytest.mark.frameworks
+def test_shared_weighted_module_is_refused():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    assert "called more than once" in refused(Twice())
+
+
+@pytest.mark.frameworks
+def test_linear_on_a_feature_map_is_refused():
+    message = refused(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(14, 2)))
+    assert "module '1' (Linear)" in message and "width" in message
