@@ -120,3 +120,45 @@ def flat_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
 def spatial_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
     """A Pad node's amounts for (N, C, *spatial): nothing on N and C, (before, after) per spatial dim."""
     return [0, 0] + [int(before) for before, _ in pads] + [0, 0] + [int(after) for _, after in pads]
+
+
+def per_channel(b: GraphBuilder, layer: LayerPlan, value: str, role: str) -> str:
+    """A (C,) tensor reshaped to (C, 1, ...) so that it broadcasts over the layer's spatial dims."""
+    spatial = len(layer.input_shape) - 1
+    if not spatial:
+        return value
+    shape = b.constant(b.temp(layer, f"{role}_shape"), [-1] + [1] * spatial, "int64")
+    return b.node("Reshape", [value, shape], b.temp(layer, role))
+
+
+def normalized(b: GraphBuilder, layer: LayerPlan, source: str, axes: list[int], epsilon: float) -> str:
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance, as every framework at inference)."""
+    axes_name = b.constant(b.temp(layer, "norm_axes"), axes, "int64")
+    mean = b.node("ReduceMean", [source, axes_name], b.temp(layer, "mean"), keepdims=1)
+    centred = b.node("Sub", [source, mean], b.temp(layer, "centred"))
+    square = b.node("Mul", [centred, centred], b.temp(layer, "square"))
+    variance = b.node("ReduceMean", [square, axes_name], b.temp(layer, "variance"), keepdims=1)
+    eps = b.constant(b.temp(layer, "epsilon"), float(epsilon), "float32")
+    spread = b.node("Sqrt", [b.node("Add", [variance, eps], b.temp(layer, "variance_eps"))], b.temp(layer, "std"))
+    return b.node("Div", [centred, spread], b.temp(layer, "normalized"))
+
+
+def affine(b: GraphBuilder, layer: LayerPlan, value: str, gamma: bool, beta: bool) -> str:
+    """value * gamma + beta with the layer's per-channel weights (those it has), named like the layer."""
+    if gamma:
+        scale = per_channel(b, layer, b.weight(layer, "gamma"), "gamma")
+        value = b.node("Mul", [value, scale], layer.name if not beta else b.temp(layer, "scaled"))
+    if beta:
+        value = b.node("Add", [value, per_channel(b, layer, b.weight(layer, "beta"), "beta")], layer.name)
+    if not (gamma or beta):
+        value = b.node("Identity", [value], layer.name)
+    return value
+
+
+def spatial_slice(b: GraphBuilder, layer: LayerPlan, source: str, sides: Sequence[tuple[int, int]]) -> str:
+    """Slice off (before, after) cells of every spatial dim."""
+    sizes = layer.input_shape[1:]
+    starts = b.constant(b.temp(layer, "starts"), [before for before, _ in sides], "int64")
+    ends = b.constant(b.temp(layer, "ends"), [size - after for size, (_, after) in zip(sizes, sides)], "int64")
+    axes = b.constant(b.temp(layer, "axes"), list(range(2, 2 + len(sides))), "int64")
+    return b.node("Slice", [source, starts, ends, axes], layer.name)
