@@ -10,7 +10,8 @@ Each layer definition in :mod:`cnnspec.layers` emits its layer as a few ONNX nod
 The hook returns the name of the layer's output, which must be ``layer.name``.  Weights are
 graph inputs named ``<layer>.<tensor>`` with the plan's channels-first shapes
 (:meth:`GraphBuilder.weight`); fixed values are initializers named ``<layer>/<role>``
-(:meth:`GraphBuilder.constant`).  Only ``numpy`` is imported here, ``onnx`` when a graph is built.
+(:meth:`GraphBuilder.constant`).  Nothing heavy is imported here (``validate`` loads the layer
+modules): numpy and ``onnx`` only when a graph is built.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.errors import CnnspecError
@@ -58,6 +57,7 @@ class GraphBuilder:
 
     def constant(self, name: str, values: Any, dtype: Any) -> str:
         """An initializer ``name`` holding ``values``."""
+        import numpy as np
         from onnx import numpy_helper
 
         self.constants.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
@@ -70,8 +70,8 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
     if kind in simple:
         return b.node(simple[kind], [source], output)
     if kind == "relu6":
-        low = b.constant(b.temp(layer, "relu6_min"), 0.0, np.float32)
-        high = b.constant(b.temp(layer, "relu6_max"), 6.0, np.float32)
+        low = b.constant(b.temp(layer, "relu6_min"), 0.0, "float32")
+        high = b.constant(b.temp(layer, "relu6_max"), 6.0, "float32")
         return b.node("Clip", [source, low, high], output)
     if kind == "softmax":
         return b.node("Softmax", [source], output, axis=1)
@@ -88,18 +88,18 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
 
 def gelu(b: GraphBuilder, layer: LayerPlan, source: str, output: str, approximate: str) -> str:
     """x·Φ(x): exact 0.5·x·(1 + erf(x/√2)), or the tanh form (Gelu is an op only from opset 20)."""
-    half = b.constant(b.temp(layer, "gelu_half"), 0.5, np.float32)
-    one = b.constant(b.temp(layer, "gelu_one"), 1.0, np.float32)
+    half = b.constant(b.temp(layer, "gelu_half"), 0.5, "float32")
+    one = b.constant(b.temp(layer, "gelu_one"), 1.0, "float32")
     if approximate == "tanh":
         square = b.node("Mul", [source, source], b.temp(layer, "gelu_x2"))
         cube = b.node("Mul", [source, square], b.temp(layer, "gelu_x3"))
-        coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, np.float32)
+        coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, "float32")
         scaled_cube = b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))
         inner = b.node("Add", [source, scaled_cube], b.temp(layer, "gelu_in"))
-        scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), np.float32)
+        scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), "float32")
         core = b.node("Tanh", [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
     else:
-        root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), np.float32)
+        root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), "float32")
         core = b.node("Erf", [b.node("Div", [source, root2], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
     gate = b.node("Mul", [b.node("Add", [core, one], b.temp(layer, "gelu_1p")), half], b.temp(layer, "gelu_gate"))
     return b.node("Mul", [source, gate], output)
