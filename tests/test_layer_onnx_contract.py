@@ -31,11 +31,7 @@ ATOL = 2e-5
 RTOL = 1e-4
 
 #: The types without an ONNX emission today.  It may only shrink: remove a type when it gets one.
-WITHOUT_ONNX = {
-    "adaptive_avg_pool", "adaptive_max_pool", "channel_shuffle", "channel_slice", "crop1d", "crop2d", "crop3d",
-    "group_norm", "instance_norm", "identity", "layer_norm", "layer_scale", "normalize", "pad1d", "pad2d", "pad3d",
-    "resize", "rescale", "scale", "stochastic_depth",
-}
+WITHOUT_ONNX: set[str] = set()
 
 CASES = [
     pytest.param(definition, number, id=f"{definition.examples[number].layers[-1]['type']}-{number}")

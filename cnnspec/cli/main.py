@@ -184,7 +184,7 @@ def cmd_build(args) -> int:
             raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
     if args.save_weights and not args.weights_from:
         raise CnnspecError("--save-weights needs --weights-from (the weights to convert)")
-    if args.weights_from and not args.save_weights:
+    if args.weights_from and not args.save_weights and args.target != "onnx":  # the .onnx holds them
         raise CnnspecError(
             "--weights-from needs --save-weights FILE: the converted weights go only there "
             "(without it they would be thrown away)"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import adaptive_windows
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -108,3 +110,37 @@ class AdaptivePoolDefinition(LayerDefinition):
         return K.single_layer(
             layer, ctx, f"{helper}({K.ints_text(outs)}{reduction}, name={K.quoted(layer.name)})"
         )
+
+
+@REGISTRY.attach("onnx", "adaptive_avg_pool", "adaptive_max_pool")
+def adaptive_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Every window [floor(i*n/out), ceil((i+1)*n/out)) as a Slice reduced with keepdims, concatenated per axis."""
+    reduce = "ReduceMean" if layer.type == "adaptive_avg_pool" else "ReduceMax"
+    sizes, outs = layer.input_shape[1:], layer.output_shape[1:]
+    rank = len(sizes)
+    axes = b.constant(b.temp(layer, "axes"), list(range(2, 2 + rank)), "int64")
+
+    def windows(axis: int) -> list[tuple[int, int]]:
+        n, out = sizes[axis], outs[axis]
+        return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+    cells: dict[tuple[int, ...], str] = {}
+    for index in itertools.product(*(range(out) for out in outs)):
+        bounds = [windows(axis)[i] for axis, i in enumerate(index)]
+        tag = "_".join(map(str, index))
+        starts = b.constant(b.temp(layer, f"start_{tag}"), [start for start, _ in bounds], "int64")
+        ends = b.constant(b.temp(layer, f"end_{tag}"), [end for _, end in bounds], "int64")
+        window = b.node("Slice", [inputs[0], starts, ends, axes], b.temp(layer, f"window_{tag}"))
+        cells[index] = b.node(reduce, [window, axes], b.temp(layer, f"cell_{tag}"), keepdims=1)
+
+    def joined(prefix: tuple[int, ...]) -> str:
+        axis = len(prefix)
+        if axis == rank:
+            return cells[prefix]
+        parts = [joined((*prefix, i)) for i in range(outs[axis])]
+        name = layer.name if not prefix else b.temp(layer, "row_" + "_".join(map(str, prefix)))
+        if len(parts) == 1:
+            return b.node("Identity", parts, name)
+        return b.node("Concat", parts, name, axis=2 + axis)
+
+    return joined(())

@@ -8,9 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.channels import channel_shuffle_permutation
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, Positive
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -128,3 +129,23 @@ class ChannelSliceDefinition(LayerDefinition):
             ctx,
             f"{helper}({int(spec.start)}, {int(spec.stop)}, name={K.quoted(layer.name)})",
         )
+
+
+@REGISTRY.attach("onnx", "channel_slice")
+def channel_slice_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Slice of the channel axis."""
+    bounds = [b.constant(b.temp(layer, role), [value], "int64")
+              for role, value in (("start", layer.spec.start), ("stop", layer.spec.stop), ("axis", 1))]
+    return b.node("Slice", [inputs[0], *bounds], layer.name)
+
+
+@REGISTRY.attach("onnx", "channel_shuffle")
+def channel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Reshape to (N, groups, C/groups, -1), swap the two channel axes, reshape back."""
+    groups = layer.spec.groups
+    grouped_shape = b.constant(b.temp(layer, "grouped_shape"), [0, groups, layer.input_shape[0] // groups, -1],
+                               "int64")
+    grouped = b.node("Reshape", [inputs[0], grouped_shape], b.temp(layer, "grouped"))
+    swapped = b.node("Transpose", [grouped], b.temp(layer, "swapped"), perm=[0, 2, 1, 3])
+    shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))
+    return b.node("Reshape", [swapped, shape], layer.name)

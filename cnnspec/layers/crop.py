@@ -8,9 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.channels import cropped_length
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -88,3 +89,9 @@ class CropDefinition(LayerDefinition):
             ctx,
             f"layers.Cropping{K.RANK_SUFFIX[rank]}({argument}, name={K.quoted(layer.name)})",
         )
+
+
+@REGISTRY.attach("onnx", "crop1d", "crop2d", "crop3d")
+def crop_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Slice of the spatial dims."""
+    return O.spatial_slice(b, layer, inputs[0], _sides(layer))

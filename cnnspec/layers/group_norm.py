@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase, Positive
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 Epsilon = Annotated[float, Field(gt=0.0)]
@@ -150,3 +151,17 @@ class InstanceNormDefinition(_GroupNormFamily):
             affine="True" if spec.affine else None,
         )
         return T.single_module(layer, inputs, constructor)
+
+
+@REGISTRY.attach("onnx", "group_norm", "instance_norm")
+def group_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """(N, G, -1) statistics by the explicit formula (opset 18's GroupNormalization scales per group,
+    not per channel), reshaped back, then the per-channel gamma and beta if affine."""
+    channels = layer.input_shape[0]
+    groups = REGISTRY.definition(layer.type).groups_of(layer.spec, channels)
+    grouped_shape = b.constant(b.temp(layer, "grouped_shape"), [0, groups, -1], "int64")
+    grouped = b.node("Reshape", [inputs[0], grouped_shape], b.temp(layer, "grouped"))
+    value = O.normalized(b, layer, grouped, [2], layer.spec.epsilon)
+    shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))
+    value = b.node("Reshape", [value, shape], b.temp(layer, "ungrouped"))
+    return O.affine(b, layer, value, layer.spec.affine, layer.spec.affine)

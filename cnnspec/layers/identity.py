@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -39,3 +40,9 @@ class IdentityDefinition(LayerDefinition):
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         return K.single_layer(layer, ctx, f"layers.Identity(name={K.quoted(layer.name)})")
+
+
+@REGISTRY.attach("onnx", "identity")
+def identity_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Identity."""
+    return b.node("Identity", [inputs[0]], layer.name)

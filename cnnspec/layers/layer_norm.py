@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -114,3 +115,10 @@ class LayerNormDefinition(LayerDefinition):
                 WeightSlot("beta", "bias", ("beta",), to_keras=to_keras, to_torch=to_torch)
             )
         return slots
+
+
+@REGISTRY.attach("onnx", "layer_norm")
+def layer_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """The explicit formula over the channel axis, then the per-channel gamma and beta it has."""
+    value = O.normalized(b, layer, inputs[0], [1], layer.spec.epsilon)
+    return O.affine(b, layer, value, layer.spec.scale, layer.spec.center)

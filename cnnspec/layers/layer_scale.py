@@ -8,9 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.layers.layer_norm import feature_order
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -81,3 +82,9 @@ class LayerScaleDefinition(LayerDefinition):
                 reshape=True,
             )
         ]
+
+
+@REGISTRY.attach("onnx", "layer_scale")
+def layer_scale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Mul by the per-channel gamma (planned (C, 1, ...), so it broadcasts over the spatial dims)."""
+    return b.node("Mul", [inputs[0], b.weight(layer, "gamma")], layer.name)

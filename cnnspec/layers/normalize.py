@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
-from cnnspec.layers.registry import LayerDefinition, WeightSlot, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -137,3 +138,23 @@ class NormalizeDefinition(LayerDefinition):
             WeightSlot("variance", "variance", ("variance",), to_keras=to_keras, to_torch=to_torch),
             WeightSlot("count", "count", ("count",)),
         ]
+
+
+@REGISTRY.attach("onnx", "normalize")
+def normalize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """(x - mean) / max(sqrt(variance), 1e-7): the spec's constants, or the mean and variance weights."""
+    spec = layer.spec
+    channels = layer.input_shape[0]
+    if spec.mean is not None:
+        mean_values = spec.mean if isinstance(spec.mean, list) else [spec.mean]
+        variance_values = spec.variance if isinstance(spec.variance, list) else [spec.variance]
+        mean = b.constant(b.temp(layer, "mean_values"), [float(v) for v in mean_values], "float32")
+        variance = b.constant(b.temp(layer, "variance_values"), [float(v) for v in variance_values], "float32")
+    else:
+        mean, variance = b.weight(layer, "mean"), b.weight(layer, "variance")
+    floor = b.constant(b.temp(layer, "std_floor"), 1e-7, "float32")
+    std = b.node("Max", [b.node("Sqrt", [variance], b.temp(layer, "sqrt")), floor], b.temp(layer, "std_flat"))
+    if channels > 1 or spec.mean is None:
+        mean, std = O.per_channel(b, layer, mean, "mean"), O.per_channel(b, layer, std, "std")
+    centred = b.node("Sub", [inputs[0], mean], b.temp(layer, "centred"))
+    return b.node("Div", [centred, std], layer.name)

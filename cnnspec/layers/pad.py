@@ -8,10 +8,11 @@ from pydantic import Field
 
 from cnnspec.engine.channels import padded_length
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -138,3 +139,16 @@ class PadDefinition(LayerDefinition):
         return K.single_layer(
             layer, ctx, f"{helper}({K.pairs_text(pads)}{options}, name={K.quoted(layer.name)})"
         )
+
+
+_ONNX_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}
+
+
+@REGISTRY.attach("onnx", "pad1d", "pad2d", "pad3d")
+def pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Pad of the spatial dims: constant (with its value), reflect, or edge for 'replicate'."""
+    amounts = b.constant(b.temp(layer, "pad_amounts"), O.spatial_pads(_sides(layer)), "int64")
+    operands = [inputs[0], amounts]
+    if layer.spec.mode == "constant" and layer.spec.value:
+        operands.append(b.constant(b.temp(layer, "pad_value"), float(layer.spec.value), "float32"))
+    return b.node("Pad", operands, layer.name, mode=_ONNX_PAD_MODES[layer.spec.mode])

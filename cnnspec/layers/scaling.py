@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -126,3 +127,29 @@ class ScaleDefinition(LayerDefinition):
             ctx,
             f"layers.Rescaling({K.float_text(layer.spec.factor)}, name={K.quoted(layer.name)})",
         )
+
+
+def _broadcast_constant(layer: LayerPlan, value: float | list[float]) -> Any:
+    """A number, or per-channel values shaped (C, 1, ...) to broadcast over the spatial dims."""
+    if not isinstance(value, list):
+        return float(value)
+    column: Any = [float(v) for v in value]
+    for _ in layer.input_shape[1:]:
+        column = [[v] for v in column]
+    return column
+
+
+@REGISTRY.attach("onnx", "rescale")
+def rescale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """x * scale + offset, each a constant (per channel where a list)."""
+    scale = b.constant(b.temp(layer, "scale"), _broadcast_constant(layer, layer.spec.scale), "float32")
+    scaled = b.node("Mul", [inputs[0], scale], b.temp(layer, "scaled"))
+    offset = b.constant(b.temp(layer, "offset"), _broadcast_constant(layer, layer.spec.offset), "float32")
+    return b.node("Add", [scaled, offset], layer.name)
+
+
+@REGISTRY.attach("onnx", "scale")
+def scale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """x * factor."""
+    factor = b.constant(b.temp(layer, "factor"), float(layer.spec.factor), "float32")
+    return b.node("Mul", [inputs[0], factor], layer.name)

@@ -7,9 +7,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
-from cnnspec.layers.registry import LayerDefinition, example, register
+from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, Rate
 from cnnspec.targets.keras import code as K
+from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
 
@@ -56,3 +57,9 @@ class StochasticDepthDefinition(LayerDefinition):
         return K.single_layer(
             layer, ctx, f"{helper}({K.float_text(layer.spec.rate)}, name={K.quoted(layer.name)})"
         )
+
+
+@REGISTRY.attach("onnx", "stochastic_depth")
+def stochastic_depth_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """The identity at inference (the branch is dropped only in training)."""
+    return b.node("Identity", [inputs[0]], layer.name)

@@ -44,11 +44,13 @@ class OnnxGraph:
         proto: the ``onnx.ModelProto``; the weights are graph inputs after ``input``.
         weight_shapes: every weight input's shape by name, in graph order.
         layer_names: the spec layers exposed as graph outputs, in spec order.
+        unread: plan tensors the graph does not read (a Keras adapt count); accepted and ignored.
     """
 
     proto: object
     weight_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     layer_names: list[str] = field(default_factory=list)
+    unread: frozenset[str] = frozenset()
 
 
 class OnnxUnsupported(CnnspecError):
@@ -114,7 +116,9 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
     graph = helper.make_graph(builder.nodes, plan.name, inputs, outputs, initializer=builder.constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cnnspec")
     model.ir_version = 8  # opset 18's IR; readable by every onnxruntime that runs opset 18
-    return OnnxGraph(proto=model, weight_shapes=dict(builder.weights), layer_names=[layer.name for layer in exposed])
+    tensors = {f"{layer.name}.{param.name}" for layer in plan.layers for param in layer.params}
+    return OnnxGraph(proto=model, weight_shapes=dict(builder.weights), layer_names=[layer.name for layer in exposed],
+                     unread=frozenset(tensors - set(builder.weights)))
 
 
 def attach_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]):
@@ -147,7 +151,7 @@ def attach_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]):
 
 def check_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]) -> None:
     """Every weight input has a value of its planned shape (extra names are refused too)."""
-    unknown = sorted(set(weights) - set(graph.weight_shapes))
+    unknown = sorted(set(weights) - set(graph.weight_shapes) - graph.unread)
     if unknown:
         raise CnnspecError(f"weights for tensors the spec does not have: {', '.join(unknown)}")
     for name, shape in graph.weight_shapes.items():

@@ -10,7 +10,8 @@ Each layer definition in :mod:`cnnspec.layers` emits its layer as a few ONNX nod
 The hook returns the name of the layer's output, which must be ``layer.name``.  Weights are
 graph inputs named ``<layer>.<tensor>`` with the plan's channels-first shapes
 (:meth:`GraphBuilder.weight`); fixed values are initializers named ``<layer>/<role>``
-(:meth:`GraphBuilder.constant`).  Only ``numpy`` is imported here, ``onnx`` when a graph is built.
+(:meth:`GraphBuilder.constant`).  Nothing heavy is imported here (``validate`` loads the layer
+modules): numpy and ``onnx`` only when a graph is built.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.errors import CnnspecError
@@ -58,6 +57,7 @@ class GraphBuilder:
 
     def constant(self, name: str, values: Any, dtype: Any) -> str:
         """An initializer ``name`` holding ``values``."""
+        import numpy as np
         from onnx import numpy_helper
 
         self.constants.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
@@ -70,8 +70,8 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
     if kind in simple:
         return b.node(simple[kind], [source], output)
     if kind == "relu6":
-        low = b.constant(b.temp(layer, "relu6_min"), 0.0, np.float32)
-        high = b.constant(b.temp(layer, "relu6_max"), 6.0, np.float32)
+        low = b.constant(b.temp(layer, "relu6_min"), 0.0, "float32")
+        high = b.constant(b.temp(layer, "relu6_max"), 6.0, "float32")
         return b.node("Clip", [source, low, high], output)
     if kind == "softmax":
         return b.node("Softmax", [source], output, axis=1)
@@ -88,18 +88,18 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
 
 def gelu(b: GraphBuilder, layer: LayerPlan, source: str, output: str, approximate: str) -> str:
     """x·Φ(x): exact 0.5·x·(1 + erf(x/√2)), or the tanh form (Gelu is an op only from opset 20)."""
-    half = b.constant(b.temp(layer, "gelu_half"), 0.5, np.float32)
-    one = b.constant(b.temp(layer, "gelu_one"), 1.0, np.float32)
+    half = b.constant(b.temp(layer, "gelu_half"), 0.5, "float32")
+    one = b.constant(b.temp(layer, "gelu_one"), 1.0, "float32")
     if approximate == "tanh":
         square = b.node("Mul", [source, source], b.temp(layer, "gelu_x2"))
         cube = b.node("Mul", [source, square], b.temp(layer, "gelu_x3"))
-        coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, np.float32)
+        coefficient = b.constant(b.temp(layer, "gelu_c"), 0.044715, "float32")
         scaled_cube = b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))
         inner = b.node("Add", [source, scaled_cube], b.temp(layer, "gelu_in"))
-        scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), np.float32)
+        scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), "float32")
         core = b.node("Tanh", [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
     else:
-        root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), np.float32)
+        root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), "float32")
         core = b.node("Erf", [b.node("Div", [source, root2], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
     gate = b.node("Mul", [b.node("Add", [core, one], b.temp(layer, "gelu_1p")), half], b.temp(layer, "gelu_gate"))
     return b.node("Mul", [source, gate], output)
@@ -120,3 +120,45 @@ def flat_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
 def spatial_pads(pads: Sequence[tuple[int, int]]) -> list[int]:
     """A Pad node's amounts for (N, C, *spatial): nothing on N and C, (before, after) per spatial dim."""
     return [0, 0] + [int(before) for before, _ in pads] + [0, 0] + [int(after) for _, after in pads]
+
+
+def per_channel(b: GraphBuilder, layer: LayerPlan, value: str, role: str) -> str:
+    """A (C,) tensor reshaped to (C, 1, ...) so that it broadcasts over the layer's spatial dims."""
+    spatial = len(layer.input_shape) - 1
+    if not spatial:
+        return value
+    shape = b.constant(b.temp(layer, f"{role}_shape"), [-1] + [1] * spatial, "int64")
+    return b.node("Reshape", [value, shape], b.temp(layer, role))
+
+
+def normalized(b: GraphBuilder, layer: LayerPlan, source: str, axes: list[int], epsilon: float) -> str:
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance, as every framework at inference)."""
+    axes_name = b.constant(b.temp(layer, "norm_axes"), axes, "int64")
+    mean = b.node("ReduceMean", [source, axes_name], b.temp(layer, "mean"), keepdims=1)
+    centred = b.node("Sub", [source, mean], b.temp(layer, "centred"))
+    square = b.node("Mul", [centred, centred], b.temp(layer, "square"))
+    variance = b.node("ReduceMean", [square, axes_name], b.temp(layer, "variance"), keepdims=1)
+    eps = b.constant(b.temp(layer, "epsilon"), float(epsilon), "float32")
+    spread = b.node("Sqrt", [b.node("Add", [variance, eps], b.temp(layer, "variance_eps"))], b.temp(layer, "std"))
+    return b.node("Div", [centred, spread], b.temp(layer, "normalized"))
+
+
+def affine(b: GraphBuilder, layer: LayerPlan, value: str, gamma: bool, beta: bool) -> str:
+    """value * gamma + beta with the layer's per-channel weights (those it has), named like the layer."""
+    if gamma:
+        scale = per_channel(b, layer, b.weight(layer, "gamma"), "gamma")
+        value = b.node("Mul", [value, scale], layer.name if not beta else b.temp(layer, "scaled"))
+    if beta:
+        value = b.node("Add", [value, per_channel(b, layer, b.weight(layer, "beta"), "beta")], layer.name)
+    if not (gamma or beta):
+        value = b.node("Identity", [value], layer.name)
+    return value
+
+
+def spatial_slice(b: GraphBuilder, layer: LayerPlan, source: str, sides: Sequence[tuple[int, int]]) -> str:
+    """Slice off (before, after) cells of every spatial dim."""
+    sizes = layer.input_shape[1:]
+    starts = b.constant(b.temp(layer, "starts"), [before for before, _ in sides], "int64")
+    ends = b.constant(b.temp(layer, "ends"), [size - after for size, (_, after) in zip(sizes, sides)], "int64")
+    axes = b.constant(b.temp(layer, "axes"), list(range(2, 2 + len(sides))), "int64")
+    return b.node("Slice", [source, starts, ends, axes], layer.name)
