@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 
 # A formula is numbers joined by operators; the chain must hold at least one '='.
-_NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*[⌋⌉)]*"
+_NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*(?:\.\d+)?[⌋⌉)]*"
 _FORMULA = re.compile(rf"{_NUMBER}(?:\s*(?:[·+−/=])\s*{_NUMBER})+")
 
 
@@ -58,6 +58,9 @@ def test_the_formula_checker_catches_a_wrong_formula():
     with pytest.raises(AssertionError):
         assert_formulas_hold("3·3·128·64 + 64 = 73,728 + 64 = 73,728")
     assert assert_formulas_hold("⌊(28 + 0 − 3) / 1⌋ + 1 = 26 and ⌈32 / 2⌉ = 16") == 2
+    assert assert_formulas_hold("⌊3·0.5⌋ = 1") == 1  # a decimal scale factor is read whole
+    with pytest.raises(AssertionError):
+        assert_formulas_hold("⌊3·0.5⌋ = 2")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)

@@ -16,7 +16,7 @@ from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan, Pads
 
 # A printed formula: numbers (with brackets) joined by operators, e.g. ⌊(28 + 0 − 3) / 1⌋ + 1 = 26.
-_NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*[⌋⌉)]*"
+_NUMBER = r"[⌊⌈(]*−?\d+(?:,\d{3})*(?:\.\d+)?[⌋⌉)]*"  # a scale factor may be a decimal (⌊3·0.5⌋ = 1)
 FORMULA = re.compile(rf"{_NUMBER}(?:[ ]*[·+−/=][ ]*{_NUMBER})+")
 
 
@@ -247,8 +247,12 @@ def eval_formula(expression: str):
     text = re.sub(r"(?<=\d),(?=\d{3})", "", expression)
     text = text.replace("·", "*").replace("×", "*").replace("−", "-")
     text = text.replace("⌊", "_floor(").replace("⌋", ")").replace("⌈", "_ceil(").replace("⌉", ")")
-    text = re.sub(r"(\d+)", r"_F(\1)", text)
-    if re.search(r"[^0-9_a-zA-Z()+\-*/ .]", text) or re.search(r"[a-zA-Z]", re.sub(r"_(F|floor|ceil)\(", "(", text)):
+    def exact(match: re.Match[str]) -> str:
+        value = Fraction(match.group(0))
+        return f"_F({value.numerator},{value.denominator})"
+
+    text = re.sub(r"\d+(?:\.\d+)?", exact, text)
+    if re.search(r"[^0-9_a-zA-Z()+\-*/ .,]", text) or re.search(r"[a-zA-Z]", re.sub(r"_(F|floor|ceil)\(", "(", text)):
         raise ValueError(f"not a formula: {expression!r}")
     import math
 
