@@ -327,13 +327,15 @@ class ConvTransposeDefinition(LayerDefinition):
 @REGISTRY.attach("onnx", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 def conv_transpose_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """ConvTranspose: the plan's crop of the full output as pads, extra end cells as output_padding."""
-    begins = [before for before, _ in layer.padding]
-    ends = [max(after, 0) for _, after in layer.padding]
-    extra = [max(-after, 0) for _, after in layer.padding]
+    padding = O.planned(layer, layer.padding, "padding")
+    begins = [before for before, _ in padding]
+    ends = [max(after, 0) for _, after in padding]
+    extra = [max(-after, 0) for _, after in padding]
     weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node(
         "ConvTranspose", [inputs[0], *weights], b.temp(layer, "conv_transpose"),
-        kernel_shape=list(layer.kernel_size), strides=list(layer.stride), dilations=list(layer.dilation),
-        pads=begins + ends, output_padding=extra,
+        kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
+        strides=list(O.planned(layer, layer.stride, "stride")),
+        dilations=list(O.planned(layer, layer.dilation, "dilation")), pads=begins + ends, output_padding=extra,
     )
     return O.with_activation(b, layer, value)

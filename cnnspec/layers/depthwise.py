@@ -275,8 +275,7 @@ def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
     """Conv with one group per input channel; kernel (C*m, 1, *k)."""
     weights = [b.weight(layer, "depthwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node(
-        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), kernel_shape=list(layer.kernel_size),
-        strides=list(layer.stride), dilations=list(layer.dilation), pads=O.flat_pads(layer.padding),
+        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), **O.window(layer),
         group=layer.input_shape[0],
     )
     return O.with_activation(b, layer, value)
@@ -287,8 +286,7 @@ def separable_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
     """The depthwise Conv (no bias), then a 1x1 Conv with the bias."""
     depthwise = b.node(
         "Conv", [inputs[0], b.weight(layer, "depthwise_kernel")], b.temp(layer, "depthwise"),
-        kernel_shape=list(layer.kernel_size), strides=list(layer.stride), dilations=list(layer.dilation),
-        pads=O.flat_pads(layer.padding), group=layer.input_shape[0],
+        **O.window(layer), group=layer.input_shape[0],
     )
     weights = [b.weight(layer, "pointwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node("Conv", [depthwise, *weights], b.temp(layer, "pointwise"), kernel_shape=[1, 1])

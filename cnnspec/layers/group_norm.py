@@ -40,6 +40,11 @@ class InstanceNorm(LayerBase):
     )
 
 
+def _groups_of(layer: Any, channels: int) -> int:
+    """The number of channel groups: one per channel for instance norm."""
+    return channels if layer.type == "instance_norm" else layer.groups
+
+
 class _GroupNormFamily(LayerDefinition):
     family = "group_norm"
     hint_text = (
@@ -47,14 +52,11 @@ class _GroupNormFamily(LayerDefinition):
         "instance norm uses each sample's own statistics at inference too."
     )
 
-    def groups_of(self, layer: Any, channels: int) -> int:
-        return channels if layer.type == "instance_norm" else layer.groups
-
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         ctx.require_spatial(index, layer.type, shape)
         channels = shape[0]
-        groups = self.groups_of(layer, channels)
+        groups = _groups_of(layer, channels)
         if channels % groups:
             ctx.fail(
                 index,
@@ -83,7 +85,7 @@ class _GroupNormFamily(LayerDefinition):
         spec = layer.spec
         expression = P.call(
             "layers.GroupNormalization",
-            groups=str(self.groups_of(spec, layer.input_shape[0])),
+            groups=str(_groups_of(spec, layer.input_shape[0])),
             epsilon=None if spec.epsilon == 1e-3 else P.number(spec.epsilon),
             center=None if spec.affine else "False",
             scale=None if spec.affine else "False",
@@ -158,7 +160,7 @@ def group_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> s
     """(N, G, -1) statistics by the explicit formula (opset 18's GroupNormalization scales per group,
     not per channel), reshaped back, then the per-channel gamma and beta if affine."""
     channels = layer.input_shape[0]
-    groups = REGISTRY.definition(layer.type).groups_of(layer.spec, channels)
+    groups = _groups_of(layer.spec, channels)
     grouped_shape = b.constant(b.temp(layer, "grouped_shape"), [0, groups, -1], "int64")
     grouped = b.node("Reshape", [inputs[0], grouped_shape], b.temp(layer, "grouped"))
     value = O.normalized(b, layer, grouped, [2], layer.spec.epsilon)

@@ -337,20 +337,19 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     MaxPool's padding never wins and an AveragePool with ``count_include_pad=0`` never counts
     it.  Padding that an average counts is real zeros from a Pad node in front.
     """
-    extra = layer.ceil_extra or (0,) * len(layer.padding)
+    padding = list(O.planned(layer, layer.padding, "padding"))
+    extra = layer.ceil_extra or (0,) * len(padding)
     source = inputs[0]
-    padding = list(layer.padding)
-    attributes = {}
+    attributes: dict[str, int] = {}
     op = "MaxPool" if layer.type.startswith("max") else "AveragePool"
     if op == "AveragePool":
         attributes["count_include_pad"] = 0
         if layer.count_include_pad and any(before or after for before, after in padding):
-            amounts = O.spatial_pads(padding)
-            pads = b.constant(b.temp(layer, "pad_amounts"), amounts, "int64")
-            source = b.node("Pad", [source, pads], b.temp(layer, "padded"), mode="constant")
+            amounts = b.constant(b.temp(layer, "pad_amounts"), O.spatial_pads(padding), "int64")
+            source = b.node("Pad", [source, amounts], b.temp(layer, "padded"), mode="constant")
             padding = [(0, 0)] * len(padding)
     pads = [(before, after + more) for (before, after), more in zip(padding, extra)]
     return b.node(
-        op, [source], layer.name, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-        pads=O.flat_pads(pads), **attributes,
+        op, [source], layer.name, kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
+        strides=list(O.planned(layer, layer.stride, "stride")), pads=O.flat_pads(pads), **attributes,
     )

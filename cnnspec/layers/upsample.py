@@ -99,7 +99,8 @@ class UpsampleDefinition(LayerDefinition):
 @REGISTRY.attach("onnx", "upsample")
 def upsample_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Resize: nearest (each cell repeated) or bilinear with half-pixel centres."""
-    scales = b.constant(b.temp(layer, "scales"), [1.0, 1.0, *layer.kernel_size], "float32")
+    factors = O.planned(layer, layer.kernel_size, "kernel_size")
+    scales = b.constant(b.temp(layer, "scales"), [1.0, 1.0, *factors], "float32")
     if layer.spec.mode == "bilinear":
         attributes = dict(mode="linear", coordinate_transformation_mode="half_pixel")
     else:

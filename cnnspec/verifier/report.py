@@ -104,7 +104,7 @@ class VerifyReport(BaseModel):
 
     ok: bool
     spec: str = Field(description="the spec's model name")
-    source: Optional[str] = Field(None, description="the spec file, when verified from a file")
+    source: Optional[str] = Field(default=None, description="the spec file, when verified from a file")
     atol: float
     rtol: float
     batch: int
@@ -127,8 +127,8 @@ class VerifyReport(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
     versions: dict[str, str] = Field(default_factory=dict)
     onnx_files: dict[str, str] = Field(default_factory=dict, description="kept ONNX files (--keep-onnx)")
-    referee: Optional[RefereeReport] = Field(None, description="each model against the spec's own ONNX graph")
-    referee_note: Optional[str] = Field(None, description="why there is no referee, when there is none")
+    referee: Optional[RefereeReport] = Field(default=None, description="each model against the spec's own ONNX graph")
+    referee_note: Optional[str] = Field(default=None, description="why there is no referee, when there is none")
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""

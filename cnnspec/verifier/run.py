@@ -22,15 +22,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
+from cnnspec.errors import CnnspecError
 from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
-from cnnspec.errors import CnnspecError
 from cnnspec.verifier.onnx_export import ONNX_FILES
 from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
 from cnnspec.verifier.report import Evidence as EvidenceReport
@@ -321,6 +321,11 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
     )
 
 
+def _difference(count: int | None, spec: int | None) -> str:
+    """``count - spec`` signed with thousands separators, ``?`` when either is unknown."""
+    return "?" if count is None or spec is None else f"{count - spec:+,}"
+
+
 def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[dict[str, ParamReport], bool]:
     from cnnspec.verifier.onnx_export import op_counts, parameter_counts
 
@@ -332,8 +337,9 @@ def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[d
         count.ok = count.trainable == spec_count.trainable and count.non_trainable == spec_count.non_trainable
         params_ok &= count.ok
         if not count.ok:
-            count.notes.append(f"DIFFERS from the spec by {count.trainable - spec_count.trainable:+,} trainable, "
-                               f"{count.non_trainable - spec_count.non_trainable:+,} non-trainable")
+            count.notes.append(
+                f"DIFFERS from the spec by {_difference(count.trainable, spec_count.trainable)} trainable, "
+                f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable")
     graph_counts = {}
     for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
         elements = parameter_counts(graph)

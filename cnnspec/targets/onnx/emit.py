@@ -103,7 +103,9 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
     require_emission(plan)
     builder = GraphBuilder()
     for layer in plan.layers:
-        output = _emission(layer.type)(builder, layer, list(layer.inputs))
+        emission = _emission(layer.type)
+        assert emission is not None, "require_emission refuses a plan with a type that has no emission"
+        output = emission(builder, layer, list(layer.inputs))
         if output != layer.name:
             raise CnnspecError(f"layer '{layer.name}': its ONNX emission returned '{output}', not the layer's name")
     batch_dim = BATCH_DIM if batch is None else batch

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.errors import CnnspecError
+
+_Planned = TypeVar("_Planned")
 
 
 class GraphBuilder:
@@ -110,6 +112,23 @@ def with_activation(b: GraphBuilder, layer: LayerPlan, value: str) -> str:
     if layer.activation is None:
         return b.node("Identity", [value], layer.name)
     return activation(b, layer, layer.activation, value, layer.name)
+
+
+def planned(layer: LayerPlan, value: _Planned | None, field: str) -> _Planned:
+    """``value``, the plan's ``field`` of ``layer``, which the layer's type always sets."""
+    if value is None:
+        raise CnnspecError(f"layer '{layer.name}': the plan has no {field}")
+    return value
+
+
+def window(layer: LayerPlan) -> dict[str, list[int]]:
+    """A convolution's kernel_shape, strides, dilations and per-side pads, as ONNX attributes."""
+    return {
+        "kernel_shape": list(planned(layer, layer.kernel_size, "kernel_size")),
+        "strides": list(planned(layer, layer.stride, "stride")),
+        "dilations": list(planned(layer, layer.dilation, "dilation")),
+        "pads": flat_pads(planned(layer, layer.padding, "padding")),
+    }
 
 
 def flat_pads(pads: Sequence[tuple[int, int]]) -> list[int]:

@@ -174,4 +174,4 @@ def _stream_model(graph, weights: dict[str, np.ndarray], handle) -> None:
     handle.write(model.SerializeToString() + _MODEL_GRAPH + _varint(graph_length) + graph_head)
     for head, data in entries:
         handle.write(head)
-        handle.write(memoryview(data).cast("B"))
+        handle.write(data.data.cast("B"))
