@@ -257,14 +257,9 @@ def _batch_norm(ctx, layer, cfg, inputs, shapes):
     axis = cfg["axis"][0] if isinstance(cfg["axis"], (list, tuple)) and len(cfg["axis"]) == 1 else cfg["axis"]
     if axis not in (-1, len(shapes[0]) - 1):
         raise refuse(FRAMEWORK, _where(layer), f"normalises axis {cfg['axis']}, not the channel (last) axis")
-    if not (cfg.get("center", True) and cfg.get("scale", True)) or cfg.get("renorm"):
-        raise refuse(
-            FRAMEWORK,
-            _where(layer),
-            "center=False, scale=False or renorm is not supported",
-            "cnnspec's batch_norm has a learned scale and offset",
-        )
-    fields: dict[str, Any] = {}
+    if cfg.get("renorm"):
+        raise refuse(FRAMEWORK, _where(layer), "renorm is not supported", "cnnspec's batch_norm is the plain one")
+    fields: dict[str, Any] = {key: False for key in ("center", "scale") if not cfg.get(key, True)}
     if round(cfg["epsilon"], 12) != 1e-5:
         fields["epsilon"] = float(cfg["epsilon"])
     momentum = round(1.0 - cfg["momentum"], 12)
@@ -503,11 +498,18 @@ def _rescaling(ctx, layer, cfg, inputs, shapes):
 
 
 def _normalization(ctx, layer, cfg, inputs, shapes):
+    """Keras Normalization: constants given in the config become fields; adapted statistics are weights."""
     import numpy as np
 
-    mean = np.asarray(layer.mean).reshape(-1).tolist()
-    variance = np.asarray(layer.variance).reshape(-1).tolist()
-    ctx.add(layer, "normalize", inputs, mean=mean, variance=variance)
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, [-1], (-1,), len(shapes[0]) - 1) or cfg.get("invert"):
+        raise refuse(FRAMEWORK, _where(layer), f"axis={axis}, invert={cfg.get('invert')}", "per-channel normalize")
+    if cfg.get("mean") is None:
+        ctx.add(layer, "normalize", inputs)
+        return
+    channels = shapes[0][-1]
+    mean, variance = (np.broadcast_to(np.asarray(cfg[k], dtype=float).reshape(-1), (channels,)) for k in ("mean", "variance"))
+    ctx.add(layer, "normalize", inputs, mean=mean.tolist(), variance=variance.tolist())
 
 
 def _layer_norm(ctx, layer, cfg, inputs, shapes):
@@ -518,14 +520,21 @@ def _layer_norm(ctx, layer, cfg, inputs, shapes):
 
 
 def _group_norm(ctx, layer, cfg, inputs, shapes):
-    ctx.add(
-        layer,
-        "group_norm",
-        inputs,
-        groups=cfg["groups"],
-        epsilon=float(cfg["epsilon"]),
-        affine=bool(cfg["center"] and cfg["scale"]),
-    )
+    """GroupNormalization; one group per channel (Keras' groups=-1) is instance_norm."""
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, len(shapes[0]) - 1):
+        raise refuse(FRAMEWORK, _where(layer), f"normalises axis {axis}", "group_norm groups the channel (last) axis")
+    if bool(cfg["center"]) != bool(cfg["scale"]):
+        raise refuse(FRAMEWORK, _where(layer), "center and scale differ", "group_norm's affine learns both or neither")
+    channels = shapes[0][-1]
+    groups = channels if cfg["groups"] == -1 else cfg["groups"]
+    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    if groups == channels:  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
+        ctx.add(layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {}))
+        return
+    if not cfg["center"]:
+        fields["affine"] = False
+    ctx.add(layer, "group_norm", inputs, groups=groups, **fields)
 
 
 def _counted_average_pooling(ctx, layer, cfg, inputs, shapes):
@@ -545,6 +554,78 @@ def _cropping(ctx, layer, cfg, inputs, shapes):
     if rank == 1:
         cropping = [cropping]
     ctx.add(layer, f"crop{rank}d", inputs, cropping=compact_padding(cropping))
+
+
+def _layer_scale(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "layer_scale", inputs, init_value=float(cfg["init_value"]))
+
+
+def _stochastic_depth(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "stochastic_depth", inputs, rate=float(cfg["rate"]))
+
+
+def _channel_shuffle(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_shuffle", inputs, groups=int(cfg["groups"]))
+
+
+def _channel_slice(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_slice", inputs, start=int(cfg["start"]), stop=int(cfg["stop"]))
+
+
+def _padding_helper(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Padding (constant / reflect / replicate) and ConstantPadding helpers: a pad layer."""
+    import math
+
+    value, mode = float(cfg.get("value", 0.0)), cfg.get("mode", "constant")
+    if not math.isfinite(value):
+        raise refuse(FRAMEWORK, _where(layer), f"pads with {value}", "-inf padding is read only before a max pool")
+    rank = len(shapes[0]) - 2
+    padding = [list(pair) for pair in cfg["padding"]]
+    if mode == "constant" and value == 0.0:
+        ctx.add(layer, f"zero_pad{rank}d", inputs, padding=compact_padding(padding))
+        return
+    fields: dict[str, Any] = {"mode": mode} if mode != "constant" else {"value": value}
+    ctx.add(layer, f"pad{rank}d", inputs, padding=compact_padding(padding), **fields)
+
+
+def _adaptive_pooling(ctx, layer, cfg, inputs, shapes):
+    kind = "adaptive_avg_pool" if cfg.get("reduction", "average") == "average" else "adaptive_max_pool"
+    ctx.add(layer, kind, inputs, output_size=compact(cfg["output_size"]))
+
+
+_RESIZE_MODES = {"nearest": "nearest", "nearest_exact": "nearest_exact", "linear": "bilinear", "cubic": "bicubic"}
+
+
+def _resize_helper(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Resize helper (the engine's mode names: linear / cubic for every rank)."""
+    mode = _RESIZE_MODES[cfg.get("mode", "linear")]
+    fields: dict[str, Any] = {"size": compact(cfg["size"])}
+    if mode != "nearest":
+        fields["mode"] = mode
+    if cfg.get("align_corners"):
+        fields["align_corners"] = True
+    if mode == "bicubic" and float(cfg.get("cubic_coefficient", -0.75)) != -0.75:
+        fields["cubic_coefficient"] = float(cfg["cubic_coefficient"])
+    if cfg.get("exclude_outside"):
+        fields["exclude_outside"] = True
+    ctx.add(layer, "resize", inputs, **fields)
+
+
+def _resizing(ctx, layer, cfg, inputs, shapes):
+    """Keras Resizing: half-pixel bilinear, or nearest reading floor((i + 0.5) * r) (PyTorch's nearest-exact)."""
+    _channels_last(layer, cfg)
+    interpolation = cfg.get("interpolation", "bilinear")
+    modes = {"bilinear": "bilinear", "nearest": "nearest_exact"}
+    if interpolation not in modes or cfg.get("crop_to_aspect_ratio") or cfg.get("pad_to_aspect_ratio"):
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"Resizing(interpolation={interpolation!r}) with aspect-ratio cropping or padding is not supported",
+            "bilinear and nearest resizing to a fixed size are",
+        )
+    mode = modes[interpolation]
+    fields = {"mode": mode} if mode != "nearest" else {}
+    ctx.add(layer, "resize", inputs, size=compact([cfg["height"], cfg["width"]]), **fields)
 
 
 Handler = Callable[..., None]
@@ -583,11 +664,21 @@ KERAS_LAYERS: dict[str, Handler] = {
     "GroupNormalization": _group_norm,
     **{f"Cropping{r}D": _cropping for r in (1, 2, 3)},
     "CountedAveragePooling": _counted_average_pooling,
-    **{f"CroppedConv{r}DTranspose": _cropped_conv_transpose for r in (1, 2, 3)},
+    "CroppedConvTranspose": _cropped_conv_transpose,
+    "PortableConv": _conv,
+    "LayerScale": _layer_scale,
+    "StochasticDepth": _stochastic_depth,
+    "ChannelShuffle": _channel_shuffle,
+    "ChannelSlice": _channel_slice,
+    "Padding": _padding_helper,
+    "ConstantPadding": _padding_helper,
+    "AdaptivePooling": _adaptive_pooling,
+    "Resize": _resize_helper,
+    "Resizing": _resizing,
 }
 
-# cnnspec's own generated helper layers: read back so that spec -> keras -> spec round-trips.
-_HELPER_BASES = {"PortableConv1D": "Conv1D", "PortableConv2D": "Conv2D", "PortableConv3D": "Conv3D"}
+# cnnspec's own generated helper layers that stand for a Keras layer class (for the pad absorption).
+_HELPER_BASES = {"PortableConv": "Conv2D"}
 
 
 def _load(model_or_path):
@@ -705,6 +796,7 @@ def import_keras(model_or_path) -> ImportResult:
 
 
 _PAD_TARGETS = (
+    "PortableConv",
     "Conv1D",
     "Conv2D",
     "Conv3D",
@@ -736,6 +828,7 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
     if (
         _HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in targets
         and consumer.get_config()["padding"] == "valid"
+        and not _is_same(layer, consumer, padding or cfg["padding"])
         and consumer._inbound_nodes
         and consumer._inbound_nodes[0].input_tensors[0] is layer.output
     ):
@@ -746,6 +839,26 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
         ctx.names[id(layer.output)] = inputs[0]
         return None
     return inputs
+
+
+def _is_same(pad_layer, consumer, padding) -> bool:
+    """Whether ``padding`` is what Keras' padding="same" applies for ``consumer``: cnnspec never writes a pad
+    helper then (it writes padding="same"), so such a ``<name>_pad`` is a layer of the model (Keras'
+    MobileNetV3 and EfficientNet name theirs that way too)."""
+    from cnnspec.engine.shapes import same_padding
+
+    cfg = consumer.get_config()
+    if "kernel_size" not in cfg or type(consumer).__name__ == "PortableConv":  # PortableConv never pads "same"
+        return False
+    sizes = _tensor_shape(pad_layer.input)[1:-1]
+    rank = len(sizes)
+    pairs = [padding] if isinstance(padding[0], int) and len(padding) == 2 and rank == 1 else padding
+    pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in pairs]
+    if len(pairs) != rank:
+        return False
+    strides = [s * t for s, t in zip(cfg["strides"], cfg.get("subsample") or (1,) * rank)]
+    same = [same_padding(n, k, s, d) for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])]
+    return [tuple(p) for p in pairs] == [tuple(p) for p in same]
 
 
 def _unsupported(layer):
