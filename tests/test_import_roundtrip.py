@@ -18,6 +18,7 @@ frameworks cannot carry are compared by meaning, each for a stated reason:
 * Keras has one layer where the catalog has two spellings of one computation: ``scale`` (factor f) comes back
   as ``rescale`` (scale f, offset 0), ``pad`` with constant 0 as ``zero_pad``, ``group_norm`` with one group per
   channel as ``instance_norm``, and a ``normalize`` with one mean / variance for all channels as one per channel;
+* PyTorch keeps ``normalize``'s constants as float32 buffers: they are compared at float32;
 * ``resize`` comes back with the ``size`` it resolves to (its output shape is compared), not a ``scale``;
 * Keras lists independent branches in its own topological order: layers are compared by name (their inputs
   are named, and the importer's order is checked to be topological);
@@ -31,6 +32,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -114,6 +116,7 @@ def _one_spelling(kind: str, fields: dict, layer) -> tuple[dict, str]:
         for key in ("mean", "variance"):
             if not isinstance(fields[key], list):
                 fields[key] = [fields[key]] * channels
+            fields[key] = [float(numpy.float32(v)) for v in fields[key]]
     if kind == "resize":
         fields.pop("size")
         fields.pop("scale")
