@@ -494,7 +494,8 @@ def _broadcast_merge(kind: str):
 
 
 def _rescaling(ctx, layer, cfg, inputs, shapes):
-    ctx.add(layer, "rescale", inputs, scale=cfg["scale"], offset=cfg.get("offset", 0.0))
+    offset = cfg.get("offset", 0.0)
+    ctx.add(layer, "rescale", inputs, scale=cfg["scale"], **({"offset": offset} if offset else {}))
 
 
 def _normalization(ctx, layer, cfg, inputs, shapes):
@@ -516,7 +517,9 @@ def _layer_norm(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     if axis not in (-1, [-1], len(shapes[0]) - 1, [len(shapes[0]) - 1]):
         raise refuse(FRAMEWORK, _where(layer), f"normalises axes {axis}", "layer_norm normalises the channel axis")
-    ctx.add(layer, "layer_norm", inputs, epsilon=float(cfg["epsilon"]), center=cfg["center"], scale=cfg["scale"])
+    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    fields.update({key: False for key in ("center", "scale") if not cfg[key]})
+    ctx.add(layer, "layer_norm", inputs, **fields)
 
 
 def _group_norm(ctx, layer, cfg, inputs, shapes):
@@ -966,10 +969,19 @@ def keras_tensors(model, plan) -> dict:
         elif family == "dense":
             kernel = _numpy(layer.kernel)
             values["kernel"] = np.ascontiguousarray((kernel if to_torch_order is None else to_torch_order(kernel)).T)
-        elif family == "batch_norm":
-            for tensor in ("gamma", "beta", "moving_mean", "moving_variance"):
-                vector = _numpy(getattr(layer, tensor))
-                values[tensor] = vector if to_torch_order is None else to_torch_order(vector)
+        elif family in ("batch_norm", "layer_norm", "group_norm", "layer_scale", "normalize"):
+            names = {
+                "batch_norm": ("gamma", "beta", "moving_mean", "moving_variance"),
+                "normalize": ("mean", "variance", "count"),
+            }.get(family, ("gamma", "beta"))
+            for tensor in names:
+                variable = getattr(layer, tensor, None) if any(p.name == tensor for p in layer_plan.params) else None
+                if variable is None or not hasattr(variable, "shape"):
+                    continue
+                vector = _numpy(variable)
+                if family == "normalize" and tensor != "count":
+                    vector = vector.reshape(-1)
+                values[tensor] = vector if to_torch_order is None or vector.ndim != 1 else to_torch_order(vector)
         elif family == "prelu":
             alpha = _numpy(layer.alpha).reshape(-1)
             values["alpha"] = alpha if to_torch_order is None or alpha.size == 1 else to_torch_order(alpha)

@@ -312,7 +312,9 @@ def _adaptive(ctx, node, kind, output_size):
     rank = len(shape) - 1
     sizes = (output_size,) * rank if isinstance(output_size, int) or output_size is None else tuple(output_size)
     sizes = tuple(s if s is not None else n for s, n in zip(sizes, shape[1:]))
-    if all(s == 1 for s in sizes):
+    if node.name in ctx.dict_names:  # a spec layer of a cnnspec-generated model: its own type
+        ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
+    elif all(s == 1 for s in sizes):
         ctx.add(node, node.args[:1], layer_type=f"global_{kind}_pool", keepdims=True)
     elif sizes == tuple(shape[1:]):
         ctx.builder.rewrite(
@@ -625,7 +627,10 @@ def _fold_helper_padding(ctx, node, pairs, value) -> bool:
     users = list(node.users)
     if node.op != "call_module" or len(users) != 1 or users[0].op != "call_module":
         return False
-    if users[0].target + "_pad" != node.target:
+    target = users[0].target
+    if target.endswith("_depthwise"):  # a separable conv's pad serves its depthwise half
+        target = target[: -len("_depthwise")]
+    if target + "_pad" != node.target:
         return False
     layer = ctx.modules[users[0].target]
     kind = type(layer).__name__
@@ -804,7 +809,7 @@ def _binary(kind: str):
                 f"{kind} with a constant operand",
                 "element-wise layers join two layer outputs; a constant factor is the 'scale' type",
             )
-        if kind == "add" and _extend_sum(ctx, node, left, right):
+        if kind in ("add", "multiply", "maximum", "minimum") and _extend_sum(ctx, node, left, right, kind):
             return
         ctx.add(node, [left, right], layer_type=kind)
 
@@ -829,26 +834,51 @@ def _offset(ctx, node, tensor, offset: float) -> None:
     ctx.add(node, [tensor], layer_type="rescale", scale=1.0, offset=offset)
 
 
-def _extend_sum(ctx, node, left, right) -> bool:
-    """In a cnnspec-generated model ``a + b + c`` named 'total' is one add of three inputs."""
+def _extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
+    """``a + b + c`` (and ``a * b * c``, nested maximum / minimum) whose inner result is read only by the
+    outer op and names no spec layer is one layer of three inputs (how cnnspec writes them)."""
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
-        node.name not in ctx.dict_names
-        or left.name in ctx.dict_names
+        left.name in ctx.dict_names
         or len(left.users) != 1
         or previous is None
-        or previous["type"] != "add"
+        or previous["type"] != kind
         or ctx.values.get(left) is None
         or ctx.values[left].name != previous["name"]
     ):
         return False
-    ctx.builder._names.discard(previous["name"])
-    previous["name"] = ctx.dict_names[node.name]
-    ctx.builder._names.add(previous["name"])
-    previous.pop("source", None)
+    if node.name in ctx.dict_names:
+        ctx.builder._names.discard(previous["name"])
+        previous["name"] = ctx.dict_names[node.name]
+        ctx.builder._names.add(previous["name"])
+        previous.pop("source", None)
     previous["inputs"].append(ctx.input_name(right))
     ctx.values[node] = _Node(previous["name"], ctx.shape(node))
     return True
+
+
+def _divide(ctx, node):
+    """``(a + b) / 2`` (the sum just made, read only here, divided by its input count) is average."""
+    left, right = node.args[0], node.args[1]
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        _is_tensor(ctx, left)
+        and previous is not None
+        and previous["type"] == "add"
+        and ctx.values[left].name == previous["name"]
+        and len(left.users) == 1
+        and left.name not in ctx.dict_names
+        and isinstance(right, (int, float))
+        and right == len(previous["inputs"])
+    ):
+        previous["type"] = "average"
+        if node.name in ctx.dict_names:
+            ctx.builder._names.discard(previous["name"])
+            previous["name"] = ctx.dict_names[node.name]
+            ctx.builder._names.add(previous["name"])
+        ctx.values[node] = _Node(previous["name"], ctx.shape(node))
+        return
+    raise _refusal(ctx, node, "a division", "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)")
 
 
 def _cat(ctx, node):
@@ -1048,6 +1078,11 @@ def _getitem(ctx, node):
         return
     shape = ctx.shape(source) if _is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
+    if shape is not None and len(shape) == 1 and index[:2] == (slice(None), slice(None)) and index[2:] and all(
+        i is None for i in index[2:]
+    ):  # x[:, :, None, None]: a flat (N, C) made to broadcast over channels, as the elementwise rule does
+        ctx.alias(node, source)
+        return
     if shape is not None and all(isinstance(i, slice) and i.step in (None, 1) for i in index) and index:
         ranges = [i.indices(n) for i, n in zip(index[1:], shape)]
         full = [(0, n, 1) for n in shape]
@@ -1130,6 +1165,8 @@ def _function_table() -> dict[Any, Handler]:
         F.dropout: _f_dropout,
         F.pad: _f_pad,
         torch.chunk: _chunk,
+        operator.truediv: _divide,
+        torch.div: _divide,
         operator.getitem: _getitem,
         torch.permute: _permute,
     }
