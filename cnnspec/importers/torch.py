@@ -1341,7 +1341,12 @@ def import_torch(module, input_shape) -> ImportResult:
                     "supported modules: " + ", ".join(sorted(TORCH_MODULES)),
                 )
             _check_inputs(ctx, node)
-            handler(ctx, node, module_object)
+            try:
+                handler(ctx, node, module_object)
+            except AttributeError as error:  # a user class named like one of cnnspec's helpers
+                raise _refusal(
+                    ctx, node, f"module class {type(module_object).__name__} is not the one cnnspec knows ({error})"
+                ) from None
             if node.target in ctx.pending_padding:
                 _apply_pool_padding(ctx, node, ctx.pending_padding.pop(node.target))
         elif node.op == "call_function":
@@ -1351,6 +1356,10 @@ def import_torch(module, input_shape) -> ImportResult:
                 and node.args[0] not in ctx.chunks
             ):
                 continue  # x.shape[0] and the like: shape arithmetic for a view, not a layer
+            if node.target in _INT_ARITHMETIC and ctx.shape(node) is None and not any(
+                _is_tensor(ctx, arg) for arg in node.args
+            ):
+                continue  # c // 2 on sizes: shape arithmetic for a view
             handler = TORCH_FUNCTIONS.get(node.target)
             if handler is None:
                 name = getattr(node.target, "__name__", str(node.target))
@@ -1401,6 +1410,9 @@ def import_torch(module, input_shape) -> ImportResult:
 def _apply_pool_padding(ctx, node, pairs) -> None:
     layer = ctx.builder.layers[-1]
     layer["padding"] = compact_padding(pairs)
+
+
+_INT_ARITHMETIC = (operator.floordiv, operator.mul, operator.add, operator.sub, operator.truediv)
 
 
 def _check_inputs(ctx, node) -> None:
