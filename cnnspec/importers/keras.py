@@ -503,7 +503,8 @@ def _normalization(ctx, layer, cfg, inputs, shapes):
     import numpy as np
 
     axis = cfg.get("axis", -1)
-    if axis not in (-1, [-1], (-1,), len(shapes[0]) - 1) or cfg.get("invert"):
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis not in (-1, len(shapes[0]) - 1) or cfg.get("invert"):
         raise refuse(FRAMEWORK, _where(layer), f"axis={axis}, invert={cfg.get('invert')}", "per-channel normalize")
     if cfg.get("mean") is None:
         ctx.add(layer, "normalize", inputs)
@@ -732,7 +733,7 @@ def import_keras(model_or_path) -> ImportResult:
     from cnnspec.verifier.onnx_export import _prepare_environment
 
     _prepare_environment()
-    import keras  # noqa: F401
+    import keras
 
     model = _load(model_or_path)
     _check_graph(model)
@@ -749,7 +750,8 @@ def import_keras(model_or_path) -> ImportResult:
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape
 
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    # operations: the layers and the raw ops (x + 3.0, a * b) Keras 3 records in a functional graph
+    layers = [layer for layer in getattr(model, "operations", model.layers) if type(layer).__name__ != "InputLayer"]
     nodes = {}
     for layer in layers:
         if len(layer._inbound_nodes) != 1:
@@ -777,6 +779,10 @@ def import_keras(model_or_path) -> ImportResult:
                 "build the model from Keras layers only",
             ) from None
         shapes = [_tensor_shape(t) for t in node.input_tensors]
+        if not isinstance(layer, keras.layers.Layer):
+            _operation(ctx, layer, node, inputs)
+            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(layer.output)[1:]
+            continue
         cfg = layer.get_config()
         inputs = _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending_pads)
         if inputs is None:
@@ -862,6 +868,42 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     strides = [s * t for s, t in zip(cfg["strides"], cfg.get("subsample") or (1,) * rank)]
     same = [same_padding(n, k, s, d) for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])]
     return [tuple(p) for p in pairs] == [tuple(p) for p in same]
+
+
+_OPERATIONS = {"Add": "add", "Multiply": "multiply", "Subtract": "subtract", "Maximum": "maximum", "Minimum": "minimum"}
+
+
+def _operation(ctx, op, node, inputs) -> None:
+    """A raw Keras op in the graph (``x + 3.0``, ``x * (1 / 6)``, ``a * b``: Keras 3 MobileNetV3's hard sigmoid
+    and squeeze-excite): two tensors are an element-wise layer, a tensor and a number a scale or offset."""
+    kind = _OPERATIONS.get(type(op).__name__)
+    arguments = list(getattr(node, "arguments").args) if hasattr(node, "arguments") else []
+    constants = [a for a in arguments if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    where = f"'{op.name}' ({type(op).__name__} op)"
+    if kind is None or len(arguments) != 2:
+        raise refuse(FRAMEWORK, where, "is a raw op cnnspec does not read", "+, -, * on tensors or by a number")
+    if not constants:
+        ctx.builder.add(op.name, kind, inputs)
+    elif kind == "multiply":
+        ctx.builder.add(op.name, "scale", inputs, factor=float(constants[0]))
+    elif kind in ("add", "subtract") and isinstance(arguments[1], (int, float)):
+        offset = float(constants[0]) if kind == "add" else -float(constants[0])
+        ctx.builder.add(op.name, "rescale", inputs, scale=1.0, offset=offset)
+    else:
+        raise refuse(FRAMEWORK, where, f"{kind} with a constant", "x * c, x + c and x - c are read")
+    ctx.names[id(op.output)] = ctx.builder.layers[-1]["name"]
+
+
+def _custom_scale(ctx, layer, cfg, inputs, shapes):
+    """Keras InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale, as scale then add."""
+    if len(inputs) != 2 or "scale" not in cfg:
+        raise _unsupported(layer)
+    scaled = ctx.builder.add(f"{layer.name}_scaled", "scale", [inputs[1]], factor=float(cfg["scale"]))
+    ctx.builder.rewrite(layer.name, "CustomScaleLayer: x + y * scale", f"scale '{scaled}' and add '{layer.name}'")
+    ctx.add(layer, "add", [inputs[0], scaled])
+
+
+KERAS_LAYERS["CustomScaleLayer"] = _custom_scale
 
 
 def _unsupported(layer):
