@@ -561,7 +561,9 @@ def _cropping(ctx, layer, cfg, inputs, shapes):
 
 
 def _layer_scale(ctx, layer, cfg, inputs, shapes):
-    ctx.add(layer, "layer_scale", inputs, init_value=float(cfg["init_value"]))
+    """cnnspec's LayerScale helper (init_value) and keras.applications ConvNeXt's (init_values)."""
+    value = float(cfg["init_value"] if "init_value" in cfg else cfg["init_values"])
+    ctx.add(layer, "layer_scale", inputs, **({} if value == 1e-6 else {"init_value": value}))
 
 
 def _stochastic_depth(ctx, layer, cfg, inputs, shapes):
@@ -719,7 +721,7 @@ def _check_graph(model) -> None:
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
         )
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and not (isinstance(layer, keras.Sequential) and len(layer._inbound_nodes) == 1):
             raise refuse(
                 FRAMEWORK,
                 _where(layer),
@@ -752,6 +754,8 @@ def import_keras(model_or_path) -> ImportResult:
 
     # operations: the layers and the raw ops (x + 3.0, a * b) Keras 3 records in a functional graph
     layers = [layer for layer in getattr(model, "operations", model.layers) if type(layer).__name__ != "InputLayer"]
+    aliases: dict[int, Any] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
+    layers = _inline_sequentials(layers, aliases)
     nodes = {}
     for layer in layers:
         if len(layer._inbound_nodes) != 1:
@@ -770,7 +774,7 @@ def import_keras(model_or_path) -> ImportResult:
         class_name = type(layer).__name__
         class_name = _HELPER_BASES.get(class_name, class_name)
         try:
-            inputs = [ctx.names[id(t)] for t in node.input_tensors]
+            inputs = [ctx.names[id(aliases.get(id(t), t))] for t in node.input_tensors]
         except KeyError:
             raise refuse(
                 FRAMEWORK,
@@ -906,6 +910,26 @@ def _custom_scale(ctx, layer, cfg, inputs, shapes):
 KERAS_LAYERS["CustomScaleLayer"] = _custom_scale
 
 
+def _inline_sequentials(layers, aliases) -> list:
+    """A nested Sequential called once (Keras ConvNeXt's stem) is its layers in order, in the outer graph."""
+    import keras
+
+    expanded = []
+    for layer in layers:
+        if not isinstance(layer, keras.Sequential) or len(layer._inbound_nodes) != 1:
+            expanded.append(layer)
+            continue
+        outer = layer._inbound_nodes[0]
+        inner = [sub for sub in layer.layers if type(sub).__name__ != "InputLayer"]
+        if len(outer.input_tensors) != 1 or not inner or any(len(sub._inbound_nodes) != 1 for sub in inner):
+            expanded.append(layer)
+            continue
+        aliases[id(layer.inputs[0])] = outer.input_tensors[0]
+        aliases[id(outer.output_tensors[0])] = inner[-1].output
+        expanded.extend(_inline_sequentials(inner, aliases))
+    return expanded
+
+
 def _unsupported(layer):
     name = type(layer).__name__
     if name in ("Lambda", "TFOpLambda"):
@@ -979,7 +1003,7 @@ def keras_tensors(model, plan) -> dict:
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {layer.name: layer for layer in model.layers}
+    by_name = {layer.name: layer for layer in _inline_sequentials(model.layers, {})}
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:
