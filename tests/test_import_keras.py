@@ -65,6 +65,26 @@ def test_keras_applications_import_and_run_in_torch(name, shape):
     assert not result.rewrites
 
 
+ZOO_APPLICATIONS = [  # the zoo catalog's families: SE + raw hard-sigmoid ops, Normalization + stochastic depth,
+    ("MobileNetV3Small", (32, 32, 3)),  # nested Sequential stem + LayerNorm + LayerScale + Dense as 1x1 conv
+    ("EfficientNetB0", (32, 32, 3)),
+    ("ConvNeXtTiny", (32, 32, 3)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.parametrize("name,shape", ZOO_APPLICATIONS)
+def test_zoo_applications_import_and_run_in_torch(name, shape):
+    original = getattr(keras.applications, name)(weights=None, input_shape=shape, classifier_activation=None)
+    result = check_against_keras(original)
+    kept = {layer.name for layer in result.spec.layers}
+    kept |= {part for layer in result.spec.layers if layer.source for part in layer.source.split("+")}
+    assert kept >= {
+        layer.name for layer in original.layers if type(layer).__name__ not in ("InputLayer", "Sequential")
+    }  # every Keras layer name kept, as a name or a rewrite's source
+
+
 @pytest.mark.frameworks
 def test_small_functional_graph_with_every_common_layer():
     inputs = keras.Input((12, 12, 3))
