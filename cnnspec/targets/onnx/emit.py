@@ -293,6 +293,21 @@ def emit_merge(b: _Builder, layer: LayerPlan, inputs: list[str]) -> str:
     return total
 
 
+def emit_elementwise(b: _Builder, layer: LayerPlan, inputs: list[str]) -> str:
+    """add / multiply / subtract / maximum / minimum / average, left to right; inputs of the output's rank
+    (a (C, 1, 1) gate broadcasts as in numpy). A flat (C) input needs an unsqueeze: not emitted yet."""
+    if any(len(shape) != len(layer.output_shape) for shape in layer.input_shapes):
+        raise CnnspecError(f"layer '{layer.name}': no ONNX emission yet for a flat input broadcast over a map")
+    if layer.type in ("maximum", "minimum", "average"):
+        return b.node({"maximum": "Max", "minimum": "Min", "average": "Mean"}[layer.type], inputs, layer.name)
+    operator = {"add": "Add", "multiply": "Mul", "subtract": "Sub"}[layer.type]
+    total = inputs[0]
+    for position, other in enumerate(inputs[1:], start=1):
+        output = layer.name if position == len(inputs) - 1 else b.temp(layer, f"step{position}")
+        total = b.node(operator, [total, other], output)
+    return total
+
+
 Emitter = Callable[[_Builder, LayerPlan, list], str]
 
 EMITTERS: dict[str, Emitter] = {
@@ -311,6 +326,7 @@ EMITTERS: dict[str, Emitter] = {
     "upsample": emit_upsample,
     "zero_pad": emit_zero_pad,
     "merge": emit_merge,
+    "elementwise": emit_elementwise,
 }
 
 
