@@ -870,6 +870,8 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     if len(pairs) != rank:
         return False
     strides = [s * t for s, t in zip(cfg["strides"], cfg.get("subsample") or (1,) * rank)]
+    if max(strides) > 1 and max(cfg["dilation_rate"]) > 1:  # cnnspec pads explicitly then (Keras refuses same)
+        return False
     same = [same_padding(n, k, s, d) for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])]
     return [tuple(p) for p in pairs] == [tuple(p) for p in same]
 
