@@ -15,6 +15,15 @@ frameworks cannot carry are compared by meaning, each for a stated reason:
 * PyTorch has no ``same`` padding: it comes back as the explicit per-side amounts it resolves to;
 * PyTorch has no depthwise module: a ``conv2d`` with ``groups`` = input channels comes back as
   ``depthwise_conv2d`` (the same computation and weights);
+* Keras has one layer where the catalog has two spellings of one computation: ``scale`` (factor f) comes back
+  as ``rescale`` (scale f, offset 0), ``pad`` with constant 0 as ``zero_pad``, ``group_norm`` with one group per
+  channel as ``instance_norm``, and a ``normalize`` with one mean / variance for all channels as one per channel;
+* an adaptive pool whose windows tile the input is written as the plain pool (Keras) or a keepdims global
+  pool: compared as one tiling pool;
+* PyTorch keeps ``normalize``'s and ``rescale``'s constants as float32 buffers: they are compared at float32;
+* ``resize`` comes back with the ``size`` it resolves to (its output shape is compared), not a ``scale``;
+* Keras lists independent branches in its own topological order: layers are compared by name (their inputs
+  are named, and the importer's order is checked to be topological);
 * ceil mode that adds no window is no ceil mode; Keras writes a ceil-mode max pool as ``-inf`` padding:
   it comes back as that padding (a padded cell
   never wins a max, so both select the same windows).
@@ -25,6 +34,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -63,6 +73,7 @@ def meaning(spec) -> list[tuple]:
                 "activation": fields["activation"],
             }
         padding = layer.padding
+        fields, kind = _one_spelling(kind, fields, layer)
         if kind.startswith("max_pool") and fields.pop("ceil_mode"):
             padding = tuple((before, after + extra) for (before, after), extra in zip(padding, layer.ceil_extra))
         elif "ceil_mode" in fields:  # ceil mode that adds no window changes nothing
@@ -75,6 +86,10 @@ def meaning(spec) -> list[tuple]:
         for key, value in fields.items():  # one value per dim, all equal, is the short form
             if isinstance(value, list) and value and all(isinstance(v, int) for v in value) and len(set(value)) == 1:
                 fields[key] = value[0]
+        if _is_tiling_pool(kind, layer):  # one spelling of non-overlapping windows that tile the input
+            kind, fields, padding, stride = ("max" if "max" in kind else "avg") + "_tiling_pool", {}, None, None
+        else:
+            stride = layer.stride
         padded = bool(padding) and any(any(pair) for pair in padding)
         counted = layer.count_include_pad if padded else None  # without padding there is nothing to count
         rows.append(
@@ -84,7 +99,7 @@ def meaning(spec) -> list[tuple]:
                 layer.inputs,
                 layer.output_shape,
                 padding,
-                layer.stride,
+                stride,
                 counted,
                 layer.output_padding,
                 tuple(p.shape for p in layer.params),
@@ -92,6 +107,44 @@ def meaning(spec) -> list[tuple]:
             )
         )
     return rows
+
+
+def _is_tiling_pool(kind: str, layer) -> bool:
+    """Adaptive pools whose windows divide the input, global pools with keepdims, and plain pools whose
+    windows tile the input exactly compute the same thing; Keras writes the first as the last."""
+    sizes, outs = layer.input_shape[1:], layer.output_shape[1:]
+    if len(outs) != len(sizes) or not sizes:
+        return False
+    if kind.startswith("adaptive_") or (kind.startswith("global_") and layer.spec.keepdims):
+        return all(n % out == 0 for n, out in zip(sizes, outs))
+    if kind[:-2] in ("avg_pool", "max_pool"):
+        unpadded = not any(any(pair) for pair in layer.padding or ())
+        return unpadded and all(k == s and k * out == n for k, s, out, n in zip(layer.kernel_size, layer.stride, outs, sizes))
+    return False
+
+
+def _one_spelling(kind: str, fields: dict, layer) -> tuple[dict, str]:
+    """The catalog's two spellings of one computation, mapped to one (see the module docstring)."""
+    channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
+    if kind == "scale":
+        kind, fields = "rescale", {"scale": fields["factor"], "offset": 0.0}
+    if kind.startswith("pad") and fields["mode"] == "constant" and fields["value"] == 0.0:
+        return {}, "zero_" + kind  # the resolved padding is compared on its own
+    if kind == "group_norm" and fields["groups"] == channels:
+        return {"epsilon": fields["epsilon"], "affine": fields["affine"]}, "instance_norm"
+    if kind == "normalize" and fields["mean"] is not None:
+        for key in ("mean", "variance"):
+            if not isinstance(fields[key], list):
+                fields[key] = [fields[key]] * channels
+            fields[key] = [float(numpy.float32(v)) for v in fields[key]]
+    if kind == "rescale":
+        for key in ("scale", "offset"):
+            value = fields[key]
+            fields[key] = [float(numpy.float32(v)) for v in value] if isinstance(value, list) else float(numpy.float32(value))
+    if kind == "resize":
+        fields.pop("size")
+        fields.pop("scale")
+    return fields, kind
 
 
 def roundtrip(spec, framework: str):
@@ -104,8 +157,13 @@ def roundtrip(spec, framework: str):
 def assert_same(spec, back) -> None:
     assert back.name == spec.name
     expected, got = meaning(spec), meaning(back)
-    for want, have in zip(expected, got):
-        assert have == want
+    seen = {"input"}
+    for row in got:  # topological: every input defined before it is read
+        assert set(row[2]) <= seen, row
+        seen.add(row[0])
+    by_name = {row[0]: row for row in got}
+    for want in expected:
+        assert by_name.get(want[0]) == want
     assert len(got) == len(expected)
 
 

@@ -178,3 +178,53 @@ def test_shared_weighted_module_is_refused():
 def test_linear_on_a_feature_map_is_refused():
     message = refused(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(14, 2)))
     assert "module '1' (Linear)" in message and "width" in message
+
+
+@pytest.mark.frameworks
+def test_zoo_patterns_convert_to_keras():
+    """The torchvision patterns of the zoo catalog: squeeze-excite with x * gate and Hardsigmoid, ConvNeXt's
+    permute -> LayerNorm -> permute with a layer scale, ShuffleNet's chunk + channel shuffle, GroupNorm,
+    InstanceNorm, reflect padding, F.interpolate to a size, an uneven adaptive pool and x * 0.17."""
+    F = torch.nn.functional
+
+    class LayerScale(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.gamma = nn.Parameter(torch.full((channels, 1, 1), 1e-6))
+
+        def forward(self, x):
+            return x * self.gamma
+
+    class Zoo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad = nn.ReflectionPad2d((1, 2, 1, 0))
+            self.stem = nn.Conv2d(3, 8, 3)
+            self.gn = nn.GroupNorm(2, 8)
+            self.fc1 = nn.Conv2d(8, 4, 1)
+            self.fc2 = nn.Conv2d(4, 8, 1)
+            self.gate = nn.Hardsigmoid()
+            self.dw = nn.Conv2d(8, 8, 7, padding=3, groups=8)
+            self.norm = nn.LayerNorm(8, eps=1e-6)
+            self.act = nn.Hardswish()
+            self.branch = nn.Conv2d(4, 4, 1)
+            self.inorm = nn.InstanceNorm2d(8, affine=True)
+            self.pool = nn.AdaptiveAvgPool2d((5, 3))
+
+        def forward(self, x):
+            x = self.gn(self.stem(self.pad(x)))
+            s = F.adaptive_avg_pool2d(x, 1)
+            x = x * self.gate(self.fc2(F.relu(self.fc1(s))))
+            y = self.norm(self.dw(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            x = self.act(x + y * 0.17)
+            a, b = x.chunk(2, dim=1)
+            x = torch.cat([a, self.branch(b)], dim=1)
+            n, c, h, w = x.shape
+            x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            x = F.interpolate(self.inorm(x), size=(13, 11), mode="bilinear", align_corners=False)
+            return self.pool(x)
+
+    result = check_against_torch(Zoo(), (3, 9, 8))
+    types = {layer.type for layer in result.spec.layers}
+    expected = {"pad2d", "group_norm", "multiply", "hard_sigmoid", "layer_norm", "scale", "channel_slice"}
+    assert expected | {"channel_shuffle", "instance_norm", "resize", "adaptive_avg_pool"} <= types

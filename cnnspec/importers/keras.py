@@ -257,14 +257,9 @@ def _batch_norm(ctx, layer, cfg, inputs, shapes):
     axis = cfg["axis"][0] if isinstance(cfg["axis"], (list, tuple)) and len(cfg["axis"]) == 1 else cfg["axis"]
     if axis not in (-1, len(shapes[0]) - 1):
         raise refuse(FRAMEWORK, _where(layer), f"normalises axis {cfg['axis']}, not the channel (last) axis")
-    if not (cfg.get("center", True) and cfg.get("scale", True)) or cfg.get("renorm"):
-        raise refuse(
-            FRAMEWORK,
-            _where(layer),
-            "center=False, scale=False or renorm is not supported",
-            "cnnspec's batch_norm has a learned scale and offset",
-        )
-    fields: dict[str, Any] = {}
+    if cfg.get("renorm"):
+        raise refuse(FRAMEWORK, _where(layer), "renorm is not supported", "cnnspec's batch_norm is the plain one")
+    fields: dict[str, Any] = {key: False for key in ("center", "scale") if not cfg.get(key, True)}
     if round(cfg["epsilon"], 12) != 1e-5:
         fields["epsilon"] = float(cfg["epsilon"])
     momentum = round(1.0 - cfg["momentum"], 12)
@@ -499,33 +494,51 @@ def _broadcast_merge(kind: str):
 
 
 def _rescaling(ctx, layer, cfg, inputs, shapes):
-    ctx.add(layer, "rescale", inputs, scale=cfg["scale"], offset=cfg.get("offset", 0.0))
+    offset = cfg.get("offset", 0.0)
+    ctx.add(layer, "rescale", inputs, scale=cfg["scale"], **({"offset": offset} if offset else {}))
 
 
 def _normalization(ctx, layer, cfg, inputs, shapes):
+    """Keras Normalization: constants given in the config become fields; adapted statistics are weights."""
     import numpy as np
 
-    mean = np.asarray(layer.mean).reshape(-1).tolist()
-    variance = np.asarray(layer.variance).reshape(-1).tolist()
-    ctx.add(layer, "normalize", inputs, mean=mean, variance=variance)
+    axis = cfg.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis not in (-1, len(shapes[0]) - 1) or cfg.get("invert"):
+        raise refuse(FRAMEWORK, _where(layer), f"axis={axis}, invert={cfg.get('invert')}", "per-channel normalize")
+    if cfg.get("mean") is None:
+        ctx.add(layer, "normalize", inputs)
+        return
+    channels = shapes[0][-1]
+    mean, variance = (np.broadcast_to(np.asarray(cfg[k], dtype=float).reshape(-1), (channels,)) for k in ("mean", "variance"))
+    ctx.add(layer, "normalize", inputs, mean=mean.tolist(), variance=variance.tolist())
 
 
 def _layer_norm(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     if axis not in (-1, [-1], len(shapes[0]) - 1, [len(shapes[0]) - 1]):
         raise refuse(FRAMEWORK, _where(layer), f"normalises axes {axis}", "layer_norm normalises the channel axis")
-    ctx.add(layer, "layer_norm", inputs, epsilon=float(cfg["epsilon"]), center=cfg["center"], scale=cfg["scale"])
+    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    fields.update({key: False for key in ("center", "scale") if not cfg[key]})
+    ctx.add(layer, "layer_norm", inputs, **fields)
 
 
 def _group_norm(ctx, layer, cfg, inputs, shapes):
-    ctx.add(
-        layer,
-        "group_norm",
-        inputs,
-        groups=cfg["groups"],
-        epsilon=float(cfg["epsilon"]),
-        affine=bool(cfg["center"] and cfg["scale"]),
-    )
+    """GroupNormalization; one group per channel (Keras' groups=-1) is instance_norm."""
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, len(shapes[0]) - 1):
+        raise refuse(FRAMEWORK, _where(layer), f"normalises axis {axis}", "group_norm groups the channel (last) axis")
+    if bool(cfg["center"]) != bool(cfg["scale"]):
+        raise refuse(FRAMEWORK, _where(layer), "center and scale differ", "group_norm's affine learns both or neither")
+    channels = shapes[0][-1]
+    groups = channels if cfg["groups"] == -1 else cfg["groups"]
+    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    if groups == channels:  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
+        ctx.add(layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {}))
+        return
+    if not cfg["center"]:
+        fields["affine"] = False
+    ctx.add(layer, "group_norm", inputs, groups=groups, **fields)
 
 
 def _counted_average_pooling(ctx, layer, cfg, inputs, shapes):
@@ -545,6 +558,80 @@ def _cropping(ctx, layer, cfg, inputs, shapes):
     if rank == 1:
         cropping = [cropping]
     ctx.add(layer, f"crop{rank}d", inputs, cropping=compact_padding(cropping))
+
+
+def _layer_scale(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's LayerScale helper (init_value) and keras.applications ConvNeXt's (init_values)."""
+    value = float(cfg["init_value"] if "init_value" in cfg else cfg["init_values"])
+    ctx.add(layer, "layer_scale", inputs, **({} if value == 1e-6 else {"init_value": value}))
+
+
+def _stochastic_depth(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "stochastic_depth", inputs, rate=float(cfg["rate"]))
+
+
+def _channel_shuffle(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_shuffle", inputs, groups=int(cfg["groups"]))
+
+
+def _channel_slice(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_slice", inputs, start=int(cfg["start"]), stop=int(cfg["stop"]))
+
+
+def _padding_helper(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Padding (constant / reflect / replicate) and ConstantPadding helpers: a pad layer."""
+    import math
+
+    value, mode = float(cfg.get("value", 0.0)), cfg.get("mode", "constant")
+    if not math.isfinite(value):
+        raise refuse(FRAMEWORK, _where(layer), f"pads with {value}", "-inf padding is read only before a max pool")
+    rank = len(shapes[0]) - 2
+    padding = [list(pair) for pair in cfg["padding"]]
+    if mode == "constant" and value == 0.0:
+        ctx.add(layer, f"zero_pad{rank}d", inputs, padding=compact_padding(padding))
+        return
+    fields: dict[str, Any] = {"mode": mode} if mode != "constant" else {"value": value}
+    ctx.add(layer, f"pad{rank}d", inputs, padding=compact_padding(padding), **fields)
+
+
+def _adaptive_pooling(ctx, layer, cfg, inputs, shapes):
+    kind = "adaptive_avg_pool" if cfg.get("reduction", "average") == "average" else "adaptive_max_pool"
+    ctx.add(layer, kind, inputs, output_size=compact(cfg["output_size"]))
+
+
+_RESIZE_MODES = {"nearest": "nearest", "nearest_exact": "nearest_exact", "linear": "bilinear", "cubic": "bicubic"}
+
+
+def _resize_helper(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Resize helper (the engine's mode names: linear / cubic for every rank)."""
+    mode = _RESIZE_MODES[cfg.get("mode", "linear")]
+    fields: dict[str, Any] = {"size": compact(cfg["size"])}
+    if mode != "nearest":
+        fields["mode"] = mode
+    if cfg.get("align_corners"):
+        fields["align_corners"] = True
+    if mode == "bicubic" and float(cfg.get("cubic_coefficient", -0.75)) != -0.75:
+        fields["cubic_coefficient"] = float(cfg["cubic_coefficient"])
+    if cfg.get("exclude_outside"):
+        fields["exclude_outside"] = True
+    ctx.add(layer, "resize", inputs, **fields)
+
+
+def _resizing(ctx, layer, cfg, inputs, shapes):
+    """Keras Resizing: half-pixel bilinear, or nearest reading floor((i + 0.5) * r) (PyTorch's nearest-exact)."""
+    _channels_last(layer, cfg)
+    interpolation = cfg.get("interpolation", "bilinear")
+    modes = {"bilinear": "bilinear", "nearest": "nearest_exact"}
+    if interpolation not in modes or cfg.get("crop_to_aspect_ratio") or cfg.get("pad_to_aspect_ratio"):
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"Resizing(interpolation={interpolation!r}) with aspect-ratio cropping or padding is not supported",
+            "bilinear and nearest resizing to a fixed size are",
+        )
+    mode = modes[interpolation]
+    fields = {"mode": mode} if mode != "nearest" else {}
+    ctx.add(layer, "resize", inputs, size=compact([cfg["height"], cfg["width"]]), **fields)
 
 
 Handler = Callable[..., None]
@@ -583,11 +670,21 @@ KERAS_LAYERS: dict[str, Handler] = {
     "GroupNormalization": _group_norm,
     **{f"Cropping{r}D": _cropping for r in (1, 2, 3)},
     "CountedAveragePooling": _counted_average_pooling,
-    **{f"CroppedConv{r}DTranspose": _cropped_conv_transpose for r in (1, 2, 3)},
+    "CroppedConvTranspose": _cropped_conv_transpose,
+    "PortableConv": _conv,
+    "LayerScale": _layer_scale,
+    "StochasticDepth": _stochastic_depth,
+    "ChannelShuffle": _channel_shuffle,
+    "ChannelSlice": _channel_slice,
+    "Padding": _padding_helper,
+    "ConstantPadding": _padding_helper,
+    "AdaptivePooling": _adaptive_pooling,
+    "Resize": _resize_helper,
+    "Resizing": _resizing,
 }
 
-# cnnspec's own generated helper layers: read back so that spec -> keras -> spec round-trips.
-_HELPER_BASES = {"PortableConv1D": "Conv1D", "PortableConv2D": "Conv2D", "PortableConv3D": "Conv3D"}
+# cnnspec's own generated helper layers that stand for a Keras layer class (for the pad absorption).
+_HELPER_BASES = {"PortableConv": "Conv2D"}
 
 
 def _load(model_or_path):
@@ -624,7 +721,7 @@ def _check_graph(model) -> None:
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
         )
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and not (isinstance(layer, keras.Sequential) and len(layer._inbound_nodes) == 1):
             raise refuse(
                 FRAMEWORK,
                 _where(layer),
@@ -638,7 +735,7 @@ def import_keras(model_or_path) -> ImportResult:
     from cnnspec.verifier.onnx_export import _prepare_environment
 
     _prepare_environment()
-    import keras  # noqa: F401
+    import keras
 
     model = _load(model_or_path)
     _check_graph(model)
@@ -655,7 +752,10 @@ def import_keras(model_or_path) -> ImportResult:
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape
 
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    # operations: the layers and the raw ops (x + 3.0, a * b) Keras 3 records in a functional graph
+    layers = [layer for layer in getattr(model, "operations", model.layers) if type(layer).__name__ != "InputLayer"]
+    aliases: dict[int, Any] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
+    layers = _inline_sequentials(layers, aliases)
     nodes = {}
     for layer in layers:
         if len(layer._inbound_nodes) != 1:
@@ -674,7 +774,7 @@ def import_keras(model_or_path) -> ImportResult:
         class_name = type(layer).__name__
         class_name = _HELPER_BASES.get(class_name, class_name)
         try:
-            inputs = [ctx.names[id(t)] for t in node.input_tensors]
+            inputs = [ctx.names[id(aliases.get(id(t), t))] for t in node.input_tensors]
         except KeyError:
             raise refuse(
                 FRAMEWORK,
@@ -683,6 +783,10 @@ def import_keras(model_or_path) -> ImportResult:
                 "build the model from Keras layers only",
             ) from None
         shapes = [_tensor_shape(t) for t in node.input_tensors]
+        if not isinstance(layer, keras.layers.Layer):
+            _operation(ctx, layer, node, inputs)
+            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(layer.output)[1:]
+            continue
         cfg = layer.get_config()
         inputs = _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending_pads)
         if inputs is None:
@@ -705,6 +809,7 @@ def import_keras(model_or_path) -> ImportResult:
 
 
 _PAD_TARGETS = (
+    "PortableConv",
     "Conv1D",
     "Conv2D",
     "Conv3D",
@@ -736,6 +841,7 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
     if (
         _HELPER_BASES.get(type(consumer).__name__, type(consumer).__name__) in targets
         and consumer.get_config()["padding"] == "valid"
+        and not _is_same(layer, consumer, padding or cfg["padding"])
         and consumer._inbound_nodes
         and consumer._inbound_nodes[0].input_tensors[0] is layer.output
     ):
@@ -746,6 +852,84 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
         ctx.names[id(layer.output)] = inputs[0]
         return None
     return inputs
+
+
+def _is_same(pad_layer, consumer, padding) -> bool:
+    """Whether ``padding`` is what Keras' padding="same" applies for ``consumer``: cnnspec never writes a pad
+    helper then (it writes padding="same"), so such a ``<name>_pad`` is a layer of the model (Keras'
+    MobileNetV3 and EfficientNet name theirs that way too)."""
+    from cnnspec.engine.shapes import same_padding
+
+    cfg = consumer.get_config()
+    if "kernel_size" not in cfg or type(consumer).__name__ == "PortableConv":  # PortableConv never pads "same"
+        return False
+    sizes = _tensor_shape(pad_layer.input)[1:-1]
+    rank = len(sizes)
+    pairs = [padding] if isinstance(padding[0], int) and len(padding) == 2 and rank == 1 else padding
+    pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in pairs]
+    if len(pairs) != rank:
+        return False
+    strides = [s * t for s, t in zip(cfg["strides"], cfg.get("subsample") or (1,) * rank)]
+    if max(strides) > 1 and max(cfg["dilation_rate"]) > 1:  # cnnspec pads explicitly then (Keras refuses same)
+        return False
+    same = [same_padding(n, k, s, d) for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])]
+    return [tuple(p) for p in pairs] == [tuple(p) for p in same]
+
+
+_OPERATIONS = {"Add": "add", "Multiply": "multiply", "Subtract": "subtract", "Maximum": "maximum", "Minimum": "minimum"}
+
+
+def _operation(ctx, op, node, inputs) -> None:
+    """A raw Keras op in the graph (``x + 3.0``, ``x * (1 / 6)``, ``a * b``: Keras 3 MobileNetV3's hard sigmoid
+    and squeeze-excite): two tensors are an element-wise layer, a tensor and a number a scale or offset."""
+    kind = _OPERATIONS.get(type(op).__name__)
+    arguments = list(getattr(node, "arguments").args) if hasattr(node, "arguments") else []
+    constants = [a for a in arguments if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    where = f"'{op.name}' ({type(op).__name__} op)"
+    if kind is None or len(arguments) != 2:
+        raise refuse(FRAMEWORK, where, "is a raw op cnnspec does not read", "+, -, * on tensors or by a number")
+    if not constants:
+        ctx.builder.add(op.name, kind, inputs)
+    elif kind == "multiply":
+        ctx.builder.add(op.name, "scale", inputs, factor=float(constants[0]))
+    elif kind in ("add", "subtract") and isinstance(arguments[1], (int, float)):
+        offset = float(constants[0]) if kind == "add" else -float(constants[0])
+        ctx.builder.add(op.name, "rescale", inputs, scale=1.0, offset=offset)
+    else:
+        raise refuse(FRAMEWORK, where, f"{kind} with a constant", "x * c, x + c and x - c are read")
+    ctx.names[id(op.output)] = ctx.builder.layers[-1]["name"]
+
+
+def _custom_scale(ctx, layer, cfg, inputs, shapes):
+    """Keras InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale, as scale then add."""
+    if len(inputs) != 2 or "scale" not in cfg:
+        raise _unsupported(layer)
+    scaled = ctx.builder.add(f"{layer.name}_scaled", "scale", [inputs[1]], factor=float(cfg["scale"]))
+    ctx.builder.rewrite(layer.name, "CustomScaleLayer: x + y * scale", f"scale '{scaled}' and add '{layer.name}'")
+    ctx.add(layer, "add", [inputs[0], scaled])
+
+
+KERAS_LAYERS["CustomScaleLayer"] = _custom_scale
+
+
+def _inline_sequentials(layers, aliases) -> list:
+    """A nested Sequential called once (Keras ConvNeXt's stem) is its layers in order, in the outer graph."""
+    import keras
+
+    expanded = []
+    for layer in layers:
+        if not isinstance(layer, keras.Sequential) or len(layer._inbound_nodes) != 1:
+            expanded.append(layer)
+            continue
+        outer = layer._inbound_nodes[0]
+        inner = [sub for sub in layer.layers if type(sub).__name__ != "InputLayer"]
+        if len(outer.input_tensors) != 1 or not inner or any(len(sub._inbound_nodes) != 1 for sub in inner):
+            expanded.append(layer)
+            continue
+        aliases[id(layer.inputs[0])] = outer.input_tensors[0]
+        aliases[id(outer.output_tensors[0])] = inner[-1].output
+        expanded.extend(_inline_sequentials(inner, aliases))
+    return expanded
 
 
 def _unsupported(layer):
@@ -821,7 +1005,7 @@ def keras_tensors(model, plan) -> dict:
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {layer.name: layer for layer in model.layers}
+    by_name = {layer.name: layer for layer in _inline_sequentials(model.layers, {})}
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:
@@ -853,10 +1037,19 @@ def keras_tensors(model, plan) -> dict:
         elif family == "dense":
             kernel = _numpy(layer.kernel)
             values["kernel"] = np.ascontiguousarray((kernel if to_torch_order is None else to_torch_order(kernel)).T)
-        elif family == "batch_norm":
-            for tensor in ("gamma", "beta", "moving_mean", "moving_variance"):
-                vector = _numpy(getattr(layer, tensor))
-                values[tensor] = vector if to_torch_order is None else to_torch_order(vector)
+        elif family in ("batch_norm", "layer_norm", "group_norm", "layer_scale", "normalize"):
+            names = {
+                "batch_norm": ("gamma", "beta", "moving_mean", "moving_variance"),
+                "normalize": ("mean", "variance", "count"),
+            }.get(family, ("gamma", "beta"))
+            for tensor in names:
+                variable = getattr(layer, tensor, None) if any(p.name == tensor for p in layer_plan.params) else None
+                if variable is None or not hasattr(variable, "shape"):
+                    continue
+                vector = _numpy(variable)
+                if family == "normalize" and tensor != "count":
+                    vector = vector.reshape(-1)
+                values[tensor] = vector if to_torch_order is None or vector.ndim != 1 else to_torch_order(vector)
         elif family == "prelu":
             alpha = _numpy(layer.alpha).reshape(-1)
             values["alpha"] = alpha if to_torch_order is None or alpha.size == 1 else to_torch_order(alpha)

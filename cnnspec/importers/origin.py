@@ -27,7 +27,19 @@ import numpy as np
 
 from cnnspec.errors import CnnspecError
 
-WEIGHTED_FAMILIES = ("conv", "conv_transpose", "depthwise_conv", "separable_conv", "dense", "batch_norm", "prelu")
+WEIGHTED_FAMILIES = (
+    "conv",
+    "conv_transpose",
+    "depthwise_conv",
+    "separable_conv",
+    "dense",
+    "batch_norm",
+    "prelu",
+    "layer_norm",
+    "group_norm",
+    "layer_scale",
+    "normalize",
+)
 
 # Neutral tensor -> (torch attribute suffix, parameter) in a model built from the spec.
 TORCH_SLOTS = {
@@ -39,7 +51,11 @@ TORCH_SLOTS = {
     "moving_mean": ("", "running_mean"),
     "moving_variance": ("", "running_var"),
     "alpha": ("", "weight"),
+    "mean": ("", "mean"),
+    "variance": ("", "variance"),
+    "count": ("", "count"),
 }
+LAYER_SCALE_SLOTS = {"gamma": ("", "gamma")}
 SEPARABLE_SLOTS = {
     "depthwise_kernel": ("_depthwise", "weight"),
     "pointwise_kernel": ("_pointwise", "weight"),
@@ -123,11 +139,19 @@ def _torch_tensors(module, plan) -> Tensors:
             }
         elif layer.family == "prelu":
             values = {"alpha": owner.weight}
+        elif layer.family in ("layer_norm", "group_norm"):
+            values = {"gamma": owner.weight, "beta": owner.bias}
+        elif layer.family == "layer_scale":
+            values = {"gamma": getattr(owner, "gamma", None)}
+        elif layer.family == "normalize":
+            values = {name: getattr(owner, name, None) for name in ("mean", "variance", "count")}
         else:
             key = "depthwise_kernel" if layer.family == "depthwise_conv" else "kernel"
             values = {key: owner.weight, "bias": owner.bias}
         tensors[layer.name] = {
-            name: value.detach().cpu().numpy().copy() for name, value in values.items() if value is not None
+            name: value.detach().cpu().numpy().copy()
+            for name, value in values.items()
+            if value is not None and name in {param.name for param in layer.params}
         }
     return tensors
 
@@ -149,11 +173,11 @@ def write_torch(model, plan, tensors: Tensors) -> None:
             raise OriginalWeightError(
                 f"layer '{layer.name}': the original model has {', '.join(extra)}, the spec does not"
             )
-        slots = SEPARABLE_SLOTS if layer.family == "separable_conv" else TORCH_SLOTS
+        slots = {"separable_conv": SEPARABLE_SLOTS, "layer_scale": LAYER_SCALE_SLOTS}.get(layer.family, TORCH_SLOTS)
         for tensor, shape in expected.items():
             value = np.array(given[tensor])  # a writable copy
-            if layer.family == "prelu":
-                value = value.reshape(-1)
+            if layer.family in ("prelu", "layer_scale") and value.size == int(np.prod(shape)):
+                value = value.reshape(shape)  # PReLU's slopes, LayerScale's gamma (C) or (C, 1, 1)
             if tuple(value.shape) != shape:
                 raise OriginalWeightError(
                     f"layer '{layer.name}': tensor '{tensor}' of the original has shape {tuple(value.shape)}, "

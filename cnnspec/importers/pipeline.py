@@ -402,7 +402,7 @@ def _save_weights(model, target: str, path: Path, overwrite: bool, atomic_path) 
         with atomic_path(path, overwrite=overwrite) as temp:
             save_file(state, str(temp))
     else:
-        from cnnspec.weights.transfer import save_weights_file
+        from cnnspec.weights.files import save_weights_file
 
         save_weights_file(model, path, overwrite=overwrite)
 

@@ -312,7 +312,9 @@ def _adaptive(ctx, node, kind, output_size):
     rank = len(shape) - 1
     sizes = (output_size,) * rank if isinstance(output_size, int) or output_size is None else tuple(output_size)
     sizes = tuple(s if s is not None else n for s, n in zip(sizes, shape[1:]))
-    if all(s == 1 for s in sizes):
+    if node.name in ctx.dict_names:  # a spec layer of a cnnspec-generated model: its own type
+        ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
+    elif all(s == 1 for s in sizes):
         ctx.add(node, node.args[:1], layer_type=f"global_{kind}_pool", keepdims=True)
     elif sizes == tuple(shape[1:]):
         ctx.builder.rewrite(
@@ -326,19 +328,163 @@ def _adaptive(ctx, node, kind, output_size):
 
 
 def _batch_norm(ctx, node, module):
-    if not module.affine or not module.track_running_stats or module.momentum is None:
+    """nn.BatchNorm*d (affine or not) and cnnspec's PartialBatchNorm (only one of weight and bias)."""
+    if getattr(module, "running_mean", None) is None or module.momentum is None:
         raise _refusal(
             ctx,
             node,
-            "BatchNorm without affine parameters, running statistics or a momentum",
-            "batch_norm has a learned scale/offset and moving statistics",
+            "BatchNorm without running statistics or a momentum",
+            "batch_norm keeps moving statistics (track_running_stats=True, a momentum)",
         )
-    fields = {}
+    fields: dict[str, Any] = {}
     if module.eps != 1e-5:
         fields["epsilon"] = float(module.eps)
     if module.momentum != 0.1:
         fields["momentum"] = float(module.momentum)
+    if getattr(module, "bias", None) is None:
+        fields["center"] = False
+    if getattr(module, "weight", None) is None:
+        fields["scale"] = False
     ctx.add(node, node.args[:1], layer_type="batch_norm", **fields)
+
+
+def _float32_text(value) -> float:
+    """A float32 buffer value as the shortest decimal that reads back as it (0.1, not 0.10000000149)."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
+def _vector(tensor) -> float | list[float]:
+    values = [_float32_text(v) for v in tensor.detach().reshape(-1).tolist()]
+    return values[0] if tensor.dim() == 0 else values
+
+
+def _mode_pad(mode: str):
+    def handler(ctx, node, module):
+        rank = int(type(module).__name__[-2])
+        flat = list(module.padding)
+        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]  # torch lists the last dim first
+        ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode)
+
+    return handler
+
+
+def _group_norm(ctx, node, module):
+    fields: dict[str, Any] = {} if module.eps == 1e-5 else {"epsilon": float(module.eps)}
+    if not module.affine:
+        fields["affine"] = False
+    ctx.add(node, node.args[:1], layer_type="group_norm", groups=int(module.num_groups), **fields)
+
+
+def _instance_norm(ctx, node, module):
+    if module.track_running_stats:
+        raise _refusal(ctx, node, "InstanceNorm with track_running_stats", "instance_norm uses each sample's statistics")
+    fields: dict[str, Any] = {} if module.eps == 1e-5 else {"epsilon": float(module.eps)}
+    if module.affine:
+        fields["affine"] = True
+    ctx.add(node, node.args[:1], layer_type="instance_norm", **fields)
+
+
+def _layer_norm_fields(eps, weight, bias) -> dict[str, Any]:
+    fields: dict[str, Any] = {} if eps == 1e-5 else {"epsilon": float(eps)}
+    if bias is None:
+        fields["center"] = False
+    if weight is None:
+        fields["scale"] = False
+    return fields
+
+
+def _channel_layer_norm(ctx, node, module):
+    ctx.add(node, node.args[:1], layer_type="layer_norm", **_layer_norm_fields(module.eps, module.weight, module.bias))
+
+
+def _layer_norm(ctx, node, module):
+    """nn.LayerNorm(C) on flat features, or between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) (ConvNeXt):
+    the channels at each position.  On an NCHW map it would normalise W: refused."""
+    shape = ctx.shape(node.args[0])
+    fields = _layer_norm_fields(module.eps, module.weight, module.bias)
+    if module.weight is not None and module.bias is not None and not module.elementwise_affine:
+        fields = {}
+    if len(module.normalized_shape) != 1 or module.normalized_shape[0] != shape[-1]:
+        raise _refusal(ctx, node, f"LayerNorm{tuple(module.normalized_shape)} on {list(shape)}", "LayerNorm(C)")
+    if len(shape) == 1:
+        ctx.add(node, node.args[:1], layer_type="layer_norm", **fields)
+        return
+    before = node.args[0]
+    users = list(node.users)
+    rank = len(shape)
+    to_last = (0, *range(2, rank + 1), 1)
+    to_first = (0, rank, *range(1, rank))
+    if (
+        _is_permute(before, to_last)
+        and len(before.users) == 1
+        and len(users) == 1
+        and _is_permute(users[0], to_first)
+    ):
+        ctx.skip.add(users[0])
+        ctx.add(users[0], [before.args[0]], original=_original(node), layer_type="layer_norm", **fields)
+        ctx.values[node] = ctx.values[users[0]]
+        return
+    raise _refusal(
+        ctx,
+        node,
+        f"LayerNorm({shape[-1]}) on a channels-first map normalises its last spatial axis",
+        "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) normalises the channels",
+    )
+
+
+def _is_permute(node, dims) -> bool:
+    import torch
+
+    if getattr(node, "op", None) not in ("call_method", "call_function"):
+        return False
+    if node.target not in ("permute", torch.permute):
+        return False
+    args = node.args[1:]
+    args = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+    return args == tuple(dims)
+
+
+def _adaptive_pool_helper(ctx, node, module):
+    kind = "avg" if module.reduction == "average" else "max"
+    ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(module.output_size))
+
+
+_RESIZE_MODES = {"nearest": "nearest", "nearest_exact": "nearest_exact", "linear": "bilinear", "cubic": "bicubic"}
+
+
+def _resize_helper(ctx, node, module):
+    mode = _RESIZE_MODES[module.mode]
+    fields: dict[str, Any] = {"size": compact(module.size)}
+    if mode != "nearest":
+        fields["mode"] = mode
+    if module.align_corners:
+        fields["align_corners"] = True
+    if mode == "bicubic" and float(module.cubic_coefficient) != -0.75:
+        fields["cubic_coefficient"] = float(module.cubic_coefficient)
+    if module.exclude_outside:
+        fields["exclude_outside"] = True
+    ctx.add(node, node.args[:1], layer_type="resize", **fields)
+
+
+def _normalize(ctx, node, module):
+    if "mean" not in module._non_persistent_buffers_set:  # statistics kept as weights
+        ctx.add(node, node.args[:1], layer_type="normalize")
+        return
+    ctx.add(node, node.args[:1], layer_type="normalize", mean=_vector(module.mean), variance=_vector(module.variance))
+
+
+def _rescale(ctx, node, module):
+    offset = _vector(module.offset)
+    fields = {"offset": offset} if offset != 0.0 else {}
+    ctx.add(node, node.args[:1], layer_type="rescale", scale=_vector(module.scale), **fields)
+
+
+def _layer_scale(ctx, node, module):
+    values = module.gamma.detach().reshape(-1)
+    fields = {"init_value": _float32_text(values[0].item())} if bool((values == values[0]).all()) else {}
+    ctx.add(node, node.args[:1], layer_type="layer_scale", **fields)
 
 
 def _dropout(ctx, node, module):
@@ -481,7 +627,10 @@ def _fold_helper_padding(ctx, node, pairs, value) -> bool:
     users = list(node.users)
     if node.op != "call_module" or len(users) != 1 or users[0].op != "call_module":
         return False
-    if users[0].target + "_pad" != node.target:
+    target = users[0].target
+    if target.endswith("_depthwise"):  # a separable conv's pad serves its depthwise half
+        target = target[: -len("_depthwise")]
+    if target + "_pad" != node.target:
         return False
     layer = ctx.modules[users[0].target]
     kind = type(layer).__name__
@@ -508,8 +657,8 @@ def _f_pad(ctx, node):
 
 
 def _counted_avg_pool(ctx, node, module):
-    """cnnspec's generated CountedAvgPool{1,2,3}d helper, read back as the avg pool it implements."""
-    rank = int(type(module).__name__[-2])
+    """cnnspec's generated CountedAvgPool helper, read back as the avg pool it implements."""
+    rank = len(module.kernel_size)
     declared = list(module.declared)
     pairs = [(declared[2 * i], declared[2 * i + 1]) for i in range(rank)][::-1]
     kernel, stride = tuple(module.kernel_size), tuple(module.stride)
@@ -602,7 +751,26 @@ TORCH_MODULES: dict[str, Handler] = {
     "Identity": _identity,
     **{f"ZeroPad{r}d": _zero_pad for r in (1, 2, 3)},
     **{f"ConstantPad{r}d": _zero_pad for r in (1, 2, 3)},
-    **{f"CountedAvgPool{r}d": _counted_avg_pool for r in (1, 2, 3)},
+    "CountedAvgPool": _counted_avg_pool,
+    **{f"ReflectionPad{r}d": _mode_pad("reflect") for r in (1, 2, 3)},
+    **{f"ReplicationPad{r}d": _mode_pad("replicate") for r in (1, 2, 3)},
+    "GroupNorm": _group_norm,
+    **{f"InstanceNorm{r}d": _instance_norm for r in (1, 2, 3)},
+    "LayerNorm": _layer_norm,
+    # cnnspec's generated helper modules (targets/torch/helpers.py), read back as the types they implement
+    "ChannelLayerNorm": _channel_layer_norm,
+    "PartialBatchNorm": _batch_norm,
+    "AdaptivePool": _adaptive_pool_helper,
+    "Resize": _resize_helper,
+    "ChannelShuffle": lambda ctx, node, module: ctx.add(
+        node, node.args[:1], layer_type="channel_shuffle", groups=int(module.groups)
+    ),
+    "Normalize": _normalize,
+    "Rescale": _rescale,
+    "LayerScale": _layer_scale,
+    "StochasticDepth": lambda ctx, node, module: ctx.add(
+        node, node.args[:1], layer_type="stochastic_depth", rate=float(module.rate)
+    ),
 }
 
 
@@ -626,6 +794,14 @@ def _is_tensor(ctx, value) -> bool:
 def _binary(kind: str):
     def handler(ctx, node):
         left, right = node.args[0], node.args[1]
+        if kind == "multiply" and isinstance(left, (int, float)) != isinstance(right, (int, float)):
+            tensor, factor = (right, left) if isinstance(left, (int, float)) else (left, right)
+            if _is_tensor(ctx, tensor):  # x * 0.17: a constant factor (InceptionResNet's residual scaling)
+                ctx.add(node, [tensor], layer_type="scale", factor=float(factor))
+                return
+        if kind in ("add", "subtract") and isinstance(right, (int, float)) and _is_tensor(ctx, left):
+            _offset(ctx, node, left, float(right) if kind == "add" else -float(right))
+            return
         if not (_is_tensor(ctx, left) and _is_tensor(ctx, right)):
             raise _refusal(
                 ctx,
@@ -633,33 +809,76 @@ def _binary(kind: str):
                 f"{kind} with a constant operand",
                 "element-wise layers join two layer outputs; a constant factor is the 'scale' type",
             )
-        if kind == "add" and _extend_sum(ctx, node, left, right):
+        if kind in ("add", "multiply", "maximum", "minimum") and _extend_sum(ctx, node, left, right, kind):
             return
         ctx.add(node, [left, right], layer_type=kind)
 
     return handler
 
 
-def _extend_sum(ctx, node, left, right) -> bool:
-    """In a cnnspec-generated model ``a + b + c`` named 'total' is one add of three inputs."""
+def _offset(ctx, node, tensor, offset: float) -> None:
+    """``x * s + c`` (a scale just made from ``x * s``, read only here) is rescale(s, c); ``x + c`` rescale(1, c)."""
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
-        node.name not in ctx.dict_names
-        or left.name in ctx.dict_names
+        previous is not None
+        and previous["type"] == "scale"
+        and ctx.values[tensor].name == previous["name"]
+        and len(tensor.users) == 1
+        and tensor.name not in ctx.dict_names
+    ):
+        source = next(arg for arg in tensor.args if _is_tensor(ctx, arg))
+        ctx.builder.layers.pop()
+        ctx.builder._names.discard(previous["name"])
+        ctx.add(node, [source], layer_type="rescale", scale=previous["factor"], offset=offset)
+        return
+    ctx.add(node, [tensor], layer_type="rescale", scale=1.0, offset=offset)
+
+
+def _extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
+    """``a + b + c`` (and ``a * b * c``, nested maximum / minimum) whose inner result is read only by the
+    outer op and names no spec layer is one layer of three inputs (how cnnspec writes them)."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        left.name in ctx.dict_names
         or len(left.users) != 1
         or previous is None
-        or previous["type"] != "add"
+        or previous["type"] != kind
         or ctx.values.get(left) is None
         or ctx.values[left].name != previous["name"]
     ):
         return False
-    ctx.builder._names.discard(previous["name"])
-    previous["name"] = ctx.dict_names[node.name]
-    ctx.builder._names.add(previous["name"])
-    previous.pop("source", None)
+    if node.name in ctx.dict_names:
+        ctx.builder._names.discard(previous["name"])
+        previous["name"] = ctx.dict_names[node.name]
+        ctx.builder._names.add(previous["name"])
+        previous.pop("source", None)
     previous["inputs"].append(ctx.input_name(right))
     ctx.values[node] = _Node(previous["name"], ctx.shape(node))
     return True
+
+
+def _divide(ctx, node):
+    """``(a + b) / 2`` (the sum just made, read only here, divided by its input count) is average."""
+    left, right = node.args[0], node.args[1]
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        _is_tensor(ctx, left)
+        and previous is not None
+        and previous["type"] == "add"
+        and ctx.values[left].name == previous["name"]
+        and len(left.users) == 1
+        and left.name not in ctx.dict_names
+        and isinstance(right, (int, float))
+        and right == len(previous["inputs"])
+    ):
+        previous["type"] = "average"
+        if node.name in ctx.dict_names:
+            ctx.builder._names.discard(previous["name"])
+            previous["name"] = ctx.dict_names[node.name]
+            ctx.builder._names.add(previous["name"])
+        ctx.values[node] = _Node(previous["name"], ctx.shape(node))
+        return
+    raise _refusal(ctx, node, "a division", "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)")
 
 
 def _cat(ctx, node):
@@ -851,12 +1070,45 @@ def _chunk(ctx, node):
 
 
 def _getitem(ctx, node):
+    """A chunk's part, ``x[:, a:b]`` (channel_slice) or ``x[:, :, a:b, c:d]`` (a crop of every spatial dim)."""
     source, index = node.args
     if source in ctx.chunks:
         tensor, width = ctx.chunks[source]
         ctx.add(node, [tensor], layer_type="channel_slice", start=index * width, stop=(index + 1) * width)
         return
-    raise _refusal(ctx, node, "indexing or slicing a tensor", "channel groups: torch.chunk(x, n, dim=1)")
+    shape = ctx.shape(source) if _is_tensor(ctx, source) else None
+    index = index if isinstance(index, tuple) else (index,)
+    if shape is not None and len(shape) == 1 and index[:2] == (slice(None), slice(None)) and index[2:] and all(
+        i is None for i in index[2:]
+    ):  # x[:, :, None, None]: a flat (N, C) made to broadcast over channels, as the elementwise rule does
+        ctx.alias(node, source)
+        return
+    if shape is not None and all(isinstance(i, slice) and i.step in (None, 1) for i in index) and index:
+        ranges = [i.indices(n) for i, n in zip(index[1:], shape)]
+        full = [(0, n, 1) for n in shape]
+        if index[0] == slice(None) and len(index) == 2 and ranges[0][0] < ranges[0][1]:
+            ctx.add(node, [source], layer_type="channel_slice", start=ranges[0][0], stop=ranges[0][1])
+            return
+        if index[0] == slice(None) and len(index) == len(shape) + 1 and ranges[0] == full[0] and len(shape) > 1:
+            crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
+            if all(start < stop for start, stop, _ in ranges[1:]):
+                ctx.add(node, [source], layer_type=f"crop{len(shape) - 1}d", cropping=compact_padding(crops))
+                return
+    raise _refusal(
+        ctx,
+        node,
+        "indexing or slicing a tensor",
+        "channel groups: torch.chunk(x, n, dim=1) or x[:, a:b]; crops: x[:, :, a:b, c:d]",
+    )
+
+
+def _permute(ctx, node):
+    """The permute before a LayerNorm(C) read as layer_norm (see _layer_norm); any other permute is refused."""
+    users = list(node.users)
+    if len(users) == 1 and users[0].op == "call_module" and type(ctx.modules[users[0].target]).__name__ == "LayerNorm":
+        ctx.alias(node, node.args[0])
+        return
+    raise _refusal(ctx, node, "a permute", "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) is layer_norm")
 
 
 def _no_op(ctx, node):
@@ -913,7 +1165,10 @@ def _function_table() -> dict[Any, Handler]:
         F.dropout: _f_dropout,
         F.pad: _f_pad,
         torch.chunk: _chunk,
+        operator.truediv: _divide,
+        torch.div: _divide,
         operator.getitem: _getitem,
+        torch.permute: _permute,
     }
     return table
 
@@ -933,6 +1188,7 @@ TORCH_METHODS: dict[str, Handler] = {
     "contiguous": _no_op,
     "chunk": _chunk,
     "softmax": _f_softmax,
+    "permute": _permute,
 }
 
 # Filled on first use (importing torch is deferred): callable -> handler.
@@ -1085,7 +1341,12 @@ def import_torch(module, input_shape) -> ImportResult:
                     "supported modules: " + ", ".join(sorted(TORCH_MODULES)),
                 )
             _check_inputs(ctx, node)
-            handler(ctx, node, module_object)
+            try:
+                handler(ctx, node, module_object)
+            except AttributeError as error:  # a user class named like one of cnnspec's helpers
+                raise _refusal(
+                    ctx, node, f"module class {type(module_object).__name__} is not the one cnnspec knows ({error})"
+                ) from None
             if node.target in ctx.pending_padding:
                 _apply_pool_padding(ctx, node, ctx.pending_padding.pop(node.target))
         elif node.op == "call_function":
@@ -1095,6 +1356,10 @@ def import_torch(module, input_shape) -> ImportResult:
                 and node.args[0] not in ctx.chunks
             ):
                 continue  # x.shape[0] and the like: shape arithmetic for a view, not a layer
+            if node.target in _INT_ARITHMETIC and ctx.shape(node) is None and not any(
+                _is_tensor(ctx, arg) for arg in node.args
+            ):
+                continue  # c // 2 on sizes: shape arithmetic for a view
             handler = TORCH_FUNCTIONS.get(node.target)
             if handler is None:
                 name = getattr(node.target, "__name__", str(node.target))
@@ -1145,6 +1410,9 @@ def import_torch(module, input_shape) -> ImportResult:
 def _apply_pool_padding(ctx, node, pairs) -> None:
     layer = ctx.builder.layers[-1]
     layer["padding"] = compact_padding(pairs)
+
+
+_INT_ARITHMETIC = (operator.floordiv, operator.mul, operator.add, operator.sub, operator.truediv)
 
 
 def _check_inputs(ctx, node) -> None:
