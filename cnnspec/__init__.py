@@ -18,9 +18,23 @@ from cnnspec.teach.explain import explain
 __version__ = "0.1.0"
 
 __all__ = [
-    "CnnspecError", "Problem", "SpecError", "ModelSpec", "Plan", "LayerPlan",
-    "load_spec", "resolve", "explain", "build", "emit_source", "transfer_weights", "verify",
-    "from_keras", "from_torch", "from_onnx", "__version__",
+    "CnnspecError",
+    "Problem",
+    "SpecError",
+    "ModelSpec",
+    "Plan",
+    "LayerPlan",
+    "load_spec",
+    "resolve",
+    "explain",
+    "build",
+    "emit_source",
+    "transfer_weights",
+    "verify",
+    "from_keras",
+    "from_torch",
+    "from_onnx",
+    "__version__",
 ]
 
 # name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.

@@ -36,7 +36,9 @@ def _refuse_existing(target: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], overwrite: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], overwrite: bool = False, suffix: str = ".tmp"
+) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
     Missing parent folders of ``path`` are created first.
@@ -58,7 +60,9 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = False, suffix: s
     directory = target.parent if str(target.parent) else Path(".")
     _make_folder(directory)
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=directory)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix, dir=directory
+        )
     except OSError as exc:
         raise CnnspecError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(handle)
@@ -93,7 +97,9 @@ def _move_without_overwrite(temp: Path, target: Path) -> None:
     temp.unlink()
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, overwrite: bool = False) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: str | bytes, *, overwrite: bool = False
+) -> None:
     """Write ``data`` (text is written as UTF-8) to ``path`` atomically.
 
     Raises:

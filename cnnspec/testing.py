@@ -31,14 +31,22 @@ def assert_equivalent(spec, *, name_map=None, **kwargs) -> VerifyReport:
     report = verify(spec, name_map=name_map, **kwargs)
     if report.ok:
         return report
-    lines = [f"models of spec '{report.spec}' are not equivalent (atol {report.atol:g}, rtol {report.rtol:g})"]
+    lines = [
+        f"models of spec '{report.spec}' are not equivalent (atol {report.atol:g}, rtol {report.rtol:g})"
+    ]
     if report.divergence is not None:
         d = report.divergence
         diff = "shape differs" if d.max_abs_diff is None else f"max abs diff {d.max_abs_diff:.3g}"
         lines.append(f"first divergent layer: '{d.name}' ({d.type}), {diff}")
         lines.append(f"hint: {d.hint}")
     for framework, rows in report.matching.items():
-        lines.append(f"matching (spec layer -> {framework}): "
-                     + ", ".join(f"{row.part} -> {row.target} ({row.how})" for row in rows))
-    lines.extend(f"- {problem}" for problem in report.problems if report.divergence is None or not problem.startswith("first divergent"))
+        lines.append(
+            f"matching (spec layer -> {framework}): "
+            + ", ".join(f"{row.part} -> {row.target} ({row.how})" for row in rows)
+        )
+    lines.extend(
+        f"- {problem}"
+        for problem in report.problems
+        if report.divergence is None or not problem.startswith("first divergent")
+    )
     raise AssertionError("\n".join(lines))

@@ -40,14 +40,22 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cnnspec import``."""
     _model_arguments(parser)
-    parser.add_argument("-o", "--output", metavar="SPEC", default=None, help="write the spec to SPEC instead of stdout")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="SPEC",
+        default=None,
+        help="write the spec to SPEC instead of stdout",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite SPEC if it exists")
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cnnspec convert``."""
     _model_arguments(parser)
-    parser.add_argument("--to", choices=("torch", "keras"), required=True, help="the framework to convert to")
+    parser.add_argument(
+        "--to", choices=("torch", "keras"), required=True, help="the framework to convert to"
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -55,8 +63,20 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="directory for spec.yaml, the source, the weights and report.json (default: <model name>_<to>)",
     )
-    parser.add_argument("--atol", type=float, default=None, metavar="A", help="absolute tolerance of the verification")
-    parser.add_argument("--rtol", type=float, default=None, metavar="R", help="relative tolerance of the verification")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        metavar="A",
+        help="absolute tolerance of the verification",
+    )
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        metavar="R",
+        help="relative tolerance of the verification",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
 
@@ -67,7 +87,9 @@ def _kwargs(text: str | None) -> dict | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CnnspecError(f"--kwargs: not valid JSON ({error.msg} at column {error.colno})") from None
+        raise CnnspecError(
+            f"--kwargs: not valid JSON ({error.msg} at column {error.colno})"
+        ) from None
     if not isinstance(value, dict):
         raise CnnspecError(
             f"--kwargs: expected a JSON object such as '{{\"num_classes\": 10}}', got {type(value).__name__}"
@@ -102,10 +124,15 @@ def cmd_import(args) -> int:
         result = import_any(framework, model, input_shape)
     text = spec_yaml(result.spec, origin=args.model)
     for rewrite in result.rewrites:
-        print(f"rewrite at '{rewrite.where}': {rewrite.original} -> {rewrite.became}", file=sys.stderr)
+        print(
+            f"rewrite at '{rewrite.where}': {rewrite.original} -> {rewrite.became}", file=sys.stderr
+        )
     if args.output:
         atomic_write(args.output, text, overwrite=args.force)
-        print(f"wrote {args.output} ({framework} model, {len(result.spec.layers)} layers)", file=sys.stderr)
+        print(
+            f"wrote {args.output} ({framework} model, {len(result.spec.layers)} layers)",
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -157,5 +184,9 @@ def _stem(reference: str) -> str:
 
     from cnnspec.importers.common import spec_name
 
-    text = reference.rpartition(":")[2] if ":" in reference and not Path(reference).exists() else Path(reference).name
+    text = (
+        reference.rpartition(":")[2]
+        if ":" in reference and not Path(reference).exists()
+        else Path(reference).name
+    )
     return spec_name(text.split(".")[0] or "model")

@@ -27,11 +27,24 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _add_limits(parser: argparse.ArgumentParser, applied_by_default: bool = True) -> None:
-    default = "a quarter of this machine's memory" if applied_by_default else "not checked (a verdict that does not depend on the machine)"
-    parser.add_argument("--max-params", type=int, default=None, metavar="N",
-                        help="refuse specs with more parameters than N (checked before any framework allocates)")
-    parser.add_argument("--max-memory", default=None, metavar="SIZE",
-                        help=f"refuse specs whose parameters + activations need more than SIZE (e.g. 4GiB); default: {default}")
+    default = (
+        "a quarter of this machine's memory"
+        if applied_by_default
+        else "not checked (a verdict that does not depend on the machine)"
+    )
+    parser.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse specs with more parameters than N (checked before any framework allocates)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help=f"refuse specs whose parameters + activations need more than SIZE (e.g. 4GiB); default: {default}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,41 +57,85 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     sub.required = True
 
-    p = sub.add_parser("validate", help="check specs; exit 0 if valid, 2 with a located message otherwise")
+    p = sub.add_parser(
+        "validate", help="check specs; exit 0 if valid, 2 with a located message otherwise"
+    )
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     _add_limits(p, applied_by_default=False)
 
-    p = sub.add_parser("explain", help="shapes in both layouts, padding, output-size and parameter arithmetic")
+    p = sub.add_parser(
+        "explain", help="shapes in both layouts, padding, output-size and parameter arithmetic"
+    )
     p.add_argument("spec", metavar="SPEC")
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true", help="print one JSON object instead of the table (notes included)")
-    form.add_argument("--wide", action="store_true", help="one line per layer, however long (default: fits 100 columns)")
-    form.add_argument("--html", metavar="OUT.html",
-                      help="write a self-contained page (pictures of shapes, padding, code) to OUT.html, atomically")
-    p.add_argument("--lang", choices=("en", "ko"), default="en", help="language of labels and notes (default: en)")
+    form.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of the table (notes included)",
+    )
+    form.add_argument(
+        "--wide",
+        action="store_true",
+        help="one line per layer, however long (default: fits 100 columns)",
+    )
+    form.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write a self-contained page (pictures of shapes, padding, code) to OUT.html, atomically",
+    )
+    p.add_argument(
+        "--lang",
+        choices=("en", "ko"),
+        default="en",
+        help="language of labels and notes (default: en)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite OUT.html if it exists")
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
-    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of stdout"
+    )
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    p = sub.add_parser("build", help="write the generated PyTorch or Keras source, or an ONNX model (and convert weights)")
+    p = sub.add_parser(
+        "build",
+        help="write the generated PyTorch or Keras source, or an ONNX model (and convert weights)",
+    )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--target", "-t", choices=("torch", "keras", "onnx"), required=True,
-                   help="onnx: an .onnx model straight from the spec (needs only the onnx package); -o is required")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the source to FILE (atomically) instead of stdout")
+    p.add_argument(
+        "--target",
+        "-t",
+        choices=("torch", "keras", "onnx"),
+        required=True,
+        help="onnx: an .onnx model straight from the spec (needs only the onnx package); -o is required",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the source to FILE (atomically) instead of stdout",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--weights-from", metavar="FILE",
-                   help="weights to convert: a torch state_dict or checkpoint (.pt/.pth/.ckpt, loaded with "
-                        "weights_only=True; 'state_dict'/'model' entries and 'module.'/'model.' key prefixes are "
-                        "unwrapped, with a note), .safetensors, or a Keras .weights.h5; needs --save-weights")
-    p.add_argument("--save-weights", metavar="FILE",
-                   help="write the target model's weights (converted from --weights-from) to FILE; with --target onnx, "
-                        "the model's weights as ONNX external data in FILE beside the .onnx")
+    p.add_argument(
+        "--weights-from",
+        metavar="FILE",
+        help="weights to convert: a torch state_dict or checkpoint (.pt/.pth/.ckpt, loaded with "
+        "weights_only=True; 'state_dict'/'model' entries and 'module.'/'model.' key prefixes are "
+        "unwrapped, with a note), .safetensors, or a Keras .weights.h5; needs --save-weights",
+    )
+    p.add_argument(
+        "--save-weights",
+        metavar="FILE",
+        help="write the target model's weights (converted from --weights-from) to FILE; with --target onnx, "
+        "the model's weights as ONNX external data in FILE beside the .onnx",
+    )
     _add_limits(p)
 
-    p = sub.add_parser("verify", help="export both models to ONNX, run them, compare shapes, params and outputs per layer")
+    p = sub.add_parser(
+        "verify",
+        help="export both models to ONNX, run them, compare shapes, params and outputs per layer",
+    )
     try:
         from cnnspec.cli.verify import add_arguments
     except ImportError:  # pragma: no cover - only while the verifier is absent
@@ -91,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a Keras, PyTorch or ONNX model as a spec")
     add_import_arguments(p)
-    p = sub.add_parser("convert", help="convert a model to the other framework: spec, source, weights, per-layer proof")
+    p = sub.add_parser(
+        "convert",
+        help="convert a model to the other framework: spec, source, weights, per-layer proof",
+    )
     add_convert_arguments(p)
     return parser
 
@@ -116,7 +176,9 @@ def cmd_validate(args) -> int:
             problems.append(error.render())
             continue
         if not args.quiet:
-            print(f"{spec_path}: ok — {plan.name}, {len(plan.layers)} layers, {plan.total_params:,} parameters")
+            print(
+                f"{spec_path}: ok — {plan.name}, {len(plan.layers)} layers, {plan.total_params:,} parameters"
+            )
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -155,7 +217,12 @@ def _check_limits(plan, args) -> None:
     from cnnspec.engine.limits import check_limits, parse_size
 
     max_memory = parse_size(args.max_memory) if args.max_memory else None
-    check_limits(plan, max_params=args.max_params, max_memory=max_memory, batch=getattr(args, "batch", None) or 1)
+    check_limits(
+        plan,
+        max_params=args.max_params,
+        max_memory=max_memory,
+        batch=getattr(args, "batch", None) or 1,
+    )
 
 
 def _weights_framework(path: str) -> str:
@@ -184,7 +251,9 @@ def cmd_build(args) -> int:
             raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
     if args.save_weights and not args.weights_from:
         raise CnnspecError("--save-weights needs --weights-from (the weights to convert)")
-    if args.weights_from and not args.save_weights and args.target != "onnx":  # the .onnx holds them
+    if (
+        args.weights_from and not args.save_weights and args.target != "onnx"
+    ):  # the .onnx holds them
         raise CnnspecError(
             "--weights-from needs --save-weights FILE: the converted weights go only there "
             "(without it they would be thrown away)"
@@ -219,7 +288,12 @@ def _build_onnx(plan, args) -> int:
         _weights_framework(args.weights_from)
         weights = weights_from_file(plan, args.weights_from)
     if args.save_weights:
-        save_onnx(build_onnx(plan, weights), args.output, overwrite=args.force, weights_file=args.save_weights)
+        save_onnx(
+            build_onnx(plan, weights),
+            args.output,
+            overwrite=args.force,
+            weights_file=args.save_weights,
+        )
     else:
         write_onnx(plan, args.output, weights, overwrite=args.force)
     origin = f"weights from {args.weights_from}" if args.weights_from else "seeded random weights"
@@ -243,7 +317,10 @@ def _convert_weights(plan, args) -> None:
         target_model = build(plan, args.target)
         transfer_weights(source_model, target_model, plan)
     save_weights_file(target_model, args.save_weights, overwrite=args.force)
-    print(f"wrote {args.save_weights} ({args.target} weights from {args.weights_from})", file=sys.stderr)
+    print(
+        f"wrote {args.save_weights} ({args.target} weights from {args.weights_from})",
+        file=sys.stderr,
+    )
 
 
 def cmd_verify(args) -> int:
@@ -265,8 +342,13 @@ def cmd_convert(args) -> int:
 
 
 COMMANDS = {
-    "validate": cmd_validate, "explain": cmd_explain, "schema": cmd_schema, "build": cmd_build, "verify": cmd_verify,
-    "import": cmd_import, "convert": cmd_convert,
+    "validate": cmd_validate,
+    "explain": cmd_explain,
+    "schema": cmd_schema,
+    "build": cmd_build,
+    "verify": cmd_verify,
+    "import": cmd_import,
+    "convert": cmd_convert,
 }
 
 

@@ -30,32 +30,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep-onnx) are regenerated outputs: a rerun replaces them, creating missing folders."
     )
     parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (YAML or JSON)")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="write the reports as one JSON document {ok, exit_code, reports: [...]} to PATH "
-                             "('-' for stdout, which then carries only the JSON)")
-    parser.add_argument("--junit-xml", metavar="PATH", default=None,
-                        help="write a JUnit XML report to PATH: one test case per spec, a failure naming the "
-                             "first divergent layer and its numbers")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="print only one verdict line per spec (errors still go to stderr)")
-    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, metavar="A",
-                        help=f"absolute tolerance per element (default {DEFAULT_ATOL:g})")
-    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="R",
-                        help=f"relative tolerance per element: |keras - torch| <= atol + rtol*|torch| (default {DEFAULT_RTOL:g})")
-    parser.add_argument("--batch", type=_positive_int, default=2, metavar="N", help="input batch size (default 2)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and input (default 0)")
-    parser.add_argument("--opset", type=int, default=18, metavar="K", help="ONNX opset of both exports (default 18)")
-    parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="JOBS",
-                        help="verify several specs in parallel processes (default 1). It pays only with idle "
-                             "cores to spare: every process imports the frameworks again (about 5 s of CPU), the "
-                             "frameworks already run several threads each, and the largest spec bounds the run. On "
-                             "2 cores -j 2 is not faster than -j 1 (36.3 s and 36.6 s on the 10 examples; slower on a "
-                             "busy machine; bench/README.md)")
-    parser.add_argument("--keep-onnx", metavar="DIR", default=None,
-                        help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="write the reports as one JSON document {ok, exit_code, reports: [...]} to PATH "
+        "('-' for stdout, which then carries only the JSON)",
+    )
+    parser.add_argument(
+        "--junit-xml",
+        metavar="PATH",
+        default=None,
+        help="write a JUnit XML report to PATH: one test case per spec, a failure naming the "
+        "first divergent layer and its numbers",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only one verdict line per spec (errors still go to stderr)",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        metavar="A",
+        help=f"absolute tolerance per element (default {DEFAULT_ATOL:g})",
+    )
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=DEFAULT_RTOL,
+        metavar="R",
+        help=f"relative tolerance per element: |keras - torch| <= atol + rtol*|torch| (default {DEFAULT_RTOL:g})",
+    )
+    parser.add_argument(
+        "--batch", type=_positive_int, default=2, metavar="N", help="input batch size (default 2)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the random weights and input (default 0)",
+    )
+    parser.add_argument(
+        "--opset", type=int, default=18, metavar="K", help="ONNX opset of both exports (default 18)"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="JOBS",
+        help="verify several specs in parallel processes (default 1). It pays only with idle "
+        "cores to spare: every process imports the frameworks again (about 5 s of CPU), the "
+        "frameworks already run several threads each, and the largest spec bounds the run. On "
+        "2 cores -j 2 is not faster than -j 1 (36.3 s and 36.6 s on the 10 examples; slower on a "
+        "busy machine; bench/README.md)",
+    )
+    parser.add_argument(
+        "--keep-onnx",
+        metavar="DIR",
+        default=None,
+        help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
-    parser.add_argument("--force", action="store_true",
-                        help="accepted for compatibility; verify always replaces its reports")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="accepted for compatibility; verify always replaces its reports",
+    )
     add_model_arguments(parser)
 
 
@@ -137,8 +182,14 @@ def _options(args) -> dict:
     return dict(atol=args.atol, rtol=args.rtol, batch=args.batch, seed=args.seed, opset=args.opset)
 
 
-def verify_one(source: str, options: dict, keep_onnx: str | None, show_progress: bool, color: bool,
-               prefix: str = "") -> Outcome:
+def verify_one(
+    source: str,
+    options: dict,
+    keep_onnx: str | None,
+    show_progress: bool,
+    color: bool,
+    prefix: str = "",
+) -> Outcome:
     """Verify one spec file; never raises for bad input (the outcome carries the code and message).
 
     Runs in the CLI's process or in a worker process (a top-level function, so it pickles).
@@ -150,24 +201,44 @@ def verify_one(source: str, options: dict, keep_onnx: str | None, show_progress:
     try:
         report = verify(source, keep_onnx=keep_onnx, progress=progress, **options)
     except SpecError as error:
-        return Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}",
-                       seconds=time.perf_counter() - started)
+        return Outcome(
+            source,
+            error.exit_code,
+            error=error.render(),
+            summary=f"INVALID   {source}",
+            seconds=time.perf_counter() - started,
+        )
     except CnnspecError as error:
-        return Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"ERROR     {source}: {error}",
-                       seconds=time.perf_counter() - started)
+        return Outcome(
+            source,
+            error.exit_code,
+            error=f"{source}: {error}",
+            summary=f"ERROR     {source}: {error}",
+            seconds=time.perf_counter() - started,
+        )
     finally:
         progress.close()
     code = EXIT_OK if report.ok else EXIT_MISMATCH
-    return Outcome(source, code, report=report.to_dict(), text=report.render(color=color),
-                   summary=report.summary_line(), seconds=time.perf_counter() - started)
+    return Outcome(
+        source,
+        code,
+        report=report.to_dict(),
+        text=report.render(color=color),
+        summary=report.summary_line(),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _verify_in_worker(source: str, options: dict, keep_onnx: str | None) -> Outcome:
     try:
         return verify_one(source, options, keep_onnx, show_progress=False, color=False)
     except Exception as error:  # noqa: BLE001 - reported per spec, the other specs still run
-        return Outcome(source, EXIT_INTERNAL, error=f"{source}: internal error: {type(error).__name__}: {error}",
-                       summary=f"ERROR     {source}: internal error")
+        return Outcome(
+            source,
+            EXIT_INTERNAL,
+            error=f"{source}: internal error: {type(error).__name__}: {error}",
+            summary=f"ERROR     {source}: internal error",
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -203,10 +274,17 @@ def run(args, check_limits: Callable | None = None) -> int:
             if check_limits is not None:
                 check_limits(plan)
         except SpecError as error:
-            outcomes[position] = Outcome(source, error.exit_code, error=error.render(), summary=f"INVALID   {source}")
+            outcomes[position] = Outcome(
+                source, error.exit_code, error=error.render(), summary=f"INVALID   {source}"
+            )
             continue
         except CnnspecError as error:
-            outcomes[position] = Outcome(source, error.exit_code, error=f"{source}: {error}", summary=f"REFUSED   {source}: {error}")
+            outcomes[position] = Outcome(
+                source,
+                error.exit_code,
+                error=f"{source}: {error}",
+                summary=f"REFUSED   {source}: {error}",
+            )
             continue
         keep = None
         if args.keep_onnx:
@@ -242,18 +320,28 @@ def _run_parallel(pending, options: dict, jobs: int, show_progress: bool) -> dic
     done = 0
     try:
         with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
-            futures = {pool.submit(_verify_in_worker, source, options, keep): (position, source)
-                       for position, source, keep in pending}
-            progress(f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes (0 done)")
+            futures = {
+                pool.submit(_verify_in_worker, source, options, keep): (position, source)
+                for position, source, keep in pending
+            }
+            progress(
+                f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes (0 done)"
+            )
             for future in as_completed(futures):
                 position, source = futures[future]
                 try:
                     results[position] = future.result()
                 except Exception as error:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                    results[position] = Outcome(source, EXIT_INTERNAL, error=f"{source}: worker failed: {error}",
-                                                summary=f"ERROR     {source}: worker failed")
+                    results[position] = Outcome(
+                        source,
+                        EXIT_INTERNAL,
+                        error=f"{source}: worker failed: {error}",
+                        summary=f"ERROR     {source}: worker failed",
+                    )
                 done += 1
-                progress(f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes ({done} done)")
+                progress(
+                    f"verifying {len(pending)} specs in {min(jobs, len(pending))} processes ({done} done)"
+                )
     finally:
         progress.close()
     return results
@@ -265,7 +353,12 @@ def _json_document(outcomes: list[Outcome]) -> dict:
     def entry(outcome: Outcome) -> dict:
         if outcome.report is not None:
             return outcome.report
-        return {"ok": False, "source": outcome.source, "exit_code": outcome.code, "error": outcome.error}
+        return {
+            "ok": False,
+            "source": outcome.source,
+            "exit_code": outcome.code,
+            "error": outcome.error,
+        }
 
     return {
         "ok": all(o.code == EXIT_OK for o in outcomes),
@@ -310,7 +403,9 @@ def _print(outcomes: list[Outcome], args, json_to_stdout: bool, several: bool) -
             "mismatched": sum(o.code == EXIT_MISMATCH for o in outcomes),
             "invalid or failed": sum(o.code not in (EXIT_OK, EXIT_MISMATCH) for o in outcomes),
         }
-        print(f"  {len(outcomes)} specs: " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+        print(
+            f"  {len(outcomes)} specs: " + ", ".join(f"{n} {label}" for label, n in counts.items())
+        )
 
 
 def _check_report_paths(args) -> None:
@@ -325,7 +420,11 @@ def _check_report_paths(args) -> None:
             specs.add(Path(spec).resolve())
         except (OSError, ValueError):  # an unusable spec path is reported with the spec
             continue
-    for option, path in (("--json", args.json), ("--junit-xml", args.junit_xml), ("--keep-onnx", args.keep_onnx)):
+    for option, path in (
+        ("--json", args.json),
+        ("--junit-xml", args.junit_xml),
+        ("--keep-onnx", args.keep_onnx),
+    ):
         if not path or path == "-":
             continue
         target = Path(path)
@@ -334,7 +433,9 @@ def _check_report_paths(args) -> None:
         if option == "--keep-onnx" and target.exists() and not target.is_dir():
             raise CnnspecError(f"--keep-onnx {path}: is a file; name a folder for the graphs")
         if target.resolve() in specs:
-            raise CnnspecError(f"{option} {path}: is one of the specs being verified; reports replace their file")
+            raise CnnspecError(
+                f"{option} {path}: is one of the specs being verified; reports replace their file"
+            )
 
 
 def _write_text(path: str, text: str) -> None:
@@ -359,7 +460,9 @@ def _failure_message(report: dict) -> str:
         if divergence.get("max_rel_diff") is not None:
             numbers.append(f"max rel diff {divergence['max_rel_diff']:.3g}")
         numbers.append(f"atol {report['atol']:g}, rtol {report['rtol']:g}")
-        return f"first divergent layer '{divergence['name']}' ({divergence['type']}): " + ", ".join(numbers)
+        return f"first divergent layer '{divergence['name']}' ({divergence['type']}): " + ", ".join(
+            numbers
+        )
     problems = report.get("problems") or ["the models do not agree"]
     return problems[0]
 
@@ -375,23 +478,41 @@ def junit_xml(outcomes: list[Outcome]) -> str:
     total_time = f"{sum(o.seconds for o in outcomes):.3f}"
     counts = {"tests": str(len(outcomes)), "failures": str(failures), "errors": str(errors)}
     root = ET.Element("testsuites", {"name": "cnnspec verify", **counts, "time": total_time})
-    suite = ET.SubElement(root, "testsuite", {
-        "name": "cnnspec verify", **counts, "skipped": "0", "time": total_time,
-        "timestamp": datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat(),
-        "hostname": socket.gethostname(),
-    })
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": "cnnspec verify",
+            **counts,
+            "skipped": "0",
+            "time": total_time,
+            "timestamp": datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat(),
+            "hostname": socket.gethostname(),
+        },
+    )
     for outcome in outcomes:
         model = (outcome.report or {}).get("spec")
-        case = ET.SubElement(suite, "testcase", {
-            "classname": f"cnnspec.verify.{model}" if model else "cnnspec.verify",
-            "name": outcome.source, "time": f"{outcome.seconds:.3f}",
-        })
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"cnnspec.verify.{model}" if model else "cnnspec.verify",
+                "name": outcome.source,
+                "time": f"{outcome.seconds:.3f}",
+            },
+        )
         if outcome.code == EXIT_MISMATCH and outcome.report is not None:
-            failure = ET.SubElement(case, "failure", {"message": _failure_message(outcome.report), "type": "mismatch"})
+            failure = ET.SubElement(
+                case, "failure", {"message": _failure_message(outcome.report), "type": "mismatch"}
+            )
             failure.text = outcome.text or "\n".join(outcome.report.get("problems") or [])
         elif outcome.code != EXIT_OK:
             kind = "invalid_input" if outcome.code == EXIT_BAD_INPUT else "internal_error"
-            message = (outcome.error or outcome.summary).splitlines()[0] if (outcome.error or outcome.summary) else kind
+            message = (
+                (outcome.error or outcome.summary).splitlines()[0]
+                if (outcome.error or outcome.summary)
+                else kind
+            )
             error = ET.SubElement(case, "error", {"message": message, "type": kind})
             error.text = outcome.error or outcome.summary
         elif outcome.report is not None:
@@ -412,21 +533,43 @@ class UserModelError(CnnspecError):
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that verify your own port instead of a generated model."""
     group = parser.add_argument_group(
-        "your own models", "verify a hand-written port against the spec (one SPEC); the other framework's "
-        "model is generated from the spec and receives your model's weights")
-    group.add_argument("--torch-model", metavar="MODULE:ATTR", default=None,
-                       help="an nn.Module to verify: module:attr or path/file.py:attr, where attr is an nn.Module "
-                            "instance, a class or a factory called without arguments")
-    group.add_argument("--torch-weights", metavar="FILE", default=None,
-                       help="a state_dict for --torch-model, loaded with torch.load(weights_only=True)")
-    group.add_argument("--keras-model", metavar="FILE.keras|MODULE:ATTR", default=None,
-                       help="a functional or Sequential keras.Model to verify: a .keras file (loaded with "
-                            "safe_mode) or module:attr / path/file.py:attr")
-    group.add_argument("--keras-weights", metavar="FILE.weights.h5", default=None,
-                       help="weights for --keras-model, loaded with keras' load_weights")
-    group.add_argument("--name-map", metavar="FILE", default=None,
-                       help="JSON or YAML mapping of spec layer -> torch module path or Keras layer name (or "
-                            "{torch: {...}, keras: {...}}) for models whose parts are not named like the spec layers")
+        "your own models",
+        "verify a hand-written port against the spec (one SPEC); the other framework's "
+        "model is generated from the spec and receives your model's weights",
+    )
+    group.add_argument(
+        "--torch-model",
+        metavar="MODULE:ATTR",
+        default=None,
+        help="an nn.Module to verify: module:attr or path/file.py:attr, where attr is an nn.Module "
+        "instance, a class or a factory called without arguments",
+    )
+    group.add_argument(
+        "--torch-weights",
+        metavar="FILE",
+        default=None,
+        help="a state_dict for --torch-model, loaded with torch.load(weights_only=True)",
+    )
+    group.add_argument(
+        "--keras-model",
+        metavar="FILE.keras|MODULE:ATTR",
+        default=None,
+        help="a functional or Sequential keras.Model to verify: a .keras file (loaded with "
+        "safe_mode) or module:attr / path/file.py:attr",
+    )
+    group.add_argument(
+        "--keras-weights",
+        metavar="FILE.weights.h5",
+        default=None,
+        help="weights for --keras-model, loaded with keras' load_weights",
+    )
+    group.add_argument(
+        "--name-map",
+        metavar="FILE",
+        default=None,
+        help="JSON or YAML mapping of spec layer -> torch module path or Keras layer name (or "
+        "{torch: {...}, keras: {...}}) for models whose parts are not named like the spec layers",
+    )
 
 
 def user_model_options(args) -> dict:
@@ -441,12 +584,16 @@ def user_model_options(args) -> dict:
     if getattr(args, "keras_weights", None) and not keras_ref:
         raise UserModelError("--keras-weights needs --keras-model (the model to load them into)")
     if getattr(args, "name_map", None) and not (torch_ref or keras_ref):
-        raise UserModelError("--name-map matches the parts of --torch-model / --keras-model; neither was given")
+        raise UserModelError(
+            "--name-map matches the parts of --torch-model / --keras-model; neither was given"
+        )
     if not (torch_ref or keras_ref):
         return {}
     if len(args.specs) > 1:
-        raise UserModelError("--torch-model / --keras-model verify one spec at a time; "
-                             f"{len(args.specs)} specs were given")
+        raise UserModelError(
+            "--torch-model / --keras-model verify one spec at a time; "
+            f"{len(args.specs)} specs were given"
+        )
     from cnnspec.verifier.onnx_export import import_frameworks
 
     import_frameworks()  # quiet framework imports before any user code runs
@@ -476,9 +623,16 @@ def _check_name_map_keys(name_map: dict, source: str, path: str) -> None:
 def _load_torch_model(reference: str, weights: str | None, seed: int):
     import torch
 
-    torch.manual_seed(seed)  # a model without --torch-weights gets the same initial weights on every run
-    model = _instantiate(_import_attribute(reference, "--torch-model"), reference, "--torch-model",
-                         torch.nn.Module, "an nn.Module")
+    torch.manual_seed(
+        seed
+    )  # a model without --torch-weights gets the same initial weights on every run
+    model = _instantiate(
+        _import_attribute(reference, "--torch-model"),
+        reference,
+        "--torch-model",
+        torch.nn.Module,
+        "an nn.Module",
+    )
     if weights:
         from cnnspec.weights.files import load_weights_file
 
@@ -502,19 +656,30 @@ def _load_keras_model(reference: str, weights: str | None, seed: int):
         try:
             model = keras.saving.load_model(str(path), safe_mode=True)
         except Exception as error:  # noqa: BLE001 - keras raises many types for a bad file
-            raise UserModelError(f"--keras-model {reference}: cannot load it: {_first_line(error)}") from None
+            raise UserModelError(
+                f"--keras-model {reference}: cannot load it: {_first_line(error)}"
+            ) from None
     else:
-        model = _instantiate(_import_attribute(reference, "--keras-model"), reference, "--keras-model",
-                             keras.Model, "a keras.Model")
+        model = _instantiate(
+            _import_attribute(reference, "--keras-model"),
+            reference,
+            "--keras-model",
+            keras.Model,
+            "a keras.Model",
+        )
     if weights:
         if not weights.endswith(".weights.h5"):
-            raise UserModelError(f"--keras-weights {weights}: Keras weights files end in .weights.h5")
+            raise UserModelError(
+                f"--keras-weights {weights}: Keras weights files end in .weights.h5"
+            )
         if not Path(weights).is_file():
             raise UserModelError(f"--keras-weights {weights}: file not found")
         try:
             model.load_weights(weights)
         except Exception as error:  # noqa: BLE001
-            raise UserModelError(f"--keras-weights {weights}: do not fit the model: {_first_line(error)}") from None
+            raise UserModelError(
+                f"--keras-weights {weights}: do not fit the model: {_first_line(error)}"
+            ) from None
     return model
 
 
@@ -530,8 +695,12 @@ def _where(error: BaseException, path: Path | None = None) -> str:
     if isinstance(error, SyntaxError) and error.filename:
         return f"{error.filename}:{error.lineno}: "
     frames = traceback.extract_tb(error.__traceback__)
-    inside = [f for f in frames if path is not None and Path(f.filename).resolve() == path.resolve()]
-    user = inside or [f for f in frames if "importlib" not in f.filename and "/cnnspec/" not in f.filename]
+    inside = [
+        f for f in frames if path is not None and Path(f.filename).resolve() == path.resolve()
+    ]
+    user = inside or [
+        f for f in frames if "importlib" not in f.filename and "/cnnspec/" not in f.filename
+    ]
     return f"{user[-1].filename}:{user[-1].lineno}: " if user else ""
 
 
@@ -541,8 +710,10 @@ def _import_attribute(reference: str, flag: str):
 
     location, colon, attribute = reference.rpartition(":")
     if not colon or not location or not attribute:
-        raise UserModelError(f"{flag} {reference}: expected module:attr or path/file.py:attr "
-                             "(e.g. examples/ports/tutorial_cnn.py:Net)")
+        raise UserModelError(
+            f"{flag} {reference}: expected module:attr or path/file.py:attr "
+            "(e.g. examples/ports/tutorial_cnn.py:Net)"
+        )
     path = None
     if location.endswith(".py") or "/" in location or os.sep in location:
         path = Path(location)
@@ -558,8 +729,10 @@ def _import_attribute(reference: str, flag: str):
         try:
             spec.loader.exec_module(module)
         except Exception as error:  # noqa: BLE001 - the user's code: any error is reported, located
-            raise UserModelError(f"{flag} {reference}: {_where(error, path)}running {path} failed: "
-                                 f"{_first_line(error)}") from None
+            raise UserModelError(
+                f"{flag} {reference}: {_where(error, path)}running {path} failed: "
+                f"{_first_line(error)}"
+            ) from None
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
@@ -568,14 +741,18 @@ def _import_attribute(reference: str, flag: str):
         except ModuleNotFoundError as error:
             raise UserModelError(f"{flag} {reference}: no module named '{error.name}'") from None
         except Exception as error:  # noqa: BLE001
-            raise UserModelError(f"{flag} {reference}: {_where(error)}importing {location} failed: "
-                                 f"{_first_line(error)}") from None
+            raise UserModelError(
+                f"{flag} {reference}: {_where(error)}importing {location} failed: "
+                f"{_first_line(error)}"
+            ) from None
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
             public = sorted(name for name in vars(module) if not name.startswith("_"))[:12]
-            raise UserModelError(f"{flag} {reference}: {location} has no attribute '{attribute}' "
-                                 f"(it has: {', '.join(public) or 'nothing public'})")
+            raise UserModelError(
+                f"{flag} {reference}: {location} has no attribute '{attribute}' "
+                f"(it has: {', '.join(public) or 'nothing public'})"
+            )
         target = getattr(target, part)
     return target, path
 
@@ -586,15 +763,20 @@ def _instantiate(found, reference: str, flag: str, kind: type, kind_text: str):
     if isinstance(target, kind):
         return target
     if not callable(target):
-        raise UserModelError(f"{flag} {reference}: is a {type(target).__name__}, not {kind_text}, "
-                             "a class or a factory")
+        raise UserModelError(
+            f"{flag} {reference}: is a {type(target).__name__}, not {kind_text}, "
+            "a class or a factory"
+        )
     try:
         model = target()
     except Exception as error:  # noqa: BLE001 - the user's code
-        raise UserModelError(f"{flag} {reference}: {_where(error, path)}calling {reference.rpartition(':')[2]}() "
-                             f"failed: {_first_line(error)} (the class or factory is called without arguments)"
-                             ) from None
+        raise UserModelError(
+            f"{flag} {reference}: {_where(error, path)}calling {reference.rpartition(':')[2]}() "
+            f"failed: {_first_line(error)} (the class or factory is called without arguments)"
+        ) from None
     if not isinstance(model, kind):
-        raise UserModelError(f"{flag} {reference}: {reference.rpartition(':')[2]}() returned a "
-                             f"{type(model).__name__}, not {kind_text}")
+        raise UserModelError(
+            f"{flag} {reference}: {reference.rpartition(':')[2]}() returned a "
+            f"{type(model).__name__}, not {kind_text}"
+        )
     return model

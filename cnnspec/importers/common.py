@@ -27,7 +27,9 @@ class UnsupportedModel(CnnspecError):
     """
 
 
-def refuse(framework: str, where: str, what: str, suggestion: str | None = None) -> UnsupportedModel:
+def refuse(
+    framework: str, where: str, what: str, suggestion: str | None = None
+) -> UnsupportedModel:
     """A located refusal: ``<framework> <where>: <what>`` plus an optional ``hint:`` line."""
     text = f"{framework} {where}: {what}"
     if suggestion:
@@ -100,7 +102,13 @@ class SpecBuilder:
         return name
 
     def add(
-        self, original: str, layer_type: str, inputs: list[str], *, source: str | None = None, **fields: Any
+        self,
+        original: str,
+        layer_type: str,
+        inputs: list[str],
+        *,
+        source: str | None = None,
+        **fields: Any,
     ) -> str:
         """Append a layer; returns its spec name.
 
@@ -159,7 +167,9 @@ class SpecBuilder:
                 f"the imported {self.framework} model does not make a valid spec:\n{error.render()}"
             ) from None
         except ValueError as error:  # pydantic ValidationError
-            raise UnsupportedModel(f"the imported {self.framework} model does not make a valid spec: {error}") from None
+            raise UnsupportedModel(
+                f"the imported {self.framework} model does not make a valid spec: {error}"
+            ) from None
         return spec
 
 
@@ -170,7 +180,9 @@ class ImportResult:
     spec: Any
     rewrites: list[Rewrite] = field(default_factory=list)
     framework: str = ""
-    details: dict[str, Any] = field(default_factory=dict)  # importer-specific: the loaded model, the traced graph
+    details: dict[str, Any] = field(
+        default_factory=dict
+    )  # importer-specific: the loaded model, the traced graph
 
 
 def pairs(values) -> list[list[int]]:

@@ -50,7 +50,17 @@ ACTIVATIONS = {
     "elu": "elu",
     "leaky_relu": "leaky_relu",
 }
-INLINE = {"relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid"}
+INLINE = {
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "gelu",
+    "hard_swish",
+    "hard_sigmoid",
+}
 
 
 class _Context:
@@ -65,7 +75,14 @@ class _Context:
         self.node = None
 
     def add(
-        self, layer, layer_type: str, inputs: list[str], *, source: str | None = None, name: str | None = None, **fields
+        self,
+        layer,
+        layer_type: str,
+        inputs: list[str],
+        *,
+        source: str | None = None,
+        name: str | None = None,
+        **fields,
     ) -> str:
         return self.builder.add(name or layer.name, layer_type, inputs, source=source, **fields)
 
@@ -111,7 +128,10 @@ def _channels_last(layer, cfg) -> None:
 def _padding(layer, value: str) -> str:
     if value not in ("valid", "same"):
         raise refuse(
-            FRAMEWORK, _where(layer), f"padding={value!r} is not supported", "use 'valid', 'same' or ZeroPadding"
+            FRAMEWORK,
+            _where(layer),
+            f"padding={value!r} is not supported",
+            "use 'valid', 'same' or ZeroPadding",
         )
     return value
 
@@ -128,13 +148,17 @@ def _fields(**values) -> dict[str, Any]:
         "depth_multiplier": 1,
         "keepdims": False,
     }
-    return {key: value for key, value in values.items() if key not in defaults or defaults[key] != value}
+    return {
+        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
+    }
 
 
 def _conv(ctx, layer, cfg, inputs, shapes):
     _channels_last(layer, cfg)
     rank = len(cfg["kernel_size"])
-    subsample = cfg.get("subsample", (1,) * rank)  # cnnspec's PortableConv: computed at stride 1, then subsampled
+    subsample = cfg.get(
+        "subsample", (1,) * rank
+    )  # cnnspec's PortableConv: computed at stride 1, then subsampled
     strides = [s * t for s, t in zip(cfg["strides"], subsample)]
     ctx.add(
         layer,
@@ -156,7 +180,11 @@ def _conv(ctx, layer, cfg, inputs, shapes):
 def _conv_transpose(ctx, layer, cfg, inputs, shapes):
     _channels_last(layer, cfg)
     rank = len(cfg["kernel_size"])
-    extra = {} if cfg.get("output_padding") is None else {"output_padding": compact(cfg["output_padding"])}
+    extra = (
+        {}
+        if cfg.get("output_padding") is None
+        else {"output_padding": compact(cfg["output_padding"])}
+    )
     ctx.add(
         layer,
         f"conv_transpose{rank}d",
@@ -180,13 +208,19 @@ def _cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
     The crop (before, after) with ``extend`` cells is PyTorch's padding p = before and
     output_padding = before - after + extend, when that is a legal output padding."""
     rank = len(cfg["kernel_size"])
-    spread = tuple(cfg.get("spread") or (1,) * rank)  # with dilation the stride is applied as `spread`
+    spread = tuple(
+        cfg.get("spread") or (1,) * rank
+    )  # with dilation the stride is applied as `spread`
     strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
     paddings, output_paddings = [], []
-    for (before, after), extend, stride, dilation in zip(cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]):
+    for (before, after), extend, stride, dilation in zip(
+        cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]
+    ):
         output_padding = before - after + extend
         if not 0 <= output_padding < max(stride, dilation):
-            raise refuse(FRAMEWORK, _where(layer), f"crop {cfg['crop']} has no numeric padding equivalent")
+            raise refuse(
+                FRAMEWORK, _where(layer), f"crop {cfg['crop']} has no numeric padding equivalent"
+            )
         paddings.append(before)
         output_paddings.append(output_padding)
     extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
@@ -227,7 +261,9 @@ def _depthwise(ctx, layer, cfg, inputs, shapes, *, layer_type: str = "depthwise_
 
 
 def _separable(ctx, layer, cfg, inputs, shapes):
-    _depthwise(ctx, layer, cfg, inputs, shapes, layer_type="separable_conv2d", filters=cfg["filters"])
+    _depthwise(
+        ctx, layer, cfg, inputs, shapes, layer_type="separable_conv2d", filters=cfg["filters"]
+    )
 
 
 def _pool(kind: str):
@@ -248,17 +284,33 @@ def _pool(kind: str):
 def _global_pool(kind: str):
     def handler(ctx, layer, cfg, inputs, shapes):
         _channels_last(layer, cfg)
-        ctx.add(layer, f"global_{kind}_pool", inputs, **_fields(keepdims=bool(cfg.get("keepdims", False))))
+        ctx.add(
+            layer,
+            f"global_{kind}_pool",
+            inputs,
+            **_fields(keepdims=bool(cfg.get("keepdims", False))),
+        )
 
     return handler
 
 
 def _batch_norm(ctx, layer, cfg, inputs, shapes):
-    axis = cfg["axis"][0] if isinstance(cfg["axis"], (list, tuple)) and len(cfg["axis"]) == 1 else cfg["axis"]
+    axis = (
+        cfg["axis"][0]
+        if isinstance(cfg["axis"], (list, tuple)) and len(cfg["axis"]) == 1
+        else cfg["axis"]
+    )
     if axis not in (-1, len(shapes[0]) - 1):
-        raise refuse(FRAMEWORK, _where(layer), f"normalises axis {cfg['axis']}, not the channel (last) axis")
+        raise refuse(
+            FRAMEWORK, _where(layer), f"normalises axis {cfg['axis']}, not the channel (last) axis"
+        )
     if cfg.get("renorm"):
-        raise refuse(FRAMEWORK, _where(layer), "renorm is not supported", "cnnspec's batch_norm is the plain one")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            "renorm is not supported",
+            "cnnspec's batch_norm is the plain one",
+        )
     fields: dict[str, Any] = {key: False for key in ("center", "scale") if not cfg.get(key, True)}
     if round(cfg["epsilon"], 12) != 1e-5:
         fields["epsilon"] = float(cfg["epsilon"])
@@ -273,7 +325,9 @@ def _dropout(ctx, layer, cfg, inputs, shapes):
     noise = cfg.get("noise_shape")
     if noise is not None:
         noise = list(noise)[1:]
-        if all(d == 1 for d in noise):  # one draw per sample drops the whole branch: EfficientNet's stochastic depth
+        if all(
+            d == 1 for d in noise
+        ):  # one draw per sample drops the whole branch: EfficientNet's stochastic depth
             kind = "stochastic_depth"
         elif len(noise) >= 2 and all(d == 1 for d in noise[:-1]):  # one draw per channel
             kind = "spatial_dropout"
@@ -295,17 +349,28 @@ def _flatten(ctx, layer, cfg, inputs, shapes):
 def _dense(ctx, layer, cfg, inputs, shapes):
     activation = _activation(layer, cfg["activation"])
     rank = len(shapes[0]) - 2
-    if rank >= 1:  # Dense on a channels-last map contracts the channel axis: exactly a 1x1 convolution
-        ctx.builder.rewrite(layer.name, "Dense on a channels-last feature map", f"conv{rank}d with kernel_size 1")
+    if (
+        rank >= 1
+    ):  # Dense on a channels-last map contracts the channel axis: exactly a 1x1 convolution
+        ctx.builder.rewrite(
+            layer.name, "Dense on a channels-last feature map", f"conv{rank}d with kernel_size 1"
+        )
         ctx.add(
             layer,
             f"conv{rank}d",
             inputs,
             source=layer.name,
-            **_fields(filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation),
+            **_fields(
+                filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation
+            ),
         )
         return
-    ctx.add(layer, "dense", inputs, **_fields(units=cfg["units"], bias=cfg["use_bias"], activation=activation))
+    ctx.add(
+        layer,
+        "dense",
+        inputs,
+        **_fields(units=cfg["units"], bias=cfg["use_bias"], activation=activation),
+    )
 
 
 def _activation_layer(ctx, layer, cfg, inputs, shapes):
@@ -324,7 +389,9 @@ def _activation_layer(ctx, layer, cfg, inputs, shapes):
             "supported: " + ", ".join(sorted(ACTIVATIONS)) + ", linear",
         )
     kind = ACTIVATIONS[value]
-    fields = {"negative_slope": 0.2} if kind == "leaky_relu" else {}  # keras.activations.leaky_relu's default
+    fields = (
+        {"negative_slope": 0.2} if kind == "leaky_relu" else {}
+    )  # keras.activations.leaky_relu's default
     ctx.add(layer, kind, inputs, **fields)
 
 
@@ -339,9 +406,18 @@ def _identity(ctx, layer, cfg, inputs, shapes, what: str = "Identity"):
 
 
 def _relu(ctx, layer, cfg, inputs, shapes):
-    max_value, slope, threshold = cfg.get("max_value"), cfg.get("negative_slope", 0.0), cfg.get("threshold", 0.0)
+    max_value, slope, threshold = (
+        cfg.get("max_value"),
+        cfg.get("negative_slope", 0.0),
+        cfg.get("threshold", 0.0),
+    )
     if threshold:
-        raise refuse(FRAMEWORK, _where(layer), f"threshold={threshold} is not supported", "relu, relu6, leaky_relu")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"threshold={threshold} is not supported",
+            "relu, relu6, leaky_relu",
+        )
     if max_value is None and not slope:
         ctx.add(layer, "relu", inputs)
     elif max_value is not None and float(max_value) == 6.0 and not slope:
@@ -388,7 +464,10 @@ def _softmax(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     if axis not in (-1, len(shapes[0]) - 1, [-1]):
         raise refuse(
-            FRAMEWORK, _where(layer), f"softmax over axis {axis}", "cnnspec's softmax acts on the channel axis"
+            FRAMEWORK,
+            _where(layer),
+            f"softmax over axis {axis}",
+            "cnnspec's softmax acts on the channel axis",
         )
     ctx.add(layer, "softmax", inputs)
 
@@ -399,7 +478,12 @@ def _upsample(ctx, layer, cfg, inputs, shapes):
     size = (size,) if isinstance(size, int) else tuple(size)
     mode = cfg.get("interpolation", "nearest")
     if mode not in ("nearest", "bilinear"):
-        raise refuse(FRAMEWORK, _where(layer), f"interpolation {mode!r}", "nearest and bilinear are supported")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"interpolation {mode!r}",
+            "nearest and bilinear are supported",
+        )
     fields = {"mode": mode} if mode != "nearest" else {}
     ctx.add(layer, "upsample", inputs, scale_factor=compact(size), **fields)
 
@@ -445,7 +529,11 @@ def _reshape(ctx, layer, cfg, inputs, shapes):
     ):
         previous = ctx.builder.layers[-2]["name"] if len(ctx.builder.layers) > 1 else "input"
         pooled = ctx.shapes[source_layer.get("inputs", [previous])[0]]
-        exact = len(target) == len(pooled) and all(d == 1 for d in target[:-1]) and target[-1] == pooled[-1]
+        exact = (
+            len(target) == len(pooled)
+            and all(d == 1 for d in target[:-1])
+            and target[-1] == pooled[-1]
+        )
     else:
         exact = False
     if exact:
@@ -505,20 +593,35 @@ def _normalization(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
     if axis not in (-1, len(shapes[0]) - 1) or cfg.get("invert"):
-        raise refuse(FRAMEWORK, _where(layer), f"axis={axis}, invert={cfg.get('invert')}", "per-channel normalize")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"axis={axis}, invert={cfg.get('invert')}",
+            "per-channel normalize",
+        )
     if cfg.get("mean") is None:
         ctx.add(layer, "normalize", inputs)
         return
     channels = shapes[0][-1]
-    mean, variance = (np.broadcast_to(np.asarray(cfg[k], dtype=float).reshape(-1), (channels,)) for k in ("mean", "variance"))
+    mean, variance = (
+        np.broadcast_to(np.asarray(cfg[k], dtype=float).reshape(-1), (channels,))
+        for k in ("mean", "variance")
+    )
     ctx.add(layer, "normalize", inputs, mean=mean.tolist(), variance=variance.tolist())
 
 
 def _layer_norm(ctx, layer, cfg, inputs, shapes):
     axis = cfg.get("axis", -1)
     if axis not in (-1, [-1], len(shapes[0]) - 1, [len(shapes[0]) - 1]):
-        raise refuse(FRAMEWORK, _where(layer), f"normalises axes {axis}", "layer_norm normalises the channel axis")
-    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"normalises axes {axis}",
+            "layer_norm normalises the channel axis",
+        )
+    fields: dict[str, Any] = (
+        {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    )
     fields.update({key: False for key in ("center", "scale") if not cfg[key]})
     ctx.add(layer, "layer_norm", inputs, **fields)
 
@@ -527,14 +630,30 @@ def _group_norm(ctx, layer, cfg, inputs, shapes):
     """GroupNormalization; one group per channel (Keras' groups=-1) is instance_norm."""
     axis = cfg.get("axis", -1)
     if axis not in (-1, len(shapes[0]) - 1):
-        raise refuse(FRAMEWORK, _where(layer), f"normalises axis {axis}", "group_norm groups the channel (last) axis")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"normalises axis {axis}",
+            "group_norm groups the channel (last) axis",
+        )
     if bool(cfg["center"]) != bool(cfg["scale"]):
-        raise refuse(FRAMEWORK, _where(layer), "center and scale differ", "group_norm's affine learns both or neither")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            "center and scale differ",
+            "group_norm's affine learns both or neither",
+        )
     channels = shapes[0][-1]
     groups = channels if cfg["groups"] == -1 else cfg["groups"]
-    fields: dict[str, Any] = {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
-    if groups == channels:  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
-        ctx.add(layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {}))
+    fields: dict[str, Any] = (
+        {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    )
+    if (
+        groups == channels
+    ):  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
+        ctx.add(
+            layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {})
+        )
         return
     if not cfg["center"]:
         fields["affine"] = False
@@ -544,7 +663,11 @@ def _group_norm(ctx, layer, cfg, inputs, shapes):
 def _counted_average_pooling(ctx, layer, cfg, inputs, shapes):
     """cnnspec's generated CountedAveragePooling helper, read back as the avg pool it implements."""
     size, strides = tuple(cfg["pool_size"]), tuple(cfg["strides"])
-    fields = _fields(pool_size=compact(size), padding=compact_padding(cfg["padding"]), ceil_mode=any(cfg["ceil_extra"]))
+    fields = _fields(
+        pool_size=compact(size),
+        padding=compact_padding(cfg["padding"]),
+        ceil_mode=any(cfg["ceil_extra"]),
+    )
     if strides != size:
         fields["stride"] = compact(strides)
     if not cfg["count_include_pad"] and any(any(pair) for pair in cfg["padding"]):
@@ -584,7 +707,12 @@ def _padding_helper(ctx, layer, cfg, inputs, shapes):
 
     value, mode = float(cfg.get("value", 0.0)), cfg.get("mode", "constant")
     if not math.isfinite(value):
-        raise refuse(FRAMEWORK, _where(layer), f"pads with {value}", "-inf padding is read only before a max pool")
+        raise refuse(
+            FRAMEWORK,
+            _where(layer),
+            f"pads with {value}",
+            "-inf padding is read only before a max pool",
+        )
     rank = len(shapes[0]) - 2
     padding = [list(pair) for pair in cfg["padding"]]
     if mode == "constant" and value == 0.0:
@@ -595,11 +723,18 @@ def _padding_helper(ctx, layer, cfg, inputs, shapes):
 
 
 def _adaptive_pooling(ctx, layer, cfg, inputs, shapes):
-    kind = "adaptive_avg_pool" if cfg.get("reduction", "average") == "average" else "adaptive_max_pool"
+    kind = (
+        "adaptive_avg_pool" if cfg.get("reduction", "average") == "average" else "adaptive_max_pool"
+    )
     ctx.add(layer, kind, inputs, output_size=compact(cfg["output_size"]))
 
 
-_RESIZE_MODES = {"nearest": "nearest", "nearest_exact": "nearest_exact", "linear": "bilinear", "cubic": "bicubic"}
+_RESIZE_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest_exact",
+    "linear": "bilinear",
+    "cubic": "bicubic",
+}
 
 
 def _resize_helper(ctx, layer, cfg, inputs, shapes):
@@ -622,7 +757,11 @@ def _resizing(ctx, layer, cfg, inputs, shapes):
     _channels_last(layer, cfg)
     interpolation = cfg.get("interpolation", "bilinear")
     modes = {"bilinear": "bilinear", "nearest": "nearest_exact"}
-    if interpolation not in modes or cfg.get("crop_to_aspect_ratio") or cfg.get("pad_to_aspect_ratio"):
+    if (
+        interpolation not in modes
+        or cfg.get("crop_to_aspect_ratio")
+        or cfg.get("pad_to_aspect_ratio")
+    ):
         raise refuse(
             FRAMEWORK,
             _where(layer),
@@ -700,7 +839,9 @@ def _load(model_or_path):
     try:  # safe_mode refuses Lambda layers' pickled code
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - keras raises many types for unreadable files
-        raise refuse("keras", f"file {path}", f"cannot be loaded safely: {type(error).__name__}: {error}") from None
+        raise refuse(
+            "keras", f"file {path}", f"cannot be loaded safely: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _tensor_shape(tensor) -> tuple:
@@ -712,7 +853,10 @@ def _check_graph(model) -> None:
 
     if not getattr(model, "inputs", None) and not model.built:
         raise refuse(
-            "keras", f"model '{model.name}'", "has no known input shape", "build it with keras.Input(shape=...) first"
+            "keras",
+            f"model '{model.name}'",
+            "has no known input shape",
+            "build it with keras.Input(shape=...) first",
         )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise refuse(
@@ -721,7 +865,9 @@ def _check_graph(model) -> None:
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
         )
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and not (isinstance(layer, keras.Sequential) and len(layer._inbound_nodes) == 1):
+        if isinstance(layer, keras.Model) and not (
+            isinstance(layer, keras.Sequential) and len(layer._inbound_nodes) == 1
+        ):
             raise refuse(
                 FRAMEWORK,
                 _where(layer),
@@ -753,8 +899,14 @@ def import_keras(model_or_path) -> ImportResult:
     ctx.shapes["input"] = input_shape
 
     # operations: the layers and the raw ops (x + 3.0, a * b) Keras 3 records in a functional graph
-    layers = [layer for layer in getattr(model, "operations", model.layers) if type(layer).__name__ != "InputLayer"]
-    aliases: dict[int, Any] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
+    layers = [
+        layer
+        for layer in getattr(model, "operations", model.layers)
+        if type(layer).__name__ != "InputLayer"
+    ]
+    aliases: dict[
+        int, Any
+    ] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
     layers = _inline_sequentials(layers, aliases)
     nodes = {}
     for layer in layers:
@@ -805,7 +957,9 @@ def import_keras(model_or_path) -> ImportResult:
             ctx.builder.layers[-1]["padding"] = pending_pads.pop(layer.name)
     channels, size = input_shape[-1], list(input_shape[:-1])
     spec = ctx.builder.finish(model.name, channels, size)
-    return ImportResult(spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model})
+    return ImportResult(
+        spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model}
+    )
 
 
 _PAD_TARGETS = (
@@ -827,7 +981,11 @@ def _absorb_helper_pad(ctx, layer, class_name, cfg, inputs, pending):
     before a conv, ConstantPadding(-inf) before a max pool) becomes that layer's padding."""
     import math
 
-    if class_name == "ConstantPadding" and cfg.get("value") == -math.inf and layer.name.endswith("_pad"):
+    if (
+        class_name == "ConstantPadding"
+        and cfg.get("value") == -math.inf
+        and layer.name.endswith("_pad")
+    ):
         targets, padding = _INF_PAD_TARGETS, [list(pair) for pair in cfg["padding"]]
     elif class_name.startswith("ZeroPadding") and layer.name.endswith("_pad"):
         targets, padding = _PAD_TARGETS, None
@@ -861,22 +1019,37 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     from cnnspec.engine.shapes import same_padding
 
     cfg = consumer.get_config()
-    if "kernel_size" not in cfg or type(consumer).__name__ == "PortableConv":  # PortableConv never pads "same"
+    if (
+        "kernel_size" not in cfg or type(consumer).__name__ == "PortableConv"
+    ):  # PortableConv never pads "same"
         return False
     sizes = _tensor_shape(pad_layer.input)[1:-1]
     rank = len(sizes)
-    pairs = [padding] if isinstance(padding[0], int) and len(padding) == 2 and rank == 1 else padding
+    pairs = (
+        [padding] if isinstance(padding[0], int) and len(padding) == 2 and rank == 1 else padding
+    )
     pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in pairs]
     if len(pairs) != rank:
         return False
     strides = [s * t for s, t in zip(cfg["strides"], cfg.get("subsample") or (1,) * rank)]
-    if max(strides) > 1 and max(cfg["dilation_rate"]) > 1:  # cnnspec pads explicitly then (Keras refuses same)
+    if (
+        max(strides) > 1 and max(cfg["dilation_rate"]) > 1
+    ):  # cnnspec pads explicitly then (Keras refuses same)
         return False
-    same = [same_padding(n, k, s, d) for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])]
+    same = [
+        same_padding(n, k, s, d)
+        for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])
+    ]
     return [tuple(p) for p in pairs] == [tuple(p) for p in same]
 
 
-_OPERATIONS = {"Add": "add", "Multiply": "multiply", "Subtract": "subtract", "Maximum": "maximum", "Minimum": "minimum"}
+_OPERATIONS = {
+    "Add": "add",
+    "Multiply": "multiply",
+    "Subtract": "subtract",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+}
 
 
 def _operation(ctx, op, node, inputs) -> None:
@@ -887,7 +1060,12 @@ def _operation(ctx, op, node, inputs) -> None:
     constants = [a for a in arguments if isinstance(a, (int, float)) and not isinstance(a, bool)]
     where = f"'{op.name}' ({type(op).__name__} op)"
     if kind is None or len(arguments) != 2:
-        raise refuse(FRAMEWORK, where, "is a raw op cnnspec does not read", "+, -, * on tensors or by a number")
+        raise refuse(
+            FRAMEWORK,
+            where,
+            "is a raw op cnnspec does not read",
+            "+, -, * on tensors or by a number",
+        )
     if not constants:
         ctx.builder.add(op.name, kind, inputs)
     elif kind == "multiply":
@@ -904,8 +1082,12 @@ def _custom_scale(ctx, layer, cfg, inputs, shapes):
     """Keras InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale, as scale then add."""
     if len(inputs) != 2 or "scale" not in cfg:
         raise _unsupported(layer)
-    scaled = ctx.builder.add(f"{layer.name}_scaled", "scale", [inputs[1]], factor=float(cfg["scale"]))
-    ctx.builder.rewrite(layer.name, "CustomScaleLayer: x + y * scale", f"scale '{scaled}' and add '{layer.name}'")
+    scaled = ctx.builder.add(
+        f"{layer.name}_scaled", "scale", [inputs[1]], factor=float(cfg["scale"])
+    )
+    ctx.builder.rewrite(
+        layer.name, "CustomScaleLayer: x + y * scale", f"scale '{scaled}' and add '{layer.name}'"
+    )
     ctx.add(layer, "add", [inputs[0], scaled])
 
 
@@ -923,7 +1105,11 @@ def _inline_sequentials(layers, aliases) -> list:
             continue
         outer = layer._inbound_nodes[0]
         inner = [sub for sub in layer.layers if type(sub).__name__ != "InputLayer"]
-        if len(outer.input_tensors) != 1 or not inner or any(len(sub._inbound_nodes) != 1 for sub in inner):
+        if (
+            len(outer.input_tensors) != 1
+            or not inner
+            or any(len(sub._inbound_nodes) != 1 for sub in inner)
+        ):
             expanded.append(layer)
             continue
         aliases[id(layer.inputs[0])] = outer.input_tensors[0]
@@ -1013,12 +1199,16 @@ def keras_tensors(model, plan) -> dict:
         key = layer_plan.spec.source or layer_plan.name
         layer = by_name.get(key)
         if layer is None:
-            raise OriginalWeightError(f"layer '{layer_plan.name}': the keras model has no layer '{key}'")
+            raise OriginalWeightError(
+                f"layer '{layer_plan.name}': the keras model has no layer '{key}'"
+            )
         family = layer_plan.family
         to_torch_order = None
         if len(layer_plan.input_shape) == 1:
             source = layer_plan.inputs[0]
-            segments = plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+            segments = (
+                plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+            )
             inverse = np.argsort(flat_permutation(segments))
             to_torch_order = lambda a, inverse=inverse: a[inverse]
         values: dict[str, np.ndarray] = {}
@@ -1036,23 +1226,33 @@ def keras_tensors(model, plan) -> dict:
             values["pointwise_kernel"] = _kernel_to_torch(_numpy(layer.pointwise_kernel))
         elif family == "dense":
             kernel = _numpy(layer.kernel)
-            values["kernel"] = np.ascontiguousarray((kernel if to_torch_order is None else to_torch_order(kernel)).T)
+            values["kernel"] = np.ascontiguousarray(
+                (kernel if to_torch_order is None else to_torch_order(kernel)).T
+            )
         elif family in ("batch_norm", "layer_norm", "group_norm", "layer_scale", "normalize"):
             names = {
                 "batch_norm": ("gamma", "beta", "moving_mean", "moving_variance"),
                 "normalize": ("mean", "variance", "count"),
             }.get(family, ("gamma", "beta"))
             for tensor in names:
-                variable = getattr(layer, tensor, None) if any(p.name == tensor for p in layer_plan.params) else None
+                variable = (
+                    getattr(layer, tensor, None)
+                    if any(p.name == tensor for p in layer_plan.params)
+                    else None
+                )
                 if variable is None or not hasattr(variable, "shape"):
                     continue
                 vector = _numpy(variable)
                 if family == "normalize" and tensor != "count":
                     vector = vector.reshape(-1)
-                values[tensor] = vector if to_torch_order is None or vector.ndim != 1 else to_torch_order(vector)
+                values[tensor] = (
+                    vector if to_torch_order is None or vector.ndim != 1 else to_torch_order(vector)
+                )
         elif family == "prelu":
             alpha = _numpy(layer.alpha).reshape(-1)
-            values["alpha"] = alpha if to_torch_order is None or alpha.size == 1 else to_torch_order(alpha)
+            values["alpha"] = (
+                alpha if to_torch_order is None or alpha.size == 1 else to_torch_order(alpha)
+            )
         if bias is not None:
             values["bias"] = _numpy(bias)
         tensors[layer_plan.name] = values

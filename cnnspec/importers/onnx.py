@@ -53,7 +53,9 @@ class _Context:
         self.shapes: dict[str, tuple] = {}
         for value in list(graph.input) + list(graph.value_info) + list(graph.output):
             dims = value.type.tensor_type.shape.dim
-            self.shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            self.shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else None for d in dims
+            )
         self.values: dict[str, _Tensor] = {}
         self.builder = SpecBuilder("onnx")
         self.tensors: dict[str, dict[str, np.ndarray]] = {}
@@ -68,7 +70,9 @@ class _Context:
     def value(self, name: str) -> _Tensor:
         if name not in self.values:
             raise refuse(
-                FRAMEWORK, _where(self.node), f"reads '{name}', which is neither a layer output nor supported here"
+                FRAMEWORK,
+                _where(self.node),
+                f"reads '{name}', which is neither a layer output nor supported here",
             )
         return self.values[name]
 
@@ -94,14 +98,20 @@ class _Context:
     ) -> str:
         original = _readable(node)
         name = self.builder.add(
-            original, layer_type, [self.value(i).name for i in inputs], source=node.name or None, **fields
+            original,
+            layer_type,
+            [self.value(i).name for i in inputs],
+            source=node.name or None,
+            **fields,
         )
         self.values[node.output[0]] = _Tensor(name, layout, flattened_last)
         if tensors:
             self.tensors[name] = tensors
         return name
 
-    def alias(self, node, source: str, layout: str | None = None, flattened_last: tuple | None = None) -> None:
+    def alias(
+        self, node, source: str, layout: str | None = None, flattened_last: tuple | None = None
+    ) -> None:
         value = self.value(source)
         self.values[node.output[0]] = _Tensor(
             value.name, layout or value.layout, flattened_last if layout else value.flattened_last
@@ -112,7 +122,9 @@ def _readable(node) -> str:
     """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; other names are kept as they are."""
     name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
     parts = [part for part in name.strip("/").split("/") if part]
-    if len(parts) >= 3 and parts[0].startswith(("functional", "model", "sequential")):  # tf2onnx: model/layer_1/op
+    if len(parts) >= 3 and parts[0].startswith(
+        ("functional", "model", "sequential")
+    ):  # tf2onnx: model/layer_1/op
         return parts[1].removesuffix("_1")
     if len(parts) > 1 and parts[-1].split("_")[0] == node.op_type:
         parts = parts[:-1]
@@ -147,7 +159,12 @@ def _decode(value):
 def _spatial_rank(ctx, name) -> int:
     shape = ctx.shapes.get(name)
     if shape is None:
-        raise refuse(FRAMEWORK, _where(ctx.node), f"the shape of '{name}' is unknown", "export with fixed input shapes")
+        raise refuse(
+            FRAMEWORK,
+            _where(ctx.node),
+            f"the shape of '{name}' is unknown",
+            "export with fixed input shapes",
+        )
     return len(shape) - 2
 
 
@@ -169,7 +186,10 @@ def _pads(attrs, rank: int, node, key: str = "pads"):
         return "valid"
     if auto == "SAME_LOWER":
         raise refuse(
-            FRAMEWORK, _where(node), "auto_pad SAME_LOWER (the odd cell first)", "SAME_UPPER is spec padding 'same'"
+            FRAMEWORK,
+            _where(node),
+            "auto_pad SAME_LOWER (the odd cell first)",
+            "SAME_UPPER is spec padding 'same'",
         )
     pads = list(attrs.get(key, [0] * (2 * rank)))
     pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
@@ -177,8 +197,17 @@ def _pads(attrs, rank: int, node, key: str = "pads"):
 
 
 def _fields(**values) -> dict[str, Any]:
-    defaults = {"stride": 1, "dilation": 1, "padding": "valid", "groups": 1, "bias": True, "depth_multiplier": 1}
-    return {key: value for key, value in values.items() if key not in defaults or defaults[key] != value}
+    defaults = {
+        "stride": 1,
+        "dilation": 1,
+        "padding": "valid",
+        "groups": 1,
+        "bias": True,
+        "depth_multiplier": 1,
+    }
+    return {
+        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +257,11 @@ def _conv_transpose(ctx, node, attrs):
     weight = ctx.constant(node.input[1], "weight")
     bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
     rank = weight.ndim - 2
-    if attrs.get("group", 1) != 1 or attrs.get("output_shape") or _decode(attrs.get("auto_pad", "NOTSET")) != "NOTSET":
+    if (
+        attrs.get("group", 1) != 1
+        or attrs.get("output_shape")
+        or _decode(attrs.get("auto_pad", "NOTSET")) != "NOTSET"
+    ):
         raise refuse(
             FRAMEWORK,
             _where(node),
@@ -237,7 +270,9 @@ def _conv_transpose(ctx, node, attrs):
         )
     pads = list(attrs.get("pads", [0] * (2 * rank)))
     if pads[:rank] != pads[rank:]:
-        raise refuse(FRAMEWORK, _where(node), f"asymmetric pads {pads}", "symmetric pads (PyTorch's padding)")
+        raise refuse(
+            FRAMEWORK, _where(node), f"asymmetric pads {pads}", "symmetric pads (PyTorch's padding)"
+        )
     output_padding = compact(attrs.get("output_padding", [0] * rank))
     tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
     ctx.add(
@@ -307,7 +342,9 @@ def _leaky_relu(ctx, node, attrs):
 def _elu(ctx, node, attrs):
     alpha = float(attrs.get("alpha", 1.0))
     value = ctx.value(node.input[0])
-    ctx.add(node, "elu", [node.input[0]], value.layout, **({} if alpha == 1.0 else {"alpha": alpha}))
+    ctx.add(
+        node, "elu", [node.input[0]], value.layout, **({} if alpha == 1.0 else {"alpha": alpha})
+    )
 
 
 def _hard_sigmoid(ctx, node, attrs):
@@ -334,7 +371,9 @@ def _clip(ctx, node, attrs):
     elif low == 0 and high is None:
         _activation("relu")(ctx, node, attrs)
     else:
-        raise refuse(FRAMEWORK, _where(node), f"Clip({low}, {high})", "Clip(0, 6) is relu6, Clip(0) relu")
+        raise refuse(
+            FRAMEWORK, _where(node), f"Clip({low}, {high})", "Clip(0, 6) is relu6, Clip(0) relu"
+        )
 
 
 def _softmax(ctx, node, attrs):
@@ -344,7 +383,10 @@ def _softmax(ctx, node, attrs):
     channel_axis = 1 if value.layout in (FIRST, FLAT) else rank - 1
     if axis != channel_axis:
         raise refuse(
-            FRAMEWORK, _where(node), f"Softmax over axis {attrs.get('axis', -1)}", "softmax acts on the channels"
+            FRAMEWORK,
+            _where(node),
+            f"Softmax over axis {attrs.get('axis', -1)}",
+            "softmax acts on the channels",
         )
     _activation("softmax")(ctx, node, attrs)
 
@@ -352,7 +394,9 @@ def _softmax(ctx, node, attrs):
 def _prelu(ctx, node, attrs):
     slope = ctx.constant(node.input[1], "slope").reshape(-1)
     fields = {} if slope.size > 1 else {"per_channel": False}
-    ctx.add(node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields)
+    ctx.add(
+        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
+    )
 
 
 def _pool(kind: str):
@@ -362,14 +406,20 @@ def _pool(kind: str):
         rank = len(kernel)
         if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
             raise refuse(FRAMEWORK, _where(node), "dilated pooling")
-        strides = list(attrs.get("strides", [1] * rank))  # ONNX's default stride is 1, not the window
+        strides = list(
+            attrs.get("strides", [1] * rank)
+        )  # ONNX's default stride is 1, not the window
         padding = _pads(attrs, rank, node)
         fields = _fields(pool_size=compact(kernel), padding=padding)
         if strides != kernel:
             fields["stride"] = compact(strides)
         if attrs.get("ceil_mode"):
             fields["ceil_mode"] = True
-        if kind == "avg" and padding not in ("valid", "same") and not attrs.get("count_include_pad", 0):
+        if (
+            kind == "avg"
+            and padding not in ("valid", "same")
+            and not attrs.get("count_include_pad", 0)
+        ):
             fields["count_include_pad"] = False
         ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], FIRST, **fields)
 
@@ -393,7 +443,12 @@ def _reduce(kind: str):
             axes = ctx.constant(node.input[1], "axes").tolist()
         spatial = list(range(2, rank)) if value.layout == FIRST else list(range(1, rank - 1))
         if sorted(a % rank for a in (axes or [])) != spatial:
-            raise refuse(FRAMEWORK, _where(node), f"reduction over axes {axes}", "a reduction over every spatial axis")
+            raise refuse(
+                FRAMEWORK,
+                _where(node),
+                f"reduction over axes {axes}",
+                "a reduction over every spatial axis",
+            )
         keepdims = bool(attrs.get("keepdims", 1))
         layout = value.layout if keepdims else FLAT
         fields = {"keepdims": True} if keepdims else {}
@@ -404,19 +459,33 @@ def _reduce(kind: str):
 
 def _flatten_like(ctx, node, attrs):
     if node.op_type == "Flatten" and attrs.get("axis", 1) != 1:
-        raise refuse(FRAMEWORK, _where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)")
+        raise refuse(
+            FRAMEWORK, _where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
+        )
     out_shape = ctx.shapes.get(node.output[0])
     if node.op_type == "Reshape":
-        target = ctx.constants[node.input[1]].tolist() if node.input[1] in ctx.constants else list(out_shape or [])
+        target = (
+            ctx.constants[node.input[1]].tolist()
+            if node.input[1] in ctx.constants
+            else list(out_shape or [])
+        )
         if len(target) != 2:
-            if out_shape is not None and tuple(out_shape) == tuple(ctx.shapes.get(node.input[0]) or ()):
+            if out_shape is not None and tuple(out_shape) == tuple(
+                ctx.shapes.get(node.input[0]) or ()
+            ):
                 ctx.alias(node, node.input[0])
                 return
-            raise refuse(FRAMEWORK, _where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten")
+            raise refuse(
+                FRAMEWORK, _where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten"
+            )
     value = ctx.value(node.input[0])
     shape = ctx.shapes.get(node.input[0])
-    if value.layout == FLAT or (shape is not None and all(d == 1 for d in shape[2:]) and value.layout == FIRST):
-        if value.layout != FLAT and shape is not None and len(shape) > 2:  # (N, C, 1, 1) -> (N, C): keepdims pool
+    if value.layout == FLAT or (
+        shape is not None and all(d == 1 for d in shape[2:]) and value.layout == FIRST
+    ):
+        if (
+            value.layout != FLAT and shape is not None and len(shape) > 2
+        ):  # (N, C, 1, 1) -> (N, C): keepdims pool
             ctx.add(node, "flatten", [node.input[0]], FLAT)
         else:
             ctx.alias(node, node.input[0], FLAT)
@@ -430,13 +499,19 @@ def _flat_order(ctx, source: str, tensors: dict) -> dict:
     value = ctx.values.get(source)
     if value is None or value.flattened_last is None:
         return tensors
-    index = np.moveaxis(np.arange(int(np.prod(value.flattened_last))).reshape(value.flattened_last), -1, 0).reshape(-1)
-    return {key: array[index] if array.ndim == 1 else array[:, index] for key, array in tensors.items()}
+    index = np.moveaxis(
+        np.arange(int(np.prod(value.flattened_last))).reshape(value.flattened_last), -1, 0
+    ).reshape(-1)
+    return {
+        key: array[index] if array.ndim == 1 else array[:, index] for key, array in tensors.items()
+    }
 
 
 def _gemm(ctx, node, attrs):
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        raise refuse(FRAMEWORK, _where(node), "Gemm with transA, alpha or beta", "a plain dense layer")
+        raise refuse(
+            FRAMEWORK, _where(node), "Gemm with transA, alpha or beta", "a plain dense layer"
+        )
     weight = ctx.constant(node.input[1], "weight")
     weight = weight if attrs.get("transB", 0) else weight.T
     bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
@@ -452,11 +527,20 @@ def _matmul(ctx, node, attrs):
 
 def _dense(ctx, node, weight, bias):
     if ctx.value(node.input[0]).layout != FLAT:
-        raise refuse(FRAMEWORK, _where(node), "a dense layer on a feature map", "flatten or pool first")
+        raise refuse(
+            FRAMEWORK, _where(node), "a dense layer on a feature map", "flatten or pool first"
+        )
     tensors = _flat_order(ctx, node.input[0], {"kernel": np.ascontiguousarray(weight)})
     if bias is not None:
         tensors["bias"] = np.asarray(bias).reshape(-1)
-    ctx.add(node, "dense", [node.input[0]], FLAT, tensors, **_fields(units=int(weight.shape[0]), bias=bias is not None))
+    ctx.add(
+        node,
+        "dense",
+        [node.input[0]],
+        FLAT,
+        tensors,
+        **_fields(units=int(weight.shape[0]), bias=bias is not None),
+    )
 
 
 def _binary(kind: str):
@@ -475,7 +559,11 @@ def _binary(kind: str):
             )
         layouts = {ctx.value(name).layout for name in node.input}
         if len(layouts) != 1:
-            raise refuse(FRAMEWORK, _where(node), f"{node.op_type} of tensors in different layouts {sorted(layouts)}")
+            raise refuse(
+                FRAMEWORK,
+                _where(node),
+                f"{node.op_type} of tensors in different layouts {sorted(layouts)}",
+            )
         ctx.add(node, kind, list(node.input), layouts.pop())
 
     return handler
@@ -496,11 +584,21 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
     array = np.asarray(ctx.constants[constant], dtype=np.float64)
     if channels is None or array.size != channels or value.layout == FLAT:
         return False
-    if value.layout == FIRST and array.ndim > 1 and array.shape[0] != channels and array.shape[-1] == channels:
+    if (
+        value.layout == FIRST
+        and array.ndim > 1
+        and array.shape[0] != channels
+        and array.shape[-1] == channels
+    ):
         return False  # a channels-last constant on a channels-first tensor: not per-channel
     vector = array.reshape(-1)
     layer = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if kind == "add" and layer is not None and layer["name"] == value.name and layer.get("source", "").endswith("*"):
+    if (
+        kind == "add"
+        and layer is not None
+        and layer["name"] == value.name
+        and layer.get("source", "").endswith("*")
+    ):
         ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
         layer["source"] = layer["source"][:-1] + f" + {node.name}"
         ctx.values[node.output[0]] = value
@@ -514,7 +612,9 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
         "moving_variance": ones,
     }
     ctx.builder.rewrite(
-        _readable(node), f"{node.op_type} by a per-channel constant", "batch_norm with moving mean 0 and variance 1"
+        _readable(node),
+        f"{node.op_type} by a per-channel constant",
+        "batch_norm with moving mean 0 and variance 1",
     )
     ctx.add(node, "batch_norm", [other], value.layout, tensors)
     if kind == "multiply":
@@ -534,7 +634,9 @@ def _fold_bias(ctx, node, constant: str) -> bool:
         return False
     bias = np.asarray(ctx.constants[constant]).reshape(-1)
     channels = ctx.shapes.get(other)
-    channels = None if not channels else (channels[1] if value.layout in (FIRST, FLAT) else channels[-1])
+    channels = (
+        None if not channels else (channels[1] if value.layout in (FIRST, FLAT) else channels[-1])
+    )
     if bias.size != channels:
         return False
     layer.pop("bias")
@@ -553,7 +655,12 @@ def _concat(ctx, node, attrs):
     layout = layouts.pop() if len(layouts) == 1 else None
     channel_axis = 1 if layout in (FIRST, FLAT) else rank - 1
     if layout is None or attrs.get("axis", 0) % rank != channel_axis:
-        raise refuse(FRAMEWORK, _where(node), f"Concat along axis {attrs.get('axis')}", "concat joins channels")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Concat along axis {attrs.get('axis')}",
+            "concat joins channels",
+        )
     ctx.add(node, "concat", list(node.input), layout)
 
 
@@ -613,10 +720,28 @@ def _resize(ctx, node, attrs):
     if scales is None and in_shape and out_shape and None not in in_shape[2:] + out_shape[2:]:
         scales = [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
     integer = scales is not None and all(float(s).is_integer() for s in scales)
-    if integer and mode == "nearest" and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn"):
-        ctx.add(node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales))
-    elif integer and mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and len(scales) == 2:
-        ctx.add(node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales), mode="bilinear")
+    if (
+        integer
+        and mode == "nearest"
+        and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn")
+    ):
+        ctx.add(
+            node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales)
+        )
+    elif (
+        integer
+        and mode == "linear"
+        and transform in ("half_pixel", "pytorch_half_pixel")
+        and len(scales) == 2
+    ):
+        ctx.add(
+            node,
+            "upsample",
+            [node.input[0]],
+            FIRST,
+            scale_factor=compact(int(s) for s in scales),
+            mode="bilinear",
+        )
     else:
         raise refuse(
             FRAMEWORK,
@@ -685,7 +810,11 @@ def _load(path_or_model):
         except Exception as error:  # noqa: BLE001 - protobuf decode errors have many types
             raise refuse("onnx", f"file {path}", f"is not a readable ONNX model: {error}") from None
     if type(path_or_model).__name__ != "ModelProto":
-        raise refuse("onnx", "model", f"is a {type(path_or_model).__name__}, not an onnx.ModelProto or .onnx file")
+        raise refuse(
+            "onnx",
+            "model",
+            f"is a {type(path_or_model).__name__}, not an onnx.ModelProto or .onnx file",
+        )
     return path_or_model
 
 
@@ -704,10 +833,14 @@ def import_onnx(path_or_model) -> ImportResult:
     input_name = inputs[0].name
     shape = ctx.shapes.get(input_name) or ()
     if len(shape) not in (3, 4, 5) or None in shape[1:]:
-        raise refuse("onnx", f"input '{input_name}'", f"has shape {shape}", "export with a fixed input size")
+        raise refuse(
+            "onnx", f"input '{input_name}'", f"has shape {shape}", "export with a fixed input size"
+        )
     layout = _input_layout(graph, input_name)
     ctx.values[input_name] = _Tensor("input", layout)
-    channels, size = (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
+    channels, size = (
+        (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
+    )
     shape_only = _shape_only_nodes(graph)
     for node in graph.node:
         if node.op_type == "Constant" or node.output[0] in shape_only or _fold_constant(ctx, node):
@@ -725,7 +858,11 @@ def import_onnx(path_or_model) -> ImportResult:
     output = ctx.values.get(graph.output[0].name)
     if output is None or not ctx.builder.layers or output.name != ctx.builder.layers[-1]["name"]:
         raise refuse("onnx", f"graph '{graph.name}'", "its output is not the last layer computed")
-    name = graph.name if graph.name and graph.name not in ("main_graph", "torch_jit", "tf2onnx") else "model"
+    name = (
+        graph.name
+        if graph.name and graph.name not in ("main_graph", "torch_jit", "tf2onnx")
+        else "model"
+    )
     spec = ctx.builder.finish(name, channels, size)
     return ImportResult(
         spec=spec,
@@ -737,7 +874,9 @@ def import_onnx(path_or_model) -> ImportResult:
 
 def _shape_only_nodes(graph) -> set[str]:
     """Nodes that only compute a Reshape's target shape (Shape -> Gather -> Concat ...): not layers."""
-    shape_values = {node.input[1] for node in graph.node if node.op_type == "Reshape" and len(node.input) > 1}
+    shape_values = {
+        node.input[1] for node in graph.node if node.op_type == "Reshape" and len(node.input) > 1
+    }
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -750,7 +889,9 @@ def _shape_only_nodes(graph) -> set[str]:
                 shape_values.update(name for name in node.input if name)
     for name in list(shape_values):  # a value also used as data is not shape-only
         for user in consumers.get(name, []):
-            if user.output[0] not in skipped and not (user.op_type == "Reshape" and list(user.input).index(name) == 1):
+            if user.output[0] not in skipped and not (
+                user.op_type == "Reshape" and list(user.input).index(name) == 1
+            ):
                 shape_values.discard(name)
     return skipped
 
@@ -776,7 +917,9 @@ def _input_layout(graph, input_name) -> str:
     for node in consumers:
         if node.op_type != "Transpose":
             return FIRST
-        perm = list(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), []))
+        perm = list(
+            next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), [])
+        )
         rank = len(perm)
         if perm != [0, rank - 1, *range(1, rank - 1)]:
             return FIRST
@@ -790,11 +933,15 @@ def onnx_tensors(path_or_model, plan) -> dict:
     tensors = import_onnx(path_or_model).details["tensors"]
     missing = [layer.name for layer in plan.layers if layer.params and layer.name not in tensors]
     if missing:
-        raise OriginalWeightError(f"the ONNX model has no weights for spec layer(s) {', '.join(missing)}")
+        raise OriginalWeightError(
+            f"the ONNX model has no weights for spec layer(s) {', '.join(missing)}"
+        )
     return tensors
 
 
-def verify_against_onnx(plan, result, converted, *, progress=None, atol=None, rtol=None, sync_weights=False):
+def verify_against_onnx(
+    plan, result, converted, *, progress=None, atol=None, rtol=None, sync_weights=False
+):
     """Per-layer comparison of the converted model with the ORIGINAL ONNX graph, both run in onnxruntime."""
     from cnnspec.verifier.run import verify
 
@@ -849,10 +996,16 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
             torch_side, keras_side = converted_values, _to_last(plan, original_first)
         else:
             graph = X.export_keras(
-                converted, names, tuple(np.moveaxis(x, 1, -1).shape[1:]), Path(workdir) / "keras.onnx"
+                converted,
+                names,
+                tuple(np.moveaxis(x, 1, -1).shape[1:]),
+                Path(workdir) / "keras.onnx",
             )
             converted_values = dict(
-                zip(graph.layer_names, X.run_onnx(graph.path, np.ascontiguousarray(np.moveaxis(x, 1, -1))))
+                zip(
+                    graph.layer_names,
+                    X.run_onnx(graph.path, np.ascontiguousarray(np.moveaxis(x, 1, -1))),
+                )
             )
             torch_side, keras_side = original_first, converted_values
     diffs = C.compare_layers(plan, torch_side, keras_side, atol=atol, rtol=rtol)
@@ -878,7 +1031,11 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
     compared = [d for d in diffs if d.ok is not None]
     finite = [d.max_abs_diff for d in compared if d.max_abs_diff is not None]
     ok = divergent is None and bool(compared)
-    problems = [] if divergent is None else [f"first divergent layer '{divergent.name}' ({divergent.type})"]
+    problems = (
+        []
+        if divergent is None
+        else [f"first divergent layer '{divergent.name}' ({divergent.type})"]
+    )
     return VerifyReport(
         ok=ok,
         spec=plan.name,

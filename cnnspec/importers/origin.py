@@ -129,7 +129,9 @@ def _torch_tensors(module, plan) -> Tensors:
         path = layer.spec.source or layer.name
         owner = modules.get(path)
         if owner is None:
-            raise OriginalWeightError(f"layer '{layer.name}': the torch model has no module '{path}'")
+            raise OriginalWeightError(
+                f"layer '{layer.name}': the torch model has no module '{path}'"
+            )
         if layer.family == "batch_norm":
             values = {
                 "gamma": owner.weight,
@@ -167,13 +169,17 @@ def write_torch(model, plan, tensors: Tensors) -> None:
         expected = {p.name: tuple(p.shape) for p in layer.params}
         missing = sorted(set(expected) - set(given))
         if missing:
-            raise OriginalWeightError(f"layer '{layer.name}': the original model has no {', '.join(missing)}")
+            raise OriginalWeightError(
+                f"layer '{layer.name}': the original model has no {', '.join(missing)}"
+            )
         extra = sorted(set(given) - set(expected))
         if extra:
             raise OriginalWeightError(
                 f"layer '{layer.name}': the original model has {', '.join(extra)}, the spec does not"
             )
-        slots = {"separable_conv": SEPARABLE_SLOTS, "layer_scale": LAYER_SCALE_SLOTS}.get(layer.family, TORCH_SLOTS)
+        slots = {"separable_conv": SEPARABLE_SLOTS, "layer_scale": LAYER_SCALE_SLOTS}.get(
+            layer.family, TORCH_SLOTS
+        )
         for tensor, shape in expected.items():
             value = np.array(given[tensor])  # a writable copy
             if layer.family in ("prelu", "layer_scale") and value.size == int(np.prod(shape)):

@@ -38,7 +38,9 @@ def framework_of(obj: Any) -> str:
         return "keras"
     if type(obj).__name__ == "ModelProto":
         return "onnx"
-    raise CnnspecError(f"the model is a {type(obj).__name__}, not a keras.Model, torch.nn.Module or ONNX model")
+    raise CnnspecError(
+        f"the model is a {type(obj).__name__}, not a keras.Model, torch.nn.Module or ONNX model"
+    )
 
 
 def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any]:
@@ -56,7 +58,9 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
         if not path.is_file():
             raise CnnspecError(f"{reference}: no such file")
         if kwargs:
-            raise CnnspecError("--kwargs applies to Python references (module:attr), not to model files")
+            raise CnnspecError(
+                "--kwargs applies to Python references (module:attr), not to model files"
+            )
         return MODEL_FILE_SUFFIXES[suffix], path
     if ":" not in reference:
         raise CnnspecError(
@@ -72,10 +76,14 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
     target = getattr(module, attr)
     if _is_model(target):
         if kwargs:
-            raise CnnspecError(f"{reference} is a model object; --kwargs applies to a class or factory")
+            raise CnnspecError(
+                f"{reference} is a model object; --kwargs applies to a class or factory"
+            )
         return framework_of(target), target
     if not callable(target):
-        raise CnnspecError(f"{reference} is a {type(target).__name__}, not a model, class or factory")
+        raise CnnspecError(
+            f"{reference} is a {type(target).__name__}, not a model, class or factory"
+        )
     try:
         model = target(**(kwargs or {}))
     except TypeError as error:
@@ -83,7 +91,9 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
             f"{reference}: calling it with {kwargs or 'no arguments'} failed: {error} (pass --kwargs JSON)"
         ) from None
     if not _is_model(model):
-        raise CnnspecError(f"{reference}() returned a {type(model).__name__}, not a keras.Model or torch.nn.Module")
+        raise CnnspecError(
+            f"{reference}() returned a {type(model).__name__}, not a keras.Model or torch.nn.Module"
+        )
     return framework_of(model), model
 
 
@@ -123,9 +133,13 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     try:
         shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError:
-        raise CnnspecError(f"--input-shape {text!r}: expected channels-first integers such as 3,224,224") from None
+        raise CnnspecError(
+            f"--input-shape {text!r}: expected channels-first integers such as 3,224,224"
+        ) from None
     if len(shape) not in (2, 3, 4) or min(shape) < 1:
-        raise CnnspecError(f"--input-shape {text!r}: expected C,L or C,H,W or C,D,H,W (positive, no batch)")
+        raise CnnspecError(
+            f"--input-shape {text!r}: expected C,L or C,H,W or C,D,H,W (positive, no batch)"
+        )
     return shape
 
 
@@ -135,7 +149,9 @@ def import_any(framework: str, model, input_shape=None) -> ImportResult:
         from cnnspec.importers.keras import import_keras
 
         if input_shape is not None:
-            raise CnnspecError("--input-shape is for torch models; a Keras model has its own input shape")
+            raise CnnspecError(
+                "--input-shape is for torch models; a Keras model has its own input shape"
+            )
         return import_keras(model)
     if framework == "torch":
         from cnnspec.importers.torch import import_torch
@@ -172,7 +188,10 @@ def spec_yaml(spec, origin: str | None = None) -> str:
     lines.append("input: " + _flow(document["input"], yaml))
     lines.append("layers:")
     for layer in document["layers"]:
-        ordered = {"type": layer["type"], **{k: v for k, v in layer.items() if k not in ("type", "source")}}
+        ordered = {
+            "type": layer["type"],
+            **{k: v for k, v in layer.items() if k not in ("type", "source")},
+        }
         if "source" in layer:
             ordered["source"] = layer["source"]
         lines.append("  - " + _flow(ordered, yaml))
@@ -248,7 +267,11 @@ def _out_of_place(gm, graph) -> dict:
                 node.target = getattr(operator, _IN_PLACE_OPERATORS[name])
             if node.kwargs.get("inplace"):
                 node.kwargs = {**node.kwargs, "inplace": False}
-        elif node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_"):
+        elif (
+            node.op == "call_method"
+            and node.target.endswith("_")
+            and not node.target.startswith("_")
+        ):
             node.target = node.target[:-1]
     return modules
 
@@ -348,7 +371,9 @@ def convert_model(
     framework, model = load_reference(reference, kwargs)
     done("load")
     if framework == target:
-        raise CnnspecError(f"{reference} is already a {target} model; convert --to the other framework")
+        raise CnnspecError(
+            f"{reference} is already a {target} model; convert --to the other framework"
+        )
     step("import", f"importing the {framework} model as a spec")
     result = import_any(framework, model, input_shape)
     done("import")
@@ -387,10 +412,14 @@ def convert_model(
         files={key: str(path) for key, path in paths.items()},
     )
     step("verify", "verifying the converted model against the original, layer by layer")
-    conversion.verification = _verify(plan, framework, original, converted, result, note, atol, rtol)
+    conversion.verification = _verify(
+        plan, framework, original, converted, result, note, atol, rtol
+    )
     done("verify")
     conversion.timings = timings
-    atomic_write(paths["report"], json.dumps(conversion.to_dict(), indent=2) + "\n", overwrite=overwrite)
+    atomic_write(
+        paths["report"], json.dumps(conversion.to_dict(), indent=2) + "\n", overwrite=overwrite
+    )
     return conversion
 
 
@@ -398,7 +427,9 @@ def _save_weights(model, target: str, path: Path, overwrite: bool, atomic_path) 
     if target == "torch":
         from safetensors.torch import save_file
 
-        state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+        state = {
+            key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()
+        }
         with atomic_path(path, overwrite=overwrite) as temp:
             save_file(state, str(temp))
     else:
@@ -418,7 +449,9 @@ def _verify(plan, framework, original, converted, result, progress, atol, rtol):
     if framework == "keras":
         return verify(plan, torch_model=converted, keras_model=original, **options)
     if framework == "torch":
-        return verify(plan, torch_model=observed_torch(original, result), keras_model=converted, **options)
+        return verify(
+            plan, torch_model=observed_torch(original, result), keras_model=converted, **options
+        )
     from cnnspec.importers.onnx import verify_against_onnx
 
     return verify_against_onnx(plan, result, converted, **options)

@@ -40,7 +40,17 @@ ACTIVATION_MODULES = {
     "Hardswish": "hard_swish",
     "Hardsigmoid": "hard_sigmoid",
 }
-INLINE = {"relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid"}
+INLINE = {
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "gelu",
+    "hard_swish",
+    "hard_sigmoid",
+}
 
 
 class _Node:
@@ -67,16 +77,29 @@ class _Context:
     def input_name(self, node) -> str:
         value = self.values.get(node)
         if value is None or value.name is None:
-            raise _refusal(self, self.node, f"reads '{getattr(node, 'name', node)}', which is not a layer output")
+            raise _refusal(
+                self,
+                self.node,
+                f"reads '{getattr(node, 'name', node)}', which is not a layer output",
+            )
         return value.name
 
     def add(
-        self, node, inputs, *, layer_type: str, original: str | None = None, source: str | None = None, **fields
+        self,
+        node,
+        inputs,
+        *,
+        layer_type: str,
+        original: str | None = None,
+        source: str | None = None,
+        **fields,
     ) -> str:
         original = self.dict_names.get(node.name) or original or _original(node)
         if node.name in self.dict_names:
             self.builder._names.discard(original)  # reserved for this node (see import_torch)
-        name = self.builder.add(original, layer_type, [self.input_name(i) for i in inputs], source=source, **fields)
+        name = self.builder.add(
+            original, layer_type, [self.input_name(i) for i in inputs], source=source, **fields
+        )
         self.values[node] = _Node(name, self.shape(node))
         return name
 
@@ -120,8 +143,12 @@ def _source_line(node) -> str | None:
     import torch
 
     torch_dir = os.path.dirname(torch.__file__)
-    lines = [line.strip() for line in trace.strip().splitlines() if line.strip().startswith("File ")]
-    user = [line for line in lines if torch_dir not in line]  # the model's own code, not fx's machinery
+    lines = [
+        line.strip() for line in trace.strip().splitlines() if line.strip().startswith("File ")
+    ]
+    user = [
+        line for line in lines if torch_dir not in line
+    ]  # the model's own code, not fx's machinery
     if not (user or lines):
         return None
     last = (user or lines)[-1]  # 'File "model.py", line 42, in forward'
@@ -149,7 +176,9 @@ def _fields(**values) -> dict[str, Any]:
         "ceil_mode": False,
         "count_include_pad": None,
     }
-    return {key: value for key, value in values.items() if key not in defaults or defaults[key] != value}
+    return {
+        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
+    }
 
 
 def _padding(value) -> Any:
@@ -182,7 +211,12 @@ def _conv(ctx, node, module):
     channels = module.in_channels
     if _fuse_separable(ctx, node, module, fields):
         return
-    if rank == 2 and module.groups == channels and channels > 1 and module.out_channels % channels == 0:
+    if (
+        rank == 2
+        and module.groups == channels
+        and channels > 1
+        and module.out_channels % channels == 0
+    ):
         ctx.add(
             node,
             node.args[:1],
@@ -202,7 +236,9 @@ def _fuse_separable(ctx, node, module, fields) -> bool:
     """cnnspec's generated ``<name>_depthwise`` + ``<name>_pointwise`` pair is one separable_conv2d."""
     source = node.args[0]
     users = list(node.users)
-    named = node.name in ctx.dict_names or (len(users) == 1 and users[0].name in ctx.dict_names)  # inline activation
+    named = node.name in ctx.dict_names or (
+        len(users) == 1 and users[0].name in ctx.dict_names
+    )  # inline activation
     if not (
         named
         and node.target.endswith("_pointwise")
@@ -274,10 +310,16 @@ def _pool(kind: str):
         stride = (stride,) * rank if isinstance(stride, int) else tuple(stride)
         padding = module.padding
         padding = (padding,) * rank if isinstance(padding, int) else tuple(padding)
-        if kind == "max" and (getattr(module, "return_indices", False) or compact(module.dilation) != 1):
-            raise _refusal(ctx, node, "max pooling with dilation or return_indices", "max_pool without them")
+        if kind == "max" and (
+            getattr(module, "return_indices", False) or compact(module.dilation) != 1
+        ):
+            raise _refusal(
+                ctx, node, "max pooling with dilation or return_indices", "max_pool without them"
+            )
         if kind == "avg" and getattr(module, "divisor_override", None):
-            raise _refusal(ctx, node, "divisor_override", "avg_pool counts cells as count_include_pad says")
+            raise _refusal(
+                ctx, node, "divisor_override", "avg_pool counts cells as count_include_pad says"
+            )
         fields = dict(
             pool_size=compact(kernel),
             padding=_padding(padding) if any(padding) else "valid",
@@ -310,7 +352,11 @@ def _adaptive_pool(kind: str):
 def _adaptive(ctx, node, kind, output_size):
     shape = ctx.shape(node.args[0])
     rank = len(shape) - 1
-    sizes = (output_size,) * rank if isinstance(output_size, int) or output_size is None else tuple(output_size)
+    sizes = (
+        (output_size,) * rank
+        if isinstance(output_size, int) or output_size is None
+        else tuple(output_size)
+    )
     sizes = tuple(s if s is not None else n for s, n in zip(sizes, shape[1:]))
     if node.name in ctx.dict_names:  # a spec layer of a cnnspec-generated model: its own type
         ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
@@ -364,8 +410,12 @@ def _mode_pad(mode: str):
     def handler(ctx, node, module):
         rank = int(type(module).__name__[-2])
         flat = list(module.padding)
-        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]  # torch lists the last dim first
-        ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode)
+        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][
+            ::-1
+        ]  # torch lists the last dim first
+        ctx.add(
+            node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode
+        )
 
     return handler
 
@@ -379,7 +429,12 @@ def _group_norm(ctx, node, module):
 
 def _instance_norm(ctx, node, module):
     if module.track_running_stats:
-        raise _refusal(ctx, node, "InstanceNorm with track_running_stats", "instance_norm uses each sample's statistics")
+        raise _refusal(
+            ctx,
+            node,
+            "InstanceNorm with track_running_stats",
+            "instance_norm uses each sample's statistics",
+        )
     fields: dict[str, Any] = {} if module.eps == 1e-5 else {"epsilon": float(module.eps)}
     if module.affine:
         fields["affine"] = True
@@ -396,7 +451,12 @@ def _layer_norm_fields(eps, weight, bias) -> dict[str, Any]:
 
 
 def _channel_layer_norm(ctx, node, module):
-    ctx.add(node, node.args[:1], layer_type="layer_norm", **_layer_norm_fields(module.eps, module.weight, module.bias))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="layer_norm",
+        **_layer_norm_fields(module.eps, module.weight, module.bias),
+    )
 
 
 def _layer_norm(ctx, node, module):
@@ -407,7 +467,9 @@ def _layer_norm(ctx, node, module):
     if module.weight is not None and module.bias is not None and not module.elementwise_affine:
         fields = {}
     if len(module.normalized_shape) != 1 or module.normalized_shape[0] != shape[-1]:
-        raise _refusal(ctx, node, f"LayerNorm{tuple(module.normalized_shape)} on {list(shape)}", "LayerNorm(C)")
+        raise _refusal(
+            ctx, node, f"LayerNorm{tuple(module.normalized_shape)} on {list(shape)}", "LayerNorm(C)"
+        )
     if len(shape) == 1:
         ctx.add(node, node.args[:1], layer_type="layer_norm", **fields)
         return
@@ -423,7 +485,9 @@ def _layer_norm(ctx, node, module):
         and _is_permute(users[0], to_first)
     ):
         ctx.skip.add(users[0])
-        ctx.add(users[0], [before.args[0]], original=_original(node), layer_type="layer_norm", **fields)
+        ctx.add(
+            users[0], [before.args[0]], original=_original(node), layer_type="layer_norm", **fields
+        )
         ctx.values[node] = ctx.values[users[0]]
         return
     raise _refusal(
@@ -448,10 +512,20 @@ def _is_permute(node, dims) -> bool:
 
 def _adaptive_pool_helper(ctx, node, module):
     kind = "avg" if module.reduction == "average" else "max"
-    ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(module.output_size))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"adaptive_{kind}_pool",
+        output_size=compact(module.output_size),
+    )
 
 
-_RESIZE_MODES = {"nearest": "nearest", "nearest_exact": "nearest_exact", "linear": "bilinear", "cubic": "bicubic"}
+_RESIZE_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest_exact",
+    "linear": "bilinear",
+    "cubic": "bicubic",
+}
 
 
 def _resize_helper(ctx, node, module):
@@ -472,7 +546,13 @@ def _normalize(ctx, node, module):
     if "mean" not in module._non_persistent_buffers_set:  # statistics kept as weights
         ctx.add(node, node.args[:1], layer_type="normalize")
         return
-    ctx.add(node, node.args[:1], layer_type="normalize", mean=_vector(module.mean), variance=_vector(module.variance))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="normalize",
+        mean=_vector(module.mean),
+        variance=_vector(module.variance),
+    )
 
 
 def _rescale(ctx, node, module):
@@ -483,7 +563,9 @@ def _rescale(ctx, node, module):
 
 def _layer_scale(ctx, node, module):
     values = module.gamma.detach().reshape(-1)
-    fields = {"init_value": _float32_text(values[0].item())} if bool((values == values[0]).all()) else {}
+    fields = (
+        {"init_value": _float32_text(values[0].item())} if bool((values == values[0]).all()) else {}
+    )
     ctx.add(node, node.args[:1], layer_type="layer_scale", **fields)
 
 
@@ -519,7 +601,12 @@ def _linear(ctx, node, module):
             "nn.Linear on a feature map (it contracts the last axis, the width)",
             "flatten or pool first; a Linear over channels is a 1x1 nn.Conv",
         )
-    ctx.add(node, node.args[:1], layer_type="dense", **_fields(units=module.out_features, bias=module.bias is not None))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="dense",
+        **_fields(units=module.out_features, bias=module.bias is not None),
+    )
 
 
 def _activation_module(ctx, node, module):
@@ -527,12 +614,19 @@ def _activation_module(ctx, node, module):
 
 
 def _leaky_relu(ctx, node, module):
-    fields = {} if module.negative_slope == 0.01 else {"negative_slope": float(module.negative_slope)}
+    fields = (
+        {} if module.negative_slope == 0.01 else {"negative_slope": float(module.negative_slope)}
+    )
     ctx.add(node, node.args[:1], layer_type="leaky_relu", **fields)
 
 
 def _elu(ctx, node, module):
-    ctx.add(node, node.args[:1], layer_type="elu", **({} if module.alpha == 1.0 else {"alpha": float(module.alpha)}))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="elu",
+        **({} if module.alpha == 1.0 else {"alpha": float(module.alpha)}),
+    )
 
 
 def _gelu(ctx, node, module):
@@ -543,7 +637,12 @@ def _gelu(ctx, node, module):
 def _gelu_layer(ctx, node, approximate):
     if _fuse_inline(ctx, node, "gelu") if approximate == "none" else False:
         return
-    ctx.add(node, node.args[:1], layer_type="gelu", **({} if approximate == "none" else {"approximate": approximate}))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="gelu",
+        **({} if approximate == "none" else {"approximate": approximate}),
+    )
 
 
 def _softmax_module(ctx, node, module):
@@ -553,7 +652,9 @@ def _softmax_module(ctx, node, module):
 def _softmax(ctx, node, dim):
     rank = len(ctx.shape(node.args[0]))
     if dim not in (1, 1 - rank - 1) and not (rank == 1 and dim == -1):
-        raise _refusal(ctx, node, f"softmax over dim {dim}", "softmax acts on the channel dim (dim=1)")
+        raise _refusal(
+            ctx, node, f"softmax over dim {dim}", "softmax acts on the channel dim (dim=1)"
+        )
     _activation(ctx, node, "softmax")
 
 
@@ -561,7 +662,9 @@ def _hardtanh(ctx, node, module):
     if (module.min_val, module.max_val) == (0.0, 6.0):
         _activation(ctx, node, "relu6")
         return
-    raise _refusal(ctx, node, f"Hardtanh({module.min_val}, {module.max_val})", "Hardtanh(0, 6) is relu6")
+    raise _refusal(
+        ctx, node, f"Hardtanh({module.min_val}, {module.max_val})", "Hardtanh(0, 6) is relu6"
+    )
 
 
 def _prelu(ctx, node, module):
@@ -571,7 +674,9 @@ def _prelu(ctx, node, module):
     elif module.num_parameters == 1:
         ctx.add(node, node.args[:1], layer_type="prelu", per_channel=False)
     else:
-        raise _refusal(ctx, node, f"PReLU with {module.num_parameters} slopes on {channels} channels")
+        raise _refusal(
+            ctx, node, f"PReLU with {module.num_parameters} slopes on {channels} channels"
+        )
 
 
 def _upsample_module(ctx, node, module):
@@ -583,9 +688,19 @@ def _resize(ctx, node, size, scale, mode, align_corners):
     rank = len(shape) - 1
     if size is None and scale is not None:
         factors = (scale,) * rank if isinstance(scale, (int, float)) else tuple(scale)
-        if all(float(f).is_integer() for f in factors) and mode in ("nearest", "bilinear") and not align_corners:
+        if (
+            all(float(f).is_integer() for f in factors)
+            and mode in ("nearest", "bilinear")
+            and not align_corners
+        ):
             fields = {"mode": "bilinear"} if mode == "bilinear" else {}
-            ctx.add(node, node.args[:1], layer_type="upsample", scale_factor=compact(int(f) for f in factors), **fields)
+            ctx.add(
+                node,
+                node.args[:1],
+                layer_type="upsample",
+                scale_factor=compact(int(f) for f in factors),
+                **fields,
+            )
             return
     fields: dict[str, Any] = {"mode": mode}
     if size is not None:
@@ -601,7 +716,9 @@ def _zero_pad(ctx, node, module):
     value = getattr(module, "value", 0.0)
     rank = int(type(module).__name__[-2])
     flat = list(module.padding)
-    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]  # torch lists the last dim first
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][
+        ::-1
+    ]  # torch lists the last dim first
     _pad_layer(ctx, node, rank, pairs, value)
 
 
@@ -611,10 +728,23 @@ def _pad_layer(ctx, node, rank, pairs, value) -> None:
     if value == 0.0:
         ctx.add(node, node.args[:1], layer_type=f"zero_pad{rank}d", padding=compact_padding(pairs))
     else:
-        ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), value=float(value))
+        ctx.add(
+            node,
+            node.args[:1],
+            layer_type=f"pad{rank}d",
+            padding=compact_padding(pairs),
+            value=float(value),
+        )
 
 
-_ZERO_PADDED = ("Conv1d", "Conv2d", "Conv3d", "AvgPool1d", "AvgPool2d", "AvgPool3d")  # avg: zeros counted
+_ZERO_PADDED = (
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+)  # avg: zeros counted
 _INF_PADDED = ("MaxPool1d", "MaxPool2d", "MaxPool3d")
 
 
@@ -648,10 +778,14 @@ def _f_pad(ctx, node):
     value = node.kwargs.get("value", _arg(node, 3, "value", None)) or 0.0
     rank = len(ctx.shape(node.args[0])) - 1
     if len(flat) != 2 * rank:
-        raise _refusal(ctx, node, f"F.pad with {len(flat)} amounts on a {rank}-d map", "pad every spatial dim")
+        raise _refusal(
+            ctx, node, f"F.pad with {len(flat)} amounts on a {rank}-d map", "pad every spatial dim"
+        )
     pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]
     if mode != "constant":
-        ctx.add(node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode)
+        ctx.add(
+            node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode
+        )
         return
     _pad_layer(ctx, node, rank, pairs, float(value))
 
@@ -662,7 +796,9 @@ def _counted_avg_pool(ctx, node, module):
     declared = list(module.declared)
     pairs = [(declared[2 * i], declared[2 * i + 1]) for i in range(rank)][::-1]
     kernel, stride = tuple(module.kernel_size), tuple(module.stride)
-    fields = dict(pool_size=compact(kernel), padding=compact_padding(pairs), ceil_mode=any(module.overhang))
+    fields = dict(
+        pool_size=compact(kernel), padding=compact_padding(pairs), ceil_mode=any(module.overhang)
+    )
     if stride != kernel:
         fields["stride"] = compact(stride)
     if module.padding_value != 1.0:
@@ -788,7 +924,11 @@ def _arg(node, index: int, name: str, default=None):
 def _is_tensor(ctx, value) -> bool:
     import torch.fx
 
-    return isinstance(value, torch.fx.Node) and value in ctx.values and ctx.values[value].name is not None
+    return (
+        isinstance(value, torch.fx.Node)
+        and value in ctx.values
+        and ctx.values[value].name is not None
+    )
 
 
 def _binary(kind: str):
@@ -796,10 +936,16 @@ def _binary(kind: str):
         left, right = node.args[0], node.args[1]
         if kind == "multiply" and isinstance(left, (int, float)) != isinstance(right, (int, float)):
             tensor, factor = (right, left) if isinstance(left, (int, float)) else (left, right)
-            if _is_tensor(ctx, tensor):  # x * 0.17: a constant factor (InceptionResNet's residual scaling)
+            if _is_tensor(
+                ctx, tensor
+            ):  # x * 0.17: a constant factor (InceptionResNet's residual scaling)
                 ctx.add(node, [tensor], layer_type="scale", factor=float(factor))
                 return
-        if kind in ("add", "subtract") and isinstance(right, (int, float)) and _is_tensor(ctx, left):
+        if (
+            kind in ("add", "subtract")
+            and isinstance(right, (int, float))
+            and _is_tensor(ctx, left)
+        ):
             _offset(ctx, node, left, float(right) if kind == "add" else -float(right))
             return
         if not (_is_tensor(ctx, left) and _is_tensor(ctx, right)):
@@ -809,7 +955,9 @@ def _binary(kind: str):
                 f"{kind} with a constant operand",
                 "element-wise layers join two layer outputs; a constant factor is the 'scale' type",
             )
-        if kind in ("add", "multiply", "maximum", "minimum") and _extend_sum(ctx, node, left, right, kind):
+        if kind in ("add", "multiply", "maximum", "minimum") and _extend_sum(
+            ctx, node, left, right, kind
+        ):
             return
         ctx.add(node, [left, right], layer_type=kind)
 
@@ -878,7 +1026,12 @@ def _divide(ctx, node):
             ctx.builder._names.add(previous["name"])
         ctx.values[node] = _Node(previous["name"], ctx.shape(node))
         return
-    raise _refusal(ctx, node, "a division", "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)")
+    raise _refusal(
+        ctx,
+        node,
+        "a division",
+        "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)",
+    )
 
 
 def _cat(ctx, node):
@@ -897,7 +1050,9 @@ def _cat(ctx, node):
 def _flatten_function(ctx, node):
     start, end = _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1)
     if start != 1 or end != -1:
-        raise _refusal(ctx, node, f"flatten(start_dim={start}, end_dim={end})", "torch.flatten(x, 1)")
+        raise _refusal(
+            ctx, node, f"flatten(start_dim={start}, end_dim={end})", "torch.flatten(x, 1)"
+        )
     _flatten(ctx, node)
 
 
@@ -920,7 +1075,11 @@ def _view(ctx, node):
 
 def _channel_shuffle(ctx, node, shape_in, shape_out) -> bool:
     """view(N, g, C/g, H, W) -> transpose(1, 2) [-> contiguous] -> view(N, C, H, W): a channel shuffle."""
-    if shape_out is None or len(shape_out) != len(shape_in) + 1 or shape_out[0] * shape_out[1] != shape_in[0]:
+    if (
+        shape_out is None
+        or len(shape_out) != len(shape_in) + 1
+        or shape_out[0] * shape_out[1] != shape_in[0]
+    ):
         return False
     users = list(node.users)
     if (
@@ -933,12 +1092,23 @@ def _channel_shuffle(ctx, node, shape_in, shape_out) -> bool:
     while len(chain.users) == 1 and list(chain.users)[0].target == "contiguous":
         chain = list(chain.users)[0]
     final = list(chain.users)
-    if len(final) != 1 or final[0].target not in ("view", "reshape", torch_reshape(), torch_flatten()):
+    if len(final) != 1 or final[0].target not in (
+        "view",
+        "reshape",
+        torch_reshape(),
+        torch_flatten(),
+    ):
         return False
     if ctx.shape(final[0]) != tuple(shape_in):
         return False
     groups = shape_out[0]
-    ctx.add(final[0], node.args[:1], original=final[0].name, layer_type="channel_shuffle", groups=int(groups))
+    ctx.add(
+        final[0],
+        node.args[:1],
+        original=final[0].name,
+        layer_type="channel_shuffle",
+        groups=int(groups),
+    )
     ctx.skip.update({node, users[0], chain, final[0]})
     return True
 
@@ -968,7 +1138,9 @@ def _mean(ctx, node):
     rank = len(shape) + 1
     dims = [dims] if isinstance(dims, int) else list(dims or [])
     if sorted(d % rank for d in dims) != list(range(2, rank)):
-        raise _refusal(ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool")
+        raise _refusal(
+            ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool"
+        )
     ctx.add(node, node.args[:1], layer_type="global_avg_pool", **_fields(keepdims=keepdim))
 
 
@@ -978,7 +1150,9 @@ def _amax(ctx, node):
     rank = len(ctx.shape(node.args[0])) + 1
     dims = [dims] if isinstance(dims, int) else list(dims or [])
     if sorted(d % rank for d in dims) != list(range(2, rank)):
-        raise _refusal(ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool")
+        raise _refusal(
+            ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool"
+        )
     ctx.add(node, node.args[:1], layer_type="global_max_pool", **_fields(keepdims=keepdim))
 
 
@@ -991,12 +1165,19 @@ def _function_activation(kind: str):
 
 def _f_leaky_relu(ctx, node):
     slope = _arg(node, 1, "negative_slope", 0.01)
-    ctx.add(node, node.args[:1], layer_type="leaky_relu", **({} if slope == 0.01 else {"negative_slope": float(slope)}))
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="leaky_relu",
+        **({} if slope == 0.01 else {"negative_slope": float(slope)}),
+    )
 
 
 def _f_elu(ctx, node):
     alpha = _arg(node, 1, "alpha", 1.0)
-    ctx.add(node, node.args[:1], layer_type="elu", **({} if alpha == 1.0 else {"alpha": float(alpha)}))
+    ctx.add(
+        node, node.args[:1], layer_type="elu", **({} if alpha == 1.0 else {"alpha": float(alpha)})
+    )
 
 
 def _f_gelu(ctx, node):
@@ -1029,9 +1210,13 @@ def _f_pool(kind: str, rank: int):
         stride = (stride,) * rank if isinstance(stride, int) else tuple(stride)
         padding = _arg(node, 3, "padding", 0)
         padding = (padding,) * rank if isinstance(padding, int) else tuple(padding)
-        ceil_mode = bool(node.kwargs.get("ceil_mode", _arg(node, 5 if kind == "max" else 4, "ceil_mode", False)))
+        ceil_mode = bool(
+            node.kwargs.get("ceil_mode", _arg(node, 5 if kind == "max" else 4, "ceil_mode", False))
+        )
         fields = dict(
-            pool_size=compact(kernel), padding=_padding(padding) if any(padding) else "valid", ceil_mode=ceil_mode
+            pool_size=compact(kernel),
+            padding=_padding(padding) if any(padding) else "valid",
+            ceil_mode=ceil_mode,
         )
         if stride != kernel:
             fields["stride"] = compact(stride)
@@ -1065,7 +1250,9 @@ def _chunk(ctx, node):
     chunks, dim = _arg(node, 1, "chunks"), _arg(node, 2, "dim", 0)
     shape = ctx.shape(node.args[0])
     if dim not in (1, -len(shape) - 1) or shape[0] % chunks:
-        raise _refusal(ctx, node, f"chunk({chunks}, dim={dim})", "chunk into equal channel groups (dim=1)")
+        raise _refusal(
+            ctx, node, f"chunk({chunks}, dim={dim})", "chunk into equal channel groups (dim=1)"
+        )
     ctx.chunks[node] = (node.args[0], shape[0] // chunks)
 
 
@@ -1074,25 +1261,51 @@ def _getitem(ctx, node):
     source, index = node.args
     if source in ctx.chunks:
         tensor, width = ctx.chunks[source]
-        ctx.add(node, [tensor], layer_type="channel_slice", start=index * width, stop=(index + 1) * width)
+        ctx.add(
+            node,
+            [tensor],
+            layer_type="channel_slice",
+            start=index * width,
+            stop=(index + 1) * width,
+        )
         return
     shape = ctx.shape(source) if _is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
-    if shape is not None and len(shape) == 1 and index[:2] == (slice(None), slice(None)) and index[2:] and all(
-        i is None for i in index[2:]
+    if (
+        shape is not None
+        and len(shape) == 1
+        and index[:2] == (slice(None), slice(None))
+        and index[2:]
+        and all(i is None for i in index[2:])
     ):  # x[:, :, None, None]: a flat (N, C) made to broadcast over channels, as the elementwise rule does
         ctx.alias(node, source)
         return
-    if shape is not None and all(isinstance(i, slice) and i.step in (None, 1) for i in index) and index:
+    if (
+        shape is not None
+        and all(isinstance(i, slice) and i.step in (None, 1) for i in index)
+        and index
+    ):
         ranges = [i.indices(n) for i, n in zip(index[1:], shape)]
         full = [(0, n, 1) for n in shape]
         if index[0] == slice(None) and len(index) == 2 and ranges[0][0] < ranges[0][1]:
-            ctx.add(node, [source], layer_type="channel_slice", start=ranges[0][0], stop=ranges[0][1])
+            ctx.add(
+                node, [source], layer_type="channel_slice", start=ranges[0][0], stop=ranges[0][1]
+            )
             return
-        if index[0] == slice(None) and len(index) == len(shape) + 1 and ranges[0] == full[0] and len(shape) > 1:
+        if (
+            index[0] == slice(None)
+            and len(index) == len(shape) + 1
+            and ranges[0] == full[0]
+            and len(shape) > 1
+        ):
             crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
             if all(start < stop for start, stop, _ in ranges[1:]):
-                ctx.add(node, [source], layer_type=f"crop{len(shape) - 1}d", cropping=compact_padding(crops))
+                ctx.add(
+                    node,
+                    [source],
+                    layer_type=f"crop{len(shape) - 1}d",
+                    cropping=compact_padding(crops),
+                )
                 return
     raise _refusal(
         ctx,
@@ -1105,10 +1318,19 @@ def _getitem(ctx, node):
 def _permute(ctx, node):
     """The permute before a LayerNorm(C) read as layer_norm (see _layer_norm); any other permute is refused."""
     users = list(node.users)
-    if len(users) == 1 and users[0].op == "call_module" and type(ctx.modules[users[0].target]).__name__ == "LayerNorm":
+    if (
+        len(users) == 1
+        and users[0].op == "call_module"
+        and type(ctx.modules[users[0].target]).__name__ == "LayerNorm"
+    ):
         ctx.alias(node, node.args[0])
         return
-    raise _refusal(ctx, node, "a permute", "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) is layer_norm")
+    raise _refusal(
+        ctx,
+        node,
+        "a permute",
+        "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) is layer_norm",
+    )
 
 
 def _no_op(ctx, node):
@@ -1274,7 +1496,9 @@ def import_torch(module, input_shape) -> ImportResult:
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) not in (2, 3, 4) or min(input_shape) < 1:
         raise refuse(
-            FRAMEWORK, "input_shape", f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch"
+            FRAMEWORK,
+            "input_shape",
+            f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch",
         )
     if not TORCH_FUNCTIONS:
         TORCH_FUNCTIONS.update(_function_table())
@@ -1295,7 +1519,9 @@ def import_torch(module, input_shape) -> ImportResult:
     else:
         final = result
     ctx = _Context(gm, dict_names)
-    ctx.builder._names.update(dict_names.values())  # spec names of a generated model: no helper may take one
+    ctx.builder._names.update(
+        dict_names.values()
+    )  # spec names of a generated model: no helper may take one
     ctx.skip = set()
     ctx.chunks = {}
     ctx.pending_padding = {}
@@ -1311,7 +1537,9 @@ def import_torch(module, input_shape) -> ImportResult:
     placeholders = [n for n in nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise refuse(
-            FRAMEWORK, f"model {type(module).__name__}", f"forward takes {len(placeholders)} inputs; one is supported"
+            FRAMEWORK,
+            f"model {type(module).__name__}",
+            f"forward takes {len(placeholders)} inputs; one is supported",
         )
     ctx.values[placeholders[0]] = _Node("input", input_shape)
     called: dict[str, int] = {}
@@ -1323,7 +1551,9 @@ def import_torch(module, input_shape) -> ImportResult:
         if node.op == "call_module":
             called[node.target] = called.get(node.target, 0) + 1
             module_object = ctx.modules[node.target]
-            stateful = any(True for _ in module_object.parameters()) or any(True for _ in module_object.buffers())
+            stateful = any(True for _ in module_object.parameters()) or any(
+                True for _ in module_object.buffers()
+            )
             if called[node.target] > 1 and stateful:
                 raise _refusal(
                     ctx,
@@ -1345,7 +1575,9 @@ def import_torch(module, input_shape) -> ImportResult:
                 handler(ctx, node, module_object)
             except AttributeError as error:  # a user class named like one of cnnspec's helpers
                 raise _refusal(
-                    ctx, node, f"module class {type(module_object).__name__} is not the one cnnspec knows ({error})"
+                    ctx,
+                    node,
+                    f"module class {type(module_object).__name__} is not the one cnnspec knows ({error})",
                 ) from None
             if node.target in ctx.pending_padding:
                 _apply_pool_padding(ctx, node, ctx.pending_padding.pop(node.target))
@@ -1356,8 +1588,10 @@ def import_torch(module, input_shape) -> ImportResult:
                 and node.args[0] not in ctx.chunks
             ):
                 continue  # x.shape[0] and the like: shape arithmetic for a view, not a layer
-            if node.target in _INT_ARITHMETIC and ctx.shape(node) is None and not any(
-                _is_tensor(ctx, arg) for arg in node.args
+            if (
+                node.target in _INT_ARITHMETIC
+                and ctx.shape(node) is None
+                and not any(_is_tensor(ctx, arg) for arg in node.args)
             ):
                 continue  # c // 2 on sizes: shape arithmetic for a view
             handler = TORCH_FUNCTIONS.get(node.target)
@@ -1367,11 +1601,14 @@ def import_torch(module, input_shape) -> ImportResult:
                     ctx,
                     node,
                     f"function {name} is not supported",
-                    "supported functions: " + ", ".join(sorted({_function_name(f) for f in TORCH_FUNCTIONS})),
+                    "supported functions: "
+                    + ", ".join(sorted({_function_name(f) for f in TORCH_FUNCTIONS})),
                 )
             handler(ctx, node)
         elif node.op == "call_method":
-            if node.target in ("size", "dim") or (ctx.shape(node) is None and node.target not in TORCH_METHODS):
+            if node.target in ("size", "dim") or (
+                ctx.shape(node) is None and node.target not in TORCH_METHODS
+            ):
                 continue  # shape arithmetic used by a view; not a layer
             handler = TORCH_METHODS.get(node.target)
             if handler is None:
@@ -1392,18 +1629,29 @@ def import_torch(module, input_shape) -> ImportResult:
                 "has no spec layer",
             )
     if ctx.values.get(final) is None:
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not a layer output")
+        raise refuse(
+            FRAMEWORK, f"model {type(module).__name__}", "its output is not a layer output"
+        )
     model_name = _generated_name(module) if generated else None
     model_name = model_name or _snake(type(module).__name__)
     channels, size = input_shape[0], list(input_shape[1:])
     builder = ctx.builder
     last = ctx.values[final].name
     if builder.layers and builder.layers[-1]["name"] != last:
-        raise refuse(FRAMEWORK, f"model {type(module).__name__}", "its output is not the last layer computed")
+        raise refuse(
+            FRAMEWORK, f"model {type(module).__name__}", "its output is not the last layer computed"
+        )
     spec = builder.finish(model_name, channels, size)
-    producers = {value.name: node.name for node, value in ctx.values.items() if value.name not in (None, "input")}
+    producers = {
+        value.name: node.name
+        for node, value in ctx.values.items()
+        if value.name not in (None, "input")
+    }
     return ImportResult(
-        spec=spec, rewrites=builder.rewrites, framework="torch", details={"graph_module": gm, "producers": producers}
+        spec=spec,
+        rewrites=builder.rewrites,
+        framework="torch",
+        details={"graph_module": gm, "producers": producers},
     )
 
 
@@ -1437,7 +1685,9 @@ def _ancestors(final) -> set:
 def _function_name(function) -> str:
     module = getattr(function, "__module__", "") or ""
     name = getattr(function, "__name__", str(function))
-    prefix = {"torch.nn.functional": "F.", "_operator": "operator.", "operator": "operator."}.get(module, "torch.")
+    prefix = {"torch.nn.functional": "F.", "_operator": "operator.", "operator": "operator."}.get(
+        module, "torch."
+    )
     return prefix + name
 
 

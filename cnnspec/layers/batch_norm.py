@@ -155,10 +155,20 @@ def _feature_order(flat_order: Any) -> tuple[Any, Any]:
 def batch_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """BatchNormalization with the moving statistics (inference); without scale/center, 1 and 0."""
     channels = layer.input_shape[0]
-    gamma = b.weight(layer, "gamma") if layer.spec.scale else b.constant(b.temp(layer, "gamma"), [1.0] * channels,
-                                                                         "float32")
-    beta = b.weight(layer, "beta") if layer.spec.center else b.constant(b.temp(layer, "beta"), [0.0] * channels,
-                                                                        "float32")
+    gamma = (
+        b.weight(layer, "gamma")
+        if layer.spec.scale
+        else b.constant(b.temp(layer, "gamma"), [1.0] * channels, "float32")
+    )
+    beta = (
+        b.weight(layer, "beta")
+        if layer.spec.center
+        else b.constant(b.temp(layer, "beta"), [0.0] * channels, "float32")
+    )
     statistics = [b.weight(layer, "moving_mean"), b.weight(layer, "moving_variance")]
-    return b.node("BatchNormalization", [inputs[0], gamma, beta, *statistics], layer.name,
-                  epsilon=float(layer.spec.epsilon))
+    return b.node(
+        "BatchNormalization",
+        [inputs[0], gamma, beta, *statistics],
+        layer.name,
+        epsilon=float(layer.spec.epsilon),
+    )

@@ -134,8 +134,10 @@ class ChannelSliceDefinition(LayerDefinition):
 @REGISTRY.attach("onnx", "channel_slice")
 def channel_slice_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Slice of the channel axis."""
-    bounds = [b.constant(b.temp(layer, role), [value], "int64")
-              for role, value in (("start", layer.spec.start), ("stop", layer.spec.stop), ("axis", 1))]
+    bounds = [
+        b.constant(b.temp(layer, role), [value], "int64")
+        for role, value in (("start", layer.spec.start), ("stop", layer.spec.stop), ("axis", 1))
+    ]
     return b.node("Slice", [inputs[0], *bounds], layer.name)
 
 
@@ -143,8 +145,9 @@ def channel_slice_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
 def channel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Reshape to (N, groups, C/groups, -1), swap the two channel axes, reshape back."""
     groups = layer.spec.groups
-    grouped_shape = b.constant(b.temp(layer, "grouped_shape"), [0, groups, layer.input_shape[0] // groups, -1],
-                               "int64")
+    grouped_shape = b.constant(
+        b.temp(layer, "grouped_shape"), [0, groups, layer.input_shape[0] // groups, -1], "int64"
+    )
     grouped = b.node("Reshape", [inputs[0], grouped_shape], b.temp(layer, "grouped"))
     swapped = b.node("Transpose", [grouped], b.temp(layer, "swapped"), perm=[0, 2, 1, 3])
     shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))

@@ -270,6 +270,10 @@ def conv_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Conv with per-side pads (asymmetric 'same' included), dilation and groups; kernel (O, I/g, *k)."""
     weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node(
-        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), **O.window(layer), group=layer.spec.groups,
+        "Conv",
+        [inputs[0], *weights],
+        b.temp(layer, "conv"),
+        **O.window(layer),
+        group=layer.spec.groups,
     )
     return O.with_activation(b, layer, value)

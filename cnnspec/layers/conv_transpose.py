@@ -333,9 +333,13 @@ def conv_transpose_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) 
     extra = [max(-after, 0) for _, after in padding]
     weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node(
-        "ConvTranspose", [inputs[0], *weights], b.temp(layer, "conv_transpose"),
+        "ConvTranspose",
+        [inputs[0], *weights],
+        b.temp(layer, "conv_transpose"),
         kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
         strides=list(O.planned(layer, layer.stride, "stride")),
-        dilations=list(O.planned(layer, layer.dilation, "dilation")), pads=begins + ends, output_padding=extra,
+        dilations=list(O.planned(layer, layer.dilation, "dilation")),
+        pads=begins + ends,
+        output_padding=extra,
     )
     return O.with_activation(b, layer, value)

@@ -273,9 +273,14 @@ class SeparableConv2dDefinition(_DepthwiseLike):
 @REGISTRY.attach("onnx", "depthwise_conv2d")
 def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Conv with one group per input channel; kernel (C*m, 1, *k)."""
-    weights = [b.weight(layer, "depthwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    weights = [b.weight(layer, "depthwise_kernel")] + (
+        [b.weight(layer, "bias")] if layer.spec.bias else []
+    )
     value = b.node(
-        "Conv", [inputs[0], *weights], b.temp(layer, "conv"), **O.window(layer),
+        "Conv",
+        [inputs[0], *weights],
+        b.temp(layer, "conv"),
+        **O.window(layer),
         group=layer.input_shape[0],
     )
     return O.with_activation(b, layer, value)
@@ -285,9 +290,14 @@ def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
 def separable_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """The depthwise Conv (no bias), then a 1x1 Conv with the bias."""
     depthwise = b.node(
-        "Conv", [inputs[0], b.weight(layer, "depthwise_kernel")], b.temp(layer, "depthwise"),
-        **O.window(layer), group=layer.input_shape[0],
+        "Conv",
+        [inputs[0], b.weight(layer, "depthwise_kernel")],
+        b.temp(layer, "depthwise"),
+        **O.window(layer),
+        group=layer.input_shape[0],
     )
-    weights = [b.weight(layer, "pointwise_kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    weights = [b.weight(layer, "pointwise_kernel")] + (
+        [b.weight(layer, "bias")] if layer.spec.bias else []
+    )
     value = b.node("Conv", [depthwise, *weights], b.temp(layer, "pointwise"), kernel_shape=[1, 1])
     return O.with_activation(b, layer, value)

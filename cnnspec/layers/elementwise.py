@@ -222,8 +222,14 @@ AverageDefinition = _definition(
 )
 
 
-_ONNX_OPS = {"add": "Add", "multiply": "Mul", "subtract": "Sub", "maximum": "Max", "minimum": "Min",
-             "average": "Add"}
+_ONNX_OPS = {
+    "add": "Add",
+    "multiply": "Mul",
+    "subtract": "Sub",
+    "maximum": "Max",
+    "minimum": "Min",
+    "average": "Add",
+}
 
 
 @REGISTRY.attach("onnx", *_KERAS_LAYERS)
@@ -233,7 +239,9 @@ def elementwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> 
     operands = []
     for position, (name, shape) in enumerate(zip(inputs, layer.input_shapes)):
         if len(shape) == 1 and spatial:
-            axes = b.constant(b.temp(layer, f"axes{position}"), list(range(2, 2 + spatial)), "int64")
+            axes = b.constant(
+                b.temp(layer, f"axes{position}"), list(range(2, 2 + spatial)), "int64"
+            )
             name = b.node("Unsqueeze", [name, axes], b.temp(layer, f"operand{position}"))
         operands.append(name)
     op = _ONNX_OPS[layer.type]

@@ -149,11 +149,15 @@ def normalize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
         mean_values = spec.mean if isinstance(spec.mean, list) else [spec.mean]
         variance_values = spec.variance if isinstance(spec.variance, list) else [spec.variance]
         mean = b.constant(b.temp(layer, "mean_values"), [float(v) for v in mean_values], "float32")
-        variance = b.constant(b.temp(layer, "variance_values"), [float(v) for v in variance_values], "float32")
+        variance = b.constant(
+            b.temp(layer, "variance_values"), [float(v) for v in variance_values], "float32"
+        )
     else:
         mean, variance = b.weight(layer, "mean"), b.weight(layer, "variance")
     floor = b.constant(b.temp(layer, "std_floor"), 1e-7, "float32")
-    std = b.node("Max", [b.node("Sqrt", [variance], b.temp(layer, "sqrt")), floor], b.temp(layer, "std_flat"))
+    std = b.node(
+        "Max", [b.node("Sqrt", [variance], b.temp(layer, "sqrt")), floor], b.temp(layer, "std_flat")
+    )
     if channels > 1 or spec.mean is None:
         mean, std = O.per_channel(b, layer, mean, "mean"), O.per_channel(b, layer, std, "std")
     centred = b.node("Sub", [inputs[0], mean], b.temp(layer, "centred"))

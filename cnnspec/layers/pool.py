@@ -329,7 +329,9 @@ class AvgPoolDefinition(_PoolDefinition):
         return code
 
 
-@REGISTRY.attach("onnx", *REGISTRY.definition("max_pool2d").types, *REGISTRY.definition("avg_pool2d").types)
+@REGISTRY.attach(
+    "onnx", *REGISTRY.definition("max_pool2d").types, *REGISTRY.definition("avg_pool2d").types
+)
 def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """MaxPool / AveragePool.
 
@@ -350,6 +352,11 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
             padding = [(0, 0)] * len(padding)
     pads = [(before, after + more) for (before, after), more in zip(padding, extra)]
     return b.node(
-        op, [source], layer.name, kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
-        strides=list(O.planned(layer, layer.stride, "stride")), pads=O.flat_pads(pads), **attributes,
+        op,
+        [source],
+        layer.name,
+        kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
+        strides=list(O.planned(layer, layer.stride, "stride")),
+        pads=O.flat_pads(pads),
+        **attributes,
     )

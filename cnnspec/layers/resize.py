@@ -220,23 +220,35 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     axes = list(range(2, 2 + len(outs)))
     transform = "align_corners" if spec.align_corners else "half_pixel"
     if spec.mode == "nearest":
-        attributes: dict[str, Any] = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
-                                          nearest_mode="floor")
+        attributes: dict[str, Any] = dict(
+            mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+        )
     elif spec.mode == "nearest_exact":
-        attributes = dict(mode="nearest", coordinate_transformation_mode="half_pixel",
-                          nearest_mode="round_prefer_ceil")
+        attributes = dict(
+            mode="nearest",
+            coordinate_transformation_mode="half_pixel",
+            nearest_mode="round_prefer_ceil",
+        )
     elif spec.mode == "bilinear":
         attributes = dict(mode="linear", coordinate_transformation_mode=transform)
     else:
-        attributes = dict(mode="cubic", coordinate_transformation_mode=transform,
-                          cubic_coeff_a=float(spec.cubic_coefficient), exclude_outside=int(spec.exclude_outside))
+        attributes = dict(
+            mode="cubic",
+            coordinate_transformation_mode=transform,
+            cubic_coeff_a=float(spec.cubic_coefficient),
+            exclude_outside=int(spec.exclude_outside),
+        )
     if spec.mode != "bicubic" or len(outs) == 2:
         return b.node("Resize", [inputs[0], "", "", sizes], layer.name, axes=axes, **attributes)
     if len(outs) != 1:  # onnxruntime's cubic Resize takes 2-D images only
-        raise CnnspecError(f"layer '{layer.name}': no ONNX emission for a bicubic resize of {len(outs)} spatial dims")
+        raise CnnspecError(
+            f"layer '{layer.name}': no ONNX emission for a bicubic resize of {len(outs)} spatial dims"
+        )
     # A 1-D signal as a (1, L) image: the added axis keeps its single row exactly.
     axis = b.constant(b.temp(layer, "row_axis"), [2], "int64")
     image = b.node("Unsqueeze", [inputs[0], axis], b.temp(layer, "image"))
     image_sizes = b.constant(b.temp(layer, "image_sizes"), [1, *outs], "int64")
-    resized = b.node("Resize", [image, "", "", image_sizes], b.temp(layer, "resized"), axes=[2, 3], **attributes)
+    resized = b.node(
+        "Resize", [image, "", "", image_sizes], b.temp(layer, "resized"), axes=[2, 3], **attributes
+    )
     return b.node("Squeeze", [resized, axis], layer.name)

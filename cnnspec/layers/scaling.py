@@ -142,9 +142,13 @@ def _broadcast_constant(layer: LayerPlan, value: float | list[float]) -> Any:
 @REGISTRY.attach("onnx", "rescale")
 def rescale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """x * scale + offset, each a constant (per channel where a list)."""
-    scale = b.constant(b.temp(layer, "scale"), _broadcast_constant(layer, layer.spec.scale), "float32")
+    scale = b.constant(
+        b.temp(layer, "scale"), _broadcast_constant(layer, layer.spec.scale), "float32"
+    )
     scaled = b.node("Mul", [inputs[0], scale], b.temp(layer, "scaled"))
-    offset = b.constant(b.temp(layer, "offset"), _broadcast_constant(layer, layer.spec.offset), "float32")
+    offset = b.constant(
+        b.temp(layer, "offset"), _broadcast_constant(layer, layer.spec.offset), "float32"
+    )
     return b.node("Add", [scaled, offset], layer.name)
 
 

@@ -104,5 +104,7 @@ def upsample_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str
     if layer.spec.mode == "bilinear":
         attributes = dict(mode="linear", coordinate_transformation_mode="half_pixel")
     else:
-        attributes = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        attributes = dict(
+            mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+        )
     return b.node("Resize", [inputs[0], "", scales], layer.name, **attributes)

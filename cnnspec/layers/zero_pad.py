@@ -81,5 +81,9 @@ class ZeroPadDefinition(LayerDefinition):
 @REGISTRY.attach("onnx", "zero_pad1d", "zero_pad2d", "zero_pad3d")
 def zero_pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """A constant Pad of the spatial dims."""
-    pads = b.constant(b.temp(layer, "pad_amounts"), O.spatial_pads(O.planned(layer, layer.padding, "padding")), "int64")
+    pads = b.constant(
+        b.temp(layer, "pad_amounts"),
+        O.spatial_pads(O.planned(layer, layer.padding, "padding")),
+        "int64",
+    )
     return b.node("Pad", [inputs[0], pads], layer.name, mode="constant")

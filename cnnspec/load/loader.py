@@ -78,7 +78,10 @@ class SourceMap:
     def record(self, path: tuple, node, key_node=None) -> None:
         self._positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if key_node is not None:
-            self._key_positions[path] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            self._key_positions[path] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
 
     def locate(self, path) -> tuple[int, int] | None:
         """The position of ``path``, or of its nearest recorded ancestor."""
@@ -96,9 +99,16 @@ class SourceMap:
 
 
 def _problem(
-    message: str, file: str | None, hint: str | None = None, line=None, column=None, path: tuple = ()
+    message: str,
+    file: str | None,
+    hint: str | None = None,
+    line=None,
+    column=None,
+    path: tuple = (),
 ) -> SpecError:
-    return SpecError(Problem(message, path=tuple(path), hint=hint, file=file, line=line, column=column))
+    return SpecError(
+        Problem(message, path=tuple(path), hint=hint, file=file, line=line, column=column)
+    )
 
 
 def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
@@ -120,9 +130,13 @@ def _read_text(path: Path) -> str:
         raise _problem("is not a usable file path (it contains a NUL character)", repr(shown))
     try:
         if not path.exists():
-            raise _problem("no such file", shown, hint="check the path; specs are .yaml, .yml or .json files")
+            raise _problem(
+                "no such file", shown, hint="check the path; specs are .yaml, .yml or .json files"
+            )
         if path.is_dir():
-            raise _problem("is a directory, not a spec file", shown, hint="name one .yaml, .yml or .json file")
+            raise _problem(
+                "is a directory, not a spec file", shown, hint="name one .yaml, .yml or .json file"
+            )
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise _problem(
@@ -131,19 +145,29 @@ def _read_text(path: Path) -> str:
                 hint="a spec lists layers, not weights; is this the right file?",
             )
         if not path.is_file():
-            raise _problem("is not a regular file (a device, socket or pipe?)", shown, hint="name one .yaml, .yml or .json file")
+            raise _problem(
+                "is not a regular file (a device, socket or pipe?)",
+                shown,
+                hint="name one .yaml, .yml or .json file",
+            )
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # the file may grow between stat and read
     except ValueError:  # e.g. a NUL character inside the path
-        raise _problem("is not a usable file path (it contains a NUL character)", repr(shown)) from None
+        raise _problem(
+            "is not a usable file path (it contains a NUL character)", repr(shown)
+        ) from None
     except OSError as exc:
         raise _problem(f"cannot read the file: {exc.strerror or exc}", shown) from None
     if len(data) > MAX_FILE_BYTES:
         raise _problem(f"file is larger than the limit of {MAX_FILE_BYTES:,} bytes", shown)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise _problem("is UTF-16 text; specs must be UTF-8", shown, hint="re-save the file as UTF-8")
+        raise _problem(
+            "is UTF-16 text; specs must be UTF-8", shown, hint="re-save the file as UTF-8"
+        )
     if b"\x00" in data:
-        raise _problem("looks like a binary file (it contains NUL bytes), not a YAML/JSON spec", shown)
+        raise _problem(
+            "looks like a binary file (it contains NUL bytes), not a YAML/JSON spec", shown
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -188,7 +212,11 @@ def _yaml_failure(exc, text: str, file: str | None) -> SpecError:
         problem = exc.problem or exc.context or "unreadable"
         message = f"not valid YAML/JSON: {_YAML_MESSAGES.get(problem, problem)}"
         hint = _YAML_HINTS.get(problem) or _YAML_HINTS.get(exc.context or "")
-        if hint is None and mark is not None and "\t" in _line_at(text, mark.line)[: mark.column + 1]:
+        if (
+            hint is None
+            and mark is not None
+            and "\t" in _line_at(text, mark.line)[: mark.column + 1]
+        ):
             hint = "YAML indentation must use spaces, not tabs"
         context = exc.context or ""
         if hint is None and context.startswith("while parsing a ") and exc.context_mark is not None:
@@ -201,10 +229,14 @@ def _yaml_failure(exc, text: str, file: str | None) -> SpecError:
             return _problem(message, file, hint=hint, line=mark.line + 1, column=mark.column + 1)
         return _problem(message, file, hint=hint)
     if isinstance(exc, yaml.reader.ReaderError):
-        line, column = _text_position(text, exc.position) if isinstance(exc.position, int) else (None, None)
+        line, column = (
+            _text_position(text, exc.position) if isinstance(exc.position, int) else (None, None)
+        )
         character = exc.character if isinstance(exc.character, int) else None
         what = f"character U+{character:04X}" if character is not None else "a character"
-        return _problem(f"not valid YAML/JSON: {exc.reason}: {what}", file, line=line, column=column)
+        return _problem(
+            f"not valid YAML/JSON: {exc.reason}: {what}", file, line=line, column=column
+        )
     return _problem(f"not valid YAML/JSON: {exc}", file)
 
 
@@ -272,13 +304,21 @@ def _check_events(text: str, file: str | None) -> None:
             if isinstance(event, yaml.NodeEvent):
                 values += 1
                 if values > MAX_NODES:
-                    refuse(f"document holds more than {MAX_NODES:,} values; refused", event.start_mark,
-                           hint="a spec lists layers, not weights; is this the right file?")
+                    refuse(
+                        f"document holds more than {MAX_NODES:,} values; refused",
+                        event.start_mark,
+                        hint="a spec lists layers, not weights; is this the right file?",
+                    )
             if isinstance(event, yaml.AliasEvent):
                 for mark, _, anchor in open_collections:
                     if anchor == event.anchor:
-                        refuse("a YAML alias refers to the value that contains it (an endless value); refused", mark)
-                add_to_parent(anchored_sizes.get(event.anchor, 1))  # an undefined alias: the composer says so
+                        refuse(
+                            "a YAML alias refers to the value that contains it (an endless value); refused",
+                            mark,
+                        )
+                add_to_parent(
+                    anchored_sizes.get(event.anchor, 1)
+                )  # an undefined alias: the composer says so
             elif isinstance(event, yaml.ScalarEvent):
                 if event.anchor is not None:
                     anchored_sizes[event.anchor] = 1
@@ -306,7 +346,9 @@ def _compose(text: str, file: str | None):
     import yaml
 
     if len(text) > MAX_FILE_BYTES:
-        raise _problem(f"spec text is {len(text):,} characters; the limit is {MAX_FILE_BYTES:,}", file)
+        raise _problem(
+            f"spec text is {len(text):,} characters; the limit is {MAX_FILE_BYTES:,}", file
+        )
     _check_structure(text, file)
     loader = _yaml_loader_class()(text)
     try:
@@ -320,7 +362,11 @@ def _compose(text: str, file: str | None):
 
 
 def _show_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+    return (
+        "!!" + tag.removeprefix("tag:yaml.org,2002:")
+        if tag.startswith("tag:yaml.org,2002:")
+        else tag
+    )
 
 
 class _NodeConverter:
@@ -337,7 +383,12 @@ class _NodeConverter:
 
     def fail(self, node, message: str, hint: str | None = None, path: tuple = ()):
         raise _problem(
-            message, self.file, hint=hint, line=node.start_mark.line + 1, column=node.start_mark.column + 1, path=path
+            message,
+            self.file,
+            hint=hint,
+            line=node.start_mark.line + 1,
+            column=node.start_mark.column + 1,
+            path=path,
         )
 
     def _refuse_tag(self, node, path: tuple):
@@ -352,18 +403,31 @@ class _NodeConverter:
         yaml = self._yaml
         self.count += 1
         if self.count > MAX_NODES:
-            self.fail(node, f"document expands to more than {MAX_NODES:,} values (an alias bomb?); refused")
+            self.fail(
+                node,
+                f"document expands to more than {MAX_NODES:,} values (an alias bomb?); refused",
+            )
         if depth > MAX_DEPTH:
             self.fail(node, f"nesting deeper than {MAX_DEPTH} levels; refused", path=path)
         self.source.record(path, node, key_node)
         if isinstance(node, yaml.ScalarNode):
-            if not node.tag.startswith("tag:yaml.org,2002:") or node.tag == "tag:yaml.org,2002:binary":
+            if (
+                not node.tag.startswith("tag:yaml.org,2002:")
+                or node.tag == "tag:yaml.org,2002:binary"
+            ):
                 self._refuse_tag(node, path)
             try:
                 return self._constructor.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
-                self.fail(node, f"cannot read this value: {getattr(exc, 'problem', None) or exc}", path=path)
-            except (ValueError, OverflowError) as exc:  # e.g. an integer with more digits than Python converts
+                self.fail(
+                    node,
+                    f"cannot read this value: {getattr(exc, 'problem', None) or exc}",
+                    path=path,
+                )
+            except (
+                ValueError,
+                OverflowError,
+            ) as exc:  # e.g. an integer with more digits than Python converts
                 self.fail(node, f"cannot read this value: {str(exc).split(';')[0]}", path=path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
@@ -376,12 +440,25 @@ class _NodeConverter:
             key_nodes: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.fail(key_node, "YAML merge keys ('<<') are not supported in specs", hint="write the fields out in full", path=path)
+                    self.fail(
+                        key_node,
+                        "YAML merge keys ('<<') are not supported in specs",
+                        hint="write the fields out in full",
+                        path=path,
+                    )
                 if not isinstance(key_node, yaml.ScalarNode):
-                    self.fail(key_node, "mapping keys must be plain strings, not lists or mappings", path=path)
+                    self.fail(
+                        key_node,
+                        "mapping keys must be plain strings, not lists or mappings",
+                        path=path,
+                    )
                 key = self.convert(key_node, path + ("<key>",), depth + 1)
                 if not isinstance(key, str):
-                    self.fail(key_node, f"mapping key {key!r} must be a string (field names are words)", path=path)
+                    self.fail(
+                        key_node,
+                        f"mapping key {key!r} must be a string (field names are words)",
+                        path=path,
+                    )
                 if key in result:
                     first = key_nodes[key].start_mark
                     self.fail(
@@ -403,11 +480,15 @@ def _parse_json(text: str, file: str | None) -> Any:
     except json.JSONDecodeError as exc:
         before = text[: exc.pos].rstrip()
         hint = None
-        if before.endswith(",") and exc.msg.startswith(("Expecting value", "Expecting property name")):
+        if before.endswith(",") and exc.msg.startswith(
+            ("Expecting value", "Expecting property name")
+        ):
             hint = "JSON allows no comma after the last item of a list or object"
         elif exc.msg.startswith("Expecting property name") and text[exc.pos : exc.pos + 1] == "'":
             hint = "JSON strings use double quotes"
-        raise _problem(f"not valid JSON: {exc.msg}", file, hint=hint, line=exc.lineno, column=exc.colno) from None
+        raise _problem(
+            f"not valid JSON: {exc.msg}", file, hint=hint, line=exc.lineno, column=exc.colno
+        ) from None
     except RecursionError:
         _check_structure(text, file)  # locates the too-deep value
         raise _problem(f"nesting deeper than {MAX_DEPTH} levels; refused", file) from None
@@ -415,7 +496,9 @@ def _parse_json(text: str, file: str | None) -> Any:
         raise _problem(f"not valid JSON: {str(exc).split(';')[0]}", file) from None
 
 
-def parse_text(text: str, file: str | None = None, *, json_text: bool = False) -> tuple[Any, SourceMap]:
+def parse_text(
+    text: str, file: str | None = None, *, json_text: bool = False
+) -> tuple[Any, SourceMap]:
     """Parse YAML or JSON text into plain values and a :class:`SourceMap`.
 
     Args:
@@ -429,20 +512,32 @@ def parse_text(text: str, file: str | None = None, *, json_text: bool = False) -
     """
     source = SourceMap(file)
     if len(text) > MAX_FILE_BYTES:
-        raise _problem(f"spec text is {len(text):,} characters; the limit is {MAX_FILE_BYTES:,}", file)
+        raise _problem(
+            f"spec text is {len(text):,} characters; the limit is {MAX_FILE_BYTES:,}", file
+        )
     if json_text:
         if not text.strip():
-            raise _problem("the spec is empty", file, hint="a spec starts with '{\"cnnspec\": 1, ...'; see examples/")
+            raise _problem(
+                "the spec is empty",
+                file,
+                hint="a spec starts with '{\"cnnspec\": 1, ...'; see examples/",
+            )
         json_data = _parse_json(text, file)
         try:
             node = _compose(text, file)
         except SpecError:
-            return json_data, SourceMap(file)  # valid JSON that YAML cannot map: values without positions
-        _NodeConverter(file, source).convert(node)  # the bounds and the duplicate-key check, and the positions
+            return json_data, SourceMap(
+                file
+            )  # valid JSON that YAML cannot map: values without positions
+        _NodeConverter(file, source).convert(
+            node
+        )  # the bounds and the duplicate-key check, and the positions
         return json_data, source
     node = _compose(text, file)
     if node is None:
-        raise _problem("the spec is empty", file, hint="a spec starts with 'cnnspec: 1'; see examples/")
+        raise _problem(
+            "the spec is empty", file, hint="a spec starts with 'cnnspec: 1'; see examples/"
+        )
     data = _NodeConverter(file, source).convert(node)
     return data, source
 
@@ -473,11 +568,15 @@ def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) ->
         else:
             path = Path(source)
             file = str(source)
-            data, source_map = parse_text(_read_text(path), file, json_text=path.suffix.lower() == ".json")
+            data, source_map = parse_text(
+                _read_text(path), file, json_text=path.suffix.lower() == ".json"
+            )
     return validate_data(data, file=file, source_map=source_map)
 
 
-def validate_data(data: Any, file: str | None = None, source_map: SourceMap | None = None) -> ModelSpec:
+def validate_data(
+    data: Any, file: str | None = None, source_map: SourceMap | None = None
+) -> ModelSpec:
     """Validate already-parsed data as a spec (see :func:`load_spec`)."""
     source_map = source_map or SourceMap(file)
     if not isinstance(data, dict):
@@ -497,7 +596,13 @@ def validate_data(data: Any, file: str | None = None, source_map: SourceMap | No
     return spec
 
 
-_KIND_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+}
 
 
 def _pos(source_map: SourceMap, path) -> dict:
@@ -516,7 +621,13 @@ def _check_version(data: dict, file: str | None, source_map: SourceMap) -> None:
     version = data["cnnspec"]
     if isinstance(version, bool) or not isinstance(version, int):
         raise SpecError(
-            Problem(f"format version must be an integer, got {version!r}", ("cnnspec",), f"write 'cnnspec: {FORMAT_VERSION}'", file, **_pos(source_map, ("cnnspec",)))
+            Problem(
+                f"format version must be an integer, got {version!r}",
+                ("cnnspec",),
+                f"write 'cnnspec: {FORMAT_VERSION}'",
+                file,
+                **_pos(source_map, ("cnnspec",)),
+            )
         )
     if version > FORMAT_VERSION:
         raise SpecError(
@@ -529,13 +640,23 @@ def _check_version(data: dict, file: str | None, source_map: SourceMap) -> None:
             )
         )
     if version < 1:
-        raise SpecError(Problem(f"unknown format version {version}", ("cnnspec",), f"write 'cnnspec: {FORMAT_VERSION}'", file, **_pos(source_map, ("cnnspec",))))
+        raise SpecError(
+            Problem(
+                f"unknown format version {version}",
+                ("cnnspec",),
+                f"write 'cnnspec: {FORMAT_VERSION}'",
+                file,
+                **_pos(source_map, ("cnnspec",)),
+            )
+        )
 
 
 def _is_branch_label(item: Any) -> bool:
     """pydantic's names for union branches inside ``loc`` ('constrained-int', 'list[...]', ...)."""
     return isinstance(item, str) and (
-        "[" in item or "-" in item or item in ("int", "str", "bool", "float", "list", "dict", "none")
+        "[" in item
+        or "-" in item
+        or item in ("int", "str", "bool", "float", "list", "dict", "none")
     )
 
 
@@ -609,7 +730,10 @@ def _is_misspelling(written: str, known: str) -> bool:
     written_words, known_words = written.split("_"), known.split("_")
     if len(written_words) != len(known_words):
         return True
-    return all(difflib.SequenceMatcher(None, a, b).ratio() >= 0.5 for a, b in zip(written_words, known_words))
+    return all(
+        difflib.SequenceMatcher(None, a, b).ratio() >= 0.5
+        for a, b in zip(written_words, known_words)
+    )
 
 
 def _field_replacement(field: str, allowed: list[str]) -> str | None:
@@ -674,12 +798,20 @@ _NUMBER_FIELDS = {
     "negative_slope": "a number >= 0",
 }
 _ACTIVATIONS = "relu, relu6, sigmoid, tanh, softmax, silu, gelu, hard_swish, hard_sigmoid, linear"
-_NAME_RULE = "names are Python identifiers: ASCII letters, digits and '_', not starting with a digit"
+_NAME_RULE = (
+    "names are Python identifiers: ASCII letters, digits and '_', not starting with a digit"
+)
 
 
 def _field_of(path: tuple) -> tuple[str, bool]:
     """The field an error is about, and whether it is about one item of that field's list."""
-    if path and isinstance(path[-1], int) and len(path) >= 2 and isinstance(path[-2], str) and path[-2] != "layers":
+    if (
+        path
+        and isinstance(path[-1], int)
+        and len(path) >= 2
+        and isinstance(path[-2], str)
+        and path[-2] != "layers"
+    ):
         return path[-2], True
     return (str(path[-1]) if path else ""), False
 
@@ -692,11 +824,21 @@ def _expected(path: tuple, data: Any) -> str | None:
     if field in _POSITIVE_INT_FIELDS:
         return "an integer >= 1"
     if field in _SPATIAL_FIELDS:
-        return "an integer >= 1" if item else "an integer >= 1, or a list with one such integer per spatial dim"
+        return (
+            "an integer >= 1"
+            if item
+            else "an integer >= 1, or a list with one such integer per spatial dim"
+        )
     if field == "output_padding":
-        return "an integer >= 0" if item else "an integer >= 0, or a list with one such integer per spatial dim"
+        return (
+            "an integer >= 0"
+            if item
+            else "an integer >= 0, or a list with one such integer per spatial dim"
+        )
     if field == "size" and path[:1] == ("input",):
-        return "an integer >= 1" if item else "a list of 1-3 integers >= 1: [L], [H, W] or [D, H, W]"
+        return (
+            "an integer >= 1" if item else "a list of 1-3 integers >= 1: [L], [H, W] or [D, H, W]"
+        )
     if field in _NUMBER_FIELDS:
         return _NUMBER_FIELDS[field]
     if field in _BOOL_FIELDS:
@@ -713,7 +855,11 @@ def _expected(path: tuple, data: Any) -> str | None:
         return "a mapping {channels: C, size: [H, W]}"
     if field == "inputs" and not item:
         merge = _reads_many(_layer_type_at(data, path[1])) if len(path) == 3 else False
-        return "a list of two or more earlier layer names" if merge else "a list with one earlier layer name (or 'input')"
+        return (
+            "a list of two or more earlier layer names"
+            if merge
+            else "a list with one earlier layer name (or 'input')"
+        )
     if field == "cnnspec":
         return f"the integer {FORMAT_VERSION}"
     return None
@@ -744,7 +890,9 @@ def _name_problem(value: Any) -> str:
     return f"{value!r} is not a valid name"  # pragma: no cover - the pattern and this walk agree
 
 
-def _translate(exc: ValidationError, data: Any, file: str | None, source_map: SourceMap) -> list[Problem]:
+def _translate(
+    exc: ValidationError, data: Any, file: str | None, source_map: SourceMap
+) -> list[Problem]:
     problems: list[Problem] = []
     errors = exc.errors(include_url=False)
     # A union field fails once per branch; keep the most specific message per path.
@@ -780,7 +928,9 @@ def _layer_label(data: Any, path: tuple) -> str:
     return ""
 
 
-def _problem_for(path: tuple, group: list[ErrorDetails], data: Any, file: str | None, source_map: SourceMap) -> Problem:
+def _problem_for(
+    path: tuple, group: list[ErrorDetails], data: Any, file: str | None, source_map: SourceMap
+) -> Problem:
     error = group[0]
     kind = error["type"]
     hint = None
@@ -793,8 +943,16 @@ def _problem_for(path: tuple, group: list[ErrorDetails], data: Any, file: str | 
     elif kind == "union_tag_invalid":
         tag = _layer_type_at(data, path[-1]) if len(path) == 2 else error.get("ctx", {}).get("tag")
         suggestion = suggest_type(tag) if isinstance(tag, str) else None
-        message = f"unknown layer type {tag!r}" if isinstance(tag, str) else f"a layer type is a word such as 'conv2d', got {_describe_input(tag)}"
-        hint = f"did you mean '{suggestion}'?" if suggestion else "known types: " + ", ".join(layer_types())
+        message = (
+            f"unknown layer type {tag!r}"
+            if isinstance(tag, str)
+            else f"a layer type is a word such as 'conv2d', got {_describe_input(tag)}"
+        )
+        hint = (
+            f"did you mean '{suggestion}'?"
+            if suggestion
+            else "known types: " + ", ".join(layer_types())
+        )
         path = path + ("type",) if path and path[-1] != "type" else path
         position = source_map.locate(path)
     elif kind == "union_tag_not_found":
@@ -856,7 +1014,9 @@ def _value_message(path: tuple, group: list[ErrorDetails], data: Any) -> tuple[s
         return f"unknown activation {shown}: expected one of {_ACTIVATIONS} or null", hint
     if field == "name" or (field == "inputs" and item):
         if "value_error" in kinds:  # keyword / dunder / reserved: the message says it all
-            return next(e["msg"] for e in group if e["type"] == "value_error").removeprefix("Value error, "), None
+            return next(e["msg"] for e in group if e["type"] == "value_error").removeprefix(
+                "Value error, "
+            ), None
         return _name_problem(value), _NAME_RULE
     if "too_short" in kinds or "too_long" in kinds:
         length = len(value) if isinstance(value, (list, str, dict)) else None
@@ -900,4 +1060,8 @@ def _reads_many(layer_type: Any) -> bool:
     """Whether layers of ``layer_type`` merge two or more inputs (add, concat, multiply, ...)."""
     from cnnspec.layers import REGISTRY
 
-    return isinstance(layer_type, str) and layer_type in REGISTRY and REGISTRY.definition(layer_type).arity == "many"
+    return (
+        isinstance(layer_type, str)
+        and layer_type in REGISTRY
+        and REGISTRY.definition(layer_type).arity == "many"
+    )

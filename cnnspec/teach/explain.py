@@ -19,8 +19,22 @@ from cnnspec.teach.i18n import check_language, text
 from cnnspec.teach.notes import model_notes
 
 WINDOWED = ("conv", "depthwise_conv", "separable_conv", "pool")
-KNOWN_FAMILIES = frozenset({*WINDOWED, "conv_transpose", "upsample", "zero_pad", "global_pool", "flatten", "merge",
-                            "dense", "batch_norm", "dropout", "activation", "prelu"})
+KNOWN_FAMILIES = frozenset(
+    {
+        *WINDOWED,
+        "conv_transpose",
+        "upsample",
+        "zero_pad",
+        "global_pool",
+        "flatten",
+        "merge",
+        "dense",
+        "batch_norm",
+        "dropout",
+        "activation",
+        "prelu",
+    }
+)
 
 
 def explain(spec, lang: str = "en") -> Explanation:
@@ -84,6 +98,7 @@ class Explanation:
 
 # -- building the record ---------------------------------------------------------------------------
 
+
 def shape_text(shape) -> str:
     """``(32, 26, 26)`` -> ``32×26×26``."""
     return "×".join(str(d) for d in shape)
@@ -105,7 +120,9 @@ def _split(lang: str, before: int, after: int) -> str:
     return text("pad_split", lang, before=before, after=after)
 
 
-def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> list[dict[str, Any]]:
+def _padding_texts(
+    layer: LayerPlan, details: list[F.AxisDetail], lang: str
+) -> list[dict[str, Any]]:
     if layer.padding is None:
         return []
     if layer.family == "conv_transpose":
@@ -123,11 +140,18 @@ def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> 
                 if d.extend:
                     parts.append(text("tr_output_padding", lang, op=d.extend))
             else:
-                parts.append(text("tr_valid_extend", lang, extra=d.extend) if d.extend else text("tr_valid", lang))
+                parts.append(
+                    text("tr_valid_extend", lang, extra=d.extend)
+                    if d.extend
+                    else text("tr_valid", lang)
+                )
             items.append((d.axis, ", ".join(parts)))
         return [{"mode": layer.padding_mode, **g} for g in _group(items)]
-    if layer.padding_mode == "valid" and all(b == 0 and a == 0 for b, a in layer.padding) \
-            and not any(d.ceil_extra for d in details):
+    if (
+        layer.padding_mode == "valid"
+        and all(b == 0 and a == 0 for b, a in layer.padding)
+        and not any(d.ceil_extra for d in details)
+    ):
         return [{"mode": "valid", "axes": [], "text": "valid"}]
     items = []
     for d in details:
@@ -135,7 +159,9 @@ def _padding_texts(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> 
             if d.same_total_value < 0:
                 value = text("same_total_negative", lang, formula=d.same_total)
             else:
-                value = text("same_total", lang, formula=d.same_total, split=_split(lang, d.before, d.after))
+                value = text(
+                    "same_total", lang, formula=d.same_total, split=_split(lang, d.before, d.after)
+                )
         else:
             value = _split(lang, d.before, d.after)
         if d.ceil_extra:
@@ -169,10 +195,18 @@ def _size_groups(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> li
     if family == "global_pool":
         axes = "×".join(F.axis_names(len(shape) - 1))
         keepdims = len(layer.output_shape) > 1
-        result = (text("per_channel", lang, ones="×".join("1" * (len(shape) - 1))) if keepdims
-                  else text("features", lang, count=shape[0]))
+        result = (
+            text("per_channel", lang, ones="×".join("1" * (len(shape) - 1)))
+            if keepdims
+            else text("features", lang, count=shape[0])
+        )
         key = "reduce_mean" if layer.type == "global_avg_pool" else "reduce_max"
-        return [{"axes": [], "text": text(key, lang, axes=axes, window=shape_text(shape[1:]), result=result)}]
+        return [
+            {
+                "axes": [],
+                "text": text(key, lang, axes=axes, window=shape_text(shape[1:]), result=result),
+            }
+        ]
     if family == "flatten" and len(shape) > 1:
         letters = "·".join(("C", *F.axis_names(len(shape) - 1)))
         formula = "·".join(map(str, shape)) + f" = {F.num(layer.output_shape[0])}"
@@ -197,8 +231,13 @@ def _params_record(layer: LayerPlan, lang: str) -> dict[str, Any]:
     return {
         "formula": chain,
         "remark": remark,
-        "terms": [{"formula": t.formula, "value": t.value, "tensor": t.what, "trainable": t.trainable} for t in terms],
-        "tensors": [{"name": p.name, "shape": list(p.shape), "trainable": p.trainable} for p in layer.params],
+        "terms": [
+            {"formula": t.formula, "value": t.value, "tensor": t.what, "trainable": t.trainable}
+            for t in terms
+        ],
+        "tensors": [
+            {"name": p.name, "shape": list(p.shape), "trainable": p.trainable} for p in layer.params
+        ],
     }
 
 
@@ -214,7 +253,7 @@ def flatten_order(shape: tuple[int, ...]) -> dict[str, Any]:
     names = ["c", *lower]
     sizes = list(shape)
     for i, (letter, index) in enumerate(zip(names, cell)):
-        later, later_letters = sizes[i + 1:], list(axes[i:])  # sizes after this axis
+        later, later_letters = sizes[i + 1 :], list(axes[i:])  # sizes after this axis
         if later:
             letters_torch.append("·".join([letter, *later_letters]))
             numbers_torch.append("·".join(str(v) for v in [index, *later]))
@@ -249,7 +288,9 @@ def flatten_order(shape: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple[str, ...]) -> dict[str, Any]:
+def _layer_record(
+    plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple[str, ...]
+) -> dict[str, Any]:
     details = _axis_details(layer)
     axes = list(F.axis_names(layer.spatial_rank)) if layer.spatial_rank > 0 else []
     record: dict[str, Any] = {
@@ -262,7 +303,9 @@ def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple
         "inputs": list(layer.inputs),
         "default_inputs": tuple(layer.inputs) == default_inputs,
         "axes": axes,
-        "input_shapes": [{"NCHW": list(s), "NHWC": list(channels_last(s))} for s in layer.input_shapes],
+        "input_shapes": [
+            {"NCHW": list(s), "NHWC": list(channels_last(s))} for s in layer.input_shapes
+        ],
         "output_shape": {"NCHW": list(layer.output_shape), "NHWC": list(layer.output_shape_last)},
         "params": layer.total_params,
         "trainable_params": layer.trainable_params,
@@ -276,11 +319,19 @@ def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple
         record["padding"] = [list(p) for p in layer.padding]
         record["padding_mode"] = layer.padding_mode
         record["padding_axes"] = [
-            {"axis": d.axis, "before": d.before, "after": d.after,
-             **({"same_total": d.same_total, "same_total_value": d.same_total_value} if d.same_total else {}),
-             **({"full": d.full, "extend": d.extend} if d.full else {}),
-             **({"crop": d.crop_formula} if d.crop_formula else {}),
-             **({"ceil_extra": d.ceil_extra} if d.ceil_extra else {})}
+            {
+                "axis": d.axis,
+                "before": d.before,
+                "after": d.after,
+                **(
+                    {"same_total": d.same_total, "same_total_value": d.same_total_value}
+                    if d.same_total
+                    else {}
+                ),
+                **({"full": d.full, "extend": d.extend} if d.full else {}),
+                **({"crop": d.crop_formula} if d.crop_formula else {}),
+                **({"ceil_extra": d.ceil_extra} if d.ceil_extra else {}),
+            }
             for d in details
         ]
     record["padding_text"] = _padding_texts(layer, details, lang)
@@ -294,9 +345,16 @@ def _layer_record(plan: Plan, layer: LayerPlan, lang: str, default_inputs: tuple
         source = plan.layer(layer.inputs[0]) if layer.inputs[0] != "input" else None
         maps = [list(s) for s in (source.flat_segments or ()) if len(s) > 1] if source else []
         if maps:
-            record["kernel_rows"] = {"feature_maps": maps, "orders": [
-                {"torch_index": flatten_order(tuple(m))["torch_index"],
-                 "keras_index": flatten_order(tuple(m))["keras_index"]} for m in maps]}
+            record["kernel_rows"] = {
+                "feature_maps": maps,
+                "orders": [
+                    {
+                        "torch_index": flatten_order(tuple(m))["torch_index"],
+                        "keras_index": flatten_order(tuple(m))["keras_index"],
+                    }
+                    for m in maps
+                ],
+            }
     return record
 
 
@@ -314,8 +372,14 @@ def _model_record(plan: Plan, lang: str) -> dict[str, Any]:
         "rank": plan.rank,
         "axes": list(F.axis_names(plan.rank)),
         "layouts": {"NCHW": first, "NHWC": last},
-        "input_shape": {"NCHW": list(plan.input_shape), "NHWC": list(channels_last(plan.input_shape))},
-        "output_shape": {"NCHW": list(plan.output_shape), "NHWC": list(channels_last(plan.output_shape))},
+        "input_shape": {
+            "NCHW": list(plan.input_shape),
+            "NHWC": list(channels_last(plan.input_shape)),
+        },
+        "output_shape": {
+            "NCHW": list(plan.output_shape),
+            "NHWC": list(channels_last(plan.output_shape)),
+        },
         "total_params": plan.total_params,
         "trainable_params": plan.trainable_params,
         "non_trainable_params": plan.non_trainable_params,
@@ -326,6 +390,7 @@ def _model_record(plan: Plan, lang: str) -> dict[str, Any]:
 
 
 # -- the terminal table ----------------------------------------------------------------------------
+
 
 def display_width(value: str) -> int:
     """Terminal columns of ``value`` (Hangul and other wide characters take two)."""
@@ -349,7 +414,9 @@ def _wrap(segments: list[str], first_prefix: str, indent: int, width: int) -> li
         pieces.extend(zip(parts[1::2], parts[2::2]))
     lines, current = [], first_prefix
     for separator, part in pieces:
-        if separator and display_width(current + separator + part) + 1 > width:  # room for a trailing ";"
+        if (
+            separator and display_width(current + separator + part) + 1 > width
+        ):  # room for a trailing ";"
             lines.append(current + separator.rstrip())
             current = " " * indent + part
         else:
@@ -361,49 +428,96 @@ def _wrap(segments: list[str], first_prefix: str, indent: int, width: int) -> li
 def _detail_rows(record: dict[str, Any], lang: str) -> list[tuple[str, list[str]]]:
     rows = []
     if record["padding_text"]:
-        rows.append((text("padding", lang), [f"{g['mode']}: " + s if i == 0 and g["axes"] else s
-                                            for i, (g, s) in enumerate(zip(record["padding_text"],
-                                                                           _segments(record["padding_text"])))]))
+        rows.append(
+            (
+                text("padding", lang),
+                [
+                    f"{g['mode']}: " + s if i == 0 and g["axes"] else s
+                    for i, (g, s) in enumerate(
+                        zip(record["padding_text"], _segments(record["padding_text"]))
+                    )
+                ],
+            )
+        )
     if record["size"]:
         rows.append((text("size", lang), _segments(record["size"])))
     arithmetic = record["param_arithmetic"]
-    if arithmetic["formula"] and arithmetic["formula"] != F.num(record["params"]) or arithmetic["remark"]:
-        segments = [arithmetic["formula"]] + ([f"({arithmetic['remark']})"] if arithmetic["remark"] else [])
+    if (
+        arithmetic["formula"]
+        and arithmetic["formula"] != F.num(record["params"])
+        or arithmetic["remark"]
+    ):
+        segments = [arithmetic["formula"]] + (
+            [f"({arithmetic['remark']})"] if arithmetic["remark"] else []
+        )
         rows.append((text("arithmetic", lang), [" ".join(segments)]))
     return rows
 
 
 def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int = 100) -> str:
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
-    headline = text("headline", lang, name=data["name"], rank=data["rank"], first=first,
-                    shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
-                    shape_last=shape_text(data["input_shape"]["NHWC"]))
+    headline = text(
+        "headline",
+        lang,
+        name=data["name"],
+        rank=data["rank"],
+        first=first,
+        shape_first=shape_text(data["input_shape"]["NCHW"]),
+        last=last,
+        shape_last=shape_text(data["input_shape"]["NHWC"]),
+    )
     out = _wrap_words(headline, 2, width if not wide else 10**6)
     out += [text("axes_line", lang, axes=", ".join(data["axes"])), ""]
-    columns = ["layer", "type"] + (["inputs"] if data["is_graph"] else []) + ["first", "last", "params"]
-    headings = {"layer": text("layer", lang), "type": text("type", lang), "inputs": text("inputs", lang),
-                "first": first, "last": last, "params": text("params", lang)}
-    rows = [{"layer": text("input", lang), "type": "", "inputs": "", "first": shape_text(data["input_shape"]["NCHW"]),
-             "last": shape_text(data["input_shape"]["NHWC"]), "params": ""}]
+    columns = (
+        ["layer", "type"] + (["inputs"] if data["is_graph"] else []) + ["first", "last", "params"]
+    )
+    headings = {
+        "layer": text("layer", lang),
+        "type": text("type", lang),
+        "inputs": text("inputs", lang),
+        "first": first,
+        "last": last,
+        "params": text("params", lang),
+    }
+    rows = [
+        {
+            "layer": text("input", lang),
+            "type": "",
+            "inputs": "",
+            "first": shape_text(data["input_shape"]["NCHW"]),
+            "last": shape_text(data["input_shape"]["NHWC"]),
+            "params": "",
+        }
+    ]
     # the lines under each row: (label, segments), one list per row
     details: list[list[tuple[str, list[str]]]] = [[]]
     for record in data["layers"]:
-        rows.append({
-            "layer": record["name"], "type": record["label"], "inputs": ", ".join(record["inputs"]),
-            "first": shape_text(record["output_shape"]["NCHW"]), "last": shape_text(record["output_shape"]["NHWC"]),
-            "params": F.num(record["params"]),
-        })
+        rows.append(
+            {
+                "layer": record["name"],
+                "type": record["label"],
+                "inputs": ", ".join(record["inputs"]),
+                "first": shape_text(record["output_shape"]["NCHW"]),
+                "last": shape_text(record["output_shape"]["NHWC"]),
+                "params": F.num(record["params"]),
+            }
+        )
         details.append(_detail_rows(record, lang))
     if wide:
-        extra = [("padding", text("padding", lang)), ("size", text("size", lang)),
-                 ("arithmetic", text("arithmetic", lang))]
+        extra = [
+            ("padding", text("padding", lang)),
+            ("size", text("size", lang)),
+            ("arithmetic", text("arithmetic", lang)),
+        ]
         for row, row_details in zip(rows, details):
             found = dict(row_details)
             for key, label in extra:
                 row[key] = "; ".join(found.get(label, []))
         columns += [key for key, _ in extra]
         headings.update(dict(extra))
-    widths = {c: max(display_width(headings[c]), *(display_width(r[c]) for r in rows)) for c in columns}
+    widths = {
+        c: max(display_width(headings[c]), *(display_width(r[c]) for r in rows)) for c in columns
+    }
     if not wide and "inputs" in columns and sum(widths.values()) + 2 * (len(columns) - 1) > width:
         # Too wide with the inputs in a column: give each layer an 'inputs' line under its row instead.
         columns.remove("inputs")
@@ -415,7 +529,9 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
 
     out.append(line(headings))
     out.append("  ".join("-" * widths[c] for c in columns))
-    label_width = max([display_width(text(k, lang)) for k in ("inputs", "padding", "size", "arithmetic")])
+    label_width = max(
+        [display_width(text(k, lang)) for k in ("inputs", "padding", "size", "arithmetic")]
+    )
     for row, row_details in zip(rows, details):
         out.append(line(row))
         if wide:
@@ -424,10 +540,25 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
             prefix = "    " + _pad(label, label_width) + "  "
             out.extend(_wrap(segments, prefix, display_width(prefix), width))
     out.append("")
-    out.append(text("totals_line", lang, total=F.num(data["total_params"]), trainable=F.num(data["trainable_params"]),
-                    non_trainable=F.num(data["non_trainable_params"])))
-    out.append(text("output_line", lang, first=first, shape_first=shape_text(data["output_shape"]["NCHW"]), last=last,
-                    shape_last=shape_text(data["output_shape"]["NHWC"])))
+    out.append(
+        text(
+            "totals_line",
+            lang,
+            total=F.num(data["total_params"]),
+            trainable=F.num(data["trainable_params"]),
+            non_trainable=F.num(data["non_trainable_params"]),
+        )
+    )
+    out.append(
+        text(
+            "output_line",
+            lang,
+            first=first,
+            shape_first=shape_text(data["output_shape"]["NCHW"]),
+            last=last,
+            shape_last=shape_text(data["output_shape"]["NHWC"]),
+        )
+    )
     if data["notes"]:
         out.append("")
         out.append(text("notes", lang) + ":")
@@ -453,36 +584,74 @@ def _wrap_words(value: str, indent: int, width: int) -> list[str]:
 
 # -- the notebook table ----------------------------------------------------------------------------
 
+
 def _render_html_table(data: dict[str, Any], lang: str) -> str:
     esc = html.escape
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
-    head = [text("layer", lang), text("type", lang)] + ([text("inputs", lang)] if data["is_graph"] else [])
-    head += [first, last, text("params", lang), text("padding", lang), text("size", lang), text("arithmetic", lang)]
+    head = [text("layer", lang), text("type", lang)] + (
+        [text("inputs", lang)] if data["is_graph"] else []
+    )
+    head += [
+        first,
+        last,
+        text("params", lang),
+        text("padding", lang),
+        text("size", lang),
+        text("arithmetic", lang),
+    ]
     rows = []
     for record in data["layers"]:
-        details = {label: "<br>".join(esc(s) for s in segments) for label, segments in _detail_rows(record, lang)}
+        details = {
+            label: "<br>".join(esc(s) for s in segments)
+            for label, segments in _detail_rows(record, lang)
+        }
         cells = [f"<code>{esc(record['name'])}</code>", esc(record["label"])]
         if data["is_graph"]:
             cells.append(esc(", ".join(record["inputs"])))
-        cells += [shape_text(record["output_shape"]["NCHW"]), shape_text(record["output_shape"]["NHWC"]),
-                  F.num(record["params"])]
+        cells += [
+            shape_text(record["output_shape"]["NCHW"]),
+            shape_text(record["output_shape"]["NHWC"]),
+            F.num(record["params"]),
+        ]
         cells += [details.get(text(k, lang), "") for k in ("padding", "size", "arithmetic")]
-        rows.append("<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in cells) + "</tr>")
+        rows.append(
+            "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in cells) + "</tr>"
+        )
     notes = "".join(f"<li>{esc(n['text'])}</li>" for n in data["notes"])
-    title = esc(text("headline", lang, name=data["name"], rank=data["rank"], first=first,
-                     shape_first=shape_text(data["input_shape"]["NCHW"]), last=last,
-                     shape_last=shape_text(data["input_shape"]["NHWC"])))
-    totals = esc(text("totals_line", lang, total=F.num(data["total_params"]), trainable=F.num(data["trainable_params"]),
-                      non_trainable=F.num(data["non_trainable_params"])))
+    title = esc(
+        text(
+            "headline",
+            lang,
+            name=data["name"],
+            rank=data["rank"],
+            first=first,
+            shape_first=shape_text(data["input_shape"]["NCHW"]),
+            last=last,
+            shape_last=shape_text(data["input_shape"]["NHWC"]),
+        )
+    )
+    totals = esc(
+        text(
+            "totals_line",
+            lang,
+            total=F.num(data["total_params"]),
+            trainable=F.num(data["trainable_params"]),
+            non_trainable=F.num(data["non_trainable_params"]),
+        )
+    )
     return (
         f"<div class='cnnspec-explain'><p><b>{title}</b></p><table><thead><tr>"
         + "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in head)
-        + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table><p>{totals}</p>"
-        + (f"<ul>{notes}</ul>" if notes else "") + "</div>"
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + f"</tbody></table><p>{totals}</p>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+        + "</div>"
     )
 
 
 # -- kept for callers of the earlier API --------------------------------------------------------------
+
 
 def explain_text(plan: Plan, lang: str = "en", wide: bool = False) -> str:
     """The learner's table (see :meth:`Explanation.text`)."""

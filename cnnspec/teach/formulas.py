@@ -59,18 +59,18 @@ class AxisDetail:
     """One spatial axis of a windowed layer: the size formula and how its padding came about."""
 
     axis: str
-    size: str                    # the output-size formula, e.g. "⌈32 / 2⌉ = 16"
+    size: str  # the output-size formula, e.g. "⌈32 / 2⌉ = 16"
     before: int = 0
     after: int = 0
     same_total: str | None = None  # 'same': "(16 − 1)·2 + 3 − 32 = 1"
     same_total_value: int = 0
-    dilation: str | None = None    # "2·(3 − 1) + 1 = 5"
+    dilation: str | None = None  # "2·(3 − 1) + 1 = 5"
     ceil_dropped: bool = False
     ceil_extra: int = 0
-    full: str | None = None        # transposed: "(14 − 1)·2 + 3 = 29"
+    full: str | None = None  # transposed: "(14 − 1)·2 + 3 = 29"
     full_value: int = 0
     crop_formula: str | None = None  # transposed 'same': "16 − 14 = 2"
-    extend: int = 0                # transposed: cells added at the end (output_padding or stride > kernel)
+    extend: int = 0  # transposed: cells added at the end (output_padding or stride > kernel)
 
 
 def _dilation(k: int, d: int) -> str | None:
@@ -91,16 +91,36 @@ def window_axes(layer: LayerPlan) -> list[AxisDetail]:
         extra = (layer.ceil_extra or (0,) * len(names))[i] if is_pool else 0
         if layer.padding_mode == "same":
             raw = (out - 1) * s + dk - n
-            details.append(AxisDetail(
-                names[i], f"⌈{n} / {s}⌉ = {out}", b, a, f"({out} − 1)·{s} + {dk} − {n} = {num(raw)}", raw,
-                _dilation(k, d),
-            ))
+            details.append(
+                AxisDetail(
+                    names[i],
+                    f"⌈{n} / {s}⌉ = {out}",
+                    b,
+                    a,
+                    f"({out} − 1)·{s} + {dk} − {n} = {num(raw)}",
+                    raw,
+                    _dilation(k, d),
+                )
+            )
             continue
         if ceil_mode:
             rounded = S.ceil_div(n + b + a - dk, s) + 1
-            size = f"⌈({n} + {b + a} − {dk}) / {s}⌉ + 1" + (" − 1" if rounded != out else "") + f" = {out}"
-            details.append(AxisDetail(names[i], size, b, a, dilation=_dilation(k, d),
-                                      ceil_dropped=rounded != out, ceil_extra=extra))
+            size = (
+                f"⌈({n} + {b + a} − {dk}) / {s}⌉ + 1"
+                + (" − 1" if rounded != out else "")
+                + f" = {out}"
+            )
+            details.append(
+                AxisDetail(
+                    names[i],
+                    size,
+                    b,
+                    a,
+                    dilation=_dilation(k, d),
+                    ceil_dropped=rounded != out,
+                    ceil_extra=extra,
+                )
+            )
         else:
             size = f"⌊({n} + {b + a} − {dk}) / {s}⌋ + 1 = {num(out)}"
             details.append(AxisDetail(names[i], size, b, a, dilation=_dilation(k, d)))
@@ -113,28 +133,70 @@ def transpose_axes(layer: LayerPlan) -> list[AxisDetail]:
     details = []
     kernel, stride, dilation, pads = window(layer)
     output_padding = layer.output_padding or (0,) * len(names)
-    for i, (n, k, s, d, (b, a), op, out) in enumerate(zip(
-        layer.input_shape[1:], kernel, stride, dilation, pads, output_padding,
-        layer.output_shape[1:],
-    )):
+    for i, (n, k, s, d, (b, a), op, out) in enumerate(
+        zip(
+            layer.input_shape[1:],
+            kernel,
+            stride,
+            dilation,
+            pads,
+            output_padding,
+            layer.output_shape[1:],
+        )
+    ):
         dk = S.effective_kernel(k, d)
         full_value = (n - 1) * s + dk
         full = f"({n} − 1)·{s} + {dk} = {num(full_value)}"
         extend = max(-a, 0) if layer.padding_mode != "explicit" else op
         if layer.padding_mode == "same":
             size = f"{n}·{s} = {num(out)}"
-            crop = f"{num(full_value)} − {num(out)} = {num(full_value - out)}" if full_value >= out else None
-            details.append(AxisDetail(names[i], size, b, max(a, 0), dilation=_dilation(k, d), full=full,
-                                      full_value=full_value, crop_formula=crop, extend=extend))
+            crop = (
+                f"{num(full_value)} − {num(out)} = {num(full_value - out)}"
+                if full_value >= out
+                else None
+            )
+            details.append(
+                AxisDetail(
+                    names[i],
+                    size,
+                    b,
+                    max(a, 0),
+                    dilation=_dilation(k, d),
+                    full=full,
+                    full_value=full_value,
+                    crop_formula=crop,
+                    extend=extend,
+                )
+            )
         elif layer.padding_mode == "valid":
             size = f"({n} − 1)·{s} + {dk}" + (f" + {extend}" if extend else "") + f" = {num(out)}"
-            details.append(AxisDetail(names[i], size, 0, 0, dilation=_dilation(k, d), full=full,
-                                      full_value=full_value, extend=extend))
+            details.append(
+                AxisDetail(
+                    names[i],
+                    size,
+                    0,
+                    0,
+                    dilation=_dilation(k, d),
+                    full=full,
+                    full_value=full_value,
+                    extend=extend,
+                )
+            )
         else:
             p = b
             size = f"({n} − 1)·{s} + {dk} − 2·{p}" + (f" + {op}" if op else "") + f" = {num(out)}"
-            details.append(AxisDetail(names[i], size, p, p, dilation=_dilation(k, d), full=full,
-                                      full_value=full_value, extend=op))
+            details.append(
+                AxisDetail(
+                    names[i],
+                    size,
+                    p,
+                    p,
+                    dilation=_dilation(k, d),
+                    full=full,
+                    full_value=full_value,
+                    extend=op,
+                )
+            )
     return details
 
 
@@ -147,7 +209,9 @@ def simple_axes(layer: LayerPlan) -> list[AxisDetail]:
         for name, n, f, out in zip(names, layer.input_shape[1:], factors, layer.output_shape[1:]):
             details.append(AxisDetail(name, f"{n}·{f} = {num(out)}"))
     else:
-        for name, n, (b, a), out in zip(names, layer.input_shape[1:], pads_of(layer), layer.output_shape[1:]):
+        for name, n, (b, a), out in zip(
+            names, layer.input_shape[1:], pads_of(layer), layer.output_shape[1:]
+        ):
             details.append(AxisDetail(name, f"{n} + {b} + {a} = {num(out)}", b, a))
     return details
 
@@ -198,7 +262,9 @@ def param_terms(layer: LayerPlan) -> list[ParamTerm]:
             terms.append(_term([inner, out], tensor.name, tensor.trainable))
         elif family == "conv" and getattr(layer.spec, "groups", 1) > 1:
             groups = layer.spec.groups
-            terms.append(_term([*kernel, f"({channels}/{groups})", out], tensor.name, tensor.trainable))
+            terms.append(
+                _term([*kernel, f"({channels}/{groups})", out], tensor.name, tensor.trainable)
+            )
         else:
             terms.append(_term([*kernel, inner, out], tensor.name, tensor.trainable))
     return _merge_equal_vectors(terms)
@@ -210,8 +276,14 @@ def _merge_equal_vectors(terms: list[ParamTerm]) -> list[ParamTerm]:
     for term in terms:
         vector = term.formula == num(term.value) and term.what != "bias"
         last = groups[-1] if groups else None
-        if vector and last and last[0].formula == term.formula and last[0].trainable == term.trainable \
-                and last[0].what != "bias" and last[0].formula == num(last[0].value):
+        if (
+            vector
+            and last
+            and last[0].formula == term.formula
+            and last[0].trainable == term.trainable
+            and last[0].what != "bias"
+            and last[0].formula == num(last[0].value)
+        ):
             last.append(term)
         else:
             groups.append([term])
@@ -220,8 +292,14 @@ def _merge_equal_vectors(terms: list[ParamTerm]) -> list[ParamTerm]:
         if len(group) == 1:
             merged.append(group[0])
         else:
-            merged.append(ParamTerm(f"{len(group)}·{group[0].formula}", sum(t.value for t in group),
-                                    ", ".join(t.what for t in group), group[0].trainable))
+            merged.append(
+                ParamTerm(
+                    f"{len(group)}·{group[0].formula}",
+                    sum(t.value for t in group),
+                    ", ".join(t.what for t in group),
+                    group[0].trainable,
+                )
+            )
     return merged
 
 
@@ -247,12 +325,15 @@ def eval_formula(expression: str):
     text = re.sub(r"(?<=\d),(?=\d{3})", "", expression)
     text = text.replace("·", "*").replace("×", "*").replace("−", "-")
     text = text.replace("⌊", "_floor(").replace("⌋", ")").replace("⌈", "_ceil(").replace("⌉", ")")
+
     def exact(match: re.Match[str]) -> str:
         value = Fraction(match.group(0))
         return f"_F({value.numerator},{value.denominator})"
 
     text = re.sub(r"\d+(?:\.\d+)?", exact, text)
-    if re.search(r"[^0-9_a-zA-Z()+\-*/ .,]", text) or re.search(r"[a-zA-Z]", re.sub(r"_(F|floor|ceil)\(", "(", text)):
+    if re.search(r"[^0-9_a-zA-Z()+\-*/ .,]", text) or re.search(
+        r"[a-zA-Z]", re.sub(r"_(F|floor|ceil)\(", "(", text)
+    ):
         raise ValueError(f"not a formula: {expression!r}")
     import math
 

@@ -10,12 +10,19 @@ from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.teach.formulas import axis_names, num, window
 from cnnspec.teach.i18n import text
 
-_LAYOUT_LETTERS = {1: ("(N, C, L)", "(N, L, C)"), 2: ("(N, C, H, W)", "(N, H, W, C)"),
-                   3: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
+_LAYOUT_LETTERS = {
+    1: ("(N, C, L)", "(N, L, C)"),
+    2: ("(N, C, H, W)", "(N, H, W, C)"),
+    3: ("(N, C, D, H, W)", "(N, D, H, W, C)"),
+}
 
 
 def _note(key: str, layer: str | None, lang: str, **fields) -> dict[str, Any]:
-    return {"id": key.removeprefix("note_"), "layer": layer, "text": text(key, lang, layer=layer, **fields)}
+    return {
+        "id": key.removeprefix("note_"),
+        "layer": layer,
+        "text": text(key, lang, layer=layer, **fields),
+    }
 
 
 def model_notes(plan: Plan, records: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
@@ -31,10 +38,15 @@ def model_notes(plan: Plan, records: list[dict[str, Any]], lang: str) -> list[di
     if any(layer.family == "dropout" for layer in plan.layers):
         notes.append(_note("note_dropout", None, lang))
     dense = sum(layer.total_params for layer in plan.layers if layer.family == "dense")
-    if plan.total_params and dense * 2 > plan.total_params and any(
-            layer.family == "flatten" and len(layer.input_shape) > 1 for layer in plan.layers):
+    if (
+        plan.total_params
+        and dense * 2 > plan.total_params
+        and any(layer.family == "flatten" and len(layer.input_shape) > 1 for layer in plan.layers)
+    ):
         share = f"{100 * dense / plan.total_params:.1f}"
-        notes.append(_note("note_downsample", None, lang, dense_share=share, total=num(plan.total_params)))
+        notes.append(
+            _note("note_downsample", None, lang, dense_share=share, total=num(plan.total_params))
+        )
     return notes
 
 
@@ -49,22 +61,37 @@ def _first(plan: Plan, predicate) -> LayerPlan | None:
 
 
 def _conv_note(plan: Plan, records, lang: str):
-    layer = _first(plan, lambda conv: conv.family == "conv" and getattr(conv.spec, "groups", 1) == 1)
+    layer = _first(
+        plan, lambda conv: conv.family == "conv" and getattr(conv.spec, "groups", 1) == 1
+    )
     if layer is None:
         return None
     kernel = "×".join(map(str, window(layer).kernel))
-    return _note("note_conv", layer.name, lang, count=layer.output_shape[0], kernel=kernel, depth=layer.input_shape[0])
+    return _note(
+        "note_conv",
+        layer.name,
+        lang,
+        count=layer.output_shape[0],
+        kernel=kernel,
+        depth=layer.input_shape[0],
+    )
 
 
 def _same_note(plan: Plan, records, lang: str):
     """The first 'same' window whose padding is uneven: where the odd cell goes, and what padding=p would do."""
     for layer in plan.layers:
-        if layer.padding_mode != "same" or layer.family not in ("conv", "depthwise_conv", "separable_conv", "pool"):
+        if layer.padding_mode != "same" or layer.family not in (
+            "conv",
+            "depthwise_conv",
+            "separable_conv",
+            "pool",
+        ):
             continue
         names = axis_names(layer.spatial_rank)
         kernel, stride, dilation, pads = window(layer)
-        for axis, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], kernel, stride,
-                                                             dilation, pads, layer.output_shape[1:])):
+        for axis, (n, k, s, d, (b, a), out) in enumerate(
+            zip(layer.input_shape[1:], kernel, stride, dilation, pads, layer.output_shape[1:])
+        ):
             if b == a:
                 continue
             dk = S.effective_kernel(k, d)
@@ -75,9 +102,20 @@ def _same_note(plan: Plan, records, lang: str):
             else:
                 formula = f"⌊({n} + {2 * p} − {dk}) / {s}⌋ + 1 = {torch_out}"
                 consequence = text("same_resize", lang, formula=formula, out=out)
-            return _note("note_same", layer.name, lang, stride=s, axis=names[axis], size=n, total=a + b,
-                         split=text("pad_split", lang, before=b, after=a), p=p, consequence=consequence,
-                         before=b, after=a)
+            return _note(
+                "note_same",
+                layer.name,
+                lang,
+                stride=s,
+                axis=names[axis],
+                size=n,
+                total=a + b,
+                split=text("pad_split", lang, before=b, after=a),
+                p=p,
+                consequence=consequence,
+                before=b,
+                after=a,
+            )
     return None
 
 
@@ -103,14 +141,41 @@ def _transpose_note(plan: Plan, records, lang: str):
         if p == before:
             consequence = text("tr_same_equal", lang)
         else:
-            consequence = text("tr_same_shift", lang, p=p, op=op, split=text("pad_split", lang, before=p, after=p - op))
-        return _note("note_transpose_same", layer.name, lang, stride=s, axis=names[0], full=full, n=n, out=out,
-                     split=split, p=p, op=op, consequence=consequence)
+            consequence = text(
+                "tr_same_shift",
+                lang,
+                p=p,
+                op=op,
+                split=text("pad_split", lang, before=p, after=p - op),
+            )
+        return _note(
+            "note_transpose_same",
+            layer.name,
+            lang,
+            stride=s,
+            axis=names[0],
+            full=full,
+            n=n,
+            out=out,
+            split=split,
+            p=p,
+            op=op,
+            consequence=consequence,
+        )
     if layer.padding_mode == "explicit":
         op = (layer.output_padding or (0,))[0]
         formula = f"({n} − 1)·{s} + {dk} − 2·{before}" + (f" + {op}" if op else "") + f" = {out}"
-        return _note("note_transpose_explicit", layer.name, lang, p=before, full=full, op=op, formula=formula,
-                     before=before, after=before - op)
+        return _note(
+            "note_transpose_explicit",
+            layer.name,
+            lang,
+            p=before,
+            full=full,
+            op=op,
+            formula=formula,
+            before=before,
+            after=before - op,
+        )
     extend = max(-after, 0)
     formula = f"({n} − 1)·{s} + {dk}" + (f" + {extend}" if extend else "") + f" = {out}"
     return _note("note_transpose_valid", layer.name, lang, formula=formula)
@@ -123,15 +188,25 @@ def _flatten_note(plan: Plan, records, lang: str):
     order = record["flatten_order"]
     cell = "(" + ", ".join(f"{k}={v}" for k, v in order["cell"].items()) + ")"
     shape = "×".join(map(str, record["input_shapes"][0]["NCHW"]))
-    return _note("note_flatten", record["name"], lang, shape=shape, torch_order=order["torch_order"],
-                 keras_order=order["keras_order"], torch_index=order["torch_index"], keras_index=order["keras_index"],
-                 cell=cell, torch_value=order["torch_formula"], keras_value=order["keras_formula"])
+    return _note(
+        "note_flatten",
+        record["name"],
+        lang,
+        shape=shape,
+        torch_order=order["torch_order"],
+        keras_order=order["keras_order"],
+        torch_index=order["torch_index"],
+        keras_index=order["keras_index"],
+        cell=cell,
+        torch_value=order["torch_formula"],
+        keras_value=order["keras_formula"],
+    )
 
 
 def _global_pool_note(plan: Plan, records, lang: str):
     for index, layer in enumerate(plan.layers[:-1]):
         flat = layer.family == "global_pool" and len(layer.output_shape) == 1
-        if flat and any(later.family == "dense" for later in plan.layers[index + 1:]):
+        if flat and any(later.family == "dense" for later in plan.layers[index + 1 :]):
             axes = ", ".join(axis_names(layer.spatial_rank))
             return _note("note_global_pool", layer.name, lang, axes=axes)
     return None

@@ -97,33 +97,50 @@ def _letters(rank: int, shape: list[int], channels_first: bool) -> list[str]:
     return ["N", "C", *spatial] if channels_first else ["N", *spatial, "C"]
 
 
-def _shape_rows(record_shape: dict[str, list[int]], layouts: dict[str, str], lang: str, heading: str) -> str:
+def _shape_rows(
+    record_shape: dict[str, list[int]], layouts: dict[str, str], lang: str, heading: str
+) -> str:
     rows = []
-    for key, channels_first, label_key in (("NCHW", True, "torch_layout"), ("NHWC", False, "keras_layout")):
+    for key, channels_first, label_key in (
+        ("NCHW", True, "torch_layout"),
+        ("NHWC", False, "keras_layout"),
+    ):
         shape = record_shape[key]
         letters = _letters(len(shape) - 1, shape, channels_first)
         label = text(label_key, lang, layout=layouts[key])
         numbers = "×".join(map(str, shape))
         rows.append(
             f'<div class="shape-row"><div>{escape(label)}: <span class="numbers" data-layout="{key}">{numbers}</span>'
-            f'</div>{P.layout_blocks(letters, ["·", *shape], f"{heading} {label} {numbers}")}</div>'
+            f"</div>{P.layout_blocks(letters, ['·', *shape], f'{heading} {label} {numbers}')}</div>"
         )
     return f'<h3>{escape(heading)}</h3><div class="shapes">{"".join(rows)}</div>'
 
 
 def _legend(lang: str, keys: tuple[str, ...]) -> str:
-    swatches = {"legend_input": P.COLORS["input"], "legend_pad": P.COLORS["pad"], "legend_first": P.COLORS["first"],
-                "legend_last": P.COLORS["last"], "legend_crop": P.COLORS["crop"], "legend_beyond": "#ffffff"}
-    return '<div class="legend">' + "".join(
-        f'<span style="--swatch:{swatches[k]}">{escape(text(k, lang))}</span>' for k in keys) + "</div>"
+    swatches = {
+        "legend_input": P.COLORS["input"],
+        "legend_pad": P.COLORS["pad"],
+        "legend_first": P.COLORS["first"],
+        "legend_last": P.COLORS["last"],
+        "legend_crop": P.COLORS["crop"],
+        "legend_beyond": "#ffffff",
+    }
+    return (
+        '<div class="legend">'
+        + "".join(
+            f'<span style="--swatch:{swatches[k]}">{escape(text(k, lang))}</span>' for k in keys
+        )
+        + "</div>"
+    )
 
 
 def _window_axes(layer: LayerPlan, symmetric: int | None = None) -> list[dict[str, Any]]:
     axes = []
     kernel, stride, dilation, pads = window(layer)
     extras = layer.ceil_extra or (0,) * len(kernel)
-    for i, (n, k, s, d, (b, a), out) in enumerate(zip(layer.input_shape[1:], kernel, stride,
-                                                      dilation, pads, layer.output_shape[1:])):
+    for i, (n, k, s, d, (b, a), out) in enumerate(
+        zip(layer.input_shape[1:], kernel, stride, dilation, pads, layer.output_shape[1:])
+    ):
         dk = S.effective_kernel(k, d)
         if symmetric is not None:
             p = pads[i][1]
@@ -133,10 +150,14 @@ def _window_axes(layer: LayerPlan, symmetric: int | None = None) -> list[dict[st
     return axes
 
 
-def _window_pictures(layer: LayerPlan, axes: list[dict[str, Any]], names: tuple[str, ...], label: str) -> str:
+def _window_pictures(
+    layer: LayerPlan, axes: list[dict[str, Any]], names: tuple[str, ...], label: str
+) -> str:
     if len(axes) == 2:
         return P.padding_grid(axes[0], axes[1], names[0], names[1], label)
-    return "".join(P.padding_strip(axis, name, f"{label} {name}") for axis, name in zip(axes, names))
+    return "".join(
+        P.padding_strip(axis, name, f"{label} {name}") for axis, name in zip(axes, names)
+    )
 
 
 def _padding_section(layer: LayerPlan, lang: str) -> str:
@@ -145,37 +166,72 @@ def _padding_section(layer: LayerPlan, lang: str) -> str:
     names = axis_names(layer.spatial_rank)
     heading = text("padding_picture", lang)
     figures = []
-    if layer.family in ("conv", "depthwise_conv", "separable_conv", "pool") and layer.padding is not None:
+    if (
+        layer.family in ("conv", "depthwise_conv", "separable_conv", "pool")
+        and layer.padding is not None
+    ):
         sizes = "×".join(map(str, layer.input_shape[1:]))
-        caption = text("grid_caption", lang, rows=sizes.split("×")[0], cols=sizes.split("×")[-1], axes=", ".join(names))
+        caption = text(
+            "grid_caption",
+            lang,
+            rows=sizes.split("×")[0],
+            cols=sizes.split("×")[-1],
+            axes=", ".join(names),
+        )
         if layer.spatial_rank != 2:
-            caption = ", ".join(text("cell_strip", lang, axis=a, n=n) for a, n in zip(names, layer.input_shape[1:]))
-        figures.append(f"<figure>{_window_pictures(layer, _window_axes(layer), names, caption)}"
-                       f"<figcaption>{escape(layer.padding_mode or '')}: {escape(caption)}</figcaption></figure>")
+            caption = ", ".join(
+                text("cell_strip", lang, axis=a, n=n) for a, n in zip(names, layer.input_shape[1:])
+            )
+        figures.append(
+            f"<figure>{_window_pictures(layer, _window_axes(layer), names, caption)}"
+            f"<figcaption>{escape(layer.padding_mode or '')}: {escape(caption)}</figcaption></figure>"
+        )
         if layer.padding_mode == "same" and not layer.is_symmetric_padding:
             p = max(a for _, a in layer.padding)
             alt = text("alt_padding", lang, p=p)
-            figures.append(f'<figure class="alternative">{_window_pictures(layer, _window_axes(layer, p), names, alt)}'
-                           f"<figcaption>{escape(alt)}</figcaption></figure>")
+            figures.append(
+                f'<figure class="alternative">{_window_pictures(layer, _window_axes(layer, p), names, alt)}'
+                f"<figcaption>{escape(alt)}</figcaption></figure>"
+            )
         keys = ("legend_input", "legend_pad", "legend_first", "legend_last")
         legend = _legend(lang, keys + (("legend_beyond",) if any(layer.ceil_extra or ()) else ()))
     elif layer.family == "conv_transpose":
         strips = []
         kernel, stride, dilation, pads = window(layer)
-        for name, n, k, s, d, (b, a), out in zip(names, layer.input_shape[1:], kernel, stride,
-                                                 dilation, pads, layer.output_shape[1:]):
+        for name, n, k, s, d, (b, a), out in zip(
+            names, layer.input_shape[1:], kernel, stride, dilation, pads, layer.output_shape[1:]
+        ):
             dk = S.effective_kernel(k, d)
             full = (n - 1) * s + dk
             length = max(full, b + out)
             keep = max(dk + s + 1, 4)
-            axis = {"positions": P._visible_positions(0, length, keep, keep), "n": full, "ceil_beyond": 10**9,
-                    "first": (0, dk - 1), "last": ((n - 1) * s, (n - 1) * s + dk - 1)}
-            strips.append(P.padding_strip(axis, name, f"{text('tr_picture', lang)} {name}", crop=(b, b + out)))
-        figures.append(f"<figure>{''.join(strips)}<figcaption>{escape(text('tr_picture', lang))}</figcaption></figure>")
-        legend = _legend(lang, ("legend_input", "legend_pad", "legend_crop", "legend_first", "legend_last"))
+            axis = {
+                "positions": P._visible_positions(0, length, keep, keep),
+                "n": full,
+                "ceil_beyond": 10**9,
+                "first": (0, dk - 1),
+                "last": ((n - 1) * s, (n - 1) * s + dk - 1),
+            }
+            strips.append(
+                P.padding_strip(axis, name, f"{text('tr_picture', lang)} {name}", crop=(b, b + out))
+            )
+        figures.append(
+            f"<figure>{''.join(strips)}<figcaption>{escape(text('tr_picture', lang))}</figcaption></figure>"
+        )
+        legend = _legend(
+            lang, ("legend_input", "legend_pad", "legend_crop", "legend_first", "legend_last")
+        )
     elif layer.family == "zero_pad":
-        axes = [{"positions": P._visible_positions(-b, n + a, b + 3, a + 3), "n": n, "ceil_beyond": 10**9,
-                 "first": None, "last": None} for n, (b, a) in zip(layer.input_shape[1:], pads_of(layer))]
+        axes = [
+            {
+                "positions": P._visible_positions(-b, n + a, b + 3, a + 3),
+                "n": n,
+                "ceil_beyond": 10**9,
+                "first": None,
+                "last": None,
+            }
+            for n, (b, a) in zip(layer.input_shape[1:], pads_of(layer))
+        ]
         figures.append("<figure>" + _window_pictures(layer, axes, names, heading) + "</figure>")
         legend = _legend(lang, ("legend_input", "legend_pad"))
     else:
@@ -187,7 +243,7 @@ def _formula_html(value: str) -> str:
     """Escaped text in which each side of a formula stays on one line (lines break only at ' = ')."""
     parts, last = [], 0
     for match in FORMULA.finditer(value):
-        parts.append(escape(value[last:match.start()]))
+        parts.append(escape(value[last : match.start()]))
         sides = match.group(0).split(" = ")
         parts.append(" = ".join(f'<span class="side">{escape(side)}</span>' for side in sides))
         last = match.end()
@@ -199,17 +255,23 @@ def _formulas_section(record: dict[str, Any], lang: str) -> str:
     items = []
     for group in record["padding_text"]:
         label = text("padding", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
-        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="padding">{_formula_html(group["text"])}'
-                     '</span></li>')
+        items.append(
+            f'<li>{escape(label)}: <span class="formula" data-kind="padding">{_formula_html(group["text"])}'
+            "</span></li>"
+        )
     for group in record["size"]:
         label = text("size", lang) + (f" ({', '.join(group['axes'])})" if group["axes"] else "")
-        items.append(f'<li>{escape(label)}: <span class="formula" data-kind="size">{_formula_html(group["text"])}'
-                     '</span></li>')
+        items.append(
+            f'<li>{escape(label)}: <span class="formula" data-kind="size">{_formula_html(group["text"])}'
+            "</span></li>"
+        )
     arithmetic = record["param_arithmetic"]
     if arithmetic["formula"]:
         remark = f" ({escape(arithmetic['remark'])})" if arithmetic["remark"] else ""
-        items.append(f'<li>{escape(text("params_heading", lang))}: <span class="formula" data-kind="params">'
-                     f'{_formula_html(arithmetic["formula"])}</span>{remark}</li>')
+        items.append(
+            f'<li>{escape(text("params_heading", lang))}: <span class="formula" data-kind="params">'
+            f"{_formula_html(arithmetic['formula'])}</span>{remark}</li>"
+        )
     if not items:
         return ""
     return f'<h3>{escape(text("formula_heading", lang))}</h3><ul class="formulas">{"".join(items)}</ul>'
@@ -223,8 +285,12 @@ def _code_section(lines: dict[str, list[str]], sources: dict[str, Any], lang: st
             body = escape(text("code_unavailable", lang, reason=str(source)))
         else:
             body = escape("\n".join(lines.get(target, []))) or escape(text("no_code", lang))
-        columns.append(f'<div><h4>{title}</h4><pre><code data-target="{target}">{body}</code></pre></div>')
-    return f'<h3>{escape(text("code_heading", lang))}</h3><div class="code">{"".join(columns)}</div>'
+        columns.append(
+            f'<div><h4>{title}</h4><pre><code data-target="{target}">{body}</code></pre></div>'
+        )
+    return (
+        f'<h3>{escape(text("code_heading", lang))}</h3><div class="code">{"".join(columns)}</div>'
+    )
 
 
 def _flatten_section(record: dict[str, Any], lang: str) -> str:
@@ -238,13 +304,13 @@ def _flatten_section(record: dict[str, Any], lang: str) -> str:
     cell = "(" + ", ".join(f"{k}={v}" for k, v in order["cell"].items()) + ")"
     marks = (order["torch_position"], order["keras_position"])
     return (
-        f'<h3>{escape(text("flatten_heading", lang))}</h3>'
-        f'<figure>{P.flatten_strips(shape, count, label_torch, label_keras, *marks)}'
-        f'<figcaption>{escape(text("flatten_first_cells", lang, count=min(count, record["output_shape"]["NCHW"][0])))}'
-        f'</figcaption></figure>'
+        f"<h3>{escape(text('flatten_heading', lang))}</h3>"
+        f"<figure>{P.flatten_strips(shape, count, label_torch, label_keras, *marks)}"
+        f"<figcaption>{escape(text('flatten_first_cells', lang, count=min(count, record['output_shape']['NCHW'][0])))}"
+        f"</figcaption></figure>"
         f'<p>{escape(text("worked_cell", lang, cell=cell))}: PyTorch <span class="formula" data-kind="flatten-torch">'
         f'{_formula_html(order["torch_formula"])}</span> · Keras <span class="formula" data-kind="flatten-keras">'
-        f'{_formula_html(order["keras_formula"])}</span></p>'
+        f"{_formula_html(order['keras_formula'])}</span></p>"
     )
 
 
@@ -255,25 +321,30 @@ def _kernel_rows_section(record: dict[str, Any], lang: str) -> str:
     items = "".join(
         f"<li>{escape('×'.join(map(str, shape)))}: PyTorch <code>weight[:, {escape(order['torch_index'])}]</code> · "
         f"Keras <code>kernel[{escape(order['keras_index'])}, :]</code></li>"
-        for shape, order in zip(rows["feature_maps"], rows["orders"]))
-    return f'<h3>{escape(text("kernel_rows_heading", lang))}</h3><p>{escape(text("kernel_rows", lang))}</p><ul>{items}</ul>'
+        for shape, order in zip(rows["feature_maps"], rows["orders"])
+    )
+    return f"<h3>{escape(text('kernel_rows_heading', lang))}</h3><p>{escape(text('kernel_rows', lang))}</p><ul>{items}</ul>"
 
 
-def _layer_section(layer: LayerPlan, record: dict[str, Any], data: dict[str, Any], lines, sources, lang: str) -> str:
+def _layer_section(
+    layer: LayerPlan, record: dict[str, Any], data: dict[str, Any], lines, sources, lang: str
+) -> str:
     inputs = ", ".join(record["inputs"])
     first = "×".join(map(str, record["output_shape"]["NCHW"]))
     last = "×".join(map(str, record["output_shape"]["NHWC"]))
     heading = f'{escape(record["name"])} <span class="kind">{escape(record["label"])}</span>'
-    params = (f'{escape(text("params", lang))}: <b class="params">{num(record["params"])}</b>'
-              + (f' ({escape(text("non_trainable", lang))} {num(record["non_trainable_params"])})'
-                 if record["non_trainable_params"] else ""))
+    params = f'{escape(text("params", lang))}: <b class="params">{num(record["params"])}</b>' + (
+        f" ({escape(text('non_trainable', lang))} {num(record['non_trainable_params'])})"
+        if record["non_trainable_params"]
+        else ""
+    )
     return (
         f'<section class="layer" id="layer-{record["index"]}" tabindex="0" aria-labelledby="h-{record["index"]}" '
         f'data-name="{escape(record["name"])}" data-params="{record["params"]}" '
         f'data-trainable="{record["trainable_params"]}" data-non-trainable="{record["non_trainable_params"]}" '
         f'data-nchw="{first}" data-nhwc="{last}">'
         f'<h2 id="h-{record["index"]}">{heading}</h2>'
-        f'<p>{escape(text("inputs", lang))}: {escape(inputs)} · {params}</p>'
+        f"<p>{escape(text('inputs', lang))}: {escape(inputs)} · {params}</p>"
         + _shape_rows(record["output_shape"], data["layouts"], lang, text("output_shape", lang))
         + _padding_section(layer, lang)
         + _formulas_section(record, lang)
@@ -290,30 +361,46 @@ def render_page(plan: Plan, data: dict[str, Any], lang: str) -> str:
     lines = layer_lines(plan, sources)
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
     title = text("page_title", lang, name=data["name"])
-    headline = text("headline", lang, name=data["name"], rank=data["rank"], first=first,
-                    shape_first="×".join(map(str, data["input_shape"]["NCHW"])), last=last,
-                    shape_last="×".join(map(str, data["input_shape"]["NHWC"])))
-    toc = "".join(f'<li><a href="#layer-{r["index"]}">{escape(r["name"])}</a></li>' for r in data["layers"])
+    headline = text(
+        "headline",
+        lang,
+        name=data["name"],
+        rank=data["rank"],
+        first=first,
+        shape_first="×".join(map(str, data["input_shape"]["NCHW"])),
+        last=last,
+        shape_last="×".join(map(str, data["input_shape"]["NHWC"])),
+    )
+    toc = "".join(
+        f'<li><a href="#layer-{r["index"]}">{escape(r["name"])}</a></li>' for r in data["layers"]
+    )
     totals = (
         f'<table class="totals" id="totals" data-total="{data["total_params"]}" '
         f'data-trainable="{data["trainable_params"]}" data-non-trainable="{data["non_trainable_params"]}">'
-        f'<tr><td>{escape(text("total_params", lang))}</td><td><b>{num(data["total_params"])}</b></td></tr>'
-        f'<tr><td>{escape(text("trainable", lang))}</td><td>{num(data["trainable_params"])}</td></tr>'
-        f'<tr><td>{escape(text("non_trainable", lang))}</td><td>{num(data["non_trainable_params"])}</td></tr>'
-        f'<tr><td>{escape(text("output", lang))}</td><td>{first} {"×".join(map(str, data["output_shape"]["NCHW"]))}'
-        f' · {last} {"×".join(map(str, data["output_shape"]["NHWC"]))}</td></tr></table>'
+        f"<tr><td>{escape(text('total_params', lang))}</td><td><b>{num(data['total_params'])}</b></td></tr>"
+        f"<tr><td>{escape(text('trainable', lang))}</td><td>{num(data['trainable_params'])}</td></tr>"
+        f"<tr><td>{escape(text('non_trainable', lang))}</td><td>{num(data['non_trainable_params'])}</td></tr>"
+        f"<tr><td>{escape(text('output', lang))}</td><td>{first} {'×'.join(map(str, data['output_shape']['NCHW']))}"
+        f" · {last} {'×'.join(map(str, data['output_shape']['NHWC']))}</td></tr></table>"
     )
     graph = ""
     if data["is_graph"]:
-        graph = (f'<section class="graph-section"><h2>{escape(text("graph_heading", lang))}</h2>'
-                 f'{P.model_graph(data["layers"], text("graph_heading", lang))}</section>')
-    sections = "".join(_layer_section(layer, record, data, lines, sources, lang)
-                       for layer, record in zip(plan.layers, data["layers"]))
+        graph = (
+            f'<section class="graph-section"><h2>{escape(text("graph_heading", lang))}</h2>'
+            f"{P.model_graph(data['layers'], text('graph_heading', lang))}</section>"
+        )
+    sections = "".join(
+        _layer_section(layer, record, data, lines, sources, lang)
+        for layer, record in zip(plan.layers, data["layers"])
+    )
     input_section = (
         f'<section class="input-card layer-like"><h2>{escape(text("input", lang))}</h2>'
-        + _shape_rows(data["input_shape"], data["layouts"], lang, text("input_shape", lang)) + "</section>"
+        + _shape_rows(data["input_shape"], data["layouts"], lang, text("input_shape", lang))
+        + "</section>"
     )
-    notes = "".join(f'<li data-note="{escape(n["id"])}">{escape(n["text"])}</li>' for n in data["notes"])
+    notes = "".join(
+        f'<li data-note="{escape(n["id"])}">{escape(n["text"])}</li>' for n in data["notes"]
+    )
     return (
         f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -321,8 +408,8 @@ def render_page(plan: Plan, data: dict[str, Any], lang: str) -> str:
         f"script-src 'unsafe-inline'; img-src data:\">"
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f'<a class="skip" href="#layers">{escape(text("skip_to_layers", lang))}</a>'
-        f'<header><h1>{escape(title)}</h1><p>{escape(headline)}</p>'
-        f'<p>{escape(text("axes_line", lang, axes=", ".join(data["axes"])))}</p>'
+        f"<header><h1>{escape(title)}</h1><p>{escape(headline)}</p>"
+        f"<p>{escape(text('axes_line', lang, axes=', '.join(data['axes'])))}</p>"
         f'<div class="summary"><div>{totals}</div></div>'
         f'<nav class="toc" aria-label="{escape(text("contents", lang))}"><h2>{escape(text("contents", lang))}</h2>'
         f'<ol>{toc}</ol></nav><p class="keys">{escape(text("keys_hint", lang))}</p></header>'

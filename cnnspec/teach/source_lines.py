@@ -67,16 +67,21 @@ def _statements(source: str) -> Iterator[tuple[str, ast.stmt, str]]:
     def walk(body: list[ast.stmt], function: str) -> Iterator[tuple[str, ast.stmt, str]]:
         for statement in body:
             if isinstance(statement, (ast.FunctionDef, ast.ClassDef)):
-                yield from walk(statement.body, statement.name if isinstance(statement, ast.FunctionDef) else function)
+                yield from walk(
+                    statement.body,
+                    statement.name if isinstance(statement, ast.FunctionDef) else function,
+                )
                 continue
             end = statement.end_lineno or statement.lineno
-            text = textwrap.dedent("\n".join(lines[statement.lineno - 1:end]))
+            text = textwrap.dedent("\n".join(lines[statement.lineno - 1 : end]))
             yield function, statement, text
 
     yield from walk(ast.parse(source).body, "")
 
 
-def layer_lines(plan: Plan, sources: dict[str, str | Exception] | None = None) -> dict[str, dict[str, list[str]]]:
+def layer_lines(
+    plan: Plan, sources: dict[str, str | Exception] | None = None
+) -> dict[str, dict[str, list[str]]]:
     """{layer name: {"torch": [statements], "keras": [statements]}} read from the generated source by layer name.
 
     PyTorch: the ``self.<name>`` (or ``self.<name>_<role>``) assignments of ``__init__`` and the

@@ -67,7 +67,9 @@ def _shape_of(array: np.ndarray | None) -> tuple[int, ...] | None:
     return None if array is None else tuple(int(d) for d in array.shape[1:])
 
 
-def compare_arrays(torch_array: np.ndarray, keras_array: np.ndarray, atol: float, rtol: float) -> dict:
+def compare_arrays(
+    torch_array: np.ndarray, keras_array: np.ndarray, atol: float, rtol: float
+) -> dict:
     """Differences between two same-shaped arrays (keras already in torch's layout).
 
     Returns:
@@ -87,13 +89,22 @@ def compare_arrays(torch_array: np.ndarray, keras_array: np.ndarray, atol: float
         diff[undefined & ~same] = np.inf  # NaN on one side only
     size = diff.size
     if size == 0:
-        return dict(max_abs_diff=0.0, mean_abs_diff=0.0, max_rel_diff=0.0, worst_index=None, ok=True, border_only=None)
+        return dict(
+            max_abs_diff=0.0,
+            mean_abs_diff=0.0,
+            max_rel_diff=0.0,
+            worst_index=None,
+            ok=True,
+            border_only=None,
+        )
     flat_worst = int(np.argmax(diff))
     max_abs = float(diff.reshape(-1)[flat_worst])
     magnitude = np.abs(t)
     meaningful = (magnitude >= atol) & (magnitude > 0) & np.isfinite(magnitude)
     max_rel = float(np.max(diff[meaningful] / magnitude[meaningful])) if meaningful.any() else 0.0
-    within = np.isfinite(diff) & (diff <= atol + rtol * np.where(np.isfinite(magnitude), magnitude, 0.0))
+    within = np.isfinite(diff) & (
+        diff <= atol + rtol * np.where(np.isfinite(magnitude), magnitude, 0.0)
+    )
     border_only = None
     if diff.ndim > 2 and not within.all():
         failing = ~within
@@ -102,16 +113,25 @@ def compare_arrays(torch_array: np.ndarray, keras_array: np.ndarray, atol: float
     return dict(
         border_only=border_only,
         max_abs_diff=max_abs,
-        mean_abs_diff=float(np.mean(diff, dtype=np.float64)) if np.isfinite(max_abs) else float("inf"),
+        mean_abs_diff=float(np.mean(diff, dtype=np.float64))
+        if np.isfinite(max_abs)
+        else float("inf"),
         max_rel_diff=max_rel,
         worst_index=tuple(int(i) for i in np.unravel_index(flat_worst, diff.shape)),
         ok=bool(np.all(within)),
     )
 
 
-def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[str, np.ndarray], *,
-                   atol: float, rtol: float, torch_readings: bool = False,
-                   keras_readings: bool = False) -> list[LayerDiff]:
+def compare_layers(
+    plan: Plan,
+    torch_outputs: dict[str, np.ndarray],
+    keras_outputs: dict[str, np.ndarray],
+    *,
+    atol: float,
+    rtol: float,
+    torch_readings: bool = False,
+    keras_readings: bool = False,
+) -> list[LayerDiff]:
     """Compare every spec layer's output (spec order).
 
     Args:
@@ -143,11 +163,19 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
             checks.append(keras_shape == expected_last)
         shape_ok = all(checks) if checks else None
         diff = LayerDiff(
-            name=layer.name, type=layer.type, family=layer.family, expected_shape=expected, expected_shape_last=expected_last,
-            torch_shape=torch_shape, keras_shape=keras_shape, shape_ok=shape_ok,
+            name=layer.name,
+            type=layer.type,
+            family=layer.family,
+            expected_shape=expected,
+            expected_shape_last=expected_last,
+            torch_shape=torch_shape,
+            keras_shape=keras_shape,
+            shape_ok=shape_ok,
         )
         if torch_array is None or keras_array is None:
-            missing = [side for side, a in (("torch", torch_array), ("keras", keras_array)) if a is None]
+            missing = [
+                side for side, a in (("torch", torch_array), ("keras", keras_array)) if a is None
+            ]
             diff.note = f"not observable in the {' and '.join(missing)} graph"
             if shape_ok is False:
                 diff.ok = False
@@ -156,18 +184,34 @@ def compare_layers(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outpu
             diff.note = "output shape differs from the plan"
         else:
             keras_first = to_channels_first(keras_array, layer)
-            torch_read = torch_readings and layer is not plan.layers[-1]  # the last is the model's own output
+            torch_read = (
+                torch_readings and layer is not plan.layers[-1]
+            )  # the last is the model's own output
             keras_read = keras_readings and layer is not plan.layers[-1]
-            torch_options = readings(torch_array, layer) if torch_read else [("output", torch_array)]
-            keras_options = readings(keras_first, layer) if keras_read else [("output", keras_first)]
+            torch_options = (
+                readings(torch_array, layer) if torch_read else [("output", torch_array)]
+            )
+            keras_options = (
+                readings(keras_first, layer) if keras_read else [("output", keras_first)]
+            )
             candidates = []
             for torch_label, torch_value in torch_options:
                 for keras_label, keras_value in keras_options:
                     stats = compare_arrays(torch_value, keras_value, atol, rtol)
-                    candidates.append((not stats["ok"], stats["max_abs_diff"], torch_label, keras_label, stats,
-                                       torch_value, keras_value))
+                    candidates.append(
+                        (
+                            not stats["ok"],
+                            stats["max_abs_diff"],
+                            torch_label,
+                            keras_label,
+                            stats,
+                            torch_value,
+                            keras_value,
+                        )
+                    )
             _, _, torch_label, keras_label, stats, diff.torch_value, diff.keras_value = min(
-                candidates, key=lambda c: (c[0], c[1]))
+                candidates, key=lambda c: (c[0], c[1])
+            )
             diff.torch_reading = torch_label if torch_read else None
             diff.keras_reading = keras_label if keras_read else None
             diff.max_abs_diff = stats["max_abs_diff"]
@@ -260,8 +304,15 @@ class Evidence:
     detail: str
 
 
-def conv_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Sequence[int],
-                 dilation: Sequence[int], groups: int, pads: Sequence[tuple[int, int]]) -> np.ndarray | None:
+def conv_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    pads: Sequence[tuple[int, int]],
+) -> np.ndarray | None:
     """A convolution in numpy (float64), channels-first, PyTorch's weight layout (O, I/g, *k).
 
     ``pads`` are (before, after) per spatial axis; negative values crop.  Returns None when
@@ -273,30 +324,36 @@ def conv_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, str
     weight = np.asarray(weight, dtype=np.float64)
     spatial = x.ndim - 2
     x = np.pad(x, [(0, 0), (0, 0)] + [(max(b, 0), max(a, 0)) for b, a in pads])
-    x = x[(slice(None), slice(None)) + tuple(slice(max(-b, 0), x.shape[2 + i] - max(-a, 0))
-                                              for i, (b, a) in enumerate(pads))]
+    x = x[
+        (slice(None), slice(None))
+        + tuple(slice(max(-b, 0), x.shape[2 + i] - max(-a, 0)) for i, (b, a) in enumerate(pads))
+    ]
     kernel = weight.shape[2:]
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
     if any(size < extent for size, extent in zip(x.shape[2:], span)):
         return None
     windows = sliding_window_view(x, span, axis=tuple(range(2, 2 + spatial)))
-    windows = windows[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
-                      + tuple(slice(None, None, d) for d in dilation)]
+    windows = windows[
+        (slice(None), slice(None))
+        + tuple(slice(None, None, s) for s in stride)
+        + tuple(slice(None, None, d) for d in dilation)
+    ]
     if windows.size * max(weight.shape[0] // groups, 1) > 2e8:
         return None
     batch, channels = x.shape[:2]
     outputs = weight.shape[0]
     per_group_in, per_group_out = channels // groups, outputs // groups
-    out_spatial = windows.shape[2:2 + spatial]
+    out_spatial = windows.shape[2 : 2 + spatial]
     result = np.empty((batch, outputs, *out_spatial))
     window_axes = [1] + list(range(2 + spatial, 2 + 2 * spatial))
     kernel_axes = [1] + list(range(2, 2 + spatial))
     for g in range(groups):
-        part = windows[:, g * per_group_in:(g + 1) * per_group_in]
-        kernel_part = weight[g * per_group_out:(g + 1) * per_group_out]
+        part = windows[:, g * per_group_in : (g + 1) * per_group_in]
+        kernel_part = weight[g * per_group_out : (g + 1) * per_group_out]
         # tensordot -> (N, *out, O/g)
-        result[:, g * per_group_out:(g + 1) * per_group_out] = np.moveaxis(
-            np.tensordot(part, kernel_part, axes=(window_axes, kernel_axes)), -1, 1)
+        result[:, g * per_group_out : (g + 1) * per_group_out] = np.moveaxis(
+            np.tensordot(part, kernel_part, axes=(window_axes, kernel_axes)), -1, 1
+        )
     if bias is not None:
         result += np.asarray(bias, dtype=np.float64).reshape((1, -1) + (1,) * spatial)
     return result
@@ -305,12 +362,23 @@ def conv_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, str
 def _close(a: np.ndarray | None, b: np.ndarray | None, atol: float, rtol: float) -> bool:
     if a is None or b is None or tuple(a.shape) != tuple(b.shape):
         return False
-    return bool(np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=atol, rtol=rtol))
+    return bool(
+        np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=atol, rtol=rtol)
+    )
 
 
-def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
-                         groups: int, torch_value: np.ndarray, keras_value: np.ndarray, *, atol: float,
-                         rtol: float) -> Evidence | None:
+def check_one_cell_shift(
+    layer: LayerPlan,
+    layer_input: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    groups: int,
+    torch_value: np.ndarray,
+    keras_value: np.ndarray,
+    *,
+    atol: float,
+    rtol: float,
+) -> Evidence | None:
     """Does one model compute this conv on windows shifted by one cell, and the other as the spec says?
 
     The spec's convolution is recomputed (numpy) from the layer's input and weights, once with the
@@ -326,14 +394,23 @@ def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.n
     tolerance = dict(atol=10 * atol, rtol=10 * rtol)
 
     def computed(padding):
-        output = conv_forward(layer_input, weight, bias, layer.stride, layer.dilation, groups, padding)
-        return None if output is None else apply_activation(output.astype(np.float32), layer.activation)
+        output = conv_forward(
+            layer_input, weight, bias, layer.stride, layer.dilation, groups, padding
+        )
+        return (
+            None
+            if output is None
+            else apply_activation(output.astype(np.float32), layer.activation)
+        )
 
     expected = computed(pads)
     if expected is None:
         return None
-    spec_side = [side for side, value in (("torch", torch_value), ("keras", keras_value))
-                 if _close(value, expected, **tolerance)]
+    spec_side = [
+        side
+        for side, value in (("torch", torch_value), ("keras", keras_value))
+        if _close(value, expected, **tolerance)
+    ]
     for direction, word in ((1, "start"), (-1, "end")):
         shifted_pads = [(b + direction, a - direction) for b, a in pads]
         shifted = computed(shifted_pads)
@@ -345,28 +422,49 @@ def check_one_cell_shift(layer: LayerPlan, layer_input: np.ndarray, weight: np.n
                 continue
             pads_text = " × ".join(f"({b}, {a})" for b, a in pads)
             shifted_text = " × ".join(f"({b}, {a})" for b, a in shifted_pads)
-            detail = (f"{side}'s output equals the spec's layer with every window shifted by one cell "
-                      f"(a one-pixel shift) towards the {word} (padding {shifted_text} instead of {pads_text}), "
-                      "checked on the data")
+            detail = (
+                f"{side}'s output equals the spec's layer with every window shifted by one cell "
+                f"(a one-pixel shift) towards the {word} (padding {shifted_text} instead of {pads_text}), "
+                "checked on the data"
+            )
             if layer.padding_mode == "same" and direction == 1:
                 symmetric_pads = [(b + 1, b + 1) for b, _ in pads]
                 if _close(value, computed(symmetric_pads), **tolerance):
                     amounts = sorted({b for b, _ in symmetric_pads})
-                    amount = amounts[0] if len(amounts) == 1 else tuple(b for b, _ in symmetric_pads)
-                    detail += (f": consistent with symmetric padding={amount} where the spec says same "
-                               f"(TF/ONNX SAME_UPPER pads {pads_text}, the extra cell at the end)")
+                    amount = (
+                        amounts[0] if len(amounts) == 1 else tuple(b for b, _ in symmetric_pads)
+                    )
+                    detail += (
+                        f": consistent with symmetric padding={amount} where the spec says same "
+                        f"(TF/ONNX SAME_UPPER pads {pads_text}, the extra cell at the end)"
+                    )
             return Evidence("one_cell_shift", True, detail)
     if len(spec_side) == 1:
         other = "keras" if spec_side[0] == "torch" else "torch"
-        checked = f"{spec_side[0]} matches the spec's layer, {other} matches neither it nor a shifted one"
+        checked = (
+            f"{spec_side[0]} matches the spec's layer, {other} matches neither it nor a shifted one"
+        )
     else:
         checked = "neither model matches the layer recomputed from its input"
-    return Evidence("one_cell_shift", False, f"not a one-cell shift of the windows (checked on the data: {checked})")
+    return Evidence(
+        "one_cell_shift",
+        False,
+        f"not a one-cell shift of the windows (checked on the data: {checked})",
+    )
 
 
-def check_flatten_permutation(layer: LayerPlan, layer_input: np.ndarray, segments, weight: np.ndarray,
-                              bias: np.ndarray | None, torch_value: np.ndarray, keras_value: np.ndarray, *,
-                              atol: float, rtol: float) -> Evidence | None:
+def check_flatten_permutation(
+    layer: LayerPlan,
+    layer_input: np.ndarray,
+    segments,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    torch_value: np.ndarray,
+    keras_value: np.ndarray,
+    *,
+    atol: float,
+    rtol: float,
+) -> Evidence | None:
     """Does one model's dense layer read the flattened features in the other order (C,H,W vs H,W,C)?
 
     ``layer_input`` is the flat input in PyTorch's (C,H,W) order and ``weight`` the (out, in)
@@ -386,20 +484,29 @@ def check_flatten_permutation(layer: LayerPlan, layer_input: np.ndarray, segment
         return apply_activation(output.astype(np.float32), layer.activation)
 
     expected = computed(x)
-    spec_side = [side for side, value in (("torch", torch_value), ("keras", keras_value))
-                 if _close(value, expected, **tolerance)]
+    spec_side = [
+        side
+        for side, value in (("torch", torch_value), ("keras", keras_value))
+        if _close(value, expected, **tolerance)
+    ]
     for order in (perm, np.argsort(perm)):
         permuted = computed(x[..., order])
         for side, value in (("torch", torch_value), ("keras", keras_value)):
             other = "keras" if side == "torch" else "torch"
             if other in spec_side and _close(value, permuted, **tolerance):
-                return Evidence("flatten_permutation", True,
-                                f"{side}'s output equals the spec's layer fed the flattened features in the other "
-                                "order (C,H,W vs H,W,C), checked on the data: the kernel rows must be permuted from "
-                                "C,H,W to H,W,C order, or the feature map flattened in the spec's order")
-    return Evidence("flatten_permutation", False,
-                    "not a flatten-order permutation (checked on the data: permuting the features does not "
-                    "reproduce either model)")
+                return Evidence(
+                    "flatten_permutation",
+                    True,
+                    f"{side}'s output equals the spec's layer fed the flattened features in the other "
+                    "order (C,H,W vs H,W,C), checked on the data: the kernel rows must be permuted from "
+                    "C,H,W to H,W,C order, or the feature map flattened in the spec's order",
+                )
+    return Evidence(
+        "flatten_permutation",
+        False,
+        "not a flatten-order permutation (checked on the data: permuting the features does not "
+        "reproduce either model)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -407,23 +514,30 @@ def check_flatten_permutation(layer: LayerPlan, layer_input: np.ndarray, segment
 # --------------------------------------------------------------------------------------
 
 
-def divergence_hint(diff: LayerDiff, layer: LayerPlan, plan: Plan | None = None,
-                    evidence: Evidence | None = None) -> str:
+def divergence_hint(
+    diff: LayerDiff, layer: LayerPlan, plan: Plan | None = None, evidence: Evidence | None = None
+) -> str:
     """What makes this layer differ between PyTorch and Keras: the tested hypothesis when one was
     checked on the data (see :func:`check_one_cell_shift`, :func:`check_flatten_permutation`),
     else what typically does for this layer type."""
     if evidence is not None and evidence.holds:
         return evidence.detail + "."
     if evidence is not None and evidence.name == "one_cell_shift":
-        return (f"{evidence.detail}; other causes: kernel layout (PyTorch OIHW vs Keras HWIO), the weights themselves, "
-                "groups, dilation, bias, or the inline activation.")
+        return (
+            f"{evidence.detail}; other causes: kernel layout (PyTorch OIHW vs Keras HWIO), the weights themselves, "
+            "groups, dilation, bias, or the inline activation."
+        )
     if evidence is not None and evidence.name == "flatten_permutation":
-        return (f"{evidence.detail}; other causes: the weights themselves, kernel (out, in) in PyTorch vs (in, out) "
-                "in Keras, the bias, or the inline activation.")
+        return (
+            f"{evidence.detail}; other causes: the weights themselves, kernel (out, in) in PyTorch vs (in, out) "
+            "in Keras, the bias, or the inline activation."
+        )
     if diff.shape_ok is False:
-        return ("the output shape is not the planned one: check padding ('same' vs numbers), stride, ceil_mode, "
-                "output_padding and dilation of this layer")
-    border = (" Only border cells differ, which points at padding." if diff.border_only else "")
+        return (
+            "the output shape is not the planned one: check padding ('same' vs numbers), stride, ceil_mode, "
+            "output_padding and dilation of this layer"
+        )
+    border = " Only border cells differ, which points at padding." if diff.border_only else ""
     from cnnspec.layers import REGISTRY
 
     if layer.type not in REGISTRY:
@@ -477,7 +591,9 @@ def torch_counts(model) -> Count:
                 non_trainable += buffer.numel()
             elif buffer.is_floating_point():
                 other += buffer.numel()
-    notes = ["parameters; non-trainable = BN running_mean/var buffers (num_batches_tracked excluded)"]
+    notes = [
+        "parameters; non-trainable = BN running_mean/var buffers (num_batches_tracked excluded)"
+    ]
     if other:
         notes.append(f"{other:,} elements of other floating-point buffers not counted")
     return Count(trainable, non_trainable, notes)
@@ -489,10 +605,16 @@ def keras_counts(model) -> Count:
     def size(variables) -> int:
         return int(sum(int(np.prod(v.shape)) for v in variables))
 
-    return Count(size(model.trainable_weights), size(model.non_trainable_weights), ["trainable_weights / non_trainable_weights"])
+    return Count(
+        size(model.trainable_weights),
+        size(model.non_trainable_weights),
+        ["trainable_weights / non_trainable_weights"],
+    )
 
 
-def reconcile_onnx(elements: int, op_counts: dict[str, int], source: str, plan: Plan, weights: int | None = None) -> Count:
+def reconcile_onnx(
+    elements: int, op_counts: dict[str, int], source: str, plan: Plan, weights: int | None = None
+) -> Count:
     """An ONNX graph's floating-point parameter elements, explained against the spec (informational).
 
     The verifier's graphs take the weights as graph inputs, so their count is the models'
@@ -514,7 +636,9 @@ def reconcile_onnx(elements: int, op_counts: dict[str, int], source: str, plan: 
         count.trainable, count.non_trainable = plan.trainable_params, plan.non_trainable_params
         count.notes.append(f"{weights:,} float weight-input elements = spec total exactly")
         if elements != weights:
-            count.notes.append(f"plus {elements - weights:,} elements of graph constants (e.g. resize scales)")
+            count.notes.append(
+                f"plus {elements - weights:,} elements of graph constants (e.g. resize scales)"
+            )
         count.ok = True
         return count
     if elements == total:
@@ -522,14 +646,20 @@ def reconcile_onnx(elements: int, op_counts: dict[str, int], source: str, plan: 
         count.notes.append(f"{elements:,} float initializer elements = spec total exactly")
         count.ok = True
         return count
-    count.notes.append(f"{elements:,} float initializer elements ({elements - total:+,} vs the spec's {total:,}); informational")
+    count.notes.append(
+        f"{elements:,} float initializer elements ({elements - total:+,} vs the spec's {total:,}); informational"
+    )
     batch_norms = sum(layer.family == "batch_norm" for layer in plan.layers)
     folded = batch_norms - op_counts.get("BatchNormalization", 0)
     if folded > 0:
-        count.notes.append(f"{folded} of {batch_norms} BatchNorm layers folded into the convolution before them "
-                           "(4·C statistics become a C bias)")
+        count.notes.append(
+            f"{folded} of {batch_norms} BatchNorm layers folded into the convolution before them "
+            "(4·C statistics become a C bias)"
+        )
     if op_counts.get("Resize", 0) or op_counts.get("Upsample", 0):
         count.notes.append("resize scales are stored as initializers")
     if not folded:
-        count.notes.append("exporter constants (e.g. reshape/slope/pad values) and shared identical tensors change the count")
+        count.notes.append(
+            "exporter constants (e.g. reshape/slope/pad values) and shared identical tensors change the count"
+        )
     return count

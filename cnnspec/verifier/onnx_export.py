@@ -132,7 +132,14 @@ def import_frameworks() -> dict[str, str]:
     """
     _prepare_environment()
     versions: dict[str, str] = {}
-    extras = {"torch": "torch", "tensorflow": "keras", "keras": "keras", "onnx": "verify", "onnxruntime": "verify", "tf2onnx": "verify"}
+    extras = {
+        "torch": "torch",
+        "tensorflow": "keras",
+        "keras": "keras",
+        "onnx": "verify",
+        "onnxruntime": "verify",
+        "tf2onnx": "verify",
+    }
     with quiet_warnings():
         for name in ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "tf2onnx"):
             try:
@@ -169,8 +176,10 @@ def with_initializers(graph: ExportedGraph):
     kept = [value for value in model.graph.input if value.name not in graph.weights]
     del model.graph.input[:]
     model.graph.input.extend(kept)
-    model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(value), name)
-                                   for name, value in graph.weights.items())
+    model.graph.initializer.extend(
+        numpy_helper.from_array(np.ascontiguousarray(value), name)
+        for name, value in graph.weights.items()
+    )
     return model
 
 
@@ -192,7 +201,9 @@ def save_graph(graph: ExportedGraph, directory: str | os.PathLike, file_name: st
         if weight_bytes < 1_800_000_000:
             onnx.save(model, str(temp_path))
         else:
-            onnx.save(model, str(temp_path), save_as_external_data=True, location=file_name + ".data")
+            onnx.save(
+                model, str(temp_path), save_as_external_data=True, location=file_name + ".data"
+            )
     return target
 
 
@@ -201,8 +212,9 @@ def save_graph(graph: ExportedGraph, directory: str | os.PathLike, file_name: st
 # --------------------------------------------------------------------------------------
 
 
-def torch_observable_layers(model, layer_names: Sequence[str],
-                            module_paths: Mapping[str, str] | None = None) -> tuple[list[str], str]:
+def torch_observable_layers(
+    model, layer_names: Sequence[str], module_paths: Mapping[str, str] | None = None
+) -> tuple[list[str], str]:
     """Which spec layers a torch model exposes, and how.
 
     Returns:
@@ -216,7 +228,11 @@ def torch_observable_layers(model, layer_names: Sequence[str],
         return names, "forward_layers"
     modules = dict(model.named_modules())
     paths = module_paths or {}
-    hooked = [name for name in names[:-1] if paths.get(name, name) in modules and paths.get(name, name) != ""]
+    hooked = [
+        name
+        for name in names[:-1]
+        if paths.get(name, name) in modules and paths.get(name, name) != ""
+    ]
     if hooked:
         if names[-1] not in hooked:
             hooked.append(names[-1])
@@ -235,8 +251,13 @@ def _torch_weights(model) -> dict[str, Any]:
     return weights
 
 
-def _torch_wrapper(model, names: list[str], observation: str, weight_names: Sequence[str] = (),
-                   module_paths: Mapping[str, str] | None = None):
+def _torch_wrapper(
+    model,
+    names: list[str],
+    observation: str,
+    weight_names: Sequence[str] = (),
+    module_paths: Mapping[str, str] | None = None,
+):
     """An nn.Module whose ``forward(x, *weights)`` returns the tuple of the observed layers' outputs.
 
     The tensors passed after ``x`` stand in for the model's tensors called ``weight_names``
@@ -257,11 +278,15 @@ def _torch_wrapper(model, names: list[str], observation: str, weight_names: Sequ
             self.model = model
             self._hooked: list[str] = []
             self._handles: list = []
-            self._sink: list[dict | None] = [None]  # a list, not a tensor attribute: keeps tracing clean
+            self._sink: list[dict | None] = [
+                None
+            ]  # a list, not a tensor attribute: keeps tracing clean
             if observation == "hooks":
                 modules = dict(model.named_modules())
                 paths = module_paths or {}
-                for name in names[:-1]:  # the last spec layer is the model's output, whatever follows its part
+                for name in names[
+                    :-1
+                ]:  # the last spec layer is the model's output, whatever follows its part
                     if paths.get(name, name) in modules:
                         module = modules[paths.get(name, name)]
                         self._handles.append(module.register_forward_hook(self._store(name)))
@@ -310,8 +335,16 @@ def _torch_wrapper(model, names: list[str], observation: str, weight_names: Sequ
     return wrapper
 
 
-def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: str | os.PathLike | None = None, *,
-                 opset: int = 18, dynamo: bool = False, module_paths: Mapping[str, str] | None = None) -> ExportedGraph:
+def export_torch(
+    model,
+    layer_names: Sequence[str],
+    example: np.ndarray,
+    path: str | os.PathLike | None = None,
+    *,
+    opset: int = 18,
+    dynamo: bool = False,
+    module_paths: Mapping[str, str] | None = None,
+) -> ExportedGraph:
     """Export a torch model with one graph output per observable spec layer and its weights as inputs.
 
     Args:
@@ -336,8 +369,9 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
     wrapper = _torch_wrapper(model, names, observation, list(tensors), module_paths)
     x = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
     weights = {name: tensor.detach().cpu().numpy() for name, tensor in tensors.items()}
-    kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME, *weights], output_names=names, opset_version=opset,
-                                  dynamo=dynamo)
+    kwargs: dict[str, Any] = dict(
+        input_names=[INPUT_NAME, *weights], output_names=names, opset_version=opset, dynamo=dynamo
+    )
     if dynamo:
         kwargs.update(verbose=False, external_data=False)
     buffer = io.BytesIO()
@@ -345,7 +379,9 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
         stack.enter_context(quiet_warnings())
         stack.enter_context(torch.no_grad())
         if dynamo:  # the dynamo exporter prints progress lines on stdout
-            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            stack.enter_context(
+                contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w")))
+            )
         try:
             # torch annotates f as a path, but both exporters also write to a binary buffer
             torch.onnx.export(wrapper, (x, *tensors.values()), buffer, **kwargs)  # type: ignore[arg-type]
@@ -355,8 +391,13 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
     proto = onnx.load_from_string(buffer.getvalue())
     present = {value.name for value in proto.graph.input}
     weights = {name: value for name, value in weights.items() if name in present}
-    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=list(names),
-                          weights=weights)
+    graph = ExportedGraph(
+        proto=proto,
+        layer_names=names,
+        observation=observation,
+        output_names=list(names),
+        weights=weights,
+    )
     return _written(graph, path)
 
 
@@ -365,13 +406,16 @@ def export_torch(model, layer_names: Sequence[str], example: np.ndarray, path: s
 # --------------------------------------------------------------------------------------
 
 
-def keras_observable_layers(model, layer_names: Sequence[str],
-                            layer_map: Mapping[str, str] | None = None) -> tuple[list[str], list[Any], str]:
+def keras_observable_layers(
+    model, layer_names: Sequence[str], layer_map: Mapping[str, str] | None = None
+) -> tuple[list[str], list[Any], str]:
     """The spec layers a Keras model exposes (layers named like them, or as ``layer_map`` says)
     and their symbolic outputs."""
     by_name = {layer.name: layer for layer in model.layers}
     names, tensors = [], []
-    for name in layer_names[:-1]:  # the last spec layer is the model's output, whatever follows its layer
+    for name in layer_names[
+        :-1
+    ]:  # the last spec layer is the model's output, whatever follows its layer
         layer = by_name.get((layer_map or {}).get(name, name))
         if layer is None:
             continue
@@ -385,7 +429,9 @@ def keras_observable_layers(model, layer_names: Sequence[str],
     if not names or names[-1] != layer_names[-1]:
         outputs = model.outputs
         if len(outputs) != 1:
-            raise ExportError(f"the Keras model has {len(outputs)} outputs; cnnspec verifies single-output models")
+            raise ExportError(
+                f"the Keras model has {len(outputs)} outputs; cnnspec verifies single-output models"
+            )
         names.append(layer_names[-1])
         tensors.append(outputs[0])
         if len(names) == 1:
@@ -429,7 +475,11 @@ def _one_walk_subgraph_extraction() -> Iterator[None]:
             node = pending.pop()
             for name in node.input + list(node.get_implicit_inputs()):
                 source = self.get_node_by_output(name, search_in_parent_graphs=False)
-                if source and source not in found and not (input_checker and input_checker(source) is False):
+                if (
+                    source
+                    and source not in found
+                    and not (input_checker and input_checker(source) is False)
+                ):
                     found.add(source)
                     pending.append(source)
         return list(found)
@@ -449,8 +499,10 @@ def _captures_as_constants(function, explicit: int, graph_def):
     """
     import tensorflow as tf
 
-    values = {placeholder.op.name: captured for placeholder, captured in
-              zip(function.inputs[explicit:], function.captured_inputs)}
+    values = {
+        placeholder.op.name: captured
+        for placeholder, captured in zip(function.inputs[explicit:], function.captured_inputs)
+    }
     for node in graph_def.node:
         captured = values.get(node.name)
         if captured is None or node.op != "Placeholder" or captured.dtype == tf.resource:
@@ -465,9 +517,15 @@ def _captures_as_constants(function, explicit: int, graph_def):
     return graph_def
 
 
-def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[int],
-                 path: str | os.PathLike | None = None, *, opset: int = 18,
-                 layer_map: Mapping[str, str] | None = None) -> ExportedGraph:
+def export_keras(
+    model,
+    layer_names: Sequence[str],
+    input_shape_last: Sequence[int],
+    path: str | os.PathLike | None = None,
+    *,
+    opset: int = 18,
+    layer_map: Mapping[str, str] | None = None,
+) -> ExportedGraph:
     """Convert a Keras model to ONNX with one graph output per observable spec layer and its weights as inputs.
 
     Args:
@@ -492,12 +550,16 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
     variables = trainable + non_trainable
     input_names = _keras_input_names(variables)
     signature = [tf.TensorSpec((None, *input_shape_last), tf.float32, name=INPUT_NAME)]
-    signature += [tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, input_names)]
+    signature += [
+        tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, input_names)
+    ]
     split = len(trainable)
 
     @tf.function
     def layer_outputs(x, *values):
-        outputs, _ = tap.stateless_call(list(values[:split]), list(values[split:]), x, training=False)
+        outputs, _ = tap.stateless_call(
+            list(values[:split]), list(values[split:]), x, training=False
+        )
         return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
     with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
@@ -505,23 +567,41 @@ def export_keras(model, layer_names: Sequence[str], input_shape_last: Sequence[i
         graph_inputs = [tensor.name for tensor in function.inputs[: len(signature)]]
         graph_outputs = [tensor.name for tensor in function.outputs]
         # Nothing to freeze (every variable is an input): the traced graph goes straight to grappler.
-        graph_def = _captures_as_constants(function, len(signature), function.graph.as_graph_def(add_shapes=True))
+        graph_def = _captures_as_constants(
+            function, len(signature), function.graph.as_graph_def(add_shapes=True)
+        )
         graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
         with tf.Graph().as_default():  # grappler runs on a graph, not eagerly
             frozen = tf_loader.tf_optimize(graph_inputs, graph_outputs, graph_def)
         proto, _ = _convert_common(
-            frozen, name=tap.name, continue_on_error=True, opset=opset, optimizers={}, input_names=graph_inputs,
-            output_names=graph_outputs, tensors_to_rename=tensor_names_from_structed(function, graph_inputs, graph_outputs),
+            frozen,
+            name=tap.name,
+            continue_on_error=True,
+            opset=opset,
+            optimizers={},
+            input_names=graph_inputs,
+            output_names=graph_outputs,
+            tensors_to_rename=tensor_names_from_structed(function, graph_inputs, graph_outputs),
         )
     _silence_loggers()
     output_names = [output.name for output in proto.graph.output]
     if len(output_names) != len(names):
-        raise ExportError(f"tf2onnx produced {len(output_names)} outputs for {len(names)} layer outputs")
+        raise ExportError(
+            f"tf2onnx produced {len(output_names)} outputs for {len(names)} layer outputs"
+        )
     present = {value.name for value in proto.graph.input}
-    weights = {name: np.asarray(keras.ops.convert_to_numpy(variable.value))
-               for name, variable in zip(input_names, variables) if name in present}
-    graph = ExportedGraph(proto=proto, layer_names=names, observation=observation, output_names=output_names,
-                          weights=weights)
+    weights = {
+        name: np.asarray(keras.ops.convert_to_numpy(variable.value))
+        for name, variable in zip(input_names, variables)
+        if name in present
+    }
+    graph = ExportedGraph(
+        proto=proto,
+        layer_names=names,
+        observation=observation,
+        output_names=output_names,
+        weights=weights,
+    )
     return _written(graph, path)
 
 
@@ -563,8 +643,11 @@ def parameter_counts(graph: ExportedGraph) -> dict[str, int]:
     Returns:
         ``{"elements": ..., "weights": ..., "constants": ...}``: all, fed weight inputs, constants.
     """
-    weights = sum(int(value.size) for value in graph.weights.values() if value.ndim >= 1
-                  and np.issubdtype(value.dtype, np.floating))
+    weights = sum(
+        int(value.size)
+        for value in graph.weights.values()
+        if value.ndim >= 1 and np.issubdtype(value.dtype, np.floating)
+    )
     constants = initializer_counts(graph.proto)["elements"]
     return {"elements": weights + constants, "weights": weights, "constants": constants}
 
@@ -616,8 +699,12 @@ def session(model) -> Any:
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
         model = str(model)
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(WRONG_REWRITES))
+    return ort.InferenceSession(
+        model,
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(WRONG_REWRITES),
+    )
 
 
 def run_graph(graph: ExportedGraph, inputs: np.ndarray) -> list[np.ndarray]:
@@ -625,7 +712,9 @@ def run_graph(graph: ExportedGraph, inputs: np.ndarray) -> list[np.ndarray]:
     return run_onnx(graph.proto, inputs, graph.weights)
 
 
-def run_onnx(model, inputs: np.ndarray, weights: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+def run_onnx(
+    model, inputs: np.ndarray, weights: dict[str, np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Run an ONNX model (path, bytes or proto) in onnxruntime (CPU) and return every graph output, in order.
 
     Args:

@@ -23,7 +23,9 @@ class RefereeUnavailable(Exception):
     """The referee cannot be given the models' weights (a model's tensors are not named like the spec's)."""
 
 
-def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[dict[str, np.ndarray], str]:
+def referee_weights(
+    plan: Plan, torch_model, keras_model, source: str
+) -> tuple[dict[str, np.ndarray], str]:
     """The plan's tensors read from the model the weights came from (``torch`` or ``keras``), else the other.
 
     Returns:
@@ -32,8 +34,10 @@ def referee_weights(plan: Plan, torch_model, keras_model, source: str) -> tuple[
     from cnnspec.errors import CnnspecError
     from cnnspec.targets.onnx.weights import from_keras_model, from_torch_model
 
-    readers = {"torch": lambda: from_torch_model(plan, torch_model),
-               "keras": lambda: from_keras_model(plan, keras_model)}
+    readers = {
+        "torch": lambda: from_torch_model(plan, torch_model),
+        "keras": lambda: from_keras_model(plan, keras_model),
+    }
     order = [source] + [other for other in readers if other != source]
     reasons = []
     for framework in order:
@@ -53,8 +57,15 @@ def run_referee(plan: Plan, weights: dict[str, np.ndarray], x: np.ndarray) -> di
     return dict(zip(graph.layer_names, run_onnx(graph.proto, x, weights)))
 
 
-def _departure(plan: Plan, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], *, keras_layout: bool,
-               atol: float, rtol: float) -> tuple[str | None, float | None, int]:
+def _departure(
+    plan: Plan,
+    outputs: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    *,
+    keras_layout: bool,
+    atol: float,
+    rtol: float,
+) -> tuple[str | None, float | None, int]:
     """(first layer departing from the reference, its max abs diff, layers compared)."""
     compared = 0
     for layer in plan.layers:
@@ -69,7 +80,9 @@ def _departure(plan: Plan, outputs: dict[str, np.ndarray], reference: dict[str, 
             return layer.name, None, compared
         if _clearly_close(expected, value, atol, rtol):
             continue
-        stats = compare_arrays(expected, value, atol, rtol)  # the exact criterion, NaN and infinities included
+        stats = compare_arrays(
+            expected, value, atol, rtol
+        )  # the exact criterion, NaN and infinities included
         if not stats["ok"]:
             return layer.name, stats["max_abs_diff"], compared
     return None, None, compared
@@ -88,8 +101,16 @@ def _clearly_close(expected: np.ndarray, value: np.ndarray, atol: float, rtol: f
     return bool(np.all(difference <= tolerance))
 
 
-def judge(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[str, np.ndarray],
-          reference: dict[str, np.ndarray], *, weights_from: str, atol: float, rtol: float) -> RefereeReport:
+def judge(
+    plan: Plan,
+    torch_outputs: dict[str, np.ndarray],
+    keras_outputs: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    *,
+    weights_from: str,
+    atol: float,
+    rtol: float,
+) -> RefereeReport:
     """Compare each model with the referee and say which one departs from the spec, and where.
 
     Args:
@@ -101,14 +122,21 @@ def judge(plan: Plan, torch_outputs: dict[str, np.ndarray], keras_outputs: dict[
         atol: absolute tolerance.
         rtol: relative tolerance.
     """
-    torch_at, torch_diff, torch_count = _departure(plan, torch_outputs, reference, keras_layout=False,
-                                                   atol=atol, rtol=rtol)
-    keras_at, keras_diff, keras_count = _departure(plan, keras_outputs, reference, keras_layout=True,
-                                                   atol=atol, rtol=rtol)
+    torch_at, torch_diff, torch_count = _departure(
+        plan, torch_outputs, reference, keras_layout=False, atol=atol, rtol=rtol
+    )
+    keras_at, keras_diff, keras_count = _departure(
+        plan, keras_outputs, reference, keras_layout=True, atol=atol, rtol=rtol
+    )
     return RefereeReport(
-        weights_from=weights_from, torch_departs_at=torch_at, keras_departs_at=keras_at,
-        torch_max_abs_diff=torch_diff, keras_max_abs_diff=keras_diff, torch_layers_compared=torch_count,
-        keras_layers_compared=keras_count, verdict=verdict_sentence(torch_at, keras_at),
+        weights_from=weights_from,
+        torch_departs_at=torch_at,
+        keras_departs_at=keras_at,
+        torch_max_abs_diff=torch_diff,
+        keras_max_abs_diff=keras_diff,
+        torch_layers_compared=torch_count,
+        keras_layers_compared=keras_count,
+        verdict=verdict_sentence(torch_at, keras_at),
     )
 
 
@@ -125,4 +153,8 @@ def verdict_sentence(torch_at: str | None, keras_at: str | None) -> str:
 
 def departing_sides(report: RefereeReport) -> Sequence[str]:
     """The frameworks whose outputs depart from the spec's reference."""
-    return [side for side, at in (("torch", report.torch_departs_at), ("keras", report.keras_departs_at)) if at]
+    return [
+        side
+        for side, at in (("torch", report.torch_departs_at), ("keras", report.keras_departs_at))
+        if at
+    ]

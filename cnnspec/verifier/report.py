@@ -22,8 +22,17 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
 PARAM_SOURCES = ("spec", "torch", "keras", "torch_onnx", "keras_onnx")
-TIMING_STEPS = ("import", "build", "transfer", "export_torch", "export_keras", "run_torch", "run_keras", "referee",
-                "compare")
+TIMING_STEPS = (
+    "import",
+    "build",
+    "transfer",
+    "export_torch",
+    "export_keras",
+    "run_torch",
+    "run_keras",
+    "referee",
+    "compare",
+)
 
 
 class ParamReport(BaseModel):
@@ -32,7 +41,9 @@ class ParamReport(BaseModel):
     trainable: Optional[int] = None
     non_trainable: Optional[int] = None
     total: Optional[int] = None
-    ok: Optional[bool] = Field(None, description="agrees with the spec; None = informational (ONNX)")
+    ok: Optional[bool] = Field(
+        None, description="agrees with the spec; None = informational (ONNX)"
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -45,16 +56,27 @@ class LayerReport(BaseModel):
     torch_shape: Optional[list[int]] = Field(None, description="channels-first, batch excluded")
     keras_shape: Optional[list[int]] = Field(None, description="channels-last, batch excluded")
     expected_shape: list[int] = Field(description="the plan's channels-first output shape")
-    expected_shape_last: list[int] = Field(default_factory=list, description="the plan's channels-last output shape")
+    expected_shape_last: list[int] = Field(
+        default_factory=list, description="the plan's channels-last output shape"
+    )
     max_abs_diff: Optional[float] = None
     mean_abs_diff: Optional[float] = None
     max_rel_diff: Optional[float] = None
-    worst_index: Optional[list[int]] = Field(None, description="(batch, C, *spatial) index of the largest difference")
-    ok: Optional[bool] = Field(None, description="None when the layer is not observable in both graphs")
+    worst_index: Optional[list[int]] = Field(
+        None, description="(batch, C, *spatial) index of the largest difference"
+    )
+    ok: Optional[bool] = Field(
+        None, description="None when the layer is not observable in both graphs"
+    )
     note: Optional[str] = None
-    reading: Optional[str] = Field(None, description="how a hand-written model's output of this layer was read")
-    misaligned: bool = Field(False, description="this reading disagrees although the model's output agrees: "
-                                                "the part read is not the spec layer, the model is not wrong")
+    reading: Optional[str] = Field(
+        None, description="how a hand-written model's output of this layer was read"
+    )
+    misaligned: bool = Field(
+        False,
+        description="this reading disagrees although the model's output agrees: "
+        "the part read is not the spec layer, the model is not wrong",
+    )
 
 
 class Evidence(BaseModel):
@@ -69,7 +91,9 @@ class MatchRow(BaseModel):
     """Where one spec layer (or a part of it) lives in a hand-written model."""
 
     spec_layer: str
-    part: str = Field(description="the spec part: the layer, or <layer>_depthwise / <layer>_pointwise")
+    part: str = Field(
+        description="the spec part: the layer, or <layer>_depthwise / <layer>_pointwise"
+    )
     target: str = Field(description="torch module path or Keras layer name")
     how: str = Field(description="name, name_map or order (order and type)")
     kind: str
@@ -83,15 +107,23 @@ class Divergence(BaseModel):
     max_abs_diff: Optional[float] = None
     max_rel_diff: Optional[float] = None
     hint: str = ""
-    evidence: list[Evidence] = Field(default_factory=list, description="hypotheses checked on the numbers")
+    evidence: list[Evidence] = Field(
+        default_factory=list, description="hypotheses checked on the numbers"
+    )
 
 
 class RefereeReport(BaseModel):
     """The spec's own ONNX graph, run with the same weights, against each model."""
 
-    weights_from: str = Field(description="the model the referee's weights were read from (torch or keras)")
-    torch_departs_at: Optional[str] = Field(None, description="first spec layer where torch departs from the spec")
-    keras_departs_at: Optional[str] = Field(None, description="first spec layer where keras departs from the spec")
+    weights_from: str = Field(
+        description="the model the referee's weights were read from (torch or keras)"
+    )
+    torch_departs_at: Optional[str] = Field(
+        None, description="first spec layer where torch departs from the spec"
+    )
+    keras_departs_at: Optional[str] = Field(
+        None, description="first spec layer where keras departs from the spec"
+    )
     torch_max_abs_diff: Optional[float] = None
     keras_max_abs_diff: Optional[float] = None
     torch_layers_compared: int = 0
@@ -104,7 +136,9 @@ class VerifyReport(BaseModel):
 
     ok: bool
     spec: str = Field(description="the spec's model name")
-    source: Optional[str] = Field(default=None, description="the spec file, when verified from a file")
+    source: Optional[str] = Field(
+        default=None, description="the spec file, when verified from a file"
+    )
     atol: float
     rtol: float
     batch: int
@@ -112,23 +146,38 @@ class VerifyReport(BaseModel):
     opset: int
     max_abs_diff: Optional[float] = Field(None, description="over every compared layer")
     max_rel_diff: Optional[float] = None
-    mean_abs_diff: Optional[float] = Field(None, description="of the model output (last spec layer)")
+    mean_abs_diff: Optional[float] = Field(
+        None, description="of the model output (last spec layer)"
+    )
     output_max_abs_diff: Optional[float] = None
     first_divergent_layer: Optional[str] = None
     divergence: Optional[Divergence] = None
     params_ok: bool = True
     params: dict[str, ParamReport] = Field(default_factory=dict)
     layers: list[LayerReport] = Field(default_factory=list)
-    observation: dict[str, str] = Field(default_factory=dict, description="how each graph exposes layer outputs")
-    matching: dict[str, list[MatchRow]] = Field(default_factory=dict,
-                                                description="spec layer -> part of each hand-written model")
-    notes: list[str] = Field(default_factory=list, description="remarks that do not change the verdict")
-    problems: list[str] = Field(default_factory=list, description="every reason the verification failed")
+    observation: dict[str, str] = Field(
+        default_factory=dict, description="how each graph exposes layer outputs"
+    )
+    matching: dict[str, list[MatchRow]] = Field(
+        default_factory=dict, description="spec layer -> part of each hand-written model"
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="remarks that do not change the verdict"
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="every reason the verification failed"
+    )
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per step")
     versions: dict[str, str] = Field(default_factory=dict)
-    onnx_files: dict[str, str] = Field(default_factory=dict, description="kept ONNX files (--keep-onnx)")
-    referee: Optional[RefereeReport] = Field(default=None, description="each model against the spec's own ONNX graph")
-    referee_note: Optional[str] = Field(default=None, description="why there is no referee, when there is none")
+    onnx_files: dict[str, str] = Field(
+        default_factory=dict, description="kept ONNX files (--keep-onnx)"
+    )
+    referee: Optional[RefereeReport] = Field(
+        default=None, description="each model against the spec's own ONNX graph"
+    )
+    referee_note: Optional[str] = Field(
+        default=None, description="why there is no referee, when there is none"
+    )
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""
@@ -145,8 +194,14 @@ class VerifyReport(BaseModel):
             return f"OK        {self.spec}: {len(self.layers)} layers agree (max abs diff {worst}, atol {self.atol:g}, rtol {self.rtol:g})"
         if self.first_divergent_layer:
             d = self.divergence
-            diff = "" if d is None or d.max_abs_diff is None else f" (max abs diff {d.max_abs_diff:.2e})"
-            return f"MISMATCH  {self.spec}: first divergent layer '{self.first_divergent_layer}'{diff}"
+            diff = (
+                ""
+                if d is None or d.max_abs_diff is None
+                else f" (max abs diff {d.max_abs_diff:.2e})"
+            )
+            return (
+                f"MISMATCH  {self.spec}: first divergent layer '{self.first_divergent_layer}'{diff}"
+            )
         return f"MISMATCH  {self.spec}: " + ("; ".join(self.problems) or "see the report")
 
     def render(self, use_rich: bool | None = None, width: int = 120, color: bool = False) -> str:
@@ -205,27 +260,33 @@ def _param_rows(report: VerifyReport) -> list[tuple[str, str, str, str, str]]:
         if count is None:
             continue
         status = "info" if count.ok is None else ("ok" if count.ok else "DIFF")
-        rows.append((
-            source,
-            "—" if count.trainable is None else f"{count.trainable:,}",
-            "—" if count.non_trainable is None else f"{count.non_trainable:,}",
-            status,
-            "; ".join(count.notes),
-        ))
+        rows.append(
+            (
+                source,
+                "—" if count.trainable is None else f"{count.trainable:,}",
+                "—" if count.non_trainable is None else f"{count.non_trainable:,}",
+                status,
+                "; ".join(count.notes),
+            )
+        )
     return rows
 
 
 def _verdict_lines(report: VerifyReport) -> list[str]:
     lines = []
     if report.ok:
-        lines.append(f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer "
-                     f"(max abs diff {_fmt_diff(report.max_abs_diff)}; atol {report.atol:g}, rtol {report.rtol:g}).")
+        lines.append(
+            f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer "
+            f"(max abs diff {_fmt_diff(report.max_abs_diff)}; atol {report.atol:g}, rtol {report.rtol:g})."
+        )
     else:
         lines.append(f"VERDICT: MISMATCH — '{report.spec}'.")
         if report.divergence is not None:
             d = report.divergence
-            lines.append(f"First divergent layer: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
-                         f"max rel diff {_fmt_diff(d.max_rel_diff)}.")
+            lines.append(
+                f"First divergent layer: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
+                f"max rel diff {_fmt_diff(d.max_rel_diff)}."
+            )
             lines.append(f"Hint: {d.hint}")
         if report.referee is not None:
             lines.append(f"Referee (the spec's own ONNX graph): {report.referee.verdict}.")
@@ -242,7 +303,9 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
 
 def _render_plain(report: VerifyReport) -> str:
     out = io.StringIO()
-    out.write(f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n")
+    out.write(
+        f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n"
+    )
     header: tuple[str, ...] = ("layer", "type", "shape (C-first)", "max abs diff", "status")
     rows: list[tuple[str, ...]] = [
         (layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer))
@@ -266,7 +329,9 @@ def _render_plain(report: VerifyReport) -> str:
     param_rows = _param_rows(report)
     widths = [max(len(str(r[i])) for r in [param_header, *param_rows]) for i in range(4)]
     for row in [param_header, *param_rows]:
-        out.write("  ".join(str(cell).ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] + "\n")
+        out.write(
+            "  ".join(str(cell).ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] + "\n"
+        )
     out.write("\n" + "\n".join(_verdict_lines(report)) + "\n")
     return out.getvalue()
 
@@ -276,12 +341,23 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
     from rich.table import Table
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=color, color_system="auto" if color else None,
-                      no_color=not color, highlight=False)
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        color_system="auto" if color else None,
+        no_color=not color,
+        highlight=False,
+    )
     title = f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "")
     table = Table(title=title, title_justify="left")
     layer_columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("layer", "left"), ("type", "left"), ("shape (C-first)", "left"), ("max abs diff", "right"), ("status", "left"))
+        ("layer", "left"),
+        ("type", "left"),
+        ("shape (C-first)", "left"),
+        ("max abs diff", "right"),
+        ("status", "left"),
+    )
     for column, justify in layer_columns:
         table.add_column(column, justify=justify)
     readings = any(layer.reading for layer in report.layers)
@@ -290,7 +366,13 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
     for layer in report.layers:
         status = _status(layer)
         style = {"ok": "green", "DIFF": "bold red", "misaligned": "yellow"}.get(status, "dim")
-        cells = [layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), f"[{style}]{status}[/]"]
+        cells = [
+            layer.name,
+            layer.type,
+            _shape_cell(layer),
+            _fmt_diff(layer.max_abs_diff),
+            f"[{style}]{status}[/]",
+        ]
         table.add_row(*cells, *([layer.reading or ""] if readings else []))
     console.print(table)
     for framework, rows in report.matching.items():
@@ -302,13 +384,22 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
         console.print(matching)
     params = Table(title="Parameters", title_justify="left")
     param_columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("source", "left"), ("trainable", "right"), ("non-trainable", "right"), ("status", "left"), ("notes", "left"))
+        ("source", "left"),
+        ("trainable", "right"),
+        ("non-trainable", "right"),
+        ("status", "left"),
+        ("notes", "left"),
+    )
     for column, justify in param_columns:
         params.add_column(column, justify=justify, overflow="fold")
     for param_row in _param_rows(report):
         params.add_row(*param_row)
     console.print(params)
     for line in _verdict_lines(report):
-        style = "bold green" if line.startswith("VERDICT: OK") else ("bold red" if line.startswith("VERDICT") else "")
+        style = (
+            "bold green"
+            if line.startswith("VERDICT: OK")
+            else ("bold red" if line.startswith("VERDICT") else "")
+        )
         console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style), soft_wrap=False)
     return buffer.getvalue()

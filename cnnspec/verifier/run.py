@@ -134,7 +134,12 @@ def verify(
     from cnnspec.engine.plan import Plan, channels_last, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
-    source = str(spec) if isinstance(spec, (str, os.PathLike)) and Path(str(spec)).suffix in (".yaml", ".yml", ".json") else None
+    source = (
+        str(spec)
+        if isinstance(spec, (str, os.PathLike))
+        and Path(str(spec)).suffix in (".yaml", ".yml", ".json")
+        else None
+    )
     if batch < 1:
         raise CnnspecError(f"batch must be >= 1, got {batch}")
     steps = _Steps(progress)
@@ -157,11 +162,18 @@ def verify(
             keras_model = build(plan, "keras")
         torch_model.eval()
         user_map = _user_name_map(name_map, user_torch, user_keras)
-        matchings = _match_user_models(plan, torch_model if user_torch else None,
-                                       keras_model if user_keras else None, user_map, strict=sync_weights)
+        matchings = _match_user_models(
+            plan,
+            torch_model if user_torch else None,
+            keras_model if user_keras else None,
+            user_map,
+            strict=sync_weights,
+        )
 
     with steps("transfer"):
-        if not user_torch and not user_keras:  # otherwise a model you passed is the source of the weights
+        if (
+            not user_torch and not user_keras
+        ):  # otherwise a model you passed is the source of the weights
             randomize(torch_model, seed)
         if sync_weights:
             if user_keras and not user_torch:
@@ -179,32 +191,65 @@ def verify(
     onnx_files: dict[str, str] = {}
     with steps("export_torch"):
         with _user_model_errors("torch", user_torch):
-            torch_graph = X.export_torch(torch_model, names, x, opset=opset,
-                                         module_paths=_observed_parts(matchings.get("torch")))
+            torch_graph = X.export_torch(
+                torch_model,
+                names,
+                x,
+                opset=opset,
+                module_paths=_observed_parts(matchings.get("torch")),
+            )
         X.check_graph(torch_graph, ONNX_FILES["torch"])
     with steps("export_keras"):
         with _user_model_errors("keras", user_keras):
-            keras_graph = X.export_keras(keras_model, names, channels_last(plan.input_shape), opset=opset,
-                                         layer_map=_observed_parts(matchings.get("keras")))
+            keras_graph = X.export_keras(
+                keras_model,
+                names,
+                channels_last(plan.input_shape),
+                opset=opset,
+                layer_map=_observed_parts(matchings.get("keras")),
+            )
         X.check_graph(keras_graph, ONNX_FILES["keras"])
     with steps("run_torch"):
         torch_values = X.run_graph(torch_graph, x)
     with steps("run_keras"):
         keras_values = X.run_graph(keras_graph, x_last)
     with steps("referee"):
-        referee_values, referee_source, referee_note = _run_referee(plan, torch_model, keras_model, x,
-                                                                    "keras" if user_keras and not user_torch else "torch")
+        referee_values, referee_source, referee_note = _run_referee(
+            plan, torch_model, keras_model, x, "keras" if user_keras and not user_torch else "torch"
+        )
     if keep_onnx is not None:
         for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
 
     with steps("compare"):
-        report = _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values,
-                          atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
-                          readings=_ReadingContext(user_torch and torch_graph.observation == "hooks", user_keras,
-                                                   matchings, x))
-        _add_referee(report, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
-                     referee_source, referee_note)
+        report = _compare(
+            plan,
+            torch_model,
+            keras_model,
+            torch_graph,
+            keras_graph,
+            torch_values,
+            keras_values,
+            atol=atol,
+            rtol=rtol,
+            batch=batch,
+            seed=seed,
+            opset=opset,
+            readings=_ReadingContext(
+                user_torch and torch_graph.observation == "hooks", user_keras, matchings, x
+            ),
+        )
+        _add_referee(
+            report,
+            plan,
+            torch_graph,
+            keras_graph,
+            torch_values,
+            keras_values,
+            referee_values,
+            referee_source,
+            referee_note,
+        )
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -223,15 +268,30 @@ def _run_referee(plan, torch_model, keras_model, x, source: str):
     try:
         weights, source = referee_weights(plan, torch_model, keras_model, source)
     except RefereeUnavailable as error:
-        return None, None, f"no referee: the spec's tensors cannot be read from either model ({error})"
+        return (
+            None,
+            None,
+            f"no referee: the spec's tensors cannot be read from either model ({error})",
+        )
     try:
         return run_referee(plan, weights, x), source, None
-    except CnnspecError as error:  # the referee is a second opinion: it never stops the verification
+    except (
+        CnnspecError
+    ) as error:  # the referee is a second opinion: it never stops the verification
         return None, None, f"no referee: the spec's ONNX graph could not be emitted ({error})"
 
 
-def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_values, keras_values, referee_values,
-                 referee_source, referee_note) -> None:
+def _add_referee(
+    report: VerifyReport,
+    plan,
+    torch_graph,
+    keras_graph,
+    torch_values,
+    keras_values,
+    referee_values,
+    referee_source,
+    referee_note,
+) -> None:
     """Judge each model against the referee; a model departing from the spec fails the verification."""
     from cnnspec.verifier.referee import judge
 
@@ -240,57 +300,119 @@ def _add_referee(report: VerifyReport, plan, torch_graph, keras_graph, torch_val
         return
     # A hand-written model's part read with the spec's activation applied after it, or a misaligned
     # reading, is not that spec layer's output as such: the referee judges the layers read as they are.
-    read_otherwise = {layer.name for layer in report.layers if layer.misaligned or "+" in (layer.reading or "")}
-    torch_outputs = {n: v for n, v in zip(torch_graph.layer_names, torch_values) if n not in read_otherwise}
-    keras_outputs = {n: v for n, v in zip(keras_graph.layer_names, keras_values) if n not in read_otherwise}
-    report.referee = judge(plan, torch_outputs, keras_outputs, referee_values,
-                           weights_from=referee_source, atol=report.atol, rtol=report.rtol)
+    read_otherwise = {
+        layer.name for layer in report.layers if layer.misaligned or "+" in (layer.reading or "")
+    }
+    torch_outputs = {
+        n: v for n, v in zip(torch_graph.layer_names, torch_values) if n not in read_otherwise
+    }
+    keras_outputs = {
+        n: v for n, v in zip(keras_graph.layer_names, keras_values) if n not in read_otherwise
+    }
+    report.referee = judge(
+        plan,
+        torch_outputs,
+        keras_outputs,
+        referee_values,
+        weights_from=referee_source,
+        atol=report.atol,
+        rtol=report.rtol,
+    )
     if report.referee.torch_departs_at or report.referee.keras_departs_at:
         report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")
         report.ok = False
 
 
-def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_values, keras_values, *,
-             atol: float, rtol: float, batch: int, seed: int, opset: int,
-             readings: _ReadingContext | None = None) -> VerifyReport:
+def _compare(
+    plan,
+    torch_model,
+    keras_model,
+    torch_graph,
+    keras_graph,
+    torch_values,
+    keras_values,
+    *,
+    atol: float,
+    rtol: float,
+    batch: int,
+    seed: int,
+    opset: int,
+    readings: _ReadingContext | None = None,
+) -> VerifyReport:
     readings = readings or _ReadingContext()
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
     keras_outputs = dict(zip(keras_graph.layer_names, keras_values))
-    diffs = C.compare_layers(plan, torch_outputs, keras_outputs, atol=atol, rtol=rtol,
-                             torch_readings=readings.torch, keras_readings=readings.keras)
+    diffs = C.compare_layers(
+        plan,
+        torch_outputs,
+        keras_outputs,
+        atol=atol,
+        rtol=rtol,
+        torch_readings=readings.torch,
+        keras_readings=readings.keras,
+    )
     notes = _mark_misaligned(diffs, readings)
 
     layers = [
         LayerReport(
-            name=d.name, type=d.type, shape_ok=d.shape_ok,
+            name=d.name,
+            type=d.type,
+            shape_ok=d.shape_ok,
             torch_shape=None if d.torch_shape is None else list(d.torch_shape),
             keras_shape=None if d.keras_shape is None else list(d.keras_shape),
-            expected_shape=list(d.expected_shape), expected_shape_last=list(d.expected_shape_last),
-            max_abs_diff=d.max_abs_diff, mean_abs_diff=d.mean_abs_diff, max_rel_diff=d.max_rel_diff,
-            worst_index=None if d.worst_index is None else list(d.worst_index), ok=d.ok, note=d.note,
-            reading=_reading_text(d, readings, plan), misaligned=d.misaligned,
+            expected_shape=list(d.expected_shape),
+            expected_shape_last=list(d.expected_shape_last),
+            max_abs_diff=d.max_abs_diff,
+            mean_abs_diff=d.mean_abs_diff,
+            max_rel_diff=d.max_rel_diff,
+            worst_index=None if d.worst_index is None else list(d.worst_index),
+            ok=d.ok,
+            note=d.note,
+            reading=_reading_text(d, readings, plan),
+            misaligned=d.misaligned,
         )
         for d in diffs
     ]
     for d in diffs:
         if d.shape_ok is False and not d.misaligned:
-            problems.append(f"layer '{d.name}': output shape torch {list(d.torch_shape or [])} / keras "
-                            f"{list(d.keras_shape or [])}, the plan says {list(d.expected_shape)} / {list(d.expected_shape_last)}")
+            problems.append(
+                f"layer '{d.name}': output shape torch {list(d.torch_shape or [])} / keras "
+                f"{list(d.keras_shape or [])}, the plan says {list(d.expected_shape)} / {list(d.expected_shape_last)}"
+            )
     divergent = C.first_divergent(diffs)
     divergence = None
     if divergent is not None:
-        evidence = _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs, readings,
-                             atol=atol, rtol=rtol)
+        evidence = _evidence(
+            plan,
+            divergent,
+            diffs,
+            torch_model,
+            torch_outputs,
+            keras_outputs,
+            readings,
+            atol=atol,
+            rtol=rtol,
+        )
         divergence = Divergence(
-            name=divergent.name, type=divergent.type, max_abs_diff=divergent.max_abs_diff,
+            name=divergent.name,
+            type=divergent.type,
+            max_abs_diff=divergent.max_abs_diff,
             max_rel_diff=divergent.max_rel_diff,
             hint=C.divergence_hint(divergent, plan.layer(divergent.name), plan, evidence),
-            evidence=[] if evidence is None else [
-                EvidenceReport(name=evidence.name, holds=evidence.holds, detail=evidence.detail)],
+            evidence=[]
+            if evidence is None
+            else [EvidenceReport(name=evidence.name, holds=evidence.holds, detail=evidence.detail)],
         )
-        problems.insert(0, f"first divergent layer '{divergent.name}' ({divergent.type})"
-                        + ("" if divergent.max_abs_diff is None else f": max abs diff {divergent.max_abs_diff:.3g}"))
+        problems.insert(
+            0,
+            f"first divergent layer '{divergent.name}' ({divergent.type})"
+            + (
+                ""
+                if divergent.max_abs_diff is None
+                else f": max abs diff {divergent.max_abs_diff:.3g}"
+            ),
+        )
     compared = [d for d in diffs if d.ok is not None]
     if not any(d.ok is not None for d in diffs):
         problems.append("no layer could be compared")
@@ -300,23 +422,42 @@ def _compare(plan, torch_model, keras_model, torch_graph, keras_graph, torch_val
         problems.extend(
             f"parameter count of {source}: {p.trainable:,} trainable + {p.non_trainable:,} non-trainable, "
             f"the spec says {params['spec'].trainable:,} + {params['spec'].non_trainable:,}"
-            for source, p in params.items() if p.ok is False
+            for source, p in params.items()
+            if p.ok is False
         )
 
     finite = [d.max_abs_diff for d in compared if d.max_abs_diff is not None]
     relative = [d.max_rel_diff for d in compared if d.max_rel_diff is not None]
     last = diffs[-1]
-    ok = divergent is None and params_ok and bool(compared) and all(
-        d.shape_ok is not False for d in diffs if not d.misaligned)
+    ok = (
+        divergent is None
+        and params_ok
+        and bool(compared)
+        and all(d.shape_ok is not False for d in diffs if not d.misaligned)
+    )
     return VerifyReport(
-        ok=ok, spec=plan.name, atol=atol, rtol=rtol, batch=batch, seed=seed, opset=opset,
-        max_abs_diff=max(finite) if finite else None, max_rel_diff=max(relative) if relative else None,
-        mean_abs_diff=last.mean_abs_diff, output_max_abs_diff=last.max_abs_diff,
-        first_divergent_layer=None if divergent is None else divergent.name, divergence=divergence,
-        params_ok=params_ok, params=params, layers=layers,
-        observation={"torch": torch_graph.observation, "keras": keras_graph.observation}, problems=problems,
-        matching={framework: [row.to_dict() for row in matching.rows]
-                  for framework, matching in readings.matchings.items()},
+        ok=ok,
+        spec=plan.name,
+        atol=atol,
+        rtol=rtol,
+        batch=batch,
+        seed=seed,
+        opset=opset,
+        max_abs_diff=max(finite) if finite else None,
+        max_rel_diff=max(relative) if relative else None,
+        mean_abs_diff=last.mean_abs_diff,
+        output_max_abs_diff=last.max_abs_diff,
+        first_divergent_layer=None if divergent is None else divergent.name,
+        divergence=divergence,
+        params_ok=params_ok,
+        params=params,
+        layers=layers,
+        observation={"torch": torch_graph.observation, "keras": keras_graph.observation},
+        problems=problems,
+        matching={
+            framework: [row.to_dict() for row in matching.rows]
+            for framework, matching in readings.matchings.items()
+        },
         notes=notes,
     )
 
@@ -326,29 +467,52 @@ def _difference(count: int | None, spec: int | None) -> str:
     return "?" if count is None or spec is None else f"{count - spec:+,}"
 
 
-def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[dict[str, ParamReport], bool]:
+def _params(
+    plan, torch_model, keras_model, torch_graph, keras_graph
+) -> tuple[dict[str, ParamReport], bool]:
     from cnnspec.verifier.onnx_export import op_counts, parameter_counts
 
-    spec_count = C.Count(plan.trainable_params, plan.non_trainable_params,
-                         ["the plan; non-trainable = BatchNorm moving mean/variance"], ok=True)
+    spec_count = C.Count(
+        plan.trainable_params,
+        plan.non_trainable_params,
+        ["the plan; non-trainable = BatchNorm moving mean/variance"],
+        ok=True,
+    )
     torch_count, keras_count = C.torch_counts(torch_model), C.keras_counts(keras_model)
     params_ok = True
     for count in (torch_count, keras_count):
-        count.ok = count.trainable == spec_count.trainable and count.non_trainable == spec_count.non_trainable
+        count.ok = (
+            count.trainable == spec_count.trainable
+            and count.non_trainable == spec_count.non_trainable
+        )
         params_ok &= count.ok
         if not count.ok:
             count.notes.append(
                 f"DIFFERS from the spec by {_difference(count.trainable, spec_count.trainable)} trainable, "
-                f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable")
+                f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable"
+            )
     graph_counts = {}
     for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
         elements = parameter_counts(graph)
-        graph_counts[source] = C.reconcile_onnx(elements["elements"], op_counts(graph.proto), source, plan,
-                                                weights=elements["weights"])
+        graph_counts[source] = C.reconcile_onnx(
+            elements["elements"], op_counts(graph.proto), source, plan, weights=elements["weights"]
+        )
     torch_onnx, keras_onnx = graph_counts["torch_onnx"], graph_counts["keras_onnx"]
-    counts = {"spec": spec_count, "torch": torch_count, "keras": keras_count, "torch_onnx": torch_onnx, "keras_onnx": keras_onnx}
+    counts = {
+        "spec": spec_count,
+        "torch": torch_count,
+        "keras": keras_count,
+        "torch_onnx": torch_onnx,
+        "keras_onnx": keras_onnx,
+    }
     reports = {
-        source: ParamReport(trainable=c.trainable, non_trainable=c.non_trainable, total=c.total, ok=c.ok, notes=c.notes)
+        source: ParamReport(
+            trainable=c.trainable,
+            non_trainable=c.non_trainable,
+            total=c.total,
+            ok=c.ok,
+            notes=c.notes,
+        )
         for source, c in counts.items()
     }
     return reports, bool(params_ok)
@@ -359,11 +523,15 @@ def _params(plan, torch_model, keras_model, torch_graph, keras_graph) -> tuple[d
 # --------------------------------------------------------------------------------------
 
 SUPPORTED = {
-    "torch": ("cnnspec verifies a torch.nn.Module whose forward takes one tensor (N, C, *spatial) and returns one "
-              "tensor, traceable by torch.onnx.export (no data-dependent Python control flow)"),
-    "keras": ("cnnspec verifies a functional keras.Model or a Sequential model built with a keras.Input "
-              "(symbolic inputs and outputs, one of each); a subclassed keras.Model has none - rebuild it "
-              "functionally: inputs = keras.Input(shape); model = keras.Model(inputs, outputs)"),
+    "torch": (
+        "cnnspec verifies a torch.nn.Module whose forward takes one tensor (N, C, *spatial) and returns one "
+        "tensor, traceable by torch.onnx.export (no data-dependent Python control flow)"
+    ),
+    "keras": (
+        "cnnspec verifies a functional keras.Model or a Sequential model built with a keras.Input "
+        "(symbolic inputs and outputs, one of each); a subclassed keras.Model has none - rebuild it "
+        "functionally: inputs = keras.Input(shape); model = keras.Model(inputs, outputs)"
+    ),
 }
 
 
@@ -383,24 +551,32 @@ def _check_supported(torch_model, keras_model) -> None:
         import torch
 
         if not isinstance(torch_model, torch.nn.Module):
-            raise UnsupportedModel(f"torch_model is a {type(torch_model).__name__}, not a torch.nn.Module; "
-                                   + SUPPORTED["torch"])
+            raise UnsupportedModel(
+                f"torch_model is a {type(torch_model).__name__}, not a torch.nn.Module; "
+                + SUPPORTED["torch"]
+            )
     if keras_model is not None:
         import keras
 
         if not isinstance(keras_model, keras.Model):
-            raise UnsupportedModel(f"keras_model is a {type(keras_model).__name__}, not a keras.Model; "
-                                   + SUPPORTED["keras"])
+            raise UnsupportedModel(
+                f"keras_model is a {type(keras_model).__name__}, not a keras.Model; "
+                + SUPPORTED["keras"]
+            )
         try:
             inputs, outputs = keras_model.inputs, keras_model.outputs
         except (AttributeError, ValueError):
             inputs = outputs = None
         if not inputs or not outputs:
-            raise UnsupportedModel(f"the Keras model '{keras_model.name}' ({type(keras_model).__name__}) has no "
-                                   "symbolic inputs and outputs; " + SUPPORTED["keras"])
+            raise UnsupportedModel(
+                f"the Keras model '{keras_model.name}' ({type(keras_model).__name__}) has no "
+                "symbolic inputs and outputs; " + SUPPORTED["keras"]
+            )
         if len(inputs) != 1 or len(outputs) != 1:
-            raise UnsupportedModel(f"the Keras model '{keras_model.name}' has {len(inputs)} inputs and "
-                                   f"{len(outputs)} outputs; " + SUPPORTED["keras"])
+            raise UnsupportedModel(
+                f"the Keras model '{keras_model.name}' has {len(inputs)} inputs and "
+                f"{len(outputs)} outputs; " + SUPPORTED["keras"]
+            )
 
 
 @contextlib.contextmanager
@@ -415,8 +591,10 @@ def _user_model_errors(framework: str, user_model: bool) -> Iterator[None]:
             raise
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-        raise UnsupportedModel(f"the {framework} model you passed could not be exported to ONNX ({reason}); "
-                               + SUPPORTED[framework]) from None
+        raise UnsupportedModel(
+            f"the {framework} model you passed could not be exported to ONNX ({reason}); "
+            + SUPPORTED[framework]
+        ) from None
 
 
 def _user_name_map(name_map, user_torch: bool, user_keras: bool):
@@ -427,8 +605,10 @@ def _user_name_map(name_map, user_torch: bool, user_keras: bool):
 
     maps = normalize_name_map(name_map)
     if not user_torch and not user_keras:
-        raise NameMapError("a name map matches the parts of models you pass (torch_model, keras_model); "
-                           "none was passed")
+        raise NameMapError(
+            "a name map matches the parts of models you pass (torch_model, keras_model); "
+            "none was passed"
+        )
     if user_torch and user_keras:
         return maps  # flat entries apply to whichever model has the part
     result: dict[str, dict[str, str]] = {"torch": {}, "keras": {}, "any": {}}
@@ -436,7 +616,9 @@ def _user_name_map(name_map, user_torch: bool, user_keras: bool):
         if user:
             result[framework] = {**maps["any"], **maps[framework]}
         elif maps[framework]:
-            raise NameMapError(f"the name map has a '{framework}' section but no {framework} model was passed")
+            raise NameMapError(
+                f"the name map has a '{framework}' section but no {framework} model was passed"
+            )
     return result
 
 
@@ -479,9 +661,11 @@ def _mark_misaligned(diffs, readings: _ReadingContext) -> list[str]:
     if not misaligned:
         return []
     names = ", ".join(f"'{d.name}'" for d in misaligned)
-    return [f"the reading of {names} disagrees with the spec layer while the model's output agrees: the part "
-            "read is not exactly that spec layer (a misaligned reading), the model is not wrong; a name map "
-            "(--name-map / name_map=) can point at the right part"]
+    return [
+        f"the reading of {names} disagrees with the spec layer while the model's output agrees: the part "
+        "read is not exactly that spec layer (a misaligned reading), the model is not wrong; a name map "
+        "(--name-map / name_map=) can point at the right part"
+    ]
 
 
 def _reading_text(diff, readings: _ReadingContext, plan) -> str | None:
@@ -520,18 +704,34 @@ def _layer_input(plan, layer, diffs, torch_outputs, keras_outputs, readings: _Re
     return None
 
 
-def _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs, readings: _ReadingContext, *,
-              atol: float, rtol: float):
+def _evidence(
+    plan,
+    divergent,
+    diffs,
+    torch_model,
+    torch_outputs,
+    keras_outputs,
+    readings: _ReadingContext,
+    *,
+    atol: float,
+    rtol: float,
+):
     """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data."""
     import torch
 
     layer = plan.layer(divergent.name)
-    if (len(layer.inputs) != 1 or divergent.shape_ok is False or divergent.name not in torch_outputs
-            or divergent.name not in keras_outputs):
+    if (
+        len(layer.inputs) != 1
+        or divergent.shape_ok is False
+        or divergent.name not in torch_outputs
+        or divergent.name not in keras_outputs
+    ):
         return None
     module = _torch_part(torch_model, readings, layer.name)
     if layer.family in ("conv", "depthwise_conv"):
-        conv = isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(module, "transposed", False)
+        conv = isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(
+            module, "transposed", False
+        )
         if not conv:
             return None
     elif layer.family == "dense":
@@ -546,19 +746,44 @@ def _evidence(plan, divergent, diffs, torch_model, torch_outputs, keras_outputs,
         return None
     weight = module.weight.detach().cpu().numpy()
     bias = None if module.bias is None else module.bias.detach().cpu().numpy()
-    torch_raw, keras_first = torch_outputs[layer.name], C.to_channels_first(keras_outputs[layer.name], layer)
+    torch_raw, keras_first = (
+        torch_outputs[layer.name],
+        C.to_channels_first(keras_outputs[layer.name], layer),
+    )
     inner = layer is not plan.layers[-1]
-    torch_options = C.readings(torch_raw, layer) if readings.torch and inner else [("output", torch_raw)]
-    keras_options = C.readings(keras_first, layer) if readings.keras and inner else [("output", keras_first)]
+    torch_options = (
+        C.readings(torch_raw, layer) if readings.torch and inner else [("output", torch_raw)]
+    )
+    keras_options = (
+        C.readings(keras_first, layer) if readings.keras and inner else [("output", keras_first)]
+    )
     result = None
     for _, torch_value in torch_options:
         for _, keras_value in keras_options:
             if layer.family == "dense":
-                evidence = C.check_flatten_permutation(layer, layer_input, segments, weight, bias, torch_value,
-                                                       keras_value, atol=atol, rtol=rtol)
+                evidence = C.check_flatten_permutation(
+                    layer,
+                    layer_input,
+                    segments,
+                    weight,
+                    bias,
+                    torch_value,
+                    keras_value,
+                    atol=atol,
+                    rtol=rtol,
+                )
             else:
-                evidence = C.check_one_cell_shift(layer, layer_input, weight, bias, module.groups, torch_value,
-                                                  keras_value, atol=atol, rtol=rtol)
+                evidence = C.check_one_cell_shift(
+                    layer,
+                    layer_input,
+                    weight,
+                    bias,
+                    module.groups,
+                    torch_value,
+                    keras_value,
+                    atol=atol,
+                    rtol=rtol,
+                )
             if evidence is None or evidence.holds:
                 return evidence
             result = evidence

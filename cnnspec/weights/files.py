@@ -46,7 +46,11 @@ def _unpickling_reason(error: Exception) -> str:
     for line in lines:
         if "unsupported GLOBAL" in line or "Unsupported" in line or "not allowed" in line.lower():
             return line
-    informative = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    informative = [
+        line
+        for line in lines
+        if "weights_only" not in line and "Weights only load failed" not in line
+    ]
     return informative[0] if informative else type(error).__name__
 
 
@@ -55,7 +59,9 @@ def _read_torch_file(path: Path) -> Any:
         try:
             from safetensors.torch import load_file
         except ImportError:
-            raise CnnspecError(f"{path}: reading .safetensors files needs safetensors: pip install safetensors") from None
+            raise CnnspecError(
+                f"{path}: reading .safetensors files needs safetensors: pip install safetensors"
+            ) from None
         try:
             return load_file(str(path), device="cpu")
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types
@@ -66,7 +72,14 @@ def _read_torch_file(path: Path) -> Any:
 
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        AttributeError,
+    ) as error:
         raise CnnspecError(
             f"refusing to load {path}: not a plain torch weights file (state_dict of tensors) "
             f"readable with weights_only=True: {_unpickling_reason(error)}"
@@ -79,7 +92,9 @@ def _is_tensor_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())
 
 
-def unwrap_state_dict(state: Any, expected_keys: set[str], shown: str = "the file") -> tuple[dict, list[str]]:
+def unwrap_state_dict(
+    state: Any, expected_keys: set[str], shown: str = "the file"
+) -> tuple[dict, list[str]]:
     """The model's state_dict inside what a torch file held, and a note per unwrapping step.
 
     Args:
@@ -99,11 +114,15 @@ def unwrap_state_dict(state: Any, expected_keys: set[str], shown: str = "the fil
         if entry is None:
             break
         others = len(state) - 1
-        notes.append(f"{shown} is a checkpoint; using its '{entry}' entry"
-                     + (f" (ignoring {others} other entr{'y' if others == 1 else 'ies'})" if others else ""))
+        notes.append(
+            f"{shown} is a checkpoint; using its '{entry}' entry"
+            + (f" (ignoring {others} other entr{'y' if others == 1 else 'ies'})" if others else "")
+        )
         state = state[entry]
     if not isinstance(state, dict):
-        raise CnnspecError(f"{shown} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}")
+        raise CnnspecError(
+            f"{shown} does not hold a state_dict (a dict of tensors) but a {type(state).__name__}"
+        )
     if not _is_tensor_dict(state):
         kinds = sorted({type(v).__name__ for v in state.values()})
         raise CnnspecError(
@@ -116,7 +135,7 @@ def unwrap_state_dict(state: Any, expected_keys: set[str], shown: str = "the fil
         prefix = next((p for p in KEY_PREFIXES if all(key.startswith(p) for key in state)), None)
         if prefix is None:
             break
-        stripped = {key[len(prefix):]: value for key, value in state.items()}
+        stripped = {key[len(prefix) :]: value for key, value in state.items()}
         if len(set(stripped) & expected_keys) <= len(set(state) & expected_keys):
             break
         notes.append(f"removed the prefix '{prefix}' from the {len(state)} keys of {shown}")
@@ -130,13 +149,16 @@ def _mismatch_summary(state: dict, model_state: dict) -> str:
     def some(names) -> str:
         names = sorted(names)
         shown = ", ".join(names[:_SHOWN_NAMES])
-        return shown + (f", … ({len(names) - _SHOWN_NAMES} more)" if len(names) > _SHOWN_NAMES else "")
+        return shown + (
+            f", … ({len(names) - _SHOWN_NAMES} more)" if len(names) > _SHOWN_NAMES else ""
+        )
 
     missing = set(model_state) - set(state)
     unexpected = set(state) - set(model_state)
     reshaped = [
         f"{key} (file {tuple(state[key].shape)}, model {tuple(model_state[key].shape)})"
-        for key in sorted(set(state) & set(model_state)) if tuple(state[key].shape) != tuple(model_state[key].shape)
+        for key in sorted(set(state) & set(model_state))
+        if tuple(state[key].shape) != tuple(model_state[key].shape)
     ]
     parts = []
     if missing:
@@ -177,7 +199,9 @@ def load_weights_file(model, path, spec=None) -> list[str]:
     file_kind = "keras" if _is_keras_file(path) else "torch"
     if model_kind != file_kind:
         if spec is None:
-            raise CnnspecError(f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert")
+            raise CnnspecError(
+                f"{path} holds {file_kind} weights but the model is a {model_kind} model; pass the spec to convert"
+            )
         from cnnspec.targets.build import build
 
         plan = _plan_of(spec)
@@ -199,7 +223,9 @@ def load_weights_file(model, path, spec=None) -> list[str]:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:  # e.g. a dtype torch cannot copy
-        raise WeightMismatch(f"the weights in {path} do not fit the model: {str(error).splitlines()[0]}") from None
+        raise WeightMismatch(
+            f"the weights in {path} do not fit the model: {str(error).splitlines()[0]}"
+        ) from None
     return notes
 
 
@@ -227,19 +253,36 @@ def save_weights_file(model, path, *, overwrite: bool = False) -> Path:
     kind = _framework_of(model, "given")
     if kind == "keras" and not _is_keras_file(path):
         raise CnnspecError(f"keras weights files must end in '{KERAS_WEIGHTS_SUFFIX}': {path}")
-    suffix = KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"  # keras insists on the .weights.h5 ending
+    suffix = (
+        KERAS_WEIGHTS_SUFFIX if kind == "keras" else ".tmp"
+    )  # keras insists on the .weights.h5 ending
     with atomic_path(path, overwrite=overwrite, suffix=suffix) as temp:
         if kind == "keras":
             model.save_weights(str(temp), overwrite=True)
         elif path.name.endswith(SAFETENSORS_SUFFIX):
             from safetensors.torch import save_file
 
-            save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, str(temp))
+            save_file(
+                {
+                    key: value.detach().cpu().contiguous()
+                    for key, value in model.state_dict().items()
+                },
+                str(temp),
+            )
         else:
             import torch
 
-            torch.save({key: value.detach().cpu().clone() for key, value in model.state_dict().items()}, temp)
+            torch.save(
+                {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+                temp,
+            )
     return path
 
 
-__all__ = ["CHECKPOINT_KEYS", "KEY_PREFIXES", "load_weights_file", "save_weights_file", "unwrap_state_dict"]
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "KEY_PREFIXES",
+    "load_weights_file",
+    "save_weights_file",
+    "unwrap_state_dict",
+]

@@ -55,8 +55,13 @@ class MatchRow:
     kind: str
 
     def to_dict(self) -> dict:
-        return {"spec_layer": self.spec_layer, "part": self.key, "target": self.target, "how": self.how,
-                "kind": self.kind}
+        return {
+            "spec_layer": self.spec_layer,
+            "part": self.key,
+            "target": self.target,
+            "how": self.how,
+            "kind": self.kind,
+        }
 
 
 @dataclass
@@ -95,7 +100,9 @@ def load_name_map(path: str | Path) -> dict:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise NameMapError(f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+            raise NameMapError(
+                f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
+            ) from None
     else:
         import yaml
 
@@ -104,7 +111,9 @@ def load_name_map(path: str | Path) -> dict:
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-            raise NameMapError(f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+            raise NameMapError(
+                f"{where}: not valid YAML: {getattr(error, 'problem', None) or error}"
+            ) from None
     try:
         return normalize_name_map(data)
     except NameMapError as error:
@@ -120,15 +129,22 @@ def normalize_name_map(name_map: Mapping | None) -> dict[str, dict[str, str]]:
     if name_map is None:
         return {"torch": {}, "keras": {}, "any": {}}
     if not isinstance(name_map, Mapping):
-        raise NameMapError(f"a name map is a mapping of spec layer -> model name, not a {type(name_map).__name__}")
-    per_framework = bool(name_map) and set(name_map) <= {*FRAMEWORKS, "any"} and all(
-        isinstance(value, Mapping) for value in name_map.values())
+        raise NameMapError(
+            f"a name map is a mapping of spec layer -> model name, not a {type(name_map).__name__}"
+        )
+    per_framework = (
+        bool(name_map)
+        and set(name_map) <= {*FRAMEWORKS, "any"}
+        and all(isinstance(value, Mapping) for value in name_map.values())
+    )
     result: dict[str, dict[str, str]] = {"torch": {}, "keras": {}, "any": {}}
     sections = name_map.items() if per_framework else [("any", name_map)]
     for section, entries in sections:
         for spec_layer, target in entries.items():
             if not isinstance(spec_layer, str) or not isinstance(target, str) or not target:
-                raise NameMapError(f"name map entry {spec_layer!r}: {target!r}: both must be non-empty names (text)")
+                raise NameMapError(
+                    f"name map entry {spec_layer!r}: {target!r}: both must be non-empty names (text)"
+                )
             result[section][spec_layer] = target
     return result
 
@@ -140,14 +156,22 @@ def normalize_name_map(name_map: Mapping | None) -> dict[str, dict[str, str]]:
 # The spec families with weights and the kind of model part each one needs, per framework.
 # Torch depthwise convolutions are Conv modules with groups; a separable conv is two of them.
 _TORCH_PARTS = {
-    "conv": [("", "conv")], "depthwise_conv": [("", "conv")], "conv_transpose": [("", "conv_transpose")],
+    "conv": [("", "conv")],
+    "depthwise_conv": [("", "conv")],
+    "conv_transpose": [("", "conv_transpose")],
     "separable_conv": [("_depthwise", "conv"), ("_pointwise", "conv")],
-    "dense": [("", "dense")], "batch_norm": [("", "batch_norm")], "prelu": [("", "prelu")],
+    "dense": [("", "dense")],
+    "batch_norm": [("", "batch_norm")],
+    "prelu": [("", "prelu")],
 }
 _KERAS_PARTS = {
-    "conv": [("", "conv")], "depthwise_conv": [("", "depthwise_conv")], "conv_transpose": [("", "conv_transpose")],
+    "conv": [("", "conv")],
+    "depthwise_conv": [("", "depthwise_conv")],
+    "conv_transpose": [("", "conv_transpose")],
     "separable_conv": [("", "separable_conv")],
-    "dense": [("", "dense")], "batch_norm": [("", "batch_norm")], "prelu": [("", "prelu")],
+    "dense": [("", "dense")],
+    "batch_norm": [("", "batch_norm")],
+    "prelu": [("", "prelu")],
 }
 
 
@@ -165,7 +189,9 @@ def _torch_kind(module) -> str | None:
     if isinstance(module, nn.PReLU):
         return "prelu"
     if any(True for _ in module.parameters(recurse=False)):
-        return type(module).__name__  # weights of a kind the spec cannot have: never matched by order
+        return type(
+            module
+        ).__name__  # weights of a kind the spec cannot have: never matched by order
     return None
 
 
@@ -182,7 +208,9 @@ def _keras_kind(layer) -> str | None:
         ("batch_norm", ("BatchNormalization",)),
         ("prelu", ("PReLU",)),
     ):
-        if isinstance(layer, tuple(getattr(layers, name) for name in classes if hasattr(layers, name))):
+        if isinstance(
+            layer, tuple(getattr(layers, name) for name in classes if hasattr(layers, name))
+        ):
             return kind
     if getattr(layer, "weights", None) and not isinstance(layer, keras.Model):
         return type(layer).__name__
@@ -248,8 +276,16 @@ def _spec_parts(plan, layout: dict) -> list[tuple[str, str, str]]:
     return result
 
 
-def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], layout: dict,
-           name_map: Mapping | None, strict: bool) -> Matching:
+def _match(
+    framework: str,
+    plan,
+    parts: dict,
+    kinds: dict,
+    weighted: list[str],
+    layout: dict,
+    name_map: Mapping | None,
+    strict: bool,
+) -> Matching:
     maps = normalize_name_map(name_map)
     explicit = {**maps["any"], **maps[framework]}
     spec_parts = _spec_parts(plan, layout)
@@ -268,7 +304,7 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
         mapped = explicit.get(key)
         if mapped is None and key != spec_layer and spec_layer in explicit:
             # A separable conv mapped as a whole: <target>_depthwise / <target>_pointwise, or the Sequential.
-            mapped = explicit[spec_layer] + key[len(spec_layer):]
+            mapped = explicit[spec_layer] + key[len(spec_layer) :]
         if mapped is not None and mapped in parts:
             target, how = mapped, "name_map"
         elif key in parts and (not kind or framework == "keras" or kinds.get(key) is not None):
@@ -281,11 +317,17 @@ def _match(framework: str, plan, parts: dict, kinds: dict, weighted: list[str], 
                 unmatched.append((spec_layer, key, kind))
             continue
         used.add(target)
-        matching.rows.append(MatchRow(spec_layer, key, target, how, kind or _kind_name(kinds.get(target))))
+        matching.rows.append(
+            MatchRow(spec_layer, key, target, how, kind or _kind_name(kinds.get(target)))
+        )
         matching.objects[key] = parts[target]
 
     if unmatched:
-        free = [path for path in weighted if path not in used and not _inside_used(path, used, framework)]
+        free = [
+            path
+            for path in weighted
+            if path not in used and not _inside_used(path, used, framework)
+        ]
         wanted = [kind for _, _, kind in unmatched]
         have = [kinds[path] for path in free]
         if wanted == have:
@@ -323,19 +365,25 @@ def _model_part_size(framework: str, part) -> int:
 def _check_sizes(framework: str, plan, unmatched, free: list[str], parts: dict) -> None:
     """Order and type pair the parts; their sizes must agree too, or the pairing is a guess."""
     for (spec_layer, key, kind), path in zip(unmatched, free):
-        wanted, found = _spec_part_size(plan, spec_layer, key), _model_part_size(framework, parts[path])
+        wanted, found = (
+            _spec_part_size(plan, spec_layer, key),
+            _model_part_size(framework, parts[path]),
+        )
         if wanted != found:
             raise AmbiguousMatch(
                 f"cannot match the spec's layers to the {framework} model by name; by order and type "
                 f"'{key}' ({kind}, {wanted:,} weights) pairs with '{path}' ({found:,} weights): the sizes differ, "
                 "so the order of the model's parts is not the spec's order. Give the match with a name map "
-                f'(CLI --name-map FILE, Python name_map=), e.g. {{"{key}": "<{framework} part>"}}')
+                f'(CLI --name-map FILE, Python name_map=), e.g. {{"{key}": "<{framework} part>"}}'
+            )
 
 
 def check_spec_layers(name_map: Mapping | None, plan) -> None:
     """Every key of a name map must be a spec layer (or a separable conv's ``_depthwise`` / ``_pointwise`` part)."""
     maps = normalize_name_map(name_map)
-    known = {key for _, key, _ in _spec_parts(plan, _TORCH_PARTS)} | {layer.name for layer in plan.layers}
+    known = {key for _, key, _ in _spec_parts(plan, _TORCH_PARTS)} | {
+        layer.name for layer in plan.layers
+    }
     for section in maps.values():
         for spec_layer in section:
             _check_map_entry("", spec_layer, "", known, {}, strict_target=False)
@@ -350,8 +398,14 @@ def _inside_used(path: str, used: set[str], framework: str) -> bool:
     return framework == "torch" and any(path.startswith(parent + ".") for parent in used)
 
 
-def _check_map_entry(framework: str, spec_layer: str, target: str, known_keys: set[str], parts: dict,
-                     strict_target: bool) -> None:
+def _check_map_entry(
+    framework: str,
+    spec_layer: str,
+    target: str,
+    known_keys: set[str],
+    parts: dict,
+    strict_target: bool,
+) -> None:
     if spec_layer not in known_keys:
         close = difflib.get_close_matches(spec_layer, sorted(known_keys), n=3)
         suggestion = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -373,15 +427,23 @@ def check_any_map_targets(name_map: Mapping | None, models: dict[str, dict]) -> 
     for spec_layer, target in maps["any"].items():
         if not any(target in parts for parts in models.values()):
             names = " or ".join(models)
-            raise NameMapError(f"name map: '{spec_layer}' -> '{target}': the {names} model has no part "
-                               f"named '{target}'")
+            raise NameMapError(
+                f"name map: '{spec_layer}' -> '{target}': the {names} model has no part "
+                f"named '{target}'"
+            )
 
 
 def _ambiguity_message(framework: str, unmatched, free: list[str], kinds: dict) -> str:
     what = "sub-modules" if framework == "torch" else "layers"
-    lines = [f"cannot match the spec's layers to the {framework} model's {what} by name, nor by order and type:"]
-    lines.append("  spec layers left:  " + ", ".join(f"{key} ({kind})" for _, key, kind in unmatched))
-    lines.append(f"  model {what} left: " + (", ".join(f"{path} ({kinds[path]})" for path in free) or "none"))
+    lines = [
+        f"cannot match the spec's layers to the {framework} model's {what} by name, nor by order and type:"
+    ]
+    lines.append(
+        "  spec layers left:  " + ", ".join(f"{key} ({kind})" for _, key, kind in unmatched)
+    )
+    lines.append(
+        f"  model {what} left: " + (", ".join(f"{path} ({kinds[path]})" for path in free) or "none")
+    )
     for spec_layer, key, kind in unmatched[:5]:
         candidates = [path for path in free if kinds[path] == kind]
         lines.append(f"  candidates for '{key}': " + (", ".join(candidates) or "none"))
@@ -392,11 +454,15 @@ def _ambiguity_message(framework: str, unmatched, free: list[str], kinds: dict) 
         taken.add(target)
         examples.append(f'"{key}": "{target}"')
     example = ", ".join(examples)
-    lines.append(f"give the match with a name map (CLI --name-map FILE, Python name_map=), e.g. {{{example}}}")
+    lines.append(
+        f"give the match with a name map (CLI --name-map FILE, Python name_map=), e.g. {{{example}}}"
+    )
     return "\n".join(lines)
 
 
-def transfer_lookups(torch_model, keras_model, plan, name_map: Mapping | None = None) -> tuple[dict, dict]:
+def transfer_lookups(
+    torch_model, keras_model, plan, name_map: Mapping | None = None
+) -> tuple[dict, dict]:
     """The torch modules and Keras layers by name, with every matched spec part added under its spec name.
 
     What :func:`cnnspec.weights.transfer.transfer_weights` looks spec layers up in: a model built
@@ -410,7 +476,9 @@ def transfer_lookups(torch_model, keras_model, plan, name_map: Mapping | None = 
     keras_layers = {layer.name: layer for layer in keras_model.layers}
     torch_match = match_torch(torch_model, plan, name_map)
     keras_match = match_keras(keras_model, plan, name_map)
-    check_any_map_targets(name_map, {"torch": torch_parts(torch_model), "keras": keras_parts(keras_model)})
+    check_any_map_targets(
+        name_map, {"torch": torch_parts(torch_model), "keras": keras_parts(keras_model)}
+    )
     for matching, lookup in ((torch_match, torch_modules), (keras_match, keras_layers)):
         for row in matching.rows:
             if row.how != "name":

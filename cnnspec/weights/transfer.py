@@ -384,7 +384,9 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
 
     if dst_kind == "keras":
         for slot, value in converted:
-            slot.keras_var.assign(np.array(value, dtype=slot.keras_var.dtype, order="C"))  # keeps 0-d (a count)
+            slot.keras_var.assign(
+                np.array(value, dtype=slot.keras_var.dtype, order="C")
+            )  # keeps 0-d (a count)
         # Keras Normalization divides by a copy of its mean/variance made in finalize_state(), not by the variables.
         for layer in keras_model.layers:
             if isinstance(layer, keras_normalization_class()):
@@ -435,9 +437,13 @@ def random_tensor(rng, role: str, shape, fan_in: int) -> np.ndarray:
     """
     shape = tuple(shape)
     if role == "moving_variance":
-        return (rng.random(shape, dtype=np.float32) * np.float32(1.5) + np.float32(0.5)).astype(np.float32, copy=False)
+        return (rng.random(shape, dtype=np.float32) * np.float32(1.5) + np.float32(0.5)).astype(
+            np.float32, copy=False
+        )
     if role == "alpha":
-        return (rng.random(shape, dtype=np.float32) * np.float32(0.55) + np.float32(0.05)).astype(np.float32, copy=False)
+        return (rng.random(shape, dtype=np.float32) * np.float32(0.55) + np.float32(0.05)).astype(
+            np.float32, copy=False
+        )
     mean, deviation = {
         "kernel": (0.0, 1.0 / np.sqrt(max(fan_in, 1))),
         "bias": (0.0, 0.1),
@@ -457,12 +463,18 @@ def _randomize_torch(model, rng) -> None:
 
     batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
     # Normalisations whose weight is a per-channel gamma (near 1, not a small "other" value).
-    norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.modules.instancenorm._InstanceNorm)
+    norm_types = (
+        torch.nn.GroupNorm,
+        torch.nn.LayerNorm,
+        torch.nn.modules.instancenorm._InstanceNorm,
+    )
     roles = {}
     for module in model.modules():
         if type(module).__name__ == "PartialBatchNorm":
             roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-            roles.update({id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"})
+            roles.update(
+                {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
+            )
         elif (
             isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm"
         ) and getattr(module, "weight", None) is not None:
@@ -541,4 +553,3 @@ def _randomize_keras(model, rng) -> None:
             variable.assign(random_tensor(rng, role, shape, fan_in))
         if isinstance(layer, keras.layers.Normalization):
             layer.finalize_state()
-

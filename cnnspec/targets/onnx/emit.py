@@ -104,23 +104,43 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
     builder = GraphBuilder()
     for layer in plan.layers:
         emission = _emission(layer.type)
-        assert emission is not None, "require_emission refuses a plan with a type that has no emission"
+        assert emission is not None, (
+            "require_emission refuses a plan with a type that has no emission"
+        )
         output = emission(builder, layer, list(layer.inputs))
         if output != layer.name:
-            raise CnnspecError(f"layer '{layer.name}': its ONNX emission returned '{output}', not the layer's name")
+            raise CnnspecError(
+                f"layer '{layer.name}': its ONNX emission returned '{output}', not the layer's name"
+            )
     batch_dim = BATCH_DIM if batch is None else batch
-    inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *plan.input_shape])]
-    inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
-               for name, shape in builder.weights.items()]
+    inputs = [
+        helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *plan.input_shape])
+    ]
+    inputs += [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+        for name, shape in builder.weights.items()
+    ]
     exposed = list(plan.layers) if every_layer else [plan.layers[-1]]
-    outputs = [helper.make_tensor_value_info(layer.name, TensorProto.FLOAT, [batch_dim, *layer.output_shape])
-               for layer in exposed]
-    graph = helper.make_graph(builder.nodes, plan.name, inputs, outputs, initializer=builder.constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cnnspec")
+    outputs = [
+        helper.make_tensor_value_info(
+            layer.name, TensorProto.FLOAT, [batch_dim, *layer.output_shape]
+        )
+        for layer in exposed
+    ]
+    graph = helper.make_graph(
+        builder.nodes, plan.name, inputs, outputs, initializer=builder.constants
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cnnspec"
+    )
     model.ir_version = 8  # opset 18's IR; readable by every onnxruntime that runs opset 18
     tensors = {f"{layer.name}.{param.name}" for layer in plan.layers for param in layer.params}
-    return OnnxGraph(proto=model, weight_shapes=dict(builder.weights), layer_names=[layer.name for layer in exposed],
-                     unread=frozenset(tensors - set(builder.weights)))
+    return OnnxGraph(
+        proto=model,
+        weight_shapes=dict(builder.weights),
+        layer_names=[layer.name for layer in exposed],
+        unread=frozenset(tensors - set(builder.weights)),
+    )
 
 
 def attach_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]):
@@ -142,7 +162,10 @@ def attach_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]):
     kept = [value for value in model.graph.input if value.name not in graph.weight_shapes]
     del model.graph.input[:]
     model.graph.input.extend(kept)
-    for name, shape in graph.weight_shapes.items():  # filled in place: no intermediate TensorProto copies
+    for (
+        name,
+        shape,
+    ) in graph.weight_shapes.items():  # filled in place: no intermediate TensorProto copies
         tensor = model.graph.initializer.add()
         tensor.name = name
         tensor.data_type = TensorProto.FLOAT
@@ -171,8 +194,16 @@ def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
     layers), BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1, PReLU slopes 0.25.
     """
     rng = np.random.default_rng(seed)
-    constant = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0, "alpha": 0.25,
-                "mean": 0.0, "variance": 1.0, "count": 0.0}
+    constant = {
+        "gamma": 1.0,
+        "beta": 0.0,
+        "moving_mean": 0.0,
+        "moving_variance": 1.0,
+        "alpha": 0.25,
+        "mean": 0.0,
+        "variance": 1.0,
+        "count": 0.0,
+    }
     weights = {}
     fan_in = 1
     for name, shape in graph.weight_shapes.items():
@@ -181,7 +212,9 @@ def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
             weights[name] = np.full(shape, constant[tensor], dtype=np.float32)
             continue
         if tensor.endswith("kernel"):
-            fan_in = int(np.prod(shape[1:]))  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
+            fan_in = int(
+                np.prod(shape[1:])
+            )  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
         bound = np.float32(1.0 / np.sqrt(max(fan_in, 1)))  # a bias takes its layer's kernel fan-in
         values = rng.random(shape, dtype=np.float32)
         values *= 2 * bound

@@ -41,7 +41,11 @@ class GraphBuilder:
     def node(self, op: str, inputs: Sequence[str], output: str, **attributes: Any) -> str:
         """Add node ``op`` and return its output's name."""
         self._count += 1
-        self.nodes.append(self.helper.make_node(op, list(inputs), [output], name=f"{op}_{self._count}", **attributes))
+        self.nodes.append(
+            self.helper.make_node(
+                op, list(inputs), [output], name=f"{op}_{self._count}", **attributes
+            )
+        )
         return output
 
     def temp(self, layer: LayerPlan, role: str) -> str:
@@ -83,7 +87,9 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
     if kind == "hard_sigmoid":
         return b.node("HardSigmoid", [source], output, alpha=1.0 / 6.0, beta=0.5)
     if kind == "gelu":
-        approximate = getattr(layer.spec, "approximate", "none") if layer.family == "activation" else "none"
+        approximate = (
+            getattr(layer.spec, "approximate", "none") if layer.family == "activation" else "none"
+        )
         return gelu(b, layer, source, output, approximate)
     raise CnnspecError(f"layer '{layer.name}': no ONNX mapping for activation '{kind}'")
 
@@ -99,11 +105,23 @@ def gelu(b: GraphBuilder, layer: LayerPlan, source: str, output: str, approximat
         scaled_cube = b.node("Mul", [cube, coefficient], b.temp(layer, "gelu_cx3"))
         inner = b.node("Add", [source, scaled_cube], b.temp(layer, "gelu_in"))
         scale = b.constant(b.temp(layer, "gelu_scale"), math.sqrt(2.0 / math.pi), "float32")
-        core = b.node("Tanh", [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
+        core = b.node(
+            "Tanh",
+            [b.node("Mul", [inner, scale], b.temp(layer, "gelu_scaled"))],
+            b.temp(layer, "gelu_core"),
+        )
     else:
         root2 = b.constant(b.temp(layer, "gelu_sqrt2"), math.sqrt(2.0), "float32")
-        core = b.node("Erf", [b.node("Div", [source, root2], b.temp(layer, "gelu_scaled"))], b.temp(layer, "gelu_core"))
-    gate = b.node("Mul", [b.node("Add", [core, one], b.temp(layer, "gelu_1p")), half], b.temp(layer, "gelu_gate"))
+        core = b.node(
+            "Erf",
+            [b.node("Div", [source, root2], b.temp(layer, "gelu_scaled"))],
+            b.temp(layer, "gelu_core"),
+        )
+    gate = b.node(
+        "Mul",
+        [b.node("Add", [core, one], b.temp(layer, "gelu_1p")), half],
+        b.temp(layer, "gelu_gate"),
+    )
     return b.node("Mul", [source, gate], output)
 
 
@@ -150,7 +168,9 @@ def per_channel(b: GraphBuilder, layer: LayerPlan, value: str, role: str) -> str
     return b.node("Reshape", [value, shape], b.temp(layer, role))
 
 
-def normalized(b: GraphBuilder, layer: LayerPlan, source: str, axes: list[int], epsilon: float) -> str:
+def normalized(
+    b: GraphBuilder, layer: LayerPlan, source: str, axes: list[int], epsilon: float
+) -> str:
     """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance, as every framework at inference)."""
     axes_name = b.constant(b.temp(layer, "norm_axes"), axes, "int64")
     mean = b.node("ReduceMean", [source, axes_name], b.temp(layer, "mean"), keepdims=1)
@@ -158,7 +178,11 @@ def normalized(b: GraphBuilder, layer: LayerPlan, source: str, axes: list[int], 
     square = b.node("Mul", [centred, centred], b.temp(layer, "square"))
     variance = b.node("ReduceMean", [square, axes_name], b.temp(layer, "variance"), keepdims=1)
     eps = b.constant(b.temp(layer, "epsilon"), float(epsilon), "float32")
-    spread = b.node("Sqrt", [b.node("Add", [variance, eps], b.temp(layer, "variance_eps"))], b.temp(layer, "std"))
+    spread = b.node(
+        "Sqrt",
+        [b.node("Add", [variance, eps], b.temp(layer, "variance_eps"))],
+        b.temp(layer, "std"),
+    )
     return b.node("Div", [centred, spread], b.temp(layer, "normalized"))
 
 
@@ -168,16 +192,22 @@ def affine(b: GraphBuilder, layer: LayerPlan, value: str, gamma: bool, beta: boo
         scale = per_channel(b, layer, b.weight(layer, "gamma"), "gamma")
         value = b.node("Mul", [value, scale], layer.name if not beta else b.temp(layer, "scaled"))
     if beta:
-        value = b.node("Add", [value, per_channel(b, layer, b.weight(layer, "beta"), "beta")], layer.name)
+        value = b.node(
+            "Add", [value, per_channel(b, layer, b.weight(layer, "beta"), "beta")], layer.name
+        )
     if not (gamma or beta):
         value = b.node("Identity", [value], layer.name)
     return value
 
 
-def spatial_slice(b: GraphBuilder, layer: LayerPlan, source: str, sides: Sequence[tuple[int, int]]) -> str:
+def spatial_slice(
+    b: GraphBuilder, layer: LayerPlan, source: str, sides: Sequence[tuple[int, int]]
+) -> str:
     """Slice off (before, after) cells of every spatial dim."""
     sizes = layer.input_shape[1:]
     starts = b.constant(b.temp(layer, "starts"), [before for before, _ in sides], "int64")
-    ends = b.constant(b.temp(layer, "ends"), [size - after for size, (_, after) in zip(sizes, sides)], "int64")
+    ends = b.constant(
+        b.temp(layer, "ends"), [size - after for size, (_, after) in zip(sizes, sides)], "int64"
+    )
     axes = b.constant(b.temp(layer, "axes"), list(range(2, 2 + len(sides))), "int64")
     return b.node("Slice", [source, starts, ends, axes], layer.name)

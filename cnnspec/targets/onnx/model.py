@@ -16,8 +16,10 @@ def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError as error:
-        raise BackendUnavailable(f"the onnx target needs the onnx package ({error}); "
-                                 "install it with: pip install 'cnnspec[onnx]'") from None
+        raise BackendUnavailable(
+            f"the onnx target needs the onnx package ({error}); "
+            "install it with: pip install 'cnnspec[onnx]'"
+        ) from None
 
 
 def build_onnx(plan: Plan, weights: dict[str, np.ndarray] | None = None, *, seed: int = 0):
@@ -58,8 +60,13 @@ def check_strict(model) -> None:
         raise CnnspecError(f"the emitted ONNX graph is invalid: {error}") from None
 
 
-def save_onnx(model, path: str | os.PathLike, *, overwrite: bool = False,
-              weights_file: str | os.PathLike | None = None) -> Path:
+def save_onnx(
+    model,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    weights_file: str | os.PathLike | None = None,
+) -> Path:
     """Write an ONNX model atomically; with ``weights_file``, its weights go there as ONNX external data.
 
     Args:
@@ -74,9 +81,14 @@ def save_onnx(model, path: str | os.PathLike, *, overwrite: bool = False,
     from cnnspec.atomic import atomic_path
 
     path = Path(path)
-    if weights_file is None and sum(len(t.raw_data) for t in model.graph.initializer) > 1_800_000_000:
-        raise CnnspecError(f"{path}: the model's weights pass protobuf's 2 GB limit; "
-                           "give --save-weights FILE to store them beside it")
+    if (
+        weights_file is None
+        and sum(len(t.raw_data) for t in model.graph.initializer) > 1_800_000_000
+    ):
+        raise CnnspecError(
+            f"{path}: the model's weights pass protobuf's 2 GB limit; "
+            "give --save-weights FILE to store them beside it"
+        )
     (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
     if weights_file is None:
         data = model.SerializeToString()  # raises past protobuf's 2 GB: then use weights_file
@@ -85,7 +97,9 @@ def save_onnx(model, path: str | os.PathLike, *, overwrite: bool = False,
         return path
     weights_file = Path(weights_file)
     if weights_file.resolve().parent != path.resolve().parent:
-        raise CnnspecError(f"--save-weights {weights_file}: ONNX external weights must be in the directory of {path}")
+        raise CnnspecError(
+            f"--save-weights {weights_file}: ONNX external weights must be in the directory of {path}"
+        )
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     with atomic_path(weights_file, overwrite=overwrite) as temp_weights:
@@ -113,8 +127,14 @@ def _set_external(tensor, location: str, offset: int, length: int) -> None:
     tensor.ClearField("raw_data")
 
 
-def write_onnx(plan: Plan, path: str | os.PathLike, weights: dict[str, np.ndarray] | None = None, *, seed: int = 0,
-               overwrite: bool = False) -> Path:
+def write_onnx(
+    plan: Plan,
+    path: str | os.PathLike,
+    weights: dict[str, np.ndarray] | None = None,
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write the spec's ONNX model (what :func:`build_onnx` returns) to ``path``, streaming the weights.
 
     The weights go from their arrays straight into the file: no protobuf message holding them

@@ -30,10 +30,18 @@ from cnnspec.weights.transfer import WeightMismatch, definition_slots
 
 # Torch storage classes a state_dict of float tensors may use, by their dtype.
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16, "BFloat16Storage": None,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": None,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
+
 
 def weight_names(plan: Plan) -> list[tuple[Any, Any]]:
     """(layer, ParamTensor) for every tensor of the plan, in plan order."""
@@ -51,13 +59,17 @@ def _neutral(plan: Plan, values: dict[tuple[str, str], Any]) -> dict[str, np.nda
         if tuple(value.shape) != tuple(param.shape) and value.size == math.prod(param.shape):
             value = value.reshape(param.shape)  # slopes (C,) vs (C, 1, 1): the same values
         if tuple(value.shape) != tuple(param.shape):
-            raise WeightMismatch(f"layer '{layer.name}': tensor '{param.name}' has shape {list(value.shape)}, "
-                                 f"the spec says {list(param.shape)}")
+            raise WeightMismatch(
+                f"layer '{layer.name}': tensor '{param.name}' has shape {list(value.shape)}, "
+                f"the spec says {list(param.shape)}"
+            )
         weights[f"{layer.name}.{param.name}"] = np.ascontiguousarray(value, dtype=np.float32)
     return weights
 
 
-def from_torch_state(plan: Plan, state: dict[str, np.ndarray], *, strict: bool = True) -> dict[str, np.ndarray]:
+def from_torch_state(
+    plan: Plan, state: dict[str, np.ndarray], *, strict: bool = True
+) -> dict[str, np.ndarray]:
     """The graph's weights from a torch ``state_dict`` (arrays by key), read through the layers' weight slots.
 
     Args:
@@ -76,14 +88,21 @@ def from_torch_state(plan: Plan, state: dict[str, np.ndarray], *, strict: bool =
         for slot in definition_slots(layer, plan):
             key = f"{layer.name}{slot.torch_module}.{slot.torch_attr}"
             if key not in state:
-                raise WeightMismatch(f"layer '{layer.name}': tensor '{slot.tensor}': the torch weights have no '{key}'")
+                raise WeightMismatch(
+                    f"layer '{layer.name}': tensor '{slot.tensor}': the torch weights have no '{key}'"
+                )
             values[(layer.name, slot.tensor)] = state[key]
             used.add(key)
     if strict:
-        extra = [key for key, value in state.items()
-                 if key not in used and np.issubdtype(np.asarray(value).dtype, np.floating)]
+        extra = [
+            key
+            for key, value in state.items()
+            if key not in used and np.issubdtype(np.asarray(value).dtype, np.floating)
+        ]
         if extra:
-            raise WeightMismatch(f"the torch weights hold tensors that belong to no spec layer: {', '.join(extra[:5])}")
+            raise WeightMismatch(
+                f"the torch weights hold tensors that belong to no spec layer: {', '.join(extra[:5])}"
+            )
     return _neutral(plan, values)
 
 
@@ -128,18 +147,25 @@ class _StateDictUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         kind, storage_type, key, _location, count = pid
-        if kind != "storage" or storage_type not in _STORAGE_DTYPES or _STORAGE_DTYPES[storage_type] is None:
+        if (
+            kind != "storage"
+            or storage_type not in _STORAGE_DTYPES
+            or _STORAGE_DTYPES[storage_type] is None
+        ):
             raise pickle.UnpicklingError(f"unsupported storage {storage_type!r}")
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}/data/{key}")
-            self.storages[key] = np.frombuffer(raw, dtype=_STORAGE_DTYPES[storage_type], count=count)
+            self.storages[key] = np.frombuffer(
+                raw, dtype=_STORAGE_DTYPES[storage_type], count=count
+            )
         return self.storages[key]
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *_rest) -> np.ndarray:
     itemsize = storage.itemsize
-    return np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                           strides=tuple(s * itemsize for s in stride)).copy()
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+    ).copy()
 
 
 def read_torch_weights(path: str | Path) -> dict[str, np.ndarray]:
@@ -160,10 +186,14 @@ def read_torch_weights(path: str | Path) -> dict[str, np.ndarray]:
             with archive.open(pickles[0]) as handle:
                 state = _StateDictUnpickler(handle, archive, prefix).load()
     except zipfile.BadZipFile:
-        raise CnnspecError(f"{path}: not a torch weights file in the zip format of torch.save "
-                           "(re-save it with a recent torch)") from None
+        raise CnnspecError(
+            f"{path}: not a torch weights file in the zip format of torch.save "
+            "(re-save it with a recent torch)"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise CnnspecError(f"refusing to load {path}: not a plain torch state_dict of tensors ({error})") from None
+        raise CnnspecError(
+            f"refusing to load {path}: not a plain torch state_dict of tensors ({error})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
         raise CnnspecError(f"{path} does not hold a state_dict (a dict of tensors)")
     return dict(state)

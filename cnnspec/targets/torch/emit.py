@@ -139,7 +139,11 @@ def _module_member_names() -> frozenset[str]:
     """Names the generated class already defines (an attribute of that name would be shadowed by them)."""
     from cnnspec.spec.fields import _TORCH_MODULE_MEMBERS
 
-    return frozenset({"forward", "forward_layers"}) | frozenset(_TORCH_MODULE_MEMBERS) | _NN_MODULE_PRIVATE_MEMBERS
+    return (
+        frozenset({"forward", "forward_layers"})
+        | frozenset(_TORCH_MODULE_MEMBERS)
+        | _NN_MODULE_PRIVATE_MEMBERS
+    )
 
 
 def emit_source(plan: Plan) -> str:
