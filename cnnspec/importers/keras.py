@@ -1036,6 +1036,8 @@ def _is_same(pad_layer, consumer, padding) -> bool:
         max(strides) > 1 and max(cfg["dilation_rate"]) > 1
     ):  # cnnspec pads explicitly then (Keras refuses same)
         return False
+    if len(set(strides)) > 1:  # and with unequal strides (see targets.keras.code.is_keras_same)
+        return False
     same = [
         same_padding(n, k, s, d)
         for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])

@@ -88,7 +88,13 @@ def option(values: Iterable[int] | None, default: int = 1) -> str | None:
 
 
 def is_keras_same(layer: LayerPlan) -> bool:
-    """Whether the plan's padding is exactly what Keras' padding="same" (TF SAME_UPPER) applies."""
+    """Whether the plan's padding is exactly what Keras' padding="same" (TF SAME_UPPER) applies.
+
+    Never with unequal strides: without oneDNN, TensorFlow's CPU kernels compute a "same"
+    convolution with strides (1, 1, 3) wrongly (silently), so those pad explicitly.
+    """
+    if layer.stride is not None and len(set(layer.stride)) > 1:
+        return False
     if layer.padding_mode == "same":
         return True
     if layer.padding is None or layer.kernel_size is None or layer.stride is None:
