@@ -1009,24 +1009,7 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
             )
             torch_side, keras_side = original_first, converted_values
     diffs = C.compare_layers(plan, torch_side, keras_side, atol=atol, rtol=rtol)
-    layers = [
-        LayerReport(
-            name=d.name,
-            type=d.type,
-            shape_ok=d.shape_ok,
-            torch_shape=None if d.torch_shape is None else list(d.torch_shape),
-            keras_shape=None if d.keras_shape is None else list(d.keras_shape),
-            expected_shape=list(d.expected_shape),
-            expected_shape_last=list(d.expected_shape_last),
-            max_abs_diff=d.max_abs_diff,
-            mean_abs_diff=d.mean_abs_diff,
-            max_rel_diff=d.max_rel_diff,
-            worst_index=None if d.worst_index is None else list(d.worst_index),
-            ok=d.ok,
-            note=d.note,
-        )
-        for d in diffs
-    ]
+    layers = [LayerReport.from_diff(d) for d in diffs]
     divergent = C.first_divergent(diffs)
     compared = [d for d in diffs if d.ok is not None]
     finite = [d.max_abs_diff for d in compared if d.max_abs_diff is not None]

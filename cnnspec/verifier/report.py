@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, Field
 
@@ -77,6 +77,26 @@ class LayerReport(BaseModel):
         description="this reading disagrees although the model's output agrees: "
         "the part read is not the spec layer, the model is not wrong",
     )
+
+    @classmethod
+    def from_diff(cls, d: Any, **extra: Any) -> LayerReport:
+        """The report row of one compared layer (a :class:`cnnspec.verifier.compare.LayerDiff`)."""
+        return cls(
+            name=d.name,
+            type=d.type,
+            shape_ok=d.shape_ok,
+            torch_shape=None if d.torch_shape is None else list(d.torch_shape),
+            keras_shape=None if d.keras_shape is None else list(d.keras_shape),
+            expected_shape=list(d.expected_shape),
+            expected_shape_last=list(d.expected_shape_last),
+            max_abs_diff=d.max_abs_diff,
+            mean_abs_diff=d.mean_abs_diff,
+            max_rel_diff=d.max_rel_diff,
+            worst_index=None if d.worst_index is None else list(d.worst_index),
+            ok=d.ok,
+            note=d.note,
+            **extra,
+        )
 
 
 class Evidence(BaseModel):

@@ -355,23 +355,7 @@ def _compare(
     notes = _mark_misaligned(diffs, readings)
 
     layers = [
-        LayerReport(
-            name=d.name,
-            type=d.type,
-            shape_ok=d.shape_ok,
-            torch_shape=None if d.torch_shape is None else list(d.torch_shape),
-            keras_shape=None if d.keras_shape is None else list(d.keras_shape),
-            expected_shape=list(d.expected_shape),
-            expected_shape_last=list(d.expected_shape_last),
-            max_abs_diff=d.max_abs_diff,
-            mean_abs_diff=d.mean_abs_diff,
-            max_rel_diff=d.max_rel_diff,
-            worst_index=None if d.worst_index is None else list(d.worst_index),
-            ok=d.ok,
-            note=d.note,
-            reading=_reading_text(d, readings, plan),
-            misaligned=d.misaligned,
-        )
+        LayerReport.from_diff(d, reading=_reading_text(d, readings, plan), misaligned=d.misaligned)
         for d in diffs
     ]
     for d in diffs:
