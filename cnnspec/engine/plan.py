@@ -8,6 +8,7 @@ dimension and are stored channels-first: ``(C, *spatial)`` for feature maps and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cnnspec.engine import shapes as S
+from cnnspec.engine.sizes import Size
 from cnnspec.errors import Problem, SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +83,9 @@ class LayerPlan:
             ``(C, *spatial)`` for a flattened feature map (PyTorch lays it out C-major,
             Keras spatial-major: the two vectors are a permutation of each other) or
             ``(F,)`` for features already flat (same order in both). None for feature maps.
+        input_sizes / sizes: per spatial axis of the (first) input and of the output, the
+            size as a formula of the model's input size (:class:`~cnnspec.engine.sizes.Size`);
+            fixed numbers when the spec fixes the input size.
     """
 
     index: int
@@ -103,10 +108,26 @@ class LayerPlan:
     size_formulas: tuple[str, ...] = ()
     param_formula: str = ""
     flat_segments: tuple[Shape, ...] | None = None
+    input_sizes: tuple[Size, ...] = ()
+    sizes: tuple[Size, ...] = ()
 
     @property
     def input_shape(self) -> Shape:
         return self.input_shapes[0]
+
+    @property
+    def open_axes(self) -> tuple[bool, ...]:
+        """Per spatial axis of the input: whether its size varies with the model's input size.
+
+        Where it does, a target must compute anything size-dependent ('same' padding at a
+        stride, ceil-mode overhang) from the tensor at run time, not from the plan's numbers.
+        """
+        return tuple(not size.is_fixed for size in self.input_sizes)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether any input axis of this layer varies with the model's input size."""
+        return any(self.open_axes)
 
     @property
     def output_shape_last(self) -> Shape:
@@ -148,6 +169,9 @@ class Plan:
     rank: int
     input_shape: Shape
     layers: tuple[LayerPlan, ...]
+    open_axes: tuple[bool, ...] = ()
+    size_source: str = "fixed"
+    size_notes: tuple[str, ...] = ()
     _by_name: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -160,6 +184,21 @@ class Plan:
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].output_shape
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the spec leaves some input axis open (``size: [null, ...]``)."""
+        return any(self.open_axes)
+
+    @property
+    def input_sizes(self) -> tuple[Size, ...]:
+        """The input's spatial axes: named variables where open, numbers where fixed."""
+        return tuple(
+            Size.of_axis(name) if open_axis else Size.fixed(n)
+            for name, open_axis, n in zip(
+                AXIS_NAMES[self.rank], self.open_axes, self.input_shape[1:]
+            )
+        )
 
     @property
     def layouts(self) -> tuple[str, str]:
@@ -191,12 +230,21 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+#: The size an open axis is planned at when neither the caller nor the spec names one.
+ASSUMED_SIZE = 224
+
+
 class _Resolver:
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, input_size: tuple[int, ...] | None = None):
         self.spec = spec
         self.rank = spec.rank
+        self.input_size = input_size
         self.problems: list[Problem] = []
         self.segments_of: dict[str, tuple[Shape, ...]] = {}
+        self.sizes_of: dict[str, tuple[Size, ...]] = {}
+        self.open_flat: set[str] = set()
+        self.size_notes: list[str] = []
+        self.size: tuple[int, ...] = ()
         from cnnspec.layers import REGISTRY
 
         self.registry = REGISTRY
@@ -266,10 +314,53 @@ class _Resolver:
                     hint="use a smaller kernel/stride, padding, or a larger input",
                 )
 
+    # -- the input size ---------------------------------------------------
+    def planning_size(self) -> tuple[tuple[int, ...], str]:
+        """The size the numbers are computed at, and where it came from."""
+        declared = self.spec.input.size
+        if self.input_size is not None:
+            given = tuple(self.input_size)
+            if len(given) != len(declared):
+                raise SpecError(
+                    [
+                        Problem(
+                            f"the input size {'×'.join(map(str, given))} has {len(given)} axes but the model has "
+                            f"{len(declared)} ({', '.join(AXIS_NAMES[self.rank])})",
+                            ("input", "size"),
+                        )
+                    ]
+                )
+            for axis, (fixed, n) in enumerate(zip(declared, given)):
+                if fixed is not None and fixed != n:
+                    name = AXIS_NAMES[self.rank][axis]
+                    raise SpecError(
+                        [
+                            Problem(
+                                f"this model's input size is fixed at {'×'.join(map(str, declared))}: "
+                                f"{name} = {n} is not accepted (expected {fixed})",
+                                ("input", "size", axis),
+                                "write null for the axes the model should accept at any size",
+                            )
+                        ]
+                    )
+            return given, "given"
+        if None not in declared:
+            return tuple(int(n) for n in declared if n is not None), "fixed"
+        if self.spec.input.reference_size is not None:
+            return tuple(self.spec.input.reference_size), "reference"
+        return tuple(ASSUMED_SIZE if n is None else n for n in declared), "assumed"
+
     # -- the walk ---------------------------------------------------------
     def run(self) -> Plan:
         spec = self.spec
-        input_shape: Shape = (spec.input.channels, *spec.input.size)
+        size, size_source = self.planning_size()
+        self.size = size
+        open_axes = spec.input.open_axes
+        input_shape: Shape = (spec.input.channels, *size)
+        self.sizes_of["input"] = tuple(
+            Size.of_axis(name) if is_open else Size.fixed(n)
+            for name, is_open, n in zip(AXIS_NAMES[self.rank], open_axes, size)
+        )
         names = self._names()
         shapes: dict[str, Shape] = {"input": input_shape}
         order: dict[str, int] = {"input": -1}
@@ -285,14 +376,31 @@ class _Resolver:
             layers.append(planned)
             if planned.flat_segments is not None:
                 self.segments_of[name] = planned.flat_segments
+            self.sizes_of[name] = planned.sizes
             shapes[name] = planned.output_shape
             order[name] = index
         if not self.problems:
             self._check_all_used(layers)
         if self.problems:
+            if size_source in ("assumed", "reference") and any(open_axes):
+                self.problems = [
+                    dataclasses.replace(
+                        problem,
+                        message=f"{problem.message} (planned at the {size_source} input size "
+                        f"{'×'.join(map(str, size))}; input.reference_size or --input-size sets another)",
+                    )
+                    for problem in self.problems
+                ]
             raise SpecError(self.problems)
         return Plan(
-            spec=spec, name=spec.name, rank=self.rank, input_shape=input_shape, layers=tuple(layers)
+            spec=spec,
+            name=spec.name,
+            rank=self.rank,
+            input_shape=input_shape,
+            layers=tuple(layers),
+            open_axes=open_axes,
+            size_source=size_source,
+            size_notes=tuple(self.size_notes),
         )
 
     def _check_all_used(self, layers: list[LayerPlan]) -> None:
@@ -377,7 +485,7 @@ class _Resolver:
             fields["flat_segments"] = definition.flat_segments(
                 self, index, inputs, in_shapes, fields["output_shape"]
             )
-        return LayerPlan(
+        planned = LayerPlan(
             index=index,
             name=name,
             type=layer.type,
@@ -385,8 +493,76 @@ class _Resolver:
             spec=layer,
             inputs=inputs,
             input_shapes=in_shapes,
+            input_sizes=self.sizes_of[inputs[0]],
             **fields,
         )
+        in_sizes = tuple(self.sizes_of[n] for n in inputs)
+        sizes = definition.output_sizes(planned, in_sizes)
+        self._check_open_flat(index, name, planned, inputs)
+        self._check_joined_sizes(planned, in_sizes, sizes)
+        return dataclasses.replace(planned, sizes=tuple(sizes))
+
+    def _check_open_flat(
+        self, index: int, name: str, planned: LayerPlan, inputs: tuple[str, ...]
+    ) -> None:
+        """A flat vector whose length follows the input size cannot feed learned parameters."""
+        open_sources = [n for n in inputs if n in self.open_flat]
+        flattens_open_map = planned.is_open and any(
+            len(segment) > 1 for segment in planned.flat_segments or ()
+        )
+        if len(planned.output_shape) == 1 and (open_sources or flattens_open_map):
+            if open_sources and planned.params:
+                source = open_sources[0]
+                self.fail(
+                    index,
+                    f"'{name}' has a parameter count that depends on the input size: its input '{source}' is a "
+                    f"flat vector whose length follows the open input size ({planned.input_shape[0]:,} at "
+                    f"{'×'.join(map(str, self.size))})",
+                    hint="fix input.size, or pool to a fixed size first (global_avg_pool, or adaptive_avg_pool2d "
+                    "before flatten)",
+                )
+            self.open_flat.add(name)
+
+    def _check_joined_sizes(
+        self, planned: LayerPlan, in_sizes: tuple[tuple[Size, ...], ...], sizes: tuple[Size, ...]
+    ) -> None:
+        """Inputs joined by a merge may agree at the planning size only; say at which sizes they do."""
+        if len(in_sizes) < 2 or not sizes:
+            return
+        for axis, out in enumerate(sizes):
+            if out.is_fixed:
+                continue
+            axis_name = AXIS_NAMES[self.rank][self._model_axis(out)]
+            n_reference = self.size[self._model_axis(out)]
+            for name, other in zip(planned.inputs, in_sizes):
+                if len(other) != len(sizes) or other[axis] == out:
+                    continue
+                if other[axis].is_fixed and other[axis].constant == 1:
+                    continue  # broadcast
+                sample = range(1, 4 * n_reference + 1)
+                agreeing = [n for n in sample if other[axis].at(n) == out.at(n) and out.at(n) > 0]
+                differing = [
+                    n
+                    for n in sample
+                    if other[axis].at(n) != out.at(n) and min(other[axis].at(n), out.at(n)) > 0
+                ]
+                if not differing:
+                    continue
+                period = math.gcd(*agreeing) if agreeing else 0
+                rule = (
+                    f"only when {axis_name} is a multiple of {period}"
+                    if period > 1 and all(n % period != 0 for n in differing)
+                    else "only at some sizes"
+                )
+                near = min(differing, key=lambda n: abs(n - n_reference))
+                self.size_notes.append(
+                    f"'{planned.name}' joins '{planned.inputs[0]}' ({sizes[axis].text()}) and '{name}' "
+                    f"({other[axis].text()}) along {axis_name}: they agree {rule} "
+                    f"(at {axis_name} = {near}: {out.at(near)} and {other[axis].at(near)})"
+                )
+
+    def _model_axis(self, size: Size) -> int:
+        return AXIS_NAMES[self.rank].index(size.axis) if size.axis in AXIS_NAMES[self.rank] else 0
 
     # -- shared by the planners of the layer definitions -------------------
     def window_padding(
@@ -452,11 +628,14 @@ class _LayerFailure(Exception):
         self.problem = problem
 
 
-def resolve(spec) -> Plan:
+def resolve(spec, input_size: Iterable[int] | None = None) -> Plan:
     """Resolve a spec into a :class:`Plan`.
 
     Args:
         spec: a :class:`~cnnspec.spec.ModelSpec`, or anything :func:`cnnspec.load_spec` accepts.
+        input_size: the spatial input size to compute the numbers at (e.g. ``(225, 225)``);
+            it must equal the spec's size on every axis the spec fixes.  Default: the spec's
+            size, its ``reference_size`` where it is open, else 224 on open axes.
 
     Returns:
         The plan: per layer its shapes (both layouts), per-side padding and parameters.
@@ -469,7 +648,7 @@ def resolve(spec) -> Plan:
 
     spec = load_spec(spec)
     try:
-        return _Resolver(spec).run()
+        return _Resolver(spec, None if input_size is None else tuple(input_size)).run()
     except SpecError as error:
         source = source_map_of(spec)
         raise error.with_source(

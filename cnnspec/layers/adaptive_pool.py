@@ -9,6 +9,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import adaptive_windows
+from cnnspec.engine.sizes import Size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets.keras import code as K
@@ -79,6 +80,9 @@ class AdaptivePoolDefinition(LayerDefinition):
             size_formulas=tuple(formulas),
             param_formula="no parameters",
         )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(Size.fixed(n) for n in layer.output_shape[1:])
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         rank = T.spatial_rank(layer)

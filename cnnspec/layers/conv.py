@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
+from cnnspec.engine.sizes import Size, window_size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -53,6 +54,18 @@ _LAYOUT = (
 
 class ConvLike(LayerDefinition):
     """The divergence hint and padding handling shared by every sliding-window convolution."""
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(
+            window_size(n, k, s, d, pads, layer.padding_mode or "valid")
+            for n, k, s, d, pads in zip(
+                in_sizes[0],
+                layer.kernel_size or (),
+                layer.stride or (),
+                layer.dilation or (),
+                layer.padding or (),
+            )
+        )
 
     def hint(self, layer: LayerPlan, border: str, plan: Any) -> str:
         strided = layer.stride is not None and any(s > 1 for s in layer.stride)

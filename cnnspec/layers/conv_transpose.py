@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan, ParamTensor, fmt_count
+from cnnspec.engine.sizes import Size
 from cnnspec.errors import CnnspecError
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
@@ -158,6 +159,19 @@ class ConvTransposeDefinition(LayerDefinition):
             size=(3, 4, 3),
         ),
     )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        # the full output (n − 1)·s + dk, less the crop (a negative crop_after is output_padding)
+        return tuple(
+            n.affine(s, S.effective_kernel(k, d) - s - before - after)
+            for n, k, s, d, (before, after) in zip(
+                in_sizes[0],
+                layer.kernel_size or (),
+                layer.stride or (),
+                layer.dilation or (),
+                layer.padding or (),
+            )
+        )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]

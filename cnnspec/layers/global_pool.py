@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.engine.sizes import Size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -60,6 +61,9 @@ class GlobalPoolDefinition(LayerDefinition):
         self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
     ) -> Any:
         return (output_shape,)
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(Size.fixed(n) for n in layer.output_shape[1:])
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """global_avg_pool / global_max_pool over every spatial dim."""

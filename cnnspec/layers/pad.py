@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.channels import padded_length
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.engine.sizes import Size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
@@ -109,6 +110,11 @@ class PadDefinition(LayerDefinition):
                 f"{n} + {b} + {a} = {o}" for n, (b, a), o in zip(shape[1:], pads, outs)
             ),
             param_formula="no parameters",
+        )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(
+            n.plus(before + after) for n, (before, after) in zip(in_sizes[0], layer.padding or ())
         )
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan
+from cnnspec.engine.sizes import Size, ceil_pool_size, window_size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import PADDING_DESCRIPTION, Flag, LayerBase, PaddingSpec, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -141,6 +142,17 @@ class _PoolDefinition(LayerDefinition):
             size_formulas=tuple(formulas),
             param_formula="no parameters",
         )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        sizes = []
+        for n, k, s, pads in zip(
+            in_sizes[0], layer.kernel_size or (), layer.stride or (), layer.padding or ()
+        ):
+            if layer.spec.ceil_mode:
+                sizes.append(ceil_pool_size(n, k, s, pads))
+            else:
+                sizes.append(window_size(n, k, s, 1, pads, layer.padding_mode or "valid"))
+        return tuple(sizes)
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         rank = layer.spatial_rank

@@ -26,6 +26,7 @@ from cnnspec.errors import CnnspecError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cnnspec.engine.plan import LayerPlan, Plan, Shape
+    from cnnspec.engine.sizes import Size
     from cnnspec.spec.fields import LayerBase
     from cnnspec.targets.keras.code import EmitContext
     from cnnspec.targets.torch.code import LayerCode
@@ -164,6 +165,25 @@ class LayerDefinition:
         Default: an element-wise layer keeps its input's layout.
         """
         return ctx.segments_of[inputs[0]]
+
+    def output_sizes(
+        self, layer: LayerPlan, in_sizes: tuple[tuple[Size, ...], ...]
+    ) -> tuple[Size, ...]:
+        """The output's spatial sizes as formulas of the model's input size.
+
+        ``in_sizes`` holds each input's sizes.  Default: a flat output has none, and an output
+        whose spatial shape equals an input's keeps that input's sizes (element-wise layers,
+        merges, normalisations); a definition that changes sizes overrides this.
+        """
+        if len(layer.output_shape) == 1:
+            return ()
+        for shape, sizes in zip(layer.input_shapes, in_sizes):
+            if tuple(shape[1:]) == tuple(layer.output_shape[1:]):
+                return sizes
+        raise NotImplementedError(
+            f"{type(self).__qualname__} changes the spatial size of '{layer.name}' "
+            f"({list(layer.input_shape[1:])} → {list(layer.output_shape[1:])}) but has no output_sizes rule"
+        )
 
     def hint(self, layer: LayerPlan, border: str, plan: Plan | None) -> str:
         """The divergence hint shown when this layer is the first to differ."""

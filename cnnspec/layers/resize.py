@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import TORCH_CUBIC_COEFFICIENT, resize_ratio, scaled_size
+from cnnspec.engine.sizes import Size, scale_fraction
 from cnnspec.errors import CnnspecError
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase, PositiveOrTuple
@@ -167,6 +168,13 @@ class ResizeDefinition(LayerDefinition):
             size_formulas=tuple(formulas),
             param_formula="no parameters",
         )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        if layer.spec.size is not None:
+            return tuple(Size.fixed(n) for n in layer.output_shape[1:])
+        scale = layer.spec.scale
+        scales = scale if isinstance(scale, list) else [scale] * len(in_sizes[0])
+        return tuple(n.scaled(scale_fraction(s)) for n, s in zip(in_sizes[0], scales))
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         spec = layer.spec

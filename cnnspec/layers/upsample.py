@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.engine.sizes import Size
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -64,6 +65,9 @@ class UpsampleDefinition(LayerDefinition):
             param_formula="no parameters",
             kernel_size=factors,
         )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(n.affine(factor) for n, factor in zip(in_sizes[0], layer.kernel_size or ()))
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         """upsample: nearest (repeat) or bilinear with half-pixel centres (align_corners=False)."""

@@ -837,8 +837,12 @@ def _expected(path: tuple, data: Any) -> str | None:
         )
     if field == "size" and path[:1] == ("input",):
         return (
-            "an integer >= 1" if item else "a list of 1-3 integers >= 1: [L], [H, W] or [D, H, W]"
+            "an integer >= 1, or null for any size"
+            if item
+            else "a list of 1-3 integers >= 1 (or null for any size): [L], [H, W] or [D, H, W]"
         )
+    if field == "reference_size" and path[:1] == ("input",):
+        return "an integer >= 1" if item else "a list of 1-3 integers >= 1, one per spatial dim"
     if field in _NUMBER_FIELDS:
         return _NUMBER_FIELDS[field]
     if field in _BOOL_FIELDS:
@@ -961,6 +965,11 @@ def _problem_for(
     elif kind == "missing":
         message = f"missing required field '{path[-1]}'" + _layer_label(data, path)
         position = source_map.locate(path[:-1])
+    elif kind == "value_error" and path == ("input",):
+        message = str(error.get("ctx", {}).get("error", error["msg"]))
+        path = ("input", "reference_size")
+        position = source_map.locate(path)
+        hint = "reference_size gives a number for every axis, equal to size where size is not null"
     elif kind == "literal_error" and path == ("cnnspec",):
         message = f"unknown format version {error.get('input')!r}"
         hint = f"write 'cnnspec: {FORMAT_VERSION}'"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keyword
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 # Every layer model lives with its definition in cnnspec.layers; the union is the registry's.
 from cnnspec.layers import REGISTRY  # noqa: E402  (the definitions import the field types above)
@@ -50,9 +50,39 @@ class InputSpec(_Strict):
     """The model's single input (batch dimension excluded)."""
 
     channels: Positive = Field(description="Input channels (C).")
-    size: Annotated[list[Positive], Field(min_length=1, max_length=3)] = Field(
-        description="Spatial size: [L] for 1-D, [H, W] for 2-D, [D, H, W] for 3-D models."
+    size: Annotated[list[Positive | None], Field(min_length=1, max_length=3)] = Field(
+        description=(
+            "Spatial size: [L] for 1-D, [H, W] for 2-D, [D, H, W] for 3-D models. "
+            "null leaves an axis open: the model accepts any size there, and explain shows formulas of it."
+        )
     )
+    reference_size: Annotated[list[Positive], Field(min_length=1, max_length=3)] | None = Field(
+        default=None,
+        description=(
+            "The size explain and verify use for numbers when size has null entries "
+            "(e.g. the size the model was trained at); must equal size where size is given."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _reference_fits(self) -> InputSpec:
+        if self.reference_size is None:
+            return self
+        if len(self.reference_size) != len(self.size):
+            raise ValueError(
+                f"reference_size has {len(self.reference_size)} entries but size has {len(self.size)}"
+            )
+        for axis, (given, reference) in enumerate(zip(self.size, self.reference_size)):
+            if given is not None and given != reference:
+                raise ValueError(
+                    f"reference_size[{axis}] is {reference} but size[{axis}] is fixed at {given}"
+                )
+        return self
+
+    @property
+    def open_axes(self) -> tuple[bool, ...]:
+        """Per spatial axis, whether its size is left open (null)."""
+        return tuple(n is None for n in self.size)
 
 
 class ModelSpec(_Strict):

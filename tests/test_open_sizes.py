@@ -1,0 +1,294 @@
+"""Open input sizes in the engine: ``size: [null, null]``, formulas of the input, the refusals.
+
+The size formulas are checked against the planner's own numbers at every input size from 1
+to 60 (odd and even) for every example of every registered layer type, and against random
+chains of layers; the planner's numbers are the ones tests/test_engine_vs_frameworks.py
+compares with PyTorch and Keras.  No framework is imported here.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cnnspec.engine.plan import AXIS_NAMES, resolve
+from cnnspec.engine.sizes import Size, ceil_pool_size, window_size
+from cnnspec.errors import SpecError
+from cnnspec.layers import REGISTRY
+
+
+def _open(document: dict) -> dict:
+    opened = dict(document)
+    opened["input"] = dict(document["input"], size=[None] * len(document["input"]["size"]))
+    return opened
+
+
+def _formula_shape(layer, size: tuple[int, ...]) -> tuple[int, ...]:
+    env = dict(zip(AXIS_NAMES[len(size)], size))
+    return tuple(s.constant if s.is_fixed else s.at(env[s.axis]) for s in layer.sizes)
+
+
+def _check_formulas(document: dict, sizes) -> int:
+    """Compare formulas with the planner at every size the model accepts; returns the sizes compared.
+
+    A model that no size resolves must be refused for the one reason open sizes add: a
+    parameter count that would follow the input size.
+    """
+    opened = _open(document)
+    resolved, refusals = 0, set()
+    for size in sizes:
+        try:
+            plan = resolve(opened, input_size=size)
+        except SpecError as error:
+            refusals.add(error.problems[0].message)
+            continue  # too small for this model: the planner says so, there is nothing to compare
+        resolved += 1
+        for layer in plan.layers:
+            if len(layer.output_shape) > 1:
+                assert _formula_shape(layer, size) == tuple(layer.output_shape[1:]), (
+                    f"{layer.name} at {size}: formulas {[str(s) for s in layer.sizes]} "
+                    f"vs planner {layer.output_shape}"
+                )
+    if not resolved:
+        assert refusals and all("depends on the input size" in r for r in refusals), refusals
+    return resolved or len(refusals)
+
+
+EXAMPLES = [
+    pytest.param(definition, number, id=f"{definition.types[0]}-{number}")
+    for definition in REGISTRY.definitions()
+    for number in range(len(definition.examples))
+]
+
+
+@pytest.mark.parametrize(("definition", "number"), EXAMPLES)
+def test_every_example_formula_equals_the_planner_at_every_size(definition, number):
+    example = definition.examples[number]
+    rank = len(example.size)
+    sizes = [
+        tuple(n + delta * (axis + 1) for axis in range(rank))
+        for n in range(1, 31)
+        for delta in (0, 1)
+    ]
+    if rank == 3:
+        sizes = sizes[::3]
+    assert _check_formulas(example.spec(), sizes) > 0
+
+
+def _random_chain(rng: random.Random) -> list[dict]:
+    layers: list[dict] = []
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.choice(
+            ["conv", "pool", "ceil_pool", "transpose", "upsample", "pad", "crop", "resize"]
+        )
+        k, s = rng.randint(1, 4), rng.randint(1, 3)
+        if kind == "conv":
+            padding = rng.choice(["same", "valid", rng.randint(0, 2)])
+            layers.append(
+                {
+                    "type": "conv2d",
+                    "filters": 2,
+                    "kernel_size": k,
+                    "stride": s,
+                    "dilation": rng.randint(1, 2),
+                    "padding": padding,
+                }
+            )
+        elif kind in ("pool", "ceil_pool"):
+            padding = (
+                rng.randint(0, (k - 1) // 2)
+                if kind == "ceil_pool"
+                else rng.choice(["same", "valid"])
+            )
+            layers.append(
+                {
+                    "type": "max_pool2d",
+                    "pool_size": k,
+                    "stride": s,
+                    "padding": padding,
+                    "ceil_mode": kind == "ceil_pool",
+                }
+            )
+        elif kind == "transpose":
+            layers.append(
+                {
+                    "type": "conv_transpose2d",
+                    "filters": 2,
+                    "kernel_size": k,
+                    "stride": s,
+                    "padding": rng.choice(["same", "valid", 0]),
+                }
+            )
+        elif kind == "upsample":
+            layers.append({"type": "upsample", "scale_factor": rng.randint(1, 3)})
+        elif kind == "pad":
+            layers.append(
+                {"type": "zero_pad2d", "padding": [[rng.randint(0, 2), rng.randint(0, 2)]] * 2}
+            )
+        elif kind == "crop":
+            layers.append({"type": "crop2d", "cropping": [[1, 0], [0, 1]]})
+        else:
+            layers.append({"type": "resize", "scale": rng.choice([0.5, 1.5, 2.0, 0.75])})
+    return layers
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_chains_formula_equals_the_planner(seed):
+    rng = random.Random(seed)
+    document = {
+        "cnnspec": 1,
+        "input": {"channels": 2, "size": [16, 16]},
+        "layers": _random_chain(rng),
+    }
+    assert _check_formulas(document, [(n, n + 3) for n in range(1, 70)]) > 0
+
+
+def test_formulas_read_like_the_arithmetic():
+    h = Size.of_axis("H")
+    assert h.ceil_div(2).text() == "⌈H / 2⌉"
+    assert h.ceil_div(2).ceil_div(2).ceil_div(2).text() == "⌈H / 8⌉"
+    # a 3x3 'valid' conv at stride 2: ⌊(H − 3) / 2⌋ + 1 = ⌊(H − 1) / 2⌋
+    assert window_size(h, 3, 2, 1, (0, 0), "valid").text() == "⌊(H − 1) / 2⌋"
+    assert window_size(h, 3, 1, 1, (1, 1), "explicit").text() == "H"
+    assert h.affine(2, -1).text() == "2·H − 1"
+    assert h.ceil_div(4).affine(4).text() == "4·⌈H / 4⌉"
+    assert Size.fixed(7).ceil_div(2).text() == "4"
+    # PyTorch's ceil-mode 3/2 pool (Inception): ⌈(H − 3) / 2⌉ + 1, never a window starting past the input
+    pooled = ceil_pool_size(h, 3, 2, (0, 0))
+    assert [pooled.at(n) for n in (5, 6, 7, 8)] == [2, 3, 3, 4]
+
+
+def test_canonical_form_is_exact_by_brute_force():
+    rng = random.Random(7)
+    for _ in range(300):
+        size, steps = Size.of_axis("H"), []
+        for _ in range(rng.randint(1, 5)):
+            mul, add, div = rng.randint(1, 3), rng.randint(-4, 4), rng.randint(1, 4)
+            size = size.affine(mul, add, div)
+            steps.append((mul, add, div))
+        for n in range(0, 80):
+            value = n
+            for mul, add, div in steps:
+                value = (mul * value + add) // div
+            assert size.at(n) == value, (steps, n, size.text())
+
+
+RESNET_STEM = {
+    "cnnspec": 1,
+    "name": "stem",
+    "input": {"channels": 3, "size": [None, None], "reference_size": [224, 224]},
+    "layers": [
+        {"type": "conv2d", "filters": 8, "kernel_size": 7, "stride": 2, "padding": "same"},
+        {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "stride": 2, "padding": 1},
+        {"type": "global_avg_pool"},
+        {"type": "dense", "units": 4},
+    ],
+}
+
+
+def test_open_spec_plans_at_its_reference_and_at_a_given_size():
+    plan = resolve(RESNET_STEM)
+    assert plan.open_axes == (True, True) and plan.size_source == "reference"
+    assert plan.input_shape == (3, 224, 224)
+    assert plan.layers[1].sizes[0].text() == "⌈H / 4⌉"
+    # ⌊(⌈H / 4⌉ + 2 − 3) / 2⌋ + 1 merges into one division
+    assert [s.text() for s in plan.layers[2].sizes] == ["⌈H / 8⌉", "⌈W / 8⌉"]
+    at_225 = resolve(RESNET_STEM, input_size=(225, 96))
+    assert at_225.size_source == "given"
+    assert at_225.layers[0].output_shape == (8, 113, 48)
+    # 'same' at stride 2 pads by the size: 3/3 at the odd 225, 2/3 at the even 96 (the extra cell at the end)
+    assert at_225.layers[0].padding == ((3, 3), (2, 3))
+    assert at_225.total_params == plan.total_params  # parameter counts do not depend on the size
+
+
+def test_open_spec_without_reference_plans_at_the_assumed_size():
+    document = dict(RESNET_STEM, input={"channels": 3, "size": [None, None]})
+    plan = resolve(document)
+    assert plan.size_source == "assumed" and plan.input_shape == (3, 224, 224)
+
+
+def test_fixed_size_spec_refuses_another_size():
+    document = dict(RESNET_STEM, input={"channels": 3, "size": [224, 224]})
+    assert resolve(document, input_size=(224, 224)).size_source == "given"
+    with pytest.raises(SpecError) as error:
+        resolve(document, input_size=(256, 224))
+    message = str(error.value)
+    assert "fixed at 224×224" in message and "H = 256" in message and "expected 224" in message
+    with pytest.raises(SpecError, match="has 3 axes but the model has 2"):
+        resolve(document, input_size=(224, 224, 3))
+
+
+def test_partly_open_spec_keeps_the_fixed_axis():
+    document = dict(RESNET_STEM, input={"channels": 3, "size": [None, 64]})
+    plan = resolve(document, input_size=(100, 64))
+    assert plan.open_axes == (True, False)
+    assert plan.layers[0].sizes[1].is_fixed and plan.layers[0].sizes[1].constant == 32
+    with pytest.raises(SpecError, match="W = 65"):
+        resolve(document, input_size=(100, 65))
+
+
+def test_reference_size_must_fit_the_fixed_axes():
+    from pydantic import ValidationError
+
+    from cnnspec.load.loader import load_spec
+
+    with pytest.raises((SpecError, ValidationError), match="fixed at 64"):
+        load_spec(
+            dict(
+                RESNET_STEM, input={"channels": 3, "size": [None, 64], "reference_size": [224, 224]}
+            )
+        )
+    with pytest.raises((SpecError, ValidationError), match="reference_size has 1"):
+        load_spec(
+            dict(RESNET_STEM, input={"channels": 3, "size": [None, None], "reference_size": [224]})
+        )
+
+
+def test_dense_after_flatten_of_an_open_map_is_refused_at_the_dense():
+    document = {
+        "cnnspec": 1,
+        "input": {"channels": 1, "size": [None, None]},
+        "layers": [
+            {"type": "conv2d", "filters": 4, "kernel_size": 3, "name": "features"},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dropout", "rate": 0.5, "name": "drop"},
+            {"type": "dense", "units": 10, "name": "head"},
+        ],
+    }
+    with pytest.raises(SpecError) as error:
+        resolve(document)
+    problem = error.value.problems[0]
+    assert problem.path[:2] == ("layers", 3)
+    assert "'head' has a parameter count that depends on the input size" in problem.message
+    assert "'drop'" in problem.message
+    # the same model with a fixed size is fine, and so is a pooled head at any size
+    assert (
+        resolve(dict(document, input={"channels": 1, "size": [8, 8]})).total_params
+        == 40 + 144 * 10 + 10
+    )
+    pooled = dict(
+        document, layers=[document["layers"][0], {"type": "global_avg_pool"}, document["layers"][3]]
+    )
+    assert resolve(pooled, input_size=(31, 17)).total_params == 4 * 9 + 4 + 4 * 10 + 10
+
+
+def test_a_join_that_agrees_only_at_some_sizes_is_noted():
+    unet = {
+        "cnnspec": 1,
+        "input": {"channels": 1, "size": [None, None], "reference_size": [64, 64]},
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "name": "enc"},
+            {"type": "max_pool2d", "pool_size": 2, "name": "down1"},
+            {"type": "max_pool2d", "pool_size": 2, "name": "down2"},
+            {"type": "upsample", "scale_factor": 4, "name": "up"},
+            {"type": "concat", "inputs": ["enc", "up"], "name": "skip"},
+        ],
+    }
+    plan = resolve(unet)
+    assert (
+        plan.size_notes and "multiple of 4" in plan.size_notes[0] and "'skip'" in plan.size_notes[0]
+    )
+    with pytest.raises(SpecError, match="concat joins along channels"):
+        resolve(unet, input_size=(66, 64))
