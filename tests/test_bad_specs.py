@@ -126,7 +126,11 @@ EXPECTED = {
         '    hint: upgrade cnnspec, or write the spec in version 1'
     ),
     'groups_not_dividing.yaml': 'tests/bad_specs/groups_not_dividing.yaml:4:56: layers[0].groups: input channels 3 are not divisible by groups 2 (3 mod 2 = 1)',
-    'input_rank4.yaml': 'tests/bad_specs/input_rank4.yaml:2:28: input.size: expected a list of 1-3 integers >= 1: [L], [H, W] or [D, H, W], got [8, 8, 8, 8] (4 items)',
+    'input_rank4.yaml': 'tests/bad_specs/input_rank4.yaml:2:28: input.size: expected a list of 1-3 integers >= 1 (or null for any size): [L], [H, W] or [D, H, W], got [8, 8, 8, 8] (4 items)',
+    'reference_size_mismatch.yaml': (
+        'tests/bad_specs/reference_size_mismatch.yaml:2:56: input.reference_size: reference_size[1] is 224 but size[1] is fixed at 64\n'
+        '    hint: reference_size gives a number for every axis, equal to size where size is not null'
+    ),
     'input_zero_channels.yaml': 'tests/bad_specs/input_zero_channels.yaml:2:19: input.channels: expected an integer >= 1, got 0',
     'inputs_later.yaml': "tests/bad_specs/inputs_later.yaml:4:70: layers[0].inputs[0]: inputs[0] refers to 'act' (layers[1]), which comes later; inputs must be earlier layers (no cycles)",
     'inputs_not_list.yaml': "tests/bad_specs/inputs_not_list.yaml:5:26: layers[1].inputs: expected a list with one earlier layer name (or 'input'), got 'a' (a string)",

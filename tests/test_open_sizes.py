@@ -287,8 +287,102 @@ def test_a_join_that_agrees_only_at_some_sizes_is_noted():
         ],
     }
     plan = resolve(unet)
-    assert (
-        plan.size_notes and "multiple of 4" in plan.size_notes[0] and "'skip'" in plan.size_notes[0]
-    )
+    note = plan.size_notes[0]
+    assert (note.layer, note.period, note.first, note.other) == ("skip", 4, "enc", "up")
+    assert "only when H is a multiple of 4" in note.text()
+    assert note.values[0] != note.values[1]
     with pytest.raises(SpecError, match="concat joins along channels"):
         resolve(unet, input_size=(66, 64))
+
+
+# -- explain -----------------------------------------------------------------------------------------
+
+
+def _resnet50_open() -> dict:
+    import pathlib
+
+    import yaml
+
+    document = yaml.safe_load(
+        (pathlib.Path(__file__).parents[1] / "bench" / "resnet50.yaml").read_text()
+    )
+    document["input"] = {"channels": 3, "size": [None, None], "reference_size": [224, 224]}
+    return document
+
+
+def test_resnet50_open_final_map_is_the_input_over_32():
+    plan = resolve(_resnet50_open())
+    last_map = [layer for layer in plan.layers if len(layer.output_shape) > 1][-1]
+    assert [s.text() for s in last_map.sizes] == ["⌈H / 32⌉", "⌈W / 32⌉"]
+    # Keras' ResNet50 (all 'same' at the strides) gives 7×7 at 224 and 8×8 at 225; 97 gives 4×4
+    for n, expected in ((224, 7), (225, 8), (256, 8), (97, 4)):
+        assert (
+            resolve(_resnet50_open(), input_size=(n, n)).layer(last_map.name).output_shape[1:]
+            == (expected,) * 2
+        )
+    assert (
+        plan.total_params
+        == resolve(_resnet50_open(), input_size=(97, 97)).total_params
+        == 25_557_032 + 53_120
+    )
+
+
+def test_explain_shows_formulas_and_the_numbers_at_a_size():
+    from cnnspec.teach.explain import explain
+
+    stem = dict(RESNET_STEM)
+    table = explain(stem).text()
+    assert "3×H×W" in table and "8×⌈H/2⌉×⌈W/2⌉" in table and "⌈H/2⌉×⌈W/2⌉×8" in table
+    assert "NCHW at 224×224" in table and "8×112×112" in table
+    assert "H′ = ⌈H / 8⌉" in table  # the 3×3 stride-2 conv after ⌈H / 4⌉, merged into one division
+    assert "'same' at stride 2 pads by the size" in table
+    at_odd = explain(stem, input_size=(225, 97)).text()
+    assert "NCHW at 225×97" in at_odd and "8×113×49" in at_odd
+    data = explain(stem).to_dict()
+    assert data["open_axes"] == [True, True] and data["size_source"] == "reference"
+    assert data["layers"][1]["output_formula"]["NHWC"] == ["⌈H/4⌉", "⌈W/4⌉", "8"]
+    korean = explain(stem, lang="ko").text()
+    assert "224×224일 때 NCHW" in korean and "입력 크기가 열린 축" in korean
+
+
+def test_explain_without_a_size_shows_formulas_only():
+    from cnnspec.teach.explain import explain
+
+    table = explain(dict(RESNET_STEM, input={"channels": 3, "size": [None, None]})).text()
+    assert "NCHW at" not in table and "worked at 224×224" in table
+
+
+def test_explain_names_the_join_that_needs_some_sizes():
+    from cnnspec.teach.explain import explain
+
+    unet = {
+        "cnnspec": 1,
+        "input": {"channels": 1, "size": [None, None], "reference_size": [64, 64]},
+        "layers": [
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "name": "enc"},
+            {"type": "max_pool2d", "pool_size": 2},
+            {"type": "upsample", "scale_factor": 2, "name": "up"},
+            {"type": "concat", "inputs": ["enc", "up"], "name": "skip"},
+        ],
+    }
+    notes = [n for n in explain(unet).to_dict()["notes"] if n["id"] == "open_join"]
+    assert notes and notes[0]["layer"] == "skip" and "multiple of 2" in notes[0]["text"]
+
+
+def test_cli_explain_input_size(tmp_path, capsys):
+    import yaml
+
+    from cnnspec.cli.main import main
+
+    spec = tmp_path / "stem.yaml"
+    spec.write_text(yaml.safe_dump(RESNET_STEM))
+    assert main(["explain", str(spec), "--input-size", "225,97"]) == 0
+    assert "8×113×49" in capsys.readouterr().out
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(dict(RESNET_STEM, input={"channels": 3, "size": [64, 64]})))
+    assert main(["explain", str(fixed), "--input-size", "65,64"]) == 2
+    err = capsys.readouterr().err
+    assert "fixed at 64×64" in err and "input.size[0]" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", str(spec), "--input-size", "0,big"])
+    assert exit_info.value.code == 2

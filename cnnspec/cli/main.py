@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="language of labels and notes (default: en)",
     )
     p.add_argument("--force", action="store_true", help="overwrite OUT.html if it exists")
+    p.add_argument(
+        "--input-size",
+        type=input_size,
+        metavar="H,W",
+        help="the spatial input size to show the numbers at (an open spec shows formulas of H, W "
+        "and, by default, the numbers at its reference_size)",
+    )
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.add_argument(
@@ -185,10 +192,20 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
+def input_size(text: str) -> tuple[int, ...]:
+    """``224,224`` (or ``224x224``) -> ``(224, 224)``: an argparse type for spatial sizes."""
+    parts = [part.strip() for part in text.replace("x", ",").replace("×", ",").split(",")]
+    if not 1 <= len(parts) <= 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a spatial size: give 1-3 positive integers separated by commas, e.g. 224,224"
+        )
+    return tuple(int(part) for part in parts)
+
+
 def cmd_explain(args) -> int:
     from cnnspec.teach.explain import explain
 
-    explanation = explain(args.spec, lang=args.lang)
+    explanation = explain(args.spec, lang=args.lang, input_size=args.input_size)
     if args.html:
         target = Path(args.html)
         if not (target.parent if str(target.parent) else Path(".")).is_dir():

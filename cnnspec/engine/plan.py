@@ -161,6 +161,34 @@ class LayerPlan:
 
 
 @dataclass(frozen=True)
+class JoinNote:
+    """A merge whose inputs have equal sizes at some input sizes only (a U-Net skip at odd sizes).
+
+    ``period`` is set when they agree exactly at the multiples of it; ``example`` is an input
+    size near the planning size where they differ, with ``values`` the two sizes there.
+    """
+
+    layer: str
+    axis: str
+    first: str
+    first_size: str
+    other: str
+    other_size: str
+    period: int | None
+    example: int
+    values: tuple[int, int]
+
+    def text(self) -> str:
+        """The note in English (``explain`` translates it)."""
+        rule = f"only when {self.axis} is a multiple of {self.period}" if self.period else "only at some sizes"
+        return (
+            f"'{self.layer}' joins '{self.first}' ({self.first_size}) and '{self.other}' ({self.other_size}) "
+            f"along {self.axis}: they agree {rule} (at {self.axis} = {self.example}: {self.values[0]} and "
+            f"{self.values[1]})"
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     """The resolved model."""
 
@@ -171,7 +199,7 @@ class Plan:
     layers: tuple[LayerPlan, ...]
     open_axes: tuple[bool, ...] = ()
     size_source: str = "fixed"
-    size_notes: tuple[str, ...] = ()
+    size_notes: tuple[JoinNote, ...] = ()
     _by_name: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -243,7 +271,7 @@ class _Resolver:
         self.segments_of: dict[str, tuple[Shape, ...]] = {}
         self.sizes_of: dict[str, tuple[Size, ...]] = {}
         self.open_flat: set[str] = set()
-        self.size_notes: list[str] = []
+        self.size_notes: list[JoinNote] = []
         self.size: tuple[int, ...] = ()
         from cnnspec.layers import REGISTRY
 
@@ -549,16 +577,20 @@ class _Resolver:
                 if not differing:
                     continue
                 period = math.gcd(*agreeing) if agreeing else 0
-                rule = (
-                    f"only when {axis_name} is a multiple of {period}"
-                    if period > 1 and all(n % period != 0 for n in differing)
-                    else "only at some sizes"
-                )
+                exact = period > 1 and all(n % period != 0 for n in differing)
                 near = min(differing, key=lambda n: abs(n - n_reference))
                 self.size_notes.append(
-                    f"'{planned.name}' joins '{planned.inputs[0]}' ({sizes[axis].text()}) and '{name}' "
-                    f"({other[axis].text()}) along {axis_name}: they agree {rule} "
-                    f"(at {axis_name} = {near}: {out.at(near)} and {other[axis].at(near)})"
+                    JoinNote(
+                        layer=planned.name,
+                        axis=axis_name,
+                        first=planned.inputs[0],
+                        first_size=sizes[axis].text(),
+                        other=name,
+                        other_size=other[axis].text(),
+                        period=period if exact else None,
+                        example=near,
+                        values=(out.at(near), other[axis].at(near)),
+                    )
                 )
 
     def _model_axis(self, size: Size) -> int:

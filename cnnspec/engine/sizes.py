@@ -54,6 +54,13 @@ class Size:
             return Size.fixed((mul * base + add) // div)
         if self.low is not None:
             return Size(axis=self.axis, inner=self, mul=mul, add=add, div=div)._reduced()
+        if self.is_offset:
+            # (X + c) then this map: fold the offset in, so divisions still merge with X's
+            assert self.inner is not None
+            return self.inner.affine(mul, mul * self.add + add, div)
+        if mul == 1 and div == 1:
+            # a plain offset stays readable as "⌈H / 8⌉ − 2" rather than "⌊(H − 9) / 8⌋"
+            return Size(self.axis, self, 1, add, 1)._reduced()
         if self.inner is not None and mul == 1:
             # ⌊(⌊y / d1⌋ + c) / d⌋ = ⌊(y + c·d1) / (d1·d)⌋
             return Size(
@@ -92,6 +99,16 @@ class Size:
         if self.constant is not None and other.constant is not None:
             return Size.fixed(min(self.constant, other.constant))
         return Size(self.axis, self.inner, self.mul, self.add, self.div, self.constant, other)
+
+    @property
+    def is_offset(self) -> bool:
+        """Whether this is ``inner + add`` of a non-trivial inner size (kept apart for reading)."""
+        return (
+            self.inner is not None
+            and self.inner.inner is not None
+            and self.low is None
+            and (self.mul, self.div) == (1, 1)
+        )
 
     # -- reading -----------------------------------------------------------------------
     @property

@@ -37,12 +37,15 @@ KNOWN_FAMILIES = frozenset(
 )
 
 
-def explain(spec, lang: str = "en") -> Explanation:
+def explain(spec, lang: str = "en", input_size=None) -> Explanation:
     """Explain a spec: shapes in both layouts, padding, output-size and parameter arithmetic, notes.
 
     Args:
         spec: a Plan, a ModelSpec, or anything :func:`cnnspec.load_spec` accepts (path, YAML/JSON text, dict).
         lang: ``"en"`` or ``"ko"`` for the labels and notes (numbers and formulas are the same).
+        input_size: the spatial size to compute the numbers at, e.g. ``(225, 225)``.  A spec
+            with open (null) sizes shows every size as a formula of them, and the numbers at
+            this size or its ``reference_size``.
 
     Returns:
         An :class:`Explanation`: ``str()`` is the terminal table, ``to_dict()`` the ``--json`` object,
@@ -50,7 +53,7 @@ def explain(spec, lang: str = "en") -> Explanation:
     """
     from cnnspec.engine.plan import resolve
 
-    plan = spec if isinstance(spec, Plan) else resolve(spec)
+    plan = spec if isinstance(spec, Plan) else resolve(spec, input_size)
     return Explanation(plan, check_language(lang))
 
 
@@ -336,6 +339,12 @@ def _layer_record(
         ]
     record["padding_text"] = _padding_texts(layer, details, lang)
     record["size"] = _size_groups(layer, details, lang)
+    if plan.is_open:
+        record["output_formula"] = _shape_formulas(layer.output_shape, layer.sizes, layer)
+        if layer.sizes and layer.sizes != layer.input_sizes:
+            # the layer changes the size: its rule as a formula of the model's input comes first
+            rule = ", ".join(f"{axis}′ = {size.text()}" for axis, size in zip(axes, layer.sizes))
+            record["size"].insert(0, {"axes": [], "text": rule})
     record["size_formulas"] = [d.size for d in details]
     record["param_arithmetic"] = _params_record(layer, lang)
     record["param_formula"] = record["param_arithmetic"]["formula"]
@@ -356,6 +365,33 @@ def _layer_record(
                 ],
             }
     return record
+
+
+def _factor(formula: str) -> str:
+    """A formula as one factor of ``C×H×W``: bracketed when a sum shows at its top level."""
+    depth = 0
+    for position, char in enumerate(formula):
+        depth += char in "(⌊⌈"
+        depth -= char in ")⌋⌉"
+        if depth == 0 and char in "+−" and formula[position - 1 : position] == " ":
+            return f"({formula})"
+    return formula
+
+
+def _shape_formulas(shape, sizes, layer: LayerPlan | None = None) -> dict[str, list[str]]:
+    """A shape with formulas of the input size on its spatial axes, in both layouts."""
+    if len(shape) == 1:
+        if layer is not None and layer.is_open and layer.flat_segments:
+            pieces = [
+                "·".join([str(segment[0]), *(size.text() for size in layer.input_sizes)])
+                if len(segment) > 1
+                else str(segment[0])
+                for segment in layer.flat_segments
+            ]
+            return {"NCHW": [" + ".join(pieces)], "NHWC": [" + ".join(pieces)]}
+        return {"NCHW": [str(shape[0])], "NHWC": [str(shape[0])]}
+    spatial = [_factor(size.text().replace(" / ", "/")) for size in sizes]
+    return {"NCHW": [str(shape[0]), *spatial], "NHWC": [*spatial, str(shape[0])]}
 
 
 def _model_record(plan: Plan, lang: str) -> dict[str, Any]:
@@ -384,6 +420,13 @@ def _model_record(plan: Plan, lang: str) -> dict[str, Any]:
         "trainable_params": plan.trainable_params,
         "non_trainable_params": plan.non_trainable_params,
         "is_graph": is_graph,
+        "open_axes": list(plan.open_axes),
+        "size_source": plan.size_source,
+        **(
+            {"input_formula": _shape_formulas(plan.input_shape, plan.input_sizes)}
+            if plan.is_open
+            else {}
+        ),
         "layers": layers,
         "notes": model_notes(plan, layers, lang),
     }
@@ -466,10 +509,35 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
         last=last,
         shape_last=shape_text(data["input_shape"]["NHWC"]),
     )
+    is_open = "input_formula" in data
+    if is_open:
+        headline = text(
+            "headline",
+            lang,
+            name=data["name"],
+            rank=data["rank"],
+            first=first,
+            shape_first=shape_text(data["input_formula"]["NCHW"]),
+            last=last,
+            shape_last=shape_text(data["input_formula"]["NHWC"]),
+        )
     out = _wrap_words(headline, 2, width if not wide else 10**6)
-    out += [text("axes_line", lang, axes=", ".join(data["axes"])), ""]
+    out += [text("axes_line", lang, axes=", ".join(data["axes"]))]
+    at_size = shape_text(data["input_shape"]["NCHW"][1:])
+    shows_numbers = not is_open or data["size_source"] != "assumed"
+    if is_open:
+        open_axes = ", ".join(a for a, o in zip(data["axes"], data["open_axes"]) if o)
+        key = "open_line" if shows_numbers else "open_line_assumed"
+        out += _wrap_words(
+            text(key, lang, axes=open_axes, size=at_size), 2, width if not wide else 10**6
+        )
+    out.append("")
     columns = (
-        ["layer", "type"] + (["inputs"] if data["is_graph"] else []) + ["first", "last", "params"]
+        ["layer", "type"]
+        + (["inputs"] if data["is_graph"] else [])
+        + ["first", "last"]
+        + (["numbers"] if is_open and shows_numbers else [])
+        + ["params"]
     )
     headings = {
         "layer": text("layer", lang),
@@ -477,15 +545,24 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
         "inputs": text("inputs", lang),
         "first": first,
         "last": last,
+        "numbers": text("at_size", lang, first=first, size=at_size),
         "params": text("params", lang),
     }
+
+    def shapes_of(record: dict[str, Any], formula_key: str, shape_key: str) -> dict[str, str]:
+        shown = record[formula_key] if is_open else record[shape_key]
+        return {
+            "first": shape_text(shown["NCHW"]),
+            "last": shape_text(shown["NHWC"]),
+            "numbers": shape_text(record[shape_key]["NCHW"]),
+        }
+
     rows = [
         {
             "layer": text("input", lang),
             "type": "",
             "inputs": "",
-            "first": shape_text(data["input_shape"]["NCHW"]),
-            "last": shape_text(data["input_shape"]["NHWC"]),
+            **shapes_of(data, "input_formula", "input_shape"),
             "params": "",
         }
     ]
@@ -497,8 +574,7 @@ def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int
                 "layer": record["name"],
                 "type": record["label"],
                 "inputs": ", ".join(record["inputs"]),
-                "first": shape_text(record["output_shape"]["NCHW"]),
-                "last": shape_text(record["output_shape"]["NHWC"]),
+                **shapes_of(record, "output_formula", "output_shape"),
                 "params": F.num(record["params"]),
             }
         )

@@ -30,6 +30,36 @@ CATALOG: dict[str, dict[str, str]] = {
         "ko": "모델 {name}, {rank}차원: 입력 {first} {shape_first} (PyTorch) = {last} {shape_last} (Keras), "
         "배치 생략",
     },
+    "open_line": {
+        "en": "open input size on {axes}: every size is a formula of the input's; the numbers are at {size}",
+        "ko": "입력 크기가 열린 축 {axes}: 모든 크기를 입력 크기의 식으로 표시하고, 숫자는 {size}에서의 값입니다",
+    },
+    "open_line_assumed": {
+        "en": "open input size on {axes}: every size is a formula of the input's; padding and arithmetic "
+        "below are worked at {size} (give --input-size or input.reference_size for other numbers)",
+        "ko": "입력 크기가 열린 축 {axes}: 모든 크기를 입력 크기의 식으로 표시합니다. 아래 패딩과 계산은 {size}에서 "
+        "구한 값입니다 (다른 숫자는 --input-size 또는 input.reference_size로 지정)",
+    },
+    "at_size": {"en": "{first} at {size}", "ko": "{size}일 때 {first}"},
+    "note_open_join": {
+        "en": "'{layer}' joins '{first}' ({first_size}) and '{other}' ({other_size}) along {axis}: they agree "
+        "{rule} (at {axis} = {example}: {value_first} and {value_other}); other sizes are refused",
+        "ko": "'{layer}'는 '{first}'({first_size})와 '{other}'({other_size})를 {axis} 축에서 합칩니다: 두 크기는 "
+        "{rule} 같습니다 ({axis} = {example}이면 {value_first}와 {value_other}); 다른 크기는 거부됩니다",
+    },
+    "join_rule_period": {
+        "en": "only when {axis} is a multiple of {period}",
+        "ko": "{axis}가 {period}의 배수일 때만",
+    },
+    "join_rule_some": {"en": "only at some sizes", "ko": "일부 크기에서만"},
+    "note_open_same": {
+        "en": "'{layer}': 'same' at stride {stride} pads by the size: {total_even} cells in all when {axis} is a "
+        "multiple of {stride}, else {kernel} − ({axis} mod {stride}); the generated models compute it from "
+        "the input at run time, and the padding shown is the one at {axis} = {n}",
+        "ko": "'{layer}': 보폭 {stride}의 'same'은 크기에 따라 패딩이 달라집니다: {axis}가 {stride}의 배수이면 모두 "
+        "{total_even}칸, 아니면 {kernel} − ({axis} mod {stride})칸. 생성된 모델은 실행할 때 입력에서 계산하며, 표시된 "
+        "패딩은 {axis} = {n}일 때의 값입니다",
+    },
     "axes_line": {
         "en": "axes: C = channels, {axes} (spatial); per-axis values are given in that order",
         "ko": "축: C = 채널, {axes} (공간 축); 축별 값은 이 순서로 표시",

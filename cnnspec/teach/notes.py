@@ -33,6 +33,7 @@ def model_notes(plan: Plan, records: list[dict[str, Any]], lang: str) -> list[di
         if note:
             notes.append(note)
     notes.extend(_pool_notes(plan, lang))
+    notes.extend(_open_size_notes(plan, lang))
     if any(layer.family == "batch_norm" for layer in plan.layers):
         notes.append(_note("note_batch_norm", None, lang))
     if any(layer.family == "dropout" for layer in plan.layers):
@@ -231,4 +232,57 @@ def _pool_notes(plan: Plan, lang: str) -> list[dict[str, Any]]:
             key = "note_avg_pad_included" if layer.count_include_pad else "note_avg_pad_excluded"
             notes.append(_note(key, layer.name, lang))
             break
+    return notes
+
+
+def _open_size_notes(plan: Plan, lang: str) -> list[dict[str, Any]]:
+    """Open input sizes: the first 'same' window whose padding follows the size, and joins that need some sizes."""
+    notes = []
+    for layer in plan.layers:
+        if layer.padding_mode != "same" or not layer.is_open or layer.stride is None:
+            continue
+        names = axis_names(layer.spatial_rank)
+        kernel, stride, dilation, _ = window(layer)
+        axis = next(
+            (i for i, (is_open, s) in enumerate(zip(layer.open_axes, stride)) if is_open and s > 1),
+            None,
+        )
+        if axis is None:
+            continue
+        dk = S.effective_kernel(kernel[axis], dilation[axis])
+        notes.append(
+            _note(
+                "note_open_same",
+                layer.name,
+                lang,
+                stride=stride[axis],
+                axis=names[axis],
+                total_even=max(dk - stride[axis], 0),
+                kernel=dk,
+                n=layer.input_shape[axis + 1],
+            )
+        )
+        break
+    for join in plan.size_notes:
+        rule = (
+            text("join_rule_period", lang, axis=join.axis, period=join.period)
+            if join.period
+            else text("join_rule_some", lang)
+        )
+        notes.append(
+            _note(
+                "note_open_join",
+                join.layer,
+                lang,
+                first=join.first,
+                first_size=join.first_size,
+                other=join.other,
+                other_size=join.other_size,
+                axis=join.axis,
+                rule=rule,
+                example=join.example,
+                value_first=join.values[0],
+                value_other=join.values[1],
+            )
+        )
     return notes

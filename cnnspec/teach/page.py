@@ -345,6 +345,7 @@ def _layer_section(
         f'data-nchw="{first}" data-nhwc="{last}">'
         f'<h2 id="h-{record["index"]}">{heading}</h2>'
         f"<p>{escape(text('inputs', lang))}: {escape(inputs)} · {params}</p>"
+        + _open_shape_row(record, data, lang)
         + _shape_rows(record["output_shape"], data["layouts"], lang, text("output_shape", lang))
         + _padding_section(layer, lang)
         + _formulas_section(record, lang)
@@ -355,22 +356,40 @@ def _layer_section(
     )
 
 
+def _open_shape_row(record: dict[str, Any], data: dict[str, Any], lang: str) -> str:
+    """For an open input size: the shape as formulas of the input's (the rows below hold the numbers)."""
+    formula = record.get("output_formula")
+    if not formula:
+        return ""
+    first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
+    return (
+        f'<p class="formula-shape">{escape(first)} {escape("×".join(formula["NCHW"]))} · '
+        f"{escape(last)} {escape('×'.join(formula['NHWC']))}</p>"
+    )
+
+
 def render_page(plan: Plan, data: dict[str, Any], lang: str) -> str:
     """The whole page for one model, as a string."""
     sources = generated_sources(plan)
     lines = layer_lines(plan, sources)
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
     title = text("page_title", lang, name=data["name"])
+    shown_input = data.get("input_formula", data["input_shape"])
     headline = text(
         "headline",
         lang,
         name=data["name"],
         rank=data["rank"],
         first=first,
-        shape_first="×".join(map(str, data["input_shape"]["NCHW"])),
+        shape_first="×".join(map(str, shown_input["NCHW"])),
         last=last,
-        shape_last="×".join(map(str, data["input_shape"]["NHWC"])),
+        shape_last="×".join(map(str, shown_input["NHWC"])),
     )
+    if "input_formula" in data:
+        open_axes = ", ".join(a for a, o in zip(data["axes"], data["open_axes"]) if o)
+        key = "open_line_assumed" if data["size_source"] == "assumed" else "open_line"
+        size = "×".join(map(str, data["input_shape"]["NCHW"][1:]))
+        headline += " · " + text(key, lang, axes=open_axes, size=size)
     toc = "".join(
         f'<li><a href="#layer-{r["index"]}">{escape(r["name"])}</a></li>' for r in data["layers"]
     )
