@@ -180,7 +180,11 @@ class JoinNote:
 
     def text(self) -> str:
         """The note in English (``explain`` translates it)."""
-        rule = f"only when {self.axis} is a multiple of {self.period}" if self.period else "only at some sizes"
+        rule = (
+            f"only when {self.axis} is a multiple of {self.period}"
+            if self.period
+            else "only at some sizes"
+        )
         return (
             f"'{self.layer}' joins '{self.first}' ({self.first_size}) and '{self.other}' ({self.other_size}) "
             f"along {self.axis}: they agree {rule} (at {self.axis} = {self.example}: {self.values[0]} and "
