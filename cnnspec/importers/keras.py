@@ -35,22 +35,7 @@ from cnnspec.importers.common import (
 
 FRAMEWORK = "keras layer"
 
-# Keras activation names -> spec activation types (parameter-free, exact).
-ACTIVATIONS = {
-    "relu": "relu",
-    "relu6": "relu6",
-    "sigmoid": "sigmoid",
-    "tanh": "tanh",
-    "softmax": "softmax",
-    "silu": "silu",
-    "swish": "silu",
-    "gelu": "gelu",
-    "hard_silu": "hard_swish",
-    "hard_swish": "hard_swish",
-    "hard_sigmoid": "hard_sigmoid",
-    "elu": "elu",
-    "leaky_relu": "leaky_relu",
-}
+# The spec types an ``activation`` field may hold (parameter-free).
 INLINE = {
     "relu",
     "relu6",
@@ -107,14 +92,21 @@ def inline_activation(layer, value, what: str = "activation") -> str | None:
     value = registered_activation(value)
     if value in (None, "linear"):
         return None
-    if not isinstance(value, str) or ACTIVATIONS.get(value) not in INLINE:
+    types = activation_types()
+    if not isinstance(value, str) or types.get(value) not in INLINE:
         raise refuse(
             FRAMEWORK,
             where(layer),
             f"{what} {value!r} is not a parameter-free activation cnnspec knows",
             "inline activations: " + ", ".join(sorted(INLINE)),
         )
-    return ACTIVATIONS[value]
+    return types[value]
+
+
+def activation_types() -> dict[str, str]:
+    """Keras activation name (``"swish"``) -> spec type (``silu``), as the activation definitions
+    claim them (``REGISTRY.reads("keras_activation", ...)``)."""
+    return {name: claim.reader(name) for name, claim in _claims("keras_activation").items()}
 
 
 def channels_last(layer, cfg) -> None:
@@ -155,13 +147,14 @@ def drop_defaults(**values) -> dict[str, Any]:
     }
 
 
-def pass_through(ctx, layer, cfg, inputs, shapes, what: str = "Identity"):
+def pass_through(ctx, layer, cfg, inputs, shapes, what: str | None = None):
+    """An identity layer, or nothing where the catalog has no identity type (a rewrite)."""
     from cnnspec.spec.models import layer_types
 
     if "identity" in layer_types():
         ctx.add(layer, "identity", inputs)
         return
-    ctx.builder.rewrite(layer.name, what, "removed (it computes nothing)")
+    ctx.builder.rewrite(layer.name, what or type(layer).__name__, "removed (it computes nothing)")
     ctx.names[id(layer.output)] = inputs[0]
 
 

@@ -259,6 +259,37 @@ def prelu_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
 
+# Keras activation names (``activation="swish"``, ``Activation("hard_silu")``) -> spec type.
+_KERAS_ACTIVATIONS = {
+    "relu": "relu",
+    "relu6": "relu6",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "hard_silu": "hard_swish",
+    "hard_swish": "hard_swish",
+    "hard_sigmoid": "hard_sigmoid",
+    "elu": "elu",
+    "leaky_relu": "leaky_relu",
+}
+
+
+def _keras_activation_name(kind: str):
+    def read_keras_activation_name(name: str) -> str:
+        """The spec type of a Keras activation name."""
+        return kind
+
+    return read_keras_activation_name
+
+
+for _name, _kind in _KERAS_ACTIVATIONS.items():
+    REGISTRY.reads("keras_activation", _name, by=_kind, produces=(_kind,))(
+        _keras_activation_name(_kind)
+    )
+
 
 @REGISTRY.reads(
     "keras", "Activation", by="relu", produces=(*_SIMPLE, "leaky_relu", "elu", "gelu", "identity")
@@ -271,14 +302,14 @@ def read_keras_activation(ctx, layer, cfg, inputs, shapes):
     if value == "linear":
         KI.pass_through(ctx, layer, cfg, inputs, shapes, "Activation('linear')")
         return
-    if not isinstance(value, str) or value not in KI.ACTIVATIONS:
+    if not isinstance(value, str) or value not in _KERAS_ACTIVATIONS:
         raise refuse(
             KI.FRAMEWORK,
             KI.where(layer),
             f"activation {value!r} is not supported",
-            "supported: " + ", ".join(sorted(KI.ACTIVATIONS)) + ", linear",
+            "supported: " + ", ".join(sorted(_KERAS_ACTIVATIONS)) + ", linear",
         )
-    kind = KI.ACTIVATIONS[value]
+    kind = _KERAS_ACTIVATIONS[value]
     fields = (
         {"negative_slope": 0.2} if kind == "leaky_relu" else {}
     )  # keras.activations.leaky_relu's default

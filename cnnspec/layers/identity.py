@@ -50,7 +50,7 @@ def identity_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str
     return b.node("Identity", [inputs[0]], layer.name)
 
 
-# -- what the importers read as this type (claimed with REGISTRY.reads) ---------------------
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
 
 
 @REGISTRY.reads("keras", "Identity", by="identity")
@@ -66,6 +66,9 @@ def _torch_identity(ctx, node, module):
 
 
 REGISTRY.reads("torch_module", "Identity", by="identity")(_torch_identity)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
 
 
 def _onnx_identity(ctx, node, attrs):
