@@ -75,6 +75,7 @@ class _Context:
 
 
 def where(layer) -> str:
+    """How a refusal names a Keras layer: ``'conv1' (Conv2D)``."""
     return f"'{layer.name}' ({type(layer).__name__})"
 
 
@@ -83,12 +84,14 @@ _REGISTERED = {"cnnspec>gelu_erf": "gelu", "cnnspec>gelu_tanh": "gelu_tanh"}
 
 
 def registered_activation(value):
+    """cnnspec's own registered activation functions (generated Keras code) by spec name."""
     if isinstance(value, dict) and value.get("config") in _REGISTERED:
         return _REGISTERED[value["config"]]
     return value
 
 
 def inline_activation(layer, value, what: str = "activation") -> str | None:
+    """The spec type of a layer's ``activation`` (None for linear); refused if not inline."""
     value = registered_activation(value)
     if value in (None, "linear"):
         return None
@@ -110,6 +113,7 @@ def activation_types() -> dict[str, str]:
 
 
 def channels_last(layer, cfg) -> None:
+    """Refuse a layer configured channels-first."""
     if cfg.get("data_format", "channels_last") != "channels_last":
         raise refuse(
             FRAMEWORK,
@@ -120,6 +124,7 @@ def channels_last(layer, cfg) -> None:
 
 
 def same_or_valid(layer, value: str) -> str:
+    """A Keras ``padding`` argument, refused unless 'valid' or 'same'."""
     if value not in ("valid", "same"):
         raise refuse(
             FRAMEWORK,
@@ -391,6 +396,7 @@ def _inline_sequentials(layers, aliases) -> list:
 
 
 def unsupported(layer):
+    """The refusal for a layer class nothing claims (Lambda layers get their own words)."""
     name = type(layer).__name__
     if name in ("Lambda", "TFOpLambda"):
         return refuse(

@@ -145,6 +145,7 @@ def readable(node) -> str:
 
 
 def where(node) -> str:
+    """How a refusal names a node: ``'name' (OpType)``."""
     if node is None:
         return "graph"
     return f"'{node.name or node.output[0]}' ({node.op_type})"
@@ -157,6 +158,7 @@ def _attrs(node) -> dict[str, Any]:
 
 
 def decode(value):
+    """An ONNX string attribute as str."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -173,6 +175,7 @@ def _spatial_rank(ctx, name) -> int:
 
 
 def require(ctx, name: str, layout: str, what: str) -> None:
+    """Refuse an op that needs ``layout`` (a channels-first op on a channels-last tensor, say)."""
     if ctx.value(name).layout != layout:
         raise refuse(
             FRAMEWORK,
@@ -183,6 +186,7 @@ def require(ctx, name: str, layout: str, what: str) -> None:
 
 
 def padding_of(attrs, rank: int, node, key: str = "pads"):
+    """ONNX ``auto_pad`` / ``pads`` as the spec's padding ('same', 'valid' or pairs)."""
     auto = decode(attrs.get("auto_pad", "NOTSET"))
     if auto in ("SAME_UPPER",):
         return "same"
@@ -201,6 +205,7 @@ def padding_of(attrs, rank: int, node, key: str = "pads"):
 
 
 def drop_defaults(**values) -> dict[str, Any]:
+    """Drop the spec defaults so the spec reads like one written by hand."""
     defaults = {
         "stride": 1,
         "dilation": 1,
@@ -215,7 +220,7 @@ def drop_defaults(**values) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Op handlers
+# Layout plumbing (the readers of layer types are in cnnspec/layers)
 # ----------------------------------------------------------------------------------------------
 
 

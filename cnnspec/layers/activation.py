@@ -473,10 +473,10 @@ def _torch_prelu(ctx, node, module):
 
 
 def _torch_function_activation(kind: str):
-    def handler(ctx, node):
+    def reader(ctx, node):
         TI.activation(ctx, node, kind)
 
-    return handler
+    return reader
 
 
 def _torch_f_leaky_relu(ctx, node):
@@ -589,11 +589,11 @@ REGISTRY.reads("torch_method", "softmax", by="softmax", produces=("softmax",))(_
 
 
 def _onnx_activation(kind: str):
-    def handler(ctx, node, attrs):
+    def reader(ctx, node, attrs):
         value = ctx.value(node.input[0])
         ctx.add(node, kind, [node.input[0]], value.layout, flattened_last=value.flattened_last)
 
-    return handler
+    return reader
 
 
 def _onnx_leaky_relu(ctx, node, attrs):

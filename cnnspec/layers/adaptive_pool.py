@@ -163,10 +163,10 @@ def read_keras_adaptive_pooling(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_adaptive_pool(kind: str):
-    def handler(ctx, node, module):
+    def reader(ctx, node, module):
         _torch_adaptive(ctx, node, kind, module.output_size)
 
-    return handler
+    return reader
 
 
 def _torch_adaptive(ctx, node, kind, output_size):
@@ -204,10 +204,10 @@ def _torch_adaptive_pool_helper(ctx, node, module):
 
 
 def _torch_f_adaptive(kind: str):
-    def handler(ctx, node):
+    def reader(ctx, node):
         _torch_adaptive(ctx, node, kind, TI.arg(node, 1, "output_size"))
 
-    return handler
+    return reader
 
 
 _ADAPTIVE_READS = (

@@ -324,7 +324,7 @@ for _class, _type in _KERAS_OPS.items():
 
 
 def _torch_binary(kind: str):
-    def handler(ctx, node):
+    def reader(ctx, node):
         left, right = node.args[0], node.args[1]
         if kind == "multiply" and isinstance(left, (int, float)) != isinstance(right, (int, float)):
             tensor, factor = (right, left) if isinstance(left, (int, float)) else (left, right)
@@ -353,7 +353,7 @@ def _torch_binary(kind: str):
             return
         ctx.add(node, [left, right], layer_type=kind)
 
-    return handler
+    return reader
 
 
 def _torch_offset(ctx, node, tensor, offset: float) -> None:
@@ -453,7 +453,7 @@ REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scal
 
 
 def _onnx_binary(kind: str):
-    def handler(ctx, node, attrs):
+    def reader(ctx, node, attrs):
         constant = [name for name in node.input if name in ctx.constants]
         if kind == "add" and constant and _onnx_fold_bias(ctx, node, constant[0]):
             return
@@ -475,7 +475,7 @@ def _onnx_binary(kind: str):
             )
         ctx.add(node, kind, list(node.input), layouts.pop())
 
-    return handler
+    return reader
 
 
 _ONNX_AFFINE_EPSILON = 1e-5

@@ -103,7 +103,7 @@ def global_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> 
 
 
 def _read_keras_global_pool(kind: str):
-    def handler(ctx, layer, cfg, inputs, shapes):
+    def reader(ctx, layer, cfg, inputs, shapes):
         KI.channels_last(layer, cfg)
         ctx.add(
             layer,
@@ -112,7 +112,7 @@ def _read_keras_global_pool(kind: str):
             **KI.drop_defaults(keepdims=bool(cfg.get("keepdims", False))),
         )
 
-    return handler
+    return reader
 
 
 REGISTRY.reads(
@@ -239,15 +239,15 @@ REGISTRY.reads("torch_method", "amax", by="global_max_pool", produces=("global_m
 
 
 def _onnx_global_pool(kind: str):
-    def handler(ctx, node, attrs):
+    def reader(ctx, node, attrs):
         OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
         ctx.add(node, f"global_{kind}_pool", [node.input[0]], OI.FIRST, keepdims=True)
 
-    return handler
+    return reader
 
 
 def _onnx_reduce(kind: str):
-    def handler(ctx, node, attrs):
+    def reader(ctx, node, attrs):
         value = ctx.value(node.input[0])
         rank = len(ctx.shapes[node.input[0]])
         axes = attrs.get("axes")
@@ -266,7 +266,7 @@ def _onnx_reduce(kind: str):
         fields = {"keepdims": True} if keepdims else {}
         ctx.add(node, f"global_{kind}_pool", [node.input[0]], layout, **fields)
 
-    return handler
+    return reader
 
 
 REGISTRY.reads("onnx", "GlobalAveragePool", by="global_avg_pool", produces=("global_avg_pool",))(

@@ -198,7 +198,7 @@ def read_keras_padding(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_mode_pad(mode: str):
-    def handler(ctx, node, module):
+    def reader(ctx, node, module):
         rank = int(type(module).__name__[-2])
         flat = list(module.padding)
         pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][
@@ -208,7 +208,7 @@ def _torch_mode_pad(mode: str):
             node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode
         )
 
-    return handler
+    return reader
 
 
 def _torch_f_pad(ctx, node):

@@ -425,7 +425,7 @@ def read_keras_counted_average_pooling(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_pool(kind: str):
-    def handler(ctx, node, module):
+    def reader(ctx, node, module):
         kernel = module.kernel_size
         rank = int(type(module).__name__[-2])
         kernel = (kernel,) * rank if isinstance(kernel, int) else tuple(kernel)
@@ -454,7 +454,7 @@ def _torch_pool(kind: str):
             fields["count_include_pad"] = False
         _torch_pool_layer(ctx, node, kind, rank, fields)
 
-    return handler
+    return reader
 
 
 def _torch_pool_layer(ctx, node, kind, rank, fields):
@@ -482,7 +482,7 @@ def _torch_counted_avg_pool(ctx, node, module):
 
 
 def _torch_f_pool(kind: str, rank: int):
-    def handler(ctx, node):
+    def reader(ctx, node):
         kernel = TI.arg(node, 1, "kernel_size")
         kernel = (kernel,) * rank if isinstance(kernel, int) else tuple(kernel)
         stride = TI.arg(node, 2, "stride") or kernel
@@ -509,7 +509,7 @@ def _torch_f_pool(kind: str, rank: int):
             fields["count_include_pad"] = False
         _torch_pool_layer(ctx, node, kind, rank, fields)
 
-    return handler
+    return reader
 
 
 REGISTRY.reads(
@@ -548,7 +548,7 @@ REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool3d", by="avg_pool2
 
 
 def _onnx_pool(kind: str):
-    def handler(ctx, node, attrs):
+    def reader(ctx, node, attrs):
         OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
         kernel = list(attrs["kernel_shape"])
         rank = len(kernel)
@@ -571,7 +571,7 @@ def _onnx_pool(kind: str):
             fields["count_include_pad"] = False
         ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], OI.FIRST, **fields)
 
-    return handler
+    return reader
 
 
 REGISTRY.reads("onnx", "MaxPool", by="max_pool2d")(_onnx_pool("max"))
