@@ -34,7 +34,6 @@ ONNX_UNREAD = {
     "dropout",
     "spatial_dropout",
     "silu",
-    "gelu",
     "adaptive_avg_pool",
     "adaptive_max_pool",
     "channel_shuffle",

@@ -686,3 +686,17 @@ REGISTRY.reads("onnx", "Elu", by="elu")(_onnx_elu)
 REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu"))(_onnx_clip)
 REGISTRY.reads("onnx", "Softmax", by="softmax", produces=("softmax",))(_onnx_softmax)
 REGISTRY.reads("onnx", "PRelu", by="prelu")(_onnx_prelu)
+
+
+@REGISTRY.reads("onnx", "Gelu", by="gelu")  # opset 20; older exporters write the Erf formula out
+def read_onnx_gelu(ctx, node, attrs):
+    approximate = OI.decode(attrs.get("approximate", "none"))
+    value = ctx.value(node.input[0])
+    ctx.add(
+        node,
+        "gelu",
+        [node.input[0]],
+        value.layout,
+        flattened_last=value.flattened_last,
+        **({} if approximate == "none" else {"approximate": approximate}),
+    )
