@@ -30,23 +30,11 @@ from cnnspec.importers.common import (
     ImportResult,
     SpecBuilder,
     compact_padding,
+    inline_activations,
     refuse,
 )
 
 FRAMEWORK = "keras layer"
-
-# The spec types an ``activation`` field may hold (parameter-free).
-INLINE = {
-    "relu",
-    "relu6",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "silu",
-    "gelu",
-    "hard_swish",
-    "hard_sigmoid",
-}
 
 
 class _Context:
@@ -96,12 +84,12 @@ def inline_activation(layer, value, what: str = "activation") -> str | None:
     if value in (None, "linear"):
         return None
     types = activation_types()
-    if not isinstance(value, str) or types.get(value) not in INLINE:
+    if not isinstance(value, str) or types.get(value) not in inline_activations():
         raise refuse(
             FRAMEWORK,
             where(layer),
             f"{what} {value!r} is not a parameter-free activation cnnspec knows",
-            "inline activations: " + ", ".join(sorted(INLINE)),
+            "inline activations: " + ", ".join(sorted(inline_activations())),
         )
     return types[value]
 

@@ -29,23 +29,14 @@ from typing import Any
 from cnnspec.importers.common import (
     ImportResult,
     SpecBuilder,
+    activation_hosts,
     compact,
     compact_padding,
+    inline_activations,
     refuse,
 )
 
 FRAMEWORK = "torch"
-INLINE = {
-    "relu",
-    "relu6",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "silu",
-    "gelu",
-    "hard_swish",
-    "hard_sigmoid",
-}
 
 
 class Node:
@@ -264,7 +255,7 @@ def pass_through(ctx, node, module):
 
 def activation(ctx, node, kind: str):
     """A parameter-free activation layer (or the inline activation of the layer before it)."""
-    if kind in INLINE and fuse_inline(ctx, node, kind):
+    if kind in inline_activations() and fuse_inline(ctx, node, kind):
         return
     ctx.add(node, node.args[:1], layer_type=kind)
 
@@ -280,7 +271,7 @@ def fuse_inline(ctx, node, kind: str) -> bool:
         or ctx.values.get(source) is None
         or ctx.values[source].name != previous["name"]
         or source.name in ctx.dict_names
-        or previous["type"] not in _INLINE_HOSTS
+        or previous["type"] not in activation_hosts()
         or previous.get("activation")
     ):
         return False
@@ -292,19 +283,6 @@ def fuse_inline(ctx, node, kind: str) -> bool:
     previous.pop("source", None)
     ctx.values[node] = Node(previous["name"], ctx.shape(node))
     return True
-
-
-_INLINE_HOSTS = {
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "depthwise_conv2d",
-    "separable_conv2d",
-    "dense",
-}
 
 
 def arg(node, index: int, name: str, default=None):
