@@ -511,17 +511,7 @@ def _torch_f_hardtanh(ctx, node):
     raise TI.refusal(ctx, node, "hardtanh with other bounds than (0, 6)")
 
 
-REGISTRY.reads(
-    "torch_module",
-    "ReLU",
-    "ReLU6",
-    "Sigmoid",
-    "Tanh",
-    "SiLU",
-    "Hardswish",
-    "Hardsigmoid",
-    by="relu",
-)(_torch_activation_module)
+REGISTRY.reads("torch_module", *_TORCH_ACTIVATION_MODULES, by="relu")(_torch_activation_module)
 REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_leaky_relu)
 REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_elu)
 REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)
