@@ -75,6 +75,26 @@ def test_torch_onnx_exports_import(factory, shape):
 
 @pytest.mark.frameworks
 @pytest.mark.onnx
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_onnx_gelu_imports_with_its_approximation(approximate):
+    """Opset 20's Gelu op (torch.onnx writes nn.GELU as one from opset 20): erf or tanh, read back exactly."""
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.GELU(approximate=approximate), torch.nn.Flatten(), torch.nn.Linear(100, 3)
+    ).eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(module, (torch.zeros(2, 3, 7, 7),), buffer, dynamo=False, opset_version=20)
+    proto = onnx.load_from_string(buffer.getvalue())
+    assert "Gelu" in [node.op_type for node in proto.graph.node]
+    x = 3 * np.random.default_rng(1).standard_normal((2, 3, 7, 7)).astype(np.float32)
+    spec = check(proto, x)
+    assert [layer.type for layer in spec.layers] == ["conv2d", "gelu", "flatten", "dense"]
+    assert spec.layers[1].approximate == approximate
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
 @pytest.mark.parametrize("optimized", [False, True], ids=["raw", "optimized"])
 def test_tf2onnx_channels_last_graph_imports(optimized):
     import_frameworks()

@@ -185,6 +185,24 @@ class ImportResult:
     )  # importer-specific: the loaded model, the traced graph
 
 
+def inline_activations() -> frozenset[str]:
+    """The spec types an ``activation`` field may hold (parameter-free; ``linear`` is none)."""
+    from typing import get_args
+
+    from cnnspec.spec.fields import InlineActivation
+
+    return frozenset(get_args(InlineActivation)) - {"linear"}
+
+
+def activation_hosts() -> frozenset[str]:
+    """The layer types with an ``activation`` field (convolutions, dense), from the registry."""
+    from cnnspec.layers import REGISTRY
+
+    return frozenset(
+        t for d in REGISTRY.definitions() for t in d.types if "activation" in d.model.model_fields
+    )
+
+
 def pairs(values) -> list[list[int]]:
     """((1, 1), (0, 2)) or [[1, 1], [0, 2]] -> [[1, 1], [0, 2]] as plain ints."""
     return [[int(before), int(after)] for before, after in values]

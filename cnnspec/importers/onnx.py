@@ -4,8 +4,11 @@ Graphs as torch.onnx writes them (NCHW) and as tf2onnx writes them (NHWC, with `
 around the channels-first ops) are read.  Every tensor's layout is tracked -- channels first,
 channels last, or flat (remembering whether it was flattened channels-last) -- so a ``Transpose``
 pair is an alias, an element-wise op works in either layout, and a dense layer after a
-channels-last flatten gets its rows put in the spec's channels-first order.  One handler per ONNX
-op type in :data:`ONNX_OPS`.  Node names become layer names (``/layer1/layer1.0/conv1/Conv`` ->
+channels-last flatten gets its rows put in the spec's channels-first order.  Every ONNX op type
+a layer type reads is claimed by its definition (``REGISTRY.reads("onnx", ...)`` in
+``cnnspec/layers/<type>.py``) with a reader ``(ctx, node, attrs)``; this module holds the walk,
+the layout tracking (``Transpose`` is plumbing, not a layer) and the helpers readers share.
+Node names become layer names (``/layer1/layer1.0/conv1/Conv`` ->
 ``layer1_0_conv1``, the node name kept in ``source``).
 """
 
@@ -13,17 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from cnnspec.importers.common import (
     ImportResult,
     SpecBuilder,
-    compact,
     compact_padding,
     refuse,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 FRAMEWORK = "onnx node"
 FIRST, LAST, FLAT = "channels_first", "channels_last", "flat"
@@ -41,6 +44,7 @@ class _Tensor:
 
 class _Context:
     def __init__(self, proto):
+
         from onnx import numpy_helper, shape_inference
 
         self.proto = proto
@@ -71,7 +75,7 @@ class _Context:
         if name not in self.values:
             raise refuse(
                 FRAMEWORK,
-                _where(self.node),
+                where(self.node),
                 f"reads '{name}', which is neither a layer output nor supported here",
             )
         return self.values[name]
@@ -80,7 +84,7 @@ class _Context:
         if name not in self.constants:
             raise refuse(
                 FRAMEWORK,
-                _where(self.node),
+                where(self.node),
                 f"its {what} '{name}' is computed, not a constant initializer",
                 "cnnspec reads weights from initializers",
             )
@@ -96,7 +100,7 @@ class _Context:
         flattened_last: tuple | None = None,
         **fields,
     ) -> str:
-        original = _readable(node)
+        original = readable(node)
         name = self.builder.add(
             original,
             layer_type,
@@ -118,7 +122,7 @@ class _Context:
         )
 
 
-def _readable(node) -> str:
+def readable(node) -> str:
     """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; other names are kept as they are."""
     name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
     parts = [part for part in name.strip("/").split("/") if part]
@@ -140,7 +144,8 @@ def _readable(node) -> str:
     return path
 
 
-def _where(node) -> str:
+def where(node) -> str:
+    """How a refusal names a node: ``'name' (OpType)``."""
     if node is None:
         return "graph"
     return f"'{node.name or node.output[0]}' ({node.op_type})"
@@ -152,7 +157,8 @@ def _attrs(node) -> dict[str, Any]:
     return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
-def _decode(value):
+def decode(value):
+    """An ONNX string attribute as str."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -161,25 +167,27 @@ def _spatial_rank(ctx, name) -> int:
     if shape is None:
         raise refuse(
             FRAMEWORK,
-            _where(ctx.node),
+            where(ctx.node),
             f"the shape of '{name}' is unknown",
             "export with fixed input shapes",
         )
     return len(shape) - 2
 
 
-def _require(ctx, name: str, layout: str, what: str) -> None:
+def require(ctx, name: str, layout: str, what: str) -> None:
+    """Refuse an op that needs ``layout`` (a channels-first op on a channels-last tensor, say)."""
     if ctx.value(name).layout != layout:
         raise refuse(
             FRAMEWORK,
-            _where(ctx.node),
+            where(ctx.node),
             f"{what} on a {ctx.value(name).layout} tensor",
             "channels-last graphs must wrap these ops in Transpose nodes, as tf2onnx does",
         )
 
 
-def _pads(attrs, rank: int, node, key: str = "pads"):
-    auto = _decode(attrs.get("auto_pad", "NOTSET"))
+def padding_of(attrs, rank: int, node, key: str = "pads"):
+    """ONNX ``auto_pad`` / ``pads`` as the spec's padding ('same', 'valid' or pairs)."""
+    auto = decode(attrs.get("auto_pad", "NOTSET"))
     if auto in ("SAME_UPPER",):
         return "same"
     if auto == "VALID":
@@ -187,7 +195,7 @@ def _pads(attrs, rank: int, node, key: str = "pads"):
     if auto == "SAME_LOWER":
         raise refuse(
             FRAMEWORK,
-            _where(node),
+            where(node),
             "auto_pad SAME_LOWER (the odd cell first)",
             "SAME_UPPER is spec padding 'same'",
         )
@@ -196,7 +204,8 @@ def _pads(attrs, rank: int, node, key: str = "pads"):
     return "valid" if not any(any(pair) for pair in pairs) else compact_padding(pairs)
 
 
-def _fields(**values) -> dict[str, Any]:
+def drop_defaults(**values) -> dict[str, Any]:
+    """Drop the spec defaults so the spec reads like one written by hand."""
     defaults = {
         "stride": 1,
         "dilation": 1,
@@ -211,291 +220,14 @@ def _fields(**values) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Op handlers
+# Layout plumbing (the readers of layer types are in cnnspec/layers)
 # ----------------------------------------------------------------------------------------------
 
 
-def _conv(ctx, node, attrs):
-    _require(ctx, node.input[0], FIRST, "Conv")
-    weight = ctx.constant(node.input[1], "weight")
-    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
-    rank = weight.ndim - 2
-    group = attrs.get("group", 1)
-    channels = weight.shape[1] * group
-    common = dict(
-        kernel_size=compact(weight.shape[2:]),
-        stride=compact(attrs.get("strides", [1] * rank)),
-        padding=_pads(attrs, rank, node),
-        dilation=compact(attrs.get("dilations", [1] * rank)),
-        bias=bias is not None,
-    )
-    tensors = {"bias": bias} if bias is not None else {}
-    if rank == 2 and group == channels and channels > 1:
-        tensors["depthwise_kernel"] = weight
-        ctx.add(
-            node,
-            "depthwise_conv2d",
-            [node.input[0]],
-            FIRST,
-            tensors,
-            **_fields(depth_multiplier=weight.shape[0] // channels, **common),
-        )
-        return
-    tensors["kernel"] = weight
-    ctx.add(
-        node,
-        f"conv{rank}d",
-        [node.input[0]],
-        FIRST,
-        tensors,
-        **_fields(filters=weight.shape[0], groups=group, **common),
-    )
-
-
-def _conv_transpose(ctx, node, attrs):
-    _require(ctx, node.input[0], FIRST, "ConvTranspose")
-    weight = ctx.constant(node.input[1], "weight")
-    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
-    rank = weight.ndim - 2
-    if (
-        attrs.get("group", 1) != 1
-        or attrs.get("output_shape")
-        or _decode(attrs.get("auto_pad", "NOTSET")) != "NOTSET"
-    ):
-        raise refuse(
-            FRAMEWORK,
-            _where(node),
-            "grouped transposed conv, output_shape or auto_pad",
-            "conv_transpose with explicit symmetric pads",
-        )
-    pads = list(attrs.get("pads", [0] * (2 * rank)))
-    if pads[:rank] != pads[rank:]:
-        raise refuse(
-            FRAMEWORK, _where(node), f"asymmetric pads {pads}", "symmetric pads (PyTorch's padding)"
-        )
-    output_padding = compact(attrs.get("output_padding", [0] * rank))
-    tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
-    ctx.add(
-        node,
-        f"conv_transpose{rank}d",
-        [node.input[0]],
-        FIRST,
-        tensors,
-        **_fields(
-            filters=weight.shape[1],
-            kernel_size=compact(weight.shape[2:]),
-            stride=compact(attrs.get("strides", [1] * rank)),
-            padding=compact(pads[:rank]),
-            dilation=compact(attrs.get("dilations", [1] * rank)),
-            bias=bias is not None,
-            **({"output_padding": output_padding} if output_padding else {}),
-        ),
-    )
-
-
-def _batch_norm(ctx, node, attrs):
-    layout = ctx.value(node.input[0]).layout
-    if layout == LAST:
-        raise refuse(FRAMEWORK, _where(node), "BatchNormalization on a channels-last tensor")
-    names = ("gamma", "beta", "moving_mean", "moving_variance")
-    tensors = {key: ctx.constant(name, key) for key, name in zip(names, node.input[1:5])}
-    fields = {}
-    epsilon = float(attrs.get("epsilon", 1e-5))
-    if abs(epsilon - 1e-5) > 1e-12:
-        fields["epsilon"] = round(epsilon, 12)
-    momentum = round(1.0 - float(attrs.get("momentum", 0.9)), 6)
-    if momentum != 0.1:
-        fields["momentum"] = momentum
-    tensors = _flat_order(ctx, node.input[0], tensors)
-    ctx.add(
-        node,
-        "batch_norm",
-        [node.input[0]],
-        layout,
-        tensors,
-        flattened_last=ctx.value(node.input[0]).flattened_last,
-        **fields,
-    )
-
-
-def _activation(kind: str):
-    def handler(ctx, node, attrs):
-        value = ctx.value(node.input[0])
-        ctx.add(node, kind, [node.input[0]], value.layout, flattened_last=value.flattened_last)
-
-    return handler
-
-
-def _leaky_relu(ctx, node, attrs):
-    alpha = round(float(attrs.get("alpha", 0.01)), 7)
-    value = ctx.value(node.input[0])
-    ctx.add(
-        node,
-        "leaky_relu",
-        [node.input[0]],
-        value.layout,
-        flattened_last=value.flattened_last,
-        **({} if alpha == 0.01 else {"negative_slope": alpha}),
-    )
-
-
-def _elu(ctx, node, attrs):
-    alpha = float(attrs.get("alpha", 1.0))
-    value = ctx.value(node.input[0])
-    ctx.add(
-        node, "elu", [node.input[0]], value.layout, **({} if alpha == 1.0 else {"alpha": alpha})
-    )
-
-
-def _hard_sigmoid(ctx, node, attrs):
-    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
-        raise refuse(
-            FRAMEWORK,
-            _where(node),
-            f"HardSigmoid(alpha={alpha:g}, beta={beta:g})",
-            "hard_sigmoid is clip(x/6 + 1/2, 0, 1): alpha 1/6, beta 0.5 (the old Keras 2 form 0.2x+0.5 differs)",
-        )
-    _activation("hard_sigmoid")(ctx, node, attrs)
-
-
-def _clip(ctx, node, attrs):
-    low = attrs.get("min")
-    high = attrs.get("max")
-    if len(node.input) > 1 and node.input[1]:
-        low = float(ctx.constant(node.input[1], "min"))
-    if len(node.input) > 2 and node.input[2]:
-        high = float(ctx.constant(node.input[2], "max"))
-    if low == 0 and high == 6:
-        _activation("relu6")(ctx, node, attrs)
-    elif low == 0 and high is None:
-        _activation("relu")(ctx, node, attrs)
-    else:
-        raise refuse(
-            FRAMEWORK, _where(node), f"Clip({low}, {high})", "Clip(0, 6) is relu6, Clip(0) relu"
-        )
-
-
-def _softmax(ctx, node, attrs):
-    value = ctx.value(node.input[0])
-    rank = len(ctx.shapes.get(node.input[0]) or (0, 0))
-    axis = attrs.get("axis", -1) % rank
-    channel_axis = 1 if value.layout in (FIRST, FLAT) else rank - 1
-    if axis != channel_axis:
-        raise refuse(
-            FRAMEWORK,
-            _where(node),
-            f"Softmax over axis {attrs.get('axis', -1)}",
-            "softmax acts on the channels",
-        )
-    _activation("softmax")(ctx, node, attrs)
-
-
-def _prelu(ctx, node, attrs):
-    slope = ctx.constant(node.input[1], "slope").reshape(-1)
-    fields = {} if slope.size > 1 else {"per_channel": False}
-    ctx.add(
-        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
-    )
-
-
-def _pool(kind: str):
-    def handler(ctx, node, attrs):
-        _require(ctx, node.input[0], FIRST, node.op_type)
-        kernel = list(attrs["kernel_shape"])
-        rank = len(kernel)
-        if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
-            raise refuse(FRAMEWORK, _where(node), "dilated pooling")
-        strides = list(
-            attrs.get("strides", [1] * rank)
-        )  # ONNX's default stride is 1, not the window
-        padding = _pads(attrs, rank, node)
-        fields = _fields(pool_size=compact(kernel), padding=padding)
-        if strides != kernel:
-            fields["stride"] = compact(strides)
-        if attrs.get("ceil_mode"):
-            fields["ceil_mode"] = True
-        if (
-            kind == "avg"
-            and padding not in ("valid", "same")
-            and not attrs.get("count_include_pad", 0)
-        ):
-            fields["count_include_pad"] = False
-        ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], FIRST, **fields)
-
-    return handler
-
-
-def _global_pool(kind: str):
-    def handler(ctx, node, attrs):
-        _require(ctx, node.input[0], FIRST, node.op_type)
-        ctx.add(node, f"global_{kind}_pool", [node.input[0]], FIRST, keepdims=True)
-
-    return handler
-
-
-def _reduce(kind: str):
-    def handler(ctx, node, attrs):
-        value = ctx.value(node.input[0])
-        rank = len(ctx.shapes[node.input[0]])
-        axes = attrs.get("axes")
-        if axes is None and len(node.input) > 1:
-            axes = ctx.constant(node.input[1], "axes").tolist()
-        spatial = list(range(2, rank)) if value.layout == FIRST else list(range(1, rank - 1))
-        if sorted(a % rank for a in (axes or [])) != spatial:
-            raise refuse(
-                FRAMEWORK,
-                _where(node),
-                f"reduction over axes {axes}",
-                "a reduction over every spatial axis",
-            )
-        keepdims = bool(attrs.get("keepdims", 1))
-        layout = value.layout if keepdims else FLAT
-        fields = {"keepdims": True} if keepdims else {}
-        ctx.add(node, f"global_{kind}_pool", [node.input[0]], layout, **fields)
-
-    return handler
-
-
-def _flatten_like(ctx, node, attrs):
-    if node.op_type == "Flatten" and attrs.get("axis", 1) != 1:
-        raise refuse(
-            FRAMEWORK, _where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
-        )
-    out_shape = ctx.shapes.get(node.output[0])
-    if node.op_type == "Reshape":
-        target = (
-            ctx.constants[node.input[1]].tolist()
-            if node.input[1] in ctx.constants
-            else list(out_shape or [])
-        )
-        if len(target) != 2:
-            if out_shape is not None and tuple(out_shape) == tuple(
-                ctx.shapes.get(node.input[0]) or ()
-            ):
-                ctx.alias(node, node.input[0])
-                return
-            raise refuse(
-                FRAMEWORK, _where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten"
-            )
-    value = ctx.value(node.input[0])
-    shape = ctx.shapes.get(node.input[0])
-    if value.layout == FLAT or (
-        shape is not None and all(d == 1 for d in shape[2:]) and value.layout == FIRST
-    ):
-        if (
-            value.layout != FLAT and shape is not None and len(shape) > 2
-        ):  # (N, C, 1, 1) -> (N, C): keepdims pool
-            ctx.add(node, "flatten", [node.input[0]], FLAT)
-        else:
-            ctx.alias(node, node.input[0], FLAT)
-        return
-    flattened_last = tuple(shape[1:]) if value.layout == LAST else None
-    ctx.add(node, "flatten", [node.input[0]], FLAT, flattened_last=flattened_last)
-
-
-def _flat_order(ctx, source: str, tensors: dict) -> dict:
+def flat_order(ctx, source: str, tensors: dict) -> dict:
     """Per-feature vectors read on a channels-last flatten, put in the spec's channels-first order."""
+    import numpy as np
+
     value = ctx.values.get(source)
     if value is None or value.flattened_last is None:
         return tensors
@@ -505,163 +237,6 @@ def _flat_order(ctx, source: str, tensors: dict) -> dict:
     return {
         key: array[index] if array.ndim == 1 else array[:, index] for key, array in tensors.items()
     }
-
-
-def _gemm(ctx, node, attrs):
-    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        raise refuse(
-            FRAMEWORK, _where(node), "Gemm with transA, alpha or beta", "a plain dense layer"
-        )
-    weight = ctx.constant(node.input[1], "weight")
-    weight = weight if attrs.get("transB", 0) else weight.T
-    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
-    _dense(ctx, node, weight, bias)
-
-
-def _matmul(ctx, node, attrs):
-    weight = ctx.constant(node.input[1], "weight")
-    if weight.ndim != 2 or ctx.value(node.input[0]).layout != FLAT:
-        raise refuse(FRAMEWORK, _where(node), "MatMul that is not a dense layer on flat features")
-    _dense(ctx, node, weight.T, None)
-
-
-def _dense(ctx, node, weight, bias):
-    if ctx.value(node.input[0]).layout != FLAT:
-        raise refuse(
-            FRAMEWORK, _where(node), "a dense layer on a feature map", "flatten or pool first"
-        )
-    tensors = _flat_order(ctx, node.input[0], {"kernel": np.ascontiguousarray(weight)})
-    if bias is not None:
-        tensors["bias"] = np.asarray(bias).reshape(-1)
-    ctx.add(
-        node,
-        "dense",
-        [node.input[0]],
-        FLAT,
-        tensors,
-        **_fields(units=int(weight.shape[0]), bias=bias is not None),
-    )
-
-
-def _binary(kind: str):
-    def handler(ctx, node, attrs):
-        constant = [name for name in node.input if name in ctx.constants]
-        if kind == "add" and constant and _fold_bias(ctx, node, constant[0]):
-            return
-        if kind in ("add", "multiply") and constant and _affine(ctx, node, kind, constant[0]):
-            return
-        if constant:
-            raise refuse(
-                FRAMEWORK,
-                _where(node),
-                f"{node.op_type} with a constant operand '{constant[0]}'",
-                "element-wise layers join two layer outputs",
-            )
-        layouts = {ctx.value(name).layout for name in node.input}
-        if len(layouts) != 1:
-            raise refuse(
-                FRAMEWORK,
-                _where(node),
-                f"{node.op_type} of tensors in different layouts {sorted(layouts)}",
-            )
-        ctx.add(node, kind, list(node.input), layouts.pop())
-
-    return handler
-
-
-AFFINE_EPSILON = 1e-5
-
-
-def _affine(ctx, node, kind: str, constant: str) -> bool:
-    """x * s (+ b) with one constant per channel -- how tf2onnx writes an inference BatchNorm -- is a
-    batch_norm with moving mean 0, moving variance 1 and gamma = s * sqrt(1 + epsilon) (exact to float rounding)."""
-    other = [name for name in node.input if name != constant][0]
-    value = ctx.values.get(other)
-    if value is None:
-        return False
-    shape = ctx.shapes.get(other)
-    channels = (shape[1] if value.layout in (FIRST, FLAT) else shape[-1]) if shape else None
-    array = np.asarray(ctx.constants[constant], dtype=np.float64)
-    if channels is None or array.size != channels or value.layout == FLAT:
-        return False
-    if (
-        value.layout == FIRST
-        and array.ndim > 1
-        and array.shape[0] != channels
-        and array.shape[-1] == channels
-    ):
-        return False  # a channels-last constant on a channels-first tensor: not per-channel
-    vector = array.reshape(-1)
-    layer = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (
-        kind == "add"
-        and layer is not None
-        and layer["name"] == value.name
-        and layer.get("source", "").endswith("*")
-    ):
-        ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
-        layer["source"] = layer["source"][:-1] + f" + {node.name}"
-        ctx.values[node.output[0]] = value
-        return True
-    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    scale = vector if kind == "multiply" else np.ones(channels)
-    tensors = {
-        "gamma": (scale * np.sqrt(1.0 + AFFINE_EPSILON)).astype(np.float32),
-        "beta": zeros if kind == "multiply" else vector.astype(np.float32),
-        "moving_mean": zeros,
-        "moving_variance": ones,
-    }
-    ctx.builder.rewrite(
-        _readable(node),
-        f"{node.op_type} by a per-channel constant",
-        "batch_norm with moving mean 0 and variance 1",
-    )
-    ctx.add(node, "batch_norm", [other], value.layout, tensors)
-    if kind == "multiply":
-        ctx.builder.layers[-1]["source"] = (node.name or _readable(node)) + " *"
-    return True
-
-
-def _fold_bias(ctx, node, constant: str) -> bool:
-    """MatMul then Add(bias): one dense layer (tf2onnx and some exporters split Gemm this way)."""
-    other = [name for name in node.input if name != constant][0]
-    value = ctx.values.get(other)
-    layer = ctx.builder.layers[-1] if ctx.builder.layers else None
-    hosts = ("dense", "conv1d", "conv2d", "conv3d", "depthwise_conv2d")
-    if value is None or layer is None or layer["name"] != value.name or layer["type"] not in hosts:
-        return False
-    if layer.get("bias", True) or ctx.consumers.get(other, 0) != 1:
-        return False
-    bias = np.asarray(ctx.constants[constant]).reshape(-1)
-    channels = ctx.shapes.get(other)
-    channels = (
-        None if not channels else (channels[1] if value.layout in (FIRST, FLAT) else channels[-1])
-    )
-    if bias.size != channels:
-        return False
-    layer.pop("bias")
-    ctx.tensors[layer["name"]]["bias"] = bias
-    ctx.values[node.output[0]] = value
-    return True
-
-
-def _concat(ctx, node, attrs):
-    if len(node.input) == 1:
-        ctx.builder.rewrite(_readable(node), "Concat of one tensor", "nothing (it is that tensor)")
-        ctx.alias(node, node.input[0])
-        return
-    layouts = {ctx.value(name).layout for name in node.input}
-    rank = len(ctx.shapes.get(node.input[0]) or (0, 0))
-    layout = layouts.pop() if len(layouts) == 1 else None
-    channel_axis = 1 if layout in (FIRST, FLAT) else rank - 1
-    if layout is None or attrs.get("axis", 0) % rank != channel_axis:
-        raise refuse(
-            FRAMEWORK,
-            _where(node),
-            f"Concat along axis {attrs.get('axis')}",
-            "concat joins channels",
-        )
-    ctx.add(node, "concat", list(node.input), layout)
 
 
 def _transpose(ctx, node, attrs):
@@ -677,125 +252,23 @@ def _transpose(ctx, node, attrs):
     else:
         raise refuse(
             FRAMEWORK,
-            _where(node),
+            where(node),
             f"Transpose {perm} of a {value.layout} tensor",
             "only the layout changes NHWC <-> NCHW that tf2onnx inserts are supported",
         )
 
 
-def _pad(ctx, node, attrs):
-    mode = _decode(attrs.get("mode", "constant"))
-    pads = attrs.get("pads")
-    if pads is None:
-        pads = ctx.constant(node.input[1], "pads").tolist()
-    value = 0.0
-    if len(node.input) > 2 and node.input[2]:
-        value = float(ctx.constant(node.input[2], "value"))
-    rank = len(pads) // 2
-    layout = ctx.value(node.input[0]).layout
-    spatial = range(2, rank) if layout == FIRST else range(1, rank - 1)
-    others = [axis for axis in range(rank) if axis not in spatial]
-    if any(pads[axis] or pads[axis + rank] for axis in others):
-        raise refuse(FRAMEWORK, _where(node), "padding of the batch or channel axis")
-    pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
-    fields = {"padding": compact_padding(pairs)}
-    if mode == "constant" and value == 0.0:
-        ctx.add(node, f"zero_pad{rank - 2}d", [node.input[0]], layout, **fields)
-    else:
-        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, mode=mode, value=value, **fields)
+def _readers() -> dict[str, Callable[..., None]]:
+    """ONNX op type -> reader: what the layer definitions claim, and the layout plumbing."""
+    from cnnspec.layers import REGISTRY
+
+    readers = {op: claim.reader for op, claim in REGISTRY.claims("onnx").items()}
+    readers[_LAYOUT_CHANGE] = _transpose
+    return readers
 
 
-def _resize(ctx, node, attrs):
-    _require(ctx, node.input[0], FIRST, node.op_type)
-    mode = _decode(attrs.get("mode", "nearest"))
-    transform = _decode(attrs.get("coordinate_transformation_mode", "half_pixel"))
-    scales = None
-    for index in (2, 1):
-        if len(node.input) > index and node.input[index] and node.input[index] in ctx.constants:
-            candidate = ctx.constants[node.input[index]]
-            if candidate.size and candidate.dtype.kind == "f":
-                scales = candidate.tolist()[2:]
-                break
-    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
-    if scales is None and in_shape and out_shape and None not in in_shape[2:] + out_shape[2:]:
-        scales = [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
-    integer = scales is not None and all(float(s).is_integer() for s in scales)
-    if (
-        integer
-        and mode == "nearest"
-        and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn")
-    ):
-        ctx.add(
-            node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales)
-        )
-    elif (
-        integer
-        and mode == "linear"
-        and transform in ("half_pixel", "pytorch_half_pixel")
-        and len(scales) == 2
-    ):
-        ctx.add(
-            node,
-            "upsample",
-            [node.input[0]],
-            FIRST,
-            scale_factor=compact(int(s) for s in scales),
-            mode="bilinear",
-        )
-    else:
-        raise refuse(
-            FRAMEWORK,
-            _where(node),
-            f"Resize mode={mode} {transform} scales={scales}",
-            "integer nearest / bilinear (half-pixel) upsampling",
-        )
-
-
-def _identity(ctx, node, attrs):
-    ctx.alias(node, node.input[0])
-
-
-Handler = Callable[..., None]
-
-# ONNX op type -> handler: how each op maps onto the spec.
-ONNX_OPS: dict[str, Handler] = {
-    "Conv": _conv,
-    "ConvTranspose": _conv_transpose,
-    "BatchNormalization": _batch_norm,
-    "Relu": _activation("relu"),
-    "Sigmoid": _activation("sigmoid"),
-    "Tanh": _activation("tanh"),
-    "HardSwish": _activation("hard_swish"),
-    "HardSigmoid": _hard_sigmoid,
-    "LeakyRelu": _leaky_relu,
-    "Elu": _elu,
-    "Clip": _clip,
-    "Softmax": _softmax,
-    "PRelu": _prelu,
-    "MaxPool": _pool("max"),
-    "AveragePool": _pool("avg"),
-    "GlobalAveragePool": _global_pool("avg"),
-    "GlobalMaxPool": _global_pool("max"),
-    "ReduceMean": _reduce("avg"),
-    "ReduceMax": _reduce("max"),
-    "Flatten": _flatten_like,
-    "Reshape": _flatten_like,
-    "Gemm": _gemm,
-    "MatMul": _matmul,
-    "Add": _binary("add"),
-    "Sum": _binary("add"),
-    "Mul": _binary("multiply"),
-    "Sub": _binary("subtract"),
-    "Max": _binary("maximum"),
-    "Min": _binary("minimum"),
-    "Concat": _concat,
-    "Transpose": _transpose,
-    "Pad": _pad,
-    "Resize": _resize,
-    "Upsample": _resize,
-    "Dropout": _identity,
-    "Identity": _identity,
-}
+# tf2onnx wraps channels-first ops in these: a layout change of the same values, never a layer.
+_LAYOUT_CHANGE = "Transpose"
 
 
 def _load(path_or_model):
@@ -842,17 +315,18 @@ def import_onnx(path_or_model) -> ImportResult:
         (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
     )
     shape_only = _shape_only_nodes(graph)
+    readers = _readers()
     for node in graph.node:
         if node.op_type == "Constant" or node.output[0] in shape_only or _fold_constant(ctx, node):
             continue
         ctx.node = node
-        handler = ONNX_OPS.get(node.op_type)
+        handler = readers.get(node.op_type)
         if handler is None:
             raise refuse(
                 FRAMEWORK,
-                _where(node),
+                where(node),
                 f"op {node.op_type} is not supported",
-                "supported ops: " + ", ".join(sorted(ONNX_OPS)),
+                "supported ops: " + ", ".join(sorted(readers)),
             )
         handler(ctx, node, _attrs(node))
     output = ctx.values.get(graph.output[0].name)
@@ -898,6 +372,8 @@ def _shape_only_nodes(graph) -> set[str]:
 
 def _fold_constant(ctx, node) -> bool:
     """A node whose inputs are all constants (a kernel reshaped by tf2onnx) is computed once here."""
+    import numpy as np
+
     inputs = [name for name in node.input if name]
     if not inputs or not all(name in ctx.constants for name in inputs):
         return False
@@ -915,7 +391,7 @@ def _input_layout(graph, input_name) -> str:
 
     consumers = [node for node in graph.node if input_name in node.input]
     for node in consumers:
-        if node.op_type != "Transpose":
+        if node.op_type != _LAYOUT_CHANGE:
             return FIRST
         perm = list(
             next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), [])
@@ -951,6 +427,7 @@ def verify_against_onnx(
 def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify):
     import tempfile
 
+    import numpy as np
     import onnx
 
     from cnnspec.verifier import compare as C
@@ -1058,12 +535,13 @@ def _values_by_layer(proto) -> dict[str, tuple[str, str]]:
     ctx.values[input_name] = _Tensor("input", _input_layout(graph, input_name))
     found: dict[str, tuple[str, str]] = {}
     shape_only = _shape_only_nodes(graph)
+    readers = _readers()
     for node in graph.node:
         if node.op_type == "Constant" or node.output[0] in shape_only or _fold_constant(ctx, node):
             continue
         ctx.node = node
         before = len(ctx.builder.layers)
-        ONNX_OPS[node.op_type](ctx, node, _attrs(node))
+        readers[node.op_type](ctx, node, _attrs(node))
         value = ctx.values.get(node.output[0])
         if value is not None and (len(ctx.builder.layers) > before or value.name in found):
             found[value.name] = (node.output[0], value.layout)
@@ -1072,6 +550,8 @@ def _values_by_layer(proto) -> dict[str, tuple[str, str]]:
 
 def _to_last(plan, arrays: dict) -> dict:
     """Channels-first arrays -> the channels-last layout compare_layers expects on its Keras side."""
+    import numpy as np
+
     from cnnspec.weights.transfer import flat_permutation
 
     out = {}

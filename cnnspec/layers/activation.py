@@ -8,6 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -251,3 +255,438 @@ def prelu_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         shape = b.constant(b.temp(layer, "slope_shape"), [-1] + [1] * spatial, "int64")
         slope = b.node("Reshape", [slope, shape], b.temp(layer, "slope"))
     return b.node("PRelu", [inputs[0], slope], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+# Keras activation names (``activation="swish"``, ``Activation("hard_silu")``) -> spec type.
+_KERAS_ACTIVATIONS = {
+    "relu": "relu",
+    "relu6": "relu6",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "hard_silu": "hard_swish",
+    "hard_swish": "hard_swish",
+    "hard_sigmoid": "hard_sigmoid",
+    "elu": "elu",
+    "leaky_relu": "leaky_relu",
+}
+
+
+def _keras_activation_name(kind: str):
+    def read_keras_activation_name(name: str) -> str:
+        """The spec type of a Keras activation name."""
+        return kind
+
+    return read_keras_activation_name
+
+
+for _name, _kind in _KERAS_ACTIVATIONS.items():
+    REGISTRY.reads("keras_activation", _name, by=_kind, produces=(_kind,))(
+        _keras_activation_name(_kind)
+    )
+
+
+@REGISTRY.reads(
+    "keras", "Activation", by="relu", produces=(*_SIMPLE, "leaky_relu", "elu", "gelu", "identity")
+)
+def read_keras_activation(ctx, layer, cfg, inputs, shapes):
+    value = KI.registered_activation(cfg["activation"])
+    if value == "gelu_tanh":
+        ctx.add(layer, "gelu", inputs, approximate="tanh")
+        return
+    if value == "linear":
+        KI.pass_through(ctx, layer, cfg, inputs, shapes, "Activation('linear')")
+        return
+    if not isinstance(value, str) or value not in _KERAS_ACTIVATIONS:
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"activation {value!r} is not supported",
+            "supported: " + ", ".join(sorted(_KERAS_ACTIVATIONS)) + ", linear",
+        )
+    kind = _KERAS_ACTIVATIONS[value]
+    fields = (
+        {"negative_slope": 0.2} if kind == "leaky_relu" else {}
+    )  # keras.activations.leaky_relu's default
+    ctx.add(layer, kind, inputs, **fields)
+
+
+@REGISTRY.reads("keras", "ReLU", by="relu", produces=("relu", "relu6", "leaky_relu"))
+def read_keras_relu(ctx, layer, cfg, inputs, shapes):
+    max_value, slope, threshold = (
+        cfg.get("max_value"),
+        cfg.get("negative_slope", 0.0),
+        cfg.get("threshold", 0.0),
+    )
+    if threshold:
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"threshold={threshold} is not supported",
+            "relu, relu6, leaky_relu",
+        )
+    if max_value is None and not slope:
+        ctx.add(layer, "relu", inputs)
+    elif max_value is not None and float(max_value) == 6.0 and not slope:
+        ctx.add(layer, "relu6", inputs)
+    elif max_value is None:
+        ctx.add(layer, "leaky_relu", inputs, negative_slope=float(slope))
+    else:
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"ReLU(max_value={max_value}, negative_slope={slope}) is not supported",
+            "relu, relu6 (max_value=6) and leaky_relu are",
+        )
+
+
+@REGISTRY.reads("keras", "LeakyReLU", by="leaky_relu")
+def read_keras_leaky_relu(ctx, layer, cfg, inputs, shapes):
+    slope = cfg.get("negative_slope", cfg.get("alpha"))
+    fields = {} if slope == 0.01 else {"negative_slope": float(slope)}
+    ctx.add(layer, "leaky_relu", inputs, **fields)
+
+
+@REGISTRY.reads("keras", "ELU", by="elu")
+def read_keras_elu(ctx, layer, cfg, inputs, shapes):
+    fields = {} if cfg.get("alpha", 1.0) == 1.0 else {"alpha": float(cfg["alpha"])}
+    ctx.add(layer, "elu", inputs, **fields)
+
+
+@REGISTRY.reads("keras", "PReLU", by="prelu")
+def read_keras_prelu(ctx, layer, cfg, inputs, shapes):
+    spatial = list(range(1, len(shapes[0]) - 1))
+    shared = sorted(cfg.get("shared_axes") or [])
+    if shared == spatial:
+        ctx.add(layer, "prelu", inputs)
+    elif shared == list(range(1, len(shapes[0]))):
+        ctx.add(layer, "prelu", inputs, per_channel=False)
+    else:
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"shared_axes={cfg.get('shared_axes')} (one slope per element)",
+            f"cnnspec's prelu has one slope per channel (shared_axes={spatial}) or one in all",
+        )
+
+
+@REGISTRY.reads("keras", "Softmax", by="softmax", produces=("softmax",))
+def read_keras_softmax(ctx, layer, cfg, inputs, shapes):
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, len(shapes[0]) - 1, [-1]):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"softmax over axis {axis}",
+            "cnnspec's softmax acts on the channel axis",
+        )
+    ctx.add(layer, "softmax", inputs)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+_TORCH_ACTIVATION_MODULES = {
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "SiLU": "silu",
+    "Hardswish": "hard_swish",
+    "Hardsigmoid": "hard_sigmoid",
+}
+
+
+def _torch_activation_module(ctx, node, module):
+    TI.activation(ctx, node, _TORCH_ACTIVATION_MODULES[type(module).__name__])
+
+
+def _torch_leaky_relu(ctx, node, module):
+    fields = (
+        {} if module.negative_slope == 0.01 else {"negative_slope": float(module.negative_slope)}
+    )
+    ctx.add(node, node.args[:1], layer_type="leaky_relu", **fields)
+
+
+def _torch_elu(ctx, node, module):
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="elu",
+        **({} if module.alpha == 1.0 else {"alpha": float(module.alpha)}),
+    )
+
+
+def _torch_gelu(ctx, node, module):
+    approximate = getattr(module, "approximate", "none")
+    _torch_gelu_layer(ctx, node, approximate)
+
+
+def _torch_gelu_layer(ctx, node, approximate):
+    if TI.fuse_inline(ctx, node, "gelu") if approximate == "none" else False:
+        return
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="gelu",
+        **({} if approximate == "none" else {"approximate": approximate}),
+    )
+
+
+def _torch_softmax_module(ctx, node, module):
+    _torch_softmax(ctx, node, module.dim)
+
+
+def _torch_softmax(ctx, node, dim):
+    rank = len(ctx.shape(node.args[0]))
+    if dim not in (1, 1 - rank - 1) and not (rank == 1 and dim == -1):
+        raise TI.refusal(
+            ctx, node, f"softmax over dim {dim}", "softmax acts on the channel dim (dim=1)"
+        )
+    TI.activation(ctx, node, "softmax")
+
+
+def _torch_hardtanh(ctx, node, module):
+    if (module.min_val, module.max_val) == (0.0, 6.0):
+        TI.activation(ctx, node, "relu6")
+        return
+    raise TI.refusal(
+        ctx, node, f"Hardtanh({module.min_val}, {module.max_val})", "Hardtanh(0, 6) is relu6"
+    )
+
+
+def _torch_prelu(ctx, node, module):
+    channels = ctx.shape(node.args[0])[0]
+    if module.num_parameters == channels:
+        ctx.add(node, node.args[:1], layer_type="prelu")
+    elif module.num_parameters == 1:
+        ctx.add(node, node.args[:1], layer_type="prelu", per_channel=False)
+    else:
+        raise TI.refusal(
+            ctx, node, f"PReLU with {module.num_parameters} slopes on {channels} channels"
+        )
+
+
+def _torch_function_activation(kind: str):
+    def reader(ctx, node):
+        TI.activation(ctx, node, kind)
+
+    return reader
+
+
+def _torch_f_leaky_relu(ctx, node):
+    slope = TI.arg(node, 1, "negative_slope", 0.01)
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="leaky_relu",
+        **({} if slope == 0.01 else {"negative_slope": float(slope)}),
+    )
+
+
+def _torch_f_elu(ctx, node):
+    alpha = TI.arg(node, 1, "alpha", 1.0)
+    ctx.add(
+        node, node.args[:1], layer_type="elu", **({} if alpha == 1.0 else {"alpha": float(alpha)})
+    )
+
+
+def _torch_f_gelu(ctx, node):
+    _torch_gelu_layer(ctx, node, node.kwargs.get("approximate", "none"))
+
+
+def _torch_f_softmax(ctx, node):
+    _torch_softmax(ctx, node, TI.arg(node, 1, "dim"))
+
+
+def _torch_f_hardtanh(ctx, node):
+    if (TI.arg(node, 1, "min_val", -1.0), TI.arg(node, 2, "max_val", 1.0)) == (0.0, 6.0):
+        TI.activation(ctx, node, "relu6")
+        return
+    raise TI.refusal(ctx, node, "hardtanh with other bounds than (0, 6)")
+
+
+REGISTRY.reads("torch_module", *_TORCH_ACTIVATION_MODULES, by="relu")(_torch_activation_module)
+REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_leaky_relu)
+REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_elu)
+REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)
+REGISTRY.reads("torch_module", "Softmax", by="softmax", produces=("softmax",))(
+    _torch_softmax_module
+)
+REGISTRY.reads("torch_module", "Hardtanh", by="relu6", produces=("relu6",))(_torch_hardtanh)
+REGISTRY.reads("torch_module", "PReLU", by="prelu")(_torch_prelu)
+REGISTRY.reads(
+    "torch_function", "torch.nn.functional.relu", "torch.relu", by="relu", produces=("relu",)
+)(_torch_function_activation("relu"))
+REGISTRY.reads("torch_function", "torch.nn.functional.relu6", by="relu6", produces=("relu6",))(
+    _torch_function_activation("relu6")
+)
+REGISTRY.reads(
+    "torch_function",
+    "torch.sigmoid",
+    "torch.nn.functional.sigmoid",
+    by="sigmoid",
+    produces=("sigmoid",),
+)(_torch_function_activation("sigmoid"))
+REGISTRY.reads(
+    "torch_function", "torch.tanh", "torch.nn.functional.tanh", by="tanh", produces=("tanh",)
+)(_torch_function_activation("tanh"))
+REGISTRY.reads("torch_function", "torch.nn.functional.silu", by="silu", produces=("silu",))(
+    _torch_function_activation("silu")
+)
+REGISTRY.reads(
+    "torch_function", "torch.nn.functional.hardswish", by="hard_swish", produces=("hard_swish",)
+)(_torch_function_activation("hard_swish"))
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.hardsigmoid",
+    by="hard_sigmoid",
+    produces=("hard_sigmoid",),
+)(_torch_function_activation("hard_sigmoid"))
+REGISTRY.reads("torch_function", "torch.nn.functional.leaky_relu", by="leaky_relu")(
+    _torch_f_leaky_relu
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.elu", by="elu")(_torch_f_elu)
+REGISTRY.reads("torch_function", "torch.nn.functional.gelu", by="gelu")(_torch_f_gelu)
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.softmax",
+    "torch.softmax",
+    by="softmax",
+    produces=("softmax",),
+)(_torch_f_softmax)
+REGISTRY.reads("torch_function", "torch.nn.functional.hardtanh", by="relu6", produces=("relu6",))(
+    _torch_f_hardtanh
+)
+REGISTRY.reads("torch_method", "relu", by="relu", produces=("relu",))(
+    _torch_function_activation("relu")
+)
+REGISTRY.reads("torch_method", "sigmoid", by="sigmoid", produces=("sigmoid",))(
+    _torch_function_activation("sigmoid")
+)
+REGISTRY.reads("torch_method", "tanh", by="tanh", produces=("tanh",))(
+    _torch_function_activation("tanh")
+)
+REGISTRY.reads("torch_method", "softmax", by="softmax", produces=("softmax",))(_torch_f_softmax)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_activation(kind: str):
+    def reader(ctx, node, attrs):
+        value = ctx.value(node.input[0])
+        ctx.add(node, kind, [node.input[0]], value.layout, flattened_last=value.flattened_last)
+
+    return reader
+
+
+def _onnx_leaky_relu(ctx, node, attrs):
+    alpha = round(float(attrs.get("alpha", 0.01)), 7)
+    value = ctx.value(node.input[0])
+    ctx.add(
+        node,
+        "leaky_relu",
+        [node.input[0]],
+        value.layout,
+        flattened_last=value.flattened_last,
+        **({} if alpha == 0.01 else {"negative_slope": alpha}),
+    )
+
+
+def _onnx_elu(ctx, node, attrs):
+    alpha = float(attrs.get("alpha", 1.0))
+    value = ctx.value(node.input[0])
+    ctx.add(
+        node, "elu", [node.input[0]], value.layout, **({} if alpha == 1.0 else {"alpha": alpha})
+    )
+
+
+def _onnx_hard_sigmoid(ctx, node, attrs):
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"HardSigmoid(alpha={alpha:g}, beta={beta:g})",
+            "hard_sigmoid is clip(x/6 + 1/2, 0, 1): alpha 1/6, beta 0.5 (the old Keras 2 form 0.2x+0.5 differs)",
+        )
+    _onnx_activation("hard_sigmoid")(ctx, node, attrs)
+
+
+def _onnx_clip(ctx, node, attrs):
+    low = attrs.get("min")
+    high = attrs.get("max")
+    if len(node.input) > 1 and node.input[1]:
+        low = float(ctx.constant(node.input[1], "min"))
+    if len(node.input) > 2 and node.input[2]:
+        high = float(ctx.constant(node.input[2], "max"))
+    if low == 0 and high == 6:
+        _onnx_activation("relu6")(ctx, node, attrs)
+    elif low == 0 and high is None:
+        _onnx_activation("relu")(ctx, node, attrs)
+    else:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Clip({low}, {high})",
+            "Clip(0, 6) is relu6, Clip(0) relu",
+        )
+
+
+def _onnx_softmax(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    rank = len(ctx.shapes.get(node.input[0]) or (0, 0))
+    axis = attrs.get("axis", -1) % rank
+    channel_axis = 1 if value.layout in (OI.FIRST, OI.FLAT) else rank - 1
+    if axis != channel_axis:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Softmax over axis {attrs.get('axis', -1)}",
+            "softmax acts on the channels",
+        )
+    _onnx_activation("softmax")(ctx, node, attrs)
+
+
+def _onnx_prelu(ctx, node, attrs):
+    slope = ctx.constant(node.input[1], "slope").reshape(-1)
+    fields = {} if slope.size > 1 else {"per_channel": False}
+    ctx.add(
+        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
+    )
+
+
+REGISTRY.reads("onnx", "Relu", by="relu", produces=("relu",))(_onnx_activation("relu"))
+REGISTRY.reads("onnx", "Sigmoid", by="sigmoid", produces=("sigmoid",))(_onnx_activation("sigmoid"))
+REGISTRY.reads("onnx", "Tanh", by="tanh", produces=("tanh",))(_onnx_activation("tanh"))
+REGISTRY.reads("onnx", "HardSwish", by="hard_swish", produces=("hard_swish",))(
+    _onnx_activation("hard_swish")
+)
+REGISTRY.reads("onnx", "HardSigmoid", by="hard_sigmoid", produces=("hard_sigmoid",))(
+    _onnx_hard_sigmoid
+)
+REGISTRY.reads("onnx", "LeakyRelu", by="leaky_relu")(_onnx_leaky_relu)
+REGISTRY.reads("onnx", "Elu", by="elu")(_onnx_elu)
+REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu"))(_onnx_clip)
+REGISTRY.reads("onnx", "Softmax", by="softmax", produces=("softmax",))(_onnx_softmax)
+REGISTRY.reads("onnx", "PRelu", by="prelu")(_onnx_prelu)
+
+
+@REGISTRY.reads("onnx", "Gelu", by="gelu")  # opset 20; older exporters write the Erf formula out
+def read_onnx_gelu(ctx, node, attrs):
+    approximate = OI.decode(attrs.get("approximate", "none"))
+    value = ctx.value(node.input[0])
+    ctx.add(
+        node,
+        "gelu",
+        [node.input[0]],
+        value.layout,
+        flattened_last=value.flattened_last,
+        **({} if approximate == "none" else {"approximate": approximate}),
+    )

@@ -10,6 +10,8 @@ from pydantic import Field
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import adaptive_windows
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets.keras import code as K
@@ -148,3 +150,107 @@ def adaptive_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
         return b.node("Concat", parts, name, axis=2 + axis)
 
     return joined(())
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "AdaptivePooling", by="adaptive_avg_pool")
+def read_keras_adaptive_pooling(ctx, layer, cfg, inputs, shapes):
+    kind = (
+        "adaptive_avg_pool" if cfg.get("reduction", "average") == "average" else "adaptive_max_pool"
+    )
+    ctx.add(layer, kind, inputs, output_size=compact(cfg["output_size"]))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_adaptive_pool(kind: str):
+    def reader(ctx, node, module):
+        _torch_adaptive(ctx, node, kind, module.output_size)
+
+    return reader
+
+
+def _torch_adaptive(ctx, node, kind, output_size):
+    shape = ctx.shape(node.args[0])
+    rank = len(shape) - 1
+    sizes = (
+        (output_size,) * rank
+        if isinstance(output_size, int) or output_size is None
+        else tuple(output_size)
+    )
+    sizes = tuple(s if s is not None else n for s, n in zip(sizes, shape[1:]))
+    if node.name in ctx.dict_names:  # a spec layer of a cnnspec-generated model: its own type
+        ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
+    elif all(s == 1 for s in sizes):
+        ctx.add(node, node.args[:1], layer_type=f"global_{kind}_pool", keepdims=True)
+    elif sizes == tuple(shape[1:]):
+        ctx.builder.rewrite(
+            TI.original_path(node),
+            f"adaptive {kind} pool to {list(sizes)} on a {list(shape[1:])} map",
+            "identity (every window is one cell)",
+        )
+        TI.pass_through(ctx, node, None)
+    else:
+        ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
+
+
+def _torch_adaptive_pool_helper(ctx, node, module):
+    kind = "avg" if module.reduction == "average" else "max"
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"adaptive_{kind}_pool",
+        output_size=compact(module.output_size),
+    )
+
+
+def _torch_f_adaptive(kind: str):
+    def reader(ctx, node):
+        _torch_adaptive(ctx, node, kind, TI.arg(node, 1, "output_size"))
+
+    return reader
+
+
+_ADAPTIVE_READS = (
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "global_avg_pool",
+    "global_max_pool",
+    "identity",
+)
+
+
+REGISTRY.reads(
+    "torch_module",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    by="adaptive_avg_pool",
+    produces=_ADAPTIVE_READS,
+)(_torch_adaptive_pool("avg"))
+REGISTRY.reads(
+    "torch_module",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
+    by="adaptive_max_pool",
+    produces=_ADAPTIVE_READS,
+)(_torch_adaptive_pool("max"))
+REGISTRY.reads("torch_module", "AdaptivePool", by="adaptive_avg_pool")(_torch_adaptive_pool_helper)
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.adaptive_avg_pool1d",
+    "torch.nn.functional.adaptive_avg_pool2d",
+    "torch.nn.functional.adaptive_avg_pool3d",
+    by="adaptive_avg_pool",
+    produces=_ADAPTIVE_READS,
+)(_torch_f_adaptive("avg"))
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.adaptive_max_pool2d",
+    by="adaptive_max_pool",
+    produces=_ADAPTIVE_READS,
+)(_torch_f_adaptive("max"))

@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -172,3 +176,95 @@ def batch_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> s
         layer.name,
         epsilon=float(layer.spec.epsilon),
     )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "BatchNormalization", by="batch_norm")
+def read_keras_batch_norm(ctx, layer, cfg, inputs, shapes):
+    axis = (
+        cfg["axis"][0]
+        if isinstance(cfg["axis"], (list, tuple)) and len(cfg["axis"]) == 1
+        else cfg["axis"]
+    )
+    if axis not in (-1, len(shapes[0]) - 1):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"normalises axis {cfg['axis']}, not the channel (last) axis",
+        )
+    if cfg.get("renorm"):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            "renorm is not supported",
+            "cnnspec's batch_norm is the plain one",
+        )
+    fields: dict[str, Any] = {key: False for key in ("center", "scale") if not cfg.get(key, True)}
+    if round(cfg["epsilon"], 12) != 1e-5:
+        fields["epsilon"] = float(cfg["epsilon"])
+    momentum = round(1.0 - cfg["momentum"], 12)
+    if momentum != 0.1:
+        fields["momentum"] = momentum
+    ctx.add(layer, "batch_norm", inputs, **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_batch_norm(ctx, node, module):
+    """nn.BatchNorm*d (affine or not) and cnnspec's PartialBatchNorm (only one of weight and bias)."""
+    if getattr(module, "running_mean", None) is None or module.momentum is None:
+        raise TI.refusal(
+            ctx,
+            node,
+            "BatchNorm without running statistics or a momentum",
+            "batch_norm keeps moving statistics (track_running_stats=True, a momentum)",
+        )
+    fields: dict[str, Any] = {}
+    if module.eps != 1e-5:
+        fields["epsilon"] = float(module.eps)
+    if module.momentum != 0.1:
+        fields["momentum"] = float(module.momentum)
+    if getattr(module, "bias", None) is None:
+        fields["center"] = False
+    if getattr(module, "weight", None) is None:
+        fields["scale"] = False
+    ctx.add(node, node.args[:1], layer_type="batch_norm", **fields)
+
+
+REGISTRY.reads(
+    "torch_module", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "PartialBatchNorm", by="batch_norm"
+)(_torch_batch_norm)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_batch_norm(ctx, node, attrs):
+    layout = ctx.value(node.input[0]).layout
+    if layout == OI.LAST:
+        raise refuse(OI.FRAMEWORK, OI.where(node), "BatchNormalization on a channels-last tensor")
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
+    tensors = {key: ctx.constant(name, key) for key, name in zip(names, node.input[1:5])}
+    fields = {}
+    epsilon = float(attrs.get("epsilon", 1e-5))
+    if abs(epsilon - 1e-5) > 1e-12:
+        fields["epsilon"] = round(epsilon, 12)
+    momentum = round(1.0 - float(attrs.get("momentum", 0.9)), 6)
+    if momentum != 0.1:
+        fields["momentum"] = momentum
+    tensors = OI.flat_order(ctx, node.input[0], tensors)
+    ctx.add(
+        node,
+        "batch_norm",
+        [node.input[0]],
+        layout,
+        tensors,
+        flattened_last=ctx.value(node.input[0]).flattened_last,
+        **fields,
+    )
+
+
+REGISTRY.reads("onnx", "BatchNormalization", by="batch_norm")(_onnx_batch_norm)

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from cnnspec.engine.channels import channel_shuffle_permutation
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact_padding
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, Positive
 from cnnspec.targets.keras import code as K
@@ -152,3 +154,103 @@ def channel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str])
     swapped = b.node("Transpose", [grouped], b.temp(layer, "swapped"), perm=[0, 2, 1, 3])
     shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))
     return b.node("Reshape", [swapped, shape], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "ChannelShuffle", by="channel_shuffle")
+def read_keras_channel_shuffle(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_shuffle", inputs, groups=int(cfg["groups"]))
+
+
+@REGISTRY.reads("keras", "ChannelSlice", by="channel_slice")
+def read_keras_channel_slice(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "channel_slice", inputs, start=int(cfg["start"]), stop=int(cfg["stop"]))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_chunk(ctx, node):
+    chunks, dim = TI.arg(node, 1, "chunks"), TI.arg(node, 2, "dim", 0)
+    shape = ctx.shape(node.args[0])
+    if dim not in (1, -len(shape) - 1) or shape[0] % chunks:
+        raise TI.refusal(
+            ctx, node, f"chunk({chunks}, dim={dim})", "chunk into equal channel groups (dim=1)"
+        )
+    ctx.chunks[node] = (node.args[0], shape[0] // chunks)
+
+
+def _torch_getitem(ctx, node):
+    """A chunk's part, ``x[:, a:b]`` (channel_slice) or ``x[:, :, a:b, c:d]`` (a crop of every spatial dim)."""
+    source, index = node.args
+    if source in ctx.chunks:
+        tensor, width = ctx.chunks[source]
+        ctx.add(
+            node,
+            [tensor],
+            layer_type="channel_slice",
+            start=index * width,
+            stop=(index + 1) * width,
+        )
+        return
+    shape = ctx.shape(source) if TI.is_tensor(ctx, source) else None
+    index = index if isinstance(index, tuple) else (index,)
+    if (
+        shape is not None
+        and len(shape) == 1
+        and index[:2] == (slice(None), slice(None))
+        and index[2:]
+        and all(i is None for i in index[2:])
+    ):  # x[:, :, None, None]: a flat (N, C) made to broadcast over channels, as the elementwise rule does
+        ctx.alias(node, source)
+        return
+    if (
+        shape is not None
+        and all(isinstance(i, slice) and i.step in (None, 1) for i in index)
+        and index
+    ):
+        ranges = [i.indices(n) for i, n in zip(index[1:], shape)]
+        full = [(0, n, 1) for n in shape]
+        if index[0] == slice(None) and len(index) == 2 and ranges[0][0] < ranges[0][1]:
+            ctx.add(
+                node, [source], layer_type="channel_slice", start=ranges[0][0], stop=ranges[0][1]
+            )
+            return
+        if (
+            index[0] == slice(None)
+            and len(index) == len(shape) + 1
+            and ranges[0] == full[0]
+            and len(shape) > 1
+        ):
+            crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
+            if all(start < stop for start, stop, _ in ranges[1:]):
+                ctx.add(
+                    node,
+                    [source],
+                    layer_type=f"crop{len(shape) - 1}d",
+                    cropping=compact_padding(crops),
+                )
+                return
+    raise TI.refusal(
+        ctx,
+        node,
+        "indexing or slicing a tensor",
+        "channel groups: torch.chunk(x, n, dim=1) or x[:, a:b]; crops: x[:, :, a:b, c:d]",
+    )
+
+
+def _torch_channel_shuffle(ctx, node, module):
+    ctx.add(node, node.args[:1], layer_type="channel_shuffle", groups=int(module.groups))
+
+
+REGISTRY.reads("torch_function", "torch.chunk", by="channel_slice")(_torch_chunk)
+REGISTRY.reads("torch_method", "chunk", by="channel_slice")(_torch_chunk)
+REGISTRY.reads(
+    "torch_function",
+    "operator.getitem",
+    by="channel_slice",
+    produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
+)(_torch_getitem)
+REGISTRY.reads("torch_module", "ChannelShuffle", by="channel_shuffle")(_torch_channel_shuffle)

@@ -8,6 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
 from cnnspec.engine.sizes import Size, window_size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -290,3 +294,175 @@ def conv_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         group=layer.spec.groups,
     )
     return O.with_activation(b, layer, value)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads(
+    "keras", "Conv1D", "Conv2D", "Conv3D", "PortableConv", by="conv2d", absorbs_padding=0.0
+)
+def read_keras_conv(ctx, layer, cfg, inputs, shapes):
+    KI.channels_last(layer, cfg)
+    rank = len(cfg["kernel_size"])
+    subsample = cfg.get(
+        "subsample", (1,) * rank
+    )  # cnnspec's PortableConv: computed at stride 1, then subsampled
+    strides = [s * t for s, t in zip(cfg["strides"], subsample)]
+    ctx.add(
+        layer,
+        f"conv{rank}d",
+        inputs,
+        **KI.drop_defaults(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(strides),
+            padding=KI.same_or_valid(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            groups=cfg.get("groups", 1),
+            bias=cfg["use_bias"],
+            activation=KI.inline_activation(layer, cfg["activation"]),
+        ),
+    )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_conv(ctx, node, module):
+    rank = len(module.kernel_size)
+    if module.padding_mode != "zeros":
+        raise TI.refusal(
+            ctx,
+            node,
+            f"padding_mode={module.padding_mode!r}",
+            "only zero padding is supported in a conv; pad explicitly before it",
+        )
+    fields = dict(
+        kernel_size=compact(module.kernel_size),
+        stride=compact(module.stride),
+        padding=TI.conv_padding(module.padding),
+        dilation=compact(module.dilation),
+        bias=module.bias is not None,
+    )
+    channels = module.in_channels
+    if _torch_fuse_separable(ctx, node, module, fields):
+        return
+    if (
+        rank == 2
+        and module.groups == channels
+        and channels > 1
+        and module.out_channels % channels == 0
+    ):
+        ctx.add(
+            node,
+            node.args[:1],
+            layer_type="depthwise_conv2d",
+            **TI.drop_defaults(depth_multiplier=module.out_channels // channels, **fields),
+        )
+        return
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"conv{rank}d",
+        **TI.drop_defaults(filters=module.out_channels, groups=module.groups, **fields),
+    )
+
+
+def _torch_fuse_separable(ctx, node, module, fields) -> bool:
+    """cnnspec's generated ``<name>_depthwise`` + ``<name>_pointwise`` pair is one separable_conv2d."""
+    source = node.args[0]
+    users = list(node.users)
+    named = node.name in ctx.dict_names or (
+        len(users) == 1 and users[0].name in ctx.dict_names
+    )  # inline activation
+    if not (
+        named
+        and node.target.endswith("_pointwise")
+        and source.op == "call_module"
+        and source.target == node.target[: -len("_pointwise")] + "_depthwise"
+        and source.name not in ctx.dict_names
+    ):
+        return False
+    depthwise = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if depthwise is None or ctx.values[source].name != depthwise["name"]:
+        return False
+    first = ctx.modules[source.target]
+    if depthwise["type"] not in ("depthwise_conv2d", "conv2d") or first.groups != first.in_channels:
+        return False  # (one input channel: groups 1 is depthwise too, imported as conv2d)
+    ctx.builder.layers.pop()
+    ctx.builder._names.discard(depthwise["name"])
+    dropped = ("type", "name", "source", "inputs", "bias", "filters", "groups")
+    merged = {k: v for k, v in depthwise.items() if k not in dropped}
+    if first.out_channels != first.in_channels:
+        merged["depth_multiplier"] = first.out_channels // first.in_channels
+    previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
+    inputs = depthwise.get("inputs", [previous])
+    original = ctx.dict_names.get(node.name, node.target[: -len("_pointwise")])
+    ctx.builder._names.discard(original)
+    name = ctx.builder.add(
+        original,
+        "separable_conv2d",
+        inputs,
+        filters=module.out_channels,
+        **merged,
+        **({} if fields["bias"] else {"bias": False}),
+    )
+    ctx.values[node] = TI.Node(name, ctx.shape(node))
+    return True
+
+
+REGISTRY.reads(
+    "torch_module",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    by="conv2d",
+    absorbs_padding=0.0,
+    produces=("conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d"),
+)(_torch_conv)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_conv(ctx, node, attrs):
+    OI.require(ctx, node.input[0], OI.FIRST, "Conv")
+    weight = ctx.constant(node.input[1], "weight")
+    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    rank = weight.ndim - 2
+    group = attrs.get("group", 1)
+    channels = weight.shape[1] * group
+    common = dict(
+        kernel_size=compact(weight.shape[2:]),
+        stride=compact(attrs.get("strides", [1] * rank)),
+        padding=OI.padding_of(attrs, rank, node),
+        dilation=compact(attrs.get("dilations", [1] * rank)),
+        bias=bias is not None,
+    )
+    tensors = {"bias": bias} if bias is not None else {}
+    if rank == 2 and group == channels and channels > 1:
+        tensors["depthwise_kernel"] = weight
+        ctx.add(
+            node,
+            "depthwise_conv2d",
+            [node.input[0]],
+            OI.FIRST,
+            tensors,
+            **OI.drop_defaults(depth_multiplier=weight.shape[0] // channels, **common),
+        )
+        return
+    tensors["kernel"] = weight
+    ctx.add(
+        node,
+        f"conv{rank}d",
+        [node.input[0]],
+        OI.FIRST,
+        tensors,
+        **OI.drop_defaults(filters=weight.shape[0], groups=group, **common),
+    )
+
+
+REGISTRY.reads(
+    "onnx", "Conv", by="conv2d", produces=("conv1d", "conv2d", "conv3d", "depthwise_conv2d")
+)(_onnx_conv)

@@ -10,6 +10,10 @@ from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan, ParamTensor, fmt_count
 from cnnspec.engine.sizes import Size
 from cnnspec.errors import CnnspecError
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -357,3 +361,160 @@ def conv_transpose_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) 
         output_padding=extra,
     )
     return O.with_activation(b, layer, value)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads(
+    "keras", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", by="conv_transpose2d"
+)
+def read_keras_conv_transpose(ctx, layer, cfg, inputs, shapes):
+    KI.channels_last(layer, cfg)
+    rank = len(cfg["kernel_size"])
+    extra = (
+        {}
+        if cfg.get("output_padding") is None
+        else {"output_padding": compact(cfg["output_padding"])}
+    )
+    ctx.add(
+        layer,
+        f"conv_transpose{rank}d",
+        inputs,
+        **KI.drop_defaults(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(cfg["strides"]),
+            padding=KI.same_or_valid(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=KI.inline_activation(layer, cfg["activation"]),
+            **extra,
+        ),
+    )
+
+
+@REGISTRY.reads("keras", "CroppedConvTranspose", by="conv_transpose2d")
+def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's generated CroppedConv{N}DTranspose: the full transposed conv, extended, then cropped.
+
+    The crop (before, after) with ``extend`` cells is PyTorch's padding p = before and
+    output_padding = before - after + extend, when that is a legal output padding."""
+    rank = len(cfg["kernel_size"])
+    spread = tuple(
+        cfg.get("spread") or (1,) * rank
+    )  # with dilation the stride is applied as `spread`
+    strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
+    paddings, output_paddings = [], []
+    for (before, after), extend, stride, dilation in zip(
+        cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]
+    ):
+        output_padding = before - after + extend
+        if not 0 <= output_padding < max(stride, dilation):
+            raise refuse(
+                KI.FRAMEWORK,
+                KI.where(layer),
+                f"crop {cfg['crop']} has no numeric padding equivalent",
+            )
+        paddings.append(before)
+        output_paddings.append(output_padding)
+    extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
+    ctx.add(
+        layer,
+        f"conv_transpose{rank}d",
+        inputs,
+        **KI.drop_defaults(
+            filters=cfg["filters"],
+            kernel_size=compact(cfg["kernel_size"]),
+            stride=compact(strides),
+            padding=compact(paddings),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=KI.inline_activation(layer, cfg["activation"]),
+            **extra,
+        ),
+    )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_conv_transpose(ctx, node, module):
+    rank = len(module.kernel_size)
+    if module.groups != 1 or module.padding_mode != "zeros":
+        raise TI.refusal(
+            ctx,
+            node,
+            "grouped or non-zero-padded transposed convolution",
+            "conv_transpose supports groups=1 with zero padding",
+        )
+    output_padding = compact(module.output_padding)
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type=f"conv_transpose{rank}d",
+        **TI.drop_defaults(
+            filters=module.out_channels,
+            kernel_size=compact(module.kernel_size),
+            stride=compact(module.stride),
+            padding=compact(module.padding),
+            dilation=compact(module.dilation),
+            bias=module.bias is not None,
+            **({"output_padding": output_padding} if output_padding else {}),
+        ),
+    )
+
+
+REGISTRY.reads(
+    "torch_module", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", by="conv_transpose2d"
+)(_torch_conv_transpose)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_conv_transpose(ctx, node, attrs):
+    OI.require(ctx, node.input[0], OI.FIRST, "ConvTranspose")
+    weight = ctx.constant(node.input[1], "weight")
+    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    rank = weight.ndim - 2
+    if (
+        attrs.get("group", 1) != 1
+        or attrs.get("output_shape")
+        or OI.decode(attrs.get("auto_pad", "NOTSET")) != "NOTSET"
+    ):
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            "grouped transposed conv, output_shape or auto_pad",
+            "conv_transpose with explicit symmetric pads",
+        )
+    pads = list(attrs.get("pads", [0] * (2 * rank)))
+    if pads[:rank] != pads[rank:]:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"asymmetric pads {pads}",
+            "symmetric pads (PyTorch's padding)",
+        )
+    output_padding = compact(attrs.get("output_padding", [0] * rank))
+    tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
+    ctx.add(
+        node,
+        f"conv_transpose{rank}d",
+        [node.input[0]],
+        OI.FIRST,
+        tensors,
+        **OI.drop_defaults(
+            filters=weight.shape[1],
+            kernel_size=compact(weight.shape[2:]),
+            stride=compact(attrs.get("strides", [1] * rank)),
+            padding=compact(pads[:rank]),
+            dilation=compact(attrs.get("dilations", [1] * rank)),
+            bias=bias is not None,
+            **({"output_padding": output_padding} if output_padding else {}),
+        ),
+    )
+
+
+REGISTRY.reads("onnx", "ConvTranspose", by="conv_transpose2d")(_onnx_conv_transpose)

@@ -9,6 +9,7 @@ from pydantic import Field
 from cnnspec.engine.channels import cropped_length
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
+from cnnspec.importers.common import compact_padding
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets.keras import code as K
@@ -101,3 +102,15 @@ class CropDefinition(LayerDefinition):
 def crop_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Slice of the spatial dims."""
     return O.spatial_slice(b, layer, inputs[0], _sides(layer))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Cropping1D", "Cropping2D", "Cropping3D", by="crop2d")
+def read_keras_cropping(ctx, layer, cfg, inputs, shapes):
+    rank = len(shapes[0]) - 2
+    cropping = cfg["cropping"]
+    if rank == 1:
+        cropping = [cropping]
+    ctx.add(layer, f"crop{rank}d", inputs, cropping=compact_padding(cropping))

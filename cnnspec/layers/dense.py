@@ -7,6 +7,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import ACTIVATION_DESCRIPTION, Flag, InlineActivation, LayerBase, Positive
 from cnnspec.targets import pysource as P
@@ -130,3 +134,103 @@ def dense_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
     value = b.node("Gemm", [inputs[0], *weights], b.temp(layer, "gemm"), transB=1)
     return O.with_activation(b, layer, value)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Dense", by="dense", produces=("dense", "conv1d", "conv2d", "conv3d"))
+def read_keras_dense(ctx, layer, cfg, inputs, shapes):
+    activation = KI.inline_activation(layer, cfg["activation"])
+    rank = len(shapes[0]) - 2
+    if (
+        rank >= 1
+    ):  # Dense on a channels-last map contracts the channel axis: exactly a 1x1 convolution
+        ctx.builder.rewrite(
+            layer.name, "Dense on a channels-last feature map", f"conv{rank}d with kernel_size 1"
+        )
+        ctx.add(
+            layer,
+            f"conv{rank}d",
+            inputs,
+            source=layer.name,
+            **KI.drop_defaults(
+                filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation
+            ),
+        )
+        return
+    ctx.add(
+        layer,
+        "dense",
+        inputs,
+        **KI.drop_defaults(units=cfg["units"], bias=cfg["use_bias"], activation=activation),
+    )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_linear(ctx, node, module):
+    if len(ctx.shape(node.args[0])) != 1:
+        raise TI.refusal(
+            ctx,
+            node,
+            "nn.Linear on a feature map (it contracts the last axis, the width)",
+            "flatten or pool first; a Linear over channels is a 1x1 nn.Conv",
+        )
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="dense",
+        **TI.drop_defaults(units=module.out_features, bias=module.bias is not None),
+    )
+
+
+REGISTRY.reads("torch_module", "Linear", by="dense")(_torch_linear)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_gemm(ctx, node, attrs):
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        raise refuse(
+            OI.FRAMEWORK, OI.where(node), "Gemm with transA, alpha or beta", "a plain dense layer"
+        )
+    weight = ctx.constant(node.input[1], "weight")
+    weight = weight if attrs.get("transB", 0) else weight.T
+    bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
+    _onnx_dense(ctx, node, weight, bias)
+
+
+def _onnx_matmul(ctx, node, attrs):
+    weight = ctx.constant(node.input[1], "weight")
+    if weight.ndim != 2 or ctx.value(node.input[0]).layout != OI.FLAT:
+        raise refuse(
+            OI.FRAMEWORK, OI.where(node), "MatMul that is not a dense layer on flat features"
+        )
+    _onnx_dense(ctx, node, weight.T, None)
+
+
+def _onnx_dense(ctx, node, weight, bias):
+    import numpy as np
+
+    if ctx.value(node.input[0]).layout != OI.FLAT:
+        raise refuse(
+            OI.FRAMEWORK, OI.where(node), "a dense layer on a feature map", "flatten or pool first"
+        )
+    tensors = OI.flat_order(ctx, node.input[0], {"kernel": np.ascontiguousarray(weight)})
+    if bias is not None:
+        tensors["bias"] = np.asarray(bias).reshape(-1)
+    ctx.add(
+        node,
+        "dense",
+        [node.input[0]],
+        OI.FLAT,
+        tensors,
+        **OI.drop_defaults(units=int(weight.shape[0]), bias=bias is not None),
+    )
+
+
+REGISTRY.reads("onnx", "Gemm", by="dense")(_onnx_gemm)
+REGISTRY.reads("onnx", "MatMul", by="dense")(_onnx_matmul)

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
+from cnnspec.importers import keras as KI
+from cnnspec.importers.common import compact
 from cnnspec.layers.conv import ConvLike, bias_slot, conv_module, padded_conv
 from cnnspec.layers.registry import REGISTRY, WeightSlot, example, register
 from cnnspec.spec.fields import (
@@ -301,3 +303,35 @@ def separable_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
     )
     value = b.node("Conv", [depthwise, *weights], b.temp(layer, "pointwise"), kernel_shape=[1, 1])
     return O.with_activation(b, layer, value)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "DepthwiseConv2D", by="depthwise_conv2d", absorbs_padding=0.0)
+def read_keras_depthwise(
+    ctx, layer, cfg, inputs, shapes, *, layer_type: str = "depthwise_conv2d", **more
+):
+    KI.channels_last(layer, cfg)
+    ctx.add(
+        layer,
+        layer_type,
+        inputs,
+        **more,
+        **KI.drop_defaults(
+            kernel_size=compact(cfg["kernel_size"]),
+            depth_multiplier=cfg["depth_multiplier"],
+            stride=compact(cfg["strides"]),
+            padding=KI.same_or_valid(layer, cfg["padding"]),
+            dilation=compact(cfg["dilation_rate"]),
+            bias=cfg["use_bias"],
+            activation=KI.inline_activation(layer, cfg["activation"]),
+        ),
+    )
+
+
+@REGISTRY.reads("keras", "SeparableConv2D", by="separable_conv2d", absorbs_padding=0.0)
+def read_keras_separable(ctx, layer, cfg, inputs, shapes):
+    read_keras_depthwise(
+        ctx, layer, cfg, inputs, shapes, layer_type="separable_conv2d", filters=cfg["filters"]
+    )

@@ -12,6 +12,10 @@ from pydantic import Field
 
 from cnnspec.engine.channels import broadcast_shapes
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import NAME_PATTERN, LayerBase
 from cnnspec.targets.keras import code as K
@@ -253,3 +257,313 @@ def elementwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> 
         count = b.constant(b.temp(layer, "count"), float(len(operands)), "float32")
         total = b.node("Div", [total, count], layer.name)
     return total
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+def _read_keras_merge(kind: str):
+    def read_keras_merge(ctx, layer, cfg, inputs, shapes):
+        ctx.add(layer, kind, inputs)
+
+    return read_keras_merge
+
+
+for _type, _class in _KERAS_LAYERS.items():
+    REGISTRY.reads("keras", _class, by=_type)(_read_keras_merge(_type))
+
+# The raw ops Keras 3 records in a functional graph (x + y, x * 0.5) -> their element-wise type.
+_KERAS_OPS = {
+    "Add": "add",
+    "Multiply": "multiply",
+    "Subtract": "subtract",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+}
+
+
+def _read_keras_op(kind: str):
+    def read_keras_op(ctx, op, node, inputs) -> None:
+        """A raw Keras op in the graph (``x + 3.0``, ``x * (1 / 6)``, ``a * b``: Keras 3 MobileNetV3's
+        hard sigmoid and squeeze-excite): two tensors are an element-wise layer, a tensor and a
+        number a scale or offset."""
+        arguments = list(getattr(node, "arguments").args) if hasattr(node, "arguments") else []
+        constants = [
+            a for a in arguments if isinstance(a, (int, float)) and not isinstance(a, bool)
+        ]
+        where = f"'{op.name}' ({type(op).__name__} op)"
+        if len(arguments) != 2:
+            raise refuse(
+                KI.FRAMEWORK,
+                where,
+                "is a raw op cnnspec does not read",
+                "+, -, * on tensors or by a number",
+            )
+        if not constants:
+            ctx.builder.add(op.name, kind, inputs)
+        elif kind == "multiply":
+            ctx.builder.add(op.name, "scale", inputs, factor=float(constants[0]))
+        elif kind in ("add", "subtract") and isinstance(arguments[1], (int, float)):
+            offset = float(constants[0]) if kind == "add" else -float(constants[0])
+            ctx.builder.add(op.name, "rescale", inputs, scale=1.0, offset=offset)
+        else:
+            raise refuse(
+                KI.FRAMEWORK, where, f"{kind} with a constant", "x * c, x + c and x - c are read"
+            )
+
+    return read_keras_op
+
+
+for _class, _type in _KERAS_OPS.items():
+    REGISTRY.reads("keras_op", _class, by=_type, produces=(_type, "scale", "rescale"))(
+        _read_keras_op(_type)
+    )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_binary(kind: str):
+    def reader(ctx, node):
+        left, right = node.args[0], node.args[1]
+        if kind == "multiply" and isinstance(left, (int, float)) != isinstance(right, (int, float)):
+            tensor, factor = (right, left) if isinstance(left, (int, float)) else (left, right)
+            if TI.is_tensor(
+                ctx, tensor
+            ):  # x * 0.17: a constant factor (InceptionResNet's residual scaling)
+                ctx.add(node, [tensor], layer_type="scale", factor=float(factor))
+                return
+        if (
+            kind in ("add", "subtract")
+            and isinstance(right, (int, float))
+            and TI.is_tensor(ctx, left)
+        ):
+            _torch_offset(ctx, node, left, float(right) if kind == "add" else -float(right))
+            return
+        if not (TI.is_tensor(ctx, left) and TI.is_tensor(ctx, right)):
+            raise TI.refusal(
+                ctx,
+                node,
+                f"{kind} with a constant operand",
+                "element-wise layers join two layer outputs; a constant factor is the 'scale' type",
+            )
+        if kind in ("add", "multiply", "maximum", "minimum") and _torch_extend_sum(
+            ctx, node, left, right, kind
+        ):
+            return
+        ctx.add(node, [left, right], layer_type=kind)
+
+    return reader
+
+
+def _torch_offset(ctx, node, tensor, offset: float) -> None:
+    """``x * s + c`` (a scale just made from ``x * s``, read only here) is rescale(s, c); ``x + c`` rescale(1, c)."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        previous is not None
+        and previous["type"] == "scale"
+        and ctx.values[tensor].name == previous["name"]
+        and len(tensor.users) == 1
+        and tensor.name not in ctx.dict_names
+    ):
+        source = next(arg for arg in tensor.args if TI.is_tensor(ctx, arg))
+        ctx.builder.layers.pop()
+        ctx.builder._names.discard(previous["name"])
+        ctx.add(node, [source], layer_type="rescale", scale=previous["factor"], offset=offset)
+        return
+    ctx.add(node, [tensor], layer_type="rescale", scale=1.0, offset=offset)
+
+
+def _torch_extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
+    """``a + b + c`` (and ``a * b * c``, nested maximum / minimum) whose inner result is read only by the
+    outer op and names no spec layer is one layer of three inputs (how cnnspec writes them)."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        left.name in ctx.dict_names
+        or len(left.users) != 1
+        or previous is None
+        or previous["type"] != kind
+        or ctx.values.get(left) is None
+        or ctx.values[left].name != previous["name"]
+    ):
+        return False
+    if node.name in ctx.dict_names:
+        ctx.builder._names.discard(previous["name"])
+        previous["name"] = ctx.dict_names[node.name]
+        ctx.builder._names.add(previous["name"])
+        previous.pop("source", None)
+    previous["inputs"].append(ctx.input_name(right))
+    ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+    return True
+
+
+def _torch_divide(ctx, node):
+    """``(a + b) / 2`` (the sum just made, read only here, divided by its input count) is average."""
+    left, right = node.args[0], node.args[1]
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        TI.is_tensor(ctx, left)
+        and previous is not None
+        and previous["type"] == "add"
+        and ctx.values[left].name == previous["name"]
+        and len(left.users) == 1
+        and left.name not in ctx.dict_names
+        and isinstance(right, (int, float))
+        and right == len(previous["inputs"])
+    ):
+        previous["type"] = "average"
+        if node.name in ctx.dict_names:
+            ctx.builder._names.discard(previous["name"])
+            previous["name"] = ctx.dict_names[node.name]
+            ctx.builder._names.add(previous["name"])
+        ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        "a division",
+        "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)",
+    )
+
+
+REGISTRY.reads(
+    "torch_function",
+    "operator.add",
+    "operator.iadd",
+    "torch.add",
+    by="add",
+    produces=("add", "rescale"),
+)(_torch_binary("add"))
+REGISTRY.reads(
+    "torch_function", "operator.mul", "torch.mul", by="multiply", produces=("multiply", "scale")
+)(_torch_binary("multiply"))
+REGISTRY.reads(
+    "torch_function", "operator.sub", "torch.sub", by="subtract", produces=("subtract", "rescale")
+)(_torch_binary("subtract"))
+REGISTRY.reads("torch_function", "torch.maximum", by="maximum")(_torch_binary("maximum"))
+REGISTRY.reads("torch_function", "torch.minimum", by="minimum")(_torch_binary("minimum"))
+REGISTRY.reads("torch_function", "operator.truediv", "torch.div", by="average")(_torch_divide)
+REGISTRY.reads("torch_method", "add", by="add", produces=("add", "rescale"))(_torch_binary("add"))
+REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scale"))(
+    _torch_binary("multiply")
+)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_binary(kind: str):
+    def reader(ctx, node, attrs):
+        constant = [name for name in node.input if name in ctx.constants]
+        if kind == "add" and constant and _onnx_fold_bias(ctx, node, constant[0]):
+            return
+        if kind in ("add", "multiply") and constant and _onnx_affine(ctx, node, kind, constant[0]):
+            return
+        if constant:
+            raise refuse(
+                OI.FRAMEWORK,
+                OI.where(node),
+                f"{node.op_type} with a constant operand '{constant[0]}'",
+                "element-wise layers join two layer outputs",
+            )
+        layouts = {ctx.value(name).layout for name in node.input}
+        if len(layouts) != 1:
+            raise refuse(
+                OI.FRAMEWORK,
+                OI.where(node),
+                f"{node.op_type} of tensors in different layouts {sorted(layouts)}",
+            )
+        ctx.add(node, kind, list(node.input), layouts.pop())
+
+    return reader
+
+
+_ONNX_AFFINE_EPSILON = 1e-5
+
+
+def _onnx_affine(ctx, node, kind: str, constant: str) -> bool:
+    """x * s (+ b) with one constant per channel -- how tf2onnx writes an inference BatchNorm -- is a
+    batch_norm with moving mean 0, moving variance 1 and gamma = s * sqrt(1 + epsilon) (exact to float rounding)."""
+    import numpy as np
+
+    other = [name for name in node.input if name != constant][0]
+    value = ctx.values.get(other)
+    if value is None:
+        return False
+    shape = ctx.shapes.get(other)
+    channels = (shape[1] if value.layout in (OI.FIRST, OI.FLAT) else shape[-1]) if shape else None
+    array = np.asarray(ctx.constants[constant], dtype=np.float64)
+    if channels is None or array.size != channels or value.layout == OI.FLAT:
+        return False
+    if (
+        value.layout == OI.FIRST
+        and array.ndim > 1
+        and array.shape[0] != channels
+        and array.shape[-1] == channels
+    ):
+        return False  # a channels-last constant on a channels-first tensor: not per-channel
+    vector = array.reshape(-1)
+    layer = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        kind == "add"
+        and layer is not None
+        and layer["name"] == value.name
+        and layer.get("source", "").endswith("*")
+    ):
+        ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
+        layer["source"] = layer["source"][:-1] + f" + {node.name}"
+        ctx.values[node.output[0]] = value
+        return True
+    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    scale = vector if kind == "multiply" else np.ones(channels)
+    tensors = {
+        "gamma": (scale * np.sqrt(1.0 + _ONNX_AFFINE_EPSILON)).astype(np.float32),
+        "beta": zeros if kind == "multiply" else vector.astype(np.float32),
+        "moving_mean": zeros,
+        "moving_variance": ones,
+    }
+    ctx.builder.rewrite(
+        OI.readable(node),
+        f"{node.op_type} by a per-channel constant",
+        "batch_norm with moving mean 0 and variance 1",
+    )
+    ctx.add(node, "batch_norm", [other], value.layout, tensors)
+    if kind == "multiply":
+        ctx.builder.layers[-1]["source"] = (node.name or OI.readable(node)) + " *"
+    return True
+
+
+def _onnx_fold_bias(ctx, node, constant: str) -> bool:
+    """MatMul then Add(bias): one dense layer (tf2onnx and some exporters split Gemm this way)."""
+    import numpy as np
+
+    other = [name for name in node.input if name != constant][0]
+    value = ctx.values.get(other)
+    layer = ctx.builder.layers[-1] if ctx.builder.layers else None
+    hosts = ("dense", "conv1d", "conv2d", "conv3d", "depthwise_conv2d")
+    if value is None or layer is None or layer["name"] != value.name or layer["type"] not in hosts:
+        return False
+    if layer.get("bias", True) or ctx.consumers.get(other, 0) != 1:
+        return False
+    bias = np.asarray(ctx.constants[constant]).reshape(-1)
+    channels = ctx.shapes.get(other)
+    channels = (
+        None
+        if not channels
+        else (channels[1] if value.layout in (OI.FIRST, OI.FLAT) else channels[-1])
+    )
+    if bias.size != channels:
+        return False
+    layer.pop("bias")
+    ctx.tensors[layer["name"]]["bias"] = bias
+    ctx.values[node.output[0]] = value
+    return True
+
+
+REGISTRY.reads("onnx", "Add", "Sum", by="add", produces=("add", "batch_norm"))(_onnx_binary("add"))
+REGISTRY.reads("onnx", "Mul", by="multiply", produces=("multiply", "batch_norm"))(
+    _onnx_binary("multiply")
+)
+REGISTRY.reads("onnx", "Sub", by="subtract")(_onnx_binary("subtract"))
+REGISTRY.reads("onnx", "Max", by="maximum")(_onnx_binary("maximum"))
+REGISTRY.reads("onnx", "Min", by="minimum")(_onnx_binary("minimum"))

@@ -6,6 +6,10 @@ import math
 from typing import Any, Literal
 
 from cnnspec.engine.plan import LayerPlan, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets import pysource as P
@@ -60,3 +64,174 @@ class FlattenDefinition(LayerDefinition):
 def flatten_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Flatten in channels-first order (C, then the spatial dims)."""
     return b.node("Flatten", [inputs[0]], layer.name, axis=1)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Flatten", by="flatten")
+def read_keras_flatten(ctx, layer, cfg, inputs, shapes):
+    KI.channels_last(layer, cfg)
+    ctx.add(layer, "flatten", inputs)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_flatten_module(ctx, node, module):
+    if module.start_dim != 1 or module.end_dim != -1:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"Flatten(start_dim={module.start_dim}, end_dim={module.end_dim})",
+            "flatten keeps the batch dim and flattens all others: Flatten(1, -1)",
+        )
+    _torch_flatten(ctx, node)
+
+
+def _torch_flatten(ctx, node):
+    if len(ctx.shape(node.args[0])) == 1 and node.name not in ctx.dict_names:
+        ctx.builder.rewrite(
+            TI.original_path(node), "flatten of flat features", "nothing (already flat)"
+        )
+        ctx.alias(node, node.args[0])
+        return
+    ctx.add(node, node.args[:1], layer_type="flatten")
+
+
+def _torch_flatten_function(ctx, node):
+    start, end = TI.arg(node, 1, "start_dim", 0), TI.arg(node, 2, "end_dim", -1)
+    if start != 1 or end != -1:
+        raise TI.refusal(
+            ctx, node, f"flatten(start_dim={start}, end_dim={end})", "torch.flatten(x, 1)"
+        )
+    _torch_flatten(ctx, node)
+
+
+def _torch_view(ctx, node):
+    """``x.view(x.size(0), -1)`` / ``x.reshape(n, -1)`` is flatten; the channel-shuffle pattern is recognised."""
+    shape_in = ctx.shape(node.args[0])
+    shape_out = ctx.shape(node)
+    if shape_out is not None and len(shape_out) == 1 and len(shape_in) >= 1:
+        _torch_flatten(ctx, node)
+        return
+    if _torch_channel_shuffle(ctx, node, shape_in, shape_out):
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        f"reshape {list(shape_in)} -> {list(shape_out or [])}",
+        "supported reshapes: flatten (x.view(x.size(0), -1)) and the view/transpose/view channel shuffle",
+    )
+
+
+def _torch_channel_shuffle(ctx, node, shape_in, shape_out) -> bool:
+    """view(N, g, C/g, H, W) -> transpose(1, 2) [-> contiguous] -> view(N, C, H, W): a channel shuffle."""
+    if (
+        shape_out is None
+        or len(shape_out) != len(shape_in) + 1
+        or shape_out[0] * shape_out[1] != shape_in[0]
+    ):
+        return False
+    users = list(node.users)
+    if (
+        len(users) != 1
+        or users[0].target not in ("transpose", _torch_transpose())
+        or tuple(users[0].args[1:3]) not in ((1, 2), (2, 1))
+    ):
+        return False
+    chain = users[0]
+    while len(chain.users) == 1 and list(chain.users)[0].target == "contiguous":
+        chain = list(chain.users)[0]
+    final = list(chain.users)
+    if len(final) != 1 or final[0].target not in (
+        "view",
+        "reshape",
+        _torch_reshape(),
+        _torch_flatten_callable(),
+    ):
+        return False
+    if ctx.shape(final[0]) != tuple(shape_in):
+        return False
+    groups = shape_out[0]
+    ctx.add(
+        final[0],
+        node.args[:1],
+        original=final[0].name,
+        layer_type="channel_shuffle",
+        groups=int(groups),
+    )
+    ctx.skip.update({node, users[0], chain, final[0]})
+    return True
+
+
+def _torch_transpose():
+    import torch
+
+    return torch.transpose
+
+
+def _torch_reshape():
+    import torch
+
+    return torch.reshape
+
+
+def _torch_flatten_callable():
+    import torch
+
+    return torch.flatten
+
+
+REGISTRY.reads("torch_module", "Flatten", by="flatten")(_torch_flatten_module)
+REGISTRY.reads("torch_function", "torch.flatten", by="flatten")(_torch_flatten_function)
+REGISTRY.reads("torch_method", "flatten", by="flatten")(_torch_flatten_function)
+REGISTRY.reads(
+    "torch_function", "torch.reshape", by="flatten", produces=("flatten", "channel_shuffle")
+)(_torch_view)
+REGISTRY.reads(
+    "torch_method", "view", "reshape", by="flatten", produces=("flatten", "channel_shuffle")
+)(_torch_view)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_flatten_like(ctx, node, attrs):
+    if node.op_type == "Flatten" and attrs.get("axis", 1) != 1:
+        raise refuse(
+            OI.FRAMEWORK, OI.where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
+        )
+    out_shape = ctx.shapes.get(node.output[0])
+    if node.op_type == "Reshape":
+        target = (
+            ctx.constants[node.input[1]].tolist()
+            if node.input[1] in ctx.constants
+            else list(out_shape or [])
+        )
+        if len(target) != 2:
+            if out_shape is not None and tuple(out_shape) == tuple(
+                ctx.shapes.get(node.input[0]) or ()
+            ):
+                ctx.alias(node, node.input[0])
+                return
+            raise refuse(
+                OI.FRAMEWORK, OI.where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten"
+            )
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    if value.layout == OI.FLAT or (
+        shape is not None and all(d == 1 for d in shape[2:]) and value.layout == OI.FIRST
+    ):
+        if (
+            value.layout != OI.FLAT and shape is not None and len(shape) > 2
+        ):  # (N, C, 1, 1) -> (N, C): keepdims pool
+            ctx.add(node, "flatten", [node.input[0]], OI.FLAT)
+        else:
+            ctx.alias(node, node.input[0], OI.FLAT)
+        return
+    flattened_last = tuple(shape[1:]) if value.layout == OI.LAST else None
+    ctx.add(node, "flatten", [node.input[0]], OI.FLAT, flattened_last=flattened_last)
+
+
+REGISTRY.reads("onnx", "Flatten", "Reshape", by="flatten")(_onnx_flatten_like)

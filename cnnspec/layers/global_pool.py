@@ -8,6 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -97,3 +101,187 @@ def global_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> 
         return b.node(op, [inputs[0]], layer.name)
     pooled = b.node(op, [inputs[0]], b.temp(layer, "pooled"))
     return b.node("Flatten", [pooled], layer.name, axis=1)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+def _read_keras_global_pool(kind: str):
+    def reader(ctx, layer, cfg, inputs, shapes):
+        KI.channels_last(layer, cfg)
+        ctx.add(
+            layer,
+            f"global_{kind}_pool",
+            inputs,
+            **KI.drop_defaults(keepdims=bool(cfg.get("keepdims", False))),
+        )
+
+    return reader
+
+
+REGISTRY.reads(
+    "keras",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    by="global_avg_pool",
+    produces=("global_avg_pool",),
+)(_read_keras_global_pool("avg"))
+REGISTRY.reads(
+    "keras",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    by="global_max_pool",
+    produces=("global_max_pool",),
+)(_read_keras_global_pool("max"))
+
+
+@REGISTRY.reads(
+    "keras",
+    "Reshape",
+    by="global_avg_pool",
+    produces=("global_avg_pool", "global_max_pool", "flatten"),
+)
+def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
+    target = tuple(cfg["target_shape"])
+    incoming = tuple(shapes[0][1:])
+    if len(incoming) >= 2 and all(d == 1 for d in incoming[:-1]) and target == (incoming[-1],):
+        # (1, ..., 1, C) -> (C,): both flatten orders agree when every spatial dim is 1
+        ctx.builder.rewrite(layer.name, f"Reshape({target}) of a {incoming} map", "flatten")
+        ctx.add(layer, "flatten", inputs, source=layer.name)
+        return
+    source_layer = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        source_layer is not None
+        and source_layer["name"] == inputs[0]
+        and source_layer["type"].startswith("global_")
+        and not source_layer.get("keepdims")
+        and ctx.consumers.get(id(ctx.node.input_tensors[0])) == 1
+    ):
+        previous = ctx.builder.layers[-2]["name"] if len(ctx.builder.layers) > 1 else "input"
+        pooled = ctx.shapes[source_layer.get("inputs", [previous])[0]]
+        exact = (
+            len(target) == len(pooled)
+            and all(d == 1 for d in target[:-1])
+            and target[-1] == pooled[-1]
+        )
+    else:
+        exact = False
+    if exact:
+        ctx.builder.rewrite(
+            layer.name,
+            f"{source_layer.get('source', source_layer['name'])} + Reshape({target})",
+            f"{source_layer['type']} with keepdims: true",
+        )
+        ctx.builder.layers.pop()
+        ctx.builder._names.discard(source_layer["name"])
+        fields = {k: v for k, v in source_layer.items() if k not in ("name", "type", "source")}
+        fields["keepdims"] = True
+        previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
+        pool_inputs = fields.pop("inputs", [previous])
+        ctx.add(
+            layer,
+            source_layer["type"],
+            pool_inputs,
+            source=f"{source_layer.get('source', source_layer['name'])}+{layer.name}",
+            **fields,
+        )
+        return
+    raise refuse(
+        KI.FRAMEWORK,
+        KI.where(layer),
+        f"Reshape{target} is not supported here",
+        "cnnspec rewrites Reshape((1, 1, C)) right after a global pooling into keepdims; "
+        "for other reshapes use Flatten or a global pooling",
+    )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_mean(ctx, node):
+    dims = TI.arg(node, 1, "dim")
+    keepdim = bool(TI.arg(node, 2, "keepdim", False))
+    shape = ctx.shape(node.args[0])
+    rank = len(shape) + 1
+    dims = [dims] if isinstance(dims, int) else list(dims or [])
+    if sorted(d % rank for d in dims) != list(range(2, rank)):
+        raise TI.refusal(
+            ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool"
+        )
+    ctx.add(node, node.args[:1], layer_type="global_avg_pool", **TI.drop_defaults(keepdims=keepdim))
+
+
+def _torch_amax(ctx, node):
+    dims = TI.arg(node, 1, "dim")
+    keepdim = bool(TI.arg(node, 2, "keepdim", False))
+    rank = len(ctx.shape(node.args[0])) + 1
+    dims = [dims] if isinstance(dims, int) else list(dims or [])
+    if sorted(d % rank for d in dims) != list(range(2, rank)):
+        raise TI.refusal(
+            ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool"
+        )
+    ctx.add(node, node.args[:1], layer_type="global_max_pool", **TI.drop_defaults(keepdims=keepdim))
+
+
+REGISTRY.reads("torch_function", "torch.mean", by="global_avg_pool", produces=("global_avg_pool",))(
+    _torch_mean
+)
+REGISTRY.reads("torch_method", "mean", by="global_avg_pool", produces=("global_avg_pool",))(
+    _torch_mean
+)
+REGISTRY.reads("torch_function", "torch.amax", by="global_max_pool", produces=("global_max_pool",))(
+    _torch_amax
+)
+REGISTRY.reads("torch_method", "amax", by="global_max_pool", produces=("global_max_pool",))(
+    _torch_amax
+)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_global_pool(kind: str):
+    def reader(ctx, node, attrs):
+        OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
+        ctx.add(node, f"global_{kind}_pool", [node.input[0]], OI.FIRST, keepdims=True)
+
+    return reader
+
+
+def _onnx_reduce(kind: str):
+    def reader(ctx, node, attrs):
+        value = ctx.value(node.input[0])
+        rank = len(ctx.shapes[node.input[0]])
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1:
+            axes = ctx.constant(node.input[1], "axes").tolist()
+        spatial = list(range(2, rank)) if value.layout == OI.FIRST else list(range(1, rank - 1))
+        if sorted(a % rank for a in (axes or [])) != spatial:
+            raise refuse(
+                OI.FRAMEWORK,
+                OI.where(node),
+                f"reduction over axes {axes}",
+                "a reduction over every spatial axis",
+            )
+        keepdims = bool(attrs.get("keepdims", 1))
+        layout = value.layout if keepdims else OI.FLAT
+        fields = {"keepdims": True} if keepdims else {}
+        ctx.add(node, f"global_{kind}_pool", [node.input[0]], layout, **fields)
+
+    return reader
+
+
+REGISTRY.reads("onnx", "GlobalAveragePool", by="global_avg_pool", produces=("global_avg_pool",))(
+    _onnx_global_pool("avg")
+)
+REGISTRY.reads("onnx", "GlobalMaxPool", by="global_max_pool", produces=("global_max_pool",))(
+    _onnx_global_pool("max")
+)
+REGISTRY.reads("onnx", "ReduceMean", by="global_avg_pool", produces=("global_avg_pool",))(
+    _onnx_reduce("avg")
+)
+REGISTRY.reads("onnx", "ReduceMax", by="global_max_pool", produces=("global_max_pool",))(
+    _onnx_reduce("max")
+)

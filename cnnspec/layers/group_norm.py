@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase, Positive
 from cnnspec.targets import pysource as P
@@ -175,3 +178,73 @@ def group_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> s
     shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))
     value = b.node("Reshape", [value, shape], b.temp(layer, "ungrouped"))
     return O.affine(b, layer, value, layer.spec.affine, layer.spec.affine)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads(
+    "keras", "GroupNormalization", by="group_norm", produces=("group_norm", "instance_norm")
+)
+def read_keras_group_norm(ctx, layer, cfg, inputs, shapes):
+    """GroupNormalization; one group per channel (Keras' groups=-1) is instance_norm."""
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, len(shapes[0]) - 1):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"normalises axis {axis}",
+            "group_norm groups the channel (last) axis",
+        )
+    if bool(cfg["center"]) != bool(cfg["scale"]):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            "center and scale differ",
+            "group_norm's affine learns both or neither",
+        )
+    channels = shapes[0][-1]
+    groups = channels if cfg["groups"] == -1 else cfg["groups"]
+    fields: dict[str, Any] = (
+        {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    )
+    if (
+        groups == channels
+    ):  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
+        ctx.add(
+            layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {})
+        )
+        return
+    if not cfg["center"]:
+        fields["affine"] = False
+    ctx.add(layer, "group_norm", inputs, groups=groups, **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_group_norm(ctx, node, module):
+    fields: dict[str, Any] = {} if module.eps == 1e-5 else {"epsilon": float(module.eps)}
+    if not module.affine:
+        fields["affine"] = False
+    ctx.add(node, node.args[:1], layer_type="group_norm", groups=int(module.num_groups), **fields)
+
+
+def _torch_instance_norm(ctx, node, module):
+    if module.track_running_stats:
+        raise TI.refusal(
+            ctx,
+            node,
+            "InstanceNorm with track_running_stats",
+            "instance_norm uses each sample's statistics",
+        )
+    fields: dict[str, Any] = {} if module.eps == 1e-5 else {"epsilon": float(module.eps)}
+    if module.affine:
+        fields["affine"] = True
+    ctx.add(node, node.args[:1], layer_type="instance_norm", **fields)
+
+
+REGISTRY.reads("torch_module", "GroupNorm", by="group_norm")(_torch_group_norm)
+REGISTRY.reads(
+    "torch_module", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", by="instance_norm"
+)(_torch_instance_norm)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
@@ -46,3 +48,32 @@ class IdentityDefinition(LayerDefinition):
 def identity_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Identity."""
     return b.node("Identity", [inputs[0]], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Identity", by="identity")
+def read_keras_identity(ctx, layer, cfg, inputs, shapes):
+    KI.pass_through(ctx, layer, cfg, inputs, shapes)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_identity(ctx, node, module):
+    TI.pass_through(ctx, node, module)
+
+
+REGISTRY.reads("torch_module", "Identity", by="identity")(_torch_identity)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_identity(ctx, node, attrs):
+    """ONNX Identity (exporters write them for renamed outputs): no layer, its output is its input."""
+    ctx.alias(node, node.input[0])
+
+
+REGISTRY.reads("onnx", "Identity", by="identity", produces=())(_onnx_identity)

@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -122,3 +125,123 @@ def layer_norm_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> s
     """The explicit formula over the channel axis, then the per-channel gamma and beta it has."""
     value = O.normalized(b, layer, inputs[0], [1], layer.spec.epsilon)
     return O.affine(b, layer, value, layer.spec.scale, layer.spec.center)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "LayerNormalization", by="layer_norm")
+def read_keras_layer_norm(ctx, layer, cfg, inputs, shapes):
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, [-1], len(shapes[0]) - 1, [len(shapes[0]) - 1]):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"normalises axes {axis}",
+            "layer_norm normalises the channel axis",
+        )
+    fields: dict[str, Any] = (
+        {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
+    )
+    fields.update({key: False for key in ("center", "scale") if not cfg[key]})
+    ctx.add(layer, "layer_norm", inputs, **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_layer_norm_fields(eps, weight, bias) -> dict[str, Any]:
+    fields: dict[str, Any] = {} if eps == 1e-5 else {"epsilon": float(eps)}
+    if bias is None:
+        fields["center"] = False
+    if weight is None:
+        fields["scale"] = False
+    return fields
+
+
+def _torch_channel_layer_norm(ctx, node, module):
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="layer_norm",
+        **_torch_layer_norm_fields(module.eps, module.weight, module.bias),
+    )
+
+
+def _torch_layer_norm(ctx, node, module):
+    """nn.LayerNorm(C) on flat features, or between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) (ConvNeXt):
+    the channels at each position.  On an NCHW map it would normalise W: refused."""
+    shape = ctx.shape(node.args[0])
+    fields = _torch_layer_norm_fields(module.eps, module.weight, module.bias)
+    if module.weight is not None and module.bias is not None and not module.elementwise_affine:
+        fields = {}
+    if len(module.normalized_shape) != 1 or module.normalized_shape[0] != shape[-1]:
+        raise TI.refusal(
+            ctx, node, f"LayerNorm{tuple(module.normalized_shape)} on {list(shape)}", "LayerNorm(C)"
+        )
+    if len(shape) == 1:
+        ctx.add(node, node.args[:1], layer_type="layer_norm", **fields)
+        return
+    before = node.args[0]
+    users = list(node.users)
+    rank = len(shape)
+    to_last = (0, *range(2, rank + 1), 1)
+    to_first = (0, rank, *range(1, rank))
+    if (
+        _torch_is_permute(before, to_last)
+        and len(before.users) == 1
+        and len(users) == 1
+        and _torch_is_permute(users[0], to_first)
+    ):
+        ctx.skip.add(users[0])
+        ctx.add(
+            users[0],
+            [before.args[0]],
+            original=TI.original_path(node),
+            layer_type="layer_norm",
+            **fields,
+        )
+        ctx.values[node] = ctx.values[users[0]]
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        f"LayerNorm({shape[-1]}) on a channels-first map normalises its last spatial axis",
+        "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) normalises the channels",
+    )
+
+
+def _torch_is_permute(node, dims) -> bool:
+    import torch
+
+    if getattr(node, "op", None) not in ("call_method", "call_function"):
+        return False
+    if node.target not in ("permute", torch.permute):
+        return False
+    args = node.args[1:]
+    args = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+    return args == tuple(dims)
+
+
+def _torch_permute(ctx, node):
+    """The permute before a LayerNorm(C) read as layer_norm (see _layer_norm); any other permute is refused."""
+    users = list(node.users)
+    if (
+        len(users) == 1
+        and users[0].op == "call_module"
+        and type(ctx.modules[users[0].target]).__name__ == "LayerNorm"
+    ):
+        ctx.alias(node, node.args[0])
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        "a permute",
+        "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) is layer_norm",
+    )
+
+
+REGISTRY.reads("torch_module", "LayerNorm", by="layer_norm")(_torch_layer_norm)
+REGISTRY.reads("torch_module", "ChannelLayerNorm", by="layer_norm")(_torch_channel_layer_norm)
+REGISTRY.reads("torch_function", "torch.permute", by="layer_norm")(_torch_permute)
+REGISTRY.reads("torch_method", "permute", by="layer_norm")(_torch_permute)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import torch as TI
 from cnnspec.layers.layer_norm import feature_order
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import LayerBase
@@ -88,3 +89,29 @@ class LayerScaleDefinition(LayerDefinition):
 def layer_scale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Mul by the per-channel gamma (planned (C, 1, ...), so it broadcasts over the spatial dims)."""
     return b.node("Mul", [inputs[0], b.weight(layer, "gamma")], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "LayerScale", by="layer_scale")
+def read_keras_layer_scale(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's LayerScale helper (init_value) and keras.applications ConvNeXt's (init_values)."""
+    value = float(cfg["init_value"] if "init_value" in cfg else cfg["init_values"])
+    ctx.add(layer, "layer_scale", inputs, **({} if value == 1e-6 else {"init_value": value}))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_layer_scale(ctx, node, module):
+    values = module.gamma.detach().reshape(-1)
+    fields = (
+        {"init_value": TI.float32_text(values[0].item())}
+        if bool((values == values[0]).all())
+        else {}
+    )
+    ctx.add(node, node.args[:1], layer_type="layer_scale", **fields)
+
+
+REGISTRY.reads("torch_module", "LayerScale", by="layer_scale")(_torch_layer_scale)

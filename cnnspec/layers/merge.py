@@ -7,6 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import NAME_PATTERN, LayerBase
 from cnnspec.targets.keras import code as K
@@ -95,3 +99,64 @@ class ConcatDefinition(LayerDefinition):
 def concat_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Concat along the channel axis."""
     return b.node("Concat", inputs, layer.name, axis=1)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Concatenate", by="concat")
+def read_keras_concat(ctx, layer, cfg, inputs, shapes):
+    if cfg.get("axis", -1) not in (-1, len(shapes[0]) - 1):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"concatenates along axis {cfg['axis']}",
+            "cnnspec's concat joins channels (the last axis)",
+        )
+    ctx.add(layer, "concat", inputs)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_cat(ctx, node):
+    tensors = TI.arg(node, 0, "tensors")
+    dim = TI.arg(node, 1, "dim", 0)
+    if len(tensors) == 1:
+        ctx.builder.rewrite(node.name, "torch.cat of one tensor", "nothing (it is that tensor)")
+        ctx.alias(node, tensors[0])
+        return
+    rank = len(ctx.shape(tensors[0])) + 1
+    if dim not in (1, 1 - rank):
+        raise TI.refusal(ctx, node, f"torch.cat along dim {dim}", "concat joins channels (dim=1)")
+    ctx.add(node, list(tensors), layer_type="concat")
+
+
+REGISTRY.reads("torch_function", "torch.cat", "torch.concat", by="concat")(_torch_cat)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_concat(ctx, node, attrs):
+    if len(node.input) == 1:
+        ctx.builder.rewrite(
+            OI.readable(node), "Concat of one tensor", "nothing (it is that tensor)"
+        )
+        ctx.alias(node, node.input[0])
+        return
+    layouts = {ctx.value(name).layout for name in node.input}
+    rank = len(ctx.shapes.get(node.input[0]) or (0, 0))
+    layout = layouts.pop() if len(layouts) == 1 else None
+    channel_axis = 1 if layout in (OI.FIRST, OI.FLAT) else rank - 1
+    if layout is None or attrs.get("axis", 0) % rank != channel_axis:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Concat along axis {attrs.get('axis')}",
+            "concat joins channels",
+        )
+    ctx.add(node, "concat", list(node.input), layout)
+
+
+REGISTRY.reads("onnx", "Concat", by="concat")(_onnx_concat)

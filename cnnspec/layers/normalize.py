@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
@@ -162,3 +165,50 @@ def normalize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
         mean, std = O.per_channel(b, layer, mean, "mean"), O.per_channel(b, layer, std, "std")
     centred = b.node("Sub", [inputs[0], mean], b.temp(layer, "centred"))
     return b.node("Div", [centred, std], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Normalization", by="normalize")
+def read_keras_normalization(ctx, layer, cfg, inputs, shapes):
+    """Keras Normalization: constants given in the config become fields; adapted statistics are weights."""
+    import numpy as np
+
+    axis = cfg.get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis not in (-1, len(shapes[0]) - 1) or cfg.get("invert"):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"axis={axis}, invert={cfg.get('invert')}",
+            "per-channel normalize",
+        )
+    if cfg.get("mean") is None:
+        ctx.add(layer, "normalize", inputs)
+        return
+    channels = shapes[0][-1]
+    mean, variance = (
+        np.broadcast_to(np.asarray(cfg[k], dtype=float).reshape(-1), (channels,))
+        for k in ("mean", "variance")
+    )
+    ctx.add(layer, "normalize", inputs, mean=mean.tolist(), variance=variance.tolist())
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_normalize(ctx, node, module):
+    if "mean" not in module._non_persistent_buffers_set:  # statistics kept as weights
+        ctx.add(node, node.args[:1], layer_type="normalize")
+        return
+    ctx.add(
+        node,
+        node.args[:1],
+        layer_type="normalize",
+        mean=TI.vector(module.mean),
+        variance=TI.vector(module.variance),
+    )
+
+
+REGISTRY.reads("torch_module", "Normalize", by="normalize")(_torch_normalize)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -9,6 +10,10 @@ from pydantic import Field
 from cnnspec.engine.channels import padded_length
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
@@ -158,3 +163,112 @@ def pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     if layer.spec.mode == "constant" and layer.spec.value:
         operands.append(b.constant(b.temp(layer, "pad_value"), float(layer.spec.value), "float32"))
     return b.node("Pad", operands, layer.name, mode=_ONNX_PAD_MODES[layer.spec.mode])
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+_PAD_TYPES = ("pad1d", "pad2d", "pad3d", "zero_pad1d", "zero_pad2d", "zero_pad3d")
+
+
+@REGISTRY.reads("keras", "ConstantPadding", by="pad2d", produces=_PAD_TYPES)
+def read_keras_constant_padding(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's ConstantPadding helper: -inf before the max pool it serves is that pool's padding."""
+    pairs = [list(pair) for pair in cfg["padding"]]
+    if cfg.get("value") == -math.inf and KI.absorb_helper_pad(ctx, layer, pairs, -math.inf, inputs):
+        return
+    read_keras_padding(ctx, layer, cfg, inputs, shapes)
+
+
+@REGISTRY.reads("keras", "Padding", by="pad2d", produces=_PAD_TYPES)
+def read_keras_padding(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Padding (constant / reflect / replicate) and ConstantPadding helpers: a pad layer."""
+    value, mode = float(cfg.get("value", 0.0)), cfg.get("mode", "constant")
+    if not math.isfinite(value):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"pads with {value}",
+            "-inf padding is read only before a max pool",
+        )
+    rank = len(shapes[0]) - 2
+    padding = [list(pair) for pair in cfg["padding"]]
+    if mode == "constant" and value == 0.0:
+        ctx.add(layer, f"zero_pad{rank}d", inputs, padding=compact_padding(padding))
+        return
+    fields: dict[str, Any] = {"mode": mode} if mode != "constant" else {"value": value}
+    ctx.add(layer, f"pad{rank}d", inputs, padding=compact_padding(padding), **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_mode_pad(mode: str):
+    def reader(ctx, node, module):
+        rank = int(type(module).__name__[-2])
+        flat = list(module.padding)
+        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][
+            ::-1
+        ]  # torch lists the last dim first
+        ctx.add(
+            node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode
+        )
+
+    return reader
+
+
+def _torch_f_pad(ctx, node):
+    flat = list(TI.arg(node, 1, "pad"))
+    mode = node.kwargs.get("mode", TI.arg(node, 2, "mode", "constant"))
+    value = node.kwargs.get("value", TI.arg(node, 3, "value", None)) or 0.0
+    rank = len(ctx.shape(node.args[0])) - 1
+    if len(flat) != 2 * rank:
+        raise TI.refusal(
+            ctx, node, f"F.pad with {len(flat)} amounts on a {rank}-d map", "pad every spatial dim"
+        )
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]
+    if mode != "constant":
+        ctx.add(
+            node, node.args[:1], layer_type=f"pad{rank}d", padding=compact_padding(pairs), mode=mode
+        )
+        return
+    TI.pad_layer(ctx, node, rank, pairs, float(value))
+
+
+REGISTRY.reads("torch_module", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d", by="pad2d")(
+    _torch_mode_pad("reflect")
+)
+REGISTRY.reads(
+    "torch_module", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", by="pad2d"
+)(_torch_mode_pad("replicate"))
+REGISTRY.reads("torch_function", "torch.nn.functional.pad", by="pad2d", produces=_PAD_TYPES)(
+    _torch_f_pad
+)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_pad(ctx, node, attrs):
+    mode = OI.decode(attrs.get("mode", "constant"))
+    pads = attrs.get("pads")
+    if pads is None:
+        pads = ctx.constant(node.input[1], "pads").tolist()
+    value = 0.0
+    if len(node.input) > 2 and node.input[2]:
+        value = float(ctx.constant(node.input[2], "value"))
+    rank = len(pads) // 2
+    layout = ctx.value(node.input[0]).layout
+    spatial = range(2, rank) if layout == OI.FIRST else range(1, rank - 1)
+    others = [axis for axis in range(rank) if axis not in spatial]
+    if any(pads[axis] or pads[axis + rank] for axis in others):
+        raise refuse(OI.FRAMEWORK, OI.where(node), "padding of the batch or channel axis")
+    pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
+    fields = {"padding": compact_padding(pairs)}
+    if mode == "constant" and value == 0.0:
+        ctx.add(node, f"zero_pad{rank - 2}d", [node.input[0]], layout, **fields)
+    else:
+        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, mode=mode, value=value, **fields)
+
+
+REGISTRY.reads("onnx", "Pad", by="pad2d", produces=_PAD_TYPES)(_onnx_pad)

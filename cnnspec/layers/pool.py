@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -9,6 +10,10 @@ from pydantic import Field
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import AXIS_NAMES, LayerPlan
 from cnnspec.engine.sizes import Size, ceil_pool_size, window_size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact, compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import PADDING_DESCRIPTION, Flag, LayerBase, PaddingSpec, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -372,3 +377,214 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         pads=O.flat_pads(pads),
         **attributes,
     )
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+def _read_keras_pool(kind: str):
+    def read_keras_pool(ctx, layer, cfg, inputs, shapes):
+        KI.channels_last(layer, cfg)
+        size = cfg["pool_size"]
+        size = (size,) if isinstance(size, int) else tuple(size)
+        strides = cfg.get("strides") or size
+        strides = (strides,) if isinstance(strides, int) else tuple(strides)
+        fields = KI.drop_defaults(
+            pool_size=compact(size), padding=KI.same_or_valid(layer, cfg["padding"])
+        )
+        if tuple(strides) != tuple(size):  # a pool's stride defaults to its size, not to 1
+            fields["stride"] = compact(strides)
+        ctx.add(layer, f"{kind}_pool{len(size)}d", inputs, **fields)
+
+    return read_keras_pool
+
+
+REGISTRY.reads(
+    "keras",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    by="max_pool2d",
+    absorbs_padding=-math.inf,
+)(_read_keras_pool("max"))
+REGISTRY.reads(
+    "keras",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    by="avg_pool2d",
+    absorbs_padding=0.0,
+)(_read_keras_pool("avg"))
+
+
+@REGISTRY.reads("keras", "CountedAveragePooling", by="avg_pool2d")
+def read_keras_counted_average_pooling(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's generated CountedAveragePooling helper, read back as the avg pool it implements."""
+    size, strides = tuple(cfg["pool_size"]), tuple(cfg["strides"])
+    fields = KI.drop_defaults(
+        pool_size=compact(size),
+        padding=compact_padding(cfg["padding"]),
+        ceil_mode=any(cfg["ceil_extra"]),
+    )
+    if strides != size:
+        fields["stride"] = compact(strides)
+    if not cfg["count_include_pad"] and any(any(pair) for pair in cfg["padding"]):
+        fields["count_include_pad"] = False
+    ctx.add(layer, f"avg_pool{len(size)}d", inputs, **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_pool(kind: str):
+    def reader(ctx, node, module):
+        kernel = module.kernel_size
+        rank = int(type(module).__name__[-2])
+        kernel = (kernel,) * rank if isinstance(kernel, int) else tuple(kernel)
+        stride = module.stride if module.stride is not None else kernel
+        stride = (stride,) * rank if isinstance(stride, int) else tuple(stride)
+        padding = module.padding
+        padding = (padding,) * rank if isinstance(padding, int) else tuple(padding)
+        if kind == "max" and (
+            getattr(module, "return_indices", False) or compact(module.dilation) != 1
+        ):
+            raise TI.refusal(
+                ctx, node, "max pooling with dilation or return_indices", "max_pool without them"
+            )
+        if kind == "avg" and getattr(module, "divisor_override", None):
+            raise TI.refusal(
+                ctx, node, "divisor_override", "avg_pool counts cells as count_include_pad says"
+            )
+        fields = dict(
+            pool_size=compact(kernel),
+            padding=TI.conv_padding(padding) if any(padding) else "valid",
+            ceil_mode=bool(module.ceil_mode),
+        )
+        if stride != kernel:
+            fields["stride"] = compact(stride)
+        if kind == "avg" and any(padding) and not module.count_include_pad:
+            fields["count_include_pad"] = False
+        _torch_pool_layer(ctx, node, kind, rank, fields)
+
+    return reader
+
+
+def _torch_pool_layer(ctx, node, kind, rank, fields):
+    stride = fields.pop("stride", None)  # a pool's stride defaults to its size, not to 1
+    fields = TI.drop_defaults(**fields)
+    if stride is not None:
+        fields["stride"] = stride
+    ctx.add(node, node.args[:1], layer_type=f"{kind}_pool{rank}d", **fields)
+
+
+def _torch_counted_avg_pool(ctx, node, module):
+    """cnnspec's generated CountedAvgPool helper, read back as the avg pool it implements."""
+    rank = len(module.kernel_size)
+    declared = list(module.declared)
+    pairs = [(declared[2 * i], declared[2 * i + 1]) for i in range(rank)][::-1]
+    kernel, stride = tuple(module.kernel_size), tuple(module.stride)
+    fields = dict(
+        pool_size=compact(kernel), padding=compact_padding(pairs), ceil_mode=any(module.overhang)
+    )
+    if stride != kernel:
+        fields["stride"] = compact(stride)
+    if module.padding_value != 1.0:
+        fields["count_include_pad"] = False
+    _torch_pool_layer(ctx, node, "avg", rank, fields)
+
+
+def _torch_f_pool(kind: str, rank: int):
+    def reader(ctx, node):
+        kernel = TI.arg(node, 1, "kernel_size")
+        kernel = (kernel,) * rank if isinstance(kernel, int) else tuple(kernel)
+        stride = TI.arg(node, 2, "stride") or kernel
+        stride = (stride,) * rank if isinstance(stride, int) else tuple(stride)
+        padding = TI.arg(node, 3, "padding", 0)
+        padding = (padding,) * rank if isinstance(padding, int) else tuple(padding)
+        ceil_mode = bool(
+            node.kwargs.get(
+                "ceil_mode", TI.arg(node, 5 if kind == "max" else 4, "ceil_mode", False)
+            )
+        )
+        fields = dict(
+            pool_size=compact(kernel),
+            padding=TI.conv_padding(padding) if any(padding) else "valid",
+            ceil_mode=ceil_mode,
+        )
+        if stride != kernel:
+            fields["stride"] = compact(stride)
+        if (
+            kind == "avg"
+            and any(padding)
+            and not node.kwargs.get("count_include_pad", TI.arg(node, 5, "count_include_pad", True))
+        ):
+            fields["count_include_pad"] = False
+        _torch_pool_layer(ctx, node, kind, rank, fields)
+
+    return reader
+
+
+REGISTRY.reads(
+    "torch_module",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    by="max_pool2d",
+    absorbs_padding=-math.inf,
+)(_torch_pool("max"))
+REGISTRY.reads(
+    "torch_module", "AvgPool1d", "AvgPool2d", "AvgPool3d", by="avg_pool2d", absorbs_padding=0.0
+)(_torch_pool("avg"))
+REGISTRY.reads("torch_module", "CountedAvgPool", by="avg_pool2d")(_torch_counted_avg_pool)
+REGISTRY.reads("torch_function", "torch.nn.functional.max_pool1d", by="max_pool2d")(
+    _torch_f_pool("max", 1)
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.max_pool2d", by="max_pool2d")(
+    _torch_f_pool("max", 2)
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.max_pool3d", by="max_pool2d")(
+    _torch_f_pool("max", 3)
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool1d", by="avg_pool2d")(
+    _torch_f_pool("avg", 1)
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool2d", by="avg_pool2d")(
+    _torch_f_pool("avg", 2)
+)
+REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool3d", by="avg_pool2d")(
+    _torch_f_pool("avg", 3)
+)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_pool(kind: str):
+    def reader(ctx, node, attrs):
+        OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
+        kernel = list(attrs["kernel_shape"])
+        rank = len(kernel)
+        if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
+            raise refuse(OI.FRAMEWORK, OI.where(node), "dilated pooling")
+        strides = list(
+            attrs.get("strides", [1] * rank)
+        )  # ONNX's default stride is 1, not the window
+        padding = OI.padding_of(attrs, rank, node)
+        fields = OI.drop_defaults(pool_size=compact(kernel), padding=padding)
+        if strides != kernel:
+            fields["stride"] = compact(strides)
+        if attrs.get("ceil_mode"):
+            fields["ceil_mode"] = True
+        if (
+            kind == "avg"
+            and padding not in ("valid", "same")
+            and not attrs.get("count_include_pad", 0)
+        ):
+            fields["count_include_pad"] = False
+        ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], OI.FIRST, **fields)
+
+    return reader
+
+
+REGISTRY.reads("onnx", "MaxPool", by="max_pool2d")(_onnx_pool("max"))
+REGISTRY.reads("onnx", "AveragePool", by="avg_pool2d")(_onnx_pool("avg"))

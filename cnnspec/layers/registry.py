@@ -10,9 +10,15 @@ of weighted layers are derived from the registry; nothing else lists layer types
 A definition that lacks a required part, a ``type`` no model declares, or a type
 registered twice is refused when its module is imported (:class:`RegistrationError`).
 
-Later work attaches further per-type hooks (an ONNX emission, import recognisers,
-teaching text) either as methods of the definition or from its own module with
-:meth:`Registry.attach`; :meth:`Registry.missing` lists the types a hook does not cover.
+Later work attaches further per-type hooks (an ONNX emission, teaching text) either as
+methods of the definition or from its own module with :meth:`Registry.attach`;
+:meth:`Registry.missing` lists the types a hook does not cover.
+
+What the importers recognise is claimed the same way, from the definition's module, with
+:meth:`Registry.reads`: the framework names (a Keras layer class, a torch module class or
+function, an ONNX op type) and the reader that turns one into spec layers.  The importers
+only walk graphs and look names up in :meth:`Registry.claims`; a name claimed twice is
+refused when the second module is imported.
 """
 
 from __future__ import annotations
@@ -35,7 +41,18 @@ if TYPE_CHECKING:  # pragma: no cover
 REQUIRED_METHODS = ("plan", "torch", "keras")
 
 #: Optional per-type hooks later work fills in (as a method, or with ``Registry.attach``).
-OPTIONAL_HOOKS = ("onnx", "keras_import", "torch_import", "onnx_import", "explain")
+OPTIONAL_HOOKS = ("onnx", "explain")
+
+#: What an importer looks up, and how the claimed names are spelled in each.
+IMPORT_SOURCES = {
+    "keras": "Keras layer class name (Conv2D; cnnspec's own helpers: PortableConv)",
+    "keras_activation": "Keras activation name (activation='swish'; the reader returns the spec type)",
+    "keras_op": "Keras operation class name (a raw op in a functional graph: x + y is Add)",
+    "torch_module": "torch.nn.Module class name (Conv2d; cnnspec's own helpers: CountedAvgPool)",
+    "torch_function": "dotted path of a function fx records (torch.nn.functional.relu, operator.add)",
+    "torch_method": "tensor method name (x.view(...) is view)",
+    "onnx": "ONNX op type (Conv)",
+}
 
 
 class RegistrationError(CnnspecError):
@@ -196,6 +213,31 @@ class LayerDefinition:
         return type(self).weights is not LayerDefinition.weights
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One framework name an importer reads, and who reads it.
+
+    Attributes:
+        source: where the name is looked up (a key of :data:`IMPORT_SOURCES`).
+        name: the class name, op type, method name or dotted function path.
+        reader: turns one occurrence into spec layers; its arguments are the importer's
+            (see the importer module's docstring).
+        owner: the definition that claims the name (the reader lives in its module).
+        produces: the types the reader can write (rewrites may write another definition's
+            type: a Keras ``Dense`` on a feature map is a 1x1 convolution).
+        absorbs_padding: the pad value a layer of this class takes into its own padding when
+            cnnspec's generated ``<name>_pad`` helper feeds it (0.0 before a convolution or
+            an average pool, -inf before a max pool), or None.
+    """
+
+    source: str
+    name: str
+    reader: Callable[..., Any]
+    owner: LayerDefinition
+    produces: tuple[str, ...]
+    absorbs_padding: float | None = None
+
+
 def _literal_types(model: type) -> tuple[str, ...]:
     info = getattr(model, "model_fields", {}).get("type")
     if info is None:
@@ -215,6 +257,7 @@ class Registry:
     _by_type: dict[str, LayerDefinition] = field(default_factory=dict)
     _definitions: list[LayerDefinition] = field(default_factory=list)
     _hooks: dict[str, dict[str, Callable[..., Any]]] = field(default_factory=dict)
+    _claims: dict[str, dict[str, Claim]] = field(default_factory=dict)
 
     def register(self, cls: type[LayerDefinition]) -> type[LayerDefinition]:
         """Class decorator: check a definition and add it (raises :class:`RegistrationError`)."""
@@ -281,6 +324,68 @@ class Registry:
 
         return decorate
 
+    def reads(
+        self,
+        source: str,
+        *names: str,
+        by: str,
+        produces: tuple[str, ...] | None = None,
+        absorbs_padding: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: the definition of type ``by`` claims ``names`` in ``source`` with ``fn``.
+
+        Refused (:class:`RegistrationError`, nothing recorded) when the source is unknown, ``by``
+        is not registered, the reader is not defined in ``by``'s own module, or a name is
+        already claimed in that source.  ``produces`` defaults to the definition's types.
+        """
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            where = f"import claim {source}:{', '.join(names)} by {getattr(fn, '__qualname__', fn)}"
+            if source not in IMPORT_SOURCES:
+                raise RegistrationError(
+                    f"{where}: unknown source {source!r}; known: {', '.join(IMPORT_SOURCES)}"
+                )
+            owner = self._by_type.get(by)
+            if owner is None:
+                raise RegistrationError(f"{where}: {by!r} is not a registered layer type")
+            home = type(owner).__module__
+            if getattr(fn, "__module__", None) != home:
+                raise RegistrationError(
+                    f"{where}: the reader of a {by!r} claim belongs in {home}, not in {fn.__module__}"
+                )
+            if not names:
+                raise RegistrationError(f"{where}: no names to claim")
+            table = self._claims.setdefault(source, {})
+            for name in names:
+                other = table.get(name)
+                if other is not None:
+                    raise RegistrationError(
+                        f"{where}: {source} name {name!r} is already claimed by "
+                        f"{type(other.owner).__qualname__} ({type(other.owner).__module__})"
+                    )
+            if len(set(names)) != len(names):
+                raise RegistrationError(f"{where}: a name is listed twice")
+            for name in names:
+                table[name] = Claim(
+                    source,
+                    name,
+                    fn,
+                    owner,
+                    owner.types if produces is None else tuple(produces),
+                    absorbs_padding,
+                )
+            return fn
+
+        return decorate
+
+    def claims(self, source: str) -> dict[str, Claim]:
+        """Every name claimed in ``source`` (a key of :data:`IMPORT_SOURCES`) -> its claim."""
+        if source not in IMPORT_SOURCES:
+            raise CnnspecError(
+                f"unknown import source {source!r}; known: {', '.join(IMPORT_SOURCES)}"
+            )
+        return dict(self._claims.get(source, {}))
+
     def hook(self, hook: str, layer_type: str) -> Callable[..., Any] | None:
         """Hook ``hook`` of ``layer_type``: attached with :meth:`attach`, else the definition's own method."""
         attached = self._hooks.get(hook, {}).get(layer_type)
@@ -344,6 +449,13 @@ class Registry:
                 raise RegistrationError(
                     f"model {model.__name__} declares types {unhandled} that no definition registers"
                 )
+        for table in self._claims.values():
+            for claim in table.values():
+                strays = [t for t in claim.produces if t not in self._by_type]
+                if strays:
+                    raise RegistrationError(
+                        f"import claim {claim.source}:{claim.name} produces unregistered types {strays}"
+                    )
 
 
 #: The catalog.

@@ -10,6 +10,8 @@ from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import TORCH_CUBIC_COEFFICIENT, resize_ratio, scaled_size
 from cnnspec.engine.sizes import Size, scale_fraction
 from cnnspec.errors import CnnspecError
+from cnnspec.importers import keras as KI
+from cnnspec.importers.common import compact, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -260,3 +262,80 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         "Resize", [image, "", "", image_sizes], b.temp(layer, "resized"), axes=[2, 3], **attributes
     )
     return b.node("Squeeze", [resized, axis], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+_KERAS_RESIZE_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest_exact",
+    "linear": "bilinear",
+    "cubic": "bicubic",
+}
+
+
+@REGISTRY.reads("keras", "Resize", by="resize")
+def read_keras_resize(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Resize helper (the engine's mode names: linear / cubic for every rank)."""
+    mode = _KERAS_RESIZE_MODES[cfg.get("mode", "linear")]
+    fields: dict[str, Any] = {"size": compact(cfg["size"])}
+    if mode != "nearest":
+        fields["mode"] = mode
+    if cfg.get("align_corners"):
+        fields["align_corners"] = True
+    if mode == "bicubic" and float(cfg.get("cubic_coefficient", -0.75)) != -0.75:
+        fields["cubic_coefficient"] = float(cfg["cubic_coefficient"])
+    if cfg.get("exclude_outside"):
+        fields["exclude_outside"] = True
+    ctx.add(layer, "resize", inputs, **fields)
+
+
+@REGISTRY.reads("keras", "Resizing", by="resize")
+def read_keras_resizing(ctx, layer, cfg, inputs, shapes):
+    """Keras Resizing: half-pixel bilinear, or nearest reading floor((i + 0.5) * r) (PyTorch's nearest-exact)."""
+    KI.channels_last(layer, cfg)
+    interpolation = cfg.get("interpolation", "bilinear")
+    modes = {"bilinear": "bilinear", "nearest": "nearest_exact"}
+    if (
+        interpolation not in modes
+        or cfg.get("crop_to_aspect_ratio")
+        or cfg.get("pad_to_aspect_ratio")
+    ):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"Resizing(interpolation={interpolation!r}) with aspect-ratio cropping or padding is not supported",
+            "bilinear and nearest resizing to a fixed size are",
+        )
+    mode = modes[interpolation]
+    fields = {"mode": mode} if mode != "nearest" else {}
+    ctx.add(layer, "resize", inputs, size=compact([cfg["height"], cfg["width"]]), **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+_TORCH_RESIZE_MODES = {
+    "nearest": "nearest",
+    "nearest_exact": "nearest_exact",
+    "linear": "bilinear",
+    "cubic": "bicubic",
+}
+
+
+def _torch_resize_helper(ctx, node, module):
+    mode = _TORCH_RESIZE_MODES[module.mode]
+    fields: dict[str, Any] = {"size": compact(module.size)}
+    if mode != "nearest":
+        fields["mode"] = mode
+    if module.align_corners:
+        fields["align_corners"] = True
+    if mode == "bicubic" and float(module.cubic_coefficient) != -0.75:
+        fields["cubic_coefficient"] = float(module.cubic_coefficient)
+    if module.exclude_outside:
+        fields["exclude_outside"] = True
+    ctx.add(node, node.args[:1], layer_type="resize", **fields)
+
+
+REGISTRY.reads("torch_module", "Resize", by="resize")(_torch_resize_helper)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets.keras import code as K
@@ -157,3 +159,38 @@ def scale_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """x * factor."""
     factor = b.constant(b.temp(layer, "factor"), float(layer.spec.factor), "float32")
     return b.node("Mul", [inputs[0], factor], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "Rescaling", by="rescale")
+def read_keras_rescaling(ctx, layer, cfg, inputs, shapes):
+    offset = cfg.get("offset", 0.0)
+    ctx.add(layer, "rescale", inputs, scale=cfg["scale"], **({"offset": offset} if offset else {}))
+
+
+@REGISTRY.reads("keras", "CustomScaleLayer", by="scale", produces=("scale", "add"))
+def read_keras_custom_scale(ctx, layer, cfg, inputs, shapes):
+    """Keras InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale, as scale then add."""
+    if len(inputs) != 2 or "scale" not in cfg:
+        raise KI.unsupported(layer)
+    scaled = ctx.builder.add(
+        f"{layer.name}_scaled", "scale", [inputs[1]], factor=float(cfg["scale"])
+    )
+    ctx.builder.rewrite(
+        layer.name, "CustomScaleLayer: x + y * scale", f"scale '{scaled}' and add '{layer.name}'"
+    )
+    ctx.add(layer, "add", [inputs[0], scaled])
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_rescale(ctx, node, module):
+    offset = TI.vector(module.offset)
+    fields = {"offset": offset} if offset != 0.0 else {}
+    ctx.add(node, node.args[:1], layer_type="rescale", scale=TI.vector(module.scale), **fields)
+
+
+REGISTRY.reads("torch_module", "Rescale", by="rescale")(_torch_rescale)

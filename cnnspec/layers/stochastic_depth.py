@@ -63,3 +63,21 @@ class StochasticDepthDefinition(LayerDefinition):
 def stochastic_depth_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """The identity at inference (the branch is dropped only in training)."""
     return b.node("Identity", [inputs[0]], layer.name)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "StochasticDepth", by="stochastic_depth")
+def read_keras_stochastic_depth(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "stochastic_depth", inputs, rate=float(cfg["rate"]))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_stochastic_depth(ctx, node, module):
+    ctx.add(node, node.args[:1], layer_type="stochastic_depth", rate=float(module.rate))
+
+
+REGISTRY.reads("torch_module", "StochasticDepth", by="stochastic_depth")(_torch_stochastic_depth)

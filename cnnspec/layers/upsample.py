@@ -8,6 +8,10 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -112,3 +116,137 @@ def upsample_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str
             mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
         )
     return b.node("Resize", [inputs[0], "", scales], layer.name, **attributes)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "UpSampling1D", "UpSampling2D", "UpSampling3D", by="upsample")
+def read_keras_upsample(ctx, layer, cfg, inputs, shapes):
+    KI.channels_last(layer, cfg)
+    size = cfg["size"]
+    size = (size,) if isinstance(size, int) else tuple(size)
+    mode = cfg.get("interpolation", "nearest")
+    if mode not in ("nearest", "bilinear"):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"interpolation {mode!r}",
+            "nearest and bilinear are supported",
+        )
+    fields = {"mode": mode} if mode != "nearest" else {}
+    ctx.add(layer, "upsample", inputs, scale_factor=compact(size), **fields)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_upsample_module(ctx, node, module):
+    _torch_resize(ctx, node, module.size, module.scale_factor, module.mode, module.align_corners)
+
+
+def _torch_resize(ctx, node, size, scale, mode, align_corners):
+    shape = ctx.shape(node.args[0])
+    rank = len(shape) - 1
+    if size is None and scale is not None:
+        factors = (scale,) * rank if isinstance(scale, (int, float)) else tuple(scale)
+        if (
+            all(float(f).is_integer() for f in factors)
+            and mode in ("nearest", "bilinear")
+            and not align_corners
+        ):
+            fields = {"mode": "bilinear"} if mode == "bilinear" else {}
+            ctx.add(
+                node,
+                node.args[:1],
+                layer_type="upsample",
+                scale_factor=compact(int(f) for f in factors),
+                **fields,
+            )
+            return
+    fields: dict[str, Any] = {"mode": mode}
+    if size is not None:
+        fields["size"] = compact((size,) * rank if isinstance(size, int) else size)
+    else:
+        fields["scale"] = scale if isinstance(scale, (int, float)) else list(scale)
+    if align_corners:
+        fields["align_corners"] = True
+    ctx.add(node, node.args[:1], layer_type="resize", **fields)
+
+
+def _torch_interpolate(ctx, node):
+    _torch_resize(
+        ctx,
+        node,
+        node.kwargs.get("size", TI.arg(node, 1, "size")),
+        node.kwargs.get("scale_factor", TI.arg(node, 2, "scale_factor")),
+        node.kwargs.get("mode", TI.arg(node, 3, "mode", "nearest")),
+        node.kwargs.get("align_corners", TI.arg(node, 4, "align_corners")),
+    )
+
+
+REGISTRY.reads("torch_module", "Upsample", by="upsample", produces=("upsample", "resize"))(
+    _torch_upsample_module
+)
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.interpolate",
+    by="upsample",
+    produces=("upsample", "resize"),
+)(_torch_interpolate)
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
+
+
+def _onnx_resize(ctx, node, attrs):
+    OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
+    mode = OI.decode(attrs.get("mode", "nearest"))
+    transform = OI.decode(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    scales = None
+    for index in (2, 1):
+        if len(node.input) > index and node.input[index] and node.input[index] in ctx.constants:
+            candidate = ctx.constants[node.input[index]]
+            if candidate.size and candidate.dtype.kind == "f":
+                scales = candidate.tolist()[2:]
+                break
+    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if scales is None and in_shape and out_shape and None not in in_shape[2:] + out_shape[2:]:
+        scales = [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
+    integer = scales is not None and all(float(s).is_integer() for s in scales)
+    if (
+        integer
+        and mode == "nearest"
+        and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn")
+    ):
+        ctx.add(
+            node,
+            "upsample",
+            [node.input[0]],
+            OI.FIRST,
+            scale_factor=compact(int(s) for s in scales),
+        )
+    elif (
+        integer
+        and mode == "linear"
+        and transform in ("half_pixel", "pytorch_half_pixel")
+        and len(scales) == 2
+    ):
+        ctx.add(
+            node,
+            "upsample",
+            [node.input[0]],
+            OI.FIRST,
+            scale_factor=compact(int(s) for s in scales),
+            mode="bilinear",
+        )
+    else:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Resize mode={mode} {transform} scales={scales}",
+            "integer nearest / bilinear (half-pixel) upsampling",
+        )
+
+
+REGISTRY.reads("onnx", "Resize", "Upsample", by="upsample")(_onnx_resize)

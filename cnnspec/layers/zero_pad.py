@@ -8,6 +8,9 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import keras as KI
+from cnnspec.importers import torch as TI
+from cnnspec.importers.common import compact_padding
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
@@ -93,3 +96,44 @@ def zero_pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str
         "int64",
     )
     return b.node("Pad", [inputs[0], pads], layer.name, mode="constant")
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", by="zero_pad2d")
+def read_keras_zero_pad(ctx, layer, cfg, inputs, shapes):
+    KI.channels_last(layer, cfg)
+    if KI.absorb_helper_pad(ctx, layer, cfg["padding"], 0.0, inputs):
+        return
+    padding = cfg["padding"]
+    rank = len(shapes[0]) - 2
+    if rank == 1:
+        padding = [padding] if isinstance(padding[0], int) else padding
+    ctx.add(layer, f"zero_pad{rank}d", inputs, padding=compact_padding(padding))
+
+
+# -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
+
+
+def _torch_zero_pad(ctx, node, module):
+    value = getattr(module, "value", 0.0)
+    rank = int(type(module).__name__[-2])
+    flat = list(module.padding)
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][
+        ::-1
+    ]  # torch lists the last dim first
+    TI.pad_layer(ctx, node, rank, pairs, value)
+
+
+REGISTRY.reads(
+    "torch_module",
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ZeroPad3d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ConstantPad3d",
+    by="zero_pad2d",
+    produces=("zero_pad1d", "zero_pad2d", "zero_pad3d", "pad1d", "pad2d", "pad3d"),
+)(_torch_zero_pad)

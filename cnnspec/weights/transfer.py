@@ -458,62 +458,62 @@ def random_tensor(rng, role: str, shape, fan_in: int) -> np.ndarray:
     return values
 
 
+# What a module's tensors are, by the family of the layer definition that claims its class (for the
+# importers; cnnspec's own helpers included): per-channel vectors get their own distributions, and
+# the statistics buffers listed are weights too.  Other tensors: kernels by rank, biases, "other".
+_TORCH_ROLES = {
+    "batch_norm": {
+        "weight": "gamma",
+        "bias": "beta",
+        "running_mean": "moving_mean",
+        "running_var": "moving_variance",
+    },
+    "group_norm": {"weight": "gamma", "bias": "beta"},
+    "layer_norm": {"weight": "gamma", "bias": "beta"},
+    "normalize": {"mean": "moving_mean", "variance": "moving_variance"},
+    "prelu": {"weight": "alpha"},
+}
+
+
+def _torch_family(module) -> str | None:
+    from cnnspec.layers import REGISTRY
+
+    claim = REGISTRY.claims("torch_module").get(type(module).__name__)
+    return None if claim is None else claim.owner.family
+
+
 def _randomize_torch(model, rng) -> None:
     import torch
 
-    batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
-    # Normalisations whose weight is a per-channel gamma (near 1, not a small "other" value).
-    norm_types = (
-        torch.nn.GroupNorm,
-        torch.nn.LayerNorm,
-        torch.nn.modules.instancenorm._InstanceNorm,
-    )
-    roles = {}
-    for module in model.modules():
-        if type(module).__name__ == "PartialBatchNorm":
-            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-            roles.update(
-                {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
-            )
-        elif (
-            isinstance(module, norm_types) or type(module).__name__ == "ChannelLayerNorm"
-        ) and getattr(module, "weight", None) is not None:
-            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-        elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
-            roles.update({id(module.mean): "moving_mean", id(module.variance): "moving_variance"})
-        elif isinstance(module, batch_norm_types):
-            roles.update({id(module.weight): "gamma", id(module.bias): "beta"})
-            roles.update(
-                {id(module.running_mean): "moving_mean", id(module.running_var): "moving_variance"}
-            )
-        elif isinstance(module, torch.nn.PReLU):
-            roles[id(module.weight)] = "alpha"
-        elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
-            roles[id(module.weight)] = "kernel"  # fan-in of a transposed conv: I * k / stride
-            fan_in = (
-                module.weight.shape[0]
-                * int(np.prod(module.weight.shape[2:]))
-                // int(np.prod(module.stride))
-            )
-            setattr(module, "_cnnspec_fan_in", fan_in)
-        elif getattr(module, "weight", None) is not None and module.weight.ndim >= 2:
-            roles[id(module.weight)] = "kernel"
     with torch.no_grad():
         for module in model.modules():
+            family = _torch_family(module)
+            roles = _TORCH_ROLES.get(family or "", {})
             tensors = list(module.named_parameters(recurse=False))
-            if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
-                tensors += [
-                    ("running_mean", module.running_mean),
-                    ("running_var", module.running_var),
-                ]
-            elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
-                tensors += [("mean", module.mean), ("variance", module.variance)]
-            # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
+            # Saved statistics are weights; other buffers (a pooling layer's divisors) are the model's.
+            buffers = dict(module.named_buffers(recurse=False))
+            saved = [
+                a for a in roles if a in buffers and a not in module._non_persistent_buffers_set
+            ]
+            tensors += [(attr, buffers[attr]) for attr in saved]
+            fan_in_override = None
+            if family == "conv_transpose":  # fan-in of a transposed conv: I * k / stride
+                weight = module.weight
+                fan_in_override = (
+                    weight.shape[0] * int(np.prod(weight.shape[2:])) // int(np.prod(module.stride))
+                )
             for attr, tensor in tensors:
                 if tensor is None or not tensor.is_floating_point():
                     continue
-                role = roles.get(id(tensor), "bias" if attr == "bias" else "other")
-                fan_in = getattr(module, "_cnnspec_fan_in", None) or (
+                if attr in roles:
+                    role = roles[attr]
+                elif attr == "bias":
+                    role = "bias"
+                elif attr == "weight" and tensor.ndim >= 2:
+                    role = "kernel"
+                else:
+                    role = "other"
+                fan_in = (fan_in_override if role == "kernel" else None) or (
                     int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
                 )
                 tensor.copy_(
@@ -521,9 +521,6 @@ def _randomize_torch(model, rng) -> None:
                         tensor.dtype
                     )
                 )
-        for module in model.modules():
-            if hasattr(module, "_cnnspec_fan_in"):
-                del module._cnnspec_fan_in
 
 
 def _randomize_keras(model, rng) -> None:
