@@ -272,7 +272,9 @@ class ConvTransposeDefinition(LayerDefinition):
             # The plan's output sizes are the slice bounds: start cells dropped at the front, the rest at the end.
             parts = []
             for (start, end), size, is_open in zip(slices, layer.output_shape[1:], layer.open_axes):
-                stop = T.int_text(start + size) if not is_open else (T.int_text(-end) if end else "")
+                stop = (
+                    T.int_text(start + size) if not is_open else (T.int_text(-end) if end else "")
+                )
                 bounds = f"{T.int_text(start) if start else ''}:{stop}"
                 parts.append(":" if not (start or end) else bounds)
             expression += "[:, :, " + ", ".join(parts) + "]"

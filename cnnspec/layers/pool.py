@@ -293,7 +293,9 @@ class MaxPoolDefinition(_PoolDefinition):
             )
             code.modules.append((pad, constructor))
             code.needs_math = True
-            code.note += f"; padding and ceil overhang (worked out per input size) with -inf by {pad}"
+            code.note += (
+                f"; padding and ceil overhang (worked out per input size) with -inf by {pad}"
+            )
             source = f"self.{pad}({source})"
             module = P.call(f"nn.MaxPool{rank}d", window, stride=stride)
         else:

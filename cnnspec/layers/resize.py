@@ -97,7 +97,9 @@ def _scales(layer: LayerPlan) -> tuple[float, ...] | None:
     scale = layer.spec.scale
     if scale is None or not layer.is_open:
         return None
-    return tuple(float(f) for f in (scale if isinstance(scale, list) else [scale] * len(layer.open_axes)))
+    return tuple(
+        float(f) for f in (scale if isinstance(scale, list) else [scale] * len(layer.open_axes))
+    )
 
 
 def _floats_text(values: tuple[float, ...]) -> str:

@@ -192,7 +192,9 @@ def _output_shape_text(plan: Plan) -> str:
 
 def _input_shape_text(plan: Plan) -> str:
     """The channels-last input shape, None on the open axes (any size)."""
-    spatial = [None if is_open else int(n) for is_open, n in zip(plan.open_axes, plan.input_shape[1:])]
+    spatial = [
+        None if is_open else int(n) for is_open, n in zip(plan.open_axes, plan.input_shape[1:])
+    ]
     return repr((*spatial, int(plan.input_shape[0])))
 
 

@@ -271,8 +271,12 @@ class SamePadding(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         spatial = []
-        for n, k, s, d in zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate):
-            spatial.append(None if n is None else n + max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0))
+        for n, k, s, d in zip(
+            input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate
+        ):
+            spatial.append(
+                None if n is None else n + max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            )
         return (input_shape[0], *spatial, input_shape[-1])
 
     def get_config(self):
@@ -312,13 +316,17 @@ class CeilModePadding(layers.Layer):
     def call(self, inputs):
         shape = ops.shape(inputs)
         pads = [(0, 0)]
-        for axis, (k, s, (before, after)) in enumerate(zip(self.pool_size, self.strides, self.padding)):
+        for axis, (k, s, (before, after)) in enumerate(
+            zip(self.pool_size, self.strides, self.padding)
+        ):
             pads.append((before, after + self.overhang(shape[axis + 1], k, s, before, after)))
         return ops.pad(inputs, (*pads, (0, 0)), constant_values=self.value)
 
     def compute_output_shape(self, input_shape):
         spatial = []
-        for n, k, s, (before, after) in zip(input_shape[1:-1], self.pool_size, self.strides, self.padding):
+        for n, k, s, (before, after) in zip(
+            input_shape[1:-1], self.pool_size, self.strides, self.padding
+        ):
             if n is None:
                 spatial.append(None)
                 continue
@@ -365,7 +373,9 @@ class CountedAveragePooling(layers.Layer):
         self.strides = tuple(int(s) for s in strides)
         self.same = padding == "same"
         rank = len(self.pool_size)
-        self.padding = ((0, 0),) * rank if self.same else tuple((int(b), int(a)) for b, a in padding)
+        self.padding = (
+            ((0, 0),) * rank if self.same else tuple((int(b), int(a)) for b, a in padding)
+        )
         self.ceil_extra = tuple(int(e) for e in ceil_extra or (0,) * rank)
         self.count_include_pad = bool(count_include_pad)
         self.ceil_mode = bool(ceil_mode)
@@ -386,7 +396,10 @@ class CountedAveragePooling(layers.Layer):
 
     def _pool(self, values, pads):
         return ops.average_pool(
-            ops.pad(values, pads), self.pool_size, strides=self.strides, padding="valid",
+            ops.pad(values, pads),
+            self.pool_size,
+            strides=self.strides,
+            padding="valid",
             data_format="channels_last",
         )
 
@@ -394,7 +407,9 @@ class CountedAveragePooling(layers.Layer):
         """(declared, overhang) pads per axis for this input's size (SAME or ceil mode)."""
         shape = ops.shape(inputs)
         declared, overhang = [], []
-        for axis, (k, s, (before, after)) in enumerate(zip(self.pool_size, self.strides, self.padding)):
+        for axis, (k, s, (before, after)) in enumerate(
+            zip(self.pool_size, self.strides, self.padding)
+        ):
             n = shape[axis + 1]
             extra = 0
             if self.same:
@@ -507,9 +522,7 @@ class AdaptivePooling(layers.Layer):
             length = inputs.shape[position]
             windows = self.windows(length, out)
             if self.reduction == "average":
-                matrix = ops.convert_to_tensor(
-                    self._average_matrix(windows, length), inputs.dtype
-                )
+                matrix = ops.convert_to_tensor(self._average_matrix(windows, length), inputs.dtype)
                 outputs = ops.moveaxis(
                     ops.matmul(ops.moveaxis(outputs, position, -1), matrix), -1, position
                 )

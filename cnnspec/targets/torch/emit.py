@@ -112,13 +112,19 @@ def _output_text(layer: LayerPlan) -> str:
 
 
 def _input_text(plan: Plan) -> str:
-    return "(N, " + ", ".join([str(plan.input_shape[0]), *(size.text() for size in plan.input_sizes)]) + ")"
+    return (
+        "(N, "
+        + ", ".join([str(plan.input_shape[0]), *(size.text() for size in plan.input_sizes)])
+        + ")"
+    )
 
 
 def _open_note(plan: Plan) -> str:
     if not plan.is_open:
         return f"The input size is fixed: forward refuses any other ({_LAYOUTS[plan.rank]} {_input_text(plan)}).\n"
-    axes = ", ".join(name for name, is_open in zip(_LAYOUTS[plan.rank][2:], plan.open_axes) if is_open)
+    axes = ", ".join(
+        name for name, is_open in zip(_LAYOUTS[plan.rank][2:], plan.open_axes) if is_open
+    )
     return f"Any {axes} is accepted; padding that depends on the size is worked out per input.\n"
 
 

@@ -23,6 +23,8 @@ def check_input_shape(x: torch.Tensor, expected: tuple) -> None:
     A model planned for one input size computes other numbers at another size (its padding
     and output sizes were worked out for that size), so it says so instead of running.
     """
+    if torch.jit.is_tracing():
+        return  # a trace records the shapes it is traced at
     if x.dim() != len(expected) or any(
         size is not None and size != actual for size, actual in zip(expected[1:], x.shape[1:])
     ):
@@ -78,7 +80,9 @@ class CeilModePad(nn.Module):
 
     def forward(self, x):
         pads = []  # F.pad takes (before, after) pairs starting from the last dim
-        for n, k, s, (before, after) in zip(x.shape[2:], self.kernel_size, self.stride, self.padding):
+        for n, k, s, (before, after) in zip(
+            x.shape[2:], self.kernel_size, self.stride, self.padding
+        ):
             out = -(-(n + before + after - k) // s) + 1
             if (out - 1) * s >= n + before:
                 out -= 1
@@ -113,7 +117,9 @@ class CountedAvgPool(nn.Module):
         self.padding = ((0, 0),) * len(self.kernel_size) if self.same else tuple(padding)
         self.ceil_mode = ceil_mode
         # F.pad takes (before, after) pairs starting from the LAST dim.
-        self.declared = tuple(v for before, after in reversed(self.padding) for v in (before, after))
+        self.declared = tuple(
+            v for before, after in reversed(self.padding) for v in (before, after)
+        )
         extra = overhang or (0,) * len(self.kernel_size)
         self.overhang = tuple(v for cells in reversed(extra) for v in (0, cells))
         self.padding_value = 1.0 if count_padding else 0.0
