@@ -42,7 +42,10 @@ MODELS = {
 def _fixed(document: dict) -> dict:
     """The same spec with its input fixed at the reference size (the static emission)."""
     reference = document["input"]["reference_size"]
-    return {**document, "input": {"channels": document["input"]["channels"], "size": list(reference)}}
+    return {
+        **document,
+        "input": {"channels": document["input"]["channels"], "size": list(reference)},
+    }
 
 
 def measure(name: str, runs: int, batch: int) -> dict:

@@ -30,14 +30,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
+from any_size_models import mobilenet_v2, opened, resnet50  # noqa: E402
+
 import cnnspec  # noqa: E402
 from cnnspec.engine.plan import LayerPlan  # noqa: E402
 from cnnspec.errors import SpecError  # noqa: E402
 from cnnspec.layers import REGISTRY  # noqa: E402
 from cnnspec.targets.build import build  # noqa: E402
 from cnnspec.weights.transfer import flat_permutation, randomize, transfer_weights  # noqa: E402
-
-from any_size_models import mobilenet_v2, opened, resnet50  # noqa: E402
 
 pytestmark = pytest.mark.frameworks
 
@@ -154,42 +154,76 @@ def _case(*layers: dict, channels: int = 3, reference=(12, 12)) -> dict:
     return {
         "cnnspec": 1,
         "name": "case",
-        "input": {"channels": channels, "size": [None] * len(reference), "reference_size": list(reference)},
+        "input": {
+            "channels": channels,
+            "size": [None] * len(reference),
+            "reference_size": list(reference),
+        },
         "layers": list(layers),
     }
 
 
 SIZE_CASES = {
-    "conv_same_stride2": _case({"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}),
+    "conv_same_stride2": _case(
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}
+    ),
     "conv_same_k4_s3_dilated": _case(
-        {"type": "conv2d", "filters": 4, "kernel_size": [4, 2], "stride": 3, "dilation": [1, 2], "padding": "same"}
+        {
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": [4, 2],
+            "stride": 3,
+            "dilation": [1, 2],
+            "padding": "same",
+        }
     ),
     "conv_same_unequal_strides": _case(
         {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": [2, 3], "padding": "same"}
     ),
     "grouped_conv_same_stride2": _case(
-        {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "groups": 2, "padding": "same"}, channels=4
+        {
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "groups": 2,
+            "padding": "same",
+        },
+        channels=4,
     ),
     "explicit_padding_equal_to_same_at_12": _case(
         {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": [[0, 1], [0, 1]]}
     ),
     "depthwise_same_stride2": _case(
-        {"type": "depthwise_conv2d", "kernel_size": 3, "stride": 2, "padding": "same", "depth_multiplier": 2}
+        {
+            "type": "depthwise_conv2d",
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+            "depth_multiplier": 2,
+        }
     ),
     "separable_same_stride2": _case(
         {"type": "separable_conv2d", "filters": 5, "kernel_size": 5, "stride": 2, "padding": "same"}
     ),
     "conv1d_same_stride3": _case(
-        {"type": "conv1d", "filters": 2, "kernel_size": 4, "stride": 3, "padding": "same"}, reference=(13,)
+        {"type": "conv1d", "filters": 2, "kernel_size": 4, "stride": 3, "padding": "same"},
+        reference=(13,),
     ),
     "conv3d_same_stride2": _case(
-        {"type": "conv3d", "filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"}, channels=2, reference=(6, 5, 4)
+        {"type": "conv3d", "filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"},
+        channels=2,
+        reference=(6, 5, 4),
     ),
-    "max_pool_same_stride2": _case({"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"}),
+    "max_pool_same_stride2": _case(
+        {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"}
+    ),
     "max_pool_same_unequal_strides": _case(
         {"type": "max_pool2d", "pool_size": 3, "stride": [1, 2], "padding": "same"}
     ),
-    "avg_pool_same_stride2": _case({"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": "same"}),
+    "avg_pool_same_stride2": _case(
+        {"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": "same"}
+    ),
     "avg_pool_same_unequal_strides": _case(
         {"type": "avg_pool2d", "pool_size": [2, 3], "stride": [2, 3], "padding": "same"}
     ),
@@ -197,7 +231,13 @@ SIZE_CASES = {
         {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
     ),
     "max_pool_ceil_asymmetric": _case(
-        {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": [[1, 0], [0, 1]], "ceil_mode": True}
+        {
+            "type": "max_pool2d",
+            "pool_size": 3,
+            "stride": 2,
+            "padding": [[1, 0], [0, 1]],
+            "ceil_mode": True,
+        }
     ),
     "avg_pool_ceil_counted": _case(
         {"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
@@ -213,7 +253,13 @@ SIZE_CASES = {
         }
     ),
     "avg_pool_ceil_wide_padding_counted": _case(
-        {"type": "avg_pool2d", "pool_size": 2, "stride": 2, "padding": [[1, 1], [0, 1]], "ceil_mode": True}
+        {
+            "type": "avg_pool2d",
+            "pool_size": 2,
+            "stride": 2,
+            "padding": [[1, 1], [0, 1]],
+            "ceil_mode": True,
+        }
     ),
     "max_pool1d_ceil_no_padding": _case(
         {"type": "max_pool1d", "pool_size": 3, "stride": 2, "ceil_mode": True}, reference=(11,)
@@ -225,10 +271,24 @@ SIZE_CASES = {
         {"type": "conv_transpose2d", "filters": 2, "kernel_size": 2, "stride": 3, "padding": "same"}
     ),
     "conv_transpose_padding_output_padding": _case(
-        {"type": "conv_transpose2d", "filters": 2, "kernel_size": 4, "stride": 3, "padding": 2, "output_padding": 2}
+        {
+            "type": "conv_transpose2d",
+            "filters": 2,
+            "kernel_size": 4,
+            "stride": 3,
+            "padding": 2,
+            "output_padding": 2,
+        }
     ),
     "conv_transpose_same_dilated": _case(
-        {"type": "conv_transpose2d", "filters": 2, "kernel_size": 3, "stride": 2, "dilation": 2, "padding": "same"}
+        {
+            "type": "conv_transpose2d",
+            "filters": 2,
+            "kernel_size": 3,
+            "stride": 2,
+            "dilation": 2,
+            "padding": "same",
+        }
     ),
     "crop_open": _case({"type": "crop2d", "cropping": [[1, 2], [0, 3]]}),
     "adaptive_avg_pool_open": _case({"type": "adaptive_avg_pool", "output_size": [4, 3]}),
@@ -242,9 +302,23 @@ SIZE_CASES = {
     "resize_size_bilinear": _case({"type": "resize", "size": [9, 7], "mode": "bilinear"}),
     "upsample_bilinear": _case({"type": "upsample", "scale_factor": [2, 3], "mode": "bilinear"}),
     "same_chain": _case(
-        {"name": "a", "type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {
+            "name": "a",
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+        },
         {"name": "b", "type": "max_pool2d", "pool_size": 2, "stride": 2, "padding": "same"},
-        {"name": "up", "type": "conv_transpose2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {
+            "name": "up",
+            "type": "conv_transpose2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+        },
         {"name": "shrink", "type": "resize", "scale": 0.5, "mode": "nearest"},
         {"name": "pooled", "type": "global_avg_pool"},
     ),
@@ -255,7 +329,10 @@ SIZE_CASES = {
 def test_size_dependent_emissions_agree_at_odd_and_even_sizes(name):
     document = SIZE_CASES[name]
     reference = document["input"]["reference_size"]
-    candidates = [tuple(n + delta + axis for axis, n in enumerate(reference)) for delta in (0, 1, 2, 3, -3, -4, 9)]
+    candidates = [
+        tuple(n + delta + axis for axis, n in enumerate(reference))
+        for delta in (0, 1, 2, 3, -3, -4, 9)
+    ]
     sizes = accepted_sizes(document, candidates, 6)
     assert len(sizes) >= 5, sizes
     built = Built(document)
@@ -266,7 +343,12 @@ def test_size_dependent_emissions_agree_at_odd_and_even_sizes(name):
 def test_runtime_padding_is_used_only_where_the_size_changes_it():
     """A fixed spec keeps the static form (no runtime helper); the same spec opened works the padding out."""
     layer = {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"}
-    fixed = {"cnnspec": 1, "name": "m", "input": {"channels": 3, "size": [12, 12]}, "layers": [layer]}
+    fixed = {
+        "cnnspec": 1,
+        "name": "m",
+        "input": {"channels": 3, "size": [12, 12]},
+        "layers": [layer],
+    }
     torch_fixed = cnnspec.emit_source(fixed, "torch")
     torch_open = cnnspec.emit_source(opened(fixed), "torch")
     assert "SamePad" not in torch_fixed and "nn.ZeroPad2d((0, 1, 0, 1))" in torch_fixed
@@ -292,7 +374,10 @@ def _around(reference: list[int]) -> list[tuple[int, ...]]:
     """Candidate sizes around the reference: itself, odd and even, smaller and larger, then every
     size up to 16 cells either side (for models whose joins take only some sizes)."""
     sizes = [tuple(reference), tuple(n + 1 for n in reference)]
-    sizes += [tuple(max(1, round(n * f)) + axis for axis, n in enumerate(reference)) for f in (0.75, 1.25, 0.5, 1.5)]
+    sizes += [
+        tuple(max(1, round(n * f)) + axis for axis, n in enumerate(reference))
+        for f in (0.75, 1.25, 0.5, 1.5)
+    ]
     sizes += [tuple(n + delta for n in reference) for delta in range(-16, 17)]
     return sizes
 
@@ -304,11 +389,13 @@ def _around(reference: list[int]) -> list[tuple[int, ...]]:
 def test_example_specs_opened_agree_at_four_sizes(file):
     document = open_or_skip(yaml.safe_load((EXAMPLES / file).read_text()))
     sizes = accepted_sizes(document, _around(document["input"]["reference_size"]), 4)
-    if len(sizes) == 1:  # e.g. a resize to a fixed size joined with an open branch (unet_group_norm)
+    # a resize to a fixed size joined with an open branch takes one size only (unet_group_norm)
+    if len(sizes) == 1:
         pytest.skip(f"accepts its reference size {sizes[0]} only")
     assert len(sizes) == 4, sizes
     reference = cnnspec.resolve(document)
-    if not reference.size_notes:  # joins that agree at some sizes only may rule out odd sizes (U-Net)
+    # joins that agree at some sizes only may rule out odd sizes
+    if not reference.size_notes:
         assert {n % 2 for size in sizes for n in size} == {0, 1}
     assert min(sizes) < tuple(reference.input_shape[1:]) < max(sizes)
     built = Built(document)
@@ -373,7 +460,9 @@ def test_a_fixed_size_torch_model_refuses_another_size_naming_both_shapes():
 
 def test_a_fixed_size_keras_model_refuses_another_size_naming_both_shapes():
     model = build(FIXED, "keras")
-    with pytest.raises(ValueError, match=r"expected shape=\(None, 32, 32, 3\), found shape=\(1, 33, 33, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"expected shape=\(None, 32, 32, 3\), found shape=\(1, 33, 33, 3\)"
+    ):
         model(np.zeros((1, 33, 33, 3), dtype=np.float32))
 
 
