@@ -16,6 +16,8 @@ from cnnspec.engine.channels import (
     pad_source_index,
     padded_length,
 )
+from cnnspec.engine.plan import resolve
+from cnnspec.errors import SpecError
 
 
 @pytest.mark.parametrize(
@@ -128,3 +130,19 @@ def test_resize_published_figures():
         assert resample.keys_cubic_weight(0, a) == 1 and resample.keys_cubic_weight(1, a) == 0
         assert resample.keys_cubic_weight(2, a) == 0
         assert resample.keys_cubic_weight(0.5, a) == pytest.approx((a + 2) / 8 - (a + 3) / 4 + 1)
+
+
+def test_instance_norm_over_a_single_cell_is_refused_where_torch_refuses_it():
+    """PyTorch raises on instance norm over one cell at run time; the planner refuses it first, at the layer."""
+    spec = {
+        "cnnspec": 1,
+        "input": {"channels": 2, "size": [3, 3]},
+        "layers": [{"type": "max_pool2d", "pool_size": 3}, {"type": "instance_norm", "name": "norm"}],
+    }
+    with pytest.raises(SpecError) as error:
+        resolve(spec)
+    assert error.value.problems[0].path[:2] == ("layers", 1) and "single cell" in str(error.value)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        torch.nn.functional.instance_norm(torch.zeros(1, 2, 1, 1))
+    assert torch.nn.functional.instance_norm(torch.ones(1, 2, 1, 2)).shape == (1, 2, 1, 2)

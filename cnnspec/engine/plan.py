@@ -130,6 +130,26 @@ class LayerPlan:
         return any(self.open_axes)
 
     @property
+    def strided_open_axes(self) -> tuple[bool, ...]:
+        """Per spatial axis: open and strided, where 'same' padding and ceil-mode overhang vary with the size.
+
+        With stride 1 both are fixed (``dk − 1`` cells for 'same', no overhang); with a larger
+        stride they depend on the input length modulo the stride.
+        """
+        strides = self.stride or (1,) * len(self.open_axes)
+        return tuple(is_open and s > 1 for is_open, s in zip(self.open_axes, strides))
+
+    @property
+    def padding_varies(self) -> bool:
+        """Whether the planned 'same' padding holds at the planning size only (a target computes it at run time)."""
+        return self.padding_mode == "same" and any(self.strided_open_axes)
+
+    @property
+    def overhang_varies(self) -> bool:
+        """Whether the planned ceil-mode overhang holds at the planning size only (a target computes it at run time)."""
+        return bool(getattr(self.spec, "ceil_mode", False)) and any(self.strided_open_axes)
+
+    @property
     def output_shape_last(self) -> Shape:
         return channels_last(self.output_shape)
 

@@ -28,7 +28,10 @@ class AdaptivePool(LayerBase):
 
 
 def _divides(layer: LayerPlan) -> bool:
-    return all(n % out == 0 for n, out in zip(layer.input_shape[1:], layer.output_shape[1:]))
+    """Whether every output length divides its input length (a fixed pool is exact), at every input size."""
+    return not layer.is_open and all(
+        n % out == 0 for n, out in zip(layer.input_shape[1:], layer.output_shape[1:])
+    )
 
 
 @register

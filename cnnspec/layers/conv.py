@@ -112,11 +112,19 @@ def conv_module(
 def padded_conv(layer: LayerPlan, code: T.LayerCode, source: str) -> tuple[str, tuple[int, ...]]:
     """Symmetric padding stays in the conv; asymmetric padding gets a ``<name>_pad`` helper.
 
+    'same' padding with a stride on an open axis depends on the input size: a ``SamePad``
+    helper works it out per input.
+
     Returns:
         The (possibly padded) input expression and the conv's own ``padding`` argument.
     """
     rank = T.spatial_rank(layer)
     pads = layer.padding or ()
+    if layer.padding_varies:
+        pad = T.attr(layer.name, "pad")
+        code.modules.append((pad, T.same_pad_module(code, layer)))
+        code.note += f"; 'same' padding worked out per input size by {pad}"
+        return f"self.{pad}({source})", (0,) * rank
     if T.is_symmetric(pads):
         return source, tuple(before for before, _ in pads)
     pad = T.attr(layer.name, "pad")

@@ -271,8 +271,11 @@ class ConvTransposeDefinition(LayerDefinition):
         if any(start or end for start, end in slices):
             # The plan's output sizes are the slice bounds: start cells dropped at the front, the rest at the end.
             parts = []
-            for (start, end), size in zip(slices, layer.output_shape[1:]):
-                bounds = f"{T.int_text(start) if start else ''}:{T.int_text(start + size)}"
+            for (start, end), size, is_open in zip(slices, layer.output_shape[1:], layer.open_axes):
+                stop = (
+                    T.int_text(start + size) if not is_open else (T.int_text(-end) if end else "")
+                )
+                bounds = f"{T.int_text(start) if start else ''}:{stop}"
                 parts.append(":" if not (start or end) else bounds)
             expression += "[:, :, " + ", ".join(parts) + "]"
             code.note += f"; crop (before, after) {T.pairs_text(layer.padding or ())} of the full output sliced off"

@@ -78,11 +78,13 @@ class CropDefinition(LayerDefinition):
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
         ranges = []
-        for n, (before, after) in zip(layer.input_shape[1:], _sides(layer)):
+        for n, (before, after), is_open in zip(
+            layer.input_shape[1:], _sides(layer), layer.open_axes
+        ):
             start = T.int_text(before) if before else ""
-            stop = (
-                T.int_text(n - after) if after else ""
-            )  # an explicit stop: 'n - 0' written as '-0' would be empty
+            # the stop counted from the end where the length is open; no stop when nothing is cropped
+            # there ('-0' would be empty)
+            stop = (T.int_text(-after) if is_open else T.int_text(n - after)) if after else ""
             ranges.append(f"{start}:{stop}")
         return T.LayerCode(expression=f"{inputs[0]}[:, :, {', '.join(ranges)}]")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -63,6 +64,13 @@ class _GroupNormFamily(LayerDefinition):
                 f"groups {groups} must divide the {channels} input channels",
                 "groups",
                 hint="pick a divisor of " + str(channels),
+            )
+        if layer.type == "instance_norm" and math.prod(shape[1:]) == 1:
+            ctx.fail(
+                index,
+                f"instance_norm over a single cell ({'×'.join(map(str, shape[1:]))}): each value would be its "
+                "own mean, so every output is beta; PyTorch refuses it at run time",
+                hint="normalise before the map shrinks to one cell, or use layer_norm / batch_norm",
             )
         positions = "×".join(map(str, shape[1:]))
         per_group = f"{channels // groups}×{positions}" if channels // groups > 1 else positions

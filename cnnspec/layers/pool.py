@@ -162,12 +162,40 @@ class _PoolDefinition(LayerDefinition):
         pads = tuple((int(b), int(a)) for b, a in layer.padding or ())
         extra = tuple(int(e) for e in (layer.ceil_extra or (0,) * rank))
         padded = any(b or a for b, a in pads)
-        overhang = any(extra)
+        overhang = any(extra) or layer.overhang_varies
         # Keras' SAME never counts or picks padded cells: exact wherever the plan pads like SAME and does not count.
         same = K.is_keras_same(layer) and not overhang and (is_max or not layer.count_include_pad)
         lines: list[str] = []
-        if same or not (padded or overhang):
+        if same or not (padded or overhang or layer.padding_varies):
             pass
+        elif layer.padding_varies and is_max:
+            lines, source = K.same_padding_lines(layer, ctx, source, 'float("-inf")')
+        elif layer.padding_varies or (layer.overhang_varies and not is_max):
+            # 'same' or ceil-mode windows that follow the input size: worked out per input
+            expression = P.call(
+                ctx.use("CountedAveragePooling"),
+                K.ints_text(layer.kernel_size or ()),
+                K.ints_text(layer.stride or ()),
+                padding=P.string("same") if layer.padding_varies else K.pairs_text(pads),
+                count_include_pad=str(bool(layer.count_include_pad))
+                if layer.count_include_pad
+                else None,
+                ceil_mode=None if layer.padding_varies else "True",
+                name=K.quoted(layer.name),
+            )
+            return [K.call(expression, target, source)]
+        elif layer.overhang_varies:
+            pad_name = ctx.helper_name(layer, "pad")
+            expression = P.call(
+                ctx.use("CeilModePadding"),
+                K.ints_text(layer.kernel_size or ()),
+                K.ints_text(layer.stride or ()),
+                K.pairs_text(pads),
+                value='float("-inf")',
+                name=K.quoted(pad_name),
+            )
+            lines.append(K.call(expression, pad_name, source))
+            source = pad_name
         elif is_max:
             pad_name = ctx.helper_name(layer, "pad")
             total = tuple((b, a + e) for (b, a), e in zip(pads, extra))
@@ -238,15 +266,38 @@ class MaxPoolDefinition(_PoolDefinition):
         source = inputs[0]
         window = P.int_or_ints(layer.kernel_size or ())
         stride = None if layer.stride == layer.kernel_size else P.int_or_ints(layer.stride or ())
-        if native is not None:
+        if layer.padding_varies:
+            pad = T.attr(layer.name, "pad")
+            code.modules.append((pad, T.same_pad_module(code, layer, "-math.inf")))
+            code.needs_math = True
+            code.note += f"; 'same' padding worked out per input size with -inf by {pad}"
+            source = f"self.{pad}({source})"
+            module = P.call(f"nn.MaxPool{rank}d", window, stride=stride)
+        elif native is not None:
             # PyTorch pads with -inf internally; its ceil_mode rule is the plan's for symmetric padding.
             module = P.call(
                 f"nn.MaxPool{rank}d",
                 window,
                 stride=stride,
                 padding=T.option(native, 0),
-                ceil_mode="True" if any(extra) else None,
+                ceil_mode="True" if any(extra) or layer.overhang_varies else None,
             )
+        elif layer.overhang_varies:
+            pad = T.attr(layer.name, "pad")
+            constructor = P.call(
+                T.use_helper(code, "CeilModePad"),
+                T.ints_text(layer.kernel_size or ()),
+                T.ints_text(layer.stride or ()),
+                T.pairs_text(layer.padding or ()),
+                value="-math.inf",
+            )
+            code.modules.append((pad, constructor))
+            code.needs_math = True
+            code.note += (
+                f"; padding and ceil overhang (worked out per input size) with -inf by {pad}"
+            )
+            source = f"self.{pad}({source})"
+            module = P.call(f"nn.MaxPool{rank}d", window, stride=stride)
         else:
             pad = T.attr(layer.name, "pad")
             code.modules.append((pad, T.pad_module(rank, layer.padding or (), extra, "-math.inf")))
@@ -310,15 +361,32 @@ class AvgPoolDefinition(_PoolDefinition):
         source = inputs[0]
         window = P.int_or_ints(layer.kernel_size or ())
         stride = None if layer.stride == layer.kernel_size else P.int_or_ints(layer.stride or ())
-        if native is not None:
+        if layer.padding_varies:
+            # 'same' pads per input size and never counts the padding
+            module = P.call(
+                T.use_helper(code, "CountedAvgPool"),
+                kernel_size=T.ints_text(layer.kernel_size or ()),
+                stride=T.ints_text(layer.stride or ()),
+                padding=P.string("same"),
+            )
+        elif native is not None:
             # PyTorch's divisor: real cells, plus its own padding when count_include_pad; never the ceil overhang.
             module = P.call(
                 f"nn.AvgPool{rank}d",
                 window,
                 stride=stride,
                 padding=T.option(native, 0),
-                ceil_mode="True" if any(extra) else None,
+                ceil_mode="True" if any(extra) or layer.overhang_varies else None,
                 count_include_pad="False" if has_padding and not count_padding else None,
+            )
+        elif layer.overhang_varies:
+            module = P.call(
+                T.use_helper(code, "CountedAvgPool"),
+                kernel_size=T.ints_text(layer.kernel_size or ()),
+                stride=T.ints_text(layer.stride or ()),
+                padding=T.pairs_text(layer.padding or ()),
+                count_padding=str(count_padding),
+                ceil_mode="True",
             )
         elif count_padding and not any(extra):
             # Every cell of every window counts: zero padding in front of an unpadded average.

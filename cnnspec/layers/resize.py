@@ -92,8 +92,31 @@ def _torch_native(layer: LayerPlan) -> str | None:
     return None
 
 
-def _helper_options(spec: Any) -> str:
-    options = f", {P.string(_ENGINE_MODES[spec.mode])}"
+def _scales(layer: LayerPlan) -> tuple[float, ...] | None:
+    """The per-axis scale where the output size follows an open input size (None: use the planned size)."""
+    scale = layer.spec.scale
+    if scale is None or not layer.is_open:
+        return None
+    return tuple(
+        float(f) for f in (scale if isinstance(scale, list) else [scale] * len(layer.open_axes))
+    )
+
+
+def _floats_text(values: tuple[float, ...]) -> str:
+    items = [T.float_text(v) for v in values]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _helper_target(layer: LayerPlan, ints_text: Any) -> str:
+    """The helper's first arguments: the planned size, or the scale when the size is open."""
+    scales = _scales(layer)
+    if scales is None:
+        return ints_text(layer.output_shape[1:])
+    return f"scale={_floats_text(scales)}, mode={P.string(_ENGINE_MODES[layer.spec.mode])}"
+
+
+def _helper_options(spec: Any, keyword_mode: bool = False) -> str:
+    options = "" if keyword_mode else f", {P.string(_ENGINE_MODES[spec.mode])}"
     if spec.align_corners:
         options += ", align_corners=True"
     if spec.mode == "bicubic" and spec.cubic_coefficient != TORCH_CUBIC_COEFFICIENT:
@@ -180,18 +203,27 @@ class ResizeDefinition(LayerDefinition):
         spec = layer.spec
         outs = layer.output_shape[1:]
         mode = _torch_native(layer)
+        scales = _scales(layer)
         if mode is None:
-            code = T.single_module(
-                layer, inputs, f"Resize({T.ints_text(outs)}{_helper_options(spec)})"
-            )
+            target = _helper_target(layer, T.ints_text)
+            options = _helper_options(spec, keyword_mode=scales is not None)
+            code = T.single_module(layer, inputs, f"Resize({target}{options})")
             code.helpers.add("Resize")
             return code
-        # Always the resolved size: scale_factor= would map coordinates by 1/scale (see docs/semantics.md).
         corners = (
             ", align_corners=True"
             if spec.align_corners
             else (", align_corners=False" if mode != "nearest" else "")
         )
+        if scales is not None:
+            # An open size: floor(n * scale) per input, and recompute_scale_factor maps coordinates by
+            # in/out like size= does (plain scale_factor= would map them by 1/scale, see docs/semantics.md).
+            factor = T.float_text(scales[0]) if len(set(scales)) == 1 else _floats_text(scales)
+            return T.LayerCode(
+                expression=f"F.interpolate({inputs[0]}, scale_factor={factor}, mode={P.string(mode)}{corners}, "
+                "recompute_scale_factor=True)"
+            )
+        # The resolved size: scale_factor= would map coordinates by 1/scale (see docs/semantics.md).
         return T.LayerCode(
             expression=f"F.interpolate({inputs[0]}, size={T.ints_text(outs)}, mode={P.string(mode)}{corners})"
         )
@@ -199,8 +231,10 @@ class ResizeDefinition(LayerDefinition):
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         spec = layer.spec
         outs = layer.output_shape[1:]
+        scales = _scales(layer)
         if (
             layer.spatial_rank == 2
+            and scales is None
             and not spec.align_corners
             and spec.mode in ("bilinear", "nearest_exact")
         ):
@@ -208,10 +242,10 @@ class ResizeDefinition(LayerDefinition):
             expression = f"layers.Resizing({int(outs[0])}, {int(outs[1])}, interpolation={P.string(interpolation)}, name={K.quoted(layer.name)})"
             return K.single_layer(layer, ctx, expression)
         helper = ctx.use("Resize")
+        target = _helper_target(layer, K.ints_text)
+        options = _helper_options(spec, keyword_mode=scales is not None)
         return K.single_layer(
-            layer,
-            ctx,
-            f"{helper}({K.ints_text(outs)}{_helper_options(spec)}, name={K.quoted(layer.name)})",
+            layer, ctx, f"{helper}({target}{options}, name={K.quoted(layer.name)})"
         )
 
 

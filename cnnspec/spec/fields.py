@@ -82,6 +82,7 @@ RESERVED_NAMES = frozenset(
         "losses",
         "metrics",
         "CNNSPEC_LAYER_NAMES",
+        "check_input_shape",  # the first call in a generated torch forward
         *_TORCH_MODULE_MEMBERS,
     }
 )

@@ -99,6 +99,8 @@ def is_keras_same(layer: LayerPlan) -> bool:
         return True
     if layer.padding is None or layer.kernel_size is None or layer.stride is None:
         return False
+    if any(layer.strided_open_axes):
+        return False  # explicit padding that is SAME's at the planning size only
     dilation = layer.dilation or (1,) * len(layer.kernel_size)
     same = tuple(
         S.same_padding(n, k, s, d)
@@ -158,8 +160,30 @@ def activation_arg(layer: LayerPlan, ctx: EmitContext) -> str:
     return "" if value is None else f", activation={value}"
 
 
+def same_padding_lines(
+    layer: LayerPlan, ctx: EmitContext, source: str, value: str | None = None
+) -> tuple[list[str], str]:
+    """A ``SamePadding`` helper <name>_pad: 'same' padding worked out per input (it depends on the size)."""
+    pad_name = ctx.helper_name(layer, "pad")
+    dilation = layer.dilation or ()
+    expression = P.call(
+        ctx.use("SamePadding"),
+        ints_text(layer.kernel_size or ()),
+        ints_text(layer.stride or ()),
+        dilation_rate=ints_text(dilation) if any(d != 1 for d in dilation) else None,
+        value=value,
+        name=quoted(pad_name),
+    )
+    return [call(expression, pad_name, source)], pad_name
+
+
 def zero_padding_lines(layer: LayerPlan, ctx: EmitContext, source: str) -> tuple[list[str], str]:
-    """ZeroPadding{N}D <name>_pad when the plan pads; returns (lines, variable to read next)."""
+    """ZeroPadding{N}D <name>_pad when the plan pads; returns (lines, variable to read next).
+
+    'same' padding that depends on the input size is a ``SamePadding`` helper instead.
+    """
+    if layer.padding_varies:
+        return same_padding_lines(layer, ctx, source)
     pads = layer.padding or ()
     if not any(b or a for b, a in pads):
         return [], source

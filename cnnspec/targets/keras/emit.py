@@ -108,8 +108,8 @@ def emit_source(plan: Plan) -> str:
             )
 
     func = identifier(function_name(plan.name))
-    in_shape = _shape_text(_channels_last(plan.input_shape))
-    out_shape = _shape_text(plan.layers[-1].output_shape_last)
+    in_shape = _input_shape_text(plan)
+    out_shape = _output_shape_text(plan)
     layout = plan.layouts[1]
     helper_code = "".join(definition_text(HELPERS_FILE, helper) for helper in ctx.helpers)
     needs_numpy = any(h in _NEEDS_NUMPY for h in ctx.helpers) or _uses("np", helper_code)
@@ -179,6 +179,23 @@ def _channels_last(shape) -> tuple[int, ...]:
 
 def _shape_text(shape) -> str:
     return repr(tuple(int(v) for v in shape))
+
+
+def _output_shape_text(plan: Plan) -> str:
+    """The channels-last output shape, None where it follows an open input size."""
+    last = plan.layers[-1]
+    if len(last.output_shape) == 1 or not last.sizes:
+        return _shape_text(last.output_shape_last)
+    spatial = [size.constant if size.is_fixed else None for size in last.sizes]
+    return repr((*spatial, int(last.output_shape[0])))
+
+
+def _input_shape_text(plan: Plan) -> str:
+    """The channels-last input shape, None on the open axes (any size)."""
+    spatial = [
+        None if is_open else int(n) for is_open, n in zip(plan.open_axes, plan.input_shape[1:])
+    ]
+    return repr((*spatial, int(plan.input_shape[0])))
 
 
 def _uses(module: str, code: str) -> bool:

@@ -187,8 +187,8 @@ class CroppedConvTranspose(layers.Layer):
         if any(self.extend):
             outputs = ops.pad(outputs, ((0, 0), *((0, e) for e in self.extend), (0, 0)))
         index = [slice(None)]
-        for (before, after), size in zip(self.crop, outputs.shape[1:-1]):
-            index.append(slice(before, size - after))
+        for before, after in self.crop:
+            index.append(slice(before, -after if after else None))
         outputs = outputs[tuple(index) + (slice(None),)]
         if self.bias is not None:
             outputs = outputs + self.bias  # the bias also fills the extended cells
@@ -242,21 +242,143 @@ class ConstantPadding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class SamePadding(layers.Layer):
+    """TensorFlow's SAME padding (SAME_UPPER), worked out from each input's size (channels last).
+
+    Per spatial axis of length n the windows need total = max((ceil(n / stride) - 1) * stride
+    + dilation * (kernel - 1) + 1 - n, 0) padded cells: total // 2 before, the rest after.  With
+    a stride > 1 the split depends on n.  Used where Keras' padding="same" is not available
+    (strides that differ per axis, grouped or strided dilated convolutions); ``value`` fills
+    the cells (-inf before a max pool).  The sizes are read with ops.shape, so unknown
+    spatial sizes are fine.
+    """
+
+    def __init__(self, kernel_size, strides, dilation_rate=None, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.dilation_rate = tuple(int(d) for d in dilation_rate or (1,) * len(self.kernel_size))
+        self.value = float(value)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        pads = [(0, 0)]
+        for axis, (k, s, d) in enumerate(zip(self.kernel_size, self.strides, self.dilation_rate)):
+            n = shape[axis + 1]
+            total = ops.maximum((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return ops.pad(inputs, (*pads, (0, 0)), constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for n, k, s, d in zip(
+            input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate
+        ):
+            spatial.append(
+                None if n is None else n + max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            )
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "dilation_rate": self.dilation_rate,
+            "value": self.value,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class CeilModePadding(layers.Layer):
+    """A pool's declared padding plus PyTorch's ceil-mode overhang, worked out from each input's size.
+
+    ``padding`` is (before, after) per spatial dim.  With ceil_mode the output has
+    ceil((n + before + after - pool) / stride) + 1 cells, one fewer when the last window would
+    start in the right padding; the cells that window covers past the padding are padded
+    with ``value`` too (-inf before a max pool).  The sizes are read with ops.shape.
+    """
+
+    def __init__(self, pool_size, strides, padding, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(int(k) for k in pool_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.padding = tuple((int(before), int(after)) for before, after in padding)
+        self.value = float(value)
+
+    @staticmethod
+    def overhang(n, k, s, before, after):
+        """Cells past the padding that the last ceil-mode window covers (ints or tensors)."""
+        out = -(-(n + before + after - k) // s) + 1
+        out = out - ops.cast(ops.greater_equal((out - 1) * s, n + before), "int32")
+        return ops.maximum((out - 1) * s + k - (n + before + after), 0)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        pads = [(0, 0)]
+        for axis, (k, s, (before, after)) in enumerate(
+            zip(self.pool_size, self.strides, self.padding)
+        ):
+            pads.append((before, after + self.overhang(shape[axis + 1], k, s, before, after)))
+        return ops.pad(inputs, (*pads, (0, 0)), constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        spatial = []
+        for n, k, s, (before, after) in zip(
+            input_shape[1:-1], self.pool_size, self.strides, self.padding
+        ):
+            if n is None:
+                spatial.append(None)
+                continue
+            out = -(-(n + before + after - k) // s) + 1
+            out -= (out - 1) * s >= n + before
+            spatial.append(max((out - 1) * s + k, n + before + after))
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "value": self.value,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class CountedAveragePooling(layers.Layer):
     """Average pooling over zero-padded windows, each divided by the cells it counts.
 
     ``padding`` is the declared padding per spatial dim; it counts in the divisor only when
     ``count_include_pad`` is true.  ``ceil_extra`` cells (ceil mode's overhang past the
-    padding) are covered by the last window but never counted (PyTorch's rules).
+    padding) are covered by the last window but never counted (PyTorch's rules).  Where
+    these depend on the input's size they are worked out per input: ``padding="same"`` is
+    TensorFlow's SAME padding (never counted), and ``ceil_mode`` gives PyTorch's ceil-mode
+    overhang (``ceil_extra`` is not used then); the divisor is then the same pool over a
+    one-channel mask of the counted cells.
     """
 
-    def __init__(self, pool_size, strides, padding, ceil_extra, count_include_pad, **kwargs):
+    def __init__(
+        self,
+        pool_size,
+        strides,
+        padding,
+        ceil_extra=None,
+        count_include_pad=False,
+        ceil_mode=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.pool_size = tuple(int(k) for k in pool_size)
         self.strides = tuple(int(s) for s in strides)
-        self.padding = tuple((int(before), int(after)) for before, after in padding)
-        self.ceil_extra = tuple(int(e) for e in ceil_extra)
+        self.same = padding == "same"
+        rank = len(self.pool_size)
+        self.padding = (
+            ((0, 0),) * rank if self.same else tuple((int(b), int(a)) for b, a in padding)
+        )
+        self.ceil_extra = tuple(int(e) for e in ceil_extra or (0,) * rank)
         self.count_include_pad = bool(count_include_pad)
+        self.ceil_mode = bool(ceil_mode)
 
     def _divisor(self, spatial):
         divisor = np.ones((), dtype="float32")
@@ -272,15 +394,48 @@ class CountedAveragePooling(layers.Layer):
             divisor = np.multiply.outer(divisor, counts.astype("float32"))
         return divisor.reshape((1, *divisor.shape, 1))
 
-    def call(self, inputs):
-        pads = ((0, 0), *((b, a + e) for (b, a), e in zip(self.padding, self.ceil_extra)), (0, 0))
-        mean = ops.average_pool(
-            ops.pad(inputs, pads),
+    def _pool(self, values, pads):
+        return ops.average_pool(
+            ops.pad(values, pads),
             self.pool_size,
             strides=self.strides,
             padding="valid",
             data_format="channels_last",
         )
+
+    def _runtime_pads(self, inputs):
+        """(declared, overhang) pads per axis for this input's size (SAME or ceil mode)."""
+        shape = ops.shape(inputs)
+        declared, overhang = [], []
+        for axis, (k, s, (before, after)) in enumerate(
+            zip(self.pool_size, self.strides, self.padding)
+        ):
+            n = shape[axis + 1]
+            extra = 0
+            if self.same:
+                total = ops.maximum((-(-n // s) - 1) * s + k - n, 0)
+                before, after = total // 2, total - total // 2
+            else:
+                out = -(-(n + before + after - k) // s) + 1
+                out = out - ops.cast(ops.greater_equal((out - 1) * s, n + before), "int32")
+                extra = ops.maximum((out - 1) * s + k - (n + before + after), 0)
+            declared.append((before, after))
+            overhang.append((0, extra))
+        return declared, overhang
+
+    def call(self, inputs):
+        if self.same or self.ceil_mode:
+            declared, overhang = self._runtime_pads(inputs)
+            total = [(b, a + e) for (b, a), (_, e) in zip(declared, overhang)]
+            mean = self._pool(inputs, ((0, 0), *total, (0, 0)))
+            mask = ops.pad(
+                ops.ones_like(inputs[..., :1]),
+                ((0, 0), *declared, (0, 0)),
+                constant_values=1.0 if self.count_include_pad else 0.0,
+            )
+            return mean / self._pool(mask, ((0, 0), *overhang, (0, 0)))
+        pads = ((0, 0), *((b, a + e) for (b, a), e in zip(self.padding, self.ceil_extra)), (0, 0))
+        mean = self._pool(inputs, pads)
         window = float(np.prod(self.pool_size))
         return mean * window / ops.convert_to_tensor(self._divisor(inputs.shape[1:-1]))
 
@@ -289,9 +444,15 @@ class CountedAveragePooling(layers.Layer):
         for size, window, stride, (before, after), extra in zip(
             input_shape[1:-1], self.pool_size, self.strides, self.padding, self.ceil_extra
         ):
-            spatial.append(
-                None if size is None else (size + before + after + extra - window) // stride + 1
-            )
+            if size is None:
+                spatial.append(None)
+            elif self.same:
+                spatial.append(-(-size // stride))
+            elif self.ceil_mode:
+                out = -(-(size + before + after - window) // stride) + 1
+                spatial.append(out - ((out - 1) * stride >= size + before))
+            else:
+                spatial.append((size + before + after + extra - window) // stride + 1)
         return (input_shape[0], *spatial, input_shape[-1])
 
     def get_config(self):
@@ -299,9 +460,10 @@ class CountedAveragePooling(layers.Layer):
             **super().get_config(),
             "pool_size": self.pool_size,
             "strides": self.strides,
-            "padding": self.padding,
+            "padding": "same" if self.same else self.padding,
             "ceil_extra": self.ceil_extra,
             "count_include_pad": self.count_include_pad,
+            "ceil_mode": self.ceil_mode,
         }
 
 
@@ -340,28 +502,27 @@ class AdaptivePooling(layers.Layer):
         super().__init__(**kwargs)
         self.output_size = tuple(int(n) for n in output_size)
         self.reduction = reduction
-        self.windows: list[list[tuple[int, int]]] = []
 
-    def build(self, input_shape):
-        self.windows = [
-            [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
-            for n, out in zip(input_shape[1:-1], self.output_size)
-        ]
+    @staticmethod
+    def windows(n: int, out: int) -> list[tuple[int, int]]:
+        return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
-    def _average_matrix(self, axis: int, length: int) -> np.ndarray:
-        matrix = np.zeros((length, len(self.windows[axis])), dtype="float32")
-        for i, (start, end) in enumerate(self.windows[axis]):
+    @staticmethod
+    def _average_matrix(windows: list[tuple[int, int]], length: int) -> np.ndarray:
+        matrix = np.zeros((length, len(windows)), dtype="float32")
+        for i, (start, end) in enumerate(windows):
             matrix[start:end, i] = 1.0 / (end - start)
         return matrix
 
     def call(self, inputs):
+        # the windows follow each input's size
         outputs = inputs
-        for axis, windows in enumerate(self.windows):
+        for axis, out in enumerate(self.output_size):
             position = axis + 1
+            length = inputs.shape[position]
+            windows = self.windows(length, out)
             if self.reduction == "average":
-                matrix = ops.convert_to_tensor(
-                    self._average_matrix(axis, outputs.shape[position]), inputs.dtype
-                )
+                matrix = ops.convert_to_tensor(self._average_matrix(windows, length), inputs.dtype)
                 outputs = ops.moveaxis(
                     ops.matmul(ops.moveaxis(outputs, position, -1), matrix), -1, position
                 )
@@ -395,25 +556,27 @@ class Resize(layers.Layer):
     align_corners), linear clamping x at 0, cubic with Keys' kernel of coefficient
     `cubic_coefficient` (PyTorch -0.75, TensorFlow -0.5) over cells floor(x)-1 .. floor(x)+2;
     taps outside the input read the edge cell, or with `exclude_outside` get weight 0 and the
-    rest is renormalised (TensorFlow).
+    rest is renormalised (TensorFlow).  With `scale` instead of `size`, each input's axes of
+    length n become floor(n * scale) cells.
     """
 
     def __init__(
         self,
-        size: tuple[int, ...],
+        size: tuple[int, ...] | None = None,
         mode: str = "linear",
         align_corners: bool = False,
         cubic_coefficient: float = -0.75,
         exclude_outside: bool = False,
+        scale: tuple[float, ...] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.size = tuple(int(n) for n in size)
+        self.size = None if size is None else tuple(int(n) for n in size)
+        self.scale = None if scale is None else tuple(float(f) for f in scale)
         self.mode = mode
         self.align_corners = bool(align_corners)
         self.cubic_coefficient = float(cubic_coefficient)
         self.exclude_outside = bool(exclude_outside)
-        self.matrices: list[np.ndarray] = []
 
     @staticmethod
     def _keys(distance: float, a: float) -> float:
@@ -455,26 +618,31 @@ class Resize(layers.Layer):
                 matrix[min(max(j, 0), n - 1), i] += w
         return matrix.astype("float32")
 
-    def build(self, input_shape):
-        self.matrices = [self._matrix(n, m) for n, m in zip(input_shape[1:-1], self.size)]
+    def _outputs(self, lengths):
+        if self.size is not None:
+            return self.size
+        return tuple(None if n is None else math.floor(n * f) for n, f in zip(lengths, self.scale))
 
     def call(self, inputs):
+        # the interpolation matrices follow each input's size
+        lengths = tuple(inputs.shape[1:-1])
         outputs = inputs
-        for axis, matrix in enumerate(self.matrices):
+        for axis, (n, m) in enumerate(zip(lengths, self._outputs(lengths))):
             position = axis + 1
-            weights = ops.convert_to_tensor(matrix, inputs.dtype)
+            weights = ops.convert_to_tensor(self._matrix(n, m), inputs.dtype)
             outputs = ops.moveaxis(
                 ops.matmul(ops.moveaxis(outputs, position, -1), weights), -1, position
             )
         return outputs
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[-1])
+        return (input_shape[0], *self._outputs(input_shape[1:-1]), input_shape[-1])
 
     def get_config(self):
         return {
             **super().get_config(),
             "size": self.size,
+            "scale": self.scale,
             "mode": self.mode,
             "align_corners": self.align_corners,
             "cubic_coefficient": self.cubic_coefficient,
@@ -502,6 +670,9 @@ class ChannelShuffle(layers.Layer):
         rank = len(grid.shape)
         order = (*range(rank - 2), rank - 1, rank - 2)
         return ops.reshape(ops.transpose(grid, order), (-1, *spatial, channels))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}

@@ -164,3 +164,15 @@ def single_module(
     return LayerCode(
         modules=[(name, constructor)], expression=f"self.{name}({inputs[0]})", note=note
     )
+
+
+def same_pad_module(code: LayerCode, layer: LayerPlan, value: str | None = None) -> str:
+    """A ``SamePad`` helper: TF SAME padding worked out per input (the plan's pads hold at one size only)."""
+    dilation = layer.dilation or ()
+    return P.call(
+        use_helper(code, "SamePad"),
+        ints_text(layer.kernel_size or ()),
+        ints_text(layer.stride or ()),
+        dilation=ints_text(dilation) if any(d != 1 for d in dilation) else None,
+        value=value,
+    )

@@ -17,6 +17,83 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_input_shape(x: torch.Tensor, expected: tuple) -> None:
+    """Refuse an input whose shape is not ``expected`` (batch first; None: any length on that axis).
+
+    A model planned for one input size computes other numbers at another size (its padding
+    and output sizes were worked out for that size), so it says so instead of running.
+    """
+    if torch.jit.is_tracing():
+        return  # a trace records the shapes it is traced at
+    if x.dim() != len(expected) or any(
+        size is not None and size != actual for size, actual in zip(expected[1:], x.shape[1:])
+    ):
+        wanted = ", ".join("N" if size is None else str(size) for size in expected)
+        raise ValueError(
+            f"this model takes inputs of shape ({wanted}) (N: any), got {tuple(x.shape)}"
+        )
+
+
+class SamePad(nn.Module):
+    """TensorFlow's SAME padding (SAME_UPPER), worked out from each input's size at run time.
+
+    Per spatial axis of length n the output has ceil(n / stride) cells, so the windows need
+    total = max((ceil(n / stride) - 1) * stride + dilation * (kernel - 1) + 1 - n, 0) padded
+    cells: total // 2 before and the rest (the odd cell) after.  With a stride > 1 the split
+    depends on n, so no fixed padding is right at every size.  ``value`` fills the padded
+    cells (-inf before a max pool: padding never wins).  The rank is that of ``kernel_size``.
+    """
+
+    def __init__(self, kernel_size, stride, dilation=None, value=0.0):
+        super().__init__()
+        self.kernel_size = tuple(kernel_size)
+        self.stride = tuple(stride)
+        self.dilation = tuple(dilation or (1,) * len(self.kernel_size))
+        self.value = value
+
+    def forward(self, x):
+        pads = []  # F.pad takes (before, after) pairs starting from the last dim
+        for n, k, s, d in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pads = [total // 2, total - total // 2] + pads
+        return F.pad(x, pads, value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, value={self.value}"
+
+
+class CeilModePad(nn.Module):
+    """A pool's declared padding plus its ceil-mode overhang, worked out from each input's size.
+
+    ``padding`` is (before, after) per spatial dim.  With ceil_mode the last window may run
+    past the padding (PyTorch's rule: it must start inside the input or the left padding);
+    those cells are padded with ``value`` too (-inf before a max pool).  How far it runs
+    depends on the input length modulo the stride, so it is computed per input.
+    """
+
+    def __init__(self, kernel_size, stride, padding, value=0.0):
+        super().__init__()
+        self.kernel_size = tuple(kernel_size)
+        self.stride = tuple(stride)
+        self.padding = tuple(tuple(pair) for pair in padding)
+        self.value = value
+
+    def forward(self, x):
+        pads = []  # F.pad takes (before, after) pairs starting from the last dim
+        for n, k, s, (before, after) in zip(
+            x.shape[2:], self.kernel_size, self.stride, self.padding
+        ):
+            out = -(-(n + before + after - k) // s) + 1
+            if (out - 1) * s >= n + before:
+                out -= 1
+            overhang = max((out - 1) * s + k - (n + before + after), 0)
+            pads = [before, after + overhang] + pads
+        return F.pad(x, pads, value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
 class CountedAvgPool(nn.Module):
     """Average pooling that divides each window sum by the number of *counted* cells.
 
@@ -25,25 +102,53 @@ class CountedAvgPool(nn.Module):
     running past the padding).  Real cells always count; the declared padding counts only
     when ``count_padding`` is true; the overhang never counts.  The counted fraction of each
     window is the same average pool applied to a one-channel mask (1 = counted), so no
-    state is kept.
+    state is kept.  Where these depend on the input's size they are worked out per input:
+    ``padding="same"`` is TensorFlow's SAME padding (never counted), and ``ceil_mode`` gives
+    PyTorch's ceil-mode overhang (the last window starts inside the input or left padding).
     """
 
-    def __init__(self, kernel_size, stride, padding, overhang, count_padding):
+    def __init__(
+        self, kernel_size, stride, padding, overhang=None, count_padding=False, ceil_mode=False
+    ):
         super().__init__()
         self.kernel_size = tuple(kernel_size)
         self.stride = tuple(stride)
+        self.same = padding == "same"
+        self.padding = ((0, 0),) * len(self.kernel_size) if self.same else tuple(padding)
+        self.ceil_mode = ceil_mode
         # F.pad takes (before, after) pairs starting from the LAST dim.
-        self.declared = tuple(v for before, after in reversed(padding) for v in (before, after))
-        self.overhang = tuple(v for extra in reversed(overhang) for v in (0, extra))
+        self.declared = tuple(
+            v for before, after in reversed(self.padding) for v in (before, after)
+        )
+        extra = overhang or (0,) * len(self.kernel_size)
+        self.overhang = tuple(v for cells in reversed(extra) for v in (0, cells))
         self.padding_value = 1.0 if count_padding else 0.0
         self.pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[len(self.kernel_size) - 1]
 
+    def _pads(self, sizes):
+        """The declared padding and the overhang for an input of spatial ``sizes`` (F.pad order)."""
+        if not (self.same or self.ceil_mode):
+            return self.declared, self.overhang
+        declared, overhang = [], []
+        for n, k, s, (before, after) in zip(sizes, self.kernel_size, self.stride, self.padding):
+            extra = 0
+            if self.same:
+                total = max((-(-n // s) - 1) * s + k - n, 0)
+                before, after = total // 2, total - total // 2
+            else:
+                out = -(-(n + before + after - k) // s) + 1
+                if (out - 1) * s >= n + before:
+                    out -= 1
+                extra = max((out - 1) * s + k - (n + before + after), 0)
+            declared = [before, after] + declared
+            overhang = [0, extra] + overhang
+        return declared, overhang
+
     def forward(self, x):
-        window_mean = self.pool(
-            F.pad(F.pad(x, self.declared), self.overhang), self.kernel_size, self.stride
-        )
-        mask = F.pad(torch.ones_like(x[:1, :1]), self.declared, value=self.padding_value)
-        counted_fraction = self.pool(F.pad(mask, self.overhang), self.kernel_size, self.stride)
+        declared, overhang = self._pads(x.shape[2:])
+        window_mean = self.pool(F.pad(F.pad(x, declared), overhang), self.kernel_size, self.stride)
+        mask = F.pad(torch.ones_like(x[:1, :1]), declared, value=self.padding_value)
+        counted_fraction = self.pool(F.pad(mask, overhang), self.kernel_size, self.stride)
         return window_mean / counted_fraction
 
 
@@ -104,19 +209,22 @@ class Resize(nn.Module):
     floor((i+0.5)*r); "linear"/"cubic" sample x = (i+0.5)*r - 0.5 (i*r with align_corners),
     linear clamping x at 0, cubic with Keys' kernel of coefficient `cubic_coefficient` over
     floor(x)-1 .. floor(x)+2, out-of-range taps reading the edge cell, or with
-    `exclude_outside` weighted 0 and the rest renormalised (TensorFlow's bicubic).
+    `exclude_outside` weighted 0 and the rest renormalised (TensorFlow's bicubic).  With `scale`
+    instead of `size`, each input's axes of length n become floor(n * scale) cells.
     """
 
     def __init__(
         self,
-        size: tuple[int, ...],
+        size: tuple[int, ...] | None = None,
         mode: str = "linear",
         align_corners: bool = False,
         cubic_coefficient: float = -0.75,
         exclude_outside: bool = False,
+        scale: tuple[float, ...] | None = None,
     ):
         super().__init__()
-        self.size = tuple(int(n) for n in size)
+        self.size = None if size is None else tuple(int(n) for n in size)
+        self.scale = None if scale is None else tuple(float(f) for f in scale)
         self.mode = mode
         self.align_corners = align_corners
         self.cubic_coefficient = cubic_coefficient
@@ -163,14 +271,17 @@ class Resize(nn.Module):
         return matrix.astype("float32")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for axis, out in enumerate(self.size):
+        lengths = [int(n) for n in x.shape[2:]]
+        outs = self.size or [math.floor(n * f) for n, f in zip(lengths, self.scale or ())]
+        for axis, (length, out) in enumerate(zip(lengths, outs)):
             dim = axis + 2
-            matrix = torch.from_numpy(self._matrix(int(x.shape[dim]), out)).to(x.dtype)
+            matrix = torch.from_numpy(self._matrix(length, out)).to(x.dtype)
             x = torch.matmul(x.movedim(dim, x.dim() - 1), matrix).movedim(x.dim() - 1, dim)
         return x
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, mode={self.mode!r}, align_corners={self.align_corners}"
+        target = f"size={self.size}" if self.size is not None else f"scale={self.scale}"
+        return f"{target}, mode={self.mode!r}, align_corners={self.align_corners}"
 
 
 class ChannelShuffle(nn.Module):
