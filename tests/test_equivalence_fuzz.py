@@ -37,6 +37,9 @@ BATCH = 2
 ATOL = 1e-4  # scaled by the layer's largest reference magnitude (at least 1)
 RTOL = 1e-4
 SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large]
+# The full-size run is derandomized (the same 150-200 specs every time, so CI cannot turn red by chance);
+# CNNSPEC_FUZZ_CAMPAIGN=1 draws new ones for a bug hunt.
+CAMPAIGN = os.environ.get("CNNSPEC_FUZZ_CAMPAIGN") == "1"
 
 
 def _spec_text(spec: dict) -> str:
@@ -171,7 +174,7 @@ def test_random_specs_agree(spec, data):
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=SUPPRESSED, print_blob=True)
+@settings(derandomize=not CAMPAIGN, max_examples=200, deadline=None, suppress_health_check=SUPPRESSED, print_blob=True)
 @given(spec=valid_specs(max_layers=8, open_sizes=True), data=st.data())
 def test_random_specs_agree_slow(spec, data):
     _run_drawn(spec, data)
