@@ -39,6 +39,9 @@ pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
 BATCH = 2
 ATOL = RTOL = 1e-4  # ATOL scaled by the layer's largest reference magnitude (at least 1), as in the equivalence fuzz
 SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large]
+# The full-size run is derandomized (the same 150-200 specs every time, so CI cannot turn red by chance);
+# CNNSPEC_FUZZ_CAMPAIGN=1 draws new ones for a bug hunt.
+CAMPAIGN = os.environ.get("CNNSPEC_FUZZ_CAMPAIGN") == "1"
 
 
 def _close(reference: np.ndarray, actual: np.ndarray) -> bool:
@@ -96,7 +99,7 @@ def test_verify_passes_random_specs_with_the_referee_agreeing(spec):
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None, suppress_health_check=SUPPRESSED, print_blob=True)
+@settings(derandomize=not CAMPAIGN, max_examples=150, deadline=None, suppress_health_check=SUPPRESSED, print_blob=True)
 @given(spec=valid_specs(max_layers=8), data=st.data())
 def test_referee_agrees_with_both_frameworks_on_random_specs_slow(spec, data):
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
