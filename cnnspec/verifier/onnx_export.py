@@ -240,6 +240,16 @@ def torch_observable_layers(
     return [names[-1]], "output only"
 
 
+def dynamic_dims(open_axes: Sequence[bool]) -> dict[int, str]:
+    """The dynamic dimensions of a channels-first input: the batch and the open spatial axes, by name."""
+    from cnnspec.engine.plan import AXIS_NAMES
+
+    names = AXIS_NAMES[len(open_axes)]
+    dims = {0: "batch"}
+    dims.update({2 + axis: names[axis] for axis, open_axis in enumerate(open_axes) if open_axis})
+    return dims
+
+
 def _torch_weights(model) -> dict[str, Any]:
     """The model's floating-point parameters and buffers by qualified name (shared tensors once)."""
     weights: dict[str, Any] = {}
@@ -344,6 +354,7 @@ def export_torch(
     opset: int = 18,
     dynamo: bool = False,
     module_paths: Mapping[str, str] | None = None,
+    open_axes: Sequence[bool] = (),
 ) -> ExportedGraph:
     """Export a torch model with one graph output per observable spec layer and its weights as inputs.
 
@@ -356,6 +367,8 @@ def export_torch(
         dynamo: use the dynamo exporter instead of the TorchScript one, with the weights as
             initializers (for benchmarks).
         module_paths: spec layer -> the sub-module whose output reads it (a hand-written model).
+        open_axes: per spatial axis, whether the graph takes any size there (a dynamic
+            axis named ``H``, ``W``...); the batch is dynamic whenever one is.
 
     Returns:
         The exported graph and which layers it exposes.
@@ -374,6 +387,8 @@ def export_torch(
     )
     if dynamo:
         kwargs.update(verbose=False, external_data=False)
+    if any(open_axes):
+        kwargs["dynamic_axes"] = {INPUT_NAME: dynamic_dims(open_axes)}
     buffer = io.BytesIO()
     with contextlib.ExitStack() as stack:
         stack.enter_context(quiet_warnings())
@@ -520,7 +535,7 @@ def _captures_as_constants(function, explicit: int, graph_def):
 def export_keras(
     model,
     layer_names: Sequence[str],
-    input_shape_last: Sequence[int],
+    input_shape_last: Sequence[int | None],
     path: str | os.PathLike | None = None,
     *,
     opset: int = 18,
@@ -531,7 +546,8 @@ def export_keras(
     Args:
         model: a functional ``keras.Model``.
         layer_names: the spec layer names in spec order.
-        input_shape_last: the channels-last input shape without the batch dimension.
+        input_shape_last: the channels-last input shape without the batch dimension; None
+            for an axis the graph takes at any size.
         path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
         layer_map: spec layer -> the Keras layer whose output reads it (a hand-written model).
