@@ -356,6 +356,24 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     source = inputs[0]
     attributes: dict[str, int] = {}
     op = "MaxPool" if layer.type.startswith("max") else "AveragePool"
+    if layer.is_open and layer.padding_mode == "same":
+        return _open_same_pool(b, layer, source, op)
+    if layer.is_open and layer.spec.ceil_mode:
+        # onnxruntime's ceil mode is PyTorch's at every size (the last window starts inside the
+        # input or the left padding; the divisor as count_include_pad says), measured in
+        # tests/test_verify_sizes.py; the overhang then follows the run-time size
+        if op == "AveragePool":
+            attributes["count_include_pad"] = int(bool(layer.count_include_pad))
+        return b.node(
+            op,
+            [source],
+            layer.name,
+            kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
+            strides=list(O.planned(layer, layer.stride, "stride")),
+            pads=O.flat_pads(padding),
+            ceil_mode=1,
+            **attributes,
+        )
     if op == "AveragePool":
         attributes["count_include_pad"] = 0
         if layer.count_include_pad and any(before or after for before, after in padding):
@@ -372,3 +390,27 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         pads=O.flat_pads(pads),
         **attributes,
     )
+
+
+def _open_same_pool(b: O.GraphBuilder, layer: LayerPlan, source: str, op: str) -> str:
+    """A 'same' pool whose input size is open: the padding follows the run-time size.
+
+    A max pool pads with −inf (the padding never wins); an average pool that counts only the
+    real cells uses ``auto_pad=SAME_UPPER`` (onnxruntime's rule equals the plan's for every
+    window and stride, measured in tests/test_verify_sizes.py); one that counts the padding
+    averages real zeros padded in front.
+    """
+    kernel = list(O.planned(layer, layer.kernel_size, "kernel_size"))
+    strides = list(O.planned(layer, layer.stride, "stride"))
+    if op == "AveragePool" and not layer.count_include_pad:
+        return b.node(
+            op,
+            [source],
+            layer.name,
+            kernel_shape=kernel,
+            strides=strides,
+            auto_pad="SAME_UPPER",
+            count_include_pad=0,
+        )
+    padded = O.same_pad(b, layer, source, float("-inf") if op == "MaxPool" else None)
+    return b.node(op, [padded], layer.name, kernel_shape=kernel, strides=strides)

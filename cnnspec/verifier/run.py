@@ -240,6 +240,7 @@ def verify(
         referee_weights, referee_source, referee_note = _referee_weights(
             plan, torch_model, keras_model, weights_source
         )
+        referee_graph = _open_referee(plan) if len(plans) > 1 and referee_weights else None
     params = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
 
     reports = []
@@ -266,7 +267,7 @@ def verify(
             )
             continue
         with steps("referee"):
-            referee_values, size_note = _run_referee(size_plan, referee_weights, x)
+            referee_values, size_note = _run_referee(size_plan, referee_weights, x, referee_graph)
         with steps("compare"):
             report = _compare(
                 size_plan,
@@ -425,14 +426,24 @@ def _referee_weights(plan, torch_model, keras_model, source: str):
     return weights, source, None
 
 
-def _run_referee(plan, weights, x):
+def _open_referee(plan):
+    """The spec's ONNX graph emitted once for every size, or None where a layer's nodes follow the
+    size (the referee is then emitted at each size)."""
+    from cnnspec.targets.onnx.emit import emit_graph, size_dependent_layer
+
+    if not plan.is_open or size_dependent_layer(plan) is not None:
+        return None
+    return emit_graph(plan, open_size=True)
+
+
+def _run_referee(plan, weights, x, graph=None):
     """The referee's layer outputs at the plan's size, or None and why."""
     from cnnspec.verifier.referee import run_referee
 
     if weights is None:
         return None, None
     try:
-        return run_referee(plan, weights, x), None
+        return run_referee(plan, weights, x, graph), None
     except (
         CnnspecError
     ) as error:  # the referee is a second opinion: it never stops the verification
