@@ -204,7 +204,7 @@ def verify(
     names = [layer.name for layer in plan.layers]
     # An open spec's graphs are exported once with its open axes dynamic and run at every size.
     open_axes = plan.open_axes if plan.is_open else ()
-    input_last = channels_last(plan.input_shape)
+    input_last: tuple[int | None, ...] = channels_last(plan.input_shape)
     if open_axes:
         input_last = (
             tuple(None if open_axis else n for open_axis, n in zip(open_axes, input_last))
@@ -247,7 +247,7 @@ def verify(
     for size_plan in plans:
         x = make_input(size_plan, batch, seed)
         x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        failures = []
+        failures: list[str] = []
         with steps("run_torch"):
             torch_values = _run_at_size(X, torch_graph, x, "torch", size_plan, failures)
         with steps("run_keras"):
@@ -571,14 +571,13 @@ def _compare(
     if not any(d.ok is not None for d in diffs):
         problems.append("no layer could be compared")
 
-    if params is None:
-        params = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
-    params, params_ok = params
+    counted = params or _params(plan, torch_model, keras_model, torch_graph, keras_graph)
+    params_by_source, params_ok = counted
     if not params_ok:
         problems.extend(
             f"parameter count of {source}: {p.trainable:,} trainable + {p.non_trainable:,} non-trainable, "
-            f"the spec says {params['spec'].trainable:,} + {params['spec'].non_trainable:,}"
-            for source, p in params.items()
+            f"the spec says {params_by_source['spec'].trainable:,} + {params_by_source['spec'].non_trainable:,}"
+            for source, p in params_by_source.items()
             if p.ok is False
         )
 
@@ -606,7 +605,7 @@ def _compare(
         first_divergent_layer=None if divergent is None else divergent.name,
         divergence=divergence,
         params_ok=params_ok,
-        params=params,
+        params=params_by_source,
         layers=layers,
         observation={"torch": torch_graph.observation, "keras": keras_graph.observation},
         problems=problems,

@@ -120,7 +120,7 @@ def emit_graph(
             )
     batch_dim = BATCH_DIM if batch is None else batch
     open_size = open_size and plan.is_open
-    input_dims = [*plan.input_shape]
+    input_dims: list[int | str] = [*plan.input_shape]
     if open_size:
         input_dims[1:] = [
             size.text() if not size.is_fixed else n
@@ -217,9 +217,8 @@ def _first_difference(first: OnnxGraph, second: OnnxGraph) -> str | None:
     if len(first_nodes) != len(second_nodes):
         longer = max(first_nodes, second_nodes, key=len)
         return longer[min(len(first_nodes), len(second_nodes))].output[0].split("/")[0]
-    constants = {
-        tensor.name: tensor.SerializeToString() for tensor in first.proto.graph.initializer
-    }  # type: ignore[attr-defined]
+    first_constants = first.proto.graph.initializer  # type: ignore[attr-defined]
+    constants = {tensor.name: tensor.SerializeToString() for tensor in first_constants}
     for tensor in second.proto.graph.initializer:  # type: ignore[attr-defined]
         if constants.get(tensor.name) != tensor.SerializeToString():
             return tensor.name.split("/")[0]
