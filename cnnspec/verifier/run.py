@@ -299,7 +299,7 @@ def verify(
                 referee_note or size_note,
             )
         reports.append(report)
-    report = _combined(reports, plans, open_axes)
+    report = combine_sizes(reports, plans, open_axes)
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -376,7 +376,7 @@ def _unrunnable(plan, failures, params, **settings) -> VerifyReport:
     )
 
 
-def _combined(reports: list[VerifyReport], plans, open_axes) -> VerifyReport:
+def combine_sizes(reports: list[VerifyReport], plans, open_axes) -> VerifyReport:
     """One report for every size: the rows of the first size that fails (else the first size),
     a verdict per size in ``sizes``, and every size's problems."""
     from cnnspec.engine.plan import AXIS_NAMES
