@@ -345,6 +345,27 @@ def _torch_wrapper(
     return wrapper
 
 
+@contextlib.contextmanager
+def _flooring_floor_divide(opset: int) -> Iterator[None]:
+    """The TorchScript exporter's ``//`` with Python's rounding.
+
+    It writes ``aten::floor_divide`` as a truncating division ("deprecated behavior"), so a
+    size worked out at run time as ``-(-n // s)`` (a ceiling) comes out one short in the graph
+    although the model computes it right: during the export its flooring form is registered.
+    """
+    import torch
+    from torch.onnx._internal.torchscript_exporter import symbolic_opset9
+
+    names = ("aten::floor_divide", "aten::floordiv")
+    for name in names:
+        torch.onnx.register_custom_op_symbolic(name, symbolic_opset9._floor_divide, opset)
+    try:
+        yield
+    finally:
+        for name in names:
+            torch.onnx.unregister_custom_op_symbolic(name, opset)
+
+
 def export_torch(
     model,
     layer_names: Sequence[str],
@@ -393,6 +414,8 @@ def export_torch(
     with contextlib.ExitStack() as stack:
         stack.enter_context(quiet_warnings())
         stack.enter_context(torch.no_grad())
+        if not dynamo:
+            stack.enter_context(_flooring_floor_divide(opset))
         if dynamo:  # the dynamo exporter prints progress lines on stdout
             stack.enter_context(
                 contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w")))
@@ -506,6 +529,42 @@ def _one_walk_subgraph_extraction() -> Iterator[None]:
         Graph.extract_sub_graph_nodes = original
 
 
+@contextlib.contextmanager
+def _flooring_integer_division() -> Iterator[None]:
+    """tf2onnx's ``FloorDiv`` with Python's rounding for integers too.
+
+    tf2onnx converts an integer ``FloorDiv`` to ONNX ``Div``, which truncates: ``-7 // 2`` becomes
+    -3, not -4.  A layer computing sizes at run time (``-(-n // s)``, a ceiling) then gets other
+    sizes in the graph than in Keras.  Here ``x // y = (x − x mod y) / y``: ONNX ``Mod`` with
+    ``fmod=0`` takes the divisor's sign, as Python's ``%`` does, so the division is exact.
+    """
+    from onnx import TensorProto
+    from tf2onnx import constants
+    from tf2onnx.handler import tf_op
+
+    opsets = tf_op.get_opsets()[constants.ONNX_DOMAIN]
+    version = max(v for v, table in enumerate(opsets) if "FloorDiv" in table)
+    original, kwargs = opsets[version]["FloorDiv"]
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+
+    def floor_div(ctx, node, **options):
+        dtype = ctx.get_dtype(node.input[0])
+        if dtype in floats:
+            return original(ctx, node, **options)
+        x, y = node.input[0], node.input[1]
+        remainder = ctx.make_node("Mod", [x, y], attr={"fmod": 0}, dtypes=[dtype])
+        exact = ctx.make_node("Sub", [x, remainder.output[0]], dtypes=[dtype])
+        node.type = "Div"
+        ctx.replace_inputs(node, [exact.output[0], y])
+        return None
+
+    opsets[version]["FloorDiv"] = (floor_div, kwargs)
+    try:
+        yield
+    finally:
+        opsets[version]["FloorDiv"] = (original, kwargs)
+
+
 def _captures_as_constants(function, explicit: int, graph_def):
     """The graph with the tensors the traced function captured (a layer's constant mean, say) as Const nodes.
 
@@ -578,7 +637,12 @@ def export_keras(
         )
         return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
-    with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
+    with (
+        quiet_warnings(),
+        tf.device("/cpu:0"),
+        _one_walk_subgraph_extraction(),
+        _flooring_integer_division(),
+    ):
         function = layer_outputs.get_concrete_function(*signature)
         graph_inputs = [tensor.name for tensor in function.inputs[: len(signature)]]
         graph_outputs = [tensor.name for tensor in function.outputs]

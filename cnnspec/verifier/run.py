@@ -211,17 +211,22 @@ def verify(
             + input_last[-1:]
         )
     onnx_files: dict[str, str] = {}
-    with steps("export_torch"):
+
+    def export_torch(example, open_axes=()):
         with _user_model_errors("torch", user_torch):
-            torch_graph = X.export_torch(
+            graph = X.export_torch(
                 torch_model,
                 names,
-                make_input(plan, batch, seed),
+                example,
                 opset=opset,
                 module_paths=_observed_parts(matchings.get("torch")),
                 open_axes=open_axes,
             )
-        X.check_graph(torch_graph, ONNX_FILES["torch"])
+        X.check_graph(graph, ONNX_FILES["torch"])
+        return graph
+
+    with steps("export_torch"):
+        torch_graph = export_torch(make_input(plan, batch, seed), open_axes)
     with steps("export_keras"):
         with _user_model_errors("keras", user_keras):
             keras_graph = X.export_keras(
@@ -244,12 +249,21 @@ def verify(
     params = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
 
     reports = []
+    retraced: list[str] = []
     for size_plan in plans:
         x = make_input(size_plan, batch, seed)
         x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         failures: list[str] = []
+        size_graph = torch_graph
         with steps("run_torch"):
-            torch_values = _run_at_size(X, torch_graph, x, "torch", size_plan, failures)
+            torch_values = _run_at_size(X, torch_graph, x, "torch", size_plan, [])
+        if open_axes and not _traced_faithfully(torch_model, torch_values, x, atol, rtol):
+            # A trace records Python arithmetic on sizes as constants: trace again at this size.
+            with steps("export_torch"):
+                size_graph = export_torch(x)
+            with steps("run_torch"):
+                torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
+            retraced.append(size_text(size_plan))
         with steps("run_keras"):
             keras_values = _run_at_size(X, keras_graph, x_last, "keras", size_plan, failures)
         if failures:
@@ -273,7 +287,7 @@ def verify(
                 size_plan,
                 torch_model,
                 keras_model,
-                torch_graph,
+                size_graph,
                 keras_graph,
                 torch_values,
                 keras_values,
@@ -290,7 +304,7 @@ def verify(
             _add_referee(
                 report,
                 size_plan,
-                torch_graph,
+                size_graph,
                 keras_graph,
                 torch_values,
                 keras_values,
@@ -300,6 +314,12 @@ def verify(
             )
         reports.append(report)
     report = combine_sizes(reports, plans, open_axes)
+    if retraced:
+        report.notes.append(
+            "the PyTorch graph exported with dynamic axes computes other numbers than the model at "
+            f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
+            "the model was traced again at each of those sizes"
+        )
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -361,6 +381,26 @@ def _run_at_size(X, graph, inputs, framework: str, plan, failures: list[str]):
             + (lines[0] if lines else type(error).__name__)
         )
         return None
+
+
+def _traced_faithfully(torch_model, values, x, atol: float, rtol: float) -> bool:
+    """Whether the graph's output at this size is the model's own (run eagerly on ``x``)."""
+    import torch
+
+    if values is None:
+        return False
+    try:
+        with torch.no_grad():
+            eager = torch_model(torch.from_numpy(x))
+    except Exception:  # noqa: BLE001 - the trace at this size reports the model's own error
+        return False
+    if not isinstance(eager, torch.Tensor):
+        return True  # not a single tensor: the verification itself says what is wrong
+    expected = eager.detach().cpu().numpy()
+    actual = values[-1]
+    return actual.shape == expected.shape and bool(
+        np.allclose(actual, expected, atol=atol, rtol=rtol)
+    )
 
 
 def _unrunnable(plan, failures, params, **settings) -> VerifyReport:
