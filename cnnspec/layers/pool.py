@@ -395,22 +395,33 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 def _open_same_pool(b: O.GraphBuilder, layer: LayerPlan, source: str, op: str) -> str:
     """A 'same' pool whose input size is open: the padding follows the run-time size.
 
-    A max pool pads with −inf (the padding never wins); an average pool that counts only the
-    real cells uses ``auto_pad=SAME_UPPER`` (onnxruntime's rule equals the plan's for every
-    window and stride, measured in tests/test_verify_sizes.py); one that counts the padding
-    averages real zeros padded in front.
+    A max pool pads with −inf (the padding never wins).  An average pool that counts only the
+    real cells uses ``auto_pad=SAME_UPPER`` when every window is at least its stride
+    (onnxruntime's rule then equals the plan's, measured in tests/test_verify_sizes.py; it
+    refuses the negative padding of a smaller window), else divides the sum over the padded
+    input by the count of real cells; one that counts the padding averages real zeros.
     """
     kernel = list(O.planned(layer, layer.kernel_size, "kernel_size"))
     strides = list(O.planned(layer, layer.stride, "stride"))
-    if op == "AveragePool" and not layer.count_include_pad:
+    window = dict(kernel_shape=kernel, strides=strides)
+    if op == "MaxPool" or layer.count_include_pad:
+        value = float("-inf") if op == "MaxPool" else None
+        return b.node(op, [O.same_pad(b, layer, source, value)], layer.name, **window)
+    if all(k >= s for k, s in zip(kernel, strides)):
         return b.node(
-            op,
-            [source],
-            layer.name,
-            kernel_shape=kernel,
-            strides=strides,
-            auto_pad="SAME_UPPER",
-            count_include_pad=0,
+            op, [source], layer.name, auto_pad="SAME_UPPER", count_include_pad=0, **window
         )
-    padded = O.same_pad(b, layer, source, float("-inf") if op == "MaxPool" else None)
-    return b.node(op, [padded], layer.name, kernel_shape=kernel, strides=strides)
+    import numpy as np
+    from onnx import numpy_helper
+
+    mean = b.node(op, [O.same_pad(b, layer, source)], b.temp(layer, "padded_mean"), **window)
+    ones = b.node(
+        "ConstantOfShape",
+        [b.node("Shape", [source], b.temp(layer, "shape"))],
+        b.temp(layer, "ones"),
+        value=numpy_helper.from_array(np.ones(1, dtype=np.float32)),
+    )
+    counted = b.node(
+        op, [O.same_pad(b, layer, ones, role="mask")], b.temp(layer, "counted"), **window
+    )
+    return b.node("Div", [mean, counted], layer.name)

@@ -260,10 +260,14 @@ def verify(
         if open_axes and not _traced_faithfully(torch_model, torch_values, x, atol, rtol):
             # A trace records Python arithmetic on sizes as constants: trace again at this size.
             with steps("export_torch"):
-                size_graph = export_torch(x)
-            with steps("run_torch"):
-                torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
-            retraced.append(size_text(size_plan))
+                try:
+                    size_graph = export_torch(x)
+                except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                    failures.append(_cannot_run("torch", size_plan, error))
+            if not failures:
+                with steps("run_torch"):
+                    torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
+                retraced.append(size_text(size_plan))
         with steps("run_keras"):
             keras_values = _run_at_size(X, keras_graph, x_last, "keras", size_plan, failures)
         if failures:
@@ -375,12 +379,15 @@ def _run_at_size(X, graph, inputs, framework: str, plan, failures: list[str]):
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
         if not plan.is_open:
             raise
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        failures.append(
-            f"the {framework} model cannot run at {size_text(plan)}, a size the spec accepts: "
-            + (lines[0] if lines else type(error).__name__)
-        )
+        failures.append(_cannot_run(framework, plan, error))
         return None
+
+
+def _cannot_run(framework: str, plan, error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"the {framework} model cannot run at {size_text(plan)}, a size the spec accepts: " + (
+        lines[0] if lines else type(error).__name__
+    )
 
 
 def _traced_faithfully(torch_model, values, x, atol: float, rtol: float) -> bool:

@@ -219,12 +219,16 @@ def spatial_slice(
 # -- layers whose input size is open: sizes read from the tensor at run time -------------
 
 
-def spatial_sizes(b: GraphBuilder, layer: LayerPlan, source: str) -> str:
+def spatial_sizes(
+    b: GraphBuilder, layer: LayerPlan, source: str, role: str = "spatial_sizes"
+) -> str:
     """The spatial sizes of ``source`` at run time, an int64 vector (for layers of open size)."""
-    return b.node("Shape", [source], b.temp(layer, "spatial_sizes"), start=2)
+    return b.node("Shape", [source], b.temp(layer, role), start=2)
 
 
-def same_pad(b: GraphBuilder, layer: LayerPlan, source: str, value: float | None = None) -> str:
+def same_pad(
+    b: GraphBuilder, layer: LayerPlan, source: str, value: float | None = None, role: str = "same"
+) -> str:
     """A Pad node giving ``source`` the 'same' padding of ``layer`` computed from its run-time size.
 
     Per axis of length n: total = max((⌈n / s⌉ − 1)·s + d·(k − 1) + 1 − n, 0), the smaller half
@@ -236,42 +240,47 @@ def same_pad(b: GraphBuilder, layer: LayerPlan, source: str, value: float | None
     dilation = layer.dilation or (1,) * len(kernel)
     reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
 
-    def const(role: str, values: Sequence[int]) -> str:
-        return b.constant(b.temp(layer, role), list(values), "int64")
+    def const(name: str, values: Sequence[int]) -> str:
+        return b.constant(b.temp(layer, name), list(values), "int64")
 
-    def op(kind: str, operands: Sequence[str], role: str) -> str:
-        return b.node(kind, list(operands), b.temp(layer, role))
+    def op(kind: str, operands: Sequence[str], name: str) -> str:
+        return b.node(kind, list(operands), b.temp(layer, name))
 
-    n = spatial_sizes(b, layer, source)
-    strides = const("same_strides", stride)
+    n = spatial_sizes(b, layer, source, f"{role}_sizes")
+    strides = const(f"{role}_strides", stride)
     out = op(
         "Div",
-        [op("Add", [n, const("same_round_up", [s - 1 for s in stride])], "same_n_up"), strides],
-        "same_out",
+        [
+            op("Add", [n, const(f"{role}_round_up", [s - 1 for s in stride])], f"{role}_n_up"),
+            strides,
+        ],
+        f"{role}_out",
     )
     span = op(
         "Add",
         [
             op(
                 "Mul",
-                [op("Sub", [out, const("same_one", [1])], "same_out_less_one"), strides],
-                "same_starts",
+                [op("Sub", [out, const(f"{role}_one", [1])], f"{role}_out_less_one"), strides],
+                f"{role}_starts",
             ),
-            const("same_reach", reach),
+            const(f"{role}_reach", reach),
         ],
-        "same_span",
+        f"{role}_span",
     )
-    total = op("Max", [op("Sub", [span, n], "same_excess"), const("same_zero", [0])], "same_total")
-    before = op("Div", [total, const("same_two", [2])], "same_before")
-    after = op("Sub", [total, before], "same_after")
-    nothing = const("same_nothing", [0, 0])
+    total = op(
+        "Max", [op("Sub", [span, n], f"{role}_excess"), const(f"{role}_zero", [0])], f"{role}_total"
+    )
+    before = op("Div", [total, const(f"{role}_two", [2])], f"{role}_before")
+    after = op("Sub", [total, before], f"{role}_after")
+    nothing = const(f"{role}_nothing", [0, 0])
     amounts = b.node(
-        "Concat", [nothing, before, nothing, after], b.temp(layer, "same_pads"), axis=0
+        "Concat", [nothing, before, nothing, after], b.temp(layer, f"{role}_pads"), axis=0
     )
     operands = [source, amounts]
     if value is not None:
-        operands.append(b.constant(b.temp(layer, "same_pad_value"), value, "float32"))
-    return b.node("Pad", operands, b.temp(layer, "same_padded"), mode="constant")
+        operands.append(b.constant(b.temp(layer, f"{role}_pad_value"), value, "float32"))
+    return b.node("Pad", operands, b.temp(layer, f"{role}_padded"), mode="constant")
 
 
 def conv_window(b: GraphBuilder, layer: LayerPlan, source: str) -> tuple[str, dict[str, list[int]]]:
