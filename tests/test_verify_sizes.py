@@ -142,10 +142,20 @@ def test_open_graph_of_every_example_equals_the_graph_planned_at_each_size(examp
         {"type": "avg_pool2d", "pool_size": [2, 3], "stride": 3, "padding": "same"},
         {"type": "max_pool2d", "pool_size": 2, "stride": 3, "padding": "same"},
         {"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "dilation": 2, "padding": "same"},
+        {
+            "type": "conv2d",
+            "filters": 2,
+            "kernel_size": [1, 3],
+            "stride": [3, 2],
+            "padding": "same",
+        },
+        {"type": "conv2d", "filters": 2, "kernel_size": 1, "stride": 4, "padding": "same"},
     ],
 )
-def test_open_graph_of_same_pools_with_any_window_and_stride(pool):
-    """Windows smaller than their stride too, where onnxruntime's auto_pad refuses to run."""
+def test_open_graph_of_same_windows_with_any_kernel_stride_and_dilation(pool):
+    """Windows smaller than their stride and dilated ones too, where onnxruntime's auto_pad
+    refuses to run: those pad from the run-time size in the graph."""
     document = {
         "cnnspec": 1,
         "name": "pools",
@@ -166,7 +176,7 @@ def test_a_static_emission_of_an_open_layer_is_found(monkeypatch):
     assert size_dependent_layer(plan) == "stem"
 
 
-def _run_1d(node, x):
+def _run_1d(node, x, initializers=()):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -174,6 +184,7 @@ def _run_1d(node, x):
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, None])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=list(initializers),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
@@ -181,37 +192,47 @@ def _run_1d(node, x):
     return session.run(None, {"x": x.reshape(1, 1, -1)})[0][0, 0]
 
 
-def test_onnxruntime_same_upper_average_pool_is_the_plans_same_rule():
-    """An open 'same' average pool relies on it (pool emission); real cells only in the divisor."""
-    from onnx import helper
+def test_onnxruntime_same_upper_is_the_plans_same_rule_where_the_emission_uses_it():
+    """Open 'same' layers emit auto_pad=SAME_UPPER where the window is at least its stride (and a
+    convolution is not dilated); an average counts the real cells only."""
+    from onnx import helper, numpy_helper
 
-    for kernel in (1, 2, 3, 4, 5):
-        for stride in range(
-            1, kernel + 1
-        ):  # the emission's auto_pad case: no window under its stride
-            node = helper.make_node(
-                "AveragePool",
-                ["x"],
-                ["y"],
-                kernel_shape=[kernel],
-                strides=[stride],
-                auto_pad="SAME_UPPER",
-                count_include_pad=0,
+    cases = [
+        (op, k, s)
+        for op in ("Conv", "MaxPool", "AveragePool")
+        for k in (1, 2, 3, 4, 5)
+        for s in range(1, k + 1)
+    ]
+    for op, kernel, stride in cases:
+        extra = {"count_include_pad": 0} if op == "AveragePool" else {}
+        inputs = ["x", "w"] if op == "Conv" else ["x"]
+        node = helper.make_node(
+            op,
+            inputs,
+            ["y"],
+            kernel_shape=[kernel],
+            strides=[stride],
+            auto_pad="SAME_UPPER",
+            **extra,
+        )
+        weight = numpy_helper.from_array(
+            np.arange(1, kernel + 1, dtype=np.float32).reshape(1, 1, -1), "w"
+        )
+        for n in range(1, 20):
+            x = (np.arange(1, n + 1) * (-1.0) ** np.arange(n)).astype(np.float32)
+            before, _ = S.same_padding(n, kernel, stride, 1)
+            expected = []
+            for i in range(S.ceil_div(n, stride)):
+                window = range(i * stride - before, i * stride - before + kernel)
+                if op == "Conv":
+                    expected.append(sum(x[t] * (j + 1) for j, t in enumerate(window) if 0 <= t < n))
+                    continue
+                cells = [x[t] for t in window if 0 <= t < n]
+                expected.append(max(cells) if op == "MaxPool" else sum(cells) / len(cells))
+            got = _run_1d(node, x, [weight] if op == "Conv" else [])
+            np.testing.assert_allclose(
+                got, expected, rtol=1e-6, err_msg=f"{op} {kernel} {stride} {n}"
             )
-            for n in range(1, 20):
-                x = (np.arange(1, n + 1) * (-1.0) ** np.arange(n)).astype(np.float32)
-                before, _ = S.same_padding(n, kernel, stride, 1)
-                expected = []
-                for i in range(S.ceil_div(n, stride)):
-                    cells = [
-                        x[t]
-                        for t in range(i * stride - before, i * stride - before + kernel)
-                        if 0 <= t < n
-                    ]
-                    expected.append(sum(cells) / len(cells))
-                np.testing.assert_allclose(
-                    _run_1d(node, x), expected, rtol=1e-6, err_msg=f"{kernel} {stride} {n}"
-                )
 
 
 def test_onnxruntime_ceil_mode_pools_are_pytorchs():
@@ -279,6 +300,12 @@ def test_build_onnx_of_an_open_spec_has_symbolic_axes_and_runs_at_any_size(tmp_p
         np.testing.assert_allclose(
             session.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-6
         )
+    # and it reads back as the open spec it came from
+    import cnnspec
+
+    imported = cnnspec.from_onnx(str(out))
+    assert imported.input.size == [None, None]
+    assert resolve(imported, input_size=(17, 17)).layers[0].padding_mode == "same"
 
 
 # --------------------------------------------------------------------------------------

@@ -494,8 +494,10 @@ def _failure_message(report: dict) -> str:
         if divergence.get("max_rel_diff") is not None:
             numbers.append(f"max rel diff {divergence['max_rel_diff']:.3g}")
         numbers.append(f"atol {report['atol']:g}, rtol {report['rtol']:g}")
-        return f"first divergent layer '{divergence['name']}' ({divergence['type']}): " + ", ".join(
-            numbers
+        at = f" at {'×'.join(map(str, report['input_size']))}" if report.get("sizes") else ""
+        return (
+            f"first divergent layer '{divergence['name']}' ({divergence['type']}){at}: "
+            + ", ".join(numbers)
         )
     problems = report.get("problems") or ["the models do not agree"]
     return problems[0]

@@ -395,22 +395,23 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 def _open_same_pool(b: O.GraphBuilder, layer: LayerPlan, source: str, op: str) -> str:
     """A 'same' pool whose input size is open: the padding follows the run-time size.
 
-    A max pool pads with −inf (the padding never wins).  An average pool that counts only the
-    real cells uses ``auto_pad=SAME_UPPER`` when every window is at least its stride
-    (onnxruntime's rule then equals the plan's, measured in tests/test_verify_sizes.py; it
-    refuses the negative padding of a smaller window), else divides the sum over the padded
-    input by the count of real cells; one that counts the padding averages real zeros.
+    Where every window is at least its stride, ``auto_pad=SAME_UPPER`` (onnxruntime's rule then
+    equals the plan's: measured in tests/test_verify_sizes.py; it refuses the negative padding of
+    a smaller window).  Otherwise a Pad node from the run-time size: −inf before a max pool (the
+    padding never wins); an average of real cells only divides the sum over the padded input by
+    the count of real cells.  An average that counts the padding averages real zeros.
     """
     kernel = list(O.planned(layer, layer.kernel_size, "kernel_size"))
     strides = list(O.planned(layer, layer.stride, "stride"))
     window = dict(kernel_shape=kernel, strides=strides)
-    if op == "MaxPool" or layer.count_include_pad:
-        value = float("-inf") if op == "MaxPool" else None
-        return b.node(op, [O.same_pad(b, layer, source, value)], layer.name, **window)
+    if layer.count_include_pad and op == "AveragePool":
+        return b.node(op, [O.same_pad(b, layer, source)], layer.name, **window)
     if all(k >= s for k, s in zip(kernel, strides)):
-        return b.node(
-            op, [source], layer.name, auto_pad="SAME_UPPER", count_include_pad=0, **window
-        )
+        counting = {"count_include_pad": 0} if op == "AveragePool" else {}
+        return b.node(op, [source], layer.name, auto_pad="SAME_UPPER", **counting, **window)
+    if op == "MaxPool":
+        padded = O.same_pad(b, layer, source, float("-inf"))
+        return b.node(op, [padded], layer.name, **window)
     import numpy as np
     from onnx import numpy_helper
 

@@ -283,10 +283,19 @@ def same_pad(
     return b.node("Pad", operands, b.temp(layer, f"{role}_padded"), mode="constant")
 
 
-def conv_window(b: GraphBuilder, layer: LayerPlan, source: str) -> tuple[str, dict[str, list[int]]]:
-    """A convolution's input and window attributes; an open-size 'same' layer pads at run time."""
-    attributes = window(layer)
+def conv_window(b: GraphBuilder, layer: LayerPlan, source: str) -> tuple[str, dict[str, Any]]:
+    """A convolution's input and window attributes; an open-size 'same' layer pads at run time:
+    ``auto_pad=SAME_UPPER`` where onnxruntime's rule is the plan's (no dilation, no kernel under its
+    stride: measured in tests/test_verify_sizes.py; it refuses dilations and takes a negative
+    padding for a smaller kernel), else a Pad node from the run-time size."""
+    attributes: dict[str, Any] = dict(window(layer))
     if layer.is_open and layer.padding_mode == "same":
-        source = same_pad(b, layer, source)
-        attributes["pads"] = [0] * len(attributes["pads"])
+        del attributes["pads"]
+        kernel, strides = attributes["kernel_shape"], attributes["strides"]
+        if all(d == 1 for d in attributes["dilations"]) and all(
+            k >= s for k, s in zip(kernel, strides)
+        ):
+            attributes["auto_pad"] = "SAME_UPPER"
+        else:
+            source = same_pad(b, layer, source)
     return source, attributes
