@@ -490,7 +490,10 @@ def _run_referee(plan, weights, x, graph=None):
     if weights is None:
         return None, None
     try:
-        return run_referee(plan, weights, x, graph), None
+        values = (
+            run_referee(plan, weights, x) if graph is None else run_referee(plan, weights, x, graph)
+        )
+        return values, None
     except (
         CnnspecError
     ) as error:  # the referee is a second opinion: it never stops the verification
