@@ -569,3 +569,76 @@ def test_from_keras_mobilenet_v3_small_of_any_size():
     assert spec.input.size == [None, None]
     for size in (224, 225, 97):
         assert resolve(spec, input_size=(size, size)).output_shape == (1000,)
+
+
+# --------------------------------------------------------------------------------------
+# the exporters' integer division (a size worked out at run time as -(-n // s))
+# --------------------------------------------------------------------------------------
+
+CEIL_PAD = """\
+import torch
+import torch.nn.functional as F
+
+
+class CeilPad(torch.nn.Module):
+    def forward(self, x):
+        n = x.shape[2]
+        total = (-(-n // 2) - 1) * 2 + 3 - n
+        return F.pad(x, [total // 2, total - total // 2])
+"""
+
+
+def test_torch_export_floors_integer_division(tmp_path, monkeypatch):
+    """torch.onnx writes `//` as a truncating division; the verifier's export floors, as Python."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    from cnnspec.verifier.onnx_export import export_torch, run_graph
+
+    (tmp_path / "ceil_pad.py").write_text(CEIL_PAD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from ceil_pad import CeilPad
+
+    x = np.zeros((1, 1, 33), dtype=np.float32)
+    assert CeilPad()(torch.from_numpy(x)).shape[-1] == 35  # ⌈33 / 2⌉ = 17: 2 padded cells
+    buffer = io.BytesIO()
+    torch.onnx.export(CeilPad(), (torch.from_numpy(x),), buffer, dynamo=False, opset_version=18)
+    plain = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    assert plain.run(None, {plain.get_inputs()[0].name: x})[0].shape[-1] == 33  # the wrong mapping
+    graph = export_torch(CeilPad(), ["pad"], x, open_axes=(True,))
+    for n, padded in ((33, 35), (34, 35), (9, 11)):  # total (⌈n / 2⌉ − 1)·2 + 3 − n
+        assert run_graph(graph, np.zeros((1, 1, n), np.float32))[0].shape[-1] == padded
+
+
+def test_keras_export_floors_integer_division(monkeypatch):
+    """tf2onnx writes an integer FloorDiv as a truncating Div; the verifier's export floors."""
+    pytest.importorskip("tf2onnx")
+    import contextlib
+
+    from cnnspec.verifier import onnx_export
+    from cnnspec.verifier.onnx_export import export_keras, import_frameworks, run_graph
+
+    import_frameworks()
+    import keras
+    from keras import ops
+
+    class CeilPad(keras.layers.Layer):
+        def call(self, x):
+            n = ops.shape(x)[1]
+            total = (-(-n // 2) - 1) * 2 + 3 - n
+            return ops.pad(x, ((0, 0), (total // 2, total - total // 2), (0, 0)))
+
+        def compute_output_shape(self, shape):
+            return (shape[0], None, shape[2])
+
+    inputs = keras.Input((None, 1))
+    model = keras.Model(inputs, CeilPad(name="pad")(inputs))
+    graph = export_keras(model, ["pad"], (None, 1))
+    for n in (33, 34, 9):
+        x = np.zeros((1, n, 1), np.float32)
+        assert model(x).shape[1] == run_graph(graph, x)[0].shape[1]
+    assert run_graph(graph, np.zeros((1, 33, 1), np.float32))[0].shape[1] == 35
+    # the wrong mapping: tf2onnx's own FloorDiv
+    monkeypatch.setattr(onnx_export, "_flooring_integer_division", contextlib.nullcontext)
+    truncating = export_keras(model, ["pad"], (None, 1))
+    assert run_graph(truncating, np.zeros((1, 33, 1), np.float32))[0].shape[1] == 33
