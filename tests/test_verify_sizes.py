@@ -21,7 +21,7 @@ import pytest
 
 from cnnspec.engine import shapes as S
 from cnnspec.engine.plan import resolve
-from cnnspec.errors import SpecError
+from cnnspec.errors import CnnspecError, SpecError
 from cnnspec.layers import REGISTRY
 
 onnx = pytest.importorskip("onnx")
@@ -89,6 +89,20 @@ def _examples():
 
 
 def _check_open_graph(document: dict, base: tuple[int, ...]) -> None:
+    try:
+        resolve(document, input_size=base)
+    except SpecError:
+        pytest.skip("a flat vector whose length follows the size feeds parameters: refused")
+    sizes = [tuple(n + step + axis for axis, n in enumerate(base)) for step in (0, 1, 3)]
+    compared = _compare_open_graph(document, base, sizes)
+    if compared is None:
+        pytest.skip("no ONNX emission")
+    assert compared >= 2
+
+
+def _compare_open_graph(document: dict, base: tuple[int, ...], sizes) -> int | None:
+    """Run the open graph planned at ``base`` and the graph planned at each size; the sizes compared
+    (None: a layer type has no ONNX emission)."""
     from cnnspec.targets.onnx.emit import (
         emit_graph,
         initial_weights,
@@ -98,19 +112,18 @@ def _check_open_graph(document: dict, base: tuple[int, ...]) -> None:
     from cnnspec.targets.onnx.model import check_strict
     from cnnspec.verifier.onnx_export import run_onnx
 
-    try:
-        plan = resolve(document, input_size=base)
-    except SpecError:
-        pytest.skip("a flat vector whose length follows the size feeds parameters: refused")
+    plan = resolve(document, input_size=base)
     if unsupported_types(plan):
-        pytest.skip("no ONNX emission")
+        return None
+    try:
+        graph = emit_graph(plan, open_size=True)
+    except CnnspecError:  # an emission that refuses this case (a bicubic resize of a volume)
+        return None
     assert size_dependent_layer(plan) is None
-    graph = emit_graph(plan, open_size=True)
     check_strict(graph.proto)
     weights = initial_weights(graph, seed=1)
     compared = 0
-    for step in (0, 1, 3):
-        size = tuple(n + step + axis for axis, n in enumerate(base))
+    for step, size in enumerate(sizes):
         try:
             at_size = resolve(document, input_size=size)
         except SpecError:
@@ -127,7 +140,7 @@ def _check_open_graph(document: dict, base: tuple[int, ...]) -> None:
                 got, want, rtol=1e-5, atol=1e-6, err_msg=f"{layer.name} at {size}"
             )
         compared += 1
-    assert compared >= 2
+    return compared
 
 
 @pytest.mark.parametrize("example", list(_examples()))
@@ -642,3 +655,25 @@ def test_keras_export_floors_integer_division(monkeypatch):
     monkeypatch.setattr(onnx_export, "_flooring_integer_division", contextlib.nullcontext)
     truncating = export_keras(model, ["pad"], (None, 1))
     assert run_graph(truncating, np.zeros((1, 33, 1), np.float32))[0].shape[1] == 33
+
+
+def test_open_graph_of_random_specs_equals_the_graph_planned_at_each_size():
+    """The drawn specs of the equivalence fuzz, opened: one graph at sizes around the drawn one."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from spec_strategies import valid_specs
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(spec=valid_specs(max_layers=5), step=st.sampled_from([1, 2, 3, 5]))
+    def check(spec, step):
+        base = tuple(spec["input"]["size"])
+        opened = _opened(spec)
+        try:
+            resolve(opened, input_size=base)
+        except SpecError:
+            return  # a dense on a flattened open map: refused, nothing to emit
+        _compare_open_graph(
+            opened, base, [tuple(n + step for n in base), tuple(n + step + 1 for n in base)]
+        )
+
+    check()

@@ -258,7 +258,11 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     # A 1-D signal as a (1, L) image: the added axis keeps its single row exactly.
     axis = b.constant(b.temp(layer, "row_axis"), [2], "int64")
     image = b.node("Unsqueeze", [inputs[0], axis], b.temp(layer, "image"))
-    image_sizes = b.constant(b.temp(layer, "image_sizes"), [1, *outs], "int64")
+    if layer.is_open and spec.scale is not None:
+        row = b.constant(b.temp(layer, "one_row"), [1], "int64")
+        image_sizes = b.node("Concat", [row, sizes], b.temp(layer, "image_sizes"), axis=0)
+    else:
+        image_sizes = b.constant(b.temp(layer, "image_sizes"), [1, *outs], "int64")
     resized = b.node(
         "Resize", [image, "", "", image_sizes], b.temp(layer, "resized"), axes=[2, 3], **attributes
     )

@@ -478,9 +478,12 @@ def _open_referee(plan):
     size (the referee is then emitted at each size)."""
     from cnnspec.targets.onnx.emit import emit_graph, size_dependent_layer
 
-    if not plan.is_open or size_dependent_layer(plan) is not None:
+    try:
+        if not plan.is_open or size_dependent_layer(plan) is not None:
+            return None
+        return emit_graph(plan, open_size=True)
+    except CnnspecError:  # no graph at all: each size's referee says why
         return None
-    return emit_graph(plan, open_size=True)
 
 
 def _run_referee(plan, weights, x, graph=None):
