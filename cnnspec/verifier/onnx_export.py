@@ -87,6 +87,7 @@ class ExportedGraph:
     output_names: list[str] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
+    runner: Any = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -788,8 +789,13 @@ def session(model) -> Any:
 
 
 def run_graph(graph: ExportedGraph, inputs: np.ndarray) -> list[np.ndarray]:
-    """Run a graph in onnxruntime with its weights fed as inputs; every graph output, in graph order."""
-    return run_onnx(graph.proto, inputs, graph.weights)
+    """Run a graph in onnxruntime with its weights fed as inputs; every graph output, in graph order.
+
+    The session is made once per graph (a graph of open size runs at several sizes).
+    """
+    if graph.runner is None:
+        graph.runner = session(graph.proto)
+    return _run_session(graph.runner, inputs, graph.weights)
 
 
 def run_onnx(
@@ -802,7 +808,10 @@ def run_onnx(
         inputs: the data, fed to the first graph input.
         weights: values of the other graph inputs, by name.
     """
-    runner = session(model)
+    return _run_session(session(model), inputs, weights)
+
+
+def _run_session(runner, inputs: np.ndarray, weights: dict[str, np.ndarray] | None):
     data_input = runner.get_inputs()[0].name
     feed = {data_input: np.ascontiguousarray(inputs, dtype=np.float32)}
     for value in runner.get_inputs()[1:]:
