@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from cnnspec.cli.verify import parse_input_size
 from cnnspec.errors import CnnspecError
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
@@ -76,6 +77,17 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="R",
         help="relative tolerance of the verification",
+    )
+    parser.add_argument(
+        "--input-size",
+        dest="input_sizes",
+        action="append",
+        type=parse_input_size,
+        default=None,
+        metavar="H,W",
+        help="verify the conversion of a model that takes any input size at this size (repeatable; "
+        "default an even and an odd size); a torch model with --input-shape C,None,None is traced "
+        "at the first",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
@@ -163,6 +175,7 @@ def cmd_convert(args) -> int:
                 progress=progress,
                 atol=args.atol,
                 rtol=args.rtol,
+                input_sizes=args.input_sizes,
             )
     finally:
         progress.close()

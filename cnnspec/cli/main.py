@@ -315,6 +315,14 @@ def _build_onnx(plan, args) -> int:
         write_onnx(plan, args.output, weights, overwrite=args.force)
     origin = f"weights from {args.weights_from}" if args.weights_from else "seeded random weights"
     print(f"wrote {args.output} (onnx, {plan.name}, {origin})", file=sys.stderr)
+    if plan.is_open:
+        from cnnspec.targets.onnx.model import fixed_size_reason
+
+        reason = fixed_size_reason(plan)
+        print(
+            f"note: {reason}" if reason else "any input size: its spatial axes are symbolic",
+            file=sys.stderr,
+        )
     if args.save_weights:
         print(f"wrote {args.save_weights} (its weights, ONNX external data)", file=sys.stderr)
     return EXIT_OK

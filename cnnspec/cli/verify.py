@@ -95,6 +95,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep the two graphs as DIR/torch.onnx and DIR/keras.onnx (DIR/<model>/... for several specs, DIR/<model>_<N>/... when two share a model name)",
     )
+    parser.add_argument(
+        "--input-size",
+        dest="input_sizes",
+        action="append",
+        type=parse_input_size,
+        default=None,
+        metavar="H,W",
+        help="verify at this spatial input size (one number for every axis, or one per axis); "
+        "repeat it to check a spec with open sizes (size: [null, null]) at several sizes in one "
+        "run: both models are built and exported once, with dynamic axes, and compared at each. "
+        "Default: the spec's size; for an open spec its reference_size (else 224) and that plus one. "
+        "A size the spec refuses (a fixed axis, a collapse, a join that disagrees) is exit 2",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument(
         "--force",
@@ -102,6 +115,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accepted for compatibility; verify always replaces its reports",
     )
     add_model_arguments(parser)
+
+
+def parse_input_size(text: str) -> int | tuple[int, ...]:
+    """``224`` (every axis) or ``224,225`` (one per spatial axis; ``x`` separates too)."""
+    parts = [part.strip() for part in text.replace("x", ",").replace("×", ",").split(",")]
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected sizes like 224 or 224,224, got '{text}'"
+        ) from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def _positive_int(text: str) -> int:
@@ -179,7 +206,12 @@ class Outcome:
 
 
 def _options(args) -> dict:
-    return dict(atol=args.atol, rtol=args.rtol, batch=args.batch, seed=args.seed, opset=args.opset)
+    options = dict(
+        atol=args.atol, rtol=args.rtol, batch=args.batch, seed=args.seed, opset=args.opset
+    )
+    if getattr(args, "input_sizes", None):
+        options["input_sizes"] = list(args.input_sizes)
+    return options
 
 
 def verify_one(
@@ -255,6 +287,7 @@ def run(args, check_limits: Callable | None = None) -> int:
             (raises a CnnspecError when the spec is too big).
     """
     from cnnspec.engine.plan import resolve
+    from cnnspec.verifier.run import size_plans
 
     _check_report_paths(args)
     json_to_stdout = args.json == "-"
@@ -271,8 +304,9 @@ def run(args, check_limits: Callable | None = None) -> int:
     for position, source in enumerate(args.specs):
         try:
             plan = resolve(source)
-            if check_limits is not None:
-                check_limits(plan)
+            for size_plan in size_plans(plan, options.get("input_sizes")):
+                if check_limits is not None:
+                    check_limits(size_plan)
         except SpecError as error:
             outcomes[position] = Outcome(
                 source, error.exit_code, error=error.render(), summary=f"INVALID   {source}"
@@ -460,8 +494,10 @@ def _failure_message(report: dict) -> str:
         if divergence.get("max_rel_diff") is not None:
             numbers.append(f"max rel diff {divergence['max_rel_diff']:.3g}")
         numbers.append(f"atol {report['atol']:g}, rtol {report['rtol']:g}")
-        return f"first divergent layer '{divergence['name']}' ({divergence['type']}): " + ", ".join(
-            numbers
+        at = f" at {'×'.join(map(str, report['input_size']))}" if report.get("sizes") else ""
+        return (
+            f"first divergent layer '{divergence['name']}' ({divergence['type']}){at}: "
+            + ", ".join(numbers)
         )
     problems = report.get("problems") or ["the models do not agree"]
     return problems[0]

@@ -434,7 +434,15 @@ class _Resolver:
         if not self.problems:
             self._check_all_used(layers)
         if self.problems:
-            if size_source in ("assumed", "reference") and any(open_axes):
+            if size_source == "given" and any(open_axes):
+                self.problems = [
+                    dataclasses.replace(
+                        problem,
+                        message=f"{problem.message} (at the input size {'×'.join(map(str, size))})",
+                    )
+                    for problem in self.problems
+                ]
+            elif size_source in ("assumed", "reference") and any(open_axes):
                 self.problems = [
                     dataclasses.replace(
                         problem,

@@ -135,10 +135,18 @@ class SpecBuilder:
         """Record an exact rewrite (listed in the convert report)."""
         self.rewrites.append(Rewrite(where, original, became))
 
-    def finish(self, model_name: str, channels: int, size: list[int]):
+    def finish(
+        self,
+        model_name: str,
+        channels: int,
+        size: list[int | None],
+        reference_size: list[int] | None = None,
+    ):
         """Validate and resolve the spec; returns the ModelSpec.
 
-        A layer type that this cnnspec's catalog does not have yet is refused with its name.
+        ``size`` entries are None where the model takes any size (then ``reference_size``, when
+        known, is the size the spec's numbers are shown at).  A layer type that this cnnspec's
+        catalog does not have yet is refused with its name.
         """
         from cnnspec.engine.plan import resolve
         from cnnspec.spec.models import ModelSpec, layer_types
@@ -156,7 +164,11 @@ class SpecBuilder:
         document = {
             "cnnspec": 1,
             "name": _model_name(model_name),
-            "input": {"channels": int(channels), "size": [int(s) for s in size]},
+            "input": {
+                "channels": int(channels),
+                "size": [None if s is None else int(s) for s in size],
+                **({"reference_size": [int(s) for s in reference_size]} if reference_size else {}),
+            },
             "layers": self.layers,
         }
         try:

@@ -213,12 +213,13 @@ def import_keras(model_or_path) -> ImportResult:
     ctx = _Context(model)
     input_tensor = model.inputs[0]
     input_shape = _tensor_shape(input_tensor)[1:]
-    if any(d is None for d in input_shape) or len(input_shape) not in (2, 3, 4):
+    if input_shape[-1:] == (None,) or len(input_shape) not in (2, 3, 4):
         raise refuse(
             "keras",
             f"model '{model.name}'",
             f"input shape {input_shape} (batch excluded)",
-            "cnnspec needs a fixed channels-last input: (L, C), (H, W, C) or (D, H, W, C)",
+            "cnnspec needs a channels-last input with known channels: (L, C), (H, W, C) or "
+            "(D, H, W, C); spatial sizes may be None (any size)",
         )
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape
@@ -338,6 +339,8 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     if "kernel_size" not in cfg or "subsample" in cfg:  # cnnspec's PortableConv never pads "same"
         return False
     sizes = _tensor_shape(pad_layer.input)[1:-1]
+    if None in sizes:  # fixed amounts are 'same' at some sizes only: they stay what they are
+        return False
     rank = len(sizes)
     pairs = (
         [padding] if isinstance(padding[0], int) and len(padding) == 2 and rank == 1 else padding

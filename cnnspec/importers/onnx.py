@@ -305,15 +305,18 @@ def import_onnx(path_or_model) -> ImportResult:
         )
     input_name = inputs[0].name
     shape = ctx.shapes.get(input_name) or ()
-    if len(shape) not in (3, 4, 5) or None in shape[1:]:
-        raise refuse(
-            "onnx", f"input '{input_name}'", f"has shape {shape}", "export with a fixed input size"
-        )
     layout = _input_layout(graph, input_name)
+    channels = (shape[1] if layout == FIRST else shape[-1]) if len(shape) in (3, 4, 5) else None
+    if channels is None:
+        raise refuse(
+            "onnx",
+            f"input '{input_name}'",
+            f"has shape {shape}",
+            "export with a known number of channels (the spatial sizes may be symbolic)",
+        )
     ctx.values[input_name] = _Tensor("input", layout)
-    channels, size = (
-        (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
-    )
+    # a symbolic spatial dimension (dim_param, or none) is an open size of the spec
+    size = list(shape[2:]) if layout == FIRST else list(shape[1:-1])
     shape_only = _shape_only_nodes(graph)
     readers = _readers()
     for node in graph.node:
@@ -416,75 +419,113 @@ def onnx_tensors(path_or_model, plan) -> dict:
 
 
 def verify_against_onnx(
-    plan, result, converted, *, progress=None, atol=None, rtol=None, sync_weights=False
+    plan,
+    result,
+    converted,
+    *,
+    progress=None,
+    atol=None,
+    rtol=None,
+    sync_weights=False,
+    input_sizes=None,
 ):
-    """Per-layer comparison of the converted model with the ORIGINAL ONNX graph, both run in onnxruntime."""
-    from cnnspec.verifier.run import verify
+    """Per-layer comparison of the converted model with the ORIGINAL ONNX graph, both run in onnxruntime.
 
-    return _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
+    A spec with open sizes is compared at each of ``input_sizes`` (default
+    :func:`cnnspec.verifier.run.default_sizes`): the converted model is exported once with
+    dynamic axes, both graphs run at every size.
+    """
+    return _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_sizes)
 
 
-def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify):
+def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_sizes=None):
     import tempfile
 
     import numpy as np
     import onnx
 
-    from cnnspec.verifier import compare as C
     from cnnspec.verifier import onnx_export as X
     from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
-    from cnnspec.verifier.report import LayerReport, VerifyReport
-    from cnnspec.verifier.run import make_input
+    from cnnspec.verifier.run import combine_sizes, make_input, size_plans
 
     atol = DEFAULT_ATOL if atol is None else atol
     rtol = DEFAULT_RTOL if rtol is None else rtol
+    plans = size_plans(plan, input_sizes)
     proto = onnx.ModelProto()
     proto.CopyFrom(result.details["model"])
     layout = result.details["input_layout"]
     # Expose every spec layer's ONNX value as a graph output (its last producer, in graph order).
-    producers: dict[str, str] = {}
     ctx_values = _values_by_layer(result.details["model"])
     known = {output.name for output in proto.graph.output}
     for name, (value, value_layout) in ctx_values.items():
-        producers[name] = value
         if value not in known:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(value))
             known.add(value)
     batch = _fixed_batch(proto) or 2
-    x = make_input(plan, batch, 0)
-    feed = x if layout == FIRST else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    open_axes = plan.open_axes if plan.is_open else ()
+    names = [layer.name for layer in plan.layers]
     if progress:
         progress("running the original ONNX graph and the converted model")
+    reports = []
     with tempfile.TemporaryDirectory(prefix="cnnspec-convert-") as workdir:
         original_path = Path(workdir) / "original.onnx"
         onnx.save(proto, str(original_path))
-        values = X.run_onnx(original_path, feed)
-        by_name = dict(zip([output.name for output in proto.graph.output], values))
-        original_first = {}
-        for name, (value, value_layout) in ctx_values.items():
-            array = by_name[value]
-            if value_layout == LAST and array.ndim > 2:
-                array = np.moveaxis(array, -1, 1)
-            original_first[name] = array
-        names = [layer.name for layer in plan.layers]
+        x = make_input(plan, batch, 0)
         if _is_torch(converted):
-            graph = X.export_torch(converted, names, x, Path(workdir) / "torch.onnx")
-            converted_values = dict(zip(graph.layer_names, X.run_onnx(graph.path, x)))
-            torch_side, keras_side = converted_values, _to_last(plan, original_first)
-        else:
-            graph = X.export_keras(
-                converted,
-                names,
-                tuple(np.moveaxis(x, 1, -1).shape[1:]),
-                Path(workdir) / "keras.onnx",
+            graph = X.export_torch(
+                converted, names, x, Path(workdir) / "torch.onnx", open_axes=open_axes
             )
-            converted_values = dict(
-                zip(
-                    graph.layer_names,
-                    X.run_onnx(graph.path, np.ascontiguousarray(np.moveaxis(x, 1, -1))),
+        else:
+            shape_last = list(np.moveaxis(x, 1, -1).shape[1:])
+            for axis, is_open in enumerate(open_axes):
+                if is_open:
+                    shape_last[axis] = None
+            graph = X.export_keras(
+                converted, names, tuple(shape_last), Path(workdir) / "keras.onnx"
+            )
+        for size_plan in plans:
+            reports.append(
+                _compare_with_original(
+                    size_plan,
+                    original_path,
+                    proto,
+                    ctx_values,
+                    graph,
+                    converted,
+                    layout,
+                    batch=batch,
+                    atol=atol,
+                    rtol=rtol,
                 )
             )
-            torch_side, keras_side = original_first, converted_values
+    return combine_sizes(reports, plans, open_axes)
+
+
+def _compare_with_original(
+    plan, original_path, proto, ctx_values, graph, converted, layout, *, batch, atol, rtol
+):
+    """The converted model against the original ONNX graph at the plan's input size."""
+    from cnnspec.verifier import compare as C
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.verifier.report import LayerReport, VerifyReport
+    from cnnspec.verifier.run import make_input
+
+    x = make_input(plan, batch, 0)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    values = X.run_onnx(original_path, x if layout == FIRST else x_last)
+    by_name = dict(zip([output.name for output in proto.graph.output], values))
+    original_first = {}
+    for name, (value, value_layout) in ctx_values.items():
+        array = by_name[value]
+        if value_layout == LAST and array.ndim > 2:
+            array = np.moveaxis(array, -1, 1)
+        original_first[name] = array
+    if _is_torch(converted):
+        converted_values = dict(zip(graph.layer_names, X.run_graph(graph, x)))
+        torch_side, keras_side = converted_values, _to_last(plan, original_first)
+    else:
+        converted_values = dict(zip(graph.layer_names, X.run_graph(graph, x_last)))
+        torch_side, keras_side = original_first, converted_values
     diffs = C.compare_layers(plan, torch_side, keras_side, atol=atol, rtol=rtol)
     layers = [LayerReport.from_diff(d) for d in diffs]
     divergent = C.first_divergent(diffs)
@@ -515,6 +556,7 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
         layers=layers,
         observation={"original": "onnx graph outputs", "converted": graph.observation},
         problems=problems,
+        input_size=list(plan.input_shape[1:]),
     )
 
 

@@ -126,25 +126,32 @@ def _import_module(reference: str, module_part: str):
         raise CnnspecError(f"{reference}: cannot import module '{module_part}': {error}") from None
 
 
-def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
-    """``"3,224,224"`` -> (3, 224, 224)."""
+def parse_input_shape(text: str | None) -> tuple[int | None, ...] | None:
+    """``"3,224,224"`` -> (3, 224, 224); ``"3,None,None"`` (or ``3,?,?``) -> (3, None, None)."""
     if text is None:
         return None
+    parts = [part.strip() for part in text.replace("x", ",").split(",") if part.strip()]
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        shape = tuple(None if part in ("None", "none", "?") else int(part) for part in parts)
     except ValueError:
         raise CnnspecError(
-            f"--input-shape {text!r}: expected channels-first integers such as 3,224,224"
+            f"--input-shape {text!r}: expected channels-first integers such as 3,224,224 "
+            "(None for a size the model takes at any value)"
         ) from None
-    if len(shape) not in (2, 3, 4) or min(shape) < 1:
+    known = [d for d in shape if d is not None]
+    if len(shape) not in (2, 3, 4) or shape[0] is None or min(known) < 1:
         raise CnnspecError(
-            f"--input-shape {text!r}: expected C,L or C,H,W or C,D,H,W (positive, no batch)"
+            f"--input-shape {text!r}: expected C,L or C,H,W or C,D,H,W (positive, no batch; "
+            "None for an open spatial size)"
         )
     return shape
 
 
-def import_any(framework: str, model, input_shape=None) -> ImportResult:
-    """Run the importer of ``framework`` on ``model`` (an object or a file path)."""
+def import_any(framework: str, model, input_shape=None, reference_size=None) -> ImportResult:
+    """Run the importer of ``framework`` on ``model`` (an object or a file path).
+
+    ``reference_size``: where a torch ``input_shape`` has None sizes, the size to trace at.
+    """
     if framework == "keras":
         from cnnspec.importers.keras import import_keras
 
@@ -158,7 +165,7 @@ def import_any(framework: str, model, input_shape=None) -> ImportResult:
 
         if input_shape is None:
             raise CnnspecError("a torch model needs --input-shape C,H,W (channels first, no batch)")
-        return import_torch(model, input_shape)
+        return import_torch(model, input_shape, reference_size)
     from cnnspec.importers.onnx import import_onnx
 
     return import_onnx(model)
@@ -339,8 +346,14 @@ def convert_model(
     progress: Callable[[str], None] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    input_sizes=None,
 ) -> Conversion:
     """Import ``reference``, build it in ``target``, copy the weights, write the files, verify per layer.
+
+    A model that takes any input size (``(None, None, 3)``, symbolic ONNX dims) becomes a spec
+    with open sizes and is verified at ``input_sizes`` (default: see
+    :func:`cnnspec.verifier.run.default_sizes`, an even and an odd size); a torch model
+    given ``input_shape=(C, None, None)`` is traced at the first of them (default 224).
 
     Raises:
         CnnspecError: bad input (unreadable model, unsupported layer, existing files without overwrite).
@@ -375,7 +388,12 @@ def convert_model(
             f"{reference} is already a {target} model; convert --to the other framework"
         )
     step("import", f"importing the {framework} model as a spec")
-    result = import_any(framework, model, input_shape)
+    trace_size = None  # a torch model of open size is traced at the first size verified
+    if input_sizes and not isinstance(input_sizes[0], int):
+        trace_size = tuple(input_sizes[0])
+    elif input_sizes and input_shape is not None:
+        trace_size = (input_sizes[0],) * (len(input_shape) - 1)
+    result = import_any(framework, model, input_shape, trace_size)
     done("import")
     spec = result.spec
     plan = resolve(spec)
@@ -413,7 +431,7 @@ def convert_model(
     )
     step("verify", "verifying the converted model against the original, layer by layer")
     conversion.verification = _verify(
-        plan, framework, original, converted, result, note, atol, rtol
+        plan, framework, original, converted, result, note, atol, rtol, input_sizes
     )
     done("verify")
     conversion.timings = timings
@@ -438,10 +456,12 @@ def _save_weights(model, target: str, path: Path, overwrite: bool, atomic_path) 
         save_weights_file(model, path, overwrite=overwrite)
 
 
-def _verify(plan, framework, original, converted, result, progress, atol, rtol):
+def _verify(plan, framework, original, converted, result, progress, atol, rtol, input_sizes=None):
     from cnnspec.verifier.run import verify
 
     options: dict[str, Any] = {"sync_weights": False, "progress": progress}
+    if input_sizes is not None:
+        options["input_sizes"] = input_sizes
     if atol is not None:
         options["atol"] = atol
     if rtol is not None:

@@ -22,6 +22,7 @@ supported.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -375,19 +376,27 @@ def _propagate_shapes(gm, input_shape) -> None:
     ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
 
 
-def import_torch(module, input_shape) -> ImportResult:
+def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     """Import a torch module; returns the spec and the rewrites made (see :func:`from_torch`)."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
         raise refuse(FRAMEWORK, "model", f"is a {type(module).__name__}, not a torch.nn.Module")
-    input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) not in (2, 3, 4) or min(input_shape) < 1:
+    input_shape = tuple(input_shape)
+    if (
+        len(input_shape) not in (2, 3, 4)
+        or input_shape[0] is None
+        or min(int(d) for d in input_shape if d is not None) < 1
+    ):
         raise refuse(
             FRAMEWORK,
             "input_shape",
-            f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch",
+            f"{input_shape}: give (C, L), (C, H, W) or (C, D, H, W) without the batch "
+            "(None for a spatial size the model takes at any value)",
         )
+    if None in input_shape[1:]:
+        return _import_open(module, input_shape, reference_size)
+    input_shape = tuple(int(d) for d in input_shape)
     modules = {name: claim.reader for name, claim in _claims("torch_module").items()}
     functions = _functions()
     methods = {name: claim.reader for name, claim in _claims("torch_method").items()}
@@ -567,6 +576,65 @@ def _no_op(ctx, node):
     ctx.alias(node, node.args[0])
 
 
+def _import_open(module, input_shape, reference_size) -> ImportResult:
+    """A model that takes any size on the None axes: traced at the reference size (default 224)
+    and at other sizes, which must give the same layers (else a layer's numbers follow the size
+    and cnnspec cannot write them once)."""
+    from cnnspec.engine.plan import ASSUMED_SIZE, resolve
+    from cnnspec.importers.pipeline import spec_document
+    from cnnspec.spec.models import ModelSpec
+
+    open_axes = [d is None for d in input_shape[1:]]
+    if reference_size is None:
+        reference = [
+            ASSUMED_SIZE if is_open else d for d, is_open in zip(input_shape[1:], open_axes)
+        ]
+    else:
+        reference = [int(n) for n in reference_size]
+        if len(reference) != len(open_axes):
+            raise refuse(
+                FRAMEWORK,
+                "reference_size",
+                f"{tuple(reference)} has {len(reference)} sizes for {len(open_axes)} spatial axes",
+            )
+    result = import_torch(module, (input_shape[0], *reference))
+    document = spec_document(result.spec)
+    for step in (1, 7):
+        other_size = [
+            n + step + axis if is_open else n
+            for axis, (n, is_open) in enumerate(zip(reference, open_axes))
+        ]
+        other = spec_document(import_torch(module, (input_shape[0], *other_size)).spec)
+        for layer, other_layer in zip(document["layers"], other["layers"]):
+            if layer != other_layer:
+                raise refuse(
+                    FRAMEWORK,
+                    f"'{layer.get('source', layer['name'])}'",
+                    f"is traced differently at {'×'.join(map(str, reference))} and "
+                    f"{'×'.join(map(str, other_size))} ({_first_field_difference(layer, other_layer)})",
+                    "its numbers follow the input size: import it at a fixed input_shape",
+                )
+        if len(document["layers"]) != len(other["layers"]):
+            raise refuse(
+                FRAMEWORK,
+                f"model {type(module).__name__}",
+                "has a different number of layers at another input size",
+                "import it at a fixed input_shape",
+            )
+    document["input"]["size"] = [None if is_open else n for n, is_open in zip(reference, open_axes)]
+    document["input"]["reference_size"] = reference
+    spec = ModelSpec.model_validate(document)
+    resolve(spec)
+    return dataclasses.replace(result, spec=spec)
+
+
+def _first_field_difference(layer: dict, other: dict) -> str:
+    for key in sorted(set(layer) | set(other)):
+        if layer.get(key) != other.get(key):
+            return f"{key} {layer.get(key)} and {other.get(key)}"
+    return "the layers differ"
+
+
 def _apply_pool_padding(ctx, node, pairs) -> None:
     layer = ctx.builder.layers[-1]
     layer["padding"] = compact_padding(pairs)
@@ -616,12 +684,16 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
-def from_torch(module, input_shape):
+def from_torch(module, input_shape, reference_size=None):
     """Import a PyTorch ``nn.Module`` as a cnnspec ModelSpec.
 
     Args:
         module: the model (traced in eval mode with ``torch.fx``; its training flag is restored).
-        input_shape: the channels-first input shape without the batch, e.g. ``(3, 224, 224)``.
+        input_shape: the channels-first input shape without the batch, e.g. ``(3, 224, 224)``;
+            ``(3, None, None)`` for a model that takes any size (a spec with open sizes: the
+            model is traced at ``reference_size`` and at other sizes, which must agree).
+        reference_size: the spatial size to trace an open model at (default 224 per open axis);
+            it becomes the spec's ``reference_size``.
 
     Returns:
         The :class:`~cnnspec.spec.models.ModelSpec`; module layers are named by their path
@@ -632,4 +704,4 @@ def from_torch(module, input_shape):
             exactly (the message names the module path or graph node, its source line, and what
             is supported).
     """
-    return import_torch(module, input_shape).spec
+    return import_torch(module, input_shape, reference_size).spec

@@ -133,12 +133,18 @@ def adaptive_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
         n, out = sizes[axis], outs[axis]
         return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
 
+    lengths = O.spatial_sizes(b, layer, inputs[0]) if layer.is_open else None
     cells: dict[tuple[int, ...], str] = {}
     for index in itertools.product(*(range(out) for out in outs)):
-        bounds = [windows(axis)[i] for axis, i in enumerate(index)]
         tag = "_".join(map(str, index))
-        starts = b.constant(b.temp(layer, f"start_{tag}"), [start for start, _ in bounds], "int64")
-        ends = b.constant(b.temp(layer, f"end_{tag}"), [end for _, end in bounds], "int64")
+        if lengths is not None:
+            starts, ends = _open_window(b, layer, lengths, index, tag)
+        else:
+            bounds = [windows(axis)[i] for axis, i in enumerate(index)]
+            starts = b.constant(
+                b.temp(layer, f"start_{tag}"), [start for start, _ in bounds], "int64"
+            )
+            ends = b.constant(b.temp(layer, f"end_{tag}"), [end for _, end in bounds], "int64")
         window = b.node("Slice", [inputs[0], starts, ends, axes], b.temp(layer, f"window_{tag}"))
         cells[index] = b.node(reduce, [window, axes], b.temp(layer, f"cell_{tag}"), keepdims=1)
 
@@ -153,6 +159,26 @@ def adaptive_pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
         return b.node("Concat", parts, name, axis=2 + axis)
 
     return joined(())
+
+
+def _open_window(
+    b: O.GraphBuilder, layer: LayerPlan, lengths: str, index: tuple[int, ...], tag: str
+) -> tuple[str, str]:
+    """The window ``index`` from the run-time sizes n: [⌊i·n / out⌋, ⌈(i + 1)·n / out⌉) per axis."""
+    outs = list(layer.output_shape[1:])
+
+    def const(role: str, values: list[int]) -> str:
+        return b.constant(b.temp(layer, f"{role}_{tag}"), values, "int64")
+
+    def op(kind: str, operands: list[str], role: str) -> str:
+        return b.node(kind, operands, b.temp(layer, f"{role}_{tag}"))
+
+    divisor = const("outs", outs)
+    first = op("Mul", [lengths, const("i", list(index))], "i_n")
+    starts = op("Div", [first, divisor], "start")
+    reach = op("Mul", [lengths, const("i_plus_one", [i + 1 for i in index])], "i1_n")
+    rounded = op("Add", [reach, const("round_up", [out - 1 for out in outs])], "i1_n_up")
+    return starts, op("Div", [rounded, divisor], "end")
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------

@@ -294,12 +294,9 @@ class ConvDefinition(ConvLike):
 def conv_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Conv with per-side pads (asymmetric 'same' included), dilation and groups; kernel (O, I/g, *k)."""
     weights = [b.weight(layer, "kernel")] + ([b.weight(layer, "bias")] if layer.spec.bias else [])
+    source, window = O.conv_window(b, layer, inputs[0])
     value = b.node(
-        "Conv",
-        [inputs[0], *weights],
-        b.temp(layer, "conv"),
-        **O.window(layer),
-        group=layer.spec.groups,
+        "Conv", [source, *weights], b.temp(layer, "conv"), **window, group=layer.spec.groups
     )
     return O.with_activation(b, layer, value)
 

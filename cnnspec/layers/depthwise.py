@@ -278,12 +278,9 @@ def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
     weights = [b.weight(layer, "depthwise_kernel")] + (
         [b.weight(layer, "bias")] if layer.spec.bias else []
     )
+    source, window = O.conv_window(b, layer, inputs[0])
     value = b.node(
-        "Conv",
-        [inputs[0], *weights],
-        b.temp(layer, "conv"),
-        **O.window(layer),
-        group=layer.input_shape[0],
+        "Conv", [source, *weights], b.temp(layer, "conv"), **window, group=layer.input_shape[0]
     )
     return O.with_activation(b, layer, value)
 
@@ -291,11 +288,12 @@ def depthwise_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
 @REGISTRY.attach("onnx", "separable_conv2d")
 def separable_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """The depthwise Conv (no bias), then a 1x1 Conv with the bias."""
+    source, window = O.conv_window(b, layer, inputs[0])
     depthwise = b.node(
         "Conv",
-        [inputs[0], b.weight(layer, "depthwise_kernel")],
+        [source, b.weight(layer, "depthwise_kernel")],
         b.temp(layer, "depthwise"),
-        **O.window(layer),
+        **window,
         group=layer.input_shape[0],
     )
     weights = [b.weight(layer, "pointwise_kernel")] + (

@@ -429,6 +429,24 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     source = inputs[0]
     attributes: dict[str, int] = {}
     op = "MaxPool" if layer.type.startswith("max") else "AveragePool"
+    if layer.is_open and layer.padding_mode == "same":
+        return _open_same_pool(b, layer, source, op)
+    if layer.is_open and layer.spec.ceil_mode:
+        # onnxruntime's ceil mode is PyTorch's at every size (the last window starts inside the
+        # input or the left padding; the divisor as count_include_pad says), measured in
+        # tests/test_verify_sizes.py; the overhang then follows the run-time size
+        if op == "AveragePool":
+            attributes["count_include_pad"] = int(bool(layer.count_include_pad))
+        return b.node(
+            op,
+            [source],
+            layer.name,
+            kernel_shape=list(O.planned(layer, layer.kernel_size, "kernel_size")),
+            strides=list(O.planned(layer, layer.stride, "stride")),
+            pads=O.flat_pads(padding),
+            ceil_mode=1,
+            **attributes,
+        )
     if op == "AveragePool":
         attributes["count_include_pad"] = 0
         if layer.count_include_pad and any(before or after for before, after in padding):
@@ -445,6 +463,42 @@ def pool_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
         pads=O.flat_pads(pads),
         **attributes,
     )
+
+
+def _open_same_pool(b: O.GraphBuilder, layer: LayerPlan, source: str, op: str) -> str:
+    """A 'same' pool whose input size is open: the padding follows the run-time size.
+
+    Where every window is at least its stride, ``auto_pad=SAME_UPPER`` (onnxruntime's rule then
+    equals the plan's: measured in tests/test_verify_sizes.py; it refuses the negative padding of
+    a smaller window).  Otherwise a Pad node from the run-time size: −inf before a max pool (the
+    padding never wins); an average of real cells only divides the sum over the padded input by
+    the count of real cells.  An average that counts the padding averages real zeros.
+    """
+    kernel = list(O.planned(layer, layer.kernel_size, "kernel_size"))
+    strides = list(O.planned(layer, layer.stride, "stride"))
+    window = dict(kernel_shape=kernel, strides=strides)
+    if layer.count_include_pad and op == "AveragePool":
+        return b.node(op, [O.same_pad(b, layer, source)], layer.name, **window)
+    if all(k >= s for k, s in zip(kernel, strides)):
+        counting = {"count_include_pad": 0} if op == "AveragePool" else {}
+        return b.node(op, [source], layer.name, auto_pad="SAME_UPPER", **counting, **window)
+    if op == "MaxPool":
+        padded = O.same_pad(b, layer, source, float("-inf"))
+        return b.node(op, [padded], layer.name, **window)
+    import numpy as np
+    from onnx import numpy_helper
+
+    mean = b.node(op, [O.same_pad(b, layer, source)], b.temp(layer, "padded_mean"), **window)
+    ones = b.node(
+        "ConstantOfShape",
+        [b.node("Shape", [source], b.temp(layer, "shape"))],
+        b.temp(layer, "ones"),
+        value=numpy_helper.from_array(np.ones(1, dtype=np.float32)),
+    )
+    counted = b.node(
+        op, [O.same_pad(b, layer, ones, role="mask")], b.temp(layer, "counted"), **window
+    )
+    return b.node("Div", [mean, counted], layer.name)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------

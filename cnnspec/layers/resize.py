@@ -260,7 +260,10 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """
     spec = layer.spec
     outs = list(layer.output_shape[1:])
-    sizes = b.constant(b.temp(layer, "sizes"), outs, "int64")
+    if layer.is_open and spec.scale is not None:
+        sizes = _scaled_sizes(b, layer, inputs[0])
+    else:
+        sizes = b.constant(b.temp(layer, "sizes"), outs, "int64")
     axes = list(range(2, 2 + len(outs)))
     transform = "align_corners" if spec.align_corners else "half_pixel"
     if spec.mode == "nearest":
@@ -291,11 +294,31 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     # A 1-D signal as a (1, L) image: the added axis keeps its single row exactly.
     axis = b.constant(b.temp(layer, "row_axis"), [2], "int64")
     image = b.node("Unsqueeze", [inputs[0], axis], b.temp(layer, "image"))
-    image_sizes = b.constant(b.temp(layer, "image_sizes"), [1, *outs], "int64")
+    if layer.is_open and spec.scale is not None:
+        row = b.constant(b.temp(layer, "one_row"), [1], "int64")
+        image_sizes = b.node("Concat", [row, sizes], b.temp(layer, "image_sizes"), axis=0)
+    else:
+        image_sizes = b.constant(b.temp(layer, "image_sizes"), [1, *outs], "int64")
     resized = b.node(
         "Resize", [image, "", "", image_sizes], b.temp(layer, "resized"), axes=[2, 3], **attributes
     )
     return b.node("Squeeze", [resized, axis], layer.name)
+
+
+def _scaled_sizes(b: O.GraphBuilder, layer: LayerPlan, source: str) -> str:
+    """⌊n·scale⌋ per axis from the run-time sizes n, in double precision as the plan computes it."""
+    from onnx import TensorProto
+
+    rank = len(layer.output_shape) - 1
+    scale = layer.spec.scale
+    scales = [float(s) for s in (scale if isinstance(scale, list) else [scale] * rank)]
+    lengths = b.node(
+        "Cast", [O.spatial_sizes(b, layer, source)], b.temp(layer, "lengths"), to=TensorProto.DOUBLE
+    )
+    factors = b.constant(b.temp(layer, "scales"), scales, "float64")
+    scaled = b.node("Mul", [lengths, factors], b.temp(layer, "scaled"))
+    floored = b.node("Floor", [scaled], b.temp(layer, "floored"))
+    return b.node("Cast", [floored], b.temp(layer, "sizes"), to=TensorProto.INT64)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------

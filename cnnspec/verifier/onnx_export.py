@@ -87,6 +87,7 @@ class ExportedGraph:
     output_names: list[str] = field(default_factory=list)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
+    runner: Any = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -240,6 +241,16 @@ def torch_observable_layers(
     return [names[-1]], "output only"
 
 
+def dynamic_dims(open_axes: Sequence[bool]) -> dict[int, str]:
+    """The dynamic dimensions of a channels-first input: the batch and the open spatial axes, by name."""
+    from cnnspec.engine.plan import AXIS_NAMES
+
+    names = AXIS_NAMES[len(open_axes)]
+    dims = {0: "batch"}
+    dims.update({2 + axis: names[axis] for axis, open_axis in enumerate(open_axes) if open_axis})
+    return dims
+
+
 def _torch_weights(model) -> dict[str, Any]:
     """The model's floating-point parameters and buffers by qualified name (shared tensors once)."""
     weights: dict[str, Any] = {}
@@ -335,6 +346,27 @@ def _torch_wrapper(
     return wrapper
 
 
+@contextlib.contextmanager
+def _flooring_floor_divide(opset: int) -> Iterator[None]:
+    """The TorchScript exporter's ``//`` with Python's rounding.
+
+    It writes ``aten::floor_divide`` as a truncating division ("deprecated behavior"), so a
+    size worked out at run time as ``-(-n // s)`` (a ceiling) comes out one short in the graph
+    although the model computes it right: during the export its flooring form is registered.
+    """
+    import torch
+    from torch.onnx._internal.torchscript_exporter import symbolic_opset9
+
+    names = ("aten::floor_divide", "aten::floordiv")
+    for name in names:
+        torch.onnx.register_custom_op_symbolic(name, symbolic_opset9._floor_divide, opset)
+    try:
+        yield
+    finally:
+        for name in names:
+            torch.onnx.unregister_custom_op_symbolic(name, opset)
+
+
 def export_torch(
     model,
     layer_names: Sequence[str],
@@ -344,6 +376,7 @@ def export_torch(
     opset: int = 18,
     dynamo: bool = False,
     module_paths: Mapping[str, str] | None = None,
+    open_axes: Sequence[bool] = (),
 ) -> ExportedGraph:
     """Export a torch model with one graph output per observable spec layer and its weights as inputs.
 
@@ -356,6 +389,8 @@ def export_torch(
         dynamo: use the dynamo exporter instead of the TorchScript one, with the weights as
             initializers (for benchmarks).
         module_paths: spec layer -> the sub-module whose output reads it (a hand-written model).
+        open_axes: per spatial axis, whether the graph takes any size there (a dynamic
+            axis named ``H``, ``W``...); the batch is dynamic whenever one is.
 
     Returns:
         The exported graph and which layers it exposes.
@@ -374,10 +409,14 @@ def export_torch(
     )
     if dynamo:
         kwargs.update(verbose=False, external_data=False)
+    if any(open_axes):
+        kwargs["dynamic_axes"] = {INPUT_NAME: dynamic_dims(open_axes)}
     buffer = io.BytesIO()
     with contextlib.ExitStack() as stack:
         stack.enter_context(quiet_warnings())
         stack.enter_context(torch.no_grad())
+        if not dynamo:
+            stack.enter_context(_flooring_floor_divide(opset))
         if dynamo:  # the dynamo exporter prints progress lines on stdout
             stack.enter_context(
                 contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w")))
@@ -491,6 +530,42 @@ def _one_walk_subgraph_extraction() -> Iterator[None]:
         Graph.extract_sub_graph_nodes = original
 
 
+@contextlib.contextmanager
+def _flooring_integer_division() -> Iterator[None]:
+    """tf2onnx's ``FloorDiv`` with Python's rounding for integers too.
+
+    tf2onnx converts an integer ``FloorDiv`` to ONNX ``Div``, which truncates: ``-7 // 2`` becomes
+    -3, not -4.  A layer computing sizes at run time (``-(-n // s)``, a ceiling) then gets other
+    sizes in the graph than in Keras.  Here ``x // y = (x − x mod y) / y``: ONNX ``Mod`` with
+    ``fmod=0`` takes the divisor's sign, as Python's ``%`` does, so the division is exact.
+    """
+    from onnx import TensorProto
+    from tf2onnx import constants
+    from tf2onnx.handler import tf_op
+
+    opsets = tf_op.get_opsets()[constants.ONNX_DOMAIN]
+    version = max(v for v, table in enumerate(opsets) if "FloorDiv" in table)
+    original, kwargs = opsets[version]["FloorDiv"]
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+
+    def floor_div(ctx, node, **options):
+        dtype = ctx.get_dtype(node.input[0])
+        if dtype in floats:
+            return original(ctx, node, **options)
+        x, y = node.input[0], node.input[1]
+        remainder = ctx.make_node("Mod", [x, y], attr={"fmod": 0}, dtypes=[dtype])
+        exact = ctx.make_node("Sub", [x, remainder.output[0]], dtypes=[dtype])
+        node.type = "Div"
+        ctx.replace_inputs(node, [exact.output[0], y])
+        return None
+
+    opsets[version]["FloorDiv"] = (floor_div, kwargs)
+    try:
+        yield
+    finally:
+        opsets[version]["FloorDiv"] = (original, kwargs)
+
+
 def _captures_as_constants(function, explicit: int, graph_def):
     """The graph with the tensors the traced function captured (a layer's constant mean, say) as Const nodes.
 
@@ -520,7 +595,7 @@ def _captures_as_constants(function, explicit: int, graph_def):
 def export_keras(
     model,
     layer_names: Sequence[str],
-    input_shape_last: Sequence[int],
+    input_shape_last: Sequence[int | None],
     path: str | os.PathLike | None = None,
     *,
     opset: int = 18,
@@ -531,7 +606,8 @@ def export_keras(
     Args:
         model: a functional ``keras.Model``.
         layer_names: the spec layer names in spec order.
-        input_shape_last: the channels-last input shape without the batch dimension.
+        input_shape_last: the channels-last input shape without the batch dimension; None
+            for an axis the graph takes at any size.
         path: also write the deployable file (weights as initializers) there.
         opset: the ONNX opset.
         layer_map: spec layer -> the Keras layer whose output reads it (a hand-written model).
@@ -562,7 +638,12 @@ def export_keras(
         )
         return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
-    with quiet_warnings(), tf.device("/cpu:0"), _one_walk_subgraph_extraction():
+    with (
+        quiet_warnings(),
+        tf.device("/cpu:0"),
+        _one_walk_subgraph_extraction(),
+        _flooring_integer_division(),
+    ):
         function = layer_outputs.get_concrete_function(*signature)
         graph_inputs = [tensor.name for tensor in function.inputs[: len(signature)]]
         graph_outputs = [tensor.name for tensor in function.outputs]
@@ -708,8 +789,13 @@ def session(model) -> Any:
 
 
 def run_graph(graph: ExportedGraph, inputs: np.ndarray) -> list[np.ndarray]:
-    """Run a graph in onnxruntime with its weights fed as inputs; every graph output, in graph order."""
-    return run_onnx(graph.proto, inputs, graph.weights)
+    """Run a graph in onnxruntime with its weights fed as inputs; every graph output, in graph order.
+
+    The session is made once per graph (a graph of open size runs at several sizes).
+    """
+    if graph.runner is None:
+        graph.runner = session(graph.proto)
+    return _run_session(graph.runner, inputs, graph.weights)
 
 
 def run_onnx(
@@ -722,7 +808,10 @@ def run_onnx(
         inputs: the data, fed to the first graph input.
         weights: values of the other graph inputs, by name.
     """
-    runner = session(model)
+    return _run_session(session(model), inputs, weights)
+
+
+def _run_session(runner, inputs: np.ndarray, weights: dict[str, np.ndarray] | None):
     data_input = runner.get_inputs()[0].name
     feed = {data_input: np.ascontiguousarray(inputs, dtype=np.float32)}
     for value in runner.get_inputs()[1:]:

@@ -48,12 +48,18 @@ def referee_weights(
     raise RefereeUnavailable("; ".join(reasons))
 
 
-def run_referee(plan: Plan, weights: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every spec layer's output (channels-first) of the spec's ONNX graph on ``x``."""
+def run_referee(
+    plan: Plan, weights: dict[str, np.ndarray], x: np.ndarray, graph=None
+) -> dict[str, np.ndarray]:
+    """Every spec layer's output (channels-first) of the spec's ONNX graph on ``x``.
+
+    ``graph``: an emitted graph that takes ``x``'s size (one graph of open size serves every
+    size); default the plan's own.
+    """
     from cnnspec.targets.onnx.emit import emit_graph
     from cnnspec.verifier.onnx_export import run_onnx
 
-    graph = emit_graph(plan)
+    graph = graph if graph is not None else emit_graph(plan)
     return dict(zip(graph.layer_names, run_onnx(graph.proto, x, weights)))
 
 

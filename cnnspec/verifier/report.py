@@ -151,6 +151,17 @@ class RefereeReport(BaseModel):
     verdict: str = ""
 
 
+class SizeReport(BaseModel):
+    """The verdict at one input size of a spec verified at several."""
+
+    input_size: list[int] = Field(description="the spatial input size (H, W...)")
+    ok: bool
+    first_divergent_layer: Optional[str] = None
+    max_abs_diff: Optional[float] = None
+    output_max_abs_diff: Optional[float] = None
+    problems: list[str] = Field(default_factory=list)
+
+
 class VerifyReport(BaseModel):
     """The result of verifying one spec."""
 
@@ -198,6 +209,17 @@ class VerifyReport(BaseModel):
     referee_note: Optional[str] = Field(
         default=None, description="why there is no referee, when there is none"
     )
+    input_size: list[int] = Field(
+        default_factory=list, description="the spatial input size of the layer rows"
+    )
+    open_axes: list[str] = Field(
+        default_factory=list,
+        description="the axes the spec leaves open: exported as dynamic axes of both graphs",
+    )
+    sizes: list[SizeReport] = Field(
+        default_factory=list,
+        description="the verdict at each input size, when verified at several",
+    )
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""
@@ -208,10 +230,22 @@ class VerifyReport(BaseModel):
         return json.loads(self.model_dump_json())
 
     def summary_line(self) -> str:
-        """One line: verdict, model, worst difference."""
+        """One line: verdict, model, worst difference (and the size it is at, for several sizes)."""
         worst = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.2e}"
         if self.ok:
+            if self.sizes:
+                worst = _fmt_diff(
+                    max(
+                        (s.max_abs_diff for s in self.sizes if s.max_abs_diff is not None),
+                        default=None,
+                    )
+                )
+                return (
+                    f"OK        {self.spec}: {len(self.layers)} layers agree at "
+                    f"{_sizes_text(self.sizes)} (max abs diff {worst}, atol {self.atol:g}, rtol {self.rtol:g})"
+                )
             return f"OK        {self.spec}: {len(self.layers)} layers agree (max abs diff {worst}, atol {self.atol:g}, rtol {self.rtol:g})"
+        at = f" at {_size(self.input_size)}" if self.sizes else ""
         if self.first_divergent_layer:
             d = self.divergence
             diff = (
@@ -219,9 +253,7 @@ class VerifyReport(BaseModel):
                 if d is None or d.max_abs_diff is None
                 else f" (max abs diff {d.max_abs_diff:.2e})"
             )
-            return (
-                f"MISMATCH  {self.spec}: first divergent layer '{self.first_divergent_layer}'{diff}"
-            )
+            return f"MISMATCH  {self.spec}{at}: first divergent layer '{self.first_divergent_layer}'{diff}"
         return f"MISMATCH  {self.spec}: " + ("; ".join(self.problems) or "see the report")
 
     def render(self, use_rich: bool | None = None, width: int = 120, color: bool = False) -> str:
@@ -252,6 +284,40 @@ def _fmt_shape(shape: list[int] | None) -> str:
 
 def _fmt_diff(value: float | None) -> str:
     return "—" if value is None else f"{value:.2e}"
+
+
+def _size(size: list[int]) -> str:
+    return "×".join(map(str, size))
+
+
+def _sizes_text(sizes: list[SizeReport]) -> str:
+    return ", ".join(_size(s.input_size) for s in sizes)
+
+
+def _title(report: VerifyReport) -> str:
+    title = f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "")
+    if report.sizes:
+        title += f" — layers at {_size(report.input_size)} (of {_sizes_text(report.sizes)})"
+    elif report.open_axes:
+        title += f" — at {_size(report.input_size)}"
+    return title
+
+
+def _size_lines(report: VerifyReport) -> list[str]:
+    """One line per input size, when the spec was verified at several."""
+    lines = []
+    for size in report.sizes:
+        if size.ok:
+            verdict = f"OK (max abs diff {_fmt_diff(size.max_abs_diff)})"
+        elif size.first_divergent_layer:
+            verdict = f"MISMATCH, first divergent layer '{size.first_divergent_layer}'"
+        else:
+            verdict = "MISMATCH: " + ("; ".join(size.problems[:1]) or "see the problems")
+        lines.append(f"  {_size(size.input_size):>11}  {verdict}")
+    if lines:
+        axes = ", ".join(report.open_axes) or "none"
+        lines.insert(0, f"Input sizes (one export, dynamic axes: {axes}):")
+    return lines
 
 
 def _status(layer: LayerReport) -> str:
@@ -293,18 +359,25 @@ def _param_rows(report: VerifyReport) -> list[tuple[str, str, str, str, str]]:
 
 
 def _verdict_lines(report: VerifyReport) -> list[str]:
-    lines = []
+    lines = _size_lines(report)
     if report.ok:
+        where = f" at {_sizes_text(report.sizes)}" if report.sizes else ""
+        worst = report.max_abs_diff
+        if report.sizes:
+            worst = max(
+                (s.max_abs_diff for s in report.sizes if s.max_abs_diff is not None), default=None
+            )
         lines.append(
-            f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer "
-            f"(max abs diff {_fmt_diff(report.max_abs_diff)}; atol {report.atol:g}, rtol {report.rtol:g})."
+            f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer{where} "
+            f"(max abs diff {_fmt_diff(worst)}; atol {report.atol:g}, rtol {report.rtol:g})."
         )
     else:
         lines.append(f"VERDICT: MISMATCH — '{report.spec}'.")
         if report.divergence is not None:
             d = report.divergence
+            at = f" at {_size(report.input_size)}" if report.sizes else ""
             lines.append(
-                f"First divergent layer: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
+                f"First divergent layer{at}: {d.name} ({d.type}), max abs diff {_fmt_diff(d.max_abs_diff)}, "
                 f"max rel diff {_fmt_diff(d.max_rel_diff)}."
             )
             lines.append(f"Hint: {d.hint}")
@@ -323,9 +396,7 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
 
 def _render_plain(report: VerifyReport) -> str:
     out = io.StringIO()
-    out.write(
-        f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "") + "\n\n"
-    )
+    out.write(_title(report) + "\n\n")
     header: tuple[str, ...] = ("layer", "type", "shape (C-first)", "max abs diff", "status")
     rows: list[tuple[str, ...]] = [
         (layer.name, layer.type, _shape_cell(layer), _fmt_diff(layer.max_abs_diff), _status(layer))
@@ -369,8 +440,7 @@ def _render_rich(report: VerifyReport, width: int, color: bool) -> str:
         no_color=not color,
         highlight=False,
     )
-    title = f"cnnspec verify: {report.spec}" + (f" ({report.source})" if report.source else "")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_title(report), title_justify="left")
     layer_columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("layer", "left"),
         ("type", "left"),

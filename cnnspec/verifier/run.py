@@ -32,7 +32,13 @@ from cnnspec.errors import CnnspecError
 from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.verifier.onnx_export import ONNX_FILES
-from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
+from cnnspec.verifier.report import (
+    Divergence,
+    LayerReport,
+    ParamReport,
+    SizeReport,
+    VerifyReport,
+)
 from cnnspec.verifier.report import Evidence as EvidenceReport
 
 ProgressCallback = Callable[[str], None]
@@ -88,6 +94,7 @@ def verify(
     keep_onnx: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     name_map=None,
+    input_sizes=None,
 ) -> VerifyReport:
     """Verify that a PyTorch and a Keras model compute the network a spec describes, identically.
 
@@ -122,18 +129,27 @@ def verify(
         opset: the ONNX opset of both exports.
         keep_onnx: a directory to keep ``torch.onnx`` and ``keras.onnx`` in (atomically written).
         progress: called with a short label as each step starts.
+        input_sizes: the spatial input sizes to verify at, e.g. ``[(224, 224), (225, 225)]``
+            (an int stands for that size on every axis).  Both models are built and exported
+            once, with the spec's open axes dynamic, and run and compared at each size against
+            the plan at that size.  Default: a fixed spec's size; for an open spec its planning
+            size (``reference_size``, else 224) and that size plus one.
 
     Returns:
-        The :class:`~cnnspec.verifier.report.VerifyReport`; ``report.ok`` is the verdict.
+        The :class:`~cnnspec.verifier.report.VerifyReport`; ``report.ok`` is the verdict (at
+        every size); ``report.sizes`` holds the verdict per size, the layer rows are those of
+        ``report.input_size`` (the first size that fails, else the first size).
 
     Raises:
-        SpecError: the spec is invalid (located message).
+        SpecError: the spec is invalid, or refuses one of the sizes (a fixed axis given
+            another number, a collapse, a join that disagrees there): located message.
         BackendUnavailable: a framework or exporter is not installed.
         WeightMismatch: the weights cannot be transferred (a model does not fit the spec).
     """
     from cnnspec.engine.plan import Plan, channels_last, resolve
 
     plan = spec if isinstance(spec, Plan) else resolve(spec)
+    plans = size_plans(plan, input_sizes)
     source = (
         str(spec)
         if isinstance(spec, (str, os.PathLike))
@@ -186,69 +202,127 @@ def verify(
             _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
 
     names = [layer.name for layer in plan.layers]
-    x = make_input(plan, batch, seed)
-    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    # An open spec's graphs are exported once with its open axes dynamic and run at every size.
+    open_axes = plan.open_axes if plan.is_open else ()
+    input_last: tuple[int | None, ...] = channels_last(plan.input_shape)
+    if open_axes:
+        input_last = (
+            tuple(None if open_axis else n for open_axis, n in zip(open_axes, input_last))
+            + input_last[-1:]
+        )
     onnx_files: dict[str, str] = {}
-    with steps("export_torch"):
+
+    def export_torch(example, open_axes=()):
         with _user_model_errors("torch", user_torch):
-            torch_graph = X.export_torch(
+            graph = X.export_torch(
                 torch_model,
                 names,
-                x,
+                example,
                 opset=opset,
                 module_paths=_observed_parts(matchings.get("torch")),
+                open_axes=open_axes,
             )
-        X.check_graph(torch_graph, ONNX_FILES["torch"])
+        X.check_graph(graph, ONNX_FILES["torch"])
+        return graph
+
+    with steps("export_torch"):
+        torch_graph = export_torch(make_input(plan, batch, seed), open_axes)
     with steps("export_keras"):
         with _user_model_errors("keras", user_keras):
             keras_graph = X.export_keras(
                 keras_model,
                 names,
-                channels_last(plan.input_shape),
+                input_last,
                 opset=opset,
                 layer_map=_observed_parts(matchings.get("keras")),
             )
         X.check_graph(keras_graph, ONNX_FILES["keras"])
-    with steps("run_torch"):
-        torch_values = X.run_graph(torch_graph, x)
-    with steps("run_keras"):
-        keras_values = X.run_graph(keras_graph, x_last)
-    with steps("referee"):
-        referee_values, referee_source, referee_note = _run_referee(
-            plan, torch_model, keras_model, x, "keras" if user_keras and not user_torch else "torch"
-        )
     if keep_onnx is not None:
         for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
-
-    with steps("compare"):
-        report = _compare(
-            plan,
-            torch_model,
-            keras_model,
-            torch_graph,
-            keras_graph,
-            torch_values,
-            keras_values,
-            atol=atol,
-            rtol=rtol,
-            batch=batch,
-            seed=seed,
-            opset=opset,
-            readings=_ReadingContext(
-                user_torch and torch_graph.observation == "hooks", user_keras, matchings, x
-            ),
+    with steps("referee"):
+        weights_source = "keras" if user_keras and not user_torch else "torch"
+        referee_weights, referee_source, referee_note = _referee_weights(
+            plan, torch_model, keras_model, weights_source
         )
-        _add_referee(
-            report,
-            plan,
-            torch_graph,
-            keras_graph,
-            torch_values,
-            keras_values,
-            referee_values,
-            referee_source,
-            referee_note,
+        referee_graph = _open_referee(plan) if len(plans) > 1 and referee_weights else None
+    params = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
+
+    reports = []
+    retraced: list[str] = []
+    for size_plan in plans:
+        x = make_input(size_plan, batch, seed)
+        x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        failures: list[str] = []
+        size_graph = torch_graph
+        with steps("run_torch"):
+            torch_values = _run_at_size(X, torch_graph, x, "torch", size_plan, [])
+        if open_axes and not _traced_faithfully(torch_model, torch_values, x, atol, rtol):
+            # A trace records Python arithmetic on sizes as constants: trace again at this size.
+            with steps("export_torch"):
+                try:
+                    size_graph = export_torch(x)
+                except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                    failures.append(_cannot_run("torch", size_plan, error))
+            if not failures:
+                with steps("run_torch"):
+                    torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
+                retraced.append(size_text(size_plan))
+        with steps("run_keras"):
+            keras_values = _run_at_size(X, keras_graph, x_last, "keras", size_plan, failures)
+        if failures:
+            reports.append(
+                _unrunnable(
+                    size_plan,
+                    failures,
+                    params,
+                    atol=atol,
+                    rtol=rtol,
+                    batch=batch,
+                    seed=seed,
+                    opset=opset,
+                )
+            )
+            continue
+        with steps("referee"):
+            referee_values, size_note = _run_referee(size_plan, referee_weights, x, referee_graph)
+        with steps("compare"):
+            report = _compare(
+                size_plan,
+                torch_model,
+                keras_model,
+                size_graph,
+                keras_graph,
+                torch_values,
+                keras_values,
+                atol=atol,
+                rtol=rtol,
+                batch=batch,
+                seed=seed,
+                opset=opset,
+                readings=_ReadingContext(
+                    user_torch and torch_graph.observation == "hooks", user_keras, matchings, x
+                ),
+                params=params,
+            )
+            _add_referee(
+                report,
+                size_plan,
+                size_graph,
+                keras_graph,
+                torch_values,
+                keras_values,
+                referee_values,
+                referee_source,
+                referee_note or size_note,
+            )
+        reports.append(report)
+    report = combine_sizes(reports, plans, open_axes)
+    if retraced:
+        report.notes.append(
+            "the PyTorch graph exported with dynamic axes computes other numbers than the model at "
+            f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
+            "the model was traced again at each of those sizes"
         )
     report.source = source
     report.timings = steps.timings
@@ -257,10 +331,133 @@ def verify(
     return report
 
 
-def _run_referee(plan, torch_model, keras_model, x, source: str):
-    """The referee's layer outputs, the model its weights came from, and why there is none if so."""
+def default_sizes(plan) -> list[tuple[int, ...]]:
+    """The sizes an open spec is verified at when none is given: its planning size (the
+    ``reference_size``, else 224) and that size plus one on every open axis, so that both an
+    even and an odd size are checked; a fixed spec's own size."""
+    size = tuple(plan.input_shape[1:])
+    if not plan.is_open:
+        return [size]
+    return [size, tuple(n + 1 if open_axis else n for n, open_axis in zip(size, plan.open_axes))]
+
+
+def size_plans(plan, input_sizes=None) -> list:
+    """The plan at each size to verify (:func:`default_sizes` when ``input_sizes`` is None).
+
+    An entry may be one int for every spatial axis.  A size the spec refuses (a fixed axis
+    given another number, a layer whose output collapses, a join that does not agree at that
+    size) raises the planner's located :class:`~cnnspec.errors.SpecError`.
+    """
+    from cnnspec.engine.plan import resolve
+
+    if input_sizes is None:
+        wanted = default_sizes(plan)
+    else:
+        wanted = []
+        for entry in input_sizes:
+            size = (int(entry),) * plan.rank if isinstance(entry, int) else tuple(entry)
+            if size not in wanted:
+                wanted.append(size)
+        if not wanted:
+            raise CnnspecError("input_sizes is empty: give at least one input size")
+    plans = []
+    for size in wanted:
+        same = size == tuple(plan.input_shape[1:]) and plan.size_source in ("fixed", "given")
+        plans.append(plan if same else resolve(plan.spec, input_size=size))
+    return plans
+
+
+def size_text(plan) -> str:
+    """The spatial input size of a plan as ``H×W``."""
+    return "×".join(map(str, plan.input_shape[1:]))
+
+
+def _run_at_size(X, graph, inputs, framework: str, plan, failures: list[str]):
+    """Run one graph; a graph that cannot run at this size is a finding, not a crash."""
+    try:
+        return X.run_graph(graph, inputs)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if not plan.is_open:
+            raise
+        failures.append(_cannot_run(framework, plan, error))
+        return None
+
+
+def _cannot_run(framework: str, plan, error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"the {framework} model cannot run at {size_text(plan)}, a size the spec accepts: " + (
+        lines[0] if lines else type(error).__name__
+    )
+
+
+def _traced_faithfully(torch_model, values, x, atol: float, rtol: float) -> bool:
+    """Whether the graph's output at this size is the model's own (run eagerly on ``x``)."""
+    import torch
+
+    if values is None:
+        return False
+    try:
+        with torch.no_grad():
+            eager = torch_model(torch.from_numpy(x))
+    except Exception:  # noqa: BLE001 - the trace at this size reports the model's own error
+        return False
+    if not isinstance(eager, torch.Tensor):
+        return True  # not a single tensor: the verification itself says what is wrong
+    expected = eager.detach().cpu().numpy()
+    actual = values[-1]
+    return actual.shape == expected.shape and bool(
+        np.allclose(actual, expected, atol=atol, rtol=rtol)
+    )
+
+
+def _unrunnable(plan, failures, params, **settings) -> VerifyReport:
+    params_reports, params_ok = params
+    return VerifyReport(
+        ok=False,
+        spec=plan.name,
+        params_ok=params_ok,
+        params=params_reports,
+        problems=list(failures),
+        input_size=list(plan.input_shape[1:]),
+        **settings,
+    )
+
+
+def combine_sizes(reports: list[VerifyReport], plans, open_axes) -> VerifyReport:
+    """One report for every size: the rows of the first size that fails (else the first size),
+    a verdict per size in ``sizes``, and every size's problems."""
+    from cnnspec.engine.plan import AXIS_NAMES
+
+    shown = next((report for report in reports if not report.ok), reports[0])
+    shown.open_axes = [
+        name for name, open_axis in zip(AXIS_NAMES[plans[0].rank], open_axes) if open_axis
+    ]
+    if len(reports) == 1:
+        return shown
+    shown.sizes = [
+        SizeReport(
+            input_size=list(plan.input_shape[1:]),
+            ok=report.ok,
+            first_divergent_layer=report.first_divergent_layer,
+            max_abs_diff=report.max_abs_diff,
+            output_max_abs_diff=report.output_max_abs_diff,
+            problems=report.problems,
+        )
+        for plan, report in zip(plans, reports)
+    ]
+    shown.ok = all(report.ok for report in reports)
+    shown.problems = [
+        f"at {size_text(plan)}: {problem}"
+        for plan, report in zip(plans, reports)
+        for problem in report.problems
+    ]
+    return shown
+
+
+def _referee_weights(plan, torch_model, keras_model, source: str):
+    """The referee's weights, the model they came from, and why there is no referee if so."""
     from cnnspec.targets.onnx.emit import unsupported_types
-    from cnnspec.verifier.referee import RefereeUnavailable, referee_weights, run_referee
+    from cnnspec.verifier.referee import RefereeUnavailable, referee_weights
 
     missing = unsupported_types(plan)
     if missing:
@@ -273,12 +470,37 @@ def _run_referee(plan, torch_model, keras_model, x, source: str):
             None,
             f"no referee: the spec's tensors cannot be read from either model ({error})",
         )
+    return weights, source, None
+
+
+def _open_referee(plan):
+    """The spec's ONNX graph emitted once for every size, or None where a layer's nodes follow the
+    size (the referee is then emitted at each size)."""
+    from cnnspec.targets.onnx.emit import emit_graph, size_dependent_layer
+
     try:
-        return run_referee(plan, weights, x), source, None
+        if not plan.is_open or size_dependent_layer(plan) is not None:
+            return None
+        return emit_graph(plan, open_size=True)
+    except CnnspecError:  # no graph at all: each size's referee says why
+        return None
+
+
+def _run_referee(plan, weights, x, graph=None):
+    """The referee's layer outputs at the plan's size, or None and why."""
+    from cnnspec.verifier.referee import run_referee
+
+    if weights is None:
+        return None, None
+    try:
+        values = (
+            run_referee(plan, weights, x) if graph is None else run_referee(plan, weights, x, graph)
+        )
+        return values, None
     except (
         CnnspecError
     ) as error:  # the referee is a second opinion: it never stops the verification
-        return None, None, f"no referee: the spec's ONNX graph could not be emitted ({error})"
+        return None, f"no referee: the spec's ONNX graph could not be emitted ({error})"
 
 
 def _add_referee(
@@ -338,6 +560,7 @@ def _compare(
     seed: int,
     opset: int,
     readings: _ReadingContext | None = None,
+    params: tuple[dict[str, ParamReport], bool] | None = None,
 ) -> VerifyReport:
     readings = readings or _ReadingContext()
     problems: list[str] = []
@@ -401,12 +624,13 @@ def _compare(
     if not any(d.ok is not None for d in diffs):
         problems.append("no layer could be compared")
 
-    params, params_ok = _params(plan, torch_model, keras_model, torch_graph, keras_graph)
+    counted = params or _params(plan, torch_model, keras_model, torch_graph, keras_graph)
+    params_by_source, params_ok = counted
     if not params_ok:
         problems.extend(
             f"parameter count of {source}: {p.trainable:,} trainable + {p.non_trainable:,} non-trainable, "
-            f"the spec says {params['spec'].trainable:,} + {params['spec'].non_trainable:,}"
-            for source, p in params.items()
+            f"the spec says {params_by_source['spec'].trainable:,} + {params_by_source['spec'].non_trainable:,}"
+            for source, p in params_by_source.items()
             if p.ok is False
         )
 
@@ -434,7 +658,7 @@ def _compare(
         first_divergent_layer=None if divergent is None else divergent.name,
         divergence=divergence,
         params_ok=params_ok,
-        params=params,
+        params=params_by_source,
         layers=layers,
         observation={"torch": torch_graph.observation, "keras": keras_graph.observation},
         problems=problems,
@@ -443,6 +667,7 @@ def _compare(
             for framework, matching in readings.matchings.items()
         },
         notes=notes,
+        input_size=list(plan.input_shape[1:]),
     )
 
 

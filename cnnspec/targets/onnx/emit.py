@@ -84,7 +84,9 @@ def require_emission(plan: Plan) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None) -> OnnxGraph:
+def emit_graph(
+    plan: Plan, *, every_layer: bool = True, batch: int | None = None, open_size: bool = False
+) -> OnnxGraph:
     """The plan as an ONNX model whose weights are graph inputs.
 
     Args:
@@ -92,6 +94,10 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
         every_layer: expose every spec layer's output as a graph output (in spec order);
             otherwise only the model's output (the last layer).
         batch: a fixed batch size; default a symbolic ``batch`` dimension.
+        open_size: give the spec's open axes symbolic dimensions (``H``, ``W``; a layer's
+            output its size formula, ``⌈H / 2⌉``) instead of the plan's numbers.  Layers of
+            open size compute their padding and windows from the run-time size either way;
+            :func:`size_dependent_layer` says whether the whole graph does.
 
     Returns:
         The :class:`OnnxGraph`.
@@ -113,8 +119,15 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
                 f"layer '{layer.name}': its ONNX emission returned '{output}', not the layer's name"
             )
     batch_dim = BATCH_DIM if batch is None else batch
+    open_size = open_size and plan.is_open
+    input_dims: list[int | str] = [*plan.input_shape]
+    if open_size:
+        input_dims[1:] = [
+            size.text() if not size.is_fixed else n
+            for size, n in zip(plan.input_sizes, plan.input_shape[1:])
+        ]
     inputs = [
-        helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *plan.input_shape])
+        helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, *input_dims])
     ]
     inputs += [
         helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
@@ -123,7 +136,9 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
     exposed = list(plan.layers) if every_layer else [plan.layers[-1]]
     outputs = [
         helper.make_tensor_value_info(
-            layer.name, TensorProto.FLOAT, [batch_dim, *layer.output_shape]
+            layer.name,
+            TensorProto.FLOAT,
+            [batch_dim, *(_open_dims(layer) if open_size else layer.output_shape)],
         )
         for layer in exposed
     ]
@@ -141,6 +156,82 @@ def emit_graph(plan: Plan, *, every_layer: bool = True, batch: int | None = None
         layer_names=[layer.name for layer in exposed],
         unread=frozenset(tensors - set(builder.weights)),
     )
+
+
+def _open_dims(layer) -> list[int | str | None]:
+    """A layer's output dimensions when the input size is open: formulas where the size varies."""
+    shape = list(layer.output_shape)
+    if len(shape) == 1:
+        flattened_map = any(len(segment) > 1 for segment in layer.flat_segments or ())
+        return [None] if layer.is_open and flattened_map else shape
+    return [
+        shape[0],
+        *(n if size.is_fixed else size.text() for size, n in zip(layer.sizes, shape[1:])),
+    ]
+
+
+#: How far from the planning size :func:`size_dependent_layer` looks (odd, even, past strides of 32).
+_PROBE_STEPS = (1, 2, 3, 5, 8, 13, 33, 70)
+
+
+def size_dependent_layer(plan: Plan) -> str | None:
+    """The first layer whose ONNX nodes change with the input size, or None.
+
+    The graph is emitted at the planning size and at sizes around it on the open axes; where
+    every emission has the same nodes and constants, the graph computes every size from the
+    tensor at run time and can take any input size.  Always None for a fixed-size spec.
+    """
+    from cnnspec.engine.plan import resolve
+    from cnnspec.errors import SpecError
+
+    if not plan.is_open:
+        return None
+    reference = emit_graph(plan)
+    base = tuple(plan.input_shape[1:])
+    # a different step per axis too, so that no two axes move together
+    probes = [
+        tuple(
+            n + step + (axis if step < 8 else 0) if is_open else n
+            for axis, (n, is_open) in enumerate(zip(base, plan.open_axes))
+        )
+        for step in _PROBE_STEPS
+    ]
+    for size in probes:
+        try:
+            other = resolve(plan.spec, input_size=size)
+        except SpecError:  # a size the spec does not take says nothing about the graph
+            continue
+        differing = _first_difference(reference, emit_graph(other))
+        if differing is not None:
+            return differing
+    return None
+
+
+def _first_difference(first: OnnxGraph, second: OnnxGraph) -> str | None:
+    """The layer of the first node or constant that differs between two emissions of one spec."""
+    first_nodes = first.proto.graph.node  # type: ignore[attr-defined]
+    second_nodes = second.proto.graph.node  # type: ignore[attr-defined]
+    for one, other in zip(first_nodes, second_nodes):
+        if _node_bytes(one) != _node_bytes(other):
+            return one.output[0].split("/")[0]
+    if len(first_nodes) != len(second_nodes):
+        longer = max(first_nodes, second_nodes, key=len)
+        return longer[min(len(first_nodes), len(second_nodes))].output[0].split("/")[0]
+    first_constants = first.proto.graph.initializer  # type: ignore[attr-defined]
+    constants = {tensor.name: tensor.SerializeToString() for tensor in first_constants}
+    for tensor in second.proto.graph.initializer:  # type: ignore[attr-defined]
+        if constants.get(tensor.name) != tensor.SerializeToString():
+            return tensor.name.split("/")[0]
+    return None
+
+
+def _node_bytes(node) -> bytes:
+    from onnx import NodeProto
+
+    copy = NodeProto()
+    copy.CopyFrom(node)
+    copy.ClearField("name")
+    return copy.SerializeToString()
 
 
 def attach_weights(graph: OnnxGraph, weights: dict[str, np.ndarray]):

@@ -24,6 +24,7 @@ from cnnspec.engine.plan import LayerPlan
 from cnnspec.errors import CnnspecError
 
 _Planned = TypeVar("_Planned")
+_PAST_THE_END = 2**63 - 1  # a Slice end past any axis
 
 
 class GraphBuilder:
@@ -206,8 +207,95 @@ def spatial_slice(
     """Slice off (before, after) cells of every spatial dim."""
     sizes = layer.input_shape[1:]
     starts = b.constant(b.temp(layer, "starts"), [before for before, _ in sides], "int64")
-    ends = b.constant(
-        b.temp(layer, "ends"), [size - after for size, (_, after) in zip(sizes, sides)], "int64"
-    )
+    if layer.is_open:  # counted from the end: the same cells at every size
+        last = [-after if after else _PAST_THE_END for _, after in sides]
+    else:
+        last = [size - after for size, (_, after) in zip(sizes, sides)]
+    ends = b.constant(b.temp(layer, "ends"), last, "int64")
     axes = b.constant(b.temp(layer, "axes"), list(range(2, 2 + len(sides))), "int64")
     return b.node("Slice", [source, starts, ends, axes], layer.name)
+
+
+# -- layers whose input size is open: sizes read from the tensor at run time -------------
+
+
+def spatial_sizes(
+    b: GraphBuilder, layer: LayerPlan, source: str, role: str = "spatial_sizes"
+) -> str:
+    """The spatial sizes of ``source`` at run time, an int64 vector (for layers of open size)."""
+    return b.node("Shape", [source], b.temp(layer, role), start=2)
+
+
+def same_pad(
+    b: GraphBuilder, layer: LayerPlan, source: str, value: float | None = None, role: str = "same"
+) -> str:
+    """A Pad node giving ``source`` the 'same' padding of ``layer`` computed from its run-time size.
+
+    Per axis of length n: total = max((⌈n / s⌉ − 1)·s + d·(k − 1) + 1 − n, 0), the smaller half
+    before and the rest after (TensorFlow's 'same', the plan's rule).  ``value`` fills the padding
+    (default zero; −inf in front of a max pool, where padding must never win).
+    """
+    kernel = planned(layer, layer.kernel_size, "kernel_size")
+    stride = planned(layer, layer.stride, "stride")
+    dilation = layer.dilation or (1,) * len(kernel)
+    reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+
+    def const(name: str, values: Sequence[int]) -> str:
+        return b.constant(b.temp(layer, name), list(values), "int64")
+
+    def op(kind: str, operands: Sequence[str], name: str) -> str:
+        return b.node(kind, list(operands), b.temp(layer, name))
+
+    n = spatial_sizes(b, layer, source, f"{role}_sizes")
+    strides = const(f"{role}_strides", stride)
+    out = op(
+        "Div",
+        [
+            op("Add", [n, const(f"{role}_round_up", [s - 1 for s in stride])], f"{role}_n_up"),
+            strides,
+        ],
+        f"{role}_out",
+    )
+    span = op(
+        "Add",
+        [
+            op(
+                "Mul",
+                [op("Sub", [out, const(f"{role}_one", [1])], f"{role}_out_less_one"), strides],
+                f"{role}_starts",
+            ),
+            const(f"{role}_reach", reach),
+        ],
+        f"{role}_span",
+    )
+    total = op(
+        "Max", [op("Sub", [span, n], f"{role}_excess"), const(f"{role}_zero", [0])], f"{role}_total"
+    )
+    before = op("Div", [total, const(f"{role}_two", [2])], f"{role}_before")
+    after = op("Sub", [total, before], f"{role}_after")
+    nothing = const(f"{role}_nothing", [0, 0])
+    amounts = b.node(
+        "Concat", [nothing, before, nothing, after], b.temp(layer, f"{role}_pads"), axis=0
+    )
+    operands = [source, amounts]
+    if value is not None:
+        operands.append(b.constant(b.temp(layer, f"{role}_pad_value"), value, "float32"))
+    return b.node("Pad", operands, b.temp(layer, f"{role}_padded"), mode="constant")
+
+
+def conv_window(b: GraphBuilder, layer: LayerPlan, source: str) -> tuple[str, dict[str, Any]]:
+    """A convolution's input and window attributes; an open-size 'same' layer pads at run time:
+    ``auto_pad=SAME_UPPER`` where onnxruntime's rule is the plan's (no dilation, no kernel under its
+    stride: measured in tests/test_verify_sizes.py; it refuses dilations and takes a negative
+    padding for a smaller kernel), else a Pad node from the run-time size."""
+    attributes: dict[str, Any] = dict(window(layer))
+    if layer.is_open and layer.padding_mode == "same":
+        del attributes["pads"]
+        kernel, strides = attributes["kernel_shape"], attributes["strides"]
+        if all(d == 1 for d in attributes["dilations"]) and all(
+            k >= s for k, s in zip(kernel, strides)
+        ):
+            attributes["auto_pad"] = "SAME_UPPER"
+        else:
+            source = same_pad(b, layer, source)
+    return source, attributes

@@ -34,16 +34,39 @@ def build_onnx(plan: Plan, weights: dict[str, np.ndarray] | None = None, *, seed
 
     Returns:
         The ``onnx.ModelProto``; its graph passes ``onnx.checker`` with strict full shape
-        inference.
+        inference.  A spec with open sizes gets symbolic dimensions (``H``, ``W``) where its
+        graph takes any size (:func:`open_graph`).
     """
-    from cnnspec.targets.onnx.emit import attach_weights, emit_graph, initial_weights
+    from cnnspec.targets.onnx.emit import attach_weights, initial_weights
 
     require_onnx()
-    graph = emit_graph(plan, every_layer=False)
+    graph = open_graph(plan)
     # The structure is checked while the weights are still inputs of the same shapes: the checker
     # then need not copy hundreds of megabytes of initializers.
     check_strict(graph.proto)
     return attach_weights(graph, initial_weights(graph, seed) if weights is None else weights)
+
+
+def open_graph(plan: Plan):
+    """The model's graph (only its output exposed); with symbolic spatial dimensions when the
+    spec leaves its size open and every layer computes its sizes at run time, else fixed at
+    the planning size (:func:`fixed_size_reason` says why)."""
+    from cnnspec.targets.onnx.emit import emit_graph
+
+    return emit_graph(plan, every_layer=False, open_size=fixed_size_reason(plan) is None)
+
+
+def fixed_size_reason(plan: Plan) -> str | None:
+    """Why the ONNX graph of an open-size spec is fixed at its planning size, or None."""
+    from cnnspec.targets.onnx.emit import size_dependent_layer
+
+    layer = size_dependent_layer(plan)
+    if layer is None:
+        return None
+    return (
+        f"layer '{layer}' ({plan.layer(layer).type}) has no ONNX form that follows the input size: "
+        f"the graph takes {'×'.join(map(str, plan.input_shape[1:]))} only"
+    )
 
 
 def check_strict(model) -> None:
@@ -146,10 +169,10 @@ def write_onnx(
         CnnspecError: a weight is missing or has the wrong shape.
     """
     from cnnspec.atomic import atomic_path
-    from cnnspec.targets.onnx.emit import check_weights, emit_graph, initial_weights
+    from cnnspec.targets.onnx.emit import check_weights, initial_weights
 
     require_onnx()
-    graph = emit_graph(plan, every_layer=False)
+    graph = open_graph(plan)
     check_strict(graph.proto)
     weights = initial_weights(graph, seed) if weights is None else weights
     check_weights(graph, weights)
