@@ -497,3 +497,55 @@ def test_a_frozen_ceil_mode_overhang_is_caught_at_another_size(monkeypatch):
     with pytest.raises(AssertionError, match="max_pool2d_0"):
         for size in [(13, 14), (14, 15), (15, 16)]:
             built.compare(size)
+
+
+def test_generated_torch_model_exports_to_onnx_right_at_every_size(tmp_path):
+    """A user's plain torch.onnx export of an open model must keep the run-time padding exact.
+
+    The exporters write Python's floor division of negative numbers as a truncation, so the
+    generated helpers compute ceilings as (n + s - 1) // s (numerators never negative).
+    """
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from cnnspec.targets.build import build
+
+    spec = {
+        "cnnspec": 1,
+        "input": {"channels": 2, "size": [None, None], "reference_size": [32, 32]},
+        "layers": [
+            {"type": "conv2d", "filters": 3, "kernel_size": 3, "stride": 2, "padding": "same"},
+            {"type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+            {
+                "type": "avg_pool2d",
+                "pool_size": 3,
+                "stride": 2,
+                "padding": 1,
+                "ceil_mode": True,
+                "count_include_pad": False,
+            },
+        ],
+    }
+    model = build(cnnspec.resolve(spec), "torch").eval()
+    path = tmp_path / "open.onnx"
+    x = torch.randn(1, 2, 32, 32)
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {2: "H", 3: "W"}},
+    )
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in ((33, 33), (31, 40), (97, 64)):
+        x = torch.randn(1, 2, *size)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        (actual,) = session.run(None, {"x": x.numpy()})
+        assert (
+            actual.shape
+            == expected.shape
+            == (1, 3, *cnnspec.resolve(spec, input_size=size).output_shape[1:])
+        )
+        np.testing.assert_allclose(actual, expected, atol=1e-5)

@@ -265,7 +265,7 @@ class SamePadding(layers.Layer):
         pads = [(0, 0)]
         for axis, (k, s, d) in enumerate(zip(self.kernel_size, self.strides, self.dilation_rate)):
             n = shape[axis + 1]
-            total = ops.maximum((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            total = ops.maximum(((n + s - 1) // s - 1) * s + d * (k - 1) + 1 - n, 0)
             pads.append((total // 2, total - total // 2))
         return ops.pad(inputs, (*pads, (0, 0)), constant_values=self.value)
 
@@ -275,7 +275,7 @@ class SamePadding(layers.Layer):
             input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate
         ):
             spatial.append(
-                None if n is None else n + max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+                None if n is None else n + max(((n + s - 1) // s - 1) * s + d * (k - 1) + 1 - n, 0)
             )
         return (input_shape[0], *spatial, input_shape[-1])
 
@@ -309,7 +309,7 @@ class CeilModePadding(layers.Layer):
     @staticmethod
     def overhang(n, k, s, before, after):
         """Cells past the padding that the last ceil-mode window covers (ints or tensors)."""
-        out = -(-(n + before + after - k) // s) + 1
+        out = (n + before + after - k + s - 1) // s + 1
         out = out - ops.cast(ops.greater_equal((out - 1) * s, n + before), "int32")
         return ops.maximum((out - 1) * s + k - (n + before + after), 0)
 
@@ -330,7 +330,7 @@ class CeilModePadding(layers.Layer):
             if n is None:
                 spatial.append(None)
                 continue
-            out = -(-(n + before + after - k) // s) + 1
+            out = (n + before + after - k + s - 1) // s + 1
             out -= (out - 1) * s >= n + before
             spatial.append(max((out - 1) * s + k, n + before + after))
         return (input_shape[0], *spatial, input_shape[-1])
@@ -413,10 +413,10 @@ class CountedAveragePooling(layers.Layer):
             n = shape[axis + 1]
             extra = 0
             if self.same:
-                total = ops.maximum((-(-n // s) - 1) * s + k - n, 0)
+                total = ops.maximum(((n + s - 1) // s - 1) * s + k - n, 0)
                 before, after = total // 2, total - total // 2
             else:
-                out = -(-(n + before + after - k) // s) + 1
+                out = (n + before + after - k + s - 1) // s + 1
                 out = out - ops.cast(ops.greater_equal((out - 1) * s, n + before), "int32")
                 extra = ops.maximum((out - 1) * s + k - (n + before + after), 0)
             declared.append((before, after))
@@ -505,7 +505,7 @@ class AdaptivePooling(layers.Layer):
 
     @staticmethod
     def windows(n: int, out: int) -> list[tuple[int, int]]:
-        return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
+        return [((i * n) // out, ((i + 1) * n + out - 1) // out) for i in range(out)]
 
     @staticmethod
     def _average_matrix(windows: list[tuple[int, int]], length: int) -> np.ndarray:

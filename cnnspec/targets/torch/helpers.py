@@ -54,7 +54,7 @@ class SamePad(nn.Module):
     def forward(self, x):
         pads = []  # F.pad takes (before, after) pairs starting from the last dim
         for n, k, s, d in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation):
-            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            total = max(((n + s - 1) // s - 1) * s + d * (k - 1) + 1 - n, 0)
             pads = [total // 2, total - total // 2] + pads
         return F.pad(x, pads, value=self.value)
 
@@ -83,7 +83,7 @@ class CeilModePad(nn.Module):
         for n, k, s, (before, after) in zip(
             x.shape[2:], self.kernel_size, self.stride, self.padding
         ):
-            out = -(-(n + before + after - k) // s) + 1
+            out = (n + before + after - k + s - 1) // s + 1
             if (out - 1) * s >= n + before:
                 out -= 1
             overhang = max((out - 1) * s + k - (n + before + after), 0)
@@ -133,10 +133,10 @@ class CountedAvgPool(nn.Module):
         for n, k, s, (before, after) in zip(sizes, self.kernel_size, self.stride, self.padding):
             extra = 0
             if self.same:
-                total = max((-(-n // s) - 1) * s + k - n, 0)
+                total = max(((n + s - 1) // s - 1) * s + k - n, 0)
                 before, after = total // 2, total - total // 2
             else:
-                out = -(-(n + before + after - k) // s) + 1
+                out = (n + before + after - k + s - 1) // s + 1
                 if (out - 1) * s >= n + before:
                     out -= 1
                 extra = max((out - 1) * s + k - (n + before + after), 0)
@@ -174,7 +174,7 @@ class AdaptivePool(nn.Module):
 
     @staticmethod
     def windows(n: int, out: int) -> list[tuple[int, int]]:
-        return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
+        return [((i * n) // out, ((i + 1) * n + out - 1) // out) for i in range(out)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for axis, out in enumerate(self.output_size):
