@@ -497,3 +497,58 @@ def test_a_frozen_ceil_mode_overhang_is_caught_at_another_size(monkeypatch):
     with pytest.raises(AssertionError, match="max_pool2d_0"):
         for size in [(13, 14), (14, 15), (15, 16)]:
             built.compare(size)
+
+
+OPEN_MIX = {
+    "cnnspec": 1,
+    "name": "open_mix",
+    "input": {"channels": 3, "size": [None, None], "reference_size": [33, 33]},
+    "layers": [
+        {
+            "name": "stem",
+            "type": "conv2d",
+            "filters": 8,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+            "activation": "relu",
+        },
+        {"name": "pool", "type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+        {
+            "name": "avg",
+            "type": "avg_pool2d",
+            "pool_size": 3,
+            "stride": 2,
+            "padding": [[1, 0], [0, 1]],
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+        {
+            "name": "wide",
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": [1, 2],
+            "padding": "same",
+        },
+        {
+            "name": "up",
+            "type": "conv_transpose2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+        },
+        {"name": "crop", "type": "crop2d", "cropping": [[1, 0], [0, 1]]},
+        {"name": "scaled", "type": "resize", "scale": 1.5, "mode": "bilinear"},
+        {"name": "pooled", "type": "global_avg_pool"},
+    ],
+}
+
+
+@pytest.mark.parametrize("size", [(33, 33), (37, 42)])
+def test_verify_passes_an_open_spec_through_both_onnx_exports(size):
+    """The runtime padding survives the ONNX exports at the size they trace (sizes are ints there:
+    a traced floor division of a size exports as a truncating Div, 33 -> 16 instead of 17)."""
+    report = cnnspec.verify(cnnspec.resolve(OPEN_MIX, input_size=size))
+    assert report.ok, report.problems

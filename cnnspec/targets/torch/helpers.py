@@ -53,7 +53,9 @@ class SamePad(nn.Module):
 
     def forward(self, x):
         pads = []  # F.pad takes (before, after) pairs starting from the last dim
-        for n, k, s, d in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation):
+        # int(): a constant when traced (ONNX would export floor division of sizes as Div, which truncates)
+        lengths = [int(n) for n in x.shape[2:]]
+        for n, k, s, d in zip(lengths, self.kernel_size, self.stride, self.dilation):
             total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
             pads = [total // 2, total - total // 2] + pads
         return F.pad(x, pads, value=self.value)
@@ -80,9 +82,9 @@ class CeilModePad(nn.Module):
 
     def forward(self, x):
         pads = []  # F.pad takes (before, after) pairs starting from the last dim
-        for n, k, s, (before, after) in zip(
-            x.shape[2:], self.kernel_size, self.stride, self.padding
-        ):
+        # int(): a constant when traced (ONNX would export floor division of sizes as Div, which truncates)
+        lengths = [int(n) for n in x.shape[2:]]
+        for n, k, s, (before, after) in zip(lengths, self.kernel_size, self.stride, self.padding):
             out = -(-(n + before + after - k) // s) + 1
             if (out - 1) * s >= n + before:
                 out -= 1
@@ -145,7 +147,8 @@ class CountedAvgPool(nn.Module):
         return declared, overhang
 
     def forward(self, x):
-        declared, overhang = self._pads(x.shape[2:])
+        # int(): a constant when traced (ONNX would export floor division of sizes as Div, which truncates)
+        declared, overhang = self._pads([int(n) for n in x.shape[2:]])
         window_mean = self.pool(F.pad(F.pad(x, declared), overhang), self.kernel_size, self.stride)
         mask = F.pad(torch.ones_like(x[:1, :1]), declared, value=self.padding_value)
         counted_fraction = self.pool(F.pad(mask, overhang), self.kernel_size, self.stride)
