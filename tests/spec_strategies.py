@@ -660,13 +660,17 @@ def _propose(draw, builder: _Builder) -> list[dict]:
 
 
 @st.composite
-def valid_specs(draw, max_layers: int = 6, ranks: tuple[int, ...] = (1, 2, 3)) -> dict:
+def valid_specs(
+    draw, max_layers: int = 6, ranks: tuple[int, ...] = (1, 2, 3), open_sizes: bool = False
+) -> dict:
     """A random spec dict that :func:`cnnspec.resolve` accepts.
 
     Args:
         draw: supplied by hypothesis.
         max_layers: the number of blocks drawn (a merge block adds up to three layers).
         ranks: the spatial ranks to draw from.
+        open_sizes: the input size is ``null`` on every axis (the drawn size becomes the
+            ``reference_size``) wherever the spec can be size-agnostic.
 
     Returns:
         A complete spec dict (``cnnspec: 1``, ``name``, ``input``, ``layers``).
@@ -685,6 +689,13 @@ def valid_specs(draw, max_layers: int = 6, ranks: tuple[int, ...] = (1, 2, 3)) -
         builder.try_add([{"type": draw(st.sampled_from(SIMPLE_ACTIVATIONS))}])
     spec = builder.spec_with([])
     assume(len(spec["layers"]) > 0)
+    if open_sizes:
+        opened = {**spec, "input": {**spec["input"], "size": [None] * rank, "reference_size": size}}
+        try:
+            cnnspec.resolve(opened)
+        except SpecError:  # a parameter count that would follow the size (flatten -> dense)
+            return spec
+        return opened
     return spec
 
 

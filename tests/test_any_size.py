@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
 
 torch = pytest.importorskip("torch")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
 from any_size_models import mobilenet_v2, opened, resnet50  # noqa: E402
+from spec_strategies import valid_specs  # noqa: E402
+from test_codegen_ast import check_generated_module  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec.engine.plan import LayerPlan  # noqa: E402
@@ -552,3 +555,26 @@ def test_verify_passes_an_open_spec_through_both_onnx_exports(size):
     a traced floor division of a size exports as a truncating Div, 33 -> 16 instead of 17)."""
     report = cnnspec.verify(cnnspec.resolve(OPEN_MIX, input_size=size))
     assert report.ok, report.problems
+
+
+@pytest.mark.slow
+@settings(
+    derandomize=True,
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(spec=valid_specs(max_layers=5, open_sizes=True))
+def test_fuzzed_open_specs_agree_at_several_sizes(spec):
+    """Random catalog specs with null sizes: inert, ruff-clean source; torch = keras = plan at 3+ sizes."""
+    assume(cnnspec.resolve(spec).is_open)
+    plan = cnnspec.resolve(spec)
+    for target in ("torch", "keras"):
+        check_generated_module(cnnspec.emit_source(plan, target), plan, target)
+    reference = spec["input"]["reference_size"]
+    candidates = [tuple(n + delta for n in reference) for delta in (0, 1, 2, 3, 5, -1, 8)]
+    sizes = accepted_sizes(spec, candidates, 3)
+    assume(len(sizes) == 3)
+    built = Built(spec)
+    for size in sizes:
+        built.compare(size, atol=1e-4)
