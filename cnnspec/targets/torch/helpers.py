@@ -206,7 +206,7 @@ class AdaptivePool(nn.Module):
 class Resize(nn.Module):
     """Resize the spatial dims to `size` by interpolation matrices, one axis at a time.
 
-    Used where F.interpolate has no such mode (nearest-exact does not export to ONNX; bicubic
+    Used where torch's interpolate has no such mode (nearest-exact does not export to ONNX; bicubic
     exists only in 2-D and only with Keys coefficient -0.75 and edge taps).  Per axis (n -> m):
     r = n/m, or (n-1)/(m-1) with `align_corners`; "nearest" reads floor(i*r), "nearest_exact"
     floor((i+0.5)*r); "linear"/"cubic" sample x = (i+0.5)*r - 0.5 (i*r with align_corners),
