@@ -328,12 +328,34 @@ SIZE_CASES = {
 }
 
 
+def _width_open(document: dict) -> dict:
+    """``document`` with only its last axis open (the first fixed at its reference length)."""
+    reference = document["input"]["reference_size"]
+    size = [*reference[:-1], None]
+    return {**document, "input": {**document["input"], "size": size}}
+
+
+SIZE_CASES["width_only_open_conv_and_ceil_pool"] = _width_open(
+    _case(
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {
+            "type": "avg_pool2d",
+            "pool_size": 3,
+            "stride": 2,
+            "padding": [[1, 0], [1, 0]],
+            "ceil_mode": True,
+        },
+    )
+)
+
+
 @pytest.mark.parametrize("name", list(SIZE_CASES))
 def test_size_dependent_emissions_agree_at_odd_and_even_sizes(name):
     document = SIZE_CASES[name]
     reference = document["input"]["reference_size"]
+    fixed = list(document["input"]["size"])
     candidates = [
-        tuple(n + delta + axis for axis, n in enumerate(reference))
+        tuple(n + delta + axis if fixed[axis] is None else n for axis, n in enumerate(reference))
         for delta in (0, 1, 2, 3, -3, -4, 9)
     ]
     sizes = accepted_sizes(document, candidates, 6)
@@ -474,6 +496,10 @@ def test_an_open_model_still_checks_its_channels():
     assert model(torch.zeros(1, 3, 33, 35)).shape == (1, 4, 17, 18)
     with pytest.raises(ValueError, match=r"\(N, 3, N, N\).*got \(1, 4, 33, 35\)"):
         model(torch.zeros(1, 4, 33, 35))
+    width_open = build(SIZE_CASES["width_only_open_conv_and_ceil_pool"], "torch")
+    assert width_open(torch.zeros(1, 3, 12, 29)).shape == (1, 4, 3, 8)
+    with pytest.raises(ValueError, match=r"\(N, 3, 12, N\).*got \(1, 3, 13, 29\)"):
+        width_open(torch.zeros(1, 3, 13, 29))
 
 
 def test_the_static_padding_emission_is_caught_at_an_odd_size(monkeypatch):
