@@ -29,26 +29,103 @@ MAX_ACTIVATION_ELEMENTS = 60_000
 MAX_PARAMS = 60_000
 
 INLINE_ACTIVATIONS = [
-    None, None, None, "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "gelu", "hard_swish", "hard_sigmoid",
+    None,
+    None,
+    None,
+    "linear",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "gelu",
+    "hard_swish",
+    "hard_sigmoid",
 ]
-SIMPLE_ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "hard_swish", "hard_sigmoid"]
-NAME_PREFIXES = ["", "", "blk", "Feat", "s", "layer_", "x_"]  # "" = leave the layer unnamed (default name)
+SIMPLE_ACTIVATIONS = [
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "silu",
+    "hard_swish",
+    "hard_sigmoid",
+]
+NAME_PREFIXES = [
+    "",
+    "",
+    "blk",
+    "Feat",
+    "s",
+    "layer_",
+    "x_",
+]  # "" = leave the layer unnamed (default name)
 MODEL_NAMES = ["model", "fuzz_net", "Net2", "a", "_private_model", "deep__net"]
 
 # Counts of proposals (every block drawn), "invalid" (resolve refused it), "too_big" (size cap).
 PROPOSAL_STATS: Counter = Counter()
 
 SPATIAL_KINDS = [
-    "conv", "conv", "conv_transpose", "depthwise", "depthwise", "separable", "separable", "max_pool", "avg_pool", "global_pool", "batch_norm",
-    "dropout", "spatial_dropout", "activation", "param_activation", "prelu", "upsample", "zero_pad", "flatten",
-    "add", "concat",
+    "conv",
+    "conv",
+    "conv_transpose",
+    "depthwise",
+    "depthwise",
+    "separable",
+    "separable",
+    "max_pool",
+    "avg_pool",
+    "global_pool",
+    "batch_norm",
+    "dropout",
+    "spatial_dropout",
+    "activation",
+    "param_activation",
+    "prelu",
+    "upsample",
+    "zero_pad",
+    "flatten",
+    "add",
+    "concat",
     # the model-zoo catalog
-    "rescale", "scale", "normalize", "layer_norm", "group_norm", "instance_norm", "channel_shuffle", "channel_slice",
-    "crop", "pad", "layer_scale", "stochastic_depth", "adaptive_pool", "resize", "identity", "gate", "elementwise",
+    "rescale",
+    "scale",
+    "normalize",
+    "layer_norm",
+    "group_norm",
+    "instance_norm",
+    "channel_shuffle",
+    "channel_slice",
+    "crop",
+    "pad",
+    "layer_scale",
+    "stochastic_depth",
+    "adaptive_pool",
+    "resize",
+    "identity",
+    "gate",
+    "elementwise",
 ]
 FLAT_KINDS = [
-    "dense", "dense", "batch_norm", "dropout", "activation", "param_activation", "prelu", "add", "concat",
-    "rescale", "scale", "normalize", "layer_norm", "layer_scale", "stochastic_depth", "identity", "elementwise",
+    "dense",
+    "dense",
+    "batch_norm",
+    "dropout",
+    "activation",
+    "param_activation",
+    "prelu",
+    "add",
+    "concat",
+    "rescale",
+    "scale",
+    "normalize",
+    "layer_norm",
+    "layer_scale",
+    "stochastic_depth",
+    "identity",
+    "elementwise",
 ]
 ELEMENTWISE_MERGES = ["multiply", "subtract", "maximum", "minimum", "average"]
 
@@ -97,7 +174,11 @@ class _Builder:
 
     def __init__(self, rank: int, channels: int, size: list[int], model_name: str):
         self.rank = rank
-        self.base = {"cnnspec": 1, "name": model_name, "input": {"channels": channels, "size": size}}
+        self.base = {
+            "cnnspec": 1,
+            "name": model_name,
+            "input": {"channels": channels, "size": size},
+        }
         self.layers: list[dict] = []
         self.last = "input"
         self.shape: tuple[int, ...] = (channels, *size)
@@ -153,7 +234,11 @@ def _named(layer: dict, name: str | None) -> dict:
 
 def _padding(draw, rank: int, limit: int, allow_same: bool = True, allow_pairs: bool = True):
     """A padding spec and its per-dim (before, after) numbers (None for 'same'); pads <= limit."""
-    modes = (["same", "same"] if allow_same else []) + ["valid", "valid", "int", "per_dim"] + (["pairs"] if allow_pairs else [])
+    modes = (
+        (["same", "same"] if allow_same else [])
+        + ["valid", "valid", "int", "per_dim"]
+        + (["pairs"] if allow_pairs else [])
+    )
     mode = draw(st.sampled_from(modes))
     if mode == "same":
         return "same", None
@@ -169,7 +254,9 @@ def _padding(draw, rank: int, limit: int, allow_same: bool = True, allow_pairs: 
     return pairs, [tuple(p) for p in pairs]
 
 
-def _window(draw, spatial: tuple[int, ...], pads, max_kernel: int, dilations: list[int]) -> list[int]:
+def _window(
+    draw, spatial: tuple[int, ...], pads, max_kernel: int, dilations: list[int]
+) -> list[int]:
     """Kernel sizes that fit each (padded) dim: dilation*(k-1)+1 <= n + pads."""
     kernels = []
     for n, (b, a), d in zip(spatial, pads or [(0, 0)] * len(spatial), dilations):
@@ -249,7 +336,11 @@ def _conv_transpose(draw, builder: _Builder) -> list[dict]:
     dilations = [draw(st.sampled_from([1, 1, 1, 2])) for _ in range(rank)]
     mode = draw(st.sampled_from(["same", "valid", "numeric"]))
     layer_type = f"conv_transpose{rank}d"
-    layer: dict[str, Any] = {"type": layer_type, "filters": draw(st.integers(1, 5)), "kernel_size": _per_dim(draw, kernels, rank)}
+    layer: dict[str, Any] = {
+        "type": layer_type,
+        "filters": draw(st.integers(1, 5)),
+        "kernel_size": _per_dim(draw, kernels, rank),
+    }
     if any(s != 1 for s in strides) or draw(st.booleans()):
         layer["stride"] = _per_dim(draw, strides, rank)
     if any(d != 1 for d in dilations) or draw(st.booleans()):
@@ -283,7 +374,9 @@ def _pool(draw, builder: _Builder, kind: str) -> list[dict]:
     layer_type = f"{kind}_pool{rank}d"
     # Windows may exceed a (small) input dim when the padding makes up the difference.
     windows = [draw(st.integers(1, 3)) for _ in spatial]
-    short = [max(k - n, 0) for k, n in zip(windows, spatial)]  # padding cells each dim needs at least
+    short = [
+        max(k - n, 0) for k, n in zip(windows, spatial)
+    ]  # padding cells each dim needs at least
     layer: dict[str, Any] = {"type": layer_type, "pool_size": _per_dim(draw, windows, rank)}
     if draw(st.booleans()):
         layer["stride"] = _per_dim(draw, [draw(st.integers(1, 3)) for _ in range(rank)], rank)
@@ -298,7 +391,9 @@ def _pool(draw, builder: _Builder, kind: str) -> list[dict]:
         layer["padding"] = draw(st.integers(0, min(windows) - 1))
     elif mode == "per_dim":
         # symmetric p per dim: 2p >= short and p < window
-        layer["padding"] = [draw(st.integers(min((s + 1) // 2, w - 1), w - 1)) for w, s in zip(windows, short)]
+        layer["padding"] = [
+            draw(st.integers(min((s + 1) // 2, w - 1), w - 1)) for w, s in zip(windows, short)
+        ]
     elif mode == "pairs":
         pairs = []
         for w, s in zip(windows, short):
@@ -328,7 +423,9 @@ def _param_activation_layer(draw, builder: _Builder, offset: int = 0) -> dict:
     layer_type = draw(st.sampled_from(["leaky_relu", "elu", "gelu"]))
     layer: dict[str, Any] = {"type": layer_type}
     if layer_type == "leaky_relu" and draw(st.booleans()):
-        layer["negative_slope"] = draw(st.sampled_from([0.0, 0.01, 0.2, 0.3, 1.5]) | st.floats(0.0, 2.0, allow_subnormal=False))
+        layer["negative_slope"] = draw(
+            st.sampled_from([0.0, 0.01, 0.2, 0.3, 1.5]) | st.floats(0.0, 2.0, allow_subnormal=False)
+        )
     elif layer_type == "elu" and draw(st.booleans()):
         layer["alpha"] = draw(st.sampled_from([0.5, 1.0, 1.7]) | st.floats(0.05, 3.0))
     elif layer_type == "gelu" and draw(st.booleans()):
@@ -395,7 +492,9 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
             padding = [draw(st.integers(0, 2)) for _ in range(rank)]
         else:
             padding = [[draw(st.integers(0, 2)), draw(st.integers(0, 2))] for _ in range(rank)]
-        return [_named({"type": layer_type, "padding": padding}, builder.name_for(draw, layer_type)[0])]
+        return [
+            _named({"type": layer_type, "padding": padding}, builder.name_for(draw, layer_type)[0])
+        ]
     if kind == "flatten":
         return [_named({"type": "flatten"}, name)]
     if kind in CATALOG_SINGLES:
@@ -430,10 +529,16 @@ def _per_channel_values(draw, channels: int, low: float, high: float):
 
 def _rescale(draw, builder: _Builder) -> dict:
     channels, flat = builder.shape[0], len(builder.shape) == 1
-    scale = draw(st.sampled_from([1 / 255, 1 / 127.5, 2.0])) if flat else _per_channel_values(draw, channels, -3.0, 3.0)
+    scale = (
+        draw(st.sampled_from([1 / 255, 1 / 127.5, 2.0]))
+        if flat
+        else _per_channel_values(draw, channels, -3.0, 3.0)
+    )
     layer: dict[str, Any] = {"type": "rescale", "scale": scale}
     if draw(st.booleans()):
-        layer["offset"] = draw(st.floats(-2.0, 2.0)) if flat else _per_channel_values(draw, channels, -2.0, 2.0)
+        layer["offset"] = (
+            draw(st.floats(-2.0, 2.0)) if flat else _per_channel_values(draw, channels, -2.0, 2.0)
+        )
     return layer
 
 
@@ -441,10 +546,13 @@ def _normalize(draw, builder: _Builder) -> dict:
     if len(builder.shape) == 1 or draw(st.booleans()):
         return {"type": "normalize"}
     channels = builder.shape[0]
-    return {"type": "normalize", "mean": _per_channel_values(draw, channels, -1.0, 1.0),
-            # a variance near 0 scales a channel by up to 1/sqrt(epsilon) and turns float32 rounding into
-            # differences any tolerance would call a bug: such models are legal, but not useful draws
-            "variance": _per_channel_values(draw, channels, 0.05, 4.0)}
+    return {
+        "type": "normalize",
+        "mean": _per_channel_values(draw, channels, -1.0, 1.0),
+        # a variance near 0 scales a channel by up to 1/sqrt(epsilon) and turns float32 rounding into
+        # differences any tolerance would call a bug: such models are legal, but not useful draws
+        "variance": _per_channel_values(draw, channels, 0.05, 4.0),
+    }
 
 
 def _layer_norm(draw, builder: _Builder) -> dict:
@@ -470,7 +578,10 @@ def _group_norm(draw, builder: _Builder) -> dict:
 
 def _channel_shuffle(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
-    return {"type": "channel_shuffle", "groups": draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))}
+    return {
+        "type": "channel_shuffle",
+        "groups": draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0])),
+    }
 
 
 def _channel_slice(draw, builder: _Builder) -> dict:
@@ -491,13 +602,18 @@ def _sides(draw, builder: _Builder, most) -> Any:
 
 
 def _crop(draw, builder: _Builder) -> dict:
-    return {"type": f"crop{builder.rank}d", "cropping": _sides(draw, builder, lambda n: min(2, (n - 1) // 2))}
+    return {
+        "type": f"crop{builder.rank}d",
+        "cropping": _sides(draw, builder, lambda n: min(2, (n - 1) // 2)),
+    }
 
 
 def _pad(draw, builder: _Builder) -> dict:
     mode = draw(st.sampled_from(["constant", "reflect", "replicate"]))
-    layer: dict[str, Any] = {"type": f"pad{builder.rank}d",
-                             "padding": _sides(draw, builder, lambda n: min(2, n - 1) if mode == "reflect" else 2)}
+    layer: dict[str, Any] = {
+        "type": f"pad{builder.rank}d",
+        "padding": _sides(draw, builder, lambda n: min(2, n - 1) if mode == "reflect" else 2),
+    }
     if mode != "constant" or draw(st.booleans()):
         layer["mode"] = mode
     if mode == "constant" and draw(st.booleans()):
@@ -508,7 +624,10 @@ def _pad(draw, builder: _Builder) -> dict:
 def _adaptive_pool(draw, builder: _Builder) -> dict:
     spatial = builder.shape[1:]
     layer_type = draw(st.sampled_from(["adaptive_avg_pool", "adaptive_max_pool"]))
-    return {"type": layer_type, "output_size": _per_dim(draw, [draw(st.integers(1, n + 2)) for n in spatial], builder.rank)}
+    return {
+        "type": layer_type,
+        "output_size": _per_dim(draw, [draw(st.integers(1, n + 2)) for n in spatial], builder.rank),
+    }
 
 
 def _resize(draw, builder: _Builder) -> dict:
@@ -516,9 +635,13 @@ def _resize(draw, builder: _Builder) -> dict:
     mode = draw(st.sampled_from(["nearest", "nearest_exact", "bilinear", "bicubic"]))
     layer: dict[str, Any] = {"type": "resize", "mode": mode}
     if draw(st.booleans()):
-        layer["size"] = _per_dim(draw, [draw(st.integers(1, 2 * n + 1)) for n in builder.shape[1:]], rank)
+        layer["size"] = _per_dim(
+            draw, [draw(st.integers(1, 2 * n + 1)) for n in builder.shape[1:]], rank
+        )
     else:
-        layer["scale"] = _per_dim(draw, [draw(st.sampled_from([0.5, 1.5, 2, 2.5, 3])) for _ in range(rank)], rank)
+        layer["scale"] = _per_dim(
+            draw, [draw(st.sampled_from([0.5, 1.5, 2, 2.5, 3])) for _ in range(rank)], rank
+        )
     if mode in ("bilinear", "bicubic") and draw(st.booleans()):
         layer["align_corners"] = True
     if mode == "bicubic" and draw(st.booleans()):
@@ -529,7 +652,10 @@ def _resize(draw, builder: _Builder) -> dict:
 
 CATALOG_SINGLES = {
     "rescale": _rescale,
-    "scale": lambda draw, builder: {"type": "scale", "factor": draw(st.sampled_from([0.17, 0.1, -2.0]))},
+    "scale": lambda draw, builder: {
+        "type": "scale",
+        "factor": draw(st.sampled_from([0.17, 0.1, -2.0])),
+    },
     "normalize": _normalize,
     "layer_norm": _layer_norm,
     "group_norm": _group_norm,
@@ -538,8 +664,14 @@ CATALOG_SINGLES = {
     "channel_slice": _channel_slice,
     "crop": _crop,
     "pad": _pad,
-    "layer_scale": lambda draw, builder: {"type": "layer_scale", "init_value": draw(st.sampled_from([1e-6, 0.1, 1.0]))},
-    "stochastic_depth": lambda draw, builder: {"type": "stochastic_depth", "rate": draw(st.sampled_from([0.0, 0.2, 0.5]))},
+    "layer_scale": lambda draw, builder: {
+        "type": "layer_scale",
+        "init_value": draw(st.sampled_from([1e-6, 0.1, 1.0])),
+    },
+    "stochastic_depth": lambda draw, builder: {
+        "type": "stochastic_depth",
+        "rate": draw(st.sampled_from([0.0, 0.2, 0.5])),
+    },
     "adaptive_pool": _adaptive_pool,
     "resize": _resize,
     "identity": lambda draw, builder: {"type": "identity"},
@@ -554,7 +686,12 @@ def _gate_block(draw, builder: _Builder) -> list[dict]:
     pool: dict[str, Any] = {"type": "global_avg_pool"}
     if keepdims:
         pool["keepdims"] = True
-        gate: dict[str, Any] = {"type": f"conv{builder.rank}d", "filters": channels, "kernel_size": 1, "activation": "sigmoid"}
+        gate: dict[str, Any] = {
+            "type": f"conv{builder.rank}d",
+            "filters": channels,
+            "kernel_size": 1,
+            "activation": "sigmoid",
+        }
     else:
         gate = {"type": "dense", "units": channels, "activation": "sigmoid"}
     block = [_named(pool, pool_name), _named(gate, builder.name_for(draw, gate["type"], 1)[0])]
@@ -571,10 +708,14 @@ def _gate_block(draw, builder: _Builder) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def _shape_keeping_branch(draw, builder: _Builder, offset: int, source: str, channels: int | None) -> dict:
+def _shape_keeping_branch(
+    draw, builder: _Builder, offset: int, source: str, channels: int | None
+) -> dict:
     """A layer reading ``source`` whose output has the same spatial size (and ``channels`` if given)."""
     flat = len(builder.shape) == 1
-    options = ["activation", "param_activation"] + (["dense"] if flat and builder.shape[0] <= 64 else [])
+    options = ["activation", "param_activation"] + (
+        ["dense"] if flat and builder.shape[0] <= 64 else []
+    )
     options += [] if flat else ["conv_same", "pool_same"]
     if channels is None or channels == builder.shape[0]:
         options.append("batch_norm")
@@ -587,20 +728,32 @@ def _shape_keeping_branch(draw, builder: _Builder, offset: int, source: str, cha
         layer = _named({"type": "batch_norm"}, builder.name_for(draw, "batch_norm", offset)[0])
     elif kind == "dense":
         units = channels if channels is not None else draw(st.integers(1, 6))
-        layer = _named({"type": "dense", "units": units}, builder.name_for(draw, "dense", offset)[0])
+        layer = _named(
+            {"type": "dense", "units": units}, builder.name_for(draw, "dense", offset)[0]
+        )
     elif kind == "pool_same":
         if channels is not None and channels != builder.shape[0]:
             kind = "conv_same"
         else:
             layer_type = f"{draw(st.sampled_from(['max', 'avg']))}_pool{builder.rank}d"
             layer = _named(
-                {"type": layer_type, "pool_size": draw(st.integers(1, 3)), "stride": 1, "padding": "same"},
+                {
+                    "type": layer_type,
+                    "pool_size": draw(st.integers(1, 3)),
+                    "stride": 1,
+                    "padding": "same",
+                },
                 builder.name_for(draw, layer_type, offset)[0],
             )
     if kind == "conv_same":
         layer_type = f"conv{builder.rank}d"
         filters = channels if channels is not None else draw(st.integers(1, 5))
-        layer = {"type": layer_type, "filters": filters, "kernel_size": draw(st.integers(1, 3)), "padding": "same"}
+        layer = {
+            "type": layer_type,
+            "filters": filters,
+            "kernel_size": draw(st.integers(1, 3)),
+            "padding": "same",
+        }
         if draw(st.booleans()):
             layer["dilation"] = 2
         activation = draw(st.sampled_from(INLINE_ACTIVATIONS))
@@ -643,9 +796,11 @@ def _merge_block(draw, builder: _Builder, kind: str) -> list[dict]:
 
 def _propose(draw, builder: _Builder) -> list[dict]:
     flat = len(builder.shape) == 1
-    kinds = FLAT_KINDS if flat else [
-        k for k in SPATIAL_KINDS if builder.rank == 2 or k not in ("depthwise", "separable")
-    ]
+    kinds = (
+        FLAT_KINDS
+        if flat
+        else [k for k in SPATIAL_KINDS if builder.rank == 2 or k not in ("depthwise", "separable")]
+    )
     kind = draw(st.sampled_from(kinds))
     if kind == "elementwise":
         kind = draw(st.sampled_from(ELEMENTWISE_MERGES))
@@ -697,7 +852,9 @@ def _opened(spec: dict, size: list[int]) -> dict | None:
     A model whose parameter count follows the input size (a dense after flattening a map) is
     refused open; it stays fixed.
     """
-    opened = dict(spec, input=dict(spec["input"], size=[None] * len(size), reference_size=list(size)))
+    opened = dict(
+        spec, input=dict(spec["input"], size=[None] * len(size), reference_size=list(size))
+    )
     try:
         cnnspec.resolve(opened)
     except SpecError:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
 
 torch = pytest.importorskip("torch")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
 from any_size_models import mobilenet_v2, opened, resnet50  # noqa: E402
+from spec_strategies import valid_specs  # noqa: E402
+from test_codegen_ast import check_generated_module  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec.engine.plan import LayerPlan  # noqa: E402
@@ -325,12 +328,34 @@ SIZE_CASES = {
 }
 
 
+def _width_open(document: dict) -> dict:
+    """``document`` with only its last axis open (the first fixed at its reference length)."""
+    reference = document["input"]["reference_size"]
+    size = [*reference[:-1], None]
+    return {**document, "input": {**document["input"], "size": size}}
+
+
+SIZE_CASES["width_only_open_conv_and_ceil_pool"] = _width_open(
+    _case(
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {
+            "type": "avg_pool2d",
+            "pool_size": 3,
+            "stride": 2,
+            "padding": [[1, 0], [1, 0]],
+            "ceil_mode": True,
+        },
+    )
+)
+
+
 @pytest.mark.parametrize("name", list(SIZE_CASES))
 def test_size_dependent_emissions_agree_at_odd_and_even_sizes(name):
     document = SIZE_CASES[name]
     reference = document["input"]["reference_size"]
+    fixed = list(document["input"]["size"])
     candidates = [
-        tuple(n + delta + axis for axis, n in enumerate(reference))
+        tuple(n + delta + axis if fixed[axis] is None else n for axis, n in enumerate(reference))
         for delta in (0, 1, 2, 3, -3, -4, 9)
     ]
     sizes = accepted_sizes(document, candidates, 6)
@@ -471,6 +496,10 @@ def test_an_open_model_still_checks_its_channels():
     assert model(torch.zeros(1, 3, 33, 35)).shape == (1, 4, 17, 18)
     with pytest.raises(ValueError, match=r"\(N, 3, N, N\).*got \(1, 4, 33, 35\)"):
         model(torch.zeros(1, 4, 33, 35))
+    width_open = build(SIZE_CASES["width_only_open_conv_and_ceil_pool"], "torch")
+    assert width_open(torch.zeros(1, 3, 12, 29)).shape == (1, 4, 3, 8)
+    with pytest.raises(ValueError, match=r"\(N, 3, 12, N\).*got \(1, 3, 13, 29\)"):
+        width_open(torch.zeros(1, 3, 13, 29))
 
 
 def test_the_static_padding_emission_is_caught_at_an_odd_size(monkeypatch):
@@ -549,3 +578,96 @@ def test_generated_torch_model_exports_to_onnx_right_at_every_size(tmp_path):
             == (1, 3, *cnnspec.resolve(spec, input_size=size).output_shape[1:])
         )
         np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+OPEN_MIX = {
+    "cnnspec": 1,
+    "name": "open_mix",
+    "input": {"channels": 3, "size": [None, None], "reference_size": [33, 33]},
+    "layers": [
+        {
+            "name": "stem",
+            "type": "conv2d",
+            "filters": 8,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+            "activation": "relu",
+        },
+        {"name": "pool", "type": "max_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+        {
+            "name": "avg",
+            "type": "avg_pool2d",
+            "pool_size": 3,
+            "stride": 2,
+            "padding": [[1, 0], [0, 1]],
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+        {
+            "name": "wide",
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": [1, 2],
+            "padding": "same",
+        },
+        {
+            "name": "up",
+            "type": "conv_transpose2d",
+            "filters": 4,
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": "same",
+        },
+        {"name": "crop", "type": "crop2d", "cropping": [[1, 0], [0, 1]]},
+        {"name": "scaled", "type": "resize", "scale": 1.5, "mode": "bilinear"},
+        {"name": "pooled", "type": "global_avg_pool"},
+    ],
+}
+
+
+@pytest.mark.parametrize("size", [(33, 33), (37, 42)])
+def test_verify_passes_an_open_spec_through_both_onnx_exports(size):
+    """The runtime padding survives the ONNX exports at the size they trace (sizes are ints there:
+    a traced floor division of a size exports as a truncating Div, 33 -> 16 instead of 17)."""
+    report = cnnspec.verify(cnnspec.resolve(OPEN_MIX, input_size=size))
+    assert report.ok, report.problems
+
+
+@pytest.mark.slow
+@settings(
+    derandomize=True,
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(spec=valid_specs(max_layers=5, open_sizes=True))
+def test_fuzzed_open_specs_agree_at_several_sizes(spec):
+    """Random catalog specs with null sizes: inert source; torch = keras = plan at three sizes."""
+    assume(cnnspec.resolve(spec).is_open)
+    plan = cnnspec.resolve(spec)
+    for target in ("torch", "keras"):
+        check_generated_module(cnnspec.emit_source(plan, target), plan, target)
+    reference = spec["input"]["reference_size"]
+    candidates = [tuple(n + delta for n in reference) for delta in (0, 1, 2, 3, 5, -1, 8)]
+    sizes = accepted_sizes(spec, candidates, 3)
+    assume(len(sizes) == 3)
+    built = Built(spec)
+    for size in sizes:
+        built.compare(size, atol=1e-4)
+
+
+def test_open_size_sources_are_ruff_clean_and_inert(tmp_path):
+    """The runtime-padding emissions read as hand-written: ruff finds nothing, the AST is inert."""
+    from test_generated_style import RUFF, _assert_clean, _write_sources
+
+    if not Path(RUFF).exists():
+        pytest.skip("ruff is not installed")
+    specs = [*SIZE_CASES.values(), OPEN_MIX, mobilenet_v2(alpha=0.35, classes=10)]
+    for target in ("torch", "keras"):
+        for spec in specs:
+            plan = cnnspec.resolve(spec)
+            check_generated_module(cnnspec.emit_source(plan, target), plan, target)
+    _write_sources(specs, tmp_path)
+    _assert_clean(tmp_path)

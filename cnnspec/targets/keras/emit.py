@@ -26,6 +26,9 @@ needs them:
   bias-only cells and cropped per side, as the plan says; dilation is done with an
   explicitly dilated kernel, so any stride works.
 * ``ConstantPadding``: ``-inf`` padding so padded cells never win a max.
+* ``SamePadding`` / ``CeilModePadding``: 'same' padding (where ``padding="same"`` is not used) and
+  ceil-mode overhang worked out from each input's size, for open input sizes (``Input`` has
+  ``None`` on those axes).
 * ``CountedAveragePooling``: zero-padded sum pooling divided by the number of counted
   cells (``count_include_pad: false``, or ceil-mode overhang, which is never counted).
 * ``gelu_erf`` / ``gelu_tanh``: registered activation functions (Keras' own ``"gelu"`` lowers

@@ -26,6 +26,10 @@ transposed-conv crops); no padding is recomputed here.  The mapping:
 * Average pools use ``nn.AvgPool*d`` wherever PyTorch's divisor rule is the plan's; else
   the ``CountedAvgPool`` helper (``targets/torch/helpers.py``) divides the zero-padded window mean by the fraction of
   counted cells (the same pool over a one-channel mask).
+* Open input sizes (``size: [null, ...]``): where padding depends on the size ('same' with a
+  stride on an open axis, ceil-mode overhang) it is worked out per input by ``SamePad`` /
+  ``CeilModePad`` / ``CountedAvgPool(padding="same" or ceil_mode=True)``; slices count from the
+  end.  ``forward`` starts with ``check_input_shape``: a fixed-size model refuses other sizes.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ class CountedAvgPool(nn.Module):
         return declared, overhang
 
     def forward(self, x):
-        declared, overhang = self._pads(x.shape[2:])
+        # int(): a constant when traced (ONNX would export floor division of sizes as Div, which truncates)
+        declared, overhang = self._pads([int(n) for n in x.shape[2:]])
         window_mean = self.pool(F.pad(F.pad(x, declared), overhang), self.kernel_size, self.stride)
         mask = F.pad(torch.ones_like(x[:1, :1]), declared, value=self.padding_value)
         counted_fraction = self.pool(F.pad(mask, overhang), self.kernel_size, self.stride)
@@ -203,7 +204,7 @@ class AdaptivePool(nn.Module):
 class Resize(nn.Module):
     """Resize the spatial dims to `size` by interpolation matrices, one axis at a time.
 
-    Used where F.interpolate has no such mode (nearest-exact does not export to ONNX; bicubic
+    Used where torch's interpolate has no such mode (nearest-exact does not export to ONNX; bicubic
     exists only in 2-D and only with Keys coefficient -0.75 and edge taps).  Per axis (n -> m):
     r = n/m, or (n-1)/(m-1) with `align_corners`; "nearest" reads floor(i*r), "nearest_exact"
     floor((i+0.5)*r); "linear"/"cubic" sample x = (i+0.5)*r - 0.5 (i*r with align_corners),
