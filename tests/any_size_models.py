@@ -42,7 +42,7 @@ def opened(document: dict, reference: list[int] | None = None) -> dict:
         "input": {
             **document["input"],
             "size": [None] * len(size),
-            "reference_size": list(reference or size),
+            "reference_size": list(reference or document["input"].get("reference_size") or size),
         },
     }
 

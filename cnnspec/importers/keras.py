@@ -285,7 +285,7 @@ def import_keras(model_or_path) -> ImportResult:
         if len(ctx.builder.layers) > count:
             ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(layer.output)[1:]
         if layer.name in ctx.pending_pads:
-            ctx.builder.layers[-1]["padding"] = ctx.pending_pads.pop(layer.name)
+            ctx.builder.layers[-1].update(ctx.pending_pads.pop(layer.name))
     channels, size = input_shape[-1], list(input_shape[:-1])
     spec = ctx.builder.finish(model.name, channels, size)
     return ImportResult(
@@ -299,9 +299,12 @@ def _claims(source: str) -> dict:
     return REGISTRY.claims(source)
 
 
-def absorb_helper_pad(ctx, layer, padding, value: float, inputs) -> bool:
+def absorb_helper_pad(ctx, layer, padding, value: float, inputs, **fields) -> bool:
     """cnnspec's generated ``<name>_pad`` helper before the valid layer ``<name>`` it serves (zeros
     before a conv or an average pool, -inf before a max pool) becomes that layer's padding.
+
+    ``padding`` may be ``"same"`` (the run-time SamePadding helper of an open size); ``fields``
+    are further fields the helper stands for (``ceil_mode``).
 
     Pad readers call this first; True means the helper was absorbed (it adds no layer).  Which
     consumers take which value is claimed with ``absorbs_padding`` (see ``Registry.reads``).
@@ -318,12 +321,13 @@ def absorb_helper_pad(ctx, layer, padding, value: float, inputs) -> bool:
         claim is not None
         and claim.absorbs_padding == value
         and consumer.get_config()["padding"] == "valid"
-        and not _is_same(layer, consumer, padding)
+        and (padding == "same" or not _is_same(layer, consumer, padding))
         and consumer._inbound_nodes
         and consumer._inbound_nodes[0].input_tensors[0] is layer.output
     ):
-        padding = [padding] if isinstance(padding[0], int) else padding
-        ctx.pending_pads[target] = compact_padding(padding)
+        if padding != "same":
+            padding = compact_padding([padding] if isinstance(padding[0], int) else padding)
+        ctx.pending_pads[target] = {"padding": padding, **fields}
         ctx.names[id(layer.output)] = inputs[0]
         return True
     return False

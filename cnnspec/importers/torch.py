@@ -219,10 +219,11 @@ def pad_layer(ctx, node, rank, pairs, value) -> None:
         )
 
 
-def fold_helper_padding(ctx, node, pairs, value) -> bool:
+def fold_helper_padding(ctx, node, pairs, value, **fields) -> bool:
     """cnnspec's own ``<name>_pad`` helper module before the unpadded layer ``<name>`` it serves
     (zeros before a conv, -inf before a max pool) is that layer's padding: the generated model reads back
-    as the spec it came from."""
+    as the spec it came from.  ``pairs`` may be ``"same"`` (the run-time SamePad helper); ``fields``
+    are further fields the helper stands for (``ceil_mode``)."""
 
     users = list(node.users)
     if node.op != "call_module" or len(users) != 1 or users[0].op != "call_module":
@@ -237,7 +238,7 @@ def fold_helper_padding(ctx, node, pairs, value) -> bool:
     if claim is None or claim.absorbs_padding != value or compact(layer.padding) != 0:
         return False
     ctx.alias(node, node.args[0])
-    ctx.pending_padding[users[0].target] = pairs
+    ctx.pending_padding[users[0].target] = {"padding": pairs, **fields}
     return True
 
 
@@ -635,9 +636,10 @@ def _first_field_difference(layer: dict, other: dict) -> str:
     return "the layers differ"
 
 
-def _apply_pool_padding(ctx, node, pairs) -> None:
+def _apply_pool_padding(ctx, node, fields) -> None:
     layer = ctx.builder.layers[-1]
-    layer["padding"] = compact_padding(pairs)
+    pairs = fields["padding"]
+    layer.update(fields, padding=pairs if isinstance(pairs, str) else compact_padding(pairs))
 
 
 _INT_ARITHMETIC = (operator.floordiv, operator.mul, operator.add, operator.sub, operator.truediv)

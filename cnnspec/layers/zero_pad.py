@@ -10,7 +10,7 @@ from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact_padding
+from cnnspec.importers.common import compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
@@ -113,6 +113,29 @@ def read_keras_zero_pad(ctx, layer, cfg, inputs, shapes):
     ctx.add(layer, f"zero_pad{rank}d", inputs, padding=compact_padding(padding))
 
 
+@REGISTRY.reads("keras", "SamePadding", "CeilModePadding", by="zero_pad2d", produces=())
+def read_keras_runtime_padding(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's run-time padding helpers (open input sizes) before the layer they serve.
+
+    ``SamePadding`` is that layer's 'same' padding; ``CeilModePadding`` its declared padding
+    plus the ceil-mode overhang.  Anywhere else the padding depends on the size: no spec layer
+    means it.
+    """
+    value = float(cfg.get("value", 0.0))
+    if type(layer).__name__ == "SamePadding":
+        absorbed = KI.absorb_helper_pad(ctx, layer, "same", value, inputs)
+    else:
+        pairs = [list(pair) for pair in cfg["padding"]]
+        absorbed = KI.absorb_helper_pad(ctx, layer, pairs, value, inputs, ceil_mode=True)
+    if not absorbed:
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"{type(layer).__name__} pads by the input size and serves no layer after it",
+            "cnnspec reads it only in front of the conv or pool it was generated for",
+        )
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
@@ -124,6 +147,30 @@ def _torch_zero_pad(ctx, node, module):
         ::-1
     ]  # torch lists the last dim first
     TI.pad_layer(ctx, node, rank, pairs, value)
+
+
+def _torch_runtime_pad(ctx, node, module):
+    """cnnspec's run-time padding helpers (open input sizes) before the layer they serve.
+
+    ``SamePad`` is that layer's 'same' padding; ``CeilModePad`` its declared padding plus the
+    ceil-mode overhang.  Anywhere else the padding depends on the size: no spec layer means it.
+    """
+    if type(module).__name__ == "SamePad":
+        folded = TI.fold_helper_padding(ctx, node, "same", module.value)
+    else:
+        folded = TI.fold_helper_padding(ctx, node, module.padding, module.value, ceil_mode=True)
+    if not folded:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{type(module).__name__} pads by the input size and serves no layer after it",
+            "cnnspec reads it only in front of the conv or pool it was generated for",
+        )
+
+
+REGISTRY.reads("torch_module", "SamePad", "CeilModePad", by="zero_pad2d", produces=())(
+    _torch_runtime_pad
+)
 
 
 REGISTRY.reads(

@@ -227,16 +227,30 @@ def verify(
 
     with steps("export_torch"):
         torch_graph = export_torch(make_input(plan, batch, seed), open_axes)
-    with steps("export_keras"):
+
+    def export_keras(shape):
         with _user_model_errors("keras", user_keras):
-            keras_graph = X.export_keras(
+            graph = X.export_keras(
                 keras_model,
                 names,
-                input_last,
+                shape,
                 opset=opset,
                 layer_map=_observed_parts(matchings.get("keras")),
             )
-        X.check_graph(keras_graph, ONNX_FILES["keras"])
+        X.check_graph(graph, ONNX_FILES["keras"])
+        return graph
+
+    keras_per_size = False
+    with steps("export_keras"):
+        try:
+            keras_graph = export_keras(input_last)
+        except Exception:
+            if not open_axes:
+                raise
+            # A helper that reads the input's static shape (Resize, AdaptivePooling) cannot be
+            # exported with unknown sizes: export the Keras model at each size instead.
+            keras_per_size = True
+            keras_graph = export_keras(channels_last(plans[0].input_shape))
     if keep_onnx is not None:
         for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
@@ -268,8 +282,18 @@ def verify(
                 with steps("run_torch"):
                     torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
                 retraced.append(size_text(size_plan))
+        size_keras_graph = keras_graph
+        if keras_per_size and size_plan is not plans[0]:
+            with steps("export_keras"):
+                try:
+                    size_keras_graph = export_keras(channels_last(size_plan.input_shape))
+                except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                    failures.append(_cannot_run("keras", size_plan, error))
         with steps("run_keras"):
-            keras_values = _run_at_size(X, keras_graph, x_last, "keras", size_plan, failures)
+            if not failures:
+                keras_values = _run_at_size(
+                    X, size_keras_graph, x_last, "keras", size_plan, failures
+                )
         if failures:
             reports.append(
                 _unrunnable(
@@ -292,7 +316,7 @@ def verify(
                 torch_model,
                 keras_model,
                 size_graph,
-                keras_graph,
+                size_keras_graph,
                 torch_values,
                 keras_values,
                 atol=atol,
@@ -309,7 +333,7 @@ def verify(
                 report,
                 size_plan,
                 size_graph,
-                keras_graph,
+                size_keras_graph,
                 torch_values,
                 keras_values,
                 referee_values,
@@ -318,6 +342,11 @@ def verify(
             )
         reports.append(report)
     report = combine_sizes(reports, plans, open_axes)
+    if keras_per_size:
+        report.notes.append(
+            "the Keras model reads its input's static size in a layer (a resize or adaptive-pool "
+            "helper), so it cannot be exported with open axes: it was exported at each size"
+        )
     if retraced:
         report.notes.append(
             "the PyTorch graph exported with dynamic axes computes other numbers than the model at "

@@ -145,8 +145,8 @@ class CountedAvgPool(nn.Module):
         return declared, overhang
 
     def forward(self, x):
-        # int(): a constant when traced (ONNX would export floor division of sizes as Div, which truncates)
-        declared, overhang = self._pads([int(n) for n in x.shape[2:]])
+        # the ceilings are (n + s - 1) // s: an ONNX export (Div truncates) stays exact at every size
+        declared, overhang = self._pads(x.shape[2:])
         window_mean = self.pool(F.pad(F.pad(x, declared), overhang), self.kernel_size, self.stride)
         mask = F.pad(torch.ones_like(x[:1, :1]), declared, value=self.padding_value)
         counted_fraction = self.pool(F.pad(mask, overhang), self.kernel_size, self.stride)
