@@ -371,3 +371,14 @@ def test_rerun_replaces_the_json_report_and_kept_graphs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(report.read_text())["ok"] is True
     onnx.checker.check_model(str(tmp_path / "graphs" / "torch.onnx"))
+
+def test_cli_process_exit_code_and_complete_output_after_the_frameworks(tmp_path):
+    # The command ends without the frameworks' interpreter teardown: its exit code, its stdout
+    # and its report must still be complete (a mismatch: --atol 0 --rtol 0 against float32 noise).
+    report_path = tmp_path / "report.json"
+    result = run_cli(ROOT / "examples" / "pytorch_cnn_bn.yaml", "--atol", "0", "--rtol", "0",
+                     "--json", report_path, "--no-progress")
+    assert result.returncode == 1, result.stderr
+    assert "MISMATCH" in result.stdout and "First divergent layer" in result.stdout
+    assert "Timings (s):" in result.stdout  # the report's last lines were flushed
+    assert json.loads(report_path.read_text())["exit_code"] == 1
