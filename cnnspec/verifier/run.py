@@ -222,7 +222,7 @@ def verify(
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
 
     with steps("compare"):
-        report = _compare(
+        report, diffs = _compare(
             plan,
             torch_model,
             keras_model,
@@ -242,6 +242,7 @@ def verify(
         _add_referee(
             report,
             plan,
+            diffs,
             torch_graph,
             keras_graph,
             torch_values,
@@ -284,6 +285,7 @@ def _run_referee(plan, torch_model, keras_model, x, source: str):
 def _add_referee(
     report: VerifyReport,
     plan,
+    diffs,
     torch_graph,
     keras_graph,
     torch_values,
@@ -306,8 +308,16 @@ def _add_referee(
     torch_outputs = {
         n: v for n, v in zip(torch_graph.layer_names, torch_values) if n not in read_otherwise
     }
+    # The Keras outputs channels-first where the comparison with torch already converted them.
+    converted = {
+        d.name: d.keras_value
+        for d in diffs
+        if d.keras_reading in (None, "output") and d.keras_value is not None
+    }
     keras_outputs = {
-        n: v for n, v in zip(keras_graph.layer_names, keras_values) if n not in read_otherwise
+        n: converted.get(n, v)
+        for n, v in zip(keras_graph.layer_names, keras_values)
+        if n not in read_otherwise
     }
     report.referee = judge(
         plan,
@@ -317,6 +327,7 @@ def _add_referee(
         weights_from=referee_source,
         atol=report.atol,
         rtol=report.rtol,
+        keras_channels_first=converted.keys(),
     )
     if report.referee.torch_departs_at or report.referee.keras_departs_at:
         report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")
@@ -338,7 +349,8 @@ def _compare(
     seed: int,
     opset: int,
     readings: _ReadingContext | None = None,
-) -> VerifyReport:
+) -> tuple[VerifyReport, list[C.LayerDiff]]:
+    """The report of the torch/keras comparison, and the per-layer comparisons it was made from."""
     readings = readings or _ReadingContext()
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
@@ -419,7 +431,7 @@ def _compare(
         and bool(compared)
         and all(d.shape_ok is not False for d in diffs if not d.misaligned)
     )
-    return VerifyReport(
+    report = VerifyReport(
         ok=ok,
         spec=plan.name,
         atol=atol,
@@ -444,6 +456,7 @@ def _compare(
         },
         notes=notes,
     )
+    return report, diffs
 
 
 def _difference(count: int | None, spec: int | None) -> str:
