@@ -79,7 +79,10 @@ sys.exit(code)
 
 
 def run_measured(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (the child's own ru_maxrss, via os.wait4) and stdout."""
+    """Wall seconds, peak RSS in MB (the child's own ru_maxrss, via os.wait4) and stdout.
+
+    The child's CPU seconds (user + system, all its threads) are kept in ``LAST_CPU[0]``.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
@@ -92,7 +95,11 @@ def run_measured(args: list[str]) -> tuple[float, float, str]:
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise SystemExit(f"command failed ({process.returncode}): {' '.join(map(str, args))}\n{stderr[-3000:]}")
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     return elapsed, usage.ru_maxrss / 1024.0, stdout
+
+
+LAST_CPU = [0.0]
 
 
 def json_line(stdout: str) -> dict:
@@ -105,21 +112,25 @@ def bench_verify(name: str, spec: Path, runs: int, workdir: Path) -> dict:
     verify = [python, "-m", "cnnspec", "verify", str(spec), "--json", str(report), "--no-progress", "--force"]
     floor = [python, "-c", FLOOR_SCRIPT, str(spec), str(workdir)]
     run_measured(floor), run_measured(verify)  # warm-up (file cache)
-    rows = {"verify": [], "floor": [], "verify_mb": [], "floor_mb": [], "timings": [], "floor_steps": []}
+    rows = {"verify": [], "floor": [], "verify_mb": [], "floor_mb": [], "timings": [], "floor_steps": [],
+            "verify_cpu": [], "floor_cpu": []}
     for index in range(runs):
         seconds, megabytes, stdout = run_measured(floor)
         rows["floor"].append(seconds)
+        rows["floor_cpu"].append(LAST_CPU[0])
         rows["floor_mb"].append(megabytes)
         rows["floor_steps"].append(json_line(stdout))
         seconds, megabytes, _ = run_measured(verify)
-        data = json.loads(report.read_text())
+        rows["verify_cpu"].append(LAST_CPU[0])
+        data = json.loads(report.read_text())["reports"][0]
         assert data["ok"] and data["referee"]["torch_departs_at"] is None and data["referee"]["keras_departs_at"] is None
         rows["verify"].append(seconds)
         rows["verify_mb"].append(megabytes)
         rows["timings"].append(data["timings"])
-        print(f"{name} run {index + 1}: floor {rows['floor'][-1]:.2f} s {rows['floor_mb'][-1]:.0f} MB, "
-              f"verify {seconds:.2f} s {megabytes:.0f} MB (export_keras {data['timings']['export_keras']:.2f} s)",
-              flush=True)
+        print(f"{name} run {index + 1}: floor {rows['floor'][-1]:.2f} s (CPU {rows['floor_cpu'][-1]:.2f}) "
+              f"{rows['floor_mb'][-1]:.0f} MB, verify {seconds:.2f} s (CPU {rows['verify_cpu'][-1]:.2f}) "
+              f"{megabytes:.0f} MB (export_keras {data['timings']['export_keras']:.2f} s); load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
     return rows
 
 
@@ -167,17 +178,21 @@ def main() -> None:
 
 def print_verify(results: dict) -> None:
     median = statistics.median
-    print("\n| spec | floor s (median) | verify s (median) | ratio | goal | floor peak MB | verify peak MB | ratio "
-          "| Keras export s (goal) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| spec | floor s (median) | verify s (median) | ratio | goal | floor CPU s | verify CPU s | CPU ratio "
+          "| floor peak MB | verify peak MB | ratio | Keras export s (goal) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         floor, verify = median(rows["floor"]), median(rows["verify"])
+        floor_cpu, verify_cpu = median(rows["floor_cpu"]), median(rows["verify_cpu"])
         floor_mb, verify_mb = median(rows["floor_mb"]), median(rows["verify_mb"])
         keras_export = median(t["export_keras"] for t in rows["timings"])
-        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | {floor_mb:.0f} | "
+        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | {floor_cpu:.2f} | "
+              f"{verify_cpu:.2f} | {verify_cpu / floor_cpu:.2f}× | {floor_mb:.0f} | "
               f"{verify_mb:.0f} | {verify_mb / floor_mb:.2f}× | {keras_export:.2f} (≤ {KERAS_EXPORT_GOALS[name]}) |")
     for name, rows in results.items():
         print(f"\n{name}: runs floor {[round(t, 2) for t in rows['floor']]}, verify {[round(t, 2) for t in rows['verify']]}")
+        print(f"{name}: CPU floor {[round(t, 2) for t in rows['floor_cpu']]}, "
+              f"verify {[round(t, 2) for t in rows['verify_cpu']]}")
         steps = {key: median(t[key] for t in rows["timings"]) for key in rows["timings"][0]}
         floor_steps = {key: median(s[key] for s in rows["floor_steps"]) for key in rows["floor_steps"][0]}
         print("| step | verify | floor |\n|---|---|---|")
