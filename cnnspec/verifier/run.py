@@ -5,7 +5,7 @@ The steps (each timed in the report):
 1. ``import``: torch, keras (TensorFlow), onnx, onnxruntime, tf2onnx.
 2. ``build``: both models from the generated source (unless given).
 3. ``transfer``: seeded, non-degenerate torch weights (BatchNorm statistics too), copied
-   into the Keras model (the values are drawn on a second thread during ``build``).
+   into the Keras model.
 4. ``export_torch`` / ``export_keras``: ONNX graphs with every spec layer's output as a
    graph output and the weights as graph inputs, checked with ``onnx.checker``.
 5. ``run_torch`` / ``run_keras``: onnxruntime on one seeded input (NCHW for torch, the same
@@ -166,7 +166,7 @@ def verify(
 
         versions = import_frameworks()
     from cnnspec.verifier import onnx_export as X
-    from cnnspec.weights.transfer import SeededTorchWeights, transfer_weights
+    from cnnspec.weights.transfer import randomize, transfer_weights
 
     with steps("build"):
         from cnnspec.targets.build import build
@@ -175,17 +175,8 @@ def verify(
         _check_supported(torch_model, keras_model)
         if torch_model is None:
             torch_model = build(plan, "torch")
-        seeded, drawn = None, None
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            if (
-                not user_torch and not user_keras
-            ):  # else a model you passed is the source of the weights
-                # NumPy draws the seeded weights without the GIL while Keras builds its model.
-                seeded = SeededTorchWeights(torch_model, seed)
-                drawn = beside.submit(seeded.draw)
-            if keras_model is None:
-                keras_model = build(plan, "keras")
-            values = drawn.result() if drawn is not None else None
+        if keras_model is None:
+            keras_model = build(plan, "keras")
         torch_model.eval()
         user_map = _user_name_map(name_map, user_torch, user_keras)
         matchings = _match_user_models(
@@ -197,8 +188,10 @@ def verify(
         )
 
     with steps("transfer"):
-        if seeded is not None and values is not None:
-            seeded.write(values)
+        if (
+            not user_torch and not user_keras
+        ):  # otherwise a model you passed is the source of the weights
+            randomize(torch_model, seed)
         if sync_weights:
             if user_keras and not user_torch:
                 _transfer(transfer_weights, keras_model, torch_model, plan, user_map)

@@ -422,37 +422,11 @@ def randomize(model, seed: int) -> None:
         model: a ``torch.nn.Module`` (the usual case) or a ``keras.Model``.
         seed: the random seed; the same seed gives the same weights.
     """
+    rng = np.random.default_rng(seed)
     if _framework_of(model, "given") == "torch":
-        weights = SeededTorchWeights(model, seed)
-        weights.write(weights.draw())
+        _randomize_torch(model, rng)
     else:
-        _randomize_keras(model, np.random.default_rng(seed))
-
-
-class SeededTorchWeights:
-    """:func:`randomize` of a torch model in two halves: the draws, then the write.
-
-    The draws are NumPy only (NumPy releases the GIL while it fills arrays), so a caller may
-    run :meth:`draw` on another thread while it does other work; the values are those
-    :func:`randomize` gives, drawn in the same order from the same seed.
-    """
-
-    def __init__(self, model, seed: int):
-        self.seed = seed
-        self.slots = _torch_random_slots(model)
-
-    def draw(self) -> list[np.ndarray]:
-        """The seeded values, one per slot."""
-        rng = np.random.default_rng(self.seed)
-        return [random_tensor(rng, role, shape, fan_in) for _, role, shape, fan_in in self.slots]
-
-    def write(self, values: list[np.ndarray]) -> None:
-        """Copy the drawn values into the model's tensors."""
-        import torch
-
-        with torch.no_grad():
-            for (tensor, _, _, _), value in zip(self.slots, values):
-                tensor.copy_(torch.from_numpy(value).to(tensor.dtype))
+        _randomize_keras(model, rng)
 
 
 def random_tensor(rng, role: str, shape, fan_in: int) -> np.ndarray:
@@ -484,8 +458,7 @@ def random_tensor(rng, role: str, shape, fan_in: int) -> np.ndarray:
     return values
 
 
-def _torch_random_slots(model) -> list[tuple[Any, str, tuple[int, ...], int]]:
-    """Every floating tensor :func:`randomize` draws for, in drawing order: (tensor, role, shape, fan-in)."""
+def _randomize_torch(model, rng) -> None:
     import torch
 
     batch_norm_types = (torch.nn.modules.batchnorm._BatchNorm,)
@@ -525,29 +498,32 @@ def _torch_random_slots(model) -> list[tuple[Any, str, tuple[int, ...], int]]:
             setattr(module, "_cnnspec_fan_in", fan_in)
         elif getattr(module, "weight", None) is not None and module.weight.ndim >= 2:
             roles[id(module.weight)] = "kernel"
-    slots = []
-    for module in model.modules():
-        tensors = list(module.named_parameters(recurse=False))
-        if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
-            tensors += [
-                ("running_mean", module.running_mean),
-                ("running_var", module.running_var),
-            ]
-        elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
-            tensors += [("mean", module.mean), ("variance", module.variance)]
-        # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
-        for attr, tensor in tensors:
-            if tensor is None or not tensor.is_floating_point():
-                continue
-            role = roles.get(id(tensor), "bias" if attr == "bias" else "other")
-            fan_in = getattr(module, "_cnnspec_fan_in", None) or (
-                int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
-            )
-            slots.append((tensor, role, tuple(tensor.shape), fan_in))
-    for module in model.modules():
-        if hasattr(module, "_cnnspec_fan_in"):
-            del module._cnnspec_fan_in
-    return slots
+    with torch.no_grad():
+        for module in model.modules():
+            tensors = list(module.named_parameters(recurse=False))
+            if isinstance(module, batch_norm_types) or type(module).__name__ == "PartialBatchNorm":
+                tensors += [
+                    ("running_mean", module.running_mean),
+                    ("running_var", module.running_var),
+                ]
+            elif type(module).__name__ == "Normalize" and "mean" in module.state_dict():
+                tensors += [("mean", module.mean), ("variance", module.variance)]
+            # Other buffers (e.g. a pooling layer's precomputed divisors) are part of the model, not weights.
+            for attr, tensor in tensors:
+                if tensor is None or not tensor.is_floating_point():
+                    continue
+                role = roles.get(id(tensor), "bias" if attr == "bias" else "other")
+                fan_in = getattr(module, "_cnnspec_fan_in", None) or (
+                    int(np.prod(tensor.shape[1:])) if tensor.ndim >= 2 else 1
+                )
+                tensor.copy_(
+                    torch.from_numpy(random_tensor(rng, role, tuple(tensor.shape), fan_in)).to(
+                        tensor.dtype
+                    )
+                )
+        for module in model.modules():
+            if hasattr(module, "_cnnspec_fan_in"):
+                del module._cnnspec_fan_in
 
 
 def _randomize_keras(model, rng) -> None:
