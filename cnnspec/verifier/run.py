@@ -11,8 +11,6 @@ The steps (each timed in the report):
 5. ``run_torch`` / ``run_keras``: onnxruntime on one seeded input (NCHW for torch, the same
    values channels-last for Keras), the weights fed beside it.
 6. ``referee``: the spec's own ONNX graph, emitted from the plan, run with the same weights.
-   ``run_torch`` and (for generated models) ``referee`` run on a second thread during
-   ``export_keras``: their seconds overlap it.
 7. ``compare``: every layer's shape against the plan, every layer's values across layouts,
    each model against the referee, and the parameter counts of spec, torch, Keras and both graphs.
 
@@ -25,7 +23,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +32,7 @@ from cnnspec.errors import CnnspecError
 from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.verifier.onnx_export import ONNX_FILES
-from cnnspec.verifier.report import (
-    TIMING_STEPS,
-    Divergence,
-    LayerReport,
-    ParamReport,
-    VerifyReport,
-)
+from cnnspec.verifier.report import Divergence, LayerReport, ParamReport, VerifyReport
 from cnnspec.verifier.report import Evidence as EvidenceReport
 
 ProgressCallback = Callable[[str], None]
@@ -75,14 +66,6 @@ class _Steps:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
-
-    def timed(self, name: str, function: Callable, *args):
-        """Call ``function(*args)`` as the step ``name``, silently (for a step run beside another)."""
-        start = time.perf_counter()
-        try:
-            return function(*args)
-        finally:
-            self.timings[name] = round(time.perf_counter() - start, 4)
 
 
 def make_input(plan, batch: int, seed: int) -> np.ndarray:
@@ -216,44 +199,24 @@ def verify(
                 module_paths=_observed_parts(matchings.get("torch")),
             )
         X.check_graph(torch_graph, ONNX_FILES["torch"])
-    referee_from = "keras" if user_keras and not user_torch else "torch"
-    # onnxruntime releases the GIL: the torch graph and the referee run on a second core while the
-    # Keras model is exported, which is Python work.  A referee that may read its weights from a
-    # model you passed (or from Keras, being traced) runs afterwards.
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        torch_run = beside.submit(steps.timed, "run_torch", X.run_graph, torch_graph, x)
-        referee_run = None
-        if not user_torch and not user_keras:
-            referee_run = beside.submit(
-                steps.timed,
-                "referee",
-                _run_referee,
-                plan,
-                torch_model,
+    with steps("export_keras"):
+        with _user_model_errors("keras", user_keras):
+            keras_graph = X.export_keras(
                 keras_model,
-                x,
-                referee_from,
+                names,
+                channels_last(plan.input_shape),
+                opset=opset,
+                layer_map=_observed_parts(matchings.get("keras")),
             )
-        with steps("export_keras"):
-            with _user_model_errors("keras", user_keras):
-                keras_graph = X.export_keras(
-                    keras_model,
-                    names,
-                    channels_last(plan.input_shape),
-                    opset=opset,
-                    layer_map=_observed_parts(matchings.get("keras")),
-                )
-            X.check_graph(keras_graph, ONNX_FILES["keras"])
-        with steps("run_keras"):
-            keras_values = X.run_graph(keras_graph, x_last)
-        torch_values = torch_run.result()
-        if referee_run is not None:
-            referee_values, referee_source, referee_note = referee_run.result()
-    if referee_run is None:
-        with steps("referee"):
-            referee_values, referee_source, referee_note = _run_referee(
-                plan, torch_model, keras_model, x, referee_from
-            )
+        X.check_graph(keras_graph, ONNX_FILES["keras"])
+    with steps("run_torch"):
+        torch_values = X.run_graph(torch_graph, x)
+    with steps("run_keras"):
+        keras_values = X.run_graph(keras_graph, x_last)
+    with steps("referee"):
+        referee_values, referee_source, referee_note = _run_referee(
+            plan, torch_model, keras_model, x, "keras" if user_keras and not user_torch else "torch"
+        )
     if keep_onnx is not None:
         for framework, graph in (("torch", torch_graph), ("keras", keras_graph)):
             onnx_files[framework] = str(X.save_graph(graph, keep_onnx, ONNX_FILES[framework]))
@@ -289,7 +252,7 @@ def verify(
             referee_note,
         )
     report.source = source
-    report.timings = {step: steps.timings[step] for step in TIMING_STEPS if step in steps.timings}
+    report.timings = steps.timings
     report.versions = versions
     report.onnx_files = onnx_files
     return report
