@@ -200,7 +200,8 @@ def print_verify(results: dict) -> None:
         floor_cpu, verify_cpu = median(rows["floor_cpu"]), median(rows["verify_cpu"])
         floor_mb, verify_mb = median(rows["floor_mb"]), median(rows["verify_mb"])
         keras_export = median(t["export_keras"] for t in rows["timings"])
-        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | {floor_cpu:.2f} | "
+        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | "
+              f"{floor_cpu:.2f} | "
               f"{verify_cpu:.2f} | {verify_cpu / floor_cpu:.2f}× | {floor_mb:.0f} | "
               f"{verify_mb:.0f} | {verify_mb / floor_mb:.2f}× | {keras_export:.2f} (≤ {KERAS_EXPORT_GOALS[name]}) |")
     for name, rows in results.items():
