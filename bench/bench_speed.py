@@ -15,7 +15,9 @@ noise of the shared machine hits both alike; medians; peak memory = the child's 
   process, beside ``python -c pass`` and ``cnnspec explain`` in the same loop; a separate run
   checks that neither torch nor TensorFlow was imported.
 
-Usage: python bench/bench_speed.py [--runs N] [--specs alexnet resnet50] [--build-runs N]   (--runs 0: build only)
+Usage: python bench/bench_speed.py [--runs N] [--specs alexnet resnet50] [--build-runs N] [--baseline DIR]
+(--runs 0: build only; --baseline: also time verify from another source tree, e.g.
+``git archive COMMIT | tar -x -C DIR``, interleaved with the others)
 """
 
 from __future__ import annotations
@@ -78,12 +80,16 @@ sys.exit(code)
 '''
 
 
-def run_measured(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (the child's own ru_maxrss, via os.wait4) and stdout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_measured(args: list[str], source: Path = ROOT) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB (the child's own ru_maxrss, via os.wait4) and stdout.
+
+    The child's CPU seconds (user + system, all its threads) are kept in ``LAST_CPU[0]``.
+    """
+    env = {**os.environ, "PYTHONPATH": str(source)}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        # cwd = the source tree: `python -m` puts the working directory first on sys.path
+        process = subprocess.Popen(args, cwd=source, env=env, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -92,34 +98,50 @@ def run_measured(args: list[str]) -> tuple[float, float, str]:
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise SystemExit(f"command failed ({process.returncode}): {' '.join(map(str, args))}\n{stderr[-3000:]}")
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     return elapsed, usage.ru_maxrss / 1024.0, stdout
+
+
+LAST_CPU = [0.0]
 
 
 def json_line(stdout: str) -> dict:
     return json.loads(next(line[4:] for line in stdout.splitlines() if line.startswith("JSON")))
 
 
-def bench_verify(name: str, spec: Path, runs: int, workdir: Path) -> dict:
+def bench_verify(name: str, spec: Path, runs: int, workdir: Path, baseline: Path | None = None) -> dict:
     python = sys.executable
     report = workdir / f"{name}.json"
     verify = [python, "-m", "cnnspec", "verify", str(spec), "--json", str(report), "--no-progress", "--force"]
     floor = [python, "-c", FLOOR_SCRIPT, str(spec), str(workdir)]
     run_measured(floor), run_measured(verify)  # warm-up (file cache)
-    rows = {"verify": [], "floor": [], "verify_mb": [], "floor_mb": [], "timings": [], "floor_steps": []}
+    if baseline:
+        run_measured(verify, baseline)
+    rows = {"verify": [], "floor": [], "verify_mb": [], "floor_mb": [], "timings": [], "floor_steps": [],
+            "verify_cpu": [], "floor_cpu": [], "baseline": [], "baseline_cpu": [], "baseline_timings": []}
     for index in range(runs):
         seconds, megabytes, stdout = run_measured(floor)
         rows["floor"].append(seconds)
+        rows["floor_cpu"].append(LAST_CPU[0])
         rows["floor_mb"].append(megabytes)
         rows["floor_steps"].append(json_line(stdout))
         seconds, megabytes, _ = run_measured(verify)
-        data = json.loads(report.read_text())
+        rows["verify_cpu"].append(LAST_CPU[0])
+        data = json.loads(report.read_text())["reports"][0]
         assert data["ok"] and data["referee"]["torch_departs_at"] is None and data["referee"]["keras_departs_at"] is None
         rows["verify"].append(seconds)
         rows["verify_mb"].append(megabytes)
         rows["timings"].append(data["timings"])
-        print(f"{name} run {index + 1}: floor {rows['floor'][-1]:.2f} s {rows['floor_mb'][-1]:.0f} MB, "
-              f"verify {seconds:.2f} s {megabytes:.0f} MB (export_keras {data['timings']['export_keras']:.2f} s)",
-              flush=True)
+        if baseline:  # the same command from another source tree (e.g. the code before a change)
+            seconds_before, _, _ = run_measured(verify, baseline)
+            rows["baseline"].append(seconds_before)
+            rows["baseline_cpu"].append(LAST_CPU[0])
+            rows["baseline_timings"].append(json.loads(report.read_text())["reports"][0]["timings"])
+            print(f"{name} run {index + 1}: baseline verify {seconds_before:.2f} s (CPU {LAST_CPU[0]:.2f})")
+        print(f"{name} run {index + 1}: floor {rows['floor'][-1]:.2f} s (CPU {rows['floor_cpu'][-1]:.2f}) "
+              f"{rows['floor_mb'][-1]:.0f} MB, verify {seconds:.2f} s (CPU {rows['verify_cpu'][-1]:.2f}) "
+              f"{megabytes:.0f} MB (export_keras {data['timings']['export_keras']:.2f} s); load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
     return rows
 
 
@@ -150,11 +172,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--build-runs", type=int, default=9)
     parser.add_argument("--specs", nargs="+", default=["resnet50", "alexnet"], choices=sorted(SPECS))
+    parser.add_argument("--baseline", type=Path, help="also time verify from this source tree (e.g. `git archive` "
+                        "of an earlier commit), interleaved with the others")
     args = parser.parse_args()
     median = statistics.median
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as directory:
         workdir = Path(directory)
-        results = {name: bench_verify(name, SPECS[name], args.runs, workdir) for name in args.specs if args.runs}
+        results = {name: bench_verify(name, SPECS[name], args.runs, workdir, args.baseline)
+                   for name in args.specs if args.runs}
         build = bench_build(args.build_runs, workdir) if args.build_runs else None
     if results:
         print_verify(results)
@@ -167,25 +192,38 @@ def main() -> None:
 
 def print_verify(results: dict) -> None:
     median = statistics.median
-    print("\n| spec | floor s (median) | verify s (median) | ratio | goal | floor peak MB | verify peak MB | ratio "
-          "| Keras export s (goal) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| spec | floor s (median) | verify s (median) | ratio | goal | floor CPU s | verify CPU s | CPU ratio "
+          "| floor peak MB | verify peak MB | ratio | Keras export s (goal) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         floor, verify = median(rows["floor"]), median(rows["verify"])
+        floor_cpu, verify_cpu = median(rows["floor_cpu"]), median(rows["verify_cpu"])
         floor_mb, verify_mb = median(rows["floor_mb"]), median(rows["verify_mb"])
         keras_export = median(t["export_keras"] for t in rows["timings"])
-        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | {floor_mb:.0f} | "
+        print(f"| {name} | {floor:.2f} | {verify:.2f} | **{verify / floor:.2f}×** | ≤ {GOALS[name]}× | "
+              f"{floor_cpu:.2f} | "
+              f"{verify_cpu:.2f} | {verify_cpu / floor_cpu:.2f}× | {floor_mb:.0f} | "
               f"{verify_mb:.0f} | {verify_mb / floor_mb:.2f}× | {keras_export:.2f} (≤ {KERAS_EXPORT_GOALS[name]}) |")
     for name, rows in results.items():
         print(f"\n{name}: runs floor {[round(t, 2) for t in rows['floor']]}, verify {[round(t, 2) for t in rows['verify']]}")
+        print(f"{name}: CPU floor {[round(t, 2) for t in rows['floor_cpu']]}, "
+              f"verify {[round(t, 2) for t in rows['verify_cpu']]}")
+        if rows["baseline"]:
+            before, before_cpu = median(rows["baseline"]), median(rows["baseline_cpu"])
+            print(f"{name}: baseline verify {[round(t, 2) for t in rows['baseline']]} (CPU "
+                  f"{[round(t, 2) for t in rows['baseline_cpu']]}): median {before:.2f} s = "
+                  f"{before / median(rows['floor']):.2f}× the floor, CPU {before_cpu:.2f} s = "
+                  f"{before_cpu / median(rows['floor_cpu']):.2f}×")
         steps = {key: median(t[key] for t in rows["timings"]) for key in rows["timings"][0]}
+        before_steps = ({key: median(t[key] for t in rows["baseline_timings"]) for key in rows["baseline_timings"][0]}
+                        if rows["baseline_timings"] else {})
         floor_steps = {key: median(s[key] for s in rows["floor_steps"]) for key in rows["floor_steps"][0]}
-        print("| step | verify | floor |\n|---|---|---|")
+        print("| step | verify | baseline verify | floor |\n|---|---|---|---|")
         for key in dict.fromkeys([*steps, *floor_steps]):
             if key == "final_max_abs_diff":
                 continue
-            left, right = steps.get(key), floor_steps.get(key)
-            print(f"| {key} | {'—' if left is None else f'{left:.2f}'} | {'—' if right is None else f'{right:.2f}'} |")
+            cells = [steps.get(key), before_steps.get(key), floor_steps.get(key)]
+            print(f"| {key} | " + " | ".join("—" if c is None else f"{c:.2f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":

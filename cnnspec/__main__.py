@@ -1,5 +1,5 @@
 """``python -m cnnspec`` is the ``cnnspec`` command."""
 
-from cnnspec.cli.main import main
+from cnnspec.cli.main import entry
 
-raise SystemExit(main())
+entry()

@@ -371,3 +371,47 @@ def test_rerun_replaces_the_json_report_and_kept_graphs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(report.read_text())["ok"] is True
     onnx.checker.check_model(str(tmp_path / "graphs" / "torch.onnx"))
+
+def test_cli_process_exit_code_and_complete_output_after_the_frameworks(tmp_path):
+    # The command ends without the frameworks' interpreter teardown: its exit code, its stdout
+    # and its report must still be complete (a mismatch: --atol 0 --rtol 0 against float32 noise).
+    report_path = tmp_path / "report.json"
+    result = run_cli(ROOT / "examples" / "pytorch_cnn_bn.yaml", "--atol", "0", "--rtol", "0",
+                     "--json", report_path, "--no-progress")
+    assert result.returncode == 1, result.stderr
+    assert "MISMATCH" in result.stdout and "First divergent layer" in result.stdout
+    assert "Timings (s):" in result.stdout  # the report's last lines were flushed
+    assert json.loads(report_path.read_text())["exit_code"] == 1
+
+
+def _canonical_graph(proto) -> list:
+    """The graph with every tensor name replaced by its order of first appearance (tf2onnx numbers
+    its generated names with a process-wide counter, so two conversions never share them)."""
+    ids: dict[str, int] = {}
+
+    def canon(name: str) -> int:
+        return ids.setdefault(name, len(ids))
+
+    graph = proto.graph
+    rows: list = [("input", canon(value.name)) for value in graph.input]
+    for node in graph.node:
+        attributes = sorted((a.name, onnx.helper.get_attribute_value(a)) for a in node.attribute)
+        rows.append((node.op_type, [canon(i) for i in node.input], [canon(o) for o in node.output], repr(attributes)))
+    rows += [("output", canon(value.name)) for value in graph.output]
+    return rows
+
+
+def test_keras_export_speed_up_of_tf2onnx_output_renaming_leaves_the_graph_identical(monkeypatch):
+    import contextlib
+
+    from cnnspec.engine.plan import channels_last
+    from cnnspec.verifier import onnx_export as X
+
+    plan = cnnspec.resolve(ROOT / "examples" / "inception_resnet_block.yaml")
+    model = build(plan, "keras")
+    names = [layer.name for layer in plan.layers]
+    fast = X.export_keras(model, names, channels_last(plan.input_shape))
+    monkeypatch.setattr(X, "_bulk_output_renaming", contextlib.nullcontext)
+    plain = X.export_keras(model, names, channels_last(plan.input_shape))
+    assert len(plain.proto.graph.output) == len(names)
+    assert _canonical_graph(fast.proto) == _canonical_graph(plain.proto)

@@ -409,5 +409,27 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+# Frameworks whose interpreter teardown (module and C++ destructors) takes about a second.
+_SLOW_TO_UNLOAD = ("torch", "tensorflow")
+
+
+def entry() -> None:
+    """The console script: run :func:`main` and exit with its code.
+
+    Once a command has imported torch or TensorFlow, its work is done and written when ``main``
+    returns (reports are written atomically; nothing runs at exit), so the process ends without
+    the interpreter's teardown of those frameworks, which takes about a second.
+    """
+    code = main()
+    if any(name in sys.modules for name in _SLOW_TO_UNLOAD):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more can be said
+                pass
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    entry()

@@ -566,6 +566,44 @@ def _flooring_integer_division() -> Iterator[None]:
         opsets[version]["FloorDiv"] = (original, kwargs)
 
 
+def _bulk_output_renaming() -> Iterator[None]:
+    """tf2onnx's ``Graph.replace_all_inputs`` over an explicit node list, without a call per node.
+
+    When tf2onnx builds a graph it renames every graph output through this method with the list
+    of *all* nodes, registering each node as a consumer of the new name one call at a time:
+    with one output per layer that is quadratic (ResNet-50: 281 outputs x ~1,000 nodes).  The
+    replacement registers the same node names in one set update and rewrites the inputs of the
+    same nodes, so the graph's state afterwards is identical.  Subgraphs (a parent graph, or an
+    input used by a subgraph) keep the original code.
+    """
+    from tf2onnx.graph import Graph
+
+    original = Graph.replace_all_inputs
+
+    def replace_all_inputs(self, old_input, new_input, ops=None):
+        if ops is None or self.parent_graph is not None or old_input in self._input_to_graph:
+            return original(self, old_input, new_input, ops=ops)
+        if old_input == new_input:
+            return None
+        nodes = list(ops)
+        self._output_to_consumers.setdefault(new_input, set()).update(n.name for n in nodes)
+        for node in nodes:
+            if old_input not in node.input:
+                continue
+            if new_input in node.output:
+                raise RuntimeError("creating a circle in the graph is not allowed: " + node.name)
+            for index, input_name in enumerate(node.input):
+                if input_name == old_input:
+                    self.replace_input(node, node.input[index], new_input, index)
+        return None
+
+    Graph.replace_all_inputs = replace_all_inputs
+    try:
+        yield
+    finally:
+        Graph.replace_all_inputs = original
+
+
 def _captures_as_constants(function, explicit: int, graph_def):
     """The graph with the tensors the traced function captured (a layer's constant mean, say) as Const nodes.
 
@@ -643,6 +681,7 @@ def export_keras(
         tf.device("/cpu:0"),
         _one_walk_subgraph_extraction(),
         _flooring_integer_division(),
+        _bulk_output_renaming(),
     ):
         function = layer_outputs.get_concrete_function(*signature)
         graph_inputs = [tensor.name for tensor in function.inputs[: len(signature)]]
@@ -672,7 +711,7 @@ def export_keras(
         )
     present = {value.name for value in proto.graph.input}
     weights = {
-        name: np.asarray(keras.ops.convert_to_numpy(variable.value))
+        name: np.asarray(variable.numpy())
         for name, variable in zip(input_names, variables)
         if name in present
     }

@@ -10,7 +10,8 @@ departs at `down`").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,47 +64,77 @@ def run_referee(
     return dict(zip(graph.layer_names, run_onnx(graph.proto, x, weights)))
 
 
-def _departure(
+@dataclass
+class _Departure:
+    """Where one model's outputs first depart from the reference."""
+
+    layer: str | None = None
+    max_abs_diff: float | None = None
+    compared: int = 0
+
+
+def _departures(
     plan: Plan,
-    outputs: dict[str, np.ndarray],
+    sides: dict[str, dict[str, np.ndarray]],
     reference: dict[str, np.ndarray],
     *,
-    keras_layout: bool,
+    channels_last: dict[str, Collection[str]],
     atol: float,
     rtol: float,
-) -> tuple[str | None, float | None, int]:
-    """(first layer departing from the reference, its max abs diff, layers compared)."""
-    compared = 0
+) -> dict[str, _Departure]:
+    """The first layer (spec order) where each side departs from the reference.
+
+    ``sides`` maps a side's name to its outputs, channels-first except for the layers
+    ``channels_last`` names for that side (converted as they are reached).  The tolerance of a
+    layer, ``atol + rtol·|reference|``, is computed once for all sides.
+    """
+    found = {side: _Departure() for side in sides}
     for layer in plan.layers:
-        value = outputs.get(layer.name)
-        if value is None:
+        pending = [
+            side
+            for side, outputs in sides.items()
+            if found[side].layer is None and layer.name in outputs
+        ]
+        if not pending:
             continue
-        if keras_layout:
-            value = to_channels_first(value, layer)
         expected = reference[layer.name]
-        compared += 1
-        if value.shape != expected.shape:
-            return layer.name, None, compared
-        if _clearly_close(expected, value, atol, rtol):
-            continue
-        stats = compare_arrays(
-            expected, value, atol, rtol
-        )  # the exact criterion, NaN and infinities included
-        if not stats["ok"]:
-            return layer.name, stats["max_abs_diff"], compared
-    return None, None, compared
+        tolerance = None
+        for side in pending:
+            value = sides[side][layer.name]
+            if layer.name in channels_last.get(side, ()):
+                value = to_channels_first(value, layer)
+            departure = found[side]
+            departure.compared += 1
+            if value.shape != expected.shape:
+                departure.layer = layer.name
+                continue
+            if tolerance is None:
+                tolerance = _tolerance(expected, atol, rtol)
+            if _clearly_close(expected, value, tolerance):
+                continue
+            # the exact criterion, NaN and infinities included
+            stats = compare_arrays(expected, value, atol, rtol)
+            if not stats["ok"]:
+                departure.layer, departure.max_abs_diff = layer.name, stats["max_abs_diff"]
+    return found
 
 
-def _clearly_close(expected: np.ndarray, value: np.ndarray, atol: float, rtol: float) -> bool:
-    """``|value - expected| <= atol + rtol·|expected|`` everywhere, in a few in-place passes.
+def _tolerance(expected: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """``atol + rtol·|expected|`` in float32, finite (an infinite reference is left to the exact test)."""
+    tolerance = np.abs(expected, dtype=np.float32)
+    tolerance *= np.float32(rtol)
+    tolerance += np.float32(atol)
+    # An infinite tolerance would let any value pass (inf <= inf); the exact criterion refuses it.
+    return np.minimum(tolerance, np.finfo(np.float32).max, out=tolerance)
+
+
+def _clearly_close(expected: np.ndarray, value: np.ndarray, tolerance: np.ndarray) -> bool:
+    """``|value - expected| <= tolerance`` everywhere, in a few in-place passes.
 
     False also for NaN or infinities, which :func:`compare_arrays` then judges exactly.
     """
     difference = np.subtract(value, expected, dtype=np.float32)
     np.abs(difference, out=difference)
-    tolerance = np.abs(expected, dtype=np.float32)
-    tolerance *= np.float32(rtol)
-    tolerance += np.float32(atol)
     return bool(np.all(difference <= tolerance))
 
 
@@ -116,33 +147,38 @@ def judge(
     weights_from: str,
     atol: float,
     rtol: float,
+    keras_channels_first: Collection[str] = (),
 ) -> RefereeReport:
     """Compare each model with the referee and say which one departs from the spec, and where.
 
     Args:
         plan: the resolved spec.
         torch_outputs: channels-first arrays by spec layer name (observable layers only).
-        keras_outputs: channels-last arrays by spec layer name.
+        keras_outputs: channels-last arrays by spec layer name, except the layers named in
+            ``keras_channels_first``, already brought into PyTorch's layout.
         reference: the referee's channels-first arrays of every spec layer.
         weights_from: the model the referee's weights were read from.
         atol: absolute tolerance.
         rtol: relative tolerance.
     """
-    torch_at, torch_diff, torch_count = _departure(
-        plan, torch_outputs, reference, keras_layout=False, atol=atol, rtol=rtol
+    found = _departures(
+        plan,
+        {"torch": torch_outputs, "keras": keras_outputs},
+        reference,
+        channels_last={"keras": set(keras_outputs) - set(keras_channels_first)},
+        atol=atol,
+        rtol=rtol,
     )
-    keras_at, keras_diff, keras_count = _departure(
-        plan, keras_outputs, reference, keras_layout=True, atol=atol, rtol=rtol
-    )
+    torch_side, keras_side = found["torch"], found["keras"]
     return RefereeReport(
         weights_from=weights_from,
-        torch_departs_at=torch_at,
-        keras_departs_at=keras_at,
-        torch_max_abs_diff=torch_diff,
-        keras_max_abs_diff=keras_diff,
-        torch_layers_compared=torch_count,
-        keras_layers_compared=keras_count,
-        verdict=verdict_sentence(torch_at, keras_at),
+        torch_departs_at=torch_side.layer,
+        keras_departs_at=keras_side.layer,
+        torch_max_abs_diff=torch_side.max_abs_diff,
+        keras_max_abs_diff=keras_side.max_abs_diff,
+        torch_layers_compared=torch_side.compared,
+        keras_layers_compared=keras_side.compared,
+        verdict=verdict_sentence(torch_side.layer, keras_side.layer),
     )
 
 

@@ -311,7 +311,7 @@ def verify(
         with steps("referee"):
             referee_values, size_note = _run_referee(size_plan, referee_weights, x, referee_graph)
         with steps("compare"):
-            report = _compare(
+            report, diffs = _compare(
                 size_plan,
                 torch_model,
                 keras_model,
@@ -332,6 +332,7 @@ def verify(
             _add_referee(
                 report,
                 size_plan,
+                diffs,
                 size_graph,
                 size_keras_graph,
                 torch_values,
@@ -535,6 +536,7 @@ def _run_referee(plan, weights, x, graph=None):
 def _add_referee(
     report: VerifyReport,
     plan,
+    diffs,
     torch_graph,
     keras_graph,
     torch_values,
@@ -557,8 +559,16 @@ def _add_referee(
     torch_outputs = {
         n: v for n, v in zip(torch_graph.layer_names, torch_values) if n not in read_otherwise
     }
+    # The Keras outputs channels-first where the comparison with torch already converted them.
+    converted = {
+        d.name: d.keras_value
+        for d in diffs
+        if d.keras_reading in (None, "output") and d.keras_value is not None
+    }
     keras_outputs = {
-        n: v for n, v in zip(keras_graph.layer_names, keras_values) if n not in read_otherwise
+        n: converted.get(n, v)
+        for n, v in zip(keras_graph.layer_names, keras_values)
+        if n not in read_otherwise
     }
     report.referee = judge(
         plan,
@@ -568,6 +578,7 @@ def _add_referee(
         weights_from=referee_source,
         atol=report.atol,
         rtol=report.rtol,
+        keras_channels_first=converted.keys(),
     )
     if report.referee.torch_departs_at or report.referee.keras_departs_at:
         report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")
@@ -590,7 +601,8 @@ def _compare(
     opset: int,
     readings: _ReadingContext | None = None,
     params: tuple[dict[str, ParamReport], bool] | None = None,
-) -> VerifyReport:
+) -> tuple[VerifyReport, list[C.LayerDiff]]:
+    """The report of the torch/keras comparison, and the per-layer comparisons it was made from."""
     readings = readings or _ReadingContext()
     problems: list[str] = []
     torch_outputs = dict(zip(torch_graph.layer_names, torch_values))
@@ -672,7 +684,7 @@ def _compare(
         and bool(compared)
         and all(d.shape_ok is not False for d in diffs if not d.misaligned)
     )
-    return VerifyReport(
+    report = VerifyReport(
         ok=ok,
         spec=plan.name,
         atol=atol,
@@ -698,6 +710,7 @@ def _compare(
         notes=notes,
         input_size=list(plan.input_shape[1:]),
     )
+    return report, diffs
 
 
 def _difference(count: int | None, spec: int | None) -> str:
