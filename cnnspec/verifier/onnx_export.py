@@ -566,6 +566,7 @@ def _flooring_integer_division() -> Iterator[None]:
         opsets[version]["FloorDiv"] = (original, kwargs)
 
 
+@contextlib.contextmanager
 def _bulk_output_renaming() -> Iterator[None]:
     """tf2onnx's ``Graph.replace_all_inputs`` over an explicit node list, without a call per node.
 
