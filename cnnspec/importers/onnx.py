@@ -27,6 +27,9 @@ from cnnspec.importers.common import (
 
 FRAMEWORK = "onnx node"
 FIRST, LAST, FLAT = "channels_first", "channels_last", "flat"
+#: A flat (N, C) vector reshaped to (N, C, 1, ...) or (N, 1, ..., C) so that it broadcasts over a feature
+#: map (an SE gate after a Keras Reshape((1, 1, C))): the spec keeps it flat; only element-wise layers read it.
+EXPANDED = "expanded"
 
 
 class _Tensor:
@@ -50,6 +53,7 @@ class _Context:
             inferred = proto
         graph = inferred.graph
         self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        self.initializers = set(self.constants)
         self.shapes: dict[str, tuple] = {}
         for value in list(graph.input) + list(graph.value_info) + list(graph.output):
             dims = value.type.tensor_type.shape.dim
@@ -60,11 +64,16 @@ class _Context:
         self.builder = SpecBuilder("onnx")
         self.tensors: dict[str, dict[str, np.ndarray]] = {}
         self.consumers: dict[str, int] = {}
+        self.users: dict[str, list] = {}
         for node in graph.node:
             for name in node.input:
                 self.consumers[name] = self.consumers.get(name, 0) + 1
+                self.users.setdefault(name, []).append(node)
             if node.op_type == "Constant":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.outputs = {value.name for value in graph.output}
+        self.consumed: set[str] = set()  # first outputs of nodes a pattern already read
+        self.produced: dict[str, tuple[str, str]] = {}  # spec layer -> (ONNX value, its layout)
         self.node = None
 
     def value(self, name: str) -> _Tensor:
@@ -94,6 +103,7 @@ class _Context:
         layout: str,
         tensors: dict | None = None,
         flattened_last: tuple | None = None,
+        output: str | None = None,
         **fields,
     ) -> str:
         original = _readable(node)
@@ -104,18 +114,28 @@ class _Context:
             source=node.name or None,
             **fields,
         )
-        self.values[node.output[0]] = _Tensor(name, layout, flattened_last)
+        output = output or node.output[0]
+        self.values[output] = _Tensor(name, layout, flattened_last)
+        self.produced[name] = (output, layout)
         if tensors:
             self.tensors[name] = tensors
         return name
+
+    def only_user(self, name: str):
+        """The one node reading ``name`` (None if several read it, or it is a graph output)."""
+        users = self.users.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
 
     def alias(
         self, node, source: str, layout: str | None = None, flattened_last: tuple | None = None
     ) -> None:
         value = self.value(source)
-        self.values[node.output[0]] = _Tensor(
+        alias = _Tensor(
             value.name, layout or value.layout, flattened_last if layout else value.flattened_last
         )
+        self.values[node.output[0]] = alias
+        if value.name in self.produced and alias.layout != EXPANDED:
+            self.produced[value.name] = (node.output[0], alias.layout)
 
 
 def _readable(node) -> str:
@@ -601,16 +621,13 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
     ):
         ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
         layer["source"] = layer["source"][:-1] + f" + {node.name}"
-        ctx.values[node.output[0]] = value
+        ctx.alias(node, other)
         return True
-    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    scale = vector if kind == "multiply" else np.ones(channels)
-    tensors = {
-        "gamma": (scale * np.sqrt(1.0 + AFFINE_EPSILON)).astype(np.float32),
-        "beta": zeros if kind == "multiply" else vector.astype(np.float32),
-        "moving_mean": zeros,
-        "moving_variance": ones,
-    }
+    zeros = np.zeros(channels)
+    tensors = _affine_tensors(
+        vector if kind == "multiply" else np.ones(channels),
+        zeros if kind == "multiply" else vector,
+    )
     ctx.builder.rewrite(
         _readable(node),
         f"{node.op_type} by a per-channel constant",
@@ -620,6 +637,17 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
     if kind == "multiply":
         ctx.builder.layers[-1]["source"] = (node.name or _readable(node)) + " *"
     return True
+
+
+def _affine_tensors(scale, offset) -> dict[str, np.ndarray]:
+    """The batch_norm tensors of x * scale + offset (moving mean 0, variance 1)."""
+    channels = len(scale)
+    return {
+        "gamma": (np.asarray(scale, np.float64) * np.sqrt(1.0 + AFFINE_EPSILON)).astype(np.float32),
+        "beta": np.asarray(offset, np.float32),
+        "moving_mean": np.zeros(channels, np.float32),
+        "moving_variance": np.ones(channels, np.float32),
+    }
 
 
 def _fold_bias(ctx, node, constant: str) -> bool:
@@ -641,7 +669,7 @@ def _fold_bias(ctx, node, constant: str) -> bool:
         return False
     layer.pop("bias")
     ctx.tensors[layer["name"]]["bias"] = bias
-    ctx.values[node.output[0]] = value
+    ctx.alias(node, other)
     return True
 
 
@@ -755,6 +783,213 @@ def _identity(ctx, node, attrs):
     ctx.alias(node, node.input[0])
 
 
+# ----------------------------------------------------------------------------------------------
+# Point-wise functions written as several nodes (GELU, SiLU, hard swish, x * a + b, ...)
+# ----------------------------------------------------------------------------------------------
+
+#: Ops that act on each value on its own (with constants broadcast per channel at most).
+POINTWISE_OPS = {
+    "Abs", "Add", "Cast", "Clip", "Div", "Elu", "Erf", "Exp", "Greater", "HardSigmoid",
+    "HardSwish", "LeakyRelu", "Less", "Max", "Min", "Mul", "Neg", "Pow", "Relu", "Sigmoid",
+    "Sqrt", "Sub", "Tanh", "Where",
+}  # fmt: skip
+
+#: Test points: every branch of the candidate functions, well past their bends.
+_POINTS = np.concatenate([np.linspace(-8, 8, 321), [-40.0, -20.0, 20.0, 40.0, 1e-3, -1e-3]])
+
+
+def _sigmoid(t):
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def _erf(t):
+    from math import erf
+
+    return np.vectorize(erf)(t)
+
+
+#: Candidate layer type (and fields) -> the function it computes, in float64.
+_FUNCTIONS: list[tuple[str, dict[str, Any], Callable[[np.ndarray], np.ndarray]]] = [
+    ("gelu", {}, lambda t: 0.5 * t * (1.0 + _erf(t / np.sqrt(2.0)))),
+    (
+        "gelu",
+        {"approximate": "tanh"},
+        lambda t: 0.5 * t * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (t + 0.044715 * t**3))),
+    ),
+    ("silu", {}, lambda t: t * _sigmoid(t)),
+    ("hard_swish", {}, lambda t: t * np.clip(t / 6.0 + 0.5, 0.0, 1.0)),
+    ("hard_sigmoid", {}, lambda t: np.clip(t / 6.0 + 0.5, 0.0, 1.0)),
+    ("relu6", {}, lambda t: np.clip(t, 0.0, 6.0)),
+    ("relu", {}, lambda t: np.maximum(t, 0.0)),
+    ("sigmoid", {}, _sigmoid),
+    ("tanh", {}, np.tanh),
+    ("elu", {}, lambda t: np.where(t > 0, t, np.expm1(np.minimum(t, 0.0)))),
+]
+
+
+def _close(got, want) -> bool:
+    return bool(np.all(np.abs(got - want) <= 1e-5 + 1e-5 * np.abs(want)))
+
+
+def _region(ctx, start, source: str) -> list:
+    """``start`` and the point-wise nodes after it that read only ``source``, constants and the
+    region's own values, in graph order."""
+    region, values = [start], set(start.output)
+    nodes = list(ctx.proto.graph.node)
+    for node in nodes[nodes.index(start) + 1 :]:
+        if node.op_type not in POINTWISE_OPS or node.output[0] in ctx.consumed:
+            continue
+        reads = [name for name in node.input if name and name not in ctx.constants]
+        if reads and any(name in values for name in reads) and set(reads) <= values | {source}:
+            region.append(node)
+            values.update(node.output)
+    return region
+
+
+def _evaluate(ctx, nodes, source: str, layout: str):
+    """The nodes' last output for test points along a batch axis, per channel: (points, channels)."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    shape = ctx.shapes.get(source)
+    if not shape or shape[1 if layout in (FIRST, FLAT) else -1] is None:
+        return None
+    rank, channels = len(shape), shape[1 if layout in (FIRST, FLAT) else -1]
+    probe = [1] * rank
+    probe[0], probe[1 if layout in (FIRST, FLAT) else -1] = len(_POINTS), channels
+    x = np.broadcast_to(
+        _POINTS.astype(np.float32).reshape((-1,) + (1,) * (rank - 1)), probe
+    ).copy()
+    constants = {
+        name: ctx.constants[name]
+        for node in nodes
+        for name in node.input
+        if name in ctx.constants
+    }
+    graph = helper.make_graph(
+        list(nodes),
+        "probe",
+        [helper.make_tensor_value_info(source, TensorProto.FLOAT, probe)],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        [helper.make_tensor(name, _onnx_type(value), value.shape, value.flatten().tolist())
+         for name, value in constants.items()],
+    )
+    try:
+        model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
+        (y,) = ReferenceEvaluator(model).run(None, {source: x})
+        y = np.broadcast_to(np.asarray(y, dtype=np.float64), probe)
+    except Exception:  # noqa: BLE001 - a region that does not evaluate on the probe is not a function
+        return None
+    return y.reshape(len(_POINTS), channels)
+
+
+def _onnx_type(value) -> int:
+    from onnx import helper
+
+    return helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
+
+
+def _recognise(y) -> tuple[str, dict[str, Any]] | None:
+    """The layer a (points, channels) table of values computes, if one computes it exactly."""
+    t = _POINTS.astype(np.float32).astype(np.float64)[:, None]
+    for layer_type, fields, function in _FUNCTIONS:
+        if _close(y, function(t)):
+            return layer_type, dict(fields)
+    at = {value: int(np.argmin(np.abs(_POINTS - value))) for value in (0.0, 1.0, -1.0)}
+    offset = y[at[0.0]]
+    if not np.all(np.abs(_POINTS[at[0.0]]) < 1e-12):
+        return None
+    slope = y[at[1.0]] - offset
+    if _close(y, slope * t + offset):
+        if np.all(offset == 0) and np.all(slope == slope[0]):
+            return "scale", {"factor": _number(slope[0])}
+        scale = _number(slope[0]) if np.all(slope == slope[0]) else [_number(v) for v in slope]
+        shift = _number(offset[0]) if np.all(offset == offset[0]) else [_number(v) for v in offset]
+        return "rescale", {"scale": scale, **({"offset": shift} if shift != 0 else {})}
+    negative = -y[at[-1.0]]  # max(t, 0) + a * min(t, 0) at t = -1
+    if _close(y, np.maximum(t, 0) + negative * np.minimum(t, 0)) and np.all(negative >= 0):
+        if np.all(negative == negative[0]):
+            return "leaky_relu", {"negative_slope": _number(negative[0])}
+        return "prelu", {"alpha": negative.astype(np.float32)}
+    alpha = y[at[-1.0]] / np.expm1(-1.0)
+    if np.all(alpha == alpha[0]) and alpha[0] > 0:
+        if _close(y, np.where(t > 0, t, alpha[0] * np.expm1(np.minimum(t, 0.0)))):
+            return "elu", {"alpha": _number(alpha[0])}
+    return None
+
+
+def _number(value) -> float:
+    """A float32 value as the shortest decimal that reads back as the same float32."""
+    value = float(np.float32(value))
+    for digits in range(1, 10):
+        text = float(f"{value:.{digits}g}")
+        if np.float32(text) == np.float32(value):
+            return text
+    return value
+
+
+def _pointwise_function(ctx, node) -> bool:
+    """Several point-wise nodes (or one with constants) that together compute one layer type."""
+    if node.op_type not in POINTWISE_OPS:
+        return False
+    reads = {name for name in node.input if name and name not in ctx.constants}
+    if len(reads) != 1:
+        return False
+    source = reads.pop()
+    value = ctx.values.get(source)
+    if value is None or value.layout == EXPANDED:
+        return False
+    region = _region(ctx, node, source)
+    for end in range(len(region), 0, -1):
+        nodes = region[:end]
+        constants = [name for n in nodes for name in n.input if name in ctx.constants]
+        if end == 1 and not constants:
+            return False  # a single op reads as itself
+        per_channel = [name for name in constants if np.asarray(ctx.constants[name]).size > 1]
+        if per_channel and {n.op_type for n in nodes} <= {"Mul", "Add"}:
+            continue  # x * s (+ b) per channel: batch_norm or layer_scale (weights), see _affine
+        leaving = {
+            out
+            for n in nodes
+            for out in n.output
+            if out in ctx.outputs
+            or any(user not in nodes for user in ctx.users.get(out, []))
+        }
+        if leaving != {nodes[-1].output[0]}:
+            continue
+        y = _evaluate(ctx, nodes, source, value.layout)
+        found = None if y is None else _recognise(y)
+        if found is None:
+            continue
+        layer_type, fields = found
+        tensors = {"alpha": fields.pop("alpha")} if layer_type == "prelu" else None
+        if layer_type == "rescale" and value.layout == FLAT and isinstance(fields["scale"], list):
+            # per-feature constants on flat features: the spec writes them as an inference batch_norm
+            channels = len(fields["scale"])
+            offset = np.broadcast_to(np.asarray(fields.get("offset", 0.0), np.float64), (channels,))
+            tensors = _flat_order(ctx, source, _affine_tensors(np.asarray(fields["scale"]), offset))
+            layer_type, fields = "batch_norm", {}
+        last = nodes[-1]
+        ctx.add(
+            last,
+            layer_type,
+            [source],
+            value.layout,
+            tensors,
+            flattened_last=value.flattened_last,
+            **fields,
+        )
+        if len(nodes) > 1 or constants:
+            ctx.builder.rewrite(
+                _readable(last),
+                " -> ".join(n.op_type for n in nodes) + " (point-wise)",
+                layer_type + ("" if not fields else f" {fields}"),
+            )
+        ctx.consumed.update(n.output[0] for n in nodes)
+        return True
+    return False
+
+
 Handler = Callable[..., None]
 
 # ONNX op type -> handler: how each op maps onto the spec.
@@ -821,6 +1056,24 @@ def _load(path_or_model):
 def import_onnx(path_or_model) -> ImportResult:
     """Import an ONNX model; returns the spec, rewrites and its weights (see :func:`from_onnx`)."""
     proto = _load(path_or_model)
+    ctx, layout, channels, size = _walk(proto)
+    graph = proto.graph
+    name = (
+        graph.name
+        if graph.name and graph.name not in ("main_graph", "torch_jit", "tf2onnx")
+        else "model"
+    )
+    spec = ctx.builder.finish(name, channels, size)
+    return ImportResult(
+        spec=spec,
+        rewrites=ctx.builder.rewrites,
+        framework="onnx",
+        details={"model": proto, "tensors": ctx.tensors, "input_layout": layout},
+    )
+
+
+def _walk(proto):
+    """Read every node of the graph into a spec builder; returns (context, input layout, channels, size)."""
     ctx = _Context(proto)
     graph = proto.graph
     inputs = [value for value in graph.input if value.name not in ctx.constants]
@@ -836,16 +1089,28 @@ def import_onnx(path_or_model) -> ImportResult:
         raise refuse(
             "onnx", f"input '{input_name}'", f"has shape {shape}", "export with a fixed input size"
         )
-    layout = _input_layout(graph, input_name)
+    layout = _input_layout(proto, input_name)
     ctx.values[input_name] = _Tensor("input", layout)
     channels, size = (
         (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
     )
     shape_only = _shape_only_nodes(graph)
+    folded = {
+        node.output[0]
+        for node in graph.node
+        if node.op_type != "Constant" and node.output[0] not in shape_only and _fold_constant(ctx, node)
+    }  # first, so that a pattern sees every constant it reads
     for node in graph.node:
-        if node.op_type == "Constant" or node.output[0] in shape_only or _fold_constant(ctx, node):
+        if (
+            node.op_type == "Constant"
+            or node.output[0] in shape_only
+            or node.output[0] in ctx.consumed
+            or node.output[0] in folded
+        ):
             continue
         ctx.node = node
+        if _pointwise_function(ctx, node):
+            continue
         handler = ONNX_OPS.get(node.op_type)
         if handler is None:
             raise refuse(
@@ -855,21 +1120,20 @@ def import_onnx(path_or_model) -> ImportResult:
                 "supported ops: " + ", ".join(sorted(ONNX_OPS)),
             )
         handler(ctx, node, _attrs(node))
-    output = ctx.values.get(graph.output[0].name)
-    if output is None or not ctx.builder.layers or output.name != ctx.builder.layers[-1]["name"]:
-        raise refuse("onnx", f"graph '{graph.name}'", "its output is not the last layer computed")
-    name = (
-        graph.name
-        if graph.name and graph.name not in ("main_graph", "torch_jit", "tf2onnx")
-        else "model"
-    )
-    spec = ctx.builder.finish(name, channels, size)
-    return ImportResult(
-        spec=spec,
-        rewrites=ctx.builder.rewrites,
-        framework="onnx",
-        details={"model": proto, "tensors": ctx.tensors, "input_layout": layout},
-    )
+    output_name = graph.output[0].name
+    output = ctx.values.get(output_name)
+    if output is None or output.layout == EXPANDED:
+        raise refuse("onnx", f"graph '{graph.name}'", "its output is not a layer's output")
+    if not ctx.builder.layers or output.name != ctx.builder.layers[-1]["name"]:
+        # The graph ends in what the exporter dropped (Dropout, Identity, a layer read earlier).
+        name = ctx.builder.add(
+            output_name if output.name == "input" else f"{output.name}_output",
+            "identity",
+            [output.name],
+            source=output_name,
+        )
+        ctx.produced[name] = (output_name, output.layout)
+    return ctx, layout, channels, size
 
 
 def _shape_only_nodes(graph) -> set[str]:
@@ -909,10 +1173,14 @@ def _fold_constant(ctx, node) -> bool:
     return True
 
 
-def _input_layout(graph, input_name) -> str:
-    """Channels last when the input's only consumers are NHWC -> NCHW Transposes (tf2onnx's pattern)."""
+def _input_layout(proto, input_name) -> str:
+    """Channels last for tf2onnx (Keras' layout) or when the input's only consumers are NHWC -> NCHW
+    Transposes (tf2onnx's pattern)."""
     from onnx import helper
 
+    if proto.producer_name.startswith("tf2onnx"):
+        return LAST
+    graph = proto.graph
     consumers = [node for node in graph.node if input_name in node.input]
     for node in consumers:
         if node.op_type != "Transpose":
@@ -1052,22 +1320,7 @@ def _fixed_batch(proto) -> int | None:
 
 def _values_by_layer(proto) -> dict[str, tuple[str, str]]:
     """Spec layer name -> (the ONNX value holding its output, that value's layout)."""
-    ctx = _Context(proto)
-    graph = proto.graph
-    input_name = [v.name for v in graph.input if v.name not in ctx.constants][0]
-    ctx.values[input_name] = _Tensor("input", _input_layout(graph, input_name))
-    found: dict[str, tuple[str, str]] = {}
-    shape_only = _shape_only_nodes(graph)
-    for node in graph.node:
-        if node.op_type == "Constant" or node.output[0] in shape_only or _fold_constant(ctx, node):
-            continue
-        ctx.node = node
-        before = len(ctx.builder.layers)
-        ONNX_OPS[node.op_type](ctx, node, _attrs(node))
-        value = ctx.values.get(node.output[0])
-        if value is not None and (len(ctx.builder.layers) > before or value.name in found):
-            found[value.name] = (node.output[0], value.layout)
-    return found
+    return _walk(proto)[0].produced
 
 
 def _to_last(plan, arrays: dict) -> dict:
