@@ -65,7 +65,9 @@ class _Context:
         self.tensors: dict[str, dict[str, np.ndarray]] = {}
         self.consumers: dict[str, int] = {}
         self.users: dict[str, list] = {}
+        self.producers: dict[str, Any] = {}
         for node in graph.node:
+            self.producers.update((name, node) for name in node.output)
             for name in node.input:
                 self.consumers[name] = self.consumers.get(name, 0) + 1
                 self.users.setdefault(name, []).append(node)
@@ -483,6 +485,10 @@ def _flatten_like(ctx, node, attrs):
             FRAMEWORK, _where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
         )
     out_shape = ctx.shapes.get(node.output[0])
+    if node.op_type == "Reshape" and (
+        _group_norm_pattern(ctx, node) or _channel_shuffle_pattern(ctx, node) or _expand(ctx, node)
+    ):
+        return
     if node.op_type == "Reshape":
         target = (
             ctx.constants[node.input[1]].tolist()
@@ -578,7 +584,9 @@ def _binary(kind: str):
                 "element-wise layers join two layer outputs",
             )
         layouts = {ctx.value(name).layout for name in node.input}
-        if len(layouts) != 1:
+        if EXPANDED in layouts and len(layouts) == 2 and layouts & {FIRST, LAST}:
+            layouts.discard(EXPANDED)  # a flat gate broadcast over a feature map
+        if len(layouts) != 1 or layouts == {EXPANDED}:
             raise refuse(
                 FRAMEWORK,
                 _where(node),
@@ -990,6 +998,305 @@ def _pointwise_function(ctx, node) -> bool:
     return False
 
 
+# ----------------------------------------------------------------------------------------------
+# Slices, splits, normalisations, channel shuffles
+# ----------------------------------------------------------------------------------------------
+
+
+def _axes(ctx, layout: str, rank: int) -> tuple[int, list[int]]:
+    """The channel axis and the spatial axes of a feature map in ``layout``."""
+    if layout == FIRST:
+        return 1, list(range(2, rank))
+    return rank - 1, list(range(1, rank - 1))
+
+
+def _slice_cuts(ctx, node) -> dict[int, tuple[int, int]] | None:
+    """Axis -> (first, stop) of a Slice with unit steps on an input of known shape (None otherwise)."""
+    shape = ctx.shapes.get(node.input[0])
+    if not shape or None in shape[1:] or not all(
+        name in ctx.constants for name in node.input[1:] if name
+    ):
+        return None
+    starts, ends = ctx.constants[node.input[1]].tolist(), ctx.constants[node.input[2]].tolist()
+    present = [len(node.input) > i and node.input[i] for i in (3, 4)]
+    axes = ctx.constants[node.input[3]].tolist() if present[0] else list(range(len(starts)))
+    steps = ctx.constants[node.input[4]].tolist() if present[1] else [1] * len(starts)
+    cuts: dict[int, tuple[int, int]] = {}
+    for begin, end, axis, step in zip(starts, ends, axes, steps):
+        axis %= len(shape)
+        size = shape[axis]
+        first, stop = (max(0, min(size, v + size if v < 0 else v)) for v in (begin, end))
+        if step != 1 or axis == 0:
+            return None
+        if (first, stop) != (0, size):
+            cuts[axis] = (first, stop)
+    return cuts
+
+
+def _slice(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    cuts = _slice_cuts(ctx, node)
+    if value.layout not in (FIRST, LAST) or cuts is None or not shape:
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Slice of a {value.layout} tensor (computed bounds, steps or the batch axis)",
+            "constant bounds with step 1 on the channels or the spatial axes",
+        )
+    rank = len(shape)
+    channel, spatial = _axes(ctx, value.layout, rank)
+    last = node
+    while set(cuts) <= set(spatial):  # x[..., a:b, c:d] is exported as one Slice per axis
+        after = ctx.only_user(last.output[0])
+        more = None if after is None or after.op_type != "Slice" else _slice_cuts(ctx, after)
+        if more is None or not set(more) <= set(spatial) or set(more) & set(cuts):
+            break
+        cuts.update(more)
+        ctx.consumed.add(after.output[0])
+        last = after
+    if not cuts:
+        ctx.alias(node, node.input[0])
+    elif set(cuts) == {channel}:
+        first, stop = cuts[channel]
+        ctx.add(node, "channel_slice", [node.input[0]], value.layout, start=first, stop=stop)
+    elif set(cuts) <= set(spatial):
+        sides = [
+            (cuts.get(a, (0, shape[a]))[0], shape[a] - cuts.get(a, (0, shape[a]))[1])
+            for a in spatial
+        ]
+        ctx.add(
+            last,
+            f"crop{rank - 2}d",
+            [node.input[0]],
+            value.layout,
+            cropping=compact_padding(sides),
+        )
+    else:
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Slice over axes {sorted(cuts)} of a {value.layout} tensor",
+            "a slice of the channels (channel_slice) or of the spatial axes (crop)",
+        )
+
+
+def _split(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    rank = len(shape or ())
+    channel = _axes(ctx, value.layout, rank)[0] if value.layout in (FIRST, LAST) else 1
+    if value.layout == EXPANDED or not shape or attrs.get("axis", 0) % rank != channel:
+        raise refuse(FRAMEWORK, _where(node), f"Split along axis {attrs.get('axis', 0)}", "a split of the channels")
+    if len(node.input) > 1 and node.input[1]:
+        sizes = [int(v) for v in ctx.constant(node.input[1], "split")]
+    else:
+        count = len(node.output)
+        sizes = [-(-shape[channel] // count)] * count
+        sizes[-1] = shape[channel] - sum(sizes[:-1])
+    start = 0
+    for output, size in zip(node.output, sizes):
+        ctx.add(
+            node,
+            "channel_slice",
+            [node.input[0]],
+            value.layout,
+            output=output,
+            start=start,
+            stop=start + size,
+        )
+        start += size
+
+
+def _epsilon(attrs, default: float = 1e-5) -> dict[str, float]:
+    epsilon = float(np.float32(attrs.get("epsilon", default)))
+    return {} if abs(epsilon - default) <= 1e-6 * default else {"epsilon": _number(epsilon)}
+
+
+def _is_fixed(ctx, name: str, fill: float) -> bool:
+    """A constant (not a trained initializer) holding only ``fill``."""
+    return name in ctx.constants and name not in ctx.initializers and bool(
+        np.all(ctx.constants[name] == fill)
+    )
+
+
+def _instance_norm(ctx, node, attrs):
+    _require(ctx, node.input[0], FIRST, "InstanceNormalization")
+    scale, bias = (ctx.constant(node.input[i], what) for i, what in ((1, "scale"), (2, "bias")))
+    fixed = _is_fixed(ctx, node.input[1], 1.0) and _is_fixed(ctx, node.input[2], 0.0)
+    tensors = None if fixed else {"gamma": scale.reshape(-1), "beta": bias.reshape(-1)}
+    ctx.add(
+        node,
+        "instance_norm",
+        [node.input[0]],
+        FIRST,
+        tensors,
+        **_epsilon(attrs),
+        **({} if fixed else {"affine": True}),
+    )
+
+
+def _group_norm_pattern(ctx, node) -> bool:
+    """torch's GroupNorm: Reshape (N, G, -1) -> InstanceNormalization (scale 1, bias 0) -> Reshape to
+    the input's shape -> Mul gamma -> Add beta (the last two when affine)."""
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    target = ctx.constants.get(node.input[1])
+    norm = ctx.only_user(node.output[0])
+    if value is None or value.layout != FIRST or not shape or target is None or norm is None:
+        return False
+    if norm.op_type != "InstanceNormalization" or len(target) != 3 or target[0] not in (0, shape[0]):
+        return False
+    groups = int(target[1])
+    if not (_is_fixed(ctx, norm.input[1], 1.0) or np.all(ctx.constants.get(norm.input[1], 0) == 1)):
+        return False
+    if not np.all(ctx.constants.get(norm.input[2], 1) == 0):
+        return False
+    back = ctx.only_user(norm.output[0])
+    if back is None or back.op_type != "Reshape" or not _same_shape(ctx, back, source):
+        return False
+    nodes, last, tensors = [node, norm, back], back, None
+    channels = shape[1]
+    scale, shift = ctx.only_user(back.output[0]), None
+    gamma = _per_channel_constant(ctx, scale, "Mul", channels)
+    if gamma is not None:
+        shift = ctx.only_user(scale.output[0])
+        beta = _per_channel_constant(ctx, shift, "Add", channels)
+        if beta is not None:
+            nodes, last = nodes + [scale, shift], shift
+            tensors = {"gamma": gamma, "beta": beta}
+    elif scale is not None and scale.op_type == "Mul" and _fixed_operand(ctx, scale, 1.0):
+        shift = ctx.only_user(scale.output[0])  # affine=False: torch still writes * 1 + 0
+        if shift is not None and shift.op_type == "Add" and _fixed_operand(ctx, shift, 0.0):
+            nodes, last = nodes + [scale, shift], shift
+    fields = {} if tensors else {"affine": False}
+    layer_type = "group_norm"
+    ctx.add(last, layer_type, [source], FIRST, tensors, groups=groups, **fields, **_epsilon(_attrs(norm)))
+    ctx.consumed.update(n.output[0] for n in nodes)
+    return True
+
+
+def _fixed_operand(ctx, node, fill: float) -> bool:
+    return any(_is_fixed(ctx, name, fill) for name in node.input)
+
+
+def _same_shape(ctx, reshape, source: str) -> bool:
+    """Whether ``reshape`` gives back the shape of ``source`` (its target is Shape(source) or equal)."""
+    maker = ctx.producers.get(reshape.input[1])
+    if maker is not None and maker.op_type == "Shape" and list(maker.input) == [source]:
+        return not _attrs(maker).get("start") and _attrs(maker).get("end") is None
+    return list(ctx.shapes.get(reshape.output[0]) or ()) == list(ctx.shapes.get(source) or [None])
+
+
+def _per_channel_constant(ctx, node, op_type: str, channels: int):
+    """The (C,) vector ``node`` (an ``op_type`` with one constant operand) applies per channel, or None."""
+    if node is None or node.op_type != op_type:
+        return None
+    constant = [name for name in node.input if name in ctx.constants]
+    if len(constant) != 1:
+        return None
+    array = np.asarray(ctx.constants[constant[0]])
+    dims = list(array.shape)
+    while dims and dims[0] == 1 and array.size > 1:
+        dims.pop(0)
+    if array.size != channels or (dims and dims[0] != channels):
+        return None  # (C,), (C, 1, 1) or (1, C, 1, 1): one value per channel of a channels-first map
+    return array.reshape(-1).astype(np.float32)
+
+
+def _layer_norm(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    rank = len(ctx.shapes.get(node.input[0]) or ())
+    axis = attrs.get("axis", -1) % max(rank, 1)
+    if value.layout not in (LAST, FLAT) or axis != rank - 1:
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"LayerNormalization over axes {axis}..{rank - 1} of a {value.layout} tensor",
+            "layer_norm normalises the channels at each position (channels-last, axis -1)",
+        )
+    tensors, fields = {}, _epsilon(attrs)
+    if _is_fixed(ctx, node.input[1], 1.0):
+        fields["scale"] = False
+    else:
+        tensors["gamma"] = ctx.constant(node.input[1], "scale").reshape(-1)
+    if len(node.input) > 2 and node.input[2] and not _is_fixed(ctx, node.input[2], 0.0):
+        tensors["beta"] = ctx.constant(node.input[2], "bias").reshape(-1)
+    else:
+        fields["center"] = False
+    tensors = _flat_order(ctx, node.input[0], tensors)
+    ctx.add(
+        node,
+        "layer_norm",
+        [node.input[0]],
+        value.layout,
+        tensors or None,
+        flattened_last=value.flattened_last,
+        **fields,
+    )
+
+
+def _channel_shuffle_pattern(ctx, node) -> bool:
+    """Reshape the channels to (g, C/g), swap those two axes, Reshape back: a channel shuffle."""
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    split = ctx.shapes.get(node.output[0])
+    swap = ctx.only_user(node.output[0])
+    if value is None or value.layout not in (FIRST, LAST) or not shape or not split or swap is None:
+        return False
+    rank = len(shape)
+    channel = 1 if value.layout == FIRST else rank - 1
+    expected = list(shape[:channel]) + [None, None] + list(shape[channel + 1 :])
+    if len(split) != rank + 1 or any(
+        e is not None and s is not None and e != s for e, s in zip(expected[1:], split[1:])
+    ):
+        return False
+    groups, per_group = split[channel], split[channel + 1]
+    if not groups or not per_group or groups * per_group != shape[channel]:
+        return False
+    perm = list(range(rank + 1))
+    perm[channel], perm[channel + 1] = channel + 1, channel
+    if swap.op_type != "Transpose" or list(_attrs(swap).get("perm", [])) != perm:
+        return False
+    back = ctx.only_user(swap.output[0])
+    if back is None or back.op_type != "Reshape" or list(ctx.shapes.get(back.output[0]) or [])[1:] != list(shape[1:]):
+        return False
+    ctx.add(back, "channel_shuffle", [source], value.layout, groups=int(groups))
+    ctx.consumed.update(n.output[0] for n in (node, swap, back))
+    return True
+
+
+def _expand(ctx, node) -> bool:
+    """A flat (N, C) vector made (N, C, 1, ...) or (N, 1, ..., C): an SE gate about to be broadcast."""
+    value = ctx.values.get(node.input[0])
+    shape, out = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if value is None or value.layout not in (FLAT, EXPANDED) or not shape or not out or len(out) < 3:
+        return False
+    channels = [d for d in shape[1:] if d != 1] or [1]
+    if len(channels) != 1 or [d for d in out[1:] if d != 1] not in (channels, []):
+        return False
+    if channels != [1] and channels[0] not in (out[1], out[-1]):
+        return False
+    ctx.alias(node, node.input[0], EXPANDED)
+    return True
+
+
+def _unsqueeze(ctx, node, attrs):
+    if not _expand(ctx, node):
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"{node.op_type} of a {ctx.value(node.input[0]).layout} tensor",
+            "only a flat (N, C) vector made (N, C, 1, 1) to scale a feature map is supported",
+        )
+
+
+def _pad_value(ctx, node) -> float:
+    return float(ctx.constant(node.input[2], "value")) if len(node.input) > 2 and node.input[2] else 0.0
+
+
 Handler = Callable[..., None]
 
 # ONNX op type -> handler: how each op maps onto the spec.
@@ -1030,6 +1337,11 @@ ONNX_OPS: dict[str, Handler] = {
     "Upsample": _resize,
     "Dropout": _identity,
     "Identity": _identity,
+    "Slice": _slice,
+    "Split": _split,
+    "InstanceNormalization": _instance_norm,
+    "LayerNormalization": _layer_norm,
+    "Unsqueeze": _unsqueeze,
 }
 
 
@@ -1180,6 +1492,8 @@ def _input_layout(proto, input_name) -> str:
 
     if proto.producer_name.startswith("tf2onnx"):
         return LAST
+    if proto.producer_name == "pytorch":
+        return FIRST
     graph = proto.graph
     consumers = [node for node in graph.node if input_name in node.input]
     for node in consumers:
