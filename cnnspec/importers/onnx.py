@@ -74,6 +74,8 @@ class _Context:
             if node.op_type == "Constant":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.outputs = {value.name for value in graph.output}
+        self.position = {node.output[0]: i for i, node in enumerate(proto.graph.node)}
+        self.padded: dict[str, tuple[str, list]] = {}  # Pad(-inf) output -> (its input, pads)
         self.consumed: set[str] = set()  # first outputs of nodes a pattern already read
         self.produced: dict[str, tuple[str, str]] = {}  # spec layer -> (ONNX value, its layout)
         self.node = None
@@ -423,7 +425,11 @@ def _prelu(ctx, node, attrs):
 
 def _pool(kind: str):
     def handler(ctx, node, attrs):
-        _require(ctx, node.input[0], FIRST, node.op_type)
+        source, padding = node.input[0], None
+        if source in ctx.padded and _pads(attrs, len(attrs["kernel_shape"]), node) == "valid":
+            source, pairs = ctx.padded[source]  # Pad(-inf) -> MaxPool: the pool's own padding
+            padding = compact_padding(pairs)
+        _require(ctx, source, FIRST, node.op_type)
         kernel = list(attrs["kernel_shape"])
         rank = len(kernel)
         if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
@@ -431,7 +437,7 @@ def _pool(kind: str):
         strides = list(
             attrs.get("strides", [1] * rank)
         )  # ONNX's default stride is 1, not the window
-        padding = _pads(attrs, rank, node)
+        padding = padding or _pads(attrs, rank, node)
         fields = _fields(pool_size=compact(kernel), padding=padding)
         if strides != kernel:
             fields["stride"] = compact(strides)
@@ -443,7 +449,7 @@ def _pool(kind: str):
             and not attrs.get("count_include_pad", 0)
         ):
             fields["count_include_pad"] = False
-        ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], FIRST, **fields)
+        ctx.add(node, f"{kind}_pool{rank}d", [source], FIRST, **fields)
 
     return handler
 
@@ -574,6 +580,8 @@ def _binary(kind: str):
         constant = [name for name in node.input if name in ctx.constants]
         if kind == "add" and constant and _fold_bias(ctx, node, constant[0]):
             return
+        if kind == "multiply" and constant and _layer_scale(ctx, node, constant[0]):
+            return
         if kind in ("add", "multiply") and constant and _affine(ctx, node, kind, constant[0]):
             return
         if constant:
@@ -598,6 +606,32 @@ def _binary(kind: str):
 
 
 AFFINE_EPSILON = 1e-5
+
+
+def _layer_scale(ctx, node, constant: str) -> bool:
+    """x * gamma with one trained value per channel and no per-channel offset after it: layer_scale
+    (ConvNeXt's; x * s + b stays a batch_norm, see :func:`_affine`)."""
+    other = [name for name in node.input if name != constant][0]
+    value = ctx.values.get(other)
+    shape = ctx.shapes.get(other)
+    if value is None or value.layout == EXPANDED or not shape or constant not in ctx.initializers:
+        return False
+    channels = shape[1] if value.layout in (FIRST, FLAT) else shape[-1]
+    array = np.asarray(ctx.constants[constant])
+    dims = [d for d in array.shape]
+    while dims and dims[0] == 1 and array.size > 1:
+        dims.pop(0)
+    expected = [channels] + [1] * (len(shape) - 2) if value.layout == FIRST else [channels]
+    if array.size != channels or channels == 1 or dims not in (expected, [channels]):
+        return False
+    after = ctx.only_user(node.output[0])
+    if after is not None and after.op_type == "Add":
+        offset = [name for name in after.input if name in ctx.constants]
+        if offset and np.asarray(ctx.constants[offset[0]]).size == channels:
+            return False  # x * s + b: an inference batch_norm
+    gamma = _flat_order(ctx, other, {"gamma": array.reshape(-1).astype(np.float32)})
+    ctx.add(node, "layer_scale", [other], value.layout, gamma, flattened_last=value.flattened_last)
+    return True
 
 
 def _affine(ctx, node, kind: str, constant: str) -> bool:
@@ -735,56 +769,103 @@ def _pad(ctx, node, attrs):
         raise refuse(FRAMEWORK, _where(node), "padding of the batch or channel axis")
     pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
     fields = {"padding": compact_padding(pairs)}
+    pool = ctx.only_user(node.output[0])
+    if mode == "constant" and value == -np.inf and pool is not None and pool.op_type == "MaxPool":
+        ctx.padded[node.output[0]] = (node.input[0], pairs)  # padding cells that never win a max
+        return
     if mode == "constant" and value == 0.0:
         ctx.add(node, f"zero_pad{rank - 2}d", [node.input[0]], layout, **fields)
+    elif mode in PAD_MODES:
+        extra = {"value": value} if mode == "constant" else {"mode": PAD_MODES[mode]}
+        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, **extra, **fields)
     else:
-        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, mode=mode, value=value, **fields)
+        raise refuse(FRAMEWORK, _where(node), f"Pad mode {mode} with value {value}")
+
+
+#: ONNX Pad modes -> spec pad modes.
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 
 def _resize(ctx, node, attrs):
-    _require(ctx, node.input[0], FIRST, node.op_type)
+    value = ctx.value(node.input[0])
+    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if value.layout not in (FIRST, LAST) or not in_shape or None in in_shape[1:]:
+        raise refuse(FRAMEWORK, _where(node), f"{node.op_type} of a {value.layout} tensor")
+    rank = len(in_shape)
+    channel, spatial = _axes(ctx, value.layout, rank)
     mode = _decode(attrs.get("mode", "nearest"))
     transform = _decode(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    nearest = _decode(attrs.get("nearest_mode", "round_prefer_floor"))
     scales = None
-    for index in (2, 1):
-        if len(node.input) > index and node.input[index] and node.input[index] in ctx.constants:
-            candidate = ctx.constants[node.input[index]]
-            if candidate.size and candidate.dtype.kind == "f":
-                scales = candidate.tolist()[2:]
-                break
-    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
-    if scales is None and in_shape and out_shape and None not in in_shape[2:] + out_shape[2:]:
-        scales = [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
-    integer = scales is not None and all(float(s).is_integer() for s in scales)
-    if (
-        integer
-        and mode == "nearest"
-        and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn")
-    ):
-        ctx.add(
-            node, "upsample", [node.input[0]], FIRST, scale_factor=compact(int(s) for s in scales)
+    for index in (2, 1):  # opset 10's Upsample and Resize-10 keep the scales at 1
+        name = node.input[index] if len(node.input) > index else ""
+        if name and name in ctx.constants and ctx.constants[name].dtype.kind == "f":
+            if ctx.constants[name].size:
+                scales = [float(v) for v in ctx.constants[name].tolist()]
+    axes = list(attrs.get("axes", range(rank)))
+    if scales is not None and len(scales) == len(axes):
+        full = [1.0] * rank
+        for axis, factor in zip(axes, scales):
+            full[axis % rank] = factor
+        scales = full
+    outs = [out_shape[a] for a in spatial] if out_shape and len(out_shape) == rank else None
+    if outs is None or None in outs:
+        if scales is None:
+            raise refuse(FRAMEWORK, _where(node), "Resize to a size the graph computes at run time")
+        outs = [int(np.floor(in_shape[a] * scales[a])) for a in spatial]
+    if scales is not None and any(scales[a] != 1.0 for a in (0, channel)):
+        raise refuse(FRAMEWORK, _where(node), "Resize of the batch or channel axis")
+    if attrs.get("antialias") or _decode(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+        raise refuse(FRAMEWORK, _where(node), "Resize with antialias or a kept aspect ratio")
+    if scales is not None and any(in_shape[a] * scales[a] != out for a, out in zip(spatial, outs)):
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Resize by scales {[scales[a] for a in spatial]} to {outs} cells",
+            "the cells are mapped by the given scales, not by in/out: export with size= or an exact factor",
         )
-    elif (
-        integer
-        and mode == "linear"
-        and transform in ("half_pixel", "pytorch_half_pixel")
-        and len(scales) == 2
+    factors = [out / in_shape[a] for a, out in zip(spatial, outs)]
+    integer = all(f.is_integer() and f >= 1 for f in factors)
+    if integer and (  # integer factors: every half-pixel nearest rule reads cell floor(i / s)
+        (mode == "nearest" and transform == "asymmetric" and nearest == "floor")
+        or (mode == "nearest" and "half_pixel" in transform)
+        or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and rank == 4)
     ):
-        ctx.add(
-            node,
-            "upsample",
-            [node.input[0]],
-            FIRST,
-            scale_factor=compact(int(s) for s in scales),
-            mode="bilinear",
-        )
+        fields = {"scale_factor": compact(int(f) for f in factors)}
+        ctx.add(node, "upsample", [node.input[0]], value.layout, **fields, **(
+            {"mode": "bilinear"} if mode == "linear" else {}
+        ))
+        return
+    fields: dict[str, Any] = {"size": compact(outs)}
+    if mode == "nearest" and transform == "asymmetric" and nearest == "floor":
+        pass
+    elif mode == "nearest" and (
+        (transform == "half_pixel" and nearest == "round_prefer_ceil")
+        or (transform == "tf_half_pixel_for_nn" and nearest == "floor")
+    ):
+        fields["mode"] = "nearest_exact"
+    elif mode in ("linear", "cubic") and (
+        transform in ("half_pixel", "align_corners")
+        or (transform == "pytorch_half_pixel" and min(outs) > 1)
+    ):
+        fields["mode"] = "bilinear" if mode == "linear" else "bicubic"
+        if transform == "align_corners":
+            fields["align_corners"] = True
+        if mode == "cubic":
+            coefficient = _number(attrs.get("cubic_coeff_a", -0.75))
+            if coefficient != -0.75:
+                fields["cubic_coefficient"] = coefficient
+            if attrs.get("exclude_outside"):
+                fields["exclude_outside"] = True
     else:
         raise refuse(
             FRAMEWORK,
             _where(node),
-            f"Resize mode={mode} {transform} scales={scales}",
-            "integer nearest / bilinear (half-pixel) upsampling",
+            f"Resize mode={mode} {transform} nearest_mode={nearest}",
+            "nearest (asymmetric floor, or half-pixel: nearest_exact), linear or cubic with half-pixel "
+            "or align_corners coordinates",
         )
+    ctx.add(node, "resize", [node.input[0]], value.layout, **fields)
 
 
 def _identity(ctx, node, attrs):
@@ -843,8 +924,8 @@ def _region(ctx, start, source: str) -> list:
     """``start`` and the point-wise nodes after it that read only ``source``, constants and the
     region's own values, in graph order."""
     region, values = [start], set(start.output)
-    nodes = list(ctx.proto.graph.node)
-    for node in nodes[nodes.index(start) + 1 :]:
+    nodes = ctx.proto.graph.node
+    for node in nodes[ctx.position[start.output[0]] + 1 :]:
         if node.op_type not in POINTWISE_OPS or node.output[0] in ctx.consumed:
             continue
         reads = [name for name in node.input if name and name not in ctx.constants]
@@ -956,12 +1037,13 @@ def _pointwise_function(ctx, node) -> bool:
         per_channel = [name for name in constants if np.asarray(ctx.constants[name]).size > 1]
         if per_channel and {n.op_type for n in nodes} <= {"Mul", "Add"}:
             continue  # x * s (+ b) per channel: batch_norm or layer_scale (weights), see _affine
+        made = {n.output[0] for n in nodes}
         leaving = {
             out
             for n in nodes
             for out in n.output
             if out in ctx.outputs
-            or any(user not in nodes for user in ctx.users.get(out, []))
+            or any(user.output[0] not in made for user in ctx.users.get(out, []))
         }
         if leaving != {nodes[-1].output[0]}:
             continue
@@ -1452,7 +1534,7 @@ def _shape_only_nodes(graph) -> set[str]:
     """Nodes that only compute a Reshape's target shape (Shape -> Gather -> Concat ...): not layers."""
     shape_values = {
         node.input[1] for node in graph.node if node.op_type == "Reshape" and len(node.input) > 1
-    }
+    } | {name for node in graph.node if node.op_type == "Resize" for name in node.input[1:] if name}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -1466,7 +1548,7 @@ def _shape_only_nodes(graph) -> set[str]:
     for name in list(shape_values):  # a value also used as data is not shape-only
         for user in consumers.get(name, []):
             if user.output[0] not in skipped and not (
-                user.op_type == "Reshape" and list(user.input).index(name) == 1
+                user.op_type in ("Reshape", "Resize") and list(user.input).index(name) >= 1
             ):
                 shape_values.discard(name)
     return skipped
