@@ -76,6 +76,7 @@ class _Context:
         self.outputs = {value.name for value in graph.output}
         self.position = {node.output[0]: i for i, node in enumerate(proto.graph.node)}
         self.padded: dict[str, tuple[str, list]] = {}  # Pad(-inf) output -> (its input, pads)
+        self.padded_layout: dict[str, str] = {}  # ... and the layout the pool reads it in
         self.consumed: set[str] = set()  # first outputs of nodes a pattern already read
         self.produced: dict[str, tuple[str, str]] = {}  # spec layer -> (ONNX value, its layout)
         self.node = None
@@ -146,9 +147,9 @@ def _readable(node) -> str:
     """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; other names are kept as they are."""
     name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
     parts = [part for part in name.strip("/").split("/") if part]
-    if len(parts) >= 3 and parts[0].startswith(
-        ("functional", "model", "sequential")
-    ):  # tf2onnx: model/layer_1/op
+    if len(parts) >= 3 and (
+        parts[0].startswith(("functional", "model", "sequential")) or parts[0].endswith("_1")
+    ):  # tf2onnx: model_1/layer_1/op (Keras 3 names each call's scope with a _1)
         return parts[1].removesuffix("_1")
     if len(parts) > 1 and parts[-1].split("_")[0] == node.op_type:
         parts = parts[:-1]
@@ -429,7 +430,8 @@ def _pool(kind: str):
         if source in ctx.padded and _pads(attrs, len(attrs["kernel_shape"]), node) == "valid":
             source, pairs = ctx.padded[source]  # Pad(-inf) -> MaxPool: the pool's own padding
             padding = compact_padding(pairs)
-        _require(ctx, source, FIRST, node.op_type)
+        else:
+            _require(ctx, source, FIRST, node.op_type)
         kernel = list(attrs["kernel_shape"])
         rank = len(kernel)
         if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
@@ -552,7 +554,26 @@ def _gemm(ctx, node, attrs):
 
 def _matmul(ctx, node, attrs):
     weight = ctx.constant(node.input[1], "weight")
-    if weight.ndim != 2 or ctx.value(node.input[0]).layout != FLAT:
+    value = ctx.value(node.input[0])
+    rank = len(ctx.shapes.get(node.input[0]) or ())
+    if weight.ndim == 2 and value.layout == LAST and rank > 2:
+        # a Linear / Dense on a channels-last feature map (ConvNeXt): exactly a 1x1 convolution
+        ctx.builder.rewrite(
+            _readable(node), "MatMul on a channels-last feature map", f"conv{rank - 2}d, kernel 1"
+        )
+        kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * (rank - 2))
+        ctx.add(
+            node,
+            f"conv{rank - 2}d",
+            [node.input[0]],
+            LAST,
+            {"kernel": kernel},
+            filters=int(weight.shape[1]),
+            kernel_size=1,
+            bias=False,
+        )
+        return
+    if weight.ndim != 2 or value.layout != FLAT:
         raise refuse(FRAMEWORK, _where(node), "MatMul that is not a dense layer on flat features")
     _dense(ctx, node, weight.T, None)
 
@@ -644,7 +665,7 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
     shape = ctx.shapes.get(other)
     channels = (shape[1] if value.layout in (FIRST, FLAT) else shape[-1]) if shape else None
     array = np.asarray(ctx.constants[constant], dtype=np.float64)
-    if channels is None or array.size != channels or value.layout == FLAT:
+    if channels is None or array.size != channels or value.layout == EXPANDED:
         return False
     if (
         value.layout == FIRST
@@ -661,7 +682,8 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
         and layer["name"] == value.name
         and layer.get("source", "").endswith("*")
     ):
-        ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
+        beta = _flat_order(ctx, other, {"beta": vector.astype(np.float32)})["beta"]
+        ctx.tensors[layer["name"]]["beta"] = beta  # completes x * s + b
         layer["source"] = layer["source"][:-1] + f" + {node.name}"
         ctx.alias(node, other)
         return True
@@ -670,12 +692,15 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
         vector if kind == "multiply" else np.ones(channels),
         zeros if kind == "multiply" else vector,
     )
+    tensors = _flat_order(ctx, other, tensors)
     ctx.builder.rewrite(
         _readable(node),
         f"{node.op_type} by a per-channel constant",
         "batch_norm with moving mean 0 and variance 1",
     )
-    ctx.add(node, "batch_norm", [other], value.layout, tensors)
+    ctx.add(
+        node, "batch_norm", [other], value.layout, tensors, flattened_last=value.flattened_last
+    )
     if kind == "multiply":
         ctx.builder.layers[-1]["source"] = (node.name or _readable(node)) + " *"
     return True
@@ -736,6 +761,9 @@ def _concat(ctx, node, attrs):
 
 def _transpose(ctx, node, attrs):
     perm = list(attrs.get("perm", []))
+    if ctx.padded_layout.get(node.input[0]) == FIRST:  # Pad(-inf) in NHWC, then NCHW MaxPool
+        ctx.padded[node.output[0]] = ctx.padded[node.input[0]]
+        return
     rank = len(perm)
     to_first = [0, rank - 1, *range(1, rank - 1)]
     to_last = [0, *range(2, rank), 1]
@@ -770,8 +798,12 @@ def _pad(ctx, node, attrs):
     pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
     fields = {"padding": compact_padding(pairs)}
     pool = ctx.only_user(node.output[0])
+    pool_layout = layout
+    if pool is not None and pool.op_type == "Transpose" and layout == LAST:
+        pool, pool_layout = ctx.only_user(pool.output[0]), FIRST  # tf2onnx: Pad, then NCHW pooling
     if mode == "constant" and value == -np.inf and pool is not None and pool.op_type == "MaxPool":
         ctx.padded[node.output[0]] = (node.input[0], pairs)  # padding cells that never win a max
+        ctx.padded_layout[node.output[0]] = pool_layout
         return
     if mode == "constant" and value == 0.0:
         ctx.add(node, f"zero_pad{rank - 2}d", [node.input[0]], layout, **fields)
@@ -880,7 +912,7 @@ def _identity(ctx, node, attrs):
 POINTWISE_OPS = {
     "Abs", "Add", "Cast", "Clip", "Div", "Elu", "Erf", "Exp", "Greater", "HardSigmoid",
     "HardSwish", "LeakyRelu", "Less", "Max", "Min", "Mul", "Neg", "Pow", "Relu", "Sigmoid",
-    "Sqrt", "Sub", "Tanh", "Where",
+    "Sqrt", "Sub", "Tanh", "Where", "Not", "Equal", "Reciprocal", "Softplus", "Floor", "Ceil",
 }  # fmt: skip
 
 #: Test points: every branch of the candidate functions, well past their bends.
@@ -920,19 +952,37 @@ def _close(got, want) -> bool:
     return bool(np.all(np.abs(got - want) <= 1e-5 + 1e-5 * np.abs(want)))
 
 
+#: How far after its first node a point-wise function's nodes are looked for.
+REGION_REACH = 64
+
+
 def _region(ctx, start, source: str) -> list:
-    """``start`` and the point-wise nodes after it that read only ``source``, constants and the
-    region's own values, in graph order."""
+    """``start`` and the point-wise nodes shortly after it that read only ``source``, constants and
+    the region's own values, in graph order."""
     region, values = [start], set(start.output)
     nodes = ctx.proto.graph.node
-    for node in nodes[ctx.position[start.output[0]] + 1 :]:
+    first = ctx.position[start.output[0]] + 1
+    for node in nodes[first : first + REGION_REACH]:
         if node.op_type not in POINTWISE_OPS or node.output[0] in ctx.consumed:
             continue
         reads = [name for name in node.input if name and name not in ctx.constants]
-        if reads and any(name in values for name in reads) and set(reads) <= values | {source}:
+        if reads and set(reads) <= values | {source}:
             region.append(node)
             values.update(node.output)
     return region
+
+
+def _ancestry(region: list, end) -> list:
+    """The nodes of ``region`` that ``end`` reads, directly or not, and ``end``; in graph order."""
+    makers = {out: node for node in region for out in node.output}
+    wanted, stack = {end.output[0]}, [end]
+    while stack:
+        for name in stack.pop().input:
+            maker = makers.get(name)
+            if maker is not None and maker.output[0] not in wanted:
+                wanted.add(maker.output[0])
+                stack.append(maker)
+    return [node for node in region if node.output[0] in wanted]
 
 
 def _evaluate(ctx, nodes, source: str, layout: str):
@@ -1029,11 +1079,13 @@ def _pointwise_function(ctx, node) -> bool:
     if value is None or value.layout == EXPANDED:
         return False
     region = _region(ctx, node, source)
-    for end in range(len(region), 0, -1):
-        nodes = region[:end]
+    for end in reversed(region):
+        nodes = _ancestry(region, end)
+        if nodes[0] is not node:
+            continue  # a sibling's function: read when the walk reaches it
         constants = [name for n in nodes for name in n.input if name in ctx.constants]
-        if end == 1 and not constants:
-            return False  # a single op reads as itself
+        if len(nodes) == 1 and not constants:
+            continue  # a single op reads as itself
         per_channel = [name for name in constants if np.asarray(ctx.constants[name]).size > 1]
         if per_channel and {n.op_type for n in nodes} <= {"Mul", "Add"}:
             continue  # x * s (+ b) per channel: batch_norm or layer_scale (weights), see _affine
@@ -1106,10 +1158,12 @@ def _slice_cuts(ctx, node) -> dict[int, tuple[int, int]] | None:
     cuts: dict[int, tuple[int, int]] = {}
     for begin, end, axis, step in zip(starts, ends, axes, steps):
         axis %= len(shape)
-        size = shape[axis]
-        first, stop = (max(0, min(size, v + size if v < 0 else v)) for v in (begin, end))
+        if axis == 0 and begin == 0 and end >= 2**31 - 1 and step == 1:
+            continue  # the whole batch (tf2onnx lists every axis)
         if step != 1 or axis == 0:
             return None
+        size = shape[axis]
+        first, stop = (max(0, min(size, v + size if v < 0 else v)) for v in (begin, end))
         if (first, stop) != (0, size):
             cuts[axis] = (first, stop)
     return cuts
