@@ -1309,6 +1309,7 @@ def _group_norm_pattern(ctx, node) -> bool:
     fields = {} if tensors else {"affine": False}
     layer_type = "group_norm"
     ctx.add(last, layer_type, [source], FIRST, tensors, groups=groups, **fields, **_epsilon(_attrs(norm)))
+    ctx.shapes[last.output[0]] = shape
     ctx.consumed.update(n.output[0] for n in nodes)
     return True
 
@@ -1322,7 +1323,57 @@ def _same_shape(ctx, reshape, source: str) -> bool:
     maker = ctx.producers.get(reshape.input[1])
     if maker is not None and maker.op_type == "Shape" and list(maker.input) == [source]:
         return not _attrs(maker).get("start") and _attrs(maker).get("end") is None
-    return list(ctx.shapes.get(reshape.output[0]) or ()) == list(ctx.shapes.get(source) or [None])
+    if list(ctx.shapes.get(reshape.output[0]) or ()) == list(ctx.shapes.get(source) or [None]):
+        return True
+    shape = ctx.shapes.get(source)
+    target = _shape_value(ctx, reshape.input[1], batch=3)
+    if target is None or not shape or None in shape[1:]:
+        return False
+    wanted = [3, *shape[1:]]
+    if len(target) != len(wanted):
+        return False
+    target = [w if t == 0 else t for t, w in zip(target, wanted)]  # 0 keeps the input's dim
+    known = [t for t in target if t != -1]
+    return target.count(-1) <= 1 and all(t in (-1, w) for t, w in zip(target, wanted)) and bool(known)
+
+
+def _shape_value(ctx, name: str, batch: int):
+    """A shape computed from Shape nodes (tf2onnx's Shape -> Slice -> Concat), evaluated for a batch."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    if name in ctx.constants:
+        return [int(v) for v in np.asarray(ctx.constants[name]).reshape(-1)]
+    chosen, feeds, stack = [], {}, [name]
+    while stack:
+        maker = ctx.producers.get(stack.pop())
+        if maker is None or maker in chosen or len(chosen) > 32:
+            return None
+        if maker.op_type == "Shape":
+            dims = ctx.shapes.get(maker.input[0])
+            if not dims or None in dims[1:]:
+                return None
+            feeds[maker.output[0]] = np.asarray([batch, *dims[1:]], np.int64)
+            continue
+        chosen.append(maker)
+        stack.extend(i for i in maker.input if i and i not in ctx.constants and i not in feeds)
+    chosen.reverse()
+    order = sorted(chosen, key=lambda n: ctx.position.get(n.output[0], 0))
+    constants = {i: ctx.constants[i] for n in order for i in n.input if i in ctx.constants}
+    try:
+        graph = helper.make_graph(
+            order,
+            "shape",
+            [helper.make_tensor_value_info(k, TensorProto.INT64, v.shape) for k, v in feeds.items()],
+            [helper.make_tensor_value_info(name, TensorProto.INT64, None)],
+            [helper.make_tensor(k, _onnx_type(v), v.shape, v.flatten().tolist())
+             for k, v in constants.items()],
+        )
+        model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
+        (value,) = ReferenceEvaluator(model).run(None, feeds)
+    except Exception:  # noqa: BLE001 - a shape that does not evaluate here is not known
+        return None
+    return [int(v) for v in np.asarray(value).reshape(-1)]
 
 
 def _per_channel_constant(ctx, node, op_type: str, channels: int):
@@ -1431,6 +1482,197 @@ def _unsqueeze(ctx, node, attrs):
 
 def _pad_value(ctx, node) -> float:
     return float(ctx.constant(node.input[2], "value")) if len(node.input) > 2 and node.input[2] else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisations written with their moments (tf2onnx's LayerNormalization and GroupNormalization)
+# ----------------------------------------------------------------------------------------------
+
+#: Sample scales of the probe: one small enough that the epsilon added to the variance shows.
+_PROBE_SCALES = (1.0, 0.03, 0.003, 25.0)
+_EPSILONS = (1e-5, 1e-3, 1e-6)
+
+
+def _moments(ctx, node) -> bool:
+    """ReduceMean -> ... (mean, variance, epsilon, scale, offset) over the channels of each position
+    (layer_norm), or over groups of channels and every position after a Reshape that splits the
+    channels into groups (group_norm / instance_norm); recognised by evaluating the nodes."""
+    if node.op_type == "Reshape":
+        source = node.input[0]
+        if node.input[1] not in ctx.constants:
+            return False
+    elif node.op_type == "ReduceMean":
+        source = node.input[0]
+    else:
+        return False
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    if value is None or value.layout not in (FIRST, LAST, FLAT) or not shape or None in shape[1:]:
+        return False
+    split = node.output[0] if node.op_type == "Reshape" else source
+    region, values = [node] if node.op_type == "Reshape" else [], {split}
+    nodes = ctx.proto.graph.node
+    first = ctx.position[node.output[0]]
+    for candidate in nodes[first : first + REGION_REACH]:
+        if candidate.op_type not in POINTWISE_OPS | {"ReduceMean"}:
+            continue
+        reads = [name for name in candidate.input if name and name not in ctx.constants]
+        if reads and set(reads) <= values and candidate.output[0] not in ctx.consumed:
+            region.append(candidate)
+            values.update(candidate.output)
+    if sum(n.op_type == "ReduceMean" for n in region) < 2:
+        return False
+    channel = 1 if value.layout in (FIRST, FLAT) else len(shape) - 1
+    channels = shape[channel]
+    for end in reversed(region):
+        chosen = _ancestry(region, end)
+        if chosen[0] is not node:
+            continue
+        back = None
+        if node.op_type == "Reshape":
+            back = ctx.only_user(end.output[0])
+            if back is None or back.op_type != "Reshape" or not _same_shape(ctx, back, source):
+                continue
+        made = {n.output[0] for n in chosen}
+        leaving = {
+            out
+            for n in chosen
+            for out in n.output
+            if out in ctx.outputs or any(u.output[0] not in made for u in ctx.users.get(out, []))
+        }
+        if leaving != {end.output[0]}:
+            continue
+        x = _probe_input(shape)
+        y = _run_nodes(ctx, chosen, source, x)
+        if y is None:
+            continue
+        y = y.reshape(x.shape)
+        constants = [ctx.constants[name] for n in chosen for name in n.input if name in ctx.constants]
+        found = _normalisation(x, y, channel, constants, node.op_type == "Reshape")
+        if found is None:
+            continue
+        layer_type, fields, tensors = found
+        last = back or end
+        tensors = _flat_order(ctx, source, tensors) if tensors else None
+        ctx.add(last, layer_type, [source], value.layout, tensors, flattened_last=value.flattened_last,
+                **fields)
+        ctx.shapes[last.output[0]] = shape  # a computed Reshape's shape is not inferred
+        ctx.builder.rewrite(_readable(last), "mean / variance nodes", layer_type)
+        ctx.consumed.update(n.output[0] for n in chosen + ([back] if back is not None else []))
+        return True
+    return False
+
+
+def _probe_input(shape) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((len(_PROBE_SCALES), *shape[1:]))
+    scales = np.asarray(_PROBE_SCALES).reshape((-1,) + (1,) * (len(shape) - 1))
+    return (x * scales + rng.standard_normal(scales.shape)).astype(np.float32)
+
+
+def _run_nodes(ctx, nodes, source: str, x: np.ndarray):
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    constants = {name: ctx.constants[name] for n in nodes for name in n.input if name in ctx.constants}
+    graph = helper.make_graph(
+        list(nodes),
+        "probe",
+        [helper.make_tensor_value_info(source, TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        [helper.make_tensor(name, _onnx_type(v), v.shape, v.flatten().tolist())
+         for name, v in constants.items()],
+    )
+    try:
+        model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
+        (y,) = ReferenceEvaluator(model).run(None, {source: x})
+        return np.asarray(y, dtype=np.float64)
+    except Exception:  # noqa: BLE001 - nodes that do not run on the probe are not a normalisation
+        return None
+
+
+def _normalisation(x, y, channel: int, constants, grouped: bool):
+    """(type, fields, tensors) of the normalisation that maps x to y exactly, or None."""
+    x = np.moveaxis(x.astype(np.float64), channel, -1)
+    y = np.moveaxis(y, channel, -1)
+    samples, channels = x.shape[0], x.shape[-1]
+    scalars = [float(np.asarray(c).reshape(-1)[0]) for c in constants if np.asarray(c).size == 1]
+    epsilons = [value for value in scalars if 0 < value < 0.1]
+    candidates = []
+    if not grouped:
+        candidates.append(("layer_norm", None))
+    if x.ndim > 2:
+        candidates += [("group_norm", g) for g in range(1, channels + 1) if channels % g == 0]
+    for layer_type, groups in candidates:
+        if layer_type == "layer_norm":
+            axes: tuple[int, ...] = (-1,)
+            grouped_x = x
+        else:
+            grouped_x = x.reshape(samples, -1, groups, channels // groups)
+            axes = tuple(a for a in range(1, grouped_x.ndim) if a != grouped_x.ndim - 2)
+        mean = grouped_x.mean(axis=axes, keepdims=True)
+        variance = ((grouped_x - mean) ** 2).mean(axis=axes, keepdims=True)
+        for epsilon in epsilons + list(_EPSILONS):
+            normal = ((grouped_x - mean) / np.sqrt(variance + epsilon)).reshape(x.shape)
+            fit = _per_channel_fit(normal, y)
+            if fit is None:
+                continue
+            gamma, beta = fit
+            return _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, constants)
+    return None
+
+
+def _per_channel_fit(normal, y):
+    """gamma, beta with y = gamma * normal + beta per channel (last axis), if that holds exactly."""
+    n, t = normal.reshape(-1, normal.shape[-1]), y.reshape(-1, y.shape[-1])
+    n_mean, t_mean = n.mean(axis=0), t.mean(axis=0)
+    spread = ((n - n_mean) ** 2).sum(axis=0)
+    if np.any(spread == 0):
+        return None
+    gamma = ((n - n_mean) * (t - t_mean)).sum(axis=0) / spread
+    beta = t_mean - gamma * n_mean
+    if not _close(t, gamma * n + beta):
+        return None
+    return gamma, beta
+
+
+def _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, constants):
+    """The spec layer, its fields and tensors; gamma and beta read from the graph's own constants."""
+    vectors = [np.asarray(c, np.float32).reshape(-1) for c in constants if np.asarray(c).size == channels]
+
+    def exact(fitted, fill):
+        for vector in vectors:
+            if _close(fitted, vector.astype(np.float64)):
+                return vector
+        if _close(fitted, np.full(channels, fill)):
+            return None
+        return fitted.astype(np.float32)
+
+    scale, offset = exact(gamma, 1.0), exact(beta, 0.0)
+    fields: dict[str, Any] = {}
+    default = 1e-5
+    if abs(epsilon - default) > 1e-6 * default:
+        fields["epsilon"] = _number(epsilon)
+    tensors: dict[str, np.ndarray] = {}
+    if layer_type == "layer_norm":
+        if scale is None:
+            fields["scale"] = False
+        else:
+            tensors["gamma"] = scale
+        if offset is None:
+            fields["center"] = False
+        else:
+            tensors["beta"] = offset
+        return layer_type, fields, tensors
+    affine = scale is not None or offset is not None
+    if affine:
+        tensors = {
+            "gamma": scale if scale is not None else np.ones(channels, np.float32),
+            "beta": offset if offset is not None else np.zeros(channels, np.float32),
+        }
+    if groups == channels:
+        return "instance_norm", {**fields, **({"affine": True} if affine else {})}, tensors
+    return "group_norm", {"groups": groups, **fields, **({} if affine else {"affine": False})}, tensors
 
 
 Handler = Callable[..., None]
@@ -1557,7 +1799,7 @@ def _walk(proto):
         ):
             continue
         ctx.node = node
-        if _pointwise_function(ctx, node):
+        if _moments(ctx, node) or _pointwise_function(ctx, node):
             continue
         handler = ONNX_OPS.get(node.op_type)
         if handler is None:
