@@ -172,7 +172,9 @@ class MBConv(nn.Module):
 
     def __init__(self, channels, expanded):
         super().__init__()
-        self.expand = nn.Sequential(nn.Conv2d(channels, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.SiLU())
+        self.expand = nn.Sequential(
+            nn.Conv2d(channels, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.SiLU()
+        )
         self.depthwise = nn.Sequential(
             nn.Conv2d(expanded, expanded, 3, padding=1, groups=expanded, bias=False),
             nn.BatchNorm2d(expanded),
@@ -180,7 +182,9 @@ class MBConv(nn.Module):
         )
         self.reduce = nn.Conv2d(expanded, 4, 1)
         self.restore = nn.Conv2d(4, expanded, 1)
-        self.project = nn.Sequential(nn.Conv2d(expanded, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.project = nn.Sequential(
+            nn.Conv2d(expanded, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        )
         self.drop = StochasticDepth(0.2)
 
     def forward(self, x):
@@ -239,7 +243,12 @@ def test_mobilenet_v3_patterns_import():
 class ShuffleUnit(nn.Module):
     def __init__(self):
         super().__init__()
-        self.branch = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, groups=4))
+        self.branch = nn.Sequential(
+            nn.Conv2d(4, 4, 1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1, groups=4),
+        )
 
     def forward(self, x):
         a, b = x.chunk(2, dim=1)
@@ -290,11 +299,22 @@ class Segmenter(nn.Module):
 def test_padding_norms_crop_and_resize_import():
     spec = check(torch_onnx(Segmenter(), (3, 9, 8)), sample((3, 9, 8)))
     layers = {layer.type: layer for layer in spec.layers}
-    assert {"pad2d", "instance_norm", "group_norm", "zero_pad2d", "crop2d", "gelu", "scale", "resize", "upsample"} <= set(
-        layers
-    )
+    assert {
+        "pad2d",
+        "instance_norm",
+        "group_norm",
+        "zero_pad2d",
+        "crop2d",
+        "gelu",
+        "scale",
+        "resize",
+        "upsample",
+    } <= set(layers)
     assert layers["gelu"].approximate == "tanh" and layers["group_norm"].affine is False
-    assert [layer.mode for layer in spec.layers if layer.type == "pad2d"] == ["reflect", "replicate"]
+    assert [layer.mode for layer in spec.layers if layer.type == "pad2d"] == [
+        "reflect",
+        "replicate",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -318,7 +338,9 @@ def test_keras_zoo_layers_import_from_tf2onnx():
     y = layers.LayerNormalization(epsilon=1e-6, name="ln")(y)
     # Dense on a feature map: a 1x1 conv.  (TensorFlow's exact GELU uses Erfc, which tf2onnx cannot
     # convert: the tanh form is the one a tf2onnx file can hold.)
-    y = layers.Dense(16, activation=partial(keras.activations.gelu, approximate=True), name="pw1")(y)
+    y = layers.Dense(16, activation=partial(keras.activations.gelu, approximate=True), name="pw1")(
+        y
+    )
     y = layers.Dense(8, name="pw2")(y)
     x = layers.Add(name="residual")([x, y])
     gate = layers.GlobalAveragePooling2D(name="squeeze")(x)
@@ -364,7 +386,9 @@ def test_keras_flatten_then_dense_and_norm_keep_their_order():
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.LayerNormalization(name="ln")(x)
     outputs = layers.Dense(3, name="fc")(x)
-    spec = check(keras_onnx(keras.Model(inputs, outputs), (4, 4, 3)), sample((3, 4, 4)), channels_last=True)
+    spec = check(
+        keras_onnx(keras.Model(inputs, outputs), (4, 4, 3)), sample((3, 4, 4)), channels_last=True
+    )
     assert types_of(spec) == ["conv2d", "flatten", "batch_norm", "layer_norm", "dense"]
 
 

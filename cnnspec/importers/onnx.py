@@ -129,7 +129,7 @@ class _Context:
         """Values computed from constants only (a Pad's pads) and bounds and sizes torch.onnx computes
         from Shape nodes (x.chunk, x.view(n, c // 2, ...)) that do not depend on the batch become
         constants, and shapes are inferred again."""
-        from onnx import ModelProto, numpy_helper, shape_inference
+        from onnx import ModelProto, numpy_helper
 
         self._infer_with_batch(self.proto)
         found: dict[str, np.ndarray] = {}
@@ -154,9 +154,9 @@ class _Context:
                 for index, name in enumerate(node.input):
                     if name in found:
                         node.input[index] = name + "__cnnspec_static"
-            for name, value in found.items():
+            for name, array in found.items():
                 copy.graph.initializer.append(
-                    numpy_helper.from_array(np.asarray(value), name + "__cnnspec_static")
+                    numpy_helper.from_array(np.asarray(array), name + "__cnnspec_static")
                 )
             self._infer_with_batch(copy)
 
@@ -206,12 +206,14 @@ class _Context:
             self.tensors[name] = tensors
         return name
 
-    def _fill_shape(self, layer_type: str, inputs: list[str], output: str, layout: str, fields) -> None:
+    def _fill_shape(
+        self, layer_type: str, inputs: list[str], output: str, layout: str, fields
+    ) -> None:
         """Shapes inference left open (Slice bounds computed from Shape nodes), worked out here."""
         known = self.shapes.get(output)
         if known and None not in known[1:]:
             return
-        shapes = [self.shapes.get(name) for name in inputs]
+        shapes = [self.shapes.get(name) or () for name in inputs]
         if not shapes or any(not shape or None in shape[1:] for shape in shapes):
             return
         first = list(shapes[0])
@@ -651,9 +653,19 @@ def _tensordot(ctx, node) -> bool:
         return False
     rank = len(shape) - 2
     kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * rank)
-    ctx.builder.rewrite(_readable(back), "Dense on a channels-last feature map", f"conv{rank}d, kernel 1")
-    ctx.add(back, f"conv{rank}d", [node.input[0]], LAST, {"kernel": kernel},
-            filters=int(weight.shape[1]), kernel_size=1, bias=False)
+    ctx.builder.rewrite(
+        _readable(back), "Dense on a channels-last feature map", f"conv{rank}d, kernel 1"
+    )
+    ctx.add(
+        back,
+        f"conv{rank}d",
+        [node.input[0]],
+        LAST,
+        {"kernel": kernel},
+        filters=int(weight.shape[1]),
+        kernel_size=1,
+        bias=False,
+    )
     ctx.shapes[back.output[0]] = (*shape[:-1], int(weight.shape[1]))
     ctx.consumed.update((matmul.output[0], back.output[0]))
     return True
@@ -692,7 +704,9 @@ def _matmul(ctx, node, attrs):
         ctx.builder.rewrite(
             _readable(node), "MatMul on a channels-last feature map", f"conv{rank - 2}d, kernel 1"
         )
-        kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * (rank - 2))
+        kernel = np.ascontiguousarray(weight.T).reshape(
+            weight.shape[1], weight.shape[0], *[1] * (rank - 2)
+        )
         ctx.add(
             node,
             f"conv{rank - 2}d",
@@ -829,9 +843,7 @@ def _affine(ctx, node, kind: str, constant: str) -> bool:
         f"{node.op_type} by a per-channel constant",
         "batch_norm with moving mean 0 and variance 1",
     )
-    ctx.add(
-        node, "batch_norm", [other], value.layout, tensors, flattened_last=value.flattened_last
-    )
+    ctx.add(node, "batch_norm", [other], value.layout, tensors, flattened_last=value.flattened_last)
     if kind == "multiply":
         ctx.builder.layers[-1]["source"] = (node.name or _readable(node)) + " *"
     return True
@@ -981,7 +993,10 @@ def _resize(ctx, node, attrs):
         raise refuse(FRAMEWORK, _where(node), "Resize to a size the graph computes at run time")
     if scales is not None and any(scales[a] != 1.0 for a in (0, channel)):
         raise refuse(FRAMEWORK, _where(node), "Resize of the batch or channel axis")
-    if attrs.get("antialias") or _decode(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+    if (
+        attrs.get("antialias")
+        or _decode(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch"
+    ):
         raise refuse(FRAMEWORK, _where(node), "Resize with antialias or a kept aspect ratio")
     if scales is not None and not all(
         _same_mapping(in_shape[a], out, scales[a], mode, transform, nearest)
@@ -1001,9 +1016,14 @@ def _resize(ctx, node, attrs):
         or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and rank == 4)
     ):
         fields = {"scale_factor": compact(int(f) for f in factors)}
-        ctx.add(node, "upsample", [node.input[0]], value.layout, **fields, **(
-            {"mode": "bilinear"} if mode == "linear" else {}
-        ))
+        ctx.add(
+            node,
+            "upsample",
+            [node.input[0]],
+            value.layout,
+            **fields,
+            **({"mode": "bilinear"} if mode == "linear" else {}),
+        )
         return
     fields: dict[str, Any] = {"size": compact(outs)}
     if mode == "nearest" and transform == "asymmetric" and nearest == "floor":
@@ -1037,7 +1057,9 @@ def _resize(ctx, node, attrs):
     ctx.add(node, "resize", [node.input[0]], value.layout, **fields)
 
 
-def _same_mapping(size: int, out: int, scale: float, mode: str, transform: str, nearest: str) -> bool:
+def _same_mapping(
+    size: int, out: int, scale: float, mode: str, transform: str, nearest: str
+) -> bool:
     """Whether Resize's coordinates by ``scale`` are the spec's by in/out: equal ratios, or (tf2onnx
     writes out/in rounded to float32) interpolation weights within float rounding and, for nearest,
     the very same source cells."""
@@ -1151,22 +1173,19 @@ def _evaluate(ctx, nodes, source: str, layout: str):
     rank, channels = len(shape), shape[1 if layout in (FIRST, FLAT) else -1]
     probe = [1] * rank
     probe[0], probe[1 if layout in (FIRST, FLAT) else -1] = len(_POINTS), channels
-    x = np.broadcast_to(
-        _POINTS.astype(np.float32).reshape((-1,) + (1,) * (rank - 1)), probe
-    ).copy()
+    x = np.broadcast_to(_POINTS.astype(np.float32).reshape((-1,) + (1,) * (rank - 1)), probe).copy()
     constants = {
-        name: ctx.constants[name]
-        for node in nodes
-        for name in node.input
-        if name in ctx.constants
+        name: ctx.constants[name] for node in nodes for name in node.input if name in ctx.constants
     }
     graph = helper.make_graph(
         list(nodes),
         "probe",
         [helper.make_tensor_value_info(source, TensorProto.FLOAT, probe)],
         [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-        [helper.make_tensor(name, _onnx_type(value), value.shape, value.flatten().tolist())
-         for name, value in constants.items()],
+        [
+            helper.make_tensor(name, _onnx_type(value), value.shape, value.flatten().tolist())
+            for name, value in constants.items()
+        ],
     )
     try:
         model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
@@ -1303,14 +1322,15 @@ def _slice_cuts(ctx, node) -> dict[int, tuple[int, int]] | None:
     """Axis -> (first, stop) of a Slice with unit steps on an input of known shape (None otherwise)."""
     shape = ctx.shapes.get(node.input[0])
     inputs = [_static(ctx, name) if name else None for name in node.input[1:5]]
-    if not shape or None in shape[1:] or any(
-        value is None for name, value in zip(node.input[1:], inputs) if name
+    if (
+        not shape
+        or None in shape[1:]
+        or any(value is None for name, value in zip(node.input[1:], inputs) if name)
     ):
         return None
-    starts, ends = inputs[0], inputs[1]
-    present = [len(inputs) > i and inputs[i] is not None for i in (2, 3)]
-    axes = inputs[2] if present[0] else list(range(len(starts)))
-    steps = inputs[3] if present[1] else [1] * len(starts)
+    starts, ends = inputs[0] or [], inputs[1] or []
+    axes = (inputs[2] if len(inputs) > 2 else None) or list(range(len(starts)))
+    steps = (inputs[3] if len(inputs) > 3 else None) or [1] * len(starts)
     cuts: dict[int, tuple[int, int]] = {}
     for begin, end, axis, step in zip(starts, ends, axes, steps):
         axis %= len(shape)
@@ -1379,7 +1399,12 @@ def _split(ctx, node, attrs):
     rank = len(shape or ())
     channel = _axes(ctx, value.layout, rank)[0] if value.layout in (FIRST, LAST) else 1
     if value.layout == EXPANDED or not shape or attrs.get("axis", 0) % rank != channel:
-        raise refuse(FRAMEWORK, _where(node), f"Split along axis {attrs.get('axis', 0)}", "a split of the channels")
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Split along axis {attrs.get('axis', 0)}",
+            "a split of the channels",
+        )
     if len(node.input) > 1 and node.input[1]:
         sizes = [int(v) for v in ctx.constant(node.input[1], "split")]
     else:
@@ -1407,8 +1432,10 @@ def _epsilon(attrs, default: float = 1e-5) -> dict[str, float]:
 
 def _is_fixed(ctx, name: str, fill: float) -> bool:
     """A constant (not a trained initializer) holding only ``fill``."""
-    return name in ctx.constants and name not in ctx.initializers and bool(
-        np.all(ctx.constants[name] == fill)
+    return (
+        name in ctx.constants
+        and name not in ctx.initializers
+        and bool(np.all(ctx.constants[name] == fill))
     )
 
 
@@ -1438,7 +1465,11 @@ def _group_norm_pattern(ctx, node) -> bool:
     norm = ctx.only_user(node.output[0])
     if value is None or value.layout != FIRST or not shape or target is None or norm is None:
         return False
-    if norm.op_type != "InstanceNormalization" or len(target) != 3 or target[0] not in (0, shape[0]):
+    if (
+        norm.op_type != "InstanceNormalization"
+        or len(target) != 3
+        or target[0] not in (0, shape[0])
+    ):
         return False
     groups = int(target[1])
     if not (_is_fixed(ctx, norm.input[1], 1.0) or np.all(ctx.constants.get(norm.input[1], 0) == 1)):
@@ -1464,7 +1495,16 @@ def _group_norm_pattern(ctx, node) -> bool:
             nodes, last = nodes + [scale, shift], shift
     fields = {} if tensors else {"affine": False}
     layer_type = "group_norm"
-    ctx.add(last, layer_type, [source], FIRST, tensors, groups=groups, **fields, **_epsilon(_attrs(norm)))
+    ctx.add(
+        last,
+        layer_type,
+        [source],
+        FIRST,
+        tensors,
+        groups=groups,
+        **fields,
+        **_epsilon(_attrs(norm)),
+    )
     ctx.shapes[last.output[0]] = shape
     ctx.consumed.update(n.output[0] for n in nodes)
     return True
@@ -1490,7 +1530,9 @@ def _same_shape(ctx, reshape, source: str) -> bool:
         return False
     target = [w if t == 0 else t for t, w in zip(target, wanted)]  # 0 keeps the input's dim
     known = [t for t in target if t != -1]
-    return target.count(-1) <= 1 and all(t in (-1, w) for t, w in zip(target, wanted)) and bool(known)
+    return (
+        target.count(-1) <= 1 and all(t in (-1, w) for t, w in zip(target, wanted)) and bool(known)
+    )
 
 
 def _static(ctx, name: str) -> list[int] | None:
@@ -1506,7 +1548,9 @@ def _shape_value(ctx, name: str, batch: int):
 
     if name in ctx.constants:
         return [int(v) for v in np.asarray(ctx.constants[name]).reshape(-1)]
-    chosen, feeds, stack = [], {}, [name]
+    chosen: list[Any] = []
+    feeds: dict[str, np.ndarray] = {}
+    stack = [name]
     while stack:
         maker = ctx.producers.get(stack.pop())
         if maker is None or maker in chosen or len(chosen) > 32:
@@ -1527,10 +1571,15 @@ def _shape_value(ctx, name: str, batch: int):
         graph = helper.make_graph(
             order,
             "shape",
-            [helper.make_tensor_value_info(k, TensorProto.INT64, v.shape) for k, v in feeds.items()],
+            [
+                helper.make_tensor_value_info(k, TensorProto.INT64, v.shape)
+                for k, v in feeds.items()
+            ],
             [helper.make_tensor_value_info(name, TensorProto.INT64, None)],
-            [helper.make_tensor(k, _onnx_type(v), v.shape, v.flatten().tolist())
-             for k, v in constants.items()],
+            [
+                helper.make_tensor(k, _onnx_type(v), v.shape, v.flatten().tolist())
+                for k, v in constants.items()
+            ],
         )
         model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
         (value,) = ReferenceEvaluator(model).run(None, feeds)
@@ -1552,7 +1601,9 @@ def _per_channel_constant(ctx, node, op_type: str, channels: int):
     while dims and dims[0] == 1 and array.size > 1:
         dims.pop(0)
     if array.size != channels or (dims and dims[0] != channels):
-        return None  # (C,), (C, 1, 1) or (1, C, 1, 1): one value per channel of a channels-first map
+        return (
+            None  # (C,), (C, 1, 1) or (1, C, 1, 1): one value per channel of a channels-first map
+        )
     return array.reshape(-1).astype(np.float32)
 
 
@@ -1612,7 +1663,11 @@ def _channel_shuffle_pattern(ctx, node) -> bool:
     if swap.op_type != "Transpose" or list(_attrs(swap).get("perm", [])) != perm:
         return False
     back = ctx.only_user(swap.output[0])
-    if back is None or back.op_type != "Reshape" or list(ctx.shapes.get(back.output[0]) or [])[1:] != list(shape[1:]):
+    if (
+        back is None
+        or back.op_type != "Reshape"
+        or list(ctx.shapes.get(back.output[0]) or [])[1:] != list(shape[1:])
+    ):
         return False
     ctx.add(back, "channel_shuffle", [source], value.layout, groups=int(groups))
     ctx.consumed.update(n.output[0] for n in (node, swap, back))
@@ -1623,7 +1678,13 @@ def _expand(ctx, node) -> bool:
     """A flat (N, C) vector made (N, C, 1, ...) or (N, 1, ..., C): an SE gate about to be broadcast."""
     value = ctx.values.get(node.input[0])
     shape, out = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
-    if value is None or value.layout not in (FLAT, EXPANDED) or not shape or not out or len(out) < 3:
+    if (
+        value is None
+        or value.layout not in (FLAT, EXPANDED)
+        or not shape
+        or not out
+        or len(out) < 3
+    ):
         return False
     channels = [d for d in shape[1:] if d != 1] or [1]
     if len(channels) != 1 or [d for d in out[1:] if d != 1] not in (channels, []):
@@ -1645,7 +1706,11 @@ def _unsqueeze(ctx, node, attrs):
 
 
 def _pad_value(ctx, node) -> float:
-    return float(ctx.constant(node.input[2], "value")) if len(node.input) > 2 and node.input[2] else 0.0
+    return (
+        float(ctx.constant(node.input[2], "value"))
+        if len(node.input) > 2 and node.input[2]
+        else 0.0
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1690,7 +1755,6 @@ def _moments(ctx, node) -> bool:
     if sum(n.op_type == "ReduceMean" for n in region) < 2:
         return False
     channel = 1 if value.layout in (FIRST, FLAT) else len(shape) - 1
-    channels = shape[channel]
     for end in reversed(region):
         chosen = _ancestry(region, end)
         if chosen[0] is not node:
@@ -1714,15 +1778,24 @@ def _moments(ctx, node) -> bool:
         if y is None or y.size != x.size:
             continue
         y = y.reshape(x.shape)
-        constants = [ctx.constants[name] for n in chosen for name in n.input if name in ctx.constants]
+        constants = [
+            ctx.constants[name] for n in chosen for name in n.input if name in ctx.constants
+        ]
         found = _normalisation(x, y, channel, constants, node.op_type == "Reshape")
         if found is None:
             continue
         layer_type, fields, tensors = found
         last = back or end
         tensors = _flat_order(ctx, source, tensors) if tensors else None
-        ctx.add(last, layer_type, [source], value.layout, tensors, flattened_last=value.flattened_last,
-                **fields)
+        ctx.add(
+            last,
+            layer_type,
+            [source],
+            value.layout,
+            tensors,
+            flattened_last=value.flattened_last,
+            **fields,
+        )
         ctx.shapes[last.output[0]] = shape  # a computed Reshape's shape is not inferred
         ctx.builder.rewrite(_readable(last), "mean / variance nodes", layer_type)
         ctx.consumed.update(n.output[0] for n in chosen + ([back] if back is not None else []))
@@ -1741,14 +1814,18 @@ def _run_nodes(ctx, nodes, source: str, x: np.ndarray):
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
-    constants = {name: ctx.constants[name] for n in nodes for name in n.input if name in ctx.constants}
+    constants = {
+        name: ctx.constants[name] for n in nodes for name in n.input if name in ctx.constants
+    }
     graph = helper.make_graph(
         list(nodes),
         "probe",
         [helper.make_tensor_value_info(source, TensorProto.FLOAT, x.shape)],
         [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-        [helper.make_tensor(name, _onnx_type(v), v.shape, v.flatten().tolist())
-         for name, v in constants.items()],
+        [
+            helper.make_tensor(name, _onnx_type(v), v.shape, v.flatten().tolist())
+            for name, v in constants.items()
+        ],
     )
     try:
         model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
@@ -1765,7 +1842,7 @@ def _normalisation(x, y, channel: int, constants, grouped: bool):
     samples, channels = x.shape[0], x.shape[-1]
     scalars = [float(np.asarray(c).reshape(-1)[0]) for c in constants if np.asarray(c).size == 1]
     epsilons = [value for value in scalars if 0 < value < 0.1]
-    candidates = []
+    candidates: list[tuple[str, int | None]] = []
     if not grouped:
         candidates.append(("layer_norm", None))
     if x.ndim > 2:
@@ -1785,7 +1862,9 @@ def _normalisation(x, y, channel: int, constants, grouped: bool):
             if fit is None:
                 continue
             gamma, beta = fit
-            return _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, constants)
+            return _normalisation_layer(
+                layer_type, groups, channels, epsilon, gamma, beta, constants
+            )
     return None
 
 
@@ -1805,7 +1884,9 @@ def _per_channel_fit(normal, y):
 
 def _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, constants):
     """The spec layer, its fields and tensors; gamma and beta read from the graph's own constants."""
-    vectors = [np.asarray(c, np.float32).reshape(-1) for c in constants if np.asarray(c).size == channels]
+    vectors = [
+        np.asarray(c, np.float32).reshape(-1) for c in constants if np.asarray(c).size == channels
+    ]
 
     def exact(fitted, fill):
         for vector in vectors:
@@ -1839,7 +1920,11 @@ def _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, con
         }
     if groups == channels:
         return "instance_norm", {**fields, **({"affine": True} if affine else {})}, tensors
-    return "group_norm", {"groups": groups, **fields, **({} if affine else {"affine": False})}, tensors
+    return (
+        "group_norm",
+        {"groups": groups, **fields, **({} if affine else {"affine": False})},
+        tensors,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1897,8 +1982,9 @@ def _repeat_upsample(ctx, node) -> bool:
             ):
                 continue
             factors = [n // shape[a] for n, a in zip(sizes, spatial)]
-            if max(factors) >= 2 and _repeats(ctx, node, end, source, shape, factors, spatial,
-                                              channel, out_channel):
+            if max(factors) >= 2 and _repeats(
+                ctx, node, end, source, shape, factors, spatial, channel, out_channel
+            ):
                 ctx.add(end, "upsample", [source], layout, scale_factor=compact(factors))
                 ctx.builder.rewrite(
                     _readable(end), "cells repeated by data movement", "upsample (nearest)"
@@ -2045,7 +2131,9 @@ def _walk(proto):
     folded = {
         node.output[0]
         for node in graph.node
-        if node.op_type != "Constant" and node.output[0] not in shape_only and _fold_constant(ctx, node)
+        if node.op_type != "Constant"
+        and node.output[0] not in shape_only
+        and _fold_constant(ctx, node)
     }  # first, so that a pattern sees every constant it reads
     for node in graph.node:
         if (
