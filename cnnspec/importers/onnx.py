@@ -394,28 +394,33 @@ def _conv_transpose(ctx, node, attrs):
             "conv_transpose with explicit symmetric pads",
         )
     pads = list(attrs.get("pads", [0] * (2 * rank)))
-    if pads[:rank] != pads[rank:]:
-        raise refuse(
-            FRAMEWORK, _where(node), f"asymmetric pads {pads}", "symmetric pads (PyTorch's padding)"
-        )
+    symmetric = [min(before, after) for before, after in zip(pads[:rank], pads[rank:])]
+    extra = [(b - m, a - m) for b, a, m in zip(pads[:rank], pads[rank:], symmetric)]
     output_padding = compact(attrs.get("output_padding", [0] * rank))
     tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
+    full = node.output[0] + "__uncropped" if any(any(pair) for pair in extra) else None
     ctx.add(
         node,
         f"conv_transpose{rank}d",
         [node.input[0]],
         FIRST,
         tensors,
+        output=full,
         **_fields(
             filters=weight.shape[1],
             kernel_size=compact(weight.shape[2:]),
             stride=compact(attrs.get("strides", [1] * rank)),
-            padding=compact(pads[:rank]),
+            padding=compact(symmetric),
             dilation=compact(attrs.get("dilations", [1] * rank)),
             bias=bias is not None,
             **({"output_padding": output_padding} if output_padding else {}),
         ),
     )
+    if full is not None:  # pads that differ per side (tf2onnx's 'same'): the rest is a crop
+        ctx.builder.rewrite(
+            _readable(node), f"ConvTranspose pads {pads}", f"padding {symmetric}, then a crop"
+        )
+        ctx.add(node, f"crop{rank}d", [full], FIRST, cropping=compact_padding(extra))
 
 
 def _batch_norm(ctx, node, attrs):
