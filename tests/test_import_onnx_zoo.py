@@ -392,6 +392,42 @@ def test_keras_flatten_then_dense_and_norm_keep_their_order():
     assert types_of(spec) == ["conv2d", "flatten", "batch_norm", "layer_norm", "dense"]
 
 
+def test_keras_1d_layers_and_same_transposed_conv_import_from_tf2onnx():
+    """tf2onnx runs Keras' 1-D layers as 2-D ones on a map with an added axis (ExpandDims ... Squeeze),
+    and writes a 'same' transposed convolution with pads that differ per side."""
+    import_frameworks()
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((20, 3))
+    x = layers.Conv1D(4, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = layers.MaxPooling1D(2, name="mp")(x)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.Conv1D(5, 3, strides=2, name="c2")(x)
+    x = layers.AveragePooling1D(2, name="ap")(x)
+    x = layers.UpSampling1D(2, name="up")(x)
+    outputs = layers.GlobalAveragePooling1D(name="gap")(x)
+    spec = check(
+        keras_onnx(keras.Model(inputs, outputs), (20, 3)), sample((3, 20)), channels_last=True
+    )
+    names = {layer.name: layer.type for layer in spec.layers}
+    expected = {
+        "c1": "conv1d",
+        "mp": "max_pool1d",
+        "c2": "conv1d",
+        "ap": "avg_pool1d",
+        "up": "upsample",
+    }
+    assert all(names.get(name) == kind for name, kind in expected.items()), list(names.items())
+
+    inputs = keras.Input((6, 6, 3))
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(inputs)
+    spec = check(
+        keras_onnx(keras.Model(inputs, x), (6, 6, 3)), sample((3, 6, 6)), channels_last=True
+    )
+    assert types_of(spec) == ["conv_transpose2d", "crop2d"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Negative controls
 # ------------------------------------------------------------------------------------------------

@@ -41,13 +41,21 @@ EXPANDED = "expanded"
 
 
 class _Tensor:
-    """A graph value that is a spec layer's output: its spec name, layout, and for flat values the
-    channels-last shape it was flattened from (None when flattened channels-first)."""
+    """A graph value that is a spec layer's output: its spec name, layout, for flat values the
+    channels-last shape it was flattened from (None when flattened channels-first), and for a 1-D
+    feature map given a singleton axis (tf2onnx runs Keras' 1-D layers as 2-D ones) that axis."""
 
-    def __init__(self, name: str, layout: str, flattened_last: tuple | None = None):
+    def __init__(
+        self,
+        name: str,
+        layout: str,
+        flattened_last: tuple | None = None,
+        lifted: int | None = None,
+    ):
         self.name = name
         self.layout = layout
         self.flattened_last = flattened_last
+        self.lifted = lifted
 
 
 class _Context:
@@ -188,6 +196,7 @@ class _Context:
         tensors: dict | None = None,
         flattened_last: tuple | None = None,
         output: str | None = None,
+        lifted: int | None = None,
         **fields,
     ) -> str:
         original = _readable(node)
@@ -200,7 +209,10 @@ class _Context:
         )
         output = output or node.output[0]
         self._fill_shape(layer_type, inputs, output, layout, fields)
-        self.values[output] = _Tensor(name, layout, flattened_last)
+        if lifted is None and layer_type in SHAPE_KEEPING:
+            lifts = {self.values[i].lifted for i in inputs if i in self.values}
+            lifted = lifts.pop() if len(lifts) == 1 else None
+        self.values[output] = _Tensor(name, layout, flattened_last, lifted)
         self.produced[name] = (output, layout)
         if tensors:
             self.tensors[name] = tensors
@@ -236,7 +248,10 @@ class _Context:
     ) -> None:
         value = self.value(source)
         alias = _Tensor(
-            value.name, layout or value.layout, flattened_last if layout else value.flattened_last
+            value.name,
+            layout or value.layout,
+            flattened_last if layout else value.flattened_last,
+            value.lifted,
         )
         self.values[node.output[0]] = alias
         if value.name in self.produced and alias.layout != EXPANDED:
@@ -343,6 +358,11 @@ def _fields(**values) -> dict[str, Any]:
 def _conv(ctx, node, attrs):
     _require(ctx, node.input[0], FIRST, "Conv")
     weight = ctx.constant(node.input[1], "weight")
+    attrs, lift = _unlifted(ctx, node, attrs, node.input[0])
+    if lift is not None:
+        if weight.shape[lift] != 1:
+            raise refuse(FRAMEWORK, _where(node), "a kernel longer than 1 along the added axis")
+        weight = np.squeeze(weight, axis=lift)
     bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
     rank = weight.ndim - 2
     group = attrs.get("group", 1)
@@ -373,6 +393,7 @@ def _conv(ctx, node, attrs):
         [node.input[0]],
         FIRST,
         tensors,
+        lifted=lift,
         **_fields(filters=weight.shape[0], groups=group, **common),
     )
 
@@ -537,6 +558,7 @@ def _pool(kind: str):
             padding = compact_padding(pairs)
         else:
             _require(ctx, source, FIRST, node.op_type)
+        attrs, lift = _unlifted(ctx, node, attrs, source)
         kernel = list(attrs["kernel_shape"])
         rank = len(kernel)
         if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
@@ -556,7 +578,7 @@ def _pool(kind: str):
             and not attrs.get("count_include_pad", 0)
         ):
             fields["count_include_pad"] = False
-        ctx.add(node, f"{kind}_pool{rank}d", [source], FIRST, **fields)
+        ctx.add(node, f"{kind}_pool{rank}d", [source], FIRST, lifted=lift, **fields)
 
     return handler
 
@@ -927,6 +949,8 @@ def _transpose(ctx, node, attrs):
             f"Transpose {perm} of a {value.layout} tensor",
             "only the layout changes NHWC <-> NCHW that tf2onnx inserts are supported",
         )
+    if value.lifted is not None:  # the added axis of a 1-D map moves with the others
+        ctx.values[node.output[0]].lifted = perm.index(value.lifted)
 
 
 def _pad(ctx, node, attrs):
@@ -1700,8 +1724,73 @@ def _expand(ctx, node) -> bool:
     return True
 
 
+def _axes_input(ctx, node, attrs) -> list[int] | None:
+    if "axes" in attrs:
+        return list(attrs["axes"])
+    if len(node.input) > 1 and node.input[1] in ctx.constants:
+        return [int(a) for a in np.asarray(ctx.constants[node.input[1]]).reshape(-1)]
+    return None
+
+
+def _lift(ctx, node, attrs) -> bool:
+    """A 1-D feature map given a singleton spatial axis (tf2onnx's ExpandDims before a 2-D op)."""
+    value = ctx.values.get(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    axes = _axes_input(ctx, node, attrs)
+    if value is None or value.layout not in (FIRST, LAST) or value.lifted is not None:
+        return False
+    if not shape or len(shape) != 3 or axes is None or len(axes) != 1:
+        return False
+    axis = axes[0] % 4
+    if axis not in ((2, 3) if value.layout == FIRST else (1, 2)):
+        return False  # the channels must stay where the layout has them
+    ctx.alias(node, node.input[0])
+    ctx.values[node.output[0]].lifted = axis
+    return True
+
+
+def _squeeze(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    axes = _axes_input(ctx, node, attrs)
+    rank = len(ctx.shapes.get(node.input[0]) or ())
+    if value.lifted is None or axes is None or [a % max(rank, 1) for a in axes] != [value.lifted]:
+        raise refuse(
+            FRAMEWORK,
+            _where(node),
+            f"Squeeze of axes {axes}",
+            "only the singleton axis a 1-D layer was run with in 2-D",
+        )
+    ctx.alias(node, node.input[0])
+    ctx.values[node.output[0]].lifted = None
+
+
+def _unlifted(ctx, node, attrs: dict, source: str) -> tuple[dict, int | None]:
+    """The attributes of a 2-D op run on a lifted 1-D map, without the singleton axis."""
+    value = ctx.values.get(source)
+    lift = None if value is None else value.lifted
+    if lift is None:
+        return attrs, None
+    if value is None or value.layout != FIRST:
+        raise refuse(FRAMEWORK, _where(node), f"{node.op_type} of a lifted channels-last map")
+    axis, attrs = lift - 2, dict(attrs)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in attrs:
+            values = list(attrs[key])
+            if values[axis] != 1:
+                raise refuse(
+                    FRAMEWORK, _where(node), f"{key} {values} along the 1-D map's added axis"
+                )
+            attrs[key] = values[:axis] + values[axis + 1 :]
+    if "pads" in attrs:
+        pads, half = list(attrs["pads"]), len(attrs["pads"]) // 2
+        if pads[axis] or pads[axis + half]:
+            raise refuse(FRAMEWORK, _where(node), f"pads {pads} along the 1-D map's added axis")
+        attrs["pads"] = [p for i, p in enumerate(pads) if i not in (axis, axis + half)]
+    return attrs, lift
+
+
 def _unsqueeze(ctx, node, attrs):
-    if not _expand(ctx, node):
+    if not _expand(ctx, node) and not _lift(ctx, node, attrs):
         raise refuse(
             FRAMEWORK,
             _where(node),
@@ -2068,6 +2157,7 @@ ONNX_OPS: dict[str, Handler] = {
     "InstanceNormalization": _instance_norm,
     "LayerNormalization": _layer_norm,
     "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
 }
 
 
@@ -2304,10 +2394,13 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, verify)
         values = X.run_onnx(original_path, feed)
         by_name = dict(zip([output.name for output in proto.graph.output], values))
         original_first = {}
+        shapes = {layer.name: layer.output_shape for layer in plan.layers}
         for name, (value, value_layout) in ctx_values.items():
             array = by_name[value]
             if value_layout == LAST and array.ndim > 2:
                 array = np.moveaxis(array, -1, 1)
+            if name in shapes and array.ndim != len(shapes[name]) + 1:
+                array = array.reshape(array.shape[0], *shapes[name])  # a 1-D map run in 2-D
             original_first[name] = array
         names = [layer.name for layer in plan.layers]
         if _is_torch(converted):
