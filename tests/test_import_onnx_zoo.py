@@ -317,6 +317,30 @@ def test_padding_norms_crop_and_resize_import():
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "factory,shape",
+    [
+        (ConvNeXtTiny, (3, 16, 16)),
+        (EfficientNetLike, (3, 16, 16)),
+        (MobileNetV3Like, (3, 16, 16)),
+        (ShuffleNetLike, (3, 12, 12)),
+        (Segmenter, (3, 9, 8)),
+    ],
+)
+def test_dynamo_exports_import(factory, shape):
+    """torch.onnx's dynamo exporter spells the same blocks with other nodes (no node names, its own
+    decompositions); they import to the same layer types."""
+    module = factory().eval()
+    randomize(module, 0)
+    with quiet_warnings(), torch.no_grad():
+        program = torch.onnx.export(
+            module, (torch.zeros(2, *shape),), dynamo=True, opset_version=18, input_names=["input"]
+        )
+    legacy = types_of(import_onnx(torch_onnx(factory(), shape)).spec)
+    assert types_of(check(program.model_proto, sample(shape))) == legacy
+
+
 # ------------------------------------------------------------------------------------------------
 # tf2onnx
 # ------------------------------------------------------------------------------------------------
