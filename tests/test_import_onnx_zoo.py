@@ -452,6 +452,30 @@ def test_keras_1d_layers_and_same_transposed_conv_import_from_tf2onnx():
     assert types_of(spec) == ["conv_transpose2d", "crop2d"]
 
 
+def test_tf2onnx_graph_with_a_channels_first_input_imports():
+    """tf2onnx's inputs_as_nchw gives the graph an NCHW input (its Transpose optimised into the first
+    convolution); the input's layout is read from the op that reads it, not from the exporter."""
+    import_frameworks()
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, name="conv")(inputs)
+    x = layers.Flatten(name="flat")(layers.ReLU(name="relu")(x))
+    model = keras.Model(inputs, layers.Dense(3, name="fc")(x))
+    randomize(model, 0)
+    signature = (tf.TensorSpec((None, 8, 8, 3), tf.float32, name="input"),)
+    with quiet_warnings():
+        proto, _ = tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=18, inputs_as_nchw=["input"]
+        )
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][1:] == [3, 8, 8]
+    spec = check(proto, sample((3, 8, 8)))
+    assert types_of(spec) == ["conv2d", "relu", "flatten", "dense"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Negative controls
 # ------------------------------------------------------------------------------------------------

@@ -7,6 +7,15 @@ pair is an alias, an element-wise op works in either layout, and a dense layer a
 channels-last flatten gets its rows put in the spec's channels-first order.  One handler per ONNX
 op type in :data:`ONNX_OPS`.  Node names become layer names (``/layer1/layer1.0/conv1/Conv`` ->
 ``layer1_0_conv1``, the node name kept in ``source``).
+
+Before the per-op handlers, patterns the exporters write as several nodes are tried, each checked
+on data rather than on node names: point-wise functions (GELU, SiLU, hard swish, ``x * a + b`` ...,
+:func:`_pointwise_function`), normalisations written with their mean and variance
+(:func:`_moments`) and nearest upsampling written as data movement (:func:`_repeat_upsample`) are
+evaluated with onnx's reference evaluator on probe inputs and compared with each candidate layer;
+torch's GroupNorm and channel-shuffle node chains, Keras' Dense on a map (Tensordot) and 1-D
+layers run in 2-D are matched structurally.  Shapes torch.onnx computes from ``Shape`` nodes are
+inferred with the batch fixed (:meth:`_Context._infer_through_shapes`).
 """
 
 from __future__ import annotations
@@ -1836,7 +1845,8 @@ def _moments(ctx, node) -> bool:
     if value is None or value.layout not in (FIRST, LAST, FLAT) or not shape or None in shape[1:]:
         return False
     split = node.output[0] if node.op_type == "Reshape" else source
-    region, values = [node] if node.op_type == "Reshape" else [], {split}
+    region = [node] if node.op_type == "Reshape" else []
+    values = {split}
     nodes = ctx.proto.graph.node
     first = ctx.position[node.output[0]]
     for candidate in nodes[first : first + REGION_REACH]:
@@ -2313,27 +2323,36 @@ def _fold_constant(ctx, node) -> bool:
     return True
 
 
+#: ONNX ops that read their input as channels first.
+CHANNELS_FIRST_OPS = {
+    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "BatchNormalization", "InstanceNormalization",
+}  # fmt: skip
+
+
 def _input_layout(proto, input_name) -> str:
-    """Channels last for tf2onnx (Keras' layout) or when the input's only consumers are NHWC -> NCHW
-    Transposes (tf2onnx's pattern)."""
+    """The input's layout: channels first when a channels-first op reads it; what its consumers
+    convert it to when they are all layout Transposes (NHWC -> NCHW: channels last; NCHW -> NHWC,
+    tf2onnx's ``inputs_as_nchw``: channels first); else the exporter's own (tf2onnx: Keras'
+    channels last; torch.onnx and others: channels first)."""
     from onnx import helper
 
-    if proto.producer_name.startswith("tf2onnx"):
-        return LAST
-    if proto.producer_name == "pytorch":
-        return FIRST
-    graph = proto.graph
-    consumers = [node for node in graph.node if input_name in node.input]
-    for node in consumers:
-        if node.op_type != "Transpose":
+    consumers = [node for node in proto.graph.node if input_name in node.input]
+    perms = [
+        list(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), []))
+        if node.op_type == "Transpose"
+        else None
+        for node in consumers
+    ]
+    if any(node.op_type in CHANNELS_FIRST_OPS for node in consumers):
+        return FIRST  # e.g. tf2onnx with inputs_as_nchw, its input's Transpose optimised away
+    rank = len(perms[0]) if perms and perms[0] else 0
+    if consumers and rank > 3:  # (0, 2, 1) reads both ways: a 1-D input's layout is the exporter's
+        if all(perm == [0, rank - 1, *range(1, rank - 1)] for perm in perms):
+            return LAST
+        if all(perm == [0, *range(2, rank), 1] for perm in perms):
             return FIRST
-        perm = list(
-            next((helper.get_attribute_value(a) for a in node.attribute if a.name == "perm"), [])
-        )
-        rank = len(perm)
-        if perm != [0, rank - 1, *range(1, rank - 1)]:
-            return FIRST
-    return LAST if consumers else FIRST
+    return LAST if proto.producer_name.startswith("tf2onnx") else FIRST
 
 
 def onnx_tensors(path_or_model, plan) -> dict:
