@@ -108,3 +108,67 @@ def test_torch_onnx_export_of_every_example_imports(definition, number):
     ]
     layer_type, types = example.layers[-1]["type"], {layer.type for layer in spec.layers}
     assert layer_type in types | VANISH or RENDERED_AS.get(layer_type, set()) & types, sorted(types)
+
+
+#: Examples whose Keras model tf2onnx writes as generic arithmetic: cnnspec's own Keras helpers for what
+#: Keras has no layer for (Resize modes, uneven adaptive pools, reflect/replicate padding: gathers and
+#: matrix products), Keras' Conv1DTranspose (its output size computed at run time) and a 3-D 'same'
+#: average pool (a division by a map of counts).
+NOT_IMPORTED_TF2ONNX = {
+    "conv_transpose1d-0",
+    "avg_pool3d-4",
+    "adaptive_avg_pool-0",
+    "adaptive_max_pool-1",
+    "adaptive_avg_pool-4",
+    "adaptive_max_pool-5",
+    "adaptive_avg_pool-6",
+    "pad2d-1",
+    "pad3d-5",
+    *(f"resize-{number}" for number in (1, 2, 4, 5, 6, 7, 8, 9)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize(("definition", "number"), CASES)
+def test_tf2onnx_export_of_every_example_imports(definition, number):
+    """The same over Keras: the example's Keras model, converted by tf2onnx (its default optimisers)."""
+    from cnnspec.verifier.onnx_export import import_frameworks
+    from cnnspec.weights.transfer import flat_permutation
+
+    import_frameworks()
+    import tensorflow as tf
+    import tf2onnx
+
+    example = definition.examples[number]
+    case = f"{example.layers[-1]['type']}-{number}"
+    plan = resolve(example.spec())
+    keras_model = cnnspec.build(example.spec(), "keras")
+    randomize(keras_model, 1)
+    shape_last = (*plan.input_shape[1:], plan.input_shape[0])
+    signature = (tf.TensorSpec((None, *shape_last), tf.float32, name="input"),)
+    with quiet_warnings():
+        proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=18)
+    if case in NOT_IMPORTED_TF2ONNX:
+        with pytest.raises(UnsupportedModel):
+            import_onnx(proto)
+        return
+    spec = import_onnx(proto).spec
+    x = (np.random.default_rng(number).normal(size=(2, *plan.input_shape)) * 2).astype(np.float32)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": np.ascontiguousarray(np.moveaxis(x, 1, -1))})[0]
+    model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(proto, model, spec)
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)).numpy()
+    last = resolve(spec).layers[-1]
+    if got.ndim > 2:
+        got = np.moveaxis(got, 1, -1)
+    elif last.flat_segments is not None:
+        got = got[:, flat_permutation(last.flat_segments)]  # the spec's flat order -> Keras'
+    assert got.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert float(np.abs(got - expected).max()) <= 1e-4 * scale, [
+        layer.type for layer in spec.layers
+    ]

@@ -554,8 +554,18 @@ def _softmax(ctx, node, attrs):
 def _prelu(ctx, node, attrs):
     slope = ctx.constant(node.input[1], "slope").reshape(-1)
     fields = {} if slope.size > 1 else {"per_channel": False}
+    value = ctx.value(node.input[0])
+    tensors = (
+        _flat_order(ctx, node.input[0], {"alpha": slope}) if slope.size > 1 else {"alpha": slope}
+    )
     ctx.add(
-        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
+        node,
+        "prelu",
+        [node.input[0]],
+        value.layout,
+        tensors,
+        flattened_last=value.flattened_last,
+        **fields,
     )
 
 
@@ -1316,7 +1326,11 @@ def _pointwise_function(ctx, node) -> bool:
         if found is None:
             continue
         layer_type, fields = found
-        tensors = {"alpha": fields.pop("alpha")} if layer_type == "prelu" else None
+        tensors = (
+            _flat_order(ctx, source, {"alpha": fields.pop("alpha")})
+            if layer_type == "prelu"
+            else None
+        )
         if layer_type == "rescale" and value.layout == FLAT and isinstance(fields["scale"], list):
             # per-feature constants on flat features: the spec writes them as an inference batch_norm
             channels = len(fields["scale"])
