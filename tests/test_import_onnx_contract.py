@@ -6,7 +6,11 @@ file.  The reference is onnxruntime running the exported file, never cnnspec.
 The examples that do not import are pinned in ``NOT_IMPORTED`` (the list may only shrink): they are
 layers PyTorch has no exportable op for, which cnnspec's generated PyTorch writes as generic
 arithmetic (uneven adaptive pools as a sum of windows, nearest-exact and 1-D bicubic resizes as
-index and matrix products); a hand-written model cannot export them either.
+index and matrix products); a hand-written model cannot export them either.  A pinned example must
+still be refused with a located error, never imported as a wrong model.
+
+The same over Keras (slow): each example's Keras model converted by tf2onnx, compared in Keras'
+layout; pinned in ``NOT_IMPORTED_TF2ONNX``.
 """
 
 from __future__ import annotations
