@@ -452,6 +452,27 @@ def test_keras_1d_layers_and_same_transposed_conv_import_from_tf2onnx():
     assert types_of(spec) == ["conv_transpose2d", "crop2d"]
 
 
+def test_keras_squeeze_excite_with_convolutions_imports():
+    """EfficientNet's squeeze-excite: global pool, Reshape((1, 1, C)), 1x1 convolutions, multiply --
+    the Reshape is the pool's keepdims (an exact rewrite, listed)."""
+    import_frameworks()
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 6))
+    x = layers.Conv2D(6, 3, padding="same", activation="swish", name="conv")(inputs)
+    gate = layers.GlobalAveragePooling2D(name="se_squeeze")(x)
+    gate = layers.Reshape((1, 1, 6), name="se_reshape")(gate)
+    gate = layers.Conv2D(2, 1, activation="swish", name="se_reduce")(gate)
+    gate = layers.Conv2D(6, 1, activation="sigmoid", name="se_expand")(gate)
+    outputs = layers.Multiply(name="se_excite")([x, gate])
+    proto = keras_onnx(keras.Model(inputs, outputs), (8, 8, 6))
+    spec = check(proto, sample((6, 8, 8)), channels_last=True)
+    squeeze = next(layer for layer in spec.layers if layer.name == "se_squeeze")
+    assert squeeze.keepdims is True
+    assert any("keepdims" in rewrite.became for rewrite in import_onnx(proto).rewrites)
+
+
 def test_tf2onnx_graph_with_a_channels_first_input_imports():
     """tf2onnx's inputs_as_nchw gives the graph an NCHW input (its Transpose optimised into the first
     convolution); the input's layout is read from the op that reads it, not from the exporter."""

@@ -105,6 +105,7 @@ class _Context:
         self.consumed: set[str] = set()  # first outputs of nodes a pattern already read
         self.produced: dict[str, tuple[str, str]] = {}  # spec layer -> (ONNX value, its layout)
         self.node = None
+        self.input_rank = 0
         self._infer_through_shapes()
 
     def _read_shapes(self, graph) -> None:
@@ -1743,6 +1744,20 @@ def _expand(ctx, node) -> bool:
         return False
     if channels != [1] and channels[0] not in (out[1], out[-1]):
         return False
+    layer = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        value.layout == FLAT
+        and layer is not None
+        and layer["name"] == value.name
+        and layer["type"] in ("global_avg_pool", "global_max_pool")
+        and ctx.consumers.get(node.input[0], 0) == 1
+        and len(out) == ctx.input_rank
+    ):
+        # Keras' Reshape((1, 1, C)) after a global pool (EfficientNet's squeeze-excite): keepdims
+        layer["keepdims"] = True
+        ctx.builder.rewrite(_readable(node), "Reshape to (1, 1, C) after a global pool", "keepdims")
+        ctx.alias(node, node.input[0], FIRST if out[1] == channels[0] else LAST)
+        return True
     ctx.alias(node, node.input[0], EXPANDED)
     return True
 
@@ -2243,6 +2258,7 @@ def _walk(proto):
         )
     layout = _input_layout(proto, input_name)
     ctx.values[input_name] = _Tensor("input", layout)
+    ctx.input_rank = len(shape)
     channels, size = (
         (shape[1], list(shape[2:])) if layout == FIRST else (shape[-1], list(shape[1:-1]))
     )
