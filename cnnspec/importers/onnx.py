@@ -271,11 +271,27 @@ class _Context:
 def _readable(node) -> str:
     """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``; other names are kept as they are."""
     name = node.name or f"{node.op_type.lower()}_{node.output[0]}"
+    if name.startswith(f"{node.op_type}__") and name[len(node.op_type) + 2 :].isdigit():
+        # tf2onnx's optimiser renamed the node (Conv__17); its weights keep the Keras layer's scope
+        for weight in node.input[1:]:
+            keras_name = _keras_scope(weight)
+            if keras_name:
+                return keras_name
+    return _keras_scope(name) or _torch_path(node, name)
+
+
+def _keras_scope(name: str) -> str | None:
+    """``model_1/layer_1/op`` -> ``layer`` (tf2onnx; Keras 3 names each call's scope with a _1)."""
     parts = [part for part in name.strip("/").split("/") if part]
     if len(parts) >= 3 and (
         parts[0].startswith(("functional", "model", "sequential")) or parts[0].endswith("_1")
-    ):  # tf2onnx: model_1/layer_1/op (Keras 3 names each call's scope with a _1)
+    ):
         return parts[1].removesuffix("_1")
+    return None
+
+
+def _torch_path(node, name: str) -> str:
+    parts = [part for part in name.strip("/").split("/") if part]
     if len(parts) > 1 and parts[-1].split("_")[0] == node.op_type:
         parts = parts[:-1]
     path = parts[0] if parts else node.op_type.lower()
