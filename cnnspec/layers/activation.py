@@ -657,8 +657,18 @@ def _onnx_softmax(ctx, node, attrs):
 def _onnx_prelu(ctx, node, attrs):
     slope = ctx.constant(node.input[1], "slope").reshape(-1)
     fields = {} if slope.size > 1 else {"per_channel": False}
+    value = ctx.value(node.input[0])
+    tensors = (
+        OI.flat_order(ctx, node.input[0], {"alpha": slope}) if slope.size > 1 else {"alpha": slope}
+    )
     ctx.add(
-        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
+        node,
+        "prelu",
+        [node.input[0]],
+        value.layout,
+        tensors,
+        flattened_last=value.flattened_last,
+        **fields,
     )
 
 
