@@ -711,42 +711,6 @@ def _points() -> np.ndarray:
     return np.concatenate([np.linspace(-8, 8, 321), [-40.0, -20.0, 20.0, 40.0, 1e-3, -1e-3]])
 
 
-def _sigmoid(t):
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-t))
-
-
-def _erf(t):
-    from math import erf
-
-    import numpy as np
-
-    return np.vectorize(erf)(t)
-
-
-def _functions() -> list[tuple[str, dict[str, Any], Callable[[np.ndarray], np.ndarray]]]:
-    """Candidate layer type (and fields) -> the function it computes, in float64."""
-    import numpy as np
-
-    return [
-        ("gelu", {}, lambda t: 0.5 * t * (1.0 + _erf(t / np.sqrt(2.0)))),
-        (
-            "gelu",
-            {"approximate": "tanh"},
-            lambda t: 0.5 * t * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (t + 0.044715 * t**3))),
-        ),
-        ("silu", {}, lambda t: t * _sigmoid(t)),
-        ("hard_swish", {}, lambda t: t * np.clip(t / 6.0 + 0.5, 0.0, 1.0)),
-        ("hard_sigmoid", {}, lambda t: np.clip(t / 6.0 + 0.5, 0.0, 1.0)),
-        ("relu6", {}, lambda t: np.clip(t, 0.0, 6.0)),
-        ("relu", {}, lambda t: np.maximum(t, 0.0)),
-        ("sigmoid", {}, _sigmoid),
-        ("tanh", {}, np.tanh),
-        ("elu", {}, lambda t: np.where(t > 0, t, np.expm1(np.minimum(t, 0.0)))),
-    ]
-
-
 #: How far after its first node a point-wise function's nodes are looked for.
 REGION_REACH = 64
 
@@ -824,34 +788,28 @@ def _onnx_type(value) -> int:
     return helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
 
 
-def _recognise(y) -> tuple[str, dict[str, Any]] | None:
-    """The layer a (points, channels) table of values computes, if one computes it exactly."""
+def probe_index(t, value: float) -> int:
+    """The row of the probe points ``t`` nearest ``value`` (0, 1 and -1 are among them)."""
     import numpy as np
 
+    return int(np.argmin(np.abs(t[:, 0] - value)))
+
+
+def _recognise(y) -> tuple[str, dict[str, Any]] | None:
+    """The layer a (points, channels) table of values computes, if one computes it exactly: each
+    definition's ``onnx_function`` hook (an exact function), then its ``onnx_fit`` hook (parameters
+    fitted to the values), in the registry's order."""
+    import numpy as np
+
+    from cnnspec.layers import REGISTRY
+
     t = _points().astype(np.float32).astype(np.float64)[:, None]
-    for layer_type, fields, function in _functions():
-        if close(y, function(t)):
-            return layer_type, dict(fields)
-    at = {value: int(np.argmin(np.abs(_points() - value))) for value in (0.0, 1.0, -1.0)}
-    offset = y[at[0.0]]
-    if not np.all(np.abs(_points()[at[0.0]]) < 1e-12):
-        return None
-    slope = y[at[1.0]] - offset
-    if close(y, slope * t + offset):
-        if np.all(offset == 0) and np.all(slope == slope[0]):
-            return "scale", {"factor": number(slope[0])}
-        scale = number(slope[0]) if np.all(slope == slope[0]) else [number(v) for v in slope]
-        shift = number(offset[0]) if np.all(offset == offset[0]) else [number(v) for v in offset]
-        return "rescale", {"scale": scale, **({"offset": shift} if shift != 0 else {})}
-    negative = -y[at[-1.0]]  # max(t, 0) + a * min(t, 0) at t = -1
-    if close(y, np.maximum(t, 0) + negative * np.minimum(t, 0)) and np.all(negative >= 0):
-        if np.all(negative == negative[0]):
-            return "leaky_relu", {"negative_slope": number(negative[0])}
-        return "prelu", {"alpha": negative.astype(np.float32)}
-    alpha = y[at[-1.0]] / np.expm1(-1.0)
-    if np.all(alpha == alpha[0]) and alpha[0] > 0:
-        if close(y, np.where(t > 0, t, alpha[0] * np.expm1(np.minimum(t, 0.0)))):
-            return "elu", {"alpha": number(alpha[0])}
+    for hook in ("onnx_function", "onnx_fit"):
+        for layer_type in REGISTRY.types():
+            read = REGISTRY.hook(hook, layer_type)
+            fields = None if read is None else read(t, y)
+            if fields is not None:
+                return layer_type, fields
     return None
 
 
@@ -896,11 +854,8 @@ def _pointwise_function(ctx, node) -> bool:
         if found is None:
             continue
         layer_type, fields = found
-        tensors = (
-            flat_order(ctx, source, {"alpha": fields.pop("alpha")})
-            if layer_type == "prelu"
-            else None
-        )
+        weights = {key: fields.pop(key) for key, v in list(fields.items()) if hasattr(v, "shape")}
+        tensors = flat_order(ctx, source, weights) if weights else None
         if layer_type == "rescale" and value.layout == FLAT and isinstance(fields["scale"], list):
             # per-feature constants on flat features: the spec writes them as an inference batch_norm
             channels = len(fields["scale"])
