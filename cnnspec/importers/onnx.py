@@ -1066,8 +1066,12 @@ def _per_channel_fit(normal, y):
 
 
 def _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, constants):
-    """The spec layer, its fields and tensors; gamma and beta read from the graph's own constants."""
+    """The spec layer, its fields and tensors; gamma and beta read from the graph's own constants
+    (None where they are the fill a layer without them has), written by the type's
+    ``onnx_moments`` hook."""
     import numpy as np
+
+    from cnnspec.layers import REGISTRY
 
     vectors = [
         np.asarray(c, np.float32).reshape(-1) for c in constants if np.asarray(c).size == channels
@@ -1086,30 +1090,9 @@ def _normalisation_layer(layer_type, groups, channels, epsilon, gamma, beta, con
     default = 1e-5
     if abs(epsilon - default) > 1e-6 * default:
         fields["epsilon"] = number(epsilon)
-    tensors: dict[str, np.ndarray] = {}
-    if layer_type == "layer_norm":
-        if scale is None:
-            fields["scale"] = False
-        else:
-            tensors["gamma"] = scale
-        if offset is None:
-            fields["center"] = False
-        else:
-            tensors["beta"] = offset
-        return layer_type, fields, tensors
-    affine = scale is not None or offset is not None
-    if affine:
-        tensors = {
-            "gamma": scale if scale is not None else np.ones(channels, np.float32),
-            "beta": offset if offset is not None else np.zeros(channels, np.float32),
-        }
-    if groups == channels:
-        return "instance_norm", {**fields, **({"affine": True} if affine else {})}, tensors
-    return (
-        "group_norm",
-        {"groups": groups, **fields, **({} if affine else {"affine": False})},
-        tensors,
-    )
+    written = REGISTRY.hook("onnx_moments", layer_type)
+    assert written is not None, layer_type  # the candidates are types with the hook
+    return written(groups, channels, scale, offset, fields)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -327,3 +327,25 @@ def onnx_group_norm_chain(ctx, node) -> bool:
 
 
 REGISTRY.reads("onnx", "InstanceNormalization", by="instance_norm")(_onnx_instance_norm)
+
+
+@REGISTRY.attach("onnx_moments", "group_norm")
+def _onnx_group_norm_moments(groups, channels, gamma, beta, fields):
+    """ONNX nodes normalising groups of channels over every position by their mean and variance:
+    group_norm, or instance_norm with one channel per group; affine when either vector is there."""
+    import numpy as np
+
+    affine = gamma is not None or beta is not None
+    tensors = {}
+    if affine:
+        tensors = {
+            "gamma": gamma if gamma is not None else np.ones(channels, np.float32),
+            "beta": beta if beta is not None else np.zeros(channels, np.float32),
+        }
+    if groups == channels:
+        return "instance_norm", {**fields, **({"affine": True} if affine else {})}, tensors
+    return (
+        "group_norm",
+        {"groups": groups, **fields, **({} if affine else {"affine": False})},
+        tensors,
+    )

@@ -281,3 +281,12 @@ def _onnx_layer_norm(ctx, node, attrs):
 
 
 REGISTRY.reads("onnx", "LayerNormalization", by="layer_norm")(_onnx_layer_norm)
+
+
+@REGISTRY.attach("onnx_moments", "layer_norm")
+def _onnx_layer_norm_moments(groups, channels, gamma, beta, fields):
+    """ONNX nodes normalising each position's channels by their mean and variance (tf2onnx's
+    LayerNormalization): the layer_norm, with gamma / beta None where the graph has none."""
+    tensors = {key: value for key, value in (("gamma", gamma), ("beta", beta)) if value is not None}
+    flags = {key: False for key, value in (("scale", gamma), ("center", beta)) if value is None}
+    return "layer_norm", {**fields, **flags}, tensors

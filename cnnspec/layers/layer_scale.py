@@ -120,7 +120,7 @@ REGISTRY.reads("torch_module", "LayerScale", by="layer_scale")(_torch_layer_scal
 
 def onnx_layer_scale(ctx, node, constant: str) -> bool:
     """x * gamma with one trained value per channel and no per-channel offset after it: layer_scale
-    (ConvNeXt's; x * s + b stays a batch_norm, see :func:`_onnx_affine`)."""
+    (ConvNeXt's; x * s + b stays a batch_norm, see ``_onnx_affine`` in elementwise.py)."""
     import numpy as np
 
     other = [name for name in node.input if name != constant][0]
