@@ -270,10 +270,8 @@ def _onnx_pad(ctx, node, attrs):
     pool = ctx.only_user(node.output[0])
     pool_layout = layout
     if pool is not None and pool.op_type == "Transpose" and layout == OI.LAST:
-        pool, pool_layout = (
-            ctx.only_user(pool.output[0]),
-            OI.FIRST,
-        )  # tf2onnx: Pad, then NCHW pooling
+        # tf2onnx: Pad, then NCHW pooling
+        pool, pool_layout = ctx.only_user(pool.output[0]), OI.FIRST
     if mode == "constant" and value == -np.inf and pool is not None and pool.op_type == "MaxPool":
         ctx.padded[node.output[0]] = (node.input[0], pairs)  # padding cells that never win a max
         ctx.padded_layout[node.output[0]] = pool_layout
