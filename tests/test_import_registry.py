@@ -177,6 +177,17 @@ def test_the_importers_spell_no_claimed_framework_name(framework):
     assert not found, "framework names spelled in the importers: " + ", ".join(found)
 
 
+def test_a_vocabulary_table_exempts_only_its_own_constants():
+    """A claimed name in one of onnx.py's operator tables passes; the same name in code, or in a
+    table of that name in another importer, is still found."""
+    source = 'POINTWISE_OPS = {"Relu"}\n\n\ndef read(node):\n    return node.op_type == "Relu"\n'
+    for name, expected in (("onnx.py", [True, False]), ("keras.py", [False, False])):
+        tree = ast.parse(source)
+        exempt = _vocabulary_constants(Path(name), tree)
+        relus = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "Relu"]
+        assert [id(n) in exempt for n in relus] == expected, name
+
+
 def test_the_claimed_torch_functions_resolve_to_distinct_callables():
     pytest.importorskip("torch")
     import importlib
