@@ -195,3 +195,47 @@ def test_unsupported_layer_exits_2_naming_it(tmp_path):
     result = run("import", "odd.py:Odd", "--input-shape", "3,8,8", cwd=tmp_path)
     assert result.returncode == 2
     assert "cumsum" in result.stderr and "odd.py:11" in result.stderr
+
+
+SHORTCUT_FIRST = """
+import torch
+from torch import nn
+
+
+class Down(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.downsample = nn.Sequential(nn.Conv2d(4, 8, 1, stride=2, bias=False), nn.BatchNorm2d(8))
+
+    def forward(self, x):
+        identity = self.downsample(x)  # called before conv1, registered after it
+        return torch.relu(self.bn1(self.conv1(x)) + identity)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = Down()
+
+    def forward(self, x):
+        return self.block(self.stem(x))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_convert_torch_module_calling_its_shortcut_first(tmp_path):
+    """The proof reads each original module by its path: a model that calls its modules in another
+    order than it registers them (a shortcut first) is not paired by order (which found a 1x1 conv
+    where a 3x3 one was and gave up with exit 2)."""
+    (tmp_path / "models.py").write_text(SHORTCUT_FIRST)
+    out = tmp_path / "keras_out"
+    result = run("convert", "models.py:Net", "--to", "keras", "--input-shape", "3,8,8", "-o", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads((out / "report.json").read_text())
+    layers = {layer["name"]: layer for layer in report["verification"]["layers"]}
+    assert layers["block_downsample_0"]["ok"] and layers["block_conv1"]["ok"]

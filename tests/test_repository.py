@@ -99,7 +99,7 @@ def test_the_refresh_command_in_the_readme_is_the_one_that_made_the_lock():
     header = LOCK.read_text(encoding="utf-8").splitlines()[:3]
     generated_by = header[1].lstrip("#").strip()
     assert generated_by.startswith("uv pip compile ")
-    blocks = [block.strip() for block in _shell_blocks_after("### The lock")]
+    blocks = [block.strip() for block in _shell_blocks_after("## The lock")]
     assert any(block.endswith(generated_by) for block in blocks), generated_by
 
 

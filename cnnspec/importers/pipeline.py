@@ -249,6 +249,22 @@ def observed_torch(original, result: ImportResult):
     return Observed().eval()
 
 
+def _original_paths(plan, observed) -> dict[str, str]:
+    """Spec layer -> the original's module path inside ``observed`` (``original.layer1.0.conv1``).
+
+    The wrapper also holds the traced copy of each module, and a model may call its modules in an
+    order other than the one it registers them in (a residual's shortcut first), so the verifier is
+    told each module by its path instead of pairing them by order.
+    """
+    paths = {name for name, _ in observed.named_modules()}
+    found = {}
+    for layer in plan.layers:
+        path = "original." + (layer.spec.source or layer.name)
+        if layer.params and path in paths:
+            found[layer.name] = path
+    return found
+
+
 _IN_PLACE_OPERATORS = {"iadd": "add", "imul": "mul", "isub": "sub"}
 
 
@@ -469,8 +485,13 @@ def _verify(plan, framework, original, converted, result, progress, atol, rtol, 
     if framework == "keras":
         return verify(plan, torch_model=converted, keras_model=original, **options)
     if framework == "torch":
+        observed = observed_torch(original, result)
         return verify(
-            plan, torch_model=observed_torch(original, result), keras_model=converted, **options
+            plan,
+            torch_model=observed,
+            keras_model=converted,
+            name_map={"torch": _original_paths(plan, observed)},
+            **options,
         )
     from cnnspec.importers.onnx import verify_against_onnx
 

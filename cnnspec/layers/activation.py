@@ -657,8 +657,18 @@ def _onnx_softmax(ctx, node, attrs):
 def _onnx_prelu(ctx, node, attrs):
     slope = ctx.constant(node.input[1], "slope").reshape(-1)
     fields = {} if slope.size > 1 else {"per_channel": False}
+    value = ctx.value(node.input[0])
+    tensors = (
+        OI.flat_order(ctx, node.input[0], {"alpha": slope}) if slope.size > 1 else {"alpha": slope}
+    )
     ctx.add(
-        node, "prelu", [node.input[0]], ctx.value(node.input[0]).layout, {"alpha": slope}, **fields
+        node,
+        "prelu",
+        [node.input[0]],
+        value.layout,
+        tensors,
+        flattened_last=value.flattened_last,
+        **fields,
     )
 
 
@@ -690,3 +700,108 @@ def read_onnx_gelu(ctx, node, attrs):
         flattened_last=value.flattened_last,
         **({} if approximate == "none" else {"approximate": approximate}),
     )
+
+
+# What a chain of ONNX point-wise nodes computes (the importer evaluates it on probe points ``t``,
+# shape (points, 1), giving ``y``, shape (points, channels)): ``onnx_function`` hooks return the
+# fields of the exact function the type computes, ``onnx_fit`` hooks (tried after every exact one)
+# fit the type's parameters to ``y``; None when ``y`` is not this type.
+def _onnx_exact(function, **fields):
+    def read(t, y):
+        return dict(fields) if OI.close(y, function(t)) else None
+
+    return read
+
+
+def _sigmoid(t):
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-t))
+
+
+def _gelu(t):
+    from math import erf
+
+    import numpy as np
+
+    return 0.5 * t * (1.0 + np.vectorize(erf)(t / np.sqrt(2.0)))
+
+
+def _gelu_tanh(t):
+    import numpy as np
+
+    return 0.5 * t * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (t + 0.044715 * t**3)))
+
+
+def _tanh(t):
+    import numpy as np
+
+    return np.tanh(t)
+
+
+def _hard_sigmoid(t):
+    import numpy as np
+
+    return np.clip(t / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _elu(t, alpha=1.0):
+    import numpy as np
+
+    return np.where(t > 0, t, alpha * np.expm1(np.minimum(t, 0.0)))
+
+
+@REGISTRY.attach("onnx_function", "gelu")
+def _onnx_gelu_function(t, y):
+    exact = _onnx_exact(_gelu)(t, y)
+    return exact if exact is not None else _onnx_exact(_gelu_tanh, approximate="tanh")(t, y)
+
+
+REGISTRY.attach("onnx_function", "silu")(_onnx_exact(lambda t: t * _sigmoid(t)))
+REGISTRY.attach("onnx_function", "hard_swish")(_onnx_exact(lambda t: t * _hard_sigmoid(t)))
+REGISTRY.attach("onnx_function", "hard_sigmoid")(_onnx_exact(_hard_sigmoid))
+REGISTRY.attach("onnx_function", "relu6")(_onnx_exact(lambda t: t.clip(0.0, 6.0)))
+REGISTRY.attach("onnx_function", "relu")(_onnx_exact(lambda t: t.clip(0.0, None)))
+REGISTRY.attach("onnx_function", "sigmoid")(_onnx_exact(_sigmoid))
+REGISTRY.attach("onnx_function", "tanh")(_onnx_exact(_tanh))
+REGISTRY.attach("onnx_function", "elu")(_onnx_exact(_elu))
+
+
+def _negative_slopes(t, y):
+    """The slopes below 0 of max(t, 0) + a * min(t, 0) per channel, if ``y`` is that (else None)."""
+    import numpy as np
+
+    negative = -y[OI.probe_index(t, -1.0)]
+    if OI.close(y, np.maximum(t, 0) + negative * np.minimum(t, 0)) and np.all(negative >= 0):
+        return negative
+    return None
+
+
+@REGISTRY.attach("onnx_fit", "leaky_relu")
+def _onnx_leaky_relu_fit(t, y):
+    import numpy as np
+
+    negative = _negative_slopes(t, y)
+    if negative is None or not np.all(negative == negative[0]) or negative[0] == 1:
+        return None  # a slope of 1 on both sides is no leak but x itself (a scale, fitted there)
+    return {"negative_slope": OI.number(negative[0])}
+
+
+@REGISTRY.attach("onnx_fit", "prelu")
+def _onnx_prelu_fit(t, y):
+    import numpy as np
+
+    negative = _negative_slopes(t, y)
+    if negative is None or np.all(negative == negative[0]):
+        return None
+    return {"alpha": negative.astype(np.float32)}  # an array: the layer's weights
+
+
+@REGISTRY.attach("onnx_fit", "elu")
+def _onnx_elu_fit(t, y):
+    import numpy as np
+
+    alpha = y[OI.probe_index(t, -1.0)] / np.expm1(-1.0)
+    if np.all(alpha == alpha[0]) and alpha[0] > 0 and OI.close(y, _elu(t, alpha[0])):
+        return {"alpha": OI.number(alpha[0])}
+    return None

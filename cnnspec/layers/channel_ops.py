@@ -8,8 +8,9 @@ from pydantic import Field
 
 from cnnspec.engine.channels import channel_shuffle_permutation
 from cnnspec.engine.plan import LayerPlan
+from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact_padding
+from cnnspec.importers.common import compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, Positive
 from cnnspec.targets.keras import code as K
@@ -254,3 +255,164 @@ REGISTRY.reads(
     produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
 )(_torch_getitem)
 REGISTRY.reads("torch_module", "ChannelShuffle", by="channel_shuffle")(_torch_channel_shuffle)
+
+
+def _onnx_slice_cuts(ctx, node) -> dict[int, tuple[int, int]] | None:
+    """Axis -> (first, stop) of a Slice with unit steps on an input of known shape (None otherwise)."""
+    shape = ctx.shapes.get(node.input[0])
+    inputs = [OI.static_ints(ctx, name) if name else None for name in node.input[1:5]]
+    if (
+        not shape
+        or None in shape[1:]
+        or any(value is None for name, value in zip(node.input[1:], inputs) if name)
+    ):
+        return None
+    starts, ends = inputs[0] or [], inputs[1] or []
+    axes = (inputs[2] if len(inputs) > 2 else None) or list(range(len(starts)))
+    steps = (inputs[3] if len(inputs) > 3 else None) or [1] * len(starts)
+    cuts: dict[int, tuple[int, int]] = {}
+    for begin, end, axis, step in zip(starts, ends, axes, steps):
+        axis %= len(shape)
+        if axis == 0 and begin == 0 and end >= 2**31 - 1 and step == 1:
+            continue  # the whole batch (tf2onnx lists every axis)
+        if step != 1 or axis == 0:
+            return None
+        size = shape[axis]
+        first, stop = (max(0, min(size, v + size if v < 0 else v)) for v in (begin, end))
+        if (first, stop) != (0, size):
+            cuts[axis] = (first, stop)
+    return cuts
+
+
+def _onnx_slice(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    cuts = _onnx_slice_cuts(ctx, node)
+    if value.layout not in (OI.FIRST, OI.LAST) or cuts is None or not shape:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Slice of a {value.layout} tensor (computed bounds, steps or the batch axis)",
+            "constant bounds with step 1 on the channels or the spatial axes",
+        )
+    rank = len(shape)
+    channel, spatial = OI.channel_and_spatial_axes(ctx, value.layout, rank)
+    last = node
+    while set(cuts) <= set(spatial):  # x[..., a:b, c:d] is exported as one Slice per axis
+        after = ctx.only_user(last.output[0])
+        more = None if after is None or after.op_type != "Slice" else _onnx_slice_cuts(ctx, after)
+        if more is None or not set(more) <= set(spatial) or set(more) & set(cuts):
+            break
+        cuts.update(more)
+        ctx.consumed.add(after.output[0])
+        last = after
+    if not cuts:
+        ctx.alias(node, node.input[0])
+    elif set(cuts) == {channel}:
+        first, stop = cuts[channel]
+        ctx.add(node, "channel_slice", [node.input[0]], value.layout, start=first, stop=stop)
+    elif set(cuts) <= set(spatial):
+        sides = [
+            (cuts.get(a, (0, shape[a]))[0], shape[a] - cuts.get(a, (0, shape[a]))[1])
+            for a in spatial
+        ]
+        ctx.add(
+            last,
+            f"crop{rank - 2}d",
+            [node.input[0]],
+            value.layout,
+            cropping=compact_padding(sides),
+        )
+    else:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Slice over axes {sorted(cuts)} of a {value.layout} tensor",
+            "a slice of the channels (channel_slice) or of the spatial axes (crop)",
+        )
+
+
+def _onnx_split(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    rank = len(shape or ())
+    channel = (
+        OI.channel_and_spatial_axes(ctx, value.layout, rank)[0]
+        if value.layout in (OI.FIRST, OI.LAST)
+        else 1
+    )
+    if value.layout == OI.EXPANDED or not shape or attrs.get("axis", 0) % rank != channel:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Split along axis {attrs.get('axis', 0)}",
+            "a split of the channels",
+        )
+    if len(node.input) > 1 and node.input[1]:
+        sizes = [int(v) for v in ctx.constant(node.input[1], "split")]
+    else:
+        count = len(node.output)
+        sizes = [-(-shape[channel] // count)] * count
+        sizes[-1] = shape[channel] - sum(sizes[:-1])
+    start = 0
+    for output, size in zip(node.output, sizes):
+        ctx.add(
+            node,
+            "channel_slice",
+            [node.input[0]],
+            value.layout,
+            output=output,
+            start=start,
+            stop=start + size,
+        )
+        start += size
+
+
+def onnx_channel_shuffle_chain(ctx, node) -> bool:
+    """Reshape the channels to (g, C/g), swap those two axes, Reshape back: a channel shuffle."""
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    split = ctx.shapes.get(node.output[0])
+    swap = ctx.only_user(node.output[0])
+    if (
+        value is None
+        or value.layout not in (OI.FIRST, OI.LAST)
+        or not shape
+        or not split
+        or swap is None
+    ):
+        return False
+    rank = len(shape)
+    channel = 1 if value.layout == OI.FIRST else rank - 1
+    expected = list(shape[:channel]) + [None, None] + list(shape[channel + 1 :])
+    if len(split) != rank + 1 or any(
+        e is not None and s is not None and e != s for e, s in zip(expected[1:], split[1:])
+    ):
+        return False
+    groups, per_group = split[channel], split[channel + 1]
+    if not groups or not per_group or groups * per_group != shape[channel]:
+        return False
+    perm = list(range(rank + 1))
+    perm[channel], perm[channel + 1] = channel + 1, channel
+    if swap.op_type != "Transpose" or list(OI.attributes(swap).get("perm", [])) != perm:
+        return False
+    back = ctx.only_user(swap.output[0])
+    if (
+        back is None
+        or back.op_type != "Reshape"
+        or list(ctx.shapes.get(back.output[0]) or [])[1:] != list(shape[1:])
+    ):
+        return False
+    ctx.add(back, "channel_shuffle", [source], value.layout, groups=int(groups))
+    ctx.consumed.update(n.output[0] for n in (node, swap, back))
+    return True
+
+
+REGISTRY.reads(
+    "onnx",
+    "Slice",
+    by="channel_slice",
+    produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
+)(_onnx_slice)
+REGISTRY.reads("onnx", "Split", by="channel_slice")(_onnx_split)

@@ -11,7 +11,7 @@ from cnnspec.engine.sizes import Size, window_size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact
+from cnnspec.importers.common import compact, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -432,8 +432,17 @@ REGISTRY.reads(
 
 
 def _onnx_conv(ctx, node, attrs):
+    import numpy as np
+
     OI.require(ctx, node.input[0], OI.FIRST, "Conv")
     weight = ctx.constant(node.input[1], "weight")
+    attrs, lift = OI.unlifted(ctx, node, attrs, node.input[0])
+    if lift is not None:
+        if weight.shape[lift] != 1:
+            raise refuse(
+                OI.FRAMEWORK, OI.where(node), "a kernel longer than 1 along the added axis"
+            )
+        weight = np.squeeze(weight, axis=lift)
     bias = ctx.constant(node.input[2], "bias") if len(node.input) > 2 and node.input[2] else None
     rank = weight.ndim - 2
     group = attrs.get("group", 1)
@@ -464,6 +473,7 @@ def _onnx_conv(ctx, node, attrs):
         [node.input[0]],
         OI.FIRST,
         tensors,
+        lifted=lift,
         **OI.drop_defaults(filters=weight.shape[0], groups=group, **common),
     )
 

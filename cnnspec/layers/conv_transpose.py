@@ -13,7 +13,7 @@ from cnnspec.errors import CnnspecError
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact, refuse
+from cnnspec.importers.common import compact, compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -493,31 +493,45 @@ def _onnx_conv_transpose(ctx, node, attrs):
             "conv_transpose with explicit symmetric pads",
         )
     pads = list(attrs.get("pads", [0] * (2 * rank)))
-    if pads[:rank] != pads[rank:]:
-        raise refuse(
-            OI.FRAMEWORK,
-            OI.where(node),
-            f"asymmetric pads {pads}",
-            "symmetric pads (PyTorch's padding)",
-        )
+    symmetric = [min(before, after) for before, after in zip(pads[:rank], pads[rank:])]
+    extra = [(b - m, a - m) for b, a, m in zip(pads[:rank], pads[rank:], symmetric)]
     output_padding = compact(attrs.get("output_padding", [0] * rank))
     tensors = {"kernel": weight, **({"bias": bias} if bias is not None else {})}
+    full = node.output[0] + "__uncropped" if any(any(pair) for pair in extra) else None
     ctx.add(
         node,
         f"conv_transpose{rank}d",
         [node.input[0]],
         OI.FIRST,
         tensors,
+        output=full,
         **OI.drop_defaults(
             filters=weight.shape[1],
             kernel_size=compact(weight.shape[2:]),
             stride=compact(attrs.get("strides", [1] * rank)),
-            padding=compact(pads[:rank]),
+            padding=compact(symmetric),
             dilation=compact(attrs.get("dilations", [1] * rank)),
             bias=bias is not None,
             **({"output_padding": output_padding} if output_padding else {}),
         ),
     )
+    if full is not None:  # pads that differ per side (tf2onnx's 'same'): the rest is a crop
+        ctx.builder.rewrite(
+            OI.readable(node), f"ConvTranspose pads {pads}", f"padding {symmetric}, then a crop"
+        )
+        ctx.add(node, f"crop{rank}d", [full], OI.FIRST, cropping=compact_padding(extra))
 
 
-REGISTRY.reads("onnx", "ConvTranspose", by="conv_transpose2d")(_onnx_conv_transpose)
+REGISTRY.reads(
+    "onnx",
+    "ConvTranspose",
+    by="conv_transpose2d",
+    produces=(
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "crop1d",
+        "crop2d",
+        "crop3d",
+    ),
+)(_onnx_conv_transpose)

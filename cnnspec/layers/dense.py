@@ -204,8 +204,31 @@ def _onnx_gemm(ctx, node, attrs):
 
 
 def _onnx_matmul(ctx, node, attrs):
+    import numpy as np
+
     weight = ctx.constant(node.input[1], "weight")
-    if weight.ndim != 2 or ctx.value(node.input[0]).layout != OI.FLAT:
+    value = ctx.value(node.input[0])
+    rank = len(ctx.shapes.get(node.input[0]) or ())
+    if weight.ndim == 2 and value.layout == OI.LAST and rank > 2:
+        # a Linear / Dense on a channels-last feature map (ConvNeXt): exactly a 1x1 convolution
+        ctx.builder.rewrite(
+            OI.readable(node), "MatMul on a channels-last feature map", f"conv{rank - 2}d, kernel 1"
+        )
+        kernel = np.ascontiguousarray(weight.T).reshape(
+            weight.shape[1], weight.shape[0], *[1] * (rank - 2)
+        )
+        ctx.add(
+            node,
+            f"conv{rank - 2}d",
+            [node.input[0]],
+            OI.LAST,
+            {"kernel": kernel},
+            filters=int(weight.shape[1]),
+            kernel_size=1,
+            bias=False,
+        )
+        return
+    if weight.ndim != 2 or value.layout != OI.FLAT:
         raise refuse(
             OI.FRAMEWORK, OI.where(node), "MatMul that is not a dense layer on flat features"
         )
@@ -232,5 +255,49 @@ def _onnx_dense(ctx, node, weight, bias):
     )
 
 
+def onnx_tensordot(ctx, node) -> bool:
+    """Keras' Dense on a channels-last map as tf2onnx writes it: Reshape (-1, C) -> MatMul ->
+    Reshape back to (N, ..., units): a 1x1 convolution."""
+    import numpy as np
+
+    value = ctx.values.get(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    target = ctx.constants.get(node.input[1])
+    if value is None or value.layout != OI.LAST or not shape or None in shape[1:] or target is None:
+        return False
+    if list(target) != [-1, shape[-1]]:
+        return False
+    matmul = ctx.only_user(node.output[0])
+    if matmul is None or matmul.op_type != "MatMul" or matmul.input[1] not in ctx.constants:
+        return False
+    weight = ctx.constants[matmul.input[1]]
+    back = ctx.only_user(matmul.output[0])
+    if weight.ndim != 2 or back is None or back.op_type != "Reshape":
+        return False
+    size = OI.shape_value(ctx, back.input[1], batch=shape[0] or 3)
+    if size is None or size[1:] != [*shape[1:-1], weight.shape[1]]:
+        return False
+    rank = len(shape) - 2
+    kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * rank)
+    ctx.builder.rewrite(
+        OI.readable(back), "Dense on a channels-last feature map", f"conv{rank}d, kernel 1"
+    )
+    ctx.add(
+        back,
+        f"conv{rank}d",
+        [node.input[0]],
+        OI.LAST,
+        {"kernel": kernel},
+        filters=int(weight.shape[1]),
+        kernel_size=1,
+        bias=False,
+    )
+    ctx.shapes[back.output[0]] = (*shape[:-1], int(weight.shape[1]))
+    ctx.consumed.update((matmul.output[0], back.output[0]))
+    return True
+
+
 REGISTRY.reads("onnx", "Gemm", by="dense")(_onnx_gemm)
-REGISTRY.reads("onnx", "MatMul", by="dense")(_onnx_matmul)
+REGISTRY.reads("onnx", "MatMul", by="dense", produces=("dense", "conv1d", "conv2d", "conv3d"))(
+    _onnx_matmul
+)

@@ -452,10 +452,19 @@ REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scal
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
 
 
+#: Node chains the ONNX Mul / Add readers take as ``x * s (+ b)`` with one constant per channel
+#: (batch_norm or layer_scale, weights kept), not the importer's point-wise functions (rescale).
+ONNX_AFFINE_CHAINS = (("Mul",), ("Mul", "Add"), ("Add",))
+
+
 def _onnx_binary(kind: str):
-    def reader(ctx, node, attrs):
+    def handler(ctx, node, attrs):
         constant = [name for name in node.input if name in ctx.constants]
         if kind == "add" and constant and _onnx_fold_bias(ctx, node, constant[0]):
+            return
+        from cnnspec.layers.layer_scale import onnx_layer_scale
+
+        if kind == "multiply" and constant and onnx_layer_scale(ctx, node, constant[0]):
             return
         if kind in ("add", "multiply") and constant and _onnx_affine(ctx, node, kind, constant[0]):
             return
@@ -467,7 +476,9 @@ def _onnx_binary(kind: str):
                 "element-wise layers join two layer outputs",
             )
         layouts = {ctx.value(name).layout for name in node.input}
-        if len(layouts) != 1:
+        if OI.EXPANDED in layouts and len(layouts) == 2 and layouts & {OI.FIRST, OI.LAST}:
+            layouts.discard(OI.EXPANDED)  # a flat gate broadcast over a feature map
+        if len(layouts) != 1 or layouts == {OI.EXPANDED}:
             raise refuse(
                 OI.FRAMEWORK,
                 OI.where(node),
@@ -475,7 +486,7 @@ def _onnx_binary(kind: str):
             )
         ctx.add(node, kind, list(node.input), layouts.pop())
 
-    return reader
+    return handler
 
 
 _ONNX_AFFINE_EPSILON = 1e-5
@@ -493,7 +504,7 @@ def _onnx_affine(ctx, node, kind: str, constant: str) -> bool:
     shape = ctx.shapes.get(other)
     channels = (shape[1] if value.layout in (OI.FIRST, OI.FLAT) else shape[-1]) if shape else None
     array = np.asarray(ctx.constants[constant], dtype=np.float64)
-    if channels is None or array.size != channels or value.layout == OI.FLAT:
+    if channels is None or array.size != channels or value.layout == OI.EXPANDED:
         return False
     if (
         value.layout == OI.FIRST
@@ -510,24 +521,23 @@ def _onnx_affine(ctx, node, kind: str, constant: str) -> bool:
         and layer["name"] == value.name
         and layer.get("source", "").endswith("*")
     ):
-        ctx.tensors[layer["name"]]["beta"] = vector.astype(np.float32)  # completes x * s + b
+        beta = OI.flat_order(ctx, other, {"beta": vector.astype(np.float32)})["beta"]
+        ctx.tensors[layer["name"]]["beta"] = beta  # completes x * s + b
         layer["source"] = layer["source"][:-1] + f" + {node.name}"
-        ctx.values[node.output[0]] = value
+        ctx.alias(node, other)
         return True
-    ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
-    scale = vector if kind == "multiply" else np.ones(channels)
-    tensors = {
-        "gamma": (scale * np.sqrt(1.0 + _ONNX_AFFINE_EPSILON)).astype(np.float32),
-        "beta": zeros if kind == "multiply" else vector.astype(np.float32),
-        "moving_mean": zeros,
-        "moving_variance": ones,
-    }
+    zeros = np.zeros(channels)
+    tensors = OI.affine_tensors(
+        vector if kind == "multiply" else np.ones(channels),
+        zeros if kind == "multiply" else vector,
+    )
+    tensors = OI.flat_order(ctx, other, tensors)
     ctx.builder.rewrite(
         OI.readable(node),
         f"{node.op_type} by a per-channel constant",
         "batch_norm with moving mean 0 and variance 1",
     )
-    ctx.add(node, "batch_norm", [other], value.layout, tensors)
+    ctx.add(node, "batch_norm", [other], value.layout, tensors, flattened_last=value.flattened_last)
     if kind == "multiply":
         ctx.builder.layers[-1]["source"] = (node.name or OI.readable(node)) + " *"
     return True
@@ -556,12 +566,12 @@ def _onnx_fold_bias(ctx, node, constant: str) -> bool:
         return False
     layer.pop("bias")
     ctx.tensors[layer["name"]]["bias"] = bias
-    ctx.values[node.output[0]] = value
+    ctx.alias(node, other)
     return True
 
 
 REGISTRY.reads("onnx", "Add", "Sum", by="add", produces=("add", "batch_norm"))(_onnx_binary("add"))
-REGISTRY.reads("onnx", "Mul", by="multiply", produces=("multiply", "batch_norm"))(
+REGISTRY.reads("onnx", "Mul", by="multiply", produces=("multiply", "batch_norm", "layer_scale"))(
     _onnx_binary("multiply")
 )
 REGISTRY.reads("onnx", "Sub", by="subtract")(_onnx_binary("subtract"))

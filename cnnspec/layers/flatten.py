@@ -203,6 +203,17 @@ def _onnx_flatten_like(ctx, node, attrs):
             OI.FRAMEWORK, OI.where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
         )
     out_shape = ctx.shapes.get(node.output[0])
+    from cnnspec.layers.channel_ops import onnx_channel_shuffle_chain
+    from cnnspec.layers.dense import onnx_tensordot
+    from cnnspec.layers.group_norm import onnx_group_norm_chain
+
+    if node.op_type == "Reshape" and (
+        onnx_group_norm_chain(ctx, node)
+        or onnx_channel_shuffle_chain(ctx, node)
+        or OI.expand_gate(ctx, node)
+        or onnx_tensordot(ctx, node)
+    ):
+        return
     if node.op_type == "Reshape":
         target = (
             ctx.constants[node.input[1]].tolist()
@@ -234,4 +245,10 @@ def _onnx_flatten_like(ctx, node, attrs):
     ctx.add(node, "flatten", [node.input[0]], OI.FLAT, flattened_last=flattened_last)
 
 
-REGISTRY.reads("onnx", "Flatten", "Reshape", by="flatten")(_onnx_flatten_like)
+REGISTRY.reads(
+    "onnx",
+    "Flatten",
+    "Reshape",
+    by="flatten",
+    produces=("flatten", "group_norm", "channel_shuffle", "conv1d", "conv2d", "conv3d"),
+)(_onnx_flatten_like)

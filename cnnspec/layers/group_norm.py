@@ -9,6 +9,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
@@ -248,3 +249,103 @@ REGISTRY.reads("torch_module", "GroupNorm", by="group_norm")(_torch_group_norm)
 REGISTRY.reads(
     "torch_module", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", by="instance_norm"
 )(_torch_instance_norm)
+
+
+def _onnx_instance_norm(ctx, node, attrs):
+    OI.require(ctx, node.input[0], OI.FIRST, "InstanceNormalization")
+    scale, bias = (ctx.constant(node.input[i], what) for i, what in ((1, "scale"), (2, "bias")))
+    fixed = OI.is_fixed(ctx, node.input[1], 1.0) and OI.is_fixed(ctx, node.input[2], 0.0)
+    tensors = None if fixed else {"gamma": scale.reshape(-1), "beta": bias.reshape(-1)}
+    ctx.add(
+        node,
+        "instance_norm",
+        [node.input[0]],
+        OI.FIRST,
+        tensors,
+        **OI.epsilon_field(attrs),
+        **({} if fixed else {"affine": True}),
+    )
+
+
+def onnx_group_norm_chain(ctx, node) -> bool:
+    """torch's GroupNorm: Reshape (N, G, -1) -> InstanceNormalization (scale 1, bias 0) -> Reshape to
+    the input's shape -> Mul gamma -> Add beta (the last two when affine)."""
+    import numpy as np
+
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    target = ctx.constants.get(node.input[1])
+    norm = ctx.only_user(node.output[0])
+    if value is None or value.layout != OI.FIRST or not shape or target is None or norm is None:
+        return False
+    if (
+        norm.op_type != "InstanceNormalization"
+        or len(target) != 3
+        or target[0] not in (0, shape[0])
+    ):
+        return False
+    groups = int(target[1])
+    if not (
+        OI.is_fixed(ctx, norm.input[1], 1.0) or np.all(ctx.constants.get(norm.input[1], 0) == 1)
+    ):
+        return False
+    if not np.all(ctx.constants.get(norm.input[2], 1) == 0):
+        return False
+    back = ctx.only_user(norm.output[0])
+    if back is None or back.op_type != "Reshape" or not OI.same_shape(ctx, back, source):
+        return False
+    nodes, last, tensors = [node, norm, back], back, None
+    channels = shape[1]
+    scale, shift = ctx.only_user(back.output[0]), None
+    gamma = OI.per_channel_constant(ctx, scale, "Mul", channels)
+    if gamma is not None:
+        shift = ctx.only_user(scale.output[0])
+        beta = OI.per_channel_constant(ctx, shift, "Add", channels)
+        if beta is not None:
+            nodes, last = nodes + [scale, shift], shift
+            tensors = {"gamma": gamma, "beta": beta}
+    elif scale is not None and scale.op_type == "Mul" and OI.fixed_operand(ctx, scale, 1.0):
+        shift = ctx.only_user(scale.output[0])  # affine=False: torch still writes * 1 + 0
+        if shift is not None and shift.op_type == "Add" and OI.fixed_operand(ctx, shift, 0.0):
+            nodes, last = nodes + [scale, shift], shift
+    fields = {} if tensors else {"affine": False}
+    layer_type = "group_norm"
+    ctx.add(
+        last,
+        layer_type,
+        [source],
+        OI.FIRST,
+        tensors,
+        groups=groups,
+        **fields,
+        **OI.epsilon_field(OI.attributes(norm)),
+    )
+    ctx.shapes[last.output[0]] = shape
+    ctx.consumed.update(n.output[0] for n in nodes)
+    return True
+
+
+REGISTRY.reads("onnx", "InstanceNormalization", by="instance_norm")(_onnx_instance_norm)
+
+
+@REGISTRY.attach("onnx_moments", "group_norm")
+def _onnx_group_norm_moments(groups, channels, gamma, beta, fields):
+    """ONNX nodes normalising groups of channels over every position by their mean and variance:
+    group_norm, or instance_norm with one channel per group; affine when either vector is there."""
+    import numpy as np
+
+    affine = gamma is not None or beta is not None
+    tensors = {}
+    if affine:
+        tensors = {
+            "gamma": gamma if gamma is not None else np.ones(channels, np.float32),
+            "beta": beta if beta is not None else np.zeros(channels, np.float32),
+        }
+    if groups == channels:
+        return "instance_norm", {**fields, **({"affine": True} if affine else {})}, tensors
+    return (
+        "group_norm",
+        {"groups": groups, **fields, **({} if affine else {"affine": False})},
+        tensors,
+    )

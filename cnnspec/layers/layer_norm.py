@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
@@ -245,3 +246,47 @@ REGISTRY.reads("torch_module", "LayerNorm", by="layer_norm")(_torch_layer_norm)
 REGISTRY.reads("torch_module", "ChannelLayerNorm", by="layer_norm")(_torch_channel_layer_norm)
 REGISTRY.reads("torch_function", "torch.permute", by="layer_norm")(_torch_permute)
 REGISTRY.reads("torch_method", "permute", by="layer_norm")(_torch_permute)
+
+
+def _onnx_layer_norm(ctx, node, attrs):
+    value = ctx.value(node.input[0])
+    rank = len(ctx.shapes.get(node.input[0]) or ())
+    axis = attrs.get("axis", -1) % max(rank, 1)
+    if value.layout not in (OI.LAST, OI.FLAT) or axis != rank - 1:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"LayerNormalization over axes {axis}..{rank - 1} of a {value.layout} tensor",
+            "layer_norm normalises the channels at each position (channels-last, axis -1)",
+        )
+    tensors, fields = {}, OI.epsilon_field(attrs)
+    if OI.is_fixed(ctx, node.input[1], 1.0):
+        fields["scale"] = False
+    else:
+        tensors["gamma"] = ctx.constant(node.input[1], "scale").reshape(-1)
+    if len(node.input) > 2 and node.input[2] and not OI.is_fixed(ctx, node.input[2], 0.0):
+        tensors["beta"] = ctx.constant(node.input[2], "bias").reshape(-1)
+    else:
+        fields["center"] = False
+    tensors = OI.flat_order(ctx, node.input[0], tensors)
+    ctx.add(
+        node,
+        "layer_norm",
+        [node.input[0]],
+        value.layout,
+        tensors or None,
+        flattened_last=value.flattened_last,
+        **fields,
+    )
+
+
+REGISTRY.reads("onnx", "LayerNormalization", by="layer_norm")(_onnx_layer_norm)
+
+
+@REGISTRY.attach("onnx_moments", "layer_norm")
+def _onnx_layer_norm_moments(groups, channels, gamma, beta, fields):
+    """ONNX nodes normalising each position's channels by their mean and variance (tf2onnx's
+    LayerNormalization): the layer_norm, with gamma / beta None where the graph has none."""
+    tensors = {key: value for key, value in (("gamma", gamma), ("beta", beta)) if value is not None}
+    flags = {key: False for key, value in (("scale", gamma), ("center", beta)) if value is None}
+    return "layer_norm", {**fields, **flags}, tensors

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.layers.layer_norm import feature_order
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
@@ -115,3 +116,36 @@ def _torch_layer_scale(ctx, node, module):
 
 
 REGISTRY.reads("torch_module", "LayerScale", by="layer_scale")(_torch_layer_scale)
+
+
+def onnx_layer_scale(ctx, node, constant: str) -> bool:
+    """x * gamma with one trained value per channel and no per-channel offset after it: layer_scale
+    (ConvNeXt's; x * s + b stays a batch_norm, see ``_onnx_affine`` in elementwise.py)."""
+    import numpy as np
+
+    other = [name for name in node.input if name != constant][0]
+    value = ctx.values.get(other)
+    shape = ctx.shapes.get(other)
+    if (
+        value is None
+        or value.layout == OI.EXPANDED
+        or not shape
+        or constant not in ctx.initializers
+    ):
+        return False
+    channels = shape[1] if value.layout in (OI.FIRST, OI.FLAT) else shape[-1]
+    array = np.asarray(ctx.constants[constant])
+    dims = [d for d in array.shape]
+    while dims and dims[0] == 1 and array.size > 1:
+        dims.pop(0)
+    expected = [channels] + [1] * (len(shape) - 2) if value.layout == OI.FIRST else [channels]
+    if array.size != channels or channels == 1 or dims not in (expected, [channels]):
+        return False
+    after = ctx.only_user(node.output[0])
+    if after is not None and after.op_type == "Add":
+        offset = [name for name in after.input if name in ctx.constants]
+        if offset and np.asarray(ctx.constants[offset[0]]).size == channels:
+            return False  # x * s + b: an inference batch_norm
+    gamma = OI.flat_order(ctx, other, {"gamma": array.reshape(-1).astype(np.float32)})
+    ctx.add(node, "layer_scale", [other], value.layout, gamma, flattened_last=value.flattened_last)
+    return True

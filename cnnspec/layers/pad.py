@@ -250,6 +250,8 @@ REGISTRY.reads("torch_function", "torch.nn.functional.pad", by="pad2d", produces
 
 
 def _onnx_pad(ctx, node, attrs):
+    import numpy as np
+
     mode = OI.decode(attrs.get("mode", "constant"))
     pads = attrs.get("pads")
     if pads is None:
@@ -265,10 +267,26 @@ def _onnx_pad(ctx, node, attrs):
         raise refuse(OI.FRAMEWORK, OI.where(node), "padding of the batch or channel axis")
     pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
     fields = {"padding": compact_padding(pairs)}
+    pool = ctx.only_user(node.output[0])
+    pool_layout = layout
+    if pool is not None and pool.op_type == "Transpose" and layout == OI.LAST:
+        # tf2onnx: Pad, then NCHW pooling
+        pool, pool_layout = ctx.only_user(pool.output[0]), OI.FIRST
+    if mode == "constant" and value == -np.inf and pool is not None and pool.op_type == "MaxPool":
+        ctx.padded[node.output[0]] = (node.input[0], pairs)  # padding cells that never win a max
+        ctx.padded_layout[node.output[0]] = pool_layout
+        return
     if mode == "constant" and value == 0.0:
         ctx.add(node, f"zero_pad{rank - 2}d", [node.input[0]], layout, **fields)
+    elif mode in _SPEC_PAD_MODES:
+        extra = {"value": value} if mode == "constant" else {"mode": _SPEC_PAD_MODES[mode]}
+        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, **extra, **fields)
     else:
-        ctx.add(node, f"pad{rank - 2}d", [node.input[0]], layout, mode=mode, value=value, **fields)
+        raise refuse(OI.FRAMEWORK, OI.where(node), f"Pad mode {mode} with value {value}")
+
+
+#: ONNX Pad modes -> spec pad modes.
+_SPEC_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
 
 
 REGISTRY.reads("onnx", "Pad", by="pad2d", produces=_PAD_TYPES)(_onnx_pad)

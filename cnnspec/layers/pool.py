@@ -682,8 +682,17 @@ REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool3d", by="avg_pool2
 
 
 def _onnx_pool(kind: str):
-    def reader(ctx, node, attrs):
-        OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
+    def handler(ctx, node, attrs):
+        source, padding = node.input[0], None
+        if (
+            source in ctx.padded
+            and OI.padding_of(attrs, len(attrs["kernel_shape"]), node) == "valid"
+        ):
+            source, pairs = ctx.padded[source]  # Pad(-inf) -> MaxPool: the pool's own padding
+            padding = compact_padding(pairs)
+        else:
+            OI.require(ctx, source, OI.FIRST, node.op_type)
+        attrs, lift = OI.unlifted(ctx, node, attrs, source)
         kernel = list(attrs["kernel_shape"])
         rank = len(kernel)
         if any(d != 1 for d in attrs.get("dilations", [1] * rank)):
@@ -691,7 +700,7 @@ def _onnx_pool(kind: str):
         strides = list(
             attrs.get("strides", [1] * rank)
         )  # ONNX's default stride is 1, not the window
-        padding = OI.padding_of(attrs, rank, node)
+        padding = padding or OI.padding_of(attrs, rank, node)
         fields = OI.drop_defaults(pool_size=compact(kernel), padding=padding)
         if strides != kernel:
             fields["stride"] = compact(strides)
@@ -703,9 +712,9 @@ def _onnx_pool(kind: str):
             and not attrs.get("count_include_pad", 0)
         ):
             fields["count_include_pad"] = False
-        ctx.add(node, f"{kind}_pool{rank}d", [node.input[0]], OI.FIRST, **fields)
+        ctx.add(node, f"{kind}_pool{rank}d", [source], OI.FIRST, lifted=lift, **fields)
 
-    return reader
+    return handler
 
 
 REGISTRY.reads("onnx", "MaxPool", by="max_pool2d")(_onnx_pool("max"))

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.importers import keras as KI
+from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
@@ -194,3 +195,34 @@ def _torch_rescale(ctx, node, module):
 
 
 REGISTRY.reads("torch_module", "Rescale", by="rescale")(_torch_rescale)
+
+
+def _linear(t, y):
+    """(slope, offset) per channel when ``y`` is slope * t + offset (the ONNX importer's probe)."""
+    offset = y[OI.probe_index(t, 0.0)]
+    slope = y[OI.probe_index(t, 1.0)] - offset
+    return (slope, offset) if OI.close(y, slope * t + offset) else (None, None)
+
+
+@REGISTRY.attach("onnx_fit", "scale")
+def _onnx_scale_fit(t, y):
+    """ONNX point-wise nodes that multiply by one number: scale."""
+    import numpy as np
+
+    slope, offset = _linear(t, y)
+    if slope is None or not np.all(offset == 0) or not np.all(slope == slope[0]):
+        return None
+    return {"factor": OI.number(slope[0])}
+
+
+@REGISTRY.attach("onnx_fit", "rescale")
+def _onnx_rescale_fit(t, y):
+    """ONNX point-wise nodes computing x * a + b (per channel or not), other than a plain scale."""
+    import numpy as np
+
+    slope, offset = _linear(t, y)
+    if slope is None or (np.all(offset == 0) and np.all(slope == slope[0])):
+        return None
+    scale = OI.number(slope[0]) if np.all(slope == slope[0]) else [OI.number(v) for v in slope]
+    shift = OI.number(offset[0]) if np.all(offset == offset[0]) else [OI.number(v) for v in offset]
+    return {"scale": scale, **({"offset": shift} if shift != 0 else {})}

@@ -200,53 +200,127 @@ REGISTRY.reads(
 
 
 def _onnx_resize(ctx, node, attrs):
-    OI.require(ctx, node.input[0], OI.FIRST, node.op_type)
+    import numpy as np
+
+    value = ctx.value(node.input[0])
+    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if value.layout not in (OI.FIRST, OI.LAST) or not in_shape or None in in_shape[1:]:
+        raise refuse(OI.FRAMEWORK, OI.where(node), f"{node.op_type} of a {value.layout} tensor")
+    rank = len(in_shape)
+    channel, spatial = OI.channel_and_spatial_axes(ctx, value.layout, rank)
     mode = OI.decode(attrs.get("mode", "nearest"))
     transform = OI.decode(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    nearest = OI.decode(attrs.get("nearest_mode", "round_prefer_floor"))
     scales = None
-    for index in (2, 1):
-        if len(node.input) > index and node.input[index] and node.input[index] in ctx.constants:
-            candidate = ctx.constants[node.input[index]]
-            if candidate.size and candidate.dtype.kind == "f":
-                scales = candidate.tolist()[2:]
-                break
-    in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
-    if scales is None and in_shape and out_shape and None not in in_shape[2:] + out_shape[2:]:
-        scales = [o / i for o, i in zip(out_shape[2:], in_shape[2:])]
-    integer = scales is not None and all(float(s).is_integer() for s in scales)
+    for index in (2, 1):  # opset 10's Upsample and Resize-10 keep the scales at 1
+        name = node.input[index] if len(node.input) > index else ""
+        if name and name in ctx.constants and ctx.constants[name].dtype.kind == "f":
+            if ctx.constants[name].size:
+                scales = [float(v) for v in ctx.constants[name].tolist()]
+    axes = list(attrs.get("axes", range(rank)))
+    if scales is not None and len(scales) == len(axes):
+        full = [1.0] * rank
+        for axis, factor in zip(axes, scales):
+            full[axis % rank] = factor
+        scales = full
+    outs = [out_shape[a] for a in spatial] if out_shape and len(out_shape) == rank else None
+    if scales is not None:
+        # onnxruntime sizes by in * scale, rounded when float32 scales miss an integer by rounding
+        # (tf2onnx writes out/in as float32; shape inference floors that one cell short)
+        products = [in_shape[a] * scales[a] for a in spatial]
+        outs = [int(round(p)) if abs(p - round(p)) < 1e-4 else int(np.floor(p)) for p in products]
+    elif outs is None or None in outs:
+        raise refuse(
+            OI.FRAMEWORK, OI.where(node), "Resize to a size the graph computes at run time"
+        )
+    if scales is not None and any(scales[a] != 1.0 for a in (0, channel)):
+        raise refuse(OI.FRAMEWORK, OI.where(node), "Resize of the batch or channel axis")
     if (
-        integer
-        and mode == "nearest"
-        and transform in ("asymmetric", "half_pixel", "tf_half_pixel_for_nn")
+        attrs.get("antialias")
+        or OI.decode(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch"
     ):
+        raise refuse(OI.FRAMEWORK, OI.where(node), "Resize with antialias or a kept aspect ratio")
+    if scales is not None and not all(
+        _onnx_same_mapping(in_shape[a], out, scales[a], mode, transform, nearest)
+        for a, out in zip(spatial, outs)
+    ):
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Resize by scales {[scales[a] for a in spatial]} to {outs} cells",
+            "the cells are mapped by the given scales, not by in/out: export with size= or an exact factor",
+        )
+    factors = [out / in_shape[a] for a, out in zip(spatial, outs)]
+    integer = all(f.is_integer() and f >= 1 for f in factors)
+    if integer and (  # integer factors: every half-pixel nearest rule reads cell floor(i / s)
+        (mode == "nearest" and transform == "asymmetric" and nearest == "floor")
+        or (mode == "nearest" and "half_pixel" in transform)
+        or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and rank == 4)
+    ):
+        fields = {"scale_factor": compact(int(f) for f in factors)}
         ctx.add(
             node,
             "upsample",
             [node.input[0]],
-            OI.FIRST,
-            scale_factor=compact(int(s) for s in scales),
+            value.layout,
+            **fields,
+            **({"mode": "bilinear"} if mode == "linear" else {}),
         )
-    elif (
-        integer
-        and mode == "linear"
-        and transform in ("half_pixel", "pytorch_half_pixel")
-        and len(scales) == 2
+        return
+    fields: dict[str, Any] = {"size": compact(outs)}
+    if mode == "nearest" and transform == "asymmetric" and nearest == "floor":
+        pass
+    elif mode == "nearest" and (
+        (transform == "half_pixel" and nearest == "round_prefer_ceil")
+        or (transform == "tf_half_pixel_for_nn" and nearest == "floor")
     ):
-        ctx.add(
-            node,
-            "upsample",
-            [node.input[0]],
-            OI.FIRST,
-            scale_factor=compact(int(s) for s in scales),
-            mode="bilinear",
-        )
+        fields["mode"] = "nearest_exact"
+    elif mode in ("linear", "cubic") and (
+        transform in ("half_pixel", "align_corners")
+        or (transform == "pytorch_half_pixel" and min(outs) > 1)
+    ):
+        fields["mode"] = "bilinear" if mode == "linear" else "bicubic"
+        if transform == "align_corners":
+            fields["align_corners"] = True
+        if mode == "cubic":
+            coefficient = OI.number(attrs.get("cubic_coeff_a", -0.75))
+            if coefficient != -0.75:
+                fields["cubic_coefficient"] = coefficient
+            if attrs.get("exclude_outside"):
+                fields["exclude_outside"] = True
     else:
         raise refuse(
             OI.FRAMEWORK,
             OI.where(node),
-            f"Resize mode={mode} {transform} scales={scales}",
-            "integer nearest / bilinear (half-pixel) upsampling",
+            f"Resize mode={mode} {transform} nearest_mode={nearest}",
+            "nearest (asymmetric floor, or half-pixel: nearest_exact), linear or cubic with half-pixel "
+            "or align_corners coordinates",
         )
+    ctx.add(node, "resize", [node.input[0]], value.layout, **fields)
 
 
-REGISTRY.reads("onnx", "Resize", "Upsample", by="upsample")(_onnx_resize)
+def _onnx_same_mapping(
+    size: int, out: int, scale: float, mode: str, transform: str, nearest: str
+) -> bool:
+    """Whether Resize's coordinates by ``scale`` are the spec's by in/out: equal ratios, or (tf2onnx
+    writes out/in rounded to float32) interpolation weights within float rounding and, for nearest,
+    the very same source cells."""
+    import numpy as np
+
+    if size * scale == out:
+        return True
+    if abs(np.float32(scale) - np.float32(out / size)) > 2e-7 * (out / size):
+        return False
+    if mode != "nearest":
+        return True
+    cells = np.arange(out, dtype=np.float64)
+    exact_ratio, given = size / out, np.float64(np.float32(1.0 / np.float32(scale)))
+    if transform == "asymmetric":
+        return bool(np.array_equal(np.floor(cells * exact_ratio), np.floor(cells * given)))
+    centres = (cells + 0.5) * exact_ratio, (cells + 0.5) * np.float64(1 / np.float32(scale))
+    return bool(np.array_equal(np.floor(centres[0]), np.floor(centres[1])))
+
+
+REGISTRY.reads("onnx", "Resize", "Upsample", by="upsample", produces=("upsample", "resize"))(
+    _onnx_resize
+)
