@@ -29,7 +29,9 @@ from cnnspec.weights.transfer import flat_permutation, randomize, transfer_weigh
 
 from equivalence_cases import CASE_IDS, CASES_BY_ID, INPUT_OFFSETS, INPUT_SCALES, covered_layer_types  # noqa: E402
 
-ATOL = 1e-5
+# As the layer contract's: a normalisation over a few nearly equal values (layer_norm over 2 channels
+# at 0.774 and 0.783) loses ~1e-5 to float32 cancellation in x - mean in either framework.
+ATOL = 2e-5
 RTOL = 1e-5
 BATCH = 2
 
