@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from cnnspec import __version__
+from cnnspec.cli.verify import parse_input_size
 from cnnspec.errors import CnnspecError, SpecError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite OUT.html if it exists")
     p.add_argument(
         "--input-size",
-        type=input_size,
+        type=parse_input_size,
         metavar="H,W",
         help="the spatial input size to show the numbers at (an open spec shows formulas of H, W "
         "and, by default, the numbers at its reference_size)",
@@ -190,16 +191,6 @@ def cmd_validate(args) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
-
-
-def input_size(text: str) -> tuple[int, ...]:
-    """``224,224`` (or ``224x224``) -> ``(224, 224)``: an argparse type for spatial sizes."""
-    parts = [part.strip() for part in text.replace("x", ",").replace("×", ",").split(",")]
-    if not 1 <= len(parts) <= 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a spatial size: give 1-3 positive integers separated by commas, e.g. 224,224"
-        )
-    return tuple(int(part) for part in parts)
 
 
 def cmd_explain(args) -> int:

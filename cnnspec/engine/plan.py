@@ -692,13 +692,14 @@ class _LayerFailure(Exception):
         self.problem = problem
 
 
-def resolve(spec, input_size: Iterable[int] | None = None) -> Plan:
+def resolve(spec, input_size: Iterable[int] | int | None = None) -> Plan:
     """Resolve a spec into a :class:`Plan`.
 
     Args:
         spec: a :class:`~cnnspec.spec.ModelSpec`, or anything :func:`cnnspec.load_spec` accepts.
         input_size: the spatial input size to compute the numbers at (e.g. ``(225, 225)``);
-            it must equal the spec's size on every axis the spec fixes.  Default: the spec's
+            one int means that size on every axis; it must equal the spec's size on every
+            axis the spec fixes.  Default: the spec's
             size, its ``reference_size`` where it is open, else 224 on open axes.
 
     Returns:
@@ -712,7 +713,8 @@ def resolve(spec, input_size: Iterable[int] | None = None) -> Plan:
 
     spec = load_spec(spec)
     try:
-        return _Resolver(spec, None if input_size is None else tuple(input_size)).run()
+        size = (input_size,) * spec.rank if isinstance(input_size, int) else input_size
+        return _Resolver(spec, None if size is None else tuple(size)).run()
     except SpecError as error:
         source = source_map_of(spec)
         raise error.with_source(

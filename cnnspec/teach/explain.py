@@ -499,28 +499,18 @@ def _detail_rows(record: dict[str, Any], lang: str) -> list[tuple[str, list[str]
 
 def _render_text(data: dict[str, Any], lang: str, wide: bool = False, width: int = 100) -> str:
     first, last = data["layouts"]["NCHW"], data["layouts"]["NHWC"]
+    is_open = "input_formula" in data
+    shown_input = data["input_formula"] if is_open else data["input_shape"]
     headline = text(
         "headline",
         lang,
         name=data["name"],
         rank=data["rank"],
         first=first,
-        shape_first=shape_text(data["input_shape"]["NCHW"]),
+        shape_first=shape_text(shown_input["NCHW"]),
         last=last,
-        shape_last=shape_text(data["input_shape"]["NHWC"]),
+        shape_last=shape_text(shown_input["NHWC"]),
     )
-    is_open = "input_formula" in data
-    if is_open:
-        headline = text(
-            "headline",
-            lang,
-            name=data["name"],
-            rank=data["rank"],
-            first=first,
-            shape_first=shape_text(data["input_formula"]["NCHW"]),
-            last=last,
-            shape_last=shape_text(data["input_formula"]["NHWC"]),
-        )
     out = _wrap_words(headline, 2, width if not wide else 10**6)
     out += [text("axes_line", lang, axes=", ".join(data["axes"]))]
     at_size = shape_text(data["input_shape"]["NCHW"][1:])
