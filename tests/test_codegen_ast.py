@@ -502,7 +502,7 @@ def test_valid_specs_strategy_is_efficient_and_covers_the_catalog():
     seen: set[str] = set()
     before = spec_strategies.PROPOSAL_STATS.copy()
 
-    @settings(derandomize=True, max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(derandomize=True, max_examples=2000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(spec=valid_specs(max_layers=6))
     def draw_many(spec):
         plan = cnnspec.resolve(spec)
@@ -511,6 +511,6 @@ def test_valid_specs_strategy_is_efficient_and_covers_the_catalog():
 
     draw_many()
     stats = spec_strategies.PROPOSAL_STATS - before
-    assert stats["proposals"] > 1500
+    assert stats["proposals"] > 2000
     assert stats["invalid"] / stats["proposals"] < 0.10, dict(stats)
     assert set(layer_types()) - seen == set()
