@@ -197,6 +197,20 @@ def test_unsupported_layer_exits_2_naming_it(tmp_path):
     assert "cumsum" in result.stderr and "odd.py:11" in result.stderr
 
 
+
+def test_original_the_exporter_cannot_lower_exits_2_naming_the_ops(tmp_path):
+    """tf2onnx leaves a grouped Keras Conv2D as a TensorFlow PartitionedCall: no proof can run it,
+    and the message says which op and where (not the ONNX checker's first complaint)."""
+    (tmp_path / "grouped.py").write_text(
+        "import keras\n\ninputs = keras.Input((8, 8, 4))\n"
+        "x = keras.layers.Conv2D(4, 3, groups=2, padding='same', name='grouped')(inputs)\n"
+        "model = keras.Model(inputs, keras.layers.ReLU(name='act')(x))\n"
+    )
+    result = run("convert", "grouped.py:model", "--to", "torch", "-o", "out", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "PartitionedCall ×1" in result.stderr and "grouped" in result.stderr
+    assert "Traceback" not in result.stderr
+
 SHORTCUT_FIRST = """
 import torch
 from torch import nn

@@ -237,6 +237,8 @@ def verify(
                 opset=opset,
                 layer_map=_observed_parts(matchings.get("keras")),
             )
+        if user_keras:
+            _refuse_foreign_ops(graph, "keras")
         X.check_graph(graph, ONNX_FILES["keras"])
         return graph
 
@@ -846,6 +848,31 @@ def _user_model_errors(framework: str, user_model: bool) -> Iterator[None]:
             f"the {framework} model you passed could not be exported to ONNX ({reason}); "
             + SUPPORTED[framework]
         ) from None
+
+
+def _refuse_foreign_ops(graph, framework: str) -> None:
+    """An exporter that leaves ops ONNX does not define (tf2onnx on a grouped or depthwise Keras
+    Conv2D it cannot lower: ``PartitionedCall``; ``Erfc``) makes a graph no runtime can run: say
+    which ops and where, instead of the checker's first complaint."""
+    import collections
+
+    import onnx
+
+    foreign = [
+        node
+        for node in graph.proto.graph.node
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)
+    ]
+    if not foreign:
+        return
+    counts = collections.Counter(node.op_type for node in foreign)
+    listed = ", ".join(f"{op} ×{count}" for op, count in counts.most_common())
+    raise UnsupportedModel(
+        f"the {framework} model you passed could not be exported to ONNX: the exporter left ops "
+        f"ONNX does not define ({listed}; first at node '{foreign[0].name}'), so its layers cannot "
+        "be run and compared (tf2onnx cannot lower some TensorFlow kernels, e.g. the grouped "
+        "Conv2D of Keras' ConvNeXt)"
+    )
 
 
 def _user_name_map(name_map, user_torch: bool, user_keras: bool):
