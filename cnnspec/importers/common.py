@@ -215,6 +215,31 @@ def activation_hosts() -> frozenset[str]:
     )
 
 
+#: The spec's defaults of the fields importers write: a reader leaves them out, so an imported
+#: spec reads like one written by hand.
+_SPEC_DEFAULTS = {
+    "stride": 1,
+    "dilation": 1,
+    "padding": "valid",
+    "groups": 1,
+    "bias": True,
+    "activation": None,
+    "depth_multiplier": 1,
+    "keepdims": False,
+    "ceil_mode": False,
+    "count_include_pad": None,
+}
+
+
+def drop_defaults(**values) -> dict[str, Any]:
+    """``values`` without the fields equal to the spec's default."""
+    return {
+        key: value
+        for key, value in values.items()
+        if key not in _SPEC_DEFAULTS or _SPEC_DEFAULTS[key] != value
+    }
+
+
 def pairs(values) -> list[list[int]]:
     """((1, 1), (0, 2)) or [[1, 1], [0, 2]] -> [[1, 1], [0, 2]] as plain ints."""
     return [[int(before), int(after)] for before, after in values]

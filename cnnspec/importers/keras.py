@@ -123,23 +123,6 @@ def same_or_valid(layer, value: str) -> str:
     return value
 
 
-def drop_defaults(**values) -> dict[str, Any]:
-    """Drop the spec defaults so the spec reads like one written by hand."""
-    defaults = {
-        "stride": 1,
-        "dilation": 1,
-        "padding": "valid",
-        "groups": 1,
-        "bias": True,
-        "activation": None,
-        "depth_multiplier": 1,
-        "keepdims": False,
-    }
-    return {
-        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
-    }
-
-
 def pass_through(ctx, layer, cfg, inputs, shapes, what: str | None = None):
     """An identity layer, or nothing where the catalog has no identity type (a rewrite)."""
     from cnnspec.spec.models import layer_types

@@ -361,20 +361,6 @@ def padding_of(attrs, rank: int, node, key: str = "pads"):
     return "valid" if not any(any(pair) for pair in pairs) else compact_padding(pairs)
 
 
-def drop_defaults(**values) -> dict[str, Any]:
-    defaults = {
-        "stride": 1,
-        "dilation": 1,
-        "padding": "valid",
-        "groups": 1,
-        "bias": True,
-        "depth_multiplier": 1,
-    }
-    return {
-        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
-    }
-
-
 # ----------------------------------------------------------------------------------------------
 # Layout plumbing and the helpers the readers in cnnspec/layers share
 # ----------------------------------------------------------------------------------------------

@@ -159,25 +159,6 @@ def refusal(ctx, node, what: str, hint: str | None = None):
     return refuse(FRAMEWORK, where(node, ctx), what, hint)
 
 
-def drop_defaults(**values) -> dict[str, Any]:
-    """Drop the spec defaults so the spec reads like one written by hand."""
-    defaults = {
-        "stride": 1,
-        "dilation": 1,
-        "padding": "valid",
-        "groups": 1,
-        "bias": True,
-        "activation": None,
-        "depth_multiplier": 1,
-        "keepdims": False,
-        "ceil_mode": False,
-        "count_include_pad": None,
-    }
-    return {
-        key: value for key, value in values.items() if key not in defaults or defaults[key] != value
-    }
-
-
 def conv_padding(value) -> Any:
     """A torch ``padding`` argument ('same', 'valid' or per-dim ints) in the spec's form."""
     if isinstance(value, str):

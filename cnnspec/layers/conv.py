@@ -11,7 +11,7 @@ from cnnspec.engine.sizes import Size, window_size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact, refuse
+from cnnspec.importers.common import compact, drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -318,7 +318,7 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
         layer,
         f"conv{rank}d",
         inputs,
-        **KI.drop_defaults(
+        **drop_defaults(
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(strides),
@@ -363,14 +363,14 @@ def _torch_conv(ctx, node, module):
             node,
             node.args[:1],
             layer_type="depthwise_conv2d",
-            **TI.drop_defaults(depth_multiplier=module.out_channels // channels, **fields),
+            **drop_defaults(depth_multiplier=module.out_channels // channels, **fields),
         )
         return
     ctx.add(
         node,
         node.args[:1],
         layer_type=f"conv{rank}d",
-        **TI.drop_defaults(filters=module.out_channels, groups=module.groups, **fields),
+        **drop_defaults(filters=module.out_channels, groups=module.groups, **fields),
     )
 
 
@@ -463,7 +463,7 @@ def _onnx_conv(ctx, node, attrs):
             [node.input[0]],
             OI.FIRST,
             tensors,
-            **OI.drop_defaults(depth_multiplier=weight.shape[0] // channels, **common),
+            **drop_defaults(depth_multiplier=weight.shape[0] // channels, **common),
         )
         return
     tensors["kernel"] = weight
@@ -474,7 +474,7 @@ def _onnx_conv(ctx, node, attrs):
         OI.FIRST,
         tensors,
         lifted=lift,
-        **OI.drop_defaults(filters=weight.shape[0], groups=group, **common),
+        **drop_defaults(filters=weight.shape[0], groups=group, **common),
     )
 
 

@@ -13,7 +13,7 @@ from cnnspec.errors import CnnspecError
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact, compact_padding, refuse
+from cnnspec.importers.common import compact, compact_padding, drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -384,7 +384,7 @@ def read_keras_conv_transpose(ctx, layer, cfg, inputs, shapes):
         layer,
         f"conv_transpose{rank}d",
         inputs,
-        **KI.drop_defaults(
+        **drop_defaults(
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(cfg["strides"]),
@@ -426,7 +426,7 @@ def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
         layer,
         f"conv_transpose{rank}d",
         inputs,
-        **KI.drop_defaults(
+        **drop_defaults(
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(strides),
@@ -456,7 +456,7 @@ def _torch_conv_transpose(ctx, node, module):
         node,
         node.args[:1],
         layer_type=f"conv_transpose{rank}d",
-        **TI.drop_defaults(
+        **drop_defaults(
             filters=module.out_channels,
             kernel_size=compact(module.kernel_size),
             stride=compact(module.stride),
@@ -505,7 +505,7 @@ def _onnx_conv_transpose(ctx, node, attrs):
         OI.FIRST,
         tensors,
         output=full,
-        **OI.drop_defaults(
+        **drop_defaults(
             filters=weight.shape[1],
             kernel_size=compact(weight.shape[2:]),
             stride=compact(attrs.get("strides", [1] * rank)),

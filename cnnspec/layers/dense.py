@@ -10,7 +10,7 @@ from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import refuse
+from cnnspec.importers.common import drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import ACTIVATION_DESCRIPTION, Flag, InlineActivation, LayerBase, Positive
 from cnnspec.targets import pysource as P
@@ -154,7 +154,7 @@ def read_keras_dense(ctx, layer, cfg, inputs, shapes):
             f"conv{rank}d",
             inputs,
             source=layer.name,
-            **KI.drop_defaults(
+            **drop_defaults(
                 filters=cfg["units"], kernel_size=1, bias=cfg["use_bias"], activation=activation
             ),
         )
@@ -163,7 +163,7 @@ def read_keras_dense(ctx, layer, cfg, inputs, shapes):
         layer,
         "dense",
         inputs,
-        **KI.drop_defaults(units=cfg["units"], bias=cfg["use_bias"], activation=activation),
+        **drop_defaults(units=cfg["units"], bias=cfg["use_bias"], activation=activation),
     )
 
 
@@ -182,7 +182,7 @@ def _torch_linear(ctx, node, module):
         node,
         node.args[:1],
         layer_type="dense",
-        **TI.drop_defaults(units=module.out_features, bias=module.bias is not None),
+        **drop_defaults(units=module.out_features, bias=module.bias is not None),
     )
 
 
@@ -251,7 +251,7 @@ def _onnx_dense(ctx, node, weight, bias):
         [node.input[0]],
         OI.FLAT,
         tensors,
-        **OI.drop_defaults(units=int(weight.shape[0]), bias=bias is not None),
+        **drop_defaults(units=int(weight.shape[0]), bias=bias is not None),
     )
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor
 from cnnspec.importers import keras as KI
-from cnnspec.importers.common import compact
+from cnnspec.importers.common import compact, drop_defaults
 from cnnspec.layers.conv import ConvLike, bias_slot, conv_module, padded_conv
 from cnnspec.layers.registry import REGISTRY, WeightSlot, example, register
 from cnnspec.spec.fields import (
@@ -316,7 +316,7 @@ def read_keras_depthwise(
         layer_type,
         inputs,
         **more,
-        **KI.drop_defaults(
+        **drop_defaults(
             kernel_size=compact(cfg["kernel_size"]),
             depth_multiplier=cfg["depth_multiplier"],
             stride=compact(cfg["strides"]),

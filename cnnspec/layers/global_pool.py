@@ -11,7 +11,7 @@ from cnnspec.engine.sizes import Size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import refuse
+from cnnspec.importers.common import drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import Flag, LayerBase
 from cnnspec.targets import pysource as P
@@ -113,7 +113,7 @@ def _read_keras_global_pool(kind: str):
             layer,
             f"global_{kind}_pool",
             inputs,
-            **KI.drop_defaults(keepdims=bool(cfg.get("keepdims", False))),
+            **drop_defaults(keepdims=bool(cfg.get("keepdims", False))),
         )
 
     return reader
@@ -210,7 +210,7 @@ def _torch_mean(ctx, node):
         raise TI.refusal(
             ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool"
         )
-    ctx.add(node, node.args[:1], layer_type="global_avg_pool", **TI.drop_defaults(keepdims=keepdim))
+    ctx.add(node, node.args[:1], layer_type="global_avg_pool", **drop_defaults(keepdims=keepdim))
 
 
 def _torch_amax(ctx, node):
@@ -222,7 +222,7 @@ def _torch_amax(ctx, node):
         raise TI.refusal(
             ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool"
         )
-    ctx.add(node, node.args[:1], layer_type="global_max_pool", **TI.drop_defaults(keepdims=keepdim))
+    ctx.add(node, node.args[:1], layer_type="global_max_pool", **drop_defaults(keepdims=keepdim))
 
 
 REGISTRY.reads("torch_function", "torch.mean", by="global_avg_pool", produces=("global_avg_pool",))(

@@ -13,7 +13,7 @@ from cnnspec.engine.sizes import Size, ceil_pool_size, window_size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact, compact_padding, refuse
+from cnnspec.importers.common import compact, compact_padding, drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import PADDING_DESCRIPTION, Flag, LayerBase, PaddingSpec, PositiveOrTuple
 from cnnspec.targets import pysource as P
@@ -511,7 +511,7 @@ def _read_keras_pool(kind: str):
         size = (size,) if isinstance(size, int) else tuple(size)
         strides = cfg.get("strides") or size
         strides = (strides,) if isinstance(strides, int) else tuple(strides)
-        fields = KI.drop_defaults(
+        fields = drop_defaults(
             pool_size=compact(size), padding=KI.same_or_valid(layer, cfg["padding"])
         )
         if tuple(strides) != tuple(size):  # a pool's stride defaults to its size, not to 1
@@ -543,7 +543,7 @@ REGISTRY.reads(
 def read_keras_counted_average_pooling(ctx, layer, cfg, inputs, shapes):
     """cnnspec's generated CountedAveragePooling helper, read back as the avg pool it implements."""
     size, strides = tuple(cfg["pool_size"]), tuple(cfg["strides"])
-    fields = KI.drop_defaults(
+    fields = drop_defaults(
         pool_size=compact(size),
         padding=compact_padding(cfg["padding"]),
         ceil_mode=any(cfg["ceil_extra"]),
@@ -593,7 +593,7 @@ def _torch_pool(kind: str):
 
 def _torch_pool_layer(ctx, node, kind, rank, fields):
     stride = fields.pop("stride", None)  # a pool's stride defaults to its size, not to 1
-    fields = TI.drop_defaults(**fields)
+    fields = drop_defaults(**fields)
     if stride is not None:
         fields["stride"] = stride
     ctx.add(node, node.args[:1], layer_type=f"{kind}_pool{rank}d", **fields)
@@ -701,7 +701,7 @@ def _onnx_pool(kind: str):
             attrs.get("strides", [1] * rank)
         )  # ONNX's default stride is 1, not the window
         padding = padding or OI.padding_of(attrs, rank, node)
-        fields = OI.drop_defaults(pool_size=compact(kernel), padding=padding)
+        fields = drop_defaults(pool_size=compact(kernel), padding=padding)
         if strides != kernel:
             fields["stride"] = compact(strides)
         if attrs.get("ceil_mode"):
