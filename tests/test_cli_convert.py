@@ -198,18 +198,64 @@ def test_unsupported_layer_exits_2_naming_it(tmp_path):
 
 
 
-def test_original_the_exporter_cannot_lower_exits_2_naming_the_ops(tmp_path):
-    """tf2onnx leaves a grouped Keras Conv2D as a TensorFlow PartitionedCall: no proof can run it,
-    and the message says which op and where (not the ONNX checker's first complaint)."""
+def test_grouped_conv_and_exact_gelu_original_converts(tmp_path):
+    """Keras runs a grouped Conv2D through an XLA-compiled function and TensorFlow's exact GELU
+    through Erfc; tf2onnx reads neither as they are (Keras ConvNeXt has both).  The original is
+    exported and verified layer by layer, and the PyTorch model it becomes computes what Keras
+    itself computes."""
     (tmp_path / "grouped.py").write_text(
         "import keras\n\ninputs = keras.Input((8, 8, 4))\n"
-        "x = keras.layers.Conv2D(4, 3, groups=2, padding='same', name='grouped')(inputs)\n"
-        "model = keras.Model(inputs, keras.layers.ReLU(name='act')(x))\n"
+        "x = keras.layers.Conv2D(6, 3, groups=2, padding='same', name='grouped')(inputs)\n"
+        "x = keras.layers.Activation('gelu', name='gelu')(x)\n"
+        "x = keras.layers.Conv2D(6, 3, groups=6, name='depthwise')(x)\n"
+        "model = keras.Model(inputs, x)\n"
     )
     result = run("convert", "grouped.py:model", "--to", "torch", "-o", "out", "--no-progress", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "PartitionedCall ×1" in result.stderr and "grouped" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    compared = [row["name"] for row in report["verification"]["layers"] if row["max_abs_diff"] is not None]
+    assert {"grouped", "gelu", "depthwise"} <= set(compared)
+
+    import numpy as np
+
+    import cnnspec
+
+    namespace: dict = {}
+    exec((tmp_path / "grouped.py").read_text(), namespace)
+    original = namespace["model"]
+    spec = cnnspec.from_keras(original)
+    converted = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(original, converted, spec)
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype("float32")
+    expected = np.asarray(original(x))  # Keras itself (its XLA-compiled grouped convolution)
+    with torch.no_grad():
+        got = converted(torch.from_numpy(np.moveaxis(x, -1, 1))).numpy()
+    np.testing.assert_allclose(np.moveaxis(got, 1, -1), expected, atol=1e-5)
+
+
+def test_foreign_ops_in_an_original_graph_are_refused_by_name():
+    """A graph the exporter left with ops ONNX does not define is refused naming the ops and the first node."""
+    import onnx
+    from onnx import helper
+
+    from cnnspec.verifier.onnx_export import ExportedGraph
+    from cnnspec.verifier.run import UnsupportedModel, _refuse_foreign_ops
+
+    nodes = [
+        helper.make_node("Relu", ["input"], ["a"], name="act"),
+        helper.make_node("PartitionedCall", ["a"], ["b"], name="block_1/PartitionedCall"),
+        helper.make_node("Erfc", ["b"], ["c"], name="gelu/Erfc"),
+    ]
+    value = helper.make_tensor_value_info
+    proto = helper.make_model(
+        helper.make_graph(
+            nodes, "g", [value("input", onnx.TensorProto.FLOAT, [1])], [value("c", onnx.TensorProto.FLOAT, [1])]
+        )
+    )
+    graph = ExportedGraph(proto=proto, layer_names=["c"], observation="get_layer", output_names=["c"])
+    with pytest.raises(UnsupportedModel, match=r"PartitionedCall ×1, Erfc ×1; first at node 'block_1/PartitionedCall'"):
+        _refuse_foreign_ops(graph, "keras")
+
 
 SHORTCUT_FIRST = """
 import torch

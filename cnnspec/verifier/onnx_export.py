@@ -567,6 +567,65 @@ def _flooring_integer_division() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _complementary_error_function() -> Iterator[None]:
+    """tf2onnx reads TensorFlow's ``Erfc`` as ``1 − Erf``.
+
+    TensorFlow's exact GELU is ``0.5·x·erfc(−x/√2)`` (Keras ConvNeXt's activation), and
+    tf2onnx 1.17 has no handler for ``Erfc``; ONNX has ``Erf`` only.
+    """
+    from tf2onnx import constants, utils
+    from tf2onnx.handler import tf_op
+
+    opsets = tf_op.get_opsets()[constants.ONNX_DOMAIN]
+    version = min(v for v, table in enumerate(opsets) if "Erf" in table)
+
+    def erfc(ctx, node, **options):
+        dtype = ctx.get_dtype(node.input[0])
+        erf = ctx.make_node("Erf", [node.input[0]], dtypes=[dtype])
+        one = ctx.make_const(
+            utils.make_name(f"{node.name}_one"),
+            np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)),
+        )
+        node.type = "Sub"
+        ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+    had = "Erfc" in opsets[version]
+    previous = opsets[version].get("Erfc")
+    opsets[version]["Erfc"] = (erfc, {})
+    try:
+        yield
+    finally:
+        if had:
+            opsets[version]["Erfc"] = previous
+        else:
+            del opsets[version]["Erfc"]
+
+
+def _compiled_calls_inlined(graph_def):
+    """The graph with the XLA-compiled function calls made ordinary, so that grappler inlines them.
+
+    Keras runs a grouped convolution through ``tf.function(jit_compile=True)`` (TensorFlow's CPU
+    kernel for it is broken); the traced graph keeps it as a ``PartitionedCall`` marked
+    ``_XlaMustCompile`` and ``_noinline``, which grappler leaves alone and tf2onnx cannot read.  Unmarked, it is
+    inlined into the plain ``Conv2D`` it wraps, which tf2onnx converts to a grouped ``Conv``.
+    Nothing runs in TensorFlow here, so its CPU kernel is never used.
+    """
+    # (A protobuf map's [] inserts a missing key: look with `in` first.)
+    compiled = set()
+    for function in graph_def.library.function:
+        if "_XlaMustCompile" in function.attr and function.attr["_XlaMustCompile"].b:
+            compiled.add(function.signature.name)
+            for key in ("_XlaMustCompile", "_noinline"):
+                if key in function.attr:
+                    del function.attr[key]
+    for node in graph_def.node:
+        if "f" in node.attr and node.attr["f"].func.name in compiled:
+            if "_XlaMustCompile" in node.attr:
+                del node.attr["_XlaMustCompile"]
+    return graph_def
+
+
+@contextlib.contextmanager
 def _bulk_output_renaming() -> Iterator[None]:
     """tf2onnx's ``Graph.replace_all_inputs`` over an explicit node list, without a call per node.
 
@@ -682,6 +741,7 @@ def export_keras(
         tf.device("/cpu:0"),
         _one_walk_subgraph_extraction(),
         _flooring_integer_division(),
+        _complementary_error_function(),
         _bulk_output_renaming(),
     ):
         function = layer_outputs.get_concrete_function(*signature)
@@ -691,7 +751,7 @@ def export_keras(
         graph_def = _captures_as_constants(
             function, len(signature), function.graph.as_graph_def(add_shapes=True)
         )
-        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+        graph_def = _compiled_calls_inlined(tf_loader.fix_freezing_errors_part2(graph_def))
         with tf.Graph().as_default():  # grappler runs on a graph, not eagerly
             frozen = tf_loader.tf_optimize(graph_inputs, graph_outputs, graph_def)
         proto, _ = _convert_common(

@@ -851,9 +851,9 @@ def _user_model_errors(framework: str, user_model: bool) -> Iterator[None]:
 
 
 def _refuse_foreign_ops(graph, framework: str) -> None:
-    """An exporter that leaves ops ONNX does not define (tf2onnx on a grouped or depthwise Keras
-    Conv2D it cannot lower: ``PartitionedCall``; ``Erfc``) makes a graph no runtime can run: say
-    which ops and where, instead of the checker's first complaint."""
+    """An exporter that leaves ops ONNX does not define (a TensorFlow kernel tf2onnx has no
+    handler for, kept as it is) makes a graph no runtime can run: say which ops and where,
+    instead of the checker's first complaint."""
     import collections
 
     import onnx
@@ -870,8 +870,7 @@ def _refuse_foreign_ops(graph, framework: str) -> None:
     raise UnsupportedModel(
         f"the {framework} model you passed could not be exported to ONNX: the exporter left ops "
         f"ONNX does not define ({listed}; first at node '{foreign[0].name}'), so its layers cannot "
-        "be run and compared (tf2onnx cannot lower some TensorFlow kernels, e.g. the grouped "
-        "Conv2D of Keras' ConvNeXt)"
+        "be run and compared (tf2onnx has no handler for these TensorFlow kernels)"
     )
 
 
