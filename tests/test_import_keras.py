@@ -235,3 +235,28 @@ def test_keras_file_is_loaded_safely(tmp_path):
     assert spec.name == "filed" and spec.layers[0].name == "conv"
     with pytest.raises(UnsupportedModel, match="not found"):
         cnnspec.from_keras(tmp_path / "missing.keras")
+
+
+@pytest.mark.frameworks
+def test_nested_sequential_of_a_model_loaded_from_a_file(tmp_path):
+    """Loading a .keras file rebuilds a nested Sequential, leaving an earlier call of its first layer
+    beside the one in the graph (Keras ConvNeXt's stem): the import reads the calls of the
+    Sequential's own graph, so the file imports as the model in memory does."""
+    inputs = keras.Input((16, 16, 3))
+    stem = keras.Sequential(
+        [L.Conv2D(8, 4, strides=4, name="stem_conv"), L.LayerNormalization(epsilon=1e-6, name="stem_norm")],
+        name="stem",
+    )
+    x = L.Conv2D(8, 3, padding="same", groups=8, name="dw")(stem(inputs))
+    x = L.Activation("gelu", name="act")(x)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, L.Dense(3, name="head")(x), name="nested")
+    randomize(model, 1)
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert len(loaded.get_layer("stem").layers[0]._inbound_nodes) > 1  # the stale call is there
+    in_memory = import_keras(model).spec
+    from_file = check_against_keras(loaded).spec
+    assert from_file.model_dump(exclude={"name"}) == in_memory.model_dump(exclude={"name"})
+    assert [layer.name for layer in from_file.layers][:2] == ["stem_conv", "stem_norm"]

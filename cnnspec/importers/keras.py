@@ -47,7 +47,12 @@ class _Context:
         self.consumers: dict[int, int] = {}
         self.model = model
         self.node = None
+        self.nodes: dict[int, Any] = {}  # layer -> the call of it in the graph being imported
         self.pending_pads: dict[str, Any] = {}  # consumer name -> padding read from its helper
+
+    def output(self, layer):
+        """The layer's output tensor in the graph being imported."""
+        return self.nodes[id(layer)].output_tensors[0]
 
     def add(
         self,
@@ -131,7 +136,7 @@ def pass_through(ctx, layer, cfg, inputs, shapes, what: str | None = None):
         ctx.add(layer, "identity", inputs)
         return
     ctx.builder.rewrite(layer.name, what or type(layer).__name__, "removed (it computes nothing)")
-    ctx.names[id(layer.output)] = inputs[0]
+    ctx.names[id(ctx.output(layer))] = inputs[0]
 
 
 def _load(model_or_path):
@@ -216,17 +221,18 @@ def import_keras(model_or_path) -> ImportResult:
     aliases: dict[
         int, Any
     ] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
-    layers = _inline_sequentials(layers, aliases)
-    nodes = {}
+    nodes = ctx.nodes
+    layers = _inline_sequentials(layers, aliases, nodes)
     for layer in layers:
-        if len(layer._inbound_nodes) != 1:
-            raise refuse(
-                FRAMEWORK,
-                where(layer),
-                f"is called {len(layer._inbound_nodes)} times (a shared layer)",
-                "cnnspec layers have one output each; give each call its own layer",
-            )
-        nodes[id(layer)] = layer._inbound_nodes[0]
+        if id(layer) not in nodes:
+            if len(layer._inbound_nodes) != 1:
+                raise refuse(
+                    FRAMEWORK,
+                    where(layer),
+                    f"is called {len(layer._inbound_nodes)} times (a shared layer)",
+                    "cnnspec layers have one output each; give each call its own layer",
+                )
+            nodes[id(layer)] = layer._inbound_nodes[0]
         for tensor in nodes[id(layer)].input_tensors:
             ctx.consumers[id(tensor)] = ctx.consumers.get(id(tensor), 0) + 1
     readers = {name: claim.reader for name, claim in _claims("keras").items()}
@@ -253,8 +259,8 @@ def import_keras(model_or_path) -> ImportResult:
                     "+, -, * on tensors or by a number",
                 )
             operation(ctx, layer, node, inputs)
-            ctx.names[id(layer.output)] = ctx.builder.layers[-1]["name"]
-            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(layer.output)[1:]
+            ctx.names[id(ctx.output(layer))] = ctx.builder.layers[-1]["name"]
+            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(ctx.output(layer))[1:]
             continue
         cfg = layer.get_config()
         handler = readers.get(type(layer).__name__)
@@ -263,10 +269,11 @@ def import_keras(model_or_path) -> ImportResult:
         count = len(ctx.builder.layers)
         ctx.node = node
         handler(ctx, layer, cfg, inputs, shapes)
-        if id(layer.output) not in ctx.names:
-            ctx.names[id(layer.output)] = ctx.builder.layers[-1]["name"]
+        output = ctx.output(layer)
+        if id(output) not in ctx.names:
+            ctx.names[id(output)] = ctx.builder.layers[-1]["name"]
         if len(ctx.builder.layers) > count:
-            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(layer.output)[1:]
+            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(output)[1:]
         if layer.name in ctx.pending_pads:
             ctx.builder.layers[-1].update(ctx.pending_pads.pop(layer.name))
     channels, size = input_shape[-1], list(input_shape[:-1])
@@ -304,19 +311,19 @@ def absorb_helper_pad(ctx, layer, padding, value: float, inputs, **fields) -> bo
         claim is not None
         and claim.absorbs_padding == value
         and consumer.get_config()["padding"] == "valid"
-        and (padding == "same" or not _is_same(layer, consumer, padding))
-        and consumer._inbound_nodes
-        and consumer._inbound_nodes[0].input_tensors[0] is layer.output
+        and (padding == "same" or not _is_same(ctx.node, consumer, padding))
+        and id(consumer) in ctx.nodes
+        and ctx.nodes[id(consumer)].input_tensors[0] is ctx.output(layer)
     ):
         if padding != "same":
             padding = compact_padding([padding] if isinstance(padding[0], int) else padding)
         ctx.pending_pads[target] = {"padding": padding, **fields}
-        ctx.names[id(layer.output)] = inputs[0]
+        ctx.names[id(ctx.output(layer))] = inputs[0]
         return True
     return False
 
 
-def _is_same(pad_layer, consumer, padding) -> bool:
+def _is_same(pad_node, consumer, padding) -> bool:
     """Whether ``padding`` is what Keras' padding="same" applies for ``consumer``: cnnspec never writes a pad
     helper then (it writes padding="same"), so such a ``<name>_pad`` is a layer of the model (Keras'
     MobileNetV3 and EfficientNet name theirs that way too)."""
@@ -325,7 +332,7 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     cfg = consumer.get_config()
     if "kernel_size" not in cfg or "subsample" in cfg:  # cnnspec's PortableConv never pads "same"
         return False
-    sizes = _tensor_shape(pad_layer.input)[1:-1]
+    sizes = _tensor_shape(pad_node.input_tensors[0])[1:-1]
     if None in sizes:  # fixed amounts are 'same' at some sizes only: they stay what they are
         return False
     rank = len(sizes)
@@ -349,28 +356,45 @@ def _is_same(pad_layer, consumer, padding) -> bool:
     return [tuple(p) for p in pairs] == [tuple(p) for p in same]
 
 
-def _inline_sequentials(layers, aliases) -> list:
-    """A nested Sequential called once (Keras ConvNeXt's stem) is its layers in order, in the outer graph."""
+def _inline_sequentials(layers, aliases, nodes) -> list:
+    """A nested Sequential called once (Keras ConvNeXt's stem) is its layers in order, in the outer graph.
+
+    Its layers' calls are read from the Sequential's own graph (``nodes`` records them): a model
+    loaded from a file may hold an earlier call of an inner layer, made while Keras rebuilt it.
+    """
     import keras
 
     expanded = []
     for layer in layers:
-        if not isinstance(layer, keras.Sequential) or len(layer._inbound_nodes) != 1:
-            expanded.append(layer)
-            continue
-        outer = layer._inbound_nodes[0]
-        inner = [sub for sub in layer.layers if type(sub).__name__ != "InputLayer"]
-        if (
-            len(outer.input_tensors) != 1
-            or not inner
-            or any(len(sub._inbound_nodes) != 1 for sub in inner)
-        ):
+        outer = nodes.get(id(layer))
+        if outer is None and len(layer._inbound_nodes) == 1:
+            outer = layer._inbound_nodes[0]
+        chain = _sequential_chain(layer) if isinstance(layer, keras.Sequential) else None
+        if outer is None or chain is None or len(outer.input_tensors) != 1:
             expanded.append(layer)
             continue
         aliases[id(layer.inputs[0])] = outer.input_tensors[0]
-        aliases[id(outer.output_tensors[0])] = inner[-1].output
-        expanded.extend(_inline_sequentials(inner, aliases))
+        aliases[id(outer.output_tensors[0])] = layer.outputs[0]
+        nodes.update((id(sub), node) for sub, node in chain)
+        expanded.extend(_inline_sequentials([sub for sub, _ in chain], aliases, nodes))
     return expanded
+
+
+def _sequential_chain(model) -> list | None:
+    """The (layer, call) pairs from a Sequential's input to its output, or None if not a chain."""
+    chain = []
+    tensor = model.outputs[0]
+    while tensor is not model.inputs[0]:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            return None
+        operation, node_index, _ = history
+        node = operation._inbound_nodes[node_index]
+        if len(node.input_tensors) != 1:
+            return None
+        chain.append((operation, node))
+        tensor = node.input_tensors[0]
+    return chain[::-1] or None
 
 
 def unsupported(layer):
@@ -447,7 +471,7 @@ def keras_tensors(model, plan) -> dict:
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {layer.name: layer for layer in _inline_sequentials(model.layers, {})}
+    by_name = {layer.name: layer for layer in _inline_sequentials(model.layers, {}, {})}
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:

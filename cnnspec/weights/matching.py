@@ -473,7 +473,9 @@ def transfer_lookups(
         NameMapError: the name map names an unknown spec layer or model part.
     """
     torch_modules = dict(torch_model.named_modules())
-    keras_layers = {layer.name: layer for layer in keras_model.layers}
+    from cnnspec.weights.transfer import keras_layers_by_name
+
+    keras_layers = keras_layers_by_name(keras_model)
     torch_match = match_torch(torch_model, plan, name_map)
     keras_match = match_keras(keras_model, plan, name_map)
     check_any_map_targets(

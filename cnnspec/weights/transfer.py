@@ -211,9 +211,21 @@ def bound_torch_tensors(torch_model, plan) -> dict:
     return bound
 
 
+def keras_layers_by_name(model) -> dict:
+    """Every layer of a Keras model by name, those of nested models too (an outer name wins)."""
+    found: dict = {}
+    for layer in model.layers:
+        found.setdefault(layer.name, layer)
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer is not model:
+            for name, inner in keras_layers_by_name(layer).items():
+                found.setdefault(name, inner)
+    return found
+
+
 def bound_keras_variables(keras_model, plan) -> dict:
     """(layer, tensor) -> (keras variable, its WeightSlot, the neutral shape)."""
-    layers_by_name = {layer.name: layer for layer in keras_model.layers}
+    layers_by_name = keras_layers_by_name(keras_model)
     spec_names = {layer.name for layer in plan.layers}
     bound = {}
     for layer_plan in _weighted_layers(plan):
