@@ -90,6 +90,11 @@ def load_reference(reference: str, kwargs: dict | None = None) -> tuple[str, Any
         raise CnnspecError(
             f"{reference}: calling it with {kwargs or 'no arguments'} failed: {error} (pass --kwargs JSON)"
         ) from None
+    except Exception as error:  # noqa: BLE001 - the model's own code failed, not cnnspec
+        raise CnnspecError(
+            f"{reference}: calling it with {kwargs or 'no arguments'} raised "
+            f"{type(error).__name__}: {error}"
+        ) from None
     if not _is_model(model):
         raise CnnspecError(
             f"{reference}() returned a {type(model).__name__}, not a keras.Model or torch.nn.Module"
