@@ -60,6 +60,10 @@ def seeded():
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
     return model.eval()
+
+
+def offline():
+    raise OSError("URL fetch failure: no network")
 """
 
 
@@ -171,6 +175,7 @@ def test_import_writes_a_valid_spec(tmp_path):
         (("models.py:Net", "--to", "keras", "--input-shape", "3,16,16", "--kwargs", "[1]"), "JSON object"),
         (("models.py:Net", "--to", "torch", "--input-shape", "3,16,16"), "already a torch model"),
         (("notamodel.txt", "--to", "torch"), "not a model file"),
+        (("models.py:offline", "--to", "keras"), "raised OSError: URL fetch failure"),
     ],
 )
 def test_bad_input_exits_2_without_writing(tmp_path, monkeypatch, capsys, args, expected):
