@@ -82,7 +82,34 @@ def test_referee_early_test_never_passes_what_the_criterion_fails():
         with np.errstate(all="ignore"):
             clearly = _clearly_close(t, k, _tolerance(t, atol, rtol))
         if clearly:
-            assert compare_arrays(t, k, atol, rtol)["ok"]
+            assert compare_arrays(t, k, _tolerance(t, atol, rtol), 0.0)["ok"]
+
+
+def test_referee_tolerance_follows_the_layers_scale():
+    """The referee computes in other ops than the frameworks, so an element near zero in a layer of
+    large values carries that layer's rounding (EfficientNetV2-M: 1.4e-4 at a value near 0 in a
+    layer reaching 1e3): no departure.  A mistake moving values by 0.1 % of the scale departs."""
+    from cnnspec.engine.plan import resolve
+    from cnnspec.verifier.referee import judge
+
+    plan = resolve(
+        {
+            "cnnspec": 1,
+            "name": "scaled",
+            "input": {"channels": 2, "size": [4, 4]},
+            "layers": [{"name": "conv", "type": "conv2d", "filters": 2, "kernel_size": 1}],
+        }
+    )
+    reference = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32) * 1e3
+    reference[0, 0, 0, 0] = 1e-3
+    rounded = reference.copy()
+    rounded[0, 0, 0, 0] += 1.4e-4
+    verdict = judge(plan, {"conv": rounded}, {}, {"conv": reference}, weights_from="torch", atol=1e-4, rtol=1e-4)
+    assert verdict.torch_departs_at is None
+    assert not compare_arrays(reference, rounded, 1e-4, 1e-4)["ok"]  # the element-wise criterion fails it
+    shifted = reference + np.float32(1e-3 * np.abs(reference).max())
+    verdict = judge(plan, {"conv": shifted}, {}, {"conv": reference}, weights_from="torch", atol=1e-4, rtol=1e-4)
+    assert verdict.torch_departs_at == "conv"
 
 
 @pytest.mark.parametrize(
