@@ -4,9 +4,12 @@ One fresh process per model (``weights=None``, its default input size): import, 
 then the per-layer proof against the Keras original through ONNX and onnxruntime.  Records the
 exit code, wall seconds, parameters, layers compared, the largest difference over all layers and
 at the output, or the first line of the error.  ConvNeXtXLarge, NASNetLarge and EfficientNetB7 are
-left out unless named with --only (too large for this machine's routine runs).
+left out unless named with --only or --all (too large for this machine's routine runs).  Keras'
+initialisers are seeded (``keras.utils.set_random_seed(--seed)``) so that a row can be repeated:
+the untrained weights decide how large the activations grow.
 
-    python bench/keras_applications_convert.py [--only ResNet50,VGG16] [--json bench/keras_applications_convert.json]
+    python bench/keras_applications_convert.py [--only ResNet50,VGG16 | --all] [--seed 0]
+        [--json bench/keras_applications_convert.json]
 """
 
 from __future__ import annotations
@@ -32,16 +35,23 @@ def application_names() -> list[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
 
 
-def convert(name: str, folder: Path) -> dict:
+def convert(name: str, folder: Path, seed: int) -> dict:
     """Run one conversion; the row of the table."""
     out = folder / name
-    command = [
-        sys.executable, "-m", "cnnspec", "convert", f"keras.applications:{name}",
+    arguments = [
+        "convert", f"keras.applications:{name}",
         "--kwargs", '{"weights": null}', "--to", "torch", "-o", str(out), "--no-progress",
     ]
+    seeded = (
+        "import sys, keras; keras.utils.set_random_seed(int(sys.argv[1])); "
+        "from cnnspec.cli.main import main; sys.exit(main(sys.argv[2:]))"
+    )
+    command = [sys.executable, "-c", seeded, str(seed), *arguments]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
-    row: dict = {"model": name, "exit": done.returncode, "seconds": round(time.perf_counter() - start, 1)}
+    row: dict = {
+        "model": name, "seed": seed, "exit": done.returncode, "seconds": round(time.perf_counter() - start, 1)
+    }
     report = out / "report.json"
     if report.exists():
         data = json.loads(report.read_text())
@@ -62,13 +72,15 @@ def convert(name: str, folder: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="comma-separated model names")
+    parser.add_argument("--all", action="store_true", help="the large models too")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    names = args.only.split(",") if args.only else [n for n in application_names() if n not in LARGE]
+    names = args.only.split(",") if args.only else [n for n in application_names() if args.all or n not in LARGE]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
-            row = convert(name, Path(folder))
+            row = convert(name, Path(folder), args.seed)
             rows.append(row)
             print(json.dumps(row), flush=True)
     passed = sum(row["exit"] == 0 for row in rows)
