@@ -124,18 +124,31 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
+# (expansion t, output channels c, repeats n, first stride s) per stage
+SMALL_SETTING = ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 1, 2))
+TORCHVISION_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def conv_bn_relu6(inp, oup, kernel, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(oup), nn.ReLU6(inplace=True)
+    )
+
+
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes=10):
+    """torchvision's MobileNetV2 layout; small by default, ``mobilenet_v2()`` is the full-size one."""
+
+    def __init__(self, num_classes=10, setting=SMALL_SETTING, stem=16, last_channel=64):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True)),
-            InvertedResidual(16, 8, 1, 1),
-            InvertedResidual(8, 12, 2, 6),
-            InvertedResidual(12, 12, 1, 6),
-            InvertedResidual(12, 16, 2, 6),
-            nn.Sequential(nn.Conv2d(16, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU6(inplace=True)),
-        )
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, num_classes))
+        features = [conv_bn_relu6(3, stem, 3, 2)]
+        channels = stem
+        for t, c, n, s in setting:
+            for i in range(n):
+                features.append(InvertedResidual(channels, c, s if i == 0 else 1, t))
+                channels = c
+        features.append(conv_bn_relu6(channels, last_channel, 1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last_channel, num_classes))
 
     def forward(self, x):
         x = self.features(x)
@@ -235,3 +248,13 @@ class VGG(nn.Module):
         x = self.avgpool(self.features(x))
         x = x.view(x.size(0), -1)
         return self.classifier(x)
+
+
+def resnet18(num_classes=1000):
+    """torchvision's resnet18 (11,689,512 parameters at 1000 classes)."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes)
+
+
+def mobilenet_v2(num_classes=1000):
+    """torchvision's mobilenet_v2 (3,504,872 parameters at 1000 classes)."""
+    return MobileNetV2(num_classes, TORCHVISION_SETTING, 32, 1280)
