@@ -139,3 +139,34 @@ def test_unsupported_op_names_the_node():
     with pytest.raises(UnsupportedModel) as caught:
         import_onnx(torch_onnx(Odd(), (3, 8, 8)))
     assert "CumSum" in str(caught.value) and "supported ops" in str(caught.value)
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_verify_against_an_onnx_original_counts_parameters_on_every_side():
+    """The proof of a conversion from ONNX reports the original's initializers, the converted model
+    and its graph against the spec, and says what it compared; a converted model whose count
+    differs from the spec fails it."""
+    from cnnspec.importers.onnx import verify_against_onnx
+
+    module = Z.ResNetShared()
+    proto = torch_onnx(module, (3, 16, 16))
+    result = import_onnx(proto)
+    # torch.onnx folds each BatchNorm into its convolution: the file's weights are the reference
+    expected = sum(
+        int(np.prod(init.dims)) for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT
+    )
+    converted = cnnspec.build(result.spec, "keras")
+    cnnspec.transfer_weights(proto, converted, result.spec)
+    import_frameworks()
+    report = verify_against_onnx(cnnspec.resolve(result.spec), result, converted)
+    assert report.ok, report.problems
+    assert report.params["keras"].total == report.params["spec"].total == expected
+    assert report.params["onnx_original"].ok and report.params["keras_onnx"].ok
+    assert "the original ONNX graph and the Keras model" in report.render(use_rich=False)
+
+    document = result.spec.model_dump(by_alias=True, exclude_none=True)
+    document["layers"][-1]["units"] += 1  # the converted model no longer has the original's parameters
+    wrong = cnnspec.build(document, "keras")
+    report = verify_against_onnx(cnnspec.resolve(result.spec), result, wrong)
+    assert not report.ok and report.params["keras"].ok is False

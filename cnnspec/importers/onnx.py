@@ -1430,7 +1430,7 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
 
     from cnnspec.verifier import onnx_export as X
     from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
-    from cnnspec.verifier.run import combine_sizes, make_input, size_plans
+    from cnnspec.verifier.run import combine_sizes, make_input, parameter_reports, size_plans
 
     atol = DEFAULT_ATOL if atol is None else atol
     rtol = DEFAULT_RTOL if rtol is None else rtol
@@ -1467,6 +1467,13 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
             graph = X.export_keras(
                 converted, names, tuple(shape_last), Path(workdir) / "keras.onnx"
             )
+        side = "torch" if _is_torch(converted) else "keras"
+        params = parameter_reports(
+            plan,
+            models={side: converted},
+            graphs={f"{side}_onnx": graph},
+            original_onnx=result.details["model"],
+        )
         for size_plan in plans:
             reports.append(
                 _compare_with_original(
@@ -1480,13 +1487,19 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
                     batch=batch,
                     atol=atol,
                     rtol=rtol,
+                    params=params,
                 )
             )
-    return combine_sizes(reports, plans, open_axes)
+    report = combine_sizes(reports, plans, open_axes)
+    framework = "PyTorch" if side == "torch" else "Keras"
+    report.compared = (
+        f"the original ONNX graph and the {framework} model '{plan.name}' converted from it"
+    )
+    return report
 
 
 def _compare_with_original(
-    plan, original_path, proto, ctx_values, graph, converted, layout, *, batch, atol, rtol
+    plan, original_path, proto, ctx_values, graph, converted, layout, *, batch, atol, rtol, params
 ):
     """The converted model against the original ONNX graph at the plan's input size."""
     import numpy as np
@@ -1520,12 +1533,20 @@ def _compare_with_original(
     divergent = C.first_divergent(diffs)
     compared = [d for d in diffs if d.ok is not None]
     finite = [d.max_abs_diff for d in compared if d.max_abs_diff is not None]
-    ok = divergent is None and bool(compared)
+    params_by_source, params_ok = params
+    ok = divergent is None and bool(compared) and params_ok
     problems = (
         []
         if divergent is None
         else [f"first divergent layer '{divergent.name}' ({divergent.type})"]
     )
+    problems += [
+        f"parameter count of {source}: {count.trainable:,} trainable + {count.non_trainable:,} "
+        f"non-trainable, the spec says {params_by_source['spec'].trainable:,} + "
+        f"{params_by_source['spec'].non_trainable:,}"
+        for source, count in params_by_source.items()
+        if count.ok is False
+    ]
     return VerifyReport(
         ok=ok,
         spec=plan.name,
@@ -1540,8 +1561,8 @@ def _compare_with_original(
         output_max_abs_diff=diffs[-1].max_abs_diff,
         first_divergent_layer=None if divergent is None else divergent.name,
         divergence=None,
-        params_ok=True,
-        params={},
+        params_ok=params_ok,
+        params=params_by_source,
         layers=layers,
         observation={"original": "onnx graph outputs", "converted": graph.observation},
         problems=problems,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
-PARAM_SOURCES = ("spec", "torch", "keras", "torch_onnx", "keras_onnx")
+PARAM_SOURCES = ("spec", "onnx_original", "torch", "keras", "torch_onnx", "keras_onnx")
 TIMING_STEPS = (
     "import",
     "build",
@@ -186,6 +186,11 @@ class VerifyReport(BaseModel):
     params_ok: bool = True
     params: dict[str, ParamReport] = Field(default_factory=dict)
     layers: list[LayerReport] = Field(default_factory=list)
+    compared: Optional[str] = Field(
+        default=None,
+        description="what was compared, when not the PyTorch and Keras models of the spec "
+        "(the original ONNX graph and the model converted from it)",
+    )
     observation: dict[str, str] = Field(
         default_factory=dict, description="how each graph exposes layer outputs"
     )
@@ -368,7 +373,8 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
                 (s.max_abs_diff for s in report.sizes if s.max_abs_diff is not None), default=None
             )
         lines.append(
-            f"VERDICT: OK — PyTorch and Keras models of '{report.spec}' agree on every layer{where} "
+            f"VERDICT: OK — {report.compared or f'PyTorch and Keras models of {report.spec!r}'} "
+            f"agree on every layer{where} "
             f"(max abs diff {_fmt_diff(worst)}; atol {report.atol:g}, rtol {report.rtol:g})."
         )
     else:

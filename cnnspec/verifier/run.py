@@ -723,7 +723,24 @@ def _difference(count: int | None, spec: int | None) -> str:
 def _params(
     plan, torch_model, keras_model, torch_graph, keras_graph
 ) -> tuple[dict[str, ParamReport], bool]:
-    from cnnspec.verifier.onnx_export import op_counts, parameter_counts
+    return parameter_reports(
+        plan,
+        models={"torch": torch_model, "keras": keras_model},
+        graphs={"torch_onnx": torch_graph, "keras_onnx": keras_graph},
+    )
+
+
+def parameter_reports(
+    plan, *, models: dict, graphs: dict, original_onnx=None
+) -> tuple[dict[str, ParamReport], bool]:
+    """Parameter counts of the spec, of each model (``torch`` / ``keras``, which must equal the
+    spec's) and of each exported graph (``torch_onnx`` / ``keras_onnx``, explained against the
+    spec); an ONNX original's initializers as ``onnx_original`` (informational).
+
+    Returns:
+        The reports by source and whether every model's count equals the spec's.
+    """
+    from cnnspec.verifier.onnx_export import initializer_counts, op_counts, parameter_counts
 
     spec_count = C.Count(
         plan.trainable_params,
@@ -731,9 +748,11 @@ def _params(
         ["the plan; non-trainable = BatchNorm moving mean/variance"],
         ok=True,
     )
-    torch_count, keras_count = C.torch_counts(torch_model), C.keras_counts(keras_model)
+    counts = {"spec": spec_count}
+    counters = {"torch": C.torch_counts, "keras": C.keras_counts}
     params_ok = True
-    for count in (torch_count, keras_count):
+    for source, model in models.items():
+        count = counts[source] = counters[source](model)
         count.ok = (
             count.trainable == spec_count.trainable
             and count.non_trainable == spec_count.non_trainable
@@ -744,20 +763,18 @@ def _params(
                 f"DIFFERS from the spec by {_difference(count.trainable, spec_count.trainable)} trainable, "
                 f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable"
             )
-    graph_counts = {}
-    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
+    for source, graph in graphs.items():
         elements = parameter_counts(graph)
-        graph_counts[source] = C.reconcile_onnx(
+        counts[source] = C.reconcile_onnx(
             elements["elements"], op_counts(graph.proto), source, plan, weights=elements["weights"]
         )
-    torch_onnx, keras_onnx = graph_counts["torch_onnx"], graph_counts["keras_onnx"]
-    counts = {
-        "spec": spec_count,
-        "torch": torch_count,
-        "keras": keras_count,
-        "torch_onnx": torch_onnx,
-        "keras_onnx": keras_onnx,
-    }
+    if original_onnx is not None:
+        counts["onnx_original"] = C.reconcile_onnx(
+            initializer_counts(original_onnx)["elements"],
+            op_counts(original_onnx),
+            "onnx_original",
+            plan,
+        )
     reports = {
         source: ParamReport(
             trainable=c.trainable,
