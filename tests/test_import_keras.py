@@ -69,6 +69,14 @@ ZOO_APPLICATIONS = [  # the zoo catalog's families: SE + raw hard-sigmoid ops, N
     ("MobileNetV3Small", (32, 32, 3)),  # nested Sequential stem + LayerNorm + LayerScale + Dense as 1x1 conv
     ("EfficientNetB0", (32, 32, 3)),
     ("ConvNeXtTiny", (32, 32, 3)),
+    # one of every other family (smallest input each accepts)
+    ("EfficientNetV2B0", (32, 32, 3)),
+    ("InceptionV3", (75, 75, 3)),
+    ("InceptionResNetV2", (75, 75, 3)),
+    ("MobileNet", (32, 32, 3)),
+    ("NASNetMobile", (32, 32, 3)),
+    ("ResNet50V2", (32, 32, 3)),
+    ("Xception", (71, 71, 3)),
 ]
 
 
