@@ -18,6 +18,7 @@ keras = pytest.importorskip("keras")
 
 import torch_zoo as Z
 from torch import nn
+from torch.nn import functional as F
 
 import cnnspec
 from cnnspec.importers.common import UnsupportedModel
@@ -152,6 +153,45 @@ def test_unsupported_function_names_node_and_line():
 
     message = refused(Sorter())
     assert "cumsum" in message and "test_import_torch.py:" in message and "supported functions" in message
+
+
+class CifarTail(nn.Module):
+    """The widespread CIFAR ResNet ending: a pool whose window is the map's size, read at run time."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.linear = nn.Linear(8, 5)
+
+    def forward(self, x):
+        out = F.relu(self.conv(x))
+        out = F.avg_pool2d(out, out.size()[3])
+        out = F.max_pool2d(out, kernel_size=(out.shape[2] // 1, out.size(-1)))
+        return self.linear(out.view(out.size(0), -1))
+
+
+@pytest.mark.frameworks
+def test_numbers_computed_from_sizes_are_read_at_the_traced_size():
+    result = check_against_torch(CifarTail(), (3, 16, 16))
+    pool = next(layer for layer in result.spec.layers if layer.type == "avg_pool2d")
+    assert pool.pool_size in (8, (8, 8), [8, 8])
+    assert any("traced input size" in rewrite.became for rewrite in result.rewrites)
+    with pytest.raises(UnsupportedModel, match="traced differently"):
+        import_torch(CifarTail(), (3, None, None))  # the window follows the size: no open spec
+
+
+@pytest.mark.frameworks
+def test_a_number_that_follows_the_batch_is_refused_by_name():
+    class BatchWindow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return F.avg_pool2d(self.conv(x), x.size(0))
+
+    message = refused(BatchWindow())
+    assert "computed at run time" in message and "test_import_torch.py:" in message
 
 
 @pytest.mark.frameworks

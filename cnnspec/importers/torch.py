@@ -286,6 +286,88 @@ def is_tensor(ctx, value) -> bool:
     )
 
 
+def _read_with_numbers(ctx, node, handler) -> None:
+    """Run a function or method reader.  An argument it needs as a number that the trace computes
+    from a tensor's size (``F.avg_pool2d(x, x.size(3))``) is read as its value at the traced
+    input size, a rewrite listed in the report (an open-size import traces other sizes too, and
+    refuses a layer whose numbers change); one that depends on the batch is refused by name."""
+    import torch.fx
+
+    try:
+        handler(ctx, node)
+        return
+    except TypeError:
+        computed: list = []
+        torch.fx.node.map_arg(
+            (node.args[1:], node.kwargs),
+            lambda arg: None if is_tensor(ctx, arg) else computed.append(arg),
+        )
+        if not computed:
+            raise
+    numbers = {arg: _traced_number(ctx, arg) for arg in computed}
+    unknown = [arg for arg, number in numbers.items() if not isinstance(number, (int, tuple))]
+    if unknown:
+        raise refusal(
+            ctx,
+            node,
+            f"takes an argument computed at run time ('{unknown[0].name}') that is not a "
+            "number of the input size",
+            "cnnspec layers take fixed numbers: write the number, or use an adaptive pooling "
+            "(nn.AdaptiveAvgPool2d) for a window that follows the size",
+        )
+    node.args = torch.fx.node.map_arg(node.args, lambda arg: numbers.get(arg, arg))
+    node.kwargs = torch.fx.node.map_arg(node.kwargs, lambda arg: numbers.get(arg, arg))
+    handler(ctx, node)
+    read = ", ".join(f"{arg.name} = {number}" for arg, number in numbers.items())
+    ctx.builder.rewrite(
+        ctx.builder.layers[-1]["name"],
+        f"{node.name}: numbers computed from a tensor's size",
+        f"read at the traced input size ({read})",
+    )
+
+
+class _Batch:
+    """The batch size in a traced shape: no number of the spec follows it."""
+
+
+def _traced_number(ctx, value):
+    """The value of size arithmetic (``x.size(3)``, ``x.shape[2] // 2``) at the traced input size;
+    a ``_Batch`` or None where it is not a number of the input size."""
+    import torch.fx
+
+    if isinstance(value, (tuple, list)):
+        items = tuple(_traced_number(ctx, item) for item in value)
+        return items if all(isinstance(item, int) for item in items) else None
+    if isinstance(value, (int, slice)) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, torch.fx.Node):
+        return None
+    args = value.args
+    if value.op == "call_method" and value.target == "size":
+        shape = _traced_shape(ctx, args[0])
+        dim = args[1] if len(args) > 1 else value.kwargs.get("dim")
+        return shape if shape is None or dim is None else shape[dim]
+    if value.op != "call_function":
+        return None
+    if value.target is getattr and args[1] == "shape":
+        return _traced_shape(ctx, args[0])
+    if value.target is operator.getitem:
+        sequence, index = _traced_number(ctx, args[0]), _traced_number(ctx, args[1])
+        if not isinstance(sequence, tuple) or index is None:
+            return None
+        return sequence[index]
+    if value.target in _INT_ARITHMETIC and value.target is not operator.truediv:
+        left, right = (_traced_number(ctx, arg) for arg in args)
+        if isinstance(left, int) and isinstance(right, int):
+            return value.target(left, right)
+    return None
+
+
+def _traced_shape(ctx, node) -> tuple | None:
+    shape = ctx.shape(node)
+    return None if shape is None else (_Batch(), *shape)
+
+
 # ----------------------------------------------------------------------------------------------
 # Tracing and the walk
 # ----------------------------------------------------------------------------------------------
@@ -482,7 +564,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
                     "supported functions: "
                     + ", ".join(sorted({_function_name(f) for f in functions})),
                 )
-            handler(ctx, node)
+            _read_with_numbers(ctx, node, handler)
         elif node.op == "call_method":
             if node.target in ("size", "dim") or (
                 ctx.shape(node) is None and node.target not in methods
@@ -496,7 +578,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
                     f"tensor method .{node.target}() is not supported",
                     "supported methods: " + ", ".join(sorted(methods)),
                 )
-            handler(ctx, node)
+            _read_with_numbers(ctx, node, handler)
         elif node.op == "get_attr":
             users = ", ".join(user.name for user in node.users)
             raise refusal(
