@@ -180,6 +180,32 @@ def test_numbers_computed_from_sizes_are_read_at_the_traced_size():
         import_torch(CifarTail(), (3, None, None))  # the window follows the size: no open spec
 
 
+class TutorialLeNet(nn.Module):
+    """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu_(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), (2, 2))
+        x = x.view(-1, 16 * 4 * 4)
+        x = F.dropout(x, training=self.training)
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=1)
+
+
+@pytest.mark.frameworks
+def test_tutorial_lenet_with_log_softmax_converts():
+    result = check_against_torch(TutorialLeNet(), (1, 28, 28))
+    assert result.spec.layers[-1].type == "log_softmax"
+    module = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LogSoftmax(dim=2))
+    assert "log_softmax over dim 2" in refused(module)
+
+
 @pytest.mark.frameworks
 def test_a_number_that_follows_the_batch_is_refused_by_name():
     class BatchWindow(nn.Module):

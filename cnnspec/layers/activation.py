@@ -24,7 +24,15 @@ class SimpleActivation(LayerBase):
     """A parameter-free activation as a layer of its own (softmax acts on channels)."""
 
     type: Literal[
-        "relu", "relu6", "sigmoid", "tanh", "softmax", "silu", "hard_swish", "hard_sigmoid"
+        "relu",
+        "relu6",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "log_softmax",
+        "silu",
+        "hard_swish",
+        "hard_sigmoid",
     ]
 
 
@@ -97,6 +105,7 @@ _SIMPLE = {
     "sigmoid": ("nn.Sigmoid()", 'layers.Activation("sigmoid", name={name})'),
     "tanh": ("nn.Tanh()", 'layers.Activation("tanh", name={name})'),
     "softmax": ("nn.Softmax(dim=1)", "layers.Softmax(name={name})"),
+    "log_softmax": ("nn.LogSoftmax(dim=1)", 'layers.Activation("log_softmax", name={name})'),
     "silu": ("nn.SiLU()", 'layers.Activation("silu", name={name})'),
     "hard_swish": ("nn.Hardswish()", 'layers.Activation("hard_silu", name={name})'),
     "hard_sigmoid": ("nn.Hardsigmoid()", 'layers.Activation("hard_sigmoid", name={name})'),
@@ -105,7 +114,8 @@ _SIMPLE = {
 
 @register
 class SimpleActivationDefinition(_Activation):
-    """relu, relu6, sigmoid, tanh, softmax (over channels), silu, hard_swish, hard_sigmoid."""
+    """relu, relu6, sigmoid, tanh, softmax and log_softmax (over channels), silu, hard_swish,
+    hard_sigmoid."""
 
     model = SimpleActivation
     words = {"hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid", "swish": "silu"}
@@ -266,6 +276,7 @@ _KERAS_ACTIVATIONS = {
     "sigmoid": "sigmoid",
     "tanh": "tanh",
     "softmax": "softmax",
+    "log_softmax": "log_softmax",
     "silu": "silu",
     "swish": "silu",
     "gelu": "gelu",
@@ -439,16 +450,17 @@ def _torch_gelu_layer(ctx, node, approximate):
 
 
 def _torch_softmax_module(ctx, node, module):
-    _torch_softmax(ctx, node, module.dim)
+    kind = "log_softmax" if type(module).__name__ == "LogSoftmax" else "softmax"
+    _torch_softmax(ctx, node, module.dim, kind)
 
 
-def _torch_softmax(ctx, node, dim):
+def _torch_softmax(ctx, node, dim, kind="softmax"):
     rank = len(ctx.shape(node.args[0]))
     if dim not in (1, 1 - rank - 1) and not (rank == 1 and dim == -1):
         raise TI.refusal(
-            ctx, node, f"softmax over dim {dim}", "softmax acts on the channel dim (dim=1)"
+            ctx, node, f"{kind} over dim {dim}", f"{kind} acts on the channel dim (dim=1)"
         )
-    TI.activation(ctx, node, "softmax")
+    TI.activation(ctx, node, kind)
 
 
 def _torch_hardtanh(ctx, node, module):
@@ -504,6 +516,10 @@ def _torch_f_softmax(ctx, node):
     _torch_softmax(ctx, node, TI.arg(node, 1, "dim"))
 
 
+def _torch_f_log_softmax(ctx, node):
+    _torch_softmax(ctx, node, TI.arg(node, 1, "dim"), "log_softmax")
+
+
 def _torch_f_hardtanh(ctx, node):
     if (TI.arg(node, 1, "min_val", -1.0), TI.arg(node, 2, "max_val", 1.0)) == (0.0, 6.0):
         TI.activation(ctx, node, "relu6")
@@ -515,13 +531,19 @@ REGISTRY.reads("torch_module", *_TORCH_ACTIVATION_MODULES, by="relu")(_torch_act
 REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_leaky_relu)
 REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_elu)
 REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)
-REGISTRY.reads("torch_module", "Softmax", by="softmax", produces=("softmax",))(
-    _torch_softmax_module
-)
+REGISTRY.reads(
+    "torch_module", "Softmax", "LogSoftmax", by="softmax", produces=("softmax", "log_softmax")
+)(_torch_softmax_module)
 REGISTRY.reads("torch_module", "Hardtanh", by="relu6", produces=("relu6",))(_torch_hardtanh)
 REGISTRY.reads("torch_module", "PReLU", by="prelu")(_torch_prelu)
 REGISTRY.reads(
-    "torch_function", "torch.nn.functional.relu", "torch.relu", by="relu", produces=("relu",)
+    "torch_function",
+    "torch.nn.functional.relu",
+    "torch.relu",
+    "torch.nn.functional.relu_",
+    "torch.relu_",
+    by="relu",
+    produces=("relu",),
 )(_torch_function_activation("relu"))
 REGISTRY.reads("torch_function", "torch.nn.functional.relu6", by="relu6", produces=("relu6",))(
     _torch_function_activation("relu6")
@@ -560,10 +582,17 @@ REGISTRY.reads(
     by="softmax",
     produces=("softmax",),
 )(_torch_f_softmax)
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.log_softmax",
+    "torch.log_softmax",
+    by="log_softmax",
+    produces=("log_softmax",),
+)(_torch_f_log_softmax)
 REGISTRY.reads("torch_function", "torch.nn.functional.hardtanh", by="relu6", produces=("relu6",))(
     _torch_f_hardtanh
 )
-REGISTRY.reads("torch_method", "relu", by="relu", produces=("relu",))(
+REGISTRY.reads("torch_method", "relu", "relu_", by="relu", produces=("relu",))(
     _torch_function_activation("relu")
 )
 REGISTRY.reads("torch_method", "sigmoid", by="sigmoid", produces=("sigmoid",))(
@@ -573,6 +602,9 @@ REGISTRY.reads("torch_method", "tanh", by="tanh", produces=("tanh",))(
     _torch_function_activation("tanh")
 )
 REGISTRY.reads("torch_method", "softmax", by="softmax", produces=("softmax",))(_torch_f_softmax)
+REGISTRY.reads("torch_method", "log_softmax", by="log_softmax", produces=("log_softmax",))(
+    _torch_f_log_softmax
+)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
@@ -640,6 +672,7 @@ def _onnx_clip(ctx, node, attrs):
 
 
 def _onnx_softmax(ctx, node, attrs):
+    kind = "log_softmax" if node.op_type == "LogSoftmax" else "softmax"
     value = ctx.value(node.input[0])
     rank = len(ctx.shapes.get(node.input[0]) or (0, 0))
     axis = attrs.get("axis", -1) % rank
@@ -648,10 +681,10 @@ def _onnx_softmax(ctx, node, attrs):
         raise refuse(
             OI.FRAMEWORK,
             OI.where(node),
-            f"Softmax over axis {attrs.get('axis', -1)}",
-            "softmax acts on the channels",
+            f"{node.op_type} over axis {attrs.get('axis', -1)}",
+            f"{kind} acts on the channels",
         )
-    _onnx_activation("softmax")(ctx, node, attrs)
+    _onnx_activation(kind)(ctx, node, attrs)
 
 
 def _onnx_prelu(ctx, node, attrs):
@@ -684,7 +717,9 @@ REGISTRY.reads("onnx", "HardSigmoid", by="hard_sigmoid", produces=("hard_sigmoid
 REGISTRY.reads("onnx", "LeakyRelu", by="leaky_relu")(_onnx_leaky_relu)
 REGISTRY.reads("onnx", "Elu", by="elu")(_onnx_elu)
 REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu"))(_onnx_clip)
-REGISTRY.reads("onnx", "Softmax", by="softmax", produces=("softmax",))(_onnx_softmax)
+REGISTRY.reads("onnx", "Softmax", "LogSoftmax", by="softmax", produces=("softmax", "log_softmax"))(
+    _onnx_softmax
+)
 REGISTRY.reads("onnx", "PRelu", by="prelu")(_onnx_prelu)
 
 

@@ -121,6 +121,7 @@ InlineActivation = Literal[
     "sigmoid",
     "tanh",
     "softmax",
+    "log_softmax",
     "silu",
     "gelu",
     "hard_swish",
@@ -130,7 +131,7 @@ InlineActivation = Literal[
 
 ACTIVATION_DESCRIPTION = (
     "Parameter-free activation applied to the layer's output (null or 'linear': none). "
-    "softmax acts on the channel axis. gelu is the exact (erf) form. "
+    "softmax and log_softmax act on the channel axis. gelu is the exact (erf) form. "
     "hard_sigmoid(x) = clip(x/6 + 1/2, 0, 1) (PyTorch Hardsigmoid, Keras 3 hard_sigmoid); "
     "hard_swish(x) = x * hard_sigmoid(x)."
 )

@@ -28,6 +28,7 @@ KERAS_ACTIVATIONS = {
     "sigmoid": "sigmoid",
     "tanh": "tanh",
     "softmax": "softmax",
+    "log_softmax": "log_softmax",
     "silu": "silu",
     "hard_swish": "hard_silu",
     "hard_sigmoid": "hard_sigmoid",

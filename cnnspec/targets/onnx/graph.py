@@ -72,7 +72,7 @@ class GraphBuilder:
 
 
 def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output: str) -> str:
-    """A parameter-free activation ``kind`` of ``source`` (softmax over the channel axis)."""
+    """A parameter-free activation ``kind`` of ``source`` ((log-)softmax over the channel axis)."""
     simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
     if kind in simple:
         return b.node(simple[kind], [source], output)
@@ -82,6 +82,8 @@ def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output
         return b.node("Clip", [source, low, high], output)
     if kind == "softmax":
         return b.node("Softmax", [source], output, axis=1)
+    if kind == "log_softmax":
+        return b.node("LogSoftmax", [source], output, axis=1)
     if kind == "silu":
         gate = b.node("Sigmoid", [source], b.temp(layer, "silu_gate"))
         return b.node("Mul", [source, gate], output)

@@ -24,6 +24,7 @@ INLINE_ACTIVATIONS = {
     "sigmoid": "torch.sigmoid({})",
     "tanh": "torch.tanh({})",
     "softmax": "F.softmax({}, dim=1)",
+    "log_softmax": "F.log_softmax({}, dim=1)",
     "silu": "F.silu({})",
     "gelu": "F.gelu({})",
     "hard_swish": "F.hardswish({})",
