@@ -121,3 +121,31 @@ def test_channels_last_to_first_moves_every_element(shape):
     moved = channels_last_to_first(array)
     assert moved.flags.c_contiguous
     np.testing.assert_array_equal(moved, np.moveaxis(array, -1, 1))
+
+
+@pytest.mark.parametrize(
+    "torch_at,keras_at,difference,divergent,fails",
+    [
+        ("se", "se", 5.5e-4, None, False),  # EfficientNetV2-M: the same rounding on both sides, the sides equal
+        ("se", "se", 0.1, None, True),  # a mistake both share: 2.5 % of the scale
+        ("se", None, 5.5e-4, None, True),  # one side alone departs
+        ("se", "se", 5.5e-4, "se", True),  # the sides disagree with each other too
+    ],
+)
+def test_a_shared_departure_within_rounding_is_a_note(torch_at, keras_at, difference, divergent, fails):
+    from cnnspec.verifier.report import RefereeReport, VerifyReport
+    from cnnspec.verifier.run import _shared_rounding
+
+    report = VerifyReport(
+        ok=divergent is None, spec="s", atol=1e-4, rtol=1e-4, batch=2, seed=0, opset=18,
+        first_divergent_layer=divergent,
+    )
+    report.referee = RefereeReport(
+        weights_from="torch", torch_departs_at=torch_at, keras_departs_at=keras_at,
+        torch_max_abs_diff=difference, keras_max_abs_diff=difference if keras_at else None,
+    )
+    logits = np.linspace(-4, 4, 32, dtype=np.float32).reshape(1, 32)
+    note = _shared_rounding(report, {"se": logits})
+    assert (note is None) == fails
+    if not fails:
+        assert "agree with each other" in note and "5.50e-04" in note
