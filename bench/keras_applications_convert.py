@@ -2,8 +2,9 @@
 
 One fresh process per model (``weights=None``, its default input size): import, build, weights,
 then the per-layer proof against the Keras original through ONNX and onnxruntime.  Records the
-exit code, wall seconds, parameters, layers compared, the largest difference over all layers and
-at the output, or the first line of the error.  ConvNeXtXLarge, NASNetLarge and EfficientNetB7 are
+exit code, wall seconds, peak memory (the process's ru_maxrss), parameters, layers compared, the
+largest difference over all layers and at the output, or the first line of the error.
+ConvNeXtXLarge, NASNetLarge and EfficientNetB7 are
 left out unless named with --only or --all (too large for this machine's routine runs).  Keras'
 initialisers are seeded (``keras.utils.set_random_seed(--seed)``) so that a row can be repeated:
 the untrained weights decide how large the activations grow.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,9 +50,19 @@ def convert(name: str, folder: Path, seed: int) -> dict:
     )
     command = [sys.executable, "-c", seeded, str(seed), *arguments]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, stdout.read(), stderr.read())
     row: dict = {
-        "model": name, "seed": seed, "exit": done.returncode, "seconds": round(time.perf_counter() - start, 1)
+        "model": name,
+        "seed": seed,
+        "exit": done.returncode,
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_mb": round(usage.ru_maxrss / 1024),
     }
     report = out / "report.json"
     if report.exists():
