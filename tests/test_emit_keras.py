@@ -693,3 +693,30 @@ def test_unequal_strides_pad_explicitly_and_agree_with_torch():
     with torch.no_grad():
         expected = torch_model(to_first(x)).numpy()
     close(layer_output(keras_model, "probe", x), to_last(torch.from_numpy(expected)))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"type": "conv_transpose2d", "filters": 2, "kernel_size": 2, "stride": 2, "output_padding": 1},
+        {"type": "conv_transpose2d", "filters": 1, "kernel_size": [1, 2], "stride": [1, 3], "padding": "same"},
+    ],
+)
+def test_transposed_conv_cells_past_the_full_output_verify(layer):
+    """Cells past the full transposed output (output_padding; 'same' with a kernel shorter than the
+    stride) hold the bias only.  Keras' own layer computes them, but tf2onnx writes them as negative
+    pads that onnxruntime refuses (verify failed with an internal error): the helper pads instead."""
+    pytest.importorskip("tf2onnx")
+    spec = make_spec(1, [3, 3], dict(layer, name="up"))
+    assert "extend=" in emit_source(spec, "keras")  # the helper, not Keras' output_padding
+    from cnnspec import verify
+
+    report = verify(spec)
+    assert report.ok, report.render(use_rich=False)
+
+
+def test_output_padding_below_the_dilation_only_is_refused():
+    spec = make_spec(1, [3, 3], {"type": "conv_transpose2d", "name": "up", "filters": 1, "kernel_size": 2,
+                                 "dilation": 2, "output_padding": 1})
+    with pytest.raises(CnnspecError, match="output_padding 1 on axis H must be smaller than the stride 1"):
+        resolve(spec)

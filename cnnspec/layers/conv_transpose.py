@@ -81,7 +81,7 @@ def _transpose_mapping(layer: LayerPlan) -> tuple[list[int], list[int], list[tup
             paddings.append(before)
             output_paddings.append(0)
             slices.append((0, after - before))
-        elif before - after < max(stride, dilation):
+        elif before - after < stride:
             paddings.append(before)
             output_paddings.append(before - after)
             slices.append((0, 0))
@@ -92,7 +92,7 @@ def _transpose_mapping(layer: LayerPlan) -> tuple[list[int], list[int], list[tup
         else:
             raise CnnspecError(
                 f"layer '{layer.name}': a transposed-conv crop of ({before}, {after}) cannot be expressed in PyTorch "
-                f"(output_padding {before - after} is not below max(stride, dilation) = {max(stride, dilation)})"
+                f"(output_padding {before - after} is not below the stride {stride})"
             )
     return paddings, output_paddings, slices
 
@@ -205,11 +205,14 @@ class ConvTransposeDefinition(LayerDefinition):
         axes = []
         for axis in range(rank):
             op = None if out_pads is None else out_pads[axis]
-            if op is not None and op >= max(stride[axis], dilation[axis]):
+            if op is not None and op >= stride[axis]:
                 ctx.fail(
                     index,
-                    f"output_padding {op} on axis {AXIS_NAMES[rank][axis]} must be smaller than max(stride, dilation) = {max(stride[axis], dilation[axis])}",
+                    f"output_padding {op} on axis {AXIS_NAMES[rank][axis]} must be smaller than the "
+                    f"stride {stride[axis]}",
                     "output_padding",
+                    hint="ONNX and Keras require it (PyTorch also takes values below the dilation, "
+                    "cells no kernel tap reaches)",
                 )
             axes.append(
                 S.transpose_axis(
@@ -298,15 +301,15 @@ class ConvTransposeDefinition(LayerDefinition):
             name=K.quoted(layer.name),
         )
         # A dilated one goes through the helper: Keras refuses strides > 1 with dilation > 1, and
-        # TensorFlow's CPU kernel runs a dilated transposed conv only with oneDNN on.
-        if max(dilation) == 1:
+        # TensorFlow's CPU kernel runs a dilated transposed conv only with oneDNN on.  So do cells
+        # past the full output (output_padding, or 'same' with a kernel shorter than the stride):
+        # tf2onnx writes them as negative pads, which onnxruntime refuses.
+        if max(dilation) == 1 and not any(extend):
             native: dict[str, str | None] | None = None
             if layer.padding_mode == "same":
                 native = dict(padding=P.string("same"))
-            elif layer.padding_mode == "valid" and spec.output_padding is None:
+            elif layer.padding_mode == "valid":
                 native = {}
-            elif not any(b or a for b, a in crop) and all(e < s for e, s in zip(extend, stride)):
-                native = dict(output_padding=P.int_or_ints(extend))
             if native is not None:
                 expression = P.call(
                     f"layers.Conv{K.RANK_SUFFIX[layer.spatial_rank]}Transpose",
@@ -413,7 +416,7 @@ def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
         cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]
     ):
         output_padding = before - after + extend
-        if not 0 <= output_padding < max(stride, dilation):
+        if not 0 <= output_padding < stride:
             raise refuse(
                 KI.FRAMEWORK,
                 KI.where(layer),
