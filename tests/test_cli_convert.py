@@ -304,3 +304,17 @@ def test_convert_torch_module_calling_its_shortcut_first(tmp_path):
     report = json.loads((out / "report.json").read_text())
     layers = {layer["name"]: layer for layer in report["verification"]["layers"]}
     assert layers["block_downsample_0"]["ok"] and layers["block_conv1"]["ok"]
+
+
+def test_the_proof_drops_to_batch_1_when_the_outputs_would_not_fit():
+    import cnnspec
+    from cnnspec.importers.pipeline import proof_batch
+
+    plan = cnnspec.resolve(
+        {"cnnspec": 1, "name": "big", "input": {"channels": 3, "size": [64, 64]},
+         "layers": [{"type": "conv2d", "name": "c", "filters": 64, "kernel_size": 3, "padding": "same"}]}
+    )
+    outputs = 64 * 64 * 64 * 4  # bytes per sample of the one layer output
+    assert proof_batch(plan, available=32 * 1024**3) == (2, None)
+    batch, note = proof_batch(plan, available=2 * 1024**3 + 5 * 2 * outputs - 1)
+    assert batch == 1 and "verified at batch 1" in note

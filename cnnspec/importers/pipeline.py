@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -477,9 +478,40 @@ def _save_weights(model, target: str, path: Path, overwrite: bool, atomic_path) 
         save_weights_file(model, path, overwrite=overwrite)
 
 
-def _verify(plan, framework, original, converted, result, progress, atol, rtol, input_sizes=None):
-    from cnnspec.verifier.run import verify
+# The proof keeps every layer's output of three graphs (the original's, the converted model's and
+# the referee's) and a channels-first copy: measured peaks are about five times the outputs of one
+# graph, plus the frameworks (EfficientNetV2-L at 480x480: 2.2 GB of outputs per sample, 21 GB peak
+# at batch 2).
+PEAK_PER_OUTPUT_BYTE = 5
+FRAMEWORKS_BYTES = 2 * 1024**3
 
+
+def proof_batch(plan, available: int | None = None) -> tuple[int, str | None]:
+    """The batch the proof runs at: 2, or 1 when every layer's output at 2 would not fit in memory
+    (with the note saying so)."""
+    outputs = sum(math.prod(layer.output_shape) for layer in plan.layers) * 4
+    if available is None:
+        available = _available_memory()
+    if available is None or PEAK_PER_OUTPUT_BYTE * 2 * outputs + FRAMEWORKS_BYTES <= available:
+        return 2, None
+    return 1, (
+        f"verified at batch 1: the layer outputs at batch 2 ({2 * outputs / 1024**3:.1f} GB per graph) "
+        f"would not fit in the {available / 1024**3:.0f} GB of memory available"
+    )
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _verify(plan, framework, original, converted, result, progress, atol, rtol, input_sizes=None):
     options: dict[str, Any] = {"sync_weights": False, "progress": progress}
     if input_sizes is not None:
         options["input_sizes"] = input_sizes
@@ -487,17 +519,25 @@ def _verify(plan, framework, original, converted, result, progress, atol, rtol, 
         options["atol"] = atol
     if rtol is not None:
         options["rtol"] = rtol
+    if framework == "onnx":
+        from cnnspec.importers.onnx import verify_against_onnx
+
+        return verify_against_onnx(plan, result, converted, **options)
+    from cnnspec.verifier.run import verify
+
+    batch, batch_note = proof_batch(plan)
     if framework == "keras":
-        return verify(plan, torch_model=converted, keras_model=original, **options)
-    if framework == "torch":
+        report = verify(plan, torch_model=converted, keras_model=original, batch=batch, **options)
+    else:
         observed = observed_torch(original, result)
-        return verify(
+        report = verify(
             plan,
             torch_model=observed,
             keras_model=converted,
             name_map={"torch": _original_paths(plan, observed)},
+            batch=batch,
             **options,
         )
-    from cnnspec.importers.onnx import verify_against_onnx
-
-    return verify_against_onnx(plan, result, converted, **options)
+    if batch_note:
+        report.notes.append(batch_note)
+    return report
