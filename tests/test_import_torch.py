@@ -294,3 +294,36 @@ def test_zoo_patterns_convert_to_keras():
     types = {layer.type for layer in result.spec.layers}
     expected = {"pad2d", "group_norm", "multiply", "hard_sigmoid", "layer_norm", "scale", "channel_slice"}
     assert expected | {"channel_shuffle", "instance_norm", "resize", "adaptive_avg_pool"} <= types
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize(
+    "mode,factor,shape",
+    [("linear", 0.5, (2, 6)), ("linear", 2, (2, 5)), ("trilinear", 1.5, (2, 4, 2, 4)), ("nearest-exact", 1.5, (2, 4, 6))],
+)
+def test_interpolation_modes_of_every_rank_import(mode, factor, shape):
+    """PyTorch names linear interpolation by rank (linear, bilinear, trilinear): all are the spec's
+    'bilinear' (the fuzzer found a 1-D 'linear' read back as an invalid mode)."""
+
+    class Interpolate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 1) if len(shape) == 2 else nn.Conv2d(2, 2, 1) if len(shape) == 3 else nn.Conv3d(2, 2, 1)
+
+        def forward(self, x):
+            return F.interpolate(self.conv(x), scale_factor=factor, mode=mode)
+
+    result = check_against_torch(Interpolate(), shape)
+    assert result.spec.layers[-1].mode in ("bilinear", "nearest_exact")
+
+
+@pytest.mark.frameworks
+def test_a_scale_factor_that_does_not_divide_the_size_is_refused():
+    """F.interpolate(scale_factor=1.5) on 3 cells gives 4 but samples by 1/1.5, not by 3/4."""
+
+    class Odd(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=1.5, mode="bilinear")
+
+    message = refused(Odd(), (2, 3, 4))
+    assert "samples by 1/1.5" in message and "recompute_scale_factor=True" in message

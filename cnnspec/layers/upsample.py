@@ -142,17 +142,44 @@ def read_keras_upsample(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_upsample_module(ctx, node, module):
-    _torch_resize(ctx, node, module.size, module.scale_factor, module.mode, module.align_corners)
+    _torch_resize(
+        ctx,
+        node,
+        module.size,
+        module.scale_factor,
+        module.mode,
+        module.align_corners,
+        getattr(module, "recompute_scale_factor", None),
+    )
 
 
-def _torch_resize(ctx, node, size, scale, mode, align_corners):
+# PyTorch's interpolation modes -> the spec's (linear interpolation per axis is 'bilinear' at every rank).
+_TORCH_MODES = {
+    "nearest": "nearest",
+    "nearest-exact": "nearest_exact",
+    "linear": "bilinear",
+    "bilinear": "bilinear",
+    "trilinear": "bilinear",
+    "bicubic": "bicubic",
+}
+
+
+def _torch_resize(ctx, node, size, scale, mode, align_corners, recompute=None):
     shape = ctx.shape(node.args[0])
     rank = len(shape) - 1
+    if mode not in _TORCH_MODES:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"interpolation mode {mode!r}",
+            "resize reads " + ", ".join(repr(name) for name in _TORCH_MODES),
+        )
+    mode = _TORCH_MODES[mode]
     if size is None and scale is not None:
         factors = (scale,) * rank if isinstance(scale, (int, float)) else tuple(scale)
         if (
             all(float(f).is_integer() for f in factors)
-            and mode in ("nearest", "bilinear")
+            and (mode == "nearest" or (mode == "bilinear" and rank == 2))
             and not align_corners
         ):
             fields = {"mode": "bilinear"} if mode == "bilinear" else {}
@@ -164,6 +191,19 @@ def _torch_resize(ctx, node, size, scale, mode, align_corners):
                 **fields,
             )
             return
+    if size is None and not recompute:
+        # PyTorch samples at (i + 0.5) / s - 0.5: the sizes' ratio only where n·s is whole.
+        factors = (scale,) * rank if isinstance(scale, (int, float)) else tuple(scale)
+        uneven = [(n, f) for n, f in zip(shape[1:], factors) if not float(n * f).is_integer()]
+        if uneven:
+            n, f = uneven[0]
+            raise TI.refusal(
+                ctx,
+                node,
+                f"scale_factor={f} on an axis of {n} cells samples by 1/{f}, not by the ratio of "
+                f"the sizes {n} -> {int(n * f)} that cnnspec's resize uses",
+                "pass size=... or recompute_scale_factor=True (what ONNX and Keras compute)",
+            )
     fields: dict[str, Any] = {"mode": mode}
     if size is not None:
         fields["size"] = compact((size,) * rank if isinstance(size, int) else size)
@@ -182,6 +222,7 @@ def _torch_interpolate(ctx, node):
         node.kwargs.get("scale_factor", TI.arg(node, 2, "scale_factor")),
         node.kwargs.get("mode", TI.arg(node, 3, "mode", "nearest")),
         node.kwargs.get("align_corners", TI.arg(node, 4, "align_corners")),
+        node.kwargs.get("recompute_scale_factor", TI.arg(node, 5, "recompute_scale_factor")),
     )
 
 
