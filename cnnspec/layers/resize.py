@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.resample import TORCH_CUBIC_COEFFICIENT, resize_ratio, scaled_size
 from cnnspec.engine.sizes import Size, scale_fraction
-from cnnspec.errors import CnnspecError
 from cnnspec.importers import keras as KI
 from cnnspec.importers.common import compact, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
@@ -288,7 +287,9 @@ def resize_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     if spec.mode != "bicubic" or len(outs) == 2:
         return b.node("Resize", [inputs[0], "", "", sizes], layer.name, axes=axes, **attributes)
     if len(outs) != 1:  # onnxruntime's cubic Resize takes 2-D images only
-        raise CnnspecError(
+        from cnnspec.targets.onnx.emit import OnnxUnsupported
+
+        raise OnnxUnsupported(
             f"layer '{layer.name}': no ONNX emission for a bicubic resize of {len(outs)} spatial dims"
         )
     # A 1-D signal as a (1, L) image: the added axis keeps its single row exactly.
