@@ -158,6 +158,40 @@ def verify(
     )
     if batch < 1:
         raise CnnspecError(f"batch must be >= 1, got {batch}")
+    if torch_model is None and keras_model is None and name_map is None:
+        from cnnspec.verifier.torch_worker import TorchWorker, available
+
+        worker = None
+        if available():
+            worker = TorchWorker.start(
+                plan,
+                plans,
+                batch=batch,
+                seed=seed,
+                opset=opset,
+                atol=atol,
+                rtol=rtol,
+                open_axes=plan.open_axes if plan.is_open else (),
+                keep_onnx=keep_onnx,
+            )
+        if worker is not None:
+            try:
+                report = _verify_beside_worker(
+                    worker,
+                    plan,
+                    plans,
+                    atol=atol,
+                    rtol=rtol,
+                    batch=batch,
+                    seed=seed,
+                    opset=opset,
+                    keep_onnx=keep_onnx,
+                    progress=progress,
+                )
+            finally:
+                worker.close()
+            report.source = source
+            return report
     steps = _Steps(progress)
 
     with steps("import"):
@@ -361,6 +395,227 @@ def verify(
     report.versions = versions
     report.onnx_files = onnx_files
     return report
+
+
+def _verify_beside_worker(
+    worker, plan, plans, *, atol, rtol, batch, seed, opset, keep_onnx, progress
+) -> VerifyReport:
+    """:func:`verify` of two models built from the spec, with the PyTorch side in ``worker``
+    (:mod:`cnnspec.verifier.torch_worker`) and the Keras side here; the same report.
+
+    Where both sides fail, the error raised is the one the one-process verification raises
+    (the PyTorch side's when its step comes first).
+    """
+    from types import SimpleNamespace
+
+    from cnnspec.engine.plan import channels_last
+    from cnnspec.verifier.onnx_export import FRAMEWORKS
+    from cnnspec.verifier.torch_worker import arrays
+
+    steps = _Steps(progress)
+    with steps("import"):
+        from cnnspec.verifier.onnx_export import import_frameworks
+
+        try:
+            versions = import_frameworks(tuple(name for name in FRAMEWORKS if name != "torch"))
+        except Exception:
+            worker.raise_earlier("weights", ("import",))
+            raise
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.weights.transfer import write_keras_weights
+
+    with steps("build"):
+        from cnnspec.targets.build import build
+
+        try:
+            keras_model = build(plan, "keras")
+        except Exception:
+            worker.raise_earlier("weights", ("import", "build"))
+            raise
+    with steps("transfer"):
+        torch_version, keys, packed = worker.receive("weights")
+        write_keras_weights(keras_model, plan, dict(zip(keys, arrays(packed))))
+    versions = {"torch": torch_version, **versions}
+
+    names = [layer.name for layer in plan.layers]
+    open_axes = plan.open_axes if plan.is_open else ()
+    input_last: tuple[int | None, ...] = channels_last(plan.input_shape)
+    if open_axes:
+        input_last = (
+            tuple(None if open_axis else n for open_axis, n in zip(open_axes, input_last))
+            + input_last[-1:]
+        )
+
+    def export_keras(shape):
+        graph = X.export_keras(keras_model, names, shape, opset=opset, layer_map=None)
+        X.check_graph(graph, ONNX_FILES["keras"])
+        return graph
+
+    keras_per_size = False
+    with steps("export_keras"):
+        try:
+            try:
+                keras_graph = export_keras(input_last)
+            except Exception:
+                if not open_axes:
+                    raise
+                keras_per_size = True
+                keras_graph = export_keras(channels_last(plans[0].input_shape))
+        except Exception:
+            worker.raise_earlier("graph", ("export_torch",))
+            raise
+    (meta,) = worker.receive("graph")
+    onnx_files: dict[str, str] = {}
+    if keep_onnx is not None:
+        onnx_files["torch"] = meta["kept"]
+        onnx_files["keras"] = str(X.save_graph(keras_graph, keep_onnx, ONNX_FILES["keras"]))
+    with steps("referee"):
+        referee_source, referee_note, keras_referee = _referee_beside_worker(
+            plan, meta, keras_model
+        )
+        keras_referee_graph = (
+            _open_referee(plan) if len(plans) > 1 and keras_referee else None
+        )
+    params = _params_from(
+        plan,
+        meta["counts"],
+        C.keras_counts(keras_model),
+        {
+            "torch_onnx": (meta["elements"], meta["ops"]),
+            "keras_onnx": (X.parameter_counts(keras_graph), X.op_counts(keras_graph.proto)),
+        },
+    )
+
+    reports = []
+    retraced: list[str] = []
+    for size_plan in plans:
+        x = make_input(size_plan, batch, seed)
+        x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        with steps("run_torch"):
+            result, value_file, referee_file = worker.receive("size")
+            if result.error is not None:
+                raise result.error
+        failures = list(result.failures)
+        torch_values = None if value_file is None else arrays(value_file)
+        size_graph = SimpleNamespace(
+            layer_names=result.layer_names, observation=result.observation
+        )
+        if result.retraced:
+            retraced.append(size_text(size_plan))
+        size_keras_graph = keras_graph
+        if keras_per_size and size_plan is not plans[0]:
+            with steps("export_keras"):
+                try:
+                    size_keras_graph = export_keras(channels_last(size_plan.input_shape))
+                except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                    failures.append(_cannot_run("keras", size_plan, error))
+        with steps("run_keras"):
+            if not failures:
+                keras_values = _run_at_size(
+                    X, size_keras_graph, x_last, "keras", size_plan, failures
+                )
+        if failures:
+            reports.append(
+                _unrunnable(
+                    size_plan,
+                    failures,
+                    params,
+                    atol=atol,
+                    rtol=rtol,
+                    batch=batch,
+                    seed=seed,
+                    opset=opset,
+                )
+            )
+            continue
+        with steps("referee"):
+            if result.referee_error is not None:
+                raise result.referee_error
+            if keras_referee is not None:
+                referee_values, size_note = _run_referee(
+                    size_plan, keras_referee, x, keras_referee_graph
+                )
+            else:
+                referee_names, referee_packed = referee_file or ((), None)
+                referee_values = (
+                    None
+                    if referee_packed is None
+                    else dict(zip(referee_names, arrays(referee_packed)))
+                )
+                size_note = result.referee_note
+        with steps("compare"):
+            report, diffs = _compare(
+                size_plan,
+                None,
+                keras_model,
+                size_graph,
+                size_keras_graph,
+                torch_values,
+                keras_values,
+                atol=atol,
+                rtol=rtol,
+                batch=batch,
+                seed=seed,
+                opset=opset,
+                params=params,
+                torch_part=worker.part,
+            )
+            _add_referee(
+                report,
+                size_plan,
+                diffs,
+                size_graph,
+                size_keras_graph,
+                torch_values,
+                keras_values,
+                referee_values,
+                referee_source,
+                referee_note or size_note,
+            )
+        reports.append(report)
+    report = combine_sizes(reports, plans, open_axes)
+    if keras_per_size:
+        report.notes.append(
+            "the Keras model reads its input's static size in a layer (a resize or adaptive-pool "
+            "helper), so it cannot be exported with open axes: it was exported at each size"
+        )
+    if retraced:
+        report.notes.append(
+            "the PyTorch graph exported with dynamic axes computes other numbers than the model at "
+            f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
+            "the model was traced again at each of those sizes"
+        )
+    # The PyTorch side's own seconds (in parallel with these).
+    timings = dict(steps.timings)
+    for name in ("export_torch", "run_torch", "referee"):
+        if name in worker.timings:
+            timings[name] = worker.timings[name]
+    report.timings = timings
+    report.versions = versions
+    report.onnx_files = onnx_files
+    return report
+
+
+def _referee_beside_worker(plan, meta: dict, keras_model):
+    """Where the referee's weights come from (torch in the worker, else Keras here), why there is
+    no referee if so, and the Keras weights when the referee runs here."""
+    from cnnspec.targets.onnx.emit import unsupported_types
+    from cnnspec.targets.onnx.weights import from_keras_model
+
+    missing = unsupported_types(plan)
+    if missing:
+        return None, f"no referee: no ONNX emission for type(s) {', '.join(missing)}", None
+    if meta["referee_source"] is not None:
+        return meta["referee_source"], None, None
+    try:
+        return "keras", None, from_keras_model(plan, keras_model)
+    except (CnnspecError, ValueError, KeyError, AttributeError) as error:
+        reasons = f"{meta['referee_reason']}; keras: {error}"
+        return (
+            None,
+            f"no referee: the spec's tensors cannot be read from either model ({reasons})",
+            None,
+        )
 
 
 def default_sizes(plan) -> list[tuple[int, ...]]:
@@ -603,6 +858,7 @@ def _compare(
     opset: int,
     readings: _ReadingContext | None = None,
     params: tuple[dict[str, ParamReport], bool] | None = None,
+    torch_part: Callable | None = None,
 ) -> tuple[VerifyReport, list[C.LayerDiff]]:
     """The report of the torch/keras comparison, and the per-layer comparisons it was made from."""
     readings = readings or _ReadingContext()
@@ -643,6 +899,7 @@ def _compare(
             readings,
             atol=atol,
             rtol=rtol,
+            torch_part=torch_part,
         )
         divergence = Divergence(
             name=divergent.name,
@@ -725,13 +982,22 @@ def _params(
 ) -> tuple[dict[str, ParamReport], bool]:
     from cnnspec.verifier.onnx_export import op_counts, parameter_counts
 
+    graphs = {}
+    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
+        graphs[source] = (parameter_counts(graph), op_counts(graph.proto))
+    return _params_from(plan, C.torch_counts(torch_model), C.keras_counts(keras_model), graphs)
+
+
+def _params_from(
+    plan, torch_count, keras_count, graphs: dict
+) -> tuple[dict[str, ParamReport], bool]:
+    """The parameter reports from the models' counts and each graph's (element counts, op counts)."""
     spec_count = C.Count(
         plan.trainable_params,
         plan.non_trainable_params,
         ["the plan; non-trainable = BatchNorm moving mean/variance"],
         ok=True,
     )
-    torch_count, keras_count = C.torch_counts(torch_model), C.keras_counts(keras_model)
     params_ok = True
     for count in (torch_count, keras_count):
         count.ok = (
@@ -745,10 +1011,9 @@ def _params(
                 f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable"
             )
     graph_counts = {}
-    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
-        elements = parameter_counts(graph)
+    for source, (elements, ops) in graphs.items():
         graph_counts[source] = C.reconcile_onnx(
-            elements["elements"], op_counts(graph.proto), source, plan, weights=elements["weights"]
+            elements["elements"], ops, source, plan, weights=elements["weights"]
         )
     torch_onnx, keras_onnx = graph_counts["torch_onnx"], graph_counts["keras_onnx"]
     counts = {
@@ -993,10 +1258,12 @@ def _evidence(
     *,
     atol: float,
     rtol: float,
+    torch_part: Callable | None = None,
 ):
-    """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data."""
-    import torch
+    """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data.
 
+    ``torch_part``: the divergent layer's torch kernel, when it is not read from ``torch_model``
+    here (the PyTorch side ran in another process)."""
     layer = plan.layer(divergent.name)
     if (
         len(layer.inputs) != 1
@@ -1005,25 +1272,26 @@ def _evidence(
         or divergent.name not in keras_outputs
     ):
         return None
-    module = _torch_part(torch_model, readings, layer.name)
+    if layer.family not in ("conv", "depthwise_conv", "dense"):
+        return None
+    if torch_part is None:
+        from cnnspec.verifier.torch_worker import torch_part as read_part
+
+        part = read_part(_torch_part(torch_model, readings, layer.name))
+    else:
+        part = torch_part(layer.name)
     if layer.family in ("conv", "depthwise_conv"):
-        conv = isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(
-            module, "transposed", False
-        )
-        if not conv:
-            return None
-    elif layer.family == "dense":
-        source = layer.inputs[0]
-        segments = plan.layer(source).flat_segments if source != "input" else None
-        if not isinstance(module, torch.nn.Linear) or not segments:
+        if part is None or part.kind != "conv":
             return None
     else:
-        return None
+        source = layer.inputs[0]
+        segments = plan.layer(source).flat_segments if source != "input" else None
+        if part is None or part.kind != "dense" or not segments:
+            return None
     layer_input = _layer_input(plan, layer, diffs, torch_outputs, keras_outputs, readings)
     if layer_input is None:
         return None
-    weight = module.weight.detach().cpu().numpy()
-    bias = None if module.bias is None else module.bias.detach().cpu().numpy()
+    weight, bias = part.weight, part.bias
     torch_raw, keras_first = (
         torch_outputs[layer.name],
         C.to_channels_first(keras_outputs[layer.name], layer),
@@ -1056,7 +1324,7 @@ def _evidence(
                     layer_input,
                     weight,
                     bias,
-                    module.groups,
+                    part.groups,
                     torch_value,
                     keras_value,
                     atol=atol,

@@ -1,0 +1,513 @@
+"""The PyTorch side of ``cnnspec verify SPEC`` in a second process, beside the Keras side.
+
+When verify builds both models from the spec itself, the two sides only meet at the weights
+(seeded in torch, written into Keras) and at the comparison.  On two cores the PyTorch side
+(import torch, build, seed, export, run at each size, the referee) runs in a process forked
+at the start, before TensorFlow is imported, while this process imports TensorFlow, builds
+the Keras model and exports it.  The worker hands back, in this order:
+
+1. ``weights``: torch's version and the plan's tensors in the neutral (torch) layout;
+2. ``graph``: the torch graph's layer names, observation, parameter counts and op counts,
+   the kept file, the referee's weights (or why there are none);
+3. one ``size`` message per input size: the torch graph's outputs (or the failure), whether
+   it was traced again there, the referee's outputs;
+
+then answers ``part`` requests (the divergent layer's kernel, for the evidence) until told
+to stop.  Large arrays travel through one memory-mapped file per message in a temporary
+directory (``/dev/shm`` where there is one), not through the pipe.
+
+An exception in the worker is sent back and raised here at the point where the in-process
+verification would raise it (a torch failure before a Keras one when both sides fail); a
+worker that dies is reported as :class:`WorkerFailed`, never waited for forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cnnspec.errors import CnnspecError
+
+IN_PROCESS_ENV = "CNNSPEC_VERIFY_IN_PROCESS"
+# Longest wait for one message of a live worker (a torch export of a very large model).
+MESSAGE_TIMEOUT = 1800.0
+
+
+class WorkerFailed(CnnspecError):
+    """The PyTorch worker process died or stopped answering (not a problem of the spec)."""
+
+    exit_code = 70
+
+
+class _RemoteError(Exception):
+    """An exception of the worker that could not be sent as itself."""
+
+
+@dataclass
+class TorchPart:
+    """What the evidence of a divergent layer needs of its torch module."""
+
+    kind: str  # "conv" or "dense"
+    weight: np.ndarray
+    bias: np.ndarray | None
+    groups: int = 1
+
+
+@dataclass
+class SizeResult:
+    """The torch side at one input size."""
+
+    values: list[np.ndarray] | None = None
+    failures: list[str] = field(default_factory=list)
+    layer_names: list[str] = field(default_factory=list)
+    observation: str = ""
+    retraced: bool = False
+    error: BaseException | None = None  # raised where the in-process run would raise it
+    referee: dict[str, np.ndarray] | None = None
+    referee_note: str | None = None
+    referee_error: BaseException | None = None
+
+
+def available() -> bool:
+    """Whether the PyTorch side can run in a forked process here.
+
+    Only in a process that has not loaded torch or TensorFlow yet (a fork must not copy
+    their thread pools), on a system with ``fork``, with torch installed, and unless
+    ``CNNSPEC_VERIFY_IN_PROCESS`` is set.
+    """
+    import importlib.util
+    import multiprocessing
+    import sys
+
+    if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
+        return False
+    if any(name in sys.modules for name in ("torch", "tensorflow", "keras")):
+        return False
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    return importlib.util.find_spec("torch") is not None
+
+
+# --------------------------------------------------------------------------------------
+# Arrays through memory-mapped files
+# --------------------------------------------------------------------------------------
+
+
+def _shared_directory() -> str:
+    shm = "/dev/shm"
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="cnnspec-verify-", dir=base)
+
+
+def _put_arrays(directory: str, name: str, arrays: list[np.ndarray]) -> tuple:
+    """Write arrays into one file; returns what :func:`_get_arrays` needs to map them."""
+    layout = []
+    offset = 0
+    for array in arrays:
+        array = np.asarray(array)
+        layout.append((offset, array.shape, array.dtype.str))
+        offset += -(-array.nbytes // 64) * 64  # 64-byte aligned
+    path = os.path.join(directory, name)
+    if offset == 0:
+        return path, layout, 0
+    mapped = np.memmap(path, dtype=np.uint8, mode="w+", shape=(offset,))
+    for (start, shape, dtype), array in zip(layout, arrays):
+        count = int(np.prod(shape))
+        view = mapped[start : start + count * np.dtype(dtype).itemsize].view(dtype)
+        view[...] = np.asarray(array).reshape(-1)
+    del mapped
+    return path, layout, offset
+
+
+def _get_arrays(packed: tuple) -> list[np.ndarray]:
+    """The arrays of one file, copy-on-write mapped; the file is removed (the mapping stays)."""
+    path, layout, size = packed
+    if size == 0:
+        return [np.zeros(shape, dtype) for _, shape, dtype in layout]
+    mapped = np.memmap(path, dtype=np.uint8, mode="c", shape=(size,))
+    os.unlink(path)
+    arrays = []
+    for start, shape, dtype in layout:
+        count = int(np.prod(shape))
+        raw = mapped[start : start + count * np.dtype(dtype).itemsize]
+        arrays.append(np.ndarray(shape, dtype=dtype, buffer=raw))
+    return arrays
+
+
+def _pack_error(error: BaseException) -> Any:
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any exception that does not round-trip is sent as text
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return _RemoteError(text)
+
+
+# --------------------------------------------------------------------------------------
+# The worker
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    plan: Any
+    plans: list
+    batch: int
+    seed: int
+    opset: int
+    atol: float
+    rtol: float
+    open_axes: tuple
+    keep_onnx: str | None
+    directory: str
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM when the verifying process ends, however it ends."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _serve(connection, other_end, job: _Job) -> None:
+    """The worker's main function (in the forked process)."""
+    other_end.close()  # the verifying process's end: closing it there must end the pipe
+    _die_with_parent()
+    timings: dict[str, float] = {}
+    current = ["import"]
+
+    @contextlib.contextmanager
+    def step(name: str):
+        current[0] = name
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+    try:
+        _work(connection, job, step, timings)
+    except (EOFError, BrokenPipeError):
+        return
+    except BaseException as error:  # noqa: BLE001 - every failure goes back to the verifying process
+        with contextlib.suppress(OSError, ValueError):
+            connection.send(("error", _pack_error(error), timings, current[0]))
+        _answer_requests(connection, None)
+
+
+def _work(connection, job: _Job, step, timings) -> None:
+    from cnnspec.verifier import run as R
+    from cnnspec.verifier.onnx_export import ONNX_FILES, import_frameworks
+
+    plan = job.plan
+    with step("import"):
+        versions = import_frameworks(("torch", "onnx", "onnxruntime"))
+    from cnnspec.targets.base import get_target
+    from cnnspec.targets.build import build
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.verifier.compare import torch_counts
+    from cnnspec.weights.transfer import randomize
+
+    with step("build"):
+        torch_model = build(plan, "torch")
+        torch_model.eval()
+    with step("transfer"):
+        randomize(torch_model, job.seed)
+        tensors = get_target("torch").read_weights(torch_model, plan)
+    keys = list(tensors)
+    packed = _put_arrays(job.directory, "weights", [tensors[key] for key in keys])
+    connection.send(("weights", versions["torch"], keys, packed))
+    del tensors
+
+    names = [layer.name for layer in plan.layers]
+
+    def export(example, open_axes=()):
+        graph = X.export_torch(torch_model, names, example, opset=job.opset, open_axes=open_axes)
+        X.check_graph(graph, ONNX_FILES["torch"])
+        return graph
+
+    with step("export_torch"):
+        torch_graph = export(R.make_input(plan, job.batch, job.seed), job.open_axes)
+    kept = None
+    if job.keep_onnx is not None:
+        with step("keep_onnx"):
+            kept = str(X.save_graph(torch_graph, job.keep_onnx, ONNX_FILES["torch"]))
+    with step("referee"):
+        referee_weights, referee_reason = _referee_weights(plan, torch_model)
+        referee_graph = R._open_referee(plan) if len(job.plans) > 1 and referee_weights else None
+    with step("params"):
+        counts = torch_counts(torch_model)
+    elements = X.parameter_counts(torch_graph)
+    ops = X.op_counts(torch_graph.proto)
+    connection.send(
+        (
+            "graph",
+            dict(
+                layer_names=torch_graph.layer_names,
+                observation=torch_graph.observation,
+                counts=counts,
+                elements=elements,
+                ops=ops,
+                kept=kept,
+                referee_reason=referee_reason,
+                referee_source="torch" if referee_weights is not None else None,
+            ),
+        )
+    )
+
+    for index, size_plan in enumerate(job.plans):
+        result = _at_size(job, size_plan, torch_model, torch_graph, export, step)
+        if result.values is not None and result.error is None and not result.failures:
+            with step("referee"):
+                try:
+                    result.referee, result.referee_note = R._run_referee(
+                        size_plan,
+                        referee_weights,
+                        R.make_input(size_plan, job.batch, job.seed),
+                        referee_graph,
+                    )
+                except Exception as error:  # noqa: BLE001 - raised where the in-process run would
+                    result.referee_error = _pack_error(error)
+        values, referee = result.values, result.referee
+        result.values = result.referee = None
+        value_file = None if values is None else _put_arrays(job.directory, f"torch{index}", values)
+        referee_file = None
+        if referee is not None:
+            referee_file = (
+                list(referee),
+                _put_arrays(job.directory, f"referee{index}", list(referee.values())),
+            )
+        connection.send(("size", result, value_file, referee_file, dict(timings)))
+        if result.error is not None:
+            break
+    _answer_requests(connection, torch_model)
+
+
+def _at_size(job: _Job, size_plan, torch_model, torch_graph, export, step) -> SizeResult:
+    """The torch half of one size of the verification loop in :func:`cnnspec.verifier.run.verify`."""
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.verifier import run as R
+
+    x = R.make_input(size_plan, job.batch, job.seed)
+    result = SizeResult(layer_names=torch_graph.layer_names, observation=torch_graph.observation)
+    try:
+        with step("run_torch"):
+            values = R._run_at_size(X, torch_graph, x, "torch", size_plan, [])
+    except Exception as error:  # noqa: BLE001 - a fixed size that does not run: raised there
+        result.error = _pack_error(error)
+        return result
+    if job.open_axes and not R._traced_faithfully(torch_model, values, x, job.atol, job.rtol):
+        size_graph = None
+        with step("export_torch"):
+            try:
+                size_graph = export(x)
+            except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                result.failures.append(R._cannot_run("torch", size_plan, error))
+        if size_graph is not None:
+            with step("run_torch"):
+                values = R._run_at_size(X, size_graph, x, "torch", size_plan, result.failures)
+            result.retraced = True
+            result.layer_names = size_graph.layer_names
+            result.observation = size_graph.observation
+    result.values = values
+    return result
+
+
+def _referee_weights(plan, torch_model):
+    """The referee's weights read from torch, or None and why (the Keras side may still have them)."""
+    from cnnspec.targets.onnx.emit import unsupported_types
+    from cnnspec.targets.onnx.weights import from_torch_model
+
+    if unsupported_types(plan):
+        return None, None
+    try:
+        return from_torch_model(plan, torch_model), None
+    except (CnnspecError, ValueError, KeyError, AttributeError) as error:
+        return None, f"torch: {error}"
+
+
+def _answer_requests(connection, torch_model) -> None:
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        if request[0] != "part" or torch_model is None:
+            return
+        try:
+            module = dict(torch_model.named_modules()).get(request[1])
+            connection.send(("part", torch_part(module)))
+        except (BrokenPipeError, OSError):
+            return
+
+
+def torch_part(module) -> TorchPart | None:
+    """The kernel of a spec layer's torch module when it is a plain convolution or a Linear."""
+    import torch
+
+    if isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(
+        module, "transposed", False
+    ):
+        kind = "conv"
+    elif isinstance(module, torch.nn.Linear):
+        kind = "dense"
+    else:
+        return None
+    return TorchPart(
+        kind=kind,
+        weight=module.weight.detach().cpu().numpy(),
+        bias=None if module.bias is None else module.bias.detach().cpu().numpy(),
+        groups=getattr(module, "groups", 1),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The verifying process's handle
+# --------------------------------------------------------------------------------------
+
+
+class TorchWorker:
+    """The forked PyTorch side: start it, take its messages in order, stop it."""
+
+    def __init__(self, process, connection, directory: str):
+        self.process = process
+        self.connection = connection
+        self.directory = directory
+        self.timings: dict[str, float] = {}
+        self.failed: BaseException | None = None
+        self.pending: tuple | None = None
+
+    @classmethod
+    def start(cls, plan, plans, *, batch, seed, opset, atol, rtol, open_axes, keep_onnx):
+        """Fork the worker; None when it cannot be started (the caller verifies in-process)."""
+        import multiprocessing
+
+        directory = None
+        try:
+            directory = _shared_directory()
+            context = multiprocessing.get_context("fork")
+            parent_end, child_end = context.Pipe()
+            job = _Job(
+                plan,
+                plans,
+                batch,
+                seed,
+                opset,
+                atol,
+                rtol,
+                tuple(open_axes),
+                None if keep_onnx is None else str(keep_onnx),
+                directory,
+            )
+            process = context.Process(target=_serve, args=(child_end, parent_end, job), daemon=True)
+            process.start()
+        except OSError:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+            return None
+        child_end.close()
+        return cls(process, parent_end, directory)
+
+    def _next(self):
+        """The next message (a peeked one first); a dead or silent worker is a WorkerFailed."""
+        if self.pending is not None:
+            message, self.pending = self.pending, None
+            return message
+        deadline = time.monotonic() + MESSAGE_TIMEOUT
+        while not self.connection.poll(0.2):
+            if not self.process.is_alive():
+                if self.connection.poll(0):  # sent its last message and ended
+                    break
+                raise WorkerFailed(
+                    f"the PyTorch worker process ended without an answer (exit code "
+                    f"{self.process.exitcode}); run again with {IN_PROCESS_ENV}=1 to verify in "
+                    "one process"
+                )
+            if time.monotonic() > deadline:
+                raise WorkerFailed(
+                    f"the PyTorch worker process gave no answer in {MESSAGE_TIMEOUT:.0f} s"
+                )
+        try:
+            return self.connection.recv()
+        except (EOFError, OSError) as error:
+            raise WorkerFailed(f"the PyTorch worker process stopped answering ({error})") from None
+
+    def receive(self, kind: str):
+        """The next message, which must be ``kind``; the worker's exception is raised here."""
+        if self.failed is not None:
+            raise self.failed
+        try:
+            message = self._next()
+        except WorkerFailed as error:
+            self.failed = error
+            raise
+        if message[0] == "error":
+            self.timings.update(message[2])
+            self.failed = _raisable(message[1])
+            raise self.failed
+        if message[0] != kind:
+            self.failed = WorkerFailed(f"the PyTorch worker sent '{message[0]}', not '{kind}'")
+            raise self.failed
+        if kind == "size":
+            self.timings.update(message[-1])
+            return message[1:-1]
+        return message[1:]
+
+    def raise_earlier(self, kind: str, steps: tuple[str, ...]) -> None:
+        """After a failure here: raise the worker's own failure instead when it happened in one
+        of ``steps`` (which the one-process verification runs first); ``kind`` is the message
+        that says the worker got past them."""
+        if self.failed is not None:
+            return
+        try:
+            message = self._next()
+        except WorkerFailed:
+            return
+        self.pending = message
+        if message[0] == "error" and message[3] in steps:
+            self.receive(kind)
+
+    def part(self, name: str) -> TorchPart | None:
+        """The torch module of a spec layer, for the evidence of a divergence."""
+        self.connection.send(("part", name))
+        (part,) = self.receive("part")
+        return part
+
+    def close(self) -> None:
+        """Stop the worker and remove its files (never leaves a process behind)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.send(("stop",))
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _raisable(error: BaseException) -> BaseException:
+    if isinstance(error, _RemoteError):
+        return RuntimeError(f"in the PyTorch worker process: {error}")
+    return error
+
+
+def arrays(packed) -> list[np.ndarray]:
+    """The arrays a message points at."""
+    return _get_arrays(packed)
