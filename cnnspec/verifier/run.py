@@ -33,6 +33,7 @@ from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.verifier.onnx_export import ONNX_FILES
 from cnnspec.verifier.report import (
+    TIMING_STEPS,
     Divergence,
     LayerReport,
     ParamReport,
@@ -473,9 +474,7 @@ def _verify_beside_worker(
         referee_source, referee_note, keras_referee = _referee_beside_worker(
             plan, meta, keras_model
         )
-        keras_referee_graph = (
-            _open_referee(plan) if len(plans) > 1 and keras_referee else None
-        )
+        keras_referee_graph = _open_referee(plan) if len(plans) > 1 and keras_referee else None
     params = _params_from(
         plan,
         meta["counts"],
@@ -497,9 +496,7 @@ def _verify_beside_worker(
                 raise result.error
         failures = list(result.failures)
         torch_values = None if value_file is None else arrays(value_file)
-        size_graph = SimpleNamespace(
-            layer_names=result.layer_names, observation=result.observation
-        )
+        size_graph = SimpleNamespace(layer_names=result.layer_names, observation=result.observation)
         if result.retraced:
             retraced.append(size_text(size_plan))
         size_keras_graph = keras_graph
@@ -571,6 +568,7 @@ def _verify_beside_worker(
                 referee_values,
                 referee_source,
                 referee_note or size_note,
+                torch_departure=None if keras_referee is not None else result.departure,
             )
         reports.append(report)
     report = combine_sizes(reports, plans, open_axes)
@@ -585,12 +583,9 @@ def _verify_beside_worker(
             f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
             "the model was traced again at each of those sizes"
         )
-    # The PyTorch side's own seconds (in parallel with these).
-    timings = dict(steps.timings)
-    for name in ("export_torch", "run_torch", "referee"):
-        if name in worker.timings:
-            timings[name] = worker.timings[name]
-    report.timings = timings
+    # The PyTorch export's own seconds, in parallel with the steps here.
+    timings = {**steps.timings, "export_torch": worker.timings.get("export_torch", 0.0)}
+    report.timings = {name: timings[name] for name in TIMING_STEPS if name in timings}
     report.versions = versions
     report.onnx_files = onnx_files
     return report
@@ -801,8 +796,12 @@ def _add_referee(
     referee_values,
     referee_source,
     referee_note,
+    torch_departure=None,
 ) -> None:
-    """Judge each model against the referee; a model departing from the spec fails the verification."""
+    """Judge each model against the referee; a model departing from the spec fails the verification.
+
+    ``torch_departure``: torch's side of the judgement, found by the process that ran its graph
+    (used when every torch layer is read as it is)."""
     from cnnspec.verifier.referee import judge
 
     if referee_values is None:
@@ -836,6 +835,7 @@ def _add_referee(
         atol=report.atol,
         rtol=report.rtol,
         keras_channels_first=converted.keys(),
+        torch_departure=None if read_otherwise else torch_departure,
     )
     if report.referee.torch_departs_at or report.referee.keras_departs_at:
         report.problems.append(f"referee (the spec's own ONNX graph): {report.referee.verdict}")

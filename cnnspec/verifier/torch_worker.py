@@ -75,6 +75,7 @@ class SizeResult:
     referee: dict[str, np.ndarray] | None = None
     referee_note: str | None = None
     referee_error: BaseException | None = None
+    departure: Any = None  # torch's side of the referee's judgement
 
 
 def available() -> bool:
@@ -219,6 +220,7 @@ def _work(connection, job: _Job, step, timings) -> None:
     from cnnspec.targets.build import build
     from cnnspec.verifier import onnx_export as X
     from cnnspec.verifier.compare import torch_counts
+    from cnnspec.verifier.referee import departure
     from cnnspec.weights.transfer import randomize
 
     with step("build"):
@@ -229,7 +231,7 @@ def _work(connection, job: _Job, step, timings) -> None:
         tensors = get_target("torch").read_weights(torch_model, plan)
     keys = list(tensors)
     packed = _put_arrays(job.directory, "weights", [tensors[key] for key in keys])
-    connection.send(("weights", versions["torch"], keys, packed))
+    connection.send(("weights", str(versions["torch"]), keys, packed))  # not a TorchVersion
     del tensors
 
     names = [layer.name for layer in plan.layers]
@@ -281,6 +283,15 @@ def _work(connection, job: _Job, step, timings) -> None:
                     )
                 except Exception as error:  # noqa: BLE001 - raised where the in-process run would
                     result.referee_error = _pack_error(error)
+            if result.referee is not None:
+                with step("compare"):
+                    result.departure = departure(
+                        size_plan,
+                        dict(zip(result.layer_names, result.values)),
+                        result.referee,
+                        atol=job.atol,
+                        rtol=job.rtol,
+                    )
         values, referee = result.values, result.referee
         result.values = result.referee = None
         value_file = None if values is None else _put_arrays(job.directory, f"torch{index}", values)
@@ -427,23 +438,29 @@ class TorchWorker:
             message, self.pending = self.pending, None
             return message
         deadline = time.monotonic() + MESSAGE_TIMEOUT
-        while not self.connection.poll(0.2):
-            if not self.process.is_alive():
-                if self.connection.poll(0):  # sent its last message and ended
-                    break
-                raise WorkerFailed(
-                    f"the PyTorch worker process ended without an answer (exit code "
-                    f"{self.process.exitcode}); run again with {IN_PROCESS_ENV}=1 to verify in "
-                    "one process"
-                )
+        while not self.connection.poll(0.2):  # also true when the worker's end is closed
+            if not self.process.is_alive() and not self.connection.poll(0):
+                raise self._ended()
             if time.monotonic() > deadline:
                 raise WorkerFailed(
-                    f"the PyTorch worker process gave no answer in {MESSAGE_TIMEOUT:.0f} s"
+                    f"the PyTorch worker process gave no answer in {MESSAGE_TIMEOUT:.0f} s; "
+                    f"run again with {IN_PROCESS_ENV}=1 to verify in one process"
                 )
         try:
             return self.connection.recv()
-        except (EOFError, OSError) as error:
-            raise WorkerFailed(f"the PyTorch worker process stopped answering ({error})") from None
+        except (EOFError, OSError):
+            raise self._ended() from None
+
+    def _ended(self) -> WorkerFailed:
+        self.process.join(5)
+        code = self.process.exitcode
+        how = "is still running" if code is None else f"exit code {code}"
+        if code is not None and code < 0:
+            how = f"killed by signal {-code}"
+        return WorkerFailed(
+            f"the PyTorch worker process ended without an answer ({how}); run again with "
+            f"{IN_PROCESS_ENV}=1 to verify in one process"
+        )
 
     def receive(self, kind: str):
         """The next message, which must be ``kind``; the worker's exception is raised here."""

@@ -1,0 +1,194 @@
+"""``cnnspec verify SPEC`` with the PyTorch side in a forked worker gives the one-process report.
+
+Each case runs the real command in a fresh process twice: as it runs by default (the worker
+forked before TensorFlow is imported) and with ``CNNSPEC_VERIFY_IN_PROCESS=1`` (everything in
+one process, as for models you pass).  The JSON reports must be identical in every field but
+the timings: every layer row, the parameter counts, the referee.  The negative controls break
+one side on purpose just before its export (torch: 0.01 added to a convolution's output;
+Keras: that convolution's kernel scaled by 1.01 after the weights were shared) and must fail
+at that layer with the referee naming the side, on both paths.  Errors of the PyTorch side keep their message and exit code; a
+worker that dies is a clear error, not a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("keras")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs the CLI in this process after an optional patch; says on stderr whether torch was loaded
+# here (it is not when the worker did the PyTorch side) and whether a child process is left.
+DRIVER = textwrap.dedent(
+    """
+    import multiprocessing, os, sys
+    patch = os.environ.get("CNNSPEC_TEST_PATCH", "")
+    import cnnspec.verifier.onnx_export as X
+
+    if patch in ("torch_kernel", "keras_kernel"):
+        real = X.export_torch if patch == "torch_kernel" else X.export_keras
+        done = []
+
+        def scaled(model, *args, **kwargs):
+            if not done:  # the first export only: the other side keeps the shared weights
+                done.append(True)
+                if patch == "torch_kernel":
+                    conv = model.conv2d_2
+                    forward = conv.forward
+                    conv.forward = lambda x: forward(x) + 0.01  # torch computes another layer
+                else:
+                    kernel = model.get_layer("conv2d_2").kernel
+                    kernel.assign(kernel.numpy() * 1.01)
+            return real(model, *args, **kwargs)
+
+        setattr(X, "export_torch" if patch == "torch_kernel" else "export_keras", scaled)
+    elif patch in ("torch_refuses", "torch_dies"):
+        from cnnspec.errors import CnnspecError
+        from cnnspec.targets.torch.target import TorchTarget
+
+        def refuse(self, plan):
+            if patch == "torch_dies":
+                os._exit(9)
+            raise CnnspecError("the torch target refuses this spec (a test)")
+
+        TorchTarget.build = refuse
+
+    from cnnspec.cli.main import main
+
+    code = main(sys.argv[1:])
+    print("TORCH_LOADED", "torch" in sys.modules, file=sys.stderr)
+    print("CHILDREN", len(multiprocessing.active_children()), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+    """
+)
+
+
+def _verify(tmp_path, spec, *extra, in_process: bool, patch: str = "", name: str = "report"):
+    report = tmp_path / f"{name}_{'in' if in_process else 'worker'}.json"
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = {key: value for key, value in os.environ.items() if key != "CNNSPEC_VERIFY_IN_PROCESS"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["CNNSPEC_TEST_PATCH"] = patch
+    if in_process:
+        env["CNNSPEC_VERIFY_IN_PROCESS"] = "1"
+    args = ["verify", str(spec), "--json", str(report), "--no-progress", *map(str, extra)]
+    result = subprocess.run(
+        [sys.executable, str(driver), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    data = json.loads(report.read_text()) if report.exists() else None
+    return result, data
+
+
+def _without_timings(data: dict) -> dict:
+    for report in data["reports"]:
+        assert report.pop("timings")
+    return data
+
+
+def _both(tmp_path, spec, *extra, patch: str = "", name: str = "report"):
+    worker, worker_data = _verify(tmp_path, spec, *extra, in_process=False, patch=patch, name=name)
+    alone, alone_data = _verify(tmp_path, spec, *extra, in_process=True, patch=patch, name=name)
+    assert "TORCH_LOADED False" in worker.stderr, worker.stderr  # the worker did the torch side
+    assert "TORCH_LOADED True" in alone.stderr, alone.stderr
+    assert "CHILDREN 0" in worker.stderr
+    assert worker.returncode == alone.returncode
+    return worker, _without_timings(worker_data), _without_timings(alone_data)
+
+
+OPEN_SPEC = """\
+cnnspec: 1
+name: open_worker
+input: {channels: 3, size: [null, null], reference_size: [20, 20]}
+layers:
+  - {type: conv2d, name: c1, filters: 6, kernel_size: 3, stride: 2, padding: same, activation: relu}
+  - {type: batch_norm, name: bn}
+  - {type: max_pool2d, name: p1, pool_size: 3, stride: 2, padding: same}
+  - {type: conv2d, name: c2, filters: 8, kernel_size: 3, padding: [1, 1]}
+  - {type: upsample, name: up, scale_factor: 2}
+  - {type: global_avg_pool, name: gap}
+  - {type: dense, name: fc, units: 4}
+"""
+
+
+@pytest.mark.parametrize("example", ["mnist_convnet.yaml", "pytorch_cnn_bn.yaml"])
+def test_worker_report_equals_the_in_process_report(tmp_path, example):
+    result, worker, alone = _both(tmp_path, ROOT / "examples" / example)
+    assert result.returncode == 0, result.stderr
+    assert worker == alone
+    report = worker["reports"][0]
+    assert report["ok"] and report["referee"]["torch_departs_at"] is None
+    assert report["params"]["torch"]["ok"] and report["params"]["torch_onnx"]["total"]
+
+
+def test_worker_report_equals_the_in_process_report_at_several_open_sizes(tmp_path):
+    spec = tmp_path / "open.yaml"
+    spec.write_text(OPEN_SPEC)
+    sizes = ["--input-size", "20", "--input-size", "21", "--input-size", "12,33"]
+    result, worker, alone = _both(tmp_path, spec, *sizes)
+    assert result.returncode == 0, result.stderr
+    assert worker == alone
+    assert [size["input_size"] for size in worker["reports"][0]["sizes"]] == [
+        [20, 20],
+        [21, 21],
+        [12, 33],
+    ]
+    _, fcn, fcn_alone = _both(tmp_path, ROOT / "examples" / "fcn_any_size.yaml", name="fcn")
+    assert fcn == fcn_alone and fcn["ok"]
+
+
+@pytest.mark.parametrize("side", ["torch", "keras"])
+def test_a_broken_side_fails_at_its_layer_on_both_paths(tmp_path, side):
+    result, worker, alone = _both(
+        tmp_path, ROOT / "examples" / "mnist_convnet.yaml", patch=f"{side}_kernel"
+    )
+    assert result.returncode == 1
+    assert worker == alone
+    report = worker["reports"][0]
+    assert report["first_divergent_layer"] == "conv2d_2"
+    assert [row["ok"] for row in report["layers"][:2]] == [True, True]
+    referee = report["referee"]
+    other = "keras" if side == "torch" else "torch"
+    assert referee[f"{side}_departs_at"] == "conv2d_2" and referee[f"{other}_departs_at"] is None
+
+
+def test_an_error_of_the_torch_side_is_the_same_error(tmp_path):
+    spec = ROOT / "examples" / "mnist_convnet.yaml"
+    worker, _ = _verify(tmp_path, spec, in_process=False, patch="torch_refuses")
+    alone, _ = _verify(tmp_path, spec, in_process=True, patch="torch_refuses")
+    assert worker.returncode == alone.returncode == 2
+    assert "the torch target refuses this spec (a test)" in worker.stderr
+    assert worker.stderr.splitlines()[0] == alone.stderr.splitlines()[0]
+    assert "Traceback" not in worker.stderr
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path):
+    result, data = _verify(
+        tmp_path, ROOT / "examples" / "mnist_convnet.yaml", in_process=False, patch="torch_dies"
+    )
+    assert result.returncode == 70
+    assert "PyTorch worker process ended without an answer (exit code 9)" in result.stderr
+    assert "CNNSPEC_VERIFY_IN_PROCESS=1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CHILDREN 0" in result.stderr
