@@ -37,6 +37,7 @@ DRIVER = textwrap.dedent(
     """
     import multiprocessing, os, sys
     patch = os.environ.get("CNNSPEC_TEST_PATCH", "")
+    layer = os.environ.get("CNNSPEC_TEST_LAYER", "conv2d_2")
     import cnnspec.verifier.onnx_export as X
 
     if patch in ("torch_kernel", "keras_kernel"):
@@ -47,11 +48,11 @@ DRIVER = textwrap.dedent(
             if not done:  # the first export only: the other side keeps the shared weights
                 done.append(True)
                 if patch == "torch_kernel":
-                    conv = model.conv2d_2
+                    conv = getattr(model, layer)
                     forward = conv.forward
                     conv.forward = lambda x: forward(x) + 0.01  # torch computes another layer
                 else:
-                    kernel = model.get_layer("conv2d_2").kernel
+                    kernel = model.get_layer(layer).kernel
                     kernel.assign(kernel.numpy() * 1.01)
             return real(model, *args, **kwargs)
 
@@ -79,13 +80,16 @@ DRIVER = textwrap.dedent(
 )
 
 
-def _verify(tmp_path, spec, *extra, in_process: bool, patch: str = "", name: str = "report"):
+def _verify(
+    tmp_path, spec, *extra, in_process: bool, patch: str = "", name: str = "report", layer=""
+):
     report = tmp_path / f"{name}_{'in' if in_process else 'worker'}.json"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {key: value for key, value in os.environ.items() if key != "CNNSPEC_VERIFY_IN_PROCESS"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["CNNSPEC_TEST_PATCH"] = patch
+    env["CNNSPEC_TEST_LAYER"] = layer or "conv2d_2"
     if in_process:
         env["CNNSPEC_VERIFY_IN_PROCESS"] = "1"
     args = ["verify", str(spec), "--json", str(report), "--no-progress", *map(str, extra)]
@@ -107,9 +111,10 @@ def _without_timings(data: dict) -> dict:
     return data
 
 
-def _both(tmp_path, spec, *extra, patch: str = "", name: str = "report"):
-    worker, worker_data = _verify(tmp_path, spec, *extra, in_process=False, patch=patch, name=name)
-    alone, alone_data = _verify(tmp_path, spec, *extra, in_process=True, patch=patch, name=name)
+def _both(tmp_path, spec, *extra, patch: str = "", name: str = "report", layer: str = ""):
+    options = dict(patch=patch, name=name, layer=layer)
+    worker, worker_data = _verify(tmp_path, spec, *extra, in_process=False, **options)
+    alone, alone_data = _verify(tmp_path, spec, *extra, in_process=True, **options)
     assert "TORCH_LOADED False" in worker.stderr, worker.stderr  # the worker did the torch side
     assert "TORCH_LOADED True" in alone.stderr, alone.stderr
     assert "CHILDREN 0" in worker.stderr
@@ -171,6 +176,19 @@ def test_a_broken_side_fails_at_its_layer_on_both_paths(tmp_path, side):
     referee = report["referee"]
     other = "keras" if side == "torch" else "torch"
     assert referee[f"{side}_departs_at"] == "conv2d_2" and referee[f"{other}_departs_at"] is None
+
+
+def test_a_divergence_at_the_first_of_several_sizes_on_both_paths(tmp_path):
+    # The evidence asks the worker for the layer's kernel after it sent every size.
+    spec = tmp_path / "open.yaml"
+    spec.write_text(OPEN_SPEC)
+    result, worker, alone = _both(tmp_path, spec, patch="keras_kernel", layer="c2")
+    assert result.returncode == 1
+    assert worker == alone
+    report = worker["reports"][0]
+    assert report["first_divergent_layer"] == "c2" and report["divergence"]["evidence"]
+    assert [size["ok"] for size in report["sizes"]] == [False, False]
+    assert report["referee"]["keras_departs_at"] == "c2"
 
 
 def test_an_error_of_the_torch_side_is_the_same_error(tmp_path):

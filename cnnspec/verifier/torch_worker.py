@@ -28,6 +28,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -82,8 +83,8 @@ def available() -> bool:
     """Whether the PyTorch side can run in a forked process here.
 
     Only in a process that has not loaded torch or TensorFlow yet (a fork must not copy
-    their thread pools), on a system with ``fork``, with torch installed, and unless
-    ``CNNSPEC_VERIFY_IN_PROCESS`` is set.
+    their thread pools) and runs one Python thread, on a system with ``fork``, with torch
+    installed, and unless ``CNNSPEC_VERIFY_IN_PROCESS`` is set.
     """
     import importlib.util
     import multiprocessing
@@ -92,6 +93,8 @@ def available() -> bool:
     if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
         return False
     if any(name in sys.modules for name in ("torch", "tensorflow", "keras")):
+        return False
+    if threading.active_count() > 1:  # a lock another thread holds would stay held in the fork
         return False
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
@@ -170,6 +173,7 @@ class _Job:
     open_axes: tuple
     keep_onnx: str | None
     directory: str
+    from_main_thread: bool
 
 
 def _die_with_parent() -> None:
@@ -186,7 +190,8 @@ def _die_with_parent() -> None:
 def _serve(connection, other_end, job: _Job) -> None:
     """The worker's main function (in the forked process)."""
     other_end.close()  # the verifying process's end: closing it there must end the pipe
-    _die_with_parent()
+    if job.from_main_thread:  # the signal follows the forking thread, not the process
+        _die_with_parent()
     timings: dict[str, float] = {}
     current = ["import"]
 
@@ -399,7 +404,7 @@ class TorchWorker:
         self.directory = directory
         self.timings: dict[str, float] = {}
         self.failed: BaseException | None = None
-        self.pending: tuple | None = None
+        self.pending: list[tuple] = []
 
     @classmethod
     def start(cls, plan, plans, *, batch, seed, opset, atol, rtol, open_axes, keep_onnx):
@@ -422,6 +427,7 @@ class TorchWorker:
                 tuple(open_axes),
                 None if keep_onnx is None else str(keep_onnx),
                 directory,
+                threading.current_thread() is threading.main_thread(),
             )
             process = context.Process(target=_serve, args=(child_end, parent_end, job), daemon=True)
             process.start()
@@ -432,11 +438,19 @@ class TorchWorker:
         child_end.close()
         return cls(process, parent_end, directory)
 
-    def _next(self):
-        """The next message (a peeked one first); a dead or silent worker is a WorkerFailed."""
-        if self.pending is not None:
-            message, self.pending = self.pending, None
-            return message
+    def _next(self, kind: str | None = None):
+        """The next message of ``kind`` or an error (any next message when None), set-aside ones
+        first; a dead or silent worker is a WorkerFailed."""
+        for index, message in enumerate(self.pending):
+            if kind is None or message[0] in (kind, "error"):
+                return self.pending.pop(index)
+        while True:
+            message = self._read()
+            if kind is None or message[0] in (kind, "error"):
+                return message
+            self.pending.append(message)  # a size sent before a part was asked for
+
+    def _read(self):
         deadline = time.monotonic() + MESSAGE_TIMEOUT
         while not self.connection.poll(0.2):  # also true when the worker's end is closed
             if not self.process.is_alive() and not self.connection.poll(0):
@@ -467,7 +481,7 @@ class TorchWorker:
         if self.failed is not None:
             raise self.failed
         try:
-            message = self._next()
+            message = self._next(kind)
         except WorkerFailed as error:
             self.failed = error
             raise
@@ -493,7 +507,7 @@ class TorchWorker:
             message = self._next()
         except WorkerFailed:
             return
-        self.pending = message
+        self.pending.insert(0, message)
         if message[0] == "error" and message[3] in steps:
             self.receive(kind)
 
@@ -509,7 +523,7 @@ class TorchWorker:
             self.connection.send(("stop",))
         with contextlib.suppress(OSError):
             self.connection.close()
-        self.process.join(5)
+        self.process.join(2)  # at once when it is done; else it is still working for nothing
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
