@@ -15,6 +15,9 @@ The steps (each timed in the report):
    each model against the referee, and the parameter counts of spec, torch, Keras and both graphs.
 
 ONNX is the proof: both models are compared as exported graphs, run by the same runtime.
+
+When both models are built from the spec, the PyTorch side runs in a second process beside the
+Keras side (:mod:`cnnspec.verifier.torch_worker`), with the same report.
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ def verify(
     Both models are exported to ONNX with every spec layer's output exposed, run in
     onnxruntime on the same seeded input, and compared layer by layer; a mismatch names
     the first divergent layer in spec order.
+
+    With neither model passed, in a process that has not imported torch or TensorFlow yet,
+    the PyTorch side runs in a forked process beside the Keras side (same report; set
+    ``CNNSPEC_VERIFY_IN_PROCESS=1`` to verify in one process).
 
     Args:
         spec: a path, YAML/JSON text, dict, ModelSpec or Plan.
