@@ -57,6 +57,12 @@ DRIVER = textwrap.dedent(
             return real(model, *args, **kwargs)
 
         setattr(X, "export_torch" if patch == "torch_kernel" else "export_keras", scaled)
+    elif patch == "fork_fails":
+
+        def no_fork():
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        os.fork = no_fork
     elif patch in ("torch_refuses", "torch_dies"):
         from cnnspec.errors import CnnspecError
         from cnnspec.targets.torch.target import TorchTarget
@@ -210,3 +216,12 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang(tmp_path):
     assert "CNNSPEC_VERIFY_IN_PROCESS=1" in result.stderr
     assert "Traceback" not in result.stderr
     assert "CHILDREN 0" in result.stderr
+
+
+def test_a_worker_that_cannot_start_leaves_the_verification_in_one_process(tmp_path):
+    spec = ROOT / "examples" / "same_stride2.yaml"
+    fallback, fallback_data = _verify(tmp_path, spec, in_process=False, patch="fork_fails")
+    alone, alone_data = _verify(tmp_path, spec, in_process=True)
+    assert fallback.returncode == alone.returncode == 0, fallback.stderr
+    assert "TORCH_LOADED True" in fallback.stderr  # verified here
+    assert _without_timings(fallback_data) == _without_timings(alone_data)
