@@ -225,3 +225,26 @@ def test_a_worker_that_cannot_start_leaves_the_verification_in_one_process(tmp_p
     assert fallback.returncode == alone.returncode == 0, fallback.stderr
     assert "TORCH_LOADED True" in fallback.stderr  # verified here
     assert _without_timings(fallback_data) == _without_timings(alone_data)
+
+
+def test_arrays_travel_through_a_file_and_one_that_has_no_room_is_skipped(tmp_path):
+    import numpy as np
+
+    from cnnspec.verifier import torch_worker as W
+
+    arrays = [
+        np.arange(10, dtype=np.float32).reshape(2, 5),
+        np.zeros((0, 3), dtype=np.float32),
+        np.array([1, -2, 3], dtype=np.int64),
+        np.float32(2.5) * np.ones((3, 1, 2), dtype=np.float32),
+    ]
+    full, room = tmp_path / "missing", tmp_path / "room"  # no such directory: no room there
+    room.mkdir()
+    packed = W._put_arrays((str(full), str(room)), "x", arrays)
+    assert Path(packed[0]).parent == room
+    back = W._get_arrays(packed)
+    assert not Path(packed[0]).exists()  # mapped, then removed
+    for array, returned in zip(arrays, back):
+        assert returned.dtype == array.dtype and returned.shape == array.shape
+        np.testing.assert_array_equal(returned, array)
+    back[0][0, 0] = 99.0  # copy-on-write: writable, never back into the file

@@ -14,7 +14,7 @@ the Keras model and exports it.  The worker hands back, in this order:
 
 then answers ``part`` requests (the divergent layer's kernel, for the evidence) until told
 to stop.  Large arrays travel through one memory-mapped file per message in a temporary
-directory (``/dev/shm`` where there is one), not through the pipe.
+directory (``/dev/shm`` where there is room, else on disk), not through the pipe.
 
 An exception in the worker is sent back and raised here at the point where the in-process
 verification would raise it (a torch failure before a Keras one when both sides fail); a
@@ -106,30 +106,60 @@ def available() -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _shared_directory() -> str:
+def _shared_directories() -> tuple[str, ...]:
+    """A directory in memory (``/dev/shm``) where there is one, then one on disk for what does
+    not fit there (a small ``/dev/shm``, as in many containers)."""
+    directories = []
     shm = "/dev/shm"
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    return tempfile.mkdtemp(prefix="cnnspec-verify-", dir=base)
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        directories.append(tempfile.mkdtemp(prefix="cnnspec-verify-", dir=shm))
+    directories.append(tempfile.mkdtemp(prefix="cnnspec-verify-"))
+    return tuple(directories)
 
 
-def _put_arrays(directory: str, name: str, arrays: list[np.ndarray]) -> tuple:
+def _put_arrays(directories: tuple[str, ...], name: str, arrays: list[np.ndarray]) -> tuple:
     """Write arrays into one file; returns what :func:`_get_arrays` needs to map them."""
     layout = []
-    offset = 0
+    size = 0
     for array in arrays:
         array = np.asarray(array)
-        layout.append((offset, array.shape, array.dtype.str))
-        offset += -(-array.nbytes // 64) * 64  # 64-byte aligned
-    path = os.path.join(directory, name)
-    if offset == 0:
-        return path, layout, 0
-    mapped = np.memmap(path, dtype=np.uint8, mode="w+", shape=(offset,))
+        layout.append((size, array.shape, array.dtype.str))
+        size += -(-array.nbytes // 64) * 64  # 64-byte aligned
+    if size == 0:
+        return "", layout, 0
+    path = _reserved_file(directories, name, size)
+    mapped = np.memmap(path, dtype=np.uint8, mode="r+", shape=(size,))
     for (start, shape, dtype), array in zip(layout, arrays):
         count = int(np.prod(shape))
         view = mapped[start : start + count * np.dtype(dtype).itemsize].view(dtype)
         view[...] = np.asarray(array).reshape(-1)
     del mapped
-    return path, layout, offset
+    return path, layout, size
+
+
+def _reserved_file(directories: tuple[str, ...], name: str, size: int) -> str:
+    """A file of ``size`` bytes whose space is reserved, in the first directory with room:
+    writing into a memory map past the free space of its file system kills the process (SIGBUS)
+    instead of failing."""
+    *first, last = directories
+    for directory in first:
+        try:
+            return _reserve(os.path.join(directory, name), size)
+        except OSError:
+            continue
+    return _reserve(os.path.join(last, name), size)
+
+
+def _reserve(path: str, size: int) -> str:
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(descriptor, 0, size)
+    except OSError:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(descriptor)
+    return path
 
 
 def _get_arrays(packed: tuple) -> list[np.ndarray]:
@@ -172,7 +202,7 @@ class _Job:
     rtol: float
     open_axes: tuple
     keep_onnx: str | None
-    directory: str
+    directories: tuple[str, ...]
     from_main_thread: bool
 
 
@@ -235,7 +265,7 @@ def _work(connection, job: _Job, step, timings) -> None:
         randomize(torch_model, job.seed)
         tensors = get_target("torch").read_weights(torch_model, plan)
     keys = list(tensors)
-    packed = _put_arrays(job.directory, "weights", [tensors[key] for key in keys])
+    packed = _put_arrays(job.directories, "weights", [tensors[key] for key in keys])
     connection.send(("weights", str(versions["torch"]), keys, packed))  # not a TorchVersion
     del tensors
 
@@ -299,12 +329,14 @@ def _work(connection, job: _Job, step, timings) -> None:
                     )
         values, referee = result.values, result.referee
         result.values = result.referee = None
-        value_file = None if values is None else _put_arrays(job.directory, f"torch{index}", values)
+        value_file = (
+            None if values is None else _put_arrays(job.directories, f"torch{index}", values)
+        )
         referee_file = None
         if referee is not None:
             referee_file = (
                 list(referee),
-                _put_arrays(job.directory, f"referee{index}", list(referee.values())),
+                _put_arrays(job.directories, f"referee{index}", list(referee.values())),
             )
         connection.send(("size", result, value_file, referee_file, dict(timings)))
         if result.error is not None:
@@ -398,10 +430,10 @@ def torch_part(module) -> TorchPart | None:
 class TorchWorker:
     """The forked PyTorch side: start it, take its messages in order, stop it."""
 
-    def __init__(self, process, connection, directory: str):
+    def __init__(self, process, connection, directories: tuple[str, ...]):
         self.process = process
         self.connection = connection
-        self.directory = directory
+        self.directories = directories
         self.timings: dict[str, float] = {}
         self.failed: BaseException | None = None
         self.pending: list[tuple] = []
@@ -411,9 +443,9 @@ class TorchWorker:
         """Fork the worker; None when it cannot be started (the caller verifies in-process)."""
         import multiprocessing
 
-        directory = None
+        directories: tuple[str, ...] = ()
         try:
-            directory = _shared_directory()
+            directories = _shared_directories()
             context = multiprocessing.get_context("fork")
             parent_end, child_end = context.Pipe()
             job = _Job(
@@ -426,17 +458,17 @@ class TorchWorker:
                 rtol,
                 tuple(open_axes),
                 None if keep_onnx is None else str(keep_onnx),
-                directory,
+                directories,
                 threading.current_thread() is threading.main_thread(),
             )
             process = context.Process(target=_serve, args=(child_end, parent_end, job), daemon=True)
             process.start()
         except OSError:
-            if directory is not None:
+            for directory in directories:
                 shutil.rmtree(directory, ignore_errors=True)
             return None
         child_end.close()
-        return cls(process, parent_end, directory)
+        return cls(process, parent_end, directories)
 
     def _next(self, kind: str | None = None):
         """The next message of ``kind`` or an error (any next message when None), set-aside ones
@@ -530,7 +562,8 @@ class TorchWorker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        for directory in self.directories:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _raisable(error: BaseException) -> BaseException:
