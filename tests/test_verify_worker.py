@@ -78,6 +78,11 @@ DRIVER = textwrap.dedent(
 
     code = main(sys.argv[1:])
     print("TORCH_LOADED", "torch" in sys.modules, file=sys.stderr)
+    import time
+
+    deadline = time.monotonic() + 10  # a worker told to stop ends by itself, soon
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
     print("CHILDREN", len(multiprocessing.active_children()), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -430,13 +430,15 @@ def torch_part(module) -> TorchPart | None:
 class TorchWorker:
     """The forked PyTorch side: start it, take its messages in order, stop it."""
 
-    def __init__(self, process, connection, directories: tuple[str, ...]):
+    def __init__(self, process, connection, directories: tuple[str, ...], sizes: int):
         self.process = process
         self.connection = connection
         self.directories = directories
         self.timings: dict[str, float] = {}
         self.failed: BaseException | None = None
         self.pending: list[tuple] = []
+        self.sizes_left = sizes
+        self.finished = False  # sent all it had to send: it only answers requests now
 
     @classmethod
     def start(cls, plan, plans, *, batch, seed, opset, atol, rtol, open_axes, keep_onnx):
@@ -468,7 +470,7 @@ class TorchWorker:
                 shutil.rmtree(directory, ignore_errors=True)
             return None
         child_end.close()
-        return cls(process, parent_end, directories)
+        return cls(process, parent_end, directories, len(plans))
 
     def _next(self, kind: str | None = None):
         """The next message of ``kind`` or an error (any next message when None), set-aside ones
@@ -518,6 +520,7 @@ class TorchWorker:
             self.failed = error
             raise
         if message[0] == "error":
+            self.finished = True  # it answers requests and stops
             self.timings.update(message[2])
             self.failed = _raisable(message[1])
             raise self.failed
@@ -526,6 +529,8 @@ class TorchWorker:
             raise self.failed
         if kind == "size":
             self.timings.update(message[-1])
+            self.sizes_left -= 1
+            self.finished = self.sizes_left == 0 or message[1].error is not None
             return message[1:-1]
         return message[1:]
 
@@ -550,18 +555,23 @@ class TorchWorker:
         return part
 
     def close(self) -> None:
-        """Stop the worker and remove its files (never leaves a process behind)."""
+        """Stop the worker and remove its files (never leaves a process behind).
+
+        A worker that has sent everything ends by itself when told to stop; it is not waited
+        for (freeing a large model's memory takes a few tenths of a second; the process is
+        reaped by the next ``multiprocessing`` call or at exit).  One still working, after an
+        error here, is terminated.
+        """
         with contextlib.suppress(OSError, ValueError):
             self.connection.send(("stop",))
         with contextlib.suppress(OSError):
             self.connection.close()
-        self.process.join(2)  # at once when it is done; else it is still working for nothing
-        if self.process.is_alive():
+        if not self.finished:
             self.process.terminate()
             self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
         for directory in self.directories:
             shutil.rmtree(directory, ignore_errors=True)
 
