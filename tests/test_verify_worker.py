@@ -57,6 +57,23 @@ DRIVER = textwrap.dedent(
             return real(model, *args, **kwargs)
 
         setattr(X, "export_torch" if patch == "torch_kernel" else "export_keras", scaled)
+    elif patch == "unwritten":
+        import cnnspec.targets.build as B
+        import cnnspec.weights.transfer as T
+
+        real_write, real_build, calls = T.write_keras_weights, B.build, []
+
+        def write_but_one(model, plan, tensors):
+            written = real_write(model, plan, tensors)
+            calls.append(model)
+            return written[:-1] if len(calls) == 1 else written
+
+        def counted(plan, target, **options):
+            if target == "keras":
+                print("KERAS_BUILD", file=sys.stderr)
+            return real_build(plan, target, **options)
+
+        T.write_keras_weights, B.build = write_but_one, counted
     elif patch == "fork_fails":
 
         def no_fork():
@@ -253,3 +270,35 @@ def test_arrays_travel_through_a_file_and_one_that_has_no_room_is_skipped(tmp_pa
         assert returned.dtype == array.dtype and returned.shape == array.shape
         np.testing.assert_array_equal(returned, array)
     back[0][0, 0] = 99.0  # copy-on-write: writable, never back into the file
+
+
+def test_keras_variables_start_at_zero_only_inside():
+    """The Keras build beside the worker skips the initializers' random draws."""
+    import numpy as np
+
+    from cnnspec.verifier.onnx_export import import_frameworks
+
+    import_frameworks(("tensorflow", "keras"))
+    import keras
+
+    from cnnspec.verifier import run as R
+
+    def small():
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(3)(inputs))
+
+    with R._keras_variables_start_at_zero():
+        inside = small()
+    outside = small()
+    assert not np.any(inside.layers[-1].kernel.numpy())
+    assert np.any(outside.layers[-1].kernel.numpy())
+    assert not np.any(small().layers[-1].bias.numpy())  # a zeros initializer stays zeros
+
+
+def test_a_keras_variable_the_transfer_leaves_is_drawn_by_building_again(tmp_path):
+    spec = ROOT / "examples" / "pytorch_cnn_bn.yaml"
+    worker, worker_data = _verify(tmp_path, spec, in_process=False, patch="unwritten")
+    alone, alone_data = _verify(tmp_path, spec, in_process=True)
+    assert worker.returncode == alone.returncode == 0, worker.stderr
+    assert worker.stderr.count("KERAS_BUILD") == 2  # zero-started, then as in one process
+    assert _without_timings(worker_data) == _without_timings(alone_data)

@@ -404,12 +404,15 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
                 )
 
 
-def write_keras_weights(keras_model, plan, tensors: dict) -> None:
+def write_keras_weights(keras_model, plan, tensors: dict) -> list:
     """Write neutral-layout tensors into a Keras model built from the spec, without torch.
 
     The values and conversions of :func:`transfer_weights` from a torch model built from the
     same spec: ``tensors`` holds each torch tensor by (layer, tensor), as the torch target's
     ``read_weights`` gives them.
+
+    Returns:
+        The Keras variables written.
     """
     converted = []
     for key, (variable, slot, _) in bound_keras_variables(keras_model, plan).items():
@@ -427,6 +430,7 @@ def write_keras_weights(keras_model, plan, tensors: dict) -> None:
     for layer in keras_model.layers:
         if isinstance(layer, keras_normalization_class()):
             layer.finalize_state()
+    return [variable for variable, _ in converted]
 
 
 def keras_normalization_class():
