@@ -528,6 +528,10 @@ class TorchWorker:
             self.failed = WorkerFailed(f"the PyTorch worker sent '{message[0]}', not '{kind}'")
             raise self.failed
         if kind == "size":
+            result = message[1]
+            for name in ("error", "referee_error"):
+                if getattr(result, name) is not None:
+                    setattr(result, name, _raisable(getattr(result, name)))
             self.timings.update(message[-1])
             self.sizes_left -= 1
             self.finished = self.sizes_left == 0 or message[1].error is not None
