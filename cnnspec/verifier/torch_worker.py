@@ -8,9 +8,9 @@ the Keras model and exports it.  The worker hands back, in this order:
 
 1. ``weights``: torch's version and the plan's tensors in the neutral (torch) layout;
 2. ``graph``: the torch graph's layer names, observation, parameter counts and op counts,
-   the kept file, the referee's weights (or why there are none);
+   the kept file (``--keep-onnx``), whether the referee has torch's weights (or why not);
 3. one ``size`` message per input size: the torch graph's outputs (or the failure), whether
-   it was traced again there, the referee's outputs;
+   it was traced again there, the referee's outputs and where torch departs from them;
 
 then answers ``part`` requests (the divergent layer's kernel, for the evidence) until told
 to stop.  Large arrays travel through one memory-mapped file per message in a temporary
