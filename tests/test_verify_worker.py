@@ -1,13 +1,14 @@
 """``cnnspec verify SPEC`` with the PyTorch side in a forked worker gives the one-process report.
 
-Each case runs the real command in a fresh process twice: as it runs by default (the worker
-forked before TensorFlow is imported) and with ``CNNSPEC_VERIFY_IN_PROCESS=1`` (everything in
-one process, as for models you pass).  The JSON reports must be identical in every field but
-the timings: every layer row, the parameter counts, the referee.  The negative controls break
-one side on purpose just before its export (torch: 0.01 added to a convolution's output;
-Keras: that convolution's kernel scaled by 1.01 after the weights were shared) and must fail
-at that layer with the referee naming the side, on both paths.  Errors of the PyTorch side keep their message and exit code; a
-worker that dies is a clear error, not a hang.
+Each case runs the real command in a fresh process twice: with the worker forked before
+TensorFlow is imported (``CNNSPEC_VERIFY_IN_PROCESS=0``: whatever the machine's load) and
+with ``CNNSPEC_VERIFY_IN_PROCESS=1`` (everything in one process, as for models you pass).
+The JSON reports must be identical in every field but the timings: every layer row, the
+parameter counts, the referee.  The negative controls break one side on purpose just before
+its export (torch: 0.01 added to a convolution's output; Keras: that convolution's kernel
+scaled by 1.01 after the weights were shared) and must fail at that layer with the referee
+naming the side, on both paths.  Errors of the PyTorch side keep their message and exit
+code; a worker that dies is a clear error, not a hang.
 """
 
 from __future__ import annotations
@@ -114,12 +115,11 @@ def _verify(
     report = tmp_path / f"{name}_{'in' if in_process else 'worker'}.json"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = {key: value for key, value in os.environ.items() if key != "CNNSPEC_VERIFY_IN_PROCESS"}
+    env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["CNNSPEC_TEST_PATCH"] = patch
     env["CNNSPEC_TEST_LAYER"] = layer or "conv2d_2"
-    if in_process:
-        env["CNNSPEC_VERIFY_IN_PROCESS"] = "1"
+    env["CNNSPEC_VERIFY_IN_PROCESS"] = "1" if in_process else "0"  # "0": whatever the load
     args = ["verify", str(spec), "--json", str(report), "--no-progress", *map(str, extra)]
     result = subprocess.run(
         [sys.executable, str(driver), *args],
@@ -302,3 +302,17 @@ def test_a_keras_variable_the_transfer_leaves_is_drawn_by_building_again(tmp_pat
     assert worker.returncode == alone.returncode == 0, worker.stderr
     assert worker.stderr.count("KERAS_BUILD") == 2  # zero-started, then as in one process
     assert _without_timings(worker_data) == _without_timings(alone_data)
+
+
+def test_the_worker_needs_spare_cores(monkeypatch):
+    from cnnspec.verifier import torch_worker as W
+
+    monkeypatch.delenv(W.IN_PROCESS_ENV, raising=False)
+    monkeypatch.setattr(W.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(W.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert W._spare_cores()
+    monkeypatch.setattr(W.os, "getloadavg", lambda: (2.5, 0.0, 0.0))
+    assert not W._spare_cores()
+    monkeypatch.setattr(W.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(W.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not W._spare_cores()

@@ -107,8 +107,9 @@ def verify(
     the first divergent layer in spec order.
 
     With neither model passed, in a process that has not imported torch or TensorFlow yet,
-    the PyTorch side runs in a forked process beside the Keras side (same report; set
-    ``CNNSPEC_VERIFY_IN_PROCESS=1`` to verify in one process).
+    on a machine with a spare core, the PyTorch side runs in a forked process beside the
+    Keras side (the same report; ``CNNSPEC_VERIFY_IN_PROCESS=1`` verifies in one process,
+    ``=0`` uses the worker whatever the load; see :mod:`cnnspec.verifier.torch_worker`).
 
     Args:
         spec: a path, YAML/JSON text, dict, ModelSpec or Plan.

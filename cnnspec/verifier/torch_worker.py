@@ -80,17 +80,21 @@ class SizeResult:
 
 
 def available() -> bool:
-    """Whether the PyTorch side can run in a forked process here.
+    """Whether the PyTorch side runs in a forked process here.
 
     Only in a process that has not loaded torch or TensorFlow yet (a fork must not copy
     their thread pools) and runs one Python thread, on a system with ``fork``, with torch
-    installed, and unless ``CNNSPEC_VERIFY_IN_PROCESS`` is set.
+    installed; and only with two or more usable cores that are not all busy already (load
+    average below their number: on busy cores the two processes only take turns, and the
+    worker costs about a CPU second more in all).  ``CNNSPEC_VERIFY_IN_PROCESS=1`` verifies
+    in one process; ``=0`` uses the worker whatever the cores and the load.
     """
     import importlib.util
     import multiprocessing
     import sys
 
-    if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
+    setting = os.environ.get(IN_PROCESS_ENV, "")
+    if setting not in ("", "0"):
         return False
     if any(name in sys.modules for name in ("torch", "tensorflow", "keras")):
         return False
@@ -98,7 +102,19 @@ def available() -> bool:
         return False
     if "fork" not in multiprocessing.get_all_start_methods():
         return False
-    return importlib.util.find_spec("torch") is not None
+    if importlib.util.find_spec("torch") is None:
+        return False
+    return setting == "0" or _spare_cores()
+
+
+def _spare_cores() -> bool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not cores or cores < 2:
+        return False
+    try:
+        return os.getloadavg()[0] < cores
+    except OSError:  # no load average here
+        return True
 
 
 # --------------------------------------------------------------------------------------
