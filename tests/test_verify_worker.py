@@ -167,12 +167,21 @@ layers:
 
 @pytest.mark.parametrize("example", ["mnist_convnet.yaml", "pytorch_cnn_bn.yaml"])
 def test_worker_report_equals_the_in_process_report(tmp_path, example):
-    result, worker, alone = _both(tmp_path, ROOT / "examples" / example)
+    import onnx
+
+    kept = tmp_path / "graphs"
+    result, worker, alone = _both(tmp_path, ROOT / "examples" / example, "--keep-onnx", kept)
     assert result.returncode == 0, result.stderr
     assert worker == alone
     report = worker["reports"][0]
     assert report["ok"] and report["referee"]["torch_departs_at"] is None
     assert report["params"]["torch"]["ok"] and report["params"]["torch_onnx"]["total"]
+    assert report["onnx_files"] == {
+        "torch": str(kept / "torch.onnx"),
+        "keras": str(kept / "keras.onnx"),
+    }
+    for path in report["onnx_files"].values():
+        onnx.checker.check_model(onnx.load(path))
 
 
 def test_worker_report_equals_the_in_process_report_at_several_open_sizes(tmp_path):
