@@ -218,7 +218,10 @@ def verify(
         if torch_model is None:
             torch_model = build(plan, "torch")
         if keras_model is None:
-            keras_model = build(plan, "keras")
+            # Both built here: every Keras variable receives torch's weights (checked after).
+            start = _keras_variables_start_at_zero() if not user_torch else contextlib.nullcontext()
+            with start:
+                keras_model = build(plan, "keras")
         torch_model.eval()
         user_map = _user_name_map(name_map, user_torch, user_keras)
         matchings = _match_user_models(
@@ -243,6 +246,9 @@ def verify(
             _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_torch:
             _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
+        if not user_torch and not user_keras and _unwritten(keras_model, plan):
+            keras_model = build(plan, "keras")  # its initial values as in any build
+            _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
 
     names = [layer.name for layer in plan.layers]
     # An open spec's graphs are exported once with its open axes dynamic and run at every size.
@@ -445,11 +451,8 @@ def _verify_beside_worker(
     with steps("transfer"):
         torch_version, keys, packed = worker.receive("weights")
         tensors = dict(zip(keys, arrays(packed)))
-        written = {id(variable) for variable in write_keras_weights(keras_model, plan, tensors)}
-        if any(
-            id(variable) not in written and "float" in str(variable.dtype)
-            for variable in keras_model.weights
-        ):  # a variable keeps its initial value: draw it as the initializer does, as in one process
+        written = write_keras_weights(keras_model, plan, tensors)
+        if _unwritten(keras_model, plan, written):  # its initial values as in any build
             keras_model = build(plan, "keras")
             write_keras_weights(keras_model, plan, tensors)
     versions = {"torch": torch_version, **versions}
@@ -605,6 +608,20 @@ def _verify_beside_worker(
     report.versions = versions
     report.onnx_files = onnx_files
     return report
+
+
+def _unwritten(keras_model, plan, written=None) -> bool:
+    """Whether a float variable of a Keras model built from the spec is not one the weight
+    transfer writes (``written``: the variables written, default those bound to the spec)."""
+    if written is None:
+        from cnnspec.weights.transfer import bound_keras_variables
+
+        written = [variable for variable, _, _ in bound_keras_variables(keras_model, plan).values()]
+    ids = {id(variable) for variable in written}
+    return any(
+        id(variable) not in ids and "float" in str(variable.dtype)
+        for variable in keras_model.weights
+    )
 
 
 @contextlib.contextmanager
