@@ -262,6 +262,9 @@ def verify_one(
 
 
 def _verify_in_worker(source: str, options: dict, keep_onnx: str | None) -> Outcome:
+    from cnnspec.verifier.torch_worker import IN_PROCESS_ENV
+
+    os.environ[IN_PROCESS_ENV] = "1"  # -j: the processes already share the cores
     try:
         return verify_one(source, options, keep_onnx, show_progress=False, color=False)
     except Exception as error:  # noqa: BLE001 - reported per spec, the other specs still run

@@ -1428,6 +1428,7 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
     import numpy as np
     import onnx
 
+    from cnnspec.verifier import compare as C
     from cnnspec.verifier import onnx_export as X
     from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
     from cnnspec.verifier.run import combine_sizes, make_input, parameter_reports, size_plans
@@ -1468,10 +1469,11 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
                 converted, names, tuple(shape_last), Path(workdir) / "keras.onnx"
             )
         side = "torch" if _is_torch(converted) else "keras"
+        counter = C.torch_counts if side == "torch" else C.keras_counts
         params = parameter_reports(
             plan,
-            models={side: converted},
-            graphs={f"{side}_onnx": graph},
+            counts={side: counter(converted)},
+            graphs={f"{side}_onnx": (X.parameter_counts(graph), X.op_counts(graph.proto))},
             original_onnx=result.details["model"],
         )
         for size_plan in plans:

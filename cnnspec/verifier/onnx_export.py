@@ -122,8 +122,14 @@ def quiet_warnings() -> Iterator[None]:
         yield
 
 
-def import_frameworks() -> dict[str, str]:
+FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "tf2onnx")
+
+
+def import_frameworks(names: Sequence[str] = FRAMEWORKS) -> dict[str, str]:
     """Import torch, keras (TensorFlow backend), onnx, onnxruntime and tf2onnx, quietly.
+
+    Args:
+        names: the ones to import (in this order), default all.
 
     Returns:
         Their versions by name.
@@ -142,7 +148,7 @@ def import_frameworks() -> dict[str, str]:
         "tf2onnx": "verify",
     }
     with quiet_warnings():
-        for name in ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "tf2onnx"):
+        for name in names:
             try:
                 module = __import__(name)
             except ImportError as exc:
@@ -152,6 +158,8 @@ def import_frameworks() -> dict[str, str]:
                 ) from None
             versions[name] = getattr(module, "__version__", "?")
     _silence_loggers()
+    if "tf2onnx" not in names:
+        return versions
     try:  # tf2onnx predates numpy 2; Keras ships the small compatibility patch it uses itself.
         from keras.src.export.tf2onnx_lib import patch_tf2onnx
 

@@ -65,12 +65,26 @@ def run_referee(
 
 
 @dataclass
-class _Departure:
+class Departure:
     """Where one model's outputs first depart from the reference."""
 
     layer: str | None = None
     max_abs_diff: float | None = None
     compared: int = 0
+
+
+def departure(
+    plan: Plan,
+    outputs: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    *,
+    atol: float,
+    rtol: float,
+) -> Departure:
+    """Where channels-first ``outputs`` first depart from the referee's (one side of :func:`judge`)."""
+    return _departures(plan, {"side": outputs}, reference, channels_last={}, atol=atol, rtol=rtol)[
+        "side"
+    ]
 
 
 def _departures(
@@ -81,7 +95,7 @@ def _departures(
     channels_last: dict[str, Collection[str]],
     atol: float,
     rtol: float,
-) -> dict[str, _Departure]:
+) -> dict[str, Departure]:
     """The first layer (spec order) where each side departs from the reference.
 
     ``sides`` maps a side's name to its outputs, channels-first except for the layers
@@ -95,7 +109,7 @@ def _departures(
     to the layer's scale, that noise stays within the tolerance (EfficientNetV2-L: activations up
     to ~1e8), while a mistake shared by both frameworks moves values by a share of the scale.
     """
-    found = {side: _Departure() for side in sides}
+    found = {side: Departure() for side in sides}
     for layer in plan.layers:
         pending = [
             side
@@ -154,6 +168,7 @@ def judge(
     atol: float,
     rtol: float,
     keras_channels_first: Collection[str] = (),
+    torch_departure: Departure | None = None,
 ) -> RefereeReport:
     """Compare each model with the referee and say which one departs from the spec, and where.
 
@@ -166,16 +181,22 @@ def judge(
         weights_from: the model the referee's weights were read from.
         atol: absolute tolerance.
         rtol: relative tolerance.
+        torch_departure: torch's :func:`departure`, when it was found elsewhere (by the
+            process that ran the PyTorch graph); ``torch_outputs`` is then not read.
     """
+    sides = {"keras": keras_outputs}
+    if torch_departure is None:
+        sides = {"torch": torch_outputs, **sides}
     found = _departures(
         plan,
-        {"torch": torch_outputs, "keras": keras_outputs},
+        sides,
         reference,
         channels_last={"keras": set(keras_outputs) - set(keras_channels_first)},
         atol=atol,
         rtol=rtol,
     )
-    torch_side, keras_side = found["torch"], found["keras"]
+    torch_side = found["torch"] if torch_departure is None else torch_departure
+    keras_side = found["keras"]
     return RefereeReport(
         weights_from=weights_from,
         torch_departs_at=torch_side.layer,

@@ -15,6 +15,9 @@ The steps (each timed in the report):
    each model against the referee, and the parameter counts of spec, torch, Keras and both graphs.
 
 ONNX is the proof: both models are compared as exported graphs, run by the same runtime.
+
+When both models are built from the spec, the PyTorch side runs in a second process beside the
+Keras side (:mod:`cnnspec.verifier.torch_worker`), with the same report.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.verifier.onnx_export import ONNX_FILES
 from cnnspec.verifier.report import (
+    TIMING_STEPS,
     Divergence,
     LayerReport,
     ParamReport,
@@ -102,6 +106,11 @@ def verify(
     onnxruntime on the same seeded input, and compared layer by layer; a mismatch names
     the first divergent layer in spec order.
 
+    With neither model passed, in a process that has not imported torch or TensorFlow yet,
+    on a machine with a spare core, the PyTorch side runs in a forked process beside the
+    Keras side (the same report; ``CNNSPEC_VERIFY_IN_PROCESS=1`` verifies in one process,
+    ``=0`` uses the worker whatever the load; see :mod:`cnnspec.verifier.torch_worker`).
+
     Args:
         spec: a path, YAML/JSON text, dict, ModelSpec or Plan.
         torch_model: verify this ``nn.Module`` instead of the generated one (e.g. a hand
@@ -158,6 +167,40 @@ def verify(
     )
     if batch < 1:
         raise CnnspecError(f"batch must be >= 1, got {batch}")
+    if torch_model is None and keras_model is None and name_map is None:
+        from cnnspec.verifier.torch_worker import TorchWorker, available
+
+        worker = None
+        if available():
+            worker = TorchWorker.start(
+                plan,
+                plans,
+                batch=batch,
+                seed=seed,
+                opset=opset,
+                atol=atol,
+                rtol=rtol,
+                open_axes=plan.open_axes if plan.is_open else (),
+                keep_onnx=keep_onnx,
+            )
+        if worker is not None:
+            try:
+                report = _verify_beside_worker(
+                    worker,
+                    plan,
+                    plans,
+                    atol=atol,
+                    rtol=rtol,
+                    batch=batch,
+                    seed=seed,
+                    opset=opset,
+                    keep_onnx=keep_onnx,
+                    progress=progress,
+                )
+            finally:
+                worker.close()
+            report.source = source
+            return report
     steps = _Steps(progress)
 
     with steps("import"):
@@ -175,7 +218,10 @@ def verify(
         if torch_model is None:
             torch_model = build(plan, "torch")
         if keras_model is None:
-            keras_model = build(plan, "keras")
+            # Both built here: every Keras variable receives torch's weights (checked after).
+            start = _keras_variables_start_at_zero() if not user_torch else contextlib.nullcontext()
+            with start:
+                keras_model = build(plan, "keras")
         torch_model.eval()
         user_map = _user_name_map(name_map, user_torch, user_keras)
         matchings = _match_user_models(
@@ -200,6 +246,9 @@ def verify(
             _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
         elif not user_torch:
             _transfer(transfer_weights, keras_model, torch_model, plan, user_map)
+        if not user_torch and not user_keras and _unwritten(keras_model, plan):
+            keras_model = build(plan, "keras")  # its initial values as in any build
+            _transfer(transfer_weights, torch_model, keras_model, plan, user_map)
 
     names = [layer.name for layer in plan.layers]
     # An open spec's graphs are exported once with its open axes dynamic and run at every size.
@@ -361,6 +410,268 @@ def verify(
     report.versions = versions
     report.onnx_files = onnx_files
     return report
+
+
+def _verify_beside_worker(
+    worker, plan, plans, *, atol, rtol, batch, seed, opset, keep_onnx, progress
+) -> VerifyReport:
+    """:func:`verify` of two models built from the spec, with the PyTorch side in ``worker``
+    (:mod:`cnnspec.verifier.torch_worker`) and the Keras side here; the same report.
+
+    Where both sides fail, the error raised is the one the one-process verification raises
+    (the PyTorch side's when its step comes first).
+    """
+    from types import SimpleNamespace
+
+    from cnnspec.engine.plan import channels_last
+    from cnnspec.verifier.onnx_export import FRAMEWORKS
+    from cnnspec.verifier.torch_worker import arrays
+
+    steps = _Steps(progress)
+    with steps("import"):
+        from cnnspec.verifier.onnx_export import import_frameworks
+
+        try:
+            versions = import_frameworks(tuple(name for name in FRAMEWORKS if name != "torch"))
+        except Exception:
+            worker.raise_earlier("weights", ("import",))
+            raise
+    from cnnspec.verifier import onnx_export as X
+    from cnnspec.weights.transfer import write_keras_weights
+
+    with steps("build"):
+        from cnnspec.targets.build import build
+
+        try:
+            with _keras_variables_start_at_zero():
+                keras_model = build(plan, "keras")
+        except Exception:
+            worker.raise_earlier("weights", ("import", "build"))
+            raise
+    with steps("transfer"):
+        torch_version, keys, packed = worker.receive("weights")
+        tensors = dict(zip(keys, arrays(packed)))
+        written = write_keras_weights(keras_model, plan, tensors)
+        if _unwritten(keras_model, plan, written):  # its initial values as in any build
+            keras_model = build(plan, "keras")
+            write_keras_weights(keras_model, plan, tensors)
+    versions = {"torch": torch_version, **versions}
+
+    names = [layer.name for layer in plan.layers]
+    open_axes = plan.open_axes if plan.is_open else ()
+    input_last: tuple[int | None, ...] = channels_last(plan.input_shape)
+    if open_axes:
+        input_last = (
+            tuple(None if open_axis else n for open_axis, n in zip(open_axes, input_last))
+            + input_last[-1:]
+        )
+
+    def export_keras(shape):
+        graph = X.export_keras(keras_model, names, shape, opset=opset, layer_map=None)
+        X.check_graph(graph, ONNX_FILES["keras"])
+        return graph
+
+    keras_per_size = False
+    with steps("export_keras"):
+        try:
+            try:
+                keras_graph = export_keras(input_last)
+            except Exception:
+                if not open_axes:
+                    raise
+                keras_per_size = True
+                keras_graph = export_keras(channels_last(plans[0].input_shape))
+        except Exception:
+            worker.raise_earlier("graph", ("export_torch",))
+            raise
+    (meta,) = worker.receive("graph")
+    onnx_files: dict[str, str] = {}
+    if keep_onnx is not None:
+        onnx_files["torch"] = meta["kept"]
+        onnx_files["keras"] = str(X.save_graph(keras_graph, keep_onnx, ONNX_FILES["keras"]))
+    with steps("referee"):
+        referee_source, referee_note, keras_referee = _referee_beside_worker(
+            plan, meta, keras_model
+        )
+        keras_referee_graph = _open_referee(plan) if len(plans) > 1 and keras_referee else None
+    params = parameter_reports(
+        plan,
+        counts={"torch": meta["counts"], "keras": C.keras_counts(keras_model)},
+        graphs={
+            "torch_onnx": (meta["elements"], meta["ops"]),
+            "keras_onnx": (X.parameter_counts(keras_graph), X.op_counts(keras_graph.proto)),
+        },
+    )
+
+    reports = []
+    retraced: list[str] = []
+    for size_plan in plans:
+        x = make_input(size_plan, batch, seed)
+        x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        with steps("run_torch"):
+            result, value_file, referee_file = worker.receive("size")
+            if result.error is not None:
+                raise result.error
+        failures = list(result.failures)
+        torch_values = None if value_file is None else arrays(value_file)
+        size_graph = SimpleNamespace(layer_names=result.layer_names, observation=result.observation)
+        if result.retraced:
+            retraced.append(size_text(size_plan))
+        size_keras_graph = keras_graph
+        if keras_per_size and size_plan is not plans[0]:
+            with steps("export_keras"):
+                try:
+                    size_keras_graph = export_keras(channels_last(size_plan.input_shape))
+                except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                    failures.append(_cannot_run("keras", size_plan, error))
+        with steps("run_keras"):
+            if not failures:
+                keras_values = _run_at_size(
+                    X, size_keras_graph, x_last, "keras", size_plan, failures
+                )
+        if failures:
+            reports.append(
+                _unrunnable(
+                    size_plan,
+                    failures,
+                    params,
+                    atol=atol,
+                    rtol=rtol,
+                    batch=batch,
+                    seed=seed,
+                    opset=opset,
+                )
+            )
+            continue
+        with steps("referee"):
+            if result.referee_error is not None:
+                raise result.referee_error
+            if keras_referee is not None:
+                referee_values, size_note = _run_referee(
+                    size_plan, keras_referee, x, keras_referee_graph
+                )
+            else:
+                referee_names, referee_packed = referee_file or ((), None)
+                referee_values = (
+                    None
+                    if referee_packed is None
+                    else dict(zip(referee_names, arrays(referee_packed)))
+                )
+                size_note = result.referee_note
+        with steps("compare"):
+            report, diffs = _compare(
+                size_plan,
+                None,
+                keras_model,
+                size_graph,
+                size_keras_graph,
+                torch_values,
+                keras_values,
+                atol=atol,
+                rtol=rtol,
+                batch=batch,
+                seed=seed,
+                opset=opset,
+                params=params,
+                torch_part=worker.part,
+            )
+            _add_referee(
+                report,
+                size_plan,
+                diffs,
+                size_graph,
+                size_keras_graph,
+                torch_values,
+                keras_values,
+                referee_values,
+                referee_source,
+                referee_note or size_note,
+                torch_departure=None if keras_referee is not None else result.departure,
+            )
+        reports.append(report)
+    report = combine_sizes(reports, plans, open_axes)
+    if keras_per_size:
+        report.notes.append(
+            "the Keras model reads its input's static size in a layer (a resize or adaptive-pool "
+            "helper), so it cannot be exported with open axes: it was exported at each size"
+        )
+    if retraced:
+        report.notes.append(
+            "the PyTorch graph exported with dynamic axes computes other numbers than the model at "
+            f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
+            "the model was traced again at each of those sizes"
+        )
+    # The PyTorch export's own seconds, in parallel with the steps here.
+    timings = {**steps.timings, "export_torch": worker.timings.get("export_torch", 0.0)}
+    report.timings = {name: timings[name] for name in TIMING_STEPS if name in timings}
+    report.versions = versions
+    report.onnx_files = onnx_files
+    return report
+
+
+def _unwritten(keras_model, plan, written=None) -> bool:
+    """Whether a float variable of a Keras model built from the spec is not one the weight
+    transfer writes (``written``: the variables written, default those bound to the spec)."""
+    if written is None:
+        from cnnspec.weights.transfer import bound_keras_variables
+
+        written = [variable for variable, _, _ in bound_keras_variables(keras_model, plan).values()]
+    ids = {id(variable) for variable in written}
+    return any(
+        id(variable) not in ids and "float" in str(variable.dtype)
+        for variable in keras_model.weights
+    )
+
+
+@contextlib.contextmanager
+def _keras_variables_start_at_zero() -> Iterator[None]:
+    """Keras float variables created inside start at zero instead of their initializers' random
+    draws, which take a third of building ResNet-50 (0.3-0.5 CPU s); verify then writes every
+    one of them (checked after the transfer)."""
+    try:
+        from keras.src.backend.tensorflow.core import Variable
+    except ImportError:  # another backend or Keras version: the initializers it is
+        yield
+        return
+    draw = getattr(Variable, "_initialize_with_initializer", None)
+    if draw is None:
+        yield
+        return
+    import tensorflow as tf
+
+    def start_at_zero(variable, initializer):
+        if "float" in str(variable._dtype):
+            variable._initialize(lambda: tf.zeros(variable._shape, dtype=variable._dtype))
+        else:
+            draw(variable, initializer)
+
+    Variable._initialize_with_initializer = start_at_zero
+    try:
+        yield
+    finally:
+        Variable._initialize_with_initializer = draw
+
+
+def _referee_beside_worker(plan, meta: dict, keras_model):
+    """Where the referee's weights come from (torch in the worker, else Keras here), why there is
+    no referee if so, and the Keras weights when the referee runs here."""
+    from cnnspec.targets.onnx.emit import unsupported_types
+    from cnnspec.targets.onnx.weights import from_keras_model
+
+    missing = unsupported_types(plan)
+    if missing:
+        return None, f"no referee: no ONNX emission for type(s) {', '.join(missing)}", None
+    if meta["referee_source"] is not None:
+        return meta["referee_source"], None, None
+    try:
+        return "keras", None, from_keras_model(plan, keras_model)
+    except (CnnspecError, ValueError, KeyError, AttributeError) as error:
+        reasons = f"{meta['referee_reason']}; keras: {error}"
+        return (
+            None,
+            f"no referee: the spec's tensors cannot be read from either model ({reasons})",
+            None,
+        )
 
 
 def default_sizes(plan) -> list[tuple[int, ...]]:
@@ -546,8 +857,12 @@ def _add_referee(
     referee_values,
     referee_source,
     referee_note,
+    torch_departure=None,
 ) -> None:
-    """Judge each model against the referee; a model departing from the spec fails the verification."""
+    """Judge each model against the referee; a model departing from the spec fails the verification.
+
+    ``torch_departure``: torch's side of the judgement, found by the process that ran its graph
+    (used when every torch layer is read as it is)."""
     from cnnspec.verifier.referee import judge
 
     if referee_values is None:
@@ -581,6 +896,7 @@ def _add_referee(
         atol=report.atol,
         rtol=report.rtol,
         keras_channels_first=converted.keys(),
+        torch_departure=None if read_otherwise else torch_departure,
     )
     if report.referee.torch_departs_at or report.referee.keras_departs_at:
         rounding = _shared_rounding(report, referee_values)
@@ -645,6 +961,7 @@ def _compare(
     opset: int,
     readings: _ReadingContext | None = None,
     params: tuple[dict[str, ParamReport], bool] | None = None,
+    torch_part: Callable | None = None,
 ) -> tuple[VerifyReport, list[C.LayerDiff]]:
     """The report of the torch/keras comparison, and the per-layer comparisons it was made from."""
     readings = readings or _ReadingContext()
@@ -685,6 +1002,7 @@ def _compare(
             readings,
             atol=atol,
             rtol=rtol,
+            torch_part=torch_part,
         )
         divergence = Divergence(
             name=divergent.name,
@@ -765,24 +1083,30 @@ def _difference(count: int | None, spec: int | None) -> str:
 def _params(
     plan, torch_model, keras_model, torch_graph, keras_graph
 ) -> tuple[dict[str, ParamReport], bool]:
+    from cnnspec.verifier.onnx_export import op_counts, parameter_counts
+
+    graphs = {}
+    for source, graph in (("torch_onnx", torch_graph), ("keras_onnx", keras_graph)):
+        graphs[source] = (parameter_counts(graph), op_counts(graph.proto))
     return parameter_reports(
         plan,
-        models={"torch": torch_model, "keras": keras_model},
-        graphs={"torch_onnx": torch_graph, "keras_onnx": keras_graph},
+        counts={"torch": C.torch_counts(torch_model), "keras": C.keras_counts(keras_model)},
+        graphs=graphs,
     )
 
 
 def parameter_reports(
-    plan, *, models: dict, graphs: dict, original_onnx=None
+    plan, *, counts: dict, graphs: dict, original_onnx=None
 ) -> tuple[dict[str, ParamReport], bool]:
-    """Parameter counts of the spec, of each model (``torch`` / ``keras``, which must equal the
-    spec's) and of each exported graph (``torch_onnx`` / ``keras_onnx``, explained against the
-    spec); an ONNX original's initializers as ``onnx_original`` (informational).
+    """Parameter reports: the spec's count, each model's (``torch`` / ``keras``: a
+    :class:`~cnnspec.verifier.compare.Count`, which must equal the spec's), each exported graph's
+    (``torch_onnx`` / ``keras_onnx``: its element and op counts, explained against the spec) and an
+    ONNX original's initializers as ``onnx_original`` (informational).
 
     Returns:
         The reports by source and whether every model's count equals the spec's.
     """
-    from cnnspec.verifier.onnx_export import initializer_counts, op_counts, parameter_counts
+    from cnnspec.verifier.onnx_export import initializer_counts, op_counts
 
     spec_count = C.Count(
         plan.trainable_params,
@@ -790,11 +1114,10 @@ def parameter_reports(
         ["the plan; non-trainable = BatchNorm moving mean/variance"],
         ok=True,
     )
-    counts = {"spec": spec_count}
-    counters = {"torch": C.torch_counts, "keras": C.keras_counts}
+    all_counts = {"spec": spec_count}
     params_ok = True
-    for source, model in models.items():
-        count = counts[source] = counters[source](model)
+    for source, count in counts.items():
+        all_counts[source] = count
         count.ok = (
             count.trainable == spec_count.trainable
             and count.non_trainable == spec_count.non_trainable
@@ -805,13 +1128,12 @@ def parameter_reports(
                 f"DIFFERS from the spec by {_difference(count.trainable, spec_count.trainable)} trainable, "
                 f"{_difference(count.non_trainable, spec_count.non_trainable)} non-trainable"
             )
-    for source, graph in graphs.items():
-        elements = parameter_counts(graph)
-        counts[source] = C.reconcile_onnx(
-            elements["elements"], op_counts(graph.proto), source, plan, weights=elements["weights"]
+    for source, (elements, ops) in graphs.items():
+        all_counts[source] = C.reconcile_onnx(
+            elements["elements"], ops, source, plan, weights=elements["weights"]
         )
     if original_onnx is not None:
-        counts["onnx_original"] = C.reconcile_onnx(
+        all_counts["onnx_original"] = C.reconcile_onnx(
             initializer_counts(original_onnx)["elements"],
             op_counts(original_onnx),
             "onnx_original",
@@ -825,7 +1147,7 @@ def parameter_reports(
             ok=c.ok,
             notes=c.notes,
         )
-        for source, c in counts.items()
+        for source, c in all_counts.items()
     }
     return reports, bool(params_ok)
 
@@ -1051,10 +1373,12 @@ def _evidence(
     *,
     atol: float,
     rtol: float,
+    torch_part: Callable | None = None,
 ):
-    """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data."""
-    import torch
+    """Test the hypothesis the divergent layer's type suggests (one-cell shift, flatten order) on the data.
 
+    ``torch_part``: the divergent layer's torch kernel, when it is not read from ``torch_model``
+    here (the PyTorch side ran in another process)."""
     layer = plan.layer(divergent.name)
     if (
         len(layer.inputs) != 1
@@ -1063,25 +1387,26 @@ def _evidence(
         or divergent.name not in keras_outputs
     ):
         return None
-    module = _torch_part(torch_model, readings, layer.name)
+    if layer.family not in ("conv", "depthwise_conv", "dense"):
+        return None
+    if torch_part is None:
+        from cnnspec.verifier.torch_worker import torch_part as read_part
+
+        part = read_part(_torch_part(torch_model, readings, layer.name))
+    else:
+        part = torch_part(layer.name)
     if layer.family in ("conv", "depthwise_conv"):
-        conv = isinstance(module, torch.nn.modules.conv._ConvNd) and not getattr(
-            module, "transposed", False
-        )
-        if not conv:
-            return None
-    elif layer.family == "dense":
-        source = layer.inputs[0]
-        segments = plan.layer(source).flat_segments if source != "input" else None
-        if not isinstance(module, torch.nn.Linear) or not segments:
+        if part is None or part.kind != "conv":
             return None
     else:
-        return None
+        source = layer.inputs[0]
+        segments = plan.layer(source).flat_segments if source != "input" else None
+        if part is None or part.kind != "dense" or not segments:
+            return None
     layer_input = _layer_input(plan, layer, diffs, torch_outputs, keras_outputs, readings)
     if layer_input is None:
         return None
-    weight = module.weight.detach().cpu().numpy()
-    bias = None if module.bias is None else module.bias.detach().cpu().numpy()
+    weight, bias = part.weight, part.bias
     torch_raw, keras_first = (
         torch_outputs[layer.name],
         C.to_channels_first(keras_outputs[layer.name], layer),
@@ -1114,7 +1439,7 @@ def _evidence(
                     layer_input,
                     weight,
                     bias,
-                    module.groups,
+                    part.groups,
                     torch_value,
                     keras_value,
                     atol=atol,

@@ -416,6 +416,35 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
                 )
 
 
+def write_keras_weights(keras_model, plan, tensors: dict) -> list:
+    """Write neutral-layout tensors into a Keras model built from the spec, without torch.
+
+    The values and conversions of :func:`transfer_weights` from a torch model built from the
+    same spec: ``tensors`` holds each torch tensor by (layer, tensor), as the torch target's
+    ``read_weights`` gives them.
+
+    Returns:
+        The Keras variables written.
+    """
+    converted = []
+    for key, (variable, slot, _) in bound_keras_variables(keras_model, plan).items():
+        value = slot.to_keras(np.asarray(tensors[key]))
+        if slot.reshape:
+            value = value.reshape(tuple(variable.shape))
+        if tuple(value.shape) != tuple(variable.shape):
+            raise WeightMismatch(
+                f"layer '{key[0]}': tensor '{key[1]}': {tuple(value.shape)} does not fit "
+                f"{tuple(variable.shape)}"
+            )
+        converted.append((variable, value))
+    for variable, value in converted:
+        variable.assign(np.array(value, dtype=variable.dtype, order="C"))  # keeps 0-d (a count)
+    for layer in keras_model.layers:
+        if isinstance(layer, keras_normalization_class()):
+            layer.finalize_state()
+    return [variable for variable, _ in converted]
+
+
 def keras_normalization_class():
     """keras.layers.Normalization (imported on use)."""
     import keras
