@@ -305,7 +305,12 @@ def _read_with_numbers(ctx, node, handler) -> None:
         if not computed:
             raise
     numbers = {arg: _traced_number(ctx, arg) for arg in computed}
-    unknown = [arg for arg, number in numbers.items() if not isinstance(number, (int, tuple))]
+    unknown = [
+        arg
+        for arg, number in numbers.items()
+        if not isinstance(number, int)
+        and not (isinstance(number, tuple) and all(isinstance(n, int) for n in number))
+    ]
     if unknown:
         raise refusal(
             ctx,
