@@ -333,18 +333,15 @@ def verify(
                 with steps("run_torch"):
                     torch_values = _run_at_size(X, size_graph, x, "torch", size_plan, failures)
                 retraced.append(size_text(size_plan))
-        size_keras_graph = keras_graph
-        if keras_per_size and size_plan is not plans[0]:
-            with steps("export_keras"):
-                try:
-                    size_keras_graph = export_keras(channels_last(size_plan.input_shape))
-                except Exception as error:  # noqa: BLE001 - the model cannot take this size
-                    failures.append(_cannot_run("keras", size_plan, error))
-        with steps("run_keras"):
-            if not failures:
-                keras_values = _run_at_size(
-                    X, size_keras_graph, x_last, "keras", size_plan, failures
-                )
+        size_keras_graph, keras_values = _keras_at_size(
+            steps,
+            export_keras,
+            keras_graph,
+            keras_per_size and size_plan is not plans[0],
+            size_plan,
+            x_last,
+            failures,
+        )
         if failures:
             reports.append(
                 _unrunnable(
@@ -517,18 +514,15 @@ def _verify_beside_worker(
         size_graph = SimpleNamespace(layer_names=result.layer_names, observation=result.observation)
         if result.retraced:
             retraced.append(size_text(size_plan))
-        size_keras_graph = keras_graph
-        if keras_per_size and size_plan is not plans[0]:
-            with steps("export_keras"):
-                try:
-                    size_keras_graph = export_keras(channels_last(size_plan.input_shape))
-                except Exception as error:  # noqa: BLE001 - the model cannot take this size
-                    failures.append(_cannot_run("keras", size_plan, error))
-        with steps("run_keras"):
-            if not failures:
-                keras_values = _run_at_size(
-                    X, size_keras_graph, x_last, "keras", size_plan, failures
-                )
+        size_keras_graph, keras_values = _keras_at_size(
+            steps,
+            export_keras,
+            keras_graph,
+            keras_per_size and size_plan is not plans[0],
+            size_plan,
+            x_last,
+            failures,
+        )
         if failures:
             reports.append(
                 _unrunnable(
@@ -672,6 +666,25 @@ def _referee_beside_worker(plan, meta: dict, keras_model):
             f"no referee: the spec's tensors cannot be read from either model ({reasons})",
             None,
         )
+
+
+def _keras_at_size(steps, export_keras, keras_graph, export_again, size_plan, x_last, failures):
+    """The Keras graph at this size (exported again when the model reads static sizes) and its
+    layer outputs; None after a failure, which is recorded in ``failures``."""
+    from cnnspec.engine.plan import channels_last
+    from cnnspec.verifier import onnx_export as X
+
+    graph, values = keras_graph, None
+    if export_again:
+        with steps("export_keras"):
+            try:
+                graph = export_keras(channels_last(size_plan.input_shape))
+            except Exception as error:  # noqa: BLE001 - the model cannot take this size
+                failures.append(_cannot_run("keras", size_plan, error))
+    with steps("run_keras"):
+        if not failures:
+            values = _run_at_size(X, graph, x_last, "keras", size_plan, failures)
+    return graph, values
 
 
 def default_sizes(plan) -> list[tuple[int, ...]]:
