@@ -733,8 +733,6 @@ def _ancestry(region: list, end) -> list:
 def _evaluate(ctx, nodes, source: str, layout: str):
     """The nodes' last output for test points along a batch axis, per channel: (points, channels)."""
     import numpy as np
-    from onnx import TensorProto, helper
-    from onnx.reference import ReferenceEvaluator
 
     shape = ctx.shapes.get(source)
     if not shape or shape[1 if layout in (FIRST, FLAT) else -1] is None:
@@ -745,24 +743,12 @@ def _evaluate(ctx, nodes, source: str, layout: str):
     x = np.broadcast_to(
         _points().astype(np.float32).reshape((-1,) + (1,) * (rank - 1)), probe
     ).copy()
-    constants = {
-        name: ctx.constants[name] for node in nodes for name in node.input if name in ctx.constants
-    }
-    graph = helper.make_graph(
-        list(nodes),
-        "probe",
-        [helper.make_tensor_value_info(source, TensorProto.FLOAT, probe)],
-        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-        [
-            helper.make_tensor(name, _onnx_type(value), value.shape, value.flatten().tolist())
-            for name, value in constants.items()
-        ],
-    )
+    y = _run_nodes(ctx, nodes, source, x)
+    if y is None:  # a region that does not evaluate on the probe is not a function
+        return None
     try:
-        model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
-        (y,) = ReferenceEvaluator(model).run(None, {source: x})
-        y = np.broadcast_to(np.asarray(y, dtype=np.float64), probe)
-    except Exception:  # noqa: BLE001 - a region that does not evaluate on the probe is not a function
+        y = np.broadcast_to(y, probe)
+    except ValueError:
         return None
     return y.reshape(len(_points()), channels)
 
@@ -975,6 +961,8 @@ def _probe_input(shape) -> np.ndarray:
 
 
 def _run_nodes(ctx, nodes, source: str, x: np.ndarray):
+    """The nodes' last output for ``x`` fed as ``source`` (onnx's reference evaluator, float64),
+    or None where they do not run on it."""
     import numpy as np
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
@@ -996,7 +984,7 @@ def _run_nodes(ctx, nodes, source: str, x: np.ndarray):
         model = helper.make_model(graph, opset_imports=list(ctx.proto.opset_import))
         (y,) = ReferenceEvaluator(model).run(None, {source: x})
         return np.asarray(y, dtype=np.float64)
-    except Exception:  # noqa: BLE001 - nodes that do not run on the probe are not a normalisation
+    except Exception:  # noqa: BLE001 - nodes that do not run on the probe are not what is sought
         return None
 
 
