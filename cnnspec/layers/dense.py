@@ -203,8 +203,24 @@ def _onnx_gemm(ctx, node, attrs):
     _onnx_dense(ctx, node, weight, bias)
 
 
-def _onnx_matmul(ctx, node, attrs):
+def _onnx_pointwise_conv(ctx, node, source: str, weight, rank: int) -> None:
+    """A (C_in, C_out) matrix applied to a channels-last map: a 1x1 convolution without bias."""
     import numpy as np
+
+    kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * rank)
+    ctx.add(
+        node,
+        f"conv{rank}d",
+        [source],
+        OI.LAST,
+        {"kernel": kernel},
+        filters=int(weight.shape[1]),
+        kernel_size=1,
+        bias=False,
+    )
+
+
+def _onnx_matmul(ctx, node, attrs):
 
     weight = ctx.constant(node.input[1], "weight")
     value = ctx.value(node.input[0])
@@ -214,19 +230,7 @@ def _onnx_matmul(ctx, node, attrs):
         ctx.builder.rewrite(
             OI.readable(node), "MatMul on a channels-last feature map", f"conv{rank - 2}d, kernel 1"
         )
-        kernel = np.ascontiguousarray(weight.T).reshape(
-            weight.shape[1], weight.shape[0], *[1] * (rank - 2)
-        )
-        ctx.add(
-            node,
-            f"conv{rank - 2}d",
-            [node.input[0]],
-            OI.LAST,
-            {"kernel": kernel},
-            filters=int(weight.shape[1]),
-            kernel_size=1,
-            bias=False,
-        )
+        _onnx_pointwise_conv(ctx, node, node.input[0], weight, rank - 2)
         return
     if weight.ndim != 2 or value.layout != OI.FLAT:
         raise refuse(
@@ -258,7 +262,6 @@ def _onnx_dense(ctx, node, weight, bias):
 def onnx_tensordot(ctx, node) -> bool:
     """Keras' Dense on a channels-last map as tf2onnx writes it: Reshape (-1, C) -> MatMul ->
     Reshape back to (N, ..., units): a 1x1 convolution."""
-    import numpy as np
 
     value = ctx.values.get(node.input[0])
     shape = ctx.shapes.get(node.input[0])
@@ -278,20 +281,10 @@ def onnx_tensordot(ctx, node) -> bool:
     if size is None or size[1:] != [*shape[1:-1], weight.shape[1]]:
         return False
     rank = len(shape) - 2
-    kernel = np.ascontiguousarray(weight.T).reshape(weight.shape[1], weight.shape[0], *[1] * rank)
     ctx.builder.rewrite(
         OI.readable(back), "Dense on a channels-last feature map", f"conv{rank}d, kernel 1"
     )
-    ctx.add(
-        back,
-        f"conv{rank}d",
-        [node.input[0]],
-        OI.LAST,
-        {"kernel": kernel},
-        filters=int(weight.shape[1]),
-        kernel_size=1,
-        bias=False,
-    )
+    _onnx_pointwise_conv(ctx, back, node.input[0], weight, rank)
     ctx.shapes[back.output[0]] = (*shape[:-1], int(weight.shape[1]))
     ctx.consumed.update((matmul.output[0], back.output[0]))
     return True
