@@ -658,24 +658,11 @@ REGISTRY.reads(
     "torch_module", "AvgPool1d", "AvgPool2d", "AvgPool3d", by="avg_pool2d", absorbs_padding=0.0
 )(_torch_pool("avg"))
 REGISTRY.reads("torch_module", "CountedAvgPool", by="avg_pool2d")(_torch_counted_avg_pool)
-REGISTRY.reads("torch_function", "torch.nn.functional.max_pool1d", by="max_pool2d")(
-    _torch_f_pool("max", 1)
-)
-REGISTRY.reads("torch_function", "torch.nn.functional.max_pool2d", by="max_pool2d")(
-    _torch_f_pool("max", 2)
-)
-REGISTRY.reads("torch_function", "torch.nn.functional.max_pool3d", by="max_pool2d")(
-    _torch_f_pool("max", 3)
-)
-REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool1d", by="avg_pool2d")(
-    _torch_f_pool("avg", 1)
-)
-REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool2d", by="avg_pool2d")(
-    _torch_f_pool("avg", 2)
-)
-REGISTRY.reads("torch_function", "torch.nn.functional.avg_pool3d", by="avg_pool2d")(
-    _torch_f_pool("avg", 3)
-)
+for _kind in ("max", "avg"):
+    for _rank in (1, 2, 3):
+        REGISTRY.reads(
+            "torch_function", f"torch.nn.functional.{_kind}_pool{_rank}d", by=f"{_kind}_pool2d"
+        )(_torch_f_pool(_kind, _rank))
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
