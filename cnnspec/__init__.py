@@ -12,8 +12,6 @@ from cnnspec.engine.plan import LayerPlan, Plan, resolve
 from cnnspec.errors import CnnspecError, Problem, SpecError
 from cnnspec.load.loader import load_spec
 from cnnspec.spec.models import ModelSpec
-from cnnspec.targets.build import build, emit_source
-from cnnspec.teach.explain import explain
 
 __version__ = "0.1.0"
 
@@ -37,8 +35,12 @@ __all__ = [
     "__version__",
 ]
 
-# name -> (module, attribute): imported on first use so that `import cnnspec` stays framework-free.
+# name -> (module, attribute): imported on first use, so that `import cnnspec` stays framework-free
+# and a command loads only the parts it runs.
 _LAZY = {
+    "build": ("cnnspec.targets.build", "build"),
+    "emit_source": ("cnnspec.targets.build", "emit_source"),
+    "explain": ("cnnspec.teach.explain", "explain"),
     "transfer_weights": ("cnnspec.weights.transfer", "transfer_weights"),
     "verify": ("cnnspec.verifier.run", "verify"),
     "VerifyReport": ("cnnspec.verifier.report", "VerifyReport"),
@@ -63,5 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cnnspec.importers.keras import from_keras
     from cnnspec.importers.onnx import from_onnx
     from cnnspec.importers.torch import from_torch
+    from cnnspec.targets.build import build, emit_source
+    from cnnspec.teach.explain import explain
     from cnnspec.verifier.run import verify
     from cnnspec.weights.transfer import transfer_weights

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnspec.errors import CnnspecError, SpecError
-from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL
+from cnnspec.verifier.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 70
 

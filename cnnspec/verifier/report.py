@@ -12,14 +12,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, Field
 
+from cnnspec.verifier.tolerances import DEFAULT_ATOL, DEFAULT_RTOL  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
-# Default tolerances, measured (bench/README.md, "verify"): the two float32 graphs of one network
-# differ by <= 1.2e-6 on every example and <= 1.7e-5 on ResNet-50's deepest BatchNorm layers; real
-# porting mistakes (padding, epsilon, flatten order, a weight) differ by >= 1e-3.
-DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-4
 
 PARAM_SOURCES = ("spec", "onnx_original", "torch", "keras", "torch_onnx", "keras_onnx")
 TIMING_STEPS = (

@@ -23,7 +23,8 @@ is refused as a whole, naming the types (:class:`OnnxUnsupported`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -284,6 +285,18 @@ def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
     Kernels and biases ~ U(-b, b) with b = 1/sqrt(fan_in) (PyTorch's bound for conv and linear
     layers), BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1, PReLU slopes 0.25.
     """
+    return dict(initial_tensors(graph, seed))
+
+
+def initial_tensors(
+    graph: OnnxGraph, seed: int = 0, *, reuse: bool = False
+) -> Iterator[tuple[str, np.ndarray]]:
+    """:func:`initial_weights` one ``(name, values)`` at a time, in ``graph.weight_shapes`` order.
+
+    With ``reuse``, every array is a view of one buffer that the next tensor overwrites: for
+    writing the tensors out one by one (fresh memory costs a page fault per 4 KiB, which
+    took more time than the draws themselves).  The values are the same either way.
+    """
     rng = np.random.default_rng(seed)
     constant = {
         "gamma": 1.0,
@@ -295,20 +308,21 @@ def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
         "variance": 1.0,
         "count": 0.0,
     }
-    weights = {}
+    shared = np.empty(max(map(math.prod, graph.weight_shapes.values()), default=0), np.float32)
     fan_in = 1
     for name, shape in graph.weight_shapes.items():
+        values = shared[: math.prod(shape)].reshape(shape) if reuse else np.empty(shape, np.float32)
         tensor = name.rpartition(".")[2]
         if tensor in constant:
-            weights[name] = np.full(shape, constant[tensor], dtype=np.float32)
+            values.fill(constant[tensor])
+            yield name, values
             continue
         if tensor.endswith("kernel"):
-            fan_in = int(
-                np.prod(shape[1:])
+            fan_in = math.prod(
+                shape[1:]
             )  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
         bound = np.float32(1.0 / np.sqrt(max(fan_in, 1)))  # a bias takes its layer's kernel fan-in
-        values = rng.random(shape, dtype=np.float32)
+        rng.random(out=values, dtype=np.float32)
         values *= 2 * bound
         values -= bound
-        weights[name] = values
-    return weights
+        yield name, values

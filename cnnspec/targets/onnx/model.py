@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -169,17 +171,20 @@ def write_onnx(
         CnnspecError: a weight is missing or has the wrong shape.
     """
     from cnnspec.atomic import atomic_path
-    from cnnspec.targets.onnx.emit import check_weights, initial_weights
+    from cnnspec.targets.onnx.emit import check_weights, initial_tensors
 
     require_onnx()
     graph = open_graph(plan)
     check_strict(graph.proto)
-    weights = initial_weights(graph, seed) if weights is None else weights
-    check_weights(graph, weights)
+    if weights is None:
+        arrays = (values for _, values in initial_tensors(graph, seed, reuse=True))
+    else:
+        check_weights(graph, weights)
+        arrays = (weights[name] for name in graph.weight_shapes)
     path = Path(path)
     (path.parent if str(path.parent) else Path(".")).mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=overwrite) as temp, open(temp, "wb") as handle:
-        _stream_model(graph, weights, handle)
+        _stream_model(graph, arrays, handle)
     return path
 
 
@@ -196,8 +201,12 @@ def _varint(value: int) -> bytes:
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = b"\x3a", b"\x2a", b"\x4a"
 
 
-def _stream_model(graph, weights: dict[str, np.ndarray], handle) -> None:
-    """ModelProto bytes: the model and graph without the weights, then one initializer per weight."""
+def _stream_model(graph, arrays: Iterable[np.ndarray], handle) -> None:
+    """ModelProto bytes: the model and graph without the weights, then one initializer per weight.
+
+    ``arrays`` are the weights in ``graph.weight_shapes`` order, each taken only when its bytes
+    are written.
+    """
     from onnx import ModelProto, TensorProto
 
     model = ModelProto()
@@ -207,14 +216,16 @@ def _stream_model(graph, weights: dict[str, np.ndarray], handle) -> None:
     model.graph.input.extend(kept)
     graph_head = model.graph.SerializeToString()
     model.ClearField("graph")
-    entries = []
+    heads = []
     for name, shape in graph.weight_shapes.items():
-        data = np.ascontiguousarray(weights[name], dtype="<f4")
+        nbytes = 4 * math.prod(shape)
         head = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape).SerializeToString()
-        head += _TENSOR_RAW_DATA + _varint(data.nbytes)
-        entries.append((_GRAPH_INITIALIZER + _varint(len(head) + data.nbytes) + head, data))
-    graph_length = len(graph_head) + sum(len(head) + data.nbytes for head, data in entries)
+        head += _TENSOR_RAW_DATA + _varint(nbytes)
+        heads.append(_GRAPH_INITIALIZER + _varint(len(head) + nbytes) + head)
+    graph_length = len(graph_head) + sum(
+        len(head) + 4 * math.prod(shape) for head, shape in zip(heads, graph.weight_shapes.values())
+    )
     handle.write(model.SerializeToString() + _MODEL_GRAPH + _varint(graph_length) + graph_head)
-    for head, data in entries:
+    for head, values in zip(heads, arrays, strict=True):
         handle.write(head)
-        handle.write(data.data.cast("B"))
+        handle.write(np.ascontiguousarray(values, dtype="<f4").data.cast("B"))
