@@ -109,3 +109,70 @@ def test_attached_hooks_are_found_and_missing_ones_listed():
     registry.attach("onnx", "gate")(lambda layer: "Gate")
     assert registry.missing("onnx") == ["gate_twice"]
     assert registry.hook("onnx", "gate")(None) == "Gate"
+
+
+# Layers that exercise every way the union can refuse one: no tag, an unknown or non-string
+# tag, not a mapping, and each kind of field error inside a known type.
+_LAYER_INPUTS = [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3},
+    {"type": "conv2d", "filters": "x", "kernel_size": 3, "bogus": 1},
+    {"type": "conv2d"},
+    {"type": "nonsense"},
+    {"type": 3},
+    {"type": None},
+    {"type": ["conv2d"]},
+    {"filters": 3},
+    {},
+    "conv2d",
+    3,
+    None,
+    ["conv2d"],
+    {"type": "relu", "name": "if"},
+    {"type": "dense", "units": 0},
+    {"type": "max_pool2d", "pool_size": [2, 2, 2, 2]},
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "sme"},
+    {"type": "batch_norm", "epsilon": -1},
+    {"type": "add", "inputs": "a"},
+]
+
+
+@pytest.mark.parametrize("layer", _LAYER_INPUTS, ids=repr)
+def test_layer_by_layer_validation_gives_the_discriminated_unions_errors(layer):
+    """ModelSpec validates each layer with its own type's model; pydantic's tagged union over
+    every type (what the JSON Schema publishes) must accept and refuse exactly the same."""
+    from pydantic import ValidationError, create_model
+
+    from cnnspec.spec.models import Layer, ModelSpec
+
+    union = create_model("ModelSpec", __base__=ModelSpec, layers=(list[Layer], ModelSpec.model_fields["layers"]))
+    document = {"cnnspec": 1, "input": {"channels": 3, "size": [8, 8]}, "layers": [{"type": "relu"}, layer]}
+
+    def outcome(model):
+        try:
+            return model.model_validate(document).model_dump()
+        except ValidationError as error:
+            tag = layer.get("type") if isinstance(layer, dict) else None
+            return [(e["type"], tuple(part for part in e["loc"] if part != tag), e["msg"],
+                     {key: str(value) for key, value in e.get("ctx", {}).items()})
+                    for e in error.errors(include_url=False)]
+
+    assert outcome(ModelSpec) == outcome(union)
+
+
+def test_reading_a_spec_compiles_only_the_layer_types_it_uses():
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import cnnspec\n"
+        "from cnnspec.layers import REGISTRY\n"
+        "cnnspec.load_spec({'cnnspec': 1, 'input': {'channels': 3, 'size': [8, 8]},"
+        " 'layers': [{'type': 'relu'}, {'type': 'conv2d', 'filters': 2, 'kernel_size': 3}]})\n"
+        "import json\n"
+        "print(json.dumps(sorted(t for t in REGISTRY.types() if REGISTRY.definition(t).model.__pydantic_complete__)))\n"
+    )
+    compiled = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    relu, conv = REGISTRY.definition("relu").model, REGISTRY.definition("conv2d").model
+    expected = sorted(t for t in REGISTRY.types() if REGISTRY.definition(t).model in (relu, conv))
+    assert json.loads(compiled) == expected  # conv1d and conv3d share conv2d's model

@@ -15,7 +15,15 @@ from __future__ import annotations
 import keyword
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticKnownError
 
 # Every layer model lives with its definition in cnnspec.layers; the union is the registry's.
 from cnnspec.layers import REGISTRY  # noqa: E402  (the definitions import the field types above)
@@ -39,6 +47,29 @@ from cnnspec.spec.fields import (  # noqa: F401  (re-exported: the public names 
 )
 
 Layer = Annotated[Union[tuple(REGISTRY.models())], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+def _layer_of_its_type(value: Any) -> Any:
+    """Validate one layer with its own type's model: what the ``Layer`` union does, same errors.
+
+    Going through the union would compile every type's validator before the first spec is
+    read; this way only the types a spec uses are compiled (:class:`LayerBase` defers them).
+    """
+    if isinstance(value, dict):
+        if "type" not in value:
+            raise PydanticKnownError("union_tag_not_found", {"discriminator": "'type'"})
+        tag = value["type"]
+    elif isinstance(value, LayerBase):
+        tag = value.type  # type: ignore[attr-defined]
+    else:
+        raise PydanticKnownError("model_attributes_type")
+    if not isinstance(tag, str) or tag not in REGISTRY:
+        expected = ", ".join(f"'{known}'" for known in REGISTRY.types())
+        raise PydanticKnownError(
+            "union_tag_invalid",
+            {"discriminator": "'type'", "tag": str(tag), "expected_tags": expected},
+        )
+    return REGISTRY.definition(tag).model.model_validate(value)
 
 
 def layer_types() -> list[str]:
@@ -103,7 +134,8 @@ class ModelSpec(_Strict):
         description="Model name (a Python identifier); names the generated class / function.",
     )
     input: InputSpec
-    layers: list[Layer] = Field(  # type: ignore[valid-type]
+    # Typed for the JSON Schema as list[Layer] (cnnspec.spec.schema), validated layer by layer.
+    layers: list[Annotated[Any, PlainValidator(_layer_of_its_type)]] = Field(
         min_length=1, description="Layers in order; the last one is the model's output."
     )
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cnnspec.spec.models import ModelSpec
+from pydantic import create_model
+
+from cnnspec.spec.models import Layer, ModelSpec
 
 
 def json_schema() -> dict[str, Any]:
     """The spec's JSON Schema (draft 2020-12) as a dict."""
-    schema = ModelSpec.model_json_schema(mode="validation")
+    # ModelSpec validates each layer by its own type (cnnspec.spec.models); what it accepts
+    # is the discriminated union of the layer types, which is what an editor should see.
+    layers = (list[Layer], ModelSpec.model_fields["layers"])  # type: ignore[valid-type]
+    documented = create_model(
+        ModelSpec.__name__, __base__=ModelSpec, __doc__=ModelSpec.__doc__, layers=layers
+    )
+    schema = documented.model_json_schema(mode="validation")
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     return schema
 

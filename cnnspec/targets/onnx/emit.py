@@ -288,16 +288,15 @@ def initial_weights(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
     return dict(initial_tensors(graph, seed))
 
 
-def initial_tensors(
-    graph: OnnxGraph, seed: int = 0, *, reuse: bool = False
-) -> Iterator[tuple[str, np.ndarray]]:
+def initial_tensors(graph: OnnxGraph, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
     """:func:`initial_weights` one ``(name, values)`` at a time, in ``graph.weight_shapes`` order.
 
-    With ``reuse``, every array is a view of one buffer that the next tensor overwrites: for
-    writing the tensors out one by one (fresh memory costs a page fault per 4 KiB, which
-    took more time than the draws themselves).  The values are the same either way.
+    Each tensor is drawn from its own stream, numbered by its place in the graph, so two
+    threads draw them (numpy releases the GIL) while the caller consumes them in order, and
+    the values do not depend on which thread drew what.
     """
-    rng = np.random.default_rng(seed)
+    from concurrent.futures import ThreadPoolExecutor
+
     constant = {
         "gamma": 1.0,
         "beta": 0.0,
@@ -308,21 +307,31 @@ def initial_tensors(
         "variance": 1.0,
         "count": 0.0,
     }
-    shared = np.empty(max(map(math.prod, graph.weight_shapes.values()), default=0), np.float32)
+    fills: list[
+        tuple[tuple[int, ...], float, float | None]
+    ] = []  # (shape, constant, uniform bound)
     fan_in = 1
     for name, shape in graph.weight_shapes.items():
-        values = shared[: math.prod(shape)].reshape(shape) if reuse else np.empty(shape, np.float32)
         tensor = name.rpartition(".")[2]
         if tensor in constant:
-            values.fill(constant[tensor])
-            yield name, values
+            fills.append((shape, constant[tensor], None))
             continue
         if tensor.endswith("kernel"):
             fan_in = math.prod(
                 shape[1:]
             )  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
-        bound = np.float32(1.0 / np.sqrt(max(fan_in, 1)))  # a bias takes its layer's kernel fan-in
-        rng.random(out=values, dtype=np.float32)
-        values *= 2 * bound
-        values -= bound
-        yield name, values
+        fills.append(
+            (shape, 0.0, 1.0 / math.sqrt(max(fan_in, 1)))
+        )  # a bias takes its kernel's fan-in
+
+    def draw(position: int) -> np.ndarray:
+        shape, value, bound = fills[position]
+        if bound is None:
+            return np.full(shape, value, dtype=np.float32)
+        values = np.random.default_rng([seed, position]).random(shape, dtype=np.float32)
+        values *= np.float32(2 * bound)
+        values -= np.float32(bound)
+        return values
+
+    with ThreadPoolExecutor(2) as drawers:
+        yield from zip(graph.weight_shapes, drawers.map(draw, range(len(fills))))

@@ -177,7 +177,7 @@ def write_onnx(
     graph = open_graph(plan)
     check_strict(graph.proto)
     if weights is None:
-        arrays = (values for _, values in initial_tensors(graph, seed, reuse=True))
+        arrays = (values for _, values in initial_tensors(graph, seed))
     else:
         check_weights(graph, weights)
         arrays = (weights[name] for name in graph.weight_shapes)
