@@ -12,13 +12,36 @@ The pass criterion of one element is NumPy's ``allclose``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from cnnspec.engine.plan import LayerPlan, Plan
 from cnnspec.verifier.report import DEFAULT_ATOL, DEFAULT_RTOL  # noqa: F401 - re-exported: the defaults live with the report
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def each_layer(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    """``[work(item) for item in items]``, run on the machine's cores (at most four threads).
+
+    NumPy releases the GIL inside its array operations, so layers are compared side by side;
+    the results keep the items' order.
+    """
+    items = list(items)
+    threads = min(
+        4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    if threads < 2 or len(items) < 2:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(work, items))
 
 
 @dataclass
@@ -209,8 +232,8 @@ def compare_layers(
         One :class:`LayerDiff` per spec layer.  ``ok`` is None when a layer could not be
         observed in both graphs; ``shape_ok`` checks each observed side against the plan.
     """
-    results = []
-    for layer in plan.layers:
+
+    def compare_layer(layer: LayerPlan) -> LayerDiff:
         torch_array = torch_outputs.get(layer.name)
         keras_array = keras_outputs.get(layer.name)
         torch_shape, keras_shape = _shape_of(torch_array), _shape_of(keras_array)
@@ -279,8 +302,9 @@ def compare_layers(
             diff.worst_index = stats["worst_index"]
             diff.ok = stats["ok"]
             diff.border_only = stats["border_only"]
-        results.append(diff)
-    return results
+        return diff
+
+    return each_layer(compare_layer, plan.layers)
 
 
 def first_divergent(diffs: Sequence[LayerDiff]) -> LayerDiff | None:

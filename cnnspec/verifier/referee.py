@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnspec.engine.plan import Plan
-from cnnspec.verifier.compare import compare_arrays, to_channels_first
+from cnnspec.engine.plan import LayerPlan, Plan
+from cnnspec.verifier.compare import compare_arrays, each_layer, to_channels_first
 from cnnspec.verifier.report import RefereeReport
 
 
@@ -109,34 +109,42 @@ def _departures(
     to the layer's scale, that noise stays within the tolerance (EfficientNetV2-L: activations up
     to ~1e8), while a mistake shared by both frameworks moves values by a share of the scale.
     """
-    found = {side: Departure() for side in sides}
-    for layer in plan.layers:
-        pending = [
-            side
-            for side, outputs in sides.items()
-            if found[side].layer is None and layer.name in outputs
-        ]
-        if not pending:
-            continue
+
+    def departs(layer: LayerPlan) -> dict[str, tuple[bool, float | None]]:
+        """Per side holding this layer: whether it departs here, and by how much."""
+        present = [side for side, outputs in sides.items() if layer.name in outputs]
+        if not present:
+            return {}
         expected = reference[layer.name]
         tolerance = None
-        for side in pending:
+        verdicts: dict[str, tuple[bool, float | None]] = {}
+        for side in present:
             value = sides[side][layer.name]
             if layer.name in channels_last.get(side, ()):
                 value = to_channels_first(value, layer)
-            departure = found[side]
-            departure.compared += 1
             if value.shape != expected.shape:
-                departure.layer = layer.name
+                verdicts[side] = (True, None)
                 continue
             if tolerance is None:
                 tolerance = _tolerance(expected, atol, rtol)
             if _clearly_close(expected, value, tolerance):
+                verdicts[side] = (False, None)
                 continue
             # the exact criterion, NaN and infinities included
             stats = compare_arrays(expected, value, tolerance, 0.0)
-            if not stats["ok"]:
-                departure.layer, departure.max_abs_diff = layer.name, stats["max_abs_diff"]
+            verdicts[side] = (not stats["ok"], stats["max_abs_diff"])
+        return verdicts
+
+    found = {side: Departure() for side in sides}
+    # Every layer is judged (side by side on the cores); each side's first departure counts.
+    for layer, verdicts in zip(plan.layers, each_layer(departs, plan.layers)):
+        for side, (departed, max_abs_diff) in verdicts.items():
+            departure = found[side]
+            if departure.layer is not None:
+                continue
+            departure.compared += 1
+            if departed:
+                departure.layer, departure.max_abs_diff = layer.name, max_abs_diff
     return found
 
 
