@@ -64,8 +64,8 @@ DRIVER = textwrap.dedent(
 
         real_write, real_build, calls = T.write_keras_weights, B.build, []
 
-        def write_but_one(model, plan, tensors):
-            written = real_write(model, plan, tensors)
+        def write_but_one(model, plan, tensors, **options):
+            written = real_write(model, plan, tensors, **options)
             calls.append(model)
             return written[:-1] if len(calls) == 1 else written
 
@@ -281,8 +281,9 @@ def test_arrays_travel_through_a_file_and_one_that_has_no_room_is_skipped(tmp_pa
     back[0][0, 0] = 99.0  # copy-on-write: writable, never back into the file
 
 
-def test_keras_variables_start_at_zero_only_inside():
-    """The Keras build beside the worker skips the initializers' random draws."""
+def test_keras_variables_start_at_their_values_or_zero_only_inside():
+    """The Keras build beside the worker skips the initializers' random draws: a variable the
+    weights name starts at its value, any other float variable at zero."""
     import numpy as np
 
     from cnnspec.verifier.onnx_export import import_frameworks
@@ -296,12 +297,24 @@ def test_keras_variables_start_at_zero_only_inside():
         inputs = keras.Input((4,))
         return keras.Model(inputs, keras.layers.Dense(3)(inputs))
 
-    with R._keras_variables_start_at_zero():
+    with R._keras_variables_start_at() as started:
         inside = small()
     outside = small()
-    assert not np.any(inside.layers[-1].kernel.numpy())
+    assert not np.any(inside.layers[-1].kernel.numpy()) and not started
     assert np.any(outside.layers[-1].kernel.numpy())
     assert not np.any(small().layers[-1].bias.numpy())  # a zeros initializer stays zeros
+
+    from cnnspec.layers import WeightSlot
+
+    kernel_slot = WeightSlot(tensor="kernel", torch_attr="weight", keras_names=("kernel",))
+    kernel = np.arange(12, dtype=np.float32).reshape(4, 3)
+    with R._keras_variables_start_at({("fc", "kernel"): (kernel_slot, kernel)}) as started:
+        inputs = keras.Input((4,))
+        named = keras.Model(inputs, keras.layers.Dense(3, name="fc")(inputs))
+    layer = named.get_layer("fc")
+    np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
+    assert started == {id(layer.kernel): ("fc", "kernel")}
+    assert not np.any(layer.bias.numpy())
 
 
 def test_a_keras_variable_the_transfer_leaves_is_drawn_by_building_again(tmp_path):

@@ -23,6 +23,7 @@ Keras side (:mod:`cnnspec.verifier.torch_worker`), with the same report.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -219,7 +220,7 @@ def verify(
             torch_model = build(plan, "torch")
         if keras_model is None:
             # Both built here: every Keras variable receives torch's weights (checked after).
-            start = _keras_variables_start_at_zero() if not user_torch else contextlib.nullcontext()
+            start = _keras_variables_start_at() if not user_torch else contextlib.nullcontext()
             with start:
                 keras_model = build(plan, "keras")
         torch_model.eval()
@@ -434,24 +435,24 @@ def _verify_beside_worker(
             worker.raise_earlier("weights", ("import",))
             raise
     from cnnspec.verifier import onnx_export as X
-    from cnnspec.weights.transfer import write_keras_weights
+    from cnnspec.weights.transfer import keras_values, write_keras_weights
 
+    with steps("transfer"):
+        # The worker's weights are ready by now (its torch imports faster than TensorFlow):
+        # the Keras variables are created with them instead of being written after the build.
+        torch_version, keys, packed = worker.receive("weights")
+        tensors = dict(zip(keys, arrays(packed)))
+        converted = keras_values(plan, tensors)
     with steps("build"):
         from cnnspec.targets.build import build
 
-        try:
-            with _keras_variables_start_at_zero():
-                keras_model = build(plan, "keras")
-        except Exception:
-            worker.raise_earlier("weights", ("import", "build"))
-            raise
+        with _keras_variables_start_at(converted) as started:
+            keras_model = build(plan, "keras")
     with steps("transfer"):
-        torch_version, keys, packed = worker.receive("weights")
-        tensors = dict(zip(keys, arrays(packed)))
-        written = write_keras_weights(keras_model, plan, tensors)
+        written = write_keras_weights(keras_model, plan, tensors, converted=converted, started=started)
         if _unwritten(keras_model, plan, written):  # its initial values as in any build
             keras_model = build(plan, "keras")
-            write_keras_weights(keras_model, plan, tensors)
+            write_keras_weights(keras_model, plan, tensors, converted=converted)
     versions = {"torch": torch_version, **versions}
 
     names = [layer.name for layer in plan.layers]
@@ -618,30 +619,54 @@ def _unwritten(keras_model, plan, written=None) -> bool:
 
 
 @contextlib.contextmanager
-def _keras_variables_start_at_zero() -> Iterator[None]:
-    """Keras float variables created inside start at zero instead of their initializers' random
-    draws, which take a third of building ResNet-50 (0.3-0.5 CPU s); verify then writes every
-    one of them (checked after the transfer)."""
+def _keras_variables_start_at(values: dict | None = None) -> Iterator[dict]:
+    """Keras float variables created inside start at their final values instead of their
+    initializers' random draws, which take a third of building ResNet-50 (0.3-0.5 CPU s).
+
+    ``values`` is :func:`~cnnspec.weights.transfer.keras_values` of the weights to come: a
+    variable ``<layer>/<name>`` that a slot of spec layer ``<layer>`` names is created with
+    that slot's value, any other float variable with zeros.  Yields id(variable) -> the
+    (layer, tensor) it was created with; the caller writes every variable the transfer binds
+    (:func:`~cnnspec.weights.transfer.write_keras_weights` skips those created with their own
+    value) and checks that none is left (:func:`_unwritten`).
+    """
+    started: dict[int, tuple[str, str]] = {}
     try:
         from keras.src.backend.tensorflow.core import Variable
     except ImportError:  # another backend or Keras version: the initializers it is
-        yield
+        yield started
         return
     draw = getattr(Variable, "_initialize_with_initializer", None)
     if draw is None:
-        yield
+        yield started
         return
     import tensorflow as tf
 
-    def start_at_zero(variable, initializer):
-        if "float" in str(variable._dtype):
-            variable._initialize(lambda: tf.zeros(variable._shape, dtype=variable._dtype))
-        else:
-            draw(variable, initializer)
+    named = {
+        (key[0], keras_name): key
+        for key, (slot, _) in (values or {}).items()
+        for keras_name in slot.keras_names
+    }
 
-    Variable._initialize_with_initializer = start_at_zero
+    def start_at_value(variable, initializer):
+        if "float" not in str(variable._dtype):
+            draw(variable, initializer)
+            return
+        key = named.get((variable.path.partition("/")[0], variable.name))
+        if key is not None:
+            slot, value = values[key]  # type: ignore[index]
+            shape = tuple(variable._shape)
+            if slot.reshape and value.size == math.prod(shape):
+                value = value.reshape(shape)
+            if tuple(value.shape) == shape:
+                variable._initialize(np.array(value, dtype=variable._dtype, order="C"))
+                started[id(variable)] = key
+                return
+        variable._initialize(lambda: tf.zeros(variable._shape, dtype=variable._dtype))
+
+    Variable._initialize_with_initializer = start_at_value
     try:
-        yield
+        yield started
     finally:
         Variable._initialize_with_initializer = draw
 

@@ -416,19 +416,42 @@ def transfer_weights(src_model, dst_model, spec, name_map=None) -> None:
                 )
 
 
-def write_keras_weights(keras_model, plan, tensors: dict) -> list:
+def keras_values(plan, tensors: dict) -> dict:
+    """``tensors`` (torch's values by (layer, tensor), as the torch target's ``read_weights``
+    gives them) in Keras' layouts: (layer, tensor) -> (its WeightSlot, the value).
+
+    A slot with ``reshape`` still has torch's shape here; it takes the variable's on writing.
+    """
+    values = {}
+    for layer_plan in _weighted_layers(plan):
+        for slot in definition_slots(layer_plan, plan):
+            key = (layer_plan.name, slot.tensor)
+            if key in tensors:
+                values[key] = (slot, slot.to_keras(np.asarray(tensors[key])))
+    return values
+
+
+def write_keras_weights(keras_model, plan, tensors: dict, *, converted=None, started=None) -> list:
     """Write neutral-layout tensors into a Keras model built from the spec, without torch.
 
     The values and conversions of :func:`transfer_weights` from a torch model built from the
     same spec: ``tensors`` holds each torch tensor by (layer, tensor), as the torch target's
     ``read_weights`` gives them.
 
+    Args:
+        converted: :func:`keras_values` of ``tensors``, when it was made already.
+        started: id(variable) -> the (layer, tensor) whose value the variable was created
+            with; such a variable is not written again if that is the tensor bound to it.
+
     Returns:
-        The Keras variables written.
+        The Keras variables written (or created with their value).
     """
+    values = keras_values(plan, tensors) if converted is None else converted
     converted = []
     for key, (variable, slot, _) in bound_keras_variables(keras_model, plan).items():
-        value = slot.to_keras(np.asarray(tensors[key]))
+        if key not in values:
+            raise WeightMismatch(f"layer '{key[0]}': no value for tensor '{key[1]}'")
+        value = values[key][1]
         if slot.reshape:
             value = value.reshape(tuple(variable.shape))
         if tuple(value.shape) != tuple(variable.shape):
@@ -436,13 +459,14 @@ def write_keras_weights(keras_model, plan, tensors: dict) -> list:
                 f"layer '{key[0]}': tensor '{key[1]}': {tuple(value.shape)} does not fit "
                 f"{tuple(variable.shape)}"
             )
-        converted.append((variable, value))
-    for variable, value in converted:
-        variable.assign(np.array(value, dtype=variable.dtype, order="C"))  # keeps 0-d (a count)
+        converted.append((variable, value, (started or {}).get(id(variable)) == key))
+    for variable, value, created_with_it in converted:
+        if not created_with_it:
+            variable.assign(np.array(value, dtype=variable.dtype, order="C"))  # keeps 0-d (a count)
     for layer in keras_model.layers:
         if isinstance(layer, keras_normalization_class()):
             layer.finalize_state()
-    return [variable for variable, _ in converted]
+    return [variable for variable, _, _ in converted]
 
 
 def keras_normalization_class():
