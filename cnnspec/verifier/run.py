@@ -449,7 +449,9 @@ def _verify_beside_worker(
         with _keras_variables_start_at(converted) as started:
             keras_model = build(plan, "keras")
     with steps("transfer"):
-        written = write_keras_weights(keras_model, plan, tensors, converted=converted, started=started)
+        written = write_keras_weights(
+            keras_model, plan, tensors, converted=converted, started=started
+        )
         if _unwritten(keras_model, plan, written):  # its initial values as in any build
             keras_model = build(plan, "keras")
             write_keras_weights(keras_model, plan, tensors, converted=converted)
