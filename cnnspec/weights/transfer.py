@@ -447,7 +447,7 @@ def write_keras_weights(keras_model, plan, tensors: dict, *, converted=None, sta
         The Keras variables written (or created with their value).
     """
     values = keras_values(plan, tensors) if converted is None else converted
-    converted = []
+    writes = []
     for key, (variable, slot, _) in bound_keras_variables(keras_model, plan).items():
         if key not in values:
             raise WeightMismatch(f"layer '{key[0]}': no value for tensor '{key[1]}'")
@@ -459,14 +459,14 @@ def write_keras_weights(keras_model, plan, tensors: dict, *, converted=None, sta
                 f"layer '{key[0]}': tensor '{key[1]}': {tuple(value.shape)} does not fit "
                 f"{tuple(variable.shape)}"
             )
-        converted.append((variable, value, (started or {}).get(id(variable)) == key))
-    for variable, value, created_with_it in converted:
+        writes.append((variable, value, (started or {}).get(id(variable)) == key))
+    for variable, value, created_with_it in writes:
         if not created_with_it:
             variable.assign(np.array(value, dtype=variable.dtype, order="C"))  # keeps 0-d (a count)
     for layer in keras_model.layers:
         if isinstance(layer, keras_normalization_class()):
             layer.finalize_state()
-    return [variable for variable, _, _ in converted]
+    return [variable for variable, _, _ in writes]
 
 
 def keras_normalization_class():

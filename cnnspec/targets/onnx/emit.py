@@ -307,9 +307,8 @@ def initial_tensors(graph: OnnxGraph, seed: int = 0) -> Iterator[tuple[str, np.n
         "variance": 1.0,
         "count": 0.0,
     }
-    fills: list[
-        tuple[tuple[int, ...], float, float | None]
-    ] = []  # (shape, constant, uniform bound)
+    # Per tensor: (shape, constant value, uniform bound or None for a constant).
+    fills: list[tuple[tuple[int, ...], float, float | None]] = []
     fan_in = 1
     for name, shape in graph.weight_shapes.items():
         tensor = name.rpartition(".")[2]
@@ -317,12 +316,10 @@ def initial_tensors(graph: OnnxGraph, seed: int = 0) -> Iterator[tuple[str, np.n
             fills.append((shape, constant[tensor], None))
             continue
         if tensor.endswith("kernel"):
-            fan_in = math.prod(
-                shape[1:]
-            )  # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
-        fills.append(
-            (shape, 0.0, 1.0 / math.sqrt(max(fan_in, 1)))
-        )  # a bias takes its kernel's fan-in
+            # conv (O, I/g, *k): I/g·k; transposed (I, O, *k): O·k, as PyTorch
+            fan_in = math.prod(shape[1:])
+        # a bias takes its layer's kernel fan-in
+        fills.append((shape, 0.0, 1.0 / math.sqrt(max(fan_in, 1))))
 
     def draw(position: int) -> np.ndarray:
         shape, value, bound = fills[position]
