@@ -27,7 +27,7 @@ CORPUS = ROOT / "tests" / "bad_specs"
 
 EXPECTED = {
     'activation_unknown.yaml': (
-        "tests/bad_specs/activation_unknown.yaml:4:60: layers[0].activation: unknown activation 'leaky_relu': expected one of relu, relu6, sigmoid, tanh, softmax, silu, gelu, hard_swish, hard_sigmoid, linear or null\n"
+        "tests/bad_specs/activation_unknown.yaml:4:60: layers[0].activation: unknown activation 'leaky_relu': expected one of relu, relu6, sigmoid, tanh, softmax, log_softmax, silu, gelu, hard_swish, hard_sigmoid, linear or null\n"
         '    hint: leaky_relu takes parameters; add it as a layer of its own after this one: {type: leaky_relu}'
     ),
     'add_mismatch.yaml': (

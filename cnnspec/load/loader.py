@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import typing
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic_core import ErrorDetails
 
 from cnnspec.errors import Problem, SpecError, format_path
 from cnnspec.layers import REGISTRY
-from cnnspec.spec.models import FORMAT_VERSION, ModelSpec, layer_types
+from cnnspec.spec.models import FORMAT_VERSION, InlineActivation, ModelSpec, layer_types
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 100_000
@@ -797,7 +798,7 @@ _NUMBER_FIELDS = {
     "alpha": "a number > 0",
     "negative_slope": "a number >= 0",
 }
-_ACTIVATIONS = "relu, relu6, sigmoid, tanh, softmax, silu, gelu, hard_swish, hard_sigmoid, linear"
+_ACTIVATIONS = ", ".join(typing.get_args(InlineActivation))  # what the field accepts, in its order
 _NAME_RULE = (
     "names are Python identifiers: ASCII letters, digits and '_', not starting with a digit"
 )
