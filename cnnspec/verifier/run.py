@@ -391,18 +391,7 @@ def verify(
                 referee_note or size_note,
             )
         reports.append(report)
-    report = combine_sizes(reports, plans, open_axes)
-    if keras_per_size:
-        report.notes.append(
-            "the Keras model reads its input's static size in a layer (a resize or adaptive-pool "
-            "helper), so it cannot be exported with open axes: it was exported at each size"
-        )
-    if retraced:
-        report.notes.append(
-            "the PyTorch graph exported with dynamic axes computes other numbers than the model at "
-            f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
-            "the model was traced again at each of those sizes"
-        )
+    report = _sizes_combined(reports, plans, open_axes, keras_per_size, retraced)
     report.source = source
     report.timings = steps.timings
     report.versions = versions
@@ -586,6 +575,18 @@ def _verify_beside_worker(
                 torch_departure=None if keras_referee is not None else result.departure,
             )
         reports.append(report)
+    report = _sizes_combined(reports, plans, open_axes, keras_per_size, retraced)
+    # The PyTorch export's own seconds, in parallel with the steps here.
+    timings = {**steps.timings, "export_torch": worker.timings.get("export_torch", 0.0)}
+    report.timings = {name: timings[name] for name in TIMING_STEPS if name in timings}
+    report.versions = versions
+    report.onnx_files = onnx_files
+    return report
+
+
+def _sizes_combined(reports, plans, open_axes, keras_per_size: bool, retraced: list[str]):
+    """The size reports as one (:func:`combine_sizes`), with a note on each graph that had to be
+    exported again per size: the Keras one (``keras_per_size``), the PyTorch one at ``retraced``."""
     report = combine_sizes(reports, plans, open_axes)
     if keras_per_size:
         report.notes.append(
@@ -598,11 +599,6 @@ def _verify_beside_worker(
             f"{', '.join(retraced)} (the trace keeps Python arithmetic on sizes as constants): "
             "the model was traced again at each of those sizes"
         )
-    # The PyTorch export's own seconds, in parallel with the steps here.
-    timings = {**steps.timings, "export_torch": worker.timings.get("export_torch", 0.0)}
-    report.timings = {name: timings[name] for name in TIMING_STEPS if name in timings}
-    report.versions = versions
-    report.onnx_files = onnx_files
     return report
 
 
