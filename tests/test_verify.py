@@ -401,17 +401,94 @@ def _canonical_graph(proto) -> list:
     return rows
 
 
-def test_keras_export_speed_up_of_tf2onnx_output_renaming_leaves_the_graph_identical(monkeypatch):
+# cnnspec's speed-ups of tf2onnx's Python (onnx_export.py), each a context manager.
+_TF2ONNX_SPEED_UPS = (
+    "_bulk_output_renaming",
+    "_input_check_by_identity",
+    "_rewriters_with_something_to_rewrite",
+)
+
+
+@pytest.mark.parametrize("spec", ["inception_resnet_block", "mnist_convnet", "unet_group_norm"])
+def test_keras_export_speed_ups_of_tf2onnx_leave_the_graph_identical(monkeypatch, spec):
+    """Negative control, tried: skipping tf2onnx's rewrite_biasadd_with_conv2d fails all three."""
     import contextlib
 
     from cnnspec.engine.plan import channels_last
     from cnnspec.verifier import onnx_export as X
 
-    plan = cnnspec.resolve(ROOT / "examples" / "inception_resnet_block.yaml")
+    plan = cnnspec.resolve(ROOT / "examples" / f"{spec}.yaml")
     model = build(plan, "keras")
     names = [layer.name for layer in plan.layers]
     fast = X.export_keras(model, names, channels_last(plan.input_shape))
-    monkeypatch.setattr(X, "_bulk_output_renaming", contextlib.nullcontext)
+    for speed_up in _TF2ONNX_SPEED_UPS:
+        monkeypatch.setattr(X, speed_up, contextlib.nullcontext)
     plain = X.export_keras(model, names, channels_last(plan.input_shape))
     assert len(plain.proto.graph.output) == len(names)
     assert _canonical_graph(fast.proto) == _canonical_graph(plain.proto)
+    assert fast.weights.keys() == plain.weights.keys()
+    for name, values in fast.weights.items():
+        np.testing.assert_array_equal(values, plain.weights[name])
+
+
+def test_rewriter_skipping_knows_the_rewriters_tf2onnx_runs():
+    """A renamed or removed tf2onnx rewriter would leave a stale entry (and one skipped under a
+    wrong name would run): every name in the table is one that tf2onnx's pass calls."""
+    import inspect
+
+    from tf2onnx import tfonnx
+
+    from cnnspec.verifier import onnx_export as X
+
+    called = inspect.getsource(tfonnx.process_parsed_graph)
+    for name in X._REWRITER_NEEDS:
+        assert f"{name}," in called or f"{name}\n" in called, name
+
+
+def test_exported_keras_weights_keep_their_values_when_the_model_changes():
+    """The exported graph's weights are the Keras variables' buffers, not copies: TensorFlow must
+    copy a buffer on write, or a later assignment would change the weights the graph runs with."""
+    from cnnspec.engine.plan import channels_last
+    from cnnspec.verifier import onnx_export as X
+
+    plan = cnnspec.resolve(ROOT / "examples" / "mnist_convnet.yaml")
+    model = build(plan, "keras")
+    graph = X.export_keras(model, [layer.name for layer in plan.layers], channels_last(plan.input_shape))
+    before = {name: values.copy() for name, values in graph.weights.items()}
+    for variable in model.variables:
+        variable.assign(np.full(variable.shape, 7.0, dtype="float32"))
+    assert before.keys() == graph.weights.keys()
+    for name, values in graph.weights.items():
+        np.testing.assert_array_equal(values, before[name])
+
+
+def test_verify_unfreezes_the_objects_its_imports_froze():
+    """verify takes what the frameworks loaded out of the garbage collector's passes while it
+    runs (onnx_export's speed), and gives the process back as it found it."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    report = cnnspec.verify(ROOT / "examples" / "mnist_convnet.yaml")
+    assert report.ok
+    assert gc.get_freeze_count() == 0
+
+
+def test_verify_leaves_objects_the_caller_froze_frozen():
+    import gc
+
+    from cnnspec.verifier.run import _collector_spared, freeze_loaded
+
+    @_collector_spared
+    def frozen_inside() -> int:
+        freeze_loaded()
+        return gc.get_freeze_count()
+
+    assert frozen_inside() > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        assert frozen_inside() == count  # nothing more frozen here, and nothing unfrozen after
+        assert gc.get_freeze_count() == count
+    finally:
+        gc.unfreeze()

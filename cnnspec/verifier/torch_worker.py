@@ -267,6 +267,7 @@ def _work(connection, job: _Job, step, timings) -> None:
     plan = job.plan
     with step("import"):
         versions = import_frameworks(("torch", "onnx", "onnxruntime"))
+        R.freeze_loaded()  # this process ends with the work: nothing to unfreeze
     from cnnspec.targets.base import get_target
     from cnnspec.targets.build import build
     from cnnspec.verifier import onnx_export as X
