@@ -29,6 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -85,31 +86,36 @@ class _Steps:
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
 
+# Whether the verification running here froze objects, and so unfreezes them when it ends.
+_FREEZING: ContextVar[bool] = ContextVar("cnnspec_verify_freezing", default=False)
+
 
 def _collector_spared(function: Callable[Params, Result]) -> Callable[Params, Result]:
-    """Run ``function`` with what its imports loaded left out of the garbage collector's passes.
+    """Run ``function`` with what it loaded and built left out of the garbage collector's passes.
 
     TensorFlow, Keras and torch leave ~300,000 long-lived objects, and every full collection
     walked them all: 0.24 s of the 1.4 s Keras export of ResNet-50, and the caches with them.
-    The import steps freeze what is alive then (:func:`freeze_loaded`); this unfreezes it when
-    ``function`` returns.  When the caller has frozen objects of its own, nothing is touched.
+    The import and build steps freeze what is alive then (:func:`freeze_loaded`); this
+    unfreezes it when ``function`` returns.  When the caller has frozen objects of its own,
+    nothing is frozen or unfrozen.
     """
 
     @functools.wraps(function)
     def spared(*args: Params.args, **kwargs: Params.kwargs) -> Result:
-        ours = gc.get_freeze_count() == 0
+        token = _FREEZING.set(gc.get_freeze_count() == 0)
         try:
             return function(*args, **kwargs)
         finally:
-            if ours:
+            if _FREEZING.get():
                 gc.unfreeze()
+            _FREEZING.reset(token)
 
     return spared
 
 
 def freeze_loaded() -> None:
-    """Leave every object alive now out of later garbage collections, unless some already are."""
-    if gc.get_freeze_count() == 0:
+    """Leave every object alive now out of later garbage collections (see :func:`_collector_spared`)."""
+    if _FREEZING.get():
         gc.freeze()
 
 
@@ -260,6 +266,7 @@ def verify(
             with start:
                 keras_model = build(plan, "keras")
         torch_model.eval()
+        freeze_loaded()  # the models live as long as the verification
         user_map = _user_name_map(name_map, user_torch, user_keras)
         matchings = _match_user_models(
             plan,
@@ -474,6 +481,7 @@ def _verify_beside_worker(
 
         with _keras_variables_start_at(converted) as started:
             keras_model = build(plan, "keras")
+        freeze_loaded()  # the model lives as long as the verification
     with steps("transfer"):
         written = write_keras_weights(
             keras_model, plan, tensors, converted=converted, started=started

@@ -24,6 +24,7 @@ worker that dies is reported as :class:`WorkerFailed`, never waited for forever.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import shutil
@@ -267,7 +268,7 @@ def _work(connection, job: _Job, step, timings) -> None:
     plan = job.plan
     with step("import"):
         versions = import_frameworks(("torch", "onnx", "onnxruntime"))
-        R.freeze_loaded()  # this process ends with the work: nothing to unfreeze
+        gc.freeze()  # as verify does (run._collector_spared); this process ends with the work
     from cnnspec.targets.base import get_target
     from cnnspec.targets.build import build
     from cnnspec.verifier import onnx_export as X
