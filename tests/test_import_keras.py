@@ -268,3 +268,55 @@ def test_nested_sequential_of_a_model_loaded_from_a_file(tmp_path):
     from_file = check_against_keras(loaded).spec
     assert from_file.model_dump(exclude={"name"}) == in_memory.model_dump(exclude={"name"})
     assert [layer.name for layer in from_file.layers][:2] == ["stem_conv", "stem_norm"]
+
+
+@pytest.mark.frameworks
+def test_sequential_loaded_from_a_file_imports_and_verifies_layer_by_layer(tmp_path):
+    """A Sequential read from a .keras file holds up to four calls of its layers (Keras calls them
+    while rebuilding it), one of them in the model's graph: the import and verify's per-layer taps
+    read that one. Before, the file was refused as 'a shared layer'."""
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 2)),
+            L.Conv2D(6, 3, activation="relu", name="conv"),
+            L.MaxPooling2D(name="pool"),
+            L.Flatten(name="flat"),
+            L.Dense(5, name="head"),
+        ],
+        name="filed_sequential",
+    )
+    randomize(model, 2)
+    path = tmp_path / "sequential.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert len(loaded.get_layer("conv")._inbound_nodes) > 1  # the calls outside its graph are there
+    spec = check_against_keras(loaded).spec
+    assert [layer.name for layer in spec.layers] == ["conv", "pool", "flat", "head"]
+
+    torch_model = cnnspec.build(spec, "torch")
+    cnnspec.transfer_weights(loaded, torch_model, spec)
+    report = cnnspec.verify(spec, torch_model=torch_model, keras_model=loaded)
+    assert report.ok and [layer.name for layer in report.layers] == ["conv", "pool", "flat", "head"]
+
+
+@pytest.mark.frameworks
+def test_a_layer_called_outside_the_model_is_not_shared_in_it():
+    """A layer tried on another input first has two calls, one in the model: it imports, and verify
+    taps the model's call (the other call's output has another shape).  Called twice inside the
+    model it is still refused, with the count in the model."""
+    conv = L.Conv2D(4, 3, name="tried_first")
+    conv(keras.Input((10, 10, 3)))
+    inputs = keras.Input((12, 12, 3))
+    model = keras.Model(inputs, L.Dense(3, name="head")(L.Flatten(name="flat")(conv(inputs))))
+    spec = check_against_keras(model).spec
+    assert spec.layers[0].name == "tried_first"
+    torch_model = cnnspec.build(spec, "torch")
+    cnnspec.transfer_weights(model, torch_model, spec)
+    report = cnnspec.verify(spec, torch_model=torch_model, keras_model=model)
+    assert report.ok and [layer.name for layer in report.layers] == ["tried_first", "flat", "head"]
+
+    inputs = keras.Input((8, 8, 4))
+    conv = L.Conv2D(4, 3, padding="same", name="shared")
+    conv(keras.Input((9, 9, 4)))
+    message = refused(keras.Model(inputs, conv(conv(inputs))))
+    assert "'shared'" in message and "called 2 times in the model" in message

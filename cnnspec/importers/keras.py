@@ -161,6 +161,36 @@ def _tensor_shape(tensor) -> tuple:
     return tuple(tensor.shape)
 
 
+def calls_in_graph(model) -> dict[int, list]:
+    """Each operation's calls (Keras nodes) in ``model``'s own graph, by ``id(operation)``.
+
+    An operation keeps every call ever made of it, in any graph: a Sequential read from a file
+    holds the calls Keras made while rebuilding it, and a layer tried on another input holds that
+    call.  The model's calls are the ones on its paths from its outputs back to its inputs.
+    """
+    calls: dict[int, list] = {}
+    seen: set[int] = set()
+    pending = list(model.outputs)
+    while pending:
+        tensor = pending.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if id(tensor) in seen or history is None:
+            continue
+        seen.add(id(tensor))
+        operation, index, _ = history
+        node = operation._inbound_nodes[index]
+        found = calls.setdefault(id(operation), [])
+        if not any(call is node for call in found):
+            found.append(node)
+        pending.extend(node.input_tensors)
+    return calls
+
+
+def single_calls(model) -> dict[int, Any]:
+    """The operations called exactly once in ``model``'s graph -> that call (see :func:`calls_in_graph`)."""
+    return {key: found[0] for key, found in calls_in_graph(model).items() if len(found) == 1}
+
+
 def _check_graph(model) -> None:
     import keras
 
@@ -177,9 +207,10 @@ def _check_graph(model) -> None:
             f"model '{model.name}'",
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
         )
+    called_once = single_calls(model)
     for layer in model.layers:
         if isinstance(layer, keras.Model) and not (
-            isinstance(layer, keras.Sequential) and len(layer._inbound_nodes) == 1
+            isinstance(layer, keras.Sequential) and id(layer) in called_once
         ):
             raise refuse(
                 FRAMEWORK,
@@ -222,17 +253,20 @@ def import_keras(model_or_path) -> ImportResult:
         int, Any
     ] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
     nodes = ctx.nodes
+    graph_calls = calls_in_graph(model)
+    nodes.update((key, found[0]) for key, found in graph_calls.items() if len(found) == 1)
     layers = _inline_sequentials(layers, aliases, nodes)
     for layer in layers:
         if id(layer) not in nodes:
-            if len(layer._inbound_nodes) != 1:
+            calls = graph_calls.get(id(layer), layer._inbound_nodes)
+            if len(calls) != 1:
                 raise refuse(
                     FRAMEWORK,
                     where(layer),
-                    f"is called {len(layer._inbound_nodes)} times (a shared layer)",
+                    f"is called {len(calls)} times in the model (a shared layer)",
                     "cnnspec layers have one output each; give each call its own layer",
                 )
-            nodes[id(layer)] = layer._inbound_nodes[0]
+            nodes[id(layer)] = calls[0]
         for tensor in nodes[id(layer)].input_tensors:
             ctx.consumers[id(tensor)] = ctx.consumers.get(id(tensor), 0) + 1
     readers = {name: claim.reader for name, claim in _claims("keras").items()}
@@ -471,7 +505,9 @@ def keras_tensors(model, plan) -> dict:
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {layer.name: layer for layer in _inline_sequentials(model.layers, {}, {})}
+    by_name = {
+        layer.name: layer for layer in _inline_sequentials(model.layers, {}, single_calls(model))
+    }
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:

@@ -458,20 +458,20 @@ def keras_observable_layers(
 ) -> tuple[list[str], list[Any], str]:
     """The spec layers a Keras model exposes (layers named like them, or as ``layer_map`` says)
     and their symbolic outputs."""
+    from cnnspec.importers.keras import single_calls
+
     by_name = {layer.name: layer for layer in model.layers}
+    # A layer keeps its calls in other graphs too (a Sequential read from a file): read the model's.
+    called_once = single_calls(model)
     names, tensors = [], []
     for name in layer_names[
         :-1
     ]:  # the last spec layer is the model's output, whatever follows its layer
         layer = by_name.get((layer_map or {}).get(name, name))
-        if layer is None:
-            continue
-        try:
-            tensor = layer.output
-        except (AttributeError, ValueError):  # a layer called several times has no single output
+        if layer is None or id(layer) not in called_once:  # a shared layer has no single output
             continue
         names.append(name)
-        tensors.append(tensor)
+        tensors.append(called_once[id(layer)].output_tensors[0])
     observation = "get_layer"
     if not names or names[-1] != layer_names[-1]:
         outputs = model.outputs
