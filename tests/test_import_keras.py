@@ -320,3 +320,102 @@ def test_a_layer_called_outside_the_model_is_not_shared_in_it():
     conv(keras.Input((9, 9, 4)))
     message = refused(keras.Model(inputs, conv(conv(inputs))))
     assert "'shared'" in message and "called 2 times in the model" in message
+
+
+# Constructor arguments that make each training-only layer act strongly when it does act.
+TRAINING_ONLY_ARGUMENTS = {
+    "ActivityRegularization": {"l1": 0.5, "l2": 0.5},
+    "AlphaDropout": {"rate": 0.5},
+    "AugMix": {},
+    "GaussianDropout": {"rate": 0.5},
+    "GaussianNoise": {"stddev": 1.0},
+    "RandAugment": {"value_range": (0, 255), "num_ops": 3, "factor": 0.9},
+    "RandomBrightness": {"factor": 0.9},
+    "RandomColorDegeneration": {"factor": 0.9},
+    "RandomColorJitter": {"brightness_factor": 0.9, "contrast_factor": 0.9},
+    "RandomContrast": {"factor": 0.9},
+    "RandomElasticTransform": {"factor": 1.0, "scale": 1.0},
+    "RandomErasing": {"factor": 1.0, "scale": (0.3, 0.6)},
+    "RandomFlip": {},
+    "RandomGaussianBlur": {"factor": 1.0},
+    "RandomGrayscale": {"factor": 1.0},
+    "RandomHue": {"factor": 0.9},
+    "RandomInvert": {"factor": 1.0},
+    "RandomPerspective": {"factor": 1.0, "scale": 0.5},
+    "RandomPosterization": {"factor": (1, 2)},
+    "RandomRotation": {"factor": 0.4},
+    "RandomSaturation": {"factor": 0.9},
+    "RandomSharpness": {"factor": 0.9},
+    "RandomShear": {"x_factor": 0.5, "y_factor": 0.5},
+    "RandomTranslation": {"height_factor": 0.4, "width_factor": 0.4},
+    "RandomZoom": {"height_factor": 0.5},
+}
+
+
+@pytest.mark.frameworks
+def test_layers_read_as_identity_are_the_identity_at_inference_in_keras():
+    """Every Keras class the identity type claims as training-only returns its input, shape and
+    values, when the model runs for inference -- and changes it in training (so the check has
+    teeth: the arguments make each one act)."""
+    from cnnspec.layers.identity import KERAS_TRAINING_ONLY
+
+    assert set(KERAS_TRAINING_ONLY) == set(TRAINING_ONLY_ARGUMENTS)
+    x = np.random.default_rng(3).uniform(0, 255, (4, 24, 24, 3)).astype(np.float32)
+    changed_in_training = []
+    for name in KERAS_TRAINING_ONLY:
+        inputs = keras.Input((24, 24, 3))
+        layer = getattr(L, name)(**TRAINING_ONLY_ARGUMENTS[name])
+        model = keras.Model(inputs, layer(inputs))
+        assert model.output_shape == (None, 24, 24, 3), name
+        assert np.array_equal(np.asarray(model(x, training=False)), x), name
+        trained = [np.asarray(model(x, training=True)) for _ in range(3)]  # random: three draws
+        changed_in_training.append(any(not np.array_equal(t, x) for t in trained))
+    # ActivityRegularization only adds a loss; every other one changes the images in training
+    assert sum(changed_in_training) >= len(KERAS_TRAINING_ONLY) - 1
+
+
+@pytest.mark.frameworks
+def test_augmentation_and_activations_with_a_parameter_import_exactly():
+    """Augmentation layers read as identity (a rewrite each); Conv2D(activation='leaky_relu') and
+    Dense(activation='elu') become the layer without activation, then the activation as a layer
+    that takes the Keras layer's name, with Keras' own default slope (0.2, not PyTorch's 0.01)."""
+    inputs = keras.Input((16, 16, 3))
+    x = L.RandomFlip(name="flip")(inputs)
+    x = L.RandomRotation(0.3, name="rotate")(x)
+    x = L.GaussianNoise(0.5, name="noise")(x)
+    x = L.Conv2D(6, 3, activation="leaky_relu", name="conv")(x)
+    x = L.DepthwiseConv2D(3, activation="elu", name="depthwise")(x)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dense(5, activation="elu", name="head")(x)
+    model = keras.Model(inputs, x, name="augmented")
+    result = check_against_keras(model)
+    layers = {layer.name: layer for layer in result.spec.layers}
+    assert [layer.type for layer in result.spec.layers] == [
+        "identity", "identity", "identity", "conv2d", "leaky_relu", "depthwise_conv2d", "elu",
+        "flatten", "dense", "elu",
+    ]  # fmt: skip
+    assert layers["conv"].type == "leaky_relu" and layers["conv"].negative_slope == 0.2
+    assert layers["conv_linear"].source == "conv" and layers["conv_linear"].activation is None
+    assert layers["head"].type == "elu" and layers["head_linear"].source == "head"
+    assert {rewrite.where for rewrite in result.rewrites} == {"flip", "rotate", "noise", "conv", "depthwise", "head"}
+
+    torch_model = cnnspec.build(result.spec, "torch")
+    cnnspec.transfer_weights(model, torch_model, result.spec)
+    report = cnnspec.verify(result.spec, torch_model=torch_model, keras_model=model)
+    compared = [layer.name for layer in report.layers if layer.max_abs_diff is not None]
+    assert report.ok and "conv" in compared and "head" in compared
+    assert "conv_linear" not in compared  # Keras has no tensor before the activation
+
+    # negative control: PyTorch's default slope is not Keras'
+    wrong = result.spec.model_copy(
+        update={
+            "layers": [
+                layer.model_copy(update={"negative_slope": 0.01}) if layer.name == "conv" else layer
+                for layer in result.spec.layers
+            ]
+        }
+    )
+    torch_model = cnnspec.build(wrong, "torch")
+    cnnspec.transfer_weights(model, torch_model, wrong)
+    report = cnnspec.verify(wrong, torch_model=torch_model, keras_model=model)
+    assert not report.ok and report.first_divergent_layer == "conv"

@@ -131,6 +131,16 @@ class SpecBuilder:
         self.layers.append(layer)
         return name
 
+    def rename_last(self, original: str) -> str:
+        """Give the last layer a new name derived from ``original``, keeping its ``source``; frees
+        its old name (for the layer that takes over its place in the original)."""
+        layer = self.layers[-1]
+        self._names.discard(layer["name"])
+        layer.setdefault("source", layer["name"])
+        layer["name"] = self.unique_name(original)
+        self._names.add(layer["name"])
+        return layer["name"]
+
     def rewrite(self, where: str, original: str, became: str) -> None:
         """Record an exact rewrite (listed in the convert report)."""
         self.rewrites.append(Rewrite(where, original, became))

@@ -15,9 +15,13 @@ made valid and the original recorded in ``source``).  Exact rewrites, each liste
   axis, which is the channel axis there);
 * ``Activation('linear')`` -> ``identity`` (or nothing, where the catalog has no identity);
 * a ``<name>_pad`` ``ZeroPadding`` feeding only a ``valid`` convolution ``<name>`` (cnnspec's own
-  generated helper) -> the convolution's explicit padding.
+  generated helper) -> the convolution's explicit padding;
+* a layer's activation with a parameter (``activation="leaky_relu"``) -> the layer, renamed
+  ``<name>_linear``, then the activation as a layer named ``<name>``;
+* an augmentation or noise layer (active only in training) -> ``identity``.
 
-Anything else -- ``Lambda``, custom layers, shared layers, nested models, channels-first data --
+Each layer's call is the one in the model's own graph (:func:`calls_in_graph`).  Anything else --
+``Lambda``, custom layers, layers called twice in the model, nested models, channels-first data --
 is refused with the layer's name and what is supported.
 """
 
@@ -49,6 +53,7 @@ class _Context:
         self.node = None
         self.nodes: dict[int, Any] = {}  # layer -> the call of it in the graph being imported
         self.pending_pads: dict[str, Any] = {}  # consumer name -> padding read from its helper
+        self.activation_after: str | None = None  # set by inline_activation, for the walk
 
     def output(self, layer):
         """The layer's output tensor in the graph being imported."""
@@ -83,26 +88,40 @@ def registered_activation(value):
     return value
 
 
-def inline_activation(layer, value, what: str = "activation") -> str | None:
-    """The spec type of a layer's ``activation`` (None for linear); refused if not inline."""
+def inline_activation(ctx, layer, value, what: str = "activation") -> str | None:
+    """The spec type of a layer's ``activation`` (None for linear); refused if it has none.
+
+    An activation with a parameter (Keras' ``leaky_relu``, ``elu``) has no inline form in the
+    spec: None is returned and the walk adds it as a layer of its own after this one
+    (:func:`_activation_as_a_layer`).
+    """
     value = registered_activation(value)
     if value in (None, "linear"):
         return None
     types = activation_types()
-    if not isinstance(value, str) or types.get(value) not in inline_activations():
+    kind = types.get(value) if isinstance(value, str) else None
+    if kind is not None and kind not in inline_activations():
+        ctx.activation_after = value
+        return None
+    if kind is None:
         raise refuse(
             FRAMEWORK,
             where(layer),
-            f"{what} {value!r} is not a parameter-free activation cnnspec knows",
-            "inline activations: " + ", ".join(sorted(inline_activations())),
+            f"{what} {value!r} is not an activation cnnspec knows",
+            "activations: " + ", ".join(sorted(types)),
         )
-    return types[value]
+    return kind
 
 
 def activation_types() -> dict[str, str]:
     """Keras activation name (``"swish"``) -> spec type (``silu``), as the activation definitions
     claim them (``REGISTRY.reads("keras_activation", ...)``)."""
-    return {name: claim.reader(name) for name, claim in _claims("keras_activation").items()}
+    return {name: claim.reader(name)["type"] for name, claim in _claims("keras_activation").items()}
+
+
+def activation_layer(value: str) -> dict[str, Any]:
+    """The spec layer (``type`` and fields) a Keras activation name stands for, as claimed."""
+    return _claims("keras_activation")[value].reader(value)
 
 
 def channels_last(layer, cfg) -> None:
@@ -310,10 +329,34 @@ def import_keras(model_or_path) -> ImportResult:
             ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(output)[1:]
         if layer.name in ctx.pending_pads:
             ctx.builder.layers[-1].update(ctx.pending_pads.pop(layer.name))
+        if ctx.activation_after is not None:
+            _activation_as_a_layer(ctx, layer, output)
     channels, size = input_shape[-1], list(input_shape[:-1])
     spec = ctx.builder.finish(model.name, channels, size)
     return ImportResult(
         spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model}
+    )
+
+
+def _activation_as_a_layer(ctx, layer, output) -> None:
+    """A layer's activation with a parameter becomes a layer of its own, after it.
+
+    The activation layer takes the Keras layer's name, since its output is the Keras layer's
+    output (what verify reads there); the layer before it is renamed ``<name>_linear``.
+    """
+    value, ctx.activation_after = ctx.activation_after, None
+    before = ctx.builder.rename_last(f"{layer.name}_linear")
+    ctx.shapes[before] = _tensor_shape(output)[1:]
+    fields = activation_layer(value)
+    ctx.add(layer, fields.pop("type"), [before], **fields)
+    after = ctx.builder.layers[-1]
+    ctx.names[id(output)] = after["name"]
+    ctx.shapes[after["name"]] = _tensor_shape(output)[1:]
+    ctx.builder.rewrite(
+        layer.name,
+        f"{type(layer).__name__}(activation={value!r})",
+        f"'{before}' without activation, then a {after['type']} layer '{after['name']}' "
+        "(the spec's inline activations have no parameters)",
     )
 
 

@@ -289,9 +289,11 @@ _KERAS_ACTIVATIONS = {
 
 
 def _keras_activation_name(kind: str):
-    def read_keras_activation_name(name: str) -> str:
-        """The spec type of a Keras activation name."""
-        return kind
+    def read_keras_activation_name(name: str) -> dict[str, Any]:
+        """The spec layer a Keras activation name is: its type and the fields Keras' defaults set."""
+        if kind == "leaky_relu":
+            return {"type": kind, "negative_slope": 0.2}  # keras.activations.leaky_relu's default
+        return {"type": kind}
 
     return read_keras_activation_name
 
@@ -320,11 +322,8 @@ def read_keras_activation(ctx, layer, cfg, inputs, shapes):
             f"activation {value!r} is not supported",
             "supported: " + ", ".join(sorted(_KERAS_ACTIVATIONS)) + ", linear",
         )
-    kind = _KERAS_ACTIVATIONS[value]
-    fields = (
-        {"negative_slope": 0.2} if kind == "leaky_relu" else {}
-    )  # keras.activations.leaky_relu's default
-    ctx.add(layer, kind, inputs, **fields)
+    fields = KI.activation_layer(value)
+    ctx.add(layer, fields.pop("type"), inputs, **fields)
 
 
 @REGISTRY.reads("keras", "ReLU", by="relu", produces=("relu", "relu6", "leaky_relu"))

@@ -326,7 +326,7 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
             dilation=compact(cfg["dilation_rate"]),
             groups=cfg.get("groups", 1),
             bias=cfg["use_bias"],
-            activation=KI.inline_activation(layer, cfg["activation"]),
+            activation=KI.inline_activation(ctx, layer, cfg["activation"]),
         ),
     )
 

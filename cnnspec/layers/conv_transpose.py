@@ -394,7 +394,7 @@ def read_keras_conv_transpose(ctx, layer, cfg, inputs, shapes):
             padding=KI.same_or_valid(layer, cfg["padding"]),
             dilation=compact(cfg["dilation_rate"]),
             bias=cfg["use_bias"],
-            activation=KI.inline_activation(layer, cfg["activation"]),
+            activation=KI.inline_activation(ctx, layer, cfg["activation"]),
             **extra,
         ),
     )
@@ -436,7 +436,7 @@ def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
             padding=compact(paddings),
             dilation=compact(cfg["dilation_rate"]),
             bias=cfg["use_bias"],
-            activation=KI.inline_activation(layer, cfg["activation"]),
+            activation=KI.inline_activation(ctx, layer, cfg["activation"]),
             **extra,
         ),
     )

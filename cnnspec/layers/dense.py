@@ -141,7 +141,7 @@ def dense_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 
 @REGISTRY.reads("keras", "Dense", by="dense", produces=("dense", "conv1d", "conv2d", "conv3d"))
 def read_keras_dense(ctx, layer, cfg, inputs, shapes):
-    activation = KI.inline_activation(layer, cfg["activation"])
+    activation = KI.inline_activation(ctx, layer, cfg["activation"])
     rank = len(shapes[0]) - 2
     if (
         rank >= 1

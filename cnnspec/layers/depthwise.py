@@ -323,7 +323,7 @@ def read_keras_depthwise(
             padding=KI.same_or_valid(layer, cfg["padding"]),
             dilation=compact(cfg["dilation_rate"]),
             bias=cfg["use_bias"],
-            activation=KI.inline_activation(layer, cfg["activation"]),
+            activation=KI.inline_activation(ctx, layer, cfg["activation"]),
         ),
     )
 

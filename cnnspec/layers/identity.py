@@ -58,6 +58,48 @@ def read_keras_identity(ctx, layer, cfg, inputs, shapes):
     KI.pass_through(ctx, layer, cfg, inputs, shapes)
 
 
+# Keras layers that act only in training (augmentation, noise, activity regularisation): at
+# inference each returns its input (tests/test_import_keras.py checks every one against Keras).
+# RandomCrop is not here: its graph has the cropped shape, the inference call does not.
+KERAS_TRAINING_ONLY = (
+    "ActivityRegularization",
+    "AlphaDropout",
+    "AugMix",
+    "GaussianDropout",
+    "GaussianNoise",
+    "RandAugment",
+    "RandomBrightness",
+    "RandomColorDegeneration",
+    "RandomColorJitter",
+    "RandomContrast",
+    "RandomElasticTransform",
+    "RandomErasing",
+    "RandomFlip",
+    "RandomGaussianBlur",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomInvert",
+    "RandomPerspective",
+    "RandomPosterization",
+    "RandomRotation",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomTranslation",
+    "RandomZoom",
+)
+
+
+@REGISTRY.reads("keras", *KERAS_TRAINING_ONLY, by="identity")
+def read_keras_training_only(ctx, layer, cfg, inputs, shapes):
+    ctx.builder.rewrite(
+        layer.name,
+        type(layer).__name__,
+        "identity: it acts only in training, so the converted model does not augment or add noise",
+    )
+    KI.pass_through(ctx, layer, cfg, inputs, shapes)
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 

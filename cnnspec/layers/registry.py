@@ -46,7 +46,7 @@ OPTIONAL_HOOKS = ("onnx", "explain")
 #: What an importer looks up, and how the claimed names are spelled in each.
 IMPORT_SOURCES = {
     "keras": "Keras layer class name (Conv2D; cnnspec's own helpers: PortableConv)",
-    "keras_activation": "Keras activation name (activation='swish'; the reader returns the spec type)",
+    "keras_activation": "Keras activation name (activation='swish'; the reader returns the spec layer's type and fields)",
     "keras_op": "Keras operation class name (a raw op in a functional graph: x + y is Add)",
     "torch_module": "torch.nn.Module class name (Conv2d; cnnspec's own helpers: CountedAvgPool)",
     "torch_function": "dotted path of a function fx records (torch.nn.functional.relu, operator.add)",

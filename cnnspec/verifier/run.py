@@ -1374,10 +1374,19 @@ def _match_user_models(plan, torch_model, keras_model, name_map, *, strict: bool
 
 
 def _observed_parts(matching) -> dict[str, str] | None:
-    """Spec layer -> the model part whose output reads it."""
+    """Spec layer -> the model part whose output reads it.
+
+    A layer matched through its ``source`` is not read where another spec layer has the part's
+    name: the part's output is that layer's (a Keras activation split off by the import).
+    """
     if matching is None:
         return None
-    return {row.spec_layer: row.target for row in matching.rows if row.key == row.spec_layer}
+    named = {row.target for row in matching.rows if row.how == "name"}
+    return {
+        row.spec_layer: row.target
+        for row in matching.rows
+        if row.key == row.spec_layer and not (row.how == "source" and row.target in named)
+    }
 
 
 @dataclass

@@ -51,7 +51,7 @@ class MatchRow:
     spec_layer: str
     key: str  # the spec name of the part: the layer, or <layer>_depthwise / <layer>_pointwise
     target: str  # torch module path or keras layer name
-    how: str  # "name", "name_map" or "order"
+    how: str  # "name", "name_map", "source" or "order"
     kind: str
 
     def to_dict(self) -> dict:
@@ -289,6 +289,7 @@ def _match(
     maps = normalize_name_map(name_map)
     explicit = {**maps["any"], **maps[framework]}
     spec_parts = _spec_parts(plan, layout)
+    sources = {layer.name: layer.spec.source for layer in plan.layers if layer.spec.source}
     known_keys = {key for _, key, _ in spec_parts} | {layer.name for layer in plan.layers}
     for spec_layer, mapped_to in maps[framework].items():
         _check_map_entry(framework, spec_layer, mapped_to, known_keys, parts, strict_target=True)
@@ -312,6 +313,11 @@ def _match(
             # without weights of its own (nn.Sequential named 'fc1') leaves the layer to the order-and-type
             # matching.  A Keras layer of that name without weights keeps them in a helper layer (transfer).
             target, how = key, "name"
+        elif kind and spec_layer in sources:
+            # An imported layer renamed by a rewrite: its weights are in the part it came from.
+            origin = sources[spec_layer] + key[len(spec_layer) :]
+            if kinds.get(origin) is not None:
+                target, how = origin, "source"
         if target is None:
             if kind:
                 unmatched.append((spec_layer, key, kind))
