@@ -327,3 +327,28 @@ def test_a_scale_factor_that_does_not_divide_the_size_is_refused():
 
     message = refused(Odd(), (2, 3, 4))
     assert "samples by 1/1.5" in message and "recompute_scale_factor=True" in message
+
+
+@pytest.mark.frameworks
+def test_a_model_that_does_not_run_at_the_input_shape_names_the_module(capfd):
+    """A flatten size that does not fit the input (the user's model or --input-shape is wrong): one
+    located line, PyTorch's own words, and no traceback printed by torch.fx or its fake tensors."""
+
+    class WrongFlatten(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 8, 5, padding="same")
+            self.fc = nn.Linear(8 * 6, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(F.max_pool1d(self.conv(x), 2), 1))
+
+    with pytest.raises(UnsupportedModel) as caught:
+        import_torch(WrongFlatten(), (2, 16))
+    message = str(caught.value)
+    assert "at 'fc' (Linear)" in message and "(1x64 and 48x3)" in message
+    assert "While executing" not in message and "Traceback" not in capfd.readouterr().err
+
+    with pytest.raises(UnsupportedModel) as caught:
+        import_torch(WrongFlatten(), (3, 16))  # the wrong channels: the first layer says so
+    assert "at 'conv' (Conv1d)" in str(caught.value)

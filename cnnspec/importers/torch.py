@@ -417,6 +417,14 @@ def _trace(module, input_shape):
     try:
         with torch.no_grad():
             _propagate_shapes(gm, input_shape)
+    except _NodeFailed as error:
+        raise refuse(
+            FRAMEWORK,
+            f"model {type(module).__name__}",
+            f"does not run on an input of shape {(1, *input_shape)}: {error.located}",
+            "check --input-shape (channels first, batch excluded) against the model's first layer "
+            "and its flatten size",
+        ) from None
     except Exception as error:  # noqa: BLE001
         raise refuse(
             FRAMEWORK,
@@ -428,21 +436,65 @@ def _trace(module, input_shape):
 
 def _propagate_shapes(gm, input_shape) -> None:
     """Every node's output shape: with fake tensors (no arithmetic: ResNet-50 at 224 in about a second
-    instead of a full forward pass), or with a real zero input where fake tensors cannot run."""
+    instead of a full forward pass), or with a real zero input where fake tensors cannot run.
+
+    Raises:
+        _NodeFailed: the model does not run on this input; says at which node.
+    """
+    import contextlib
+    import io
+    import logging
+
     import torch
     from torch.fx.passes.shape_prop import ShapeProp
 
-    try:
-        from torch._subclasses.fake_tensor import FakeTensorMode
+    class LocatedShapeProp(ShapeProp):
+        def run_node(self, n):
+            try:
+                return super().run_node(n)
+            except _NodeFailed:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever the model's own code raises
+                raise _NodeFailed(gm, n, error) from None
 
-        mode = FakeTensorMode(allow_non_fake_inputs=True)
-        with mode:
-            example = torch.empty((1, *input_shape))
-        ShapeProp(gm, fake_mode=mode).propagate(example)
-        return
-    except Exception:  # noqa: BLE001 - fall back to a real forward pass
-        pass
-    ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+    # ShapeProp prints the traceback of a failing node, and fake tensors log one of their own:
+    # the failure is reported once, located, by the caller.
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level, fake_log.level = fake_log.level, logging.CRITICAL
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                from torch._subclasses.fake_tensor import FakeTensorMode
+
+                mode = FakeTensorMode(allow_non_fake_inputs=True)
+                with mode:
+                    example = torch.empty((1, *input_shape))
+                LocatedShapeProp(gm, fake_mode=mode).propagate(example)
+                return
+            except Exception:  # noqa: BLE001 - fall back to a real forward pass
+                pass
+            LocatedShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+    finally:
+        fake_log.setLevel(level)
+
+
+class _NodeFailed(Exception):
+    """A traced model failed at one node while its shapes were propagated."""
+
+    def __init__(self, gm, node, error: BaseException):
+        cause = error
+        while cause.__cause__ is not None:  # ShapeProp wraps the model's own error
+            cause = cause.__cause__
+        if node.op == "call_module":
+            where = f"'{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+        elif node.op == "call_function":
+            where = f"{getattr(node.target, '__name__', node.target)}() ('{node.name}')"
+        else:
+            where = f"'{node.name}'"
+        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        # kept apart from args: torch.fx appends the node and its stack trace to those
+        self.located = f"at {where}: {type(cause).__name__}: {first_line}"
+        super().__init__(self.located)
 
 
 def import_torch(module, input_shape, reference_size=None) -> ImportResult:
