@@ -419,3 +419,22 @@ def test_augmentation_and_activations_with_a_parameter_import_exactly():
     cnnspec.transfer_weights(model, torch_model, wrong)
     report = cnnspec.verify(wrong, torch_model=torch_model, keras_model=model)
     assert not report.ok and report.first_divergent_layer == "conv"
+
+
+@pytest.mark.frameworks
+def test_a_subclassed_model_is_refused_with_the_functional_way():
+    """A subclassed keras.Model, even built, has no layer graph: a located refusal, not an
+    AttributeError (was: 'internal error: ... has no attribute inputs')."""
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed")
+            self.conv = L.Conv2D(4, 3)
+
+        def call(self, x):
+            return self.conv(x)
+
+    model = Subclassed()
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    message = refused(model)
+    assert "'subclassed' (Subclassed)" in message and "keras.Input(shape)" in message

@@ -213,7 +213,15 @@ def single_calls(model) -> dict[int, Any]:
 def _check_graph(model) -> None:
     import keras
 
-    if not getattr(model, "inputs", None) and not model.built:
+    if not getattr(model, "inputs", None):
+        if model.built and not isinstance(model, keras.Sequential):
+            raise refuse(
+                "keras",
+                f"model '{model.name}' ({type(model).__name__})",
+                "is a subclassed keras.Model: its call() is Python code, with no graph of layers to read",
+                "rebuild it functionally: inputs = keras.Input(shape); outputs = ...; "
+                "keras.Model(inputs, outputs)",
+            )
         raise refuse(
             "keras",
             f"model '{model.name}'",
