@@ -353,6 +353,36 @@ def test_verify_default_sizes_of_an_open_spec_are_its_reference_and_one_more():
         size_plans(resolve("examples/same_stride2.yaml"), [(32, 32), (33, 33)])
 
 
+UNET_SPEC = """\
+cnnspec: 1
+name: small_unet
+input: {channels: 1, size: [null, null], reference_size: [16, 20]}
+layers:
+  - {type: conv2d, name: down, filters: 4, kernel_size: 3, padding: same, activation: relu}
+  - {type: max_pool2d, name: pool, pool_size: 2}
+  - {type: conv2d, name: deep, filters: 4, kernel_size: 3, padding: same}
+  - {type: max_pool2d, name: pool2, pool_size: 2}
+  - {type: upsample, name: up2, scale_factor: 2}
+  - {type: upsample, name: up, scale_factor: 2}
+  - {type: concat, name: skip, inputs: [up, down]}
+  - {type: conv2d, name: out, filters: 2, kernel_size: 1}
+"""
+
+
+def test_verify_default_sizes_of_a_unet_keep_its_joins_rule():
+    """A skip after two poolings joins only at multiples of 4: the second default size is the next
+    multiple on each axis, not one more (where planning fails at the join, as it must)."""
+    from cnnspec.verifier.run import default_sizes
+
+    plan = resolve(UNET_SPEC)
+    assert plan.size_steps == (4, 4)
+    assert default_sizes(plan) == [(16, 20), (20, 24)]
+    with pytest.raises(SpecError, match=r"layers\[6\].*'up' is \[4, 16, 20\] but 'down' is \[4, 17, 21\]"):
+        resolve(UNET_SPEC, input_size=(17, 21))  # the size one more would have picked
+    report = pytest.importorskip("cnnspec.verifier.run").verify(plan)
+    assert report.ok and [size.input_size for size in report.sizes] == [[16, 20], [20, 24]]
+
+
 def test_a_port_with_fixed_padding_fails_at_the_odd_size_at_its_layer(tmp_path, monkeypatch):
     """Negative control: (0, 1) padding is 'same' at 16 and not at 17; the stem is named, at 17."""
     pytest.importorskip("torch")
@@ -469,6 +499,30 @@ def test_from_torch_with_open_axes_traces_at_the_reference_size():
     assert resolve(spec).layers[0].output_shape == (4, 20, 15)
     fixed = cnnspec.from_torch(model, (3, 40, 30))
     assert fixed.input.size == [40, 30] and fixed.layers == spec.layers
+
+
+def test_from_torch_of_a_unet_of_any_size_probes_sizes_its_skip_accepts():
+    """A U-Net runs only at multiples of 2 (its skip joins there): the probes that check the
+    trace does not follow the size are taken at such sizes, so it imports open."""
+    torch = pytest.importorskip("torch")
+    import cnnspec
+
+    class UNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.up = torch.nn.ConvTranspose2d(4, 4, 2, stride=2)
+            self.out = torch.nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            skip = torch.relu(self.down(x))
+            x = self.up(torch.nn.functional.max_pool2d(skip, 2))
+            return self.out(torch.cat([x, skip], dim=1))
+
+    spec = cnnspec.from_torch(UNet(), (1, None, None), reference_size=(24, 32))
+    assert spec.input.size == [None, None] and resolve(spec).size_steps == (2, 2)
+    with pytest.raises(CnnspecError, match=r"at cat\(\).*Sizes of tensors must match"):
+        cnnspec.from_torch(UNet(), (1, 25, 32))  # where it does not run, the join is named
 
 
 def test_from_torch_refuses_open_axes_when_the_trace_follows_the_size(monkeypatch):

@@ -86,7 +86,8 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="H,W",
         help="verify the conversion of a model that takes any input size at this size (repeatable; "
-        "default an even and an odd size); a torch model with --input-shape C,None,None is traced "
+        "default an even and an odd size, or the next size a U-Net-like join accepts); a torch model "
+        "with --input-shape C,None,None is traced "
         "at the first",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")

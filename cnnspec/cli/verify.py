@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="verify at this spatial input size (one number for every axis, or one per axis); "
         "repeat it to check a spec with open sizes (size: [null, null]) at several sizes in one "
         "run: both models are built and exported once, with dynamic axes, and compared at each. "
-        "Default: the spec's size; for an open spec its reference_size (else 224) and that plus one. "
+        "Default: the spec's size; for an open spec its reference_size (else 224) and that plus one, or "
+        "plus the period of a join that agrees only at multiples (a U-Net skip). "
         "A size the spec refuses (a fixed axis, a collapse, a join that disagrees) is exit 2",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")

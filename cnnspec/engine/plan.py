@@ -253,6 +253,18 @@ class Plan:
         )
 
     @property
+    def size_steps(self) -> tuple[int, ...]:
+        """Per spatial axis, the step between input sizes its joins accept: the least common
+        multiple of the join periods on that axis (a U-Net skip after one pooling: 2), else 1."""
+        names = AXIS_NAMES[self.rank]
+        return tuple(
+            math.lcm(
+                1, *(note.period for note in self.size_notes if note.axis == name and note.period)
+            )
+            for name in names
+        )
+
+    @property
     def layouts(self) -> tuple[str, str]:
         """Names of the channels-first and channels-last layouts for this rank (e.g. NCHW, NHWC)."""
         return LAYOUT_NAMES[self.rank]

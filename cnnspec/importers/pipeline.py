@@ -374,7 +374,8 @@ def convert_model(
 
     A model that takes any input size (``(None, None, 3)``, symbolic ONNX dims) becomes a spec
     with open sizes and is verified at ``input_sizes`` (default: see
-    :func:`cnnspec.verifier.run.default_sizes`, an even and an odd size); a torch model
+    :func:`cnnspec.verifier.run.default_sizes`: an even and an odd size, unless a join needs
+    multiples); a torch model
     given ``input_shape=(C, None, None)`` is traced at the first of them (default 224).
 
     Raises:

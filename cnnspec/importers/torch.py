@@ -422,8 +422,9 @@ def _trace(module, input_shape):
             FRAMEWORK,
             f"model {type(module).__name__}",
             f"does not run on an input of shape {(1, *input_shape)}: {error.located}",
-            "check --input-shape (channels first, batch excluded) against the model's first layer "
-            "and its flatten size",
+            "check the input shape (channels first, batch excluded) against the model's first layer "
+            "and its flatten size; a model that runs only at some sizes (a U-Net: multiples of "
+            "2^depth) is traced at one it takes with --input-size H,W (Python: reference_size=)",
         ) from None
     except Exception as error:  # noqa: BLE001
         raise refuse(
@@ -702,6 +703,7 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
     and at other sizes, which must give the same layers (else a layer's numbers follow the size
     and cnnspec cannot write them once)."""
     from cnnspec.engine.plan import ASSUMED_SIZE, resolve
+    from cnnspec.errors import SpecError
     from cnnspec.importers.pipeline import spec_document
     from cnnspec.spec.models import ModelSpec
 
@@ -720,10 +722,25 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
             )
     result = import_torch(module, (input_shape[0], *reference))
     document = spec_document(result.spec)
+    open_document = {
+        **document,
+        "input": {
+            **document["input"],
+            "size": [None if is_open else n for n, is_open in zip(reference, open_axes)],
+            "reference_size": reference,
+        },
+    }
+    # Probe at sizes its joins accept (a U-Net skip: multiples of 2^depth): it runs at no other.
+    # A spec that cannot be open is probed at any size, for the probes to name the layer.
+    open_spec = ModelSpec.model_validate(open_document)
+    try:
+        steps = resolve(open_spec).size_steps
+    except SpecError:
+        steps = (1,) * len(open_axes)
     for step in (1, 7):
         other_size = [
-            n + step + axis if is_open else n
-            for axis, (n, is_open) in enumerate(zip(reference, open_axes))
+            n + (step + axis) * period if is_open else n
+            for axis, (n, is_open, period) in enumerate(zip(reference, open_axes, steps))
         ]
         other = spec_document(import_torch(module, (input_shape[0], *other_size)).spec)
         for layer, other_layer in zip(document["layers"], other["layers"]):
@@ -742,11 +759,8 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
                 "has a different number of layers at another input size",
                 "import it at a fixed input_shape",
             )
-    document["input"]["size"] = [None if is_open else n for n, is_open in zip(reference, open_axes)]
-    document["input"]["reference_size"] = reference
-    spec = ModelSpec.model_validate(document)
-    resolve(spec)
-    return dataclasses.replace(result, spec=spec)
+    resolve(open_spec)
+    return dataclasses.replace(result, spec=open_spec)
 
 
 def _first_field_difference(layer: dict, other: dict) -> str:

@@ -185,7 +185,8 @@ def verify(
             (an int stands for that size on every axis).  Both models are built and exported
             once, with the spec's open axes dynamic, and run and compared at each size against
             the plan at that size.  Default: a fixed spec's size; for an open spec its planning
-            size (``reference_size``, else 224) and that size plus one.
+            size (``reference_size``, else 224) and the next size it accepts
+            (:func:`default_sizes`).
 
     Returns:
         The :class:`~cnnspec.verifier.report.VerifyReport`; ``report.ok`` is the verdict (at
@@ -758,12 +759,19 @@ def _keras_at_size(steps, export_keras, keras_graph, export_again, size_plan, x_
 
 def default_sizes(plan) -> list[tuple[int, ...]]:
     """The sizes an open spec is verified at when none is given: its planning size (the
-    ``reference_size``, else 224) and that size plus one on every open axis, so that both an
-    even and an odd size are checked; a fixed spec's own size."""
+    ``reference_size``, else 224) and the next size its joins accept on every open axis -- one
+    more, so that an even and an odd size are checked, unless a join agrees only at multiples
+    of a period (a U-Net skip: the next multiple); a fixed spec's own size."""
     size = tuple(plan.input_shape[1:])
     if not plan.is_open:
         return [size]
-    return [size, tuple(n + 1 if open_axis else n for n, open_axis in zip(size, plan.open_axes))]
+    return [
+        size,
+        tuple(
+            n + step if open_axis else n
+            for n, open_axis, step in zip(size, plan.open_axes, plan.size_steps)
+        ),
+    ]
 
 
 def size_plans(plan, input_sizes=None) -> list:
