@@ -267,6 +267,27 @@ def test_layer_norm_is_not_suggested_as_batch_norm(tmp_path):
     assert suggest_type("max_pol2d") == "max_pool2d"
 
 
+def test_a_type_word_without_its_rank_is_completed_with_the_specs_rank():
+    """'maxpool' in a 2-D spec is max_pool2d (difflib alone offered max_pool3d), in a 1-D spec
+    max_pool1d; a word that names its rank keeps it."""
+    from cnnspec.errors import SpecError
+    from cnnspec.load.loader import validate_data
+
+    def hints(size, *types):
+        document = {"cnnspec": 1, "input": {"channels": 1, "size": size},
+                    "layers": [{"type": t} for t in types]}
+        with pytest.raises(SpecError) as caught:
+            validate_data(document)
+        return [problem.hint for problem in caught.value.problems]
+
+    assert hints([8, 8], "maxpool", "avgpool", "conv") == [
+        "did you mean 'max_pool2d'?", "did you mean 'avg_pool2d'?", "did you mean 'conv2d'?"]
+    assert hints([8], "maxpool", "conv", "Conv2D") == [
+        "did you mean 'max_pool1d'?", "did you mean 'conv1d'?", "did you mean 'conv2d'?"]
+    assert hints([4, 4, 4], "maxpool", "batchnorm") == [
+        "did you mean 'max_pool3d'?", "did you mean 'batch_norm'?"]
+
+
 def test_shape_errors_name_the_axis(tmp_path):
     spec = {"cnnspec": 1, "input": {"channels": 1, "size": [9, 4, 16]},
             "layers": [{"type": "conv3d", "filters": 2, "kernel_size": [3, 5, 3]}]}

@@ -712,18 +712,32 @@ def _model_for_type(layer_type: str | None):
     return REGISTRY.definition(layer_type).model
 
 
-def suggest_type(name: str) -> str | None:
-    """The closest known layer type for a misspelt or framework-spelt one."""
+def suggest_type(name: str, rank: int | None = None) -> str | None:
+    """The closest known layer type for a misspelt or framework-spelt one.
+
+    ``rank`` (the spec's number of spatial axes) completes a word without one ('maxpool' in a
+    2-D spec: max_pool2d) and keeps the suggestions of other ranks out.
+    """
     key = name.lower().replace(" ", "")
-    if key in layer_types():
-        return key
-    if key in TYPE_HINTS:
-        return TYPE_HINTS[key]
     snake = "".join(("_" + c.lower()) if c.isupper() else c for c in name).lstrip("_")
-    if snake in layer_types():
-        return snake
-    match = difflib.get_close_matches(key, layer_types(), n=1, cutoff=0.6)
+    for written in ((f"{key}{rank}d", f"{snake}{rank}d") if rank else ()) + (key, snake):
+        if written in layer_types():
+            return written
+        if written in TYPE_HINTS:
+            return TYPE_HINTS[written]
+    other_ranks = {f"{n}d" for n in (1, 2, 3)} - {f"{rank}d"} if rank else set()
+    candidates = [known for known in layer_types() if known[-2:] not in other_ranks]
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return match[0] if match and _is_misspelling(key, match[0]) else None
+
+
+def _spec_rank(data: Any) -> int | None:
+    """The spec's number of spatial axes, when its input gives a size list."""
+    try:
+        size = data["input"]["size"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return len(size) if isinstance(size, list) and 1 <= len(size) <= 3 else None
 
 
 def _is_misspelling(written: str, known: str) -> bool:
@@ -947,7 +961,7 @@ def _problem_for(
         position = source_map.locate_key(path)
     elif kind == "union_tag_invalid":
         tag = _layer_type_at(data, path[-1]) if len(path) == 2 else error.get("ctx", {}).get("tag")
-        suggestion = suggest_type(tag) if isinstance(tag, str) else None
+        suggestion = suggest_type(tag, _spec_rank(data)) if isinstance(tag, str) else None
         message = (
             f"unknown layer type {tag!r}"
             if isinstance(tag, str)
