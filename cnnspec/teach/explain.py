@@ -244,13 +244,34 @@ def _params_record(layer: LayerPlan, lang: str) -> dict[str, Any]:
     }
 
 
+def _telling_cell(shape: tuple[int, ...]) -> list[int]:
+    """A cell of indices 0 and 1 whose PyTorch and Keras flatten positions differ (all ones first;
+    on a cube such as 8×8×8 they coincide there), or all ones where none differs."""
+    import itertools
+
+    def positions(cell: tuple[int, ...]) -> tuple[int, int]:
+        torch_position = keras_position = 0
+        for index, size in zip(cell, shape):
+            torch_position = torch_position * size + index
+        for index, size in zip((*cell[1:], cell[0]), (*shape[1:], shape[0])):
+            keras_position = keras_position * size + index
+        return torch_position, keras_position
+
+    ones = [min(1, n - 1) for n in shape]
+    cells = sorted(
+        itertools.product(*[range(top + 1) for top in ones]), key=lambda cell: -sum(cell)
+    )
+    telling = (cell for cell in cells if len(set(positions(cell))) == 2)
+    return list(next(telling, ones))
+
+
 def flatten_order(shape: tuple[int, ...]) -> dict[str, Any]:
     """How PyTorch and Keras number the cells of a flattened (C, *spatial) map, with one worked cell."""
     spatial = shape[1:]
     axes = F.axis_names(len(spatial))
     lower = [a.lower() for a in axes]
     channels = shape[0]
-    cell = [min(1, channels - 1)] + [min(1, n - 1) for n in spatial]
+    cell = _telling_cell(shape)
     # PyTorch: c·H·W + h·W + w
     letters_torch, numbers_torch = [], []
     names = ["c", *lower]
