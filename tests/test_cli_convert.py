@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -143,6 +144,47 @@ def test_convert_torch_reference_to_keras(tmp_path):
     assert "source: layer1.0.conv1" in spec_text
 
 
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_convert_with_trained_weights_from_a_checkpoint(tmp_path):
+    """--weights loads a training checkpoint (DataParallel 'module.' keys inside 'model_state_dict')
+    into the class MODEL names: the written Keras weights compute what the checkpoint's model
+    computes, and the report says what was unwrapped."""
+    (tmp_path / "models.py").write_text(TORCH_MODELS)
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("checkpoint_models", tmp_path / "models.py")
+    models = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(models)
+    trained = models.seeded()
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.mul_(3.0).add_(0.1)  # not what the class builds
+    state = {f"module.{key}": value for key, value in trained.state_dict().items()}
+    torch.save({"epoch": 7, "model_state_dict": state}, tmp_path / "trained.ckpt")
+
+    out = tmp_path / "out"
+    result = run("convert", "models.py:Net", "--input-shape", "3,16,16", "--weights", "trained.ckpt",
+                 "--to", "keras", "-o", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    notes = json.loads((out / "report.json").read_text())["verification"]["notes"]
+    assert any("model_state_dict" in note for note in notes) and any("'module.'" in note for note in notes)
+
+    import cnnspec
+
+    spec = cnnspec.load_spec(out / "spec.yaml")
+    converted = cnnspec.build(spec, "keras")
+    converted.load_weights(out / "net.weights.h5")
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = trained.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+        untrained = models.Net().eval()(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    got = np.asarray(converted(x))
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+    assert np.abs(got - untrained).max() > 1e-2  # the control: the class's own weights differ
+
+
 @pytest.mark.frameworks
 def test_import_writes_a_valid_spec(tmp_path):
     (tmp_path / "models.py").write_text(TORCH_MODELS)
@@ -176,12 +218,16 @@ def test_import_writes_a_valid_spec(tmp_path):
         (("models.py:Net", "--to", "torch", "--input-shape", "3,16,16"), "already a torch model"),
         (("notamodel.txt", "--to", "torch"), "not a model file"),
         (("models.py:offline", "--to", "keras"), "raised OSError: URL fetch failure"),
+        (("models.py:Net", "--to", "keras", "--input-shape", "3,16,16", "--weights", "none.pt"),
+         "--weights none.pt: weights file not found"),
+        (("tiny.keras", "--to", "torch", "--weights", "models.py"), "holds its own weights"),
     ],
 )
 def test_bad_input_exits_2_without_writing(tmp_path, monkeypatch, capsys, args, expected):
     from cnnspec.cli.main import main
 
     (tmp_path / "models.py").write_text(TORCH_MODELS)
+    (tmp_path / "tiny.keras").write_bytes(b"")  # only its suffix is read before the refusal
     monkeypatch.chdir(tmp_path)
     code = main(["convert", *args, "-o", "out", "--no-progress"])
     stderr = capsys.readouterr().err

@@ -90,6 +90,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "with --input-shape C,None,None is traced "
         "at the first",
     )
+    parser.add_argument(
+        "--weights",
+        metavar="FILE",
+        default=None,
+        help="load these weights into the model MODEL names before converting (a Python reference): "
+        "a torch state_dict or checkpoint (.pt/.pth/.ckpt/.safetensors), or a Keras .weights.h5",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     parser.add_argument("--force", action="store_true", help="overwrite existing files in DIR")
 
@@ -177,6 +184,7 @@ def cmd_convert(args) -> int:
                 atol=args.atol,
                 rtol=args.rtol,
                 input_sizes=args.input_sizes,
+                weights=args.weights,
             )
     finally:
         progress.close()

@@ -369,8 +369,13 @@ def convert_model(
     atol: float | None = None,
     rtol: float | None = None,
     input_sizes=None,
+    weights=None,
 ) -> Conversion:
     """Import ``reference``, build it in ``target``, copy the weights, write the files, verify per layer.
+
+    ``weights`` (a torch state_dict or checkpoint, or a Keras ``.weights.h5``) are loaded into
+    the model a Python reference names before anything else (see
+    :func:`cnnspec.weights.files.load_weights_file`); a model file holds its own.
 
     A model that takes any input size (``(None, None, 3)``, symbolic ONNX dims) becomes a spec
     with open sizes and is verified at ``input_sizes`` (default: see
@@ -405,6 +410,7 @@ def convert_model(
     done("import_frameworks")
     step("load", f"loading {reference}")
     framework, model = load_reference(reference, kwargs)
+    weight_notes = [] if weights is None else _load_weights(reference, framework, model, weights)
     done("load")
     if framework == target:
         raise CnnspecError(
@@ -456,6 +462,7 @@ def convert_model(
     conversion.verification = _verify(
         plan, framework, original, converted, result, note, atol, rtol, input_sizes
     )
+    conversion.verification.notes.extend(weight_notes)
     done("verify")
     conversion.timings = timings
     atomic_write(
@@ -499,6 +506,24 @@ def proof_batch(plan, available: int | None = None) -> tuple[int, str | None]:
         f"verified at batch 1: the layer outputs at batch 2 ({2 * outputs / 1024**3:.1f} GB per graph) "
         f"would not fit in the {available / 1024**3:.0f} GB of memory available"
     )
+
+
+def _load_weights(reference: str, framework: str, model, weights) -> list[str]:
+    """Load ``weights`` into the model a Python reference named; the notes on what was unwrapped."""
+    from cnnspec.weights.files import load_weights_file
+
+    if isinstance(model, Path):
+        raise CnnspecError(
+            f"--weights: {reference} is a model file, which holds its own weights; --weights loads "
+            "weights into the model a Python reference (module:attr) names"
+        )
+    try:
+        notes = load_weights_file(model, weights)
+    except CnnspecError as error:
+        raise CnnspecError(f"--weights {weights}: {error}") from None
+    if framework == "torch":
+        model.eval()
+    return [f"weights from {weights}: {text}" for text in notes]
 
 
 def _available_memory() -> int | None:
