@@ -263,7 +263,8 @@ def import_keras(model_or_path) -> ImportResult:
         raise refuse(
             "keras",
             f"model '{model.name}'",
-            f"input shape {input_shape} (batch excluded)",
+            f"input shape {input_shape} (batch excluded)"
+            + (" is a flat vector, not a feature map" if len(input_shape) == 1 else ""),
             "cnnspec needs a channels-last input with known channels: (L, C), (H, W, C) or "
             "(D, H, W, C); spatial sizes may be None (any size)",
         )
