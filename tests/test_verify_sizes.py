@@ -524,6 +524,26 @@ def test_from_torch_of_a_unet_of_any_size_probes_sizes_its_skip_accepts():
     with pytest.raises(CnnspecError, match=r"at cat\(\).*Sizes of tensors must match"):
         cnnspec.from_torch(UNet(), (1, 25, 32))  # where it does not run, the join is named
 
+    from cnnspec.importers.torch import import_torch
+
+    assert not any(r.where == "input" for r in import_torch(UNet(), (1, None, None), (24, 32)).rewrites)
+
+    class PaddedUNet(UNet):
+        """Pads the upsampled map to the skip's size (milesial's Pytorch-UNet): runs at odd sizes too."""
+
+        def forward(self, x):
+            skip = torch.relu(self.down(x))
+            x = self.up(torch.nn.functional.max_pool2d(skip, 2))
+            dy, dx = skip.size()[2] - x.size()[2], skip.size()[3] - x.size()[3]
+            x = torch.nn.functional.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+            return self.out(torch.cat([x, skip], dim=1))
+
+    result = import_torch(PaddedUNet(), (1, None, None), (24, 32))
+    narrowed = [r for r in result.rewrites if r.where == "input"]
+    assert resolve(result.spec).size_steps == (2, 2)  # the pad is 0 at the traced size
+    assert len(narrowed) == 1 and "25×34" in narrowed[0].original
+    assert "H a multiple of 2 and W a multiple of 2" in narrowed[0].became
+
 
 def test_from_torch_refuses_open_axes_when_the_trace_follows_the_size(monkeypatch):
     """A model traced to other layers at another size (here: another padding) is refused, named."""

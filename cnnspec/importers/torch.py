@@ -29,6 +29,7 @@ from typing import Any
 
 from cnnspec.importers.common import (
     ImportResult,
+    Rewrite,
     SpecBuilder,
     activation_hosts,
     compact,
@@ -760,7 +761,38 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
                 "import it at a fixed input_shape",
             )
     resolve(open_spec)
+    if any(period > 1 for period in steps):
+        _note_narrower_sizes(module, input_shape[0], reference, open_axes, steps, result)
     return dataclasses.replace(result, spec=open_spec)
+
+
+def _note_narrower_sizes(module, channels, reference, open_axes, steps, result) -> None:
+    """Where the spec takes only multiples of a period but the model also runs between them (a
+    pad computed from the sizes), say so: the converted model refuses the sizes in between."""
+    from cnnspec.engine.plan import AXIS_NAMES
+    from cnnspec.errors import CnnspecError
+
+    between = [
+        n + 1 + axis if is_open else n
+        for axis, (n, is_open) in enumerate(zip(reference, open_axes))
+    ]
+    try:
+        import_torch(module, (channels, *between))
+    except CnnspecError:
+        return  # it does not run there either (or is not read there): nothing is narrowed
+    sizes = " and ".join(
+        f"{name} a multiple of {period}"
+        for name, period, is_open in zip(AXIS_NAMES[len(reference)], steps, open_axes)
+        if is_open and period > 1
+    )
+    result.rewrites.append(
+        Rewrite(
+            "input",
+            f"any size (it also runs at {'×'.join(map(str, between))}, traced differently)",
+            f"sizes with {sizes}, where its trace at {'×'.join(map(str, reference))} holds; the "
+            "converted model refuses the others",
+        )
+    )
 
 
 def _first_field_difference(layer: dict, other: dict) -> str:
