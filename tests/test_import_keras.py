@@ -438,3 +438,37 @@ def test_a_subclassed_model_is_refused_with_the_functional_way():
     model(np.zeros((1, 8, 8, 3), np.float32))
     message = refused(model)
     assert "'subclassed' (Subclassed)" in message and "keras.Input(shape)" in message
+
+
+@pytest.mark.frameworks
+def test_a_frozen_functional_base_under_a_new_head_imports_and_verifies_layer_by_layer():
+    """Keras' transfer-learning pattern: a functional base model, frozen, called once inside a new
+    model. It imports as its layers; verify reads every inner layer (the base is flattened into
+    one graph with the same layers); the frozen weights count as trainable, as the spec counts
+    them, with a note; and a weight changed inside the base is found at its layer."""
+    base_input = keras.Input((12, 12, 3))
+    x = L.Conv2D(6, 3, padding="same", name="base_conv")(base_input)
+    x = L.BatchNormalization(name="base_bn")(x)
+    skip = L.ReLU(name="base_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="base_dw")(skip)
+    base = keras.Model(base_input, L.Add(name="base_add")([x, skip]), name="base")
+    base.trainable = False
+    inputs = keras.Input((12, 12, 3))
+    x = L.Rescaling(1 / 127.5, offset=-1, name="scale")(inputs)
+    x = base(x, training=False)
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, L.Dense(4, name="head")(x), name="fine_tuned")
+
+    spec = check_against_keras(model).spec
+    assert [layer.name for layer in spec.layers] == [
+        "scale", "base_conv", "base_bn", "base_relu", "base_dw", "base_add", "pool", "head"]
+    torch_model = cnnspec.build(spec, "torch")
+    cnnspec.transfer_weights(model, torch_model, spec)
+    report = cnnspec.verify(spec, torch_model=torch_model, keras_model=model, sync_weights=False)
+    assert report.ok and all(layer.ok for layer in report.layers)
+    assert report.params["keras"].ok and "frozen" in " ".join(report.params["keras"].notes)
+
+    kernel = model.get_layer("base").get_layer("base_dw").kernel
+    kernel.assign(np.asarray(kernel) + 0.5)  # negative control: a weight of the base changed
+    report = cnnspec.verify(spec, torch_model=torch_model, keras_model=model, sync_weights=False)
+    assert not report.ok and report.first_divergent_layer == "base_dw"

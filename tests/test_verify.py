@@ -493,3 +493,19 @@ def test_verify_leaves_objects_the_caller_froze_frozen():
         assert gc.get_freeze_count() > 0  # and nothing unfrozen after
     finally:
         gc.unfreeze()
+
+
+def test_frozen_torch_parameters_still_count_as_trainable():
+    """A fine-tuned port with a frozen backbone (requires_grad=False) has the spec's parameters:
+    the count agrees, with a note, instead of a parameter 'mismatch'."""
+    import cnnspec
+
+    spec = cnnspec.load_spec(ROOT / "examples" / "mnist_convnet.yaml")
+    port = cnnspec.build(spec, "torch")
+    frozen = 0
+    for parameter in list(port.parameters())[:2]:
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    report = cnnspec.verify(spec, torch_model=port)
+    assert report.ok and report.params["torch"].ok
+    assert f"{frozen:,} of the trainable are frozen" in " ".join(report.params["torch"].notes)

@@ -18,10 +18,12 @@ made valid and the original recorded in ``source``).  Exact rewrites, each liste
   generated helper) -> the convolution's explicit padding;
 * a layer's activation with a parameter (``activation="leaky_relu"``) -> the layer, renamed
   ``<name>_linear``, then the activation as a layer named ``<name>``;
-* an augmentation or noise layer (active only in training) -> ``identity``.
+* an augmentation or noise layer (active only in training) -> ``identity``;
+* a nested model called once (a Sequential, or a functional base under a new head) -> its layers.
 
 Each layer's call is the one in the model's own graph (:func:`calls_in_graph`).  Anything else --
-``Lambda``, custom layers, layers called twice in the model, nested models, channels-first data --
+``Lambda``, custom layers, layers called twice in the model, nested models called twice or
+without a graph, channels-first data --
 is refused with the layer's name and what is supported.
 """
 
@@ -236,13 +238,14 @@ def _check_graph(model) -> None:
         )
     called_once = single_calls(model)
     for layer in model.layers:
-        if isinstance(layer, keras.Model) and not (
-            isinstance(layer, keras.Sequential) and id(layer) in called_once
+        if isinstance(layer, keras.Model) and (
+            id(layer) not in called_once or _inner_calls(layer) is None
         ):
             raise refuse(
                 FRAMEWORK,
                 where(layer),
-                "is a nested model",
+                "is a nested model called more than once, or without a graph of one input and one "
+                "output",
                 "rebuild the outer model on the nested model's layers (functional API), then import",
             )
 
@@ -284,6 +287,16 @@ def import_keras(model_or_path) -> ImportResult:
     graph_calls = calls_in_graph(model)
     nodes.update((key, found[0]) for key, found in graph_calls.items() if len(found) == 1)
     layers = _inline_sequentials(layers, aliases, nodes)
+    seen: set[str] = set()
+    for layer in layers:
+        if layer.name in seen:  # weights are found by name
+            raise refuse(
+                FRAMEWORK,
+                where(layer),
+                "has the name of another layer of the model (one inside a nested model, one outside)",
+                "give the layers distinct names",
+            )
+        seen.add(layer.name)
     for layer in layers:
         if id(layer) not in nodes:
             calls = graph_calls.get(id(layer), layer._inbound_nodes)
@@ -443,10 +456,13 @@ def _is_same(pad_node, consumer, padding) -> bool:
 
 
 def _inline_sequentials(layers, aliases, nodes) -> list:
-    """A nested Sequential called once (Keras ConvNeXt's stem) is its layers in order, in the outer graph.
+    """A nested model called once -- a Sequential (Keras ConvNeXt's stem) or a functional model
+    (a keras.applications base under a new head) -- is its layers, in the outer graph.
 
-    Its layers' calls are read from the Sequential's own graph (``nodes`` records them): a model
-    loaded from a file may hold an earlier call of an inner layer, made while Keras rebuilt it.
+    Its layers' calls are read from the nested model's own graph (``nodes`` records them): a
+    model loaded from a file may hold an earlier call of an inner layer, made while Keras
+    rebuilt it.  ``aliases`` take its input to the tensor it is called on, and the call's output
+    to its own output.
     """
     import keras
 
@@ -455,32 +471,78 @@ def _inline_sequentials(layers, aliases, nodes) -> list:
         outer = nodes.get(id(layer))
         if outer is None and len(layer._inbound_nodes) == 1:
             outer = layer._inbound_nodes[0]
-        chain = _sequential_chain(layer) if isinstance(layer, keras.Sequential) else None
-        if outer is None or chain is None or len(outer.input_tensors) != 1:
+        calls = _inner_calls(layer) if isinstance(layer, keras.Model) else None
+        if outer is None or calls is None or len(outer.input_tensors) != 1:
             expanded.append(layer)
             continue
         aliases[id(layer.inputs[0])] = outer.input_tensors[0]
         aliases[id(outer.output_tensors[0])] = layer.outputs[0]
-        nodes.update((id(sub), node) for sub, node in chain)
-        expanded.extend(_inline_sequentials([sub for sub, _ in chain], aliases, nodes))
+        nodes.update((id(sub), node) for sub, node in calls)
+        expanded.extend(_inline_sequentials([sub for sub, _ in calls], aliases, nodes))
     return expanded
 
 
-def _sequential_chain(model) -> list | None:
-    """The (layer, call) pairs from a Sequential's input to its output, or None if not a chain."""
-    chain = []
-    tensor = model.outputs[0]
-    while tensor is not model.inputs[0]:
+def flat_model(model):
+    """``model`` with every nested model called once replaced by its layers -- the same layer
+    objects, so the same weights -- in one graph, where each inner layer's output can be read
+    (a keras.applications base under a new head); ``model`` itself when nothing is nested."""
+    import keras
+
+    if not any(isinstance(layer, keras.Model) for layer in model.layers):
+        return model
+    aliases: dict[int, Any] = {}
+    nodes = single_calls(model)
+    operations = [
+        operation
+        for operation in getattr(model, "operations", model.layers)
+        if type(operation).__name__ != "InputLayer"
+    ]
+    operations = _inline_sequentials(operations, aliases, nodes)
+    original_input = model.inputs[0]
+    inputs = keras.Input(tuple(original_input.shape[1:]), dtype=original_input.dtype)
+    values: dict[int, Any] = {id(original_input): inputs}
+
+    def value(tensor):
+        while id(tensor) not in values and id(tensor) in aliases:
+            tensor = aliases[id(tensor)]
+        return values[id(tensor)]
+
+    for operation in operations:
+        node = nodes[id(operation)]
+        known = {id(t): value(t) for t in node.input_tensors}
+        args, kwargs = node.arguments.fill_in(known)
+        outputs = keras.tree.flatten(operation(*args, **kwargs))
+        values.update((id(t), new) for t, new in zip(node.output_tensors, outputs))
+    return keras.Model(inputs, value(model.outputs[0]), name=model.name)
+
+
+def _inner_calls(model) -> list | None:
+    """The (operation, call) pairs of a model's own graph, each after the calls it reads; None
+    where it has no graph of one input and one output (a subclassed model)."""
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        return None
+    order: list = []
+    finished: set[tuple[int, int]] = set()
+    pending = [(outputs[0], False)]
+    while pending:
+        tensor, inputs_done = pending.pop()
         history = getattr(tensor, "_keras_history", None)
         if history is None:
             return None
-        operation, node_index, _ = history
-        node = operation._inbound_nodes[node_index]
-        if len(node.input_tensors) != 1:
-            return None
-        chain.append((operation, node))
-        tensor = node.input_tensors[0]
-    return chain[::-1] or None
+        operation, index, _ = history
+        key = (id(operation), index)
+        if key in finished:
+            continue
+        node = operation._inbound_nodes[index]
+        if inputs_done:
+            finished.add(key)
+            if node.input_tensors:  # not the InputLayer
+                order.append((operation, node))
+            continue
+        pending.append((tensor, True))
+        pending.extend((source, False) for source in node.input_tensors)
+    return order or None
 
 
 def unsupported(layer):

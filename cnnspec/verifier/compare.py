@@ -656,14 +656,15 @@ def torch_counts(model) -> Count:
     """PyTorch: parameters (trainable = requires_grad) and BatchNorm running mean/var buffers (non-trainable),
     plus the Normalize helper's mean/variance/count buffers (Keras Normalization's non-trainable weights).
 
-    ``num_batches_tracked`` is a counter, not a parameter, and is excluded.
+    ``num_batches_tracked`` is a counter, not a parameter, and is excluded.  A frozen parameter
+    (``requires_grad=False``, a fine-tuned model's backbone) is still a parameter: counted as
+    trainable, as the spec counts it, and noted.
     """
-    trainable = non_trainable = 0
+    trainable = non_trainable = frozen = 0
     for parameter in model.parameters():
-        if parameter.requires_grad:
-            trainable += parameter.numel()
-        else:
-            non_trainable += parameter.numel()
+        trainable += parameter.numel()
+        if not parameter.requires_grad:
+            frozen += parameter.numel()
     other = 0
     for module in model.modules():
         # The Normalize helper stores Keras Normalization's mean, variance and adapt count, which Keras counts.
@@ -679,20 +680,32 @@ def torch_counts(model) -> Count:
     ]
     if other:
         notes.append(f"{other:,} elements of other floating-point buffers not counted")
+    if frozen:
+        notes.append(f"{frozen:,} of the trainable are frozen (requires_grad=False)")
     return Count(trainable, non_trainable, notes)
 
 
 def keras_counts(model) -> Count:
-    """Keras: ``trainable_weights`` and ``non_trainable_weights`` (BatchNorm moving statistics)."""
+    """Keras: the weights by their kind -- those a layer created trainable (BatchNorm moving
+    statistics it did not).  A frozen layer's weights (``layer.trainable = False``, a fine-tuned
+    model's base) are in ``non_trainable_weights`` but are still trainable by kind: counted as
+    trainable, as the spec counts them, and noted."""
 
     def size(variables) -> int:
         return int(sum(int(np.prod(v.shape)) for v in variables))
 
-    return Count(
-        size(model.trainable_weights),
-        size(model.non_trainable_weights),
-        ["trainable_weights / non_trainable_weights"],
-    )
+    weights = model.weights
+    # Freezing sets variable.trainable to False; the layer's own list keeps what it created trainable.
+    by_kind = {id(v) for layer in model._flatten_layers() for v in layer._trainable_variables}
+    trainable = [v for v in weights if id(v) in by_kind]
+    frozen = size(trainable) - size(model.trainable_weights)
+    notes = ["trainable_weights / non_trainable_weights"]
+    if frozen:
+        notes = [
+            "weights by kind (as the layers created them); "
+            f"{frozen:,} of the trainable are frozen (layer.trainable = False)"
+        ]
+    return Count(size(trainable), size(weights) - size(trainable), notes)
 
 
 def reconcile_onnx(

@@ -460,7 +460,8 @@ def keras_observable_layers(
     and their symbolic outputs."""
     from cnnspec.importers.keras import single_calls
 
-    by_name = {layer.name: layer for layer in model.layers}
+    # operations: the layers and Keras 3's raw ops (x + y), which the importer reads as layers too
+    by_name = {layer.name: layer for layer in getattr(model, "operations", model.layers)}
     # A layer keeps its calls in other graphs too (a Sequential read from a file): read the model's.
     called_once = single_calls(model)
     names, tensors = [], []
@@ -818,6 +819,9 @@ def export_keras(
     from tf2onnx import tf_loader
     from tf2onnx.convert import _convert_common, tensor_names_from_structed
 
+    from cnnspec.importers.keras import flat_model
+
+    model = flat_model(model)  # a nested model's layers read like the others
     names, tensors, observation = keras_observable_layers(model, layer_names, layer_map)
     tap = keras.Model(model.inputs, tensors, name=f"{model.name}_layer_outputs")
     trainable, non_trainable = list(tap.trainable_variables), list(tap.non_trainable_variables)

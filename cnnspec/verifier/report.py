@@ -369,9 +369,15 @@ def _verdict_lines(report: VerifyReport) -> list[str]:
             worst = max(
                 (s.max_abs_diff for s in report.sizes if s.max_abs_diff is not None), default=None
             )
+        read = sum(1 for layer in report.layers if layer.ok is not None)
+        scope = (
+            "every layer"
+            if read == len(report.layers)
+            else f"the {read} of {len(report.layers)} layers both graphs expose"
+        )
         lines.append(
             f"VERDICT: OK — {report.compared or f'PyTorch and Keras models of {report.spec!r}'} "
-            f"agree on every layer{where} "
+            f"agree on {scope}{where} "
             f"(max abs diff {_fmt_diff(worst)}; atol {report.atol:g}, rtol {report.rtol:g})."
         )
     else:
