@@ -282,11 +282,11 @@ def import_keras(model_or_path) -> ImportResult:
     ]
     aliases: dict[
         int, Any
-    ] = {}  # a nested Sequential's inner input / outer output tensor -> the tensor it is
+    ] = {}  # a nested model's inner input / outer output tensor -> the tensor it is
     nodes = ctx.nodes
     graph_calls = calls_in_graph(model)
     nodes.update((key, found[0]) for key, found in graph_calls.items() if len(found) == 1)
-    layers = _inline_sequentials(layers, aliases, nodes)
+    layers = _inline_nested(layers, aliases, nodes)
     seen: set[str] = set()
     for layer in layers:
         if layer.name in seen:  # weights are found by name
@@ -455,7 +455,7 @@ def _is_same(pad_node, consumer, padding) -> bool:
     return [tuple(p) for p in pairs] == [tuple(p) for p in same]
 
 
-def _inline_sequentials(layers, aliases, nodes) -> list:
+def _inline_nested(layers, aliases, nodes) -> list:
     """A nested model called once -- a Sequential (Keras ConvNeXt's stem) or a functional model
     (a keras.applications base under a new head) -- is its layers, in the outer graph.
 
@@ -478,7 +478,7 @@ def _inline_sequentials(layers, aliases, nodes) -> list:
         aliases[id(layer.inputs[0])] = outer.input_tensors[0]
         aliases[id(outer.output_tensors[0])] = layer.outputs[0]
         nodes.update((id(sub), node) for sub, node in calls)
-        expanded.extend(_inline_sequentials([sub for sub, _ in calls], aliases, nodes))
+        expanded.extend(_inline_nested([sub for sub, _ in calls], aliases, nodes))
     return expanded
 
 
@@ -497,7 +497,9 @@ def flat_model(model):
         for operation in getattr(model, "operations", model.layers)
         if type(operation).__name__ != "InputLayer"
     ]
-    operations = _inline_sequentials(operations, aliases, nodes)
+    operations = _inline_nested(operations, aliases, nodes)
+    if any(id(operation) not in nodes for operation in operations):
+        return model  # a layer called twice: there is no single graph to flatten into
     original_input = model.inputs[0]
     inputs = keras.Input(tuple(original_input.shape[1:]), dtype=original_input.dtype)
     values: dict[int, Any] = {id(original_input): inputs}
@@ -619,9 +621,7 @@ def keras_tensors(model, plan) -> dict:
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {
-        layer.name: layer for layer in _inline_sequentials(model.layers, {}, single_calls(model))
-    }
+    by_name = {layer.name: layer for layer in _inline_nested(model.layers, {}, single_calls(model))}
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:
