@@ -653,7 +653,7 @@ _TORCH_STAT_BUFFERS = ("running_mean", "running_var")
 
 
 def torch_counts(model) -> Count:
-    """PyTorch: parameters (trainable = requires_grad) and BatchNorm running mean/var buffers (non-trainable),
+    """PyTorch: parameters (trainable, frozen or not) and BatchNorm running mean/var buffers (non-trainable),
     plus the Normalize helper's mean/variance/count buffers (Keras Normalization's non-trainable weights).
 
     ``num_batches_tracked`` is a counter, not a parameter, and is excluded.  A frozen parameter
