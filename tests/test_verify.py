@@ -384,21 +384,37 @@ def test_cli_process_exit_code_and_complete_output_after_the_frameworks(tmp_path
     assert json.loads(report_path.read_text())["exit_code"] == 1
 
 
-def _canonical_graph(proto) -> list:
-    """The graph with every tensor name replaced by its order of first appearance (tf2onnx numbers
-    its generated names with a process-wide counter, so two conversions never share them)."""
-    ids: dict[str, int] = {}
-
-    def canon(name: str) -> int:
-        return ids.setdefault(name, len(ids))
+def _canonical_graph(proto) -> tuple:
+    """The graph without its generated names or its node order: each tensor is known by what
+    computes it (its producer's op, attributes and inputs, recursively; a graph input by its
+    name, a constant by its values), and the nodes form a sorted list.  tf2onnx numbers generated names with a process-wide
+    counter and orders equal-rank nodes by those names, so two conversions of one model share
+    neither -- but equal graphs give equal lists, and a node more or less, or other wiring, not."""
+    import hashlib
 
     graph = proto.graph
-    rows: list = [("input", canon(value.name)) for value in graph.input]
-    for node in graph.node:
-        attributes = sorted((a.name, onnx.helper.get_attribute_value(a)) for a in node.attribute)
-        rows.append((node.op_type, [canon(i) for i in node.input], [canon(o) for o in node.output], repr(attributes)))
-    rows += [("output", canon(value.name)) for value in graph.output]
-    return rows
+    known: dict[str, str] = {value.name: f"input:{value.name}" for value in graph.input}
+    for tensor in graph.initializer:  # constants are named by the counter too: known by their values
+        values = onnx.numpy_helper.to_array(tensor)
+        digest = hashlib.sha256(repr((values.dtype.str, values.shape)).encode() + values.tobytes()).hexdigest()
+        known[tensor.name] = f"constant:{digest}"
+    nodes = list(graph.node)
+    rows = []
+    while nodes:
+        waiting = []
+        for node in nodes:
+            if not all(name in known or name == "" for name in node.input):
+                waiting.append(node)
+                continue
+            attributes = repr(sorted((a.name, onnx.helper.get_attribute_value(a)) for a in node.attribute))
+            inputs = [known.get(name, "") for name in node.input]
+            signature = hashlib.sha256(repr((node.op_type, attributes, inputs)).encode()).hexdigest()
+            for index, name in enumerate(node.output):
+                known[name] = f"{signature}:{index}"
+            rows.append((node.op_type, attributes, inputs, signature))
+        assert len(waiting) < len(nodes), "the graph has a cycle or an undefined input"
+        nodes = waiting
+    return sorted(rows), [known[value.name] for value in graph.output]
 
 
 # cnnspec's speed-ups of tf2onnx's Python (onnx_export.py), each a context manager.
