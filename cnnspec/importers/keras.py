@@ -190,21 +190,44 @@ def calls_in_graph(model) -> dict[int, list]:
     call.  The model's calls are the ones on its paths from its outputs back to its inputs.
     """
     calls: dict[int, list] = {}
-    seen: set[int] = set()
-    pending = list(model.outputs)
-    while pending:
-        tensor = pending.pop()
-        history = getattr(tensor, "_keras_history", None)
-        if id(tensor) in seen or history is None:
-            continue
-        seen.add(id(tensor))
-        operation, index, _ = history
-        node = operation._inbound_nodes[index]
-        found = calls.setdefault(id(operation), [])
-        if not any(call is node for call in found):
-            found.append(node)
-        pending.extend(node.input_tensors)
+    for operation, node in _calls_in_order(model):
+        calls.setdefault(id(operation), []).append(node)
     return calls
+
+
+def _calls_in_order(model) -> list[tuple[Any, Any]]:
+    """The (operation, call) pairs on ``model``'s paths from its outputs back to its inputs, each
+    after the calls it reads (its InputLayer's included)."""
+    order: list[tuple[Any, Any]] = []
+    finished: set[tuple[int, int]] = set()
+    pending = [(tensor, False) for tensor in model.outputs]
+    while pending:
+        tensor, inputs_done = pending.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        operation, index, _ = history
+        key = (id(operation), index)
+        if key in finished:
+            continue
+        node = operation._inbound_nodes[index]
+        if inputs_done:
+            finished.add(key)
+            order.append((operation, node))
+            continue
+        pending.append((tensor, True))
+        pending.extend((source, False) for source in node.input_tensors)
+    return order
+
+
+def operations_of(model) -> list:
+    """A model's layers, and the raw ops (``x + 3.0``, ``a * b``) Keras 3 records in a functional
+    graph, without its InputLayer."""
+    return [
+        operation
+        for operation in getattr(model, "operations", model.layers)
+        if type(operation).__name__ != "InputLayer"
+    ]
 
 
 def single_calls(model) -> dict[int, Any]:
@@ -212,7 +235,8 @@ def single_calls(model) -> dict[int, Any]:
     return {key: found[0] for key, found in calls_in_graph(model).items() if len(found) == 1}
 
 
-def _check_graph(model) -> None:
+def _check_graph(model) -> dict[int, list]:
+    """Refuse a model cnnspec cannot read as one graph; returns its :func:`calls_in_graph`."""
     import keras
 
     if not getattr(model, "inputs", None):
@@ -236,10 +260,10 @@ def _check_graph(model) -> None:
             f"model '{model.name}'",
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs; cnnspec imports one of each",
         )
-    called_once = single_calls(model)
+    graph_calls = calls_in_graph(model)
     for layer in model.layers:
         if isinstance(layer, keras.Model) and (
-            id(layer) not in called_once or _inner_calls(layer) is None
+            len(graph_calls.get(id(layer), ())) != 1 or _inner_calls(layer) is None
         ):
             raise refuse(
                 FRAMEWORK,
@@ -248,6 +272,7 @@ def _check_graph(model) -> None:
                 "output",
                 "rebuild the outer model on the nested model's layers (functional API), then import",
             )
+    return graph_calls
 
 
 def import_keras(model_or_path) -> ImportResult:
@@ -258,7 +283,7 @@ def import_keras(model_or_path) -> ImportResult:
     import keras
 
     model = _load(model_or_path)
-    _check_graph(model)
+    graph_calls = _check_graph(model)
     ctx = _Context(model)
     input_tensor = model.inputs[0]
     input_shape = _tensor_shape(input_tensor)[1:]
@@ -274,17 +299,11 @@ def import_keras(model_or_path) -> ImportResult:
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape
 
-    # operations: the layers and the raw ops (x + 3.0, a * b) Keras 3 records in a functional graph
-    layers = [
-        layer
-        for layer in getattr(model, "operations", model.layers)
-        if type(layer).__name__ != "InputLayer"
-    ]
+    layers = operations_of(model)
     aliases: dict[
         int, Any
     ] = {}  # a nested model's inner input / outer output tensor -> the tensor it is
     nodes = ctx.nodes
-    graph_calls = calls_in_graph(model)
     nodes.update((key, found[0]) for key, found in graph_calls.items() if len(found) == 1)
     layers = _inline_nested(layers, aliases, nodes)
     seen: set[str] = set()
@@ -492,12 +511,7 @@ def flat_model(model):
         return model
     aliases: dict[int, Any] = {}
     nodes = single_calls(model)
-    operations = [
-        operation
-        for operation in getattr(model, "operations", model.layers)
-        if type(operation).__name__ != "InputLayer"
-    ]
-    operations = _inline_nested(operations, aliases, nodes)
+    operations = _inline_nested(operations_of(model), aliases, nodes)
     if any(id(operation) not in nodes for operation in operations):
         return model  # a layer called twice: there is no single graph to flatten into
     original_input = model.inputs[0]
@@ -524,27 +538,8 @@ def _inner_calls(model) -> list | None:
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
     if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
         return None
-    order: list = []
-    finished: set[tuple[int, int]] = set()
-    pending = [(outputs[0], False)]
-    while pending:
-        tensor, inputs_done = pending.pop()
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
-            return None
-        operation, index, _ = history
-        key = (id(operation), index)
-        if key in finished:
-            continue
-        node = operation._inbound_nodes[index]
-        if inputs_done:
-            finished.add(key)
-            if node.input_tensors:  # not the InputLayer
-                order.append((operation, node))
-            continue
-        pending.append((tensor, True))
-        pending.extend((source, False) for source in node.input_tensors)
-    return order or None
+    calls = [(operation, node) for operation, node in _calls_in_order(model) if node.input_tensors]
+    return calls or None
 
 
 def unsupported(layer):

@@ -458,10 +458,10 @@ def keras_observable_layers(
 ) -> tuple[list[str], list[Any], str]:
     """The spec layers a Keras model exposes (layers named like them, or as ``layer_map`` says)
     and their symbolic outputs."""
-    from cnnspec.importers.keras import single_calls
+    from cnnspec.importers.keras import operations_of, single_calls
 
-    # operations: the layers and Keras 3's raw ops (x + y), which the importer reads as layers too
-    by_name = {layer.name: layer for layer in getattr(model, "operations", model.layers)}
+    # the raw ops (x + y) too: the importer reads them as layers
+    by_name = {operation.name: operation for operation in operations_of(model)}
     # A layer keeps its calls in other graphs too (a Sequential read from a file): read the model's.
     called_once = single_calls(model)
     names, tensors = [], []
