@@ -352,3 +352,209 @@ def test_a_model_that_does_not_run_at_the_input_shape_names_the_module(capfd):
     with pytest.raises(UnsupportedModel) as caught:
         import_torch(WrongFlatten(), (3, 16))  # the wrong channels: the first layer says so
     assert "at 'conv' (Conv1d)" in str(caught.value)
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth's attributes and semantics (p, mode)."""
+
+    def __init__(self, p, mode):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        return x * torch.empty(size).bernoulli_(1 - self.p) / (1 - self.p)
+
+
+class Permute(nn.Module):
+    """torchvision.ops.misc.Permute."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's (and timm's) LayerNorm2d: the channels of a channels-first map."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class TorchvisionCNBlock(nn.Module):
+    """torchvision's ConvNeXt block: Linear layers on a channels-last map, layer_scale (C, 1, 1)."""
+
+    def __init__(self, dim, rate):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, 7, padding=3, groups=dim),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * 1e-6)
+        self.stochastic_depth = StochasticDepth(rate, "row")
+
+    def forward(self, x):
+        result = self.layer_scale * self.block(x)
+        result = self.stochastic_depth(result)
+        result += x
+        return result
+
+
+class OriginalConvNeXtBlock(nn.Module):
+    """facebookresearch/ConvNeXt's Block: gamma (C,) multiplied while the map is channels-last."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(1e-6 * torch.ones(dim))
+
+    def forward(self, x):
+        shortcut = x
+        x = self.dwconv(x).permute(0, 2, 3, 1)
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        x = (self.gamma * x).permute(0, 3, 1, 2)
+        return shortcut + x
+
+
+class TimmConvNeXtBlock(nn.Module):
+    """timm's ConvNeXtBlock: an Mlp with dropout, x.mul(gamma.reshape(1, -1, 1, 1)), DropPath."""
+
+    class DropPath(nn.Module):
+        def __init__(self, drop_prob, scale_by_keep=True):
+            super().__init__()
+            self.drop_prob, self.scale_by_keep = drop_prob, scale_by_keep
+
+        def forward(self, x):
+            return x
+
+    def __init__(self, dim, scale_by_keep=True):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 3 * dim)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(3 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+        self.drop_path = self.DropPath(0.1, scale_by_keep)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.conv_dw(x).permute(0, 2, 3, 1)
+        x = self.fc2(self.drop1(self.act(self.fc1(self.norm(x))))).permute(0, 3, 1, 2)
+        x = x.mul(self.gamma.reshape(1, -1, 1, 1))
+        return self.drop_path(x) + shortcut
+
+
+class ConvNeXtPorts(nn.Module):
+    def __init__(self, scale_by_keep=True, mode="row"):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 2, 2), LayerNorm2d(8, eps=1e-6))
+        self.torchvision = TorchvisionCNBlock(8, 0.1)
+        self.torchvision.stochastic_depth.mode = mode
+        self.original = OriginalConvNeXtBlock(8)
+        self.timm = TimmConvNeXtBlock(8, scale_by_keep)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.timm(self.original(self.torchvision(self.stem(x))))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+@pytest.mark.frameworks
+def test_convnext_blocks_of_torchvision_the_original_and_timm_convert_to_keras():
+    """Linear layers between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) are 1x1 convolutions,
+    x * a per-channel parameter ((C, 1, 1) channels-first, (C,) channels-last, or reshaped) is
+    layer_scale with that parameter's values, LayerNorm2d normalises the channels, and
+    torchvision's StochasticDepth and timm's DropPath are stochastic_depth; the Keras model with
+    the original's (random) weights computes what PyTorch computes."""
+    result = check_against_torch(ConvNeXtPorts(), (3, 12, 10))
+    layers = {layer.name: layer for layer in result.spec.layers}
+    scales = [layer for layer in result.spec.layers if layer.type == "layer_scale"]
+    assert [layer.source for layer in scales] == ["torchvision.layer_scale", "original.gamma", "timm.gamma"]
+    assert layers["torchvision_block_3"].type == "conv2d" and layers["torchvision_block_3"].kernel_size == 1
+    assert layers["stem_1"].type == "layer_norm"
+    depths = [layer for layer in result.spec.layers if layer.type == "stochastic_depth"]
+    assert [layer.rate for layer in depths] == [0.1, 0.1]
+    linear = [r for r in result.rewrites if r.original == "nn.Linear on a channels-last feature map"]
+    assert len(linear) == 6
+
+
+@pytest.mark.frameworks
+def test_a_per_channel_parameter_in_the_wrong_channel_order_fails():
+    """Negative control for the test above: the same conversion with one layer_scale's values
+    reversed in the Keras model no longer computes what PyTorch computes."""
+    module = ConvNeXtPorts().eval()
+    randomize(module, 0)
+    spec = import_torch(module, (3, 12, 10)).spec
+    keras_model = cnnspec.build(spec, "keras")
+    cnnspec.transfer_weights(module, keras_model, spec)
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    gamma = keras_model.get_layer("timm_gamma").weights[0]
+    gamma.assign(np.asarray(gamma)[::-1].copy())
+    got = np.asarray(keras_model(np.moveaxis(x, 1, -1), training=False))
+    assert np.abs(got - expected).max() > 1e-3
+
+
+@pytest.mark.frameworks
+def test_training_behaviour_the_spec_does_not_have_becomes_an_identity_with_a_rewrite():
+    """torchvision's StochasticDepth(mode="batch") and timm's DropPath(scale_by_keep=False) drop
+    differently from stochastic_depth in training: identity, listed."""
+    result = check_against_torch(ConvNeXtPorts(scale_by_keep=False, mode="batch"), (3, 12, 10))
+    assert [layer.type for layer in result.spec.layers if "drop_path" in layer.name or "stochastic" in layer.name] == [
+        "identity",
+        "identity",
+    ]
+    became = [r.original for r in result.rewrites if r.became.startswith("identity")]
+    assert became == ["StochasticDepth(mode='batch')", "DropPath(scale_by_keep=False)"]
+
+
+@pytest.mark.frameworks
+def test_what_does_not_act_per_position_on_a_channels_last_map_is_refused():
+    class Stem(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.norm = nn.LayerNorm(8)
+            self.prelu = nn.PReLU(8)
+            self.fc = nn.Linear(8, 8)
+
+    class ChannelsLastOutput(Stem):
+        def forward(self, x):
+            return self.norm(self.conv(x).permute(0, 2, 3, 1))
+
+    class PerChannelSlopes(Stem):  # PReLU(C) acts on dim 1: the height here
+        def forward(self, x):
+            return self.prelu(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    class Mixed(Stem):
+        def forward(self, x):
+            y = self.conv(x)
+            return (self.fc(y.permute(0, 2, 3, 1)) + y.permute(0, 2, 3, 1).permute(0, 3, 1, 2)).permute(0, 3, 1, 2)
+
+    class OtherPermute(Stem):
+        def forward(self, x):
+            return self.conv(x).permute(0, 3, 2, 1)
+
+    assert "the model's output is channels-last" in refused(ChannelsLastOutput())
+    assert "prelu on a channels-last tensor" in refused(PerChannelSlopes(), (3, 10, 12))
+    assert "joins a channels-last tensor with a channels-first one" in refused(Mixed(), (3, 10, 10))
+    assert "permute(0, 3, 2, 1)" in refused(OtherPermute())

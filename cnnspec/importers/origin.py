@@ -19,6 +19,7 @@ Neutral tensors per spec layer family::
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ def _torch_tensors(module, plan) -> Tensors:
     for layer in _weighted(plan):
         path = layer.spec.source or layer.name
         owner = modules.get(path)
+        if owner is None and layer.family == "layer_scale":  # x * self.gamma in forward
+            owner = _parameter_holder(module, path)
         if owner is None:
             raise OriginalWeightError(
                 f"layer '{layer.name}': the torch model has no module '{path}'"
@@ -150,12 +153,26 @@ def _torch_tensors(module, plan) -> Tensors:
         else:
             key = "depthwise_kernel" if layer.family == "depthwise_conv" else "kernel"
             values = {key: owner.weight, "bias": owner.bias}
+        shapes = {param.name: param.shape for param in layer.params}
         tensors[layer.name] = {
-            name: value.detach().cpu().numpy().copy()
+            # an nn.Linear read as a 1x1 conv, a gamma of (C,) read as (C, 1, 1): same values
+            name: value.detach().cpu().numpy().reshape(shapes[name]).copy()
+            if value.numel() == math.prod(shapes[name])
+            else value.detach().cpu().numpy().copy()
             for name, value in values.items()
-            if value is not None and name in {param.name for param in layer.params}
+            if value is not None and name in shapes
         }
     return tensors
+
+
+def _parameter_holder(module, path: str):
+    """An object whose ``gamma`` is the parameter at ``path`` (``features.1.0.layer_scale``)."""
+    import types
+
+    try:
+        return types.SimpleNamespace(gamma=module.get_parameter(path))
+    except AttributeError:
+        return None
 
 
 def write_torch(model, plan, tensors: Tensors) -> None:

@@ -235,7 +235,16 @@ def observed_torch(original, result: ImportResult):
     mapping: dict = {}
     graph.graph_copy(gm.graph, mapping)
     by_name = {node.name: node for node in gm.graph.nodes}
-    graph.output({name: mapping[by_name[producers[name]]] for name in names})
+    channels_last = result.details.get("channels_last", set())
+
+    def tapped(name: str):
+        node = mapping[by_name[producers[name]]]
+        if producers[name] not in channels_last:
+            return node
+        rank = len(node.meta["tensor_meta"].shape) - 1
+        return graph.call_method("permute", (node, 0, rank, *range(1, rank)))
+
+    graph.output({name: tapped(name) for name in names})
     tap = torch.fx.GraphModule(_out_of_place(gm, graph), graph)
 
     class Observed(torch.nn.Module):
@@ -280,6 +289,8 @@ def _out_of_place(gm, graph) -> dict:
     import copy
     import operator
 
+    from cnnspec.importers.torch import attribute_at
+
     modules: dict = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -289,7 +300,7 @@ def _out_of_place(gm, graph) -> dict:
                 module.inplace = False
             modules[node.target] = module
         elif node.op == "get_attr":
-            modules[node.target] = getattr(gm, node.target)
+            modules[node.target] = attribute_at(gm, node.target)
         elif node.op == "call_function":
             name = getattr(node.target, "__name__", "")
             if node.target in (getattr(operator, n) for n in _IN_PLACE_OPERATORS):

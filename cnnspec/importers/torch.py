@@ -64,10 +64,20 @@ class _Context:
         self.pending_padding: dict[
             Any, Any
         ] = {}  # pool module -> padding read from a pad before it
+        # Nodes whose tensor is a spec value permuted to channels-last (ConvNeXt's
+        # permute(0, 2, 3, 1) -> LayerNorm -> Linear -> ... -> permute(0, 3, 1, 2)).
+        self.channels_last: set[Any] = set()
+        self.parameters: dict[Any, str] = {}  # a parameter operand (or a view of it) -> its path
+        self.per_position: set[Any] = set()  # nodes a reader found per-position on channels-last
 
     def shape(self, node) -> tuple | None:
+        """The node's output shape without the batch, channels-first even where the traced
+        tensor is channels-last (the spec's view of it)."""
         meta = node.meta.get("tensor_meta") if hasattr(node, "meta") else None
-        return None if meta is None or not hasattr(meta, "shape") else tuple(meta.shape)[1:]
+        if meta is None or not hasattr(meta, "shape"):
+            return None
+        shape = tuple(meta.shape)[1:]
+        return (shape[-1], *shape[:-1]) if node in self.channels_last else shape
 
     def input_name(self, node) -> str:
         value = self.values.get(node)
@@ -567,6 +577,12 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
         if node.op in ("placeholder", "output") or node in ctx.skip or node not in needed:
             continue
         ctx.node = node
+        if _read_parameter_operand(ctx, node) or _read_permute(ctx, node):
+            continue
+        in_channels_last = any(arg in ctx.channels_last for arg in node.all_input_nodes)
+        if in_channels_last:
+            ctx.channels_last.add(node)  # before reading, so that ctx.shape gives the spec's view
+        layers_before = len(ctx.builder.layers)
         if node.op == "call_module":
             called[node.target] = called.get(node.target, 0) + 1
             module_object = ctx.modules[node.target]
@@ -645,8 +661,17 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
                 node,
                 f"reads the tensor attribute '{node.target}' directly (used by {users})",
                 "parameters belong in modules (nn.Conv2d, nn.Linear, ...); a tensor constant in forward "
-                "has no spec layer",
+                "has no spec layer; x * a parameter of one value per channel is read (layer_scale)",
             )
+        if in_channels_last:
+            _check_channels_last(ctx, node, ctx.builder.layers[layers_before:])
+    if final in ctx.channels_last:
+        raise refusal(
+            ctx,
+            final,
+            "the model's output is channels-last (permuted by permute(0, 2, 3, 1))",
+            "return the channels-first tensor: permute(0, 3, 1, 2) before the output",
+        )
     if ctx.values.get(final) is None:
         raise refuse(
             FRAMEWORK, f"model {type(module).__name__}", "its output is not a layer output"
@@ -670,7 +695,11 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
         spec=spec,
         rewrites=builder.rewrites,
         framework="torch",
-        details={"graph_module": gm, "producers": producers},
+        details={
+            "graph_module": gm,
+            "producers": producers,
+            "channels_last": {node.name for node in ctx.channels_last},
+        },
     )
 
 
@@ -693,6 +722,154 @@ def _functions() -> dict[Any, Callable[..., None]]:
 
 # Tensor methods that change nothing a spec sees (x.contiguous()): the value is its input's.
 _NO_OPS = ("contiguous",)
+
+# The layer types that act on each position's channels alone, so that they read a channels-last
+# tensor as they read a channels-first one (an nn.Linear there is a 1x1 convolution, see dense).
+_PER_POSITION = frozenset(
+    {
+        "identity",
+        "dropout",
+        "stochastic_depth",
+        "layer_norm",
+        "layer_scale",
+        "scale",
+        "rescale",
+        "add",
+        "subtract",
+        "multiply",
+        "maximum",
+        "minimum",
+        "average",
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "hard_swish",
+        "hard_sigmoid",
+    }
+)
+_REGION_HINT = (
+    "between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) cnnspec reads what acts on each "
+    "position's channels: LayerNorm(C), Linear, element-wise activations, dropout, x * a "
+    "per-channel parameter and sums of such tensors"
+)
+
+
+def _permutation(node) -> tuple | None:
+    """The dims of ``x.permute(...)`` / ``torch.permute(x, ...)``, else None."""
+    import torch
+
+    if node.op == "call_method" and node.target == "permute":
+        args = node.args[1:] or tuple(node.kwargs.get("dims", ()))
+    elif node.op == "call_function" and node.target is torch.permute:
+        args = node.args[1:] or (node.kwargs.get("dims", ()),)
+    else:
+        return None
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    return tuple(args)
+
+
+def _read_permute(ctx, node) -> bool:
+    """A permute to channels-last (0, 2, 3, 1) or back (0, 3, 1, 2), or its rank's equivalent:
+    no layer, the value is its input's; the nodes in between are read in the spec's view."""
+    dims = _permutation(node)
+    if dims is None:
+        return False
+    source = node.args[0] if node.args else node.kwargs.get("input")
+    shape = ctx.shape(source)
+    rank = len(shape) if shape is not None else 0
+    to_last = (0, *range(2, rank + 1), 1)
+    to_first = (0, rank, *range(1, rank))
+    if rank >= 2 and source not in ctx.channels_last and dims == to_last:
+        ctx.alias(node, source)
+        ctx.channels_last.add(node)
+        return True
+    if rank >= 2 and source in ctx.channels_last and dims == to_first:
+        ctx.alias(node, source)
+        return True
+    raise refusal(ctx, node, f"permute{dims}", _REGION_HINT)
+
+
+def traced_tensor_shape(node) -> tuple | None:
+    """The node's tensor shape as traced: batch included, channels-last where it was permuted."""
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def _check_channels_last(ctx, node, added: list[dict]) -> None:
+    """A node read on a channels-last tensor: it must act on each position's channels alone."""
+    tensors = [arg for arg in node.all_input_nodes if is_tensor(ctx, arg)]
+    if any(arg not in ctx.channels_last for arg in tensors):
+        raise refusal(
+            ctx, node, "joins a channels-last tensor with a channels-first one", _REGION_HINT
+        )
+    for layer in added:
+        if layer["type"] not in _PER_POSITION and node not in ctx.per_position:
+            raise refusal(ctx, node, f"{layer['type']} on a channels-last tensor", _REGION_HINT)
+    before, after = traced_tensor_shape(tensors[0]) if tensors else None, traced_tensor_shape(node)
+    if before is not None and after is not None and before[:-1] != after[:-1]:
+        raise refusal(
+            ctx,
+            node,
+            f"changes the shape of a channels-last tensor from {list(before)} to {list(after)}",
+            _REGION_HINT,
+        )
+
+
+def _read_parameter_operand(ctx, node) -> bool:
+    """A parameter read in ``forward`` (``self.gamma``) and its reshapes, when what reads it is a
+    multiplication (layer_scale, see elementwise): no layer of its own."""
+    import torch
+
+    if node.op == "get_attr":
+        path = node.target
+    elif (
+        node.op == "call_method"
+        and node.target in ("reshape", "view", "unsqueeze")
+        and node.args[0] in ctx.parameters
+    ):
+        path = ctx.parameters[node.args[0]]
+    else:
+        return False
+    functions, methods = _readers_of("multiply")
+    for user in node.users:
+        if user.op == "call_method" and user.target in ("reshape", "view", "unsqueeze", *methods):
+            continue
+        if user.op == "call_function" and user.target in functions:
+            continue
+        return False
+    if not isinstance(attribute_at(ctx.gm, path), torch.nn.Parameter):
+        return False
+    ctx.parameters[node] = path
+    return True
+
+
+def _readers_of(layer_type: str) -> tuple[set, set]:
+    """The functions and the tensor method names whose claims can write ``layer_type``."""
+    import importlib
+
+    functions = {
+        getattr(importlib.import_module(path.rpartition(".")[0]), path.rpartition(".")[2])
+        for path, claim in _claims("torch_function").items()
+        if layer_type in claim.produces
+    }
+    methods = {
+        name for name, claim in _claims("torch_method").items() if layer_type in claim.produces
+    }
+    return functions, methods
+
+
+def attribute_at(root, path: str):
+    """The attribute at a dotted path (``features.1.0.layer_scale``), or None."""
+    value = root
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 def _no_op(ctx, node):

@@ -171,7 +171,28 @@ def read_keras_dense(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_linear(ctx, node, module):
-    if len(ctx.shape(node.args[0])) != 1:
+    """nn.Linear on flat features; on a map permuted to channels-last (ConvNeXt's MLP) it
+    contracts the channels at each position: exactly a 1x1 convolution."""
+    shape = ctx.shape(node.args[0])
+    if node.args[0] in ctx.channels_last:
+        rank = len(shape) - 1
+        ctx.per_position.add(node)
+        ctx.builder.rewrite(
+            node.target,
+            "nn.Linear on a channels-last feature map",
+            f"conv{rank}d with kernel_size 1",
+        )
+        ctx.add(
+            node,
+            node.args[:1],
+            layer_type=f"conv{rank}d",
+            source=node.target,
+            **drop_defaults(
+                filters=module.out_features, kernel_size=1, bias=module.bias is not None
+            ),
+        )
+        return
+    if len(shape) != 1:
         raise TI.refusal(
             ctx,
             node,
@@ -186,7 +207,9 @@ def _torch_linear(ctx, node, module):
     )
 
 
-REGISTRY.reads("torch_module", "Linear", by="dense")(_torch_linear)
+REGISTRY.reads(
+    "torch_module", "Linear", by="dense", produces=("dense", "conv1d", "conv2d", "conv3d")
+)(_torch_linear)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------

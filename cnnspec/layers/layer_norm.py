@@ -170,39 +170,22 @@ def _torch_channel_layer_norm(ctx, node, module):
 
 
 def _torch_layer_norm(ctx, node, module):
-    """nn.LayerNorm(C) on flat features, or between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) (ConvNeXt):
-    the channels at each position.  On an NCHW map it would normalise W: refused."""
-    shape = ctx.shape(node.args[0])
+    """nn.LayerNorm(C) on flat features, or on a map permuted to channels-last (ConvNeXt's
+    permute(0, 2, 3, 1) -> LayerNorm(C) -> ... -> permute(0, 3, 1, 2)): the channels at each
+    position.  On a channels-first map it would normalise the last spatial axis: refused."""
+    source = node.args[0]
+    shape = ctx.shape(source)
+    channels_last = source in ctx.channels_last
     fields = _torch_layer_norm_fields(module.eps, module.weight, module.bias)
     if module.weight is not None and module.bias is not None and not module.elementwise_affine:
         fields = {}
-    if len(module.normalized_shape) != 1 or module.normalized_shape[0] != shape[-1]:
+    channels = shape[0] if channels_last else shape[-1]
+    if len(module.normalized_shape) != 1 or module.normalized_shape[0] != channels:
         raise TI.refusal(
             ctx, node, f"LayerNorm{tuple(module.normalized_shape)} on {list(shape)}", "LayerNorm(C)"
         )
-    if len(shape) == 1:
+    if len(shape) == 1 or channels_last:
         ctx.add(node, node.args[:1], layer_type="layer_norm", **fields)
-        return
-    before = node.args[0]
-    users = list(node.users)
-    rank = len(shape)
-    to_last = (0, *range(2, rank + 1), 1)
-    to_first = (0, rank, *range(1, rank))
-    if (
-        _torch_is_permute(before, to_last)
-        and len(before.users) == 1
-        and len(users) == 1
-        and _torch_is_permute(users[0], to_first)
-    ):
-        ctx.skip.add(users[0])
-        ctx.add(
-            users[0],
-            [before.args[0]],
-            original=TI.original_path(node),
-            layer_type="layer_norm",
-            **fields,
-        )
-        ctx.values[node] = ctx.values[users[0]]
         return
     raise TI.refusal(
         ctx,
@@ -212,40 +195,28 @@ def _torch_layer_norm(ctx, node, module):
     )
 
 
-def _torch_is_permute(node, dims) -> bool:
-    import torch
-
-    if getattr(node, "op", None) not in ("call_method", "call_function"):
-        return False
-    if node.target not in ("permute", torch.permute):
-        return False
-    args = node.args[1:]
-    args = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
-    return args == tuple(dims)
-
-
-def _torch_permute(ctx, node):
-    """The permute before a LayerNorm(C) read as layer_norm (see _layer_norm); any other permute is refused."""
-    users = list(node.users)
-    if (
-        len(users) == 1
-        and users[0].op == "call_module"
-        and type(ctx.modules[users[0].target]).__name__ == "LayerNorm"
-    ):
-        ctx.alias(node, node.args[0])
-        return
-    raise TI.refusal(
-        ctx,
+def _torch_channels_first_layer_norm(ctx, node, module):
+    """torchvision's and timm's LayerNorm2d (an nn.LayerNorm whose forward permutes to
+    channels-last and back): the channels at each position of a channels-first map."""
+    shape = ctx.shape(node.args[0])
+    if tuple(module.normalized_shape) != (shape[0],) or len(shape) < 2:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{type(module).__name__}{tuple(module.normalized_shape)} on {list(shape)}",
+            "LayerNorm2d(C) normalises the channels of a channels-first map",
+        )
+    ctx.add(
         node,
-        "a permute",
-        "permute(0, 2, 3, 1) -> LayerNorm(C) -> permute(0, 3, 1, 2) is layer_norm",
+        node.args[:1],
+        layer_type="layer_norm",
+        **_torch_layer_norm_fields(module.eps, module.weight, module.bias),
     )
 
 
 REGISTRY.reads("torch_module", "LayerNorm", by="layer_norm")(_torch_layer_norm)
 REGISTRY.reads("torch_module", "ChannelLayerNorm", by="layer_norm")(_torch_channel_layer_norm)
-REGISTRY.reads("torch_function", "torch.permute", by="layer_norm")(_torch_permute)
-REGISTRY.reads("torch_method", "permute", by="layer_norm")(_torch_permute)
+REGISTRY.reads("torch_module", "LayerNorm2d", by="layer_norm")(_torch_channels_first_layer_norm)
 
 
 def _onnx_layer_norm(ctx, node, attrs):

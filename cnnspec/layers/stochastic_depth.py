@@ -77,7 +77,40 @@ def read_keras_stochastic_depth(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_stochastic_depth(ctx, node, module):
-    ctx.add(node, node.args[:1], layer_type="stochastic_depth", rate=float(module.rate))
+    """cnnspec's own helper (``rate``), torchvision's ``StochasticDepth(p, mode)`` and timm's
+    ``DropPath(drop_prob, scale_by_keep)``.
+
+    Where the module drops the branch in training as the spec's type does (per sample, the kept
+    ones scaled by 1/(1 - rate)) it becomes that type; otherwise (torchvision's mode "batch",
+    timm's ``scale_by_keep=False``) it becomes the identity, which it is at inference, and the
+    report says that its training behaviour is not carried over.
+    """
+    from cnnspec.importers import torch as TI
+
+    if hasattr(module, "rate"):
+        rate, per_sample = module.rate, True
+    elif hasattr(module, "drop_prob"):
+        rate, per_sample = module.drop_prob, getattr(module, "scale_by_keep", True)
+    else:
+        rate, per_sample = module.p, module.mode == "row"
+    if per_sample:
+        ctx.add(node, node.args[:1], layer_type="stochastic_depth", rate=float(rate))
+        return
+    how = f"mode={module.mode!r}" if hasattr(module, "mode") else "scale_by_keep=False"
+    ctx.builder.rewrite(
+        TI.original_path(node),
+        f"{type(module).__name__}({how})",
+        "identity: it acts only in training, where it differs from the spec's stochastic_depth "
+        "(per sample, kept samples scaled by 1/(1 - rate)), so the converted model does not drop "
+        "the branch",
+    )
+    TI.pass_through(ctx, node, module)
 
 
-REGISTRY.reads("torch_module", "StochasticDepth", by="stochastic_depth")(_torch_stochastic_depth)
+REGISTRY.reads(
+    "torch_module",
+    "StochasticDepth",
+    "DropPath",
+    by="stochastic_depth",
+    produces=("stochastic_depth", "identity"),
+)(_torch_stochastic_depth)
