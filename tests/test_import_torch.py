@@ -558,3 +558,31 @@ def test_what_does_not_act_per_position_on_a_channels_last_map_is_refused():
     assert "prelu on a channels-last tensor" in refused(PerChannelSlopes(), (3, 10, 12))
     assert "joins a channels-last tensor with a channels-first one" in refused(Mixed(), (3, 10, 10))
     assert "permute(0, 3, 2, 1)" in refused(OtherPermute())
+
+
+@pytest.mark.frameworks
+def test_torchvision_transform_input_one_channel_at_a_time_converts():
+    """torchvision's GoogLeNet / Inception v3 with transform_input=True (their pretrained weights
+    set it): torch.unsqueeze(x[:, i], 1) * a + b per channel, then torch.cat.  Each channel is a
+    channel_slice, each affine map a rescale; a channel taken without its axis restored is refused."""
+
+    class TransformInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+            x_ch2 = x[:, -1].unsqueeze(1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+            return self.conv(torch.cat((x_ch0, x_ch1, x_ch2), 1))
+
+    class ChannelDropped(nn.Module):
+        def forward(self, x):
+            return x[:, 0] * 2.0
+
+    result = check_against_torch(TransformInput(), (3, 9, 8))
+    slices = [(layer.start, layer.stop) for layer in result.spec.layers if layer.type == "channel_slice"]
+    assert slices == [(0, 1), (1, 2), (2, 3)]
+    assert [layer.type for layer in result.spec.layers].count("rescale") == 3
+    assert "indexing or slicing a tensor" in refused(ChannelDropped())

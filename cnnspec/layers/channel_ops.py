@@ -183,6 +183,18 @@ def _torch_chunk(ctx, node):
     ctx.chunks[node] = (node.args[0], shape[0] // chunks)
 
 
+def _restores_channel_axis(user, node) -> bool:
+    """Whether ``user`` is ``torch.unsqueeze(node, 1)`` or ``node.unsqueeze(1)``."""
+    import torch
+
+    if user.op == "call_function" and user.target is torch.unsqueeze:
+        pass
+    elif not (user.op == "call_method" and user.target == "unsqueeze"):
+        return False
+    arguments = [*user.args[1:], *user.kwargs.values()]
+    return user.args[0] is node and arguments == [1]
+
+
 def _torch_getitem(ctx, node):
     """A chunk's part, ``x[:, a:b]`` (channel_slice) or ``x[:, :, a:b, c:d]`` (a crop of every spatial dim)."""
     source, index = node.args
@@ -198,6 +210,22 @@ def _torch_getitem(ctx, node):
         return
     shape = ctx.shape(source) if TI.is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
+    if (
+        shape is not None
+        and len(shape) > 1
+        and len(index) == 2
+        and index[0] == slice(None)
+        and isinstance(index[1], int)
+        and -shape[0] <= index[1] < shape[0]
+        and node.users
+        and all(_restores_channel_axis(user, node) for user in node.users)
+    ):  # torch.unsqueeze(x[:, 1], 1): one channel (torchvision's transform_input)
+        start = index[1] % shape[0]
+        name = ctx.add(node, [source], layer_type="channel_slice", start=start, stop=start + 1)
+        for user in node.users:
+            ctx.skip.add(user)
+            ctx.values[user] = TI.Node(name, ctx.shape(user))
+        return
     if (
         shape is not None
         and len(shape) == 1
