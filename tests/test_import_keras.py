@@ -472,3 +472,23 @@ def test_a_frozen_functional_base_under_a_new_head_imports_and_verifies_layer_by
     kernel.assign(np.asarray(kernel) + 0.5)  # negative control: a weight of the base changed
     report = cnnspec.verify(spec, torch_model=torch_model, keras_model=model, sync_weights=False)
     assert not report.ok and report.first_divergent_layer == "base_dw"
+
+
+@pytest.mark.frameworks
+def test_a_reshape_of_the_input_is_refused_with_the_model_to_build_instead():
+    """The MNIST-tutorial input: (784,) or (28, 28) data reshaped to (28, 28, 1) by the first layer.
+    The spec's input is the feature map, so the refusal names the Input to build and the reshape
+    of the data that replaces the layer."""
+
+    def model(shape):
+        inputs = keras.Input(shape)
+        x = keras.layers.Reshape((28, 28, 1))(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+        return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+    flat = refused(model((784,)))
+    assert "is a flat vector, not a feature map, reshaped to (28, 28, 1) by its first layer" in flat
+    assert "keras.Input((28, 28, 1))" in flat and "x.reshape(-1, 28, 28, 1)" in flat
+    channel_less = refused(model((28, 28)))
+    assert "Reshape(28, 28, 1) of the model's input (28, 28)" in channel_less
+    assert "x.reshape(-1, 28, 28, 1)" in channel_less

@@ -235,6 +235,19 @@ def single_calls(model) -> dict[int, Any]:
     return {key: found[0] for key, found in calls_in_graph(model).items() if len(found) == 1}
 
 
+def _input_reshape(model) -> tuple | None:
+    """The target shape of a ``Reshape`` that the model applies to its input first, if any."""
+    source = model.inputs[0]
+    readers = [
+        operation
+        for operation, node in _calls_in_order(model)
+        if any(tensor is source for tensor in node.input_tensors)
+    ]
+    if len(readers) == 1 and hasattr(readers[0], "target_shape"):
+        return tuple(readers[0].target_shape)
+    return None
+
+
 def _check_graph(model) -> dict[int, list]:
     """Refuse a model cnnspec cannot read as one graph; returns its :func:`calls_in_graph`."""
     import keras
@@ -288,13 +301,20 @@ def import_keras(model_or_path) -> ImportResult:
     input_tensor = model.inputs[0]
     input_shape = _tensor_shape(input_tensor)[1:]
     if input_shape[-1:] == (None,) or len(input_shape) not in (2, 3, 4):
+        reshaped = _input_reshape(model)
         raise refuse(
             "keras",
             f"model '{model.name}'",
             f"input shape {input_shape} (batch excluded)"
-            + (" is a flat vector, not a feature map" if len(input_shape) == 1 else ""),
-            "cnnspec needs a channels-last input with known channels: (L, C), (H, W, C) or "
-            "(D, H, W, C); spatial sizes may be None (any size)",
+            + (" is a flat vector, not a feature map" if len(input_shape) == 1 else "")
+            + (f", reshaped to {reshaped} by its first layer" if reshaped else ""),
+            (
+                f"build the model on keras.Input({reshaped}) without the Reshape, and reshape "
+                f"the data instead (x.reshape(-1, {', '.join(map(str, reshaped))}))"
+                if reshaped
+                else "cnnspec needs a channels-last input with known channels: (L, C), (H, W, C) "
+                "or (D, H, W, C); spatial sizes may be None (any size)"
+            ),
         )
     ctx.names[id(input_tensor)] = "input"
     ctx.shapes["input"] = input_shape

@@ -188,6 +188,14 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             **fields,
         )
         return
+    if inputs[0] == "input":  # Input((28, 28)) + Reshape((28, 28, 1)): the data's layout
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"Reshape{target} of the model's input {incoming}",
+            f"build the model on keras.Input({target}) without the Reshape, and reshape the data "
+            f"instead (x.reshape(-1, {', '.join(map(str, target))}))",
+        )
     raise refuse(
         KI.FRAMEWORK,
         KI.where(layer),
