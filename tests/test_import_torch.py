@@ -586,3 +586,40 @@ def test_torchvision_transform_input_one_channel_at_a_time_converts():
     assert slices == [(0, 1), (1, 2), (2, 3)]
     assert [layer.type for layer in result.spec.layers].count("rescale") == 3
     assert "indexing or slicing a tensor" in refused(ChannelDropped())
+
+
+@pytest.mark.frameworks
+def test_clamp_and_squeeze_after_a_global_pool_convert():
+    """User code's clamp(x, 0, 6) / x.clamp(min=0) (relu6 / relu) and the squeezes after a
+    global pooling (flatten); squeeze() without a dim (it drops a batch of 1 too) and clamp
+    bounds with no spec layer are refused by name."""
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            x = torch.clamp(self.conv(x), 0, 6)
+            x = self.conv2(x).clamp(min=0.0)
+            a = self.pool(x).squeeze(-1).squeeze(-1)
+            b = torch.squeeze(F.adaptive_max_pool2d(x, 1), (2, 3))
+            return self.fc(a + b)
+
+    class SqueezeAll(Head):
+        def forward(self, x):
+            return self.fc(self.pool(self.conv(x)).squeeze())
+
+    class Clip(Head):
+        def forward(self, x):
+            return self.conv(x).clamp(-1, 1)
+
+    result = check_against_torch(Head(), (3, 7, 6))
+    types = [layer.type for layer in result.spec.layers]
+    activations = types + [getattr(layer, "activation", None) for layer in result.spec.layers]
+    assert types.count("flatten") == 2 and "relu6" in activations and "relu" in activations
+    assert "squeeze() without a dim" in refused(SqueezeAll())
+    assert "clamp(min=-1, max=1)" in refused(Clip())

@@ -526,7 +526,28 @@ def _torch_f_hardtanh(ctx, node):
     raise TI.refusal(ctx, node, "hardtanh with other bounds than (0, 6)")
 
 
+def _torch_clamp(ctx, node):
+    """``torch.clamp(x, 0)`` / ``x.clamp(min=0)`` is relu, ``clamp(x, 0, 6)`` relu6."""
+    bounds = (TI.arg(node, 1, "min", None), TI.arg(node, 2, "max", None))
+    kinds = {(0, None): "relu", (0, 6): "relu6"}
+    kind = (
+        kinds.get(bounds) if all(b is None or isinstance(b, (int, float)) for b in bounds) else None
+    )
+    if kind is None:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"clamp(min={bounds[0]}, max={bounds[1]})",
+            "clamp(x, min=0) is relu and clamp(x, 0, 6) relu6; other bounds have no spec layer",
+        )
+    TI.activation(ctx, node, kind)
+
+
 REGISTRY.reads("torch_module", *_TORCH_ACTIVATION_MODULES, by="relu")(_torch_activation_module)
+REGISTRY.reads(
+    "torch_function", "torch.clamp", "torch.clip", by="relu", produces=("relu", "relu6")
+)(_torch_clamp)
+REGISTRY.reads("torch_method", "clamp", "clip", by="relu", produces=("relu", "relu6"))(_torch_clamp)
 REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_leaky_relu)
 REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_elu)
 REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)

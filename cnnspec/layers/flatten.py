@@ -183,7 +183,52 @@ def _torch_flatten_callable():
     return torch.flatten
 
 
+def _torch_squeeze(ctx, node):
+    """``x.squeeze(-1).squeeze(-1)`` (or ``squeeze((2, 3))``) of a (C, 1, 1) map, after a global
+    pooling: flatten, the same in both orders when every spatial size is 1.  A squeeze that
+    leaves unit axes for the next squeeze computes nothing yet."""
+    import torch
+
+    source = node.args[0]
+    dims = TI.arg(node, 1, "dim", None)
+    if dims is None:
+        raise TI.refusal(
+            ctx,
+            node,
+            "squeeze() without a dim",
+            "it also drops a batch of 1: name the dims (x.squeeze(-1).squeeze(-1)) or use "
+            "torch.flatten(x, 1)",
+        )
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    rank = len(ctx.shape(source)) + 1
+    value = ctx.values[source].shape or ()
+    out = ctx.shape(node)
+    squeezers = {"squeeze", torch.squeeze}
+    if any(d % rank == 0 for d in dims) or not value or any(d != 1 for d in value[1:]):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"squeeze{dims} of a {list(ctx.shape(source))} tensor",
+            "squeeze the unit spatial axes of a (C, 1, 1) map (after a global pooling): flatten",
+        )
+    if out == value[:1]:
+        ctx.builder.rewrite(TI.original_path(node), f"squeeze of a {list(value)} map", "flatten")
+        ctx.add(node, [source], layer_type="flatten")
+        return
+    if node.users and all(user.target in squeezers for user in node.users):
+        ctx.alias(node, source)
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        f"squeeze{dims} leaves a {list(out)} tensor",
+        "squeeze every unit spatial axis of a (C, 1, 1) map (flatten)",
+    )
+
+
 REGISTRY.reads("torch_module", "Flatten", by="flatten")(_torch_flatten_module)
+REGISTRY.reads("torch_function", "torch.squeeze", by="flatten")(_torch_squeeze)
+REGISTRY.reads("torch_method", "squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_function", "torch.flatten", by="flatten")(_torch_flatten_function)
 REGISTRY.reads("torch_method", "flatten", by="flatten")(_torch_flatten_function)
 REGISTRY.reads(
