@@ -19,7 +19,6 @@ Neutral tensors per spec layer family::
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,16 +152,23 @@ def _torch_tensors(module, plan) -> Tensors:
         else:
             key = "depthwise_kernel" if layer.family == "depthwise_conv" else "kernel"
             values = {key: owner.weight, "bias": owner.bias}
-        shapes = {param.name: param.shape for param in layer.params}
+        shapes = {param.name: tuple(param.shape) for param in layer.params}
         tensors[layer.name] = {
-            # an nn.Linear read as a 1x1 conv, a gamma of (C,) read as (C, 1, 1): same values
-            name: value.detach().cpu().numpy().reshape(shapes[name]).copy()
-            if value.numel() == math.prod(shapes[name])
-            else value.detach().cpu().numpy().copy()
+            name: _with_unit_axes(value.detach().cpu().numpy(), shapes[name])
             for name, value in values.items()
             if value is not None and name in shapes
         }
     return tensors
+
+
+def _with_unit_axes(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """A copy of ``value`` in ``shape`` where the two differ only by axes of size 1 (an
+    nn.Linear read as a 1x1 conv, a gamma of (C,) read as (C, 1, 1)); otherwise as it is, for
+    the shape check to report."""
+    unit_free = [n for n in value.shape if n != 1] == [n for n in shape if n != 1]
+    if value.ndim != len(shape) and unit_free:
+        return value.reshape(shape).copy()
+    return value.copy()
 
 
 def _parameter_holder(module, path: str):

@@ -215,7 +215,10 @@ def _torch_squeeze(ctx, node):
         ctx.builder.rewrite(TI.original_path(node), f"squeeze of a {list(value)} map", "flatten")
         ctx.add(node, [source], layer_type="flatten")
         return
-    if node.users and all(user.target in squeezers for user in node.users):
+    if node.users and all(
+        user.op in ("call_method", "call_function") and user.target in squeezers
+        for user in node.users
+    ):
         ctx.alias(node, source)
         return
     raise TI.refusal(
