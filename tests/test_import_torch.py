@@ -139,6 +139,7 @@ def test_data_dependent_control_flow_is_refused():
 
     message = refused(Branchy())
     assert "torch.fx" in message and "control flow" in message
+    assert "test_import_torch.py:" in message and "(if x.sum() > 0:)" in message  # the model's own line
 
 
 @pytest.mark.frameworks

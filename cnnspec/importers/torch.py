@@ -165,6 +165,29 @@ def _source_line(node) -> str | None:
         return last
 
 
+def _model_line(error: BaseException) -> str | None:
+    """Where in the model's own code (not torch's) tracing failed: ``file:line (source)``."""
+    import linecache
+    import os
+    import traceback
+
+    import torch
+
+    import cnnspec
+
+    machinery = (os.path.dirname(torch.__file__), os.path.dirname(cnnspec.__file__), "<")
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(machinery)
+    ]
+    if not frames:
+        return None
+    frame = frames[-1]
+    text = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+    return f"{frame.filename}:{frame.lineno}" + (f" ({text})" if text else "")
+
+
 def refusal(ctx, node, what: str, hint: str | None = None):
     """A located refusal for ``node``."""
     return refuse(FRAMEWORK, where(node, ctx), what, hint)
@@ -417,9 +440,10 @@ def _trace(module, input_shape):
     try:
         graph = tracer.trace(root)
     except Exception as error:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
+        line = _model_line(error)
         raise refuse(
             FRAMEWORK,
-            f"model {type(module).__name__}",
+            f"model {type(module).__name__}" + (f" at {line}" if line else ""),
             f"cannot be traced with torch.fx ({type(error).__name__}: {error})",
             "control flow that depends on tensor values and data-dependent shapes are not supported; "
             "cnnspec imports straight-line networks",
