@@ -167,7 +167,6 @@ def _source_line(node) -> str | None:
 
 def _model_line(error: BaseException) -> str | None:
     """Where in the model's own code (not torch's) tracing failed: ``file:line (source)``."""
-    import linecache
     import os
     import traceback
 
@@ -184,7 +183,7 @@ def _model_line(error: BaseException) -> str | None:
     if not frames:
         return None
     frame = frames[-1]
-    text = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+    text = (frame.line or "").strip()
     return f"{frame.filename}:{frame.lineno}" + (f" ({text})" if text else "")
 
 
