@@ -553,3 +553,71 @@ def test_written_out_normalisation_keeps_its_epsilon():
     (layer,) = spec.layers
     assert layer.type == "layer_norm" and layer.epsilon == pytest.approx(0.02)
     assert layer.scale is False and layer.center is False
+
+
+class TransformInputLayerNormHead(nn.Module):
+    """torchvision GoogLeNet / Inception v3's transform_input, a ConvNeXt block's channels-last
+    stretch and ConvNeXt's head (a global pool, then LayerNorm2d: permute, layer_norm, permute of a
+    (N, C, 1, 1) map)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.block = nn.Sequential(nn.LayerNorm(8, eps=1e-6), nn.Linear(8, 8))
+        self.gamma = nn.Parameter(torch.full((8, 1, 1), 0.5))
+        self.norm = nn.LayerNorm(8, eps=1e-6)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+        x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+        x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+        x = self.conv(torch.cat((x_ch0, x_ch1, x_ch2), 1))
+        y = self.gamma * self.block(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # channels-last
+        y += x  # in place on a permuted tensor: the pooled map keeps odd strides
+        x = F.adaptive_avg_pool2d(y, 1).permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        return self.fc(torch.flatten(x.permute(0, 3, 1, 2), 1))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_one_channel_gathers_and_the_dynamo_strided_permute_import(dynamo):
+    """Both exporters write x[:, i] as Gather(axis=1) + Unsqueeze (channel_slice i:i+1); the dynamo
+    exporter writes the permute of a (1, C, 1, 1) map as Reshape([-1]) + Gather of every element,
+    which keeps the values (exported at batch 1, as a user does)."""
+    module = TransformInputLayerNormHead().eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings(), torch.no_grad():
+        if dynamo:
+            proto = torch.onnx.export(module, (torch.zeros(1, 3, 8, 8),), dynamo=True).model_proto
+        else:
+            torch.onnx.export(module, (torch.zeros(1, 3, 8, 8),), buffer, dynamo=False, opset_version=18)
+            proto = onnx.load_from_string(buffer.getvalue())
+    assert "Gather" in {node.op_type for node in proto.graph.node}
+    spec = import_onnx(proto).spec
+    x = sample((3, 8, 8))[:1]
+    torch_model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(proto, torch_model, spec)
+    with torch.no_grad():
+        close(torch_model(torch.from_numpy(x)).numpy(), run_original(proto, x))
+    slices = [(layer.start, layer.stop) for layer in spec.layers if layer.type == "channel_slice"]
+    assert slices == [(0, 1), (1, 2), (2, 3)]
+    if dynamo:  # negative control: the same Gather with its indices reversed moves the channels
+        producers = {output: node for node in proto.graph.node for output in node.output}
+        gather = next(
+            node
+            for node in proto.graph.node
+            if node.op_type == "Gather"
+            and getattr(producers.get(node.input[0]), "op_type", None) == "Reshape"
+        )
+        reversed_indices = {
+            tensor.name: tensor for tensor in proto.graph.initializer if tensor.name == gather.input[1]
+        } or {
+            node.output[0]: node.attribute[0].t for node in proto.graph.node if node.output[0] == gather.input[1]
+        }
+        tensor = reversed_indices[gather.input[1]]
+        values = onnx.numpy_helper.to_array(tensor)
+        tensor.CopyFrom(onnx.numpy_helper.from_array(values.reshape(-1)[::-1].reshape(values.shape).copy(), tensor.name))
+        with pytest.raises(UnsupportedModel, match="Reshape to"):
+            import_onnx(proto)

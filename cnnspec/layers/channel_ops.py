@@ -444,3 +444,42 @@ REGISTRY.reads(
     produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
 )(_onnx_slice)
 REGISTRY.reads("onnx", "Split", by="channel_slice")(_onnx_split)
+
+
+def _onnx_one_channel(ctx, node, attrs):
+    """``x[:, i]`` then Unsqueeze of that axis (both torch exporters' ``torch.unsqueeze(x[:, i],
+    1)``, torchvision's transform_input): channel_slice i:i+1."""
+    import numpy as np
+
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    index = ctx.constants.get(node.input[1])
+    after = ctx.only_user(node.output[0])
+    if value.layout in (OI.FIRST, OI.LAST) and shape and index is not None and after is not None:
+        channel, _ = OI.channel_and_spatial_axes(ctx, value.layout, len(shape))
+        axes = OI.attributes(after).get("axes") or (
+            OI.static_ints(ctx, after.input[1]) if len(after.input) > 1 else None
+        )
+        index = np.asarray(index)
+        if (
+            attrs.get("axis", 0) % len(shape) == channel
+            and index.ndim == 0
+            and after.op_type == "Unsqueeze"
+            and axes is not None
+            and [a % len(shape) for a in axes] == [channel]
+        ):
+            start = int(index) % shape[channel]
+            ctx.add(
+                after, "channel_slice", [node.input[0]], value.layout, start=start, stop=start + 1
+            )
+            ctx.consumed.add(after.output[0])
+            return
+    raise refuse(
+        OI.FRAMEWORK,
+        OI.where(node),
+        f"Gather of a {value.layout} tensor",
+        "one channel taken and its axis restored (Gather then Unsqueeze): channel_slice",
+    )
+
+
+REGISTRY.reads("onnx", "Gather", by="channel_slice")(_onnx_one_channel)

@@ -245,6 +245,42 @@ REGISTRY.reads(
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
 
 
+def _onnx_strided_permute(ctx, node) -> bool:
+    """The dynamo exporter's ``as_strided`` of a map whose only axis longer than 1 is the
+    channels (a permute after a global pooling, at batch 1): Reshape to [-1], then Gather of
+    every element in order into the permuted shape.  The same values, channels first or last."""
+    import numpy as np
+
+    value = ctx.value(node.input[0])
+    shape = ctx.shapes.get(node.input[0])
+    gather = ctx.only_user(node.output[0])
+    if value.layout not in (OI.FIRST, OI.LAST) or not shape or None in shape or gather is None:
+        return False
+    channel, _ = OI.channel_and_spatial_axes(ctx, value.layout, len(shape))
+    indices = ctx.constants.get(gather.input[1]) if len(gather.input) > 1 else None
+    if (
+        gather.op_type != "Gather"
+        or OI.attributes(gather).get("axis", 0) != 0
+        or indices is None
+        or any(n != 1 for axis, n in enumerate(shape) if axis != channel)
+    ):
+        return False
+    indices = np.asarray(indices)
+    channels = shape[channel]
+    if indices.ndim != len(shape) or not np.array_equal(indices.reshape(-1), np.arange(channels)):
+        return False
+    if channels == 1 or indices.shape[1] == channels:
+        layout = OI.FIRST
+    elif indices.shape[-1] == channels:
+        layout = OI.LAST
+    else:
+        return False
+    ctx.alias(node, node.input[0])
+    ctx.alias(gather, node.input[0], layout)
+    ctx.consumed.add(gather.output[0])
+    return True
+
+
 def _onnx_flatten_like(ctx, node, attrs):
     if node.op_type == "Flatten" and attrs.get("axis", 1) != 1:
         raise refuse(
@@ -273,6 +309,8 @@ def _onnx_flatten_like(ctx, node, attrs):
                 ctx.shapes.get(node.input[0]) or ()
             ):
                 ctx.alias(node, node.input[0])
+                return
+            if _onnx_strided_permute(ctx, node):
                 return
             raise refuse(
                 OI.FRAMEWORK, OI.where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten"
