@@ -624,3 +624,40 @@ def test_clamp_and_squeeze_after_a_global_pool_convert():
     assert types.count("flatten") == 2 and "relu6" in activations and "relu" in activations
     assert "squeeze() without a dim" in refused(SqueezeAll())
     assert "clamp(min=-1, max=1)" in refused(Clip())
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm's BatchNormAct2d: F.batch_norm, then its own dropout and activation modules."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, apply_act=True, act_layer=nn.ReLU, drop_layer=None):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.drop = drop_layer() if drop_layer is not None else nn.Identity()
+        self.act = act_layer(inplace=True) if apply_act and act_layer is not nn.PReLU else (
+            act_layer() if apply_act else nn.Identity()
+        )
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return self.act(self.drop(x))
+
+
+@pytest.mark.frameworks
+def test_timm_batch_norm_with_its_activation_converts():
+    """BatchNormAct2d (timm's EfficientNet / MobileNet norm layer) is batch_norm then its activation;
+    an activation with parameters inside it is refused by name."""
+
+    class Stem(nn.Module):
+        def __init__(self, act_layer=nn.SiLU):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, bias=False)
+            self.bn1 = BatchNormAct2d(8, eps=1e-3, act_layer=act_layer)
+            self.conv2 = nn.Conv2d(8, 8, 1, bias=False)
+            self.bn2 = BatchNormAct2d(8, apply_act=False)
+
+        def forward(self, x):
+            return self.bn2(self.conv2(self.bn1(self.conv(x))))
+
+    result = check_against_torch(Stem(), (3, 7, 6))
+    assert [layer.type for layer in result.spec.layers] == ["conv2d", "batch_norm", "silu", "conv2d", "batch_norm"]
+    assert [layer.name for layer in result.spec.layers[1:3]] == ["bn1", "bn1_act"] and result.spec.layers[1].epsilon == 1e-3
+    assert "BatchNormAct2d with the activation PReLU" in refused(Stem(nn.PReLU))

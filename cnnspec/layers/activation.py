@@ -412,6 +412,11 @@ _TORCH_ACTIVATION_MODULES = {
 }
 
 
+def torch_module_activation(module) -> str | None:
+    """The spec's parameter-free activation a torch activation module is, if it is one."""
+    return _TORCH_ACTIVATION_MODULES.get(type(module).__name__)
+
+
 def _torch_activation_module(ctx, node, module):
     TI.activation(ctx, node, _TORCH_ACTIVATION_MODULES[type(module).__name__])
 

@@ -239,6 +239,44 @@ REGISTRY.reads(
 )(_torch_batch_norm)
 
 
+def _torch_batch_norm_act(ctx, node, module):
+    """timm's BatchNormAct2d: a BatchNorm2d, then its own dropout (the identity at inference) and
+    its activation module ``act``, which becomes a layer of its own."""
+    from cnnspec.layers.activation import torch_module_activation
+
+    act = getattr(module, "act", None)
+    plain = act is None or type(act).__name__ == "Identity"
+    kind = None if plain else torch_module_activation(act)
+    if not plain and kind is None:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{type(module).__name__} with the activation {type(act).__name__}",
+            "its activation must be a parameter-free one (ReLU, SiLU, Hardswish, ...)",
+        )
+    _torch_batch_norm(ctx, node, module)
+    if kind is not None:
+        name = ctx.builder.add(f"{node.target}.act", kind, [ctx.values[node].name])
+        ctx.values[node] = TI.Node(name, ctx.shape(node))
+
+
+REGISTRY.reads(
+    "torch_module",
+    "BatchNormAct2d",
+    by="batch_norm",
+    produces=(
+        "batch_norm",
+        "relu",
+        "relu6",
+        "sigmoid",
+        "tanh",
+        "silu",
+        "hard_swish",
+        "hard_sigmoid",
+    ),
+)(_torch_batch_norm_act)
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
 
 
