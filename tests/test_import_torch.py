@@ -661,3 +661,28 @@ def test_timm_batch_norm_with_its_activation_converts():
     assert [layer.type for layer in result.spec.layers] == ["conv2d", "batch_norm", "silu", "conv2d", "batch_norm"]
     assert [layer.name for layer in result.spec.layers[1:3]] == ["bn1", "bn1_act"] and result.spec.layers[1].epsilon == 1e-3
     assert "BatchNormAct2d with the activation PReLU" in refused(Stem(nn.PReLU))
+
+
+TORCHVISION_LAYOUTS = [
+    ("alexnet", "AlexNet", (3, 64, 64)),
+    ("googlenet_transform_input", "googlenet_transform", (3, 64, 64)),
+    ("inception_v3_transform_input", "Inception3", (3, 80, 80)),
+    ("densenet121", "DenseNet", (3, 64, 64)),
+    ("shufflenet_v2", "ShuffleNetV2", (3, 64, 64)),
+    ("mobilenet_v3_small", "MobileNetV3", (3, 64, 64)),
+    ("efficientnet_b0", "EfficientNetB0", (3, 64, 64)),
+    ("regnet_y_400mf", "RegNetY400", (3, 64, 64)),
+    ("resnext_blocks", "ResNeXtSmall", (3, 64, 64)),
+    ("convnext", "ConvNeXt", (3, 64, 64)),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.frameworks
+@pytest.mark.parametrize("label,factory,shape", TORCHVISION_LAYOUTS, ids=[t[0] for t in TORCHVISION_LAYOUTS])
+def test_torchvision_layouts_convert_to_keras(label, factory, shape):
+    """The architectures in torchvision's own layouts (tests/torchvision_layouts.py), with random
+    weights: the spec counts PyTorch's parameters and the Keras model computes what PyTorch computes."""
+    import torchvision_layouts
+
+    check_against_torch(getattr(torchvision_layouts, factory)(), shape)
