@@ -686,3 +686,42 @@ def test_torchvision_layouts_convert_to_keras(label, factory, shape):
     import torchvision_layouts
 
     check_against_torch(getattr(torchvision_layouts, factory)(), shape)
+
+
+@pytest.mark.frameworks
+def test_a_conv_subclass_with_its_own_forward_converts():
+    """A conv module whose forward pads and calls F.conv2d with its own weight and bias (TF-style
+    'same' ports, custom conv wrappers) is that convolution, its weights read from the module; a
+    functional convolution mixing two modules' parameters is refused."""
+
+    class PaddedConv2d(nn.Conv2d):
+        def forward(self, x):
+            x = F.pad(x, (0, 1, 0, 1))
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = PaddedConv2d(3, 8, 3, stride=2)
+            self.dw = PaddedConv2d(8, 8, 3, groups=8, bias=False)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.head(F.relu(self.dw(self.stem(x))))
+
+    class Mixed(Net):
+        def __init__(self):
+            super().__init__()
+            self.other = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return F.conv2d(x, self.stem.weight, self.other.bias)
+
+    result = check_against_torch(Net(), (3, 9, 8))
+    convs = [layer for layer in result.spec.layers if "conv" in layer.type]
+    assert [(layer.type, layer.source) for layer in convs] == [
+        ("conv2d", "stem"),
+        ("depthwise_conv2d", "dw"),
+        ("conv2d", None),
+    ]
+    assert "not one module's weight and bias" in refused(Mixed())

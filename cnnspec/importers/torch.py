@@ -846,7 +846,8 @@ def _check_channels_last(ctx, node, added: list[dict]) -> None:
 
 def _read_parameter_operand(ctx, node) -> bool:
     """A parameter read in ``forward`` (``self.gamma``) and its reshapes, when what reads it is a
-    multiplication (layer_scale, see elementwise): no layer of its own."""
+    multiplication (layer_scale, see elementwise) or a functional convolution (see conv): no
+    layer of its own."""
     import torch
 
     if node.op == "get_attr":
@@ -860,6 +861,7 @@ def _read_parameter_operand(ctx, node) -> bool:
     else:
         return False
     functions, methods = _readers_of("multiply")
+    functions |= _readers_of("conv2d")[0]  # F.conv2d(x, self.weight, self.bias, ...)
     for user in node.users:
         if user.op == "call_method" and user.target in ("reshape", "view", "unsqueeze", *methods):
             continue

@@ -334,7 +334,7 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
-def _torch_conv(ctx, node, module):
+def _torch_conv(ctx, node, module, source: str | None = None):
     rank = len(module.kernel_size)
     if module.padding_mode != "zeros":
         raise TI.refusal(
@@ -363,6 +363,7 @@ def _torch_conv(ctx, node, module):
             node,
             node.args[:1],
             layer_type="depthwise_conv2d",
+            source=source,
             **drop_defaults(depth_multiplier=module.out_channels // channels, **fields),
         )
         return
@@ -370,6 +371,7 @@ def _torch_conv(ctx, node, module):
         node,
         node.args[:1],
         layer_type=f"conv{rank}d",
+        source=source,
         **drop_defaults(filters=module.out_channels, groups=module.groups, **fields),
     )
 
@@ -426,6 +428,58 @@ REGISTRY.reads(
     absorbs_padding=0.0,
     produces=("conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d"),
 )(_torch_conv)
+
+
+def _torch_functional_conv(ctx, node):
+    """``F.conv2d(x, self.weight, self.bias, stride, padding, dilation, groups)`` in the forward of
+    a module that holds those two parameters (a conv subclass with its own forward): the
+    convolution, its weights read from that module."""
+    import types
+
+    weight, bias = node.args[1], TI.arg(node, 2, "bias", None)
+    path = ctx.parameters.get(weight, "")
+    owner = path.rpartition(".")[0]
+    if (
+        not path.endswith(".weight")
+        or owner not in ctx.modules
+        or (bias is not None and ctx.parameters.get(bias) != f"{owner}.bias")
+    ):
+        raise TI.refusal(
+            ctx,
+            node,
+            "a functional convolution whose weights are not one module's weight and bias",
+            "F.conv2d(x, self.weight, self.bias, ...) in a module's forward, or an nn.Conv2d",
+        )
+    shape = tuple(TI.attribute_at(ctx.gm, path).shape)
+    rank = len(shape) - 2
+    groups = int(TI.arg(node, 6, "groups", 1))
+
+    def per_axis(value) -> tuple:
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+
+    padding = TI.arg(node, 4, "padding", 0)
+    conv = types.SimpleNamespace(
+        kernel_size=shape[2:],
+        stride=per_axis(TI.arg(node, 3, "stride", 1)),
+        padding=padding if isinstance(padding, str) else per_axis(padding),
+        dilation=per_axis(TI.arg(node, 5, "dilation", 1)),
+        groups=groups,
+        in_channels=shape[1] * groups,
+        out_channels=shape[0],
+        bias=bias,
+        padding_mode="zeros",
+    )
+    _torch_conv(ctx, node, conv, source=owner)
+
+
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.conv1d",
+    "torch.nn.functional.conv2d",
+    "torch.nn.functional.conv3d",
+    by="conv2d",
+    produces=("conv1d", "conv2d", "conv3d", "depthwise_conv2d"),
+)(_torch_functional_conv)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
