@@ -440,9 +440,13 @@ def _torch_functional_conv(ctx, node):
     path = ctx.parameters.get(weight, "")
     owner = path.rpartition(".")[0]
     if (
-        not path.endswith(".weight")
+        weight.op != "get_attr"  # the parameter itself, not a view of it
+        or not path.endswith(".weight")
         or owner not in ctx.modules
-        or (bias is not None and ctx.parameters.get(bias) != f"{owner}.bias")
+        or (
+            bias is not None
+            and (bias.op, ctx.parameters.get(bias)) != ("get_attr", f"{owner}.bias")
+        )
     ):
         raise TI.refusal(
             ctx,
