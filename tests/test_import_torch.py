@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 import torch_zoo as Z
+from torchvision_layouts import CNBlock, LayerNorm2d
 from torch import nn
 from torch.nn import functional as F
 
@@ -355,64 +356,6 @@ def test_a_model_that_does_not_run_at_the_input_shape_names_the_module(capfd):
     assert "at 'conv' (Conv1d)" in str(caught.value)
 
 
-class StochasticDepth(nn.Module):
-    """torchvision.ops.StochasticDepth's attributes and semantics (p, mode)."""
-
-    def __init__(self, p, mode):
-        super().__init__()
-        self.p, self.mode = p, mode
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        return x * torch.empty(size).bernoulli_(1 - self.p) / (1 - self.p)
-
-
-class Permute(nn.Module):
-    """torchvision.ops.misc.Permute."""
-
-    def __init__(self, dims):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x):
-        return torch.permute(x, self.dims)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """torchvision's (and timm's) LayerNorm2d: the channels of a channels-first map."""
-
-    def forward(self, x):
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
-class TorchvisionCNBlock(nn.Module):
-    """torchvision's ConvNeXt block: Linear layers on a channels-last map, layer_scale (C, 1, 1)."""
-
-    def __init__(self, dim, rate):
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Conv2d(dim, dim, 7, padding=3, groups=dim),
-            Permute([0, 2, 3, 1]),
-            nn.LayerNorm(dim, eps=1e-6),
-            nn.Linear(dim, 4 * dim),
-            nn.GELU(),
-            nn.Linear(4 * dim, dim),
-            Permute([0, 3, 1, 2]),
-        )
-        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * 1e-6)
-        self.stochastic_depth = StochasticDepth(rate, "row")
-
-    def forward(self, x):
-        result = self.layer_scale * self.block(x)
-        result = self.stochastic_depth(result)
-        result += x
-        return result
-
-
 class OriginalConvNeXtBlock(nn.Module):
     """facebookresearch/ConvNeXt's Block: gamma (C,) multiplied while the map is channels-last."""
 
@@ -467,7 +410,7 @@ class ConvNeXtPorts(nn.Module):
     def __init__(self, scale_by_keep=True, mode="row"):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 2, 2), LayerNorm2d(8, eps=1e-6))
-        self.torchvision = TorchvisionCNBlock(8, 0.1)
+        self.torchvision = CNBlock(8, 1e-6, 0.1)  # torchvision's block, its StochasticDepth(p, mode)
         self.torchvision.stochastic_depth.mode = mode
         self.original = OriginalConvNeXtBlock(8)
         self.timm = TimmConvNeXtBlock(8, scale_by_keep)
