@@ -138,6 +138,15 @@ class MobileNetV3(nn.Module):
 
 
 # ---------------- GoogLeNet ----------------
+def transform_input(x):
+    """GoogLeNet's and Inception v3's transform_input: ImageNet-normalised input made (x - 0.5) / 0.5
+    of the original pixels, one channel at a time."""
+    x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+    x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+    x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+    return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+
+
 class BasicConv2d(nn.Module):
     def __init__(self, cin, cout, **kwargs):
         super().__init__()
@@ -186,12 +195,7 @@ class GoogLeNet(nn.Module):
         self.fc = nn.Linear(1024, num_classes)
 
     def _transform_input(self, x):
-        if self.transform_input:
-            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-            x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-            x = torch.cat((x_ch0, x_ch1, x_ch2), 1)
-        return x
+        return transform_input(x) if self.transform_input else x
 
     def forward(self, x):
         x = self._transform_input(x)
@@ -644,12 +648,7 @@ class Inception3(nn.Module):
         self.fc = nn.Linear(2048, num_classes)
 
     def _transform_input(self, x):
-        if self.transform_input:
-            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-            x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-            x = torch.cat((x_ch0, x_ch1, x_ch2), 1)
-        return x
+        return transform_input(x) if self.transform_input else x
 
     def forward(self, x):
         x = self._transform_input(x)
