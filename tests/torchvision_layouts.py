@@ -510,14 +510,7 @@ class ResNeXtSmall(nn.Module):
 
 
 # ---------------- Inception v3 (torchvision layout) ----------------
-class IBasicConv2d(nn.Module):
-    def __init__(self, cin, cout, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(cout, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+IBasicConv2d = BasicConv2d  # Inception v3's BasicConv2d is GoogLeNet's
 
 
 class InceptionA(nn.Module):
