@@ -161,6 +161,17 @@ def _torch_layer_norm_fields(eps, weight, bias) -> dict[str, Any]:
 
 
 def _torch_channel_layer_norm(ctx, node, module):
+    """cnnspec's ChannelLayerNorm, and torchvision's and timm's LayerNorm2d (an nn.LayerNorm whose
+    forward permutes to channels-last and back): the channels at each position of a
+    channels-first map."""
+    shape = ctx.shape(node.args[0])
+    if tuple(getattr(module, "normalized_shape", shape[:1])) != shape[:1]:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{type(module).__name__}{tuple(module.normalized_shape)} on {list(shape)}",
+            "LayerNorm2d(C) normalises the channels of a channels-first map",
+        )
     ctx.add(
         node,
         node.args[:1],
@@ -195,28 +206,10 @@ def _torch_layer_norm(ctx, node, module):
     )
 
 
-def _torch_channels_first_layer_norm(ctx, node, module):
-    """torchvision's and timm's LayerNorm2d (an nn.LayerNorm whose forward permutes to
-    channels-last and back): the channels at each position of a channels-first map."""
-    shape = ctx.shape(node.args[0])
-    if tuple(module.normalized_shape) != (shape[0],) or len(shape) < 2:
-        raise TI.refusal(
-            ctx,
-            node,
-            f"{type(module).__name__}{tuple(module.normalized_shape)} on {list(shape)}",
-            "LayerNorm2d(C) normalises the channels of a channels-first map",
-        )
-    ctx.add(
-        node,
-        node.args[:1],
-        layer_type="layer_norm",
-        **_torch_layer_norm_fields(module.eps, module.weight, module.bias),
-    )
-
-
 REGISTRY.reads("torch_module", "LayerNorm", by="layer_norm")(_torch_layer_norm)
-REGISTRY.reads("torch_module", "ChannelLayerNorm", by="layer_norm")(_torch_channel_layer_norm)
-REGISTRY.reads("torch_module", "LayerNorm2d", by="layer_norm")(_torch_channels_first_layer_norm)
+REGISTRY.reads("torch_module", "ChannelLayerNorm", "LayerNorm2d", by="layer_norm")(
+    _torch_channel_layer_norm
+)
 
 
 def _onnx_layer_norm(ctx, node, attrs):
