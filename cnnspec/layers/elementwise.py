@@ -323,43 +323,15 @@ for _class, _type in _KERAS_OPS.items():
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
-def _torch_parameter_scale(ctx, node, tensor, parameter) -> None:
-    """``x * self.gamma`` with one parameter value per channel, shaped to broadcast over the
-    channels ((C, 1, 1) on a channels-first map, (C,) on a channels-last one: ConvNeXt's layer
-    scale): layer_scale, its gamma read from the parameter."""
-    path = ctx.parameters[parameter]
-    values = TI.attribute_at(ctx.gm, path).detach().reshape(-1)
-    channels = ctx.shape(tensor)[0]
-    factor = TI.traced_tensor_shape(parameter) or ()
-    rank = len(ctx.shape(tensor))
-    per_channel = (channels,) if tensor in ctx.channels_last else (channels, *(1,) * (rank - 1))
-    if (
-        values.numel() != channels
-        or tuple(factor[-len(per_channel) :]) != per_channel
-        or any(n != 1 for n in factor[: -len(per_channel)])
-    ):
-        raise TI.refusal(
-            ctx,
-            node,
-            f"x * the parameter '{path}' of shape {list(factor)} on {list(ctx.shape(tensor))}",
-            "a parameter factor is read as layer_scale: one value per channel, shaped "
-            "(C, 1, 1) on a channels-first map or (C,) on a channels-last one",
-        )
-    fields = (
-        {"init_value": TI.float32_text(values[0].item())}
-        if bool((values == values[0]).all())
-        else {}
-    )
-    ctx.add(node, [tensor], layer_type="layer_scale", original=path, source=path, **fields)
-
-
 def _torch_binary(kind: str):
     def reader(ctx, node):
         left, right = node.args[0], node.args[1]
         if kind == "multiply" and (left in ctx.parameters) != (right in ctx.parameters):
             tensor, parameter = (right, left) if left in ctx.parameters else (left, right)
             if TI.is_tensor(ctx, tensor):
-                _torch_parameter_scale(ctx, node, tensor, parameter)
+                from cnnspec.layers.layer_scale import torch_parameter_scale
+
+                torch_parameter_scale(ctx, node, tensor, parameter)
                 return
         if kind == "multiply" and isinstance(left, (int, float)) != isinstance(right, (int, float)):
             tensor, factor = (right, left) if isinstance(left, (int, float)) else (left, right)

@@ -105,14 +105,48 @@ def read_keras_layer_scale(ctx, layer, cfg, inputs, shapes):
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
+def _torch_init_value(values) -> dict[str, Any]:
+    """``init_value`` where every gamma has one value (as a fresh layer's have); else none."""
+    values = values.detach().reshape(-1)
+    if bool((values == values[0]).all()):
+        return {"init_value": TI.float32_text(values[0].item())}
+    return {}
+
+
 def _torch_layer_scale(ctx, node, module):
-    values = module.gamma.detach().reshape(-1)
-    fields = (
-        {"init_value": TI.float32_text(values[0].item())}
-        if bool((values == values[0]).all())
-        else {}
+    ctx.add(node, node.args[:1], layer_type="layer_scale", **_torch_init_value(module.gamma))
+
+
+def torch_parameter_scale(ctx, node, tensor, parameter) -> None:
+    """``x * self.gamma`` with one parameter value per channel, shaped to broadcast over the
+    channels ((C, 1, 1) on a channels-first map, (C,) on a channels-last one: ConvNeXt's layer
+    scale): layer_scale, its gamma read from the parameter."""
+    path = ctx.parameters[parameter]
+    values = TI.attribute_at(ctx.gm, path).detach().reshape(-1)
+    channels = ctx.shape(tensor)[0]
+    factor = TI.traced_tensor_shape(parameter) or ()
+    rank = len(ctx.shape(tensor))
+    per_channel = (channels,) if tensor in ctx.channels_last else (channels, *(1,) * (rank - 1))
+    if (
+        values.numel() != channels
+        or tuple(factor[-len(per_channel) :]) != per_channel
+        or any(n != 1 for n in factor[: -len(per_channel)])
+    ):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"x * the parameter '{path}' of shape {list(factor)} on {list(ctx.shape(tensor))}",
+            "a parameter factor is read as layer_scale: one value per channel, shaped "
+            "(C, 1, 1) on a channels-first map or (C,) on a channels-last one",
+        )
+    ctx.add(
+        node,
+        [tensor],
+        layer_type="layer_scale",
+        original=path,
+        source=path,
+        **_torch_init_value(values),
     )
-    ctx.add(node, node.args[:1], layer_type="layer_scale", **fields)
 
 
 REGISTRY.reads("torch_module", "LayerScale", by="layer_scale")(_torch_layer_scale)
