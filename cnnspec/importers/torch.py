@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable
 from typing import Any
 
 from cnnspec.importers.common import (
@@ -69,6 +68,8 @@ class _Context:
         self.channels_last: set[Any] = set()
         self.parameters: dict[Any, str] = {}  # a parameter operand (or a view of it) -> its path
         self.per_position: set[Any] = set()  # nodes a reader found per-position on channels-last
+        # the functions and tensor methods that read a parameter operand (_read_parameter_operand)
+        self.parameter_readers: tuple[set, set] = (set(), set())
 
     def shape(self, node) -> tuple | None:
         """The node's output shape without the batch, channels-first even where the traced
@@ -554,7 +555,8 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
         return _import_open(module, input_shape, reference_size)
     input_shape = tuple(int(d) for d in input_shape)
     modules = {name: claim.reader for name, claim in _claims("torch_module").items()}
-    functions = _functions()
+    function_claims = _function_claims()
+    functions = {function: claim.reader for function, claim in function_claims.items()}
     methods = {name: claim.reader for name, claim in _claims("torch_method").items()}
     methods.update(dict.fromkeys(_NO_OPS, _no_op))
     was_training = module.training
@@ -574,6 +576,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     else:
         final = result
     ctx = _Context(gm, dict_names)
+    ctx.parameter_readers = _parameter_readers(function_claims)
     ctx.builder._names.update(
         dict_names.values()
     )  # spec names of a generated model: no helper may take one
@@ -732,15 +735,15 @@ def _claims(source: str) -> dict:
     return REGISTRY.claims(source)
 
 
-def _functions() -> dict[Any, Callable[..., None]]:
-    """The claimed functions by the object fx records as a node's target (importing torch here)."""
+def _function_claims() -> dict[Any, Any]:
+    """The claims of functions by the object fx records as a node's target (importing torch here)."""
     import importlib
 
-    functions = {}
+    claims = {}
     for path, claim in _claims("torch_function").items():
         module, _, name = path.rpartition(".")
-        functions[getattr(importlib.import_module(module), name)] = claim.reader
-    return functions
+        claims[getattr(importlib.import_module(module), name)] = claim
+    return claims
 
 
 # Tensor methods that change nothing a spec sees (x.contiguous()): the value is its input's.
@@ -860,8 +863,7 @@ def _read_parameter_operand(ctx, node) -> bool:
         path = ctx.parameters[node.args[0]]
     else:
         return False
-    functions, methods = _readers_of("multiply")
-    functions |= _readers_of("conv2d")[0]  # F.conv2d(x, self.weight, self.bias, ...)
+    functions, methods = ctx.parameter_readers
     for user in node.users:
         if user.op == "call_method" and user.target in ("reshape", "view", "unsqueeze", *methods):
             continue
@@ -874,17 +876,22 @@ def _read_parameter_operand(ctx, node) -> bool:
     return True
 
 
-def _readers_of(layer_type: str) -> tuple[set, set]:
-    """The functions and the tensor method names whose claims can write ``layer_type``."""
-    import importlib
+# The layer types whose readers take a parameter read in forward as an operand: x * self.gamma
+# (layer_scale) and F.conv2d(x, self.weight, self.bias, ...).
+_PARAMETER_OPERAND_TYPES = frozenset({"multiply", "conv2d"})
 
+
+def _parameter_readers(function_claims: dict[Any, Any]) -> tuple[set, set]:
+    """The functions and the tensor method names whose claims can write those types."""
     functions = {
-        getattr(importlib.import_module(path.rpartition(".")[0]), path.rpartition(".")[2])
-        for path, claim in _claims("torch_function").items()
-        if layer_type in claim.produces
+        function
+        for function, claim in function_claims.items()
+        if _PARAMETER_OPERAND_TYPES & set(claim.produces)
     }
     methods = {
-        name for name, claim in _claims("torch_method").items() if layer_type in claim.produces
+        name
+        for name, claim in _claims("torch_method").items()
+        if _PARAMETER_OPERAND_TYPES & set(claim.produces)
     }
     return functions, methods
 
