@@ -235,6 +235,14 @@ def single_calls(model) -> dict[int, Any]:
     return {key: found[0] for key, found in calls_in_graph(model).items() if len(found) == 1}
 
 
+def input_reshape_hint(target: tuple) -> str:
+    """What to do instead of a Reshape of the model's input: the spec's input is the feature map."""
+    return (
+        f"build the model on keras.Input({target}) without the Reshape, and reshape the data "
+        f"instead (x.reshape(-1, {', '.join(map(str, target))}))"
+    )
+
+
 def _input_reshape(model) -> tuple | None:
     """The target shape of a ``Reshape`` that the model applies to its input first, if any."""
     source = model.inputs[0]
@@ -309,8 +317,7 @@ def import_keras(model_or_path) -> ImportResult:
             + (" is a flat vector, not a feature map" if len(input_shape) == 1 else "")
             + (f", reshaped to {reshaped} by its first layer" if reshaped else ""),
             (
-                f"build the model on keras.Input({reshaped}) without the Reshape, and reshape "
-                f"the data instead (x.reshape(-1, {', '.join(map(str, reshaped))}))"
+                input_reshape_hint(reshaped)
                 if reshaped
                 else "cnnspec needs a channels-last input with known channels: (L, C), (H, W, C) "
                 "or (D, H, W, C); spatial sizes may be None (any size)"

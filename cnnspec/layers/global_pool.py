@@ -193,8 +193,7 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             KI.FRAMEWORK,
             KI.where(layer),
             f"Reshape{target} of the model's input {incoming}",
-            f"build the model on keras.Input({target}) without the Reshape, and reshape the data "
-            f"instead (x.reshape(-1, {', '.join(map(str, target))}))",
+            KI.input_reshape_hint(target),
         )
     raise refuse(
         KI.FRAMEWORK,
