@@ -195,6 +195,29 @@ def test_shared_layer_and_unsupported_reshape_are_refused():
 
 
 @pytest.mark.frameworks
+def test_a_dense_squeeze_excite_gate_reshaped_for_multiply_imports():
+    inputs = keras.Input((12, 12, 3))
+    x = L.Conv2D(16, 3, padding="same")(inputs)
+    gate = L.GlobalAveragePooling2D()(x)
+    gate = L.Dense(4, activation="relu")(gate)
+    gate = L.Dense(16, activation="sigmoid", name="gate")(gate)
+    gate = L.Reshape((1, 1, 16), name="gate_shape")(gate)
+    x = L.Multiply(name="excite")([x, gate])
+    outputs = L.Dense(3)(L.GlobalAveragePooling2D()(x))
+    result = check_against_keras(keras.Model(inputs, outputs))
+    excite = next(layer for layer in result.spec.layers if layer.name == "excite")
+    assert excite.inputs[1] == "gate"
+    assert any(r.where == "gate_shape" for r in result.rewrites)
+
+    # the same Reshape feeding a convolution is not a gate
+    inputs = keras.Input((12, 12, 3))
+    flat = L.Dense(16)(L.GlobalAveragePooling2D()(inputs))
+    x = L.Conv2D(4, 1, name="mix")(L.Reshape((1, 1, 16), name="not_a_gate")(flat))
+    message = refused(keras.Model(inputs, x))
+    assert "'not_a_gate'" in message and "Reshape(1, 1, 16)" in message
+
+
+@pytest.mark.frameworks
 def test_zoo_layers_import_and_compute_what_keras_computes():
     """Squeeze-excite (keepdims Reshape rewrite and Multiply), Rescaling, Normalization, LayerNormalization,
     GroupNormalization, Cropping, stochastic depth (Dropout noise_shape) and the merges of the zoo catalog."""

@@ -17,6 +17,7 @@ keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+import shape_code_models as S
 import torch_zoo as Z
 
 import cnnspec
@@ -71,6 +72,27 @@ def test_torch_onnx_exports_import(factory, shape):
     x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
     spec = check(proto, x)
     assert all(layer.source for layer in spec.layers)  # every layer says which node it came from
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+@pytest.mark.parametrize(
+    "factory,shape",
+    [(S.SENet, (3, 12, 12)), (S.UnsqueezeGate, (3, 12, 12)), (S.TfSameNet, (3, 33, 33))],
+    ids=["se_expand_as", "se_unsqueeze", "timm_same_pads_from_shapes"],
+)
+def test_gates_and_pads_computed_from_shapes_import(factory, shape, dynamo):
+    """Expand of a gate (expand_as), and pads torch.onnx computes with Shape -> Gather -> Sub ->
+    Div -> Cast -> Concat chains that read a size twice (timm's Conv2dSame)."""
+    module = factory().eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(module, (torch.zeros(1, *shape),), buffer, dynamo=dynamo)
+    proto = onnx.load_from_string(buffer.getvalue())
+    x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    check(proto, x)
 
 
 @pytest.mark.frameworks

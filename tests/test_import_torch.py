@@ -16,6 +16,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
+import shape_code_models as S
 import torch_zoo as Z
 from torchvision_layouts import CNBlock, LayerNorm2d
 from torch import nn
@@ -180,6 +181,72 @@ def test_numbers_computed_from_sizes_are_read_at_the_traced_size():
     assert any("traced input size" in rewrite.became for rewrite in result.rewrites)
     with pytest.raises(UnsupportedModel, match="traced differently"):
         import_torch(CifarTail(), (3, None, None))  # the window follows the size: no open spec
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize(
+    "factory,shape",
+    [(S.TutorialNet, (1, 28, 28)), (S.TfSameNet, (3, 33, 33))],
+    ids=["loop_over_size", "timm_conv2d_same"],
+)
+def test_python_code_that_reads_sizes_is_traced_at_the_input_size(factory, shape):
+    module = factory()
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(module)  # what stopped the importer before
+    result = check_against_torch(module, shape)
+    size_reads = [r for r in result.rewrites if "reads a tensor's size" in r.original]
+    assert len(size_reads) == 1
+    assert "shape_code_models.py:" in size_reads[0].original  # the model's own line
+    assert str((1, *shape)) in size_reads[0].became
+
+
+@pytest.mark.frameworks
+def test_sizes_read_in_python_still_refuse_an_open_size_where_they_change_the_numbers():
+    # timm's same padding of a stride-2 conv is 1 on even sizes and 2 on odd ones
+    with pytest.raises(UnsupportedModel, match="traced differently"):
+        import_torch(S.TfSameNet(), (3, None, None))
+    # ... and a branch on values is still refused, at that branch (not at the loop before it)
+    class Branchy(nn.Module):
+        def forward(self, x):
+            count = 1
+            for size in x.shape[1:]:
+                count *= size
+            return x.view(-1, count) if x.sum() > 0 else -x
+
+    message = refused(Branchy())
+    assert "(return x.view(-1, count) if x.sum() > 0 else -x)" in message
+    assert "control flow" in message
+
+
+@pytest.mark.frameworks
+def test_a_unet_step_that_pads_the_skip_difference_converts():
+    check_against_torch(S.UNetStep(), (3, 30, 30))
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("factory", [S.SENet, S.UnsqueezeGate], ids=["view_expand_as", "unsqueeze"])
+def test_a_flat_gate_made_broadcastable_by_hand_is_the_merge_gate(factory):
+    result = check_against_torch(factory(), (3, 12, 12))
+    multiply = next(layer for layer in result.spec.layers if layer.type == "multiply")
+    gate = next(layer for layer in result.spec.layers if layer.name == multiply.inputs[1])
+    assert gate.type == "sigmoid"  # the gate itself: the view and expand compute nothing
+    message = refused(S.GateIntoConv())
+    assert "reshape [16] -> [16, 1, 1]" in message and "shape_code_models.py:" in message
+
+
+@pytest.mark.frameworks
+@pytest.mark.slow
+def test_a_converted_squeeze_excite_reads_every_layer_at_its_own_output(tmp_path):
+    from cnnspec.importers.pipeline import convert_model
+
+    source = os.path.join(os.path.dirname(__file__), "shape_code_models.py")
+    conversion = convert_model(
+        f"{source}:SENet", "keras", tmp_path / "out", input_shape=(3, 12, 12)
+    )
+    layers = conversion.verification.layers
+    assert conversion.ok and all(layer.ok and not layer.misaligned for layer in layers)
+    # the sigmoid is read at its (N, 16) output, not at the (N, 16, 12, 12) expand of it
+    assert any(layer.name == "se_fc_3" and layer.shape_ok for layer in layers)
 
 
 class TutorialLeNet(nn.Module):

@@ -79,7 +79,7 @@ class _Tensor:
 class _Context:
     def __init__(self, proto):
 
-        from onnx import numpy_helper, shape_inference
+        from onnx import TensorProto, numpy_helper, shape_inference
 
         self.proto = proto
         try:
@@ -90,11 +90,14 @@ class _Context:
         self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
         self.initializers = set(self.constants)
         self.shapes: dict[str, tuple] = {}
+        self.integers: set[str] = set()  # integer tensors: sizes and shapes, never a layer's data
         for value in list(graph.input) + list(graph.value_info) + list(graph.output):
             dims = value.type.tensor_type.shape.dim
             self.shapes[value.name] = tuple(
                 d.dim_value if d.HasField("dim_value") else None for d in dims
             )
+            if value.type.tensor_type.elem_type in (TensorProto.INT64, TensorProto.INT32):
+                self.integers.add(value.name)
         self.values: dict[str, _Tensor] = {}
         self.builder = SpecBuilder("onnx")
         self.tensors: dict[str, dict[str, np.ndarray]] = {}
@@ -620,8 +623,10 @@ def shape_value(ctx, name: str, batch: int):
     stack = [name]
     while stack:
         maker = ctx.producers.get(stack.pop())
-        if maker is None or maker in chosen or len(chosen) > 32:
+        if maker is None or len(chosen) > 256:
             return None
+        if maker in chosen:  # a size read twice (pad // 2 and pad - pad // 2)
+            continue
         if maker.op_type == "Shape":
             dims = ctx.shapes.get(maker.input[0])
             if not dims or None in dims[1:]:
@@ -1252,7 +1257,7 @@ def _walk(proto):
     # a symbolic spatial dimension (dim_param, or none) is an open size of the spec
     size = list(shape[2:]) if layout == FIRST else list(shape[1:-1])
     readers = _readers()
-    shape_only = _shape_only_nodes(graph)
+    shape_only = _shape_only_nodes(graph, ctx.integers)
     folded = {
         node.output[0]
         for node in graph.node
@@ -1296,12 +1301,14 @@ def _walk(proto):
     return ctx, layout, channels, size
 
 
-#: Ops whose inputs after the first are shapes, sizes or bounds (computed from Shape nodes by torch.onnx).
-SHAPE_INPUTS = ("Reshape", "Resize", "Slice")
+#: Ops whose inputs after the first are shapes, sizes, bounds or pads (computed from Shape nodes
+#: by torch.onnx: a view, a size-dependent "same" pad, an expand_as).
+SHAPE_INPUTS = ("Reshape", "Resize", "Slice", "Pad", "Expand")
 
 
-def _shape_only_nodes(graph) -> set[str]:
-    """Nodes that only compute a Reshape's target shape (Shape -> Gather -> Concat ...): not layers."""
+def _shape_only_nodes(graph, integers: set[str]) -> set[str]:
+    """Nodes that only compute a Reshape's target shape (Shape -> Gather -> Concat ...): not layers.
+    ``integers`` are the integer tensors (a Shape of one is shape arithmetic too)."""
     shape_values = {
         node.input[1] for node in graph.node if node.op_type == "Reshape" and len(node.input) > 1
     } | {
@@ -1319,7 +1326,8 @@ def _shape_only_nodes(graph) -> set[str]:
     for node in reversed(list(graph.node)):
         if node.output and all(out in shape_values for out in node.output):
             skipped.add(node.output[0])
-            if node.op_type != "Shape":  # a Shape node reads a data tensor; that tensor stays data
+            # a Shape node reads a data tensor, which stays data, unless it is itself a shape
+            if node.op_type != "Shape" or node.input[0] in integers:
                 shape_values.update(name for name in node.input if name)
     for name in list(shape_values):  # a value also used as data is not shape-only
         for user in consumers.get(name, []):

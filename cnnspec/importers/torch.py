@@ -168,22 +168,25 @@ def _source_line(node) -> str | None:
 
 def _model_line(error: BaseException) -> str | None:
     """Where in the model's own code (not torch's) tracing failed: ``file:line (source)``."""
-    import os
     import traceback
+
+    return _user_frame(traceback.extract_tb(error.__traceback__))
+
+
+def _user_frame(frames) -> str | None:
+    """The innermost of ``frames`` in the model's own code (not torch's or cnnspec's):
+    ``file:line (source)``."""
+    import os
 
     import torch
 
     import cnnspec
 
     machinery = (os.path.dirname(torch.__file__), os.path.dirname(cnnspec.__file__), "<")
-    frames = [
-        frame
-        for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.startswith(machinery)
-    ]
-    if not frames:
+    own = [frame for frame in frames if not frame.filename.startswith(machinery)]
+    if not own:
         return None
-    frame = frames[-1]
+    frame = own[-1]
     text = (frame.line or "").strip()
     return f"{frame.filename}:{frame.lineno}" + (f" ({text})" if text else "")
 
@@ -413,17 +416,21 @@ def _traced_shape(ctx, node) -> tuple | None:
 
 
 def _trace(module, input_shape):
+    """The module's fx graph module, whether it was traced through ``forward_layers`` (a model
+    cnnspec generated), and where its Python code read a tensor's size (None if it did not).
+
+    A forward that computes with a tensor's size in Python (``for s in x.size()[1:]``, an
+    ``if`` on ``x.shape[-1]``) stops torch.fx's symbolic trace; it is traced again with the
+    sizes at the input shape answered as numbers (the batch stays symbolic).
+    """
     import torch
     import torch.fx
 
     modules = _claims("torch_module")
 
-    class Tracer(torch.fx.Tracer):
-        def is_leaf_module(self, m, qualified_name):
-            return type(m).__name__ in modules or super().is_leaf_module(m, qualified_name)
+    def is_claimed(m) -> bool:
+        return type(m).__name__ in modules
 
-    tracer = Tracer()
-    tracer.record_stack_traces = True
     generated = callable(getattr(module, "forward_layers", None))
     root = module
     if generated:  # trace forward_layers: its dict gives every spec layer's name back
@@ -437,17 +444,23 @@ def _trace(module, input_shape):
                 return self.model.forward_layers(x)
 
         root = Layers()
+    size_read = None
     try:
-        graph = tracer.trace(root)
-    except Exception as error:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
-        line = _model_line(error)
-        raise refuse(
-            FRAMEWORK,
-            f"model {type(module).__name__}" + (f" at {line}" if line else ""),
-            f"cannot be traced with torch.fx ({type(error).__name__}: {error})",
-            "control flow that depends on tensor values and data-dependent shapes are not supported; "
-            "cnnspec imports straight-line networks",
-        ) from None
+        graph = _plain_tracer(is_claimed).trace(root)
+    except Exception as first:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
+        sized = _SizedTracer(is_claimed, torch.zeros((1, *input_shape)))
+        try:
+            graph = sized.trace(root)
+        except Exception as error:  # noqa: BLE001 - it stopped where the first trace did, or later
+            line = _model_line(error)
+            raise refuse(
+                FRAMEWORK,
+                f"model {type(module).__name__}" + (f" at {line}" if line else ""),
+                f"cannot be traced with torch.fx ({type(error).__name__}: {error})",
+                "control flow that depends on tensor values and data-dependent shapes are not "
+                "supported; cnnspec imports straight-line networks",
+            ) from None
+        size_read = sized.first_size_read or _model_line(first)
     gm = torch.fx.GraphModule(root, graph)
     try:
         with torch.no_grad():
@@ -467,7 +480,136 @@ def _trace(module, input_shape):
             f"model {type(module).__name__}",
             f"does not run on an input of shape {(1, *input_shape)}: {type(error).__name__}: {error}",
         ) from None
-    return gm, generated
+    return gm, generated, size_read
+
+
+def _plain_tracer(is_claimed):
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, qualified_name):
+            return is_claimed(m) or super().is_leaf_module(m, qualified_name)
+
+    tracer = Tracer()
+    tracer.record_stack_traces = True
+    return tracer
+
+
+def _SizedTracer(is_claimed, example):  # noqa: N802 - builds the class on first use (torch is lazy)
+    """A tracer that runs every node on ``example`` while it records it, so that a tensor's
+    ``size()``, ``shape``, ``dim()`` and ``ndim`` are numbers Python code can loop and branch
+    on; the batch axis stays a graph node, as it is in a plain trace.  Values stay symbolic:
+    ``if x.sum() > 0`` is refused as before."""
+    import torch
+    import torch.fx
+
+    unknown = object()
+
+    class SizedProxy(torch.fx.Proxy):
+        def _value(self):
+            return self.tracer.values.get(self.node, unknown)
+
+        def size(self, dim=None):
+            value = self._value()
+            if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                args = (self,) if dim is None else (self, dim)
+                return self.tracer.create_proxy("call_method", "size", args, {})
+            self.tracer.note_size_read()
+            batch = self.tracer.create_proxy("call_method", "size", (self, 0), {})
+            if dim is None:
+                return (batch, *value.shape[1:])
+            return batch if dim % value.dim() == 0 else value.shape[dim]
+
+        @property
+        def shape(self):
+            return self.size()
+
+        def dim(self):
+            value = self._value()
+            if not isinstance(value, torch.Tensor):
+                return self.tracer.create_proxy("call_method", "dim", (self,), {})
+            self.tracer.note_size_read()
+            return value.dim()
+
+        @property
+        def ndim(self):
+            return self.dim()
+
+    class SizedTracer(torch.fx.Tracer):
+        def __init__(self):
+            super().__init__()
+            self.record_stack_traces = True
+            self.values: dict[Any, Any] = {}
+            self.first_size_read: str | None = None
+            self._computing = False
+            self._forward = None
+
+        def is_leaf_module(self, m, qualified_name):
+            return is_claimed(m) or super().is_leaf_module(m, qualified_name)
+
+        def proxy(self, node):
+            return SizedProxy(node, self)
+
+        def note_size_read(self):
+            if self.first_size_read is None:
+                import traceback
+
+                self.first_size_read = _user_frame(traceback.extract_stack())
+
+        def call_module(self, m, forward, args, kwargs):
+            if self._computing:  # a claimed module's own submodules, run for its value
+                return forward(*args, **kwargs)
+            self._forward = forward
+            return super().call_module(m, forward, args, kwargs)
+
+        def getattr(self, attr, attr_val, parameter_proxy_cache):
+            if self._computing:
+                return attr_val
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+        def create_proxy(self, kind, target, args, kwargs, *rest, **options):
+            proxy = super().create_proxy(kind, target, args, kwargs, *rest, **options)
+            if isinstance(proxy, torch.fx.Proxy):
+                self.values[proxy.node] = self._run(kind, target, args, kwargs)
+            return proxy
+
+        def _run(self, kind, target, args, kwargs):
+            if kind == "placeholder":
+                return example
+            missing = False
+
+            def value_of(item):
+                nonlocal missing
+                if isinstance(item, torch.fx.Proxy):
+                    item = self.values.get(item.node, unknown)
+                    missing = missing or item is unknown
+                return item
+
+            arg_values = torch.fx.node.map_aggregate(args, value_of)
+            kwarg_values = torch.fx.node.map_aggregate(kwargs, value_of)
+            if missing:
+                return unknown
+            self._computing = True
+            try:
+                with torch.no_grad():
+                    if kind == "get_attr":
+                        value = self.root
+                        for atom in target.split("."):
+                            value = getattr(value, atom)
+                        return value
+                    if kind == "call_module":
+                        return self._forward(*arg_values, **kwarg_values)
+                    if kind == "call_method":
+                        return getattr(arg_values[0], target)(*arg_values[1:], **kwarg_values)
+                    if kind == "call_function":
+                        return target(*arg_values, **kwarg_values)
+            except Exception:  # noqa: BLE001 - the shape pass after the trace names the failing node
+                return unknown
+            finally:
+                self._computing = False
+            return unknown
+
+    return SizedTracer()
 
 
 def _propagate_shapes(gm, input_shape) -> None:
@@ -562,7 +704,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     was_training = module.training
     module.eval()
     try:
-        gm, generated = _trace(module, input_shape)
+        gm, generated, size_read = _trace(module, input_shape)
     finally:
         module.train(was_training)
 
@@ -580,6 +722,13 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     ctx.builder._names.update(
         dict_names.values()
     )  # spec names of a generated model: no helper may take one
+    if size_read is not None:
+        ctx.builder.rewrite(
+            f"model {type(module).__name__}",
+            f"Python code that reads a tensor's size ({size_read})",
+            f"traced with the sizes at the input shape {(1, *input_shape)}; the spec's numbers "
+            "hold at that size",
+        )
     import torch.fx
 
     if not isinstance(final, torch.fx.Node):
@@ -712,11 +861,18 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
             FRAMEWORK, f"model {type(module).__name__}", "its output is not the last layer computed"
         )
     spec = builder.finish(model_name, channels, size)
-    producers = {
-        value.name: node.name
-        for node, value in ctx.values.items()
-        if value.name not in (None, "input")
-    }
+    # The node each spec layer is read at: the last with the layer's shape (a gate made
+    # (C, 1, 1) for a merge is an alias of the flat gate, not the place to read it).
+    producers: dict[str, str] = {}
+    shaped: set[str] = set()
+    for node, value in ctx.values.items():
+        if value.name in (None, "input"):
+            continue
+        if ctx.shape(node) == value.shape:
+            shaped.add(value.name)
+        elif value.name in shaped:
+            continue
+        producers[value.name] = node.name
     return ImportResult(
         spec=spec,
         rewrites=builder.rewrites,

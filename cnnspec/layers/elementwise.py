@@ -45,6 +45,8 @@ _KERAS_LAYERS = {
     "minimum": "Minimum",
     "average": "Average",
 }
+#: The Keras classes of the element-wise merges.
+KERAS_MERGES = frozenset(_KERAS_LAYERS.values())
 _WORDS = {
     "sum": "add",
     "mul": "multiply",
@@ -363,6 +365,54 @@ def _torch_binary(kind: str):
     return reader
 
 
+# What a flat gate made to broadcast may feed: a merge, or the next step of the same broadcast.
+_MERGE_TYPES = frozenset(_KERAS_LAYERS)
+_GATE_STEPS = frozenset({"view", "reshape", "unsqueeze", "expand", "expand_as"})
+
+
+def torch_broadcast_gate(ctx, node) -> bool:
+    """A flat (N, C) gate made (N, C, 1, ..., 1) or expanded to a map's shape for an element-wise
+    merge to broadcast it (``y.view(b, c, 1, 1)``, ``y.unsqueeze(-1)``, ``y.expand_as(x)``): the
+    merges broadcast the flat gate itself, so the view computes nothing.  Anything but a merge
+    reading it is left to the caller's refusal."""
+    import torch
+
+    source = node.args[0]
+    value = ctx.values.get(source) if TI.is_tensor(ctx, source) else None
+    out = ctx.shape(node)
+    if value is None or value.shape is None or len(value.shape) != 1 or not out or len(out) < 2:
+        return False
+    expanded = node.target in ("expand", "expand_as")
+    if out[0] != value.shape[0] or (not expanded and any(d != 1 for d in out[1:])):
+        return False
+    merges = {
+        function
+        for function, claim in TI._function_claims().items()
+        if claim.owner.types[0] in _MERGE_TYPES
+    }
+    for user in node.users:
+        step = user.op == "call_method" and user.target in _GATE_STEPS
+        step = step or (user.op == "call_function" and user.target is torch.unsqueeze)
+        merge = user.op == "call_function" and user.target in merges
+        merge = merge or (user.op == "call_method" and user.target in ("add", "mul", "sub"))
+        if not (step or merge):
+            return False
+    ctx.alias(node, source)
+    return True
+
+
+def _torch_gate_step(ctx, node):
+    if not torch_broadcast_gate(ctx, node):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{node.target if isinstance(node.target, str) else 'unsqueeze'} of a "
+            f"{list(ctx.shape(node.args[0]) or [])} tensor to {list(ctx.shape(node) or [])}",
+            "cnnspec reads these as a flat (C) gate made (C, 1, 1) for an element-wise merge to "
+            "broadcast over a feature map (squeeze-excite)",
+        )
+
+
 def _torch_offset(ctx, node, tensor, offset: float) -> None:
     """``x * s + c`` (a scale just made from ``x * s``, read only here) is rescale(s, c); ``x + c`` rescale(1, c)."""
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
@@ -459,6 +509,11 @@ REGISTRY.reads("torch_method", "add", by="add", produces=("add", "rescale"))(_to
 REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scale", "layer_scale"))(
     _torch_binary("multiply")
 )
+
+REGISTRY.reads("torch_method", "unsqueeze", "expand", "expand_as", by="multiply", produces=())(
+    _torch_gate_step
+)
+REGISTRY.reads("torch_function", "torch.unsqueeze", by="multiply", produces=())(_torch_gate_step)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
@@ -582,6 +637,32 @@ def _onnx_fold_bias(ctx, node, constant: str) -> bool:
     return True
 
 
+def _onnx_expand(ctx, node, attrs):
+    """A gate expanded to the shape of the map it is merged with (torch's ``y.expand_as(x)``):
+    the merges broadcast the gate itself."""
+    shape, out = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    users = ctx.users.get(node.output[0], [])
+    if (
+        shape
+        and out
+        and len(shape) == len(out)
+        and all(d in (1, n) for d, n in zip(shape[1:], out[1:]))
+        and users
+        and node.output[0] not in ctx.outputs
+        and all(user.op_type in _ONNX_MERGES for user in users)
+    ):
+        ctx.alias(node, node.input[0])
+        return
+    raise refuse(
+        OI.FRAMEWORK,
+        OI.where(node),
+        f"Expand of a {list(shape or [])} tensor to {list(out or [])}",
+        "cnnspec reads an Expand of a gate that element-wise merges (Mul, Add) then read",
+    )
+
+
+_ONNX_MERGES = ("Add", "Sum", "Mul", "Sub", "Max", "Min")
+REGISTRY.reads("onnx", "Expand", by="multiply", produces=())(_onnx_expand)
 REGISTRY.reads("onnx", "Add", "Sum", by="add", produces=("add", "batch_norm"))(_onnx_binary("add"))
 REGISTRY.reads("onnx", "Mul", by="multiply", produces=("multiply", "batch_norm", "layer_scale"))(
     _onnx_binary("multiply")

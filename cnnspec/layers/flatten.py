@@ -117,11 +117,16 @@ def _torch_view(ctx, node):
         return
     if _torch_channel_shuffle(ctx, node, shape_in, shape_out):
         return
+    from cnnspec.layers.elementwise import torch_broadcast_gate
+
+    if torch_broadcast_gate(ctx, node):
+        return
     raise TI.refusal(
         ctx,
         node,
         f"reshape {list(shape_in)} -> {list(shape_out or [])}",
-        "supported reshapes: flatten (x.view(x.size(0), -1)) and the view/transpose/view channel shuffle",
+        "supported reshapes: flatten (x.view(x.size(0), -1)), the view/transpose/view channel "
+        "shuffle, and a flat gate viewed as (C, 1, 1) for a merge to broadcast",
     )
 
 

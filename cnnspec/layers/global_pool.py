@@ -188,6 +188,14 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             **fields,
         )
         return
+    if _keras_broadcast_gate(ctx, layer, target, incoming):
+        ctx.builder.rewrite(
+            layer.name,
+            f"Reshape({target}) of a flat ({incoming[0]}) gate",
+            "nothing: the merges reading it broadcast the flat gate",
+        )
+        ctx.names[id(ctx.output(layer))] = inputs[0]
+        return
     if inputs[0] == "input":  # Input((28, 28)) + Reshape((28, 28, 1)): the data's layout
         raise refuse(
             KI.FRAMEWORK,
@@ -199,9 +207,28 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
         KI.FRAMEWORK,
         KI.where(layer),
         f"Reshape{target} is not supported here",
-        "cnnspec rewrites Reshape((1, 1, C)) right after a global pooling into keepdims; "
-        "for other reshapes use Flatten or a global pooling",
+        "cnnspec rewrites Reshape((1, 1, C)) right after a global pooling into keepdims, and "
+        "reads one of a flat gate that only merges read (Multiply) as the gate; for other "
+        "reshapes use Flatten or a global pooling",
     )
+
+
+def _keras_broadcast_gate(ctx, layer, target: tuple, incoming: tuple) -> bool:
+    """A flat (C) gate made (1, ..., 1, C) for merges alone to broadcast (a squeeze-excite with
+    Dense layers): the merges broadcast the flat gate the same way."""
+    from cnnspec.layers.elementwise import KERAS_MERGES
+
+    if len(incoming) != 1 or not target or target[-1] != incoming[0]:
+        return False
+    if any(d != 1 for d in target[:-1]):
+        return False
+    output = ctx.output(layer)
+    users = [
+        call.operation
+        for call in ctx.nodes.values()
+        if any(tensor is output for tensor in call.input_tensors)
+    ]
+    return bool(users) and all(type(user).__name__ in KERAS_MERGES for user in users)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------

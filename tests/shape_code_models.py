@@ -1,0 +1,164 @@
+"""PyTorch models written the way their authors write them, whose ``forward`` computes with a
+tensor's size in Python (torch.fx's symbolic trace stops there) or makes a squeeze-excite gate
+broadcastable by hand.  Each follows a published source: the PyTorch "Neural Networks" tutorial,
+timm's ``Conv2dSame``, moskomule/senet.pytorch's ``SELayer``, milesial/Pytorch-UNet's ``Up``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TutorialNet(nn.Module):
+    """The PyTorch tutorial's LeNet: the flatten size counted in a loop over ``x.size()[1:]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, self.num_flat_features(x))
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def num_flat_features(self, x):
+        size = x.size()[1:]
+        count = 1
+        for s in size:
+            count *= s
+        return count
+
+
+def same_padding(size, kernel, stride, dilation):
+    return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+
+
+class Conv2dSame(nn.Conv2d):
+    """timm's TensorFlow-style 'same' convolution: the padding computed from the input's size."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+
+    def forward(self, x):
+        ih, iw = x.size()[-2:]
+        pad_h = same_padding(ih, self.kernel_size[0], self.stride[0], self.dilation[0])
+        pad_w = same_padding(iw, self.kernel_size[1], self.stride[1], self.dilation[1])
+        if pad_h > 0 or pad_w > 0:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+
+class TfSameNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = Conv2dSame(3, 8, 3, stride=2)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = Conv2dSame(8, 8, 5, stride=2, groups=8, bias=False)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.dw(F.silu(self.bn(self.stem(x))))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class SELayer(nn.Module):
+    """senet.pytorch: ``b, c, _, _ = x.size()``, Linear layers, ``view(b, c, 1, 1)``, ``expand_as``."""
+
+    def __init__(self, channel, reduction=4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(
+            nn.Linear(channel, channel // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channel // reduction, channel, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        b, c, _, _ = x.size()
+        y = self.avg_pool(x).view(b, c)
+        y = self.fc(y).view(b, c, 1, 1)
+        return x * y.expand_as(x)
+
+
+class SENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.se = SELayer(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.se(F.relu(self.conv(x)))
+        return self.head(x.mean((2, 3)))
+
+
+class UnsqueezeGate(nn.Module):
+    """A gate made (C, 1, 1) with ``unsqueeze(-1)`` twice, added back as ``x + x * gate``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc1 = nn.Linear(16, 4)
+        self.fc2 = nn.Linear(4, 16)
+
+    def forward(self, x):
+        x = self.conv(x)
+        y = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x + x * y.unsqueeze(-1).unsqueeze(-1)
+
+
+class GateIntoConv(nn.Module):
+    """A flat vector viewed as (C, 1, 1) and convolved: not a gate, refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 16)
+        self.mix = nn.Conv2d(16, 16, 1)
+
+    def forward(self, x):
+        y = self.fc(self.conv(x).mean((2, 3)))
+        return self.mix(y.view(-1, 16, 1, 1))
+
+
+class Up(nn.Module):
+    """Pytorch-UNet's up step: the skip's size difference padded in Python, unpacked from a shape."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(channels, channels // 2, 2, stride=2)
+        self.conv = nn.Conv2d(channels, channels // 2, 3, padding=1)
+
+    def forward(self, x1, x2):
+        x1 = self.up(x1)
+        _, _, height, width = x2.shape
+        diff_y, diff_x = height - x1.shape[2], width - x1.shape[3]
+        x1 = F.pad(x1, [diff_x // 2, diff_x - diff_x // 2, diff_y // 2, diff_y - diff_y // 2])
+        return self.conv(torch.cat([x2, x1], dim=1))
+
+
+class UNetStep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inc = nn.Conv2d(3, 8, 3, padding=1)
+        self.down = nn.Conv2d(8, 16, 3, padding=1)
+        self.up = Up(16)
+        self.out = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        x1 = F.relu(self.inc(x))
+        x2 = F.relu(self.down(F.max_pool2d(x1, 2)))
+        return self.out(self.up(x2, x1))
