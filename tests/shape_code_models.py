@@ -162,3 +162,21 @@ class UNetStep(nn.Module):
         x1 = F.relu(self.inc(x))
         x2 = F.relu(self.down(F.max_pool2d(x1, 2)))
         return self.out(self.up(x2, x1))
+
+
+class ESPCN(nn.Module):
+    """Sub-pixel super-resolution: the module in the head, the function in a second branch."""
+
+    def __init__(self, factor=2):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.Tanh())
+        self.sub_pixel = nn.Conv2d(16, factor * factor, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(factor)
+        self.detail = nn.Conv2d(16, 4 * factor * factor, 3, padding=1)
+        self.factor = factor
+
+    def forward(self, x):
+        features = self.features(x)
+        coarse = self.shuffle(self.sub_pixel(features))
+        detail = F.pixel_shuffle(self.detail(features), self.factor)
+        return torch.cat([coarse, detail], 1)

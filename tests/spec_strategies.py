@@ -98,6 +98,7 @@ SPATIAL_KINDS = [
     "instance_norm",
     "channel_shuffle",
     "channel_slice",
+    "pixel_shuffle",
     "crop",
     "pad",
     "layer_scale",
@@ -137,7 +138,8 @@ HANDWRITTEN_TYPES = frozenset(
     "dropout spatial_dropout flatten dense relu relu6 sigmoid tanh softmax silu hard_swish hard_sigmoid leaky_relu "
     "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
     # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
-    "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice crop1d crop2d crop3d "
+    "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice pixel_shuffle "
+    "crop1d crop2d crop3d "
     "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
     "subtract maximum minimum average".split()
 )
@@ -584,6 +586,12 @@ def _channel_shuffle(draw, builder: _Builder) -> dict:
     }
 
 
+def _pixel_shuffle(draw, builder: _Builder) -> dict:
+    channels = builder.shape[0]
+    factors = [r for r in (1, 2, 3) if channels % (r * r) == 0]
+    return {"type": "pixel_shuffle", "factor": draw(st.sampled_from(factors))}
+
+
 def _channel_slice(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
     start = draw(st.integers(0, channels - 1))
@@ -662,6 +670,7 @@ CATALOG_SINGLES = {
     "instance_norm": lambda draw, builder: {"type": "instance_norm", "affine": draw(st.booleans())},
     "channel_shuffle": _channel_shuffle,
     "channel_slice": _channel_slice,
+    "pixel_shuffle": _pixel_shuffle,
     "crop": _crop,
     "pad": _pad,
     "layer_scale": lambda draw, builder: {

@@ -310,6 +310,29 @@ def test_channel_shuffle_helpers(shape, groups):
     np.testing.assert_array_equal(_keras(kh.ChannelShuffle(groups), x), reference)
 
 
+@pytest.mark.parametrize("shape,factor", [((2, 8, 5, 6), 2), ((1, 18, 3, 4), 3), ((2, 3, 4, 2), 1)])
+def test_pixel_shuffle_helper_is_pytorchs(shape, factor):
+    x = _nchw(shape)
+    reference = _torch(nn.PixelShuffle(factor), x)
+    np.testing.assert_array_equal(_keras(kh.PixelShuffle(factor), x), reference)
+    # the definition, written out: output channel c at block offset (i, j) is input c·r² + i·r + j
+    c, i, j = shape[1] // factor**2 - 1, factor - 1, 0
+    np.testing.assert_array_equal(
+        reference[:, c, i::factor, j::factor], x[:, c * factor**2 + i * factor + j]
+    )
+
+
+def test_pixel_shuffle_as_tensorflow_depth_to_space_is_wrong():
+    """The trap: tf.nn.depth_to_space (ONNX DepthToSpace's DCR mode) reads (i·r + j)·C + c."""
+    import tensorflow as tf
+
+    x = _nchw((1, 8, 4, 4))
+    reference = _torch(nn.PixelShuffle(2), x)
+    tensorflow_order = _first(tf.nn.depth_to_space(_last(x), 2).numpy())
+    assert tensorflow_order.shape == reference.shape
+    assert np.abs(tensorflow_order - reference).max() > 1.0
+
+
 def test_channel_shuffle_nchw_recipe_on_nhwc_is_wrong():
     """The trap: PyTorch's view(N, g, C/g, H, W) / transpose / view copied onto an NHWC tensor."""
     x = _nchw((1, 8, 4, 4))
@@ -572,6 +595,7 @@ EXPORT_CASES = [
         lambda: kh.Resize((13, 7), "nearest_exact"),
     ),
     ("shuffle", lambda: th.ChannelShuffle(2), lambda: kh.ChannelShuffle(2)),
+    ("pixel_shuffle", lambda: nn.PixelShuffle(2), lambda: kh.PixelShuffle(2)),
     ("replicate", None, lambda: kh.Padding(((1, 2), (3, 0)), "replicate")),
     ("reflect", None, lambda: kh.Padding(((1, 2), (3, 0)), "reflect")),
     ("channel_layer_norm", lambda: th.ChannelLayerNorm(8), None),

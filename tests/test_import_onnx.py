@@ -76,6 +76,24 @@ def test_torch_onnx_exports_import(factory, shape):
 
 @pytest.mark.frameworks
 @pytest.mark.onnx
+def test_depth_to_space_imports_in_crd_mode_and_dcr_is_refused():
+    proto = torch_onnx(S.ESPCN(2), (1, 6, 5))
+    assert {node.op_type for node in proto.graph.node} >= {"DepthToSpace"}
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 5)).astype(np.float32)
+    spec = check(proto, x)
+    assert [layer.type for layer in spec.layers].count("pixel_shuffle") == 2
+
+    for node in proto.graph.node:
+        if node.op_type == "DepthToSpace":
+            for attribute in node.attribute:
+                if attribute.name == "mode":
+                    attribute.s = b"DCR"  # TensorFlow's order: other values, same shapes
+    with pytest.raises(UnsupportedModel, match="DepthToSpace in DCR mode"):
+        import_onnx(proto)
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 @pytest.mark.parametrize(
     "factory,shape",

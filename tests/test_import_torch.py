@@ -249,6 +249,13 @@ def test_a_converted_squeeze_excite_reads_every_layer_at_its_own_output(tmp_path
     assert any(layer.name == "se_fc_3" and layer.shape_ok for layer in layers)
 
 
+@pytest.mark.frameworks
+def test_pixel_shuffle_module_and_function_convert():
+    result = check_against_torch(S.ESPCN(3), (1, 7, 5))
+    shuffles = [layer for layer in result.spec.layers if layer.type == "pixel_shuffle"]
+    assert [layer.factor for layer in shuffles] == [3, 3]
+
+
 class TutorialLeNet(nn.Module):
     """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
 

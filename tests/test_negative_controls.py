@@ -177,6 +177,59 @@ def test_d_flatten_in_the_other_order_fails_at_the_flatten_layer():
     assert "flatten order" in report.divergence.hint
 
 
+PIXEL_SPEC = {
+    "cnnspec": 1,
+    "name": "sub_pixel",
+    "input": {"channels": 3, "size": [6, 6]},
+    "layers": [
+        {"name": "conv", "type": "conv2d", "filters": 8, "kernel_size": 3, "padding": 1},
+        {"name": "shuffle", "type": "pixel_shuffle", "factor": 2},
+        {"name": "head", "type": "conv2d", "filters": 2, "kernel_size": 1},
+    ],
+}
+
+
+class TensorFlowDepthToSpace(keras.layers.Layer):
+    """What a Keras port of nn.PixelShuffle usually writes: TensorFlow's depth_to_space."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(x, 2)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, height * 2, width * 2, channels // 4)
+
+
+def _keras_pixel_port(tensorflow_order: bool):
+    from cnnspec.targets.keras.helpers import PixelShuffle
+
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    shuffle = TensorFlowDepthToSpace if tensorflow_order else PixelShuffle
+    x = shuffle(**({} if tensorflow_order else {"factor": 2}), name="shuffle")(x)
+    return keras.Model(inputs, keras.layers.Conv2D(2, 1, name="head")(x))
+
+
+def test_e_pixel_shuffle_as_tensorflow_depth_to_space_fails_at_the_shuffle():
+    plan = cnnspec.resolve(PIXEL_SPEC)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    right = _keras_pixel_port(tensorflow_order=False)
+    transfer_weights(torch_model, right, plan)
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=right, sync_weights=False).ok
+
+    wrong = _keras_pixel_port(tensorflow_order=True)
+    transfer_weights(torch_model, wrong, plan)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=wrong, sync_weights=False)
+    assert report.first_divergent_layer == "shuffle"
+    assert [layer.ok for layer in report.layers] == [True, False, False]
+    assert report.layers[1].shape_ok
+    assert "depth_to_space" in report.divergence.hint
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `shuffle`"
+
+
 def test_assert_equivalent_passes_silently_and_returns_the_report():
     report = assert_equivalent(SPEC, torch_model=_port(symmetric_padding=False))
     assert report.ok

@@ -679,6 +679,36 @@ class ChannelShuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class PixelShuffle(layers.Layer):
+    """PyTorch's pixel shuffle on channels-last tensors: (H, W, C·r²) -> (H·r, W·r, C).
+
+    Output channel c at offset (i, j) of each r×r block is input channel c·r² + i·r + j, so the
+    channels are split as (C, r, r); TensorFlow's depth_to_space splits them as (r, r, C).
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        r = self.factor
+        shape = ops.shape(inputs)
+        height, width, channels = shape[1], shape[2], inputs.shape[-1] // (r * r)
+        blocks = ops.reshape(inputs, (-1, height, width, channels, r, r))
+        blocks = ops.transpose(blocks, (0, 1, 4, 2, 5, 3))
+        return ops.reshape(blocks, (-1, height * r, width * r, channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        r = self.factor
+        scaled = [None if n is None else n * r for n in (height, width)]
+        return (batch, *scaled, channels // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelSlice(layers.Layer):
     """Channels [start, stop) of the input (Keras has no split layer; PyTorch's chunk is a slice)."""
 
