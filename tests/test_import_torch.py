@@ -256,6 +256,34 @@ def test_pixel_shuffle_module_and_function_convert():
     assert [layer.factor for layer in shuffles] == [3, 3]
 
 
+class Divisions(nn.Module):
+    """Pixel scaling in forward, SRGAN's output (tanh + 1) / 2, and a method-style division."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x / 255.0)
+        return (torch.tanh(y) + 1) / 2 + y.div(3)
+
+
+@pytest.mark.frameworks
+def test_division_by_a_number_is_a_scale_and_folds_into_the_rescale_before_it():
+    result = check_against_torch(Divisions(), (3, 8, 8))
+    layers = {layer.name: layer for layer in result.spec.layers}
+    assert layers["truediv"].type == "scale" and layers["truediv"].factor == pytest.approx(1 / 255)
+    rescale = next(layer for layer in result.spec.layers if layer.type == "rescale")
+    assert (rescale.scale, rescale.offset) == (0.5, 0.5)
+    assert layers["div"].type == "scale" and layers["div"].factor == pytest.approx(1 / 3)
+
+    class ByTensor(nn.Module):
+        def forward(self, x):
+            return x / (torch.sigmoid(x) + 1)
+
+    assert "a division" in refused(ByTensor())
+
+
 class TutorialLeNet(nn.Module):
     """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
 

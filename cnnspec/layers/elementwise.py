@@ -475,12 +475,50 @@ def _torch_divide(ctx, node):
             ctx.builder._names.add(previous["name"])
         ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
         return
+    if (
+        isinstance(right, (int, float))
+        and not isinstance(right, bool)
+        and right != 0
+        and TI.is_tensor(ctx, left)
+    ):
+        _torch_divide_by_number(ctx, node, left, float(right), previous)
+        return
     raise TI.refusal(
         ctx,
         node,
         "a division",
-        "(a + b) / 2 is average; a constant factor is the 'scale' type (x * c)",
+        "(a + b) / 2 is average, x / c a scale by 1 / c; a division by a tensor is not supported",
     )
+
+
+def _torch_divide_by_number(ctx, node, tensor, divisor: float, previous) -> None:
+    """``x / c`` is a scale by 1 / c; ``(x + a) / c`` (a rescale or scale just made from ``x``,
+    read only here) is one rescale whose factor and offset are divided by c."""
+    ctx.builder.rewrite(
+        TI.original_path(node),
+        f"division by {divisor:g}",
+        f"multiplication by 1 / {divisor:g} (the same to within one rounding; exact for a power of 2)",
+    )
+    if (
+        previous is not None
+        and previous["type"] in ("scale", "rescale")
+        and ctx.values[tensor].name == previous["name"]
+        and len(tensor.users) == 1
+        and tensor.name not in ctx.dict_names
+        and node.name not in ctx.dict_names
+        and all(
+            isinstance(previous.get(key, 0.0), (int, float))
+            for key in ("factor", "scale", "offset")
+        )
+    ):
+        if previous["type"] == "scale":
+            previous["factor"] = previous["factor"] / divisor
+        else:
+            previous["scale"] = previous.get("scale", 1.0) / divisor
+            previous["offset"] = previous.get("offset", 0.0) / divisor
+        ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+        return
+    ctx.add(node, [tensor], layer_type="scale", factor=1.0 / divisor)
 
 
 REGISTRY.reads(
@@ -504,7 +542,16 @@ REGISTRY.reads(
 )(_torch_binary("subtract"))
 REGISTRY.reads("torch_function", "torch.maximum", by="maximum")(_torch_binary("maximum"))
 REGISTRY.reads("torch_function", "torch.minimum", by="minimum")(_torch_binary("minimum"))
-REGISTRY.reads("torch_function", "operator.truediv", "torch.div", by="average")(_torch_divide)
+REGISTRY.reads(
+    "torch_function",
+    "operator.truediv",
+    "torch.div",
+    by="average",
+    produces=("average", "scale", "rescale"),
+)(_torch_divide)
+REGISTRY.reads("torch_method", "div", by="average", produces=("average", "scale", "rescale"))(
+    _torch_divide
+)
 REGISTRY.reads("torch_method", "add", by="add", produces=("add", "rescale"))(_torch_binary("add"))
 REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scale", "layer_scale"))(
     _torch_binary("multiply")
