@@ -194,6 +194,41 @@ def test_shared_layer_and_unsupported_reshape_are_refused():
     assert "'odd_reshape'" in message and "Reshape" in message
 
 
+TEMPORAL_MODEL = """
+import keras
+from keras import layers
+
+
+def model():
+    inputs = keras.Input((32, 2))
+    x = layers.Conv1D(8, 4, padding="causal", dilation_rate=2, activation="relu")(inputs)
+    x = layers.Conv1D(8, 3, padding="causal", strides=2)(x)
+    x = layers.LayerNormalization()(x)
+    return keras.Model(inputs, layers.Dense(3)(layers.GlobalMaxPooling1D()(x)))
+"""
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_causal_1d_convolutions_convert_with_the_proof(tmp_path):
+    """Conv1D(padding='causal') pads the whole footprint before the sequence: (k - 1)·d, then 0."""
+    import importlib.util
+
+    from cnnspec.importers.pipeline import convert_model
+
+    source = tmp_path / "temporal.py"
+    source.write_text(TEMPORAL_MODEL)
+    module_spec = importlib.util.spec_from_file_location("temporal", source)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    result = check_against_keras(module.model())
+    convs = [layer for layer in result.spec.layers if layer.type == "conv1d"]
+    assert [layer.padding for layer in convs] == [[[6, 0]], [[2, 0]]]
+    # the converted PyTorch model, exported and compared with the Keras original layer by layer
+    conversion = convert_model(f"{source}:model", "torch", tmp_path / "out")
+    assert conversion.ok and all(layer.ok for layer in conversion.verification.layers)
+
+
 @pytest.mark.frameworks
 def test_a_dense_squeeze_excite_gate_reshaped_for_multiply_imports():
     inputs = keras.Input((12, 12, 3))

@@ -882,20 +882,39 @@ def _moments(ctx, node) -> bool:
     (layer_norm), or over groups of channels and every position after a Reshape that splits the
     channels into groups (group_norm / instance_norm); recognised by evaluating the nodes."""
     if node.op_type == "Reshape":
-        source = node.input[0]
         if node.input[1] not in ctx.constants:
             return False
-    elif node.op_type == MEAN:
-        source = node.input[0]
-    else:
+    elif node.op_type != MEAN:
         return False
+    if _moments_from(ctx, node, node.input[0], None):
+        return True
+    # tf2onnx's transpose optimiser can leave a layer's value on both sides of a Transpose, the
+    # means reading one side and the rest the other: read the moments from the Transpose's input.
+    producer = ctx.producers.get(node.input[0])
+    return (
+        node.op_type == MEAN
+        and producer is not None
+        and producer.op_type == "Transpose"
+        and producer.input[0] in ctx.values
+        and _moments_from(ctx, node, producer.input[0], producer)
+    )
+
+
+def _moments_from(ctx, node, source: str, transpose) -> bool:
+    """:func:`_moments` with ``source`` as the normalised value (``transpose``, if given, is the
+    Transpose from ``source`` to what ``node`` reads, and part of the region)."""
+    import numpy as np
+
     value = ctx.values.get(source)
     shape = ctx.shapes.get(source)
     if value is None or value.layout not in (FIRST, LAST, FLAT) or not shape or None in shape[1:]:
         return False
     split = node.output[0] if node.op_type == "Reshape" else source
     region = [node] if node.op_type == "Reshape" else []
-    values = {split}
+    if transpose is not None:
+        region = [transpose]
+    head = region[0] if region else node
+    values = {split, *(out for n in region for out in n.output)}
     nodes = ctx.proto.graph.node
     first = ctx.position[node.output[0]]
     for candidate in nodes[first : first + REGION_REACH]:
@@ -910,7 +929,7 @@ def _moments(ctx, node) -> bool:
     channel = 1 if value.layout in (FIRST, FLAT) else len(shape) - 1
     for end in reversed(region):
         chosen = _ancestry(region, end)
-        if chosen[0] is not node:
+        if chosen[0] is not head or node not in chosen:
             continue
         back = None
         if node.op_type == "Reshape":
@@ -930,6 +949,15 @@ def _moments(ctx, node) -> bool:
         y = _run_nodes(ctx, chosen, source, x)
         if y is None or y.size != x.size:
             continue
+        layout, out_shape = value.layout, shape
+        if transpose is not None and y.shape != x.shape:
+            # the region ends on the transposed side: compare on the source's side
+            perm = list(attributes(transpose)["perm"])
+            if y.shape != tuple(x.shape[axis] for axis in perm):
+                continue
+            y = np.transpose(y, np.argsort(perm))
+            layout = ctx.value(transpose.output[0]).layout
+            out_shape = tuple(shape[axis] for axis in perm)
         y = y.reshape(x.shape)
         constants = [
             ctx.constants[name] for n in chosen for name in n.input if name in ctx.constants
@@ -944,12 +972,12 @@ def _moments(ctx, node) -> bool:
             last,
             layer_type,
             [source],
-            value.layout,
+            layout,
             tensors,
             flattened_last=value.flattened_last,
             **fields,
         )
-        ctx.shapes[last.output[0]] = shape  # a computed Reshape's shape is not inferred
+        ctx.shapes[last.output[0]] = out_shape  # a computed Reshape's shape is not inferred
         ctx.builder.rewrite(readable(last), "mean / variance nodes", layer_type)
         ctx.consumed.update(n.output[0] for n in chosen + ([back] if back is not None else []))
         return True

@@ -314,6 +314,13 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
         "subsample", (1,) * rank
     )  # cnnspec's PortableConv: computed at stride 1, then subsampled
     strides = [s * t for s, t in zip(cfg["strides"], subsample)]
+    padding: Any
+    if cfg["padding"] == "causal":
+        # Conv1D's causal padding: the whole footprint before the sequence, nothing after it
+        padding = [[cfg["dilation_rate"][0] * (cfg["kernel_size"][0] - 1), 0]]
+        ctx.builder.rewrite(layer.name, "padding='causal'", f"padding {padding}")
+    else:
+        padding = KI.same_or_valid(layer, cfg["padding"])
     ctx.add(
         layer,
         f"conv{rank}d",
@@ -322,7 +329,7 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(strides),
-            padding=KI.same_or_valid(layer, cfg["padding"]),
+            padding=padding,
             dilation=compact(cfg["dilation_rate"]),
             groups=cfg.get("groups", 1),
             bias=cfg["use_bias"],

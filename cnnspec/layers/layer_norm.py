@@ -59,6 +59,11 @@ class LayerNormDefinition(LayerDefinition):
     examples = (
         example({"type": "layer_norm", "epsilon": 1e-6}),
         example({"type": "layer_norm", "center": False}, channels=4, size=(6,)),
+        example(
+            {"type": "conv1d", "filters": 4, "kernel_size": 3},
+            {"type": "layer_norm"},
+            size=(9,),
+        ),
         example({"type": "layer_norm", "scale": False}, channels=2, size=(3, 2, 3)),
         example({"type": "flatten"}, {"type": "layer_norm"}, size=(2, 3)),
         example({"type": "global_avg_pool"}, {"type": "layer_norm", "epsilon": 1e-6}, channels=5),

@@ -314,6 +314,7 @@ class ChannelLayerNorm(nn.Module):
 
     def __init__(self, channels: int, eps: float = 1e-5, center: bool = True, scale: bool = True):
         super().__init__()
+        self.channels = channels
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels)) if scale else None
         self.bias = nn.Parameter(torch.zeros(channels)) if center else None
@@ -322,8 +323,9 @@ class ChannelLayerNorm(nn.Module):
         last = (
             x.dim() - 1
         )  # a positive axis: the ONNX exporter writes movedim(1, -1) as an invalid permutation
+        # the shape as a number: read from the tensor, the ONNX exporter cannot always make it constant
         normalised = F.layer_norm(
-            x.movedim(1, last), x.shape[1:2], self.weight, self.bias, self.eps
+            x.movedim(1, last), (self.channels,), self.weight, self.bias, self.eps
         )
         return normalised.movedim(last, 1)
 
