@@ -230,6 +230,17 @@ def test_causal_1d_convolutions_convert_with_the_proof(tmp_path):
 
 
 @pytest.mark.frameworks
+def test_mish_softplus_and_selu_activations_import():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", activation="mish", name="conv")(inputs)
+    x = L.Activation("selu")(x)
+    x = L.Dense(3, activation="softplus")(x)
+    result = check_against_keras(keras.Model(inputs, L.GlobalAveragePooling2D()(x)))
+    types = [layer.type for layer in result.spec.layers]
+    assert types == ["conv2d", "mish", "selu", "conv2d", "softplus", "global_avg_pool"]
+
+
+@pytest.mark.frameworks
 def test_a_dense_squeeze_excite_gate_reshaped_for_multiply_imports():
     inputs = keras.Input((12, 12, 3))
     x = L.Conv2D(16, 3, padding="same")(inputs)

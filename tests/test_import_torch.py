@@ -284,6 +284,30 @@ def test_division_by_a_number_is_a_scale_and_folds_into_the_rescale_before_it():
     assert "a division" in refused(ByTensor())
 
 
+class SmoothActivations(nn.Module):
+    """YOLOv4's Mish, a softplus head, a self-normalising SELU layer, as modules and functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.mish = nn.Mish()
+        self.selu = nn.SELU()
+        self.softplus = nn.Softplus()
+
+    def forward(self, x):
+        x = self.selu(self.mish(self.conv(x)))
+        return self.softplus(F.mish(x)) + F.softplus(F.selu(x))
+
+
+@pytest.mark.frameworks
+def test_mish_softplus_and_selu_convert():
+    result = check_against_torch(SmoothActivations(), (3, 6, 6))
+    types = [layer.type for layer in result.spec.layers]
+    assert types.count("mish") == 2 and types.count("softplus") == 2 and types.count("selu") == 2
+    sharp = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Softplus(beta=2.0))
+    assert "softplus(beta=2.0" in refused(sharp)
+
+
 class TutorialLeNet(nn.Module):
     """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
 

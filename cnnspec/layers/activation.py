@@ -1,5 +1,5 @@
 """Activations as layers: relu, relu6, sigmoid, tanh, softmax, silu, hard_swish, hard_sigmoid,
-leaky_relu, elu, gelu, prelu."""
+mish, softplus, selu, leaky_relu, elu, gelu, prelu."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class SimpleActivation(LayerBase):
         "silu",
         "hard_swish",
         "hard_sigmoid",
+        "mish",
+        "softplus",
+        "selu",
     ]
 
 
@@ -77,6 +80,10 @@ _HINT = (
 
 _NO_PARAMETERS = {"param_formula": "no parameters"}
 
+#: SELU's fixed constants (Klambauer et al. 2017), as PyTorch, TensorFlow and ONNX use them.
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
 
 class _Activation(LayerDefinition):
     family = "activation"
@@ -109,13 +116,17 @@ _SIMPLE = {
     "silu": ("nn.SiLU()", 'layers.Activation("silu", name={name})'),
     "hard_swish": ("nn.Hardswish()", 'layers.Activation("hard_silu", name={name})'),
     "hard_sigmoid": ("nn.Hardsigmoid()", 'layers.Activation("hard_sigmoid", name={name})'),
+    "mish": ("nn.Mish()", 'layers.Activation("mish", name={name})'),
+    "softplus": ("nn.Softplus()", 'layers.Activation("softplus", name={name})'),
+    "selu": ("nn.SELU()", 'layers.Activation("selu", name={name})'),
 }
 
 
 @register
 class SimpleActivationDefinition(_Activation):
     """relu, relu6, sigmoid, tanh, softmax and log_softmax (over channels), silu, hard_swish,
-    hard_sigmoid."""
+    hard_sigmoid, mish (x·tanh(softplus(x))), softplus (log(1 + eˣ)) and selu (with its fixed
+    α and λ)."""
 
     model = SimpleActivation
     words = {"hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid", "swish": "silu"}
@@ -285,6 +296,9 @@ _KERAS_ACTIVATIONS = {
     "hard_sigmoid": "hard_sigmoid",
     "elu": "elu",
     "leaky_relu": "leaky_relu",
+    "mish": "mish",
+    "softplus": "softplus",
+    "selu": "selu",
 }
 
 
@@ -409,6 +423,8 @@ _TORCH_ACTIVATION_MODULES = {
     "SiLU": "silu",
     "Hardswish": "hard_swish",
     "Hardsigmoid": "hard_sigmoid",
+    "Mish": "mish",
+    "SELU": "selu",
 }
 
 
@@ -486,6 +502,28 @@ def _torch_prelu(ctx, node, module):
         raise TI.refusal(
             ctx, node, f"PReLU with {module.num_parameters} slopes on {channels} channels"
         )
+
+
+def _torch_softplus(ctx, node, module):
+    _torch_softplus_layer(ctx, node, module.beta, module.threshold)
+
+
+def _torch_f_softplus(ctx, node):
+    _torch_softplus_layer(
+        ctx, node, TI.arg(node, 1, "beta", 1.0), TI.arg(node, 2, "threshold", 20.0)
+    )
+
+
+def _torch_softplus_layer(ctx, node, beta, threshold):
+    # PyTorch returns x itself above the threshold: log(1 + eˣ) differs from x by e⁻²⁰ there
+    if beta != 1 or threshold < 20:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"softplus(beta={beta}, threshold={threshold})",
+            "the spec's softplus is log(1 + eˣ): beta 1, threshold 20 or more",
+        )
+    TI.activation(ctx, node, "softplus")
 
 
 def _torch_function_activation(kind: str):
@@ -617,6 +655,16 @@ REGISTRY.reads(
 REGISTRY.reads("torch_function", "torch.nn.functional.hardtanh", by="relu6", produces=("relu6",))(
     _torch_f_hardtanh
 )
+REGISTRY.reads("torch_module", "Softplus", by="softplus", produces=("softplus",))(_torch_softplus)
+REGISTRY.reads(
+    "torch_function", "torch.nn.functional.softplus", by="softplus", produces=("softplus",)
+)(_torch_f_softplus)
+REGISTRY.reads("torch_function", "torch.nn.functional.mish", by="mish", produces=("mish",))(
+    _torch_function_activation("mish")
+)
+REGISTRY.reads(
+    "torch_function", "torch.nn.functional.selu", "torch.selu", by="selu", produces=("selu",)
+)(_torch_function_activation("selu"))
 REGISTRY.reads("torch_method", "relu", "relu_", by="relu", produces=("relu",))(
     _torch_function_activation("relu")
 )
@@ -739,6 +787,25 @@ REGISTRY.reads("onnx", "HardSwish", by="hard_swish", produces=("hard_swish",))(
 REGISTRY.reads("onnx", "HardSigmoid", by="hard_sigmoid", produces=("hard_sigmoid",))(
     _onnx_hard_sigmoid
 )
+REGISTRY.reads("onnx", "Mish", by="mish", produces=("mish",))(_onnx_activation("mish"))
+REGISTRY.reads("onnx", "Softplus", by="softplus", produces=("softplus",))(
+    _onnx_activation("softplus")
+)
+
+
+@REGISTRY.reads("onnx", "Selu", by="selu", produces=("selu",))
+def _onnx_selu(ctx, node, attrs):
+    alpha, gamma = float(attrs.get("alpha", SELU_ALPHA)), float(attrs.get("gamma", SELU_SCALE))
+    if abs(alpha - SELU_ALPHA) > 1e-6 or abs(gamma - SELU_SCALE) > 1e-6:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"Selu(alpha={alpha:g}, gamma={gamma:g})",
+            f"selu has the fixed alpha {SELU_ALPHA:.6f} and scale {SELU_SCALE:.6f}",
+        )
+    _onnx_activation("selu")(ctx, node, attrs)
+
+
 REGISTRY.reads("onnx", "LeakyRelu", by="leaky_relu")(_onnx_leaky_relu)
 REGISTRY.reads("onnx", "Elu", by="elu")(_onnx_elu)
 REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu"))(_onnx_clip)
@@ -805,6 +872,16 @@ def _hard_sigmoid(t):
     return np.clip(t / 6.0 + 0.5, 0.0, 1.0)
 
 
+def _softplus(t):
+    import numpy as np
+
+    return np.logaddexp(0.0, t)
+
+
+def _selu(t):
+    return SELU_SCALE * _elu(t, SELU_ALPHA)
+
+
 def _elu(t, alpha=1.0):
     import numpy as np
 
@@ -825,6 +902,9 @@ REGISTRY.attach("onnx_function", "relu")(_onnx_exact(lambda t: t.clip(0.0, None)
 REGISTRY.attach("onnx_function", "sigmoid")(_onnx_exact(_sigmoid))
 REGISTRY.attach("onnx_function", "tanh")(_onnx_exact(_tanh))
 REGISTRY.attach("onnx_function", "elu")(_onnx_exact(_elu))
+REGISTRY.attach("onnx_function", "softplus")(_onnx_exact(_softplus))
+REGISTRY.attach("onnx_function", "mish")(_onnx_exact(lambda t: t * _tanh(_softplus(t))))
+REGISTRY.attach("onnx_function", "selu")(_onnx_exact(_selu))
 
 
 def _negative_slopes(t, y):

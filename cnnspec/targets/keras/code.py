@@ -32,6 +32,9 @@ KERAS_ACTIVATIONS = {
     "silu": "silu",
     "hard_swish": "hard_silu",
     "hard_sigmoid": "hard_sigmoid",
+    "mish": "mish",
+    "softplus": "softplus",
+    "selu": "selu",
 }
 
 RANK_SUFFIX = {1: "1D", 2: "2D", 3: "3D"}

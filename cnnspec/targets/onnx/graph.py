@@ -73,7 +73,15 @@ class GraphBuilder:
 
 def activation(b: GraphBuilder, layer: LayerPlan, kind: str, source: str, output: str) -> str:
     """A parameter-free activation ``kind`` of ``source`` ((log-)softmax over the channel axis)."""
-    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
+    simple = {
+        "relu": "Relu",
+        "sigmoid": "Sigmoid",
+        "tanh": "Tanh",
+        "hard_swish": "HardSwish",
+        "mish": "Mish",
+        "softplus": "Softplus",
+        "selu": "Selu",
+    }
     if kind in simple:
         return b.node(simple[kind], [source], output)
     if kind == "relu6":
