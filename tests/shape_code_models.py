@@ -180,3 +180,68 @@ class ESPCN(nn.Module):
         coarse = self.shuffle(self.sub_pixel(features))
         detail = F.pixel_shuffle(self.detail(features), self.factor)
         return torch.cat([coarse, detail], 1)
+
+
+class SpatialGate(nn.Module):
+    """CBAM's spatial attention as Jongchan/attention-module writes it: the channels' max and mean,
+    each with the channel axis put back, then a 7x7 convolution and a sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3, bias=False)
+        self.bn = nn.BatchNorm2d(1)
+
+    def forward(self, x):
+        pooled = torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), dim=1)
+        return x * torch.sigmoid(self.bn(self.conv(pooled)))
+
+
+class CBAMNet(nn.Module):
+    """The gate above, then the same pooling written with keepdim (and an unpacked max)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = SpatialGate()
+        self.mix = nn.Conv2d(3, 1, 5, padding=2)
+
+    def forward(self, x):
+        x = self.gate(self.conv(x))
+        mean = torch.mean(x, dim=1, keepdim=True)
+        top, _ = torch.max(x, dim=1, keepdim=True)
+        attention = torch.sigmoid(self.mix(torch.cat([mean, top, x.amax(1, keepdim=True)], dim=1)))
+        return x * attention
+
+
+class GhostModule(nn.Module):
+    """GhostNet's module (huawei-noah): primary and cheap features concatenated, then cut to the
+    output width with ``out[:, :oup, :, :]``."""
+
+    def __init__(self, inp, oup, ratio=2):
+        super().__init__()
+        self.oup = oup
+        init_channels = math.ceil(oup / ratio)
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(inp, init_channels, 1, bias=False), nn.BatchNorm2d(init_channels), nn.ReLU()
+        )
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_channels, init_channels, 3, 1, 1, groups=init_channels, bias=False),
+            nn.BatchNorm2d(init_channels),
+            nn.ReLU(),
+        )
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        out = torch.cat([x1, self.cheap_operation(x1)], dim=1)
+        return out[:, : self.oup, :, :]
+
+
+class GhostNetTiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ghost = GhostModule(3, 15)
+        self.head = nn.Conv2d(15, 4, 1)
+
+    def forward(self, x):
+        x = self.head(self.ghost(x))
+        return x[..., 1:-1, 2:]  # a crop written with an ellipsis

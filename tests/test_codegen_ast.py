@@ -53,7 +53,9 @@ ALLOWED_BUILTINS = {"super", "float", "dict", "str"}
 # String values the emitters write besides names: modes, paddings, activation names.
 KNOWN_STRING_VALUES = {"same", "valid", "bilinear", "nearest", "none", "tanh", "-inf", "input",
                        # resize, adaptive pooling and padding modes of the model-zoo catalog
-                       "linear", "trilinear", "bicubic", "cubic", "nearest_exact", "max", "reflect", "replicate"} | set(
+                       "linear", "trilinear", "bicubic", "cubic", "nearest_exact", "max", "reflect", "replicate",
+                       # channel pooling's reduction
+                       "mean"} | set(
     emit_keras.KERAS_ACTIVATIONS.values()
 )
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "open", "getattr", "setattr", "delattr", "globals", "locals", "vars", "breakpoint", "input"}

@@ -241,6 +241,23 @@ def test_mish_softplus_and_selu_activations_import():
 
 
 @pytest.mark.frameworks
+def test_channel_pooling_written_with_keras_ops_imports():
+    from keras import ops
+
+    inputs = keras.Input((9, 7, 3))
+    x = L.Conv2D(8, 3, padding="same")(inputs)
+    pooled = L.Concatenate()([ops.mean(x, axis=-1, keepdims=True), ops.max(x, axis=-1, keepdims=True)])
+    x = L.Multiply()([x, L.Conv2D(1, 7, padding="same", activation="sigmoid")(pooled)])
+    result = check_against_keras(keras.Model(inputs, L.GlobalAveragePooling2D()(x)))
+    types = [layer.type for layer in result.spec.layers]
+    assert "channel_mean" in types and "channel_max" in types
+
+    inputs = keras.Input((9, 7, 3))
+    message = refused(keras.Model(inputs, ops.mean(inputs, axis=-1)))
+    assert "keepdims=False" in message
+
+
+@pytest.mark.frameworks
 def test_a_dense_squeeze_excite_gate_reshaped_for_multiply_imports():
     inputs = keras.Input((12, 12, 3))
     x = L.Conv2D(16, 3, padding="same")(inputs)

@@ -97,8 +97,13 @@ def test_depth_to_space_imports_in_crd_mode_and_dcr_is_refused():
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 @pytest.mark.parametrize(
     "factory,shape",
-    [(S.SENet, (3, 12, 12)), (S.UnsqueezeGate, (3, 12, 12)), (S.TfSameNet, (3, 33, 33))],
-    ids=["se_expand_as", "se_unsqueeze", "timm_same_pads_from_shapes"],
+    [
+        (S.SENet, (3, 12, 12)),
+        (S.UnsqueezeGate, (3, 12, 12)),
+        (S.TfSameNet, (3, 33, 33)),
+        (S.CBAMNet, (3, 9, 7)),
+    ],
+    ids=["se_expand_as", "se_unsqueeze", "timm_same_pads_from_shapes", "cbam_channel_pooling"],
 )
 def test_gates_and_pads_computed_from_shapes_import(factory, shape, dynamo):
     """Expand of a gate (expand_as), and pads torch.onnx computes with Shape -> Gather -> Sub ->

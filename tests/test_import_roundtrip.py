@@ -221,6 +221,32 @@ def test_round_trip_keeps_exact_names_and_spelled_fields(framework):
     assert all(layer.source is None for layer in back.layers)  # nothing renamed, nothing rewritten
 
 
+@pytest.mark.frameworks
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_a_transposed_same_whose_odd_cell_pytorch_cannot_crop_round_trips(framework):
+    """'same' crops a transposed conv's odd cell at the end, which PyTorch's padding cannot: the
+    torch model slices it off, the Keras model (dilated) uses its cropping helper; both read back
+    as 'same', not as a crop or a refusal (found by the round-trip fuzzer)."""
+    spec = cnnspec.load_spec(
+        {
+            "cnnspec": 1,
+            "name": "model",
+            "input": {"channels": 1, "size": [3, 3]},
+            "layers": [
+                {
+                    "type": "conv_transpose2d",
+                    "filters": 2,
+                    "kernel_size": [1, 2],
+                    "stride": [2, 1],
+                    "dilation": [2, 1],
+                    "padding": "same",
+                }
+            ],
+        }
+    )
+    assert_same(spec, roundtrip(spec, framework))
+
+
 @pytest.mark.slow
 @pytest.mark.frameworks
 @settings(

@@ -308,6 +308,34 @@ def test_mish_softplus_and_selu_convert():
     assert "softplus(beta=2.0" in refused(sharp)
 
 
+@pytest.mark.frameworks
+def test_cbam_channel_pooling_converts_with_or_without_keepdim():
+    result = check_against_torch(S.CBAMNet(), (3, 9, 7))
+    types = [layer.type for layer in result.spec.layers]
+    assert types.count("channel_max") == 3 and types.count("channel_mean") == 2
+
+    class DropsTheAxis(nn.Module):
+        def forward(self, x):
+            return x.mean(1) * 2.0
+
+    assert "drops the channel axis" in refused(DropsTheAxis())
+
+    class UsesIndices(nn.Module):
+        def forward(self, x):
+            values, indices = torch.max(x, dim=1, keepdim=True)
+            return values + indices
+
+    assert "with its indices" in refused(UsesIndices())
+
+
+@pytest.mark.frameworks
+def test_slices_with_trailing_full_axes_or_an_ellipsis_convert():
+    result = check_against_torch(S.GhostNetTiny(), (3, 8, 9))
+    layers = {layer.type: layer for layer in result.spec.layers}
+    assert (layers["channel_slice"].start, layers["channel_slice"].stop) == (0, 15)
+    assert layers["crop2d"].cropping == [[1, 1], [2, 0]]
+
+
 class TutorialLeNet(nn.Module):
     """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
 

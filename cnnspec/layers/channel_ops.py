@@ -210,6 +210,8 @@ def _torch_getitem(ctx, node):
         return
     shape = ctx.shape(source) if TI.is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
+    if shape is not None and None not in index:
+        index = _spelled_out(index, len(shape) + 1)
     if (
         shape is not None
         and len(shape) > 1
@@ -254,6 +256,12 @@ def _torch_getitem(ctx, node):
             and len(shape) > 1
         ):
             crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
+            from cnnspec.layers.conv_transpose import torch_same_crop
+
+            if all(start < stop for start, stop, _ in ranges[1:]) and torch_same_crop(
+                ctx, node, source, crops
+            ):
+                return
             if all(start < stop for start, stop, _ in ranges[1:]):
                 ctx.add(
                     node,
@@ -268,6 +276,19 @@ def _torch_getitem(ctx, node):
         "indexing or slicing a tensor",
         "channel groups: torch.chunk(x, n, dim=1) or x[:, a:b]; crops: x[:, :, a:b, c:d]",
     )
+
+
+def _spelled_out(index: tuple, rank: int) -> tuple:
+    """An index of a tensor of ``rank`` axes with ``...`` written as the full slices it stands
+    for, and full slices after the channel axis dropped: ``x[:, :k, :, :]`` is ``x[:, :k]``
+    (GhostNet), ``x[..., 1:5, 2:6]`` is ``x[:, :, 1:5, 2:6]``."""
+    full = slice(None)
+    if index.count(Ellipsis) == 1:
+        at = index.index(Ellipsis)
+        index = index[:at] + (full,) * (rank - len(index) + 1) + index[at + 1 :]
+    if len(index) > 2 and all(item == full for item in index[2:]):
+        index = index[:2]
+    return index
 
 
 def _torch_channel_shuffle(ctx, node, module):

@@ -411,19 +411,29 @@ def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
         cfg.get("spread") or (1,) * rank
     )  # with dilation the stride is applied as `spread`
     strides = tuple(s * t for s, t in zip(cfg["strides"], spread))
-    paddings, output_paddings = [], []
-    for (before, after), extend, stride, dilation in zip(
-        cfg["crop"], cfg["extend"], strides, cfg["dilation_rate"]
-    ):
+    crops = [tuple(pair) for pair in cfg["crop"]]
+    paddings: Any = []
+    output_paddings = []
+    for (before, after), extend, stride in zip(crops, cfg["extend"], strides):
         output_padding = before - after + extend
-        if not 0 <= output_padding < stride:
+        paddings.append(before)
+        output_paddings.append(output_padding)
+    if not all(0 <= op < stride for op, stride in zip(output_paddings, strides)):
+        # TF's 'same' crops its odd cell at the end, which no numeric padding does
+        sizes = shapes[0][1:-1]
+        same = [
+            S.transpose_axis(n, k, s, d, "same", None) if n is not None else None
+            for n, k, s, d in zip(sizes, cfg["kernel_size"], strides, cfg["dilation_rate"])
+        ]
+        if any(axis is None for axis in same) or [
+            ((axis.crop_before, max(axis.crop_after, 0)), max(-axis.crop_after, 0)) for axis in same
+        ] != list(zip(crops, cfg["extend"])):
             raise refuse(
                 KI.FRAMEWORK,
                 KI.where(layer),
                 f"crop {cfg['crop']} has no numeric padding equivalent",
             )
-        paddings.append(before)
-        output_paddings.append(output_padding)
+        paddings, output_paddings = "same", []
     extra = {"output_padding": compact(output_paddings)} if any(output_paddings) else {}
     ctx.add(
         layer,
@@ -433,7 +443,7 @@ def read_keras_cropped_conv_transpose(ctx, layer, cfg, inputs, shapes):
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(strides),
-            padding=compact(paddings),
+            padding=paddings if paddings == "same" else compact(paddings),
             dilation=compact(cfg["dilation_rate"]),
             bias=cfg["use_bias"],
             activation=KI.inline_activation(ctx, layer, cfg["activation"]),
@@ -469,6 +479,43 @@ def _torch_conv_transpose(ctx, node, module):
             **({"output_padding": output_padding} if output_padding else {}),
         ),
     )
+
+
+def torch_same_crop(ctx, node, source, crops) -> bool:
+    """``self.up(x)[:, :, a:b, ...]`` right after a transposed convolution (the last layer, read
+    only here), whose crop of the full output then is TF's 'same' (the odd cell at the end, which
+    PyTorch's padding cannot crop): that layer with ``padding: same`` (the crop readers call this)."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        previous is None
+        or not previous["type"].startswith("conv_transpose")
+        or ctx.values.get(source) is None
+        or ctx.values[source].name != previous["name"]
+        or len(source.users) != 1
+        or source.op != "call_module"
+        or source.name in ctx.dict_names
+    ):
+        return False
+    module = ctx.modules[source.target]
+    sizes = ctx.shape(source.args[0])[1:]
+    same = [
+        S.transpose_axis(n, k, s, d, "same", None)
+        for n, k, s, d in zip(sizes, module.kernel_size, module.stride, module.dilation)
+    ]
+    taken = [
+        (p + start, p - op + end)
+        for p, op, (start, end) in zip(module.padding, module.output_padding, crops)
+    ]
+    if taken != [(axis.crop_before, axis.crop_after) for axis in same]:
+        return False
+    previous["padding"] = "same"
+    previous.pop("output_padding", None)
+    if node.name in ctx.dict_names:  # a model cnnspec generated: the slice holds the spec name
+        ctx.builder._names.discard(previous["name"])
+        previous["name"] = ctx.dict_names[node.name]
+        previous.pop("source", None)
+    ctx.values[source] = ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+    return True
 
 
 REGISTRY.reads(

@@ -235,11 +235,16 @@ def _keras_broadcast_gate(ctx, layer, target: tuple, incoming: tuple) -> bool:
 
 
 def _torch_mean(ctx, node):
+    from cnnspec.layers.channel_pool import torch_channel_pool, torch_reduces_channels
+
     dims = TI.arg(node, 1, "dim")
     keepdim = bool(TI.arg(node, 2, "keepdim", False))
     shape = ctx.shape(node.args[0])
     rank = len(shape) + 1
     dims = [dims] if isinstance(dims, int) else list(dims or [])
+    if torch_reduces_channels(ctx, node, dims):
+        torch_channel_pool(ctx, node, "channel_mean", keepdim)
+        return
     if sorted(d % rank for d in dims) != list(range(2, rank)):
         raise TI.refusal(
             ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool"
@@ -248,10 +253,15 @@ def _torch_mean(ctx, node):
 
 
 def _torch_amax(ctx, node):
+    from cnnspec.layers.channel_pool import torch_channel_pool, torch_reduces_channels
+
     dims = TI.arg(node, 1, "dim")
     keepdim = bool(TI.arg(node, 2, "keepdim", False))
     rank = len(ctx.shape(node.args[0])) + 1
     dims = [dims] if isinstance(dims, int) else list(dims or [])
+    if torch_reduces_channels(ctx, node, dims):
+        torch_channel_pool(ctx, node, "channel_max", keepdim)
+        return
     if sorted(d % rank for d in dims) != list(range(2, rank)):
         raise TI.refusal(
             ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool"
@@ -259,18 +269,16 @@ def _torch_amax(ctx, node):
     ctx.add(node, node.args[:1], layer_type="global_max_pool", **drop_defaults(keepdims=keepdim))
 
 
-REGISTRY.reads("torch_function", "torch.mean", by="global_avg_pool", produces=("global_avg_pool",))(
+_MEAN_TYPES = ("global_avg_pool", "channel_mean")
+_MAX_TYPES = ("global_max_pool", "channel_max")
+REGISTRY.reads("torch_function", "torch.mean", by="global_avg_pool", produces=_MEAN_TYPES)(
     _torch_mean
 )
-REGISTRY.reads("torch_method", "mean", by="global_avg_pool", produces=("global_avg_pool",))(
-    _torch_mean
-)
-REGISTRY.reads("torch_function", "torch.amax", by="global_max_pool", produces=("global_max_pool",))(
+REGISTRY.reads("torch_method", "mean", by="global_avg_pool", produces=_MEAN_TYPES)(_torch_mean)
+REGISTRY.reads("torch_function", "torch.amax", by="global_max_pool", produces=_MAX_TYPES)(
     _torch_amax
 )
-REGISTRY.reads("torch_method", "amax", by="global_max_pool", produces=("global_max_pool",))(
-    _torch_amax
-)
+REGISTRY.reads("torch_method", "amax", by="global_max_pool", produces=_MAX_TYPES)(_torch_amax)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
@@ -292,6 +300,11 @@ def _onnx_reduce(kind: str):
         if axes is None and len(node.input) > 1:
             axes = ctx.constant(node.input[1], "axes").tolist()
         spatial = list(range(2, rank)) if value.layout == OI.FIRST else list(range(1, rank - 1))
+        from cnnspec.layers.channel_pool import onnx_channel_pool, onnx_reduces_channels
+
+        if onnx_reduces_channels(ctx, node, axes):
+            onnx_channel_pool(ctx, node, f"channel_{'mean' if kind == 'avg' else kind}", attrs)
+            return
         if sorted(a % rank for a in (axes or [])) != spatial:
             raise refuse(
                 OI.FRAMEWORK,
@@ -313,9 +326,7 @@ REGISTRY.reads("onnx", "GlobalAveragePool", by="global_avg_pool", produces=("glo
 REGISTRY.reads("onnx", "GlobalMaxPool", by="global_max_pool", produces=("global_max_pool",))(
     _onnx_global_pool("max")
 )
-REGISTRY.reads("onnx", "ReduceMean", by="global_avg_pool", produces=("global_avg_pool",))(
+REGISTRY.reads("onnx", "ReduceMean", by="global_avg_pool", produces=_MEAN_TYPES)(
     _onnx_reduce("avg")
 )
-REGISTRY.reads("onnx", "ReduceMax", by="global_max_pool", produces=("global_max_pool",))(
-    _onnx_reduce("max")
-)
+REGISTRY.reads("onnx", "ReduceMax", by="global_max_pool", produces=_MAX_TYPES)(_onnx_reduce("max"))

@@ -709,6 +709,26 @@ class PixelShuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class ChannelReduce(layers.Layer):
+    """The mean or the maximum over the channels at each position, the axis kept with size 1
+    (PyTorch's ``x.mean(1, keepdim=True)`` / ``x.amax(1, keepdim=True)``)."""
+
+    def __init__(self, reduction: str, **kwargs):
+        super().__init__(**kwargs)
+        self.reduction = reduction
+
+    def call(self, inputs):
+        reduce = ops.mean if self.reduction == "mean" else ops.max
+        return reduce(inputs, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelSlice(layers.Layer):
     """Channels [start, stop) of the input (Keras has no split layer; PyTorch's chunk is a slice)."""
 
