@@ -15,6 +15,7 @@ activation in an emitter, the plan or the transfer fails here, naming the layer.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -119,6 +120,27 @@ def _other_sizes(spec: dict, plan) -> list:
     return plans
 
 
+def _normalises_single_values(plan) -> bool:
+    """Whether a normalisation of ``plan`` normalises groups of one value (a group_norm of one
+    channel per group on a 1x1x1 map, found by this fuzzer at an open spec's smaller size).  Its
+    output is then beta exactly, plus each framework's rounding noise amplified by 1/sqrt(eps)
+    (Keras computes x*s - mean*s): there is nothing to compare."""
+    for layer in plan.layers:
+        shape = layer.input_shape
+        positions = math.prod(shape[1:])
+        if layer.type == "group_norm":
+            count = shape[0] // layer.spec.groups * positions
+        elif layer.type == "instance_norm":
+            count = positions
+        elif layer.type == "layer_norm":
+            count = shape[0]
+        else:
+            continue
+        if count == 1:
+            return True
+    return False
+
+
 def check_equivalence(spec: dict, seed: int, *, input_offset: float = 0.0, keras_to_torch: bool = True) -> None:
     """Build both models of ``spec``, move random weights across and compare every layer; assert on failure.
 
@@ -148,6 +170,8 @@ def check_equivalence(spec: dict, seed: int, *, input_offset: float = 0.0, keras
         randomize(source, seed=seed + step)
         transfer_weights(source, destination, plan)
         for sized_plan in [plan, *_other_sizes(spec, plan)]:
+            if _normalises_single_values(sized_plan):
+                continue
             x = (rng.normal(size=(BATCH, *sized_plan.input_shape)) + input_offset).astype(np.float32)
             if not (x < 0).any():  # a tiny input (2 x 1 x 3 values) can draw no negative value; always exercise one
                 x.flat[0] = -1.0 - abs(x.flat[0])
