@@ -448,7 +448,7 @@ def _trace(module, input_shape):
     try:
         graph = _plain_tracer(is_claimed).trace(root)
     except Exception as first:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
-        sized = _SizedTracer(is_claimed, torch.zeros((1, *input_shape)))
+        sized = _sized_tracer(is_claimed, torch.zeros((1, *input_shape)))
         try:
             graph = sized.trace(root)
         except Exception as error:  # noqa: BLE001 - it stopped where the first trace did, or later
@@ -495,7 +495,7 @@ def _plain_tracer(is_claimed):
     return tracer
 
 
-def _SizedTracer(is_claimed, example):  # noqa: N802 - builds the class on first use (torch is lazy)
+def _sized_tracer(is_claimed, example):
     """A tracer that runs every node on ``example`` while it records it, so that a tensor's
     ``size()``, ``shape``, ``dim()`` and ``ndim`` are numbers Python code can loop and branch
     on; the batch axis stays a graph node, as it is in a plain trace.  Values stay symbolic:
