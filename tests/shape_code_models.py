@@ -245,3 +245,37 @@ class GhostNetTiny(nn.Module):
     def forward(self, x):
         x = self.head(self.ghost(x))
         return x[..., 1:-1, 2:]  # a crop written with an ellipsis
+
+
+class C2f(nn.Module):
+    """YOLOv8's C2f (ultralytics): the pieces of a chunk made a list, extended, concatenated."""
+
+    def __init__(self, c1, c2, n=2, split=False):
+        super().__init__()
+        self.c = c2 // 2
+        self.cv1 = nn.Sequential(nn.Conv2d(c1, 2 * self.c, 1, bias=False), nn.BatchNorm2d(2 * self.c), nn.SiLU())
+        self.cv2 = nn.Sequential(nn.Conv2d((2 + n) * self.c, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.SiLU())
+        self.m = nn.ModuleList(nn.Conv2d(self.c, self.c, 3, padding=1) for _ in range(n))
+        self.split = split
+
+    def forward(self, x):
+        if self.split:
+            y = list(self.cv1(x).split((self.c, self.c), 1))
+        else:
+            y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+class UnevenSplit(nn.Module):
+    """``torch.split`` by a width that leaves a narrower last piece, and by sections."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 10, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        a, b, c = torch.split(x, 4, dim=1)  # 4, 4, 2 channels
+        d, e = x.split([7, 3], 1)
+        return torch.cat([c * b[:, :2], a + d[:, 3:], e], 1)

@@ -336,6 +336,25 @@ def test_slices_with_trailing_full_axes_or_an_ellipsis_convert():
     assert layers["crop2d"].cropping == [[1, 1], [2, 0]]
 
 
+@pytest.mark.frameworks
+@pytest.mark.parametrize("split", [False, True], ids=["chunk", "split"])
+def test_yolov8_c2f_makes_a_list_of_the_pieces_and_converts(split):
+    module = S.C2f(3, 8, split=split)
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(module)  # list(x.chunk(2, 1)) iterates a Proxy
+    result = check_against_torch(module, (3, 6, 5))
+    slices = [(layer.start, layer.stop) for layer in result.spec.layers if layer.type == "channel_slice"]
+    assert slices == [(0, 4), (4, 8)]
+    assert any("pieces of a chunk or split" in r.original for r in result.rewrites)
+
+
+@pytest.mark.frameworks
+def test_split_by_width_and_by_sections_are_channel_slices():
+    result = check_against_torch(S.UnevenSplit(), (3, 5, 4))
+    slices = {(layer.start, layer.stop) for layer in result.spec.layers if layer.type == "channel_slice"}
+    assert {(0, 4), (4, 8), (8, 10), (0, 7), (7, 10)} <= slices
+
+
 class TutorialLeNet(nn.Module):
     """The PyTorch MNIST tutorial's network: view(-1, n), functional dropout, log_softmax, relu_."""
 

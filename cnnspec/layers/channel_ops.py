@@ -180,7 +180,31 @@ def _torch_chunk(ctx, node):
         raise TI.refusal(
             ctx, node, f"chunk({chunks}, dim={dim})", "chunk into equal channel groups (dim=1)"
         )
-    ctx.chunks[node] = (node.args[0], shape[0] // chunks)
+    width = shape[0] // chunks
+    ctx.chunks[node] = (node.args[0], [(i * width, (i + 1) * width) for i in range(chunks)])
+
+
+def _torch_split(ctx, node):
+    """``x.split(width, 1)`` or ``x.split([a, b], 1)``: channel slices, read where a piece is taken."""
+    sizes, dim = TI.arg(node, 1, "split_size_or_sections"), TI.arg(node, 2, "dim", 0)
+    channels = ctx.shape(node.args[0])[0]
+    rank = len(ctx.shape(node.args[0])) + 1
+    if isinstance(sizes, int) and sizes > 0:
+        sizes = [min(sizes, channels - start) for start in range(0, channels, sizes)]
+    if (
+        not isinstance(dim, int)
+        or dim % rank != 1
+        or not isinstance(sizes, (list, tuple))
+        or sum(sizes) != channels
+    ):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"split({sizes}, dim={dim})",
+            "split the channels (dim=1) into pieces that add up to them",
+        )
+    stops = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+    ctx.chunks[node] = (node.args[0], list(zip([0, *stops[:-1]], stops)))
 
 
 def _restores_channel_axis(user, node) -> bool:
@@ -199,14 +223,9 @@ def _torch_getitem(ctx, node):
     """A chunk's part, ``x[:, a:b]`` (channel_slice) or ``x[:, :, a:b, c:d]`` (a crop of every spatial dim)."""
     source, index = node.args
     if source in ctx.chunks:
-        tensor, width = ctx.chunks[source]
-        ctx.add(
-            node,
-            [tensor],
-            layer_type="channel_slice",
-            start=index * width,
-            stop=(index + 1) * width,
-        )
+        tensor, pieces = ctx.chunks[source]
+        start, stop = pieces[index]
+        ctx.add(node, [tensor], layer_type="channel_slice", start=start, stop=stop)
         return
     shape = ctx.shape(source) if TI.is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
@@ -297,6 +316,8 @@ def _torch_channel_shuffle(ctx, node, module):
 
 REGISTRY.reads("torch_function", "torch.chunk", by="channel_slice")(_torch_chunk)
 REGISTRY.reads("torch_method", "chunk", by="channel_slice")(_torch_chunk)
+REGISTRY.reads("torch_function", "torch.split", by="channel_slice")(_torch_split)
+REGISTRY.reads("torch_method", "split", by="channel_slice")(_torch_split)
 REGISTRY.reads(
     "torch_function",
     "operator.getitem",
