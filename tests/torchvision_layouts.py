@@ -13,6 +13,7 @@ import torch
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch_zoo import Bottleneck
 
 
 def _make_divisible(v, divisor=8, min_value=None):
@@ -463,30 +464,11 @@ class AlexNet(nn.Module):
 
 
 # ---------------- ResNeXt bottleneck (groups) ----------------
-class XBottleneck(nn.Module):
-    expansion = 4
+class XBottleneck(Bottleneck):
+    """torchvision's ResNeXt bottleneck: its ResNet bottleneck with 32 groups of base width 4."""
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=32, base_width=4):
-        super().__init__()
-        width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__(inplanes, planes, stride, downsample, groups=32, width_per_group=4)
 
 
 class ResNeXtSmall(nn.Module):
