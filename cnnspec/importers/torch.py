@@ -112,6 +112,19 @@ class _Context:
         """``node`` computes nothing new: its value is ``of``'s."""
         self.values[node] = self.values[of]
 
+    def absorb(self, node) -> str:
+        """``node`` completes the last spec layer (a sum given one more input, a sum divided into
+        an average, a crop that makes a transposed conv 'same'): its value is that layer's
+        output, and in a model cnnspec generated the layer takes ``node``'s spec name."""
+        layer = self.builder.layers[-1]
+        if node.name in self.dict_names:
+            self.builder._names.discard(layer["name"])
+            layer["name"] = self.dict_names[node.name]
+            self.builder._names.add(layer["name"])
+            layer.pop("source", None)
+        self.values[node] = Node(layer["name"], self.shape(node))
+        return layer["name"]
+
 
 def original_path(node) -> str:
     """A module call: its path.  A function call: the path of the module whose forward made it, then the
@@ -484,16 +497,23 @@ def _trace(module, input_shape):
     return gm, generated, python_read
 
 
-def _plain_tracer(is_claimed):
+def _tracer_class(is_claimed):
+    """A torch.fx tracer that keeps the modules the catalog claims as single calls."""
     import torch.fx
 
     class Tracer(torch.fx.Tracer):
+        def __init__(self):
+            super().__init__()
+            self.record_stack_traces = True
+
         def is_leaf_module(self, m, qualified_name):
             return is_claimed(m) or super().is_leaf_module(m, qualified_name)
 
-    tracer = Tracer()
-    tracer.record_stack_traces = True
-    return tracer
+    return Tracer
+
+
+def _plain_tracer(is_claimed):
+    return _tracer_class(is_claimed)()
 
 
 def _sized_tracer(is_claimed, example):
@@ -548,19 +568,16 @@ def _sized_tracer(is_claimed, example):
             value = self._value()
             if not isinstance(value, (tuple, list)):
                 raise RuntimeError("'len' is not supported in symbolic tracing by default")
+            self.tracer.note_read("the pieces of a chunk or split as a sequence")
             return len(value)
 
-    class SizedTracer(torch.fx.Tracer):
+    class SizedTracer(_tracer_class(is_claimed)):
         def __init__(self):
             super().__init__()
-            self.record_stack_traces = True
             self.values: dict[Any, Any] = {}
             self.first_read: str | None = None  # "what (file:line)" of the first answer
             self._computing = False
             self._forward = None
-
-        def is_leaf_module(self, m, qualified_name):
-            return is_claimed(m) or super().is_leaf_module(m, qualified_name)
 
         def proxy(self, node):
             return SizedProxy(node, self)

@@ -186,6 +186,8 @@ def _torch_chunk(ctx, node):
 
 def _torch_split(ctx, node):
     """``x.split(width, 1)`` or ``x.split([a, b], 1)``: channel slices, read where a piece is taken."""
+    import itertools
+
     sizes, dim = TI.arg(node, 1, "split_size_or_sections"), TI.arg(node, 2, "dim", 0)
     channels = ctx.shape(node.args[0])[0]
     rank = len(ctx.shape(node.args[0])) + 1
@@ -203,7 +205,7 @@ def _torch_split(ctx, node):
             f"split({sizes}, dim={dim})",
             "split the channels (dim=1) into pieces that add up to them",
         )
-    stops = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+    stops = list(itertools.accumulate(sizes))
     ctx.chunks[node] = (node.args[0], list(zip([0, *stops[:-1]], stops)))
 
 
@@ -273,22 +275,19 @@ def _torch_getitem(ctx, node):
             and len(index) == len(shape) + 1
             and ranges[0] == full[0]
             and len(shape) > 1
+            and all(start < stop for start, stop, _ in ranges[1:])
         ):
-            crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
             from cnnspec.layers.conv_transpose import torch_same_crop
 
-            if all(start < stop for start, stop, _ in ranges[1:]) and torch_same_crop(
-                ctx, node, source, crops
-            ):
-                return
-            if all(start < stop for start, stop, _ in ranges[1:]):
+            crops = [(start, n - stop) for (start, stop, _), n in zip(ranges[1:], shape[1:])]
+            if not torch_same_crop(ctx, node, source, crops):
                 ctx.add(
                     node,
                     [source],
                     layer_type=f"crop{len(shape) - 1}d",
                     cropping=compact_padding(crops),
                 )
-                return
+            return
     raise TI.refusal(
         ctx,
         node,

@@ -510,11 +510,8 @@ def torch_same_crop(ctx, node, source, crops) -> bool:
         return False
     previous["padding"] = "same"
     previous.pop("output_padding", None)
-    if node.name in ctx.dict_names:  # a model cnnspec generated: the slice holds the spec name
-        ctx.builder._names.discard(previous["name"])
-        previous["name"] = ctx.dict_names[node.name]
-        previous.pop("source", None)
-    ctx.values[source] = ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+    ctx.absorb(node)
+    ctx.values[source] = ctx.values[node]
     return True
 
 

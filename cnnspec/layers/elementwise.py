@@ -444,13 +444,8 @@ def _torch_extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
         or ctx.values[left].name != previous["name"]
     ):
         return False
-    if node.name in ctx.dict_names:
-        ctx.builder._names.discard(previous["name"])
-        previous["name"] = ctx.dict_names[node.name]
-        ctx.builder._names.add(previous["name"])
-        previous.pop("source", None)
     previous["inputs"].append(ctx.input_name(right))
-    ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+    ctx.absorb(node)
     return True
 
 
@@ -469,11 +464,7 @@ def _torch_divide(ctx, node):
         and right == len(previous["inputs"])
     ):
         previous["type"] = "average"
-        if node.name in ctx.dict_names:
-            ctx.builder._names.discard(previous["name"])
-            previous["name"] = ctx.dict_names[node.name]
-            ctx.builder._names.add(previous["name"])
-        ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+        ctx.absorb(node)
         return
     if (
         isinstance(right, (int, float))
@@ -516,7 +507,7 @@ def _torch_divide_by_number(ctx, node, tensor, divisor: float, previous) -> None
         else:
             previous["scale"] = previous.get("scale", 1.0) / divisor
             previous["offset"] = previous.get("offset", 0.0) / divisor
-        ctx.values[node] = TI.Node(previous["name"], ctx.shape(node))
+        ctx.absorb(node)
         return
     ctx.add(node, [tensor], layer_type="scale", factor=1.0 / divisor)
 

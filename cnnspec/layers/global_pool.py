@@ -234,39 +234,34 @@ def _keras_broadcast_gate(ctx, layer, target: tuple, incoming: tuple) -> bool:
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
-def _torch_mean(ctx, node):
-    from cnnspec.layers.channel_pool import torch_channel_pool, torch_reduces_channels
+def _torch_reduction(word: str, pool_type: str, channel_type: str):
+    """The reader of ``torch.mean`` / ``torch.amax`` (``word``: mean / max): over every spatial
+    dim a global pooling, over the channels a channel pooling."""
 
-    dims = TI.arg(node, 1, "dim")
-    keepdim = bool(TI.arg(node, 2, "keepdim", False))
-    shape = ctx.shape(node.args[0])
-    rank = len(shape) + 1
-    dims = [dims] if isinstance(dims, int) else list(dims or [])
-    if torch_reduces_channels(ctx, node, dims):
-        torch_channel_pool(ctx, node, "channel_mean", keepdim)
-        return
-    if sorted(d % rank for d in dims) != list(range(2, rank)):
-        raise TI.refusal(
-            ctx, node, f"mean over dims {dims}", "a mean over every spatial dim is global_avg_pool"
-        )
-    ctx.add(node, node.args[:1], layer_type="global_avg_pool", **drop_defaults(keepdims=keepdim))
+    def reader(ctx, node):
+        from cnnspec.layers.channel_pool import torch_channel_pool, torch_reduces_channels
+
+        dims = TI.arg(node, 1, "dim")
+        keepdim = bool(TI.arg(node, 2, "keepdim", False))
+        rank = len(ctx.shape(node.args[0])) + 1
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        if torch_reduces_channels(ctx, node, dims):
+            torch_channel_pool(ctx, node, channel_type, keepdim)
+            return
+        if sorted(d % rank for d in dims) != list(range(2, rank)):
+            raise TI.refusal(
+                ctx,
+                node,
+                f"{word} over dims {dims}",
+                f"a {word} over every spatial dim is {pool_type}",
+            )
+        ctx.add(node, node.args[:1], layer_type=pool_type, **drop_defaults(keepdims=keepdim))
+
+    return reader
 
 
-def _torch_amax(ctx, node):
-    from cnnspec.layers.channel_pool import torch_channel_pool, torch_reduces_channels
-
-    dims = TI.arg(node, 1, "dim")
-    keepdim = bool(TI.arg(node, 2, "keepdim", False))
-    rank = len(ctx.shape(node.args[0])) + 1
-    dims = [dims] if isinstance(dims, int) else list(dims or [])
-    if torch_reduces_channels(ctx, node, dims):
-        torch_channel_pool(ctx, node, "channel_max", keepdim)
-        return
-    if sorted(d % rank for d in dims) != list(range(2, rank)):
-        raise TI.refusal(
-            ctx, node, f"max over dims {dims}", "a max over every spatial dim is global_max_pool"
-        )
-    ctx.add(node, node.args[:1], layer_type="global_max_pool", **drop_defaults(keepdims=keepdim))
+_torch_mean = _torch_reduction("mean", "global_avg_pool", "channel_mean")
+_torch_amax = _torch_reduction("max", "global_max_pool", "channel_max")
 
 
 _MEAN_TYPES = ("global_avg_pool", "channel_mean")
@@ -293,18 +288,20 @@ def _onnx_global_pool(kind: str):
 
 
 def _onnx_reduce(kind: str):
+    channel_type = "channel_mean" if kind == "avg" else "channel_max"
+
     def reader(ctx, node, attrs):
+        from cnnspec.layers.channel_pool import onnx_channel_pool, onnx_reduces_channels
+
         value = ctx.value(node.input[0])
         rank = len(ctx.shapes[node.input[0]])
         axes = attrs.get("axes")
         if axes is None and len(node.input) > 1:
             axes = ctx.constant(node.input[1], "axes").tolist()
-        spatial = list(range(2, rank)) if value.layout == OI.FIRST else list(range(1, rank - 1))
-        from cnnspec.layers.channel_pool import onnx_channel_pool, onnx_reduces_channels
-
         if onnx_reduces_channels(ctx, node, axes):
-            onnx_channel_pool(ctx, node, f"channel_{'mean' if kind == 'avg' else kind}", attrs)
+            onnx_channel_pool(ctx, node, channel_type, attrs)
             return
+        spatial = list(range(2, rank)) if value.layout == OI.FIRST else list(range(1, rank - 1))
         if sorted(a % rank for a in (axes or [])) != spatial:
             raise refuse(
                 OI.FRAMEWORK,
