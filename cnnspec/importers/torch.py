@@ -69,6 +69,7 @@ class _Context:
         self.per_position: set[Any] = set()  # nodes a reader found per-position on channels-last
         # the functions and tensor methods that read a parameter operand (_read_parameter_operand)
         self.parameter_readers: tuple[set, set] = (set(), set())
+        self.function_claims: dict[Any, Any] = {}  # fx target -> its claim (_function_claims)
 
     def shape(self, node) -> tuple | None:
         """The node's output shape without the batch, channels-first even where the traced
@@ -751,6 +752,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     else:
         final = result
     ctx = _Context(gm, dict_names)
+    ctx.function_claims = function_claims
     ctx.parameter_readers = _parameter_readers(function_claims)
     ctx.builder._names.update(
         dict_names.values()

@@ -387,7 +387,7 @@ def torch_broadcast_gate(ctx, node) -> bool:
         return False
     merges = {
         function
-        for function, claim in TI._function_claims().items()
+        for function, claim in ctx.function_claims.items()
         if claim.owner.types[0] in _MERGE_TYPES
     }
     for user in node.users:
