@@ -182,6 +182,22 @@ class ESPCN(nn.Module):
         return torch.cat([coarse, detail], 1)
 
 
+class RealESRGANStem(nn.Module):
+    """Real-ESRGAN's x2 model starts with F.pixel_unshuffle(x, downscale_factor=2); a second
+    branch uses the module."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_first = nn.Conv2d(12, 8, 3, 1, 1)
+        self.unshuffle = nn.PixelUnshuffle(2)
+        self.conv_detail = nn.Conv2d(12, 8, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    def forward(self, x):
+        feat = self.conv_first(F.pixel_unshuffle(x, downscale_factor=2))
+        return self.lrelu(feat + self.conv_detail(self.unshuffle(x)))
+
+
 class SpatialGate(nn.Module):
     """CBAM's spatial attention as Jongchan/attention-module writes it: the channels' max and mean,
     each with the channel axis put back, then a 7x7 convolution and a sigmoid."""

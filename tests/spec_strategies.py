@@ -99,6 +99,7 @@ SPATIAL_KINDS = [
     "channel_shuffle",
     "channel_slice",
     "pixel_shuffle",
+    "pixel_unshuffle",
     "crop",
     "pad",
     "layer_scale",
@@ -139,6 +140,7 @@ HANDWRITTEN_TYPES = frozenset(
     "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
     # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
     "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice pixel_shuffle "
+    "pixel_unshuffle "
     "crop1d crop2d crop3d "
     "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
     "subtract maximum minimum average".split()
@@ -592,6 +594,12 @@ def _pixel_shuffle(draw, builder: _Builder) -> dict:
     return {"type": "pixel_shuffle", "factor": draw(st.sampled_from(factors))}
 
 
+def _pixel_unshuffle(draw, builder: _Builder) -> dict:
+    spatial = builder.shape[1:]
+    factors = [r for r in (1, 2, 3) if all(n % r == 0 for n in spatial)]
+    return {"type": "pixel_unshuffle", "factor": draw(st.sampled_from(factors))}
+
+
 def _channel_slice(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
     start = draw(st.integers(0, channels - 1))
@@ -671,6 +679,7 @@ CATALOG_SINGLES = {
     "channel_shuffle": _channel_shuffle,
     "channel_slice": _channel_slice,
     "pixel_shuffle": _pixel_shuffle,
+    "pixel_unshuffle": _pixel_unshuffle,
     "crop": _crop,
     "pad": _pad,
     "layer_scale": lambda draw, builder: {

@@ -74,9 +74,26 @@ def test_torch_onnx_exports_import(factory, shape):
     assert all(layer.source for layer in spec.layers)  # every layer says which node it came from
 
 
+def _without(spec, layer_type):
+    """The spec with its layers of ``layer_type`` left out: the mapping that ignores them."""
+    document = spec.model_dump(mode="json", exclude_none=True)
+    kept = [layer for layer in document["layers"] if layer["type"] != layer_type]
+    for before, after in zip(document["layers"], document["layers"][1:]):
+        if before["type"] == layer_type and "inputs" in after:
+            after["inputs"] = [before.get("inputs", [None])[0] if i == before["name"] else i for i in after["inputs"]]
+    return cnnspec.load_spec({**document, "layers": kept})
+
+
+def _output(spec, proto, x):
+    model = cnnspec.build(spec, "torch").eval()
+    cnnspec.transfer_weights(proto, model, spec)
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
 @pytest.mark.frameworks
 @pytest.mark.onnx
-def test_depth_to_space_imports_in_crd_mode_and_dcr_is_refused():
+def test_depth_to_space_imports_in_crd_mode_and_in_tensorflow_s_dcr_mode():
     proto = torch_onnx(S.ESPCN(2), (1, 6, 5))
     assert {node.op_type for node in proto.graph.node} >= {"DepthToSpace"}
     x = np.random.default_rng(0).standard_normal((2, 1, 6, 5)).astype(np.float32)
@@ -88,8 +105,97 @@ def test_depth_to_space_imports_in_crd_mode_and_dcr_is_refused():
             for attribute in node.attribute:
                 if attribute.name == "mode":
                     attribute.s = b"DCR"  # TensorFlow's order: other values, same shapes
-    with pytest.raises(UnsupportedModel, match="DepthToSpace in DCR mode"):
-        import_onnx(proto)
+    spec = check(proto, x)  # against onnxruntime's DCR
+    types = [layer.type for layer in spec.layers]
+    assert types.count("channel_shuffle") == 2 and types.count("pixel_shuffle") == 2
+    # negative control: DCR read as PyTorch's shuffle alone computes other values
+    wrong = _output(_without(spec, "channel_shuffle"), proto, x)
+    assert np.abs(wrong - run_original(proto, x)).max() > 0.1
+
+
+def _space_to_depth_graph(ir_version=10):
+    from onnx import TensorProto, helper, numpy_helper
+
+    kernel = np.random.default_rng(0).standard_normal((5, 12, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("SpaceToDepth", ["x"], ["blocks"], blocksize=2), helper.make_node("Conv", ["blocks", "w"], ["y"])],
+        "space_to_depth",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(kernel, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=ir_version)
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_space_to_depth_imports_as_the_unshuffle_and_tensorflow_s_channel_order():
+    proto = _space_to_depth_graph()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 6)).astype(np.float32)
+    spec = check(proto, x)
+    assert [layer.type for layer in spec.layers] == ["pixel_unshuffle", "channel_shuffle", "conv2d"]
+    assert spec.layers[1].groups == 3  # channel c·4 + i·2 + j moves to (i·2 + j)·3 + c
+    wrong = _output(_without(spec, "channel_shuffle"), proto, x)
+    assert np.abs(wrong - run_original(proto, x)).max() > 0.1
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_convert_runs_a_file_written_in_an_ir_version_onnxruntime_cannot_read_yet(tmp_path):
+    """onnx's helpers write their newest IR version (14 with onnx 1.23), onnxruntime 1.31 reads
+    up to 13: the proof runs the original at the IR version its opsets need."""
+    from cnnspec.importers.pipeline import convert_model
+
+    proto = _space_to_depth_graph(ir_version=onnx.IR_VERSION)
+    path = tmp_path / "newest_ir.onnx"
+    onnx.save(proto, str(path))
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok
+    layers = conversion.verification.layers
+    # the unshuffle is the first of the two layers SpaceToDepth is read as: no value of its own
+    assert [layer.name for layer in layers if layer.ok is None] == ["spacetodepth_blocks"]
+    assert all(layer.ok for layer in layers[1:])
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_torch_export_of_pixel_unshuffle_imports(dynamo):
+    module = S.RealESRGANStem().eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(module, (torch.zeros(2, 3, 8, 6),), buffer, dynamo=dynamo, input_names=["input"])
+    proto = onnx.load_from_string(buffer.getvalue())
+    assert "SpaceToDepth" not in {node.op_type for node in proto.graph.node}  # a 6-D Reshape/Transpose
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 6)).astype(np.float32)
+    spec = check(proto, x)
+    assert "pixel_unshuffle" in [layer.type for layer in spec.layers]  # the two of x, merged by the exporter
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_cnnspec_s_own_onnx_graph_of_shuffles_imports(tmp_path):
+    """The onnx target writes the unshuffle as SpaceToDepth and a channel shuffle (Reshape to
+    (N, g, C/g, -1), Transpose, Reshape to the input's Shape): both read back as one layer."""
+    from cnnspec.targets.onnx.model import write_onnx
+
+    document = {
+        "cnnspec": 1,
+        "name": "shuffles",
+        "input": {"channels": 3, "size": [8, 6]},
+        "layers": [
+            {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1},
+            {"type": "channel_shuffle", "groups": 2},
+            {"type": "pixel_unshuffle", "factor": 2},
+            {"type": "conv2d", "filters": 2, "kernel_size": 1},
+        ],
+    }
+    path = write_onnx(cnnspec.resolve(document), tmp_path / "shuffles.onnx")
+    proto = onnx.load(str(path))
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 6)).astype(np.float32)
+    spec = check(proto, x)
+    assert [layer.type for layer in spec.layers] == [layer["type"] for layer in document["layers"]]
 
 
 @pytest.mark.frameworks

@@ -116,7 +116,7 @@ def test_torch_onnx_export_of_every_example_imports(definition, number):
 
 #: Examples whose Keras model tf2onnx writes as generic arithmetic: cnnspec's own Keras helpers for what
 #: Keras has no layer for (Resize modes, uneven adaptive pools, reflect/replicate padding: gathers and
-#: matrix products; the pixel shuffle: a 6-D Reshape / Transpose / Reshape), Keras' Conv1DTranspose (its
+#: matrix products), Keras' Conv1DTranspose (its
 #: output size computed at run time) and a 3-D 'same' average pool (a division by a map of counts).
 NOT_IMPORTED_TF2ONNX = {
     "conv_transpose1d-0",
@@ -128,8 +128,6 @@ NOT_IMPORTED_TF2ONNX = {
     "adaptive_avg_pool-6",
     "pad2d-1",
     "pad3d-5",
-    "pixel_shuffle-0",
-    "pixel_shuffle-1",
     *(f"resize-{number}" for number in (1, 2, 4, 5, 6, 7, 8, 9)),
 }
 

@@ -256,6 +256,13 @@ def test_pixel_shuffle_module_and_function_convert():
     assert [layer.factor for layer in shuffles] == [3, 3]
 
 
+@pytest.mark.frameworks
+def test_pixel_unshuffle_module_and_function_convert():
+    result = check_against_torch(S.RealESRGANStem(), (3, 8, 6))
+    unshuffles = [layer for layer in result.spec.layers if layer.type == "pixel_unshuffle"]
+    assert [layer.factor for layer in unshuffles] == [2, 2]
+
+
 class Divisions(nn.Module):
     """Pixel scaling in forward, SRGAN's output (tanh + 1) / 2, and a method-style division."""
 

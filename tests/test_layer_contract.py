@@ -36,10 +36,6 @@ CASES = [
 ]
 
 
-def _sizes(size: tuple[int, ...]) -> list[tuple[int, ...]]:
-    return [tuple(size), tuple(n + 1 for n in size)]
-
-
 def _torch_output(model, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(x)).numpy()
@@ -58,7 +54,7 @@ def _keras_output_channels_first(model, plan, x: np.ndarray) -> np.ndarray:
 def check_contract(definition: LayerDefinition, number: int) -> None:
     """Run one example of ``definition`` through the whole contract; raises AssertionError on a breach."""
     ex = definition.examples[number]
-    for size in _sizes(ex.size):
+    for size in ex.sizes():
         plan = resolve(ex.spec(size))
         layer = plan.layers[-1]
         assert layer.type in definition.types, f"the example's last layer is {layer.type}, not {definition.types}"

@@ -230,6 +230,57 @@ def test_e_pixel_shuffle_as_tensorflow_depth_to_space_fails_at_the_shuffle():
     assert report.referee.verdict == "torch agrees with the spec; keras departs at `shuffle`"
 
 
+UNSHUFFLE_SPEC = {
+    "cnnspec": 1,
+    "name": "real_esrgan_x2_stem",
+    "input": {"channels": 3, "size": [6, 8]},
+    "layers": [
+        {"name": "unshuffle", "type": "pixel_unshuffle", "factor": 2},
+        {"name": "conv_first", "type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1},
+    ],
+}
+
+
+class TensorFlowSpaceToDepth(keras.layers.Layer):
+    """What a Keras port of F.pixel_unshuffle usually writes: TensorFlow's space_to_depth."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.nn.space_to_depth(x, 2)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        return (batch, height // 2, width // 2, channels * 4)
+
+
+def _keras_unshuffle_port(tensorflow_order: bool):
+    from cnnspec.targets.keras.helpers import PixelUnshuffle
+
+    inputs = keras.Input((6, 8, 3))
+    unshuffle = TensorFlowSpaceToDepth if tensorflow_order else PixelUnshuffle
+    x = unshuffle(**({} if tensorflow_order else {"factor": 2}), name="unshuffle")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", name="conv_first")(x))
+
+
+def test_e_pixel_unshuffle_as_tensorflow_space_to_depth_fails_at_the_unshuffle():
+    plan = cnnspec.resolve(UNSHUFFLE_SPEC)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    right = _keras_unshuffle_port(tensorflow_order=False)
+    transfer_weights(torch_model, right, plan)
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=right, sync_weights=False).ok
+
+    wrong = _keras_unshuffle_port(tensorflow_order=True)
+    transfer_weights(torch_model, wrong, plan)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=wrong, sync_weights=False)
+    assert report.first_divergent_layer == "unshuffle"
+    assert [layer.ok for layer in report.layers] == [False, False]
+    assert report.layers[0].shape_ok
+    assert "space_to_depth" in report.divergence.hint
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `unshuffle`"
+
+
 def test_assert_equivalent_passes_silently_and_returns_the_report():
     report = assert_equivalent(SPEC, torch_model=_port(symmetric_padding=False))
     assert report.ok

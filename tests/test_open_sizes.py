@@ -295,6 +295,31 @@ def test_a_join_that_agrees_only_at_some_sizes_is_noted():
         resolve(unet, input_size=(66, 64))
 
 
+def test_a_layer_that_takes_only_multiples_is_noted_and_sets_the_size_step():
+    from cnnspec.verifier.run import default_sizes
+
+    esrgan = {
+        "cnnspec": 1,
+        "input": {"channels": 3, "size": [None, None], "reference_size": [64, 48]},
+        "layers": [
+            {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": 1, "name": "down"},
+            {"type": "pixel_unshuffle", "factor": 2, "name": "unshuffle"},
+        ],
+    }
+    plan = resolve(esrgan)
+    notes = {note.axis: note for note in plan.size_notes}
+    # the unshuffle's input is ⌊(H + 1) / 2⌋: even exactly when H ≡ 0 or 3 (mod 4), no period
+    assert notes["H"].layer == "unshuffle" and notes["H"].multiple == 2 and notes["H"].period is None
+    esrgan["layers"][0]["stride"] = 1
+    plan = resolve(esrgan)
+    assert [(note.axis, note.period) for note in plan.size_notes] == [("H", 2), ("W", 2)]
+    assert "only when W is a multiple of 2" in plan.size_notes[1].text()
+    assert plan.size_steps == (2, 2)
+    assert default_sizes(plan) == [(64, 48), (66, 50)]
+    with pytest.raises(SpecError, match="factor 2 does not divide the input's size 65×48"):
+        resolve(esrgan, input_size=(65, 48))
+
+
 # -- explain -----------------------------------------------------------------------------------------
 
 

@@ -213,6 +213,37 @@ class JoinNote:
 
 
 @dataclass(frozen=True)
+class MultipleNote:
+    """A layer that takes only multiples of ``multiple`` on an axis (a pixel unshuffle), whose
+    input there follows the open input size.
+
+    ``period`` is set when the input size's multiples of it are exactly the sizes accepted;
+    ``example`` is an input size near the planning size that is refused, ``value`` the layer's
+    input there.
+    """
+
+    layer: str
+    axis: str
+    size: str
+    multiple: int
+    period: int | None
+    example: int
+    value: int
+
+    def text(self) -> str:
+        """The note in English (``explain`` translates it)."""
+        rule = (
+            f"only when {self.axis} is a multiple of {self.period}"
+            if self.period
+            else "only at some sizes"
+        )
+        return (
+            f"'{self.layer}' takes multiples of {self.multiple} along {self.axis} ({self.size}): "
+            f"{rule} (at {self.axis} = {self.example}: {self.value})"
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     """The resolved model."""
 
@@ -223,7 +254,7 @@ class Plan:
     layers: tuple[LayerPlan, ...]
     open_axes: tuple[bool, ...] = ()
     size_source: str = "fixed"
-    size_notes: tuple[JoinNote, ...] = ()
+    size_notes: tuple[JoinNote | MultipleNote, ...] = ()
     _by_name: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -307,7 +338,7 @@ class _Resolver:
         self.segments_of: dict[str, tuple[Shape, ...]] = {}
         self.sizes_of: dict[str, tuple[Size, ...]] = {}
         self.open_flat: set[str] = set()
-        self.size_notes: list[JoinNote] = []
+        self.size_notes: list[JoinNote | MultipleNote] = []
         self.size: tuple[int, ...] = ()
         from cnnspec.layers import REGISTRY
 
@@ -572,6 +603,7 @@ class _Resolver:
         sizes = definition.output_sizes(planned, in_sizes)
         self._check_open_flat(index, name, planned, inputs)
         self._check_joined_sizes(planned, in_sizes, sizes)
+        self._check_multiple_sizes(planned, in_sizes[0], definition.input_multiple(planned))
         return dataclasses.replace(planned, sizes=tuple(sizes))
 
     def _check_open_flat(
@@ -636,6 +668,36 @@ class _Resolver:
                         values=(out.at(near), other[axis].at(near)),
                     )
                 )
+
+    def _check_multiple_sizes(
+        self, planned: LayerPlan, in_sizes: tuple[Size, ...], multiple: int
+    ) -> None:
+        """A layer that takes only multiples of ``multiple``: say at which input sizes it does."""
+        if multiple == 1:
+            return
+        for size in in_sizes:
+            if size.is_fixed:
+                continue
+            n_reference = self.size[self._model_axis(size)]
+            sample = [n for n in range(1, 4 * n_reference + 1) if size.at(n) > 0]
+            agreeing = [n for n in sample if size.at(n) % multiple == 0]
+            differing = [n for n in sample if size.at(n) % multiple]
+            if not differing:
+                continue
+            period = math.gcd(*agreeing) if agreeing else 0
+            exact = period > 1 and all(n % period != 0 for n in differing)
+            near = min(differing, key=lambda n: abs(n - n_reference))
+            self.size_notes.append(
+                MultipleNote(
+                    layer=planned.name,
+                    axis=AXIS_NAMES[self.rank][self._model_axis(size)],
+                    size=size.text(),
+                    multiple=multiple,
+                    period=period if exact else None,
+                    example=near,
+                    value=size.at(near),
+                )
+            )
 
     def _model_axis(self, size: Size) -> int:
         return AXIS_NAMES[self.rank].index(size.axis) if size.axis in AXIS_NAMES[self.rank] else 0

@@ -1462,6 +1462,12 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
     plans = size_plans(plan, input_sizes)
     proto = onnx.ModelProto()
     proto.CopyFrom(result.details["model"])
+    # onnx writes its newest IR version, which onnxruntime may not read yet; the opsets the
+    # model imports set the one it needs
+    proto.ir_version = min(
+        proto.ir_version,
+        onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True),
+    )
     layout = result.details["input_layout"]
     # Expose every spec layer's ONNX value as a graph output (its last producer, in graph order).
     ctx_values = _values_by_layer(result.details["model"])
@@ -1606,8 +1612,16 @@ def _fixed_batch(proto) -> int | None:
 
 
 def _values_by_layer(proto) -> dict[str, tuple[str, str]]:
-    """Spec layer name -> (the ONNX value holding its output, that value's layout)."""
-    return _walk(proto)[0].produced
+    """Spec layer name -> (the ONNX value holding its output, that value's layout); a layer
+    that is one step of a node read as two (a ConvTranspose with uneven pads, then its crop)
+    has no value of its own and is left out."""
+    values = {output for node in proto.graph.node for output in node.output}
+    values.update(value.name for value in proto.graph.input)
+    return {
+        layer: (value, layout)
+        for layer, (value, layout) in _walk(proto)[0].produced.items()
+        if value in values
+    }
 
 
 def _to_last(plan, arrays: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -147,13 +148,20 @@ def channel_slice_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
 @REGISTRY.attach("onnx", "channel_shuffle")
 def channel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Reshape to (N, groups, C/groups, -1), swap the two channel axes, reshape back."""
-    groups = layer.spec.groups
+    return shuffle_channels_onnx(b, layer, inputs[0], layer.input_shape[0], layer.spec.groups)
+
+
+def shuffle_channels_onnx(
+    b: O.GraphBuilder, layer: LayerPlan, source: str, channels: int, groups: int
+) -> str:
+    """The channel shuffle of ``source`` (``channels`` channels in ``groups`` groups) as
+    ``layer``'s output."""
     grouped_shape = b.constant(
-        b.temp(layer, "grouped_shape"), [0, groups, layer.input_shape[0] // groups, -1], "int64"
+        b.temp(layer, "grouped_shape"), [0, groups, channels // groups, -1], "int64"
     )
-    grouped = b.node("Reshape", [inputs[0], grouped_shape], b.temp(layer, "grouped"))
+    grouped = b.node("Reshape", [source, grouped_shape], b.temp(layer, "grouped"))
     swapped = b.node("Transpose", [grouped], b.temp(layer, "swapped"), perm=[0, 2, 1, 3])
-    shape = b.node("Shape", [inputs[0]], b.temp(layer, "shape"))
+    shape = b.node("Shape", [source], b.temp(layer, "shape"))
     return b.node("Reshape", [swapped, shape], layer.name)
 
 
@@ -439,43 +447,59 @@ def _onnx_split(ctx, node, attrs):
 
 def onnx_channel_shuffle_chain(ctx, node) -> bool:
     """Reshape the channels to (g, C/g), swap those two axes, Reshape back: a channel shuffle."""
+    found = onnx_channel_shuffle_match(ctx, node)
+    if found is None:
+        return False
+    groups, nodes = found
+    ctx.add(
+        nodes[-1],
+        "channel_shuffle",
+        [node.input[0]],
+        ctx.value(node.input[0]).layout,
+        groups=groups,
+    )
+    ctx.consumed.update(n.output[0] for n in nodes)
+    return True
+
+
+def onnx_channel_shuffle_match(ctx, node, layout: str | None = None) -> tuple[int, tuple] | None:
+    """The groups and the three nodes (Reshape, Transpose, Reshape) of a channel shuffle that
+    starts at ``node``, or None.  Channels first, the spatial axes may be kept or flattened
+    into one (cnnspec's own graph: (N, g, C/g, -1)).  ``layout``: the input's, when the
+    caller has not read it yet."""
     source = node.input[0]
     value = ctx.values.get(source)
+    layout = layout or (value.layout if value is not None else None)
     shape = ctx.shapes.get(source)
     split = ctx.shapes.get(node.output[0])
     swap = ctx.only_user(node.output[0])
-    if (
-        value is None
-        or value.layout not in (OI.FIRST, OI.LAST)
-        or not shape
-        or not split
-        or swap is None
-    ):
-        return False
+    if layout not in (OI.FIRST, OI.LAST) or not shape or not split or swap is None:
+        return None
     rank = len(shape)
-    channel = 1 if value.layout == OI.FIRST else rank - 1
+    channel = 1 if layout == OI.FIRST else rank - 1
     expected = list(shape[:channel]) + [None, None] + list(shape[channel + 1 :])
-    if len(split) != rank + 1 or any(
-        e is not None and s is not None and e != s for e, s in zip(expected[1:], split[1:])
-    ):
-        return False
+    if layout == OI.FIRST and len(split) == 4 and rank > 3:
+        spatial = shape[2:]
+        expected = [shape[0], None, None, None if None in spatial else math.prod(spatial)]
+    elif len(split) != rank + 1:
+        return None
+    if any(e is not None and s is not None and e != s for e, s in zip(expected[1:], split[1:])):
+        return None
     groups, per_group = split[channel], split[channel + 1]
     if not groups or not per_group or groups * per_group != shape[channel]:
-        return False
-    perm = list(range(rank + 1))
+        return None
+    perm = list(range(len(split)))
     perm[channel], perm[channel + 1] = channel + 1, channel
     if swap.op_type != "Transpose" or list(OI.attributes(swap).get("perm", [])) != perm:
-        return False
+        return None
     back = ctx.only_user(swap.output[0])
     if (
         back is None
         or back.op_type != "Reshape"
         or list(ctx.shapes.get(back.output[0]) or [])[1:] != list(shape[1:])
     ):
-        return False
-    ctx.add(back, "channel_shuffle", [source], value.layout, groups=int(groups))
-    ctx.consumed.update(n.output[0] for n in (node, swap, back))
-    return True
+        return None
+    return int(groups), (node, swap, back)
 
 
 REGISTRY.reads(

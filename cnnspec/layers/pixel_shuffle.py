@@ -1,9 +1,11 @@
-"""pixel_shuffle: channels moved into r×r blocks of space (ESPCN's sub-pixel convolution).
+"""pixel_shuffle and pixel_unshuffle: channels moved into r×r blocks of space (ESPCN's sub-pixel
+convolution) and back (Real-ESRGAN's ×2 and ×1 models start with an unshuffle).
 
 PyTorch's order, which the spec keeps: output channel c at offset (i, j) of each block is input
-channel c·r² + i·r + j ("CRD": channels, then rows, then columns).  TensorFlow's
-``depth_to_space`` and ONNX's ``DepthToSpace`` by default read input channel (i·r + j)·C + c
-("DCR") instead: the same shapes, other values.
+channel c·r² + i·r + j ("CRD": channels, then rows, then columns), and the unshuffle is its
+inverse.  TensorFlow's ``depth_to_space``/``space_to_depth`` and ONNX's ``DepthToSpace`` (by
+default) and ``SpaceToDepth`` use channel (i·r + j)·C + c ("DCR") instead: the same shapes, other
+values.  The two orders differ by a channel shuffle, which is how the importers read DCR.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cnnspec.engine.sizes import Size
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.importers.common import refuse
+from cnnspec.layers.channel_ops import shuffle_channels_onnx
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, Positive
 from cnnspec.targets.keras import code as K
@@ -33,6 +36,19 @@ class PixelShuffle(LayerBase):
             "The upscale factor r; r² must divide the channels. Output channel c at offset (i, j) "
             "of each r×r block is input channel c·r² + i·r + j (PyTorch's PixelShuffle; not "
             "TensorFlow's depth_to_space, which reads (i·r + j)·C + c)."
+        )
+    )
+
+
+class PixelUnshuffle(LayerBase):
+    """Rearrange (C, H, W) into (C·r², H / r, W / r), in PyTorch's channel order."""
+
+    type: Literal["pixel_unshuffle"]
+    factor: Positive = Field(
+        description=(
+            "The downscale factor r; it must divide the height and the width. Output channel "
+            "c·r² + i·r + j is input channel c at offset (i, j) of each r×r block (PyTorch's "
+            "PixelUnshuffle; not TensorFlow's space_to_depth, which writes (i·r + j)·C + c)."
         )
     )
 
@@ -102,10 +118,90 @@ class PixelShuffleDefinition(LayerDefinition):
         )
 
 
+@register
+class PixelUnshuffleDefinition(LayerDefinition):
+    """pixel_unshuffle: nn.PixelUnshuffle in PyTorch, the PixelUnshuffle helper in Keras,
+    SpaceToDepth and a channel shuffle in ONNX."""
+
+    model = PixelUnshuffle
+    family = "pixel_shuffle"
+    words = {
+        "pixelunshuffle": "pixel_unshuffle",
+        "spacetodepth": "pixel_unshuffle",
+        "space_to_depth": "pixel_unshuffle",
+        "focus": "pixel_unshuffle",
+    }
+    hint_text = (
+        "pixel_unshuffle: PyTorch writes block offset (i, j) of channel c to channel c·r² + i·r + j; "
+        "TensorFlow's space_to_depth and ONNX SpaceToDepth write (i·r + j)·C + c."
+    )
+    examples = (
+        example(
+            {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": 1},
+            {"type": "pixel_unshuffle", "factor": 2},
+            size=(6, 4),
+        ),
+        example({"type": "pixel_unshuffle", "factor": 3}, channels=2, size=(6, 9)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        shape = in_shapes[0]
+        if ctx.require_spatial(index, layer.type, shape) != 2:
+            ctx.fail(
+                index,
+                f"pixel_unshuffle needs a 2-D feature map (C, H, W), got {list(shape)}",
+                "type",
+            )
+        r = layer.factor
+        uneven = [n for n in shape[1:] if n % r]
+        if uneven:
+            ctx.fail(
+                index,
+                f"factor {r} does not divide the input's size {'×'.join(map(str, shape[1:]))}",
+                "factor",
+                hint="PyTorch's PixelUnshuffle takes only sizes that are multiples of the factor; "
+                "pad or crop the input to one",
+            )
+        channels = shape[0] * r * r
+        outs = [n // r for n in shape[1:]]
+        return dict(
+            output_shape=(channels, *outs),
+            size_formulas=(
+                f"channels {shape[0]}·{r}² = {channels}",
+                *(f"{n} / {r} = {o}" for n, o in zip(shape[1:], outs)),
+            ),
+            param_formula="no parameters",
+        )
+
+    def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
+        return tuple(n.affine(1, 0, layer.spec.factor) for n in in_sizes[0])
+
+    def input_multiple(self, layer: LayerPlan) -> int:
+        return layer.spec.factor
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        return T.single_module(layer, inputs, f"nn.PixelUnshuffle({T.int_text(layer.spec.factor)})")
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use("PixelUnshuffle")
+        return K.single_layer(
+            layer, ctx, f"{helper}({int(layer.spec.factor)}, name={K.quoted(layer.name)})"
+        )
+
+
 @REGISTRY.attach("onnx", "pixel_shuffle")
 def pixel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """DepthToSpace in CRD mode (PyTorch's order; the op's default DCR is TensorFlow's)."""
     return b.node("DepthToSpace", [inputs[0]], layer.name, blocksize=layer.spec.factor, mode="CRD")
+
+
+@REGISTRY.attach("onnx", "pixel_unshuffle")
+def pixel_unshuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """SpaceToDepth, whose channels come in TensorFlow's order (i·r + j)·C + c, then the channel
+    shuffle with r² groups that puts them in PyTorch's, c·r² + i·r + j."""
+    r = layer.spec.factor
+    blocks = b.node("SpaceToDepth", [inputs[0]], b.temp(layer, "blocks"), blocksize=r)
+    return shuffle_channels_onnx(b, layer, blocks, layer.output_shape[0], r * r)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
@@ -114,6 +210,11 @@ def pixel_shuffle_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -
 @REGISTRY.reads("keras", "PixelShuffle", by="pixel_shuffle")
 def read_keras_pixel_shuffle(ctx, layer, cfg, inputs, shapes):
     ctx.add(layer, "pixel_shuffle", inputs, factor=int(cfg["factor"]))
+
+
+@REGISTRY.reads("keras", "PixelUnshuffle", by="pixel_unshuffle")
+def read_keras_pixel_unshuffle(ctx, layer, cfg, inputs, shapes):
+    ctx.add(layer, "pixel_unshuffle", inputs, factor=int(cfg["factor"]))
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
@@ -134,22 +235,154 @@ REGISTRY.reads(
 )(_torch_pixel_shuffle)
 
 
+def _torch_pixel_unshuffle_module(ctx, node, module):
+    ctx.add(node, node.args[:1], layer_type="pixel_unshuffle", factor=int(module.downscale_factor))
+
+
+def _torch_pixel_unshuffle(ctx, node):
+    factor = TI.arg(node, 1, "downscale_factor")
+    ctx.add(node, node.args[:1], layer_type="pixel_unshuffle", factor=int(factor))
+
+
+REGISTRY.reads("torch_module", "PixelUnshuffle", by="pixel_unshuffle")(
+    _torch_pixel_unshuffle_module
+)
+REGISTRY.reads(
+    "torch_function",
+    "torch.nn.functional.pixel_unshuffle",
+    "torch.pixel_unshuffle",
+    by="pixel_unshuffle",
+)(_torch_pixel_unshuffle)
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------
 
 
-@REGISTRY.reads("onnx", "DepthToSpace", by="pixel_shuffle")
+@REGISTRY.reads(
+    "onnx", "DepthToSpace", by="pixel_shuffle", produces=("pixel_shuffle", "channel_shuffle")
+)
 def _onnx_depth_to_space(ctx, node, attrs):
-    value = ctx.value(node.input[0])
-    mode = attrs.get("mode", "DCR")
-    if isinstance(mode, bytes):
-        mode = mode.decode()
-    if value.layout != OI.FIRST or mode != "CRD":
+    """CRD mode is the shuffle; DCR (the default, TensorFlow's depth_to_space) is the channel
+    shuffle with r² groups that moves channel (i·r + j)·C + c to c·r² + i·r + j, then the
+    shuffle."""
+    source = node.input[0]
+    if ctx.value(source).layout != OI.FIRST:
         raise refuse(
             OI.FRAMEWORK,
             OI.where(node),
-            f"DepthToSpace in {mode} mode"
-            + ("" if value.layout == OI.FIRST else " on a channels-last tensor"),
-            "the spec's pixel_shuffle is PyTorch's order, DepthToSpace mode CRD; DCR "
-            "(TensorFlow's depth_to_space) reads the channels in another order",
+            "DepthToSpace on a channels-last tensor",
+            "DepthToSpace on channels-first input (ONNX's own layout)",
         )
-    ctx.add(node, "pixel_shuffle", [node.input[0]], value.layout, factor=int(attrs["blocksize"]))
+    r = int(attrs["blocksize"])
+    if OI.decode(attrs.get("mode", "DCR")) == "DCR":
+        pytorch_order = node.output[0] + "__pytorch_order"
+        ctx.add(node, "channel_shuffle", [source], OI.FIRST, output=pytorch_order, groups=r * r)
+        ctx.builder.rewrite(
+            OI.readable(node),
+            f"DepthToSpace(blocksize={r}, mode=DCR)",
+            f"channel_shuffle with {r * r} groups (TensorFlow's channel order), then pixel_shuffle {r}",
+        )
+        source = pytorch_order
+    ctx.add(node, "pixel_shuffle", [source], OI.FIRST, factor=r)
+
+
+#: The 6-D Transpose of each spelled-out rearrangement (PyTorch's export of pixel_unshuffle,
+#: tf2onnx's of the Keras helpers): the same permutation in either layout.
+_BLOCK_PERMUTATIONS = {"pixel_unshuffle": [0, 1, 3, 5, 2, 4], "pixel_shuffle": [0, 1, 4, 2, 5, 3]}
+
+
+def onnx_pixel_shuffle_chain(ctx, node) -> bool:
+    """A shuffle or unshuffle spelled out as Reshape to 6-D, Transpose, Reshape back to 4-D.
+
+    Unshuffle: (N, C, H, W) -> (N, C, H/r, r, W/r, r), or channels last (N, H/r, r, W/r, r, C).
+    Shuffle: (N, C·r², H, W) -> (N, C, r, r, H, W), or channels last (N, H, W, C, r, r).
+    """
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    blocks = ctx.shapes.get(node.output[0])
+    swap = ctx.only_user(node.output[0])
+    if (
+        value is None
+        or value.layout not in (OI.FIRST, OI.LAST)
+        or not shape
+        or len(shape) != 4
+        or not blocks
+        or len(blocks) != 6
+        or swap is None
+        or swap.op_type != "Transpose"
+    ):
+        return False
+    perm = list(OI.attributes(swap).get("perm", []))
+    layer_type = next((kind for kind, p in _BLOCK_PERMUTATIONS.items() if p == perm), None)
+    first = value.layout == OI.FIRST
+    channels = shape[1] if first else shape[3]
+    if layer_type == "pixel_unshuffle":
+        r, other = (blocks[3], blocks[5]) if first else (blocks[2], blocks[4])
+        kept = blocks[1] if first else blocks[5]
+    elif layer_type == "pixel_shuffle":
+        r, other = (blocks[2], blocks[3]) if first else (blocks[4], blocks[5])
+        kept = (blocks[1] if first else blocks[3]) * r * r if r and other else None
+    else:
+        return False
+    if not r or r != other or not channels or kept != channels:
+        return False
+    back = ctx.only_user(swap.output[0])
+    out = ctx.shapes.get(back.output[0]) if back is not None else None
+    if back is None or back.op_type != "Reshape" or not out or len(out) != 4:
+        return False
+    out_channels = channels * r * r if layer_type == "pixel_unshuffle" else channels // (r * r)
+    if (out[1] if first else out[3]) != out_channels:
+        return False
+    ctx.add(node, layer_type, [source], value.layout, output=back.output[0], factor=int(r))
+    ctx.consumed.update(n.output[0] for n in (node, swap, back))
+    return True
+
+
+@REGISTRY.reads(
+    "onnx", "SpaceToDepth", by="pixel_unshuffle", produces=("pixel_unshuffle", "channel_shuffle")
+)
+def _onnx_space_to_depth(ctx, node, attrs):
+    """SpaceToDepth and a channel shuffle with r² groups (cnnspec's own graph) is the
+    unshuffle; SpaceToDepth alone (TensorFlow's space_to_depth) is the unshuffle, then the
+    shuffle with C groups that moves channel c·r² + i·r + j to (i·r + j)·C + c."""
+    from cnnspec.layers.channel_ops import onnx_channel_shuffle_match
+
+    source = node.input[0]
+    if ctx.value(source).layout != OI.FIRST:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            "SpaceToDepth on a channels-last tensor",
+            "SpaceToDepth on channels-first input (ONNX's own layout)",
+        )
+    r = int(attrs["blocksize"])
+    # cnnspec's own shuffle reads the shape of its input: a Shape node beside the Reshape
+    users = ctx.users.get(node.output[0], [])
+    reshapes = [user for user in users if user.op_type == "Reshape"]
+    shuffle = (
+        onnx_channel_shuffle_match(ctx, reshapes[0], OI.FIRST)
+        if len(reshapes) == 1 and all(user.op_type in ("Reshape", "Shape") for user in users)
+        else None
+    )
+    if shuffle is not None and shuffle[0] == r * r:
+        back = shuffle[1][-1]
+        ctx.add(node, "pixel_unshuffle", [source], OI.FIRST, output=back.output[0], factor=r)
+        ctx.consumed.update(n.output[0] for n in shuffle[1])
+        return
+    channels = (ctx.shapes.get(source) or (None, None))[1]
+    if not channels:
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            "SpaceToDepth of an input whose channel count is unknown",
+            "a graph whose shapes ONNX shape inference can work out",
+        )
+    pytorch_order = node.output[0] + "__pytorch_order"
+    ctx.add(node, "pixel_unshuffle", [source], OI.FIRST, output=pytorch_order, factor=r)
+    ctx.builder.rewrite(
+        OI.readable(node),
+        f"SpaceToDepth(blocksize={r})",
+        f"pixel_unshuffle {r}, then channel_shuffle with {channels} groups (TensorFlow's channel order)",
+    )
+    ctx.add(node, "channel_shuffle", [pytorch_order], OI.FIRST, groups=int(channels))

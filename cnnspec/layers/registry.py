@@ -23,6 +23,7 @@ refused when the second module is imported.
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ class Example:
 
     The layers are spec layer dicts; the *last* one must be of the definition's type
     (merge layers read earlier ones).  ``size`` is the spatial input size; the contract
-    test also runs it one larger on every axis (odd and even sizes).
+    tests also run the next size its layers take on every axis (:meth:`sizes`).
     """
 
     layers: tuple[dict[str, Any], ...]
@@ -112,6 +113,17 @@ class Example:
             "input": {"channels": self.channels, "size": list(size or self.size)},
             "layers": [dict(layer) for layer in self.layers],
         }
+
+    def sizes(self) -> list[tuple[int, ...]]:
+        """``size`` and the next size the layers take: one larger (odd and even sizes), or
+        larger by the multiple a layer needs (a pixel unshuffle by 2: two larger)."""
+        from cnnspec.engine.plan import resolve
+
+        plan = resolve(self.spec())
+        step = math.lcm(
+            *(REGISTRY.definition(layer.type).input_multiple(layer) for layer in plan.layers)
+        )
+        return [self.size, tuple(n + step for n in self.size)]
 
 
 def example(*layers: dict[str, Any], channels: int = 3, size: tuple[int, ...] = (7, 7)) -> Example:
@@ -201,6 +213,10 @@ class LayerDefinition:
             f"{type(self).__qualname__} changes the spatial size of '{layer.name}' "
             f"({list(layer.input_shape[1:])} → {list(layer.output_shape[1:])}) but has no output_sizes rule"
         )
+
+    def input_multiple(self, layer: LayerPlan) -> int:
+        """The number every spatial size of the input must be a multiple of (1: any size)."""
+        return 1
 
     def hint(self, layer: LayerPlan, border: str, plan: Plan | None) -> str:
         """The divergence hint shown when this layer is the first to differ."""

@@ -47,6 +47,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "ko": "'{layer}'는 '{first}'({first_size})와 '{other}'({other_size})를 {axis} 축에서 합칩니다: 두 크기는 "
         "{rule} 같습니다 ({axis} = {example}이면 {value_first}와 {value_other}); 다른 크기는 거부됩니다",
     },
+    "note_open_multiple": {
+        "en": "'{layer}' takes only multiples of {multiple} along {axis}, where its input is {size}: it "
+        "runs {rule} (at {axis} = {example} its input is {value}); other sizes are refused",
+        "ko": "'{layer}'는 {axis} 축에서 {multiple}의 배수만 받습니다 (입력 크기 {size}): {rule} 실행됩니다 "
+        "({axis} = {example}이면 입력이 {value}); 다른 크기는 거부됩니다",
+    },
     "join_rule_period": {
         "en": "only when {axis} is a multiple of {period}",
         "ko": "{axis}가 {period}의 배수일 때만",

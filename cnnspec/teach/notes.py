@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from cnnspec.engine import shapes as S
-from cnnspec.engine.plan import LayerPlan, Plan
+from cnnspec.engine.plan import LayerPlan, MultipleNote, Plan
 from cnnspec.teach.formulas import axis_names, num, window
 from cnnspec.teach.i18n import text
 
@@ -269,6 +269,21 @@ def _open_size_notes(plan: Plan, lang: str) -> list[dict[str, Any]]:
             if join.period
             else text("join_rule_some", lang)
         )
+        if isinstance(join, MultipleNote):
+            notes.append(
+                _note(
+                    "note_open_multiple",
+                    join.layer,
+                    lang,
+                    multiple=join.multiple,
+                    axis=join.axis,
+                    size=join.size,
+                    rule=rule,
+                    example=join.example,
+                    value=join.value,
+                )
+            )
+            continue
         notes.append(
             _note(
                 "note_open_join",

@@ -709,6 +709,36 @@ class PixelShuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class PixelUnshuffle(layers.Layer):
+    """PyTorch's pixel unshuffle on channels-last tensors: (H, W, C) -> (H / r, W / r, C·r²).
+
+    Channel c at offset (i, j) of each r×r block goes to channel c·r² + i·r + j, so the output
+    channels are ordered (C, r, r); TensorFlow's space_to_depth orders them (r, r, C).
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        r = self.factor
+        shape = ops.shape(inputs)
+        height, width, channels = shape[1] // r, shape[2] // r, inputs.shape[-1]
+        blocks = ops.reshape(inputs, (-1, height, r, width, r, channels))
+        blocks = ops.transpose(blocks, (0, 1, 3, 5, 2, 4))
+        return ops.reshape(blocks, (-1, height, width, channels * r * r))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        r = self.factor
+        reduced = [None if n is None else n // r for n in (height, width)]
+        return (batch, *reduced, channels * r * r)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelReduce(layers.Layer):
     """The mean or the maximum over the channels at each position, the axis kept with size 1
     (PyTorch's ``x.mean(1, keepdim=True)`` / ``x.amax(1, keepdim=True)``)."""
