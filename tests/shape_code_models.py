@@ -198,6 +198,22 @@ class RealESRGANStem(nn.Module):
         return self.lrelu(feat + self.conv_detail(self.unshuffle(x)))
 
 
+class Focus(nn.Module):
+    """YOLOv5's stem before v6.0 (ultralytics/yolov5 models/common.py): every second cell, at
+    four offsets, stacked on the channels; then a conv, and an upsampled skip that joins it
+    (which takes H a multiple of 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(12, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.SiLU())
+        self.down = nn.Conv2d(8, 8, 3, 2, 1)
+        self.up = nn.Upsample(None, 2, "nearest")
+
+    def forward(self, x):
+        x = self.conv(torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1))
+        return torch.cat([self.up(self.down(x)), x], 1)
+
+
 class SpatialGate(nn.Module):
     """CBAM's spatial attention as Jongchan/attention-module writes it: the channels' max and mean,
     each with the channel axis put back, then a 7x7 convolution and a sigmoid."""

@@ -36,7 +36,7 @@ from spec_strategies import valid_specs  # noqa: E402
 from test_codegen_ast import check_generated_module  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.engine.plan import LayerPlan  # noqa: E402
+from cnnspec.engine.plan import LayerPlan, planned_size_after  # noqa: E402
 from cnnspec.errors import SpecError  # noqa: E402
 from cnnspec.layers import REGISTRY  # noqa: E402
 from cnnspec.targets.build import build  # noqa: E402
@@ -141,6 +141,13 @@ def test_every_registry_example_opened_agrees_at_several_sizes(definition, numbe
         tuple(n + delta + axis * (delta % 2) for axis, n in enumerate(example.size))
         for delta in (0, 1, -1, 2, 5, 8, 11)
     ]
+    # and sizes a step or more past it that the spec plans at (an unshuffle takes only multiples)
+    for times in (1, 2, 3):
+        try:
+            offsets = [times + axis for axis in range(len(example.size))]
+            candidates.append(planned_size_after(document, example.size, offsets))
+        except SpecError:
+            pass
     sizes = accepted_sizes(document, candidates, 4)
     assert len(sizes) >= 3, f"only {sizes} resolve"
     built = Built(document, seed=number)

@@ -578,3 +578,29 @@ def test_a_reshape_of_the_input_is_refused_with_the_model_to_build_instead():
     channel_less = refused(model((28, 28)))
     assert "Reshape(28, 28, 1) of the model's input (28, 28)" in channel_less
     assert "x.reshape(-1, 28, 28, 1)" in channel_less
+
+
+@pytest.mark.frameworks
+def test_slicing_a_tensor_crops_strides_and_takes_channels():
+    """``x[:, ::2, 1::2, :]`` (a TF port of YOLOv5's Focus), ``x[:, 1:-1, 2:, :]`` and
+    ``x[..., 2:6]`` in a functional model: crops, 1-wide strided max pools, a channel slice."""
+    inputs = keras.Input((12, 10, 3))
+    x = keras.layers.Concatenate()(
+        [inputs[:, ::2, ::2, :], inputs[:, 1::2, ::2, :], inputs[:, ::2, 1::2, :], inputs[..., 1::2, 1::2, :]]
+    )
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(x)
+    original = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="head")(x[:, 1:-1, 2:, :][..., 2:6]))
+    randomize(original, 0)
+    result = import_keras(original)
+    torch_model = cnnspec.build(result.spec, "torch").eval()
+    cnnspec.transfer_weights(original, torch_model, result.spec)
+    x = np.random.default_rng(0).standard_normal((2, 12, 10, 3)).astype(np.float32)
+    expected = np.asarray(original(x, training=False))
+    got = np.moveaxis(torch_output(torch_model, x), 1, -1)
+    assert got.shape == expected.shape == (2, 4, 3, 4)
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    types = [layer.type for layer in result.spec.layers]
+    assert types.count("max_pool2d") == 4 and types.count("crop2d") == 4 and "channel_slice" in types
+    with pytest.raises(UnsupportedModel, match="indexing or slicing a tensor"):
+        inputs = keras.Input((12, 10, 3))
+        import_keras(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs[:, ::-1, :, :])))

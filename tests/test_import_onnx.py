@@ -321,3 +321,47 @@ def test_verify_against_an_onnx_original_counts_parameters_on_every_side():
     wrong = cnnspec.build(document, "keras")
     report = verify_against_onnx(cnnspec.resolve(result.spec), result, wrong)
     assert not report.ok and report.params["keras"].ok is False
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_strided_slices_of_yolov5_focus_import(dynamo):
+    module = S.Focus().eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(module, (torch.zeros(2, 3, 12, 8),), buffer, dynamo=dynamo, input_names=["input"])
+    proto = onnx.load_from_string(buffer.getvalue())
+    x = np.random.default_rng(4).standard_normal((2, 3, 12, 8)).astype(np.float32)
+    spec = check(proto, x)
+    pools = [layer for layer in spec.layers if layer.type == "max_pool2d"]
+    assert pools and all(layer.pool_size == 1 for layer in pools)
+    assert {str(layer.stride) for layer in pools} <= {"2", "[2, 1]", "[1, 2]"}
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_a_graph_of_any_size_with_strided_slices_and_an_upsample_imports(tmp_path):
+    """Slices counted from the start or the end and a Resize by whole scales do not depend on
+    the size: the graph imports open, and its proof runs at sizes the skip join takes."""
+    from cnnspec.importers.pipeline import convert_model
+
+    module = S.Focus().eval()
+    randomize(module, 0)
+    path = tmp_path / "focus.onnx"
+    with quiet_warnings():
+        torch.onnx.export(
+            module,
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
+        )
+    spec = import_onnx(str(path)).spec
+    assert spec.input.size == [None, None]
+    assert "upsample" in [layer.type for layer in spec.layers]
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok
+    assert [entry.input_size for entry in conversion.verification.sizes] == [[224, 224], [228, 228]]

@@ -263,6 +263,41 @@ def test_pixel_unshuffle_module_and_function_convert():
     assert [layer.factor for layer in unshuffles] == [2, 2]
 
 
+@pytest.mark.frameworks
+def test_yolov5_focus_strided_slices_are_crops_and_strides():
+    result = check_against_torch(S.Focus(), (3, 12, 8))
+    types = [layer.type for layer in result.spec.layers]
+    assert types[:7] == ["max_pool2d", "crop2d", "max_pool2d", "crop2d", "max_pool2d", "crop2d", "max_pool2d"]
+    assert {(layer.pool_size, layer.stride) for layer in result.spec.layers if layer.type == "max_pool2d"} == {(1, 2)}
+    assert [rewrite.original for rewrite in result.rewrites][:2] == ["x[:, :, ::2, ::2]", "x[:, :, 1::2, ::2]"]
+    # negative control: the strides without the offsets' crops read the same cells four times
+    document = result.spec.model_dump(mode="json", exclude_none=True)
+    for layer in document["layers"]:
+        if layer["type"] == "crop2d":
+            layer["cropping"] = 0
+    module = S.Focus().eval()
+    randomize(module, 0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 8)).astype(np.float32)
+    wrong = cnnspec.build(document, "torch").eval()
+    cnnspec.transfer_weights(module, wrong, document)
+    with torch.no_grad():
+        assert (wrong(torch.from_numpy(x)) - module(torch.from_numpy(x))).abs().max() > 0.1
+
+
+@pytest.mark.frameworks
+def test_yolov5_focus_converts_at_any_size_verified_at_sizes_it_takes(tmp_path):
+    """The skip joins ⌈H/2⌉ with 2·⌈H/4⌉: equal when H is a multiple of 4 (or 3 more), with no
+    period, so the probes and the proof look for the next size the spec takes."""
+    import os
+
+    from cnnspec.importers.pipeline import convert_model
+
+    source = os.path.join(os.path.dirname(__file__), "shape_code_models.py")
+    conversion = convert_model(f"{source}:Focus", "keras", tmp_path / "out", input_shape=(3, None, None))
+    assert conversion.ok
+    assert [entry.input_size for entry in conversion.verification.sizes] == [[224, 224], [228, 228]]
+
+
 class Divisions(nn.Module):
     """Pixel scaling in forward, SRGAN's output (tanh + 1) / 2, and a method-style division."""
 

@@ -325,6 +325,40 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+def planned_size_after(
+    spec, reference: Iterable[int], offsets: Iterable[int], tries: int = 32
+) -> tuple[int, ...]:
+    """The size the spec (anything :func:`resolve` takes) plans at nearest past
+    ``reference + offsets`` (``offsets`` in steps
+    of ``size_steps``; 0 for a fixed axis), searched axis by axis (the others at the reference),
+    as a join or a layer may take only some sizes without a period (YOLOv5's Focus then an
+    upsampled skip: H a multiple of 4, or 3 more than one).
+
+    Raises:
+        SpecError: the spec plans at no size within ``tries`` steps on some axis, or not at the
+            combination: the refusal at the first candidate, naming the layer.
+    """
+    reference, offsets = tuple(reference), tuple(offsets)
+    steps = resolve(spec, input_size=reference).size_steps
+    chosen = list(reference)
+    for axis, (offset, step) in enumerate(zip(offsets, steps)):
+        if not offset:
+            continue
+        for extra in range(tries):
+            candidate = list(reference)
+            candidate[axis] = reference[axis] + (offset + extra) * step
+            try:
+                resolve(spec, input_size=candidate)
+            except SpecError:
+                continue
+            chosen[axis] = candidate[axis]
+            break
+        else:
+            chosen[axis] = reference[axis] + offset * step
+    resolve(spec, input_size=chosen)
+    return tuple(chosen)
+
+
 #: The size an open axis is planned at when neither the caller nor the spec names one.
 ASSUMED_SIZE = 224
 

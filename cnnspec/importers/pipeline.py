@@ -254,6 +254,7 @@ def observed_torch(original, result: ImportResult):
             super().__init__()
             self.original = original
             self.tap = tap
+            self.observed_layers = frozenset(names)
 
         def forward(self, x):
             return self.original(x)

@@ -1103,7 +1103,7 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
     """A model that takes any size on the None axes: traced at the reference size (default 224)
     and at other sizes, which must give the same layers (else a layer's numbers follow the size
     and cnnspec cannot write them once)."""
-    from cnnspec.engine.plan import ASSUMED_SIZE, resolve
+    from cnnspec.engine.plan import ASSUMED_SIZE, planned_size_after, resolve
     from cnnspec.errors import SpecError
     from cnnspec.importers.pipeline import spec_document
     from cnnspec.spec.models import ModelSpec
@@ -1139,10 +1139,12 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
     except SpecError:
         steps = (1,) * len(open_axes)
     for step in (1, 7):
-        other_size = [
-            n + (step + axis) * period if is_open else n
-            for axis, (n, is_open, period) in enumerate(zip(reference, open_axes, steps))
-        ]
+        # one more step on the second axis, so that H and W differ
+        offsets = [step + axis if is_open else 0 for axis, is_open in enumerate(open_axes)]
+        try:
+            other_size = list(planned_size_after(open_spec, reference, offsets))
+        except SpecError:  # the probe names the layer
+            other_size = [n + o * p for n, o, p in zip(reference, offsets, steps)]
         other = spec_document(import_torch(module, (input_shape[0], *other_size)).spec)
         for layer, other_layer in zip(document["layers"], other["layers"]):
             if layer != other_layer:

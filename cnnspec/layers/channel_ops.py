@@ -18,6 +18,9 @@ from cnnspec.targets.keras import code as K
 from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
+#: What a slice of the spatial axes is read as: a crop, and for a step a 1-wide strided max pool.
+CROPS_AND_STRIDES = ("crop1d", "crop2d", "crop3d", "max_pool1d", "max_pool2d", "max_pool3d")
+
 
 class ChannelShuffle(LayerBase):
     """Permute the channels: read them as a (groups, C/groups) matrix row by row, write them column by column."""
@@ -178,6 +181,76 @@ def read_keras_channel_slice(ctx, layer, cfg, inputs, shapes):
     ctx.add(layer, "channel_slice", inputs, start=int(cfg["start"]), stop=int(cfg["stop"]))
 
 
+def slice_sides(item, n: int | None) -> tuple[int, int, int] | None:
+    """(cells cut before, cells cut after, step) of ``x[item]`` along an axis of length ``n``
+    (None: any length, so the cuts must not depend on it); None where that is not a positive
+    step over a non-empty range."""
+    if isinstance(item, int) or not isinstance(item, slice):
+        return None
+    step = 1 if item.step is None else item.step
+    if not isinstance(step, int) or step < 1:
+        return None
+    if n is None:
+        start, stop = item.start or 0, item.stop
+        if start < 0 or (stop is not None and stop >= 0):
+            return None
+        return start, 0 if stop is None else -stop, step
+    first, stop, _ = item.indices(n)
+    return (first, n - stop, step) if first < stop else None
+
+
+@REGISTRY.reads(
+    "keras_op", "GetItem", by="channel_slice", produces=("channel_slice", *CROPS_AND_STRIDES)
+)
+def read_keras_get_item(ctx, op, node, inputs) -> None:
+    """``x[:, a:b, c:d, :]`` (a crop), ``x[:, ::2, 1::2, :]`` (a crop and every second cell:
+    YOLOv5's Focus) and ``x[..., a:b]`` (channels) in a functional graph."""
+    from cnnspec.importers import keras as KI
+
+    shape = tuple(node.input_tensors[0].shape)
+    key = node.arguments.args[1]
+    key = key if isinstance(key, tuple) else (key,)
+    full = slice(None)
+    if key.count(Ellipsis) == 1:
+        at = key.index(Ellipsis)
+        key = key[:at] + (full,) * (len(shape) - len(key) + 1) + key[at + 1 :]
+    key = key + (full,) * (len(shape) - len(key))
+    found = [slice_sides(item, n) for item, n in zip(key[1:], shape[1:])]
+    sides = [side for side in found if side is not None]
+    if len(key) == len(shape) > 2 and key[0] == full and len(sides) == len(found):
+        *spatial, channel = sides
+        rank = len(spatial)
+        if all(side == (0, 0, 1) for side in spatial) and channel[2] == 1 and shape[-1]:
+            before, after, _ = channel
+            ctx.builder.add(op.name, "channel_slice", inputs, start=before, stop=shape[-1] - after)
+            return
+        if channel == (0, 0, 1):
+            steps = [step for _, _, step in spatial]
+            crops = [(before, after) for before, after, _ in spatial]
+            strided = any(step > 1 for step in steps)
+            cropped = any(any(pair) for pair in crops)
+            if cropped:
+                name = f"{op.name}_crop" if strided else op.name
+                inputs = [
+                    ctx.builder.add(name, f"crop{rank}d", inputs, cropping=compact_padding(crops))
+                ]
+            if strided:
+                stride = steps[0] if len(set(steps)) == 1 else steps
+                ctx.builder.add(op.name, f"max_pool{rank}d", inputs, pool_size=1, stride=stride)
+                ctx.builder.rewrite(
+                    op.name,
+                    "x[" + ", ".join(_slice_text(item) for item in key) + "]",
+                    strided_crop_text(cropped, rank, stride),
+                )
+            return
+    raise refuse(
+        KI.FRAMEWORK,
+        f"'{op.name}' (GetItem op)",
+        "indexing or slicing a tensor",
+        "crops and strides: x[:, a:b, c:d, :] or x[:, ::2, ::2, :]; channels: x[..., a:b]",
+    )
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
@@ -268,6 +341,14 @@ def _torch_getitem(ctx, node):
         return
     if (
         shape is not None
+        and index
+        and all(isinstance(i, slice) for i in index)
+        and any(i.step not in (None, 1) for i in index[2:])
+        and _torch_strided_crop(ctx, node, source, index, shape)
+    ):
+        return
+    if (
+        shape is not None
         and all(isinstance(i, slice) and i.step in (None, 1) for i in index)
         and index
     ):
@@ -304,6 +385,42 @@ def _torch_getitem(ctx, node):
     )
 
 
+def _torch_strided_crop(ctx, node, source, index: tuple, shape) -> bool:
+    """``x[..., 1::2, ::2]`` (YOLOv5's Focus): a crop to [start, stop) of each spatial axis, then
+    every step-th cell of what is left, which is a 1-wide max pool with that stride."""
+    if len(index) != len(shape) + 1 or index[:2] != (slice(None), slice(None)) or len(shape) < 2:
+        return False
+    ranges = [i.indices(n) for i, n in zip(index[2:], shape[1:])]
+    if any(step < 1 or start >= stop for start, stop, step in ranges):
+        return False
+    rank = len(shape) - 1
+    crops = [(start, n - stop) for (start, stop, _), n in zip(ranges, shape[1:])]
+    if any(before or after for before, after in crops):
+        ctx.add(node, [source], layer_type=f"crop{rank}d", cropping=compact_padding(crops))
+        source = node
+    steps = [step for _, _, step in ranges]
+    stride = steps[0] if len(set(steps)) == 1 else steps
+    ctx.add(node, [source], layer_type=f"max_pool{rank}d", pool_size=1, stride=stride)
+    ctx.builder.rewrite(
+        TI.original_path(node),
+        f"x[{', '.join(_slice_text(i) for i in index)}]",
+        strided_crop_text(source is node, rank, stride),
+    )
+    return True
+
+
+def strided_crop_text(cropped: bool, rank: int, stride) -> str:
+    """What a strided slice became, for the report."""
+    return (f"crop{rank}d, then " if cropped else "") + (
+        f"max_pool{rank}d with pool_size 1 and stride {stride}: one cell per stride"
+    )
+
+
+def _slice_text(item: slice) -> str:
+    parts = ["" if value is None else str(value) for value in (item.start, item.stop)]
+    return ":".join(parts) + ("" if item.step in (None, 1) else f":{item.step}")
+
+
 def _spelled_out(index: tuple, rank: int) -> tuple:
     """An index of a tensor of ``rank`` axes with ``...`` written as the full slices it stands
     for, and full slices after the channel axis dropped: ``x[:, :k, :, :]`` is ``x[:, :k]``
@@ -329,35 +446,45 @@ REGISTRY.reads(
     "torch_function",
     "operator.getitem",
     by="channel_slice",
-    produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
+    produces=("channel_slice", *CROPS_AND_STRIDES),
 )(_torch_getitem)
 REGISTRY.reads("torch_module", "ChannelShuffle", by="channel_shuffle")(_torch_channel_shuffle)
 
 
-def _onnx_slice_cuts(ctx, node) -> dict[int, tuple[int, int]] | None:
-    """Axis -> (first, stop) of a Slice with unit steps on an input of known shape (None otherwise)."""
+#: An end at or past this is "to the end" (exporters write INT64_MAX, tf2onnx INT32_MAX).
+_TO_THE_END = 2**31 - 1
+
+
+def _onnx_slice_cuts(ctx, node) -> dict[int, tuple[int, int, int]] | None:
+    """Axis -> (cells cut before, cells cut after, step) of a Slice with positive steps and
+    constant bounds (None otherwise).  On an axis of unknown length the cuts must not depend on
+    it: a start counted from the beginning, an end counted from the end."""
     shape = ctx.shapes.get(node.input[0])
     inputs = [OI.static_ints(ctx, name) if name else None for name in node.input[1:5]]
-    if (
-        not shape
-        or None in shape[1:]
-        or any(value is None for name, value in zip(node.input[1:], inputs) if name)
-    ):
+    if not shape or any(value is None for name, value in zip(node.input[1:], inputs) if name):
         return None
     starts, ends = inputs[0] or [], inputs[1] or []
     axes = (inputs[2] if len(inputs) > 2 else None) or list(range(len(starts)))
     steps = (inputs[3] if len(inputs) > 3 else None) or [1] * len(starts)
-    cuts: dict[int, tuple[int, int]] = {}
+    cuts: dict[int, tuple[int, int, int]] = {}
     for begin, end, axis, step in zip(starts, ends, axes, steps):
         axis %= len(shape)
-        if axis == 0 and begin == 0 and end >= 2**31 - 1 and step == 1:
+        if axis == 0 and begin == 0 and end >= _TO_THE_END and step == 1:
             continue  # the whole batch (tf2onnx lists every axis)
-        if step != 1 or axis == 0:
+        if step < 1 or axis == 0:
             return None
-        size = shape[axis]
-        first, stop = (max(0, min(size, v + size if v < 0 else v)) for v in (begin, end))
-        if (first, stop) != (0, size):
-            cuts[axis] = (first, stop)
+        n = shape[axis]
+        if n is None:
+            if begin < 0 or 0 <= end < _TO_THE_END:
+                return None
+            before, after = begin, 0 if end >= _TO_THE_END else -end
+        else:
+            first, stop, _ = slice(begin, end, step).indices(n)
+            if first >= stop:
+                return None
+            before, after = first, n - stop
+        if (before, after, step) != (0, 0, 1):
+            cuts[axis] = (before, after, step)
     return cuts
 
 
@@ -369,8 +496,8 @@ def _onnx_slice(ctx, node, attrs):
         raise refuse(
             OI.FRAMEWORK,
             OI.where(node),
-            f"Slice of a {value.layout} tensor (computed bounds, steps or the batch axis)",
-            "constant bounds with step 1 on the channels or the spatial axes",
+            f"Slice of a {value.layout} tensor (computed bounds, negative steps or the batch axis)",
+            "constant bounds on the channels (step 1) or the spatial axes",
         )
     rank = len(shape)
     channel, spatial = OI.channel_and_spatial_axes(ctx, value.layout, rank)
@@ -385,21 +512,44 @@ def _onnx_slice(ctx, node, attrs):
         last = after
     if not cuts:
         ctx.alias(node, node.input[0])
-    elif set(cuts) == {channel}:
-        first, stop = cuts[channel]
-        ctx.add(node, "channel_slice", [node.input[0]], value.layout, start=first, stop=stop)
-    elif set(cuts) <= set(spatial):
-        sides = [
-            (cuts.get(a, (0, shape[a]))[0], shape[a] - cuts.get(a, (0, shape[a]))[1])
-            for a in spatial
-        ]
+    elif set(cuts) == {channel} and cuts[channel][2] == 1 and shape[channel]:
+        before, after, _ = cuts[channel]
         ctx.add(
-            last,
-            f"crop{rank - 2}d",
+            node,
+            "channel_slice",
             [node.input[0]],
             value.layout,
-            cropping=compact_padding(sides),
+            start=before,
+            stop=shape[channel] - after,
         )
+    elif set(cuts) <= set(spatial):
+        kept = [cuts.get(a, (0, 0, 1)) for a in spatial]
+        sides = [(before, after) for before, after, _ in kept]
+        steps = [step for _, _, step in kept]
+        strided = any(step > 1 for step in steps)
+        cropped = any(any(pair) for pair in sides)
+        source = node.input[0]
+        if cropped:
+            crop_value = last.output[0] + "__cropped" if strided else last.output[0]
+            ctx.add(
+                last,
+                f"crop{rank - 2}d",
+                [source],
+                value.layout,
+                output=crop_value,
+                cropping=compact_padding(sides),
+            )
+            source = crop_value
+        if strided:
+            stride = steps[0] if len(set(steps)) == 1 else steps
+            ctx.add(
+                last, f"max_pool{rank - 2}d", [source], value.layout, pool_size=1, stride=stride
+            )
+            ctx.builder.rewrite(
+                OI.readable(last),
+                f"Slice with steps {steps}",
+                strided_crop_text(cropped, rank - 2, stride),
+            )
     else:
         raise refuse(
             OI.FRAMEWORK,
@@ -506,7 +656,7 @@ REGISTRY.reads(
     "onnx",
     "Slice",
     by="channel_slice",
-    produces=("channel_slice", "crop1d", "crop2d", "crop3d"),
+    produces=("channel_slice", *CROPS_AND_STRIDES),
 )(_onnx_slice)
 REGISTRY.reads("onnx", "Split", by="channel_slice")(_onnx_split)
 

@@ -245,7 +245,7 @@ def _onnx_resize(ctx, node, attrs):
 
     value = ctx.value(node.input[0])
     in_shape, out_shape = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
-    if value.layout not in (OI.FIRST, OI.LAST) or not in_shape or None in in_shape[1:]:
+    if value.layout not in (OI.FIRST, OI.LAST) or not in_shape or in_shape[1] is None:
         raise refuse(OI.FRAMEWORK, OI.where(node), f"{node.op_type} of a {value.layout} tensor")
     rank = len(in_shape)
     channel, spatial = OI.channel_and_spatial_axes(ctx, value.layout, rank)
@@ -264,6 +264,9 @@ def _onnx_resize(ctx, node, attrs):
         for axis, factor in zip(axes, scales):
             full[axis % rank] = factor
         scales = full
+    if None in in_shape[1:]:  # a graph of any input size: only whole factors are size-free
+        _onnx_open_upsample(ctx, node, value.layout, spatial, scales, mode, transform, nearest)
+        return
     outs = [out_shape[a] for a in spatial] if out_shape and len(out_shape) == rank else None
     if scales is not None:
         # onnxruntime sizes by in * scale, rounded when float32 scales miss an integer by rounding
@@ -292,12 +295,7 @@ def _onnx_resize(ctx, node, attrs):
             "the cells are mapped by the given scales, not by in/out: export with size= or an exact factor",
         )
     factors = [out / in_shape[a] for a, out in zip(spatial, outs)]
-    integer = all(f.is_integer() and f >= 1 for f in factors)
-    if integer and (  # integer factors: every half-pixel nearest rule reads cell floor(i / s)
-        (mode == "nearest" and transform == "asymmetric" and nearest == "floor")
-        or (mode == "nearest" and "half_pixel" in transform)
-        or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and rank == 4)
-    ):
+    if _whole_factors_are_an_upsample(factors, mode, transform, nearest, rank):
         fields = {"scale_factor": compact(int(f) for f in factors)}
         ctx.add(
             node,
@@ -338,6 +336,41 @@ def _onnx_resize(ctx, node, attrs):
             "or align_corners coordinates",
         )
     ctx.add(node, "resize", [node.input[0]], value.layout, **fields)
+
+
+def _whole_factors_are_an_upsample(factors, mode: str, transform: str, nearest: str, rank: int):
+    """Whether a Resize by these factors is the spec's upsample: whole factors, read the way
+    upsample reads (every half-pixel nearest rule reads cell ⌊i / s⌋ at a whole factor)."""
+    return all(f.is_integer() and f >= 1 for f in factors) and (
+        (mode == "nearest" and transform == "asymmetric" and nearest == "floor")
+        or (mode == "nearest" and "half_pixel" in transform)
+        or (mode == "linear" and transform in ("half_pixel", "pytorch_half_pixel") and rank == 4)
+    )
+
+
+def _onnx_open_upsample(ctx, node, layout, spatial, scales, mode, transform, nearest) -> None:
+    """A Resize of a map whose size the graph leaves open: an upsample by whole factors."""
+    rank = len(spatial) + 2
+    factors = [scales[a] for a in spatial] if scales is not None else None
+    if (
+        factors is None
+        or any(scales[a] != 1.0 for a in range(rank) if a not in spatial)
+        or not _whole_factors_are_an_upsample(factors, mode, transform, nearest, rank)
+    ):
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            f"{node.op_type} of a map of any size by scales {scales} ({mode}, {transform})",
+            "an upsample by whole factors (nearest or bilinear); other resizes need a fixed size",
+        )
+    ctx.add(
+        node,
+        "upsample",
+        [node.input[0]],
+        layout,
+        scale_factor=compact(int(f) for f in factors),
+        **({"mode": "bilinear"} if mode == "linear" else {}),
+    )
 
 
 def _onnx_same_mapping(

@@ -227,13 +227,18 @@ def torch_observable_layers(
     """Which spec layers a torch model exposes, and how.
 
     Returns:
-        ``(names, observation)``: all spec layers with ``forward_layers``; with ``hooks`` the
+        ``(names, observation)``: with ``forward_layers`` all spec layers, or those of them in
+        the model's ``observed_layers`` when it has one (an imported original: a layer that is
+        one step of what one node computed has no value there); with ``hooks`` the
         spec layers that have a sub-module of that name (plus the last spec layer, taken from
         the model's output); with ``output only`` just the last spec layer.  ``module_paths``
         maps spec layers to the sub-modules that read them (default: the sub-module of that name).
     """
     names = list(layer_names)
     if callable(getattr(model, "forward_layers", None)):
+        observed = getattr(model, "observed_layers", None)
+        if observed is not None:
+            names = [name for name in names if name in observed]
         return names, "forward_layers"
     modules = dict(model.named_modules())
     paths = module_paths or {}

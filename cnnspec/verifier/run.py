@@ -36,7 +36,7 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from cnnspec.errors import CnnspecError
+from cnnspec.errors import CnnspecError, SpecError
 from cnnspec.verifier import compare as C
 from cnnspec.verifier.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from cnnspec.verifier.onnx_export import ONNX_FILES
@@ -759,19 +759,23 @@ def _keras_at_size(steps, export_keras, keras_graph, export_again, size_plan, x_
 
 def default_sizes(plan) -> list[tuple[int, ...]]:
     """The sizes an open spec is verified at when none is given: its planning size (the
-    ``reference_size``, else 224) and the next size its joins accept on every open axis -- one
-    more, so that an even and an odd size are checked, unless a join agrees only at multiples
-    of a period (a U-Net skip: the next multiple); a fixed spec's own size."""
+    ``reference_size``, else 224) and the next size it plans at on every open axis -- one more,
+    so that an even and an odd size are checked, unless a join or a layer takes only multiples
+    of a period (a U-Net skip: the next multiple) or only some sizes (the next one it takes;
+    :func:`~cnnspec.engine.plan.planned_size_after`); a fixed spec's own size."""
+    from cnnspec.engine.plan import planned_size_after
+
     size = tuple(plan.input_shape[1:])
     if not plan.is_open:
         return [size]
-    return [
-        size,
-        tuple(
+    try:
+        other = planned_size_after(plan.spec, size, [int(axis) for axis in plan.open_axes])
+    except SpecError:  # verifying the first candidate names the layer that refuses it
+        other = tuple(
             n + step if open_axis else n
             for n, open_axis, step in zip(size, plan.open_axes, plan.size_steps)
-        ),
-    ]
+        )
+    return [size, other]
 
 
 def size_plans(plan, input_sizes=None) -> list:
