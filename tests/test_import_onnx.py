@@ -365,3 +365,52 @@ def test_a_graph_of_any_size_with_strided_slices_and_an_upsample_imports(tmp_pat
     conversion = convert_model(str(path), "torch", tmp_path / "out")
     assert conversion.ok
     assert [entry.input_size for entry in conversion.verification.sizes] == [[224, 224], [228, 228]]
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+def test_a_rearrangement_in_any_exporter_s_spelling_is_read_by_what_it_does(tmp_path):
+    """torch.onnx writes pixel_unshuffle of a map of any size as Unsqueeze, two Reshapes, a
+    Transpose, a Reshape and a Squeeze: the chain is run on numbered cells and read as the
+    unshuffle; a chain that swaps height and width is no spec layer and is refused."""
+    from cnnspec.importers.pipeline import convert_model
+
+    module = S.RealESRGANStem().eval()
+    randomize(module, 0)
+    path = tmp_path / "esrgan.onnx"
+    with quiet_warnings():
+        torch.onnx.export(
+            module,
+            (torch.zeros(1, 3, 16, 16),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}},
+        )
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "Unsqueeze" in ops and "Squeeze" in ops and "SpaceToDepth" not in ops
+    spec = import_onnx(str(path)).spec
+    assert spec.input.size == [None, None] and spec.layers[0].type == "pixel_unshuffle"
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok
+    assert [entry.input_size for entry in conversion.verification.sizes] == [[224, 224], [226, 226]]
+
+    from onnx import TensorProto, helper
+
+    swapped = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "split"], ["cells"]),
+            helper.make_node("Transpose", ["cells"], ["swapped"], perm=[0, 1, 3, 2, 4]),
+            helper.make_node("Reshape", ["swapped", "back"], ["y"]),
+        ],
+        "height_and_width_swapped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])],
+        [
+            helper.make_tensor("split", TensorProto.INT64, [5], [2, 3, 4, 4, 1]),
+            helper.make_tensor("back", TensorProto.INT64, [4], [2, 3, 4, 4]),
+        ],
+    )
+    proto = helper.make_model(swapped, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    with pytest.raises(UnsupportedModel, match="Reshape"):
+        import_onnx(proto)

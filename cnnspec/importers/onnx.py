@@ -476,7 +476,13 @@ def unlifted(ctx, node, attrs: dict, source: str) -> tuple[dict, int | None]:
 
 
 def _unsqueeze(ctx, node, attrs):
-    if not expand_gate(ctx, node) and not _lift(ctx, node, attrs):
+    from cnnspec.layers.pixel_shuffle import onnx_rearrangement
+
+    if (
+        not expand_gate(ctx, node)
+        and not _lift(ctx, node, attrs)
+        and not onnx_rearrangement(ctx, node)
+    ):
         raise refuse(
             FRAMEWORK,
             where(node),

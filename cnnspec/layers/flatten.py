@@ -295,12 +295,13 @@ def _onnx_flatten_like(ctx, node, attrs):
     from cnnspec.layers.channel_ops import onnx_channel_shuffle_chain
     from cnnspec.layers.dense import onnx_tensordot
     from cnnspec.layers.group_norm import onnx_group_norm_chain
-    from cnnspec.layers.pixel_shuffle import onnx_pixel_shuffle_chain
+    from cnnspec.layers.pixel_shuffle import onnx_pixel_shuffle_chain, onnx_rearrangement
 
     if node.op_type == "Reshape" and (
         onnx_group_norm_chain(ctx, node)
         or onnx_channel_shuffle_chain(ctx, node)
         or onnx_pixel_shuffle_chain(ctx, node)
+        or onnx_rearrangement(ctx, node)
         or OI.expand_gate(ctx, node)
         or onnx_tensordot(ctx, node)
     ):

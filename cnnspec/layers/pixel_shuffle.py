@@ -339,6 +339,126 @@ def onnx_pixel_shuffle_chain(ctx, node) -> bool:
     return True
 
 
+#: Ops that move values without computing: a chain of them between two maps is a rearrangement.
+_MOVES = {"Reshape", "Transpose", "Unsqueeze", "Squeeze"}
+
+#: A probe length every factor up to 6 divides, for an axis whose length the graph leaves open.
+_PROBE_LENGTH = 60
+
+
+def onnx_rearrangement(ctx, node) -> bool:
+    """A chain of Reshape / Transpose / Unsqueeze / Squeeze from a channels-first map back to a
+    4-D map, read by what it does to the values: it is run on a map of numbered cells and
+    compared with each rearrangement the spec has (channel shuffle, pixel shuffle, unshuffle).
+    Any exporter's spelling is read that way (torch.onnx's of pixel_unshuffle at any size:
+    Unsqueeze, two Reshapes, Transpose, Reshape, Squeeze)."""
+    import numpy as np
+
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    if value is None or value.layout != OI.FIRST or not shape or len(shape) != 4 or not shape[1]:
+        return False
+    chain: list = []
+    current = node
+    while current is not None and current.op_type in _MOVES and len(chain) < 8:
+        chain.append(current)
+        out = ctx.shapes.get(current.output[0])
+        if len(chain) > 1 and out is not None and len(out) == 4:
+            break
+        current = ctx.only_user(current.output[0])
+    out = ctx.shapes.get(chain[-1].output[0]) if chain else None
+    if len(chain) < 2 or not out or len(out) != 4:
+        return False
+    channels, height, width = shape[1], shape[2] or _PROBE_LENGTH, shape[3] or _PROBE_LENGTH
+    cells = np.arange(channels * height * width).reshape(1, channels, height, width)
+    try:
+        moved = _run_moves(ctx, chain, cells)
+    except (ValueError, TypeError):
+        return False
+    for layer_type, fields, expected in _rearrangements(cells, moved.shape):
+        if np.array_equal(expected, moved):
+            ctx.add(node, layer_type, [source], OI.FIRST, output=chain[-1].output[0], **fields)
+            ctx.consumed.update(n.output[0] for n in chain)
+            return True
+    return False
+
+
+def _run_moves(ctx, chain, values):
+    """``values`` through the chain's nodes (constant shapes and axes only)."""
+    import numpy as np
+
+    for node in chain:
+        attrs = OI.attributes(node)
+        if node.op_type == "Transpose":
+            values = values.transpose(attrs.get("perm") or range(values.ndim)[::-1])
+            continue
+        operand = (
+            OI.static_ints(ctx, node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        )
+        if node.op_type == "Reshape":
+            if operand is None:
+                raise ValueError("a shape computed at run time")
+            target = [
+                values.shape[i] if d == 0 and not attrs.get("allowzero") else d
+                for i, d in enumerate(operand)
+            ]
+            values = values.reshape(target)
+            continue
+        axes = operand if operand is not None else attrs.get("axes")
+        if node.op_type == "Unsqueeze":
+            rank = values.ndim + len(axes)
+            for axis in sorted(a % rank for a in axes):
+                values = np.expand_dims(values, axis)
+        else:
+            values = (
+                np.squeeze(values, axis=tuple(a % values.ndim for a in axes))
+                if axes
+                else np.squeeze(values)
+            )
+    return values
+
+
+def _rearrangements(cells, out_shape):
+    """(layer type, fields, what it makes of ``cells``) for each rearrangement of that output shape."""
+    _, channels, height, width = cells.shape
+    _, out_channels, out_height, out_width = out_shape
+    if (out_channels, out_height, out_width) == (channels, height, width):
+        for groups in range(2, channels):
+            if channels % groups == 0:
+                yield (
+                    "channel_shuffle",
+                    {"groups": groups},
+                    cells.reshape(1, groups, channels // groups, height, width)
+                    .transpose(0, 2, 1, 3, 4)
+                    .reshape(cells.shape),
+                )
+    if (
+        out_height
+        and height % out_height == 0
+        and height // out_height == width // max(out_width, 1)
+    ):
+        r = height // out_height
+        if r > 1 and width % r == 0:
+            yield (
+                "pixel_unshuffle",
+                {"factor": r},
+                cells.reshape(1, channels, height // r, r, width // r, r)
+                .transpose(0, 1, 3, 5, 2, 4)
+                .reshape(1, channels * r * r, height // r, width // r),
+            )
+    if out_height % height == 0 and out_height // height == out_width // width:
+        r = out_height // height
+        if r > 1 and channels % (r * r) == 0:
+            yield (
+                "pixel_shuffle",
+                {"factor": r},
+                cells.reshape(1, channels // (r * r), r, r, height, width)
+                .transpose(0, 1, 4, 2, 5, 3)
+                .reshape(1, channels // (r * r), height * r, width * r),
+            )
+
+
 @REGISTRY.reads(
     "onnx", "SpaceToDepth", by="pixel_unshuffle", produces=("pixel_unshuffle", "channel_shuffle")
 )
