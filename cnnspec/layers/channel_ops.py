@@ -313,7 +313,13 @@ def _torch_getitem(ctx, node):
     shape = ctx.shape(source) if TI.is_tensor(ctx, source) else None
     index = index if isinstance(index, tuple) else (index,)
     if shape is not None and None not in index:
-        index = _spelled_out(index, len(shape) + 1)
+        written, index = index, _spelled_out(index, len(shape) + 1)
+        if all(item == slice(None) for item in index):
+            if len(written) == len(shape) + 1 and len(shape) > 1:  # x[:, :, :, :], a crop of 0
+                ctx.add(node, [source], layer_type=f"crop{len(shape) - 1}d", cropping=0)
+            else:
+                ctx.alias(node, source)
+            return
     if (
         shape is not None
         and len(shape) > 1

@@ -209,8 +209,9 @@ def read_keras_group_norm(ctx, layer, cfg, inputs, shapes):
     fields: dict[str, Any] = (
         {} if round(cfg["epsilon"], 12) == 1e-5 else {"epsilon": float(cfg["epsilon"])}
     )
+    single_cell = all(n == 1 for n in shapes[0][1:-1])  # instance_norm refuses it, group_norm not
     if (
-        groups == channels
+        groups == channels and not single_cell
     ):  # instance_norm learns nothing by default (PyTorch's InstanceNorm), group_norm does
         ctx.add(
             layer, "instance_norm", inputs, **fields, **({"affine": True} if cfg["center"] else {})
