@@ -214,6 +214,79 @@ class Focus(nn.Module):
         return torch.cat([self.up(self.down(x)), x], 1)
 
 
+class LambdaLayer(nn.Module):
+    def __init__(self, lambd):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, x):
+        return self.lambd(x)
+
+
+class CifarBasicBlock(nn.Module):
+    """akamaster/pytorch_resnet_cifar10's block with the option-A shortcut: every second cell,
+    zero channels on both sides."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = LambdaLayer(
+                lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet (resnet20 with one block per stage), its head as published:
+    ``F.avg_pool2d(out, out.size()[3])`` and ``out.view(out.size(0), -1)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.layer1 = CifarBasicBlock(8, 8)
+        self.layer2 = CifarBasicBlock(8, 16, 2)
+        self.linear = nn.Linear(16, 10)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer2(self.layer1(out))
+        out = F.avg_pool2d(out, out.size()[3])
+        return self.linear(out.view(out.size(0), -1))
+
+
+class UnevenChannelPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        return self.head(F.pad(self.conv(x), (0, 0, 0, 0, 1, 3)))
+
+
+class MeansInSteps(nn.Module):
+    """tonylins/pytorch-mobilenet-v2's head: ``x.mean(3).mean(2)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU6(inplace=True))
+        self.classifier = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean(3).mean(2))
+
+
 class SpatialGate(nn.Module):
     """CBAM's spatial attention as Jongchan/attention-module writes it: the channels' max and mean,
     each with the channel axis put back, then a 7x7 convolution and a sigmoid."""

@@ -100,6 +100,7 @@ SPATIAL_KINDS = [
     "channel_slice",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "channel_pad",
     "crop",
     "pad",
     "layer_scale",
@@ -140,7 +141,7 @@ HANDWRITTEN_TYPES = frozenset(
     "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
     # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
     "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice pixel_shuffle "
-    "pixel_unshuffle "
+    "pixel_unshuffle channel_pad "
     "crop1d crop2d crop3d "
     "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
     "subtract maximum minimum average".split()
@@ -600,6 +601,11 @@ def _pixel_unshuffle(draw, builder: _Builder) -> dict:
     return {"type": "pixel_unshuffle", "factor": draw(st.sampled_from(factors))}
 
 
+def _channel_pad(draw, builder: _Builder) -> dict:
+    before = draw(st.integers(0, 2))
+    return {"type": "channel_pad", "before": before, "after": draw(st.integers(0 if before else 1, 2))}
+
+
 def _channel_slice(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
     start = draw(st.integers(0, channels - 1))
@@ -680,6 +686,7 @@ CATALOG_SINGLES = {
     "channel_slice": _channel_slice,
     "pixel_shuffle": _pixel_shuffle,
     "pixel_unshuffle": _pixel_unshuffle,
+    "channel_pad": _channel_pad,
     "crop": _crop,
     "pad": _pad,
     "layer_scale": lambda draw, builder: {

@@ -414,3 +414,19 @@ def test_a_rearrangement_in_any_exporter_s_spelling_is_read_by_what_it_does(tmp_
     proto = helper.make_model(swapped, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     with pytest.raises(UnsupportedModel, match="Reshape"):
         import_onnx(proto)
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_a_channel_pad_and_means_in_steps_import(dynamo):
+    for factory, shape in ((S.CifarResNet, (3, 16, 16)), (S.MeansInSteps, (3, 9, 7))):
+        module = factory().eval()
+        randomize(module, 0)
+        buffer = io.BytesIO()
+        with quiet_warnings():
+            torch.onnx.export(module, (torch.zeros(2, *shape),), buffer, dynamo=dynamo, input_names=["input"])
+        proto = onnx.load_from_string(buffer.getvalue())
+        spec = check(proto, np.random.default_rng(5).standard_normal((2, *shape)).astype(np.float32))
+        types = {layer.type for layer in spec.layers}
+        assert ("channel_pad" in types) if factory is S.CifarResNet else ("global_avg_pool" in types)

@@ -298,6 +298,34 @@ def test_yolov5_focus_converts_at_any_size_verified_at_sizes_it_takes(tmp_path):
     assert [entry.input_size for entry in conversion.verification.sizes] == [[224, 224], [228, 228]]
 
 
+@pytest.mark.frameworks
+def test_cifar_resnet_option_a_shortcut_is_a_stride_and_a_channel_pad():
+    result = check_against_torch(S.CifarResNet(), (3, 16, 16))
+    pads = [layer for layer in result.spec.layers if layer.type == "channel_pad"]
+    assert [(layer.before, layer.after) for layer in pads] == [(4, 4)]
+    # F.pad lists the last dim first: the channels' amounts are the last pair
+    result = check_against_torch(S.UnevenChannelPad(), (3, 5, 4))
+    pad = next(layer for layer in result.spec.layers if layer.type == "channel_pad")
+    assert (pad.before, pad.after) == (1, 3)
+    document = result.spec.model_dump(mode="json", exclude_none=True)
+    for layer in document["layers"]:
+        if layer["type"] == "channel_pad":
+            layer["before"], layer["after"] = 3, 1
+    right = cnnspec.build(result.spec, "torch").eval()  # proven equal to the module above
+    randomize(right, 0)
+    wrong = cnnspec.build(document, "torch").eval()
+    wrong.load_state_dict(right.state_dict())
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 5, 4)).astype(np.float32))
+    with torch.no_grad():
+        assert (wrong(x) - right(x)).abs().max() > 0.1
+
+
+@pytest.mark.frameworks
+def test_means_in_steps_are_the_global_pooling():
+    result = check_against_torch(S.MeansInSteps(), (3, 9, 7))
+    assert [layer.type for layer in result.spec.layers][-2:] == ["global_avg_pool", "dense"]
+
+
 class Divisions(nn.Module):
     """Pixel scaling in forward, SRGAN's output (tanh + 1) / 2, and a method-style division."""
 

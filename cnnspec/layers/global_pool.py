@@ -248,7 +248,12 @@ def _torch_reduction(word: str, pool_type: str, channel_type: str):
         if torch_reduces_channels(ctx, node, dims):
             torch_channel_pool(ctx, node, channel_type, keepdim)
             return
-        if sorted(d % rank for d in dims) != list(range(2, rank)):
+        reduced = sorted(d % rank for d in dims)
+        if reduced != list(range(2, rank)) and _torch_reduction_in_steps(
+            ctx, node, word, pool_type, reduced, keepdim
+        ):
+            return
+        if reduced != list(range(2, rank)):
             raise TI.refusal(
                 ctx,
                 node,
@@ -258,6 +263,33 @@ def _torch_reduction(word: str, pool_type: str, channel_type: str):
         ctx.add(node, node.args[:1], layer_type=pool_type, **drop_defaults(keepdims=keepdim))
 
     return reader
+
+
+def _torch_reduction_in_steps(ctx, node, word: str, pool_type: str, reduced, keepdim) -> bool:
+    """``x.mean(3).mean(2)`` (tonylins' MobileNetV2): the reduction over some spatial dims whose
+    only user reduces the others the same way is the global pooling (a mean of equal-sized
+    means is the mean), read at that user."""
+    import torch
+
+    rank = len(ctx.shape(node.args[0])) + 1
+    if not reduced or not set(reduced) < set(range(2, rank)) or len(node.users) != 1:
+        return False
+    user = next(iter(node.users))
+    method = "mean" if word == "mean" else "amax"
+    same = (user.op == "call_method" and user.target == method) or (
+        user.op == "call_function" and user.target is getattr(torch, method)
+    )
+    if not same or user.args[0] is not node or bool(TI.arg(user, 2, "keepdim", False)) != keepdim:
+        return False
+    later = TI.arg(user, 1, "dim")
+    later = [later] if isinstance(later, int) else list(later or [])
+    remaining = list(range(rank)) if keepdim else [a for a in range(rank) if a not in reduced]
+    covered = set(reduced) | {remaining[d % len(remaining)] for d in later}
+    if covered != set(range(2, rank)):
+        return False
+    ctx.add(user, node.args[:1], layer_type=pool_type, **drop_defaults(keepdims=keepdim))
+    ctx.skip.add(user)
+    return True
 
 
 _torch_mean = _torch_reduction("mean", "global_avg_pool", "channel_mean")
@@ -293,8 +325,9 @@ def _onnx_reduce(kind: str):
     def reader(ctx, node, attrs):
         from cnnspec.layers.channel_pool import onnx_channel_pool, onnx_reduces_channels
 
-        value = ctx.value(node.input[0])
-        rank = len(ctx.shapes[node.input[0]])
+        source = node.input[0]
+        value = ctx.value(source)
+        rank = len(ctx.shapes[source])
         axes = attrs.get("axes")
         if axes is None and len(node.input) > 1:
             axes = ctx.constant(node.input[1], "axes").tolist()
@@ -302,19 +335,45 @@ def _onnx_reduce(kind: str):
             onnx_channel_pool(ctx, node, channel_type, attrs)
             return
         spatial = list(range(2, rank)) if value.layout == OI.FIRST else list(range(1, rank - 1))
-        if sorted(a % rank for a in (axes or [])) != spatial:
+        reduced = sorted(a % rank for a in (axes or []))
+        keepdims = bool(attrs.get("keepdims", 1))
+        if reduced != spatial:
+            last = _onnx_reduction_in_steps(ctx, node, reduced, spatial, keepdims)
+            if last is not None:
+                node = last
+                reduced = spatial
+        if reduced != spatial:
             raise refuse(
                 OI.FRAMEWORK,
                 OI.where(node),
                 f"reduction over axes {axes}",
                 "a reduction over every spatial axis",
             )
-        keepdims = bool(attrs.get("keepdims", 1))
         layout = value.layout if keepdims else OI.FLAT
         fields = {"keepdims": True} if keepdims else {}
-        ctx.add(node, f"global_{kind}_pool", [node.input[0]], layout, **fields)
+        ctx.add(node, f"global_{kind}_pool", [source], layout, **fields)
 
     return reader
+
+
+def _onnx_reduction_in_steps(ctx, node, reduced, spatial, keepdims: bool):
+    """A reduction over some spatial axes whose only user, the same op, reduces the others
+    (torch.onnx's ``x.mean(3).mean(2)``): that user, consumed, or None."""
+    rank = len(ctx.shapes[node.input[0]])
+    user = ctx.only_user(node.output[0])
+    if not reduced or not set(reduced) < set(spatial) or user is None:
+        return None
+    if user.op_type != node.op_type or bool(OI.attributes(user).get("keepdims", 1)) != keepdims:
+        return None
+    later = OI.attributes(user).get("axes")
+    if later is None and len(user.input) > 1:
+        later = ctx.constant(user.input[1], "axes").tolist()
+    remaining = list(range(rank)) if keepdims else [a for a in range(rank) if a not in reduced]
+    covered = set(reduced) | {remaining[a % len(remaining)] for a in (later or [])}
+    if covered != set(spatial):
+        return None
+    ctx.consumed.add(user.output[0])
+    return user
 
 
 REGISTRY.reads("onnx", "GlobalAveragePool", by="global_avg_pool", produces=("global_avg_pool",))(

@@ -14,6 +14,7 @@ from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.importers.common import compact_padding, refuse
+from cnnspec.layers.channel_pad import onnx_channel_pad, torch_channel_pad
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets import pysource as P
@@ -168,7 +169,7 @@ def pad_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
 
 
-_PAD_TYPES = ("pad1d", "pad2d", "pad3d", "zero_pad1d", "zero_pad2d", "zero_pad3d")
+_PAD_TYPES = ("pad1d", "pad2d", "pad3d", "zero_pad1d", "zero_pad2d", "zero_pad3d", "channel_pad")
 
 
 @REGISTRY.reads("keras", "ConstantPadding", by="pad2d", produces=_PAD_TYPES)
@@ -222,9 +223,14 @@ def _torch_f_pad(ctx, node):
     mode = node.kwargs.get("mode", TI.arg(node, 2, "mode", "constant"))
     value = node.kwargs.get("value", TI.arg(node, 3, "value", None)) or 0.0
     rank = len(ctx.shape(node.args[0])) - 1
+    if mode == "constant" and torch_channel_pad(ctx, node, flat, float(value)):
+        return
     if len(flat) != 2 * rank:
         raise TI.refusal(
-            ctx, node, f"F.pad with {len(flat)} amounts on a {rank}-d map", "pad every spatial dim"
+            ctx,
+            node,
+            f"F.pad with {len(flat)} amounts on a {rank}-d map",
+            "pad every spatial dim, or only the channels with zeros (channel_pad)",
         )
     pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]
     if mode != "constant":
@@ -264,7 +270,14 @@ def _onnx_pad(ctx, node, attrs):
     spatial = range(2, rank) if layout == OI.FIRST else range(1, rank - 1)
     others = [axis for axis in range(rank) if axis not in spatial]
     if any(pads[axis] or pads[axis + rank] for axis in others):
-        raise refuse(OI.FRAMEWORK, OI.where(node), "padding of the batch or channel axis")
+        if mode == "constant" and onnx_channel_pad(ctx, node, pads, layout, value):
+            return
+        raise refuse(
+            OI.FRAMEWORK,
+            OI.where(node),
+            "padding of the batch axis, or of the channels and the spatial axes at once",
+            "zeros on the channels alone (channel_pad), or the spatial axes alone",
+        )
     pairs = [(pads[axis], pads[axis + rank]) for axis in spatial]
     fields = {"padding": compact_padding(pairs)}
     pool = ctx.only_user(node.output[0])

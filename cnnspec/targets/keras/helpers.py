@@ -739,6 +739,26 @@ class PixelUnshuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class ChannelPadding(layers.Layer):
+    """Zero channels added before and after the input's (Keras' padding layers pad space only)."""
+
+    def __init__(self, before: int, after: int, **kwargs):
+        super().__init__(**kwargs)
+        self.before = int(before)
+        self.after = int(after)
+
+    def call(self, inputs):
+        spatial = [[0, 0]] * (len(inputs.shape) - 1)
+        return ops.pad(inputs, [*spatial, [self.before, self.after]])
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + self.before + self.after)
+
+    def get_config(self):
+        return {**super().get_config(), "before": self.before, "after": self.after}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelReduce(layers.Layer):
     """The mean or the maximum over the channels at each position, the axis kept with size 1
     (PyTorch's ``x.mean(1, keepdim=True)`` / ``x.amax(1, keepdim=True)``)."""
