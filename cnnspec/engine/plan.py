@@ -200,14 +200,9 @@ class JoinNote:
 
     def text(self) -> str:
         """The note in English (``explain`` translates it)."""
-        rule = (
-            f"only when {self.axis} is a multiple of {self.period}"
-            if self.period
-            else "only at some sizes"
-        )
         return (
             f"'{self.layer}' joins '{self.first}' ({self.first_size}) and '{self.other}' ({self.other_size}) "
-            f"along {self.axis}: they agree {rule} (at {self.axis} = {self.example}: {self.values[0]} and "
+            f"along {self.axis}: they agree {size_rule(self.axis, self.period)} (at {self.axis} = {self.example}: {self.values[0]} and "
             f"{self.values[1]})"
         )
 
@@ -232,15 +227,28 @@ class MultipleNote:
 
     def text(self) -> str:
         """The note in English (``explain`` translates it)."""
-        rule = (
-            f"only when {self.axis} is a multiple of {self.period}"
-            if self.period
-            else "only at some sizes"
-        )
         return (
             f"'{self.layer}' takes multiples of {self.multiple} along {self.axis} ({self.size}): "
-            f"{rule} (at {self.axis} = {self.example}: {self.value})"
+            f"{size_rule(self.axis, self.period)} (at {self.axis} = {self.example}: {self.value})"
         )
+
+
+def size_rule(axis: str, period: int | None) -> str:
+    """Which input sizes a note's layer takes, in English."""
+    return f"only when {axis} is a multiple of {period}" if period else "only at some sizes"
+
+
+def accepted_period(accepts: dict[int, bool], reference: int) -> tuple[int | None, int] | None:
+    """Over sample input sizes (size -> whether it is taken): the period whose multiples are
+    exactly the sizes taken (None if there is none) and the refused size nearest the
+    reference; None when every size is taken."""
+    taken = [n for n, ok in accepts.items() if ok]
+    refused = [n for n, ok in accepts.items() if not ok]
+    if not refused:
+        return None
+    period = math.gcd(*taken) if taken else 0
+    exact = period > 1 and all(n % period != 0 for n in refused)
+    return (period if exact else None), min(refused, key=lambda n: abs(n - reference))
 
 
 @dataclass(frozen=True)
@@ -677,18 +685,15 @@ class _Resolver:
                     continue
                 if other[axis].is_fixed and other[axis].constant == 1:
                     continue  # broadcast
-                sample = range(1, 4 * n_reference + 1)
-                agreeing = [n for n in sample if other[axis].at(n) == out.at(n) and out.at(n) > 0]
-                differing = [
-                    n
-                    for n in sample
-                    if other[axis].at(n) != out.at(n) and min(other[axis].at(n), out.at(n)) > 0
-                ]
-                if not differing:
+                accepts = {
+                    n: other[axis].at(n) == out.at(n)
+                    for n in range(1, 4 * n_reference + 1)
+                    if min(other[axis].at(n), out.at(n)) > 0
+                }
+                found = accepted_period(accepts, n_reference)
+                if found is None:
                     continue
-                period = math.gcd(*agreeing) if agreeing else 0
-                exact = period > 1 and all(n % period != 0 for n in differing)
-                near = min(differing, key=lambda n: abs(n - n_reference))
+                period, near = found
                 self.size_notes.append(
                     JoinNote(
                         layer=planned.name,
@@ -697,7 +702,7 @@ class _Resolver:
                         first_size=sizes[axis].text(),
                         other=name,
                         other_size=other[axis].text(),
-                        period=period if exact else None,
+                        period=period,
                         example=near,
                         values=(out.at(near), other[axis].at(near)),
                     )
@@ -713,21 +718,22 @@ class _Resolver:
             if size.is_fixed:
                 continue
             n_reference = self.size[self._model_axis(size)]
-            sample = [n for n in range(1, 4 * n_reference + 1) if size.at(n) > 0]
-            agreeing = [n for n in sample if size.at(n) % multiple == 0]
-            differing = [n for n in sample if size.at(n) % multiple]
-            if not differing:
+            accepts = {
+                n: size.at(n) % multiple == 0
+                for n in range(1, 4 * n_reference + 1)
+                if size.at(n) > 0
+            }
+            found = accepted_period(accepts, n_reference)
+            if found is None:
                 continue
-            period = math.gcd(*agreeing) if agreeing else 0
-            exact = period > 1 and all(n % period != 0 for n in differing)
-            near = min(differing, key=lambda n: abs(n - n_reference))
+            period, near = found
             self.size_notes.append(
                 MultipleNote(
                     layer=planned.name,
                     axis=AXIS_NAMES[self.rank][self._model_axis(size)],
                     size=size.text(),
                     multiple=multiple,
-                    period=period if exact else None,
+                    period=period,
                     example=near,
                     value=size.at(near),
                 )

@@ -10,7 +10,7 @@ values.  The two orders differ by a channel shuffle, which is how the importers 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -53,13 +53,36 @@ class PixelUnshuffle(LayerBase):
     )
 
 
+class _BlockDefinition(LayerDefinition):
+    """What the shuffle and the unshuffle share: 2-D maps, a factor, PyTorch's module and the
+    Keras helper of the same name (``module``)."""
+
+    family = "pixel_shuffle"
+    module: ClassVar[str]
+
+    def require_map(self, ctx: Any, index: int, layer: Any, shape: Any) -> None:
+        if ctx.require_spatial(index, layer.type, shape) != 2:
+            ctx.fail(
+                index, f"{layer.type} needs a 2-D feature map (C, H, W), got {list(shape)}", "type"
+            )
+
+    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
+        return T.single_module(layer, inputs, f"nn.{self.module}({T.int_text(layer.spec.factor)})")
+
+    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
+        helper = ctx.use(self.module)
+        return K.single_layer(
+            layer, ctx, f"{helper}({int(layer.spec.factor)}, name={K.quoted(layer.name)})"
+        )
+
+
 @register
-class PixelShuffleDefinition(LayerDefinition):
+class PixelShuffleDefinition(_BlockDefinition):
     """pixel_shuffle: nn.PixelShuffle in PyTorch, the PixelShuffle helper in Keras, DepthToSpace
     in CRD mode in ONNX."""
 
     model = PixelShuffle
-    family = "pixel_shuffle"
+    module = "PixelShuffle"
     words = {
         "pixelshuffle": "pixel_shuffle",
         "depthtospace": "pixel_shuffle",
@@ -80,12 +103,7 @@ class PixelShuffleDefinition(LayerDefinition):
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
-        if ctx.require_spatial(index, layer.type, shape) != 2:
-            ctx.fail(
-                index,
-                f"pixel_shuffle needs a 2-D feature map (C, H, W), got {list(shape)}",
-                "type",
-            )
+        self.require_map(ctx, index, layer, shape)
         r = layer.factor
         if shape[0] % (r * r):
             ctx.fail(
@@ -108,23 +126,14 @@ class PixelShuffleDefinition(LayerDefinition):
     def output_sizes(self, layer: LayerPlan, in_sizes: Any) -> tuple[Size, ...]:
         return tuple(n.affine(layer.spec.factor) for n in in_sizes[0])
 
-    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
-        return T.single_module(layer, inputs, f"nn.PixelShuffle({T.int_text(layer.spec.factor)})")
-
-    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        helper = ctx.use("PixelShuffle")
-        return K.single_layer(
-            layer, ctx, f"{helper}({int(layer.spec.factor)}, name={K.quoted(layer.name)})"
-        )
-
 
 @register
-class PixelUnshuffleDefinition(LayerDefinition):
+class PixelUnshuffleDefinition(_BlockDefinition):
     """pixel_unshuffle: nn.PixelUnshuffle in PyTorch, the PixelUnshuffle helper in Keras,
     SpaceToDepth and a channel shuffle in ONNX."""
 
     model = PixelUnshuffle
-    family = "pixel_shuffle"
+    module = "PixelUnshuffle"
     words = {
         "pixelunshuffle": "pixel_unshuffle",
         "spacetodepth": "pixel_unshuffle",
@@ -146,12 +155,7 @@ class PixelUnshuffleDefinition(LayerDefinition):
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
-        if ctx.require_spatial(index, layer.type, shape) != 2:
-            ctx.fail(
-                index,
-                f"pixel_unshuffle needs a 2-D feature map (C, H, W), got {list(shape)}",
-                "type",
-            )
+        self.require_map(ctx, index, layer, shape)
         r = layer.factor
         uneven = [n for n in shape[1:] if n % r]
         if uneven:
@@ -178,15 +182,6 @@ class PixelUnshuffleDefinition(LayerDefinition):
 
     def input_multiple(self, layer: LayerPlan) -> int:
         return layer.spec.factor
-
-    def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
-        return T.single_module(layer, inputs, f"nn.PixelUnshuffle({T.int_text(layer.spec.factor)})")
-
-    def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
-        helper = ctx.use("PixelUnshuffle")
-        return K.single_layer(
-            layer, ctx, f"{helper}({int(layer.spec.factor)}, name={K.quoted(layer.name)})"
-        )
 
 
 @REGISTRY.attach("onnx", "pixel_shuffle")
