@@ -604,3 +604,55 @@ def test_slicing_a_tensor_crops_strides_and_takes_channels():
     with pytest.raises(UnsupportedModel, match="indexing or slicing a tensor"):
         inputs = keras.Input((12, 10, 3))
         import_keras(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs[:, ::-1, :, :])))
+
+
+class KerasIoDepthToSpace(keras.layers.Layer):
+    """keras.io's ESPCN example writes its own depth_to_space: TensorFlow's channel order."""
+
+    def __init__(self, block_size, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = block_size
+
+    def call(self, input):
+        batch, height, width, depth = keras.ops.shape(input)
+        depth = depth // (self.block_size**2)
+        x = keras.ops.reshape(input, [batch, height, width, self.block_size, self.block_size, depth])
+        x = keras.ops.transpose(x, [0, 1, 3, 2, 4, 5])
+        return keras.ops.reshape(x, [batch, height * self.block_size, width * self.block_size, depth])
+
+
+class Doubling(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+@pytest.mark.frameworks
+def test_weightless_layers_without_a_reader_are_read_by_what_they_do_to_numbered_cells():
+    import tensorflow as tf
+
+    inputs = keras.Input((6, 4, 2))
+    x = keras.layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="to_depth")(inputs)
+    x = keras.layers.Conv2D(12, 1, name="mix")(x)
+    x = KerasIoDepthToSpace(2, name="to_space")(x)
+    original = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same", name="head")(x))
+    randomize(original, 0)
+    result = import_keras(original)
+    assert [(layer.type, layer.name) for layer in result.spec.layers] == [
+        ("pixel_unshuffle", "to_depth_pytorch_order"),
+        ("channel_shuffle", "to_depth"),
+        ("conv2d", "mix"),
+        ("channel_shuffle", "to_space_pytorch_order"),
+        ("pixel_shuffle", "to_space"),
+        ("conv2d", "head"),
+    ]
+    assert [layer.groups for layer in result.spec.layers if layer.type == "channel_shuffle"] == [2, 4]
+    torch_model = cnnspec.build(result.spec, "torch").eval()
+    cnnspec.transfer_weights(original, torch_model, result.spec)
+    x = np.random.default_rng(0).standard_normal((2, 6, 4, 2)).astype(np.float32)
+    expected = np.asarray(original(x, training=False))
+    got = np.moveaxis(torch_output(torch_model, x), 1, -1)
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+    # a layer without weights that computes is not a rearrangement: refused as before
+    inputs = keras.Input((6, 4, 2))
+    with pytest.raises(UnsupportedModel, match="layer class Doubling is not supported"):
+        import_keras(keras.Model(inputs, keras.layers.Conv2D(2, 1)(Doubling()(inputs))))

@@ -386,6 +386,14 @@ def import_keras(model_or_path) -> ImportResult:
         cfg = layer.get_config()
         handler = readers.get(type(layer).__name__)
         if handler is None:
+            from cnnspec.layers.pixel_shuffle import keras_rearrangement
+
+            ctx.node = node
+            if keras_rearrangement(ctx, layer, inputs, shapes):
+                output = ctx.output(layer)
+                ctx.names[id(output)] = ctx.builder.layers[-1]["name"]
+                ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(output)[1:]
+                continue
             raise unsupported(layer)
         count = len(ctx.builder.layers)
         ctx.node = node

@@ -371,8 +371,9 @@ def onnx_rearrangement(ctx, node) -> bool:
         moved = _run_moves(ctx, chain, cells)
     except (ValueError, TypeError):
         return False
-    for layer_type, fields, expected in _rearrangements(cells, moved.shape):
-        if np.array_equal(expected, moved):
+    for steps, expected in rearrangements(cells, moved.shape):
+        if len(steps) == 1 and np.array_equal(expected, moved):
+            layer_type, fields = steps[0]
             ctx.add(node, layer_type, [source], OI.FIRST, output=chain[-1].output[0], **fields)
             ctx.consumed.update(n.output[0] for n in chain)
             return True
@@ -414,20 +415,35 @@ def _run_moves(ctx, chain, values):
     return values
 
 
-def _rearrangements(cells, out_shape):
-    """(layer type, fields, what it makes of ``cells``) for each rearrangement of that output shape."""
+def _channels_shuffled(cells, groups: int):
+    _, channels, height, width = cells.shape
+    grouped = cells.reshape(1, groups, channels // groups, height, width)
+    return grouped.transpose(0, 2, 1, 3, 4).reshape(cells.shape)
+
+
+def _unshuffled(cells, r: int):
+    _, channels, height, width = cells.shape
+    blocks = cells.reshape(1, channels, height // r, r, width // r, r).transpose(0, 1, 3, 5, 2, 4)
+    return blocks.reshape(1, channels * r * r, height // r, width // r)
+
+
+def _shuffled(cells, r: int):
+    _, channels, height, width = cells.shape
+    blocks = cells.reshape(1, channels // (r * r), r, r, height, width).transpose(0, 1, 4, 2, 5, 3)
+    return blocks.reshape(1, channels // (r * r), height * r, width * r)
+
+
+def rearrangements(cells, out_shape):
+    """Each way the spec rearranges a (1, C, H, W) map into ``out_shape``: (its layers as
+    ``(type, fields)`` pairs, what they make of ``cells``).  One layer, or two for TensorFlow's
+    orders: depth_to_space is a channel shuffle with r² groups, then the shuffle;
+    space_to_depth the unshuffle, then a channel shuffle with C groups."""
     _, channels, height, width = cells.shape
     _, out_channels, out_height, out_width = out_shape
     if (out_channels, out_height, out_width) == (channels, height, width):
         for groups in range(2, channels):
             if channels % groups == 0:
-                yield (
-                    "channel_shuffle",
-                    {"groups": groups},
-                    cells.reshape(1, groups, channels // groups, height, width)
-                    .transpose(0, 2, 1, 3, 4)
-                    .reshape(cells.shape),
-                )
+                yield [("channel_shuffle", {"groups": groups})], _channels_shuffled(cells, groups)
     if (
         out_height
         and height % out_height == 0
@@ -435,23 +451,56 @@ def _rearrangements(cells, out_shape):
     ):
         r = height // out_height
         if r > 1 and width % r == 0:
+            unshuffled = _unshuffled(cells, r)
+            yield [("pixel_unshuffle", {"factor": r})], unshuffled
             yield (
-                "pixel_unshuffle",
-                {"factor": r},
-                cells.reshape(1, channels, height // r, r, width // r, r)
-                .transpose(0, 1, 3, 5, 2, 4)
-                .reshape(1, channels * r * r, height // r, width // r),
+                [("pixel_unshuffle", {"factor": r}), ("channel_shuffle", {"groups": channels})],
+                _channels_shuffled(unshuffled, channels),
             )
     if out_height % height == 0 and out_height // height == out_width // width:
         r = out_height // height
         if r > 1 and channels % (r * r) == 0:
+            yield [("pixel_shuffle", {"factor": r})], _shuffled(cells, r)
             yield (
-                "pixel_shuffle",
-                {"factor": r},
-                cells.reshape(1, channels // (r * r), r, r, height, width)
-                .transpose(0, 1, 4, 2, 5, 3)
-                .reshape(1, channels // (r * r), height * r, width * r),
+                [("channel_shuffle", {"groups": r * r}), ("pixel_shuffle", {"factor": r})],
+                _shuffled(_channels_shuffled(cells, r * r), r),
             )
+
+
+def keras_rearrangement(ctx, layer, inputs, shapes) -> bool:
+    """A Keras layer nothing claims (keras.io ESPCN's own ``DepthToSpace``, a ``Lambda`` of
+    ``tf.nn.depth_to_space``) that has no weights and only moves values: it is run on a map of
+    numbered cells and read as the rearrangement it matches, with a rewrite saying so."""
+    import numpy as np
+
+    if layer.weights or len(inputs) != 1 or len(shapes[0]) != 4 or not shapes[0][-1]:
+        return False
+    height, width, channels = (n or _PROBE_LENGTH for n in shapes[0][1:])
+    if height * width * channels > 2**24:  # float32 numbers every cell exactly below that
+        return False
+    cells = np.arange(height * width * channels, dtype=np.float32).reshape(
+        1, height, width, channels
+    )
+    try:
+        moved = np.asarray(layer(cells))
+    except Exception:  # noqa: BLE001 - a layer that does not run alone is not read this way
+        return False
+    if moved.ndim != 4:
+        return False
+    first, moved_first = np.moveaxis(cells, -1, 1), np.moveaxis(moved, -1, 1)
+    for steps, expected in rearrangements(first, moved_first.shape):
+        if expected.shape == moved_first.shape and np.array_equal(expected, moved_first):
+            names = [f"{layer.name}_pytorch_order"] * (len(steps) - 1) + [layer.name]
+            for name, (layer_type, fields) in zip(names, steps):
+                inputs = [ctx.add(layer, layer_type, inputs, name=name, **fields)]
+            ctx.builder.rewrite(
+                layer.name,
+                f"{type(layer).__name__} (a layer without weights cnnspec has no reader for)",
+                " then ".join(f"{t} {next(iter(f.values()))}" for t, f in steps)
+                + ": what it does to numbered cells",
+            )
+            return True
+    return False
 
 
 @REGISTRY.reads(
