@@ -601,6 +601,11 @@ def test_slicing_a_tensor_crops_strides_and_takes_channels():
     assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
     types = [layer.type for layer in result.spec.layers]
     assert types.count("max_pool2d") == 4 and types.count("crop2d") == 4 and "channel_slice" in types
+    # x[:, :, :, :] of the input beside a conv of it: every channel, read from the input
+    inputs = keras.Input((5, 4, 2))
+    both = keras.layers.Concatenate()([keras.layers.Conv2D(2, 1, name="conv")(inputs), inputs[:, :, :, :]])
+    spec = import_keras(keras.Model(inputs, both)).spec
+    assert [(layer.type, layer.inputs) for layer in spec.layers][1] == ("channel_slice", ["input"])
     with pytest.raises(UnsupportedModel, match="indexing or slicing a tensor"):
         inputs = keras.Input((12, 10, 3))
         import_keras(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs[:, ::-1, :, :])))

@@ -430,3 +430,28 @@ def test_a_channel_pad_and_means_in_steps_import(dynamo):
         spec = check(proto, np.random.default_rng(5).standard_normal((2, *shape)).astype(np.float32))
         types = {layer.type for layer in spec.layers}
         assert ("channel_pad" in types) if factory is S.CifarResNet else ("global_avg_pool" in types)
+
+
+@pytest.mark.onnx
+def test_a_6d_reshape_that_cuts_the_axes_elsewhere_is_not_an_unshuffle():
+    """(1, 2, 4, 16) as (1, 2, 4, 2, 4, 2), Transpose (0, 1, 3, 5, 2, 4): the permutation of an
+    unshuffle, but the height is cut in 4 × 2 … of the wrong sizes; no spec layer does this."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "blocks_shape"], ["blocks"]),
+            helper.make_node("Transpose", ["blocks"], ["moved"], perm=[0, 1, 3, 5, 2, 4]),
+            helper.make_node("Reshape", ["moved", "back"], ["y"]),
+        ],
+        "cut_elsewhere",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [
+            helper.make_tensor("blocks_shape", TensorProto.INT64, [6], [1, 2, 4, 2, 4, 2]),
+            helper.make_tensor("back", TensorProto.INT64, [4], [1, 8, 4, 4]),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    with pytest.raises(UnsupportedModel, match="Reshape"):
+        import_onnx(proto)

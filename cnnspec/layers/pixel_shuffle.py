@@ -322,6 +322,17 @@ def onnx_pixel_shuffle_chain(ctx, node) -> bool:
         return False
     if not r or r != other or not channels or kept != channels:
         return False
+    # the blocks split each spatial axis in r (or keep it): a 6-D shape of the same size that
+    # cuts the axes elsewhere is another permutation
+    height, width = (shape[2], shape[3]) if first else (shape[1], shape[2])
+    if layer_type == "pixel_unshuffle":
+        cut = (blocks[2], blocks[4]) if first else (blocks[1], blocks[3])
+        wanted = [None if n is None else n / r for n in (height, width)]
+    else:
+        cut = (blocks[4], blocks[5]) if first else (blocks[1], blocks[2])
+        wanted = [height, width]
+    if any(a is not None and b is not None and a != b for a, b in zip(cut, wanted)):
+        return False
     back = ctx.only_user(swap.output[0])
     out = ctx.shapes.get(back.output[0]) if back is not None else None
     if back is None or back.op_type != "Reshape" or not out or len(out) != 4:
