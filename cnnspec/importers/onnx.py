@@ -1468,12 +1468,10 @@ def _verify_onnx_original(plan, result, converted, progress, atol, rtol, input_s
     plans = size_plans(plan, input_sizes)
     proto = onnx.ModelProto()
     proto.CopyFrom(result.details["model"])
-    # onnx writes its newest IR version, which onnxruntime may not read yet; the opsets the
-    # model imports set the one it needs
-    proto.ir_version = min(
-        proto.ir_version,
-        onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True),
-    )
+    # onnx writes its newest IR version, which onnxruntime may not read yet: the run takes the
+    # one the model's opsets need, and no lower than 10 (whose types onnxruntime has read since 1.16)
+    needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    proto.ir_version = min(proto.ir_version, max(needed, 10))
     layout = result.details["input_layout"]
     # Expose every spec layer's ONNX value as a graph output (its last producer, in graph order).
     ctx_values = _values_by_layer(result.details["model"])
