@@ -219,28 +219,20 @@ def read_keras_get_item(ctx, op, node, inputs) -> None:
     sides = [side for side in found if side is not None]
     if len(key) == len(shape) > 2 and key[0] == full and len(sides) == len(found):
         *spatial, channel = sides
-        rank = len(spatial)
         if all(side == (0, 0, 1) for side in spatial) and channel[2] == 1 and shape[-1]:
             before, after, _ = channel
             ctx.builder.add(op.name, "channel_slice", inputs, start=before, stop=shape[-1] - after)
             return
-        if channel == (0, 0, 1):
-            steps = [step for _, _, step in spatial]
-            crops = [(before, after) for before, after, _ in spatial]
-            strided = any(step > 1 for step in steps)
-            cropped = any(any(pair) for pair in crops)
-            if cropped:
-                name = f"{op.name}_crop" if strided else op.name
-                inputs = [
-                    ctx.builder.add(name, f"crop{rank}d", inputs, cropping=compact_padding(crops))
-                ]
-            if strided:
-                stride = steps[0] if len(set(steps)) == 1 else steps
-                ctx.builder.add(op.name, f"max_pool{rank}d", inputs, pool_size=1, stride=stride)
+        layers = strided_crop_layers(spatial)
+        if channel == (0, 0, 1) and layers:
+            names = [f"{op.name}_crop"] * (len(layers) - 1) + [op.name]
+            for name, (layer_type, fields) in zip(names, layers):
+                inputs = [ctx.builder.add(name, layer_type, inputs, **fields)]
+            if layers[-1][0].startswith("max_pool"):
                 ctx.builder.rewrite(
                     op.name,
                     "x[" + ", ".join(_slice_text(item) for item in key) + "]",
-                    strided_crop_text(cropped, rank, stride),
+                    strided_crop_text(layers),
                 )
             return
     raise refuse(
@@ -396,29 +388,43 @@ def _torch_strided_crop(ctx, node, source, index: tuple, shape) -> bool:
     every step-th cell of what is left, which is a 1-wide max pool with that stride."""
     if len(index) != len(shape) + 1 or index[:2] != (slice(None), slice(None)) or len(shape) < 2:
         return False
-    ranges = [i.indices(n) for i, n in zip(index[2:], shape[1:])]
-    if any(step < 1 or start >= stop for start, stop, step in ranges):
+    found = [slice_sides(item, n) for item, n in zip(index[2:], shape[1:])]
+    sides = [side for side in found if side is not None]
+    if len(sides) != len(found):
         return False
-    rank = len(shape) - 1
-    crops = [(start, n - stop) for (start, stop, _), n in zip(ranges, shape[1:])]
-    if any(before or after for before, after in crops):
-        ctx.add(node, [source], layer_type=f"crop{rank}d", cropping=compact_padding(crops))
+    layers = strided_crop_layers(sides)
+    for layer_type, fields in layers:
+        ctx.add(node, [source], layer_type=layer_type, **fields)
         source = node
-    steps = [step for _, _, step in ranges]
-    stride = steps[0] if len(set(steps)) == 1 else steps
-    ctx.add(node, [source], layer_type=f"max_pool{rank}d", pool_size=1, stride=stride)
     ctx.builder.rewrite(
         TI.original_path(node),
         f"x[{', '.join(_slice_text(i) for i in index)}]",
-        strided_crop_text(source is node, rank, stride),
+        strided_crop_text(layers),
     )
     return True
 
 
-def strided_crop_text(cropped: bool, rank: int, stride) -> str:
-    """What a strided slice became, for the report."""
-    return (f"crop{rank}d, then " if cropped else "") + (
-        f"max_pool{rank}d with pool_size 1 and stride {stride}: one cell per stride"
+def strided_crop_layers(sides) -> list[tuple[str, dict[str, Any]]]:
+    """The spec layers of a slice of the spatial axes, from each axis's (cells cut before,
+    cells cut after, step) (:func:`slice_sides`): a crop where cells are cut, then, where a step
+    skips cells, a max pool of one cell with that stride (a window of one cell is that cell)."""
+    rank = len(sides)
+    crops = [(before, after) for before, after, _ in sides]
+    steps = [step for _, _, step in sides]
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if any(any(pair) for pair in crops):
+        layers.append((f"crop{rank}d", {"cropping": compact_padding(crops)}))
+    if any(step > 1 for step in steps):
+        stride = steps[0] if len(set(steps)) == 1 else steps
+        layers.append((f"max_pool{rank}d", {"pool_size": 1, "stride": stride}))
+    return layers
+
+
+def strided_crop_text(layers) -> str:
+    """What a strided slice became (:func:`strided_crop_layers`), for the report."""
+    *crop, (pool_type, pool) = layers
+    return (f"{crop[0][0]}, then " if crop else "") + (
+        f"{pool_type} with pool_size 1 and stride {pool['stride']}: one cell per stride"
     )
 
 
@@ -477,20 +483,13 @@ def _onnx_slice_cuts(ctx, node) -> dict[int, tuple[int, int, int]] | None:
         axis %= len(shape)
         if axis == 0 and begin == 0 and end >= _TO_THE_END and step == 1:
             continue  # the whole batch (tf2onnx lists every axis)
-        if step < 1 or axis == 0:
+        if axis == 0:
             return None
-        n = shape[axis]
-        if n is None:
-            if begin < 0 or 0 <= end < _TO_THE_END:
-                return None
-            before, after = begin, 0 if end >= _TO_THE_END else -end
-        else:
-            first, stop, _ = slice(begin, end, step).indices(n)
-            if first >= stop:
-                return None
-            before, after = first, n - stop
-        if (before, after, step) != (0, 0, 1):
-            cuts[axis] = (before, after, step)
+        side = slice_sides(slice(begin, None if end >= _TO_THE_END else end, step), shape[axis])
+        if side is None:
+            return None
+        if side != (0, 0, 1):
+            cuts[axis] = side
     return cuts
 
 
@@ -529,32 +528,18 @@ def _onnx_slice(ctx, node, attrs):
             stop=shape[channel] - after,
         )
     elif set(cuts) <= set(spatial):
-        kept = [cuts.get(a, (0, 0, 1)) for a in spatial]
-        sides = [(before, after) for before, after, _ in kept]
-        steps = [step for _, _, step in kept]
-        strided = any(step > 1 for step in steps)
-        cropped = any(any(pair) for pair in sides)
+        sides = [cuts.get(a, (0, 0, 1)) for a in spatial]
+        layers = strided_crop_layers(sides)
+        outputs = [last.output[0] + "__cropped"] * (len(layers) - 1) + [last.output[0]]
         source = node.input[0]
-        if cropped:
-            crop_value = last.output[0] + "__cropped" if strided else last.output[0]
-            ctx.add(
-                last,
-                f"crop{rank - 2}d",
-                [source],
-                value.layout,
-                output=crop_value,
-                cropping=compact_padding(sides),
-            )
-            source = crop_value
-        if strided:
-            stride = steps[0] if len(set(steps)) == 1 else steps
-            ctx.add(
-                last, f"max_pool{rank - 2}d", [source], value.layout, pool_size=1, stride=stride
-            )
+        for output, (layer_type, fields) in zip(outputs, layers):
+            ctx.add(last, layer_type, [source], value.layout, output=output, **fields)
+            source = output
+        if layers[-1][0].startswith("max_pool"):
             ctx.builder.rewrite(
                 OI.readable(last),
-                f"Slice with steps {steps}",
-                strided_crop_text(cropped, rank - 2, stride),
+                f"Slice with steps {[step for _, _, step in sides]}",
+                strided_crop_text(layers),
             )
     else:
         raise refuse(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from cnnspec.engine.channels import channel_shuffle_permutation
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
 from cnnspec.importers import onnx as OI
@@ -427,9 +428,7 @@ def _run_moves(ctx, chain, values):
 
 
 def _channels_shuffled(cells, groups: int):
-    _, channels, height, width = cells.shape
-    grouped = cells.reshape(1, groups, channels // groups, height, width)
-    return grouped.transpose(0, 2, 1, 3, 4).reshape(cells.shape)
+    return cells[:, channel_shuffle_permutation(cells.shape[1], groups)]
 
 
 def _unshuffled(cells, r: int):
