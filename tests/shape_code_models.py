@@ -384,3 +384,57 @@ class UnevenSplit(nn.Module):
         a, b, c = torch.split(x, 4, dim=1)  # 4, 4, 2 channels
         d, e = x.split([7, 3], 1)
         return torch.cat([c * b[:, :2], a + d[:, 3:], e], 1)
+
+
+class EcaLayer(nn.Module):
+    """ECA-Net's eca_layer (BangguWu/ECANet, eca_module.py) after a conv, as published."""
+
+    def __init__(self, channels=24, k_size=3):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, channels, 3, padding=1)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = nn.Conv1d(1, 1, kernel_size=k_size, padding=(k_size - 1) // 2, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        x = self.conv0(x)
+        y = self.avg_pool(x)
+        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+        y = self.sigmoid(y)
+        return x * y.expand_as(x)
+
+
+class TimmEca(nn.Module):
+    """timm's EcaModule (layers/eca.py): the kernel size from the channels, a flat mean viewed
+    as (N, 1, C), the gate applied before the view back."""
+
+    def __init__(self, channels=64, gamma=2, beta=1):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, channels, 3, padding=1)
+        t = int(abs(math.log(channels, 2) + beta) / gamma)
+        kernel_size = max(t if t % 2 else t + 1, 3)
+        self.conv = nn.Conv1d(1, 1, kernel_size=kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x):
+        x = torch.relu(self.conv0(x))
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)
+        y = self.conv(y)
+        y = self.gate(y).view(x.shape[0], -1, 1, 1)
+        return x * y.expand_as(x)
+
+
+class PermuteEca(nn.Module):
+    """ECA spelled with permute and a biased Conv1d of 5 taps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 16, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.eca = nn.Conv1d(1, 1, 5, padding=2)
+
+    def forward(self, x):
+        x = self.conv0(x)
+        y = self.pool(x).squeeze(-1).permute(0, 2, 1)
+        y = self.eca(y).permute(0, 2, 1).unsqueeze(-1).sigmoid()
+        return x * y

@@ -661,3 +661,36 @@ def test_weightless_layers_without_a_reader_are_read_by_what_they_do_to_numbered
     inputs = keras.Input((6, 4, 2))
     with pytest.raises(UnsupportedModel, match="layer class Doubling is not supported"):
         import_keras(keras.Model(inputs, keras.layers.Conv2D(2, 1)(Doubling()(inputs))))
+
+
+def _keras_eca(activation_inline: bool):
+    """ECA-Net as usually written in Keras: a flat pooled vector reshaped to a (C, 1) sequence
+    for a Conv1D of one filter, reshaped to (1, 1, C) for the gate."""
+    from keras import layers
+
+    inputs = keras.Input((9, 7, 3))
+    x = layers.Conv2D(12, 3, padding="same", activation="relu")(inputs)
+    y = layers.GlobalAveragePooling2D()(x)
+    y = layers.Reshape((-1, 1))(y)
+    if activation_inline:
+        y = layers.Conv1D(1, 5, padding="same", activation="sigmoid")(y)
+    else:
+        y = layers.Conv1D(1, 3, padding="same", use_bias=False)(y)
+        y = layers.Activation("sigmoid")(y)
+    y = layers.Reshape((1, 1, -1))(y)
+    return keras.Model(inputs, layers.GlobalMaxPooling2D()(layers.Multiply()([x, y])))
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("activation_inline", [False, True], ids=["eca", "inline_sigmoid_bias"])
+def test_keras_eca_conv1d_over_the_channels_is_channel_conv(activation_inline):
+    result = check_against_keras(_keras_eca(activation_inline))
+    (layer,) = [layer for layer in result.spec.layers if layer.type == "channel_conv"]
+    assert (layer.kernel_size, layer.bias) == ((5, True) if activation_inline else (3, False))
+    types = [layer.type for layer in result.spec.layers]
+    assert types[types.index("channel_conv") :] == [
+        "channel_conv",
+        "sigmoid",
+        "multiply",
+        "global_max_pool",
+    ]

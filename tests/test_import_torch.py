@@ -911,3 +911,35 @@ def test_a_conv_subclass_with_its_own_forward_converts():
         ("conv2d", None),
     ]
     assert "not one module's weight and bias" in refused(Mixed())
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize(
+    ("model", "kernel_size", "bias"),
+    [(S.EcaLayer(), 3, False), (S.TimmEca(), 3, False), (S.PermuteEca(), 5, True)],
+    ids=["eca_layer", "timm_eca_module", "permute_eca"],
+)
+def test_eca_conv1d_over_the_channels_is_channel_conv(model, kernel_size, bias):
+    result = check_against_torch(model, (3, 9, 7))
+    (layer,) = [layer for layer in result.spec.layers if layer.type == "channel_conv"]
+    assert (layer.kernel_size, layer.bias) == (kernel_size, bias)
+    assert "conv1d" not in {layer.type for layer in result.spec.layers}
+
+
+class ChannelsAsSequence(nn.Module):
+    """A Conv1d over the channels with two filters: not one filter slid along the channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 8, 1)
+        self.conv = nn.Conv1d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = F.adaptive_avg_pool2d(self.conv0(x), 1).squeeze(-1).transpose(-1, -2)
+        return self.conv(y)
+
+
+@pytest.mark.frameworks
+def test_a_conv1d_of_two_filters_over_the_channels_is_refused_where_it_is():
+    with pytest.raises(UnsupportedModel, match="Conv1d"):
+        import_torch(ChannelsAsSequence().eval(), (3, 5, 5))

@@ -344,3 +344,40 @@ def test_referee_agrees_with_both_on_a_right_port():
     report = cnnspec.verify(SPEC, torch_model=_port(symmetric_padding=False))
     assert report.ok and report.referee.verdict == "torch and keras both agree with the spec's ONNX reference"
     assert report.referee.torch_layers_compared == report.referee.keras_layers_compared == len(SPEC["layers"])
+
+
+ECA_SPEC = {
+    "cnnspec": 1,
+    "name": "eca",
+    "input": {"channels": 3, "size": [6, 5]},
+    "layers": [
+        {"type": "conv2d", "name": "conv", "filters": 8, "kernel_size": 3},
+        {"type": "global_avg_pool", "name": "pool", "keepdims": True},
+        {"type": "channel_conv", "name": "eca", "kernel_size": 5},
+        {"type": "sigmoid", "name": "gate"},
+    ],
+}
+
+
+def test_e_channel_conv_with_its_taps_reversed_fails_at_the_channel_conv():
+    """A port that reads the filter's taps back to front (a true convolution where both
+    frameworks correlate, or a kernel copied reversed) differs at the channel_conv layer."""
+    plan = cnnspec.resolve(ECA_SPEC)
+    torch_model = build(plan, "torch")
+    randomize(torch_model, 0)
+    keras_model = build(plan, "keras")
+    transfer_weights(torch_model, keras_model, plan)
+    assert cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False).ok
+
+    kernel = keras_model.get_layer("eca").kernel
+    kernel.assign(np.asarray(kernel)[::-1])
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.first_divergent_layer == "eca"
+    assert [layer.ok for layer in report.layers] == [True, True, False, False]
+    assert report.referee.verdict == "torch agrees with the spec; keras departs at `eca`"
+
+
+def test_channel_conv_of_an_even_kernel_is_refused_with_both_paddings_named():
+    spec = {**ECA_SPEC, "layers": [*ECA_SPEC["layers"][:2], {"type": "channel_conv", "kernel_size": 4}]}
+    with pytest.raises(cnnspec.SpecError, match="even.*PyTorch pads 1 \\+ 1.*Keras' 'same' pads 1 and 2"):
+        cnnspec.resolve(spec)

@@ -677,7 +677,7 @@ def keras_tensors(model, plan) -> dict:
         if family in ("conv", "conv_transpose") and rewritten_dense:  # the 1x1-conv rewrite
             kernel = _numpy(layer.kernel).T
             values["kernel"] = kernel.reshape(kernel.shape + (1,) * layer_plan.spatial_rank)
-        elif family in ("conv", "conv_transpose"):
+        elif family in ("conv", "conv_transpose", "channel_conv"):
             values["kernel"] = _kernel_to_torch(_numpy(layer.kernel))
         elif family == "depthwise_conv":
             values["depthwise_kernel"] = _depthwise_to_torch(_numpy(layer.kernel))

@@ -15,6 +15,7 @@ Neutral tensors per spec layer family::
     separable_conv                depthwise_kernel, pointwise_kernel, bias
     batch_norm                    gamma, beta, moving_mean, moving_variance
     prelu                         alpha
+    channel_conv                  kernel (1, 1, k), bias
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ WEIGHTED_FAMILIES = (
     "group_norm",
     "layer_scale",
     "normalize",
+    "channel_conv",
 )
 
 # Neutral tensor -> (torch attribute suffix, parameter) in a model built from the spec.
@@ -70,6 +72,14 @@ class OriginalWeightError(CnnspecError):
 
 
 def _weighted(plan):
+    unread = [
+        layer for layer in plan.layers if layer.params and layer.family not in WEIGHTED_FAMILIES
+    ]
+    if unread:  # never leave a layer's weights at their initial values without a word
+        raise CnnspecError(
+            f"layer '{unread[0].name}' ({unread[0].type}): cnnspec cannot read this family's "
+            "weights from an original model"
+        )
     return [layer for layer in plan.layers if layer.family in WEIGHTED_FAMILIES]
 
 

@@ -1002,6 +1002,10 @@ def _read_permute(ctx, node) -> bool:
     rank = len(shape) if shape is not None else 0
     to_last = (0, *range(2, rank + 1), 1)
     to_first = (0, rank, *range(1, rank))
+    from cnnspec.layers.channel_conv import torch_channel_view
+
+    if source not in ctx.channels_last and torch_channel_view(ctx, node):
+        return True  # ECA-Net's channels made a sequence: (N, C, 1) -> (N, 1, C)
     if rank >= 2 and source not in ctx.channels_last and dims == to_last:
         ctx.alias(node, source)
         ctx.channels_last.add(node)

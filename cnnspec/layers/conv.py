@@ -308,7 +308,11 @@ def conv_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     "keras", "Conv1D", "Conv2D", "Conv3D", "PortableConv", by="conv2d", absorbs_padding=0.0
 )
 def read_keras_conv(ctx, layer, cfg, inputs, shapes):
+    from cnnspec.layers.channel_conv import keras_conv1d_rows
+
     KI.channels_last(layer, cfg)
+    if keras_conv1d_rows(ctx, layer, cfg, inputs, shapes):
+        return
     rank = len(cfg["kernel_size"])
     subsample = cfg.get(
         "subsample", (1,) * rank
@@ -342,7 +346,11 @@ def read_keras_conv(ctx, layer, cfg, inputs, shapes):
 
 
 def _torch_conv(ctx, node, module, source: str | None = None):
+    from cnnspec.layers.channel_conv import torch_conv1d_rows
+
     rank = len(module.kernel_size)
+    if rank == 1 and source is None and torch_conv1d_rows(ctx, node, module):
+        return
     if module.padding_mode != "zeros":
         raise TI.refusal(
             ctx,

@@ -371,7 +371,7 @@ _GATE_STEPS = frozenset({"view", "reshape", "unsqueeze", "expand", "expand_as"})
 
 
 def torch_broadcast_gate(ctx, node) -> bool:
-    """A flat (N, C) gate made (N, C, 1, ..., 1) or expanded to a map's shape for an element-wise
+    """A flat (N, C) gate made (N, C, 1, ..., 1), or either expanded to a map's shape, for an element-wise
     merge to broadcast it (``y.view(b, c, 1, 1)``, ``y.unsqueeze(-1)``, ``y.expand_as(x)``): the
     merges broadcast the flat gate itself, so the view computes nothing.  Anything but a merge
     reading it is left to the caller's refusal."""
@@ -380,7 +380,9 @@ def torch_broadcast_gate(ctx, node) -> bool:
     source = node.args[0]
     value = ctx.values.get(source) if TI.is_tensor(ctx, source) else None
     out = ctx.shape(node)
-    if value is None or value.shape is None or len(value.shape) != 1 or not out or len(out) < 2:
+    if value is None or not value.shape or any(d != 1 for d in value.shape[1:]):
+        return False
+    if not out or len(out) < 2 or (len(value.shape) > 1 and len(out) != len(value.shape)):
         return False
     expanded = node.target in ("expand", "expand_as")
     if out[0] != value.shape[0] or (not expanded and any(d != 1 for d in out[1:])):
@@ -402,7 +404,9 @@ def torch_broadcast_gate(ctx, node) -> bool:
 
 
 def _torch_gate_step(ctx, node):
-    if not torch_broadcast_gate(ctx, node):
+    from cnnspec.layers.channel_conv import torch_channel_view
+
+    if not torch_broadcast_gate(ctx, node) and not torch_channel_view(ctx, node):
         raise TI.refusal(
             ctx,
             node,

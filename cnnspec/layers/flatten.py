@@ -117,9 +117,10 @@ def _torch_view(ctx, node):
         return
     if _torch_channel_shuffle(ctx, node, shape_in, shape_out):
         return
+    from cnnspec.layers.channel_conv import torch_channel_view
     from cnnspec.layers.elementwise import torch_broadcast_gate
 
-    if torch_broadcast_gate(ctx, node):
+    if torch_broadcast_gate(ctx, node) or torch_channel_view(ctx, node):
         return
     raise TI.refusal(
         ctx,
@@ -225,6 +226,10 @@ def _torch_squeeze(ctx, node):
         for user in node.users
     ):
         ctx.alias(node, source)
+        return
+    from cnnspec.layers.channel_conv import torch_channel_view
+
+    if torch_channel_view(ctx, node):
         return
     raise TI.refusal(
         ctx,

@@ -203,6 +203,10 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             f"Reshape{target} of the model's input {incoming}",
             KI.input_reshape_hint(target),
         )
+    from cnnspec.layers.channel_conv import keras_channel_view
+
+    if keras_channel_view(ctx, layer, inputs, shapes):
+        return
     raise refuse(
         KI.FRAMEWORK,
         KI.where(layer),

@@ -759,6 +759,35 @@ class ChannelPadding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class ChannelConv(layers.Layer):
+    """One filter slid along the channels, the same at every position (ECA-Net's attention):
+    each position's channels are a sequence for a Conv1D kernel of shape (kernel_size, 1, 1)."""
+
+    def __init__(self, kernel_size: int, use_bias: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = int(kernel_size)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(self.kernel_size, 1, 1))
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
+
+    def call(self, inputs):
+        rows = ops.reshape(inputs, (-1, inputs.shape[-1], 1))
+        outputs = ops.conv(rows, self.kernel, padding="same")
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return ops.reshape(outputs, ops.shape(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelReduce(layers.Layer):
     """The mean or the maximum over the channels at each position, the axis kept with size 1
     (PyTorch's ``x.mean(1, keepdim=True)`` / ``x.amax(1, keepdim=True)``)."""

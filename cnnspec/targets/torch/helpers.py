@@ -305,6 +305,24 @@ class ChannelShuffle(nn.Module):
         return f"groups={self.groups}"
 
 
+class ChannelConv(nn.Module):
+    """One filter slid along the channels, the same at every position (ECA-Net's attention):
+    each position's channels are a one-channel sequence for the filter of ``nn.Conv1d(1, 1, k)``."""
+
+    def __init__(self, kernel_size: int, bias: bool = False):
+        super().__init__()
+        conv = nn.Conv1d(1, 1, kernel_size, bias=bias)  # its weights, initialised as PyTorch does
+        self.weight, self.bias = conv.weight, conv.bias
+        self.padding = kernel_size // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = x.dim() - 1  # not -1: torch.onnx writes a negative movedim into Transpose's perm
+        channels_last = x.movedim(1, last)
+        rows = channels_last.reshape(-1, 1, x.shape[1])
+        rows = F.conv1d(rows, self.weight, self.bias, padding=self.padding)
+        return rows.reshape(channels_last.shape).movedim(last, 1)
+
+
 class ChannelLayerNorm(nn.Module):
     """Layer normalisation over the channels at each position of a channels-first tensor.
 
