@@ -943,3 +943,19 @@ class ChannelsAsSequence(nn.Module):
 def test_a_conv1d_of_two_filters_over_the_channels_is_refused_where_it_is():
     with pytest.raises(UnsupportedModel, match="Conv1d"):
         import_torch(ChannelsAsSequence().eval(), (3, 5, 5))
+
+
+@pytest.mark.frameworks
+def test_cnnspecs_own_channel_conv_module_reads_back():
+    spec = {
+        "cnnspec": 1,
+        "name": "eca",
+        "input": {"channels": 3, "size": [6, 5]},
+        "layers": [
+            {"type": "conv2d", "name": "conv", "filters": 8, "kernel_size": 3},
+            {"type": "channel_conv", "name": "eca", "kernel_size": 5, "bias": True},
+        ],
+    }
+    result = check_against_torch(cnnspec.build(spec, "torch"), (3, 6, 5))
+    eca = next(layer for layer in result.spec.layers if layer.type == "channel_conv")
+    assert (eca.kernel_size, eca.bias) == (5, True)

@@ -200,11 +200,21 @@ def torch_channel_view(ctx, node) -> bool:
     channels = vector_channels(ctx.builder, value.name, value.shape)
     if channels is None or _channel_count(tuple(out)) != channels:
         return False
-    # (C,) and (C, 1, 1) are how readers take a channel vector; (1, C) and (C, 1) are not
-    regular = out[0] == channels and len(out) != 2
-    if not regular and not all(_torch_reads_rows(ctx, user) for user in node.users):
+    from cnnspec.layers.elementwise import torch_gate_users_only
+
+    out = tuple(out)
+    if len(out) == 2:  # (1, C) or (C, 1): the sequence form, for the Conv1d and activations only
+        if not all(_torch_reads_rows(ctx, user) for user in node.users):
+            return False
+        ctx.values[node] = TI.Node(value.name, value.shape)
+    elif out == tuple(value.shape):  # back to the value's own form: anything reads it
+        ctx.alias(node, source)
+    elif node.users and torch_gate_users_only(
+        ctx, node
+    ):  # shaped for merges to broadcast (they read it as is)
+        ctx.values[node] = TI.Node(value.name, out)
+    else:
         return False
-    ctx.values[node] = TI.Node(value.name, tuple(out) if regular else value.shape)
     return True
 
 
@@ -248,11 +258,9 @@ def torch_conv1d_rows(ctx, node, module) -> bool:
 
 def _torch_channel_conv(ctx, node, module) -> None:
     """cnnspec's own ChannelConv helper."""
-    conv = module.conv
-    fields = {"bias": True} if conv.bias is not None else {}
-    ctx.add(
-        node, node.args[:1], layer_type="channel_conv", kernel_size=conv.kernel_size[0], **fields
-    )
+    fields = {"bias": True} if module.bias is not None else {}
+    kernel_size = module.weight.shape[-1]
+    ctx.add(node, node.args[:1], layer_type="channel_conv", kernel_size=kernel_size, **fields)
 
 
 def _torch_transpose(ctx, node) -> None:
@@ -321,16 +329,37 @@ def keras_conv1d_rows(ctx, layer, cfg, inputs, shapes) -> bool:
     return True
 
 
+#: Keras activation layers that may read a channel vector shaped as a sequence.
+_KERAS_ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "ELU", "Softmax"})
+
+
 def keras_channel_view(ctx, layer, inputs, shapes) -> bool:
     """A Reshape of a channel vector to another shape holding its C values on one axis
     (ECA-Net's ``Reshape((-1, 1))`` before its Conv1D, ``Reshape((1, 1, -1))`` after it): no
     layer, the value is its input's."""
     from cnnspec.importers import keras as KI
+    from cnnspec.layers.elementwise import KERAS_MERGES
 
     incoming = tuple(shapes[0][1:])
     out = tuple(KI._tensor_shape(ctx.output(layer))[1:])
     channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0], incoming))
     if channels is None or _channel_count(out) != channels:
+        return False
+    output = ctx.output(layer)
+    users = [
+        type(call.operation).__name__
+        for call in ctx.nodes.values()
+        if any(tensor is output for tensor in call.input_tensors)
+    ]
+    if out == (channels, 1):  # the sequence a Conv1D of one filter reads
+        readers = {"Conv1D", "Activation", "Reshape", *_KERAS_ACTIVATIONS}
+    elif incoming != (channels, 1):
+        return False  # a flat vector made a map is not a channel vector any more
+    elif out == (channels,):
+        readers = set(users)  # back to a flat vector: anything reads it
+    else:  # back, for a gate: the merges broadcast the flat vector the same way
+        readers = set(KERAS_MERGES)
+    if not users or not set(users) <= readers:
         return False
     ctx.builder.rewrite(
         layer.name,

@@ -375,8 +375,6 @@ def torch_broadcast_gate(ctx, node) -> bool:
     merge to broadcast it (``y.view(b, c, 1, 1)``, ``y.unsqueeze(-1)``, ``y.expand_as(x)``): the
     merges broadcast the flat gate itself, so the view computes nothing.  Anything but a merge
     reading it is left to the caller's refusal."""
-    import torch
-
     source = node.args[0]
     value = ctx.values.get(source) if TI.is_tensor(ctx, source) else None
     out = ctx.shape(node)
@@ -387,6 +385,16 @@ def torch_broadcast_gate(ctx, node) -> bool:
     expanded = node.target in ("expand", "expand_as")
     if out[0] != value.shape[0] or (not expanded and any(d != 1 for d in out[1:])):
         return False
+    if not torch_gate_users_only(ctx, node):
+        return False
+    ctx.alias(node, source)
+    return True
+
+
+def torch_gate_users_only(ctx, node) -> bool:
+    """Every reader of ``node`` is an element-wise merge or a further step making it broadcast."""
+    import torch
+
     merges = {
         function
         for function, claim in ctx.function_claims.items()
@@ -399,7 +407,6 @@ def torch_broadcast_gate(ctx, node) -> bool:
         merge = merge or (user.op == "call_method" and user.target in ("add", "mul", "sub"))
         if not (step or merge):
             return False
-    ctx.alias(node, source)
     return True
 
 
