@@ -101,6 +101,7 @@ SPATIAL_KINDS = [
     "pixel_shuffle",
     "pixel_unshuffle",
     "channel_pad",
+    "channel_conv",
     "crop",
     "pad",
     "layer_scale",
@@ -141,7 +142,7 @@ HANDWRITTEN_TYPES = frozenset(
     "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
     # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
     "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice pixel_shuffle "
-    "pixel_unshuffle channel_pad "
+    "pixel_unshuffle channel_pad channel_conv "
     "crop1d crop2d crop3d "
     "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
     "subtract maximum minimum average".split()
@@ -606,6 +607,11 @@ def _channel_pad(draw, builder: _Builder) -> dict:
     return {"type": "channel_pad", "before": before, "after": draw(st.integers(0 if before else 1, 2))}
 
 
+def _channel_conv(draw, builder: _Builder) -> dict:
+    layer = {"type": "channel_conv", "kernel_size": draw(st.sampled_from([1, 3, 5]))}
+    return {**layer, "bias": True} if draw(st.booleans()) else layer
+
+
 def _channel_slice(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
     start = draw(st.integers(0, channels - 1))
@@ -687,6 +693,7 @@ CATALOG_SINGLES = {
     "pixel_shuffle": _pixel_shuffle,
     "pixel_unshuffle": _pixel_unshuffle,
     "channel_pad": _channel_pad,
+    "channel_conv": _channel_conv,
     "crop": _crop,
     "pad": _pad,
     "layer_scale": lambda draw, builder: {

@@ -455,3 +455,46 @@ def test_a_6d_reshape_that_cuts_the_axes_elsewhere_is_not_an_unshuffle():
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     with pytest.raises(UnsupportedModel, match="Reshape"):
         import_onnx(proto)
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+@pytest.mark.parametrize("factory", [S.EcaLayer, S.TimmEca, S.PermuteEca], ids=["eca_layer", "timm", "permute"])
+def test_eca_exports_import_as_channel_conv(factory, dynamo):
+    """torch.onnx's export of ECA-Net's Conv1d over the pooled channels (Squeeze, Transpose,
+    Conv, Transpose, Unsqueeze; or Reshape, Conv, Sigmoid, Reshape): channel_conv, compared with
+    onnxruntime on the file."""
+    module = factory().eval()
+    randomize(module, 0)
+    buffer = io.BytesIO()
+    with quiet_warnings():
+        torch.onnx.export(module, (torch.zeros(2, 3, 9, 7),), buffer, dynamo=dynamo, input_names=["input"])
+    proto = onnx.load_from_string(buffer.getvalue())
+    spec = check(proto, np.random.default_rng(6).standard_normal((2, 3, 9, 7)).astype(np.float32))
+    assert [layer.type for layer in spec.layers].count("channel_conv") == 1
+
+
+@pytest.mark.onnx
+def test_a_conv_over_lines_that_are_not_one_positions_channels_is_not_a_channel_conv():
+    """Reshape (N, C, H, W) to (N, 1, C·H·W) cuts lines across positions: a Conv of one filter
+    along it is not channel_conv (refused, never misread)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "line_shape"], ["line"]),
+            helper.make_node("Conv", ["line", "w"], ["slid"], pads=[1, 1]),
+            helper.make_node("Reshape", ["slid", "map_shape"], ["y"]),
+        ],
+        "lines",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])],
+        [
+            numpy_helper.from_array(np.array([1, 1, 36], np.int64), "line_shape"),
+            numpy_helper.from_array(np.array([1, 4, 3, 3], np.int64), "map_shape"),
+            numpy_helper.from_array(np.ones((1, 1, 3), np.float32), "w"),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    with pytest.raises(UnsupportedModel):
+        import_onnx(proto)

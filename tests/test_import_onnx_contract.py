@@ -43,8 +43,6 @@ NOT_IMPORTED = {
     "resize-3",
     "resize-6",
     "resize-8",
-    # not read yet: a Conv over the channels (Transpose, Reshape to rows of channels, Conv, back)
-    *(f"channel_conv-{number}" for number in range(4)),
 }
 
 #: What a type's export reads back as when not as itself (exact: the computation is the same).
@@ -131,7 +129,6 @@ NOT_IMPORTED_TF2ONNX = {
     "pad2d-1",
     "pad3d-5",
     *(f"resize-{number}" for number in (1, 2, 4, 5, 6, 7, 8, 9)),
-    *(f"channel_conv-{number}" for number in range(4)),  # as above
 }
 
 

@@ -39,7 +39,6 @@ ONNX_UNREAD = {
     "identity",
     "normalize",
     "stochastic_depth",
-    "channel_conv",  # not read from ONNX yet (pinned in test_import_onnx_contract too)
 }
 
 # Names an importer module may still spell although a definition claims them: plumbing, not recognition.

@@ -398,6 +398,10 @@ def _transpose(ctx, node, attrs):
     elif perm == to_last and value.layout == FIRST:
         ctx.alias(node, node.input[0], LAST)
     else:
+        from cnnspec.layers.channel_conv import onnx_channel_conv
+
+        if onnx_channel_conv(ctx, node):
+            return
         raise refuse(
             FRAMEWORK,
             where(node),
@@ -436,10 +440,14 @@ def _lift(ctx, node, attrs) -> bool:
 
 
 def _squeeze(ctx, node, attrs):
+    from cnnspec.layers.channel_conv import onnx_channel_conv
+
     value = ctx.value(node.input[0])
     axes = _axes_input(ctx, node, attrs)
     rank = len(ctx.shapes.get(node.input[0]) or ())
     if value.lifted is None or axes is None or [a % max(rank, 1) for a in axes] != [value.lifted]:
+        if onnx_channel_conv(ctx, node):
+            return
         raise refuse(
             FRAMEWORK,
             where(node),
@@ -476,10 +484,12 @@ def unlifted(ctx, node, attrs: dict, source: str) -> tuple[dict, int | None]:
 
 
 def _unsqueeze(ctx, node, attrs):
+    from cnnspec.layers.channel_conv import onnx_channel_conv
     from cnnspec.layers.pixel_shuffle import onnx_rearrangement
 
     if (
-        not expand_gate(ctx, node)
+        not onnx_channel_conv(ctx, node)
+        and not expand_gate(ctx, node)
         and not _lift(ctx, node, attrs)
         and not onnx_rearrangement(ctx, node)
     ):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, ParamTensor, fmt_count
+from cnnspec.importers import onnx as OI
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import Flag, LayerBase, Positive
 from cnnspec.targets.keras import code as K
@@ -367,4 +368,201 @@ def keras_channel_view(ctx, layer, inputs, shapes) -> bool:
         "nothing: the same values in the same order",
     )
     ctx.names[id(ctx.output(layer))] = inputs[0]
+    return True
+
+
+# -- what the importers read as this type (ONNX: a Conv over rows of channels) ----------------
+
+#: The ops that only move a tensor's values.
+_ONNX_MOVES = frozenset({"Reshape", "Transpose", "Unsqueeze", "Squeeze"})
+
+
+def _onnx_filter(ctx, conv) -> tuple[int, Any, int | None] | None:
+    """(k, bias, axis) of a Conv of one filter that slides along one spatial axis alone (the
+    kernel 1 on every other), zero-padded k // 2 on both sides, stride and dilation 1; ``axis``
+    is the tensor axis it slides along (None for a one-tap filter); None otherwise."""
+    import numpy as np
+
+    weight = ctx.constants.get(conv.input[1]) if len(conv.input) > 1 else None
+    if weight is None or weight.ndim < 3 or weight.shape[:2] != (1, 1):
+        return None
+    rank = weight.ndim - 2
+    long_axes = [axis for axis in range(2, weight.ndim) if weight.shape[axis] != 1]
+    if len(long_axes) > 1:
+        return None
+    axis = long_axes[0] if long_axes else None
+    k = int(weight.shape[axis]) if axis is not None else 1
+    attrs = OI.attributes(conv)
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    wanted = [k // 2 if a + 2 == axis else 0 for a in range(rank)] * 2
+    if (
+        k % 2 == 0
+        or attrs.get("group", 1) != 1
+        or any(s != 1 for s in attrs.get("strides", [1] * rank))
+        or any(d != 1 for d in attrs.get("dilations", [1] * rank))
+        or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+        or pads != wanted
+    ):
+        return None
+    bias = ctx.constants.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    if len(conv.input) > 2 and conv.input[2] and bias is None:
+        return None
+    return k, None if bias is None else np.asarray(bias, np.float32).reshape(1), axis
+
+
+def _run_moves(ctx, chain, values):
+    """``values`` through the chain's moves; a Reshape whose target is computed at run time
+    takes the shape inference found for its output (the probe's batch where that is open)."""
+    from cnnspec.layers.pixel_shuffle import _run_moves as run_static
+
+    for node in chain:
+        if node.op_type == "Reshape" and OI.static_ints(ctx, node.input[1]) is None:
+            out = ctx.shapes.get(node.output[0])
+            if not out or None in out[1:]:
+                raise ValueError("a shape computed at run time")
+            values = values.reshape([-1 if d is None else d for d in out])
+        else:
+            values = run_static(ctx, [node], values)
+    return values
+
+
+def _restored_layout(moved, cells, layout: str) -> str | None:
+    """The layout in which ``moved`` holds ``cells`` again: ``layout`` when it is the same
+    array; for a channel vector (C values a sample) any shape with them in order on one axis
+    (of the source's rank: channels first or last; of another: expanded, for element-wise
+    layers and merges); None when the values are elsewhere."""
+    import numpy as np
+
+    if moved.shape == cells.shape and np.array_equal(moved, cells):
+        return layout
+    channels = cells.shape[-1 if layout == OI.LAST else 1]
+    shape = moved.shape[1:]
+    if (
+        cells[0].size != channels
+        or moved.shape[0] != cells.shape[0]
+        or _channel_count(shape) != channels
+        or not np.array_equal(moved.reshape(-1), cells.reshape(-1))
+    ):
+        return None
+    if len(shape) != cells.ndim - 1:  # another rank: shaped for element-wise layers to read
+        return OI.EXPANDED
+    if len(shape) == 1:
+        return OI.FLAT
+    return OI.FIRST if shape[0] == channels else OI.LAST
+
+
+def _lines_hold_positions(lines, cells, channel_axis: int, axis: int | None) -> bool:
+    """Every line of ``lines`` along ``axis`` (the Conv's input: one channel on axis 1) holds
+    one position's channels of ``cells`` in order (``axis`` None: the axis as long as them)."""
+    import numpy as np
+
+    channels = cells.shape[channel_axis]
+    if axis is None:  # a one-tap filter slides along the axis as long as the channels
+        axis = next((a for a in range(2, lines.ndim) if lines.shape[a] == channels), None)
+    if axis is None or lines.ndim < 3 or lines.shape[1] != 1 or lines.shape[axis] != channels:
+        return False
+    by_position = np.moveaxis(cells, channel_axis, -1).reshape(-1, channels)
+    read = np.moveaxis(lines[:, 0], axis - 1, -1).reshape(-1, channels)
+    row_of = np.full(cells.size, -1)
+    row_of[by_position[:, 0]] = np.arange(len(by_position))
+    rows = row_of[read[:, 0]]
+    return (
+        len(read) == len(by_position)
+        and bool((rows >= 0).all())
+        and np.array_equal(read, by_position[rows])
+    )
+
+
+def _moves_back(ctx, conv, lines, cells, layout: str, bias_free: bool):
+    """(nodes, layout, offset): the moves after the Conv (and a one-value bias added on the way
+    when the Conv has none) as far as they put every value back where it came from, the
+    longest such run; the layout the values are in there (None: never back); the bias added."""
+    back: list = []
+    moved, offset = lines, None
+    found: tuple[list, str | None, Any] = ([], _restored_layout(lines, cells, layout), None)
+    after = ctx.only_user(conv.output[0])
+    while after is not None and len(back) < 6:
+        if after.op_type in _ONNX_MOVES:
+            moved = _run_moves(ctx, [after], moved)
+        elif bias_free and offset is None and _onnx_one_value(ctx, after) is not None:
+            offset = _onnx_one_value(ctx, after)
+        else:
+            break
+        back.append(after)
+        restored = _restored_layout(moved, cells, layout)
+        if restored is not None:
+            found = (list(back), restored, offset)
+        after = ctx.only_user(after.output[0])
+    return found
+
+
+def _onnx_one_value(ctx, node):
+    """The constant of ``x + b`` with one value b (a bias added after a Conv), else None."""
+    import numpy as np
+
+    if node.op_type != "Add":
+        return None
+    constant = [name for name in node.input if name in ctx.constants]
+    if len(constant) != 1 or np.asarray(ctx.constants[constant[0]]).size != 1:
+        return None
+    return np.asarray(ctx.constants[constant[0]], np.float32).reshape(1)
+
+
+def _moves_from(ctx, name: str) -> list:
+    """The chain of value-moving nodes reading ``name``, each the only reader of the last."""
+    chain: list = []
+    current = ctx.only_user(name)
+    while current is not None and current.op_type in _ONNX_MOVES and len(chain) < 6:
+        chain.append(current)
+        current = ctx.only_user(current.output[0])
+    return chain
+
+
+def onnx_channel_conv(ctx, node) -> bool:
+    """Moves that make each position's channels a line of one channel (torch.onnx's export of
+    ECA-Net's ``conv(y.squeeze(-1).transpose(-1, -2))``, of ``x.view(n, 1, -1)``, of cnnspec's own
+    helper, cnnspec's own Unsqueeze), a Conv of one filter (1, 1, k) along those lines, and
+    moves back: channel_conv.  The moves are read by what they do to a map of numbered cells:
+    every line the Conv slides along must hold one position's channels in order, and the moves
+    after it must put every value back where it came from.  A channel vector (all spatial sizes
+    1, or flat) may stay in its line form for element-wise layers (the gate made broadcastable
+    later)."""
+    import numpy as np
+
+    source = node.input[0]
+    value = ctx.values.get(source)
+    shape = ctx.shapes.get(source)
+    if value is None or value.layout not in (OI.FIRST, OI.LAST, OI.FLAT) or not shape:
+        return False
+    if None in shape[1:] or (value.layout == OI.FLAT and value.flattened_last):
+        return False
+    chain = [node, *_moves_from(ctx, node.output[0])]
+    conv = ctx.only_user(chain[-1].output[0])
+    if conv is None or conv.op_type != "Conv":
+        return False
+    found = _onnx_filter(ctx, conv)
+    if found is None:
+        return False
+    k, bias, axis = found
+    channel_axis = len(shape) - 1 if value.layout == OI.LAST else 1
+    probe_shape = (shape[0] or 2, *shape[1:])  # the batch matters: a line must not cross samples
+    cells = np.arange(math.prod(probe_shape)).reshape(probe_shape)
+    try:
+        lines = _run_moves(ctx, chain, cells)
+        if not _lines_hold_positions(lines, cells, channel_axis, axis):
+            return False
+        taken, layout, offset = _moves_back(ctx, conv, lines, cells, value.layout, bias is None)
+    except (ValueError, TypeError):
+        return False
+    if layout is None:
+        return False
+    if offset is not None:
+        bias = offset
+    output = taken[-1].output[0] if taken else conv.output[0]
+    tensors = {"kernel": np.asarray(ctx.constants[conv.input[1]], np.float32).reshape(1, 1, k)}
+    fields: dict[str, Any] = {"kernel_size": k}
+    if bias is not None:
+        tensors["bias"], fields["bias"] = bias, True
+    ctx.add(conv, "channel_conv", [source], layout, tensors, output=output, **fields)
+    ctx.consumed.update(n.output[0] for n in [*chain, conv, *taken])
     return True

@@ -297,13 +297,15 @@ def _onnx_flatten_like(ctx, node, attrs):
             OI.FRAMEWORK, OI.where(node), f"Flatten(axis={attrs.get('axis')})", "Flatten(axis=1)"
         )
     out_shape = ctx.shapes.get(node.output[0])
+    from cnnspec.layers.channel_conv import onnx_channel_conv
     from cnnspec.layers.channel_ops import onnx_channel_shuffle_chain
     from cnnspec.layers.dense import onnx_tensordot
     from cnnspec.layers.group_norm import onnx_group_norm_chain
     from cnnspec.layers.pixel_shuffle import onnx_pixel_shuffle_chain, onnx_rearrangement
 
     if node.op_type == "Reshape" and (
-        onnx_group_norm_chain(ctx, node)
+        onnx_channel_conv(ctx, node)
+        or onnx_group_norm_chain(ctx, node)
         or onnx_channel_shuffle_chain(ctx, node)
         or onnx_pixel_shuffle_chain(ctx, node)
         or onnx_rearrangement(ctx, node)
@@ -349,5 +351,13 @@ REGISTRY.reads(
     "Flatten",
     "Reshape",
     by="flatten",
-    produces=("flatten", "group_norm", "channel_shuffle", "conv1d", "conv2d", "conv3d"),
+    produces=(
+        "flatten",
+        "group_norm",
+        "channel_shuffle",
+        "channel_conv",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+    ),
 )(_onnx_flatten_like)
