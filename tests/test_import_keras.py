@@ -694,3 +694,13 @@ def test_keras_eca_conv1d_over_the_channels_is_channel_conv(activation_inline):
         "multiply",
         "global_max_pool",
     ]
+
+
+@pytest.mark.frameworks
+def test_a_conv1d_of_one_filter_on_a_one_channel_sequence_stays_a_conv1d():
+    """A 1-D map of one channel is (L, 1) in Keras, the shape of ECA's channels made a
+    sequence: without a channel vector before it, it is an ordinary conv1d (found by the fuzzer)."""
+    inputs = keras.Input((3, 1))
+    outputs = L.Flatten()(L.Conv1D(1, 1, padding="same")(inputs))
+    result = check_against_keras(keras.Model(inputs, outputs))
+    assert [layer.type for layer in result.spec.layers] == ["conv1d", "flatten"]

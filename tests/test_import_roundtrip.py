@@ -94,13 +94,18 @@ def meaning(spec, input_size=None) -> list[tuple]:
         if fields.get("activation") == "linear":  # the spec's two spellings of "no activation"
             fields["activation"] = None
         for key, value in fields.items():  # one value per dim, all equal, is the short form
+            numbers = (
+                [n for pair in value for n in pair]
+                if isinstance(value, list) and all(isinstance(v, list) for v in value)
+                else value
+            )  # [[0, 0]] (a (before, after) pair per dim) is 0 too
             if (
-                isinstance(value, list)
-                and value
-                and all(isinstance(v, int) for v in value)
-                and len(set(value)) == 1
+                isinstance(numbers, list)
+                and numbers
+                and all(isinstance(v, int) for v in numbers)
+                and len(set(numbers)) == 1
             ):
-                fields[key] = value[0]
+                fields[key] = numbers[0]
         if _is_tiling_pool(
             kind, layer
         ):  # one spelling of non-overlapping windows that tile the input

@@ -145,12 +145,14 @@ def _channel_count(shape) -> int | None:
     return longest if longest > 1 and math.prod(shape) == longest else None
 
 
-def vector_channels(builder, name: str, shape) -> int | None:
+def vector_channels(builder, name: str, shape, channels_last: bool = False) -> int | None:
     """C when the spec value ``name`` (of framework shape ``shape``) is a channel vector: shaped
-    (C,) or (C, 1, ..., 1), or a channel_conv's output (or an activation of one) still shaped as
-    the one-channel sequence the frameworks' Conv1d reads."""
-    if shape and shape[0] > 1 and all(d == 1 for d in shape[1:]):
-        return shape[0]
+    (C,) or (C, 1, ..., 1) ((1, ..., 1, C) in Keras), or a channel_conv's output (or an
+    activation of one) still shaped as the one-channel sequence the frameworks' Conv1d reads."""
+    if shape:
+        channels, others = (shape[-1], shape[:-1]) if channels_last else (shape[0], shape[1:])
+        if channels > 1 and all(d == 1 for d in others):
+            return channels
     index = {layer["name"]: number for number, layer in enumerate(builder.layers)}
     while name in index:
         number = index[name]
@@ -303,7 +305,7 @@ def keras_conv1d_rows(ctx, layer, cfg, inputs, shapes) -> bool:
     shape = tuple(shapes[0][1:])
     if len(shape) != 2 or shape[1] != 1 or type(layer).__name__ != "Conv1D":
         return False
-    channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0]))
+    channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0]), True)
     if channels is None or channels != shape[0]:
         return False
     (k,) = cfg["kernel_size"]
@@ -343,7 +345,7 @@ def keras_channel_view(ctx, layer, inputs, shapes) -> bool:
 
     incoming = tuple(shapes[0][1:])
     out = tuple(KI._tensor_shape(ctx.output(layer))[1:])
-    channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0], incoming))
+    channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0], incoming), True)
     if channels is None or _channel_count(out) != channels:
         return False
     output = ctx.output(layer)
