@@ -704,3 +704,31 @@ def test_a_conv1d_of_one_filter_on_a_one_channel_sequence_stays_a_conv1d():
     outputs = L.Flatten()(L.Conv1D(1, 1, padding="same")(inputs))
     result = check_against_keras(keras.Model(inputs, outputs))
     assert [layer.type for layer in result.spec.layers] == ["conv1d", "flatten"]
+
+
+def _keras_eca_ops():
+    """ECA with keras.ops.expand_dims / squeeze around the Conv1D."""
+    inputs = keras.Input((9, 7, 3))
+    x = L.Conv2D(10, 3, padding="same", activation="relu")(inputs)
+    y = keras.ops.expand_dims(L.GlobalAveragePooling2D()(x), -1)
+    y = keras.ops.squeeze(L.Conv1D(1, 3, padding="same", use_bias=False)(y), -1)
+    y = L.Reshape((1, 1, 10))(L.Activation("sigmoid")(y))
+    return keras.Model(inputs, L.GlobalMaxPooling2D()(L.Multiply()([x, y])))
+
+
+def _keras_eca_keepdims():
+    """ECA from a keepdims pooling, its gate activated after the Reshape back."""
+    inputs = keras.Input((9, 7, 3))
+    x = L.Conv2D(10, 3, padding="same", activation="relu")(inputs)
+    y = L.Reshape((10, 1))(L.GlobalAveragePooling2D(keepdims=True)(x))
+    y = L.Reshape((1, 1, 10))(L.Conv1D(1, 5, padding="same", use_bias=False)(y))
+    y = L.Activation("hard_sigmoid")(y)
+    return keras.Model(inputs, L.GlobalMaxPooling2D()(L.Multiply()([x, y])))
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("factory", [_keras_eca_ops, _keras_eca_keepdims], ids=["ops", "keepdims"])
+def test_keras_eca_spellings_are_channel_conv(factory):
+    result = check_against_keras(factory())
+    assert [layer.type for layer in result.spec.layers].count("channel_conv") == 1
+    assert not {"conv1d", "reshape"} & {layer.type for layer in result.spec.layers}

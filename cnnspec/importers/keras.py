@@ -379,9 +379,13 @@ def import_keras(model_or_path) -> ImportResult:
                     "is a raw op cnnspec does not read",
                     "+, -, * on tensors or by a number",
                 )
+            count = len(ctx.builder.layers)
             operation(ctx, layer, node, inputs)
-            ctx.names[id(ctx.output(layer))] = ctx.builder.layers[-1]["name"]
-            ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(ctx.output(layer))[1:]
+            output = ctx.output(layer)
+            if id(output) not in ctx.names:  # an op that computes nothing names its input
+                ctx.names[id(output)] = ctx.builder.layers[-1]["name"]
+            if len(ctx.builder.layers) > count:
+                ctx.shapes[ctx.builder.layers[-1]["name"]] = _tensor_shape(output)[1:]
             continue
         cfg = layer.get_config()
         handler = readers.get(type(layer).__name__)

@@ -336,10 +336,10 @@ def keras_conv1d_rows(ctx, layer, cfg, inputs, shapes) -> bool:
 _KERAS_ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "ELU", "Softmax"})
 
 
-def keras_channel_view(ctx, layer, inputs, shapes) -> bool:
-    """A Reshape of a channel vector to another shape holding its C values on one axis
-    (ECA-Net's ``Reshape((-1, 1))`` before its Conv1D, ``Reshape((1, 1, -1))`` after it): no
-    layer, the value is its input's."""
+def keras_channel_view(ctx, layer, inputs, shapes, what: str = "Reshape") -> bool:
+    """A Reshape (or ``ops.expand_dims`` / ``ops.squeeze``) of a channel vector to another
+    shape holding its C values on one axis (ECA-Net's ``Reshape((-1, 1))`` before its Conv1D,
+    ``Reshape((1, 1, -1))`` after it): no layer, the value is its input's."""
     from cnnspec.importers import keras as KI
     from cnnspec.layers.elementwise import KERAS_MERGES
 
@@ -354,23 +354,58 @@ def keras_channel_view(ctx, layer, inputs, shapes) -> bool:
         for call in ctx.nodes.values()
         if any(tensor is output for tensor in call.input_tensors)
     ]
+    steps = {"Reshape", "ExpandDims", "Squeeze", "Activation", *_KERAS_ACTIVATIONS}
     if out == (channels, 1):  # the sequence a Conv1D of one filter reads
-        readers = {"Conv1D", "Activation", "Reshape", *_KERAS_ACTIVATIONS}
-    elif incoming != (channels, 1):
+        readers = {"Conv1D", *steps}
+    elif out == _keras_vector_form(ctx, inputs[0]):  # the vector's own shape again
+        readers = set(users)
+    elif incoming == (channels, 1):  # shaped for a gate: merges broadcast the vector as it is
+        readers = {*KERAS_MERGES, *steps}
+    else:
         return False  # a flat vector made a map is not a channel vector any more
-    elif out == (channels,):
-        readers = set(users)  # back to a flat vector: anything reads it
-    else:  # back, for a gate: the merges broadcast the flat vector the same way
-        readers = set(KERAS_MERGES)
     if not users or not set(users) <= readers:
         return False
     ctx.builder.rewrite(
         layer.name,
-        f"Reshape{out} of a vector of {channels} channels",
+        f"{what}{out} of a vector of {channels} channels",
         "nothing: the same values in the same order",
     )
     ctx.names[id(ctx.output(layer))] = inputs[0]
     return True
+
+
+def _keras_vector_form(ctx, name: str) -> tuple | None:
+    """The Keras shape of the channel vector a channel_conv (and activations after it) started
+    from: (C,) or (1, ..., 1, C)."""
+    index = {layer["name"]: number for number, layer in enumerate(ctx.builder.layers)}
+    while name in index:
+        number = index[name]
+        layer = ctx.builder.layers[number]
+        if layer["type"] != "channel_conv" and REGISTRY.family_of(layer["type"]) != "activation":
+            break
+        previous = ctx.builder.layers[number - 1]["name"] if number else "input"
+        name = layer.get("inputs", [previous])[0]
+    return ctx.shapes.get(name)
+
+
+def _read_keras_view_op(ctx, layer, node, inputs) -> None:
+    from cnnspec.importers import keras as KI
+    from cnnspec.importers.common import refuse
+
+    shapes = [KI._tensor_shape(tensor) for tensor in node.input_tensors]
+    if not keras_channel_view(ctx, layer, inputs, shapes, type(layer).__name__):
+        raise refuse(
+            KI.FRAMEWORK,
+            f"'{layer.name}' ({type(layer).__name__} op)",
+            f"of a {list(shapes[0][1:])} tensor",
+            "cnnspec reads ops.expand_dims / ops.squeeze only of a channel vector made a "
+            "sequence for a Conv1D over the channels (ECA-Net) and back",
+        )
+
+
+REGISTRY.reads("keras_op", "ExpandDims", "Squeeze", by="channel_conv", produces=())(
+    _read_keras_view_op
+)
 
 
 # -- what the importers read as this type (ONNX: a Conv over rows of channels) ----------------
