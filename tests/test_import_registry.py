@@ -44,6 +44,8 @@ ONNX_UNREAD = {
 # Names an importer module may still spell although a definition claims them: plumbing, not recognition.
 PLUMBING = {
     ("onnx.py", "Reshape"): "a Reshape's shape input is not data (_shape_only_nodes)",
+    ("onnx.py", "Squeeze"): "ONNX's Squeeze, a move the walk dispatches (_PLUMBING); Keras' op of "
+    "that name is claimed by channel_conv",
     **{
         (
             "torch.py",
