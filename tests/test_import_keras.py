@@ -732,3 +732,20 @@ def test_keras_eca_spellings_are_channel_conv(factory):
     result = check_against_keras(factory())
     assert [layer.type for layer in result.spec.layers].count("channel_conv") == 1
     assert not {"conv1d", "reshape"} & {layer.type for layer in result.spec.layers}
+
+
+@pytest.mark.frameworks
+def test_a_gate_made_broadcastable_with_ops_expand_dims_is_the_merge_gate():
+    inputs = keras.Input((9, 7, 3))
+    x = L.Conv2D(12, 3, padding="same", activation="relu")(inputs)
+    y = L.Dense(12, activation="sigmoid")(L.Dense(4, activation="relu")(L.GlobalAveragePooling2D()(x)))
+    y = keras.ops.expand_dims(keras.ops.expand_dims(y, 1), 1)
+    result = check_against_keras(keras.Model(inputs, L.GlobalMaxPooling2D()(L.Multiply()([x, y]))))
+    assert [layer.type for layer in result.spec.layers][-3:] == ["dense", "multiply", "global_max_pool"]
+
+    # the same vector made (1, 1, C) for a convolution is not a gate
+    inputs = keras.Input((9, 7, 3))
+    y = L.Dense(12)(L.GlobalAveragePooling2D()(inputs))
+    y = keras.ops.expand_dims(keras.ops.expand_dims(y, 1), 1)
+    message = refused(keras.Model(inputs, L.Conv2D(4, 1)(y)))
+    assert "ExpandDims op" in message and "[1, 12]" in message

@@ -339,7 +339,8 @@ _KERAS_ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "ELU", "Softmax"})
 def keras_channel_view(ctx, layer, inputs, shapes, what: str = "Reshape") -> bool:
     """A Reshape (or ``ops.expand_dims`` / ``ops.squeeze``) of a channel vector to another
     shape holding its C values on one axis (ECA-Net's ``Reshape((-1, 1))`` before its Conv1D,
-    ``Reshape((1, 1, -1))`` after it): no layer, the value is its input's."""
+    ``Reshape((1, 1, -1))`` after it; a squeeze-excite gate made (1, 1, C) with
+    ``ops.expand_dims`` for a Multiply): no layer, the value is its input's."""
     from cnnspec.importers import keras as KI
     from cnnspec.layers.elementwise import KERAS_MERGES
 
@@ -359,10 +360,8 @@ def keras_channel_view(ctx, layer, inputs, shapes, what: str = "Reshape") -> boo
         readers = {"Conv1D", *steps}
     elif out == _keras_vector_form(ctx, inputs[0]):  # the vector's own shape again
         readers = set(users)
-    elif incoming == (channels, 1):  # shaped for a gate: merges broadcast the vector as it is
-        readers = {*KERAS_MERGES, *steps}
-    else:
-        return False  # a flat vector made a map is not a channel vector any more
+    else:  # shaped for a gate: merges broadcast the vector as it is
+        readers = {*KERAS_MERGES, *steps}  # (a flat vector made a map for a conv is refused)
     if not users or not set(users) <= readers:
         return False
     ctx.builder.rewrite(
@@ -398,8 +397,9 @@ def _read_keras_view_op(ctx, layer, node, inputs) -> None:
             KI.FRAMEWORK,
             f"'{layer.name}' ({type(layer).__name__} op)",
             f"of a {list(shapes[0][1:])} tensor",
-            "cnnspec reads ops.expand_dims / ops.squeeze only of a channel vector made a "
-            "sequence for a Conv1D over the channels (ECA-Net) and back",
+            "cnnspec reads ops.expand_dims / ops.squeeze only of a channel vector: made a "
+            "sequence for a Conv1D over the channels (ECA-Net) and back, or made (1, 1, C) for "
+            "a Multiply (a squeeze-excite gate)",
         )
 
 
