@@ -379,5 +379,5 @@ def test_e_channel_conv_with_its_taps_reversed_fails_at_the_channel_conv():
 
 def test_channel_conv_of_an_even_kernel_is_refused_with_both_paddings_named():
     spec = {**ECA_SPEC, "layers": [*ECA_SPEC["layers"][:2], {"type": "channel_conv", "kernel_size": 4}]}
-    with pytest.raises(cnnspec.SpecError, match="even.*PyTorch pads 1 \\+ 1.*Keras' 'same' pads 1 and 2"):
+    with pytest.raises(cnnspec.SpecError, match="even.*pads 1 \\+ 1 channels and loses one, Keras' 'same' pads 1 and 2"):
         cnnspec.resolve(spec)

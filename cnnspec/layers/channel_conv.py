@@ -60,8 +60,9 @@ class ChannelConvDefinition(LayerDefinition):
         if k % 2 == 0:
             ctx.fail(
                 index,
-                f"kernel_size {k} is even: PyTorch pads {k // 2 - 1} + 1 channels where Keras' "
-                f"'same' pads {k // 2 - 1} and {k // 2}, and the output loses a channel",
+                f"kernel_size {k} is even: PyTorch's padding (k - 1) // 2 pads {(k - 1) // 2} + "
+                f"{(k - 1) // 2} channels and loses one, Keras' 'same' pads {(k - 1) // 2} and "
+                f"{k // 2}",
                 "kernel_size",
                 hint=f"use an odd kernel_size ({k - 1} or {k + 1}); ECA-Net rounds k up to odd",
             )
