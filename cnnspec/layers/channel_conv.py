@@ -154,17 +154,26 @@ def vector_channels(builder, name: str, shape, channels_last: bool = False) -> i
         channels, others = (shape[-1], shape[:-1]) if channels_last else (shape[0], shape[1:])
         if channels > 1 and all(d == 1 for d in others):
             return channels
+    _, passed_channel_conv = _vector_origin(builder, name)
+    return _channel_count(tuple(shape)) if passed_channel_conv else None
+
+
+def _vector_origin(builder, name: str) -> tuple[str, bool]:
+    """Back from the spec value ``name`` through channel_conv layers and activations: the first
+    value that is neither (where the channel vector started), and whether a channel_conv was
+    passed on the way."""
     index = {layer["name"]: number for number, layer in enumerate(builder.layers)}
+    passed_channel_conv = False
     while name in index:
         number = index[name]
         layer = builder.layers[number]
         if layer["type"] == "channel_conv":
-            return _channel_count(tuple(shape))
-        if REGISTRY.family_of(layer["type"]) != "activation":
-            return None
+            passed_channel_conv = True
+        elif REGISTRY.family_of(layer["type"]) != "activation":
+            break
         previous = builder.layers[number - 1]["name"] if number else "input"
         name = layer.get("inputs", [previous])[0]
-    return None
+    return name, passed_channel_conv
 
 
 def _torch_reads_rows(ctx, user) -> bool:
@@ -213,10 +222,8 @@ def torch_channel_view(ctx, node) -> bool:
         ctx.values[node] = TI.Node(value.name, value.shape)
     elif out == tuple(value.shape):  # back to the value's own form: anything reads it
         ctx.alias(node, source)
-    elif node.users and torch_gate_users_only(
-        ctx, node
-    ):  # shaped for merges to broadcast (they read it as is)
-        ctx.values[node] = TI.Node(value.name, out)
+    elif node.users and torch_gate_users_only(ctx, node):
+        ctx.values[node] = TI.Node(value.name, out)  # shaped for merges, which read it as is
     else:
         return False
     return True
@@ -377,15 +384,7 @@ def keras_channel_view(ctx, layer, inputs, shapes, what: str = "Reshape") -> boo
 def _keras_vector_form(ctx, name: str) -> tuple | None:
     """The Keras shape of the channel vector a channel_conv (and activations after it) started
     from: (C,) or (1, ..., 1, C)."""
-    index = {layer["name"]: number for number, layer in enumerate(ctx.builder.layers)}
-    while name in index:
-        number = index[name]
-        layer = ctx.builder.layers[number]
-        if layer["type"] != "channel_conv" and REGISTRY.family_of(layer["type"]) != "activation":
-            break
-        previous = ctx.builder.layers[number - 1]["name"] if number else "input"
-        name = layer.get("inputs", [previous])[0]
-    return ctx.shapes.get(name)
+    return ctx.shapes.get(_vector_origin(ctx.builder, name)[0])
 
 
 def _read_keras_view_op(ctx, layer, node, inputs) -> None:
