@@ -438,3 +438,20 @@ class PermuteEca(nn.Module):
         y = self.pool(x).squeeze(-1).permute(0, 2, 1)
         y = self.eca(y).permute(0, 2, 1).unsqueeze(-1).sigmoid()
         return x * y
+
+
+class AuxHeadNet(nn.Module):
+    """GoogLeNet's / Inception v3's pattern: an auxiliary classifier called only in training."""
+
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.aux = nn.Sequential(nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes))
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        aux = self.aux(x) if self.training else None
+        x = self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return (x, aux) if self.training else x

@@ -5,6 +5,7 @@ Untraceable and unsupported code is refused with the module path / node and its 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -247,6 +248,24 @@ def test_a_converted_squeeze_excite_reads_every_layer_at_its_own_output(tmp_path
     assert conversion.ok and all(layer.ok and not layer.misaligned for layer in layers)
     # the sigmoid is read at its (N, 16) output, not at the (N, 16, 12, 12) expand of it
     assert any(layer.name == "se_fc_3" and layer.shape_ok for layer in layers)
+
+
+@pytest.mark.frameworks
+@pytest.mark.slow
+def test_modules_the_forward_does_not_call_are_named_not_counted(tmp_path):
+    """GoogLeNet's auxiliary heads run only in training: the converted model has none, and the
+    parameter reconciliation counts what the traced forward uses, naming what it left out."""
+    from cnnspec.importers.pipeline import convert_model
+
+    source = os.path.join(os.path.dirname(__file__), "shape_code_models.py")
+    conversion = convert_model(f"{source}:AuxHeadNet", "keras", tmp_path / "out", input_shape=(3, 8, 8))
+    report = conversion.verification
+    assert conversion.ok, report.render(use_rich=False)
+    torch_count = report.params["torch"]
+    module = S.AuxHeadNet()
+    aux = sum(p.numel() for p in module.aux.parameters()) + 2 * 4  # + its BatchNorm's statistics
+    assert torch_count.total == sum(p.numel() for p in module.parameters()) + 2 * 8 + 2 * 4 - aux
+    assert f"{aux:,} elements in modules the traced forward does not call, not counted: aux" in torch_count.notes
 
 
 @pytest.mark.frameworks
@@ -846,6 +865,12 @@ def test_timm_batch_norm_with_its_activation_converts():
     result = check_against_torch(Stem(), (3, 7, 6))
     assert [layer.type for layer in result.spec.layers] == ["conv2d", "batch_norm", "silu", "conv2d", "batch_norm"]
     assert [layer.name for layer in result.spec.layers[1:3]] == ["bn1", "bn1_act"] and result.spec.layers[1].epsilon == 1e-3
+    # CSPDarkNet's: LeakyReLU(0.1), a constant the layer after the BatchNorm keeps
+    result = check_against_torch(Stem(functools.partial(nn.LeakyReLU, 0.1)), (3, 7, 6))
+    assert [(layer.type, getattr(layer, "negative_slope", None)) for layer in result.spec.layers[1:3]] == [
+        ("batch_norm", None),
+        ("leaky_relu", 0.1),
+    ]
     assert "BatchNormAct2d with the activation PReLU" in refused(Stem(nn.PReLU))
 
 

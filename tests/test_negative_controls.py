@@ -132,6 +132,43 @@ def test_c_batchnorm_epsilon_fails_at_the_batchnorm_layer():
     assert "epsilon" in report.divergence.hint
 
 
+def _scaled_pair(factor: float):
+    """Every weight of the synced pair times ``factor``: the signal grows (or shrinks) with each layer."""
+    plan, torch_model, keras_model = _synced_pair()
+    with torch.no_grad():
+        for parameter in torch_model.parameters():
+            parameter.mul_(factor)
+        torch_model.bn.running_mean.mul_(factor**2)
+        torch_model.bn.running_var.mul_(factor**4)
+    transfer_weights(torch_model, keras_model, plan)
+    return plan, torch_model, keras_model
+
+
+def test_b_a_perturbed_weight_fails_where_the_values_are_huge():
+    """Where values reach 1e8 the tolerance follows their scale; 1 % of a kernel still fails, there."""
+    plan, torch_model, keras_model = _scaled_pair(1e4)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.ok, report.render(use_rich=False)
+    assert max(layer.scale for layer in report.layers) > 1e6
+    kernel = keras_model.get_layer("down").kernel
+    values = kernel.numpy()
+    values[1, 2, 3, 4] *= 1.01
+    kernel.assign(values)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert not report.ok and report.first_divergent_layer == "down"
+
+
+def test_outputs_below_the_tolerance_are_reported_as_unable_to_fail():
+    plan, torch_model, keras_model = _synced_pair()
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.ok and not any("smaller than the tolerance" in note for note in report.notes)
+    plan, torch_model, keras_model = _scaled_pair(1e-3)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.ok
+    note = next(note for note in report.notes if "smaller than the tolerance" in note)
+    assert "the first 'down'" in note and "could not fail" in note
+
+
 FLAT_SPEC = {
     "cnnspec": 1,
     "name": "flatten_order",

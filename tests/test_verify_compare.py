@@ -1,8 +1,9 @@
 """The verifier's array comparison against a plain NumPy statement of its criterion (no framework needed).
 
 ``compare_arrays`` takes a fast path when every difference is finite; its results must be those of
-the plain definition: ``ok`` is ``allclose`` (NaN equal only to NaN at the same place), the maximum
-and mean of ``|t - k|``, the maximum relative error over elements with ``|t| >= atol`` (and > 0).
+the plain definition: ``ok`` is ``allclose`` (NaN equal only to NaN at the same place) with ``atol``
+multiplied by the root mean square of t's finite values where that exceeds 1, the maximum and mean
+of ``|t - k|``, the maximum relative error over elements with ``|t| >=`` that atol (and > 0).
 The referee's early test (``_clearly_close``) must never pass what the exact criterion fails.
 """
 
@@ -21,6 +22,9 @@ TOLERANCES = ((1e-4, 1e-4), (0.0, 0.0), (1e-3, 0.0), (0.0, 1e-3), (1e-6, 1e-2))
 def plain_statistics(t: np.ndarray, k: np.ndarray, atol: float, rtol: float) -> dict:
     """The criterion written out element by element (float64), independent of compare_arrays."""
     t64, k64 = t.astype(np.float64).ravel(), k.astype(np.float64).ravel()
+    finite = [a * a for a in t64 if np.isfinite(a)]
+    scale = float(np.sqrt(sum(finite) / len(finite))) if finite else 0.0
+    atol = min(atol * max(1.0, scale), float(np.finfo(np.float32).max))
     diffs, relative = [], []
     for a, b in zip(t64, k64):
         if np.isnan(a) and np.isnan(b) or a == b:
@@ -82,7 +86,7 @@ def test_referee_early_test_never_passes_what_the_criterion_fails():
         with np.errstate(all="ignore"):
             clearly = _clearly_close(t, k, _tolerance(t, atol, rtol))
         if clearly:
-            assert compare_arrays(t, k, _tolerance(t, atol, rtol), 0.0)["ok"]
+            assert compare_arrays(t, k, _tolerance(t, atol, rtol), 0.0, scaled=False)["ok"]
 
 
 def test_referee_tolerance_follows_the_layers_scale():
@@ -106,7 +110,7 @@ def test_referee_tolerance_follows_the_layers_scale():
     rounded[0, 0, 0, 0] += 1.4e-4
     verdict = judge(plan, {"conv": rounded}, {}, {"conv": reference}, weights_from="torch", atol=1e-4, rtol=1e-4)
     assert verdict.torch_departs_at is None
-    assert not compare_arrays(reference, rounded, 1e-4, 1e-4)["ok"]  # the element-wise criterion fails it
+    assert not np.allclose(rounded, reference, atol=1e-4, rtol=1e-4)  # the absolute criterion fails it
     shifted = reference + np.float32(1e-3 * np.abs(reference).max())
     verdict = judge(plan, {"conv": shifted}, {}, {"conv": reference}, weights_from="torch", atol=1e-4, rtol=1e-4)
     assert verdict.torch_departs_at == "conv"
@@ -149,3 +153,22 @@ def test_a_shared_departure_within_rounding_is_a_note(torch_at, keras_at, differ
     assert (note is None) == fails
     if not fails:
         assert "agree with each other" in note and "5.50e-04" in note
+
+
+def test_on_large_values_atol_is_relative_to_their_scale():
+    """Inception v3 as torchvision initialises it reaches 1e11; an element that cancels to 1e3 there
+    differs by float32 rounding of the 1e11 terms, not by a mistake -- but 1 % of a weight still fails."""
+    rng = np.random.default_rng(0)
+    t = (rng.standard_normal(4096) * 1e11).astype(np.float32)
+    t[7] = 1e3  # a sum that cancelled
+    k = t.copy()
+    k[7] += 1e4  # ~1e-7 of the layer's scale
+    assert not np.allclose(k, t, atol=1e-4, rtol=1e-4)  # the absolute criterion would fail it
+    stats = compare_arrays(t, k, 1e-4, 1e-4)
+    assert stats["ok"] and stats["scale"] == pytest.approx(1e11, rel=0.05)
+    wrong = t * np.float32(1.01)
+    assert not compare_arrays(t, wrong, 1e-4, 1e-4)["ok"]
+    # values of order 1 or less keep the absolute tolerance
+    small = (rng.standard_normal(4096) * 0.5).astype(np.float32)
+    assert not compare_arrays(small, small + np.float32(2e-4), 1e-4, 0.0)["ok"]
+    assert compare_arrays(small, small + np.float32(5e-5), 1e-4, 0.0)["ok"]

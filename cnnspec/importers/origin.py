@@ -234,11 +234,21 @@ def transfer_from_original(src, dst, plan) -> bool:
     """The ``transfer_weights`` hook: copy an original model's weights; False if ``src`` is not one."""
     if original_kind(src, plan) is None:
         return False
+    copy_original(src, dst, plan)
+    return True
+
+
+def copy_original(src, dst, plan) -> None:
+    """Copy the weights of ``src``, the model ``plan`` was imported from, into ``dst`` (built from it).
+
+    Each weighted layer is read where its ``source`` (or name) points; what else ``src`` holds
+    (GoogLeNet's training-only auxiliary heads) is not part of the spec and is left alone.
+    """
     tensors = original_weights(src, plan)
     dst_kind = _kind(dst)
     if dst_kind == "torch":
         write_torch(dst, plan, tensors)
-        return True
+        return
     if dst_kind == "keras":
         from cnnspec.targets.build import build
         from cnnspec.weights.transfer import transfer_weights
@@ -246,7 +256,7 @@ def transfer_from_original(src, dst, plan) -> bool:
         carrier = build(plan, "torch")
         write_torch(carrier, plan, tensors)
         transfer_weights(carrier, dst, plan)
-        return True
+        return
     raise CnnspecError(
         f"the destination model is neither a torch.nn.Module nor a keras.Model (got {type(dst).__name__})"
     )

@@ -247,6 +247,8 @@ def observed_torch(original, result: ImportResult):
     graph.output({name: tapped(name) for name in names})
     tap = torch.fx.GraphModule(_out_of_place(gm, graph), graph)
 
+    in_use = {id(tensor) for tensor in (*tap.parameters(), *tap.buffers())}
+
     class Observed(torch.nn.Module):
         """The original model, plus ``forward_layers`` for the verifier."""
 
@@ -255,6 +257,10 @@ def observed_torch(original, result: ImportResult):
             self.original = original
             self.tap = tap
             self.observed_layers = frozenset(names)
+            # What the verifier counts: a module the traced forward never calls (GoogLeNet's
+            # training-only auxiliary heads) is not part of the model converted.
+            self.tensors_in_use = frozenset(in_use)
+            self.uncalled_modules = _uncalled_modules(original, in_use)
 
         def forward(self, x):
             return self.original(x)
@@ -263,6 +269,18 @@ def observed_torch(original, result: ImportResult):
             return self.tap(x)
 
     return Observed().eval()
+
+
+def _uncalled_modules(original, in_use: set[int]) -> list[str]:
+    """The outermost modules of ``original`` that hold tensors, none of which the traced forward uses."""
+    found: list[str] = []
+    for path, module in original.named_modules():
+        if any(path.startswith(outer + ".") for outer in found):
+            continue
+        tensors = [*module.parameters(), *module.buffers()]
+        if path and tensors and not any(id(tensor) in in_use for tensor in tensors):
+            found.append(path)
+    return found
 
 
 def _original_paths(plan, observed) -> dict[str, str]:
@@ -449,9 +467,9 @@ def convert_model(
     done("build")
     step("weights", "copying the original's weights")
     original = result.details.get("model", model)  # a file is loaded by its importer
-    from cnnspec.weights.transfer import transfer_weights
+    from cnnspec.importers.origin import copy_original
 
-    transfer_weights(original, converted, plan)
+    copy_original(original, converted, plan)
     done("weights")
 
     step("write", f"writing {directory}")

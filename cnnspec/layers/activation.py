@@ -433,6 +433,24 @@ def torch_module_activation(module) -> str | None:
     return _TORCH_ACTIVATION_MODULES.get(type(module).__name__)
 
 
+def torch_activation_layer(module) -> tuple[str, dict[str, Any]] | None:
+    """The spec layer (type and fields) a torch activation module is, if it has one: the
+    parameter-free ones, and LeakyReLU, ELU and GELU with their constants."""
+    kind = torch_module_activation(module)
+    if kind is not None:
+        return kind, {}
+    name = type(module).__name__
+    if name == "LeakyReLU":
+        slope = float(module.negative_slope)
+        return "leaky_relu", {} if slope == 0.01 else {"negative_slope": slope}
+    if name == "ELU":
+        return "elu", {} if module.alpha == 1.0 else {"alpha": float(module.alpha)}
+    if name == "GELU":
+        approximate = getattr(module, "approximate", "none")
+        return "gelu", {} if approximate == "none" else {"approximate": approximate}
+    return None
+
+
 def _torch_activation_module(ctx, node, module):
     TI.activation(ctx, node, _TORCH_ACTIVATION_MODULES[type(module).__name__])
 

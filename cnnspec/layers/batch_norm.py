@@ -241,22 +241,23 @@ REGISTRY.reads(
 
 def _torch_batch_norm_act(ctx, node, module):
     """timm's BatchNormAct2d: a BatchNorm2d, then its own dropout (the identity at inference) and
-    its activation module ``act``, which becomes a layer of its own."""
-    from cnnspec.layers.activation import torch_module_activation
+    its activation module ``act``, which becomes a layer of its own (CSPDarkNet's LeakyReLU too)."""
+    from cnnspec.layers.activation import torch_activation_layer
 
     act = getattr(module, "act", None)
     plain = act is None or type(act).__name__ == "Identity"
-    kind = None if plain else torch_module_activation(act)
-    if not plain and kind is None:
+    activation = None if plain else torch_activation_layer(act)
+    if not plain and activation is None:
         raise TI.refusal(
             ctx,
             node,
             f"{type(module).__name__} with the activation {type(act).__name__}",
-            "its activation must be a parameter-free one (ReLU, SiLU, Hardswish, ...)",
+            "its activation must be one with a spec layer (ReLU, SiLU, LeakyReLU, ELU, GELU, ...)",
         )
     _torch_batch_norm(ctx, node, module)
-    if kind is not None:
-        name = ctx.builder.add(f"{node.target}.act", kind, [ctx.values[node].name])
+    if activation is not None:
+        kind, fields = activation
+        name = ctx.builder.add(f"{node.target}.act", kind, [ctx.values[node].name], **fields)
         ctx.values[node] = TI.Node(name, ctx.shape(node))
 
 
@@ -273,6 +274,11 @@ REGISTRY.reads(
         "silu",
         "hard_swish",
         "hard_sigmoid",
+        "mish",
+        "selu",
+        "leaky_relu",
+        "elu",
+        "gelu",
     ),
 )(_torch_batch_norm_act)
 

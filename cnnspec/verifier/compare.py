@@ -7,7 +7,10 @@ comparison: feature maps by moving the channel axis, flat vectors by the inverse
 flattens C,H,W, Keras H,W,C).
 
 The pass criterion of one element is NumPy's ``allclose``:
-``|keras - torch| <= atol + rtol * |torch|``, with NaN equal only to NaN at the same place.
+``|keras - torch| <= atol + rtol * |torch|``, with NaN equal only to NaN at the same place --
+except that on a layer whose values are large (root mean square ``s`` above 1) ``atol`` is taken
+relative to them, ``atol * s``: float32 rounding grows with the values (an untrained
+Inception v3 reaches 1e11, where an element that cancels to 1e9 legitimately differs by 1e5).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class LayerDiff:
     border_only: bool | None = None
     ok: bool | None = None
     note: str | None = None
+    # The root mean square of torch's output: the scale of the values the differences are set against.
+    scale: float | None = None
     # Which reading of a hand-written model agreed best: "output" (the part's output as it is) or
     # "activated" (the spec's inline activation applied after it); None for a model built from the spec.
     torch_reading: str | None = None
@@ -119,14 +124,21 @@ def _shape_of(array: np.ndarray | None) -> tuple[int, ...] | None:
 
 
 def compare_arrays(
-    torch_array: np.ndarray, keras_array: np.ndarray, atol: float, rtol: float
+    torch_array: np.ndarray,
+    keras_array: np.ndarray,
+    atol: float,
+    rtol: float,
+    *,
+    scaled: bool = True,
 ) -> dict:
     """Differences between two same-shaped arrays (keras already in torch's layout).
 
     Returns:
         ``max_abs_diff``, ``mean_abs_diff``, ``max_rel_diff`` (over elements with
-        ``|torch| >= atol``, where a relative error means something), ``worst_index`` and
-        ``ok`` (the ``allclose`` criterion).
+        ``|torch| >= atol``, where a relative error means something), ``worst_index``,
+        ``scale`` (the root mean square of torch's finite values) and ``ok`` (the ``allclose``
+        criterion, ``atol`` multiplied by the scale where that exceeds 1, unless not
+        ``scaled``: the caller's tolerance already follows the values).
     """
     # float32 is what both graphs computed in; the rounding of |t - k| itself is ~1e-7 relative.
     t = np.asarray(torch_array, dtype=np.float32)
@@ -139,6 +151,7 @@ def compare_arrays(
             worst_index=None,
             ok=True,
             border_only=None,
+            scale=0.0,
         )
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.subtract(t, k)
@@ -146,8 +159,10 @@ def compare_arrays(
     flat_worst = int(np.argmax(diff))
     max_abs = float(diff.reshape(-1)[flat_worst])
     if not np.isfinite(max_abs):  # NaN or infinity somewhere: the general path
-        return _compare_with_specials(t, k, diff, atol, rtol)
+        return _compare_with_specials(t, k, diff, atol, rtol, scaled)
     # Every difference is finite, so are both arrays (inf - x and NaN - x are not finite).
+    scale = _root_mean_square(t)
+    atol = _scaled_atol(atol, scale) if scaled else atol
     magnitude = np.abs(t)
     # The relative error over elements with |t| >= atol (and > 0): the others divide by infinity.
     meaningful = magnitude >= atol if atol > 0 else magnitude > 0
@@ -157,11 +172,26 @@ def compare_arrays(
     bound = np.multiply(magnitude, rtol, out=magnitude)
     bound += atol  # atol + rtol * |t|, in float32 as allclose computes it for float32 arrays
     within = diff <= bound
-    return _stats(diff, within, flat_worst, max_abs, max_rel)
+    return _stats(diff, within, flat_worst, max_abs, max_rel, scale)
+
+
+def _scaled_atol(atol: float, scale: float) -> float:
+    """``atol`` times the layer's scale where that exceeds 1 (within float32's range)."""
+    return min(atol * max(1.0, scale), float(np.finfo(np.float32).max))
+
+
+def _root_mean_square(values: np.ndarray) -> float:
+    """sqrt(mean(values²)), summed in float64 (float32 squares overflow above 1.8e19) a slice at a time."""
+    flat = values.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, 1 << 20):
+        piece = flat[start : start + (1 << 20)].astype(np.float64)
+        total += float(np.dot(piece, piece))
+    return float(np.sqrt(total / flat.size)) if flat.size else 0.0
 
 
 def _compare_with_specials(
-    t: np.ndarray, k: np.ndarray, diff: np.ndarray, atol: float, rtol: float
+    t: np.ndarray, k: np.ndarray, diff: np.ndarray, atol: float, rtol: float, scaled: bool
 ) -> dict:
     """:func:`compare_arrays` where NaN or infinities occur: NaN equals NaN at the same place."""
     undefined = np.isnan(diff)
@@ -169,6 +199,9 @@ def _compare_with_specials(
         same = (np.isnan(t) & np.isnan(k)) | (t == k)  # NaN at the same place, or the same infinity
         diff[undefined & same] = 0.0
         diff[undefined & ~same] = np.inf  # NaN on one side only
+    finite = t[np.isfinite(t)]
+    scale = _root_mean_square(finite)
+    atol = _scaled_atol(atol, scale) if scaled else atol
     flat_worst = int(np.argmax(diff))
     max_abs = float(diff.reshape(-1)[flat_worst])
     magnitude = np.abs(t)
@@ -180,11 +213,16 @@ def _compare_with_specials(
     within = np.isfinite(diff) & (
         diff <= atol + rtol * np.where(np.isfinite(magnitude), magnitude, 0.0)
     )
-    return _stats(diff, within, flat_worst, max_abs, max_rel)
+    return _stats(diff, within, flat_worst, max_abs, max_rel, scale)
 
 
 def _stats(
-    diff: np.ndarray, within: np.ndarray, flat_worst: int, max_abs: float, max_rel: float
+    diff: np.ndarray,
+    within: np.ndarray,
+    flat_worst: int,
+    max_abs: float,
+    max_rel: float,
+    scale: float,
 ) -> dict:
     ok = bool(np.all(within))
     border_only = None
@@ -201,6 +239,7 @@ def _stats(
         max_rel_diff=max_rel,
         worst_index=tuple(int(i) for i in np.unravel_index(flat_worst, diff.shape)),
         ok=ok,
+        scale=scale,
     )
 
 
@@ -302,6 +341,7 @@ def compare_layers(
             diff.worst_index = stats["worst_index"]
             diff.ok = stats["ok"]
             diff.border_only = stats["border_only"]
+            diff.scale = stats["scale"]
         return diff
 
     return each_layer(compare_layer, plan.layers)
@@ -558,6 +598,8 @@ def check_flatten_permutation(
     from cnnspec.weights.transfer import flat_permutation
 
     perm = flat_permutation(segments)
+    if np.array_equal(perm, np.arange(perm.size)):  # 1×1 maps: both orders are the same
+        return None
     x = np.asarray(layer_input, dtype=np.float64)
     w = np.asarray(weight, dtype=np.float64)
     tolerance = dict(atol=10 * atol, rtol=10 * rtol)
@@ -660,8 +702,17 @@ def torch_counts(model) -> Count:
     (``requires_grad=False``, a fine-tuned model's backbone) is still a parameter: counted as
     trainable, as the spec counts it, and noted.
     """
-    trainable = non_trainable = frozen = 0
+    # An imported original (importers.pipeline.observed_torch) says which tensors its traced forward uses.
+    in_use = getattr(model, "tensors_in_use", None)
+
+    def used(tensor) -> bool:
+        return in_use is None or id(tensor) in in_use
+
+    trainable = non_trainable = frozen = uncalled = 0
     for parameter in model.parameters():
+        if not used(parameter):
+            uncalled += parameter.numel()
+            continue
         trainable += parameter.numel()
         if not parameter.requires_grad:
             frozen += parameter.numel()
@@ -670,6 +721,9 @@ def torch_counts(model) -> Count:
         # The Normalize helper stores Keras Normalization's mean, variance and adapt count, which Keras counts.
         stored = ("mean", "variance", "count") if type(module).__name__ == "Normalize" else ()
         for name, buffer in module.named_buffers(recurse=False):
+            if not used(buffer):
+                uncalled += buffer.numel() if name in _TORCH_STAT_BUFFERS else 0
+                continue
             persistent = name not in module._non_persistent_buffers_set
             if name in _TORCH_STAT_BUFFERS or (name in stored and persistent):
                 non_trainable += buffer.numel()
@@ -682,6 +736,11 @@ def torch_counts(model) -> Count:
         notes.append(f"{other:,} elements of other floating-point buffers not counted")
     if frozen:
         notes.append(f"{frozen:,} of the trainable are frozen (requires_grad=False)")
+    if uncalled:
+        notes.append(
+            f"{uncalled:,} elements in modules the traced forward does not call, not counted: "
+            + ", ".join(getattr(model, "uncalled_modules", []))
+        )
     return Count(trainable, non_trainable, notes)
 
 

@@ -131,7 +131,7 @@ def _departures(
                 verdicts[side] = (False, None)
                 continue
             # the exact criterion, NaN and infinities included
-            stats = compare_arrays(expected, value, tolerance, 0.0)
+            stats = compare_arrays(expected, value, tolerance, 0.0, scaled=False)
             verdicts[side] = (not stats["ok"], stats["max_abs_diff"])
         return verdicts
 

@@ -62,6 +62,10 @@ class LayerReport(BaseModel):
     worst_index: Optional[list[int]] = Field(
         None, description="(batch, C, *spatial) index of the largest difference"
     )
+    scale: Optional[float] = Field(
+        None,
+        description="root mean square of torch's output; above 1, atol is taken relative to it",
+    )
     ok: Optional[bool] = Field(
         None, description="None when the layer is not observable in both graphs"
     )
@@ -90,6 +94,7 @@ class LayerReport(BaseModel):
             mean_abs_diff=d.mean_abs_diff,
             max_rel_diff=d.max_rel_diff,
             worst_index=None if d.worst_index is None else list(d.worst_index),
+            scale=d.scale,
             ok=d.ok,
             note=d.note,
             **extra,

@@ -1071,7 +1071,7 @@ def _compare(
         torch_readings=readings.torch,
         keras_readings=readings.keras,
     )
-    notes = _mark_misaligned(diffs, readings)
+    notes = _mark_misaligned(diffs, readings) + _signal_lost(diffs, atol)
 
     layers = [
         LayerReport.from_diff(d, reading=_reading_text(d, readings, plan), misaligned=d.misaligned)
@@ -1409,6 +1409,20 @@ class _ReadingContext:
     keras: bool = False  # keras outputs come from layers of a model you passed
     matchings: dict = field(default_factory=dict)
     x: np.ndarray | None = None
+
+
+def _signal_lost(diffs, atol: float) -> list[str]:
+    """A note when layer outputs are smaller than the tolerance: a difference there cannot fail."""
+    faint = [d for d in diffs if d.ok is not None and d.scale is not None and d.scale < atol]
+    if not faint:
+        return []
+    first = faint[0]
+    return [
+        f"{len(faint)} of the {len(diffs)} layers' outputs are smaller than the tolerance, the first "
+        f"'{first.name}' (root mean square {first.scale:.1e} < atol {atol:g}): a difference there "
+        "could not fail the comparison. These weights shrink the signal (an untrained model's "
+        "initialisation can); verify with trained weights or a smaller --atol"
+    ]
 
 
 def _mark_misaligned(diffs, readings: _ReadingContext) -> list[str]:
