@@ -455,3 +455,49 @@ class AuxHeadNet(nn.Module):
         aux = self.aux(x) if self.training else None
         x = self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
         return (x, aux) if self.training else x
+
+
+def pad_same(x, kernel_size, stride, dilation=(1, 1)):
+    ih, iw = x.size()[-2:]
+    pad_h = same_padding(ih, kernel_size[0], stride[0], dilation[0])
+    pad_w = same_padding(iw, kernel_size[1], stride[1], dilation[1])
+    return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+
+
+class TimmConv2dSame(nn.Conv2d):
+    """timm's Conv2dSame as timm writes it: conv2d_same pads by the *weight's* shape."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+
+    def forward(self, x):
+        x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, (0, 0), self.dilation, self.groups)
+
+
+class TfEfficientStem(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv_stem = TimmConv2dSame(3, 8, 3, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv_dw = TimmConv2dSame(8, 8, 5, stride=2, groups=8, bias=False)
+
+    def forward(self, x):
+        return self.conv_dw(F.silu(self.bn(self.conv_stem(x))))
+
+
+class BranchSum(nn.Module):
+    """MobileOne's / FastViT's reparameterisable block: ``out = 0`` and each branch added to it;
+    ``1 - g`` and ``3 + x`` with the number first."""
+
+    def __init__(self):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(3))
+        self.scale = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        out = 0
+        for branch in self.branches:
+            out += branch(x)
+        gate = torch.sigmoid(self.scale(x))
+        return (1 - gate) * out + (3 + x)

@@ -269,6 +269,24 @@ def test_modules_the_forward_does_not_call_are_named_not_counted(tmp_path):
 
 
 @pytest.mark.frameworks
+def test_timm_conv2d_same_padding_by_the_weights_shape_converts():
+    """tf_efficientnet's Conv2dSame reads ``weight.shape[-2:]`` for its padding: a size, not a use."""
+    result = check_against_torch(S.TfEfficientStem(), (3, 15, 12))
+    assert [layer.type for layer in result.spec.layers] == [
+        "zero_pad2d", "conv2d", "batch_norm", "silu", "zero_pad2d", "depthwise_conv2d"
+    ]
+
+
+@pytest.mark.frameworks
+def test_a_sum_started_from_zero_and_numbers_on_the_left_convert():
+    result = check_against_torch(S.BranchSum(), (4, 6, 5))
+    rescales = [(layer.scale, layer.offset) for layer in result.spec.layers if layer.type == "rescale"]
+    assert sorted(rescales) == [(-1.0, 1.0), (1.0, 3.0)]
+    sums = [layer for layer in result.spec.layers if layer.type == "add"]
+    assert sums[0].inputs == ["branches_0", "branches_1"]  # 0 + a computes nothing
+
+
+@pytest.mark.frameworks
 def test_pixel_shuffle_module_and_function_convert():
     result = check_against_torch(S.ESPCN(3), (1, 7, 5))
     shuffles = [layer for layer in result.spec.layers if layer.type == "pixel_shuffle"]

@@ -1062,6 +1062,8 @@ def _read_parameter_operand(ctx, node) -> bool:
     for user in node.users:
         if user.op == "call_method" and user.target in ("reshape", "view", "unsqueeze", *methods):
             continue
+        if _reads_size(user):  # timm's Conv2dSame pads by weight.shape[-2:]: a number here
+            continue
         if user.op == "call_function" and user.target in functions:
             continue
         return False
@@ -1069,6 +1071,13 @@ def _read_parameter_operand(ctx, node) -> bool:
         return False
     ctx.parameters[node] = path
     return True
+
+
+def _reads_size(node) -> bool:
+    """``t.size()``, ``t.dim()`` or ``t.shape``: a number, not a tensor."""
+    if node.op == "call_method":
+        return node.target in ("size", "dim")
+    return node.op == "call_function" and node.target is getattr and node.args[1:2] == ("shape",)
 
 
 # The layer types whose readers take a parameter read in forward as an operand: x * self.gamma

@@ -342,12 +342,7 @@ def _torch_binary(kind: str):
             ):  # x * 0.17: a constant factor (InceptionResNet's residual scaling)
                 ctx.add(node, [tensor], layer_type="scale", factor=float(factor))
                 return
-        if (
-            kind in ("add", "subtract")
-            and isinstance(right, (int, float))
-            and TI.is_tensor(ctx, left)
-        ):
-            _torch_offset(ctx, node, left, float(right) if kind == "add" else -float(right))
+        if kind in ("add", "subtract") and _torch_number_operand(ctx, node, left, right, kind):
             return
         if not (TI.is_tensor(ctx, left) and TI.is_tensor(ctx, right)):
             raise TI.refusal(
@@ -422,6 +417,26 @@ def _torch_gate_step(ctx, node):
             "cnnspec reads these as a flat (C) gate made (C, 1, 1) for an element-wise merge to "
             "broadcast over a feature map (squeeze-excite)",
         )
+
+
+def _torch_number_operand(ctx, node, left, right, kind: str) -> bool:
+    """``x + c``, ``c + x``, ``x - c`` and ``c - x``: a rescale; adding 0 computes nothing (MobileOne
+    and FastViT sum their branches into ``out = 0``)."""
+    numbers = [
+        isinstance(side, (int, float)) and not isinstance(side, bool) for side in (left, right)
+    ]
+    if numbers.count(True) != 1:
+        return False
+    tensor, number = (right, float(left)) if numbers[0] else (left, float(right))
+    if not TI.is_tensor(ctx, tensor):
+        return False
+    if number == 0.0 and (kind == "add" or tensor is left) and node.name not in ctx.dict_names:
+        ctx.alias(node, tensor)
+    elif tensor is left or kind == "add":
+        _torch_offset(ctx, node, tensor, number if kind == "add" else -number)
+    else:  # c - x
+        ctx.add(node, [tensor], layer_type="rescale", scale=-1.0, offset=number)
+    return True
 
 
 def _torch_offset(ctx, node, tensor, offset: float) -> None:
