@@ -501,3 +501,32 @@ class BranchSum(nn.Module):
             out += branch(x)
         gate = torch.sigmoid(self.scale(x))
         return (1 - gate) * out + (3 + x)
+
+
+class SpaceToDepth(nn.Module):
+    """TResNet's stem (timm layers/space_to_depth.py): TensorFlow's block order, by view and permute."""
+
+    def __init__(self, block_size=4):
+        super().__init__()
+        self.bs = block_size
+
+    def forward(self, x):
+        N, C, H, W = x.size()
+        x = x.view(N, C, H // self.bs, self.bs, W // self.bs, self.bs)
+        x = x.permute(0, 3, 5, 1, 2, 4).contiguous()
+        return x.view(N, C * self.bs * self.bs, H // self.bs, W // self.bs)
+
+
+class HandShuffleNet(nn.Module):
+    """A space-to-depth stem and a hand-written pixel shuffle (PyTorch's order) back up."""
+
+    def __init__(self):
+        super().__init__()
+        self.s2d = SpaceToDepth(2)
+        self.conv = nn.Conv2d(12, 16, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(self.s2d(x))
+        n, c, h, w = x.shape
+        x = x.reshape(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+        return x.reshape(n, c // 4, h * 2, w * 2)

@@ -287,6 +287,24 @@ def test_a_sum_started_from_zero_and_numbers_on_the_left_convert():
 
 
 @pytest.mark.frameworks
+def test_views_and_permutes_that_rearrange_a_map_are_read_by_numbered_cells():
+    """TResNet's SpaceToDepth (TensorFlow's order: an unshuffle, then a channel shuffle) and a
+    pixel shuffle written with reshape and permute."""
+    result = check_against_torch(S.HandShuffleNet(), (3, 8, 6))
+    layers = result.spec.layers
+    assert [layer.type for layer in layers] == ["pixel_unshuffle", "channel_shuffle", "conv2d", "pixel_shuffle"]
+    assert (layers[0].factor, layers[1].groups, layers[3].factor) == (2, 3, 2)
+    assert any("numbered cells" in rewrite.became for rewrite in result.rewrites)
+    # negative control: a permute that is no rearrangement the spec has is refused
+    class Scramble(nn.Module):
+        def forward(self, x):
+            n, c, h, w = x.shape
+            return x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 4, 3, 2, 5).reshape(n, c * 4, h // 2, w // 2)
+
+    assert "reshape [3, 8, 6] -> [3, 4, 2, 3, 2]" in refused(Scramble(), (3, 8, 6))
+
+
+@pytest.mark.frameworks
 def test_pixel_shuffle_module_and_function_convert():
     result = check_against_torch(S.ESPCN(3), (1, 7, 5))
     shuffles = [layer for layer in result.spec.layers if layer.type == "pixel_shuffle"]

@@ -120,14 +120,21 @@ def _torch_view(ctx, node):
     from cnnspec.layers.channel_conv import torch_channel_view
     from cnnspec.layers.elementwise import torch_broadcast_gate
 
-    if torch_broadcast_gate(ctx, node) or torch_channel_view(ctx, node):
+    from cnnspec.layers.pixel_shuffle import torch_rearrangement
+
+    if (
+        torch_broadcast_gate(ctx, node)
+        or torch_channel_view(ctx, node)
+        or torch_rearrangement(ctx, node)
+    ):
         return
     raise TI.refusal(
         ctx,
         node,
         f"reshape {list(shape_in)} -> {list(shape_out or [])}",
         "supported reshapes: flatten (x.view(x.size(0), -1)), the view/transpose/view channel "
-        "shuffle, and a flat gate viewed as (C, 1, 1) for a merge to broadcast",
+        "shuffle, views and permutes that rearrange a map as a pixel (un)shuffle does, and a "
+        "flat gate viewed as (C, 1, 1) for a merge to broadcast",
     )
 
 
@@ -244,12 +251,13 @@ REGISTRY.reads("torch_function", "torch.squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_method", "squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_function", "torch.flatten", by="flatten")(_torch_flatten_function)
 REGISTRY.reads("torch_method", "flatten", by="flatten")(_torch_flatten_function)
-REGISTRY.reads(
-    "torch_function", "torch.reshape", by="flatten", produces=("flatten", "channel_shuffle")
-)(_torch_view)
-REGISTRY.reads(
-    "torch_method", "view", "reshape", by="flatten", produces=("flatten", "channel_shuffle")
-)(_torch_view)
+_VIEW_PRODUCES = ("flatten", "channel_shuffle", "channel_conv", "pixel_shuffle", "pixel_unshuffle")
+REGISTRY.reads("torch_function", "torch.reshape", by="flatten", produces=_VIEW_PRODUCES)(
+    _torch_view
+)
+REGISTRY.reads("torch_method", "view", "reshape", by="flatten", produces=_VIEW_PRODUCES)(
+    _torch_view
+)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: ONNX) ---------------

@@ -477,6 +477,74 @@ def rearrangements(cells, out_shape):
             )
 
 
+_TORCH_MOVES = frozenset({"view", "reshape", "permute", "transpose", "contiguous"})
+
+
+def torch_rearrangement(ctx, node) -> bool:
+    """A view of a channels-first map into more axes, then permutes, transposes and views back to
+    a map (TResNet's ``SpaceToDepth``, a hand-written pixel shuffle): run on a map of numbered cells
+    and read as the rearrangement it matches, with a rewrite saying so."""
+    import numpy as np
+    import torch
+
+    shape = ctx.shape(node.args[0])
+    if shape is None or len(shape) != 3 or len(ctx.shape(node) or ()) <= 3:
+        return False
+    chain = [node]
+    while len(chain) < 8:
+        users = list(chain[-1].users)
+        if len(users) != 1 or _torch_move(users[0], torch) is None:
+            return False
+        chain.append(users[0])
+        if _torch_move(users[0], torch) == "reshape" and len(ctx.shape(users[0]) or ()) == 3:
+            break
+    else:
+        return False
+    cells = np.arange(int(np.prod(shape))).reshape(1, *shape)
+    moved = cells
+    for step in chain:
+        move = _torch_move(step, torch)
+        if move == "reshape":
+            moved = moved.reshape(1, *ctx.shape(step))
+        elif move == "permute":
+            dims = step.args[1:] if len(step.args) > 2 else step.args[1]
+            moved = moved.transpose([int(d) for d in dims])
+        elif move == "transpose":
+            moved = np.swapaxes(moved, int(step.args[1]), int(step.args[2]))
+    for steps, expected in rearrangements(cells, moved.shape):
+        if expected.shape == moved.shape and np.array_equal(expected, moved):
+            inputs = node.args[:1]
+            name = chain[-1].name
+            for position, (layer_type, fields) in enumerate(steps):
+                last = position == len(steps) - 1
+                target, original = (chain[-1], name) if last else (node, f"{name}_pytorch_order")
+                ctx.add(target, inputs, layer_type=layer_type, original=original, **fields)
+                inputs = (target,)
+            ctx.skip.update(chain)
+            ctx.builder.rewrite(
+                name,
+                " -> ".join(_torch_move(step, torch) or "" for step in chain),
+                " then ".join(f"{t} {next(iter(f.values()))}" for t, f in steps)
+                + ": what it does to numbered cells",
+            )
+            return True
+    return False
+
+
+def _torch_move(node, torch) -> str | None:
+    """``reshape`` (view, reshape), ``permute``, ``transpose``, ``contiguous`` or None."""
+    target = node.target
+    if node.op == "call_method" and target in _TORCH_MOVES:
+        return "reshape" if target == "view" else target
+    if node.op == "call_function":
+        return {
+            torch.reshape: "reshape",
+            torch.permute: "permute",
+            torch.transpose: "transpose",
+        }.get(target)
+    return None
+
+
 def keras_rearrangement(ctx, layer, inputs, shapes) -> bool:
     """A Keras layer nothing claims (keras.io ESPCN's own ``DepthToSpace``, a ``Lambda`` of
     ``tf.nn.depth_to_space``) that has no weights and only moves values: it is run on a map of
