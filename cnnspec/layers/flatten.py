@@ -119,7 +119,6 @@ def _torch_view(ctx, node):
         return
     from cnnspec.layers.channel_conv import torch_channel_view
     from cnnspec.layers.elementwise import torch_broadcast_gate
-
     from cnnspec.layers.pixel_shuffle import torch_rearrangement
 
     if (
