@@ -40,7 +40,7 @@ F = torch.nn.functional
 pytestmark = [pytest.mark.frameworks, pytest.mark.onnx]
 
 
-def torch_onnx(module, shape) -> onnx.ModelProto:
+def torch_onnx(module, shape, dynamic_batch: bool = False) -> onnx.ModelProto:
     module.eval()
     randomize(module, 0)
     buffer = io.BytesIO()
@@ -52,6 +52,7 @@ def torch_onnx(module, shape) -> onnx.ModelProto:
             dynamo=False,
             opset_version=18,
             input_names=["input"],
+            dynamic_axes={"input": {0: "batch"}} if dynamic_batch else None,
         )
     return onnx.load_from_string(buffer.getvalue())
 
@@ -272,6 +273,15 @@ def test_shufflenet_unit_imports():
     spec = check(torch_onnx(ShuffleNetLike(), (3, 12, 12)), sample((3, 12, 12)), keras_too=True)
     types = types_of(spec)
     assert types.count("channel_slice") == 2 and "channel_shuffle" in types and "concat" in types
+
+
+def test_shufflenet_units_exported_with_a_dynamic_batch_import():
+    """With a dynamic batch torch.onnx computes ``c // 2`` of each shuffle's view as Shape ->
+    Gather -> Div -> Cast, which ONNX shape inference does not carry through: each unit's view is
+    read once the one before it is (torchvision's ShuffleNetV2 has 16 of them)."""
+    model = nn.Sequential(ShuffleNetLike(), ShuffleUnit(), ShuffleUnit())
+    spec = check(torch_onnx(model, (3, 12, 12), dynamic_batch=True), sample((3, 12, 12)))
+    assert types_of(spec).count("channel_shuffle") == 3
 
 
 class Segmenter(nn.Module):

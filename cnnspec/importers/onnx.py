@@ -159,14 +159,18 @@ class _Context:
     def _infer_through_shapes(self) -> None:
         """Values computed from constants only (a Pad's pads) and bounds and sizes torch.onnx computes
         from Shape nodes (x.chunk, x.view(n, c // 2, ...)) that do not depend on the batch become
-        constants, and shapes are inferred again."""
+        constants, and shapes are inferred again.  A Reshape target that mixes the batch with
+        sizes shape inference cannot propagate (torchvision's channel shuffle exported with a
+        dynamic batch: ``C // groups`` as Shape -> Gather -> Div -> Cast) is evaluated at batch 1
+        for that inference, which runs at batch 1, and kept out of the constants."""
         import numpy as np
         from onnx import ModelProto, numpy_helper
 
         self._infer_with_batch(self.proto)
         found: dict[str, np.ndarray] = {}
-        for _ in range(4):
-            before = len(found)
+        at_batch_one: dict[str, np.ndarray] = {}
+        for _ in range(64):  # each round may open the next: ShuffleNet's units resolve one by one
+            before = len(found) + len(at_batch_one)
             for node in self.proto.graph.node:
                 if node.op_type == "Constant" or node.output[0] in self.constants:
                     continue
@@ -174,19 +178,28 @@ class _Context:
                     found.update((name, self.constants[name]) for name in node.output)
                 elif node.op_type in SHAPE_INPUTS:
                     for name in node.input[1:]:
-                        if name and name not in self.constants:
-                            value = static_ints(self, name)
+                        if not name or name in self.constants or name in at_batch_one:
+                            continue
+                        value = static_ints(self, name)
+                        if value is not None:
+                            self.constants[name] = found[name] = np.asarray(value, np.int64)
+                        elif (
+                            node.op_type == "Reshape"
+                            and None in self.shapes.get(node.output[0], (None, None))[1:]
+                        ):
+                            value = shape_value(self, name, batch=1)
                             if value is not None:
-                                self.constants[name] = found[name] = np.asarray(value, np.int64)
-            if len(found) == before:
+                                at_batch_one[name] = np.asarray(value, np.int64)
+            if len(found) + len(at_batch_one) == before:
                 return
+            fed = {**at_batch_one, **found}
             copy = ModelProto()
             copy.CopyFrom(self.proto)
             for node in copy.graph.node:
                 for index, name in enumerate(node.input):
-                    if name in found:
+                    if name in fed:
                         node.input[index] = name + "__cnnspec_static"
-            for name, array in found.items():
+            for name, array in fed.items():
                 copy.graph.initializer.append(
                     numpy_helper.from_array(np.asarray(array), name + "__cnnspec_static")
                 )
