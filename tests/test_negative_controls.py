@@ -167,6 +167,13 @@ def test_outputs_below_the_tolerance_are_reported_as_unable_to_fail():
     assert report.ok
     note = next(note for note in report.notes if "smaller than the tolerance" in note)
     assert "the first 'down'" in note and "could not fail" in note
+    plan, torch_model, keras_model = _synced_pair()
+    with torch.no_grad():  # a BatchNorm that starts at 0 (zero_init_last): it and what follows are 0
+        torch_model.bn.weight.zero_()
+        torch_model.bn.bias.zero_()
+    transfer_weights(torch_model, keras_model, plan)
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert any(note.startswith("3 of the 6 layers' outputs are exactly 0, the first 'bn'") for note in report.notes)
 
 
 FLAT_SPEC = {

@@ -1416,13 +1416,23 @@ def _signal_lost(diffs, atol: float) -> list[str]:
     faint = [d for d in diffs if d.ok is not None and d.scale is not None and d.scale < atol]
     if not faint:
         return []
-    first = faint[0]
-    return [
-        f"{len(faint)} of the {len(diffs)} layers' outputs are smaller than the tolerance, the first "
-        f"'{first.name}' (root mean square {first.scale:.1e} < atol {atol:g}): a difference there "
-        "could not fail the comparison. These weights shrink the signal (an untrained model's "
-        "initialisation can); verify with trained weights or a smaller --atol"
-    ]
+    zero = [d for d in faint if d.scale == 0.0]
+    small = [d for d in faint if d.scale > 0.0]
+    notes = []
+    if zero:
+        notes.append(
+            f"{len(zero)} of the {len(diffs)} layers' outputs are exactly 0, the first '{zero[0].name}' "
+            "(a BatchNorm whose scale starts at 0, as timm's and torchvision's zero_init options set "
+            "it, or a ReLU of negative values): their comparison shows nothing"
+        )
+    if small:
+        notes.append(
+            f"{len(small)} of the {len(diffs)} layers' outputs are smaller than the tolerance, the "
+            f"first '{small[0].name}' (root mean square {small[0].scale:.1e} < atol {atol:g}): a "
+            "difference there could not fail the comparison. These weights shrink the signal (an "
+            "untrained model's initialisation can); verify with trained weights or a smaller --atol"
+        )
+    return notes
 
 
 def _mark_misaligned(diffs, readings: _ReadingContext) -> list[str]:
