@@ -159,6 +159,30 @@ def test_convert_runs_a_file_written_in_an_ir_version_onnxruntime_cannot_read_ye
 
 @pytest.mark.frameworks
 @pytest.mark.onnx
+def test_convert_of_an_onnx_file_says_where_outputs_are_below_the_tolerance(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cnnspec.importers.pipeline import convert_model
+
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((4, 4, 1, 1)) * 1e-7]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["a"], name="loud"), helper.make_node("Conv", ["a", "w2"], ["y"], name="faint")],
+        "faint",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w.astype(np.float32), f"w{i + 1}") for i, w in enumerate(weights)],
+    )
+    path = tmp_path / "faint.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok
+    (note,) = conversion.verification.notes
+    assert note.startswith("1 of the 2 layers' outputs are smaller than the tolerance, the first 'faint'")
+
+
+@pytest.mark.frameworks
+@pytest.mark.onnx
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 def test_torch_export_of_pixel_unshuffle_imports(dynamo):
     module = S.RealESRGANStem().eval()

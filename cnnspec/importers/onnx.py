@@ -1566,7 +1566,7 @@ def _compare_with_original(
     from cnnspec.verifier import compare as C
     from cnnspec.verifier import onnx_export as X
     from cnnspec.verifier.report import LayerReport, VerifyReport
-    from cnnspec.verifier.run import make_input
+    from cnnspec.verifier.run import make_input, signal_notes
 
     x = make_input(plan, batch, 0)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -1624,6 +1624,7 @@ def _compare_with_original(
         params=params_by_source,
         layers=layers,
         observation={"original": "onnx graph outputs", "converted": graph.observation},
+        notes=signal_notes(diffs, atol),
         problems=problems,
         input_size=list(plan.input_shape[1:]),
     )

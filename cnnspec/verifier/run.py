@@ -1071,7 +1071,7 @@ def _compare(
         torch_readings=readings.torch,
         keras_readings=readings.keras,
     )
-    notes = _mark_misaligned(diffs, readings) + _signal_lost(diffs, atol)
+    notes = _mark_misaligned(diffs, readings) + signal_notes(diffs, atol)
 
     layers = [
         LayerReport.from_diff(d, reading=_reading_text(d, readings, plan), misaligned=d.misaligned)
@@ -1411,7 +1411,7 @@ class _ReadingContext:
     x: np.ndarray | None = None
 
 
-def _signal_lost(diffs, atol: float) -> list[str]:
+def signal_notes(diffs, atol: float) -> list[str]:
     """A note when layer outputs are smaller than the tolerance: a difference there cannot fail."""
     faint = [d for d in diffs if d.ok is not None and d.scale is not None and d.scale < atol]
     if not faint:
