@@ -305,6 +305,16 @@ def test_views_and_permutes_that_rearrange_a_map_are_read_by_numbered_cells():
 
 
 @pytest.mark.frameworks
+def test_densenet_memory_efficient_checkpointing_is_read_as_the_inference_path():
+    """torchvision's DenseNet(memory_efficient=True) asks ``tensor.requires_grad`` to choose
+    checkpointing, which computes the same values: it is False for the model converted."""
+    import torchvision_layouts as L
+
+    result = check_against_torch(L.DenseNet(block_config=(2, 2), num_classes=10, memory_efficient=True), (3, 32, 32))
+    assert any("requires_grad" in rewrite.original for rewrite in result.rewrites)
+
+
+@pytest.mark.frameworks
 def test_pixel_shuffle_module_and_function_convert():
     result = check_against_torch(S.ESPCN(3), (1, 7, 5))
     shuffles = [layer for layer in result.spec.layers if layer.type == "pixel_shuffle"]

@@ -557,6 +557,14 @@ def _sized_tracer(is_claimed, example):
         def ndim(self):
             return self.dim()
 
+        @property
+        def requires_grad(self):
+            # DenseNet's memory_efficient checkpointing asks; the spec's model is an inference one
+            self.tracer.note_read(
+                "a tensor's requires_grad (False: the model converted is run for inference)"
+            )
+            return False
+
         def __iter__(self):
             # the pieces of x.chunk(2, 1) or x.split(...) as a list (YOLOv8's C2f)
             value = self._value()
