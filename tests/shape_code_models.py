@@ -530,3 +530,16 @@ class HandShuffleNet(nn.Module):
         n, c, h, w = x.shape
         x = x.reshape(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(n, c // 4, h * 2, w * 2)
+
+
+class FixedPoolHead(nn.Module):
+    """AlexNet's head: AdaptiveAvgPool2d to a fixed size before flatten and Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.avgpool = nn.AdaptiveAvgPool2d((10, 10))
+        self.fc = nn.Linear(4 * 10 * 10, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(F.relu(self.conv(x))), 1))

@@ -315,6 +315,27 @@ def test_densenet_memory_efficient_checkpointing_is_read_as_the_inference_path()
 
 
 @pytest.mark.frameworks
+@pytest.mark.slow
+def test_an_adaptive_pool_that_is_the_identity_at_the_traced_size_is_kept_when_sizes_are_open(tmp_path):
+    """AlexNet's AdaptiveAvgPool2d((6, 6)) meets a 6×6 map at 224: at a fixed size it computes
+    nothing, at any size it makes the Linear's input fixed.  torch.onnx cannot export it with
+    open axes, so the original is exported at each size of the proof."""
+    from cnnspec.importers.pipeline import convert_model
+
+    fixed = import_torch(S.FixedPoolHead(), (3, 12, 12)).spec
+    assert "adaptive_avg_pool" not in [layer.type for layer in fixed.layers]
+    source = os.path.join(os.path.dirname(__file__), "shape_code_models.py")
+    conversion = convert_model(
+        f"{source}:FixedPoolHead", "keras", tmp_path / "out", input_shape=(3, None, None), input_sizes=[(12, 12), (22, 22)]
+    )
+    report = conversion.verification
+    assert conversion.ok, report.render(use_rich=False)
+    assert "{type: adaptive_avg_pool, name: avgpool, output_size: 10}" in (tmp_path / "out" / "spec.yaml").read_text()
+    assert [entry.input_size for entry in report.sizes] == [[12, 12], [22, 22]]
+    assert any("exported at each size" in note and "PyTorch" in note for note in report.notes)
+
+
+@pytest.mark.frameworks
 def test_pixel_shuffle_module_and_function_convert():
     result = check_against_torch(S.ESPCN(3), (1, 7, 5))
     shuffles = [layer for layer in result.spec.layers if layer.type == "pixel_shuffle"]

@@ -563,10 +563,10 @@ def test_from_torch_refuses_open_axes_when_the_trace_follows_the_size(monkeypatc
     at_reference, elsewhere = net(1), net(0)
     traced = importer.import_torch
 
-    def import_torch(module, input_shape, reference_size=None):
+    def import_torch(module, input_shape, reference_size=None, **options):
         if None in input_shape[1:]:
-            return traced(module, input_shape, reference_size)
-        return traced(at_reference if input_shape[1] == 32 else elsewhere, input_shape)
+            return traced(module, input_shape, reference_size, **options)
+        return traced(at_reference if input_shape[1] == 32 else elsewhere, input_shape, **options)
 
     monkeypatch.setattr(importer, "import_torch", import_torch)
     with pytest.raises(

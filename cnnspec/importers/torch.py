@@ -70,6 +70,7 @@ class _Context:
         # the functions and tensor methods that read a parameter operand (_read_parameter_operand)
         self.parameter_readers: tuple[set, set] = (set(), set())
         self.function_claims: dict[Any, Any] = {}  # fx target -> its claim (_function_claims)
+        self.open_axes: tuple[bool, ...] = ()  # spatial axes the spec leaves open (import_torch)
 
     def shape(self, node) -> tuple | None:
         """The node's output shape without the batch, channels-first even where the traced
@@ -717,8 +718,13 @@ class _NodeFailed(Exception):
         super().__init__(self.located)
 
 
-def import_torch(module, input_shape, reference_size=None) -> ImportResult:
-    """Import a torch module; returns the spec and the rewrites made (see :func:`from_torch`)."""
+def import_torch(module, input_shape, reference_size=None, *, open_axes=()) -> ImportResult:
+    """Import a torch module; returns the spec and the rewrites made (see :func:`from_torch`).
+
+    ``open_axes``: which spatial axes of a fixed ``input_shape`` the spec leaves open (the
+    open-size import traces at fixed sizes): a layer that computes nothing only at this size (an
+    adaptive pool to the size it is given) is kept.
+    """
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -760,6 +766,7 @@ def import_torch(module, input_shape, reference_size=None) -> ImportResult:
     else:
         final = result
     ctx = _Context(gm, dict_names)
+    ctx.open_axes = tuple(open_axes)
     ctx.function_claims = function_claims
     ctx.parameter_readers = _parameter_readers(function_claims)
     ctx.builder._names.update(
@@ -1142,7 +1149,7 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
                 "reference_size",
                 f"{tuple(reference)} has {len(reference)} sizes for {len(open_axes)} spatial axes",
             )
-    result = import_torch(module, (input_shape[0], *reference))
+    result = import_torch(module, (input_shape[0], *reference), open_axes=open_axes)
     document = spec_document(result.spec)
     open_document = {
         **document,
@@ -1166,7 +1173,9 @@ def _import_open(module, input_shape, reference_size) -> ImportResult:
             other_size = list(planned_size_after(open_spec, reference, offsets))
         except SpecError:  # the probe names the layer
             other_size = [n + o * p for n, o, p in zip(reference, offsets, steps)]
-        other = spec_document(import_torch(module, (input_shape[0], *other_size)).spec)
+        other = spec_document(
+            import_torch(module, (input_shape[0], *other_size), open_axes=open_axes).spec
+        )
         for layer, other_layer in zip(document["layers"], other["layers"]):
             if layer != other_layer:
                 raise refuse(

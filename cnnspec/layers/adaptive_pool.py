@@ -215,7 +215,7 @@ def _torch_adaptive(ctx, node, kind, output_size):
         ctx.add(node, node.args[:1], layer_type=f"adaptive_{kind}_pool", output_size=compact(sizes))
     elif all(s == 1 for s in sizes):
         ctx.add(node, node.args[:1], layer_type=f"global_{kind}_pool", keepdims=True)
-    elif sizes == tuple(shape[1:]):
+    elif sizes == tuple(shape[1:]) and not any(ctx.open_axes):  # at any other size it pools
         ctx.builder.rewrite(
             TI.original_path(node),
             f"adaptive {kind} pool to {list(sizes)} on a {list(shape[1:])} map",
