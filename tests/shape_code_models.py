@@ -543,3 +543,28 @@ class FixedPoolHead(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.avgpool(F.relu(self.conv(x))), 1))
+
+
+class AutoEncoder(nn.Module):
+    """A convolutional autoencoder: Linear bottleneck, then ``view(-1, C, H, W)`` into the decoder."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 6)
+        )
+        self.fc = nn.Linear(6, 8 * 4 * 4)
+        self.up = nn.ConvTranspose2d(8, 1, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.fc(self.encoder(x))).view(-1, 8, 4, 4)
+        return torch.sigmoid(self.up(x))
+
+
+class KerasOrderDecoder(AutoEncoder):
+    """The vector read in Keras' order: ``view(n, H, W, C).permute(0, 3, 1, 2)``."""
+
+    def forward(self, x):
+        x = torch.relu(self.fc(self.encoder(x)))
+        x = x.view(x.size(0), 4, 4, 8).permute(0, 3, 1, 2)
+        return torch.sigmoid(self.up(x))

@@ -380,6 +380,7 @@ class _Resolver:
         self.segments_of: dict[str, tuple[Shape, ...]] = {}
         self.sizes_of: dict[str, tuple[Size, ...]] = {}
         self.open_flat: set[str] = set()
+        self.current_inputs: tuple[str, ...] = ()  # the inputs of the layer being planned
         self.size_notes: list[JoinNote | MultipleNote] = []
         self.size: tuple[int, ...] = ()
         from cnnspec.layers import REGISTRY
@@ -625,6 +626,7 @@ class _Resolver:
         self, index: int, name: str, layer, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...]
     ) -> LayerPlan:
         definition = self.registry.definition(layer.type)
+        self.current_inputs = inputs  # for a plan that asks where its input comes from
         fields = definition.plan(self, index, layer, in_shapes)
         if len(fields["output_shape"]) == 1:
             fields["flat_segments"] = definition.flat_segments(

@@ -119,6 +119,7 @@ class _Context:
         self.produced: dict[str, tuple[str, str]] = {}  # spec layer -> (ONNX value, its layout)
         self.node = None
         self.input_rank = 0
+        self.input_layout = FIRST
         self._infer_through_shapes()
 
     def _read_shapes(self, graph) -> None:
@@ -1311,6 +1312,7 @@ def _walk(proto):
         )
     ctx.values[input_name] = _Tensor("input", layout)
     ctx.input_rank = len(shape)
+    ctx.input_layout = layout
     # a symbolic spatial dimension (dim_param, or none) is an open size of the spec
     size = list(shape[2:]) if layout == FIRST else list(shape[1:-1])
     readers = _readers()
@@ -1572,14 +1574,21 @@ def _compare_with_original(
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     values = X.run_onnx(original_path, x if layout == FIRST else x_last)
     by_name = dict(zip([output.name for output in proto.graph.output], values))
+    from cnnspec.weights.transfer import flat_permutation
+
     original_first = {}
     shapes = {layer.name: layer.output_shape for layer in plan.layers}
+    flat_segments = {
+        layer.name: layer.flat_segments for layer in plan.layers if layer.flat_segments
+    }
     for name, (value, value_layout) in ctx_values.items():
         array = by_name[value]
         if name in shapes and array.ndim != len(shapes[name]) + 1:
             array = array.reshape(array.shape[0], *shapes[name])  # a 1-D map run in 2-D
         if value_layout == LAST and array.ndim > 2:
             array = np.moveaxis(array, -1, 1)
+        elif value_layout == LAST and name in flat_segments:  # H, W, C order -> C, H, W
+            array = array[:, np.argsort(flat_permutation(flat_segments[name]))]
         original_first[name] = array
     if _is_torch(converted):
         converted_values = dict(zip(graph.layer_names, X.run_graph(graph, x)))
@@ -1642,12 +1651,19 @@ def _fixed_batch(proto) -> int | None:
 def _values_by_layer(proto) -> dict[str, tuple[str, str]]:
     """Spec layer name -> (the ONNX value holding its output, that value's layout); a layer
     that is one step of a node read as two (a ConvTranspose with uneven pads, then its crop)
-    has no value of its own and is left out."""
+    has no value of its own and is left out.  A flat value flattened from a channels-last map
+    (tf2onnx's Keras Flatten: H, W, C order) has the layout LAST."""
     values = {output for node in proto.graph.node for output in node.output}
     values.update(value.name for value in proto.graph.input)
+    ctx = _walk(proto)[0]
+
+    def layout_of(value: str, layout: str) -> str:
+        flat = ctx.values.get(value)
+        return LAST if flat is not None and flat.flattened_last is not None else layout
+
     return {
-        layer: (value, layout)
-        for layer, (value, layout) in _walk(proto)[0].produced.items()
+        layer: (value, layout_of(value, layout))
+        for layer, (value, layout) in ctx.produced.items()
         if value in values
     }
 

@@ -120,11 +120,13 @@ def _torch_view(ctx, node):
     from cnnspec.layers.channel_conv import torch_channel_view
     from cnnspec.layers.elementwise import torch_broadcast_gate
     from cnnspec.layers.pixel_shuffle import torch_rearrangement
+    from cnnspec.layers.unflatten import torch_unflatten
 
     if (
         torch_broadcast_gate(ctx, node)
         or torch_channel_view(ctx, node)
         or torch_rearrangement(ctx, node)
+        or torch_unflatten(ctx, node)
     ):
         return
     raise TI.refusal(
@@ -250,7 +252,14 @@ REGISTRY.reads("torch_function", "torch.squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_method", "squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_function", "torch.flatten", by="flatten")(_torch_flatten_function)
 REGISTRY.reads("torch_method", "flatten", by="flatten")(_torch_flatten_function)
-_VIEW_PRODUCES = ("flatten", "channel_shuffle", "channel_conv", "pixel_shuffle", "pixel_unshuffle")
+_VIEW_PRODUCES = (
+    "flatten",
+    "channel_shuffle",
+    "channel_conv",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "unflatten",
+)
 REGISTRY.reads("torch_function", "torch.reshape", by="flatten", produces=_VIEW_PRODUCES)(
     _torch_view
 )
@@ -298,6 +307,22 @@ def _onnx_strided_permute(ctx, node) -> bool:
     return True
 
 
+def _onnx_one_channel_move(ctx, node) -> bool:
+    """tf2onnx writes the transpose of a one-channel map as a Reshape, (N, H, W, 1) -> (N, 1, H, W)
+    (a grayscale model's first convolution): the same values in the other layout."""
+    value = ctx.values.get(node.input[0])
+    shape, out = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if value is None or not shape or not out or len(shape) != len(out) or len(shape) < 3:
+        return False
+    if value.layout == OI.LAST and shape[-1] == 1 and list(out[1:]) == [1, *shape[1:-1]]:
+        ctx.alias(node, node.input[0], OI.FIRST)
+        return True
+    if value.layout == OI.FIRST and shape[1] == 1 and list(out[1:]) == [*shape[2:], 1]:
+        ctx.alias(node, node.input[0], OI.LAST)
+        return True
+    return False
+
+
 def _onnx_flatten_like(ctx, node, attrs):
     if node.op_type == "Flatten" and attrs.get("axis", 1) != 1:
         raise refuse(
@@ -332,7 +357,13 @@ def _onnx_flatten_like(ctx, node, attrs):
             ):
                 ctx.alias(node, node.input[0])
                 return
-            if _onnx_strided_permute(ctx, node):
+            from cnnspec.layers.unflatten import onnx_unflatten
+
+            if (
+                _onnx_strided_permute(ctx, node)
+                or _onnx_one_channel_move(ctx, node)
+                or onnx_unflatten(ctx, node)
+            ):
                 return
             raise refuse(
                 OI.FRAMEWORK, OI.where(node), f"Reshape to {target}", "Reshape(N, -1) is flatten"
@@ -366,5 +397,6 @@ REGISTRY.reads(
         "conv1d",
         "conv2d",
         "conv3d",
+        "unflatten",
     ),
 )(_onnx_flatten_like)

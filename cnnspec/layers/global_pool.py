@@ -141,7 +141,7 @@ REGISTRY.reads(
     "keras",
     "Reshape",
     by="global_avg_pool",
-    produces=("global_avg_pool", "global_max_pool", "flatten"),
+    produces=("global_avg_pool", "global_max_pool", "flatten", "channel_conv", "unflatten"),
 )
 def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
     target = tuple(cfg["target_shape"])
@@ -204,8 +204,11 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             KI.input_reshape_hint(target),
         )
     from cnnspec.layers.channel_conv import keras_channel_view
+    from cnnspec.layers.unflatten import keras_unflatten
 
-    if keras_channel_view(ctx, layer, inputs, shapes):
+    if keras_channel_view(ctx, layer, inputs, shapes) or keras_unflatten(
+        ctx, layer, cfg, inputs, shapes
+    ):
         return
     raise refuse(
         KI.FRAMEWORK,

@@ -739,6 +739,27 @@ class PixelUnshuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class Unflatten(layers.Layer):
+    """A flat vector read in PyTorch's order (C, then the spatial dims) into a channels-last map:
+    Keras' Reshape reads it spatial dims first."""
+
+    def __init__(self, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(int(n) for n in shape)
+
+    def call(self, inputs):
+        channels_first = ops.reshape(inputs, (-1, *self.shape))
+        rank = len(self.shape) - 1
+        return ops.transpose(channels_first, (0, *range(2, rank + 2), 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.shape[1:], self.shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "shape": list(self.shape)}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class ChannelPadding(layers.Layer):
     """Zero channels added before and after the input's (Keras' padding layers pad space only)."""
 
