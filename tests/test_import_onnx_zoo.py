@@ -284,6 +284,26 @@ def test_shufflenet_units_exported_with_a_dynamic_batch_import():
     assert types_of(spec).count("channel_shuffle") == 3
 
 
+@pytest.mark.parametrize("channels", [3, 1], ids=["rgb", "grayscale"])
+def test_a_keras_classifier_through_tf2onnx_converts_with_its_flatten_compared_in_order(tmp_path, channels):
+    """tf2onnx's Keras Flatten is in H, W, C order: the proof compares it with the converted
+    model's C, H, W flatten after putting it in that order (it reported a difference of 3 there
+    while the outputs agreed).  With one channel tf2onnx moves the input to NCHW by a Reshape."""
+    import keras
+
+    from cnnspec.importers.pipeline import convert_model
+
+    inputs = keras.Input((12, 12, channels))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(x))
+    path = tmp_path / "classifier.onnx"
+    path.write_bytes(keras_onnx(keras.Model(inputs, outputs), (12, 12, channels)).SerializeToString())
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok, conversion.verification.render(use_rich=False)
+    flatten = next(layer for layer in conversion.verification.layers if layer.type == "flatten")
+    assert flatten.ok and flatten.max_abs_diff < 1e-5
+
+
 class Segmenter(nn.Module):
     """Padding, norms, cropping and an FCN head resized to a size."""
 
