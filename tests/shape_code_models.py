@@ -121,7 +121,7 @@ class UnsqueezeGate(nn.Module):
 
 
 class GateIntoConv(nn.Module):
-    """A flat vector viewed as (C, 1, 1) and convolved: not a gate, refused."""
+    """A flat vector viewed as (C, 1, 1) and convolved: not a gate, an unflatten."""
 
     def __init__(self):
         super().__init__()

@@ -130,6 +130,9 @@ FLAT_KINDS = [
     "stochastic_depth",
     "identity",
     "elementwise",
+    "unflatten",  # drawn more often: a flat state is rare, and it makes the map again
+    "unflatten",
+    "unflatten",
 ]
 ELEMENTWISE_MERGES = ["multiply", "subtract", "maximum", "minimum", "average"]
 
@@ -142,7 +145,7 @@ HANDWRITTEN_TYPES = frozenset(
     "elu gelu prelu upsample zero_pad1d zero_pad2d zero_pad3d add concat "
     # the model-zoo catalog (CATALOG_SINGLES, _gate_block and the element-wise merge blocks)
     "rescale scale normalize layer_norm group_norm instance_norm channel_shuffle channel_slice pixel_shuffle "
-    "pixel_unshuffle channel_pad channel_conv "
+    "pixel_unshuffle channel_pad channel_conv unflatten "
     "crop1d crop2d crop3d "
     "pad1d pad2d pad3d layer_scale stochastic_depth adaptive_avg_pool adaptive_max_pool resize identity multiply "
     "subtract maximum minimum average".split()
@@ -612,6 +615,20 @@ def _channel_conv(draw, builder: _Builder) -> dict:
     return {**layer, "bias": True} if draw(st.booleans()) else layer
 
 
+def _unflatten(draw, builder: _Builder) -> dict:
+    """The flat vector as a map of the model's rank: channels a divisor of its length."""
+    length = builder.shape[0]
+    channels = draw(st.sampled_from([d for d in range(1, min(length, 8) + 1) if length % d == 0]))
+    rest = length // channels
+    spatial = [1] * builder.rank
+    spatial[-1] = rest
+    if builder.rank > 1:
+        first = draw(st.sampled_from([d for d in range(1, rest + 1) if rest % d == 0]))
+        spatial[0], spatial[-1] = first, rest // first
+    layer = {"type": "unflatten", "shape": [channels, *spatial]}
+    return {**layer, "order": "channels_last"} if draw(st.booleans()) else layer
+
+
 def _channel_slice(draw, builder: _Builder) -> dict:
     channels = builder.shape[0]
     start = draw(st.integers(0, channels - 1))
@@ -694,6 +711,7 @@ CATALOG_SINGLES = {
     "pixel_unshuffle": _pixel_unshuffle,
     "channel_pad": _channel_pad,
     "channel_conv": _channel_conv,
+    "unflatten": _unflatten,
     "crop": _crop,
     "pad": _pad,
     "layer_scale": lambda draw, builder: {

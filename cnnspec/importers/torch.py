@@ -464,7 +464,7 @@ def _trace(module, input_shape):
     try:
         graph = _plain_tracer(is_claimed).trace(root)
     except Exception as first:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
-        sized = _sized_tracer(is_claimed, torch.zeros((1, *input_shape)))
+        sized = _sized_tracer(is_claimed, torch.zeros((_TRACE_BATCH, *input_shape)))
         try:
             graph = sized.trace(root)
         except Exception as error:  # noqa: BLE001 - it stopped where the first trace did, or later
@@ -485,7 +485,7 @@ def _trace(module, input_shape):
         raise refuse(
             FRAMEWORK,
             f"model {type(module).__name__}",
-            f"does not run on an input of shape {(1, *input_shape)}: {error.located}",
+            f"does not run on an input of shape {(_TRACE_BATCH, *input_shape)}: {error.located}",
             "check the input shape (channels first, batch excluded) against the model's first layer "
             "and its flatten size; a model that runs only at some sizes (a U-Net: multiples of "
             "2^depth) is traced at one it takes with --input-size H,W (Python: reference_size=)",
@@ -494,7 +494,7 @@ def _trace(module, input_shape):
         raise refuse(
             FRAMEWORK,
             f"model {type(module).__name__}",
-            f"does not run on an input of shape {(1, *input_shape)}: {type(error).__name__}: {error}",
+            f"does not run on an input of shape {(_TRACE_BATCH, *input_shape)}: {type(error).__name__}: {error}",
         ) from None
     return gm, generated, python_read
 
@@ -655,6 +655,11 @@ def _sized_tracer(is_claimed, example):
     return SizedTracer()
 
 
+# The batch the shapes are propagated at: at 1, a GroupNorm of one channel on a 1×1 map has one
+# value per group and PyTorch refuses to run it (the model runs at any batch above).
+_TRACE_BATCH = 2
+
+
 def _propagate_shapes(gm, input_shape) -> None:
     """Every node's output shape: with fake tensors (no arithmetic: ResNet-50 at 224 in about a second
     instead of a full forward pass), or with a real zero input where fake tensors cannot run.
@@ -689,12 +694,12 @@ def _propagate_shapes(gm, input_shape) -> None:
 
                 mode = FakeTensorMode(allow_non_fake_inputs=True)
                 with mode:
-                    example = torch.empty((1, *input_shape))
+                    example = torch.empty((_TRACE_BATCH, *input_shape))
                 LocatedShapeProp(gm, fake_mode=mode).propagate(example)
                 return
             except Exception:  # noqa: BLE001 - fall back to a real forward pass
                 pass
-            LocatedShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+            LocatedShapeProp(gm).propagate(torch.zeros((_TRACE_BATCH, *input_shape)))
     finally:
         fake_log.setLevel(level)
 
@@ -776,8 +781,8 @@ def import_torch(module, input_shape, reference_size=None, *, open_axes=()) -> I
         ctx.builder.rewrite(
             f"model {type(module).__name__}",
             f"Python code that reads {python_read}",
-            f"traced with the sizes at the input shape {(1, *input_shape)}; the spec's numbers "
-            "hold at that size",
+            f"traced with the sizes at the input shape (N, {', '.join(map(str, input_shape))}); "
+            "the spec's numbers hold at that size",
         )
     import torch.fx
 
