@@ -167,6 +167,18 @@ def test_outputs_below_the_tolerance_are_reported_as_unable_to_fail():
     assert report.ok
     note = next(note for note in report.notes if "smaller than the tolerance" in note)
     assert "the first 'down'" in note and "could not fail" in note
+    assert not any("likely a real difference" in note for note in report.notes)
+    # a mistake there passes the tolerance but not the note: Keras' BatchNorm epsilon (1e-3) for
+    # the spec's 1e-5; float32 rounding stays below 1e-5 of a layer's root mean square
+    keras_model.get_layer("bn").epsilon = 1e-3
+    report = cnnspec.verify(plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert report.ok
+    hidden = next(note for note in report.notes if "likely a real difference" in note)
+    assert hidden.startswith("'bn' passes the tolerance but differs by")
+    tighter = cnnspec.verify(
+        plan, torch_model=torch_model, keras_model=keras_model, sync_weights=False, atol=1e-12
+    )
+    assert not tighter.ok and tighter.first_divergent_layer == "bn"
     plan, torch_model, keras_model = _synced_pair()
     with torch.no_grad():  # a BatchNorm that starts at 0 (zero_init_last): it and what follows are 0
         torch_model.bn.weight.zero_()
