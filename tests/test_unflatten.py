@@ -61,6 +61,32 @@ def test_a_keras_decoder_converts_to_torch_in_keras_order(tmp_path):
     assert "{type: unflatten, name: reshape, shape: [8, 4, 4], order: channels_last}" in (tmp_path / "out" / "spec.yaml").read_text()
 
 
+def test_a_keras_port_of_a_pytorch_view_with_reshape_and_permute_is_one_unflatten(tmp_path):
+    """Reshape((C, H, W)) then Permute((2, 3, 1)): PyTorch's order, written with Keras layers."""
+    from keras import layers
+
+    from cnnspec.importers.keras import import_keras
+    from cnnspec.importers.pipeline import convert_model
+
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.Dense(8 * 4 * 4, activation="relu")(layers.Flatten()(x))
+    x = layers.Permute((2, 3, 1), name="to_channels_last")(layers.Reshape((8, 4, 4), name="to_map")(x))
+    model = keras.Model(inputs, layers.Conv2DTranspose(1, 4, strides=2, padding="same")(x))
+    path = tmp_path / "port.keras"
+    model.save(path)
+    conversion = convert_model(str(path), "torch", tmp_path / "out")
+    assert conversion.ok, conversion.verification.render(use_rich=False)
+    assert "{type: unflatten, name: to_channels_last, shape: [8, 4, 4], source: to_map}" in (
+        tmp_path / "out" / "spec.yaml"
+    ).read_text()
+    # negative control: a Permute of a map that only swaps the spatial axes is no spec layer
+    inputs = keras.Input((6, 4, 2))
+    swapped = layers.Permute((2, 1, 3), name="swap")(layers.Conv2D(3, 1)(inputs))
+    with pytest.raises(Exception, match=r"'swap' \(Permute\)"):
+        import_keras(keras.Model(inputs, layers.Flatten()(swapped)))
+
+
 def test_the_other_order_fails_at_the_unflatten_layer():
     """Negative control: a PyTorch model reading the vector in the order the original does not
     use departs at the unflatten; the layers before it agree."""

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from cnnspec.engine.plan import LayerPlan, fmt_count
 from cnnspec.engine.sizes import Size
+from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
@@ -169,6 +170,44 @@ def unflatten_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> st
 def read_keras_unflatten(ctx, layer, cfg, inputs, shapes):
     """cnnspec's helper: PyTorch's order."""
     ctx.add(layer, "unflatten", inputs, shape=[int(n) for n in cfg["shape"]])
+
+
+@REGISTRY.reads(
+    "keras",
+    "Permute",
+    by="unflatten",
+    produces=("unflatten", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle"),
+)
+def read_keras_permute(ctx, layer, cfg, inputs, shapes):
+    """``Reshape((C, H, W))`` then ``Permute((2, 3, 1))`` of a flat vector: a hand port of
+    PyTorch's ``view(N, C, H, W)`` (the vector read in PyTorch's order); any other Permute is read
+    by what it does to numbered cells, or refused."""
+    from cnnspec.layers.pixel_shuffle import keras_rearrangement
+
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    dims = tuple(int(d) for d in cfg["dims"])
+    if (
+        previous is not None
+        and previous["name"] == inputs[0]
+        and previous["type"] == "unflatten"
+        and previous.get("order") == "channels_last"
+        and dims == (*range(2, len(dims) + 1), 1)
+        and ctx.consumers.get(id(ctx.node.input_tensors[0])) == 1
+    ):
+        read = previous["shape"]  # the Reshape's target (C, H, W) taken as channels-last
+        target = [*read[1:], read[0]]
+        previous["shape"] = target
+        del previous["order"]
+        name = ctx.builder.rename_last(layer.name)
+        ctx.shapes[name] = (*target[1:], target[0])
+        ctx.builder.rewrite(
+            layer.name,
+            f"Reshape({tuple(target)}) + Permute({dims}) of a flat vector",
+            "unflatten in PyTorch's order",
+        )
+        return
+    if not keras_rearrangement(ctx, layer, inputs, shapes):
+        raise KI.unsupported(layer)
 
 
 def keras_unflatten(ctx, layer, cfg, inputs, shapes) -> bool:
