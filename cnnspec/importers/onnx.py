@@ -1574,21 +1574,16 @@ def _compare_with_original(
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     values = X.run_onnx(original_path, x if layout == FIRST else x_last)
     by_name = dict(zip([output.name for output in proto.graph.output], values))
-    from cnnspec.weights.transfer import flat_permutation
-
     original_first = {}
     shapes = {layer.name: layer.output_shape for layer in plan.layers}
-    flat_segments = {
-        layer.name: layer.flat_segments for layer in plan.layers if layer.flat_segments
-    }
     for name, (value, value_layout) in ctx_values.items():
         array = by_name[value]
         if name in shapes and array.ndim != len(shapes[name]) + 1:
             array = array.reshape(array.shape[0], *shapes[name])  # a 1-D map run in 2-D
         if value_layout == LAST and array.ndim > 2:
             array = np.moveaxis(array, -1, 1)
-        elif value_layout == LAST and name in flat_segments:  # H, W, C order -> C, H, W
-            array = array[:, np.argsort(flat_permutation(flat_segments[name]))]
+        elif value_layout == LAST and name in shapes:  # flattened H, W, C -> C, H, W
+            array = C.to_channels_first(array, plan.layer(name))
         original_first[name] = array
     if _is_torch(converted):
         converted_values = dict(zip(graph.layer_names, X.run_graph(graph, x)))

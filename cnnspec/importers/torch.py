@@ -996,7 +996,7 @@ _REGION_HINT = (
 )
 
 
-def _permutation(node) -> tuple | None:
+def permutation(node) -> tuple | None:
     """The dims of ``x.permute(...)`` / ``torch.permute(x, ...)``, else None."""
     import torch
 
@@ -1014,7 +1014,7 @@ def _permutation(node) -> tuple | None:
 def _read_permute(ctx, node) -> bool:
     """A permute to channels-last (0, 2, 3, 1) or back (0, 3, 1, 2), or its rank's equivalent:
     no layer, the value is its input's; the nodes in between are read in the spec's view."""
-    dims = _permutation(node)
+    dims = permutation(node)
     if dims is None:
         return False
     source = node.args[0] if node.args else node.kwargs.get("input")

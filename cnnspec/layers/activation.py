@@ -455,20 +455,10 @@ def _torch_activation_module(ctx, node, module):
     TI.activation(ctx, node, _TORCH_ACTIVATION_MODULES[type(module).__name__])
 
 
-def _torch_leaky_relu(ctx, node, module):
-    fields = (
-        {} if module.negative_slope == 0.01 else {"negative_slope": float(module.negative_slope)}
-    )
-    ctx.add(node, node.args[:1], layer_type="leaky_relu", **fields)
-
-
-def _torch_elu(ctx, node, module):
-    ctx.add(
-        node,
-        node.args[:1],
-        layer_type="elu",
-        **({} if module.alpha == 1.0 else {"alpha": float(module.alpha)}),
-    )
+def _torch_activation_with_constant(ctx, node, module):
+    """LeakyReLU and ELU: the layer with the module's constant (see torch_activation_layer)."""
+    kind, fields = torch_activation_layer(module)
+    ctx.add(node, node.args[:1], layer_type=kind, **fields)
 
 
 def _torch_gelu(ctx, node, module):
@@ -609,8 +599,8 @@ REGISTRY.reads(
     "torch_function", "torch.clamp", "torch.clip", by="relu", produces=("relu", "relu6")
 )(_torch_clamp)
 REGISTRY.reads("torch_method", "clamp", "clip", by="relu", produces=("relu", "relu6"))(_torch_clamp)
-REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_leaky_relu)
-REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_elu)
+REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_activation_with_constant)
+REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_activation_with_constant)
 REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)
 REGISTRY.reads(
     "torch_module", "Softmax", "LogSoftmax", by="softmax", produces=("softmax", "log_softmax")

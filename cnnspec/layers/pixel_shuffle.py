@@ -477,7 +477,7 @@ def rearrangements(cells, out_shape):
             )
 
 
-_TORCH_MOVES = frozenset({"view", "reshape", "permute", "transpose", "contiguous"})
+_TORCH_MOVES = frozenset({"view", "reshape", "transpose", "contiguous"})
 
 
 def torch_rearrangement(ctx, node) -> bool:
@@ -507,8 +507,7 @@ def torch_rearrangement(ctx, node) -> bool:
         if move == "reshape":
             moved = moved.reshape(1, *ctx.shape(step))
         elif move == "permute":
-            dims = step.args[1:] if len(step.args) > 2 else step.args[1]
-            moved = moved.transpose([int(d) for d in dims])
+            moved = moved.transpose(TI.permutation(step))
         elif move == "transpose":
             moved = np.swapaxes(moved, int(step.args[1]), int(step.args[2]))
     for steps, expected in rearrangements(cells, moved.shape):
@@ -533,15 +532,13 @@ def torch_rearrangement(ctx, node) -> bool:
 
 def _torch_move(node, torch) -> str | None:
     """``reshape`` (view, reshape), ``permute``, ``transpose``, ``contiguous`` or None."""
+    if TI.permutation(node) is not None:
+        return "permute"
     target = node.target
     if node.op == "call_method" and target in _TORCH_MOVES:
         return "reshape" if target == "view" else target
     if node.op == "call_function":
-        return {
-            torch.reshape: "reshape",
-            torch.permute: "permute",
-            torch.transpose: "transpose",
-        }.get(target)
+        return {torch.reshape: "reshape", torch.transpose: "transpose"}.get(target)
     return None
 
 

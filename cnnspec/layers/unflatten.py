@@ -297,7 +297,7 @@ def _torch_unflatten(ctx, node) -> None:
     rank = len(shape) - 1
     users = list(node.users)
     moved = (0, rank + 1, *range(1, rank + 1))
-    if len(users) == 1 and _permutes(users[0], moved) and node.name not in ctx.dict_names:
+    if len(users) == 1 and TI.permutation(users[0]) == moved and node.name not in ctx.dict_names:
         ctx.add(
             users[0],
             node.args[:1],
@@ -309,21 +309,6 @@ def _torch_unflatten(ctx, node) -> None:
         ctx.skip.add(users[0])
         return
     ctx.add(node, node.args[:1], layer_type="unflatten", shape=shape)
-
-
-def _permutes(node, dims: tuple[int, ...]) -> bool:
-    import torch
-
-    if node.op == "call_method" and node.target == "permute":
-        given = node.args[1:] if len(node.args) > 2 else node.args[1]
-    elif node.op == "call_function" and node.target is torch.permute:
-        given = node.args[1]
-    else:
-        return False
-    try:
-        return tuple(int(d) for d in given) == dims
-    except (TypeError, ValueError):
-        return False
 
 
 def _torch_unflatten_method(ctx, node):
