@@ -56,6 +56,8 @@ class _Context:
         self.nodes: dict[int, Any] = {}  # layer -> the call of it in the graph being imported
         self.pending_pads: dict[str, Any] = {}  # consumer name -> padding read from its helper
         self.activation_after: str | None = None  # set by inline_activation, for the walk
+        # a Permute moving the channels first, read by a Flatten alone -> the Permute's name
+        self.channels_first: dict[int, str] = {}
 
     def output(self, layer):
         """The layer's output tensor in the graph being imported."""
@@ -643,6 +645,56 @@ def _depthwise_to_torch(kernel):
     return np.transpose(kernel, (2, 3, 0, 1)).reshape(channels * multiplier, 1, kh, kw)
 
 
+def original_layout(model, plan):
+    """``plan`` with each flat value's pieces (``flat_segments``) as the original Keras ``model``
+    lays them out, for the proof to compare its outputs in order; ``plan`` itself when they are
+    the spec's Keras layout (no Permute + Flatten)."""
+    import dataclasses
+
+    from cnnspec.layers.flatten import keras_channels_first_flattens
+
+    by_name = layers_by_name(model)
+    channels_first = keras_channels_first_flattens(by_name, plan)
+    if not channels_first:
+        return plan
+    layers = tuple(
+        dataclasses.replace(
+            layer, flat_segments=_original_segments(plan, layer.name, channels_first)
+        )
+        if layer.flat_segments
+        else layer
+        for layer in plan.layers
+    )
+    return dataclasses.replace(plan, layers=layers, _by_name={})
+
+
+def layers_by_name(model) -> dict:
+    """A model's layers by name, those of nested models included (as the importer reads them)."""
+    return {layer.name: layer for layer in _inline_nested(model.layers, {}, single_calls(model))}
+
+
+def _original_segments(plan, name: str, channels_first: set[str]) -> tuple:
+    """The pieces of a flat value as the original Keras model lays them out: the plan's, except
+    that a ``Permute`` to channels first before a Flatten (a hand port of PyTorch's flatten) made
+    its piece in PyTorch's order already."""
+    layer = plan.layer(name)
+    if not channels_first:
+        return layer.flat_segments
+    if layer.type == "flatten" and len(layer.input_shape) > 1:
+        return (layer.output_shape,) if name in channels_first else layer.flat_segments
+    if layer.type == "concat":
+        return tuple(
+            piece
+            for source in layer.inputs
+            for piece in _original_segments(plan, source, channels_first)
+        )
+    if len(layer.inputs) == 1 and layer.inputs[0] != "input" and layer.family != "dense":
+        before = plan.layer(layer.inputs[0])
+        if before.flat_segments == layer.flat_segments:  # dropout, batch_norm: the same layout
+            return _original_segments(plan, before.name, channels_first)
+    return layer.flat_segments
+
+
 def keras_tensors(model, plan) -> dict:
     """Every weighted spec layer's tensors read from a Keras model, converted to PyTorch's layout.
 
@@ -653,9 +705,11 @@ def keras_tensors(model, plan) -> dict:
     import numpy as np
 
     from cnnspec.importers.origin import WEIGHTED_FAMILIES, OriginalWeightError
+    from cnnspec.layers.flatten import keras_channels_first_flattens
     from cnnspec.weights.transfer import flat_permutation
 
-    by_name = {layer.name: layer for layer in _inline_nested(model.layers, {}, single_calls(model))}
+    by_name = layers_by_name(model)
+    channels_first = keras_channels_first_flattens(by_name, plan)
     tensors: dict = {}
     for layer_plan in plan.layers:
         if layer_plan.family not in WEIGHTED_FAMILIES:
@@ -671,7 +725,9 @@ def keras_tensors(model, plan) -> dict:
         if len(layer_plan.input_shape) == 1:
             source = layer_plan.inputs[0]
             segments = (
-                plan.layer(source).flat_segments if source != "input" else (layer_plan.input_shape,)
+                _original_segments(plan, source, channels_first)
+                if source != "input"
+                else (layer_plan.input_shape,)
             )
             inverse = np.argsort(flat_permutation(segments))
             to_torch_order = lambda a, inverse=inverse: a[inverse]

@@ -111,9 +111,24 @@ def original_kind(src: Any, plan) -> str | None:
         return kind
     if kind == "torch" and callable(getattr(src, "forward_layers", None)):
         return None  # built by cnnspec from the spec
-    if kind in ("torch", "keras") and _has_provenance(plan):
+    if kind == "keras":
+        return kind if _is_keras_original(src, plan) else None
+    if kind == "torch" and _has_provenance(plan):
         return kind
     return None
+
+
+def _is_keras_original(model, plan) -> bool:
+    """Whether a Keras model is the one ``plan`` was imported from, not one built from it: a
+    layer the spec's provenance names (a renamed layer, the Permute a flatten took in, the
+    layers a rewrite merged) is in it.  A model built from a spec imported from PyTorch has none
+    of the module paths its provenance names."""
+    from cnnspec.importers.keras import layers_by_name
+
+    sources = {
+        part for layer in plan.layers if layer.spec.source for part in layer.spec.source.split("+")
+    }
+    return bool(sources & set(layers_by_name(model)))
 
 
 def original_weights(src: Any, plan) -> Tensors:
@@ -227,7 +242,9 @@ def write_torch(model, plan, tensors: Tensors) -> None:
             writes.append((target, value))
     with torch.no_grad():
         for target, value in writes:
-            target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(dtype=target.dtype))
+            # (np.ascontiguousarray makes a 0-d value, Normalization's count, 1-d)
+            contiguous = np.ascontiguousarray(value).reshape(value.shape)
+            target.copy_(torch.from_numpy(contiguous).to(dtype=target.dtype))
 
 
 def transfer_from_original(src, dst, plan) -> bool:

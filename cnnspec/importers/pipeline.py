@@ -583,7 +583,15 @@ def _verify(plan, framework, original, converted, result, progress, atol, rtol, 
 
     batch, batch_note = proof_batch(plan)
     if framework == "keras":
-        report = verify(plan, torch_model=converted, keras_model=original, batch=batch, **options)
+        from cnnspec.importers.keras import original_layout
+
+        report = verify(
+            original_layout(original, plan),
+            torch_model=converted,
+            keras_model=original,
+            batch=batch,
+            **options,
+        )
     else:
         observed = observed_torch(original, result)
         report = verify(

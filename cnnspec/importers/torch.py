@@ -66,9 +66,14 @@ class _Context:
         # permute(0, 2, 3, 1) -> LayerNorm -> Linear -> ... -> permute(0, 3, 1, 2)).
         self.channels_last: set[Any] = set()
         self.parameters: dict[Any, str] = {}  # a parameter operand (or a view of it) -> its path
+        # a tensor constant operand (a buffer such as a normalisation's mean, or a view of one)
+        # -> its values, as the traced forward broadcasts them
+        self.constants: dict[Any, Any] = {}
         self.per_position: set[Any] = set()  # nodes a reader found per-position on channels-last
         # the functions and tensor methods that read a parameter operand (_read_parameter_operand)
         self.parameter_readers: tuple[set, set] = (set(), set())
+        # ... and those that read a tensor constant (_read_constant_operand): what makes a rescale
+        self.constant_readers: tuple[set, set] = (set(), set())
         self.function_claims: dict[Any, Any] = {}  # fx target -> its claim (_function_claims)
         self.open_axes: tuple[bool, ...] = ()  # spatial axes the spec leaves open (import_torch)
 
@@ -773,7 +778,8 @@ def import_torch(module, input_shape, reference_size=None, *, open_axes=()) -> I
     ctx = _Context(gm, dict_names)
     ctx.open_axes = tuple(open_axes)
     ctx.function_claims = function_claims
-    ctx.parameter_readers = _parameter_readers(function_claims)
+    ctx.parameter_readers = _operand_readers(function_claims, _PARAMETER_OPERAND_TYPES)
+    ctx.constant_readers = _operand_readers(function_claims, frozenset({"rescale"}))
     ctx.builder._names.update(
         dict_names.values()
     )  # spec names of a generated model: no helper may take one
@@ -807,7 +813,11 @@ def import_torch(module, input_shape, reference_size=None, *, open_axes=()) -> I
         if node.op in ("placeholder", "output") or node in ctx.skip or node not in needed:
             continue
         ctx.node = node
-        if _read_parameter_operand(ctx, node) or _read_permute(ctx, node):
+        if (
+            _read_parameter_operand(ctx, node)
+            or _read_constant_operand(ctx, node)
+            or _read_permute(ctx, node)
+        ):
             continue
         in_channels_last = any(arg in ctx.channels_last for arg in node.all_input_nodes)
         if in_channels_last:
@@ -893,7 +903,7 @@ def import_torch(module, input_shape, reference_size=None, *, open_axes=()) -> I
                 "parameters belong in modules (nn.Conv2d, nn.Linear, ...); a tensor constant in forward "
                 "has no spec layer; x * a parameter of one value per channel is read (layer_scale)",
             )
-        if in_channels_last:
+        if in_channels_last and node in ctx.channels_last:  # (a flatten takes it out)
             _check_channels_last(ctx, node, ctx.builder.layers[layers_before:])
     if final in ctx.channels_last:
         raise refusal(
@@ -1093,6 +1103,43 @@ def _read_parameter_operand(ctx, node) -> bool:
     return True
 
 
+_CONSTANT_VIEWS = ("view", "reshape", "unsqueeze")
+_CONSTANT_LIMIT = 65536
+
+
+def _read_constant_operand(ctx, node) -> bool:
+    """A tensor that is not a parameter, read in ``forward`` (``self.mean`` registered as a buffer),
+    and its reshapes, when only arithmetic reads it: an operand of the element-wise readers
+    (``(x - self.mean) / self.std`` is a rescale), no layer of its own."""
+    import torch
+
+    if node.op == "get_attr":
+        value = attribute_at(ctx.gm, node.target)
+        if not isinstance(value, torch.Tensor) or isinstance(value, torch.nn.Parameter):
+            return False
+    elif (
+        node.op == "call_method"
+        and node.target in _CONSTANT_VIEWS
+        and node.args[0] in ctx.constants
+        and all(isinstance(a, int) for a in node.args[1:])
+        and not node.kwargs
+    ):
+        value = getattr(ctx.constants[node.args[0]], node.target)(*node.args[1:])
+    else:
+        return False
+    if value.numel() > _CONSTANT_LIMIT or not value.is_floating_point():
+        return False
+    functions, methods = ctx.constant_readers
+    for user in node.users:
+        if user.op == "call_method" and user.target in (*methods, *_CONSTANT_VIEWS):
+            continue
+        if user.op == "call_function" and user.target in functions:
+            continue
+        return False
+    ctx.constants[node] = value.detach().cpu()
+    return True
+
+
 def _reads_size(node) -> bool:
     """``t.size()``, ``t.dim()`` or ``t.shape``: a number, not a tensor."""
     if node.op == "call_method":
@@ -1105,17 +1152,13 @@ def _reads_size(node) -> bool:
 _PARAMETER_OPERAND_TYPES = frozenset({"multiply", "conv2d"})
 
 
-def _parameter_readers(function_claims: dict[Any, Any]) -> tuple[set, set]:
-    """The functions and the tensor method names whose claims can write those types."""
+def _operand_readers(function_claims: dict[Any, Any], types: frozenset[str]) -> tuple[set, set]:
+    """The functions and the tensor method names whose claims can write one of ``types``."""
     functions = {
-        function
-        for function, claim in function_claims.items()
-        if _PARAMETER_OPERAND_TYPES & set(claim.produces)
+        function for function, claim in function_claims.items() if types & set(claim.produces)
     }
     methods = {
-        name
-        for name, claim in _claims("torch_method").items()
-        if _PARAMETER_OPERAND_TYPES & set(claim.produces)
+        name for name, claim in _claims("torch_method").items() if types & set(claim.produces)
     }
     return functions, methods
 

@@ -340,6 +340,58 @@ def read_keras_activation(ctx, layer, cfg, inputs, shapes):
     ctx.add(layer, fields.pop("type"), inputs, **fields)
 
 
+# The ops keras.ops and keras.activations record when called on a functional model's tensors.
+_KERAS_ACTIVATION_OPS = {
+    "Relu": "relu",
+    "Relu6": "relu6",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Silu": "silu",
+    "HardSigmoid": "hard_sigmoid",
+    "HardSilu": "hard_swish",
+    "Selu": "selu",
+    "Softplus": "softplus",
+    "Elu": "elu",
+    "LeakyRelu": "leaky_relu",
+    "Gelu": "gelu",
+    "Softmax": "softmax",
+    "LogSoftmax": "log_softmax",
+}
+
+
+def _read_keras_activation_op(kind: str):
+    def read_keras_activation_op(ctx, op, node, inputs) -> None:
+        """``keras.ops.relu(x)``, ``keras.activations.gelu(x)``: the activation, with the op's own
+        arguments (ops.gelu is the tanh form unless ``approximate=False``; ops.leaky_relu's slope
+        is 0.2)."""
+        fields: dict[str, Any] = {}
+        if kind == "elu" and float(op.alpha) != 1.0:
+            fields["alpha"] = float(op.alpha)
+        elif kind == "leaky_relu":
+            fields["negative_slope"] = float(op.negative_slope)
+        elif kind == "gelu" and op.approximate:
+            fields["approximate"] = "tanh"
+        elif kind in ("softmax", "log_softmax"):
+            rank = len(node.input_tensors[0].shape)
+            axes = [op.axis] if isinstance(op.axis, int) else list(op.axis)
+            if [axis % rank for axis in axes] != [rank - 1]:
+                raise refuse(
+                    KI.FRAMEWORK,
+                    f"'{op.name}' ({type(op).__name__} op)",
+                    f"{kind} over axis {op.axis}",
+                    f"cnnspec's {kind} acts on the channel axis (axis=-1)",
+                )
+        ctx.builder.add(op.name, kind, inputs, **fields)
+
+    return read_keras_activation_op
+
+
+for _class, _kind in _KERAS_ACTIVATION_OPS.items():
+    REGISTRY.reads("keras_op", _class, by=_kind, produces=(_kind,))(
+        _read_keras_activation_op(_kind)
+    )
+
+
 @REGISTRY.reads("keras", "ReLU", by="relu", produces=("relu", "relu6", "leaky_relu"))
 def read_keras_relu(ctx, layer, cfg, inputs, shapes):
     max_value, slope, threshold = (

@@ -219,25 +219,34 @@ def onnx_channel_pool(ctx, node, kind: str, attrs) -> None:
 
 def _read_keras_reduce_op(kind: str):
     def read_keras_reduce_op(ctx, op, node, inputs) -> None:
-        """``keras.ops.mean(x, axis=-1, keepdims=True)`` (``ops.max``) in a functional graph."""
+        """``keras.ops.mean(x, axis=-1, keepdims=True)`` (``ops.max``) in a functional graph, or
+        ``keras.ops.mean(x, axis=(1, 2))``: a global pooling."""
         from cnnspec.importers import keras as KI
         from cnnspec.importers.common import refuse
 
         rank = len(node.input_tensors[0].shape)
-        axes = [op.axis] if isinstance(op.axis, int) else list(op.axis or [])
-        if rank > 2 and [a % rank for a in axes] == [rank - 1] and op.keepdims:
+        axes = sorted(a % rank for a in ([op.axis] if isinstance(op.axis, int) else op.axis or []))
+        if rank > 2 and axes == [rank - 1] and op.keepdims:
             ctx.builder.add(op.name, kind, inputs)
+            return
+        if rank > 2 and axes == list(range(1, rank - 1)):  # keras.ops.mean(x, axis=(1, 2))
+            pool = "global_avg_pool" if kind == "channel_mean" else "global_max_pool"
+            ctx.builder.add(op.name, pool, inputs, **({"keepdims": True} if op.keepdims else {}))
             return
         raise refuse(
             KI.FRAMEWORK,
             f"'{op.name}' ({type(op).__name__} op)",
             f"a reduction over axes {op.axis} (keepdims={op.keepdims})",
-            "over the channels with keepdims=True (axis=-1) it is channel pooling; a global "
-            "pooling layer reduces the spatial axes",
+            "over the channels with keepdims=True (axis=-1) it is channel pooling, over every "
+            "spatial axis (axis=(1, 2)) global pooling",
         )
 
     return read_keras_reduce_op
 
 
-REGISTRY.reads("keras_op", "Mean", by="channel_mean")(_read_keras_reduce_op("channel_mean"))
-REGISTRY.reads("keras_op", "Max", by="channel_max")(_read_keras_reduce_op("channel_max"))
+REGISTRY.reads("keras_op", "Mean", by="channel_mean", produces=("channel_mean", "global_avg_pool"))(
+    _read_keras_reduce_op("channel_mean")
+)
+REGISTRY.reads("keras_op", "Max", by="channel_max", produces=("channel_max", "global_max_pool"))(
+    _read_keras_reduce_op("channel_max")
+)

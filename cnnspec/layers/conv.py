@@ -11,7 +11,7 @@ from cnnspec.engine.sizes import Size, window_size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import compact, drop_defaults, refuse
+from cnnspec.importers.common import compact, compact_padding, drop_defaults, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, WeightSlot, example, register
 from cnnspec.spec.fields import (
     ACTIVATION_DESCRIPTION,
@@ -351,22 +351,18 @@ def _torch_conv(ctx, node, module, source: str | None = None):
     rank = len(module.kernel_size)
     if rank == 1 and source is None and torch_conv1d_rows(ctx, node, module):
         return
-    if module.padding_mode != "zeros":
-        raise TI.refusal(
-            ctx,
-            node,
-            f"padding_mode={module.padding_mode!r}",
-            "only zero padding is supported in a conv; pad explicitly before it",
-        )
+    padded = module.padding_mode != "zeros"
+    if padded:
+        _torch_conv_pad(ctx, node, module, rank)
     fields = dict(
         kernel_size=compact(module.kernel_size),
         stride=compact(module.stride),
-        padding=TI.conv_padding(module.padding),
+        padding=0 if padded else TI.conv_padding(module.padding),
         dilation=compact(module.dilation),
         bias=module.bias is not None,
     )
     channels = module.in_channels
-    if _torch_fuse_separable(ctx, node, module, fields):
+    if not padded and _torch_fuse_separable(ctx, node, module, fields):
         return
     if (
         rank == 2
@@ -381,6 +377,8 @@ def _torch_conv(ctx, node, module, source: str | None = None):
             source=source,
             **drop_defaults(depth_multiplier=module.out_channels // channels, **fields),
         )
+        if padded:
+            ctx.builder.layers[-1].pop("inputs")  # it reads the pad just made
         return
     ctx.add(
         node,
@@ -388,6 +386,36 @@ def _torch_conv(ctx, node, module, source: str | None = None):
         layer_type=f"conv{rank}d",
         source=source,
         **drop_defaults(filters=module.out_channels, groups=module.groups, **fields),
+    )
+    if padded:
+        ctx.builder.layers[-1].pop("inputs")  # it reads the pad just made
+
+
+def _torch_conv_pad(ctx, node, module, rank: int) -> None:
+    """``Conv2d(padding_mode='reflect')`` (or 'replicate'): that pad as a layer of its own, the
+    convolution then unpadded -- what PyTorch computes (``F.pad``, then ``F.conv2d``)."""
+    mode = module.padding_mode
+    if mode not in ("reflect", "replicate"):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"padding_mode={mode!r}",
+            "zero, reflect and replicate padding are read ('circular' wraps around; no spec layer)",
+        )
+    flat = list(module._reversed_padding_repeated_twice)  # what forward hands F.pad
+    pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(rank)][::-1]
+    ctx.builder.add(
+        f"{node.target}_pad",
+        f"pad{rank}d",
+        [ctx.input_name(node.args[0])],
+        padding=compact_padding(pairs),
+        mode=mode,
+        source=node.target,
+    )
+    ctx.builder.rewrite(
+        node.target,
+        f"Conv{rank}d(padding_mode={mode!r})",
+        f"a {mode} pad{rank}d, then the convolution without padding",
     )
 
 
@@ -441,7 +469,16 @@ REGISTRY.reads(
     "Conv3d",
     by="conv2d",
     absorbs_padding=0.0,
-    produces=("conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d"),
+    produces=(
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "depthwise_conv2d",
+        "separable_conv2d",
+        "pad1d",
+        "pad2d",
+        "pad3d",
+    ),
 )(_torch_conv)
 
 

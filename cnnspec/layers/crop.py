@@ -9,7 +9,8 @@ from pydantic import Field
 from cnnspec.engine.channels import cropped_length
 from cnnspec.engine.plan import LayerPlan
 from cnnspec.engine.sizes import Size
-from cnnspec.importers.common import compact_padding
+from cnnspec.importers import keras as KI
+from cnnspec.importers.common import compact_padding, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, NonNegative, PadPair
 from cnnspec.targets.keras import code as K
@@ -107,6 +108,24 @@ def crop_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
+
+
+@REGISTRY.reads("keras", "CenterCrop", by="crop2d")
+def read_keras_center_crop(ctx, layer, cfg, inputs, shapes):
+    """CenterCrop(h, w) of a larger map: a crop of (H - h) // 2 rows at the top, the rest at the
+    bottom (columns alike), as Keras computes it; it resizes a smaller one instead."""
+    KI.channels_last(layer, cfg)
+    size, target = shapes[0][1:3], (int(cfg["height"]), int(cfg["width"]))
+    if None in size or any(n < t for n, t in zip(size, target, strict=True)):
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"CenterCrop{target} of a {tuple(size)} map",
+            "a center crop of a fixed size at least as large is a crop; build the model on a "
+            "fixed input size (keras.Input((H, W, C)))",
+        )
+    cropping = [[(n - t) // 2, n - t - (n - t) // 2] for n, t in zip(size, target, strict=True)]
+    ctx.add(layer, "crop2d", inputs, cropping=compact_padding(cropping))
 
 
 @REGISTRY.reads("keras", "Cropping1D", "Cropping2D", "Cropping3D", by="crop2d")

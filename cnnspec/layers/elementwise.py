@@ -305,15 +305,38 @@ def _read_keras_op(kind: str):
             ctx.builder.add(op.name, kind, inputs)
         elif kind == "multiply":
             ctx.builder.add(op.name, "scale", inputs, factor=float(constants[0]))
-        elif kind in ("add", "subtract") and isinstance(arguments[1], (int, float)):
+        elif kind == "add" or (kind == "subtract" and isinstance(arguments[1], (int, float))):
             offset = float(constants[0]) if kind == "add" else -float(constants[0])
             ctx.builder.add(op.name, "rescale", inputs, scale=1.0, offset=offset)
+        elif kind == "subtract":  # 1.0 - x
+            ctx.builder.add(op.name, "rescale", inputs, scale=-1.0, offset=float(constants[0]))
         else:
             raise refuse(
                 KI.FRAMEWORK, where, f"{kind} with a constant", "x * c, x + c and x - c are read"
             )
 
     return read_keras_op
+
+
+@REGISTRY.reads("keras_op", "TrueDivide", "Divide", by="multiply", produces=("scale",))
+def read_keras_divide_op(ctx, op, node, inputs) -> None:
+    """``x / 255.0`` in a functional graph: a scale by the reciprocal."""
+    arguments = list(node.arguments.args)
+    divisor = arguments[1] if len(arguments) == 2 else None
+    if not isinstance(divisor, (int, float)) or isinstance(divisor, bool) or not divisor:
+        raise refuse(
+            KI.FRAMEWORK,
+            f"'{op.name}' ({type(op).__name__} op)",
+            "a division by a tensor (or of a number by a tensor)",
+            "x / c by a nonzero number is read",
+        )
+    ctx.builder.add(op.name, "scale", inputs, factor=1.0 / float(divisor))
+
+
+@REGISTRY.reads("keras_op", "Negative", by="multiply", produces=("scale",))
+def read_keras_negative_op(ctx, op, node, inputs) -> None:
+    """``-x`` in a functional graph."""
+    ctx.builder.add(op.name, "scale", inputs, factor=-1.0)
 
 
 for _class, _type in _KERAS_OPS.items():
@@ -325,9 +348,100 @@ for _class, _type in _KERAS_OPS.items():
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 
+def _torch_constant_operand(ctx, node, left, right, kind: str) -> bool:
+    """An operation of a tensor and a tensor constant of one value per channel (or one in all),
+    ``(x - self.mean) / self.std`` with normalisation buffers: a rescale; one just made from the
+    same tensor, read only here, takes this one in (two steps, one layer)."""
+    import numpy as np
+
+    if (left in ctx.constants) == (right in ctx.constants):
+        return False
+    constant, tensor = (left, right) if left in ctx.constants else (right, left)
+    if not TI.is_tensor(ctx, tensor):
+        return False
+    where = "a tensor constant"
+    if tensor in ctx.channels_last:
+        raise TI.refusal(
+            ctx, node, f"{kind} of {where} on a channels-last tensor", "read it channels-first"
+        )
+    shape = ctx.shape(tensor)
+    values = ctx.constants[constant].numpy().astype(np.float32)
+    rank = len(shape) + 1
+    dims = (1,) * (rank - values.ndim) + tuple(values.shape)
+    per_channel = (
+        values.ndim <= rank
+        and dims[0] == 1
+        and dims[1] in (1, shape[0])
+        and all(n == 1 for n in dims[2:])
+    )
+    if not per_channel:
+        raise TI.refusal(
+            ctx,
+            node,
+            f"{kind} of {where} of shape {list(values.shape)} and a {list(shape)} tensor",
+            "a constant of one value per channel (shape (1, C, 1, 1)) or one in all is a rescale",
+        )
+    values = values.reshape(-1)
+    if kind == "divide" and (constant is left or not np.all(values)):
+        raise TI.refusal(
+            ctx,
+            node,
+            f"a division by {where} with a zero"
+            if constant is right
+            else f"{where} divided by a tensor",
+            "x / c with c nonzero is read",
+        )
+    one = np.ones(1, dtype=np.float32)
+    scale, offset = one, np.zeros(1, dtype=np.float32)
+    if kind == "add":
+        offset = values
+    elif kind == "subtract":
+        scale, offset = (one, -values) if constant is right else (-one, values)
+    elif kind == "multiply":
+        scale = values
+    else:
+        scale = one / values
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    if (
+        previous is not None
+        and previous["type"] == "rescale"
+        and ctx.values[tensor].name == previous["name"]
+        and len(tensor.users) == 1
+        and tensor.name not in ctx.dict_names
+        and node.name not in ctx.dict_names
+    ):
+        scale, offset = (
+            np.asarray(previous.get("scale", 1.0), dtype=np.float32) * scale,
+            np.asarray(previous.get("offset", 0.0), dtype=np.float32) * scale + offset,
+        )
+        source = next(arg for arg in tensor.args if TI.is_tensor(ctx, arg))
+        ctx.builder.layers.pop()
+        ctx.builder._names.discard(previous["name"])
+        tensor = source
+    ctx.add(
+        node,
+        [tensor],
+        layer_type="rescale",
+        scale=_one_or_per_channel(scale),
+        offset=_one_or_per_channel(offset),
+    )
+    return True
+
+
+def _one_or_per_channel(values) -> float | list[float]:
+    """One number where every channel has the same, else one per channel; each written with the
+    fewest digits that give the same float32 (the buffer's 0.229, not 0.22900000214576721)."""
+    flat = [float(str(v)) for v in values.reshape(-1)]
+    return flat[0] if len(set(flat)) == 1 else flat
+
+
 def _torch_binary(kind: str):
     def reader(ctx, node):
         left, right = node.args[0], node.args[1]
+        if kind in ("add", "subtract", "multiply") and _torch_constant_operand(
+            ctx, node, left, right, kind
+        ):
+            return
         if kind == "multiply" and (left in ctx.parameters) != (right in ctx.parameters):
             tensor, parameter = (right, left) if left in ctx.parameters else (left, right)
             if TI.is_tensor(ctx, tensor):
@@ -478,6 +592,8 @@ def _torch_extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
 def _torch_divide(ctx, node):
     """``(a + b) / 2`` (the sum just made, read only here, divided by its input count) is average."""
     left, right = node.args[0], node.args[1]
+    if _torch_constant_operand(ctx, node, left, right, "divide"):
+        return
     previous = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
         TI.is_tensor(ctx, left)
@@ -552,7 +668,7 @@ REGISTRY.reads(
     "operator.imul",
     "torch.mul",
     by="multiply",
-    produces=("multiply", "scale", "layer_scale"),
+    produces=("multiply", "scale", "layer_scale", "rescale"),
 )(_torch_binary("multiply"))
 REGISTRY.reads(
     "torch_function", "operator.sub", "torch.sub", by="subtract", produces=("subtract", "rescale")
@@ -570,8 +686,11 @@ REGISTRY.reads("torch_method", "div", by="average", produces=("average", "scale"
     _torch_divide
 )
 REGISTRY.reads("torch_method", "add", by="add", produces=("add", "rescale"))(_torch_binary("add"))
-REGISTRY.reads("torch_method", "mul", by="multiply", produces=("multiply", "scale", "layer_scale"))(
-    _torch_binary("multiply")
+REGISTRY.reads(
+    "torch_method", "mul", by="multiply", produces=("multiply", "scale", "layer_scale", "rescale")
+)(_torch_binary("multiply"))
+REGISTRY.reads("torch_method", "sub", by="subtract", produces=("subtract", "rescale"))(
+    _torch_binary("subtract")
 )
 
 REGISTRY.reads("torch_method", "unsqueeze", "expand", "expand_as", by="multiply", produces=())(

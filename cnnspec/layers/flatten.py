@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from pydantic import Field
+
 from cnnspec.engine.plan import LayerPlan, fmt_count
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
@@ -17,11 +19,22 @@ from cnnspec.targets.keras import code as K
 from cnnspec.targets.onnx import graph as O
 from cnnspec.targets.torch import code as T
 
+ORDER_DESCRIPTION = (
+    "The order the map is laid out in: channels_first is PyTorch's torch.flatten(x, 1) (C, then "
+    "the spatial dims, the last fastest); channels_last is Keras' Flatten and PyTorch's "
+    "x.permute(0, 2, 3, 1).flatten(1) (the spatial dims, then C). The dense layer after it is the "
+    "same either way, its rows permuted; a model ported with its weights keeps its original's order."
+)
+
 
 class Flatten(LayerBase):
-    """Lay the feature map out as a vector, in channels-first order (C, then spatial dims)."""
+    """Lay the feature map out as a vector, in channels-first order (C, then spatial dims) unless
+    ``order`` says channels_last."""
 
     type: Literal["flatten"]
+    order: Literal["channels_first", "channels_last"] = Field(
+        default="channels_first", description=ORDER_DESCRIPTION
+    )
 
 
 @register
@@ -37,33 +50,59 @@ class FlattenDefinition(LayerDefinition):
     examples = (
         example({"type": "flatten"}),
         example({"type": "flatten"}, channels=2, size=(3, 2, 3)),
+        example({"type": "flatten", "order": "channels_last"}, size=(3, 2)),
+        example({"type": "flatten", "order": "channels_last"}, channels=2, size=(5,)),
     )
 
     def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
         shape = in_shapes[0]
         total = math.prod(shape)
+        if layer.order == "channels_last" and len(shape) > 1:
+            shape = (*shape[1:], shape[0])
         formula = "·".join(map(str, shape)) + f" = {fmt_count(total)}"
+        if layer.order == "channels_last" and len(in_shapes[0]) > 1:
+            formula += " (channels last)"
         return dict(output_shape=(total,), size_formulas=(formula,), param_formula="no parameters")
 
     def flat_segments(
         self, ctx: Any, index: int, inputs: Any, in_shapes: Any, output_shape: Any
     ) -> Any:
-        return (in_shapes[0],) if len(in_shapes[0]) > 1 else ctx.segments_of[inputs[0]]
+        if len(in_shapes[0]) == 1:
+            return ctx.segments_of[inputs[0]]
+        if ctx.spec.layers[index].order == "channels_last":  # Keras' own order: nothing to permute
+            return ((math.prod(in_shapes[0]),),)
+        return (in_shapes[0],)
 
     def torch(self, layer: LayerPlan, inputs: list[str]) -> T.LayerCode:
-        """flatten: PyTorch's native C, H, W order."""
+        """flatten: PyTorch's native C, H, W order; channels last after a permute."""
         name = T.attr(layer.name)
-        return T.LayerCode(modules=[(name, "nn.Flatten()")], expression=f"self.{name}({inputs[0]})")
+        source = inputs[0]
+        if _channels_last(layer):
+            rank = len(layer.input_shape) - 1
+            source += f".permute(0, {', '.join(map(str, range(2, rank + 2)))}, 1)"
+        return T.LayerCode(modules=[(name, "nn.Flatten()")], expression=f"self.{name}({source})")
 
     def keras(self, layer: LayerPlan, ctx: K.EmitContext) -> list[str]:
         # Keras flattens channels-last (H, W, C order); weight transfer permutes by flat_segments.
         return K.single_layer(layer, ctx, P.call("layers.Flatten", name=K.quoted(layer.name)))
 
 
+def _channels_last(layer: LayerPlan) -> bool:
+    """Whether the layer lays a map out channels last (on a flat input both orders are the same)."""
+    return layer.spec.order == "channels_last" and len(layer.input_shape) > 1
+
+
 @REGISTRY.attach("onnx", "flatten")
 def flatten_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
-    """Flatten in channels-first order (C, then the spatial dims)."""
-    return b.node("Flatten", [inputs[0]], layer.name, axis=1)
+    """Flatten in channels-first order (C, then the spatial dims), after a Transpose to channels
+    last for that order."""
+    source = inputs[0]
+    if _channels_last(layer):
+        rank = len(layer.input_shape) - 1
+        source = b.node(
+            "Transpose", [source], b.temp(layer, "channels_last"), perm=[0, *range(2, rank + 2), 1]
+        )
+    return b.node("Flatten", [source], layer.name, axis=1)
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: Keras) --------------
@@ -71,8 +110,29 @@ def flatten_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
 
 @REGISTRY.reads("keras", "Flatten", by="flatten")
 def read_keras_flatten(ctx, layer, cfg, inputs, shapes):
+    """Flatten: the spec's flatten, the next layer's rows in PyTorch's order when weights are read;
+    after ``Permute((3, 1, 2))`` already in that order (the weights are read as they are)."""
     KI.channels_last(layer, cfg)
-    ctx.add(layer, "flatten", inputs)
+    permute = ctx.channels_first.get(id(ctx.node.input_tensors[0]))
+    if permute is None:
+        ctx.add(layer, "flatten", inputs)
+        return
+    ctx.builder.rewrite(
+        layer.name, f"{permute} (Permute to channels first) + Flatten", "flatten in PyTorch's order"
+    )
+    ctx.add(layer, "flatten", inputs, source=f"{permute}+{layer.name}")
+
+
+def keras_channels_first_flattens(by_name: dict, plan) -> set[str]:
+    """The spec's flatten layers read from a ``Permute`` to channels first + ``Flatten`` of the
+    Keras model whose layers are ``by_name``: their values are in PyTorch's order there."""
+    return {
+        layer.name
+        for layer in plan.layers
+        if layer.type == "flatten"
+        and "+" in (layer.spec.source or "")
+        and type(by_name.get(layer.spec.source.split("+")[0])).__name__ == "Permute"
+    }
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
@@ -96,11 +156,19 @@ def _torch_flatten(ctx, node):
         )
         ctx.alias(node, node.args[0])
         return
+    if node.args[0] in ctx.channels_last:  # x.permute(0, 2, 3, 1).flatten(1): Keras' order
+        ctx.add(node, node.args[:1], layer_type="flatten", order="channels_last")
+        ctx.channels_last.discard(node)  # a flat vector: out of the channels-last region
+        return
     ctx.add(node, node.args[:1], layer_type="flatten")
 
 
 def _torch_flatten_function(ctx, node):
+    from cnnspec.layers.global_pool import torch_merged_spatial_reduction
+
     start, end = TI.arg(node, 1, "start_dim", 0), TI.arg(node, 2, "end_dim", -1)
+    if start == 2 and end == -1 and torch_merged_spatial_reduction(ctx, node):
+        return
     if start != 1 or end != -1:
         raise TI.refusal(
             ctx, node, f"flatten(start_dim={start}, end_dim={end})", "torch.flatten(x, 1)"
@@ -116,6 +184,10 @@ def _torch_view(ctx, node):
         _torch_flatten(ctx, node)
         return
     if _torch_channel_shuffle(ctx, node, shape_in, shape_out):
+        return
+    from cnnspec.layers.global_pool import torch_merged_spatial_reduction
+
+    if torch_merged_spatial_reduction(ctx, node):
         return
     from cnnspec.layers.channel_conv import torch_channel_view
     from cnnspec.layers.elementwise import torch_broadcast_gate
@@ -250,8 +322,13 @@ def _torch_squeeze(ctx, node):
 REGISTRY.reads("torch_module", "Flatten", by="flatten")(_torch_flatten_module)
 REGISTRY.reads("torch_function", "torch.squeeze", by="flatten")(_torch_squeeze)
 REGISTRY.reads("torch_method", "squeeze", by="flatten")(_torch_squeeze)
-REGISTRY.reads("torch_function", "torch.flatten", by="flatten")(_torch_flatten_function)
-REGISTRY.reads("torch_method", "flatten", by="flatten")(_torch_flatten_function)
+_FLATTEN_PRODUCES = ("flatten", "global_avg_pool", "global_max_pool")
+REGISTRY.reads("torch_function", "torch.flatten", by="flatten", produces=_FLATTEN_PRODUCES)(
+    _torch_flatten_function
+)
+REGISTRY.reads("torch_method", "flatten", by="flatten", produces=_FLATTEN_PRODUCES)(
+    _torch_flatten_function
+)
 _VIEW_PRODUCES = (
     "flatten",
     "channel_shuffle",
@@ -259,6 +336,8 @@ _VIEW_PRODUCES = (
     "pixel_shuffle",
     "pixel_unshuffle",
     "unflatten",
+    "global_avg_pool",
+    "global_max_pool",
 )
 REGISTRY.reads("torch_function", "torch.reshape", by="flatten", produces=_VIEW_PRODUCES)(
     _torch_view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -151,6 +152,11 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
         ctx.builder.rewrite(layer.name, f"Reshape({target}) of a {incoming} map", "flatten")
         ctx.add(layer, "flatten", inputs, source=layer.name)
         return
+    if len(incoming) >= 2 and None not in incoming and target in ((-1,), (math.prod(incoming),)):
+        # Reshape((-1,)) lays the map out as Flatten does (H, W, C)
+        ctx.builder.rewrite(layer.name, f"Reshape({target}) of a {incoming} map", "flatten")
+        ctx.add(layer, "flatten", inputs, source=layer.name)
+        return
     source_layer = ctx.builder.layers[-1] if ctx.builder.layers else None
     if (
         source_layer is not None
@@ -296,6 +302,48 @@ def _torch_reduction_in_steps(ctx, node, word: str, pool_type: str, reduced, kee
         return False
     ctx.add(user, node.args[:1], layer_type=pool_type, **drop_defaults(keepdims=keepdim))
     ctx.skip.add(user)
+    return True
+
+
+def torch_merged_spatial_reduction(ctx, node) -> bool:
+    """``x.view(n, c, -1).mean(-1)`` (``x.flatten(2).amax(2)``): the spatial dims merged into
+    one, and every user a mean or max over it, is a global pooling, read at each user."""
+    import torch
+
+    source = node.args[0]
+    shape_in, shape_out = ctx.shape(source), ctx.shape(node)
+    if (
+        shape_out is None
+        or len(shape_in) < 2
+        or None in shape_in
+        or tuple(shape_out) != (shape_in[0], math.prod(shape_in[1:]))
+        or not node.users
+    ):
+        return False
+    readings = []
+    for user in node.users:
+        word = next(
+            (
+                word
+                for word, function in (("mean", torch.mean), ("amax", torch.amax))
+                if (user.op == "call_method" and user.target == word) or user.target is function
+            ),
+            None,
+        )
+        dims = TI.arg(user, 1, "dim", None) if word else None
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        if (
+            word is None
+            or user.args[0] is not node
+            or [d % 3 for d in dims] != [2]
+            or TI.arg(user, 2, "keepdim", False)
+        ):
+            return False
+        readings.append((user, "global_avg_pool" if word == "mean" else "global_max_pool"))
+    for user, pool_type in readings:
+        ctx.add(user, [source], layer_type=pool_type)
+        ctx.skip.add(user)
+    ctx.skip.add(node)
     return True
 
 

@@ -116,6 +116,20 @@ def read_keras_concat(ctx, layer, cfg, inputs, shapes):
     ctx.add(layer, "concat", inputs)
 
 
+@REGISTRY.reads("keras_op", "Concatenate", by="concat")
+def read_keras_concat_op(ctx, op, node, inputs):
+    """``keras.ops.concatenate([a, b], axis=-1)`` in a functional graph."""
+    rank = len(node.input_tensors[0].shape)
+    if op.axis % rank != rank - 1:
+        raise refuse(
+            KI.FRAMEWORK,
+            f"'{op.name}' (Concatenate op)",
+            f"concatenates along axis {op.axis}",
+            "cnnspec's concat joins channels (axis=-1)",
+        )
+    ctx.builder.add(op.name, "concat", inputs)
+
+
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
 
 

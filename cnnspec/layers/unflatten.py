@@ -19,6 +19,7 @@ from cnnspec.engine.sizes import Size
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
+from cnnspec.importers.common import refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase, Positive
 from cnnspec.targets import pysource as P
@@ -206,8 +207,35 @@ def read_keras_permute(ctx, layer, cfg, inputs, shapes):
             "unflatten in PyTorch's order",
         )
         return
+    if _keras_channels_first_flatten(ctx, layer, inputs, dims):
+        return
     if not keras_rearrangement(ctx, layer, inputs, shapes):
-        raise KI.unsupported(layer)
+        raise refuse(
+            KI.FRAMEWORK,
+            KI.where(layer),
+            f"Permute({dims}) of a {list(shapes[0][1:])} tensor",
+            "read: Permute((3, 1, 2)) then Flatten (PyTorch's flatten order), Reshape((C, H, W)) "
+            "then Permute((2, 3, 1)) of a flat vector, and permutes that rearrange a map as a "
+            "pixel (un)shuffle does",
+        )
+
+
+def _keras_channels_first_flatten(ctx, layer, inputs, dims) -> bool:
+    """``Permute((3, 1, 2))`` read by a Flatten alone: the flatten lays the map out in PyTorch's
+    order (a hand port of ``torch.flatten``); the Permute makes no layer of its own."""
+    output = ctx.output(layer)
+    readers = [
+        call.operation
+        for call in ctx.nodes.values()
+        if any(tensor is output for tensor in call.input_tensors)
+    ]
+    if dims != (len(dims), *range(1, len(dims))) or len(dims) < 2:
+        return False
+    if len(readers) != 1 or type(readers[0]).__name__ != "Flatten":
+        return False
+    ctx.names[id(output)] = inputs[0]
+    ctx.channels_first[id(output)] = layer.name
+    return True
 
 
 def keras_unflatten(ctx, layer, cfg, inputs, shapes) -> bool:

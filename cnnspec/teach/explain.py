@@ -211,9 +211,11 @@ def _size_groups(layer: LayerPlan, details: list[F.AxisDetail], lang: str) -> li
             }
         ]
     if family == "flatten" and len(shape) > 1:
-        letters = "·".join(("C", *F.axis_names(len(shape) - 1)))
-        formula = "·".join(map(str, shape)) + f" = {F.num(layer.output_shape[0])}"
-        return [{"axes": [], "text": f"{letters} {formula}"}]
+        letters, sizes = ["C", *F.axis_names(len(shape) - 1)], list(shape)
+        if layer.spec.order == "channels_last":
+            letters, sizes = [*letters[1:], letters[0]], [*sizes[1:], sizes[0]]
+        formula = "·".join(map(str, sizes)) + f" = {F.num(layer.output_shape[0])}"
+        return [{"axes": [], "text": f"{'·'.join(letters)} {formula}"}]
     if family == "merge" and layer.type == "concat":
         formula = " + ".join(str(s[0]) for s in layer.input_shapes) + f" = {layer.output_shape[0]}"
         return [{"axes": [], "text": text("channels_sum", lang, formula=formula)}]
@@ -370,7 +372,10 @@ def _layer_record(
     record["param_arithmetic"] = _params_record(layer, lang)
     record["param_formula"] = record["param_arithmetic"]["formula"]
     if layer.family == "flatten" and len(layer.input_shape) > 1:
-        record["flatten_order"] = flatten_order(layer.input_shape)
+        if layer.spec.order == "channels_last":
+            record["flatten_channels_last"] = True
+        else:
+            record["flatten_order"] = flatten_order(layer.input_shape)
     if layer.family == "dense":
         source = plan.layer(layer.inputs[0]) if layer.inputs[0] != "input" else None
         maps = [list(s) for s in (source.flat_segments or ()) if len(s) > 1] if source else []

@@ -186,6 +186,13 @@ CATALOG: dict[str, dict[str, str]] = {
         "{torch_value}, Keras {keras_value}. 프레임워크 사이에 가중치를 옮길 때 다음 dense 층의 행 순서가 "
         "바뀝니다.",
     },
+    "note_flatten_last": {
+        "en": "{layer}: flatten lays the {shape} feature map out channels last (H, W, C), as Keras' Flatten "
+        "does; PyTorch permutes the map to (N, H, W, C) before its flatten, so the next dense layer's rows "
+        "are the same in both frameworks.",
+        "ko": "{layer}: flatten은 {shape} 특성 맵을 Keras의 Flatten처럼 채널을 마지막에 두고 (H, W, C) 펼칩니다. "
+        "PyTorch는 flatten 전에 맵을 (N, H, W, C)로 바꾸므로 다음 dense 층의 행 순서는 두 프레임워크에서 같습니다.",
+    },
     "note_batch_norm": {
         "en": "batch_norm: moving mean and variance are counted as non-trainable (Keras' convention); PyTorch keeps "
         "them as buffers (running_mean, running_var) plus num_batches_tracked, which is not a parameter. "

@@ -185,7 +185,11 @@ def _transpose_note(plan: Plan, records, lang: str):
 def _flatten_note(plan: Plan, records, lang: str):
     record = next((r for r in records if "flatten_order" in r), None)
     if record is None:
-        return None
+        last = next((r for r in records if r.get("flatten_channels_last")), None)
+        if last is None:
+            return None
+        shape = "×".join(map(str, last["input_shapes"][0]["NCHW"]))
+        return _note("note_flatten_last", last["name"], lang, shape=shape)
     order = record["flatten_order"]
     cell = "(" + ", ".join(f"{k}={v}" for k, v in order["cell"].items()) + ")"
     shape = "×".join(map(str, record["input_shapes"][0]["NCHW"]))
