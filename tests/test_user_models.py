@@ -136,6 +136,21 @@ def test_a_mean_over_the_merged_spatial_dims_is_a_global_pooling():
     assert len(layers_of(result, "global_max_pool")) == 1
 
 
+@pytest.mark.onnx
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_a_mean_over_the_merged_spatial_dims_converts_from_torch_onnx(tmp_path, dynamo):
+    pytest.importorskip("onnxruntime")
+    from cnnspec.importers.pipeline import convert_model
+
+    module = ViewMeanExcite().eval()
+    path = tmp_path / "excite.onnx"
+    torch.onnx.export(module, (torch.randn(1, 3, 9, 7),), str(path), dynamo=dynamo, input_names=["input"])
+    conversion = convert_model(str(path), "keras", tmp_path / "out")
+    assert conversion.ok, conversion.verification.render(use_rich=False)
+    spec = (tmp_path / "out" / "spec.yaml").read_text()
+    assert spec.count("type: global_avg_pool") == 2 and spec.count("type: global_max_pool") == 1
+
+
 class KerasOrderHead(nn.Module):
     """A port of a Keras classifier that keeps its dense weights: flatten in H, W, C order."""
 

@@ -436,10 +436,12 @@ def _onnx_flatten_like(ctx, node, attrs):
             ):
                 ctx.alias(node, node.input[0])
                 return
+            from cnnspec.layers.global_pool import onnx_merged_spatial_reduction
             from cnnspec.layers.unflatten import onnx_unflatten
 
             if (
-                _onnx_strided_permute(ctx, node)
+                onnx_merged_spatial_reduction(ctx, node)
+                or _onnx_strided_permute(ctx, node)
                 or _onnx_one_channel_move(ctx, node)
                 or onnx_unflatten(ctx, node)
             ):
@@ -477,5 +479,7 @@ REGISTRY.reads(
         "conv2d",
         "conv3d",
         "unflatten",
+        "global_avg_pool",
+        "global_max_pool",
     ),
 )(_onnx_flatten_like)

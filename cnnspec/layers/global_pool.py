@@ -431,6 +431,39 @@ def _onnx_reduction_in_steps(ctx, node, reduced, spatial, keepdims: bool):
     return user
 
 
+def onnx_merged_spatial_reduction(ctx, node) -> bool:
+    """A Reshape of a channels-first map to (N, C, H·W) whose every user is a ReduceMean or
+    ReduceMax over that last axis (torch.onnx's ``x.view(b, c, -1).mean(-1)``): a global
+    pooling at each user."""
+    value = ctx.values.get(node.input[0])
+    shape, out = ctx.shapes.get(node.input[0]), ctx.shapes.get(node.output[0])
+    if value is None or value.layout != OI.FIRST or not shape or not out or None in shape[1:]:
+        return False
+    if len(shape) < 4 or list(out[1:]) != [shape[1], math.prod(shape[2:])]:
+        return False
+    users = ctx.users.get(node.output[0], [])
+    if not users or node.output[0] in ctx.outputs:
+        return False
+    for user in users:
+        attrs = OI.attributes(user)
+        axes = attrs.get("axes")
+        if axes is None and len(user.input) > 1:
+            axes = ctx.constants.get(user.input[1])
+            axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
+        if (
+            user.op_type not in ("ReduceMean", "ReduceMax")
+            or [a % 3 for a in axes or []] != [2]
+            or attrs.get("keepdims", 1)
+        ):
+            return False
+    for user in users:
+        kind = "avg" if user.op_type == "ReduceMean" else "max"
+        ctx.add(user, f"global_{kind}_pool", [node.input[0]], OI.FLAT)
+        ctx.consumed.add(user.output[0])
+    ctx.alias(node, node.input[0])
+    return True
+
+
 REGISTRY.reads("onnx", "GlobalAveragePool", by="global_avg_pool", produces=("global_avg_pool",))(
     _onnx_global_pool("avg")
 )
