@@ -56,6 +56,16 @@ EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml"))
 RESOLVED = {"name", "inputs", "source", "padding", "stride", "count_include_pad", "output_padding"}
 
 
+def _output_flattens(plan) -> set[str]:
+    """The flatten layers whose vector reaches the model's output through feature-wise layers."""
+    from cnnspec.importers.common import FEATURE_WISE
+
+    layer = plan.layers[-1]
+    while layer.type in FEATURE_WISE and len(layer.inputs) == 1 and layer.inputs[0] != "input":
+        layer = plan.layer(layer.inputs[0])
+    return {layer.name} if layer.type == "flatten" else set()
+
+
 def meaning(spec, input_size=None) -> list[tuple]:
     """What each layer computes, with the framework-dependent spellings normalised (see the docstring).
 
@@ -63,8 +73,14 @@ def meaning(spec, input_size=None) -> list[tuple]:
     """
     plan = cnnspec.resolve(spec, input_size)
     rows = []
+    at_output = _output_flattens(plan)
     for layer in plan.layers:
         fields = layer.spec.model_dump(exclude=RESOLVED)
+        if layer.name in at_output:
+            # A spec's flatten whose vector is the model's output reads back from its Keras model,
+            # which gives that vector in H, W, C order, as `order: channels_last` (the importer
+            # keeps an original's output order); the layers before it are compared as ever.
+            fields.pop("order")
         kind = layer.type
         channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
         if (

@@ -144,7 +144,9 @@ def test_a_mean_over_the_merged_spatial_dims_converts_from_torch_onnx(tmp_path, 
 
     module = ViewMeanExcite().eval()
     path = tmp_path / "excite.onnx"
-    torch.onnx.export(module, (torch.randn(1, 3, 9, 7),), str(path), dynamo=dynamo, input_names=["input"])
+    torch.onnx.export(
+        module, (torch.randn(1, 3, 9, 7),), str(path), dynamo=dynamo, input_names=["input"]
+    )
     conversion = convert_model(str(path), "keras", tmp_path / "out")
     assert conversion.ok, conversion.verification.render(use_rich=False)
     spec = (tmp_path / "out" / "spec.yaml").read_text()
@@ -197,8 +199,20 @@ def test_the_other_flatten_order_fails_at_the_flatten_layer():
     }
     keras_model = cnnspec.build(spec, "keras")
     randomize(keras_model, 0)
-    right, wrong = cnnspec.build(spec, "torch"), cnnspec.build({**spec, "layers": [
-        spec["layers"][0], {"type": "flatten", "name": "flat"}, spec["layers"][2]]}, "torch")
+    right, wrong = (
+        cnnspec.build(spec, "torch"),
+        cnnspec.build(
+            {
+                **spec,
+                "layers": [
+                    spec["layers"][0],
+                    {"type": "flatten", "name": "flat"},
+                    spec["layers"][2],
+                ],
+            },
+            "torch",
+        ),
+    )
     for model in (right, wrong):
         transfer_weights(keras_model, model, spec)
     assert cnnspec.verify(spec, torch_model=right, keras_model=keras_model, sync_weights=False).ok
@@ -229,12 +243,22 @@ def test_keras_ops_in_a_functional_graph_import_as_layers():
         ops.softmax(x),
     ]
     x = ops.concatenate(branches, axis=-1)
-    pooled = ops.concatenate([ops.mean(x, axis=(1, 2)), L.Flatten()(ops.max(x, axis=[1, 2], keepdims=True))], axis=-1)
+    pooled = ops.concatenate(
+        [ops.mean(x, axis=(1, 2)), L.Flatten()(ops.max(x, axis=[1, 2], keepdims=True))], axis=-1
+    )
     outputs = ops.log_softmax(L.Dense(4)(pooled))
     result = check_against_keras(keras.Model(inputs, outputs))
     types = [layer.type for layer in result.spec.layers]
     assert types[:3] == ["scale", "scale", "rescale"]
-    for expected in ("relu6", "leaky_relu", "elu", "hard_swish", "softplus", "softmax", "log_softmax"):
+    for expected in (
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "hard_swish",
+        "softplus",
+        "softmax",
+        "log_softmax",
+    ):
         assert expected in types
     gelus = {layer.approximate for layer in layers_of(result, "gelu")}
     assert gelus == {"tanh", "none"}
@@ -257,6 +281,19 @@ def test_reshape_to_a_vector_is_flatten_and_center_crop_is_a_crop():
     inputs = keras.Input((5, 5, 3))
     with pytest.raises(UnsupportedModel, match="CenterCrop"):
         import_keras(keras.Model(inputs, L.CenterCrop(8, 8)(inputs)))
+
+
+def test_a_keras_model_ending_in_flatten_gives_its_vector_in_its_own_order():
+    """The converted PyTorch model returns the vector Keras returns (H, W, C), not the same
+    numbers in C, H, W order: the output flatten is read as `order: channels_last`."""
+    inputs = keras.Input((5, 4, 3))
+    x = L.Conv2D(6, 3, padding="same")(inputs)
+    result = check_against_keras(keras.Model(inputs, L.Activation("relu")(L.Flatten()(x))))
+    assert layers_of(result, "flatten")[0].order == "channels_last"
+    # a 1 x 1 map flattens the same in both orders: nothing to say
+    inputs = keras.Input((1, 1, 3))
+    result = check_against_keras(keras.Model(inputs, L.Flatten()(L.Conv2D(6, 1)(inputs))))
+    assert layers_of(result, "flatten")[0].order == "channels_first"
 
 
 def _pytorch_order_port():
@@ -298,7 +335,9 @@ def test_a_keras_model_built_from_a_spec_imported_from_pytorch_gives_its_weights
     """The spec's provenance names PyTorch module paths ('features.0'), which a Keras model built
     from it does not have: it is not the original, its weights move name by name (this was an
     OriginalWeightError)."""
-    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 4, 3)).eval()
+    module = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 5 * 4, 3)
+    ).eval()
     spec = import_torch(module, (3, 7, 6)).spec
     assert spec.layers[0].source == "0"
     keras_model = cnnspec.build(spec, "keras")

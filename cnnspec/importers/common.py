@@ -82,6 +82,32 @@ class Rewrite:
         return {"where": self.where, "original": self.original, "became": self.became}
 
 
+# Spec layer types that act on each feature of a flat vector alone and have no weights: a vector
+# passes through them in the order it came in.
+FEATURE_WISE = frozenset(
+    {
+        "dropout",
+        "identity",
+        "relu",
+        "relu6",
+        "sigmoid",
+        "tanh",
+        "softmax",
+        "log_softmax",
+        "silu",
+        "hard_swish",
+        "hard_sigmoid",
+        "mish",
+        "softplus",
+        "selu",
+        "leaky_relu",
+        "elu",
+        "gelu",
+        "scale",
+    }
+)
+
+
 @dataclass
 class SpecBuilder:
     """Collects spec layers (as dicts) while an importer walks a graph."""
@@ -144,6 +170,27 @@ class SpecBuilder:
     def rewrite(self, where: str, original: str, became: str) -> None:
         """Record an exact rewrite (listed in the convert report)."""
         self.rewrites.append(Rewrite(where, original, became))
+
+    def keep_output_flatten_order(self, map_inputs: set[str]) -> None:
+        """A channels-last model (Keras) whose output is a flattened map, through layers that
+        keep each feature where it is: that flatten is ``order: channels_last``, so that the
+        converted model gives the vector in the original's order (no dense layer after it takes
+        the permutation in).  ``map_inputs`` names the flatten layers whose input is a map on
+        which the two orders differ (more than one channel and one position)."""
+        by_name = {layer["name"]: layer for layer in self.layers}
+        index = len(self.layers) - 1
+        while index >= 0:
+            layer = self.layers[index]
+            if layer["type"] == "flatten":
+                if layer["name"] in map_inputs and "+" not in layer.get("source", ""):
+                    layer["order"] = "channels_last"
+                return
+            if layer["type"] not in FEATURE_WISE or len(layer.get("inputs", [None])) != 1:
+                return
+            source = layer.get("inputs", [None])[0]
+            index = self.layers.index(by_name[source]) if source in by_name else index - 1
+            if source == "input":
+                return
 
     def finish(
         self,

@@ -414,10 +414,34 @@ def import_keras(model_or_path) -> ImportResult:
         if ctx.activation_after is not None:
             _activation_as_a_layer(ctx, layer, output)
     channels, size = input_shape[-1], list(input_shape[:-1])
+    ctx.builder.keep_output_flatten_order(
+        {
+            layer["name"]
+            for layer in ctx.builder.layers
+            if layer["type"] == "flatten" and _orders_differ(ctx.shapes.get(_input_of(ctx, layer)))
+        }
+    )
     spec = ctx.builder.finish(model.name, channels, size)
     return ImportResult(
         spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model}
     )
+
+
+def _orders_differ(shape) -> bool:
+    """Whether flattening a channels-last ``shape`` (no batch) channels first or last differs."""
+    import math
+
+    if not shape or len(shape) < 2 or None in shape:
+        return False
+    return shape[-1] > 1 and math.prod(shape[:-1]) > 1
+
+
+def _input_of(ctx, layer: dict) -> str:
+    """The name of the (first) layer a spec layer dict reads."""
+    if "inputs" in layer:
+        return layer["inputs"][0]
+    index = ctx.builder.layers.index(layer)
+    return ctx.builder.layers[index - 1]["name"] if index else "input"
 
 
 def _activation_as_a_layer(ctx, layer, output) -> None:

@@ -462,7 +462,35 @@ def _onnx_flatten_like(ctx, node, attrs):
             ctx.alias(node, node.input[0], OI.FLAT)
         return
     flattened_last = tuple(shape[1:]) if value.layout == OI.LAST else None
+    differ = (
+        flattened_last is not None
+        and flattened_last[-1] > 1
+        and math.prod(flattened_last) > flattened_last[-1]
+    )
+    if differ and _onnx_reaches_output(ctx, node.output[0]):
+        # nothing after it takes the order in: the converted model gives the original's vector
+        ctx.add(node, "flatten", [node.input[0]], OI.FLAT, order="channels_last")
+        return
     ctx.add(node, "flatten", [node.input[0]], OI.FLAT, flattened_last=flattened_last)
+
+
+# ONNX operators that act on each feature of a flat vector alone, without weights.
+_ONNX_FEATURE_WISE = frozenset(
+    {
+        "Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "Identity", "Elu",
+        "LeakyRelu", "HardSigmoid", "HardSwish", "Selu", "Softplus",
+    }
+)  # fmt: skip
+
+
+def _onnx_reaches_output(ctx, name: str) -> bool:
+    """Whether the value ``name`` is the graph's output, through feature-wise operators only."""
+    while name not in ctx.outputs:
+        user = ctx.only_user(name)
+        if user is None or user.op_type not in _ONNX_FEATURE_WISE:
+            return False
+        name = user.output[0]
+    return True
 
 
 REGISTRY.reads(
