@@ -505,7 +505,8 @@ def _single(draw, builder: _Builder, kind: str) -> list[dict]:
             _named({"type": layer_type, "padding": padding}, builder.name_for(draw, layer_type)[0])
         ]
     if kind == "flatten":
-        return [_named({"type": "flatten"}, name)]
+        order = {"order": "channels_last"} if draw(st.integers(0, 3)) == 0 else {}
+        return [_named({"type": "flatten", **order}, name)]
     if kind in CATALOG_SINGLES:
         return [_named(CATALOG_SINGLES[kind](draw, builder), name)]
     if kind == "registry":

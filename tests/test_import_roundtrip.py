@@ -66,7 +66,7 @@ def _output_flattens(plan) -> set[str]:
     return {layer.name} if layer.type == "flatten" else set()
 
 
-def meaning(spec, input_size=None) -> list[tuple]:
+def meaning(spec, input_size=None, framework=None) -> list[tuple]:
     """What each layer computes, with the framework-dependent spellings normalised (see the docstring).
 
     An open spec is compared at ``input_size`` (a model built from it does not know its reference size).
@@ -76,10 +76,11 @@ def meaning(spec, input_size=None) -> list[tuple]:
     at_output = _output_flattens(plan)
     for layer in plan.layers:
         fields = layer.spec.model_dump(exclude=RESOLVED)
-        if layer.name in at_output:
-            # A spec's flatten whose vector is the model's output reads back from its Keras model,
-            # which gives that vector in H, W, C order, as `order: channels_last` (the importer
-            # keeps an original's output order); the layers before it are compared as ever.
+        if layer.type == "flatten" and (framework == "keras" or layer.name in at_output):
+            # A Keras model flattens H, W, C whatever the spec's order (the next dense layer's rows
+            # are permuted instead), so the order does not read back from it; a flatten whose vector
+            # is the model's output reads back as `order: channels_last` (the importer keeps an
+            # original's output order).  The layers around it are compared as ever.
             fields.pop("order")
         kind = layer.type
         channels = layer.input_shape[0] if len(layer.input_shape) > 1 else None
@@ -208,11 +209,11 @@ def roundtrip(spec, framework: str):
     )
 
 
-def assert_same(spec, back) -> None:
+def assert_same(spec, back, framework=None) -> None:
     assert back.name == spec.name
     planned_at = cnnspec.resolve(spec).input_shape[1:] if None in spec.input.size else None
     assert back.input.size == spec.input.size  # open axes stay open
-    expected, got = meaning(spec), meaning(back, planned_at)
+    expected, got = meaning(spec, framework=framework), meaning(back, planned_at, framework)
     seen = {"input"}
     for row in got:  # topological: every input defined before it is read
         assert set(row[2]) <= seen, row
@@ -228,7 +229,7 @@ def assert_same(spec, back) -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_examples_round_trip(path, framework):
     spec = cnnspec.load_spec(path)
-    assert_same(spec, roundtrip(spec, framework))
+    assert_same(spec, roundtrip(spec, framework), framework)
 
 
 @pytest.mark.frameworks
@@ -265,7 +266,7 @@ def test_a_transposed_same_whose_odd_cell_pytorch_cannot_crop_round_trips(framew
             ],
         }
     )
-    assert_same(spec, roundtrip(spec, framework))
+    assert_same(spec, roundtrip(spec, framework), framework)
 
 
 @pytest.mark.slow
@@ -279,7 +280,21 @@ def test_a_transposed_same_whose_odd_cell_pytorch_cannot_crop_round_trips(framew
 @given(document=valid_specs(max_layers=6))
 def test_fuzzed_specs_round_trip_through_keras(document):
     spec = cnnspec.load_spec(document)
-    assert_same(spec, roundtrip(spec, "keras"))
+    # A global pooling then an unflatten to (C, 1, ..., 1) is Reshape((1, ..., 1, C)) after the
+    # pooling in Keras, which reads back as the pooling with keepdims (an exact, listed rewrite).
+    assume(not _pooled_then_unit_unflatten(spec))
+    assert_same(spec, roundtrip(spec, "keras"), "keras")
+
+
+def _pooled_then_unit_unflatten(spec) -> bool:
+    plan = cnnspec.resolve(spec)
+    return any(
+        layer.type == "unflatten"
+        and all(n == 1 for n in layer.output_shape[1:])
+        and plan.layer(layer.inputs[0]).type.startswith("global_")
+        for layer in plan.layers
+        if layer.inputs[0] != "input"
+    )
 
 
 @pytest.mark.slow
@@ -346,4 +361,4 @@ def test_open_examples_round_trip(document, framework):
             f"'{pad}' reads back as the explicit padding of '{pad[:-4]}' (same numbers, one layer fewer)"
         )
     spec = cnnspec.load_spec(document)
-    assert_same(spec, roundtrip(spec, framework))
+    assert_same(spec, roundtrip(spec, framework), framework)

@@ -171,26 +171,41 @@ class SpecBuilder:
         """Record an exact rewrite (listed in the convert report)."""
         self.rewrites.append(Rewrite(where, original, became))
 
-    def keep_output_flatten_order(self, map_inputs: set[str]) -> None:
-        """A channels-last model (Keras) whose output is a flattened map, through layers that
-        keep each feature where it is: that flatten is ``order: channels_last``, so that the
-        converted model gives the vector in the original's order (no dense layer after it takes
-        the permutation in).  ``map_inputs`` names the flatten layers whose input is a map on
-        which the two orders differ (more than one channel and one position)."""
-        by_name = {layer["name"]: layer for layer in self.layers}
-        index = len(self.layers) - 1
-        while index >= 0:
-            layer = self.layers[index]
-            if layer["type"] == "flatten":
-                if layer["name"] in map_inputs and "+" not in layer.get("source", ""):
-                    layer["order"] = "channels_last"
-                return
-            if layer["type"] not in FEATURE_WISE or len(layer.get("inputs", [None])) != 1:
-                return
-            source = layer.get("inputs", [None])[0]
-            index = self.layers.index(by_name[source]) if source in by_name else index - 1
-            if source == "input":
-                return
+    def keep_flatten_order(self, flattens: dict[str, bool]) -> None:
+        """In a channels-last model (Keras), a flatten whose vector no dense layer takes in -- it
+        is the model's output, or an unflatten reads it back, through layers that keep each
+        feature where it is -- is ``order: channels_last``: the converted model then gives the
+        original's vector, and the unflatten gets its map back.  ``flattens`` maps each flatten of
+        a map to whether the two orders differ there (more than one channel and one position);
+        where they do not, an output keeps the default order."""
+        index_of = {layer["name"]: index for index, layer in enumerate(self.layers)}
+        readers: dict[str, list[dict]] = {}
+        for index, layer in enumerate(self.layers):
+            default = [self.layers[index - 1]["name"] if index else "input"]
+            for source in layer.get("inputs", default):
+                readers.setdefault(source, []).append(layer)
+        for name, differ in flattens.items():
+            layer = self.layers[index_of[name]]
+            if "+" in layer.get("source", ""):  # a Permute to channels first made it PyTorch's
+                continue
+            current = name
+            while True:
+                after = readers.get(current, [])
+                if not after:
+                    reaches = differ  # the model's output
+                    break
+                if len(after) != 1:
+                    reaches = False
+                    break
+                if after[0]["type"] == "unflatten":
+                    reaches = True
+                    break
+                if after[0]["type"] not in FEATURE_WISE:
+                    reaches = False
+                    break
+                current = after[0]["name"]
+            if reaches:
+                layer["order"] = "channels_last"
 
     def finish(
         self,

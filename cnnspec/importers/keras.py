@@ -414,11 +414,11 @@ def import_keras(model_or_path) -> ImportResult:
         if ctx.activation_after is not None:
             _activation_as_a_layer(ctx, layer, output)
     channels, size = input_shape[-1], list(input_shape[:-1])
-    ctx.builder.keep_output_flatten_order(
+    ctx.builder.keep_flatten_order(
         {
-            layer["name"]
+            layer["name"]: _orders_differ(ctx.shapes[_input_of(ctx, layer)])
             for layer in ctx.builder.layers
-            if layer["type"] == "flatten" and _orders_differ(ctx.shapes.get(_input_of(ctx, layer)))
+            if layer["type"] == "flatten" and len(ctx.shapes.get(_input_of(ctx, layer), ())) > 1
         }
     )
     spec = ctx.builder.finish(model.name, channels, size)
