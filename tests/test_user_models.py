@@ -346,3 +346,54 @@ def test_a_keras_model_built_from_a_spec_imported_from_pytorch_gives_its_weights
     transfer_weights(keras_model, torch_model, spec)
     x = np.random.default_rng(0).standard_normal((2, 7, 6, 3)).astype(np.float32)
     assert np.abs(torch_output(torch_model, x) - np.asarray(keras_model(x))).max() < 1e-5
+
+
+class Clipped(nn.Module):
+    """Hardtanh and clamp with other bounds than relu6's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.squash = nn.Hardtanh()
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = F.hardtanh(self.head(self.squash(self.conv(x))), -0.5, 2.0)
+        return torch.clamp(x, -0.25, 0.5) + x.clamp(0, 1)
+
+
+def test_hardtanh_and_clamp_with_any_bounds_are_clip():
+    result = check_against_torch(Clipped(), (3, 8, 7))
+    bounds = [(layer.min, layer.max) for layer in layers_of(result, "clip")]
+    assert bounds == [(-1.0, 1.0), (-0.5, 2.0), (-0.25, 0.5), (0.0, 1.0)]
+    with pytest.raises(UnsupportedModel, match="clamp"):
+
+        class OneBound(nn.Module):
+            def forward(self, x):
+                return torch.clamp(x, min=-1.0)
+
+        import_torch(OneBound().eval(), (3, 4, 4))
+
+
+def test_keras_relu_with_a_max_value_and_ops_clip_are_clip():
+    inputs = keras.Input((6, 5, 3))
+    x = L.ReLU(max_value=1.5)(L.Conv2D(4, 3)(inputs))
+    x = ops.clip(L.Conv2D(4, 1)(x), -0.5, 0.75)
+    result = check_against_keras(keras.Model(inputs, L.GlobalAveragePooling2D()(x)))
+    assert [(layer.min, layer.max) for layer in layers_of(result, "clip")] == [(0.0, 1.5), (-0.5, 0.75)]
+
+
+def test_a_clip_ported_as_relu_with_a_max_value_fails_at_the_clip():
+    """Negative control: Keras' ReLU(max_value=2) for Hardtanh(-0.5, 2) clips from 0, not from
+    -0.5: the proof departs at that layer, the convolution before it agrees."""
+    pytest.importorskip("onnxruntime")
+    layers = [{"type": "conv2d", "name": "conv", "filters": 4, "kernel_size": 3}]
+    spec = {"cnnspec": 1, "name": "clipped", "input": {"channels": 3, "size": [6, 5]}}
+    right = {**spec, "layers": [*layers, {"type": "clip", "name": "squash", "min": -0.5, "max": 2.0}]}
+    ported = {**spec, "layers": [*layers, {"type": "clip", "name": "squash", "min": 0.0, "max": 2.0}]}
+    torch_model = cnnspec.build(right, "torch")
+    randomize(torch_model, 0)
+    keras_model = cnnspec.build(ported, "keras")
+    transfer_weights(torch_model, keras_model, right)
+    report = cnnspec.verify(right, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
+    assert not report.ok and report.first_divergent_layer == "squash" and report.layers[0].ok

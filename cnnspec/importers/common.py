@@ -9,9 +9,11 @@ return a spec that does not build).
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnnspec.errors import CnnspecError, SpecError
@@ -48,6 +50,21 @@ def _reserved(name: str) -> bool:
         or name.startswith("__")
         or name in RESERVED_NAMES
         or hasattr(builtins, name)
+        or name in _helper_names()
+    )
+
+
+@functools.cache
+def _helper_names() -> frozenset[str]:
+    """The classes and functions generated modules may define (torch.onnx names a node 'Clip',
+    'Resize' or 'Padding' like the Keras helper it would collide with)."""
+    from cnnspec.targets.helper_text import definition_names
+
+    targets = Path(__file__).resolve().parent.parent / "targets"
+    return frozenset(
+        name
+        for framework in ("keras", "torch")
+        for name in definition_names(str(targets / framework / "helpers.py"))
     )
 
 

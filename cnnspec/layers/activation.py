@@ -1,5 +1,5 @@
 """Activations as layers: relu, relu6, sigmoid, tanh, softmax, silu, hard_swish, hard_sigmoid,
-mish, softplus, selu, leaky_relu, elu, gelu, prelu."""
+mish, softplus, selu, leaky_relu, elu, gelu, clip, prelu."""
 
 from __future__ import annotations
 
@@ -61,6 +61,19 @@ class GELU(LayerBase):
     type: Literal["gelu"]
     approximate: Literal["none", "tanh"] = Field(
         default="none", description="'none': exact erf form; 'tanh': the tanh approximation."
+    )
+
+
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Clip(LayerBase):
+    """min(max(x, min), max): PyTorch's Hardtanh and clamp with both bounds, ONNX Clip."""
+
+    type: Literal["clip"]
+    min: Bound = Field(default=-1.0, description="The lower bound (PyTorch Hardtanh's default -1).")
+    max: Bound = Field(
+        default=1.0, description="The upper bound, above min (Hardtanh's default 1)."
     )
 
 
@@ -191,6 +204,53 @@ class GELUDefinition(_Activation):
     def _keras_layer(self, layer: LayerPlan, ctx: K.EmitContext) -> str:
         function = ctx.use("gelu_tanh" if layer.spec.approximate == "tanh" else "gelu_erf")
         return f"layers.Activation({function}, name={K.quoted(layer.name)})"
+
+
+@register
+class ClipDefinition(_Activation):
+    """clip: nn.Hardtanh(min, max) in PyTorch; Keras' ReLU(max_value) from 0, else the Clip helper."""
+
+    model = Clip
+    words = {"hardtanh": "clip", "clamp": "clip", "clip_by_value": "clip"}
+    examples = (
+        example({"type": "clip"}),
+        example({"type": "clip", "min": 0.0, "max": 1.5}),
+        example({"type": "clip", "min": -0.5, "max": 2.0}, size=(5,)),
+    )
+
+    def plan(self, ctx: Any, index: int, layer: Any, in_shapes: Any) -> dict[str, Any]:
+        if layer.min >= layer.max:
+            ctx.fail(
+                index,
+                f"clip's min {layer.min:g} is not below its max {layer.max:g}",
+                "max",
+                hint="min < max (a constant output is no activation)",
+            )
+        return super().plan(ctx, index, layer, in_shapes)
+
+    def _torch_module(self, layer: LayerPlan) -> str:
+        bounds = (layer.spec.min, layer.spec.max)
+        if bounds == (-1.0, 1.0):
+            return "nn.Hardtanh()"
+        return P.call("nn.Hardtanh", P.number(bounds[0]), P.number(bounds[1]))
+
+    def _keras_layer(self, layer: LayerPlan, ctx: K.EmitContext) -> str:
+        if layer.spec.min == 0.0:  # Keras' ReLU clips from 0 exactly
+            return P.call(
+                "layers.ReLU", max_value=P.number(layer.spec.max), name=K.quoted(layer.name)
+            )
+        helper = ctx.use("Clip")
+        return P.call(
+            helper, P.number(layer.spec.min), P.number(layer.spec.max), name=K.quoted(layer.name)
+        )
+
+
+@REGISTRY.attach("onnx", "clip")
+def clip_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
+    """Clip with the bounds as scalar inputs."""
+    low = b.constant(b.temp(layer, "min"), layer.spec.min, "float32")
+    high = b.constant(b.temp(layer, "max"), layer.spec.max, "float32")
+    return b.node("Clip", [inputs[0], low, high], layer.name)
 
 
 @register
@@ -392,7 +452,7 @@ for _class, _kind in _KERAS_ACTIVATION_OPS.items():
     )
 
 
-@REGISTRY.reads("keras", "ReLU", by="relu", produces=("relu", "relu6", "leaky_relu"))
+@REGISTRY.reads("keras", "ReLU", by="relu", produces=("relu", "relu6", "leaky_relu", "clip"))
 def read_keras_relu(ctx, layer, cfg, inputs, shapes):
     max_value, slope, threshold = (
         cfg.get("max_value"),
@@ -412,12 +472,14 @@ def read_keras_relu(ctx, layer, cfg, inputs, shapes):
         ctx.add(layer, "relu6", inputs)
     elif max_value is None:
         ctx.add(layer, "leaky_relu", inputs, negative_slope=float(slope))
+    elif not slope and float(max_value) > 0:
+        ctx.add(layer, "clip", inputs, min=0.0, max=float(max_value))
     else:
         raise refuse(
             KI.FRAMEWORK,
             KI.where(layer),
             f"ReLU(max_value={max_value}, negative_slope={slope}) is not supported",
-            "relu, relu6 (max_value=6) and leaky_relu are",
+            "relu, relu6 (max_value=6), clip (max_value without a slope) and leaky_relu are",
         )
 
 
@@ -462,6 +524,26 @@ def read_keras_softmax(ctx, layer, cfg, inputs, shapes):
             "cnnspec's softmax acts on the channel axis",
         )
     ctx.add(layer, "softmax", inputs)
+
+
+@REGISTRY.reads("keras", "Clip", by="clip")
+def read_keras_clip(ctx, layer, cfg, inputs, shapes):
+    """cnnspec's Clip helper."""
+    ctx.add(layer, "clip", inputs, min=float(cfg["lower"]), max=float(cfg["upper"]))
+
+
+@REGISTRY.reads("keras_op", "Clip", by="clip")
+def read_keras_clip_op(ctx, op, node, inputs) -> None:
+    """``keras.ops.clip(x, a, b)`` in a functional graph."""
+    low, high = op.x_min, op.x_max
+    if not all(isinstance(b, (int, float)) for b in (low, high)) or not low < high:
+        raise refuse(
+            KI.FRAMEWORK,
+            f"'{op.name}' (Clip op)",
+            f"clip({low}, {high})",
+            "ops.clip(x, a, b) with numbers a < b is read",
+        )
+    ctx.builder.add(op.name, "clip", inputs, min=float(low), max=float(high))
 
 
 # -- what the importers read as this type (claimed with REGISTRY.reads: PyTorch) ------------
@@ -544,12 +626,16 @@ def _torch_softmax(ctx, node, dim, kind="softmax"):
 
 
 def _torch_hardtanh(ctx, node, module):
-    if (module.min_val, module.max_val) == (0.0, 6.0):
+    _torch_clip_layer(ctx, node, float(module.min_val), float(module.max_val))
+
+
+def _torch_clip_layer(ctx, node, low: float, high: float) -> None:
+    """relu6 for (0, 6), else a clip with those bounds."""
+    if (low, high) == (0.0, 6.0):
         TI.activation(ctx, node, "relu6")
         return
-    raise TI.refusal(
-        ctx, node, f"Hardtanh({module.min_val}, {module.max_val})", "Hardtanh(0, 6) is relu6"
-    )
+    fields = {} if (low, high) == (-1.0, 1.0) else {"min": low, "max": high}
+    ctx.add(node, node.args[:1], layer_type="clip", **fields)
 
 
 def _torch_prelu(ctx, node, module):
@@ -623,41 +709,44 @@ def _torch_f_log_softmax(ctx, node):
 
 
 def _torch_f_hardtanh(ctx, node):
-    if (TI.arg(node, 1, "min_val", -1.0), TI.arg(node, 2, "max_val", 1.0)) == (0.0, 6.0):
-        TI.activation(ctx, node, "relu6")
-        return
-    raise TI.refusal(ctx, node, "hardtanh with other bounds than (0, 6)")
+    low, high = TI.arg(node, 1, "min_val", -1.0), TI.arg(node, 2, "max_val", 1.0)
+    _torch_clip_layer(ctx, node, float(low), float(high))
 
 
 def _torch_clamp(ctx, node):
-    """``torch.clamp(x, 0)`` / ``x.clamp(min=0)`` is relu, ``clamp(x, 0, 6)`` relu6."""
+    """``torch.clamp(x, 0)`` / ``x.clamp(min=0)`` is relu, ``clamp(x, 0, 6)`` relu6, any other
+    two bounds a clip."""
     bounds = (TI.arg(node, 1, "min", None), TI.arg(node, 2, "max", None))
-    kinds = {(0, None): "relu", (0, 6): "relu6"}
-    kind = (
-        kinds.get(bounds) if all(b is None or isinstance(b, (int, float)) for b in bounds) else None
+    numbers = all(b is None or isinstance(b, (int, float)) for b in bounds)
+    if numbers and bounds == (0, None):
+        TI.activation(ctx, node, "relu")
+        return
+    if numbers and None not in bounds and bounds[0] < bounds[1]:
+        _torch_clip_layer(ctx, node, float(bounds[0]), float(bounds[1]))
+        return
+    raise TI.refusal(
+        ctx,
+        node,
+        f"clamp(min={bounds[0]}, max={bounds[1]})",
+        "clamp(x, min=0) is relu and clamp(x, a, b) with a < b a clip; one other bound has no "
+        "spec layer",
     )
-    if kind is None:
-        raise TI.refusal(
-            ctx,
-            node,
-            f"clamp(min={bounds[0]}, max={bounds[1]})",
-            "clamp(x, min=0) is relu and clamp(x, 0, 6) relu6; other bounds have no spec layer",
-        )
-    TI.activation(ctx, node, kind)
 
 
 REGISTRY.reads("torch_module", *_TORCH_ACTIVATION_MODULES, by="relu")(_torch_activation_module)
 REGISTRY.reads(
-    "torch_function", "torch.clamp", "torch.clip", by="relu", produces=("relu", "relu6")
+    "torch_function", "torch.clamp", "torch.clip", by="relu", produces=("relu", "relu6", "clip")
 )(_torch_clamp)
-REGISTRY.reads("torch_method", "clamp", "clip", by="relu", produces=("relu", "relu6"))(_torch_clamp)
+REGISTRY.reads("torch_method", "clamp", "clip", by="relu", produces=("relu", "relu6", "clip"))(
+    _torch_clamp
+)
 REGISTRY.reads("torch_module", "LeakyReLU", by="leaky_relu")(_torch_activation_with_constant)
 REGISTRY.reads("torch_module", "ELU", by="elu")(_torch_activation_with_constant)
 REGISTRY.reads("torch_module", "GELU", by="gelu")(_torch_gelu)
 REGISTRY.reads(
     "torch_module", "Softmax", "LogSoftmax", by="softmax", produces=("softmax", "log_softmax")
 )(_torch_softmax_module)
-REGISTRY.reads("torch_module", "Hardtanh", by="relu6", produces=("relu6",))(_torch_hardtanh)
+REGISTRY.reads("torch_module", "Hardtanh", by="relu6", produces=("relu6", "clip"))(_torch_hardtanh)
 REGISTRY.reads("torch_module", "PReLU", by="prelu")(_torch_prelu)
 REGISTRY.reads(
     "torch_function",
@@ -712,9 +801,9 @@ REGISTRY.reads(
     by="log_softmax",
     produces=("log_softmax",),
 )(_torch_f_log_softmax)
-REGISTRY.reads("torch_function", "torch.nn.functional.hardtanh", by="relu6", produces=("relu6",))(
-    _torch_f_hardtanh
-)
+REGISTRY.reads(
+    "torch_function", "torch.nn.functional.hardtanh", by="relu6", produces=("relu6", "clip")
+)(_torch_f_hardtanh)
 REGISTRY.reads("torch_module", "Softplus", by="softplus", produces=("softplus",))(_torch_softplus)
 REGISTRY.reads(
     "torch_function", "torch.nn.functional.softplus", by="softplus", produces=("softplus",)
@@ -795,12 +884,23 @@ def _onnx_clip(ctx, node, attrs):
         _onnx_activation("relu6")(ctx, node, attrs)
     elif low == 0 and high is None:
         _onnx_activation("relu")(ctx, node, attrs)
+    elif low is not None and high is not None and low < high:
+        value = ctx.value(node.input[0])
+        fields = {} if (low, high) == (-1.0, 1.0) else {"min": float(low), "max": float(high)}
+        ctx.add(
+            node,
+            "clip",
+            [node.input[0]],
+            value.layout,
+            flattened_last=value.flattened_last,
+            **fields,
+        )
     else:
         raise refuse(
             OI.FRAMEWORK,
             OI.where(node),
             f"Clip({low}, {high})",
-            "Clip(0, 6) is relu6, Clip(0) relu",
+            "Clip(0, 6) is relu6, Clip(0) relu, Clip(a, b) with a < b clip",
         )
 
 
@@ -868,7 +968,7 @@ def _onnx_selu(ctx, node, attrs):
 
 REGISTRY.reads("onnx", "LeakyRelu", by="leaky_relu")(_onnx_leaky_relu)
 REGISTRY.reads("onnx", "Elu", by="elu")(_onnx_elu)
-REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu"))(_onnx_clip)
+REGISTRY.reads("onnx", "Clip", by="relu6", produces=("relu6", "relu", "clip"))(_onnx_clip)
 REGISTRY.reads("onnx", "Softmax", "LogSoftmax", by="softmax", produces=("softmax", "log_softmax"))(
     _onnx_softmax
 )
@@ -995,6 +1095,21 @@ def _onnx_prelu_fit(t, y):
     if negative is None or np.all(negative == negative[0]):
         return None
     return {"alpha": negative.astype(np.float32)}  # an array: the layer's weights
+
+
+@REGISTRY.attach("onnx_fit", "clip")
+def _onnx_clip_fit(t, y):
+    """tf2onnx's clip_by_value, Min then Max with constants: the bounds are the lowest and the
+    highest value, the same in every channel, and x itself between them."""
+    import numpy as np
+
+    low, high = y.min(), y.max()
+    if not (np.all(y.min(axis=0) == low) and np.all(y.max(axis=0) == high) and low < high):
+        return None
+    if not (t.min() < low and high < t.max()) or not OI.close(y, np.clip(t, low, high)):
+        return None
+    fields = {"min": OI.number(low), "max": OI.number(high)}
+    return {} if (fields["min"], fields["max"]) == (-1.0, 1.0) else fields
 
 
 @REGISTRY.attach("onnx_fit", "elu")

@@ -739,6 +739,25 @@ class PixelUnshuffle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnspec")
+class Clip(layers.Layer):
+    """min(max(x, lower), upper), PyTorch's Hardtanh: Keras' ReLU clips only from 0."""
+
+    def __init__(self, lower, upper, **kwargs):
+        super().__init__(**kwargs)
+        self.lower = float(lower)
+        self.upper = float(upper)
+
+    def call(self, inputs):
+        return ops.clip(inputs, self.lower, self.upper)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "lower": self.lower, "upper": self.upper}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
 class Unflatten(layers.Layer):
     """A flat vector read in PyTorch's order (C, then the spatial dims) into a channels-last map:
     Keras' Reshape reads it spatial dims first."""
