@@ -58,10 +58,10 @@ RESOLVED = {"name", "inputs", "source", "padding", "stride", "count_include_pad"
 
 def _output_flattens(plan) -> set[str]:
     """The flatten layers whose vector reaches the model's output through feature-wise layers."""
-    from cnnspec.importers.common import FEATURE_WISE
+    from cnnspec.importers.common import feature_wise_types
 
     layer = plan.layers[-1]
-    while layer.type in FEATURE_WISE and len(layer.inputs) == 1 and layer.inputs[0] != "input":
+    while layer.type in feature_wise_types() and len(layer.inputs) == 1 and layer.inputs[0] != "input":
         layer = plan.layer(layer.inputs[0])
     return {layer.name} if layer.type == "flatten" else set()
 

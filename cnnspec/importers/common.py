@@ -99,30 +99,18 @@ class Rewrite:
         return {"where": self.where, "original": self.original, "became": self.became}
 
 
-# Spec layer types that act on each feature of a flat vector alone and have no weights: a vector
-# passes through them in the order it came in.
-FEATURE_WISE = frozenset(
-    {
-        "dropout",
-        "identity",
-        "relu",
-        "relu6",
-        "sigmoid",
-        "tanh",
-        "softmax",
-        "log_softmax",
-        "silu",
-        "hard_swish",
-        "hard_sigmoid",
-        "mish",
-        "softplus",
-        "selu",
-        "leaky_relu",
-        "elu",
-        "gelu",
-        "scale",
-    }
-)
+def feature_wise_types() -> frozenset[str]:
+    """The spec layer types that act on each feature of a flat vector alone, without weights:
+    a vector passes through them in the order it came in (activations, dropout, identity, scale)."""
+    from cnnspec.layers import REGISTRY
+
+    families = {"activation", "dropout", "identity", "scale"}
+    return frozenset(
+        kind
+        for definition in REGISTRY.definitions()
+        if definition.family in families
+        for kind in definition.types
+    )
 
 
 @dataclass
@@ -201,6 +189,7 @@ class SpecBuilder:
             default = [self.layers[index - 1]["name"] if index else "input"]
             for source in layer.get("inputs", default):
                 readers.setdefault(source, []).append(layer)
+        feature_wise = feature_wise_types()
         for name, differ in flattens.items():
             layer = self.layers[index_of[name]]
             if "+" in layer.get("source", ""):  # a Permute to channels first made it PyTorch's
@@ -217,7 +206,7 @@ class SpecBuilder:
                 if after[0]["type"] == "unflatten":
                     reaches = True
                     break
-                if after[0]["type"] not in FEATURE_WISE:
+                if after[0]["type"] not in feature_wise:
                     reaches = False
                     break
                 current = after[0]["name"]
