@@ -397,3 +397,23 @@ def test_a_clip_ported_as_relu_with_a_max_value_fails_at_the_clip():
     transfer_weights(torch_model, keras_model, right)
     report = cnnspec.verify(right, torch_model=torch_model, keras_model=keras_model, sync_weights=False)
     assert not report.ok and report.first_divergent_layer == "squash" and report.layers[0].ok
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,extra,padding",
+    [(3, 2, 1, "same"), (5, 2, 0, 2), (3, 2, 0, 1), (3, 1, 0, "same")],
+    ids=["k3s2op1-same", "k5s2op0", "k3s2op0", "k3s1op0"],
+)
+def test_keras_transposed_same_with_an_output_padding_is_read_as_tensorflow_crops(kernel, stride, extra, padding):
+    inputs = keras.Input((8, 7, 3))
+    x = L.Conv2DTranspose(4, kernel, strides=stride, padding="same", output_padding=extra)(inputs)
+    result = check_against_keras(keras.Model(inputs, L.Flatten()(x)))
+    (layer,) = layers_of(result, "conv_transpose2d")
+    assert (layer.padding, layer.output_padding) == (padding, None)
+
+
+def test_keras_transposed_same_with_an_odd_crop_and_an_output_padding_is_refused():
+    inputs = keras.Input((8, 7, 3))
+    x = L.Conv2DTranspose(4, 4, strides=3, padding="same", output_padding=1)(inputs)
+    with pytest.raises(UnsupportedModel, match="output_padding=.1, 1."):
+        import_keras(keras.Model(inputs, x))

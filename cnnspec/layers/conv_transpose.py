@@ -378,11 +378,15 @@ def conv_transpose_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) 
 def read_keras_conv_transpose(ctx, layer, cfg, inputs, shapes):
     KI.channels_last(layer, cfg)
     rank = len(cfg["kernel_size"])
+    padding: Any = KI.same_or_valid(layer, cfg["padding"])
     extra = (
         {}
         if cfg.get("output_padding") is None
         else {"output_padding": compact(cfg["output_padding"])}
     )
+    if padding == "same" and extra:
+        padding = _keras_same_with_output_padding(layer, cfg)
+        extra = {}
     ctx.add(
         layer,
         f"conv_transpose{rank}d",
@@ -391,12 +395,37 @@ def read_keras_conv_transpose(ctx, layer, cfg, inputs, shapes):
             filters=cfg["filters"],
             kernel_size=compact(cfg["kernel_size"]),
             stride=compact(cfg["strides"]),
-            padding=KI.same_or_valid(layer, cfg["padding"]),
+            padding=padding,
             dilation=compact(cfg["dilation_rate"]),
             bias=cfg["use_bias"],
             activation=KI.inline_activation(ctx, layer, cfg["activation"]),
             **extra,
         ),
+    )
+
+
+def _keras_same_with_output_padding(layer, cfg) -> Any:
+    """Keras' ``padding="same"`` with an ``output_padding`` op: the output is (in - 1)·s + dk % 2 + op
+    long, and TensorFlow crops the full (in - 1)·s + dk cells ``total // 2`` at the start and the
+    rest at the end (total = dk - dk % 2 - op).  That is the spec's 'same' where dk % 2 + op = s
+    (the usual k=3, s=2, op=1), a numeric padding total / 2 where total is even."""
+    sides = []
+    for kernel, stride, dilation, extra in zip(
+        cfg["kernel_size"], cfg["strides"], cfg["dilation_rate"], cfg["output_padding"], strict=True
+    ):
+        dk = dilation * (kernel - 1) + 1
+        sides.append((dk % 2 + extra == stride, dk - dk % 2 - extra))
+    if all(same for same, _ in sides):
+        return "same"
+    if all(total >= 0 and total % 2 == 0 for _, total in sides):
+        return compact([total // 2 for _, total in sides])
+    raise refuse(
+        KI.FRAMEWORK,
+        KI.where(layer),
+        f"padding='same' with output_padding={tuple(cfg['output_padding'])}",
+        "TensorFlow crops one cell more at the end than at the start there, which neither 'same' "
+        "(output = in·stride) nor a numeric padding writes; use padding='valid' with the "
+        "output_padding, or 'same' without it",
     )
 
 
