@@ -109,6 +109,9 @@ def test_reflect_and_replicate_padded_convolutions_are_a_pad_then_the_convolutio
     assert all(layer.padding == 0 for layer in result.spec.layers if layer.type.endswith("conv2d"))
     with pytest.raises(UnsupportedModel, match="circular"):
         import_torch(PaddedConvs("circular").eval(), (3, 12, 11))
+    # with no padding the mode changes nothing: a plain convolution, circular or not
+    unpadded = nn.Sequential(nn.Conv2d(3, 4, 3, padding_mode="circular")).eval()
+    assert [layer.type for layer in import_torch(unpadded, (3, 6, 6)).spec.layers] == ["conv2d"]
 
 
 class ViewMeanExcite(nn.Module):

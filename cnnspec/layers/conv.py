@@ -351,7 +351,8 @@ def _torch_conv(ctx, node, module, source: str | None = None):
     rank = len(module.kernel_size)
     if rank == 1 and source is None and torch_conv1d_rows(ctx, node, module):
         return
-    padded = module.padding_mode != "zeros"
+    # (with no padding the mode changes nothing)
+    padded = module.padding_mode != "zeros" and any(module._reversed_padding_repeated_twice)
     if padded:
         _torch_conv_pad(ctx, node, module, rank)
     fields = dict(
