@@ -420,3 +420,18 @@ def test_keras_transposed_same_with_an_odd_crop_and_an_output_padding_is_refused
     x = L.Conv2DTranspose(4, 4, strides=3, padding="same", output_padding=1)(inputs)
     with pytest.raises(UnsupportedModel, match="output_padding=.1, 1."):
         import_keras(keras.Model(inputs, x))
+
+
+@pytest.mark.parametrize("order", ["channels_first", "channels_last"])
+def test_a_flatten_of_an_open_map_feeding_a_dense_is_refused_in_either_order(order):
+    """A flatten in Keras' order is one flat piece (nothing to permute), but its length follows the
+    open size all the same (the random open-graph check found it let through)."""
+    from cnnspec.errors import SpecError
+
+    spec = {
+        "cnnspec": 1,
+        "input": {"channels": 2, "size": [None, 4]},
+        "layers": [{"type": "flatten", "order": order}, {"type": "dense", "units": 1}],
+    }
+    with pytest.raises(SpecError, match="follows the open input size"):
+        cnnspec.resolve(spec, input_size=(3, 4))

@@ -655,8 +655,10 @@ class _Resolver:
     ) -> None:
         """A flat vector whose length follows the input size cannot feed learned parameters."""
         open_sources = [n for n in inputs if n in self.open_flat]
-        flattens_open_map = planned.is_open and any(
-            len(segment) > 1 for segment in planned.flat_segments or ()
+        flattens_open_map = planned.is_open and (
+            any(len(segment) > 1 for segment in planned.flat_segments or ())
+            # a flatten in Keras' order is one flat piece, its length following the map's all the same
+            or (planned.family == "flatten" and len(planned.input_shape) > 1)
         )
         if len(planned.output_shape) == 1 and (open_sources or flattens_open_map):
             if open_sources and planned.params:
