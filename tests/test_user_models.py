@@ -435,3 +435,21 @@ def test_a_flatten_of_an_open_map_feeding_a_dense_is_refused_in_either_order(ord
     }
     with pytest.raises(SpecError, match="follows the open input size"):
         cnnspec.resolve(spec, input_size=(3, 4))
+
+
+def test_an_open_flatten_in_keras_order_has_a_symbolic_length_in_the_onnx_graph():
+    pytest.importorskip("onnx")
+    from cnnspec.targets.onnx.model import build_onnx
+
+    spec = {
+        "cnnspec": 1,
+        "input": {"channels": 2, "size": [None, 4]},
+        "layers": [
+            {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"},
+            {"type": "flatten", "order": "channels_last"},
+            {"type": "relu"},
+        ],
+    }
+    (output,) = build_onnx(cnnspec.resolve(spec)).graph.output
+    length = output.type.tensor_type.shape.dim[1]
+    assert not length.HasField("dim_value")  # not the planning size's 2,688
