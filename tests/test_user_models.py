@@ -447,7 +447,6 @@ def test_an_open_flatten_in_keras_order_has_a_symbolic_length_in_the_onnx_graph(
         "layers": [
             {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same"},
             {"type": "flatten", "order": "channels_last"},
-            {"type": "relu"},
         ],
     }
     (output,) = build_onnx(cnnspec.resolve(spec)).graph.output
