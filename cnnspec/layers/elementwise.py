@@ -401,23 +401,14 @@ def _torch_constant_operand(ctx, node, left, right, kind: str) -> bool:
         scale = values
     else:
         scale = one / values
-    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (
-        previous is not None
-        and previous["type"] == "rescale"
-        and ctx.values[tensor].name == previous["name"]
-        and len(tensor.users) == 1
-        and tensor.name not in ctx.dict_names
-        and node.name not in ctx.dict_names
-    ):
+    previous = _just_made(ctx, tensor, ("rescale",))
+    if previous is not None and node.name not in ctx.dict_names:
         scale, offset = (
             np.asarray(previous.get("scale", 1.0), dtype=np.float32) * scale,
             np.asarray(previous.get("offset", 0.0), dtype=np.float32) * scale + offset,
         )
-        source = next(arg for arg in tensor.args if TI.is_tensor(ctx, arg))
-        ctx.builder.layers.pop()
-        ctx.builder._names.discard(previous["name"])
-        tensor = source
+        ctx.builder.drop_last()
+        tensor = next(arg for arg in tensor.args if TI.is_tensor(ctx, arg))
     ctx.add(
         node,
         [tensor],
@@ -553,19 +544,29 @@ def _torch_number_operand(ctx, node, left, right, kind: str) -> bool:
     return True
 
 
+def _just_made(ctx, tensor, types: tuple[str, ...]) -> dict | None:
+    """The last spec layer, if it is of one of ``types``, was made from ``tensor`` and nothing else
+    reads it (nor names it, in a model cnnspec generated): an operation on it may take it in."""
+    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
+    value = ctx.values.get(tensor)
+    if (
+        previous is None
+        or previous["type"] not in types
+        or value is None
+        or value.name != previous["name"]
+        or len(tensor.users) != 1
+        or tensor.name in ctx.dict_names
+    ):
+        return None
+    return previous
+
+
 def _torch_offset(ctx, node, tensor, offset: float) -> None:
     """``x * s + c`` (a scale just made from ``x * s``, read only here) is rescale(s, c); ``x + c`` rescale(1, c)."""
-    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (
-        previous is not None
-        and previous["type"] == "scale"
-        and ctx.values[tensor].name == previous["name"]
-        and len(tensor.users) == 1
-        and tensor.name not in ctx.dict_names
-    ):
+    previous = _just_made(ctx, tensor, ("scale",))
+    if previous is not None:
         source = next(arg for arg in tensor.args if TI.is_tensor(ctx, arg))
-        ctx.builder.layers.pop()
-        ctx.builder._names.discard(previous["name"])
+        ctx.builder.drop_last()
         ctx.add(node, [source], layer_type="rescale", scale=previous["factor"], offset=offset)
         return
     ctx.add(node, [tensor], layer_type="rescale", scale=1.0, offset=offset)
@@ -574,15 +575,8 @@ def _torch_offset(ctx, node, tensor, offset: float) -> None:
 def _torch_extend_sum(ctx, node, left, right, kind: str = "add") -> bool:
     """``a + b + c`` (and ``a * b * c``, nested maximum / minimum) whose inner result is read only by the
     outer op and names no spec layer is one layer of three inputs (how cnnspec writes them)."""
-    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (
-        left.name in ctx.dict_names
-        or len(left.users) != 1
-        or previous is None
-        or previous["type"] != kind
-        or ctx.values.get(left) is None
-        or ctx.values[left].name != previous["name"]
-    ):
+    previous = _just_made(ctx, left, (kind,))
+    if previous is None:
         return False
     previous["inputs"].append(ctx.input_name(right))
     ctx.absorb(node)
@@ -594,18 +588,9 @@ def _torch_divide(ctx, node):
     left, right = node.args[0], node.args[1]
     if _torch_constant_operand(ctx, node, left, right, "divide"):
         return
-    previous = ctx.builder.layers[-1] if ctx.builder.layers else None
-    if (
-        TI.is_tensor(ctx, left)
-        and previous is not None
-        and previous["type"] == "add"
-        and ctx.values[left].name == previous["name"]
-        and len(left.users) == 1
-        and left.name not in ctx.dict_names
-        and isinstance(right, (int, float))
-        and right == len(previous["inputs"])
-    ):
-        previous["type"] = "average"
+    summed = _just_made(ctx, left, ("add",)) if TI.is_tensor(ctx, left) else None
+    if summed is not None and isinstance(right, (int, float)) and right == len(summed["inputs"]):
+        summed["type"] = "average"
         ctx.absorb(node)
         return
     if (
@@ -614,7 +599,7 @@ def _torch_divide(ctx, node):
         and right != 0
         and TI.is_tensor(ctx, left)
     ):
-        _torch_divide_by_number(ctx, node, left, float(right), previous)
+        _torch_divide_by_number(ctx, node, left, float(right))
         return
     raise TI.refusal(
         ctx,
@@ -624,7 +609,7 @@ def _torch_divide(ctx, node):
     )
 
 
-def _torch_divide_by_number(ctx, node, tensor, divisor: float, previous) -> None:
+def _torch_divide_by_number(ctx, node, tensor, divisor: float) -> None:
     """``x / c`` is a scale by 1 / c; ``(x + a) / c`` (a rescale or scale just made from ``x``,
     read only here) is one rescale whose factor and offset are divided by c."""
     ctx.builder.rewrite(
@@ -632,12 +617,9 @@ def _torch_divide_by_number(ctx, node, tensor, divisor: float, previous) -> None
         f"division by {divisor:g}",
         f"multiplication by 1 / {divisor:g} (the same to within one rounding; exact for a power of 2)",
     )
+    previous = _just_made(ctx, tensor, ("scale", "rescale"))
     if (
         previous is not None
-        and previous["type"] in ("scale", "rescale")
-        and ctx.values[tensor].name == previous["name"]
-        and len(tensor.users) == 1
-        and tensor.name not in ctx.dict_names
         and node.name not in ctx.dict_names
         and all(
             isinstance(previous.get(key, 0.0), (int, float))
