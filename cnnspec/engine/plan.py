@@ -130,6 +130,14 @@ class LayerPlan:
         return any(self.open_axes)
 
     @property
+    def holds_flattened_map(self) -> bool:
+        """Whether this flat output holds a feature map laid out as a vector, in either order (a
+        flatten in Keras' order is one flat piece, with nothing to permute, all the same)."""
+        return any(len(segment) > 1 for segment in self.flat_segments or ()) or (
+            self.family == "flatten" and len(self.input_shape) > 1
+        )
+
+    @property
     def strided_open_axes(self) -> tuple[bool, ...]:
         """Per spatial axis: open and strided, where 'same' padding and ceil-mode overhang vary with the size.
 
@@ -655,11 +663,7 @@ class _Resolver:
     ) -> None:
         """A flat vector whose length follows the input size cannot feed learned parameters."""
         open_sources = [n for n in inputs if n in self.open_flat]
-        flattens_open_map = planned.is_open and (
-            any(len(segment) > 1 for segment in planned.flat_segments or ())
-            # a flatten in Keras' order is one flat piece, its length following the map's all the same
-            or (planned.family == "flatten" and len(planned.input_shape) > 1)
-        )
+        flattens_open_map = planned.is_open and planned.holds_flattened_map
         if len(planned.output_shape) == 1 and (open_sources or flattens_open_map):
             if open_sources and planned.params:
                 source = open_sources[0]

@@ -163,10 +163,7 @@ def _open_dims(layer) -> list[int | str | None]:
     """A layer's output dimensions when the input size is open: formulas where the size varies."""
     shape = list(layer.output_shape)
     if len(shape) == 1:
-        flattened_map = any(len(segment) > 1 for segment in layer.flat_segments or ()) or (
-            layer.family == "flatten" and len(layer.input_shape) > 1  # Keras' order: one piece
-        )
-        return [None] if layer.is_open and flattened_map else shape
+        return [None] if layer.is_open and layer.holds_flattened_map else shape
     return [
         shape[0],
         *(n if size.is_fixed else size.text() for size, n in zip(layer.sizes, shape[1:])),
