@@ -245,6 +245,11 @@ class ClipDefinition(_Activation):
         )
 
 
+def _clip_fields(low: float, high: float) -> dict[str, float]:
+    """A clip's fields for these bounds (none for Hardtanh's default -1, 1)."""
+    return {} if (low, high) == (-1.0, 1.0) else {"min": float(low), "max": float(high)}
+
+
 @REGISTRY.attach("onnx", "clip")
 def clip_onnx(b: O.GraphBuilder, layer: LayerPlan, inputs: list[str]) -> str:
     """Clip with the bounds as scalar inputs."""
@@ -634,8 +639,7 @@ def _torch_clip_layer(ctx, node, low: float, high: float) -> None:
     if (low, high) == (0.0, 6.0):
         TI.activation(ctx, node, "relu6")
         return
-    fields = {} if (low, high) == (-1.0, 1.0) else {"min": low, "max": high}
-    ctx.add(node, node.args[:1], layer_type="clip", **fields)
+    ctx.add(node, node.args[:1], layer_type="clip", **_clip_fields(low, high))
 
 
 def _torch_prelu(ctx, node, module):
@@ -886,14 +890,13 @@ def _onnx_clip(ctx, node, attrs):
         _onnx_activation("relu")(ctx, node, attrs)
     elif low is not None and high is not None and low < high:
         value = ctx.value(node.input[0])
-        fields = {} if (low, high) == (-1.0, 1.0) else {"min": float(low), "max": float(high)}
         ctx.add(
             node,
             "clip",
             [node.input[0]],
             value.layout,
             flattened_last=value.flattened_last,
-            **fields,
+            **_clip_fields(low, high),
         )
     else:
         raise refuse(
@@ -1108,8 +1111,7 @@ def _onnx_clip_fit(t, y):
         return None
     if not (t.min() < low and high < t.max()) or not OI.close(y, np.clip(t, low, high)):
         return None
-    fields = {"min": OI.number(low), "max": OI.number(high)}
-    return {} if (fields["min"], fields["max"]) == (-1.0, 1.0) else fields
+    return _clip_fields(OI.number(low), OI.number(high))
 
 
 @REGISTRY.attach("onnx_fit", "elu")
