@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,14 @@ class Rewrite:
         return {"where": self.where, "original": self.original, "became": self.became}
 
 
+def flatten_orders_differ(shape) -> bool:
+    """Whether flattening a channels-last ``shape`` (no batch) channels first or channels last
+    gives different vectors: more than one channel and more than one position."""
+    if not shape or len(shape) < 2 or None in shape:
+        return False
+    return shape[-1] > 1 and math.prod(shape[:-1]) > 1
+
+
 def feature_wise_types() -> frozenset[str]:
     """The spec layer types that act on each feature of a flat vector alone, without weights:
     a vector passes through them in the order it came in (activations, dropout, identity, scale)."""
@@ -162,6 +171,19 @@ class SpecBuilder:
         self.layers.append(layer)
         return name
 
+    def drop_last(self) -> dict[str, Any]:
+        """Remove the last layer (a rewrite takes it into the one it reads into); frees its name."""
+        layer = self.layers.pop()
+        self._names.discard(layer["name"])
+        return layer
+
+    def inputs_of(self, layer: dict[str, Any]) -> list[str]:
+        """The names a layer dict reads: its ``inputs``, else the layer before it (or ``input``)."""
+        if "inputs" in layer:
+            return list(layer["inputs"])
+        index = self.layers.index(layer)
+        return [self.layers[index - 1]["name"] if index else "input"]
+
     def rename_last(self, original: str) -> str:
         """Give the last layer a new name derived from ``original``, keeping its ``source``; frees
         its old name (for the layer that takes over its place in the original)."""
@@ -185,9 +207,8 @@ class SpecBuilder:
         where they do not, an output keeps the default order."""
         index_of = {layer["name"]: index for index, layer in enumerate(self.layers)}
         readers: dict[str, list[dict]] = {}
-        for index, layer in enumerate(self.layers):
-            default = [self.layers[index - 1]["name"] if index else "input"]
-            for source in layer.get("inputs", default):
+        for layer in self.layers:
+            for source in self.inputs_of(layer):
                 readers.setdefault(source, []).append(layer)
         feature_wise = feature_wise_types()
         for name, differ in flattens.items():

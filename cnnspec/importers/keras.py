@@ -36,6 +36,7 @@ from cnnspec.importers.common import (
     ImportResult,
     SpecBuilder,
     compact_padding,
+    flatten_orders_differ,
     inline_activations,
     refuse,
 )
@@ -62,6 +63,14 @@ class _Context:
     def output(self, layer):
         """The layer's output tensor in the graph being imported."""
         return self.nodes[id(layer)].output_tensors[0]
+
+    def readers(self, tensor) -> list:
+        """The operations (layers and raw ops) that read ``tensor`` in the graph being imported."""
+        return [
+            call.operation
+            for call in self.nodes.values()
+            if any(read is tensor for read in call.input_tensors)
+        ]
 
     def add(
         self,
@@ -416,32 +425,16 @@ def import_keras(model_or_path) -> ImportResult:
     channels, size = input_shape[-1], list(input_shape[:-1])
     ctx.builder.keep_flatten_order(
         {
-            layer["name"]: _orders_differ(ctx.shapes[_input_of(ctx, layer)])
+            layer["name"]: flatten_orders_differ(ctx.shapes[ctx.builder.inputs_of(layer)[0]])
             for layer in ctx.builder.layers
-            if layer["type"] == "flatten" and len(ctx.shapes.get(_input_of(ctx, layer), ())) > 1
+            if layer["type"] == "flatten"
+            and len(ctx.shapes.get(ctx.builder.inputs_of(layer)[0], ())) > 1
         }
     )
     spec = ctx.builder.finish(model.name, channels, size)
     return ImportResult(
         spec=spec, rewrites=ctx.builder.rewrites, framework="keras", details={"model": model}
     )
-
-
-def _orders_differ(shape) -> bool:
-    """Whether flattening a channels-last ``shape`` (no batch) channels first or last differs."""
-    import math
-
-    if not shape or len(shape) < 2 or None in shape:
-        return False
-    return shape[-1] > 1 and math.prod(shape[:-1]) > 1
-
-
-def _input_of(ctx, layer: dict) -> str:
-    """The name of the (first) layer a spec layer dict reads."""
-    if "inputs" in layer:
-        return layer["inputs"][0]
-    index = ctx.builder.layers.index(layer)
-    return ctx.builder.layers[index - 1]["name"] if index else "input"
 
 
 def _activation_as_a_layer(ctx, layer, output) -> None:

@@ -357,12 +357,7 @@ def keras_channel_view(ctx, layer, inputs, shapes, what: str = "Reshape") -> boo
     channels = vector_channels(ctx.builder, inputs[0], ctx.shapes.get(inputs[0], incoming), True)
     if channels is None or _channel_count(out) != channels:
         return False
-    output = ctx.output(layer)
-    users = [
-        type(call.operation).__name__
-        for call in ctx.nodes.values()
-        if any(tensor is output for tensor in call.input_tensors)
-    ]
+    users = [type(operation).__name__ for operation in ctx.readers(ctx.output(layer))]
     steps = {"Reshape", "ExpandDims", "Squeeze", "Activation", *_KERAS_ACTIVATIONS}
     if out == (channels, 1):  # the sequence a Conv1D of one filter reads
         readers = {"Conv1D", *steps}

@@ -441,8 +441,7 @@ def _torch_fuse_separable(ctx, node, module, fields) -> bool:
     first = ctx.modules[source.target]
     if depthwise["type"] not in ("depthwise_conv2d", "conv2d") or first.groups != first.in_channels:
         return False  # (one input channel: groups 1 is depthwise too, imported as conv2d)
-    ctx.builder.layers.pop()
-    ctx.builder._names.discard(depthwise["name"])
+    ctx.builder.drop_last()
     dropped = ("type", "name", "source", "inputs", "bias", "filters", "groups")
     merged = {k: v for k, v in depthwise.items() if k not in dropped}
     if first.out_channels != first.in_channels:

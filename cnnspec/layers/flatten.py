@@ -11,7 +11,7 @@ from cnnspec.engine.plan import LayerPlan, fmt_count
 from cnnspec.importers import keras as KI
 from cnnspec.importers import onnx as OI
 from cnnspec.importers import torch as TI
-from cnnspec.importers.common import refuse
+from cnnspec.importers.common import flatten_orders_differ, refuse
 from cnnspec.layers.registry import REGISTRY, LayerDefinition, example, register
 from cnnspec.spec.fields import LayerBase
 from cnnspec.targets import pysource as P
@@ -462,12 +462,7 @@ def _onnx_flatten_like(ctx, node, attrs):
             ctx.alias(node, node.input[0], OI.FLAT)
         return
     flattened_last = tuple(shape[1:]) if value.layout == OI.LAST else None
-    differ = (
-        flattened_last is not None
-        and flattened_last[-1] > 1
-        and math.prod(flattened_last) > flattened_last[-1]
-    )
-    if differ and _onnx_reaches_output(ctx, node.output[0]):
+    if flatten_orders_differ(flattened_last) and _onnx_reaches_output(ctx, node.output[0]):
         # nothing after it takes the order in: the converted model gives the original's vector
         ctx.add(node, "flatten", [node.input[0]], OI.FLAT, order="channels_last")
         return

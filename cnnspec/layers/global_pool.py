@@ -165,8 +165,8 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
         and not source_layer.get("keepdims")
         and ctx.consumers.get(id(ctx.node.input_tensors[0])) == 1
     ):
-        previous = ctx.builder.layers[-2]["name"] if len(ctx.builder.layers) > 1 else "input"
-        pooled = ctx.shapes[source_layer.get("inputs", [previous])[0]]
+        pool_inputs = ctx.builder.inputs_of(source_layer)
+        pooled = ctx.shapes[pool_inputs[0]]
         exact = (
             len(target) == len(pooled)
             and all(d == 1 for d in target[:-1])
@@ -180,12 +180,10 @@ def read_keras_reshape(ctx, layer, cfg, inputs, shapes):
             f"{source_layer.get('source', source_layer['name'])} + Reshape({target})",
             f"{source_layer['type']} with keepdims: true",
         )
-        ctx.builder.layers.pop()
-        ctx.builder._names.discard(source_layer["name"])
-        fields = {k: v for k, v in source_layer.items() if k not in ("name", "type", "source")}
+        ctx.builder.drop_last()
+        dropped = ("name", "type", "source", "inputs")
+        fields = {k: v for k, v in source_layer.items() if k not in dropped}
         fields["keepdims"] = True
-        previous = ctx.builder.layers[-1]["name"] if ctx.builder.layers else "input"
-        pool_inputs = fields.pop("inputs", [previous])
         ctx.add(
             layer,
             source_layer["type"],
@@ -235,12 +233,7 @@ def _keras_broadcast_gate(ctx, layer, target: tuple, incoming: tuple) -> bool:
         return False
     if any(d != 1 for d in target[:-1]):
         return False
-    output = ctx.output(layer)
-    users = [
-        call.operation
-        for call in ctx.nodes.values()
-        if any(tensor is output for tensor in call.input_tensors)
-    ]
+    users = ctx.readers(ctx.output(layer))
     return bool(users) and all(type(user).__name__ in KERAS_MERGES for user in users)
 
 

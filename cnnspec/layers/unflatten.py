@@ -224,11 +224,7 @@ def _keras_channels_first_flatten(ctx, layer, inputs, dims) -> bool:
     """``Permute((3, 1, 2))`` read by a Flatten alone: the flatten lays the map out in PyTorch's
     order (a hand port of ``torch.flatten``); the Permute makes no layer of its own."""
     output = ctx.output(layer)
-    readers = [
-        call.operation
-        for call in ctx.nodes.values()
-        if any(tensor is output for tensor in call.input_tensors)
-    ]
+    readers = ctx.readers(output)
     if dims != (len(dims), *range(1, len(dims))) or len(dims) < 2:
         return False
     if len(readers) != 1 or type(readers[0]).__name__ != "Flatten":
